@@ -1,0 +1,647 @@
+"""The settings model: load, validate and save ``config.toml``.
+
+The config never holds a secret: API keys live in the OS keychain (``auth = "keyring"``)
+or in environment variables (``auth = "env:NAME"``).
+
+A broken file stops whoever loads it with one ``ConfigError`` that names the file, the line
+or key, and what to write instead; nothing ever starts half-configured.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Iterable
+
+BACKEND_KINDS = ("anthropic", "openai")
+AUTH_HELP = '"keyring", "env:NAME", "client" or "none"'
+BUDGET_PERIODS = ("day", "week", "month")
+CAPTURE_MODES = ("off", "errors", "all")
+DEFAULT_PORT = 8787
+DEFAULT_MAX_BODY = 32 * 1024 * 1024
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+
+
+class ConfigError(Exception):
+    """A config file that cannot be used. ``str()`` is the whole message for the user."""
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    max_body_bytes: int = DEFAULT_MAX_BODY
+    allowed_origins: tuple[str, ...] = ()
+    ping_interval_s: float = 10.0
+    upstream_timeout_s: float = 600.0
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    id: str
+    kind: str
+    base_url: str
+    auth: str = "keyring"
+    models: tuple[str, ...] = ()
+    max_output_tokens: int | None = None
+    headers: tuple[tuple[str, str], ...] = ()  # extra, non-secret headers sent upstream
+    local: bool | None = None  # None: guessed from the base URL (loopback = local = free)
+
+    @property
+    def is_local(self) -> bool:
+        if self.local is not None:
+            return self.local
+        return is_loopback_url(self.base_url)
+
+    @property
+    def env_var(self) -> str | None:
+        return self.auth[4:] if self.auth.startswith("env:") else None
+
+
+@dataclass(frozen=True)
+class ActiveSelection:
+    backend: str
+    model: str | None = None
+
+
+@dataclass(frozen=True)
+class BudgetConfig:
+    scope: str  # "all" | "backend:<id>"
+    period: str  # day | week | month
+    limit_usd: float
+    warn_at: float = 0.8
+    action: str = "block"  # block | warn | downgrade:<backend>,<model>
+
+    @property
+    def label(self) -> str:
+        return f"{self.scope} / {self.period} ${self.limit_usd:g}"
+
+    @property
+    def downgrade_to(self) -> tuple[str, str | None] | None:
+        if not self.action.startswith("downgrade:"):
+            return None
+        target = self.action[len("downgrade:") :]
+        backend, _, model = target.partition(",")
+        return backend.strip(), (model.strip() or None)
+
+
+@dataclass(frozen=True)
+class PriceConfig:
+    """A user's price for a model, in $ per million tokens."""
+
+    model: str
+    input: float
+    output: float
+    cache_write: float | None = None
+    cache_read: float | None = None
+    backend: str | None = None  # only for this backend, where given
+
+
+@dataclass(frozen=True)
+class LedgerSettings:
+    capture: str = "off"  # off | errors | all
+    capture_retention_days: int = 14
+    retention_days: int | None = None  # None: keep everything
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path | None
+    gateway: GatewaySettings
+    backends: tuple[BackendConfig, ...]
+    active: ActiveSelection
+    budgets: tuple[BudgetConfig, ...] = ()
+    prices: tuple[PriceConfig, ...] = ()
+    ledger: LedgerSettings = field(default_factory=LedgerSettings)
+
+    def backend(self, backend_id: str) -> BackendConfig | None:
+        for b in self.backends:
+            if b.id == backend_id:
+                return b
+        return None
+
+    def with_active(self, backend: str, model: str | None) -> "Config":
+        return replace(self, active=ActiveSelection(backend, model))
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def is_loopback_host(host: str) -> bool:
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def is_loopback_url(url: str) -> bool:
+    m = re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://(\[[^\]]+\]|[^/:]+)", url)
+    return bool(m) and is_loopback_host(m.group(1))
+
+
+class _Where:
+    """Finds the line a key or value sits on, for messages that point at it."""
+
+    def __init__(self, path: Path | None, text: str) -> None:
+        self.path = path
+        self.lines = text.splitlines()
+
+    def line_of(self, *patterns: str, start: int = 0) -> int | None:
+        for i in range(start, len(self.lines)):
+            line = self.lines[i].split("#", 1)[0]
+            if all(re.search(p, line) for p in patterns):
+                return i + 1
+        return None
+
+    def backend_line(self, backend_id: str) -> int | None:
+        return self.line_of(r"^\s*id\s*=", re.escape(f'"{backend_id}"')) or self.line_of(
+            r"^\s*id\s*=", re.escape(f"'{backend_id}'")
+        )
+
+    def fail(self, what: str, fix: str, line: int | None = None, key: str | None = None) -> ConfigError:
+        where = str(self.path) if self.path else "<config>"
+        if line:
+            where += f", line {line}"
+        elif key:
+            where += f", key {key}"
+        return ConfigError(f"{where}: {what}. {fix}")
+
+
+def _get(table: dict[str, Any], key: str, types: type | tuple[type, ...], where: _Where, ctx: str,
+         default: Any = None, line: int | None = None) -> Any:
+    if key not in table:
+        return default
+    value = table[key]
+    if isinstance(value, bool) and types in (int, float, (int, float)):
+        ok = False
+    else:
+        ok = isinstance(value, types)
+    if not ok:
+        names = " or ".join(t.__name__ for t in (types if isinstance(types, tuple) else (types,)))
+        name_map = {"str": "a string", "int": "a whole number", "float": "a number", "list": "a list",
+                    "bool": "true or false", "dict": "a table"}
+        nice = " or ".join(name_map.get(n, n) for n in names.split(" or "))
+        raise where.fail(f"{ctx}{key} is {value!r}", f"Write {nice} there.",
+                         line=line or where.line_of(rf"^\s*{re.escape(key)}\s*="), key=f"{ctx}{key}")
+    return value
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def parse_config(text: str, path: Path | None = None) -> Config:
+    where = _Where(path, text)
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(
+            f"{path or '<config>'}: this is not valid TOML ({exc}). Fix that line, or move the file "
+            "away to get a fresh default config on the next start."
+        ) from None
+
+    known_top = {"gateway", "backends", "active", "budgets", "prices", "ledger"}
+    for key in raw:
+        if key not in known_top:
+            raise where.fail(
+                f"unknown section or key [{key}]",
+                f"Use only {', '.join(sorted(known_top))}; check the spelling.",
+                line=where.line_of(rf"^\s*\[*\s*{re.escape(key)}\b"), key=key,
+            )
+
+    gateway = _parse_gateway(raw.get("gateway", {}), where, text)
+    backends = _parse_backends(raw.get("backends", []), where)
+    ids = {b.id for b in backends}
+    active = _parse_active(raw.get("active"), backends, where)
+    budgets = _parse_budgets(raw.get("budgets", []), ids, where)
+    prices = _parse_prices(raw.get("prices", []), ids, where)
+    ledger = _parse_ledger(raw.get("ledger", {}), where)
+    return Config(path, gateway, tuple(backends), active, tuple(budgets), tuple(prices), ledger)
+
+
+def _parse_gateway(t: Any, where: _Where, text: str) -> GatewaySettings:
+    if not isinstance(t, dict):
+        raise where.fail("[gateway] must be a table", "Write it as a [gateway] section.", key="gateway")
+    known = {"host", "port", "max_body_mb", "allowed_origins", "ping_interval_s", "upstream_timeout_s"}
+    _unknown_keys(t, known, "gateway.", where)
+    host = _get(t, "host", str, where, "gateway.", "127.0.0.1")
+    port = _get(t, "port", int, where, "gateway.", DEFAULT_PORT)
+    if not 0 <= port <= 65535:
+        raise where.fail(f"gateway.port {port} is out of range", "Use a port between 1024 and 65535, e.g. 8787.",
+                         line=where.line_of(r"^\s*port\s*="))
+    max_mb = _get(t, "max_body_mb", (int, float), where, "gateway.", DEFAULT_MAX_BODY / (1024 * 1024))
+    origins = _get(t, "allowed_origins", list, where, "gateway.", [])
+    if not all(isinstance(o, str) for o in origins):
+        raise where.fail("gateway.allowed_origins must list strings", 'Write e.g. ["http://localhost:3000"].',
+                         line=where.line_of(r"^\s*allowed_origins\s*="))
+    ping = _get(t, "ping_interval_s", (int, float), where, "gateway.", 10.0)
+    up_to = _get(t, "upstream_timeout_s", (int, float), where, "gateway.", 600.0)
+    return GatewaySettings(host, port, int(max_mb * 1024 * 1024), tuple(origins), float(ping), float(up_to))
+
+
+def _unknown_keys(t: dict[str, Any], known: set[str], ctx: str, where: _Where, start: int = 0) -> None:
+    for key in t:
+        if key not in known:
+            raise where.fail(
+                f"unknown key {ctx}{key}",
+                f"Known keys here: {', '.join(sorted(known))}.",
+                line=where.line_of(rf"^\s*{re.escape(key)}\s*=", start=start), key=f"{ctx}{key}",
+            )
+
+
+def _parse_backends(items: Any, where: _Where) -> list[BackendConfig]:
+    if not isinstance(items, list):
+        raise where.fail("backends must be a list of [[backends]] tables",
+                         "Write each backend as its own [[backends]] section.", key="backends")
+    out: list[BackendConfig] = []
+    seen: dict[str, int] = {}
+    known = {"id", "kind", "base_url", "auth", "models", "max_output_tokens", "headers", "local"}
+    for n, t in enumerate(items, 1):
+        ctx = f"backends[{n}]."
+        if not isinstance(t, dict):
+            raise where.fail(f"backend #{n} is not a table", "Write it as a [[backends]] section.", key=ctx)
+        bid = t.get("id")
+        if not isinstance(bid, str) or not _ID_RE.match(bid):
+            raise where.fail(
+                f"backend #{n} has {'no id' if bid is None else f'the id {bid!r}'}",
+                'Give every [[backends]] an id of letters, digits, "-", "_" or ".", e.g. id = "deepseek".',
+                line=where.line_of(r"^\s*\[\[\s*backends\s*\]\]") if bid is None else where.line_of(r"^\s*id\s*="),
+                key=ctx + "id",
+            )
+        line = where.backend_line(bid)
+        _unknown_keys(t, known, f"backend {bid!r}: ", where, start=(line or 1) - 1)
+        if bid in seen:
+            raise where.fail(
+                f'the backend id "{bid}" is used twice (backends #{seen[bid]} and #{n})',
+                "Give each backend its own id.", line=where.line_of(r"^\s*id\s*=", re.escape(bid), start=line or 0),
+            )
+        seen[bid] = n
+        kind = t.get("kind")
+        if kind not in BACKEND_KINDS:
+            raise where.fail(
+                f'backend "{bid}" has the unknown kind {kind!r}',
+                f'Write kind = "anthropic" (any Anthropic-format endpoint) or kind = "openai" '
+                "(OpenAI-compatible Chat Completions).",
+                line=where.line_of(r"^\s*kind\s*=", start=(line or 1) - 1) if kind is not None else line,
+            )
+        base_url = t.get("base_url")
+        if not isinstance(base_url, str) or not re.match(r"^https?://[^\s/]+", base_url):
+            raise where.fail(
+                f'backend "{bid}" has {"no" if base_url is None else "an invalid"} base_url',
+                'Write the endpoint, e.g. base_url = "https://api.deepseek.com/v1".',
+                line=where.line_of(r"^\s*base_url\s*=", start=(line or 1) - 1) if base_url is not None else line,
+            )
+        auth = t.get("auth", "keyring")
+        if not isinstance(auth, str) or not (
+            auth in ("keyring", "client", "none") or re.match(r"^env:[A-Za-z_][A-Za-z0-9_]*$", auth)
+        ):
+            raise where.fail(
+                f'backend "{bid}" has auth = {auth!r}',
+                f"Use {AUTH_HELP} (the key itself never goes in this file).",
+                line=where.line_of(r"^\s*auth\s*=", start=(line or 1) - 1),
+            )
+        models = t.get("models", [])
+        if not isinstance(models, list) or not all(isinstance(m, str) and m for m in models):
+            raise where.fail(f'backend "{bid}" models must be a list of names',
+                             'Write e.g. models = ["deepseek-chat"].',
+                             line=where.line_of(r"^\s*models\s*=", start=(line or 1) - 1))
+        mot = t.get("max_output_tokens")
+        if mot is not None and (not isinstance(mot, int) or isinstance(mot, bool) or mot <= 0):
+            raise where.fail(f'backend "{bid}" max_output_tokens is {mot!r}', "Write a positive whole number.",
+                             line=where.line_of(r"^\s*max_output_tokens\s*=", start=(line or 1) - 1))
+        headers = t.get("headers", {})
+        if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
+            raise where.fail(f'backend "{bid}" headers must be a table of strings',
+                             'Write e.g. headers = { "HTTP-Referer" = "https://example.com" }.',
+                             line=where.line_of(r"^\s*headers\s*=", start=(line or 1) - 1))
+        for h in headers:
+            if h.lower() in ("authorization", "x-api-key", "api-key", "proxy-authorization"):
+                raise where.fail(f'backend "{bid}" puts the secret header {h} in the config',
+                                 'Remove it and use auth = "keyring" or auth = "env:NAME" instead.',
+                                 line=where.line_of(re.escape(h), start=(line or 1) - 1))
+        local = t.get("local")
+        if local is not None and not isinstance(local, bool):
+            raise where.fail(f'backend "{bid}" local is {local!r}', "Write true or false.",
+                             line=where.line_of(r"^\s*local\s*=", start=(line or 1) - 1))
+        out.append(BackendConfig(bid, kind, base_url.rstrip("/"), auth, tuple(models), mot,
+                                 tuple(headers.items()), local))
+    return out
+
+
+def _parse_active(t: Any, backends: list[BackendConfig], where: _Where) -> ActiveSelection:
+    ids = [b.id for b in backends]
+    if not backends:
+        raise where.fail("no backend is configured",
+                         'Add at least one [[backends]] section (kind = "anthropic" with auth = "client" '
+                         "forwards to Anthropic with your own key).", key="backends")
+    if t is None:
+        return ActiveSelection(backends[0].id, None)
+    if not isinstance(t, dict):
+        raise where.fail("[active] must be a table", 'Write [active] with backend = "<id>".', key="active")
+    _unknown_keys(t, {"backend", "model"}, "active.", where)
+    backend = t.get("backend")
+    line = where.line_of(r"^\s*\[\s*active\s*\]")
+    if backend not in ids:
+        bline = None
+        if line:
+            bline = where.line_of(r"^\s*backend\s*=", start=line - 1)
+        raise where.fail(
+            f"[active] names the backend {backend!r}, which is not configured",
+            f"Write one of: {', '.join(repr(i) for i in ids)}.", line=bline or line,
+        )
+    model = t.get("model")
+    if model is not None and (not isinstance(model, str) or not model):
+        raise where.fail(f"active.model is {model!r}", "Write a model name, or leave the line out.",
+                         line=where.line_of(r"^\s*model\s*=", start=(line or 1) - 1))
+    return ActiveSelection(backend, model)
+
+
+def _parse_budgets(items: Any, ids: set[str], where: _Where) -> list[BudgetConfig]:
+    if not isinstance(items, list):
+        raise where.fail("budgets must be [[budgets]] tables", "Write each budget as a [[budgets]] section.",
+                         key="budgets")
+    out = []
+    known = {"scope", "period", "limit_usd", "warn_at", "action"}
+    start = 0
+    for n, t in enumerate(items, 1):
+        line = where.line_of(r"^\s*\[\[\s*budgets\s*\]\]", start=start)
+        start = line or start
+        ctx = f"budgets[{n}]."
+        if not isinstance(t, dict):
+            raise where.fail(f"budget #{n} is not a table", "Write it as a [[budgets]] section.", key=ctx)
+        _unknown_keys(t, known, ctx, where, start=start)
+        scope = t.get("scope", "all")
+        if not isinstance(scope, str) or not (scope == "all" or scope.startswith("backend:")):
+            raise where.fail(f"budget #{n} has scope = {scope!r}", 'Write scope = "all" or scope = "backend:<id>".',
+                             line=line)
+        if scope.startswith("backend:") and scope[8:] not in ids:
+            raise where.fail(f"budget #{n} is for the backend {scope[8:]!r}, which is not configured",
+                             f"Write one of: {', '.join(sorted(ids))}.", line=line)
+        period = t.get("period", "day")
+        if period not in BUDGET_PERIODS:
+            raise where.fail(f"budget #{n} has period = {period!r}", 'Write "day", "week" or "month".', line=line)
+        limit = t.get("limit_usd")
+        if not isinstance(limit, (int, float)) or isinstance(limit, bool) or limit <= 0:
+            raise where.fail(f"budget #{n} has limit_usd = {limit!r}", "Write a positive amount, e.g. limit_usd = 20.0.",
+                             line=line)
+        warn_at = t.get("warn_at", 0.8)
+        if not isinstance(warn_at, (int, float)) or isinstance(warn_at, bool) or not 0 < warn_at <= 1:
+            raise where.fail(f"budget #{n} has warn_at = {warn_at!r}", "Write a fraction between 0 and 1, e.g. 0.8.",
+                             line=line)
+        action = t.get("action", "block")
+        ok = isinstance(action, str) and (action in ("block", "warn") or action.startswith("downgrade:"))
+        if ok and action.startswith("downgrade:"):
+            target = action[len("downgrade:"):].partition(",")[0].strip()
+            if target not in ids:
+                raise where.fail(f"budget #{n} downgrades to the backend {target!r}, which is not configured",
+                                 f'Write action = "downgrade:<backend>,<model>" with one of: {", ".join(sorted(ids))}.',
+                                 line=line)
+        if not ok:
+            raise where.fail(f"budget #{n} has action = {action!r}",
+                             'Write "block", "warn" or "downgrade:<backend>,<model>".', line=line)
+        out.append(BudgetConfig(scope, period, float(limit), float(warn_at), action))
+    return out
+
+
+def _parse_prices(items: Any, ids: set[str], where: _Where) -> list[PriceConfig]:
+    if not isinstance(items, list):
+        raise where.fail("prices must be [[prices]] tables", "Write each price as a [[prices]] section.", key="prices")
+    out = []
+    known = {"model", "input", "output", "cache_write", "cache_read", "backend"}
+    for n, t in enumerate(items, 1):
+        ctx = f"prices[{n}]."
+        line = where.line_of(r"^\s*\[\[\s*prices\s*\]\]")
+        if not isinstance(t, dict) or not isinstance(t.get("model"), str):
+            raise where.fail(f"price #{n} names no model", 'Write model = "<name>" with input and output $ per million tokens.',
+                             line=line, key=ctx)
+        _unknown_keys(t, known, ctx, where)
+        vals = {}
+        for k in ("input", "output", "cache_write", "cache_read"):
+            v = t.get(k)
+            if v is None and k in ("input", "output"):
+                raise where.fail(f"price for {t['model']!r} has no {k}", f"Write {k} = <$ per million tokens>.",
+                                 line=line)
+            if v is not None and (not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0):
+                raise where.fail(f"price for {t['model']!r} has {k} = {v!r}", "Write a number ≥ 0 ($ per million tokens).",
+                                 line=line)
+            vals[k] = None if v is None else float(v)
+        backend = t.get("backend")
+        if backend is not None and backend not in ids:
+            raise where.fail(f"price for {t['model']!r} names the backend {backend!r}, which is not configured",
+                             f"Write one of: {', '.join(sorted(ids))}, or leave backend out.", line=line)
+        out.append(PriceConfig(t["model"], vals["input"], vals["output"], vals["cache_write"], vals["cache_read"],
+                               backend))
+    return out
+
+
+def _parse_ledger(t: Any, where: _Where) -> LedgerSettings:
+    if not isinstance(t, dict):
+        raise where.fail("[ledger] must be a table", "Write it as a [ledger] section.", key="ledger")
+    _unknown_keys(t, {"capture", "capture_retention_days", "retention_days"}, "ledger.", where)
+    capture = t.get("capture", "off")
+    if capture not in CAPTURE_MODES:
+        raise where.fail(f"ledger.capture is {capture!r}", 'Write "off", "errors" or "all".',
+                         line=where.line_of(r"^\s*capture\s*="))
+    crd = _get(t, "capture_retention_days", int, where, "ledger.", 14)
+    rd = _get(t, "retention_days", int, where, "ledger.", None)
+    return LedgerSettings(capture, crd, rd)
+
+
+# --------------------------------------------------------------------------- files
+
+DEFAULT_CONFIG = '''\
+# Patchbay configuration. This file never holds a secret: API keys live in your OS keychain
+# (auth = "keyring", set them in the app or with `patchbay key set <backend>`) or in an
+# environment variable (auth = "env:NAME").
+
+[gateway]
+host = "127.0.0.1"     # loopback only; any other address must be written here on purpose
+port = 8787
+
+# Anthropic itself, paid with the key Claude Code already sends (auth = "client").
+[[backends]]
+id = "anthropic"
+kind = "anthropic"
+base_url = "https://api.anthropic.com"
+auth = "client"
+
+# A local Ollama (>= 0.14 speaks the Anthropic API itself). Free unless you set a price.
+# [[backends]]
+# id = "ollama"
+# kind = "anthropic"
+# base_url = "http://localhost:11434"
+# auth = "none"
+# models = ["qwen3-coder:30b"]
+
+# Any OpenAI-compatible provider.
+# [[backends]]
+# id = "deepseek"
+# kind = "openai"
+# base_url = "https://api.deepseek.com/v1"
+# auth = "env:DEEPSEEK_API_KEY"
+# models = ["deepseek-chat", "deepseek-reasoner"]
+# max_output_tokens = 8192
+
+[active]
+backend = "anthropic"
+# model = "..."        # leave out to pass the model Claude Code asks for through unchanged
+
+# [[budgets]]
+# scope = "all"        # or "backend:<id>"
+# period = "day"       # day | week | month
+# limit_usd = 20.0
+# warn_at = 0.8
+# action = "block"     # block | warn | downgrade:<backend>,<model>
+'''
+
+
+def load_config(path: Path) -> Config:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file. Check the path, or leave out --config to use the default.") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: this file is not UTF-8 text. Save it as UTF-8, or move it away to get a fresh "
+                          "default config.") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror}). Check its permissions.") from None
+    return parse_config(text, path)
+
+
+def load_or_create(path: Path) -> Config:
+    """Load the config at ``path``, writing the commented default there first if it does not exist."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, DEFAULT_CONFIG)
+    return load_config(path)
+
+
+def atomic_write(path: Path, text: str, *, backup: bool = False) -> None:
+    """Write ``text`` to ``path`` so a crash leaves either the old file or the new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if backup and path.exists():
+            bak = path.with_name(path.name + ".bak")
+            try:
+                bak.write_bytes(path.read_bytes())
+            except OSError:
+                pass
+        os.replace(tmp, path)
+    except OSError as exc:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        if exc.errno == 28:
+            raise ConfigError(f"{path}: the disk is full, so the settings could not be saved. Free some space "
+                              "and try again; the previous settings are unchanged.") from None
+        raise ConfigError(f"{path}: could not be saved ({exc.strerror}). The previous settings are unchanged.") from None
+
+
+# --------------------------------------------------------------------------- editing
+
+
+def _doc(path: Path):  # type: ignore[no-untyped-def]
+    import tomlkit
+
+    return tomlkit.parse(path.read_text(encoding="utf-8"))
+
+
+def _save_doc(path: Path, doc: Any) -> Config:
+    import tomlkit
+
+    text = tomlkit.dumps(doc)
+    cfg = parse_config(text, path)  # never write a file we could not load again
+    atomic_write(path, text, backup=True)
+    return cfg
+
+
+def save_active(path: Path, backend: str, model: str | None) -> Config:
+    """Record the active backend/model in the file, keeping the user's comments and layout."""
+    import tomlkit
+
+    doc = _doc(path)
+    table = doc.get("active")
+    if table is None:
+        table = tomlkit.table()
+        doc["active"] = table
+    table["backend"] = backend
+    if model:
+        table["model"] = model
+    elif "model" in table:
+        del table["model"]
+    return _save_doc(path, doc)
+
+
+def backend_to_table(b: BackendConfig) -> dict[str, Any]:
+    t: dict[str, Any] = {"id": b.id, "kind": b.kind, "base_url": b.base_url, "auth": b.auth}
+    if b.models:
+        t["models"] = list(b.models)
+    if b.max_output_tokens:
+        t["max_output_tokens"] = b.max_output_tokens
+    if b.headers:
+        t["headers"] = dict(b.headers)
+    if b.local is not None:
+        t["local"] = b.local
+    return t
+
+
+def save_backends(path: Path, backends: Iterable[BackendConfig], active: ActiveSelection | None = None) -> Config:
+    """Replace the [[backends]] list (order matters) and optionally [active]."""
+    import tomlkit
+
+    doc = _doc(path)
+    aot = tomlkit.aot()
+    for b in backends:
+        tbl = tomlkit.table()
+        for k, v in backend_to_table(b).items():
+            tbl[k] = v
+        aot.append(tbl)
+    doc["backends"] = aot
+    if active is not None:
+        t = tomlkit.table()
+        t["backend"] = active.backend
+        if active.model:
+            t["model"] = active.model
+        doc["active"] = t
+    return _save_doc(path, doc)
+
+
+def save_section(path: Path, key: str, value: Any) -> Config:
+    """Replace one top-level key (``gateway``, ``budgets``, ``ledger``, ``prices``)."""
+    import tomlkit
+
+    doc = _doc(path)
+    if isinstance(value, list):
+        aot = tomlkit.aot()
+        for item in value:
+            tbl = tomlkit.table()
+            for k, v in item.items():
+                tbl[k] = v
+            aot.append(tbl)
+        doc[key] = aot
+    elif isinstance(value, dict):
+        existing = doc.get(key)
+        if existing is None:
+            existing = tomlkit.table()
+            doc[key] = existing
+        for k, v in value.items():
+            if v is None:
+                if k in existing:
+                    del existing[k]
+            else:
+                existing[k] = v
+    else:
+        doc[key] = value
+    return _save_doc(path, doc)

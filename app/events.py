@@ -1,0 +1,189 @@
+"""Typed events the gateway publishes, and the queue that carries them.
+
+The gateway thread calls ``EventQueue.put`` and must never block or raise there.
+Consumers (the ledger writer, the GUI bridge, the CLI) drain on their own threads.
+Content deltas may be dropped under pressure; everything else is always kept.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Literal, Union
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+    cache_read_input_tokens: int = 0
+
+    @property
+    def total(self) -> int:
+        return (
+            self.input_tokens
+            + self.output_tokens
+            + self.cache_creation_input_tokens
+            + self.cache_read_input_tokens
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RequestStarted:
+    request_id: str
+    started_at: float  # wall clock, seconds since the epoch
+    session_id: str | None
+    client: str | None  # the caller's User-Agent
+    route: str  # which rule chose the backend: "active", "explicit", "pin", "budget:<scope>"
+    backend: str
+    requested_model: str
+    model: str  # the model actually asked of the upstream
+    stream: bool
+    agent_id: str | None = None  # x-claude-code-agent-id (subagents)
+    cwd: str | None = None  # the session's working directory, where the system prompt names it
+    prompt: str | None = None  # the latest user text, shortened (only computed when a GUI listens)
+
+
+DeltaKind = Literal["text", "thinking", "tool_use", "tool_input"]
+
+
+@dataclass(frozen=True, slots=True)
+class ContentDelta:
+    """A piece of the answer as it streams. ``tool_use`` opens a tool call (text = its name)."""
+
+    request_id: str
+    session_id: str | None
+    index: int
+    kind: DeltaKind
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class RequestFinished:
+    request_id: str
+    started_at: float
+    ended_at: float
+    session_id: str | None
+    client: str | None
+    route: str
+    backend: str
+    requested_model: str
+    model: str  # served model (the upstream's answer where it named one)
+    stream: bool
+    status: int  # HTTP status we answered with (200 even when a stream ended in an error event)
+    error_type: str | None  # Anthropic error type, or None on success
+    error_message: str | None
+    ttft_ms: float | None  # first content byte from the upstream, relative to start
+    duration_ms: float
+    usage: Usage
+    stop_reason: str | None = None
+    attempts: int = 1
+    agent_id: str | None = None
+    request_body: bytes | None = None  # only when capture is on
+    response_body: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetAlert:
+    """A budget crossed its warn line or its limit."""
+
+    budget: str  # a human label, e.g. "all / day"
+    level: Literal["warn", "limit"]
+    spent_usd: float
+    limit_usd: float
+    resets_at: float
+    action: str
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayState:
+    """The gateway started, stopped, paused, or failed to start."""
+
+    state: Literal["starting", "running", "paused", "stopped", "failed"]
+    address: str | None = None
+    message: str | None = None
+
+
+Event = Union[RequestStarted, ContentDelta, RequestFinished, BudgetAlert, GatewayState]
+
+
+class EventQueue:
+    """A thread-safe queue that never blocks the producer.
+
+    ``ContentDelta`` events beyond ``max_deltas`` waiting are dropped (and counted);
+    every other event is kept, so a finished request always reaches its consumers.
+    """
+
+    def __init__(self, max_deltas: int = 20_000) -> None:
+        self._items: collections.deque[Event] = collections.deque()
+        self._deltas = 0
+        self._max_deltas = max_deltas
+        self._lock = threading.Lock()
+        self.dropped = 0
+        self._wakeup: threading.Event = threading.Event()
+
+    def put(self, event: Event) -> None:
+        if type(event) is ContentDelta:
+            with self._lock:
+                if self._deltas >= self._max_deltas:
+                    self.dropped += 1
+                    return
+                self._deltas += 1
+                self._items.append(event)
+        else:
+            with self._lock:
+                self._items.append(event)
+        self._wakeup.set()
+
+    def drain(self, limit: int | None = None) -> list[Event]:
+        out: list[Event] = []
+        with self._lock:
+            n = len(self._items) if limit is None else min(limit, len(self._items))
+            for _ in range(n):
+                ev = self._items.popleft()
+                if type(ev) is ContentDelta:
+                    self._deltas -= 1
+                out.append(ev)
+            if not self._items:
+                self._wakeup.clear()
+        return out
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._wakeup.wait(timeout)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+Sink = Callable[[Event], None]
+
+
+@dataclass
+class EventHub:
+    """Fans each event out to its sinks. Sinks run on the gateway thread: they must be quick."""
+
+    sinks: list[Sink] = field(default_factory=list)
+    want_deltas: bool = False
+
+    def add(self, sink: Sink, *, deltas: bool = False) -> None:
+        self.sinks.append(sink)
+        if deltas:
+            self.want_deltas = True
+
+    def publish(self, event: Event) -> None:
+        for sink in self.sinks:
+            try:
+                sink(event)
+            except Exception:  # a consumer's bug must never break a request
+                pass
+
+    def publish_many(self, events: Iterable[Event]) -> None:
+        for ev in events:
+            self.publish(ev)
+
+
+def now() -> float:
+    return time.time()
