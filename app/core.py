@@ -1,0 +1,335 @@
+"""The engine: config, secrets, ledger, budgets and the gateway runtime, assembled once.
+
+``patchbay serve`` and the desktop app both run an Engine; the GUI reaches it only through
+``app/bridge.py``. Nothing here imports Qt.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+from app import config as cfgmod
+from app.config import ActiveSelection, BackendConfig, BudgetConfig, Config, ConfigError
+from app.events import EventHub, EventQueue, RequestFinished
+from app.paths import Paths, default_paths
+from app.proxy.routing import Pin, Route
+from app.proxy.server import GatewayStartError, ProxyRuntime, make_backend
+from app.services import secrets
+
+log = logging.getLogger("patchbay")
+
+
+class StartError(Exception):
+    """Patchbay could not start. ``str()`` is a sentence for the user."""
+
+
+@dataclass(frozen=True)
+class TestResult:
+    ok: bool
+    ttft_ms: float | None
+    status: int
+    message: str
+    model: str | None = None
+
+
+class Engine:
+    def __init__(self, config_path: Path | None = None, *, paths: Paths | None = None, gui: bool = False,
+                 host: str | None = None, port: int | None = None) -> None:
+        from app.services.budgets import BudgetGuard
+        from app.services.ledger import Ledger, LedgerReader
+        from app.services.pricing import PriceBook
+
+        self.paths = paths or default_paths()
+        self.paths.ensure()
+        self.config_path = Path(config_path).expanduser() if config_path else self.paths.config_file
+        try:
+            config = cfgmod.load_or_create(self.config_path)
+        except ConfigError as exc:
+            raise StartError(str(exc)) from None
+        self._host_override = host
+        self._port_override = port
+        self.config = self._with_overrides(config)
+        self.gui = gui
+        self.events = EventQueue()
+        self.hub = EventHub()
+        self.prices = PriceBook.load(self.config)
+        self.ledger = Ledger(self.paths.ledger_file, prices=self.prices, settings=self.config.ledger)
+        self.ledger.start()
+        self.reader = LedgerReader(self.paths.ledger_file)
+        self.budgets = BudgetGuard(self.config.budgets, self.prices, publish=self.hub.publish, reader=self.reader)
+        self.hub.add(self.ledger.sink)
+        self.hub.add(self.budgets.sink)
+        if gui:
+            self.hub.add(self.events.put, deltas=True)
+        try:
+            self.token, self.token_source = secrets.gateway_token(self.paths.token_file)
+        except secrets.SecretError as exc:
+            raise StartError(str(exc)) from None
+        self.runtime = ProxyRuntime(self.config, token=self.token, hub=self.hub, admission=self._admission())
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def _with_overrides(self, config: Config) -> Config:
+        gw = config.gateway
+        if self._host_override is not None:
+            gw = replace(gw, host=self._host_override)
+        if self._port_override is not None:
+            gw = replace(gw, port=self._port_override)
+        return replace(config, gateway=gw)
+
+    def _admission(self) -> Any:
+        return self.budgets.admit if self.config.budgets else None
+
+    def start(self) -> None:
+        try:
+            self.runtime.start()
+        except GatewayStartError as exc:
+            raise StartError(str(exc)) from None
+
+    def stop(self) -> None:
+        self.runtime.stop()
+        self.ledger.close()
+
+    @property
+    def url(self) -> str:
+        return self.runtime.url
+
+    @property
+    def running(self) -> bool:
+        return self.runtime.running
+
+    @property
+    def paused(self) -> bool:
+        return self.runtime.paused
+
+    def pause(self) -> None:
+        self.runtime.pause()
+
+    def resume(self) -> None:
+        self.runtime.resume()
+
+    # ------------------------------------------------------------------ switching
+
+    def switch(self, backend: str, model: str | None) -> None:
+        """Route the next request to ``backend``/``model`` and remember it in the config file."""
+        self.runtime.set_active(backend, model)
+        try:
+            saved = cfgmod.save_active(self.config_path, backend, model)
+            self.config = self._with_overrides(saved)
+        except (ConfigError, OSError) as exc:
+            self.config = self.config.with_active(backend, model)
+            raise ConfigError(f"Switched to {backend}, but the choice could not be saved: {exc}") from None
+
+    def pin_session(self, session_id: str, backend: str, model: str | None) -> None:
+        self.runtime.pin_session(session_id, backend, model)
+
+    def unpin_session(self, session_id: str) -> None:
+        self.runtime.unpin_session(session_id)
+
+    @property
+    def pins(self) -> dict[str, Pin]:
+        return self.runtime.pins
+
+    # ------------------------------------------------------------------ editing
+
+    def reload(self) -> None:
+        """Re-read the config file (after an edit by hand) and apply it."""
+        try:
+            config = cfgmod.load_config(self.config_path)
+        except ConfigError as exc:
+            raise StartError(str(exc)) from None
+        self._apply(config)
+
+    def _apply(self, config: Config) -> None:
+        from app.services.pricing import PriceBook
+
+        self.config = self._with_overrides(config)
+        self.prices = PriceBook.load(self.config)
+        self.ledger.reconfigure(self.prices, self.config.ledger)
+        self.budgets.reconfigure(self.config.budgets, self.prices)
+        self.runtime.set_admission(self._admission())
+        self.runtime.apply(self.config)
+
+    def save_backends(self, backends: list[BackendConfig], active: ActiveSelection | None = None) -> None:
+        ids = [b.id for b in backends]
+        if active is None and self.config.active.backend not in ids and backends:
+            active = ActiveSelection(backends[0].id, None)
+        config = cfgmod.save_backends(self.config_path, backends, active)
+        self._apply(config)
+
+    def save_settings(self, *, port: int | None = None, budgets: list[BudgetConfig] | None = None,
+                      capture: str | None = None) -> None:
+        config: Config | None = None
+        if port is not None:
+            config = cfgmod.save_section(self.config_path, "gateway", {"port": port})
+            self._port_override = None
+        if budgets is not None:
+            config = cfgmod.save_section(self.config_path, "budgets", [
+                {"scope": b.scope, "period": b.period, "limit_usd": b.limit_usd, "warn_at": b.warn_at,
+                 "action": b.action} for b in budgets])
+        if capture is not None:
+            config = cfgmod.save_section(self.config_path, "ledger", {"capture": capture})
+        if config is not None:
+            self._apply(config)
+
+    # ------------------------------------------------------------------ secrets
+
+    def set_api_key(self, backend_id: str, key: str) -> None:
+        secrets.set_api_key(backend_id, key)
+        self.runtime.refresh_keys()
+
+    def has_api_key(self, backend_id: str) -> bool:
+        try:
+            return bool(secrets.get_api_key(backend_id))
+        except secrets.NoKeychainError:
+            return False
+
+    def gateway_token(self) -> str:
+        return self.token
+
+    def regenerate_token(self) -> str:
+        if self.token_source == "env":
+            raise secrets.SecretError("The gateway token comes from PATCHBAY_TOKEN; change that variable instead.")
+        self.token, self.token_source = secrets.regenerate_token(self.paths.token_file)
+        self.runtime.set_token(self.token)
+        return self.token
+
+    # ------------------------------------------------------------------ Claude Code
+
+    def claude_code_env(self) -> dict[str, str]:
+        return {"ANTHROPIC_BASE_URL": self.url, "ANTHROPIC_AUTH_TOKEN": self.token}
+
+    def claude_settings_path(self) -> Path:
+        return Path(os.environ.get("CLAUDE_CONFIG_DIR") or Path.home() / ".claude") / "settings.json"
+
+    def claude_code_connected(self) -> bool:
+        try:
+            data = json.loads(self.claude_settings_path().read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+        env = data.get("env") if isinstance(data, dict) else None
+        return isinstance(env, dict) and env.get("ANTHROPIC_BASE_URL") == self.url and \
+            env.get("ANTHROPIC_AUTH_TOKEN") == self.token
+
+    def connect_claude_code(self) -> Path:
+        """Merge our two variables into ~/.claude/settings.json, keeping everything else in it."""
+        return write_claude_settings(self.claude_settings_path(), self.claude_code_env())
+
+    # ------------------------------------------------------------------ probing backends
+
+    async def test_backend(self, backend: BackendConfig, model: str | None = None) -> TestResult:
+        """Send a tiny real request through the same adapter the gateway uses."""
+        from app.events import EventHub as _Hub
+        from app.proxy.exchange import Exchange, GatewayError, Incoming
+
+        adapter = make_backend(backend, self.config.gateway)
+        model = model or (backend.models[0] if backend.models else "claude-haiku-4-5")
+        body = {"model": model, "max_tokens": 16, "stream": True,
+                "messages": [{"role": "user", "content": "Reply with the word OK."}]}
+        raw = orjson.dumps(body)
+        out: list[dict[str, Any]] = []
+
+        async def send(msg: dict[str, Any]) -> None:
+            out.append(msg)
+
+        inc = Incoming(body=body, raw=raw, api_key=None, bearer=None, authorization=None,
+                       anthropic_version=None, anthropic_beta=None, user_agent="patchbay-test", session_id=None,
+                       agent_id=None, api_key_is_token=False, bearer_is_token=False)
+        ex = Exchange("test", Route(backend.id, model, "test", model), inc, True, send, _Hub())
+        try:
+            if backend.auth == "client":
+                return TestResult(False, None, 0, "This backend uses the caller's own key (auth = \"client\"), so "
+                                  "Patchbay has no key to test with. Send a request from Claude Code instead.")
+            await adapter.messages(ex)
+        except GatewayError as exc:
+            return TestResult(False, None, exc.status, exc.message, model)
+        except Exception as exc:  # noqa: BLE001 - shown to the user
+            return TestResult(False, None, 0, f"{type(exc).__name__}: {exc}", model)
+        finally:
+            await adapter.aclose()
+        if ex.error_type:
+            return TestResult(False, None, ex.status, ex.error_message or ex.error_type, model)
+        ttft = None if ex.ttft is None else ex.ttft * 1000
+        return TestResult(True, ttft, ex.status, f"OK - first token after {ttft:.0f} ms" if ttft is not None
+                          else "OK", ex.served_model)
+
+    async def list_models(self, backend: BackendConfig) -> list[str]:
+        """Ask the backend which models it has (OpenAI or Anthropic list, or Ollama's /api/tags)."""
+        from app.proxy.backends.base import join_url
+
+        headers: dict[str, str] = {"anthropic-version": "2023-06-01"}
+        try:
+            key = secrets.resolve_backend_key(backend.id, backend.auth)
+        except (secrets.SecretError, secrets.NoKeychainError):
+            key = None
+        if key:
+            if backend.kind == "openai":
+                headers["authorization"] = f"Bearer {key}"
+            else:
+                headers["x-api-key"] = key
+        urls = [backend.base_url + "/models"] if backend.kind == "openai" else [
+            join_url(backend.base_url, "/v1/models"), backend.base_url.removesuffix("/v1") + "/api/tags"]
+        last_error = "no answer"
+        async with httpx.AsyncClient(timeout=10.0, trust_env=not backend.is_local) as client:
+            for url in urls:
+                try:
+                    resp = await client.get(url, headers=headers)
+                except httpx.HTTPError as exc:
+                    last_error = f"{type(exc).__name__}: {exc}"
+                    continue
+                if resp.status_code >= 400:
+                    last_error = f"HTTP {resp.status_code}: {resp.text[:300]}"
+                    continue
+                try:
+                    data = resp.json()
+                except ValueError:
+                    last_error = "the answer was not JSON"
+                    continue
+                names = [m.get("id") or m.get("name") for m in (data.get("data") or data.get("models") or [])
+                         if isinstance(m, dict)]
+                return sorted({n for n in names if isinstance(n, str) and n})
+        raise RuntimeError(f'Could not list the models of "{backend.id}": {last_error}.')
+
+    # ------------------------------------------------------------------ reading
+
+    def today_spend(self) -> float:
+        start = time.mktime(time.localtime()[:3] + (0, 0, 0, 0, 0, -1))
+        return self.reader.spent(start)
+
+
+def write_claude_settings(path: Path, env: dict[str, str]) -> Path:
+    data: dict[str, Any] = {}
+    if path.exists():
+        try:
+            loaded = json.loads(path.read_text(encoding="utf-8") or "{}")
+        except ValueError as exc:
+            raise ConfigError(f"{path} is not valid JSON ({exc}), so Patchbay left it alone. Fix it, then try "
+                              "again.") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path} does not hold a JSON object, so Patchbay left it alone.")
+        data = loaded
+    section = data.get("env")
+    if not isinstance(section, dict):
+        section = {}
+    section.update(env)
+    data["env"] = section
+    cfgmod.atomic_write(path, json.dumps(data, indent=2) + "\n", backup=True)
+    return path
+
+
+def finished_line(ev: RequestFinished) -> str:
+    u = ev.usage
+    status = "ok" if ev.error_type is None else f"{ev.status} {ev.error_type}"
+    ttft = f"{ev.ttft_ms:.0f}ms" if ev.ttft_ms is not None else "-"
+    return (f"{ev.backend}/{ev.model} {status} in={u.input_tokens} out={u.output_tokens} "
+            f"cache_r={u.cache_read_input_tokens} cache_w={u.cache_creation_input_tokens} ttft={ttft} "
+            f"total={ev.duration_ms:.0f}ms session={(ev.session_id or '-')[:8]}")

@@ -1,0 +1,270 @@
+"""Passthrough to any Anthropic-format endpoint.
+
+Anthropic itself, Ollama >= 0.14, LM Studio, llama.cpp, vLLM, vendors' Anthropic endpoints, a
+company gateway. The upstream's bytes reach the client unchanged and as they arrive (whole SSE
+events at a time, so an upstream that dies mid-event never leaves half an event behind); a tap
+reads a copy for usage, first-token time and the live view.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import orjson
+
+from app.proxy.backends.base import Backend, estimate_tokens, join_url, upstream_error_message
+from app.proxy.exchange import JSON_HEADERS, SSE_HEADERS, Exchange, GatewayError, error_type_for
+from app.proxy.sse import SSEParser, encode
+
+# upstream response headers worth passing on (rate limits, request ids, retry advice)
+_FORWARD_PREFIXES = (b"anthropic-", b"x-ratelimit", b"retry-after", b"request-id", b"x-request-id",
+                     b"x-should-retry")
+
+
+def forwarded_headers(resp: httpx.Response) -> list[tuple[bytes, bytes]]:
+    out = []
+    for k, v in resp.headers.raw:
+        lk = k.lower()
+        if lk.startswith(_FORWARD_PREFIXES):
+            out.append((lk, v))
+    return out
+
+
+class AnthropicTap:
+    """Reads a copy of an Anthropic SSE stream. ``feed`` returns the bytes that end on an
+    event boundary (to forward now); the rest waits for its end."""
+
+    __slots__ = ("ex", "parser", "tail", "saw_stop", "saw_error", "want_deltas", "_tool_index")
+
+    def __init__(self, ex: Exchange) -> None:
+        self.ex = ex
+        self.parser = SSEParser()
+        self.tail = b""
+        self.saw_stop = False
+        self.saw_error = False
+        self.want_deltas = ex.want_deltas
+
+    def feed(self, chunk: bytes) -> bytes:
+        buf = self.tail + chunk if self.tail else chunk
+        end = buf.rfind(b"\n\n")
+        end_crlf = buf.rfind(b"\r\n\r\n")
+        if end_crlf >= 0 and end_crlf + 4 > end + 2:
+            cut = end_crlf + 4
+        elif end >= 0:
+            cut = end + 2
+        else:
+            self.tail = buf
+            return b""
+        ready, self.tail = buf[:cut], buf[cut:]
+        for name, data in self.parser.feed(ready):
+            self.observe(name, data)
+        return ready
+
+    def observe(self, name: bytes, data: bytes) -> None:
+        ex = self.ex
+        if name == b"content_block_delta":
+            if ex.ttft is None:
+                ex.first_token()
+            if self.want_deltas:
+                try:
+                    ev = orjson.loads(data)
+                    d = ev["delta"]
+                    t = d.get("type")
+                    if t == "text_delta":
+                        ex.delta(ev["index"], "text", d.get("text", ""))
+                    elif t == "thinking_delta":
+                        ex.delta(ev["index"], "thinking", d.get("thinking", ""))
+                    elif t == "input_json_delta":
+                        ex.delta(ev["index"], "tool_input", d.get("partial_json", ""))
+                except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+                    pass
+            return
+        if name == b"message_start":
+            try:
+                msg = orjson.loads(data)["message"]
+                if msg.get("model"):
+                    ex.served_model = msg["model"]
+                if isinstance(msg.get("usage"), dict):
+                    ex.set_usage(msg["usage"])
+            except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+                pass
+        elif name == b"message_delta":
+            try:
+                ev = orjson.loads(data)
+                if isinstance(ev.get("usage"), dict):
+                    ex.set_usage(ev["usage"])
+                sr = (ev.get("delta") or {}).get("stop_reason")
+                if sr:
+                    ex.stop_reason = sr
+            except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+                pass
+        elif name == b"content_block_start":
+            if ex.ttft is None:
+                ex.first_token()
+            if self.want_deltas:
+                try:
+                    ev = orjson.loads(data)
+                    block = ev["content_block"]
+                    if block.get("type") in ("tool_use", "server_tool_use"):
+                        ex.delta(ev["index"], "tool_use", block.get("name", ""))
+                except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+                    pass
+        elif name == b"message_stop":
+            self.saw_stop = True
+        elif name == b"error":
+            self.saw_error = True
+            try:
+                err = orjson.loads(data)["error"]
+                ex.fail(err.get("type", "api_error"), err.get("message", ""))
+            except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+                ex.fail("api_error", data.decode("utf-8", "replace")[:500])
+
+
+class AnthropicBackend(Backend):
+    kind = "anthropic"
+
+    def _headers(self, ex: Exchange) -> dict[str, str]:
+        inc = ex.incoming
+        h = {
+            "content-type": "application/json",
+            "accept-encoding": "identity",
+            "anthropic-version": inc.anthropic_version or "2023-06-01",
+        }
+        if inc.anthropic_beta:
+            h["anthropic-beta"] = inc.anthropic_beta
+        if self.config.auth == "client":
+            # the caller pays with its own key; never forward our own gateway token
+            if inc.api_key and not inc.api_key_is_token:
+                h["x-api-key"] = inc.api_key
+            if inc.authorization and not inc.bearer_is_token:
+                h["authorization"] = inc.authorization
+        else:
+            key = self.key()
+            if key:
+                h["x-api-key"] = key
+        h.update(self.extra_headers())
+        return h
+
+    def _body(self, ex: Exchange) -> bytes:
+        body = ex.incoming.body
+        changed = False
+        if body.get("model") != ex.route.model:
+            changed = True
+        limit = self.config.max_output_tokens
+        mt = body.get("max_tokens")
+        if limit and isinstance(mt, int) and mt > limit:
+            changed = True
+        if not changed:
+            return ex.incoming.raw
+        new = dict(body)
+        new["model"] = ex.route.model
+        if limit and isinstance(mt, int) and mt > limit:
+            new["max_tokens"] = limit
+            budget = (new.get("thinking") or {}).get("budget_tokens") if isinstance(new.get("thinking"), dict) else None
+            if isinstance(budget, int) and budget >= limit:
+                new["thinking"] = dict(new["thinking"], budget_tokens=max(1024, limit - 1))
+        return orjson.dumps(new)
+
+    async def messages(self, ex: Exchange) -> None:
+        url = join_url(self.config.base_url, "/v1/messages")
+        request = self.client.build_request("POST", url, content=self._body(ex), headers=self._headers(ex))
+        resp = await self.open(request)
+        try:
+            if resp.status_code >= 400:
+                raw = await resp.aread()
+                etype, msg = upstream_error_message(raw, f"HTTP {resp.status_code} from the upstream")
+                raise GatewayError(resp.status_code, etype or error_type_for(resp.status_code), msg,
+                                   raw_body=raw if _is_anthropic_error(raw) else None,
+                                   headers=forwarded_headers(resp))
+            ctype = resp.headers.get("content-type", "")
+            if "text/event-stream" not in ctype:
+                raw = await resp.aread()
+                self._observe_message(ex, raw)
+                if not ex.started:
+                    await ex.answer(resp.status_code, JSON_HEADERS + forwarded_headers(resp), raw)
+                else:  # we already opened an SSE answer (pings during a slow start)
+                    await ex.write(raw)
+                    await ex.end()
+                return
+            if not ex.started:
+                await ex.start(200, SSE_HEADERS + forwarded_headers(resp))
+            tap = AnthropicTap(ex)
+            try:
+                async for chunk in resp.aiter_raw():
+                    ready = tap.feed(chunk)
+                    if ready:
+                        await ex.write(ready)
+            except httpx.HTTPError as exc:
+                msg = (f'The connection to the backend "{self.config.id}" broke mid-stream '
+                       f"({type(exc).__name__}: {exc or 'closed'}). The answer is incomplete; retry the request.")
+                ex.fail("api_error", msg)
+                await ex.write(encode("error", {"type": "error", "error": {"type": "api_error", "message": msg}}))
+                await ex.end()
+                return
+            if not tap.saw_stop and not tap.saw_error:
+                msg = (f'The backend "{self.config.id}" ended its stream before the message was complete. '
+                       "The answer is incomplete; retry the request.")
+                ex.fail("api_error", msg)
+                await ex.write(encode("error", {"type": "error", "error": {"type": "api_error", "message": msg}}))
+            await ex.end()
+        finally:
+            await resp.aclose()
+
+    def _observe_message(self, ex: Exchange, raw: bytes) -> None:
+        try:
+            msg = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return
+        if not isinstance(msg, dict):
+            return
+        if isinstance(msg.get("usage"), dict):
+            ex.set_usage(msg["usage"])
+        if msg.get("model"):
+            ex.served_model = msg["model"]
+        ex.stop_reason = msg.get("stop_reason")
+        if msg.get("content"):
+            ex.first_token()
+        if ex.want_deltas:
+            for i, block in enumerate(msg.get("content") or []):
+                if not isinstance(block, dict):
+                    continue
+                t = block.get("type")
+                if t == "text":
+                    ex.delta(i, "text", block.get("text", ""))
+                elif t == "thinking":
+                    ex.delta(i, "thinking", block.get("thinking", ""))
+                elif t == "tool_use":
+                    ex.delta(i, "tool_use", block.get("name", ""))
+                    ex.delta(i, "tool_input", orjson.dumps(block.get("input", {})).decode())
+
+    async def count_tokens(self, ex: Exchange) -> None:
+        url = join_url(self.config.base_url, "/v1/messages/count_tokens")
+        body = self._body(ex)
+        request = self.client.build_request("POST", url, content=body, headers=self._headers(ex))
+        try:
+            resp = await self.open(request)
+        except GatewayError:
+            resp = None
+        if resp is not None:
+            try:
+                raw = await resp.aread()
+            finally:
+                await resp.aclose()
+            if resp.status_code < 400:
+                await ex.answer(resp.status_code, JSON_HEADERS, raw)
+                return
+            if resp.status_code not in (404, 405, 501):
+                etype, msg = upstream_error_message(raw, f"HTTP {resp.status_code} from the upstream")
+                raise GatewayError(resp.status_code, etype or error_type_for(resp.status_code), msg,
+                                   raw_body=raw if _is_anthropic_error(raw) else None)
+        # the upstream cannot count (Ollama, some servers): estimate
+        await ex.answer(200, JSON_HEADERS, orjson.dumps({"input_tokens": estimate_tokens(ex.incoming.body)}))
+
+
+def _is_anthropic_error(raw: bytes) -> bool:
+    try:
+        obj: Any = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(obj, dict) and obj.get("type") == "error" and isinstance(obj.get("error"), dict)

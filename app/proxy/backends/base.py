@@ -1,0 +1,137 @@
+"""What every backend adapter shares: the upstream HTTP client, auth, and error wording."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import httpx
+import orjson
+
+from app.config import BackendConfig, GatewaySettings
+from app.proxy.exchange import Exchange, GatewayError
+from app.services import secrets
+
+
+class Backend:
+    """One configured upstream. Subclasses implement ``messages`` and ``count_tokens``."""
+
+    kind = "base"
+
+    def __init__(self, config: BackendConfig, gateway: GatewaySettings) -> None:
+        self.config = config
+        self.inflight = 0
+        self.retired = False
+        self._key: str | None = None
+        self._key_error: str | None = None
+        self.refresh_key()
+        timeout = httpx.Timeout(connect=15.0, read=gateway.upstream_timeout_s, write=60.0, pool=60.0)
+        self.client = httpx.AsyncClient(
+            timeout=timeout,
+            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50, keepalive_expiry=60.0),
+            follow_redirects=False,
+            trust_env=not config.is_local,  # a proxy from the environment never applies to loopback
+        )
+
+    # ------------------------------------------------------------------ auth
+
+    def refresh_key(self) -> None:
+        try:
+            self._key = secrets.resolve_backend_key(self.config.id, self.config.auth)
+            self._key_error = None
+        except (secrets.SecretError, secrets.NoKeychainError) as exc:
+            self._key = None
+            self._key_error = str(exc)
+
+    def key(self) -> str | None:
+        if self._key_error is not None:
+            self.refresh_key()  # the user may have added it since
+            if self._key_error is not None:
+                raise GatewayError(401, "authentication_error", f"Patchbay: {self._key_error}")
+        return self._key
+
+    def extra_headers(self) -> dict[str, str]:
+        return dict(self.config.headers)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    # ------------------------------------------------------------------ interface
+
+    async def messages(self, ex: Exchange) -> None:
+        raise NotImplementedError
+
+    async def count_tokens(self, ex: Exchange) -> None:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ shared helpers
+
+    async def open(self, request: httpx.Request) -> httpx.Response:
+        """Send and return the streaming response, or raise a GatewayError that says what failed."""
+        try:
+            return await self.client.send(request, stream=True)
+        except httpx.ConnectError as exc:
+            raise GatewayError(
+                502, "api_error",
+                f'Patchbay could not connect to the backend "{self.config.id}" at {self.config.base_url} '
+                f"({_reason(exc)}). Check that it is running and that base_url is right.",
+            ) from None
+        except httpx.TimeoutException:
+            raise GatewayError(
+                504, "timeout_error",
+                f'The backend "{self.config.id}" at {self.config.base_url} did not answer in time.',
+            ) from None
+        except httpx.HTTPError as exc:
+            raise GatewayError(
+                502, "api_error",
+                f'The request to the backend "{self.config.id}" failed: {_reason(exc)}.',
+            ) from None
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip()
+    while not text and exc.__cause__ is not None:
+        exc = exc.__cause__
+        text = str(exc).strip()
+    return text or type(exc).__name__
+
+
+def join_url(base: str, path: str) -> str:
+    """``base`` may or may not end in ``/v1``; ``path`` starts with ``/v1/``."""
+    if base.endswith("/v1") and path.startswith("/v1/"):
+        return base + path[3:]
+    return base + path
+
+
+def estimate_tokens(body: dict[str, Any]) -> int:
+    """A rough count (≈ 4 bytes of JSON per token) for upstreams that cannot count."""
+    size = 0
+    for key in ("system", "messages", "tools"):
+        value = body.get(key)
+        if value:
+            size += len(value) if isinstance(value, str) else len(orjson.dumps(value))
+    return max(1, math.ceil(size / 4))
+
+
+def upstream_error_message(body: bytes, fallback: str) -> tuple[str | None, str]:
+    """(error type, message) from an upstream error body in Anthropic or OpenAI shape."""
+    try:
+        obj = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        text = body.decode("utf-8", "replace").strip()
+        return None, (text[:2000] or fallback)
+    if isinstance(obj, dict):
+        err = obj.get("error")
+        if isinstance(err, dict):
+            msg = err.get("message") or err.get("msg") or fallback
+            typ = err.get("type") if isinstance(err.get("type"), str) else None
+            return typ, str(msg)
+        if isinstance(err, str):
+            return None, err
+        if isinstance(obj.get("message"), str):
+            return None, obj["message"]
+        if isinstance(obj.get("detail"), str):
+            return None, obj["detail"]
+    return None, body.decode("utf-8", "replace")[:2000] or fallback

@@ -1,0 +1,162 @@
+"""OpenAI-compatible Chat Completions upstreams (OpenRouter, DeepSeek, Groq, Together, vLLM,
+LM Studio, Ollama's /v1), translated both ways."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import orjson
+
+from app.proxy.backends.base import Backend, estimate_tokens, upstream_error_message
+from app.proxy.exchange import JSON_HEADERS, SSE_HEADERS, Exchange, GatewayError
+from app.proxy.sse import SSEParser
+from app.proxy.translate.request import to_openai_request
+from app.proxy.translate.response import openai_error_to_anthropic, openai_response_to_anthropic
+from app.proxy.translate.stream import OpenAIStreamTranslator, encode_events
+
+
+class OpenAIBackend(Backend):
+    kind = "openai"
+
+    def _headers(self) -> dict[str, str]:
+        h = {"content-type": "application/json", "accept-encoding": "identity"}
+        key = self.key()
+        if key:
+            h["authorization"] = f"Bearer {key}"
+        h.update(self.extra_headers())
+        return h
+
+    def _request(self, ex: Exchange, stream: bool) -> httpx.Request:
+        try:
+            body = to_openai_request(ex.incoming.body, ex.route.model, stream=stream,
+                                     max_output_tokens=self.config.max_output_tokens)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise GatewayError(400, "invalid_request_error",
+                               f"Patchbay could not translate this request for an OpenAI-compatible backend: {exc}") from None
+        return self.client.build_request("POST", self.config.base_url + "/chat/completions",
+                                         content=orjson.dumps(body), headers=self._headers())
+
+    async def _raise_for_status(self, resp: httpx.Response) -> None:
+        if resp.status_code < 400:
+            return
+        raw = await resp.aread()
+        status, err = openai_error_to_anthropic(resp.status_code, raw)
+        e = err.get("error", {})
+        retry = [(b"retry-after", v.encode()) for k, v in resp.headers.items() if k.lower() == "retry-after"]
+        raise GatewayError(status, e.get("type", "api_error"), e.get("message", ""), raw_body=orjson.dumps(err),
+                           headers=retry)
+
+    async def messages(self, ex: Exchange) -> None:
+        if not ex.stream:
+            await self._messages_whole(ex)
+            return
+        resp = await self.open(self._request(ex, stream=True))
+        try:
+            await self._raise_for_status(resp)
+            tr = OpenAIStreamTranslator(ex.route.model, input_tokens=estimate_tokens(ex.incoming.body))
+            if ex.want_deltas:
+                tr.on_delta = ex.delta
+            if not ex.started:
+                await ex.start(200, SSE_HEADERS)
+            await ex.write(encode_events(tr.start()))
+            parser = SSEParser()
+            done = False
+            saw_finish = False
+            try:
+                async for chunk in resp.aiter_raw():
+                    events: list[tuple[str, dict[str, Any]]] = []
+                    for _name, data in parser.feed(chunk):
+                        if data == b"[DONE]":
+                            done = True
+                            break
+                        if not data:
+                            continue
+                        try:
+                            obj = orjson.loads(data)
+                        except orjson.JSONDecodeError:
+                            continue  # a keep-alive comment or junk line: nothing to translate
+                        if not isinstance(obj, dict):
+                            continue
+                        choices = obj.get("choices")
+                        if choices and choices[0].get("finish_reason"):
+                            saw_finish = True
+                        events += tr.feed(obj)
+                        if ex.ttft is None and tr.first_content_seen:
+                            ex.first_token()
+                    if events:
+                        await ex.write(encode_events(events))
+                    if done:
+                        break
+            except httpx.HTTPError as exc:
+                msg = (f'The connection to the backend "{self.config.id}" broke mid-stream '
+                       f"({type(exc).__name__}: {exc or 'closed'}). The answer is incomplete; retry the request.")
+                self._finish_from(ex, tr)
+                ex.fail("api_error", msg)
+                await ex.write(encode_events(tr.fail("api_error", msg)))
+                await ex.end()
+                return
+            if done or saw_finish or tr.stop_reason:
+                tail = tr.finish()
+            else:
+                msg = (f'The backend "{self.config.id}" ended its stream before the answer was complete. '
+                       "Retry the request.")
+                ex.fail("api_error", msg)
+                tail = tr.fail("api_error", msg)
+            self._finish_from(ex, tr)
+            await ex.write(encode_events(tail))
+            await ex.end()
+        finally:
+            await resp.aclose()
+
+    def _finish_from(self, ex: Exchange, tr: OpenAIStreamTranslator) -> None:
+        u = tr.usage
+        ex.input_tokens = u.input_tokens
+        ex.output_tokens = u.output_tokens
+        ex.cache_creation = u.cache_creation_input_tokens
+        ex.cache_read = u.cache_read_input_tokens
+        ex.stop_reason = tr.stop_reason
+        if tr.model:
+            ex.served_model = tr.model
+        err = getattr(tr, "error", None)  # an error the upstream reported inside its stream
+        if err is not None and ex.error_type is None:
+            ex.fail(*err)
+
+    async def _messages_whole(self, ex: Exchange) -> None:
+        resp = await self.open(self._request(ex, stream=False))
+        try:
+            await self._raise_for_status(resp)
+            raw = await resp.aread()
+        finally:
+            await resp.aclose()
+        try:
+            obj = orjson.loads(raw)
+            if not isinstance(obj, dict):
+                raise ValueError("not an object")
+            if isinstance(obj.get("error"), (dict, str)):
+                _t, msg = upstream_error_message(raw, "error")
+                raise GatewayError(502, "api_error", msg)
+            message = openai_response_to_anthropic(obj, requested_model=ex.route.model)
+        except (orjson.JSONDecodeError, ValueError, KeyError, TypeError, IndexError) as exc:
+            raise GatewayError(502, "api_error",
+                               f'The backend "{self.config.id}" answered with something that is not a chat '
+                               f"completion ({exc}).") from None
+        ex.set_usage(message.get("usage") or {})
+        ex.stop_reason = message.get("stop_reason")
+        ex.served_model = message.get("model") or ex.route.model
+        if message.get("content"):
+            ex.first_token()
+        if ex.want_deltas:
+            for i, block in enumerate(message.get("content") or []):
+                t = block.get("type")
+                if t == "text":
+                    ex.delta(i, "text", block.get("text", ""))
+                elif t == "thinking":
+                    ex.delta(i, "thinking", block.get("thinking", ""))
+                elif t == "tool_use":
+                    ex.delta(i, "tool_use", block.get("name", ""))
+                    ex.delta(i, "tool_input", orjson.dumps(block.get("input", {})).decode())
+        await ex.answer(200, JSON_HEADERS, orjson.dumps(message))
+
+    async def count_tokens(self, ex: Exchange) -> None:
+        await ex.answer(200, JSON_HEADERS, orjson.dumps({"input_tokens": estimate_tokens(ex.incoming.body)}))

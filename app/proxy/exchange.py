@@ -1,0 +1,221 @@
+"""One request's journey through the gateway: what came in, where it goes, what came back.
+
+The gateway creates an ``Exchange`` per request; a backend adapter answers through it
+(``start`` / ``write``) and fills in what it learned (usage, first token, stop reason).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
+
+import orjson
+
+from app.events import ContentDelta, EventHub, RequestFinished, Usage
+from app.proxy.routing import Route
+
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    408: "timeout_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    502: "api_error",
+    503: "overloaded_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
+
+
+def error_type_for(status: int) -> str:
+    if status in ERROR_TYPES:
+        return ERROR_TYPES[status]
+    return "invalid_request_error" if 400 <= status < 500 else "api_error"
+
+
+def error_body(error_type: str, message: str, request_id: str | None = None) -> bytes:
+    body: dict[str, Any] = {"type": "error", "error": {"type": error_type, "message": message}}
+    if request_id:
+        body["request_id"] = request_id
+    return orjson.dumps(body)
+
+
+class GatewayError(Exception):
+    """An error answered in Anthropic's shape. Raised before or during an exchange."""
+
+    def __init__(self, status: int, error_type: str, message: str, *, raw_body: bytes | None = None,
+                 headers: list[tuple[bytes, bytes]] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error_type = error_type
+        self.message = message
+        self.raw_body = raw_body  # an upstream's own error body, forwarded unchanged
+        self.headers = headers or []
+
+
+SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+@dataclass(slots=True)
+class Incoming:
+    """What the gateway needs from the client's request."""
+
+    body: dict[str, Any]
+    raw: bytes
+    api_key: str | None  # x-api-key
+    bearer: str | None  # Authorization: Bearer ...
+    authorization: str | None  # the raw Authorization header
+    anthropic_version: str | None
+    anthropic_beta: str | None
+    user_agent: str | None
+    session_id: str | None
+    agent_id: str | None
+    api_key_is_token: bool  # the x-api-key is our gateway token (never forward it)
+    bearer_is_token: bool
+
+
+class Exchange:
+    __slots__ = (
+        "request_id", "route", "incoming", "stream", "send", "hub", "want_deltas", "t0", "wall0",
+        "started", "finished", "status", "error_type", "error_message", "ttft", "stop_reason",
+        "served_model", "input_tokens", "output_tokens", "cache_creation", "cache_read",
+        "last_write", "boundary", "capture", "captured", "client_gone", "attempts", "_tool_names",
+    )
+
+    def __init__(self, request_id: str, route: Route, incoming: Incoming, stream: bool, send: Send,
+                 hub: EventHub, *, capture: bool = False) -> None:
+        self.request_id = request_id
+        self.route = route
+        self.incoming = incoming
+        self.stream = stream
+        self.send = send
+        self.hub = hub
+        self.want_deltas = hub.want_deltas
+        self.t0 = time.perf_counter()
+        self.wall0 = time.time()
+        self.started = False  # response headers sent
+        self.finished = False  # response completed
+        self.status = 0
+        self.error_type: str | None = None
+        self.error_message: str | None = None
+        self.ttft: float | None = None
+        self.stop_reason: str | None = None
+        self.served_model = route.model
+        self.input_tokens = 0
+        self.output_tokens = 0
+        self.cache_creation = 0
+        self.cache_read = 0
+        self.last_write = self.t0
+        self.boundary = True  # what we wrote so far ends on an SSE event boundary
+        self.capture = capture
+        self.captured: list[bytes] | None = [] if capture else None
+        self.client_gone = False
+        self.attempts = 1
+
+    # ----------------------------------------------------------------- answering
+
+    async def start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        self.started = True
+        self.status = status
+        await self.send({"type": "http.response.start", "status": status, "headers": headers})
+
+    async def write(self, data: bytes, *, boundary: bool = True) -> None:
+        if not data:
+            return
+        self.last_write = time.perf_counter()
+        self.boundary = boundary
+        if self.captured is not None:
+            self.captured.append(data)
+        await self.send({"type": "http.response.body", "body": data, "more_body": True})
+
+    async def end(self, data: bytes = b"") -> None:
+        if self.captured is not None and data:
+            self.captured.append(data)
+        self.finished = True
+        await self.send({"type": "http.response.body", "body": data, "more_body": False})
+
+    async def answer(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        """A whole, non-streamed answer."""
+        self.started = True
+        self.status = status
+        if self.captured is not None:
+            self.captured.append(body)
+        await self.send({"type": "http.response.start", "status": status,
+                         "headers": headers + [(b"content-length", str(len(body)).encode())]})
+        self.finished = True
+        await self.send({"type": "http.response.body", "body": body, "more_body": False})
+
+    # ----------------------------------------------------------------- observing
+
+    def first_token(self) -> None:
+        if self.ttft is None:
+            self.ttft = time.perf_counter() - self.t0
+
+    def set_usage(self, usage: dict[str, Any]) -> None:
+        """Merge an Anthropic-shaped usage object (message_start, message_delta, a message)."""
+        v = usage.get("input_tokens")
+        if v is not None:
+            self.input_tokens = v
+        v = usage.get("output_tokens")
+        if v is not None:
+            self.output_tokens = v
+        v = usage.get("cache_creation_input_tokens")
+        if v is not None:
+            self.cache_creation = v
+        v = usage.get("cache_read_input_tokens")
+        if v is not None:
+            self.cache_read = v
+
+    def delta(self, index: int, kind: str, text: str) -> None:
+        if text or kind == "tool_use":
+            self.hub.publish(ContentDelta(self.request_id, self.incoming.session_id, index, kind, text))  # type: ignore[arg-type]
+
+    def fail(self, error_type: str, message: str, status: int | None = None) -> None:
+        self.error_type = error_type
+        self.error_message = message
+        if status is not None and not self.started:
+            self.status = status
+
+    @property
+    def usage(self) -> Usage:
+        return Usage(self.input_tokens, self.output_tokens, self.cache_creation, self.cache_read)
+
+    def record(self, capture_mode: str) -> RequestFinished:
+        end = time.perf_counter()
+        keep = capture_mode == "all" or (capture_mode == "errors" and self.error_type is not None)
+        inc = self.incoming
+        return RequestFinished(
+            request_id=self.request_id,
+            started_at=self.wall0,
+            ended_at=self.wall0 + (end - self.t0),
+            session_id=inc.session_id,
+            client=inc.user_agent,
+            route=self.route.rule,
+            backend=self.route.backend,
+            requested_model=self.route.requested_model,
+            model=self.served_model or self.route.model,
+            stream=self.stream,
+            status=self.status,
+            error_type=self.error_type,
+            error_message=self.error_message,
+            ttft_ms=None if self.ttft is None else self.ttft * 1000.0,
+            duration_ms=(end - self.t0) * 1000.0,
+            usage=self.usage,
+            stop_reason=self.stop_reason,
+            attempts=self.attempts,
+            agent_id=inc.agent_id,
+            request_body=inc.raw if keep else None,
+            response_body=b"".join(self.captured) if keep and self.captured is not None else None,
+        )

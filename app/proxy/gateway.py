@@ -1,0 +1,453 @@
+"""The ASGI app: /v1/messages, /v1/messages/count_tokens, /v1/models, /health.
+
+A raw ASGI app rather than a framework: one request costs a few hundred microseconds of our
+own code, and streams go out through a plain send loop (PERFORMANCE.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import re
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
+
+import orjson
+
+from app import __version__
+from app.config import GatewaySettings
+from app.events import EventHub, RequestFinished, RequestStarted, Usage
+from app.proxy.backends.base import Backend
+from app.proxy.exchange import (
+    JSON_HEADERS, SSE_HEADERS, Exchange, GatewayError, Incoming, error_body,
+)
+from app.proxy.routing import Admission, Refusal, Route, RoutingTable
+from app.proxy.sse import PING, encode
+
+log = logging.getLogger("patchbay.gateway")
+
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+_SESSION_RE = re.compile(r"_session_([0-9a-fA-F-]{8,})")
+_CWD_RE = re.compile(r"Working directory:\s*(\S[^\n]*)")
+
+
+class ClientGone(Exception):
+    """The client hung up before it finished sending its request."""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything a request reads, swapped as one reference when the user changes something."""
+
+    settings: GatewaySettings
+    table: RoutingTable
+    backends: dict[str, Backend]
+    token: str | None
+    capture: str = "off"
+    admission: Admission | None = None
+
+
+class Gateway:
+    def __init__(self, snapshot: Snapshot, hub: EventHub) -> None:
+        self.snap = snapshot
+        self.hub = hub
+        self.paused = False
+        self.started_at = time.time()
+        self.served = 0
+
+    # ------------------------------------------------------------------ ASGI entry
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            if scope["type"] == "lifespan":
+                while True:
+                    msg = await receive()
+                    if msg["type"] == "lifespan.startup":
+                        await send({"type": "lifespan.startup.complete"})
+                    elif msg["type"] == "lifespan.shutdown":
+                        await send({"type": "lifespan.shutdown.complete"})
+                        return
+            return
+        method = scope["method"]
+        path = scope["path"]
+        if len(path) > 1 and path.endswith("/"):
+            path = path.rstrip("/")
+        if method == "HEAD":
+            await _plain(send, 200, b"", [(b"content-type", b"text/plain")])
+            return
+        if method == "OPTIONS":
+            await self._options(scope, send)
+            return
+        try:
+            if path == "/v1/messages":
+                _allow(method, "POST")
+                await self._messages(scope, receive, send, count=False)
+            elif path == "/v1/messages/count_tokens":
+                _allow(method, "POST")
+                await self._messages(scope, receive, send, count=True)
+            elif path == "/v1/models":
+                _allow(method, "GET")
+                await self._models(scope, send)
+            elif path == "/health":
+                _allow(method, "GET")
+                await self._health(send)
+            elif path == "/":
+                await _json(send, 200, {"name": "Patchbay", "version": __version__,
+                                        "endpoints": ["POST /v1/messages", "POST /v1/messages/count_tokens",
+                                                      "GET /v1/models", "GET /health"]})
+            else:
+                raise GatewayError(404, "not_found_error",
+                                   f"Patchbay does not serve {method} {scope['path']}. It serves POST /v1/messages, "
+                                   "POST /v1/messages/count_tokens, GET /v1/models and GET /health.")
+        except GatewayError as exc:
+            await _plain(send, exc.status, exc.raw_body or error_body(exc.error_type, exc.message),
+                         JSON_HEADERS + exc.headers)
+        except ClientGone:
+            return
+
+    # ------------------------------------------------------------------ helpers
+
+    def _headers(self, scope: dict[str, Any]) -> dict[bytes, bytes]:
+        return {k: v for k, v in scope["headers"]}
+
+    def _check_origin(self, headers: dict[bytes, bytes], snap: Snapshot) -> None:
+        origin = headers.get(b"origin")
+        if origin is not None:
+            o = origin.decode("latin-1")
+            if o not in snap.settings.allowed_origins:
+                raise GatewayError(
+                    403, "permission_error",
+                    f"Patchbay refuses requests from web pages (Origin: {o}). If you trust this page, add "
+                    f'"{o}" to allowed_origins in the [gateway] section of the config.',
+                )
+
+    def _token_ok(self, value: str | None, snap: Snapshot) -> bool:
+        return bool(value) and snap.token is not None and hmac.compare_digest(value.encode(), snap.token.encode())
+
+    async def _options(self, scope: dict[str, Any], send: Send) -> None:
+        headers = self._headers(scope)
+        origin = headers.get(b"origin")
+        snap = self.snap
+        if origin is not None and origin.decode("latin-1") in snap.settings.allowed_origins:
+            await _plain(send, 204, b"", [
+                (b"access-control-allow-origin", origin),
+                (b"access-control-allow-methods", b"GET, POST, HEAD, OPTIONS"),
+                (b"access-control-allow-headers", b"*"),
+            ])
+        else:
+            await _plain(send, 403, error_body("permission_error", "Cross-origin requests are not allowed."),
+                         JSON_HEADERS)
+
+    async def _read_body(self, receive: Receive, headers: dict[bytes, bytes], limit: int) -> bytes:
+        cl = headers.get(b"content-length")
+        too_big = GatewayError(
+            413, "request_too_large",
+            f"The request body is larger than Patchbay's limit of {limit // (1024 * 1024)} MB. Send less "
+            "(fewer or smaller images/documents), or raise max_body_mb in the [gateway] section.",
+        )
+        if cl is not None:
+            try:
+                if int(cl) > limit:
+                    raise too_big
+            except ValueError:
+                raise GatewayError(400, "invalid_request_error", "The Content-Length header is not a number.") from None
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            msg = await receive()
+            if msg["type"] == "http.disconnect":
+                raise ClientGone()
+            body = msg.get("body", b"")
+            if body:
+                size += len(body)
+                if size > limit:
+                    raise too_big
+                chunks.append(body)
+            if not msg.get("more_body", False):
+                break
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def _parse(self, raw: bytes, count: bool) -> dict[str, Any]:
+        if not raw.strip():
+            raise GatewayError(400, "invalid_request_error",
+                               "The request body is empty. Send a JSON object with model, max_tokens and messages.")
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise GatewayError(400, "invalid_request_error", f"The request body is not valid JSON: {exc}.") from None
+        if not isinstance(body, dict):
+            raise GatewayError(400, "invalid_request_error",
+                               f"The request body must be a JSON object, not {type(body).__name__}.")
+        model = body.get("model")
+        if not isinstance(model, str) or not model.strip():
+            raise GatewayError(400, "invalid_request_error",
+                               "model: Field required. Send a model name, e.g. \"claude-sonnet-4-5\", or "
+                               "\"<backend>,<model>\" to pick a Patchbay backend.")
+        msgs = body.get("messages")
+        if not isinstance(msgs, list):
+            raise GatewayError(400, "invalid_request_error",
+                               "messages: Field required. Send a list of {role, content} messages.")
+        for i, m in enumerate(msgs):
+            if not isinstance(m, dict) or m.get("role") not in ("user", "assistant", "system") or "content" not in m:
+                raise GatewayError(400, "invalid_request_error",
+                                   f"messages.{i}: each message needs a role (\"user\" or \"assistant\") and content.")
+        if not count:
+            mt = body.get("max_tokens")
+            if not isinstance(mt, int) or isinstance(mt, bool) or mt < 1:
+                raise GatewayError(400, "invalid_request_error",
+                                   "max_tokens: Field required. Send a positive whole number, e.g. 4096.")
+            st = body.get("stream", False)
+            if not isinstance(st, bool):
+                raise GatewayError(400, "invalid_request_error", "stream: must be true or false.")
+        return body
+
+    # ------------------------------------------------------------------ /v1/messages
+
+    async def _messages(self, scope: dict[str, Any], receive: Receive, send: Send, *, count: bool) -> None:
+        snap = self.snap
+        headers = self._headers(scope)
+        self._check_origin(headers, snap)
+        raw = await self._read_body(receive, headers, snap.settings.max_body_bytes)
+        body = self._parse(raw, count)
+
+        api_key = _h(headers, b"x-api-key")
+        authorization = _h(headers, b"authorization")
+        bearer = None
+        if authorization and authorization[:7].lower() == "bearer ":
+            bearer = authorization[7:].strip()
+        key_is_token = self._token_ok(api_key, snap)
+        bearer_is_token = self._token_ok(bearer, snap)
+        session_id = _h(headers, b"x-claude-code-session-id") or _session_from_metadata(body)
+        inc = Incoming(
+            body=body, raw=raw, api_key=api_key, bearer=bearer, authorization=authorization,
+            anthropic_version=_h(headers, b"anthropic-version"), anthropic_beta=_h(headers, b"anthropic-beta"),
+            user_agent=_h(headers, b"user-agent"), session_id=session_id,
+            agent_id=_h(headers, b"x-claude-code-agent-id"),
+            api_key_is_token=key_is_token, bearer_is_token=bearer_is_token,
+        )
+        routed = snap.table.resolve(body["model"], session_id)
+        if isinstance(routed, Refusal):
+            raise GatewayError(routed.status, routed.error_type, routed.message)
+        backend = snap.backends[routed.backend]
+        if backend.config.auth != "client" and not (key_is_token or bearer_is_token):
+            presented = "no credentials" if not (api_key or bearer) else "a key that is not the gateway token"
+            raise GatewayError(
+                401, "authentication_error",
+                f"Patchbay needs its gateway token (the request carried {presented}). Set "
+                "ANTHROPIC_AUTH_TOKEN to the token that `patchbay env` prints (or the Settings page shows).",
+            )
+        stream = bool(body.get("stream")) and not count
+        request_id = "req_" + uuid.uuid4().hex[:24]
+        if count:
+            ex = Exchange(request_id, routed, inc, False, send, self.hub)
+            try:
+                await backend.count_tokens(ex)
+            except GatewayError as exc:
+                await self._fail(ex, exc)
+            return
+
+        route: Route = routed
+        if snap.admission is not None:
+            decision = snap.admission(routed)
+            if isinstance(decision, Refusal):
+                self._record_refusal(request_id, routed, inc, stream, decision)
+                raise GatewayError(decision.status, decision.error_type, decision.message)
+            route = decision
+            backend = snap.backends.get(route.backend, backend)
+        if self.paused:
+            raise GatewayError(503, "overloaded_error",
+                               "Patchbay is paused, so it forwards no requests. Resume it from the tray menu or the "
+                               "window's toolbar.")
+
+        ex = Exchange(request_id, route, inc, stream, send, self.hub, capture=snap.capture != "off")
+        want = self.hub.want_deltas
+        self.hub.publish(RequestStarted(
+            request_id, ex.wall0, session_id, inc.user_agent, route.rule, route.backend, route.requested_model,
+            route.model, stream, inc.agent_id,
+            _cwd(body) if want else None, _prompt(body) if want else None,
+        ))
+        task = asyncio.current_task()
+        assert task is not None
+        watcher = asyncio.ensure_future(self._watch(receive, ex, task))
+        pinger = asyncio.ensure_future(self._ping(ex, snap.settings.ping_interval_s)) if stream else None
+        backend.inflight += 1
+        try:
+            await backend.messages(ex)
+        except GatewayError as exc:
+            await self._fail(ex, exc)
+        except asyncio.CancelledError:
+            if not ex.client_gone:
+                raise
+            task.uncancel()
+            ex.fail("client_closed", "The client disconnected before the answer was complete.", 499)
+        except Exception as exc:  # our own bug: still answer in Anthropic's shape, and say so
+            log.exception("request %s failed inside Patchbay", request_id)
+            await self._fail(ex, GatewayError(
+                500, "api_error",
+                f"Patchbay failed while handling this request ({type(exc).__name__}: {exc}). This is a bug in "
+                "Patchbay; the log file has the details.",
+            ))
+        finally:
+            backend.inflight -= 1
+            watcher.cancel()
+            if pinger is not None:
+                pinger.cancel()
+            self.served += 1
+            if ex.status == 0:
+                ex.status = 499 if ex.client_gone else 500
+            self.hub.publish(ex.record(snap.capture))
+            if backend.retired and backend.inflight == 0:
+                asyncio.ensure_future(backend.aclose())
+
+    def _record_refusal(self, request_id: str, route: Route, inc: Incoming, stream: bool, refusal: Refusal) -> None:
+        now = time.time()
+        self.hub.publish(RequestFinished(
+            request_id=request_id, started_at=now, ended_at=now, session_id=inc.session_id, client=inc.user_agent,
+            route=route.rule, backend=route.backend, requested_model=route.requested_model, model=route.model,
+            stream=stream, status=refusal.status, error_type=refusal.error_type, error_message=refusal.message,
+            ttft_ms=None, duration_ms=0.0, usage=Usage(), agent_id=inc.agent_id,
+        ))
+
+    async def _fail(self, ex: Exchange, exc: GatewayError) -> None:
+        log.info("request %s: %s %s", ex.request_id, exc.status, exc.message)
+        if not ex.started:
+            ex.fail(exc.error_type, exc.message, exc.status)
+            await ex.answer(exc.status, JSON_HEADERS + exc.headers,
+                            exc.raw_body or error_body(exc.error_type, exc.message, ex.request_id))
+        elif not ex.finished:
+            ex.fail(exc.error_type, exc.message)
+            prefix = b"" if ex.boundary else b"\n\n"
+            await ex.write(prefix + encode("error", {"type": "error", "error": {"type": exc.error_type,
+                                                                                 "message": exc.message}}))
+            await ex.end()
+
+    async def _watch(self, receive: Receive, ex: Exchange, task: asyncio.Task[Any]) -> None:
+        """Cancel the request (and with it the upstream call) the moment the client goes away."""
+        while True:
+            msg = await receive()
+            if msg["type"] == "http.disconnect":
+                if not ex.finished:
+                    ex.client_gone = True
+                    task.cancel()
+                return
+
+    async def _ping(self, ex: Exchange, interval: float) -> None:
+        """During any silence longer than ``interval`` send a ping (and open the stream if needed)."""
+        while not ex.finished:
+            wait = ex.last_write + interval - time.perf_counter()
+            if wait > 0:
+                await asyncio.sleep(wait)
+                continue
+            if not ex.started:
+                await ex.start(200, SSE_HEADERS)
+            if ex.boundary and not ex.finished:
+                await ex.write(PING)
+            else:
+                await asyncio.sleep(interval / 10)
+
+    # ------------------------------------------------------------------ other routes
+
+    async def _models(self, scope: dict[str, Any], send: Send) -> None:
+        snap = self.snap
+        headers = self._headers(scope)
+        self._check_origin(headers, snap)
+        active = snap.table.backends[snap.table.active_backend]
+        key = _h(headers, b"x-api-key")
+        auth = _h(headers, b"authorization") or ""
+        bearer = auth[7:].strip() if auth[:7].lower() == "bearer " else None
+        if active.auth != "client" and not (self._token_ok(key, snap) or self._token_ok(bearer, snap)):
+            raise GatewayError(401, "authentication_error",
+                               "Patchbay needs its gateway token. Set ANTHROPIC_AUTH_TOKEN to the token that "
+                               "`patchbay env` prints.")
+        data = []
+        for b in snap.table.backends.values():
+            for m in b.models:
+                data.append({"type": "model", "id": f"{b.id},{m}", "display_name": f"{m} ({b.id})",
+                             "created_at": "1970-01-01T00:00:00Z"})
+        await _json(send, 200, {"data": data, "has_more": False,
+                                "first_id": data[0]["id"] if data else None,
+                                "last_id": data[-1]["id"] if data else None})
+
+    async def _health(self, send: Send) -> None:
+        t = self.snap.table
+        await _json(send, 200, {
+            "status": "paused" if self.paused else "ok", "version": __version__,
+            "active": {"backend": t.active_backend, "model": t.active_model},
+            "uptime_s": round(time.time() - self.started_at, 1), "served": self.served,
+        })
+
+
+# ---------------------------------------------------------------------- small functions
+
+
+def _allow(method: str, expected: str) -> None:
+    if method != expected:
+        raise GatewayError(405, "invalid_request_error", f"This endpoint takes {expected}, not {method}.")
+
+
+def _h(headers: dict[bytes, bytes], name: bytes) -> str | None:
+    v = headers.get(name)
+    return v.decode("latin-1") if v is not None else None
+
+
+async def _plain(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": headers + [(b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+async def _json(send: Send, status: int, obj: Any) -> None:
+    await _plain(send, status, orjson.dumps(obj), JSON_HEADERS)
+
+
+def _session_from_metadata(body: dict[str, Any]) -> str | None:
+    md = body.get("metadata")
+    if not isinstance(md, dict):
+        return None
+    uid = md.get("user_id")
+    if not isinstance(uid, str) or not uid:
+        return None
+    if uid.startswith("{"):
+        try:
+            obj = orjson.loads(uid)
+            sid = obj.get("session_id") if isinstance(obj, dict) else None
+            return sid if isinstance(sid, str) and sid else None
+        except orjson.JSONDecodeError:
+            return None
+    m = _SESSION_RE.search(uid)
+    return m.group(1) if m else None
+
+
+def _cwd(body: dict[str, Any]) -> str | None:
+    system = body.get("system")
+    texts: list[str] = []
+    if isinstance(system, str):
+        texts.append(system)
+    elif isinstance(system, list):
+        texts.extend(b.get("text", "") for b in system if isinstance(b, dict))
+    for t in texts:
+        m = _CWD_RE.search(t)
+        if m:
+            return m.group(1).strip()
+    return None
+
+
+def _prompt(body: dict[str, Any]) -> str | None:
+    """The latest thing the user typed (not tool results or reminders), shortened."""
+    for msg in reversed(body.get("messages") or []):
+        if not isinstance(msg, dict) or msg.get("role") != "user":
+            continue
+        content = msg.get("content")
+        parts = [content] if isinstance(content, str) else [
+            b.get("text", "") for b in content or [] if isinstance(b, dict) and b.get("type") == "text"
+        ]
+        for p in parts:
+            p = p.strip()
+            if p and not p.startswith("<"):
+                return p[:200]
+    return None

@@ -1,0 +1,81 @@
+"""Incremental Server-Sent Events parsing and encoding, over bytes.
+
+Upstreams split their streams wherever TCP likes: mid-line, mid-UTF-8 character. The parser
+keeps the tail and only yields whole events, without decoding what it does not need.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import orjson
+
+
+class SSEParser:
+    """Feed bytes, get ``(event_name, data_bytes)`` for each complete event.
+
+    ``event_name`` is b"" when the event has no ``event:`` line; comments and ``id:``/``retry:``
+    lines are ignored. ``data_bytes`` joins several ``data:`` lines with b"\\n".
+    """
+
+    __slots__ = ("_buf", "_cr")
+
+    def __init__(self) -> None:
+        self._buf = b""
+        self._cr = False  # the last chunk ended in "\r": its "\n" may come next
+
+    def feed(self, chunk: bytes) -> list[tuple[bytes, bytes]]:
+        if self._cr:
+            self._cr = False
+            chunk = b"\r" + chunk
+        if b"\r" in chunk:
+            if chunk.endswith(b"\r"):
+                self._cr = True
+                chunk = chunk[:-1]
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        buf = self._buf + chunk if self._buf else chunk
+        end = buf.rfind(b"\n\n")
+        if end < 0:
+            self._buf = buf
+            return []
+        self._buf = buf[end + 2 :]
+        out: list[tuple[bytes, bytes]] = []
+        for block in buf[:end].split(b"\n\n"):
+            if not block:
+                continue
+            name = b""
+            data: bytes | None = None
+            for line in block.split(b"\n"):
+                if line.startswith(b"data:"):
+                    value = line[5:]
+                    if value[:1] == b" ":
+                        value = value[1:]
+                    data = value if data is None else data + b"\n" + value
+                elif line.startswith(b"event:"):
+                    name = line[6:].strip()
+            if data is not None or name:
+                out.append((name, data if data is not None else b""))
+        return out
+
+    @property
+    def pending(self) -> bytes:
+        return self._buf
+
+    def at_boundary(self) -> bool:
+        return not self._buf and not self._cr
+
+
+def encode(event: str, data: dict) -> bytes:
+    return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+def encode_many(events: list[tuple[str, dict]]) -> bytes:
+    return b"".join(b"event: " + e.encode() + b"\ndata: " + orjson.dumps(d) + b"\n\n" for e, d in events)
+
+
+PING = b'event: ping\ndata: {"type":"ping"}\n\n'
+
+
+def iter_events(raw: bytes) -> Iterator[tuple[bytes, bytes]]:
+    p = SSEParser()
+    yield from p.feed(raw + b"\n\n")

@@ -1,0 +1,165 @@
+"""API keys and the gateway token, kept in the OS keychain through ``keyring``.
+
+Where no keychain exists (a bare Linux server, a container) every call that needs one raises
+``NoKeychainError`` whose message says what to do instead. The gateway token alone falls back
+to a file readable only by the user, so ``patchbay serve`` still works on such a machine.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets as _secrets
+import stat
+from pathlib import Path
+
+SERVICE = "patchbay"
+TOKEN_ACCOUNT = "gateway-token"
+TOKEN_ENV = "PATCHBAY_TOKEN"
+
+
+class NoKeychainError(Exception):
+    """No usable OS keychain. ``str()`` says what to do."""
+
+
+class SecretError(Exception):
+    """A secret that should be there is not. ``str()`` says what to do."""
+
+
+def _keyring():  # type: ignore[no-untyped-def]
+    import keyring
+    from keyring.backends import fail
+
+    kr = keyring.get_keyring()
+    if isinstance(kr, fail.Keyring):
+        raise NoKeychainError(
+            "No OS keychain is available on this machine, so API keys cannot be stored safely. "
+            'Use auth = "env:NAME" for the backend and export the key in that variable, or install '
+            "a keychain (on Linux: a Secret Service such as gnome-keyring or KWallet, or `pip install "
+            "keyrings.alt` for a file-based one)."
+        )
+    return keyring
+
+
+def keychain_available() -> bool:
+    try:
+        _keyring()
+        return True
+    except NoKeychainError:
+        return False
+
+
+def get_api_key(backend_id: str) -> str | None:
+    kr = _keyring()
+    try:
+        return kr.get_password(SERVICE, f"backend:{backend_id}")
+    except Exception as exc:  # locked keychain, D-Bus errors, ...
+        raise NoKeychainError(
+            f"The OS keychain did not answer ({type(exc).__name__}). Unlock it and try again, or use "
+            f'auth = "env:NAME" for the backend "{backend_id}".'
+        ) from None
+
+
+def set_api_key(backend_id: str, key: str) -> None:
+    key = key.strip()
+    if not key:
+        raise SecretError("The API key is empty. Paste the key your provider gave you.")
+    kr = _keyring()
+    try:
+        kr.set_password(SERVICE, f"backend:{backend_id}", key)
+    except Exception as exc:
+        raise NoKeychainError(
+            f"The OS keychain refused to store the key ({type(exc).__name__}). Unlock it and try again, "
+            f'or use auth = "env:NAME" for the backend "{backend_id}".'
+        ) from None
+
+
+def delete_api_key(backend_id: str) -> None:
+    kr = _keyring()
+    try:
+        kr.delete_password(SERVICE, f"backend:{backend_id}")
+    except Exception:
+        pass
+
+
+def resolve_backend_key(backend_id: str, auth: str) -> str | None:
+    """The key a backend sends upstream, or None for ``client`` / ``none``.
+
+    Raises SecretError (or NoKeychainError) with a sentence when the key is missing.
+    """
+    if auth in ("client", "none"):
+        return None
+    if auth.startswith("env:"):
+        name = auth[4:]
+        value = os.environ.get(name)
+        if not value:
+            raise SecretError(
+                f'The backend "{backend_id}" takes its API key from the environment variable {name}, '
+                f"which is not set. Export it before starting Patchbay (export {name}=...)."
+            )
+        return value
+    key = get_api_key(backend_id)
+    if not key:
+        raise SecretError(
+            f'No API key is stored for the backend "{backend_id}". Add it on the Backends page, or run '
+            f"`patchbay key set {backend_id}`."
+        )
+    return key
+
+
+def new_token() -> str:
+    return "pb-" + _secrets.token_urlsafe(24)
+
+
+def gateway_token(token_file: Path, *, create: bool = True) -> tuple[str, str]:
+    """The token clients must present, and where it came from ("env", "keychain", "file").
+
+    ``PATCHBAY_TOKEN`` wins; then the keychain; where no keychain exists, a 0600 file.
+    """
+    env = os.environ.get(TOKEN_ENV)
+    if env:
+        return env, "env"
+    try:
+        kr = _keyring()
+        tok = kr.get_password(SERVICE, TOKEN_ACCOUNT)
+        if tok:
+            return tok, "keychain"
+        if not create:
+            raise SecretError("No gateway token exists yet. Start Patchbay once to create one.")
+        tok = new_token()
+        kr.set_password(SERVICE, TOKEN_ACCOUNT, tok)
+        return tok, "keychain"
+    except NoKeychainError:
+        pass
+    except SecretError:
+        raise
+    except Exception:
+        pass
+    if token_file.exists():
+        tok = token_file.read_text(encoding="utf-8").strip()
+        if tok:
+            return tok, "file"
+    if not create:
+        raise SecretError("No gateway token exists yet. Start Patchbay once to create one.")
+    tok = new_token()
+    _write_private(token_file, tok)
+    return tok, "file"
+
+
+def regenerate_token(token_file: Path) -> tuple[str, str]:
+    tok = new_token()
+    try:
+        kr = _keyring()
+        kr.set_password(SERVICE, TOKEN_ACCOUNT, tok)
+        return tok, "keychain"
+    except Exception:
+        _write_private(token_file, tok)
+        return tok, "file"
+
+
+def _write_private(path: Path, value: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, stat.S_IRUSR | stat.S_IWUSR)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(value + "\n")
+    os.replace(tmp, path)
