@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Creates .venv (if needed) and installs Patchbay into it. Sourced by ./patchbay and scripts/test.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+extras="${1:-}"
+
+pick_python() {
+  for py in "${PATCHBAY_PYTHON:-}" python3.13 python3.12 python3.11 python3; do
+    [ -n "$py" ] || continue
+    if command -v "$py" >/dev/null 2>&1 && "$py" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' 2>/dev/null; then
+      echo "$py"; return 0
+    fi
+  done
+  echo "Patchbay needs Python 3.11 or newer; install it and try again." >&2
+  return 1
+}
+
+if [ ! -x "$VENV/bin/python" ]; then
+  py="$(pick_python)"
+  echo "patchbay: creating the virtual environment in $VENV (with $("$py" --version))" >&2
+  "$py" -m venv "$VENV"
+  "$VENV/bin/python" -m pip install -q --upgrade pip >&2
+fi
+
+# reinstall only when the project's requirements changed since the last install
+stamp="$VENV/.patchbay-installed${extras:+-$extras}"
+if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
+  echo "patchbay: installing dependencies${extras:+ (with $extras)}" >&2
+  "$VENV/bin/python" -m pip install -q -e "$ROOT${extras:+[$extras]}" >&2
+  touch "$stamp"
+fi
