@@ -1,0 +1,113 @@
+"""The desktop app: a window and a tray icon around the gateway, which runs on its own thread.
+
+``run_gui`` is what ``patchbay [--config PATH]`` calls. Closing the window leaves the app in the
+tray (where there is one); Quit stops the gateway cleanly and ends the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, Qt, QTimer
+from PySide6.QtWidgets import QApplication, QSystemTrayIcon
+
+T0 = time.perf_counter()
+
+
+class App(QObject):
+    """Wires the bridge, the window and the tray together."""
+
+    def __init__(self, config_path: Path | None = None, *, paths: Any = None, use_system_tray: bool | None = None,
+                 engine_factory: Any = None) -> None:
+        super().__init__()
+        from app.bridge import Bridge
+        from app.views.main_window import MainWindow
+        from app.views.tray import Tray
+
+        self.bridge = Bridge(config_path, paths=paths, engine_factory=engine_factory)
+        tray_ok = QSystemTrayIcon.isSystemTrayAvailable() if use_system_tray is None else use_system_tray
+        self.tray = Tray(self.bridge, use_system_tray=tray_ok)
+        self.window = MainWindow(self.bridge, keep_running_in_tray=self.tray.icon is not None)
+        self.tray.openRequested.connect(self.show_window)
+        self.tray.quitRequested.connect(self.quit)
+        self.window.quitRequested.connect(self.quit)
+        self.quitting = False
+        app = QApplication.instance()
+        if isinstance(app, QApplication):
+            app.setQuitOnLastWindowClosed(self.tray.icon is None)
+
+    def start(self) -> bool:
+        ok = self.bridge.start()
+        self.tray.rebuild()
+        return ok
+
+    def show_window(self) -> None:
+        self.window.show()
+        self.window.setWindowState(self.window.windowState() & ~Qt.WindowState.WindowMinimized)
+        self.window.raise_()
+        self.window.activateWindow()
+
+    def quit(self) -> None:
+        if self.quitting:
+            return
+        self.quitting = True
+        self.window.hide()
+        self.tray.hide()
+        self.bridge.stop()
+        app = QApplication.instance()
+        if app is not None:
+            app.quit()
+
+
+def make_application(argv: list[str] | None = None) -> QApplication:
+    app = QApplication.instance()
+    if not isinstance(app, QApplication):
+        app = QApplication(argv if argv is not None else sys.argv[:1])
+    app.setApplicationName("Patchbay")
+    app.setApplicationDisplayName("Patchbay")
+    app.setOrganizationName("Patchbay")
+    app.setDesktopFileName("patchbay")
+    from app.views.icons import app_icon
+
+    app.setWindowIcon(app_icon())
+    return app
+
+
+def run_gui(config_path: Path | None) -> int:
+    """Start the desktop app; returns the process exit code."""
+    import qasync
+
+    app = make_application()
+    loop = qasync.QEventLoop(app)
+    asyncio.set_event_loop(loop)
+    main = App(config_path)
+    main.show_window()  # the window first, the gateway right after: the user sees something at once
+    QTimer.singleShot(0, main.start)
+
+    def on_signal(*_: Any) -> None:
+        QTimer.singleShot(0, main.quit)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            signal.signal(sig, on_signal)
+        except (ValueError, OSError):  # not the main thread, or not on this platform
+            pass
+    wake = QTimer()  # lets Python run its signal handlers while Qt's loop sleeps
+    wake.start(300)
+    wake.timeout.connect(lambda: None)
+
+    done = asyncio.Event()
+    app.aboutToQuit.connect(done.set)
+    try:
+        with loop:
+            loop.run_until_complete(done.wait())
+    except RuntimeError:  # the loop was stopped from outside while quitting
+        pass
+    if not main.quitting:
+        main.quit()
+    return 0 if main.bridge.fatal is None or main.bridge.engine is not None else 1

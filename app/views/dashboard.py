@@ -1,0 +1,283 @@
+"""Dashboard: the live Claude Code sessions, one session's token stream, and its last requests."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtCore import QItemSelectionModel, QModelIndex, QPoint, Qt, QTimer
+from PySide6.QtGui import QAction, QGuiApplication, QKeySequence
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QMenu,
+    QSplitter,
+    QTableView,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.views.data import RequestRecord, StreamPiece
+from app.views.icons import backend_color, dot_icon
+from app.views.models import KEY_ROLE, RequestsModel, SessionsModel, SortProxy
+from app.views.stream import StreamView
+from app.views.theme import fmt_usd
+
+if TYPE_CHECKING:
+    from app.bridge import Bridge
+
+
+def make_table(model: Any, *, sortable: bool = True, sort_column: int = 0,
+               order: Qt.SortOrder = Qt.SortOrder.DescendingOrder) -> tuple[QTableView, SortProxy]:
+    proxy = SortProxy()
+    proxy.setSourceModel(model)
+    view = QTableView()
+    view.setModel(proxy)
+    view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+    view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+    view.setAlternatingRowColors(True)
+    view.setShowGrid(False)
+    view.setWordWrap(False)
+    view.verticalHeader().setVisible(False)
+    view.verticalHeader().setDefaultSectionSize(view.fontMetrics().height() + 10)
+    view.horizontalHeader().setHighlightSections(False)
+    view.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+    view.horizontalHeader().setStretchLastSection(False)
+    view.setTabKeyNavigation(False)
+    if sortable:
+        view.setSortingEnabled(True)
+        view.sortByColumn(sort_column, order)
+    return view, proxy
+
+
+class SectionLabel(QLabel):
+    def __init__(self, text: str, parent: QWidget | None = None) -> None:
+        super().__init__(text, parent)
+        f = self.font()
+        f.setBold(True)
+        f.setPointSizeF(f.pointSizeF() * 1.05)
+        self.setFont(f)
+
+
+class DashboardPage(QWidget):
+    def __init__(self, bridge: "Bridge", parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.bridge = bridge
+        self.selected: str | None = None
+
+        self.sessions_model = SessionsModel(self)
+        self.sessions_view, self.sessions_proxy = make_table(self.sessions_model, sort_column=8)
+        self.sessions_view.setAccessibleName("Live sessions")
+        self.sessions_proxy.setDynamicSortFilter(True)
+        hh = self.sessions_view.horizontalHeader()
+        hh.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        for c, w in ((1, 80), (2, 130), (3, 170), (4, 80), (5, 80), (6, 70), (7, 80), (8, 90)):
+            self.sessions_view.setColumnWidth(c, w)
+        self.sessions_view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.sessions_view.customContextMenuRequested.connect(self._context_menu)
+        self.sessions_view.selectionModel().currentRowChanged.connect(self._on_current)
+
+        self.pin_button = QToolButton()
+        self.pin_button.setText("Pin session to…")
+        self.pin_button.setToolTip("Send only the selected session to another backend/model (Ctrl+P)")
+        self.pin_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        self.pin_menu = QMenu(self.pin_button)
+        self.pin_menu.aboutToShow.connect(lambda: self._fill_pin_menu(self.pin_menu, self.selected))
+        self.pin_button.setMenu(self.pin_menu)
+        self.unpin_button = QToolButton()
+        self.unpin_button.setText("Unpin")
+        self.unpin_button.setToolTip("Let the selected session follow the active backend again")
+        self.unpin_button.clicked.connect(self._unpin_selected)
+        pin_shortcut = QAction(self)
+        pin_shortcut.setShortcut(QKeySequence("Ctrl+P"))
+        pin_shortcut.triggered.connect(lambda: self.pin_button.showMenu() if self.selected else None)
+        self.addAction(pin_shortcut)
+
+        self.summary = QLabel()
+        self.summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+
+        top = QWidget()
+        tl = QVBoxLayout(top)
+        tl.setContentsMargins(0, 0, 0, 0)
+        head = QHBoxLayout()
+        head.addWidget(SectionLabel("Live sessions"))
+        head.addWidget(self.summary, 1)
+        head.addWidget(self.pin_button)
+        head.addWidget(self.unpin_button)
+        tl.addLayout(head)
+        tl.addWidget(self.sessions_view)
+
+        self.stream_title = SectionLabel("Token stream")
+        self.stream = StreamView()
+        legend = QLabel(
+            "<span style='color:#8a7fd6'><i>thinking</i></span> · text · "
+            "<span style='color:#d08a2c'><b>⚙ tool call</b></span> "
+            "<span style='color:#2f9c8f'>input</span>")
+        legend.setTextFormat(Qt.TextFormat.RichText)
+        left = QWidget()
+        ll = QVBoxLayout(left)
+        ll.setContentsMargins(0, 0, 0, 0)
+        sh = QHBoxLayout()
+        sh.addWidget(self.stream_title, 1)
+        sh.addWidget(legend)
+        ll.addLayout(sh)
+        ll.addWidget(self.stream)
+
+        self.recent_model = RequestsModel(self)
+        self.recent_view, self.recent_proxy = make_table(self.recent_model, sort_column=0)
+        self.recent_view.setAccessibleName("Last requests of the selected session")
+        for c in (1,):
+            self.recent_view.hideColumn(c)
+        rh = self.recent_view.horizontalHeader()
+        rh.setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
+        for c, w in ((0, 70), (2, 90), (4, 60), (5, 90), (6, 64), (7, 64), (8, 64)):
+            self.recent_view.setColumnWidth(c, w)
+        right = QWidget()
+        rl = QVBoxLayout(right)
+        rl.setContentsMargins(0, 0, 0, 0)
+        rl.addWidget(SectionLabel("Last requests"))
+        rl.addWidget(self.recent_view)
+
+        bottom = QSplitter(Qt.Orientation.Horizontal)
+        bottom.addWidget(left)
+        bottom.addWidget(right)
+        bottom.setStretchFactor(0, 3)
+        bottom.setStretchFactor(1, 2)
+        split = QSplitter(Qt.Orientation.Vertical)
+        split.addWidget(top)
+        split.addWidget(bottom)
+        split.setStretchFactor(0, 2)
+        split.setStretchFactor(1, 3)
+        self.splitter = split
+        lay = QVBoxLayout(self)
+        lay.addWidget(split)
+
+        self._refresh_pending = False
+        bridge.sessionsChanged.connect(self._schedule_refresh)
+        bridge.streamBatch.connect(self._on_stream)
+        bridge.requestStarted.connect(self._on_request)
+        bridge.requestFinished.connect(self._on_request)
+        bridge.pinsChanged.connect(self.refresh)
+        self._throttle = QTimer(self)  # the table redraws at most 4 times a second
+        self._throttle.setSingleShot(True)
+        self._throttle.setInterval(250)
+        self._throttle.timeout.connect(self.refresh)
+        self.refresh()
+        self._update_buttons()
+
+    # --------------------------------------------------------------- sessions
+
+    def _schedule_refresh(self) -> None:
+        if not self._throttle.isActive():
+            self._throttle.start()
+
+    def refresh(self) -> None:
+        sessions = self.bridge.sessions()
+        self.sessions_model.set_rows(sessions)
+        live = sum(1 for s in sessions if s.in_flight)
+        cost = sum(s.cost_usd for s in sessions)
+        self.summary.setText(f"  {len(sessions)} sessions · {live} streaming · {fmt_usd(cost)} so far")
+        if self.selected is None and sessions:
+            self.select_session(sessions[0].session_id)
+        self._update_buttons()
+
+    def select_session(self, session_id: str) -> None:
+        row = self.sessions_model.find(session_id)
+        if row < 0:
+            return
+        idx = self.sessions_proxy.mapFromSource(self.sessions_model.index(row, 0))
+        self.sessions_view.selectionModel().setCurrentIndex(
+            idx, QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows)
+
+    def _on_current(self, current: QModelIndex, _previous: QModelIndex) -> None:
+        sid = current.data(KEY_ROLE) if current.isValid() else None
+        if sid == self.selected:
+            return
+        self.selected = sid
+        self._show_session()
+
+    def _show_session(self) -> None:
+        sid = self.selected
+        if sid is None:
+            self.stream_title.setText("Token stream")
+            self.stream.reset()
+            self.recent_model.set_rows([])
+            return
+        s = self.bridge.session(sid)
+        label = s.label if s else sid
+        self.stream_title.setText(f"Token stream — {label}")
+        self.stream.reset(self.bridge.stream_pieces(sid))
+        self.recent_model.set_rows(self.bridge.recent_requests(sid, limit=50))
+        self._update_buttons()
+
+    def _update_buttons(self) -> None:
+        has = bool(self.selected)
+        self.pin_button.setEnabled(has)
+        s = self.bridge.session(self.selected) if self.selected else None
+        self.unpin_button.setEnabled(bool(s and s.pinned_backend))
+
+    # --------------------------------------------------------------- live updates
+
+    def _on_stream(self, pieces: list[StreamPiece]) -> None:
+        if self.selected is None:
+            return
+        mine = [p for p in pieces if p.session_id == self.selected]
+        if mine:
+            self.stream.append_pieces(mine)
+
+    def _on_request(self, rec: RequestRecord) -> None:
+        if self.selected is not None and rec.session_id == self.selected:
+            self.recent_model.add_or_update(rec, limit=50)
+
+    # --------------------------------------------------------------- pinning
+
+    def _context_menu(self, pos: QPoint) -> None:
+        idx = self.sessions_view.indexAt(pos)
+        if not idx.isValid():
+            return
+        sid = idx.data(KEY_ROLE)
+        menu = QMenu(self)
+        pin = menu.addMenu("Pin to")
+        self._fill_pin_menu(pin, sid)
+        s = self.bridge.session(sid)
+        un = menu.addAction("Unpin (follow the active backend)")
+        un.setEnabled(bool(s and s.pinned_backend))
+        un.triggered.connect(lambda: self.bridge.unpin_session(sid))
+        menu.addSeparator()
+        cp = menu.addAction("Copy session id")
+        cp.setEnabled(bool(sid))
+        cp.triggered.connect(lambda: QGuiApplication.clipboard().setText(sid))
+        menu.exec(self.sessions_view.viewport().mapToGlobal(pos))
+
+    def _fill_pin_menu(self, menu: QMenu, session_id: str | None) -> None:
+        menu.clear()
+        if not session_id:
+            a = menu.addAction("Requests without a session id cannot be pinned")
+            a.setEnabled(False)
+            return
+        s = self.bridge.session(session_id)
+        for b in self.bridge.backends():
+            sub = menu.addMenu(dot_icon(backend_color(b.id)), b.id)
+            default = sub.addAction("Model as requested" if b.kind == "anthropic" else "Default model")
+            default.setCheckable(True)
+            default.setChecked(bool(s and s.pinned_backend == b.id and not s.pinned_model))
+            default.triggered.connect(lambda _=False, bid=b.id: self.pin(session_id, bid, None))
+            models = self.bridge.models_for(b.id)
+            if models:
+                sub.addSeparator()
+            for m in models[:40]:
+                a = sub.addAction(m)
+                a.setCheckable(True)
+                a.setChecked(bool(s and s.pinned_backend == b.id and s.pinned_model == m))
+                a.triggered.connect(lambda _=False, bid=b.id, m=m: self.pin(session_id, bid, m))
+
+    def pin(self, session_id: str, backend: str, model: str | None) -> None:
+        self.bridge.pin_session(session_id, backend, model)
+        self.refresh()
+
+    def _unpin_selected(self) -> None:
+        if self.selected:
+            self.bridge.unpin_session(self.selected)
+            self.refresh()

@@ -1,0 +1,317 @@
+"""The main window: the backend switch on a toolbar, five pages, and the message banner."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable
+
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QComboBox,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QMainWindow,
+    QSizePolicy,
+    QStackedWidget,
+    QToolBar,
+    QVBoxLayout,
+    QWidget,
+    QHBoxLayout,
+)
+
+from app.views.banner import Banner
+from app.views.data import GatewayView, UserMessage
+from app.views.icons import app_icon, backend_color, dot_icon
+from app.views.theme import STATE_COLORS, fmt_usd
+
+if TYPE_CHECKING:
+    from app.bridge import Bridge
+
+PAGES = (("dashboard", "Dashboard"), ("backends", "Backends"), ("spend", "Spend"), ("requests", "Requests"),
+         ("settings", "Settings"))
+AS_REQUESTED = "as requested"
+
+
+def _page_factory(name: str) -> Callable[["Bridge"], QWidget]:
+    # Pages are built when first shown (pyqtgraph and friends load only then): a faster start.
+    def make(bridge: "Bridge") -> QWidget:
+        if name == "dashboard":
+            from app.views.dashboard import DashboardPage
+
+            return DashboardPage(bridge)
+        if name == "backends":
+            from app.views.backends import BackendsPage
+
+            return BackendsPage(bridge)
+        if name == "spend":
+            from app.views.spend import SpendPage
+
+            return SpendPage(bridge)
+        if name == "requests":
+            from app.views.requests import RequestsPage
+
+            return RequestsPage(bridge)
+        from app.views.settings import SettingsPage
+
+        return SettingsPage(bridge)
+
+    return make
+
+
+class MainWindow(QMainWindow):
+    quitRequested = Signal()
+
+    def __init__(self, bridge: "Bridge", *, keep_running_in_tray: bool = False) -> None:
+        super().__init__()
+        self.bridge = bridge
+        self.keep_running_in_tray = keep_running_in_tray
+        self._told_about_tray = False
+        self.setWindowTitle("Patchbay")
+        self.setWindowIcon(app_icon())
+        self.resize(1240, 800)
+
+        # ---- toolbar: the switch, always visible
+        tb = QToolBar("Switch")
+        tb.setObjectName("switchToolbar")
+        tb.setMovable(False)
+        tb.setFloatable(False)
+        tb.setIconSize(QSize(14, 14))
+        tb.setContextMenuPolicy(Qt.ContextMenuPolicy.PreventContextMenu)
+        self.addToolBar(Qt.ToolBarArea.TopToolBarArea, tb)
+        self.toolbar = tb
+        bl = QLabel("  &Backend ")
+        self.backend_combo = QComboBox()
+        self.backend_combo.setAccessibleName("Active backend")
+        self.backend_combo.setMinimumWidth(170)
+        self.backend_combo.setToolTip("Where the next request goes (Ctrl+B)")
+        bl.setBuddy(self.backend_combo)
+        ml = QLabel("  &Model ")
+        self.model_combo = QComboBox()
+        self.model_combo.setAccessibleName("Model")
+        self.model_combo.setMinimumWidth(230)
+        self.model_combo.setToolTip("The model asked of the backend; “as requested” passes the client's own")
+        ml.setBuddy(self.model_combo)
+        tb.addWidget(bl)
+        tb.addWidget(self.backend_combo)
+        tb.addWidget(ml)
+        tb.addWidget(self.model_combo)
+        tb.addSeparator()
+        self.pause_action = QAction("Pause", self)
+        self.pause_action.setCheckable(True)
+        self.pause_action.setToolTip("Pause the gateway: new requests are refused until you resume")
+        self.pause_action.toggled.connect(self._pause_toggled)
+        tb.addAction(self.pause_action)
+        spacer = QWidget()
+        spacer.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        tb.addWidget(spacer)
+        self.spend_label = QLabel()
+        self.spend_label.setToolTip("Today's spend (Spend page for details)")
+        tb.addWidget(self.spend_label)
+        self.state_label = QLabel()
+        tb.addWidget(self.state_label)
+        focus_switch = QAction(self)
+        focus_switch.setShortcut(QKeySequence("Ctrl+B"))
+        focus_switch.triggered.connect(lambda: (self.backend_combo.setFocus(), self.backend_combo.showPopup()))
+        self.addAction(focus_switch)
+
+        # ---- navigation + pages
+        self.nav = QListWidget()
+        self.nav.setAccessibleName("Pages")
+        self.nav.setFixedWidth(150)
+        self.nav.setFrameShape(QListWidget.Shape.NoFrame)
+        self.nav.setSpacing(2)
+        self.stack = QStackedWidget()
+        self._pages: dict[str, QWidget] = {}
+        self._placeholders: dict[str, QWidget] = {}
+        for i, (key, title) in enumerate(PAGES):
+            item = QListWidgetItem(f"{title}")
+            item.setToolTip(f"{title} (Ctrl+{i + 1})")
+            item.setSizeHint(QSize(140, 30))
+            self.nav.addItem(item)
+            ph = QWidget()
+            self._placeholders[key] = ph
+            self.stack.addWidget(ph)
+            act = QAction(self)
+            act.setShortcut(QKeySequence(f"Ctrl+{i + 1}"))
+            act.triggered.connect(lambda _=False, k=key: self.show_page(k))
+            self.addAction(act)
+        self.nav.currentRowChanged.connect(lambda r: self.show_page(PAGES[r][0]) if r >= 0 else None)
+
+        self.banner = Banner()
+        self.banner.actionRequested.connect(self._banner_action)
+        central = QWidget()
+        cl = QVBoxLayout(central)
+        cl.setContentsMargins(0, 0, 0, 0)
+        cl.setSpacing(0)
+        cl.addWidget(self.banner)
+        body = QHBoxLayout()
+        body.setContentsMargins(0, 0, 0, 0)
+        body.addWidget(self.nav)
+        body.addWidget(self.stack, 1)
+        cl.addLayout(body, 1)
+        self.setCentralWidget(central)
+        self.status_gateway = QLabel()
+        self.status_gateway.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.statusBar().addWidget(self.status_gateway, 1)
+        self.status_counts = QLabel()
+        self.statusBar().addPermanentWidget(self.status_counts)
+        self._requests_seen = 0
+
+        self.backend_combo.activated.connect(self._backend_chosen)
+        self.model_combo.activated.connect(self._model_chosen)
+        bridge.backendsChanged.connect(self.sync_switch)
+        bridge.activeChanged.connect(lambda *_: self.sync_switch())
+        bridge.modelsListed.connect(self._on_models)
+        bridge.gatewayChanged.connect(self._on_gateway)
+        bridge.spendTodayChanged.connect(lambda _v: self._update_spend())
+        bridge.budgetsChanged.connect(lambda _v: self._update_spend())
+        bridge.message.connect(self.banner.show_message)
+        bridge.messageCleared.connect(self.banner.clear)
+        bridge.requestFinished.connect(self._count_request)
+        if bridge.fatal is not None:
+            self.banner.show_message(bridge.fatal)
+        self.sync_switch()
+        self._on_gateway(bridge.gateway())
+        self._update_spend()
+        self.show_page("dashboard")
+        self.setTabOrder(self.backend_combo, self.model_combo)
+        self.setTabOrder(self.model_combo, self.nav)
+
+    # ------------------------------------------------------------ pages
+
+    def page(self, key: str) -> QWidget:
+        """The page widget, built on first use."""
+        if key not in self._pages:
+            w = _page_factory(key)(self.bridge)
+            w.setObjectName(f"page-{key}")
+            ph = self._placeholders.pop(key)
+            i = self.stack.indexOf(ph)
+            self.stack.insertWidget(i, w)
+            self.stack.removeWidget(ph)
+            ph.deleteLater()
+            self._pages[key] = w
+        return self._pages[key]
+
+    def show_page(self, key: str) -> None:
+        w = self.page(key)
+        self.stack.setCurrentWidget(w)
+        row = [k for k, _ in PAGES].index(key)
+        if self.nav.currentRow() != row:
+            self.nav.blockSignals(True)
+            self.nav.setCurrentRow(row)
+            self.nav.blockSignals(False)
+
+    def current_page(self) -> str:
+        w = self.stack.currentWidget()
+        for k, p in self._pages.items():
+            if p is w:
+                return k
+        return ""
+
+    # ------------------------------------------------------------ the switch
+
+    def sync_switch(self) -> None:
+        backend, model = self.bridge.active()
+        self.backend_combo.blockSignals(True)
+        self.backend_combo.clear()
+        for b in self.bridge.backends():
+            label = b.id + ("  ⚠" if b.health == "failing" else "")
+            self.backend_combo.addItem(dot_icon(backend_color(b.id)), label, b.id)
+        self.backend_combo.setCurrentIndex(max(0, self.backend_combo.findData(backend)))
+        self.backend_combo.setEnabled(self.backend_combo.count() > 0)
+        self.backend_combo.blockSignals(False)
+        self._fill_models(backend, model)
+
+    def _fill_models(self, backend: str, model: str | None) -> None:
+        self.model_combo.blockSignals(True)
+        self.model_combo.clear()
+        cfg = self.bridge.backend_config(backend) if backend else None
+        if cfg is not None and cfg.kind != "anthropic" and cfg.models:
+            self.model_combo.addItem(f"default ({cfg.models[0]})", None)
+        else:
+            self.model_combo.addItem(AS_REQUESTED, None)
+        models = self.bridge.models_for(backend) if backend else []
+        if model and model not in models:
+            models = [model] + models
+        for m in models:
+            self.model_combo.addItem(m, m)
+        i = self.model_combo.findData(model) if model else 0
+        self.model_combo.setCurrentIndex(max(0, i))
+        self.model_combo.setEnabled(bool(backend))
+        self.model_combo.blockSignals(False)
+
+    def _backend_chosen(self, index: int) -> None:
+        bid = self.backend_combo.itemData(index)
+        if bid and bid != self.bridge.active()[0]:
+            self.bridge.switch(bid, None)
+            self.bridge.list_models(bid)
+        self.sync_switch()
+
+    def _model_chosen(self, index: int) -> None:
+        backend = self.bridge.active()[0]
+        self.bridge.switch(backend, self.model_combo.itemData(index))
+        self.sync_switch()
+
+    def _on_models(self, backend_id: str, models: list[str], error: str) -> None:
+        backend, model = self.bridge.active()
+        if backend_id == backend and not self.model_combo.view().isVisible():
+            self._fill_models(backend, model)
+
+    def _pause_toggled(self, on: bool) -> None:
+        if on != self.bridge.paused():
+            self.bridge.set_paused(on)
+
+    # ------------------------------------------------------------ status
+
+    def _on_gateway(self, g: GatewayView) -> None:
+        color = {"running": STATE_COLORS["ok"], "paused": STATE_COLORS["warn"], "failed": STATE_COLORS["error"]}.get(
+            g.state, STATE_COLORS["stopped"])
+        words = {"running": "Running", "paused": "Paused", "failed": "Not running", "stopped": "Stopped",
+                 "starting": "Starting"}.get(g.state, g.state)
+        self.state_label.setText(f"  <span style='color:{color}'>●</span> {words}  ")
+        self.state_label.setToolTip(g.message or g.url or "")
+        self.status_gateway.setText(f"Gateway {g.url}" if g.url else (g.message or "Gateway not running"))
+        self.pause_action.blockSignals(True)
+        self.pause_action.setChecked(g.state == "paused")
+        self.pause_action.setText("Resume" if g.state == "paused" else "Pause")
+        self.pause_action.setEnabled(g.state in ("running", "paused"))
+        self.pause_action.blockSignals(False)
+
+    def _update_spend(self) -> None:
+        spent = self.bridge.spend_today()
+        limit = self.bridge.daily_limit()
+        state = self.bridge.tray_state()
+        color = STATE_COLORS.get(state) if state in ("warn", "error") else None
+        text = f"Today {fmt_usd(spent)}" + (f" of {fmt_usd(limit)}" if limit else "")
+        self.spend_label.setText(f"<span style='color:{color}'>{text}</span>" if color else text)
+
+    def _count_request(self, _rec: object) -> None:
+        self._requests_seen += 1
+        self.status_counts.setText(f"{self._requests_seen} requests since start")
+
+    def _banner_action(self, action: str) -> None:
+        if action in ("settings", "backends", "spend"):
+            self.show_page(action)
+        elif action == "retry":
+            self.bridge.start()
+        elif action == "reset":
+            self.bridge.reset_config()
+        elif action == "config":
+            from PySide6.QtCore import QUrl
+            from PySide6.QtGui import QDesktopServices
+
+            QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.bridge.config_path().parent)))
+
+    def messages(self) -> list[UserMessage]:
+        return self.banner.messages()
+
+    # ------------------------------------------------------------ closing
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        if self.keep_running_in_tray:
+            event.ignore()
+            self.hide()
+            return
+        event.accept()
+        self.quitRequested.emit()

@@ -1,0 +1,195 @@
+"""Requests: the request log as a sortable, filterable table; a row opens its details."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import QModelIndex, Qt
+from PySide6.QtGui import QAction, QFontDatabase, QGuiApplication, QKeySequence
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QPushButton,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.views.dashboard import SectionLabel, make_table
+from app.views.data import RequestDetail, RequestRecord
+from app.views.models import KEY_ROLE, RequestsModel
+
+if TYPE_CHECKING:
+    from app.bridge import Bridge
+
+MAX_ROWS = 5000
+
+
+class RequestDetailDialog(QDialog):
+    def __init__(self, detail: RequestDetail, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle(f"Request {detail.record.request_id}")
+        self.resize(720, 560)
+        tabs = QTabWidget()
+        info = QWidget()
+        form = QFormLayout(info)
+        for label, value in detail.fields:
+            v = QLabel(value)
+            v.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            v.setWordWrap(True)
+            form.addRow(label + ":", v)
+        tabs.addTab(info, "Summary")
+        mono = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
+        for title, body in (("Request body", detail.request_body), ("Response body", detail.response_body)):
+            edit = QPlainTextEdit()
+            edit.setReadOnly(True)
+            edit.setFont(mono)
+            if body is None:
+                edit.setPlaceholderText("Not captured. Turn on capture in Settings → Request log to keep bodies.")
+            else:
+                edit.setPlainText(body)
+            tabs.addTab(edit, title)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        copy = buttons.addButton("Copy id", QDialogButtonBox.ButtonRole.ActionRole)
+        copy.clicked.connect(lambda: QGuiApplication.clipboard().setText(detail.record.request_id))
+        buttons.rejected.connect(self.reject)
+        lay = QVBoxLayout(self)
+        lay.addWidget(tabs)
+        lay.addWidget(buttons)
+
+
+class RequestsPage(QWidget):
+    def __init__(self, bridge: "Bridge", parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.bridge = bridge
+        self.model = RequestsModel(self)
+        self.view, self.proxy = make_table(self.model, sort_column=0)
+        self.view.setAccessibleName("Request log")
+        hh = self.view.horizontalHeader()
+        hh.setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
+        for c, w in ((0, 80), (1, 90), (2, 120), (4, 110), (5, 110), (6, 80), (7, 70), (8, 80)):
+            self.view.setColumnWidth(c, w)
+        self.view.activated.connect(self._open)
+        self.view.doubleClicked.connect(self._open)
+
+        self.search = QLineEdit()
+        self.search.setPlaceholderText("Filter: session, model, error text…  (Ctrl+F)")
+        self.search.setClearButtonEnabled(True)
+        self.search.textChanged.connect(self.proxy.set_text)
+        find = QAction(self)
+        find.setShortcut(QKeySequence.StandardKey.Find)
+        find.triggered.connect(lambda: (self.search.setFocus(), self.search.selectAll()))
+        self.addAction(find)
+        self.backend_filter = QComboBox()
+        self.backend_filter.setAccessibleName("Backend filter")
+        self.backend_filter.currentIndexChanged.connect(self._apply_filters)
+        self.status_filter = QComboBox()
+        self.status_filter.setAccessibleName("Status filter")
+        self.status_filter.addItems(["All statuses", "Succeeded", "Failed", "In flight"])
+        self.status_filter.currentIndexChanged.connect(self._apply_filters)
+        self.reload_button = QPushButton("Reload")
+        self.reload_button.setToolTip("Read the log again from disk (F5)")
+        self.reload_button.setShortcut(QKeySequence("F5"))
+        self.reload_button.clicked.connect(self.reload)
+        self.count = QLabel()
+
+        bar = QHBoxLayout()
+        bar.addWidget(SectionLabel("Requests"))
+        bar.addWidget(self.search, 1)
+        bar.addWidget(self.backend_filter)
+        bar.addWidget(self.status_filter)
+        bar.addWidget(self.reload_button)
+        lay = QVBoxLayout(self)
+        lay.addLayout(bar)
+        lay.addWidget(self.view)
+        lay.addWidget(self.count)
+        self.setTabOrder(self.search, self.backend_filter)
+        self.setTabOrder(self.backend_filter, self.status_filter)
+        self.setTabOrder(self.status_filter, self.reload_button)
+        self.setTabOrder(self.reload_button, self.view)
+
+        self._loaded = False
+        self._dialogs: list[QDialog] = []
+        self._want_detail: str | None = None
+        bridge.requestStarted.connect(self._on_record)
+        bridge.requestFinished.connect(self._on_record)
+        bridge.requestsReady.connect(self._on_loaded)
+        bridge.requestDetailReady.connect(self._on_detail)
+        bridge.backendsChanged.connect(self._fill_backends)
+        self.proxy.rowsInserted.connect(self._update_count)
+        self.proxy.rowsRemoved.connect(self._update_count)
+        self.proxy.modelReset.connect(self._update_count)
+        self.proxy.layoutChanged.connect(self._update_count)
+        self._fill_backends()
+
+    def showEvent(self, event) -> None:  # type: ignore[no-untyped-def]
+        if not self._loaded:
+            self.reload()
+        super().showEvent(event)
+
+    def reload(self) -> None:
+        self._loaded = True
+        self.bridge.load_requests(limit=MAX_ROWS)
+
+    def _on_loaded(self, records: list[RequestRecord]) -> None:
+        live = [r for r in self.model.rows() if r.in_flight]
+        seen = {r.request_id for r in records}
+        merged = records + [r for r in live if r.request_id not in seen]
+        self.model.beginResetModel()
+        self.model._rows = merged
+        self.model._reindex()
+        self.model.endResetModel()
+        self._update_count()
+
+    def _on_record(self, rec: RequestRecord) -> None:
+        self.model.add_or_update(rec, limit=MAX_ROWS)
+
+    def _fill_backends(self) -> None:
+        current = self.backend_filter.currentText()
+        self.backend_filter.blockSignals(True)
+        self.backend_filter.clear()
+        self.backend_filter.addItem("All backends")
+        for b in self.bridge.backends():
+            self.backend_filter.addItem(b.id)
+        i = self.backend_filter.findText(current)
+        self.backend_filter.setCurrentIndex(max(0, i))
+        self.backend_filter.blockSignals(False)
+
+    def _apply_filters(self) -> None:
+        b = self.backend_filter.currentText()
+        self.proxy.set_exact(2, None if self.backend_filter.currentIndex() <= 0 else b)
+        st = self.status_filter.currentIndex()
+        preds = {
+            0: None,
+            1: lambda r: not r.in_flight and r.ok,
+            2: lambda r: not r.in_flight and not r.ok,
+            3: lambda r: r.in_flight,
+        }
+        self.proxy.set_predicate(preds[st])
+        self._update_count()
+
+    def _update_count(self, *_: object) -> None:
+        shown, total = self.proxy.rowCount(), self.model.rowCount()
+        self.count.setText(f"{shown} of {total} requests" if shown != total else f"{total} requests")
+
+    def _open(self, index: QModelIndex) -> None:
+        rid = index.data(KEY_ROLE)
+        if rid:
+            self._want_detail = rid
+            self.bridge.load_request_detail(rid)
+
+    def _on_detail(self, detail: RequestDetail | None) -> None:
+        if detail is None or detail.record.request_id != self._want_detail:
+            return
+        self._want_detail = None
+        dlg = RequestDetailDialog(detail, self)
+        dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self._dialogs = [d for d in self._dialogs if d.isVisible()] + [dlg]
+        dlg.show()

@@ -1,0 +1,331 @@
+"""Settings: port, gateway token, budgets, request capture, start at login, Claude Code."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QMessageBox,
+    QPushButton,
+    QScrollArea,
+    QSpinBox,
+    QTableWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.config import BUDGET_PERIODS, BudgetConfig
+from app.views.dashboard import SectionLabel
+from app.views.data import BudgetView, GatewayView
+from app.views.theme import STATE_COLORS, fmt_usd
+
+if TYPE_CHECKING:
+    from app.bridge import Bridge
+
+CAPTURE_LABELS = (("off", "Off: keep only the log line of each request"),
+                  ("errors", "Bodies of failed requests"),
+                  ("all", "Bodies of every request"))
+
+
+class SettingsPage(QWidget):
+    def __init__(self, bridge: "Bridge", parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.bridge = bridge
+        inner = QWidget()
+        col = QVBoxLayout(inner)
+        col.addWidget(SectionLabel("Settings"))
+
+        # ---- gateway
+        gw = QGroupBox("Gateway")
+        gf = QFormLayout(gw)
+        self.port = QSpinBox()
+        self.port.setRange(1024, 65535)
+        self.port.setAccessibleName("Port")
+        self.port_apply = QPushButton("Apply and restart the gateway")
+        self.port_apply.clicked.connect(self.apply_port)
+        prow = QHBoxLayout()
+        prow.addWidget(self.port)
+        prow.addWidget(self.port_apply)
+        prow.addStretch(1)
+        pl = QLabel("&Port:")
+        pl.setBuddy(self.port)
+        gf.addRow(pl, prow)
+        self.address = QLabel()
+        self.address.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        gf.addRow("Address:", self.address)
+        self.token = QLineEdit()
+        self.token.setReadOnly(True)
+        self.token.setEchoMode(QLineEdit.EchoMode.Password)
+        self.token.setAccessibleName("Gateway token")
+        self.reveal = QPushButton("Reveal")
+        self.reveal.setCheckable(True)
+        self.reveal.toggled.connect(self._reveal)
+        self.copy = QPushButton("Copy")
+        self.copy.clicked.connect(self._copy_token)
+        self.regen = QPushButton("Regenerate…")
+        self.regen.clicked.connect(self._regenerate)
+        trow = QHBoxLayout()
+        trow.addWidget(self.token, 1)
+        trow.addWidget(self.reveal)
+        trow.addWidget(self.copy)
+        trow.addWidget(self.regen)
+        tl = QLabel("&Token:")
+        tl.setBuddy(self.token)
+        gf.addRow(tl, trow)
+        gf.addRow("", QLabel("Clients send it as ANTHROPIC_AUTH_TOKEN; nothing else may use the gateway."))
+        col.addWidget(gw)
+
+        # ---- Claude Code
+        cc = QGroupBox("Claude Code")
+        cl = QVBoxLayout(cc)
+        self.cc_state = QLabel()
+        self.cc_state.setWordWrap(True)
+        self.cc_env = QLabel()
+        self.cc_env.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.cc_env.setTextFormat(Qt.TextFormat.RichText)
+        self.cc_connect = QPushButton("Connect Claude Code")
+        self.cc_connect.setToolTip("Adds ANTHROPIC_BASE_URL and ANTHROPIC_AUTH_TOKEN to the env of "
+                                   "~/.claude/settings.json; everything else in that file is kept")
+        self.cc_connect.clicked.connect(self.bridge.connect_claude_code)
+        self.cc_copy = QPushButton("Copy shell exports")
+        self.cc_copy.clicked.connect(self._copy_exports)
+        crow = QHBoxLayout()
+        crow.addWidget(self.cc_connect)
+        crow.addWidget(self.cc_copy)
+        crow.addStretch(1)
+        cl.addWidget(self.cc_state)
+        cl.addWidget(self.cc_env)
+        cl.addLayout(crow)
+        col.addWidget(cc)
+
+        # ---- budgets
+        bg = QGroupBox("Budgets")
+        bl = QVBoxLayout(bg)
+        self.budget_table = QTableWidget(0, 6)
+        self.budget_table.setHorizontalHeaderLabels(["Scope", "Period", "Limit ($)", "Warn at", "When reached",
+                                                     "Spent"])
+        self.budget_table.verticalHeader().setVisible(False)
+        self.budget_table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.budget_table.horizontalHeader().setSectionResizeMode(4, QHeaderView.ResizeMode.Stretch)
+        self.budget_table.setMinimumHeight(140)
+        self.budget_table.setAccessibleName("Budgets")
+        self.budget_add = QPushButton("Add budget")
+        self.budget_add.clicked.connect(lambda: self._add_budget_row(None))
+        self.budget_remove = QPushButton("Remove")
+        self.budget_remove.clicked.connect(self._remove_budget_row)
+        self.budget_save = QPushButton("Save budgets")
+        self.budget_save.clicked.connect(self.save_budgets)
+        brow = QHBoxLayout()
+        brow.addWidget(self.budget_add)
+        brow.addWidget(self.budget_remove)
+        brow.addStretch(1)
+        brow.addWidget(self.budget_save)
+        bl.addWidget(self.budget_table)
+        bl.addLayout(brow)
+        col.addWidget(bg)
+
+        # ---- log and startup
+        misc = QGroupBox("Request log and startup")
+        mf = QFormLayout(misc)
+        self.capture = QComboBox()
+        for k, label in CAPTURE_LABELS:
+            self.capture.addItem(label, k)
+        self.capture.currentIndexChanged.connect(self._capture_changed)
+        cap = QLabel("&Keep bodies:")
+        cap.setBuddy(self.capture)
+        mf.addRow(cap, self.capture)
+        self.login = QCheckBox("Start Patchbay when I log in")
+        self.login.toggled.connect(self._login_changed)
+        mf.addRow("", self.login)
+        self.files = QLabel()
+        self.files.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.files.setWordWrap(True)
+        mf.addRow("Files:", self.files)
+        col.addWidget(misc)
+        col.addStretch(1)
+
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        scroll.setWidget(inner)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(scroll)
+
+        self._loading = False
+        bridge.settingsChanged.connect(self.load)
+        bridge.gatewayChanged.connect(self._on_gateway)
+        bridge.budgetsChanged.connect(self._on_budgets)
+        bridge.backendsChanged.connect(self.load)
+        self.load()
+
+    # ------------------------------------------------------------ load
+
+    def load(self) -> None:
+        self._loading = True
+        try:
+            s = self.bridge.settings()
+            self.port.setValue(s.port)
+            self._on_gateway(self.bridge.gateway())
+            self.token.setText(self.bridge.gateway_token() if self.bridge.running or self.bridge.engine else "")
+            self.capture.setCurrentIndex(max(0, self.capture.findData(s.capture)))
+            self.login.setChecked(s.start_at_login)
+            self.files.setText(f"Settings: {s.config_path}\nUsage data: {s.data_dir}")
+            self.budget_table.setRowCount(0)
+            for b in s.budgets:
+                self._add_budget_row(b)
+            cc = self.bridge.claude_code()
+            if cc.connected:
+                self.cc_state.setText(f"<span style='color:{STATE_COLORS['ok']}'>✓ Connected</span>: "
+                                      f"{_esc(cc.settings_path)} points Claude Code at Patchbay.")
+                self.cc_connect.setText("Connect again (new token or port)")
+            else:
+                self.cc_state.setText(f"Not connected: Claude Code does not use Patchbay yet. Connect writes two "
+                                      f"keys into {_esc(cc.settings_path)}, or copy the exports into your shell.")
+                self.cc_connect.setText("Connect Claude Code")
+            self.cc_env.setText("<br>".join(
+                f"<code>{_esc(k)}={_esc(_mask(k, v))}</code>" for k, v in cc.env))
+        finally:
+            self._loading = False
+
+    def _on_gateway(self, g: GatewayView) -> None:
+        state = {"running": "running", "paused": "paused (requests are refused)", "failed": "not running",
+                 "stopped": "stopped", "starting": "starting"}.get(g.state, g.state)
+        self.address.setText(f"{g.url or '—'}  ·  {state}")
+
+    def _on_budgets(self, budgets: list[BudgetView]) -> None:
+        by = {(b.scope, b.period, b.limit_usd): b for b in budgets}
+        for r in range(self.budget_table.rowCount()):
+            cfg = self._row_budget(r)
+            item = self.budget_table.cellWidget(r, 5)
+            b = by.get((cfg.scope, cfg.period, cfg.limit_usd)) if cfg else None
+            if isinstance(item, QLabel):
+                item.setText(f"{fmt_usd(b.spent_usd)} ({b.fraction:.0%})" if b else "—")
+
+    # ------------------------------------------------------------ gateway
+
+    def apply_port(self) -> None:
+        if self.port.value() == self.bridge.settings().port and self.bridge.running:
+            return
+        self.bridge.save_port(self.port.value())
+
+    def _reveal(self, on: bool) -> None:
+        self.token.setEchoMode(QLineEdit.EchoMode.Normal if on else QLineEdit.EchoMode.Password)
+        self.reveal.setText("Hide" if on else "Reveal")
+
+    def _copy_token(self) -> None:
+        QGuiApplication.clipboard().setText(self.token.text())
+
+    def _regenerate(self) -> None:
+        if QMessageBox.question(self, "Regenerate the gateway token",
+                                "Clients using the current token will be refused until they get the new one. "
+                                "Continue?") != QMessageBox.StandardButton.Yes:
+            return
+        tok = self.bridge.regenerate_token()
+        if tok:
+            self.token.setText(tok)
+
+    def _copy_exports(self) -> None:
+        cc = self.bridge.claude_code()
+        QGuiApplication.clipboard().setText("\n".join(f"export {k}={v}" for k, v in cc.env))
+
+    # ------------------------------------------------------------ budgets
+
+    def _add_budget_row(self, b: BudgetView | None) -> None:
+        t = self.budget_table
+        r = t.rowCount()
+        t.insertRow(r)
+        scope = QComboBox()
+        scope.addItem("All backends", "all")
+        for bv in self.bridge.backends():
+            scope.addItem(bv.id, f"backend:{bv.id}")
+        period = QComboBox()
+        for p in BUDGET_PERIODS:
+            period.addItem(f"per {p}", p)
+        limit = QDoubleSpinBox()
+        limit.setRange(0.01, 1_000_000)
+        limit.setDecimals(2)
+        limit.setPrefix("$")
+        limit.setValue(20.0)
+        warn = QSpinBox()
+        warn.setRange(1, 100)
+        warn.setSuffix(" %")
+        warn.setValue(80)
+        action = QComboBox()
+        action.addItem("Block further requests", "block")
+        action.addItem("Only warn", "warn")
+        for bv in self.bridge.backends():
+            if bv.is_local:
+                action.addItem(f"Switch to {bv.id}", f"downgrade:{bv.id}")
+        spent = QLabel("—")
+        spent.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        if b is not None:
+            scope.setCurrentIndex(max(0, scope.findData(b.scope)))
+            period.setCurrentIndex(max(0, period.findData(b.period)))
+            limit.setValue(b.limit_usd)
+            warn.setValue(round(b.warn_at * 100))
+            i = action.findData(b.action)
+            if i < 0:
+                action.addItem(b.action, b.action)
+                i = action.count() - 1
+            action.setCurrentIndex(i)
+            spent.setText(f"{fmt_usd(b.spent_usd)} ({b.fraction:.0%})")
+        for c, w in enumerate((scope, period, limit, warn, action, spent)):
+            t.setCellWidget(r, c, w)
+
+    def _remove_budget_row(self) -> None:
+        r = self.budget_table.currentRow()
+        if r < 0:
+            r = self.budget_table.rowCount() - 1
+        if r >= 0:
+            self.budget_table.removeRow(r)
+
+    def _row_budget(self, r: int) -> BudgetConfig | None:
+        t = self.budget_table
+        w = [t.cellWidget(r, c) for c in range(5)]
+        if not all(w):
+            return None
+        scope, period, limit, warn, action = w
+        return BudgetConfig(scope.currentData(), period.currentData(), float(limit.value()),  # type: ignore[union-attr]
+                            warn.value() / 100.0, action.currentData())  # type: ignore[union-attr]
+
+    def budgets_from_table(self) -> list[BudgetConfig]:
+        return [b for b in (self._row_budget(r) for r in range(self.budget_table.rowCount())) if b is not None]
+
+    def save_budgets(self) -> None:
+        self.bridge.save_budgets(self.budgets_from_table())
+
+    # ------------------------------------------------------------ misc
+
+    def _capture_changed(self) -> None:
+        if not self._loading:
+            self.bridge.save_capture(self.capture.currentData())
+
+    def _login_changed(self, on: bool) -> None:
+        if not self._loading:
+            if not self.bridge.set_start_at_login(on):
+                self._loading = True
+                self.login.setChecked(not on)
+                self._loading = False
+
+
+def _mask(key: str, value: str) -> str:
+    if "TOKEN" in key or "KEY" in key:
+        return value[:4] + "…" + value[-2:] if len(value) > 8 else "…"
+    return value
+
+
+def _esc(s: str) -> str:
+    return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

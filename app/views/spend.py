@@ -1,0 +1,376 @@
+"""Spend: cost over time stacked by backend or model, tokens per minute, budget bars with their
+warn line, and the top sessions. Hovering a plot shows the exact values."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import pyqtgraph as pg
+from PySide6.QtCore import QEvent, QPointF, Qt, QTimer
+from PySide6.QtGui import QColor, QCursor, QPalette
+from PySide6.QtWidgets import (
+    QComboBox,
+    QGridLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QSplitter,
+    QToolTip,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.views.dashboard import SectionLabel, make_table
+from app.views.data import BudgetView, RequestRecord, SpendData
+from app.views.icons import backend_color
+from app.views.models import TopSessionsModel
+from app.views.theme import STATE_COLORS, fmt_tokens, fmt_usd, series_color
+
+if TYPE_CHECKING:
+    from app.bridge import Bridge
+
+pg.setConfigOptions(antialias=True, useOpenGL=False)
+MAX_KEYS = 8
+BUCKETS = (("hour", "Last 24 hours, by hour"), ("day", "Last 30 days, by day"), ("month", "Last 12 months, by month"))
+GROUPS = (("backend", "Stack by backend"), ("model", "Stack by model"))
+
+
+def stack(data: SpendData) -> tuple[list[float], list[tuple[str, list[float]]]]:
+    """Buckets (sorted starts) and, per key (largest first, the rest folded into "other"), the cost
+    in each bucket. Pure, so the tests can check what the plot shows."""
+    starts = sorted({p.bucket_start for p in data.series})
+    pos = {s: i for i, s in enumerate(starts)}
+    totals: dict[str, float] = {}
+    for p in data.series:
+        totals[p.key] = totals.get(p.key, 0.0) + p.cost_usd
+    keys = sorted(totals, key=lambda k: (-totals[k], k))
+    shown = keys[:MAX_KEYS] if len(keys) <= MAX_KEYS else keys[: MAX_KEYS - 1]
+    rows: dict[str, list[float]] = {k: [0.0] * len(starts) for k in shown}
+    if len(keys) > len(shown):
+        rows["other"] = [0.0] * len(starts)
+    for p in data.series:
+        k = p.key if p.key in rows else "other"
+        rows[k][pos[p.bucket_start]] += p.cost_usd
+    return starts, list(rows.items())
+
+
+def _key_color(key: str, i: int, group_by: str) -> QColor:
+    if group_by == "backend":
+        return backend_color(key)
+    return series_color(i)
+
+
+class _Plot(pg.PlotWidget):
+    """A PlotWidget coloured from the palette, redrawn when the palette changes."""
+
+    def __init__(self, date_axis: bool = True, parent: QWidget | None = None) -> None:
+        axis = {"bottom": pg.DateAxisItem(orientation="bottom")} if date_axis else {}
+        super().__init__(parent=parent, axisItems=axis)
+        self.setMenuEnabled(False)
+        self.setMouseEnabled(x=False, y=False)
+        self.hideButtons()
+        self.setMinimumHeight(150)
+        self.showGrid(x=False, y=True, alpha=0.15)
+        self.apply_palette()
+
+    def apply_palette(self) -> None:
+        if getattr(self, "plotItem", None) is None:  # still inside pyqtgraph's constructor
+            return
+        pal = self.palette()
+        self.setBackground(pal.color(QPalette.ColorRole.Base))
+        fg = pal.color(QPalette.ColorRole.Text)
+        for name in ("left", "bottom"):
+            ax = self.getPlotItem().getAxis(name)
+            ax.setPen(pg.mkPen(fg))
+            ax.setTextPen(pg.mkPen(fg))
+
+    def changeEvent(self, ev: QEvent) -> None:
+        if ev.type() in (QEvent.Type.PaletteChange, QEvent.Type.ApplicationPaletteChange):
+            self.apply_palette()
+        super().changeEvent(ev)
+
+
+class SpendPage(QWidget):
+    def __init__(self, bridge: "Bridge", parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.bridge = bridge
+        self.data: SpendData | None = None
+        self.stacked: tuple[list[float], list[tuple[str, list[float]]]] = ([], [])
+
+        self.bucket = QComboBox()
+        self.bucket.setAccessibleName("Time range")
+        for k, label in BUCKETS:
+            self.bucket.addItem(label, k)
+        self.group = QComboBox()
+        self.group.setAccessibleName("Stacking")
+        for k, label in GROUPS:
+            self.group.addItem(label, k)
+        self.bucket.currentIndexChanged.connect(self.reload)
+        self.group.currentIndexChanged.connect(self.reload)
+        self.totals = QLabel()
+        self.totals.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+
+        self.cost_plot = _Plot()
+        self.cost_plot.setLabel("left", "cost", units="$")
+        self.cost_plot.getPlotItem().getAxis("left").enableAutoSIPrefix(False)
+        self.legend = QLabel()
+        self.legend.setTextFormat(Qt.TextFormat.RichText)
+        self.legend.setWordWrap(True)
+        self.empty = pg.TextItem("No requests in this period yet", anchor=(0.5, 0.5))
+        self.hover_line = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen((128, 128, 128, 120), width=1))
+        self.cost_plot.addItem(self.hover_line, ignoreBounds=True)
+        self.hover_line.hide()
+        self.cost_plot.scene().sigMouseMoved.connect(self._hover_cost)
+
+        self.tpm_plot = _Plot()
+        self.tpm_plot.setLabel("left", "tokens / min")
+        self.tpm_in = self.tpm_plot.plot([], [], pen=pg.mkPen(series_color(0), width=1.5),
+                                         fillLevel=0, brush=pg.mkBrush(78, 121, 167, 50), name="input")
+        self.tpm_out = self.tpm_plot.plot([], [], pen=pg.mkPen(series_color(1), width=1.5),
+                                          fillLevel=0, brush=pg.mkBrush(242, 142, 43, 70), name="output")
+        self.tpm_plot.scene().sigMouseMoved.connect(self._hover_tpm)
+
+        self.budget_plot = _Plot(date_axis=False)
+        self.budget_plot.setLabel("bottom", "share of the limit")
+        self.budget_plot.getPlotItem().getAxis("left").setStyle(showValues=False)
+        self.budget_plot.setMinimumHeight(120)
+        self.budget_plot.scene().sigMouseMoved.connect(self._hover_budget)
+        self.budget_text = QLabel()
+        self.budget_text.setWordWrap(True)
+        self.budget_text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+
+        self.top_model = TopSessionsModel(self)
+        self.top_view, _ = make_table(self.top_model, sort_column=4)
+        self.top_view.setAccessibleName("Top sessions")
+        self.top_view.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+
+        bar = QHBoxLayout()
+        bar.addWidget(SectionLabel("Spend"))
+        bar.addWidget(self.totals, 1)
+        bar.addWidget(self.bucket)
+        bar.addWidget(self.group)
+
+        left = QWidget()
+        ll = QVBoxLayout(left)
+        ll.setContentsMargins(0, 0, 0, 0)
+        ll.addWidget(QLabel("Cost over time"))
+        ll.addWidget(self.cost_plot, 3)
+        ll.addWidget(self.legend)
+        ll.addWidget(QLabel("Tokens per minute, last 3 hours: <span style='color:#4e79a7'>■</span> input "
+                             "(with cache) <span style='color:#f28e2b'>■</span> output"))
+        ll.addWidget(self.tpm_plot, 2)
+        right = QWidget()
+        rl = QGridLayout(right)
+        rl.setContentsMargins(0, 0, 0, 0)
+        rl.addWidget(QLabel("Budgets"), 0, 0)
+        rl.addWidget(self.budget_plot, 1, 0)
+        rl.addWidget(self.budget_text, 2, 0)
+        rl.addWidget(QLabel("Top sessions"), 3, 0)
+        rl.addWidget(self.top_view, 4, 0)
+        rl.setRowStretch(1, 2)
+        rl.setRowStretch(4, 3)
+        split = QSplitter(Qt.Orientation.Horizontal)
+        split.addWidget(left)
+        split.addWidget(right)
+        split.setStretchFactor(0, 3)
+        split.setStretchFactor(1, 2)
+        lay = QVBoxLayout(self)
+        lay.addLayout(bar)
+        lay.addWidget(split, 1)
+
+        self._bars: list[Any] = []
+        self._budget_items: list[Any] = []
+        self._budgets: list[BudgetView] = []
+        self._debounce = QTimer(self)  # after a request finishes: let the ledger write it, then read
+        self._debounce.setSingleShot(True)
+        self._debounce.setInterval(700)
+        self._debounce.timeout.connect(self.reload)
+        self._periodic = QTimer(self)
+        self._periodic.setInterval(30_000)
+        self._periodic.timeout.connect(self.reload)
+        self.live = False  # follow new requests even while hidden (tests, screenshots)
+        bridge.spendReady.connect(self.show_data)
+        bridge.requestFinished.connect(self._on_finished)
+        bridge.budgetsChanged.connect(self._on_budgets)
+
+    # ------------------------------------------------------------ loading
+
+    def showEvent(self, event) -> None:  # type: ignore[no-untyped-def]
+        self.reload()
+        self._periodic.start()
+        super().showEvent(event)
+
+    def hideEvent(self, event) -> None:  # type: ignore[no-untyped-def]
+        self._periodic.stop()
+        super().hideEvent(event)
+
+    def reload(self) -> None:
+        self.bridge.load_spend(self.bucket.currentData(), self.group.currentData())
+
+    def _on_finished(self, rec: RequestRecord) -> None:
+        if (self.isVisible() or self.live) and not self._debounce.isActive():
+            self._debounce.start()
+
+    def _on_budgets(self, budgets: list[BudgetView]) -> None:
+        self._budgets = budgets
+        self._draw_budgets(budgets)
+
+    # ------------------------------------------------------------ drawing
+
+    def show_data(self, data: SpendData) -> None:
+        if data.bucket != self.bucket.currentData() or data.group_by != self.group.currentData():
+            return  # an answer to an older question
+        self.data = data
+        self.stacked = stack(data)
+        self._draw_cost(data)
+        self._draw_tpm(data)
+        self._budgets = list(data.budgets)
+        self._draw_budgets(self._budgets)
+        self.top_model.set_rows(list(data.top_sessions))
+        unpriced = f" · {data.unpriced_requests} without a known price" if data.unpriced_requests else ""
+        self.totals.setText(f"  {fmt_usd(data.total_cost)} over {data.total_requests} requests{unpriced}")
+
+    def _draw_cost(self, data: SpendData) -> None:
+        plot = self.cost_plot
+        for item in self._bars:
+            plot.removeItem(item)
+        self._bars = []
+        starts, rows = self.stacked
+        width = data.bucket_seconds * 0.8
+        base = [0.0] * len(starts)
+        legend = []
+        centers = [s + data.bucket_seconds / 2 for s in starts]
+        for i, (key, values) in enumerate(rows):
+            color = _key_color(key, i, data.group_by) if key != "other" else QColor("#9a9a9a")
+            item = pg.BarGraphItem(x=centers, height=values, width=width, y0=list(base),
+                                   brush=pg.mkBrush(color), pen=pg.mkPen(color.darker(115), width=0.5))
+            plot.addItem(item)
+            self._bars.append(item)
+            base = [b + v for b, v in zip(base, values)]
+            legend.append(f"<span style='color:{color.name()}'>■</span>&nbsp;{_esc(key)} "
+                          f"{fmt_usd(sum(values))}")
+        self.legend.setText("&nbsp;&nbsp; ".join(legend))
+        plot.setXRange(data.since, data.until, padding=0.01)
+        top = max(base) if base else 0.0
+        plot.setYRange(0, max(top * 1.15, 0.01), padding=0)
+        if not starts:
+            self.empty.setPos((data.since + data.until) / 2, 0.005)
+            if self.empty.scene() is None:
+                plot.addItem(self.empty)
+            self._bars.append(self.empty)
+
+    def _draw_tpm(self, data: SpendData) -> None:
+        xs = [t + 30 for t, _, _ in data.tokens_per_minute]
+        ins = [float(i) for _, i, _ in data.tokens_per_minute]
+        outs = [float(o) for _, _, o in data.tokens_per_minute]
+        self.tpm_in.setData(xs, ins)
+        self.tpm_out.setData(xs, outs)
+        self.tpm_plot.setXRange(data.until - 3 * 3600, data.until, padding=0.01)
+        self.tpm_plot.setYRange(0, max(ins + outs + [10.0]) * 1.15, padding=0)
+
+    def _draw_budgets(self, budgets: list[BudgetView]) -> None:
+        plot = self.budget_plot
+        for item in self._budget_items:
+            plot.removeItem(item)
+        self._budget_items = []
+        if not budgets:
+            self.budget_text.setText("No budgets set. Add one in Settings to be warned before you overspend.")
+            plot.hide()
+            return
+        plot.show()
+        lines = []
+        n = len(budgets)
+        for i, b in enumerate(budgets):
+            y = n - 1 - i
+            color = QColor(STATE_COLORS["error"] if b.state == "limit" else STATE_COLORS["warn"]
+                           if b.state == "warn" else STATE_COLORS["ok"])
+            frac = min(b.fraction, 1.25)
+            track = pg.BarGraphItem(x0=[0], y=[y], width=[1.0], height=0.55, brush=pg.mkBrush(128, 128, 128, 40),
+                                    pen=pg.mkPen(None))
+            bar = pg.BarGraphItem(x0=[0], y=[y], width=[max(frac, 0.002)], height=0.55, brush=pg.mkBrush(color),
+                                  pen=pg.mkPen(None))
+            warn = pg.PlotDataItem([b.warn_at, b.warn_at], [y - 0.38, y + 0.38],
+                                   pen=pg.mkPen(STATE_COLORS["warn"], width=2, style=Qt.PenStyle.DashLine))
+            label = pg.TextItem(f"{b.label}  {fmt_usd(b.spent_usd)} / {fmt_usd(b.limit_usd)}",
+                                color=self.palette().color(QPalette.ColorRole.Text), anchor=(0, 1))
+            label.setPos(0, y + 0.3 + 0.0)
+            for it in (track, bar, warn, label):
+                plot.addItem(it)
+                self._budget_items.append(it)
+            resets = (time.strftime(" · resets %a %H:%M", time.localtime(b.resets_at)) if b.resets_at else "")
+            lines.append(f"<b>{_esc(b.label)}</b>: {fmt_usd(b.spent_usd)} of {fmt_usd(b.limit_usd)} "
+                         f"({b.fraction:.0%}, warns at {b.warn_at:.0%}, then {_esc(b.action)}){resets}")
+        limit = pg.InfiniteLine(pos=1.0, angle=90, pen=pg.mkPen(STATE_COLORS["error"], width=1))
+        plot.addItem(limit)
+        self._budget_items.append(limit)
+        plot.setXRange(0, 1.25, padding=0)
+        plot.setYRange(-0.6, n - 0.1 + 0.3, padding=0)
+        self.budget_text.setText("<br>".join(lines))
+
+    # ------------------------------------------------------------ hover
+
+    def _hover_cost(self, pos: QPointF) -> None:
+        data = self.data
+        vb = self.cost_plot.getPlotItem().vb
+        if data is None or not self.cost_plot.sceneBoundingRect().contains(pos):
+            return
+        x = vb.mapSceneToView(pos).x()
+        starts, rows = self.stacked
+        for i, s in enumerate(starts):
+            if s <= x < s + data.bucket_seconds:
+                fmt = {"hour": "%a %H:00", "day": "%a %b %d", "month": "%B %Y"}[data.bucket]
+                lines = [f"<b>{time.strftime(fmt, time.localtime(s))}</b>"]
+                total = 0.0
+                for key, values in rows:
+                    if values[i]:
+                        lines.append(f"{_esc(key)}: ${values[i]:.4f}")
+                        total += values[i]
+                reqs = sum(p.requests for p in data.series if p.bucket_start == s)
+                toks = sum(p.tokens for p in data.series if p.bucket_start == s)
+                lines.append(f"total ${total:.4f} · {reqs} requests · {fmt_tokens(toks)} tokens")
+                self.hover_line.setPos(s + data.bucket_seconds / 2)
+                self.hover_line.show()
+                QToolTip.showText(QCursor.pos(), "<br>".join(lines), self.cost_plot)
+                return
+        self.hover_line.hide()
+        QToolTip.hideText()
+
+    def _hover_tpm(self, pos: QPointF) -> None:
+        data = self.data
+        if data is None or not data.tokens_per_minute:
+            return
+        x = self.tpm_plot.getPlotItem().vb.mapSceneToView(pos).x()
+        best = min(data.tokens_per_minute, key=lambda p: abs(p[0] + 30 - x))
+        if abs(best[0] + 30 - x) <= 90:
+            QToolTip.showText(QCursor.pos(), f"{time.strftime('%H:%M', time.localtime(best[0]))}: "
+                              f"{best[1]:,} input · {best[2]:,} output tokens", self.tpm_plot)
+
+    def _hover_budget(self, pos: QPointF) -> None:
+        budgets = self._budgets
+        if not budgets:
+            return
+        y = self.budget_plot.getPlotItem().vb.mapSceneToView(pos).y()
+        i = len(budgets) - 1 - round(y)
+        if 0 <= i < len(budgets):
+            b = budgets[i]
+            QToolTip.showText(QCursor.pos(), f"{b.label}: ${b.spent_usd:.4f} of ${b.limit_usd:.2f} "
+                              f"({b.fraction:.1%}); warns at {b.warn_at:.0%}", self.budget_plot)
+
+    # ------------------------------------------------------------ for tests
+
+    def plot_series(self) -> dict[str, list[tuple[float, float]]]:
+        """What the cost plot draws: per key, (bucket start, cost) for the buckets that had requests."""
+        starts, rows = self.stacked
+        data = self.data
+        present = {(p.key, p.bucket_start) for p in data.series} if data else set()
+        out: dict[str, list[tuple[float, float]]] = {}
+        for k, vals in rows:
+            pts = [(s, v) for s, v in zip(starts, vals) if v or (k, s) in present]
+            if pts:
+                out[k] = pts
+        return out
+
+
+def _esc(s: str) -> str:
+    return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
