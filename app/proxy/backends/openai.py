@@ -65,6 +65,8 @@ class OpenAIBackend(Backend):
             saw_finish = False
             try:
                 async for chunk in resp.aiter_raw():
+                    if done:
+                        continue  # read to the end of the body so the connection can be reused
                     events: list[tuple[str, dict[str, Any]]] = []
                     for _name, data in parser.feed(chunk):
                         if data == b"[DONE]":
@@ -86,8 +88,6 @@ class OpenAIBackend(Backend):
                             ex.first_token()
                     if events:
                         await ex.write(encode_events(events))
-                    if done:
-                        break
             except httpx.HTTPError as exc:
                 msg = (f'The connection to the backend "{self.config.id}" broke mid-stream '
                        f"({type(exc).__name__}: {exc or 'closed'}). The answer is incomplete; retry the request.")
