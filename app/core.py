@@ -62,9 +62,14 @@ class Engine:
         self.events = EventQueue()
         self.hub = EventHub()
         self.prices = PriceBook.load(self.config)
+        from app.services.ledger import LedgerError
+
         self.ledger = Ledger(self.paths.ledger_file, prices=self.prices, settings=self.config.ledger)
-        self.ledger.start()
-        self.reader = LedgerReader(self.paths.ledger_file)
+        try:
+            self.ledger.start()
+            self.reader = LedgerReader(self.paths.ledger_file)
+        except LedgerError as exc:
+            raise StartError(str(exc)) from None
         self.budgets = BudgetGuard(self.config.budgets, self.prices, publish=self.hub.publish, reader=self.reader)
         self.hub.add(self.ledger.sink)
         self.hub.add(self.budgets.sink)
