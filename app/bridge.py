@@ -395,12 +395,16 @@ class Bridge(QObject):
         self._set_gateway(GatewayView("stopped", None))
 
     def restart_gateway(self) -> bool:
-        """Stop and start the gateway (after a port change). Requests in flight finish first."""
+        """Stop and start the gateway (after a port change). Requests in flight finish first.
+
+        A stopped engine has closed its ledger, so a fresh one is made from the saved config."""
         if self.engine is not None:
             try:
                 self.engine.stop()
             except Exception:
                 log.exception("stopping the engine")
+            self._tick()
+            self.engine = None
         return self.start()
 
     def reset_config(self) -> bool:

@@ -37,6 +37,7 @@ class App(QObject):
         self.tray.quitRequested.connect(self.quit)
         self.window.quitRequested.connect(self.quit)
         self.quitting = False
+        self.ends_process = False  # run_gui: Quit also ends Qt's loop (tests keep theirs running)
         app = QApplication.instance()
         if isinstance(app, QApplication):
             app.setQuitOnLastWindowClosed(self.tray.icon is None)
@@ -60,7 +61,7 @@ class App(QObject):
         self.tray.hide()
         self.bridge.stop()
         app = QApplication.instance()
-        if app is not None:
+        if app is not None and self.ends_process:
             app.quit()
 
 
@@ -86,6 +87,7 @@ def run_gui(config_path: Path | None) -> int:
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
     main = App(config_path)
+    main.ends_process = True
     main.show_window()  # the window first, the gateway right after: the user sees something at once
     QTimer.singleShot(0, main.start)
 

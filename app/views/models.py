@@ -265,20 +265,29 @@ class SortProxy(QSortFilterProxyModel):
         self._exact: dict[int, str] = {}
         self._pred: Callable[[Any], bool] | None = None
 
+    def _refilter(self, change: Callable[[], None]) -> None:
+        if hasattr(self, "beginFilterChange"):  # Qt >= 6.10
+            self.beginFilterChange()
+            change()
+            self.endFilterChange()
+        else:  # pragma: no cover - older Qt
+            change()
+            self.invalidateFilter()
+
     def set_text(self, text: str) -> None:
-        self._text = text.strip().lower()
-        self.invalidateFilter()
+        self._refilter(lambda: setattr(self, "_text", text.strip().lower()))
 
     def set_exact(self, column: int, value: str | None) -> None:
-        if value:
-            self._exact[column] = value
-        else:
-            self._exact.pop(column, None)
-        self.invalidateFilter()
+        def change() -> None:
+            if value:
+                self._exact[column] = value
+            else:
+                self._exact.pop(column, None)
+
+        self._refilter(change)
 
     def set_predicate(self, pred: Callable[[Any], bool] | None) -> None:
-        self._pred = pred
-        self.invalidateFilter()
+        self._refilter(lambda: setattr(self, "_pred", pred))
 
     def lessThan(self, left: Index, right: Index) -> bool:
         a, b = left.data(SORT_ROLE), right.data(SORT_ROLE)

@@ -35,7 +35,7 @@ def qasync_loop(qapp):  # type: ignore[no-untyped-def]
 @pytest.fixture
 def upstreams() -> Iterator[tuple[FakeUpstream, FakeUpstream]]:
     with FakeUpstream(wire="anthropic", models=("claude-fake", "claude-fake-large")) as a, \
-            FakeUpstream(wire="openai", models=("gpt-fake", "gpt-other")) as b:
+            FakeUpstream(wire="openai", models=("gpt-fake", "gpt-other", "gpt-listed")) as b:
         yield a, b
 
 

@@ -1,0 +1,272 @@
+"""Backends, Requests and Settings pages; keyboard navigation; closing and quitting."""
+
+from __future__ import annotations
+
+import json
+
+import anthropic
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QLineEdit, QMessageBox
+
+from app.config import load_config
+from tests.fakes.upstreams import openai_error
+from tests.gui.conftest import ask, wait_for
+
+
+# --------------------------------------------------------------------------- backends
+
+
+def test_backend_test_button_shows_time_to_first_token(start_app, config_file, qtbot):
+    r = start_app(config_file)
+    page = r.window.page("backends")
+    r.window.show_page("backends")
+    page.list.setCurrentRow(1)  # beta
+    assert page.id_edit.text() == "beta"
+    page.test_button.click()
+    wait_for(qtbot, lambda: page.test_button.isEnabled())
+    assert "✓ Works" in page.test_result.text() and "first token after" in page.test_result.text()
+
+
+def test_backend_test_button_shows_the_upstreams_exact_error(start_app, config_file, upstreams, qtbot):
+    _, beta = upstreams
+    beta.enqueue(openai_error(401, "Incorrect API key provided: sk-wr***ng.", "invalid_request_error"))
+    r = start_app(config_file)
+    page = r.window.page("backends")
+    page.list.setCurrentRow(1)
+    page.test_button.click()
+    wait_for(qtbot, lambda: page.test_button.isEnabled())
+    assert "✗ Failed" in page.test_result.text()
+    assert "Incorrect API key provided: sk-wr***ng." in page.test_result.text()
+
+
+def test_fetch_models_fills_the_list_from_the_backend(start_app, config_file, qtbot):
+    r = start_app(config_file)
+    page = r.window.page("backends")
+    page.list.setCurrentRow(1)
+    page.fetch_button.click()
+    wait_for(qtbot, lambda: "gpt-listed" in page.models_edit.toPlainText())
+    assert page.models_edit.toPlainText().splitlines() == ["gpt-fake", "gpt-other", "gpt-listed"]
+    assert "3 models" in page.fetch_state.text()
+    assert page.dirty  # fetched, not saved until the user says so
+
+
+def test_add_edit_reorder_remove_backends_and_store_a_key(start_app, config_file, qtbot, memory_keyring,
+                                                          monkeypatch):
+    r = start_app(config_file)
+    page = r.window.page("backends")
+    template = next(a for a in page.add_button.menu().actions() if a.text() == "DeepSeek")
+    template.trigger()
+    assert page.id_edit.text() == "deepseek" and page.list.count() == 3
+    page.url_edit.setText("https://api.deepseek.example/v1")
+    page.url_edit.textEdited.emit(page.url_edit.text())
+    assert page.key_edit.echoMode() == QLineEdit.EchoMode.Password
+    page.key_edit.setText("sk-deepseek-secret")
+    assert page.save()
+    cfg = load_config(config_file)
+    assert [b.id for b in cfg.backends] == ["alpha", "beta", "deepseek"]
+    assert cfg.backend("deepseek").base_url == "https://api.deepseek.example/v1"
+    assert cfg.backend("deepseek").auth == "keyring"
+    assert "sk-deepseek-secret" not in config_file.read_text()
+    assert memory_keyring.store[("patchbay", "backend:deepseek")] == "sk-deepseek-secret"
+    assert r.app.tray.backend_actions.keys() == {"alpha", "beta", "deepseek"}  # the tray follows
+
+    page.list.setCurrentRow(2)
+    page.up_button.click()
+    page.up_button.click()
+    assert page.save()
+    assert [b.id for b in load_config(config_file).backends] == ["deepseek", "alpha", "beta"]
+    assert [r.window.backend_combo.itemData(i) for i in range(3)] == ["deepseek", "alpha", "beta"]
+
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Yes)
+    page.list.setCurrentRow(0)
+    page.remove_button.click()
+    assert page.save()
+    assert [b.id for b in load_config(config_file).backends] == ["alpha", "beta"]
+
+
+def test_renaming_the_active_backend_keeps_it_active(start_app, config_file, qtbot):
+    r = start_app(config_file)
+    page = r.window.page("backends")
+    page.list.setCurrentRow(0)
+    page.id_edit.setText("alpha2")
+    page.id_edit.textEdited.emit("alpha2")
+    assert page.save()
+    assert load_config(config_file).active.backend == "alpha2"
+    assert r.bridge.active()[0] == "alpha2"
+
+
+def test_an_invalid_backend_is_not_saved(start_app, config_file, qtbot, monkeypatch):
+    r = start_app(config_file)
+    shown = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda _p, title, text: shown.append(text))
+    page = r.window.page("backends")
+    page.list.setCurrentRow(1)
+    page.url_edit.setText("not a url")
+    page.url_edit.textEdited.emit("not a url")
+    assert not page.save()
+    assert "http://" in shown[0]
+    assert load_config(config_file).backend("beta").base_url.startswith("http://127.0.0.1")
+
+
+# --------------------------------------------------------------------------- requests
+
+
+def test_requests_page_lists_filters_sorts_and_opens_details(start_app, config_file, upstreams, qtbot):
+    r = start_app(config_file)
+    ask(r, qtbot, "one", session="s-one")
+    ask(r, qtbot, "two", session="s-two")
+    r.app.tray.backend_actions["beta"].trigger()
+    ask(r, qtbot, "three", session="s-two")
+    page = r.window.page("requests")
+    r.window.show_page("requests")
+    wait_for(qtbot, lambda: page.model.rowCount() == 3 and not any(x.in_flight for x in page.model.rows()))
+    assert page.proxy.rowCount() == 3
+    page.backend_filter.setCurrentIndex(page.backend_filter.findText("beta"))
+    assert page.proxy.rowCount() == 1
+    page.backend_filter.setCurrentIndex(0)
+    page.search.setText("s-one")
+    assert page.proxy.rowCount() == 1
+    page.search.clear()
+    page.view.sortByColumn(2, Qt.SortOrder.AscendingOrder)  # backend
+    assert [page.proxy.index(i, 2).data() for i in range(3)] == ["alpha", "alpha", "beta"]
+    assert page.count.text() == "3 requests"
+
+    page.view.activated.emit(page.proxy.index(2, 0))  # Enter on the beta row
+    wait_for(qtbot, lambda: page._dialogs and page._dialogs[-1].isVisible())
+    dlg = page._dialogs[-1]
+    assert "Request " in dlg.windowTitle()
+    labels = [w.text() for w in dlg.findChildren(type(page.count))]
+    assert "beta" in labels and "s-two" in labels
+    dlg.close()
+
+
+def test_requests_page_picks_up_new_requests_live(start_app, config_file, qtbot):
+    r = start_app(config_file)
+    page = r.window.page("requests")
+    r.window.show_page("requests")
+    ask(r, qtbot, "live")
+    wait_for(qtbot, lambda: page.model.rowCount() == 1 and page.model.row(0).status == 200)
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def test_token_reveal_copy_and_regenerate(start_app, config_file, qtbot, monkeypatch, qapp):
+    r = start_app(config_file)
+    page = r.window.page("settings")
+    old = r.bridge.gateway_token()
+    assert page.token.echoMode() == QLineEdit.EchoMode.Password and page.token.text() == old
+    page.reveal.click()
+    assert page.token.echoMode() == QLineEdit.EchoMode.Normal
+    page.copy.click()
+    assert qapp.clipboard().text() == old
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Yes)
+    page.regen.click()
+    new = page.token.text()
+    assert new and new != old and r.bridge.gateway_token() == new
+    with pytest.raises(anthropic.AuthenticationError):
+        anthropic.Anthropic(base_url=r.url, api_key=old, max_retries=0).messages.create(
+            model="claude-fake", max_tokens=5, messages=[{"role": "user", "content": "x"}])
+    ask(r, qtbot, "with the new token")
+
+
+def test_budgets_capture_and_start_at_login_are_saved(start_app, config_file, patchbay_home, qtbot):
+    r = start_app(config_file)
+    page = r.window.page("settings")
+    page._add_budget_row(None)
+    t = page.budget_table
+    t.cellWidget(0, 2).setValue(12.5)
+    t.cellWidget(0, 1).setCurrentIndex(t.cellWidget(0, 1).findData("week"))
+    page.budget_save.click()
+    cfg = load_config(config_file)
+    assert [(b.scope, b.period, b.limit_usd, b.warn_at, b.action) for b in cfg.budgets] == [
+        ("all", "week", 12.5, 0.8, "block")]
+    page.capture.setCurrentIndex(page.capture.findData("errors"))
+    assert load_config(config_file).ledger.capture == "errors"
+    page.login.setChecked(True)
+    entry = patchbay_home / "autostart" / "patchbay.desktop"
+    assert entry.exists() and "-m app" in entry.read_text()
+    page.login.setChecked(False)
+    assert not entry.exists()
+
+
+def test_port_change_restarts_the_gateway_on_the_new_port(start_app, config_file, qtbot):
+    import socket
+
+    r = start_app(config_file)
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    page = r.window.page("settings")
+    page.port.setValue(port)
+    page.port_apply.click()
+    assert r.bridge.running and r.url.endswith(f":{port}")
+    assert load_config(config_file).gateway.port == port
+    ask(r, qtbot, "on the new port")
+    wait_for(qtbot, lambda: any(s.requests for s in r.bridge.sessions()))
+
+
+def test_connect_claude_code_merges_into_its_settings(start_app, config_file, tmp_path, monkeypatch, qtbot):
+    cc = tmp_path / "claude"
+    cc.mkdir()
+    (cc / "settings.json").write_text(json.dumps({"hooks": {"Stop": []}, "env": {"FOO": "1"}}))
+    monkeypatch.setenv("CLAUDE_CONFIG_DIR", str(cc))
+    r = start_app(config_file)
+    page = r.window.page("settings")
+    assert "Not connected" in page.cc_state.text()
+    page.cc_connect.click()
+    data = json.loads((cc / "settings.json").read_text())
+    assert data["hooks"] == {"Stop": []} and data["env"]["FOO"] == "1"
+    assert data["env"]["ANTHROPIC_BASE_URL"] == r.url
+    assert data["env"]["ANTHROPIC_AUTH_TOKEN"] == r.bridge.gateway_token()
+    assert "Connected" in page.cc_state.text()
+    assert r.bridge.gateway_token() not in page.cc_env.text()  # the token is masked on screen
+
+
+# --------------------------------------------------------------------------- window
+
+
+def test_ctrl_number_switches_pages(start_app, config_file, qtbot):
+    r = start_app(config_file)
+    w = r.window
+    w.activateWindow()
+    qtbot.waitUntil(w.isActiveWindow, timeout=3000)
+    for n, key in enumerate(["dashboard", "backends", "spend", "requests", "settings"], 1):
+        qtbot.keyClick(w, getattr(Qt.Key, f"Key_{n}"), Qt.KeyboardModifier.ControlModifier)
+        assert w.current_page() == key
+        assert w.nav.currentRow() == n - 1
+
+
+def test_pause_from_the_toolbar_refuses_requests_until_resumed(start_app, config_file, qtbot):
+    r = start_app(config_file)
+    r.window.pause_action.trigger()
+    assert r.bridge.paused() and r.app.tray.pause_action.isChecked()
+    with pytest.raises(anthropic.APIStatusError):
+        ask(r, qtbot, "while paused", stream=False)
+    r.app.tray.pause_action.trigger()
+    assert not r.bridge.paused()
+    ask(r, qtbot, "resumed")
+
+
+def test_closing_the_window_keeps_the_app_in_the_tray_and_quit_stops_the_gateway(qtbot, qasync_loop, config_file):
+    from app.gui import App
+
+    app = App(config_file, use_system_tray=True)
+    qtbot.addWidget(app.window)
+    assert app.start()
+    app.show_window()
+    app.window.close()
+    assert not app.window.isVisible()
+    assert app.bridge.running  # still serving from the tray
+    app.tray.open_action.trigger()
+    assert app.window.isVisible()
+    app.tray.quit_action.trigger()
+    assert not app.bridge.running and app.bridge.engine.runtime.running is False
+
+
+def test_without_a_tray_closing_the_window_quits(start_app, config_file, qtbot):
+    r = start_app(config_file)
+    r.window.close()
+    assert not r.bridge.running
