@@ -1,0 +1,375 @@
+"""Prices, and the cost of one request.
+
+The shipped table lives in ``resources/prices.toml`` (list prices, each with its source and the
+date it was taken); a user's ``[[prices]]`` in the config override or extend it. A local backend
+costs nothing unless the user gives it a price. A model with no price at all is *unpriced*:
+``price_for`` and ``cost`` answer ``None``, never a silent ``0``.
+
+Everything here is plain data and pure functions; lookups are memoised, so the gateway thread
+can price a finished request in a few microseconds.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Iterable, Mapping
+from urllib.parse import urlsplit
+
+from app.config import BackendConfig, Config, PriceConfig
+from app.events import Usage
+from app.paths import RESOURCES
+
+PRICE_TABLE = RESOURCES / "prices.toml"
+CACHE_WRITE_FACTOR = 1.25  # × input, where a price gives no cache-write figure
+CACHE_READ_FACTOR = 0.1  # × input, where a price gives no cache-read figure
+LOCAL_SOURCE = "local backend: free unless you set a price"
+CONFIG_SOURCE = "your config.toml [[prices]]"
+
+
+@dataclass(frozen=True, slots=True)
+class OffPeak:
+    """Cheaper hours: outside the peak windows a request costs ``factor`` × the listed price."""
+
+    factor: float
+    peak_utc: tuple[tuple[int, int], ...]  # [start, end) in minutes after midnight UTC
+    weekdays_only: bool = True
+
+    def multiplier(self, at: float | None) -> float:
+        if at is None:  # time unknown: charge the peak price (an upper bound)
+            return 1.0
+        t = time.gmtime(at)
+        if self.weekdays_only and t.tm_wday >= 5:
+            return self.factor
+        minute = t.tm_hour * 60 + t.tm_min
+        for start, end in self.peak_utc:
+            if start <= minute < end:
+                return 1.0
+        return self.factor
+
+
+@dataclass(frozen=True, slots=True)
+class Rates:
+    input: float
+    output: float
+    cache_write: float
+    cache_read: float
+
+
+@dataclass(frozen=True)
+class Price:
+    """$ per million tokens. ``cache_write`` / ``cache_read`` None: 1.25× / 0.1× input."""
+
+    input: float
+    output: float
+    cache_write: float | None
+    cache_read: float | None
+    source: str
+    as_of: str
+    # Optional refinements (the shipped table uses them; a user's price never does):
+    long_prompt_above: int | None = None  # prompts above this many tokens use ``long_prompt``
+    long_prompt: "Price | None" = None
+    offpeak: OffPeak | None = None
+
+    def rates(self, usage: Usage | None = None, at: float | None = None) -> Rates:
+        """The effective rates for one request (its prompt length and start time)."""
+        p = self
+        if usage is not None and self.long_prompt is not None and self.long_prompt_above is not None:
+            prompt = usage.input_tokens + usage.cache_creation_input_tokens + usage.cache_read_input_tokens
+            if prompt > self.long_prompt_above:
+                p = self.long_prompt
+        cw = p.cache_write if p.cache_write is not None else p.input * CACHE_WRITE_FACTOR
+        cr = p.cache_read if p.cache_read is not None else p.input * CACHE_READ_FACTOR
+        m = self.offpeak.multiplier(at) if self.offpeak is not None else 1.0
+        return Rates(p.input * m, p.output * m, cw * m, cr * m)
+
+    def cost(self, usage: Usage, at: float | None = None) -> float:
+        r = self.rates(usage, at)
+        return (
+            usage.input_tokens * r.input
+            + usage.output_tokens * r.output
+            + usage.cache_creation_input_tokens * r.cache_write
+            + usage.cache_read_input_tokens * r.cache_read
+        ) / 1_000_000
+
+    @property
+    def is_free(self) -> bool:
+        return self.input == 0 and self.output == 0 and not self.cache_write and not self.cache_read
+
+
+FREE_LOCAL = Price(0.0, 0.0, 0.0, 0.0, LOCAL_SOURCE, "")
+
+
+# --------------------------------------------------------------------------- model ids
+
+_BRACKET_SUFFIX = re.compile(r"\[[^\]]*\]$")  # claude-opus-5-5[1m]
+_BEDROCK = re.compile(r"^(?:[a-z]{2,6}\.)?(?:anthropic|meta|amazon|mistral|deepseek|openai|cohere|ai21)\.(.+)$")
+_BEDROCK_VERSION = re.compile(r"-v\d+(?::\d+)?$")
+_DATE_SUFFIX = re.compile(r"-(?:\d{8}|\d{4}-\d{2}-\d{2}|latest)$")
+_DIGIT_DOT = re.compile(r"(?<=\d)\.(?=\d)")
+_OPENROUTER_FREE = re.compile(r":free$")
+_OPENROUTER_VARIANT = re.compile(r":(?:beta|nitro|floor|extended|thinking|online|exacto)$")
+
+
+def _light(model: str) -> str:
+    """Lower case without vendor prefix, Bedrock wrapping or ``[1m]``; the date stays."""
+    m = model.strip().lower()
+    m = _BRACKET_SUFFIX.sub("", m)
+    m = _OPENROUTER_VARIANT.sub("", m)
+    b = _BEDROCK.match(m)
+    if b:
+        m = _BEDROCK_VERSION.sub("", b.group(1))
+    return _DIGIT_DOT.sub("-", m.rsplit("/", 1)[-1])
+
+
+def canonical_model(model: str) -> str:
+    """The comparable form of a model id: lower case, with no vendor prefix, Bedrock wrapping,
+    date or ``[1m]`` suffix, and dots between digits written as dashes.
+
+    >>> canonical_model("us.anthropic.claude-sonnet-4-5-20250929-v1:0")
+    'claude-sonnet-4-5'
+    >>> canonical_model("anthropic/claude-sonnet-4.5")
+    'claude-sonnet-4-5'
+    """
+    m = model.strip().lower()
+    m = _BRACKET_SUFFIX.sub("", m)
+    m = _OPENROUTER_VARIANT.sub("", m)
+    b = _BEDROCK.match(m)
+    if b:
+        m = _BEDROCK_VERSION.sub("", b.group(1))
+    m = m.split("@", 1)[0]
+    m = m.rsplit("/", 1)[-1]
+    m = _DATE_SUFFIX.sub("", m)
+    return _DIGIT_DOT.sub("-", m)
+
+
+@dataclass(frozen=True)
+class _Index:
+    exact: Mapping[str, Price]
+    canon: Mapping[str, Price]
+
+    def find(self, model: str) -> Price | None:
+        m = model.strip().lower()
+        p = self.exact.get(m)
+        if p is None:
+            p = self.exact.get(_light(m))
+        if p is None:
+            p = self.canon.get(canonical_model(m))
+        return p
+
+
+def _build_index(entries: Iterable[tuple[Iterable[str], Price]]) -> _Index:
+    exact: dict[str, Price] = {}
+    canon: dict[str, Price] = {}
+    later: list[tuple[str, Price]] = []
+    for names, price in entries:
+        for name in names:
+            low = name.strip().lower()
+            exact.setdefault(low, price)
+            exact.setdefault(_light(low), price)
+            c = canonical_model(low)
+            # An undated base name owns its canonical form; a dated snapshot priced differently
+            # (gpt-4o-2024-05-13) must not capture every other snapshot of its family.
+            if c == _DIGIT_DOT.sub("-", low.rsplit("/", 1)[-1]):
+                canon.setdefault(c, price)
+            else:
+                later.append((c, price))
+    for c, price in later:
+        canon.setdefault(c, price)
+    return _Index(MappingProxyType(exact), MappingProxyType(canon))
+
+
+# --------------------------------------------------------------------------- the shipped table
+
+
+@dataclass(frozen=True)
+class Provider:
+    name: str
+    hosts: tuple[str, ...] = ()
+    list_price: bool = False
+    offpeak: OffPeak | None = None
+
+
+@dataclass(frozen=True)
+class PriceTable:
+    providers: Mapping[str, Provider]
+    models: tuple[tuple[str, str, tuple[str, ...], Price], ...]  # provider, model, aliases, price
+
+    @classmethod
+    def load(cls, path: Path = PRICE_TABLE) -> "PriceTable":
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise RuntimeError(f"The price table {path} cannot be read ({exc}). Reinstall Patchbay.") from None
+        return cls.parse(raw, str(path))
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any], where: str = "<prices>") -> "PriceTable":
+        providers: dict[str, Provider] = {}
+        for name, t in raw.get("provider", {}).items():
+            offpeak = None
+            if "offpeak_factor" in t:
+                windows = tuple(_parse_window(w, where) for w in t.get("peak_utc", []))
+                offpeak = OffPeak(float(t["offpeak_factor"]), windows, bool(t.get("peak_weekdays_only", True)))
+            providers[name] = Provider(name, tuple(h.lower() for h in t.get("hosts", [])),
+                                       bool(t.get("list_price", False)), offpeak)
+        models = []
+        for n, t in enumerate(raw.get("model", []), 1):
+            prov = t.get("provider")
+            if prov not in providers:
+                raise RuntimeError(f"{where}: model #{n} ({t.get('model')!r}) names the unknown provider {prov!r}.")
+            for key in ("model", "input", "output", "source", "as_of"):
+                if key not in t:
+                    raise RuntimeError(f"{where}: model #{n} ({t.get('model')!r}) has no {key}.")
+            long_t = t.get("long_prompt")
+            long_p = None
+            long_above = None
+            if long_t is not None:
+                long_above = int(long_t["above_tokens"])
+                long_p = Price(float(long_t["input"]), float(long_t["output"]), _opt(long_t.get("cache_write")),
+                               _opt(long_t.get("cache_read")), t["source"], t["as_of"])
+            price = Price(float(t["input"]), float(t["output"]), _opt(t.get("cache_write")), _opt(t.get("cache_read")),
+                          str(t["source"]), str(t["as_of"]), long_above, long_p, providers[prov].offpeak)
+            models.append((prov, str(t["model"]), tuple(str(a) for a in t.get("aliases", [])), price))
+        return cls(MappingProxyType(providers), tuple(models))
+
+
+def _opt(v: Any) -> float | None:
+    return None if v is None else float(v)
+
+
+def _parse_window(w: str, where: str) -> tuple[int, int]:
+    m = re.match(r"^(\d\d):(\d\d)-(\d\d):(\d\d)$", w)
+    if not m:
+        raise RuntimeError(f"{where}: peak window {w!r} is not HH:MM-HH:MM.")
+    a, b, c, d = (int(x) for x in m.groups())
+    return a * 60 + b, c * 60 + d
+
+
+# --------------------------------------------------------------------------- the price book
+
+
+@dataclass(frozen=True)
+class PriceBook:
+    """Answers "what does this model cost on this backend". Immutable: rebuild on config change."""
+
+    table: PriceTable
+    overrides: tuple[PriceConfig, ...] = ()
+    backends: Mapping[str, BackendConfig] = field(default_factory=lambda: MappingProxyType({}))
+    _idx: dict[str, _Index] = field(init=False, repr=False, compare=False)
+    _user_any: _Index = field(init=False, repr=False, compare=False)
+    _user_by_backend: dict[str, _Index] = field(init=False, repr=False, compare=False)
+    _list_providers: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    _memo: dict[tuple[str, str], Price | None] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        by_provider: dict[str, list[tuple[Iterable[str], Price]]] = {}
+        for prov, model, aliases, price in self.table.models:
+            by_provider.setdefault(prov, []).append(((model, *aliases), price))
+        idx = {p: _build_index(v) for p, v in by_provider.items()}
+        user_any = _build_index(((pc.model,), _user_price(pc)) for pc in self.overrides if pc.backend is None)
+        user_by_backend: dict[str, _Index] = {}
+        for bid in {pc.backend for pc in self.overrides if pc.backend is not None}:
+            user_by_backend[bid] = _build_index(
+                ((pc.model,), _user_price(pc)) for pc in self.overrides if pc.backend == bid)
+        object.__setattr__(self, "_idx", idx)
+        object.__setattr__(self, "_user_any", user_any)
+        object.__setattr__(self, "_user_by_backend", user_by_backend)
+        object.__setattr__(self, "_list_providers",
+                           tuple(p.name for p in self.table.providers.values() if p.list_price))
+        object.__setattr__(self, "_memo", {})
+
+    @classmethod
+    def load(cls, config: Config, table: PriceTable | None = None) -> "PriceBook":
+        return cls(table if table is not None else PriceTable.load(), tuple(config.prices),
+                   MappingProxyType({b.id: b for b in config.backends}))
+
+    # ------------------------------------------------------------------ lookups
+
+    def provider_of(self, backend: BackendConfig | str) -> str | None:
+        """Which price-table provider a backend is: by its host, else by its id."""
+        b = self._backend(backend)
+        if b is not None:
+            host = (urlsplit(b.base_url).hostname or "").lower()
+            for p in self.table.providers.values():
+                if any(host == h or host.endswith("." + h) for h in p.hosts):
+                    return p.name
+        bid = (b.id if b is not None else str(backend)).lower()
+        for name in self.table.providers:
+            if bid == name or bid.startswith(name + "-") or bid.startswith(name + "_"):
+                return name
+        return None
+
+    def price_for(self, backend: BackendConfig | str, model: str) -> Price | None:
+        """The price of ``model`` on ``backend``; None when it is unpriced."""
+        bid = backend.id if isinstance(backend, BackendConfig) else str(backend)
+        key = (bid, model)
+        memo = self._memo
+        if key in memo:
+            return memo[key]
+        price = self._lookup(backend, bid, model)
+        if len(memo) > 4096:
+            memo.clear()
+        memo[key] = price
+        return price
+
+    def _lookup(self, backend: BackendConfig | str, bid: str, model: str) -> Price | None:
+        user_b = self._user_by_backend.get(bid)
+        if user_b is not None:
+            p = user_b.find(model)
+            if p is not None:
+                return p
+        p = self._user_any.find(model)
+        if p is not None:
+            return p
+        b = self._backend(backend)
+        if b is not None and b.is_local:
+            return FREE_LOCAL
+        provider = self.provider_of(backend)
+        idx = self._idx
+        if provider is not None and provider in idx:
+            p = idx[provider].find(model)
+            if p is not None:
+                return p
+        if provider == "openrouter" and _OPENROUTER_FREE.search(model.strip().lower()):
+            return Price(0.0, 0.0, 0.0, 0.0, "OpenRouter ':free' variant", "")
+        for lp in self._list_providers:
+            if lp == provider or lp not in idx:
+                continue
+            p = idx[lp].find(_OPENROUTER_FREE.sub("", model))
+            if p is not None:
+                if provider is not None and p.offpeak is not None:
+                    # another seller's schedule does not apply: keep the (upper-bound) peak rate
+                    p = Price(p.input, p.output, p.cache_write, p.cache_read, p.source, p.as_of,
+                              p.long_prompt_above, p.long_prompt, None)
+                return p
+        return None
+
+    def cost(self, backend: BackendConfig | str, model: str, usage: Usage, at: float | None = None) -> float | None:
+        """Dollars for one request, or None when the model is unpriced. ``at`` (the request's
+        start, seconds since the epoch) picks off-peak rates where a provider has them; without
+        it the peak rate is charged."""
+        price = self.price_for(backend, model)
+        if price is None:
+            return None
+        return price.cost(usage, at)
+
+    def entries(self) -> list[tuple[str, str, Price]]:
+        """Every shipped and user price as (provider or "config", model, price), for display."""
+        out = [(prov, model, price) for prov, model, _aliases, price in self.table.models]
+        out += [(f"config:{pc.backend}" if pc.backend else "config", pc.model, _user_price(pc))
+                for pc in self.overrides]
+        return out
+
+    def _backend(self, backend: BackendConfig | str) -> BackendConfig | None:
+        if isinstance(backend, BackendConfig):
+            return backend
+        return self.backends.get(backend)
+
+
+def _user_price(pc: PriceConfig) -> Price:
+    return Price(pc.input, pc.output, pc.cache_write, pc.cache_read, CONFIG_SOURCE, "")
