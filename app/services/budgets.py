@@ -1,0 +1,312 @@
+"""Spending limits, and the decision for the next request.
+
+``BudgetGuard.admit`` is the gateway's Admission hook: it runs on the gateway loop for every
+request, reads only in-memory numbers (O(number of budgets), no I/O), and answers the route
+unchanged, a downgraded route, or a refusal. ``BudgetGuard.sink`` adds each finished request's
+cost to the budgets it falls under (by the backend it actually went to) and publishes a
+``BudgetAlert`` once per period when a budget crosses its warn line and once when it reaches its
+limit. A request already streaming is never cut off: budgets only decide at admission.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, tzinfo
+from typing import TYPE_CHECKING, Callable, Literal, Mapping
+
+from app.config import BackendConfig, BudgetConfig
+from app.events import BudgetAlert, RequestFinished
+from app.proxy.routing import Refusal, Route
+from app.services.pricing import PriceBook
+
+if TYPE_CHECKING:
+    from app.services.ledger import LedgerReader
+
+BudgetState = Literal["ok", "warn", "limit"]
+
+
+# --------------------------------------------------------------------------- periods
+
+
+def _midnight(d: date, tz: tzinfo | None) -> float:
+    """Local midnight at the start of ``d`` as epoch seconds (DST-correct)."""
+    if tz is None:
+        return time.mktime((d.year, d.month, d.day, 0, 0, 0, 0, 0, -1))
+    return datetime(d.year, d.month, d.day, tzinfo=tz).timestamp()
+
+
+def _local_date(now: float, tz: tzinfo | None) -> date:
+    return datetime.fromtimestamp(now, tz).date() if tz is not None else datetime.fromtimestamp(now).date()
+
+
+def period_bounds(period: str, now: float, tz: tzinfo | None = None) -> tuple[float, float]:
+    """Start of the current day / week (Monday) / month in local time (``tz``, default the
+    system's), and the moment it resets."""
+    d = _local_date(now, tz)
+    if period == "day":
+        start, end = d, d + timedelta(days=1)
+    elif period == "week":
+        start = d - timedelta(days=d.weekday())
+        end = start + timedelta(days=7)
+    elif period == "month":
+        start = d.replace(day=1)
+        end = (start.replace(year=start.year + 1, month=1) if start.month == 12
+               else start.replace(month=start.month + 1))
+    else:
+        raise ValueError(f"unknown budget period {period!r}: use day, week or month")
+    return _midnight(start, tz), _midnight(end, tz)
+
+
+def format_reset(resets_at: float, now: float, tz: tzinfo | None = None) -> str:
+    """'at 00:00 tomorrow', 'on Mon 30 Nov at 00:00' — local time, for messages."""
+    dt = datetime.fromtimestamp(resets_at, tz) if tz is not None else datetime.fromtimestamp(resets_at)
+    today = _local_date(now, tz)
+    hm = dt.strftime("%H:%M")
+    if dt.date() == today:
+        return f"at {hm} today"
+    if dt.date() == today + timedelta(days=1):
+        return f"at {hm} tomorrow ({dt.strftime('%a %d %b')})"
+    return f"on {dt.strftime('%a %d %b')} at {hm}"
+
+
+def _scope_backend(scope: str) -> str | None:
+    return scope[len("backend:"):] if scope.startswith("backend:") else None
+
+
+def budget_matches(budget: BudgetConfig, backend: str) -> bool:
+    b = _scope_backend(budget.scope)
+    return b is None or b == backend
+
+
+# --------------------------------------------------------------------------- status
+
+
+@dataclass(frozen=True)
+class BudgetStatus:
+    budget: BudgetConfig
+    spent_usd: float
+    limit_usd: float
+    fraction: float
+    resets_at: float
+    state: Literal["ok", "warn", "limit"]
+    period_start: float = 0.0
+    unpriced_requests: int = 0  # requests in this period whose model has no price (not counted)
+
+
+def _state(budget: BudgetConfig, spent: float) -> BudgetState:
+    if spent >= budget.limit_usd:
+        return "limit"
+    if spent >= budget.limit_usd * budget.warn_at:
+        return "warn"
+    return "ok"
+
+
+def budget_status_from_ledger(budgets: tuple[BudgetConfig, ...], reader: "LedgerReader",
+                              now: float | None = None, tz: tzinfo | None = None) -> list[BudgetStatus]:
+    """Each budget's state read from the ledger (for the CLI or a GUI without a live guard)."""
+    now = time.time() if now is None else now
+    out = []
+    for b in budgets:
+        start, reset = period_bounds(b.period, now, tz)
+        spent = reader.spent(start, _scope_backend(b.scope))
+        out.append(BudgetStatus(b, spent, b.limit_usd, spent / b.limit_usd, reset, _state(b, spent), start))
+    return out
+
+
+# --------------------------------------------------------------------------- the guard
+
+
+@dataclass
+class _Spend:
+    """Money spent in one (scope, period) for the current period; shared by budgets alike."""
+
+    period: str
+    backend: str | None
+    start: float
+    resets_at: float
+    spent: float = 0.0
+    unpriced: int = 0
+
+
+@dataclass
+class _Budget:
+    config: BudgetConfig
+    spend: _Spend
+    warned: bool = False
+    limited: bool = False
+
+
+class BudgetGuard:
+    def __init__(self, budgets: tuple[BudgetConfig, ...], prices: PriceBook, *,
+                 publish: Callable[[BudgetAlert], None], now: Callable[[], float] = time.time,
+                 reader: "LedgerReader | None" = None, tz: tzinfo | None = None,
+                 backends: Mapping[str, BackendConfig] | None = None) -> None:
+        self._publish = publish
+        self._now = now
+        self._reader = reader
+        self._tz = tz
+        self._lock = threading.Lock()  # sink vs reconfigure; admit only reads
+        self._prices = prices
+        self._backends = backends if backends is not None else prices.backends
+        self._spends: dict[tuple[str | None, str], _Spend] = {}
+        self._budgets: tuple[_Budget, ...] = ()
+        self.reconfigure(budgets, prices)
+
+    # ------------------------------------------------------------------ config
+
+    def reconfigure(self, budgets: tuple[BudgetConfig, ...], prices: PriceBook,
+                    backends: Mapping[str, BackendConfig] | None = None) -> None:
+        """New budgets or prices. Spend already counted for a scope and period is kept; a new
+        scope is seeded from the ledger (this reads the disk: call it off the gateway loop)."""
+        now = self._now()
+        old_spends = self._spends
+        wanted: dict[tuple[str | None, str], _Spend] = {}
+        for b in budgets:
+            key = (_scope_backend(b.scope), b.period)
+            if key in wanted:
+                continue
+            start, reset = period_bounds(b.period, now, self._tz)
+            prev = old_spends.get(key)
+            if prev is not None and prev.start == start:
+                wanted[key] = prev
+            else:
+                spent = self._reader.spent(start, key[0]) if self._reader is not None else 0.0
+                wanted[key] = _Spend(b.period, key[0], start, reset, spent)
+        old = {(x.config.scope, x.config.period, x.config.limit_usd, x.config.warn_at): x for x in self._budgets}
+        new = []
+        for b in budgets:
+            spend = wanted[(_scope_backend(b.scope), b.period)]
+            prev_b = old.get((b.scope, b.period, b.limit_usd, b.warn_at))
+            nb = _Budget(b, spend)
+            # Already past a line when configured (or at start-up): no alert now, only on crossing.
+            nb.warned = prev_b.warned if prev_b else spend.spent >= b.limit_usd * b.warn_at
+            nb.limited = prev_b.limited if prev_b else spend.spent >= b.limit_usd
+            new.append(nb)
+        with self._lock:
+            self._prices = prices
+            if backends is not None or prices.backends:
+                self._backends = backends if backends is not None else prices.backends
+            self._spends = wanted
+            self._budgets = tuple(new)
+
+    # ------------------------------------------------------------------ periods
+
+    def _roll(self, now: float) -> None:
+        for s in self._spends.values():
+            if now >= s.resets_at:
+                s.start, s.resets_at = period_bounds(s.period, now, self._tz)
+                s.spent = 0.0
+                s.unpriced = 0
+                for b in self._budgets:
+                    if b.spend is s:
+                        b.warned = b.limited = False
+
+    # ------------------------------------------------------------------ admission
+
+    def admit(self, route: Route) -> Route | Refusal:
+        """The gateway's Admission hook. In-memory only."""
+        now = self._now()
+        budgets = self._budgets
+        if not budgets:
+            return route
+        if any(now >= b.spend.resets_at for b in budgets):
+            with self._lock:
+                self._roll(now)
+        applied: set[int] = set()
+        for _ in range(len(budgets) + 1):
+            over = [(i, b) for i, b in enumerate(budgets)
+                    if i not in applied and b.spend.spent >= b.config.limit_usd
+                    and budget_matches(b.config, route.backend)]
+            if not over:
+                return route
+            down = next(((i, b) for i, b in over if b.config.downgrade_to is not None), None)
+            if down is not None:
+                i, b = down
+                applied.add(i)
+                target, model = b.config.downgrade_to  # type: ignore[misc]
+                if target == route.backend and (model is None or model == route.model):
+                    continue  # already where the budget sends it
+                route = Route(target, self._model_on(target, model, route.requested_model),
+                              f"budget:{b.config.label}", route.requested_model)
+                continue
+            block = next((b for _i, b in over if b.config.action == "block"), None)
+            if block is not None:
+                return Refusal(429, "rate_limit_error", self._block_message(block, now))
+            return route  # only "warn" budgets are over: let it through
+        return route
+
+    def _model_on(self, backend_id: str, wanted: str | None, requested: str) -> str:
+        if wanted:
+            return wanted
+        b = self._backends.get(backend_id)
+        if b is None or b.kind == "anthropic" or not b.models or requested in b.models:
+            return requested
+        return b.models[0]
+
+    def _block_message(self, b: _Budget, now: float) -> str:
+        c = b.config
+        period = {"day": "today", "week": "this week", "month": "this month"}.get(c.period, f"this {c.period}")
+        scope = "all backends" if c.scope == "all" else f"the backend {_scope_backend(c.scope)!r}"
+        return (
+            f"Patchbay budget \"{c.label}\" is used up: ${b.spend.spent:.2f} of ${c.limit_usd:.2f} spent {period} "
+            f"on {scope}. It resets {format_reset(b.spend.resets_at, now, self._tz)} (local time). "
+            f"To go on now, raise limit_usd for this budget in Patchbay's settings, or set its action to "
+            f"\"downgrade:<backend>,<model>\" to continue on a cheaper or local model."
+        )
+
+    # ------------------------------------------------------------------ accounting
+
+    def sink(self, event: object) -> None:
+        """EventHub sink: counts each finished request's cost. Never raises."""
+        if type(event) is not RequestFinished:
+            return
+        try:
+            self._count(event)
+        except Exception:
+            pass
+
+    def _count(self, ev: RequestFinished) -> None:
+        if not self._budgets:
+            return
+        cost = self._prices.cost(ev.backend, ev.model, ev.usage, at=ev.started_at)
+        alerts: list[BudgetAlert] = []
+        with self._lock:
+            now = self._now()
+            self._roll(now)
+            seen: set[int] = set()
+            for s in self._spends.values():
+                if (s.backend is None or s.backend == ev.backend) and ev.started_at >= s.start and id(s) not in seen:
+                    seen.add(id(s))
+                    if cost is None:
+                        s.unpriced += 1
+                    else:
+                        s.spent += cost
+            if cost is None or cost == 0:
+                return
+            for b in self._budgets:
+                if id(b.spend) not in seen:
+                    continue
+                spent, c = b.spend.spent, b.config
+                if not b.limited and spent >= c.limit_usd:
+                    b.limited = b.warned = True
+                    alerts.append(BudgetAlert(c.label, "limit", spent, c.limit_usd, b.spend.resets_at, c.action))
+                elif not b.warned and spent >= c.limit_usd * c.warn_at:
+                    b.warned = True
+                    alerts.append(BudgetAlert(c.label, "warn", spent, c.limit_usd, b.spend.resets_at, c.action))
+        for a in alerts:
+            try:
+                self._publish(a)
+            except Exception:
+                pass
+
+    def status(self) -> list[BudgetStatus]:
+        now = self._now()
+        with self._lock:
+            self._roll(now)
+            return [
+                BudgetStatus(b.config, b.spend.spent, b.config.limit_usd, b.spend.spent / b.config.limit_usd,
+                             b.spend.resets_at, _state(b.config, b.spend.spent), b.spend.start, b.spend.unpriced)
+                for b in self._budgets
+            ]
