@@ -1,0 +1,995 @@
+"""The usage ledger: one SQLite row per request the gateway served, and queries over them.
+
+Writing: ``Ledger.sink`` is an EventHub sink. It runs on the gateway thread for every event, and
+for a ``RequestFinished`` it only appends to an in-memory queue (O(1), never blocks, never
+raises). One writer thread drains the queue in batches, prices each record, and commits the batch
+in one transaction (WAL, ``synchronous=FULL``). A record is *acknowledged* once that commit
+returned: from then on it survives the app quitting, ``kill -9`` and a power cut. ``flush()``
+waits for everything queued so far to be acknowledged; ``close()`` flushes and stops. When the
+disk refuses a write (full, read-only), the batch stays queued in memory and is retried; nothing
+is dropped, and ``on_error`` gets a sentence saying what to do.
+
+Bodies are captured only when ``[ledger] capture`` says so ("all", or "errors"), zlib-compressed,
+with secrets scrubbed (auth headers, ``x-api-key`` / ``authorization`` fields, anything shaped
+like ``sk-…`` or ``Bearer …``), and deleted after ``capture_retention_days``. Ordinary rows are
+kept for ``retention_days`` (default: for ever). Hourly and per-session rollups are kept for
+ever: they are what the graphs read, so a dashboard query stays fast at millions of rows.
+
+Reading: ``LedgerReader`` opens its own connection (safe to share between threads) and answers
+the GUI's graphs and ``patchbay usage``.
+
+Schema versions live in ``PRAGMA user_version``; upgrading an existing file first copies it to
+``<name>.v<N>-<time>.bak`` next to it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import functools
+import itertools
+import logging
+import math
+import re
+import sqlite3
+import threading
+import time
+import zlib
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
+from pathlib import Path
+from typing import Any, Callable, Iterable, Literal, Sequence
+
+from app.config import LedgerSettings
+from app.events import RequestFinished
+from app.services.pricing import PriceBook
+
+log = logging.getLogger("patchbay.ledger")
+
+SCHEMA_VERSION = 2
+HOUR = 3600
+MAX_BATCH = 5000
+
+
+class LedgerError(Exception):
+    """The ledger file cannot be used. ``str()`` is the whole message for the user."""
+
+
+# =========================================================================== schema
+
+_V1 = """
+CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE requests(
+    id INTEGER PRIMARY KEY,
+    request_id TEXT NOT NULL UNIQUE,
+    started_at REAL NOT NULL,
+    ended_at REAL NOT NULL,
+    session_id TEXT,
+    client TEXT,
+    route TEXT NOT NULL,
+    backend TEXT NOT NULL,
+    requested_model TEXT NOT NULL,
+    model TEXT NOT NULL,
+    stream INTEGER NOT NULL,
+    status INTEGER NOT NULL,
+    error_type TEXT,
+    error_message TEXT,
+    ttft_ms REAL,
+    duration_ms REAL NOT NULL,
+    input_tokens INTEGER NOT NULL DEFAULT 0,
+    output_tokens INTEGER NOT NULL DEFAULT 0,
+    cache_write_tokens INTEGER NOT NULL DEFAULT 0,
+    cache_read_tokens INTEGER NOT NULL DEFAULT 0,
+    cost_usd REAL,
+    attempts INTEGER NOT NULL DEFAULT 1
+);
+CREATE INDEX requests_started ON requests(started_at);
+CREATE INDEX requests_session ON requests(session_id, started_at);
+CREATE TABLE bodies(
+    request_id TEXT PRIMARY KEY,
+    captured_at REAL NOT NULL,
+    encoding TEXT NOT NULL,
+    request BLOB,
+    response BLOB
+);
+CREATE INDEX bodies_captured ON bodies(captured_at);
+"""
+
+# v2: stop reason and subagent id per row; hourly and per-session rollups for fast graphs.
+_V2 = """
+ALTER TABLE requests ADD COLUMN stop_reason TEXT;
+ALTER TABLE requests ADD COLUMN agent_id TEXT;
+CREATE TABLE usage_hourly(
+    hour_start INTEGER NOT NULL,
+    backend TEXT NOT NULL,
+    model TEXT NOT NULL,
+    requests INTEGER NOT NULL,
+    errors INTEGER NOT NULL,
+    unpriced INTEGER NOT NULL,
+    cost_usd REAL NOT NULL,
+    input_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    cache_write_tokens INTEGER NOT NULL,
+    cache_read_tokens INTEGER NOT NULL,
+    PRIMARY KEY(hour_start, backend, model)
+) WITHOUT ROWID;
+CREATE TABLE sessions(
+    session_id TEXT PRIMARY KEY,
+    first_seen REAL NOT NULL,
+    last_seen REAL NOT NULL,
+    requests INTEGER NOT NULL,
+    input_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    cache_write_tokens INTEGER NOT NULL,
+    cache_read_tokens INTEGER NOT NULL,
+    cost_usd REAL NOT NULL,
+    unpriced INTEGER NOT NULL,
+    backends TEXT NOT NULL,
+    client TEXT
+);
+CREATE INDEX sessions_last_seen ON sessions(last_seen);
+INSERT INTO usage_hourly
+    SELECT CAST(started_at / 3600 AS INTEGER) * 3600, backend, model, count(*),
+           sum(status >= 400 OR error_type IS NOT NULL), sum(cost_usd IS NULL), total(cost_usd),
+           sum(input_tokens), sum(output_tokens), sum(cache_write_tokens), sum(cache_read_tokens)
+    FROM requests GROUP BY 1, 2, 3;
+INSERT INTO sessions
+    SELECT session_id, min(started_at), max(ended_at), count(*), sum(input_tokens), sum(output_tokens),
+           sum(cache_write_tokens), sum(cache_read_tokens), total(cost_usd), sum(cost_usd IS NULL),
+           group_concat(DISTINCT backend), max(client)
+    FROM requests WHERE session_id IS NOT NULL GROUP BY session_id;
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2)  # MIGRATIONS[n] takes a file from version n to n + 1
+assert len(MIGRATIONS) == SCHEMA_VERSION
+
+
+def _not_usable(path: Path, exc: BaseException) -> LedgerError:
+    return LedgerError(
+        f"The usage ledger {path} cannot be read ({exc}). The file is damaged or is not a Patchbay "
+        f"ledger. Move it away (Patchbay then starts a new, empty one), or put back a backup "
+        f"({path.name}.v*.bak) if there is one."
+    )
+
+
+def _backup(conn: sqlite3.Connection, path: Path, version: int) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    dest = path.with_name(f"{path.name}.v{version}-{stamp}.bak")
+    try:
+        out = sqlite3.connect(dest)
+        try:
+            conn.backup(out)
+        finally:
+            out.close()
+    except (sqlite3.Error, OSError) as exc:
+        raise LedgerError(
+            f"Patchbay needs to upgrade the usage ledger {path}, but could not first back it up to {dest} "
+            f"({exc}). Free some disk space or fix the folder's permissions, then start Patchbay again."
+        ) from None
+    return dest
+
+
+def open_db(path: Path, *, target: int = SCHEMA_VERSION) -> tuple[sqlite3.Connection, Path | None]:
+    """Open (creating or upgrading to ``target``) the ledger file for writing.
+
+    Returns the connection and the backup made before an upgrade, if one was made.
+    Raises ``LedgerError`` with a sentence for the user.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LedgerError(f"Patchbay cannot create the folder {path.parent} for its usage ledger "
+                          f"({exc.strerror}). Check the folder's permissions.") from None
+    try:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
+    except sqlite3.Error as exc:
+        raise LedgerError(f"Patchbay cannot open its usage ledger {path} ({exc}). "
+                          "Check the file's permissions.") from None
+    backup = None
+    try:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL").fetchone()
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        except sqlite3.DatabaseError as exc:
+            if "readonly" in str(exc) or "read-only" in str(exc):
+                raise LedgerError(f"The usage ledger {path} is read-only ({exc}). Make the file and its folder "
+                                  "writable, then start Patchbay again.") from None
+            raise _not_usable(path, exc) from None
+        if version == 0 and names:
+            raise _not_usable(path, Exception("it holds other tables"))
+        if version > SCHEMA_VERSION:
+            raise LedgerError(
+                f"The usage ledger {path} was written by a newer Patchbay (schema {version}; this one "
+                f"knows up to {SCHEMA_VERSION}). Update Patchbay, or move the file away to start a new one."
+            )
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA busy_timeout=10000")
+        conn.execute("PRAGMA cache_size=-16000")
+        conn.execute("PRAGMA temp_store=MEMORY")
+        if 0 < version < target:
+            backup = _backup(conn, path, version)
+        for v in range(version, target):
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                for stmt in _statements(MIGRATIONS[v]):
+                    conn.execute(stmt)
+                conn.execute(f"PRAGMA user_version = {v + 1}")
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise LedgerError(
+                    f"Patchbay could not upgrade the usage ledger {path} to schema {v + 1} ({exc}). "
+                    f"The file is unchanged{f'; a copy is at {backup}' if backup else ''}. "
+                    "Free some disk space and start Patchbay again."
+                ) from None
+    except BaseException:
+        conn.close()
+        raise
+    return conn, backup
+
+
+def _statements(script: str) -> list[str]:
+    # executescript() would COMMIT on its own; run each statement inside our transaction instead.
+    out, buf = [], ""
+    for line in script.strip().splitlines():
+        buf += line + "\n"
+        if sqlite3.complete_statement(buf):
+            out.append(buf.strip())
+            buf = ""
+    return out
+
+
+# =========================================================================== scrubbing
+
+_SECRET_KEYS = (b"authorization", b"proxy-authorization", b"x-api-key", b"api-key", b"api_key", b"apikey",
+                b"x-goog-api-key", b"access_token", b"refresh_token", b"id_token", b"client_secret", b"secret_key",
+                b"password", b"aws_secret_access_key", b"aws_session_token", b"cookie", b"set-cookie",
+                b"anthropic_auth_token", b"anthropic_api_key", b"openai_api_key")
+_TOKEN_RES = (  # each starts with a literal, so the regex engine can jump between candidates
+    re.compile(rb"sk-[A-Za-z0-9_\-]{16,}"),
+    re.compile(rb"AKIA[0-9A-Z]{16}"),
+    re.compile(rb"AIza[0-9A-Za-z_\-]{30,}"),
+    re.compile(rb"gh[pousr]_[A-Za-z0-9]{30,}"),
+    re.compile(rb"xox[abprs]-[A-Za-z0-9\-]{10,}"),
+)
+_BEARER = re.compile(rb"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=\-]{8,}")
+REDACTED = b"[redacted]"
+
+
+@functools.lru_cache(maxsize=64)
+def _key_patterns(keys: tuple[bytes, ...]) -> tuple[re.Pattern[bytes], re.Pattern[bytes], re.Pattern[bytes]]:
+    alt = b"|".join(re.escape(k) for k in keys)
+    return (
+        re.compile(rb'(?i)("(?:' + alt + rb')"\s*:\s*)"(?:[^"\\]|\\.)*"'),  # JSON "key": "value"
+        re.compile(rb"(?im)^(\s*(?:" + alt + rb")\s*[:=]\s*)[^\r\n]+"),  # header line  Key: value
+        re.compile(rb"(?i)((?:" + alt + rb")=)[^\s\"'&]+"),  # env / query  KEY=value
+    )
+
+
+def _token(m: re.Match[bytes]) -> bytes:
+    i = m.start()
+    if i and m.string[i - 1:i].isalnum():  # "disk-..." is not an "sk-" key
+        return m.group(0)
+    return REDACTED
+
+
+def scrub(data: bytes) -> bytes:
+    """Remove anything that looks like a credential from a captured body or message: secret
+    header lines and JSON fields (authorization, x-api-key, ...), ``Bearer`` tokens, and keys by
+    their shape (``sk-...``, AWS, Google, GitHub, Slack)."""
+    low = data.lower()
+    keys = tuple(k for k in _SECRET_KEYS if k in low)
+    if keys:
+        json_rx, header_rx, env_rx = _key_patterns(keys)
+        data = json_rx.sub(lambda m: m.group(1) + b'"' + REDACTED + b'"', data)
+        data = header_rx.sub(lambda m: m.group(1) + REDACTED, data)
+        data = env_rx.sub(lambda m: m.group(1) + REDACTED, data)
+    if b"bearer" in low:
+        data = _BEARER.sub(lambda m: m.group(1) + REDACTED, data)
+    for rx in _TOKEN_RES:
+        data = rx.sub(_token, data)
+    return data
+
+
+def scrub_text(text: str | None) -> str | None:
+    if not text:
+        return text
+    return scrub(text.encode("utf-8", "surrogateescape")).decode("utf-8", "replace")
+
+
+def _compress(data: bytes | None) -> bytes | None:
+    return None if data is None else zlib.compress(scrub(data), 6)
+
+
+def _decompress(blob: bytes | None, encoding: str) -> bytes | None:
+    if blob is None:
+        return None
+    if encoding == "zlib":
+        return zlib.decompress(blob)
+    return bytes(blob)
+
+
+def should_capture(settings: LedgerSettings, ev: RequestFinished) -> bool:
+    if settings.capture == "all":
+        return True
+    if settings.capture == "errors":
+        return ev.status >= 400 or ev.error_type is not None
+    return False
+
+
+# =========================================================================== the writer
+
+_INSERT = (
+    "INSERT OR IGNORE INTO requests(request_id, started_at, ended_at, session_id, client, route, backend, "
+    "requested_model, model, stream, status, error_type, error_message, stop_reason, ttft_ms, duration_ms, "
+    "input_tokens, output_tokens, cache_write_tokens, cache_read_tokens, cost_usd, attempts, agent_id) "
+    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+)
+_UPSERT_HOUR = (
+    "INSERT INTO usage_hourly VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(hour_start, backend, model) DO UPDATE SET "
+    "requests = requests + excluded.requests, errors = errors + excluded.errors, "
+    "unpriced = unpriced + excluded.unpriced, cost_usd = cost_usd + excluded.cost_usd, "
+    "input_tokens = input_tokens + excluded.input_tokens, output_tokens = output_tokens + excluded.output_tokens, "
+    "cache_write_tokens = cache_write_tokens + excluded.cache_write_tokens, "
+    "cache_read_tokens = cache_read_tokens + excluded.cache_read_tokens"
+)
+_UPSERT_SESSION = (
+    "INSERT INTO sessions VALUES (?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(session_id) DO UPDATE SET "
+    "first_seen = min(first_seen, excluded.first_seen), last_seen = max(last_seen, excluded.last_seen), "
+    "requests = requests + excluded.requests, input_tokens = input_tokens + excluded.input_tokens, "
+    "output_tokens = output_tokens + excluded.output_tokens, "
+    "cache_write_tokens = cache_write_tokens + excluded.cache_write_tokens, "
+    "cache_read_tokens = cache_read_tokens + excluded.cache_read_tokens, "
+    "cost_usd = cost_usd + excluded.cost_usd, unpriced = unpriced + excluded.unpriced, "
+    "backends = CASE WHEN instr(',' || backends || ',', ',' || excluded.backends || ',') > 0 THEN backends "
+    "ELSE backends || ',' || excluded.backends END, client = coalesce(client, excluded.client)"
+)
+_INSERT_BODY = "INSERT OR REPLACE INTO bodies VALUES (?,?,?,?,?)"
+
+
+def _row(ev: RequestFinished, cost: float | None) -> tuple[Any, ...]:
+    u = ev.usage
+    return (
+        str(ev.request_id), float(ev.started_at), float(ev.ended_at), ev.session_id, ev.client, ev.route,
+        ev.backend, ev.requested_model, ev.model, 1 if ev.stream else 0, int(ev.status), ev.error_type,
+        scrub_text(ev.error_message), ev.stop_reason, ev.ttft_ms, float(ev.duration_ms), int(u.input_tokens),
+        int(u.output_tokens), int(u.cache_creation_input_tokens), int(u.cache_read_input_tokens), cost,
+        int(ev.attempts), ev.agent_id,
+    )
+
+
+class Ledger:
+    """The one writer of the ledger file. See the module docstring for the guarantees."""
+
+    def __init__(self, path: Path, *, prices: PriceBook, settings: LedgerSettings = LedgerSettings()) -> None:
+        self.path = Path(path)
+        self._prices = prices
+        self._settings = settings
+        self.on_error: Callable[[str], None] | None = None
+        # Called on the writer thread after each commit with the request ids it made durable.
+        self.on_commit: Callable[[Sequence[str]], None] | None = None
+        self.backup_path: Path | None = None  # where the pre-upgrade copy went, if an upgrade ran
+        self._q: collections.deque[tuple[int, RequestFinished]] = collections.deque()
+        self._qlock = threading.Lock()
+        self._seq = itertools.count(1)
+        self._last_seq = 0
+        self._done_seq = 0
+        self._cv = threading.Condition()
+        self._wake = threading.Event()
+        self._stopping = False
+        self._abandon = False
+        self._thread: threading.Thread | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._housekeep_due = True
+        self._next_housekeep = 0.0
+        self._last_error: tuple[str, float] | None = None
+        self.written = 0  # rows committed since start
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Open (create, upgrade) the file and start the writer. Raises ``LedgerError``."""
+        if self._thread is not None:
+            return
+        self._conn, self.backup_path = open_db(self.path)
+        self._thread = threading.Thread(target=self._run, name="patchbay-ledger", daemon=True)
+        self._thread.start()
+        atexit.register(self._at_exit)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Write everything queued, then stop the writer."""
+        t = self._thread
+        if t is None:
+            return
+        self._stopping = True
+        self._wake.set()
+        t.join(timeout)
+        if t.is_alive():
+            self._abandon = True
+            self._wake.set()
+            t.join(1.0)
+            left = len(self._q)
+            if left:
+                self._report(f"Patchbay stopped with {left} usage records it could not write to {self.path}; "
+                             "they are lost. Free disk space or fix the file's permissions before the next start.")
+        self._thread = None
+        try:
+            atexit.unregister(self._at_exit)
+        except Exception:
+            pass
+
+    def _at_exit(self) -> None:
+        self.close(timeout=5.0)
+
+    # ------------------------------------------------------------------ intake (gateway thread)
+
+    def sink(self, event: object) -> None:
+        """EventHub sink: keeps each ``RequestFinished``; ignores every other event. O(1), never
+        blocks, never raises."""
+        if type(event) is RequestFinished:
+            try:
+                self._enqueue(event)
+            except Exception:
+                pass
+
+    def record(self, finished: RequestFinished) -> None:
+        self._enqueue(finished)
+
+    def _enqueue(self, ev: RequestFinished) -> None:
+        with self._qlock:
+            seq = next(self._seq)
+            self._q.append((seq, ev))
+            self._last_seq = seq
+        if not self._wake.is_set():
+            self._wake.set()
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until everything queued before this call is committed. False on timeout."""
+        target = self._last_seq
+        self._wake.set()
+        with self._cv:
+            return self._cv.wait_for(lambda: self._done_seq >= target, timeout)
+
+    def reconfigure(self, prices: PriceBook, settings: LedgerSettings) -> None:
+        """New prices (for records written from now on) and capture/retention settings."""
+        self._prices = prices
+        self._settings = settings
+        self._housekeep_due = True
+        self._wake.set()
+
+    @property
+    def queued(self) -> int:
+        return len(self._q)
+
+    # ------------------------------------------------------------------ the writer thread
+
+    def _run(self) -> None:
+        conn = self._conn
+        assert conn is not None
+        backoff = 0.0
+        try:
+            while True:
+                self._wake.wait(timeout=1.0 if backoff == 0 else backoff)
+                self._wake.clear()
+                if self._abandon:
+                    return
+                while self._q and not self._abandon:
+                    n = min(len(self._q), MAX_BATCH)
+                    batch = [self._q[i] for i in range(n)]
+                    try:
+                        ids = self._write(conn, batch)
+                    except (sqlite3.Error, OSError) as exc:
+                        self._report(self._explain(exc))
+                        backoff = min(max(backoff * 2, 0.25), 5.0)
+                        break
+                    for _ in range(n):
+                        self._q.popleft()
+                    backoff = 0.0
+                    self._last_error = None
+                    self.written += len(batch)
+                    with self._cv:
+                        self._done_seq = batch[-1][0]
+                        self._cv.notify_all()
+                    cb = self.on_commit
+                    if cb is not None:
+                        try:
+                            cb(ids)
+                        except Exception:
+                            log.exception("ledger on_commit callback failed")
+                if backoff == 0 and (self._housekeep_due or time.time() >= self._next_housekeep):
+                    self._housekeep(conn)
+                if self._stopping and not self._q:
+                    return
+        finally:
+            try:
+                if not self._q:
+                    conn.execute("PRAGMA optimize")
+            except sqlite3.Error:
+                pass
+            conn.close()
+
+    def _write(self, conn: sqlite3.Connection, batch: list[tuple[int, RequestFinished]]) -> list[str]:
+        prices, settings = self._prices, self._settings
+        hourly: dict[tuple[int, str, str], list[float]] = {}
+        sessions: dict[tuple[str, str], list[Any]] = {}
+        ids: list[str] = []
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for _seq, ev in batch:
+                try:
+                    cost = prices.cost(ev.backend, ev.model, ev.usage, at=ev.started_at)
+                except Exception:
+                    cost = None
+                row = _row(ev, cost)
+                if conn.execute(_INSERT, row).rowcount != 1:
+                    continue  # this request id is already stored (a retry after a failed commit)
+                ids.append(row[0])
+                unpriced = 1 if cost is None else 0
+                c = cost or 0.0
+                failed = 1 if (row[10] >= 400 or row[11] is not None) else 0
+                key = (int(row[1] // HOUR) * HOUR, row[6], row[8])
+                h = hourly.get(key)
+                if h is None:
+                    hourly[key] = [1, failed, unpriced, c, row[16], row[17], row[18], row[19]]
+                else:
+                    h[0] += 1; h[1] += failed; h[2] += unpriced; h[3] += c  # noqa: E702
+                    h[4] += row[16]; h[5] += row[17]; h[6] += row[18]; h[7] += row[19]  # noqa: E702
+                if row[3] is not None:
+                    skey = (row[3], row[6])
+                    s = sessions.get(skey)
+                    if s is None:
+                        sessions[skey] = [row[3], row[1], row[2], 1, row[16], row[17], row[18], row[19], c,
+                                          unpriced, row[6], row[4]]
+                    else:
+                        s[1] = min(s[1], row[1]); s[2] = max(s[2], row[2]); s[3] += 1  # noqa: E702
+                        s[4] += row[16]; s[5] += row[17]; s[6] += row[18]; s[7] += row[19]  # noqa: E702
+                        s[8] += c; s[9] += unpriced  # noqa: E702
+                        if s[11] is None:
+                            s[11] = row[4]
+                if (ev.request_body is not None or ev.response_body is not None) and should_capture(settings, ev):
+                    conn.execute(_INSERT_BODY, (row[0], row[2], "zlib", _compress(ev.request_body),
+                                                _compress(ev.response_body)))
+            if hourly:
+                conn.executemany(_UPSERT_HOUR, [(k[0], k[1], k[2], *v) for k, v in hourly.items()])
+            if sessions:
+                conn.executemany(_UPSERT_SESSION, list(sessions.values()))
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+            raise
+        return ids
+
+    def _housekeep(self, conn: sqlite3.Connection) -> None:
+        self._housekeep_due = False
+        self._next_housekeep = time.time() + HOUR
+        try:
+            delete_expired(conn, self._settings, time.time())
+        except sqlite3.Error as exc:
+            self._report(self._explain(exc))
+
+    # ------------------------------------------------------------------ errors
+
+    def _explain(self, exc: BaseException) -> str:
+        text = str(exc).lower()
+        n = len(self._q)
+        keep = f"Patchbay keeps the {n} newest usage record{'s' if n != 1 else ''} in memory and retries."
+        if "full" in text or getattr(exc, "errno", None) == 28:
+            return f"The usage ledger cannot be written: the disk holding {self.path} is full. Free some space; {keep}"
+        if "readonly" in text or "read-only" in text or "permission" in text:
+            return (f"The usage ledger {self.path} is read-only. Make the file and its folder writable; {keep}")
+        if "locked" in text or "busy" in text:
+            return (f"Another program is holding the usage ledger {self.path} locked. Close it (a database "
+                    f"browser, a backup tool); {keep}")
+        if "malformed" in text or "not a database" in text:
+            return (f"The usage ledger {self.path} is damaged ({exc}). Quit Patchbay and move the file away; "
+                    f"{keep}")
+        return f"The usage ledger {self.path} could not be written ({exc}). {keep}"
+
+    def _report(self, message: str) -> None:
+        now = time.monotonic()
+        last = self._last_error
+        if last is not None and last[0] == message.split(";")[0] and now - last[1] < 60:
+            return
+        self._last_error = (message.split(";")[0], now)
+        log.warning("%s", message)
+        cb = self.on_error
+        if cb is not None:
+            try:
+                cb(message)
+            except Exception:
+                log.exception("ledger on_error callback failed")
+
+
+def delete_expired(conn: sqlite3.Connection, settings: LedgerSettings, now: float, chunk: int = 5000) -> int:
+    """Apply the retention settings: captured bodies after ``capture_retention_days``, rows after
+    ``retention_days`` (None keeps them). Rollups are kept. Deletes in small transactions."""
+    deleted = 0
+    if settings.capture_retention_days is not None:
+        cutoff = now - settings.capture_retention_days * 86400
+        deleted += _delete_chunks(conn, "DELETE FROM bodies WHERE rowid IN "
+                                  "(SELECT rowid FROM bodies WHERE captured_at < ? LIMIT ?)", cutoff, chunk)
+    if settings.retention_days is not None:
+        cutoff = now - settings.retention_days * 86400
+        deleted += _delete_chunks(conn, "DELETE FROM bodies WHERE request_id IN (SELECT request_id FROM requests "
+                                  "WHERE started_at < ? ORDER BY started_at LIMIT ?)", cutoff, chunk)
+        deleted += _delete_chunks(conn, "DELETE FROM requests WHERE id IN "
+                                  "(SELECT id FROM requests WHERE started_at < ? ORDER BY started_at LIMIT ?)",
+                                  cutoff, chunk)
+    return deleted
+
+
+def _delete_chunks(conn: sqlite3.Connection, sql: str, cutoff: float, chunk: int) -> int:
+    total = 0
+    while True:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            n = conn.execute(sql, (cutoff, chunk)).rowcount
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        total += n
+        if n < chunk:
+            return total
+
+
+# =========================================================================== reading
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesPoint:
+    bucket_start: float
+    key: str
+    cost_usd: float  # priced requests only
+    tokens: int  # all four kinds
+    requests: int
+    unpriced_requests: int
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRate:
+    minute_start: float
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSummary:
+    session_id: str
+    first_seen: float
+    last_seen: float
+    requests: int
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    cost_usd: float
+    unpriced_requests: int
+    backends: tuple[str, ...]
+    client: str | None
+
+    @property
+    def duration_s(self) -> float:
+        return max(0.0, self.last_seen - self.first_seen)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRow:
+    request_id: str
+    started_at: float
+    ended_at: float
+    session_id: str | None
+    client: str | None
+    route: str
+    backend: str
+    requested_model: str
+    model: str
+    stream: bool
+    status: int
+    error_type: str | None
+    error_message: str | None
+    stop_reason: str | None
+    ttft_ms: float | None
+    duration_ms: float
+    input_tokens: int
+    output_tokens: int
+    cache_write_tokens: int
+    cache_read_tokens: int
+    cost_usd: float | None  # None: unpriced
+    attempts: int
+    agent_id: str | None
+
+    @property
+    def unpriced(self) -> bool:
+        return self.cost_usd is None
+
+
+@dataclass(frozen=True, slots=True)
+class RequestDetail:
+    row: RequestRow
+    request_body: bytes | None  # decompressed, secrets scrubbed; None when not captured
+    response_body: bytes | None
+    captured: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TotalsRow:
+    key: str
+    requests: int
+    input_tokens: int
+    output_tokens: int
+    cache_write_tokens: int
+    cache_read_tokens: int
+    cost_usd: float  # priced requests only
+    unpriced_requests: int
+    errors: int = 0
+    bucket_start: float | None = None  # for by = day / hour
+
+
+_ROW_COLS = ("request_id, started_at, ended_at, session_id, client, route, backend, requested_model, model, stream, "
+             "status, error_type, error_message, stop_reason, ttft_ms, duration_ms, input_tokens, output_tokens, "
+             "cache_write_tokens, cache_read_tokens, cost_usd, attempts, agent_id")
+_ORDERABLE = {"started_at", "ended_at", "duration_ms", "ttft_ms", "cost_usd", "input_tokens", "output_tokens",
+              "cache_read_tokens", "cache_write_tokens", "status", "backend", "model", "session_id", "requested_model"}
+_AGG = ("count(*), sum(status >= 400 OR error_type IS NOT NULL), sum(cost_usd IS NULL), total(cost_usd), "
+        "sum(input_tokens), sum(output_tokens), sum(cache_write_tokens), sum(cache_read_tokens)")
+_HOUR_AGG = ("sum(requests), sum(errors), sum(unpriced), total(cost_usd), sum(input_tokens), sum(output_tokens), "
+             "sum(cache_write_tokens), sum(cache_read_tokens)")
+
+Bucket = Literal["hour", "day", "month"]
+
+
+def _to_row(r: Sequence[Any]) -> RequestRow:
+    return RequestRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], bool(r[9]), r[10], r[11], r[12], r[13],
+                      r[14], r[15], r[16], r[17], r[18], r[19], r[20], r[21], r[22])
+
+
+class LedgerReader:
+    """Read-only queries with their own connection. Thread-safe (one query at a time)."""
+
+    def __init__(self, path: Path, *, tz: tzinfo | None = None) -> None:
+        self.path = Path(path)
+        self.tz = tz
+        if not self.path.exists():
+            raise LedgerError(f"No usage has been recorded yet: {self.path} does not exist. Start the gateway "
+                              "(patchbay, or patchbay serve) and send Claude Code through it.")
+        try:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
+        except sqlite3.Error as exc:
+            raise _not_usable(self.path, exc) from None
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise _not_usable(self.path, exc) from None
+        if version != SCHEMA_VERSION:
+            conn.close()
+            if version > SCHEMA_VERSION:
+                raise LedgerError(f"The usage ledger {self.path} was written by a newer Patchbay (schema "
+                                  f"{version}). Update Patchbay to read it.")
+            if version == 0:
+                raise _not_usable(self.path, Exception("it has no Patchbay schema"))
+            raise LedgerError(f"The usage ledger {self.path} has an older layout (schema {version}). Start "
+                              "Patchbay (or patchbay serve) once to upgrade it; a backup is made first.")
+        conn.execute("PRAGMA query_only=1")
+        conn.execute("PRAGMA busy_timeout=10000")
+        conn.execute("PRAGMA cache_size=-32000")
+        conn.execute("PRAGMA mmap_size=268435456")
+        self._conn = conn
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> "LedgerReader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _q(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
+        with self._lock:
+            try:
+                return self._conn.execute(sql, tuple(params)).fetchall()
+            except sqlite3.DatabaseError as exc:
+                if "malformed" in str(exc) or "not a database" in str(exc):
+                    raise _not_usable(self.path, exc) from None
+                raise
+
+    # ------------------------------------------------------------------ hour rollups + raw edges
+
+    def _hours(self, since: float | None, until: float | None, backend: str | None = None,
+               key: Literal["backend", "model", "pair", "none"] = "pair") -> list[tuple[Any, ...]]:
+        """Aggregates for [since, until): whole hours from the rollup, partial edge hours from the
+        rows. Each tuple: (hour_start, key, requests, errors, unpriced, cost, in, out, cw, cr), where
+        key is the backend, the model, "backend\x00model" (pair) or "" (none)."""
+        kcol = {"backend": "backend", "model": "model", "pair": "backend || char(0) || model", "none": "''"}[key]
+        bf, bp = (" AND backend = ?", [backend]) if backend is not None else ("", [])
+        raw_sql = (f"SELECT CAST(started_at / 3600 AS INTEGER) * 3600 AS h, {kcol} AS k, {_AGG} FROM requests "
+                   f"WHERE started_at >= ? AND started_at < ?{bf} GROUP BY h, k")
+        h0 = None if since is None else math.ceil(since / HOUR) * HOUR
+        h1 = None if until is None else math.floor(until / HOUR) * HOUR
+        if h0 is not None and h1 is not None and h0 >= h1:
+            return self._q(raw_sql, [since, until, *bp])
+        lo = -1e18 if h0 is None else h0
+        hi = 1e18 if h1 is None else h1
+        out = self._q(f"SELECT hour_start AS h, {kcol} AS k, {_HOUR_AGG} FROM usage_hourly "
+                      f"WHERE hour_start >= ? AND hour_start < ?{bf} GROUP BY h, k", [lo, hi, *bp])
+        if since is not None and h0 is not None and since < h0:
+            out += self._q(raw_sql, [since, h0, *bp])
+        if until is not None and h1 is not None and h1 < until:
+            out += self._q(raw_sql, [h1, until, *bp])
+        return out
+
+    def _bucket(self, ts: float, bucket: str) -> float:
+        if bucket == "hour":
+            return float(int(ts // HOUR) * HOUR)
+        dt = datetime.fromtimestamp(ts, self.tz) if self.tz is not None else datetime.fromtimestamp(ts)
+        d = dt.date() if bucket == "day" else dt.date().replace(day=1)
+        if self.tz is None:
+            return time.mktime((d.year, d.month, d.day, 0, 0, 0, 0, 0, -1))
+        return datetime(d.year, d.month, d.day, tzinfo=self.tz).timestamp()
+
+    def _label(self, ts: float, by: str) -> str:
+        dt = datetime.fromtimestamp(ts, self.tz) if self.tz is not None else datetime.fromtimestamp(ts)
+        return dt.strftime("%Y-%m-%d %H:00" if by == "hour" else "%Y-%m-%d")
+
+    # ------------------------------------------------------------------ dashboard queries
+
+    def cost_series(self, since: float, until: float, bucket: Bucket, group_by: Literal["backend", "model"]
+                    ) -> list[SeriesPoint]:
+        """Cost, tokens and requests per time bucket (local time) and backend or model."""
+        if bucket not in ("hour", "day", "month"):
+            raise ValueError(f"bucket must be hour, day or month, not {bucket!r}")
+        if group_by not in ("backend", "model"):
+            raise ValueError(f"group_by must be backend or model, not {group_by!r}")
+        memo: dict[float, float] = {}
+        acc: dict[tuple[float, str], list[float]] = {}
+        for r in self._hours(since, until, key=group_by):
+            b = memo.get(r[0])
+            if b is None:
+                b = memo[r[0]] = self._bucket(r[0], bucket)
+            key = (b, r[1])
+            a = acc.get(key)
+            tokens = r[6] + r[7] + r[8] + r[9]
+            if a is None:
+                acc[key] = [r[5], tokens, r[2], r[4]]
+            else:
+                a[0] += r[5]; a[1] += tokens; a[2] += r[2]; a[3] += r[4]  # noqa: E702
+        return [SeriesPoint(k[0], k[1], v[0], int(v[1]), int(v[2]), int(v[3])) for k, v in sorted(acc.items())]
+
+    def tokens_per_minute(self, since: float, until: float) -> list[TokenRate]:
+        """Tokens per minute (by request start), every minute of [since, until), zeros included."""
+        rows = self._q("SELECT CAST(started_at / 60 AS INTEGER) * 60, sum(input_tokens), sum(output_tokens), "
+                       "sum(cache_read_tokens), sum(cache_write_tokens) FROM requests "
+                       "WHERE started_at >= ? AND started_at < ? GROUP BY 1", [since, until])
+        got = {r[0]: r for r in rows}
+        out = []
+        m = int(since // 60) * 60
+        while m < until:
+            r = got.get(m)
+            out.append(TokenRate(float(m), r[1], r[2], r[3], r[4]) if r else TokenRate(float(m), 0, 0, 0, 0))
+            m += 60
+        return out
+
+    def top_sessions(self, since: float, limit: int = 20, order_by: Literal["cost", "recent"] = "cost"
+                     ) -> list[SessionSummary]:
+        """Claude Code sessions active since ``since``, most expensive (or most recent) first."""
+        order = "cost_usd DESC, last_seen DESC" if order_by == "cost" else "last_seen DESC"
+        rows = self._q("SELECT session_id, first_seen, last_seen, requests, input_tokens, output_tokens, "
+                       "cache_read_tokens, cache_write_tokens, cost_usd, unpriced, backends, client FROM sessions "
+                       f"WHERE last_seen >= ? ORDER BY {order} LIMIT ?", [since, int(limit)])
+        return [SessionSummary(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9],
+                               tuple(x for x in (r[10] or "").split(",") if x), r[11]) for r in rows]
+
+    def requests(self, *, limit: int = 200, offset: int = 0, since: float | None = None,
+                 session_id: str | None = None, backend: str | None = None, model: str | None = None,
+                 status: str | None = None, text: str | None = None, order_by: str = "started_at",
+                 descending: bool = True) -> list[RequestRow]:
+        """A page of requests. ``status``: "ok", "error", "unpriced", or an HTTP code like "429";
+        ``text`` matches ids, session, models, backend, client and error text."""
+        if order_by not in _ORDERABLE:
+            raise ValueError(f"cannot order requests by {order_by!r}; use one of {', '.join(sorted(_ORDERABLE))}")
+        where: list[str] = []
+        params: list[Any] = []
+        if since is not None:
+            where.append("started_at >= ?"); params.append(since)  # noqa: E702
+        if session_id is not None:
+            where.append("session_id = ?"); params.append(session_id)  # noqa: E702
+        if backend is not None:
+            where.append("backend = ?"); params.append(backend)  # noqa: E702
+        if model is not None:
+            where.append("(model = ? OR requested_model = ?)"); params += [model, model]  # noqa: E702
+        if status is not None:
+            if status == "ok":
+                where.append("status < 400 AND error_type IS NULL")
+            elif status == "error":
+                where.append("(status >= 400 OR error_type IS NOT NULL)")
+            elif status == "unpriced":
+                where.append("cost_usd IS NULL")
+            elif status.isdigit():
+                where.append("status = ?"); params.append(int(status))  # noqa: E702
+            else:
+                raise ValueError(f"status filter {status!r}: use ok, error, unpriced or an HTTP code")
+        if text:
+            like = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            cols = ("request_id", "session_id", "model", "requested_model", "backend", "client", "error_message",
+                    "error_type")
+            where.append("(" + " OR ".join(f"{c} LIKE ? ESCAPE '\\'" for c in cols) + ")")
+            params += [like] * len(cols)
+        direction = "DESC" if descending else "ASC"
+        sql = (f"SELECT {_ROW_COLS} FROM requests" + (" WHERE " + " AND ".join(where) if where else "")
+               + f" ORDER BY {order_by} {direction}, id {direction} LIMIT ? OFFSET ?")
+        return [_to_row(r) for r in self._q(sql, [*params, int(limit), int(offset)])]
+
+    def request_detail(self, request_id: str) -> RequestDetail | None:
+        rows = self._q(f"SELECT {_ROW_COLS} FROM requests WHERE request_id = ?", [request_id])
+        if not rows:
+            return None
+        body = self._q("SELECT encoding, request, response FROM bodies WHERE request_id = ?", [request_id])
+        if not body:
+            return RequestDetail(_to_row(rows[0]), None, None, False)
+        enc, req, resp = body[0]
+        return RequestDetail(_to_row(rows[0]), _decompress(req, enc), _decompress(resp, enc), True)
+
+    def totals(self, since: float | None, until: float | None,
+               by: Literal["day", "hour", "backend", "model", "session"]) -> list[TotalsRow]:
+        """Requests, tokens and cost for [since, until) grouped by time bucket, backend, model or
+        session. Time groups are chronological; the others most expensive first."""
+        if by == "session":
+            if since is None and until is None:
+                rows = self._q("SELECT session_id, requests, 0, unpriced, cost_usd, input_tokens, output_tokens, "
+                               "cache_write_tokens, cache_read_tokens FROM sessions")
+            else:
+                rows = self._q(f"SELECT session_id, {_AGG} FROM requests WHERE session_id IS NOT NULL "
+                               "AND started_at >= ? AND started_at < ? GROUP BY session_id",
+                               [-1e18 if since is None else since, 1e18 if until is None else until])
+            out = [TotalsRow(r[0], r[1], r[5], r[6], r[7], r[8], r[4], r[3], r[2]) for r in rows]
+            return sorted(out, key=lambda t: (-t.cost_usd, -t.requests, t.key))
+        if by not in ("day", "hour", "backend", "model"):
+            raise ValueError(f"cannot group usage by {by!r}; use day, hour, backend, model or session")
+        acc: dict[Any, list[float]] = {}
+        memo: dict[float, float] = {}
+        group: Literal["backend", "model", "none"] = "backend" if by == "backend" else "model" if by == "model" else "none"
+        for r in self._hours(since, until, key=group):
+            if by in ("day", "hour"):
+                key: Any = memo.get(r[0])
+                if key is None:
+                    key = memo[r[0]] = self._bucket(r[0], by)
+            else:
+                key = r[1]
+            a = acc.get(key)
+            if a is None:
+                acc[key] = list(r[2:10])
+            else:
+                for i in range(8):
+                    a[i] += r[2 + i]
+        out = []
+        for key, a in acc.items():
+            label = self._label(key, by) if by in ("day", "hour") else key
+            out.append(TotalsRow(label, int(a[0]), int(a[4]), int(a[5]), int(a[6]), int(a[7]), a[3], int(a[2]),
+                                 int(a[1]), key if by in ("day", "hour") else None))
+        if by in ("day", "hour"):
+            return sorted(out, key=lambda t: t.bucket_start or 0.0)
+        return sorted(out, key=lambda t: (-t.cost_usd, -t.requests, t.key))
+
+    def spent(self, since: float, backend: str | None = None) -> float:
+        """Dollars spent on priced requests started at or after ``since`` (on one backend, or all)."""
+        return float(sum(r[5] for r in self._hours(since, None, backend, key="none")))
+
+    def unpriced_since(self, since: float, backend: str | None = None) -> int:
+        return int(sum(r[4] for r in self._hours(since, None, backend, key="none")))
+
+    def count(self) -> int:
+        return int(self._q("SELECT count(*) FROM requests")[0][0])

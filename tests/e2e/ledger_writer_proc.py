@@ -1,0 +1,69 @@
+"""A process that writes usage records through the real Ledger as fast as it can, for
+``test_ledger_kill9.py``.
+
+    python tests/e2e/ledger_writer_proc.py DB_PATH [PREFIX]
+
+Prints ``READY`` once the ledger is open, then ``ACK <request id> END`` for every record the
+writer has committed (acknowledged), and never stops on its own: the test kills it with SIGKILL.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from app.config import LedgerSettings, parse_config  # noqa: E402
+from app.events import RequestFinished, Usage  # noqa: E402
+from app.services.ledger import Ledger  # noqa: E402
+from app.services.pricing import PriceBook  # noqa: E402
+
+CONFIG = """
+[[backends]]
+id = "anthropic"
+kind = "anthropic"
+base_url = "https://api.anthropic.com"
+auth = "client"
+
+[[backends]]
+id = "ollama"
+kind = "anthropic"
+base_url = "http://localhost:11434"
+auth = "none"
+"""
+
+BODY = b'{"model":"claude-sonnet-4-5","messages":[{"role":"user","content":"' + b"x" * 3000 + b'"}]}'
+
+
+def main() -> int:
+    path = Path(sys.argv[1])
+    prefix = sys.argv[2] if len(sys.argv) > 2 else "r"
+    out = sys.stdout
+
+    def acknowledged(ids: object) -> None:
+        out.write("".join(f"ACK {i} END\n" for i in ids))  # type: ignore[attr-defined]
+        out.flush()
+
+    ledger = Ledger(path, prices=PriceBook.load(parse_config(CONFIG)), settings=LedgerSettings(capture="all"))
+    ledger.on_commit = acknowledged
+    ledger.start()
+    out.write("READY\n")
+    out.flush()
+    i = 0
+    while True:
+        now = time.time()
+        failed = i % 17 == 0
+        ledger.record(RequestFinished(
+            f"{prefix}-{i}", now - 2, now, f"session-{i // 100}", "claude-cli/2.1.332", "active",
+            "ollama" if i % 5 == 0 else "anthropic", "claude-sonnet-4-5", "claude-sonnet-4-5", True,
+            500 if failed else 200, "api_error" if failed else None, "boom" if failed else None, 150.0, 2000.0,
+            Usage(1000 + i % 100, 200, 50, 4000), request_body=BODY, response_body=b"event: message_stop\n\n"))
+        i += 1
+        if ledger.queued > 20_000:  # the writer is the part under test; keep memory bounded
+            time.sleep(0.001)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
