@@ -395,6 +395,7 @@ Matcher = Callable[[ReceivedRequest], bool]
 # --------------------------------------------------------------------------- the server
 
 _MAX_HEAD = 1 << 20
+_OUTCOMES = {"keep": "sent", "close": "sent", "cut": "cut"}
 
 
 class FakeUpstream:
@@ -674,23 +675,22 @@ class FakeUpstream:
                 writer.close()
 
     async def _send(self, writer: asyncio.StreamWriter, plan: _Plan, req: ReceivedRequest) -> str:
+        # the outcome is set before the last write, so a client that has read the whole
+        # answer (or seen the connection end) always finds it set
+        final = _OUTCOMES.get(plan.end, "dropped")
         try:
             if plan.ttfb_s:
                 await asyncio.sleep(plan.ttfb_s)
-            first = True
-            for data in plan.writes:
-                if not first and plan.delay_s:
+            last = len(plan.writes) - 1
+            for i, data in enumerate(plan.writes):
+                if i and plan.delay_s:
                     await asyncio.sleep(plan.delay_s)
-                first = False
+                if i == last:
+                    req.outcome = final
                 writer.write(data)
                 await writer.drain()
         except (ConnectionError, RuntimeError):
             req.outcome = "peer-closed"
             return "abort"
-        if plan.end == "keep" or plan.end == "close":
-            req.outcome = "sent"
-        elif plan.end == "cut":
-            req.outcome = "cut"
-        else:
-            req.outcome = "dropped"
+        req.outcome = final
         return plan.end
