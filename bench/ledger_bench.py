@@ -72,7 +72,6 @@ MIX = [  # backend, served model, weight
 def events(n: int, days: float, seed: int = 7) -> Iterator[RequestFinished]:
     rnd = random.Random(seed)
     now = time.time()
-    t = now - days * 86400
     step = days * 86400 / n
     backends = [m for m in MIX for _ in range(m[2])]
     left = 0
@@ -84,7 +83,7 @@ def events(n: int, days: float, seed: int = 7) -> Iterator[RequestFinished]:
             sid = str(uuid.UUID(int=rnd.getrandbits(128)))
             backend, model, _w = rnd.choice(backends)
         left -= 1
-        t += rnd.expovariate(1 / step)
+        t = now - days * 86400 + (i + rnd.random()) * step  # spread evenly, never in the future
         if rnd.random() < 0.2:  # subagent / background request on haiku
             b, m = "anthropic", "claude-haiku-4-5-20251001"
         else:

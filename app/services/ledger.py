@@ -393,6 +393,7 @@ class Ledger:
         """Open (create, upgrade) the file and start the writer. Raises ``LedgerError``."""
         if self._thread is not None:
             return
+        self._stopping = self._abandon = False
         self._conn, self.backup_path = open_db(self.path)
         self._thread = threading.Thread(target=self._run, name="patchbay-ledger", daemon=True)
         self._thread.start()
@@ -480,7 +481,7 @@ class Ledger:
                     batch = [self._q[i] for i in range(n)]
                     try:
                         ids = self._write(conn, batch)
-                    except (sqlite3.Error, OSError) as exc:
+                    except Exception as exc:  # the disk, the file, or a bug: keep the batch, retry
                         self._report(self._explain(exc))
                         backoff = min(max(backoff * 2, 0.25), 5.0)
                         break
@@ -522,7 +523,12 @@ class Ledger:
                     cost = prices.cost(ev.backend, ev.model, ev.usage, at=ev.started_at)
                 except Exception:
                     cost = None
-                row = _row(ev, cost)
+                try:
+                    row = _row(ev, cost)
+                except Exception as exc:  # a malformed event must not block every record after it
+                    self._report(f"A usage record ({getattr(ev, 'request_id', '?')!r}) could not be stored: {exc}. "
+                                 "Please report this as a Patchbay bug.")
+                    continue
                 if conn.execute(_INSERT, row).rowcount != 1:
                     continue  # this request id is already stored (a retry after a failed commit)
                 ids.append(row[0])
@@ -742,9 +748,6 @@ _ORDERABLE = {"started_at", "ended_at", "duration_ms", "ttft_ms", "cost_usd", "i
               "cache_read_tokens", "cache_write_tokens", "status", "backend", "model", "session_id", "requested_model"}
 _AGG = ("count(*), sum(status >= 400 OR error_type IS NOT NULL), sum(cost_usd IS NULL), total(cost_usd), "
         "sum(input_tokens), sum(output_tokens), sum(cache_write_tokens), sum(cache_read_tokens)")
-_HOUR_AGG = ("sum(requests), sum(errors), sum(unpriced), total(cost_usd), sum(input_tokens), sum(output_tokens), "
-             "sum(cache_write_tokens), sum(cache_read_tokens)")
-
 Bucket = Literal["hour", "day", "month"]
 
 
@@ -784,6 +787,7 @@ class LedgerReader:
         conn.execute("PRAGMA query_only=1")
         conn.execute("PRAGMA busy_timeout=10000")
         conn.execute("PRAGMA cache_size=-32000")
+        conn.execute("PRAGMA temp_store=MEMORY")
         conn.execute("PRAGMA mmap_size=268435456")
         self._conn = conn
         self._lock = threading.Lock()
@@ -809,27 +813,89 @@ class LedgerReader:
 
     # ------------------------------------------------------------------ hour rollups + raw edges
 
-    def _hours(self, since: float | None, until: float | None, backend: str | None = None,
-               key: Literal["backend", "model", "pair", "none"] = "pair") -> list[tuple[Any, ...]]:
-        """Aggregates for [since, until): whole hours from the rollup, partial edge hours from the
-        rows. Each tuple: (hour_start, key, requests, errors, unpriced, cost, in, out, cw, cr), where
-        key is the backend, the model, "backend\x00model" (pair) or "" (none)."""
-        kcol = {"backend": "backend", "model": "model", "pair": "backend || char(0) || model", "none": "''"}[key]
+    def _agg(self, since: float | None, until: float | None, bucket: Literal["hour", "day", "month", "all"],
+             key: Literal["backend", "model", "none"], backend: str | None = None, *, lean: bool = False
+             ) -> dict[tuple[float, str], list[Any]]:
+        """Sums for [since, until) per (bucket start, key): whole hours come from the hourly
+        rollup (bucketed into local days / months inside SQLite), the partial hours at either
+        edge from the rows themselves. Values: [requests, errors, unpriced, cost, in, out, cw, cr],
+        or with ``lean`` [cost, tokens, requests, unpriced] (fewer values to fetch, for graphs).
+        ``bucket="all"`` puts everything in one bucket starting at ``since`` (0 when None)."""
+        kcol = {"backend": "backend", "model": "model", "none": "''"}[key]
+        if lean:
+            sums = ("total(cost_usd), sum(input_tokens + output_tokens + cache_write_tokens + cache_read_tokens), "
+                    "sum(requests), sum(unpriced)")
+            raw_sums = ("total(cost_usd), sum(input_tokens + output_tokens + cache_write_tokens + cache_read_tokens), "
+                        "count(*), sum(cost_usd IS NULL)")
+        else:
+            sums = ("sum(requests), sum(errors), sum(unpriced), total(cost_usd), sum(input_tokens), "
+                    "sum(output_tokens), sum(cache_write_tokens), sum(cache_read_tokens)")
+            raw_sums = _AGG
         bf, bp = (" AND backend = ?", [backend]) if backend is not None else ("", [])
-        raw_sql = (f"SELECT CAST(started_at / 3600 AS INTEGER) * 3600 AS h, {kcol} AS k, {_AGG} FROM requests "
-                   f"WHERE started_at >= ? AND started_at < ?{bf} GROUP BY h, k")
+        acc: dict[tuple[float, str], list[Any]] = {}
+        all_start = 0.0 if since is None else since
+
+        def add(b: float, k: str, vals: Sequence[Any]) -> None:
+            a = acc.get((b, k))
+            if a is None:
+                acc[(b, k)] = list(vals)
+            else:
+                for i in range(len(a)):
+                    a[i] += vals[i]
+
         h0 = None if since is None else math.ceil(since / HOUR) * HOUR
         h1 = None if until is None else math.floor(until / HOUR) * HOUR
+        edges: list[tuple[float, float]] = []
         if h0 is not None and h1 is not None and h0 >= h1:
-            return self._q(raw_sql, [since, until, *bp])
-        lo = -1e18 if h0 is None else h0
-        hi = 1e18 if h1 is None else h1
-        out = self._q(f"SELECT hour_start AS h, {kcol} AS k, {_HOUR_AGG} FROM usage_hourly "
-                      f"WHERE hour_start >= ? AND hour_start < ?{bf} GROUP BY h, k", [lo, hi, *bp])
-        if since is not None and h0 is not None and since < h0:
-            out += self._q(raw_sql, [since, h0, *bp])
-        if until is not None and h1 is not None and h1 < until:
-            out += self._q(raw_sql, [h1, until, *bp])
+            edges.append((since, until))  # type: ignore[arg-type]
+        else:
+            if since is not None and h0 is not None and since < h0:
+                edges.append((since, h0))
+            if until is not None and h1 is not None and h1 < until:
+                edges.append((h1, until))
+            if h0 is None or h1 is None:
+                lo_hi = self._q(f"SELECT min(hour_start), max(hour_start) FROM usage_hourly WHERE 1{bf}", bp)[0]
+                if lo_hi[0] is None:
+                    lo, hi = 0.0, 0.0
+                else:
+                    lo = float(lo_hi[0]) if h0 is None else float(h0)
+                    hi = float(lo_hi[1]) + HOUR if h1 is None else float(h1)
+            else:
+                lo, hi = float(h0), float(h1)
+            if lo < hi:
+                if bucket == "all":
+                    for r in self._q(f"SELECT {kcol}, {sums} FROM usage_hourly WHERE hour_start >= ? AND "
+                                     f"hour_start < ?{bf} GROUP BY 1", [lo, hi, *bp]):
+                        add(all_start, r[0], r[1:])
+                elif bucket == "hour":
+                    for r in self._q(f"SELECT hour_start, {kcol}, {sums} FROM usage_hourly WHERE hour_start >= ? "
+                                     f"AND hour_start < ?{bf} GROUP BY 1, 2", [lo, hi, *bp]):
+                        acc[(float(r[0]), r[1])] = list(r[2:])  # unique per (hour, key); edges come later
+                else:
+                    ranges = self._ranges(lo, hi, bucket)
+                    for i in range(0, len(ranges), 300):  # stay far below SQLite's bound-parameter limit
+                        part = ranges[i:i + 300]
+                        values = ",".join("(?,?,?)" for _ in part)
+                        flat = [x for rg in part for x in rg]
+                        sql = (f"WITH b(s, lo, hi) AS (VALUES {values}) SELECT b.s, {kcol}, {sums} FROM b "
+                               f"JOIN usage_hourly ON hour_start >= b.lo AND hour_start < b.hi{bf} GROUP BY 1, 2")
+                        for r in self._q(sql, [*flat, *bp]):
+                            add(float(r[0]), r[1], r[2:])
+        for a, b in edges:
+            raw = self._q(f"SELECT CAST(started_at / 3600 AS INTEGER) * 3600, {kcol}, {raw_sums} FROM requests "
+                          f"WHERE started_at >= ? AND started_at < ?{bf} GROUP BY 1, 2", [a, b, *bp])
+            for r in raw:
+                add(all_start if bucket == "all" else self._bucket(float(r[0]), bucket), r[1], r[2:])
+        return acc
+
+    def _ranges(self, lo: float, hi: float, bucket: str) -> list[tuple[float, float, float]]:
+        """(bucket start, from, to) for each local day or month touching [lo, hi)."""
+        out = []
+        b = self._bucket(lo, bucket)
+        while b < hi:
+            nxt = self._bucket(b + (36 * HOUR if bucket == "day" else 32 * 86400), bucket)
+            out.append((b, max(b, lo), min(nxt, hi)))
+            b = nxt
         return out
 
     def _bucket(self, ts: float, bucket: str) -> float:
@@ -854,20 +920,8 @@ class LedgerReader:
             raise ValueError(f"bucket must be hour, day or month, not {bucket!r}")
         if group_by not in ("backend", "model"):
             raise ValueError(f"group_by must be backend or model, not {group_by!r}")
-        memo: dict[float, float] = {}
-        acc: dict[tuple[float, str], list[float]] = {}
-        for r in self._hours(since, until, key=group_by):
-            b = memo.get(r[0])
-            if b is None:
-                b = memo[r[0]] = self._bucket(r[0], bucket)
-            key = (b, r[1])
-            a = acc.get(key)
-            tokens = r[6] + r[7] + r[8] + r[9]
-            if a is None:
-                acc[key] = [r[5], tokens, r[2], r[4]]
-            else:
-                a[0] += r[5]; a[1] += tokens; a[2] += r[2]; a[3] += r[4]  # noqa: E702
-        return [SeriesPoint(k[0], k[1], v[0], int(v[1]), int(v[2]), int(v[3])) for k, v in sorted(acc.items())]
+        acc = self._agg(since, until, bucket, group_by, lean=True)
+        return [SeriesPoint(b, k, v[0], v[1], v[2], v[3]) for (b, k), v in sorted(acc.items())]
 
     def tokens_per_minute(self, since: float, until: float) -> list[TokenRate]:
         """Tokens per minute (by request start), every minute of [since, until), zeros included."""
@@ -959,37 +1013,22 @@ class LedgerReader:
             return sorted(out, key=lambda t: (-t.cost_usd, -t.requests, t.key))
         if by not in ("day", "hour", "backend", "model"):
             raise ValueError(f"cannot group usage by {by!r}; use day, hour, backend, model or session")
-        acc: dict[Any, list[float]] = {}
-        memo: dict[float, float] = {}
-        group: Literal["backend", "model", "none"] = "backend" if by == "backend" else "model" if by == "model" else "none"
-        for r in self._hours(since, until, key=group):
-            if by in ("day", "hour"):
-                key: Any = memo.get(r[0])
-                if key is None:
-                    key = memo[r[0]] = self._bucket(r[0], by)
-            else:
-                key = r[1]
-            a = acc.get(key)
-            if a is None:
-                acc[key] = list(r[2:10])
-            else:
-                for i in range(8):
-                    a[i] += r[2 + i]
+        timed = by in ("day", "hour")
+        acc = self._agg(since, until, by if timed else "all", "none" if timed else by)  # type: ignore[arg-type]
         out = []
-        for key, a in acc.items():
-            label = self._label(key, by) if by in ("day", "hour") else key
-            out.append(TotalsRow(label, int(a[0]), int(a[4]), int(a[5]), int(a[6]), int(a[7]), a[3], int(a[2]),
-                                 int(a[1]), key if by in ("day", "hour") else None))
+        for (b, k), a in acc.items():
+            out.append(TotalsRow(self._label(b, by) if timed else k, int(a[0]), int(a[4]), int(a[5]), int(a[6]),
+                                 int(a[7]), float(a[3]), int(a[2]), int(a[1]), b if timed else None))
         if by in ("day", "hour"):
             return sorted(out, key=lambda t: t.bucket_start or 0.0)
         return sorted(out, key=lambda t: (-t.cost_usd, -t.requests, t.key))
 
     def spent(self, since: float, backend: str | None = None) -> float:
         """Dollars spent on priced requests started at or after ``since`` (on one backend, or all)."""
-        return float(sum(r[5] for r in self._hours(since, None, backend, key="none")))
+        return float(sum(v[3] for v in self._agg(since, None, "all", "none", backend).values()))
 
     def unpriced_since(self, since: float, backend: str | None = None) -> int:
-        return int(sum(r[4] for r in self._hours(since, None, backend, key="none")))
+        return int(sum(v[2] for v in self._agg(since, None, "all", "none", backend).values()))
 
     def count(self) -> int:
         return int(self._q("SELECT count(*) FROM requests")[0][0])

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import json
 import logging
@@ -255,6 +256,22 @@ def test_close_writes_everything_queued_and_reports_each_commit(tmp_path: Path) 
     assert sorted(committed) == sorted(f"r{i}" for i in range(3000))
 
 
+def test_a_malformed_record_is_reported_and_does_not_block_the_rest(tmp_path: Path) -> None:
+    path = tmp_path / "usage.sqlite3"
+    errors: list[str] = []
+    ledger = Ledger(path, prices=PRICES)
+    ledger.on_error = errors.append
+    ledger.start()
+    ledger.record(dataclasses.replace(ev("broken", at(2026, 1, 5)), started_at=None))
+    ledger.record(ev("fine", at(2026, 1, 5)))
+    ledger.close()
+    ledger.start()  # the same ledger can be started again
+    ledger.record(ev("later", at(2026, 1, 6)))
+    ledger.close()
+    assert sorted(raw_rows(path, "SELECT request_id FROM requests")) == [("fine",), ("later",)]
+    assert len(errors) == 1 and "'broken'" in errors[0] and "bug" in errors[0]
+
+
 def test_a_full_disk_keeps_records_queued_and_retries(tmp_path: Path) -> None:
     path = tmp_path / "usage.sqlite3"
     errors: list[str] = []
@@ -478,8 +495,13 @@ def test_any_window_matches_the_rows_it_covers(randomized: LedgerReader, a: floa
     assert sum(t.unpriced_requests for t in totals) == sum(c is None for c in costs)
     assert math.isclose(sum(t.cost_usd for t in totals), sum(c or 0 for c in costs), rel_tol=1e-9, abs_tol=1e-12)
     assert sum(t.cache_read_tokens for t in totals) == sum(e.usage.cache_read_input_tokens for e in inside)
-    series = randomized.cost_series(since, until, "day", "model")
-    assert sum(p.requests for p in series) == len(inside)
+    for bucket in ("hour", "day", "month"):
+        series = randomized.cost_series(since, until, bucket, "model")  # type: ignore[arg-type]
+        assert sum(p.requests for p in series) == len(inside)
+        assert math.isclose(sum(p.cost_usd for p in series), sum(c or 0 for c in costs), rel_tol=1e-9, abs_tol=1e-12)
+        assert all(randomized._bucket(p.bucket_start, bucket) == p.bucket_start for p in series)
+    days = randomized.totals(since, until, "day")
+    assert sum(t.requests for t in days) == len(inside)
     after = [c or 0 for e, c in ((e, PRICES.cost(e.backend, e.model, e.usage)) for e in RANDOM) if e.started_at >= since]
     assert math.isclose(randomized.spent(since), sum(after), rel_tol=1e-9, abs_tol=1e-12)
 
