@@ -116,6 +116,26 @@ def _check_claude_wrote_the_file(result: ClaudeResult, target: Path, up: FakeUps
     assert target.read_text() == CONTENT
 
 
+def _check_the_gateway_recorded(gw: GatewayProcess, expected: list[tuple[int, int, int, int]]) -> None:
+    """Both model turns reached the ledger with their usage (input, output, cache read, cache write)."""
+    from app.services.ledger import LedgerReader
+
+    gw.stop()  # a clean stop flushes the ledger writer
+    reader = LedgerReader(gw.home / "data" / "usage.sqlite3")
+    try:
+        rows = reader.requests(limit=100)
+    finally:
+        reader.close()
+    seen = [(r.input_tokens, r.output_tokens, r.cache_read_tokens, r.cache_write_tokens) for r in rows
+            if r.error_type is None and r.status == 200]
+    for usage in expected:
+        assert usage in seen, (usage, seen)
+    assert all(r.client and r.client.startswith("claude-cli/") for r in rows)
+    assert len({r.session_id for r in rows}) == 1 and rows[0].session_id
+    totals = json.loads(gw.cli("usage", "--json", "--by", "backend").stdout)
+    assert totals["total"]["requests"] == len(rows) >= 2
+
+
 def _turns(up: FakeUpstream, path_suffix: str) -> list[ReceivedRequest]:
     """The model turns of the main agent: generation requests that offer tools."""
     return [r for r in up.requests_to(path_suffix) if r.has_tools]
@@ -166,6 +186,8 @@ def test_claude_code_through_gateway_to_openai_upstream(run_claude: Callable[...
     assert json.loads(call["function"]["arguments"]) == {"file_path": str(target), "content": CONTENT}
     assert all(r.headers.get("authorization") != f"Bearer {gw.token}" for r in up.requests), \
         "the gateway token leaked to the upstream"
+    # the Write turn (10 in, 20 out) and the answer after it (30 in of which 10 cached, 6 out)
+    _check_the_gateway_recorded(gw, [(10, 20, 0, 0), (20, 6, 10, 0)])
 
 
 def test_claude_code_through_gateway_to_anthropic_upstream(run_claude: Callable[..., ClaudeResult],
@@ -189,3 +211,4 @@ def test_claude_code_through_gateway_to_anthropic_upstream(run_claude: Callable[
     assert "claude-code-20250219" in first.headers.get("anthropic-beta", "")
     assert all(r.headers.get("authorization") != f"Bearer {gw.token}" for r in up.requests), \
         "the gateway token leaked to the upstream"
+    _check_the_gateway_recorded(gw, [(40, 20, 0, 30), (50, 6, 30, 0)])
