@@ -107,7 +107,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     if hasattr(signal, "SIGHUP"):
         signal.signal(signal.SIGHUP, lambda s, f: _reload(engine))
-    while not stop.wait(0.5):
+    while not stop.wait(2.0):
         if not engine.running:
             print("patchbay: the gateway stopped unexpectedly; see the log in " f"{engine.paths.log_dir}",
                   file=sys.stderr)

@@ -49,6 +49,29 @@ def _new_loop() -> asyncio.AbstractEventLoop:
         return asyncio.new_event_loop()
 
 
+def _quiet_server_class() -> Any:
+    import uvicorn
+
+    class QuietServer(uvicorn.Server):
+        """uvicorn's main loop wakes ten times a second to poll ``should_exit``; an idle app in
+        the menu bar all day should not. This one sleeps until told to stop."""
+
+        exit_event: asyncio.Event | None = None
+
+        async def main_loop(self) -> None:
+            await self.on_tick(0)  # sets the default headers once
+            self.exit_event = asyncio.Event()
+            if not self.should_exit:
+                await self.exit_event.wait()
+
+        def request_exit(self) -> None:  # on the server's loop
+            self.should_exit = True
+            if self.exit_event is not None:
+                self.exit_event.set()
+
+    return QuietServer
+
+
 def bind_socket(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -199,7 +222,7 @@ class ProxyRuntime:
             access_log=False, timeout_keep_alive=120, timeout_graceful_shutdown=3, server_header=False,
             date_header=False, proxy_headers=False,
         )
-        server = uvicorn.Server(cfg)
+        server = _quiet_server_class()(cfg)
         self._server = server
 
         async def serve() -> None:
@@ -235,7 +258,7 @@ class ProxyRuntime:
             server, loop, thread = self._server, self._loop, self._thread
             if server is not None and loop is not None:
                 try:
-                    loop.call_soon_threadsafe(setattr, server, "should_exit", True)
+                    loop.call_soon_threadsafe(server.request_exit)
                 except RuntimeError:
                     pass
             if thread is not None:
