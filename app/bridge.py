@@ -293,6 +293,7 @@ class Bridge(QObject):
     modelsListed = Signal(str, list, str)  # backend id, models, error ("" when fine)
     settingsChanged = Signal()
     _jobDone = Signal(object, object, object)  # callback, result, exception
+    _ledgerError = Signal(str)  # from the ledger's writer thread
 
     def __init__(self, config_path: Path | None = None, *, paths: Any = None, parent: QObject | None = None,
                  engine_factory: Callable[..., Any] | None = None) -> None:
@@ -309,10 +310,12 @@ class Bridge(QObject):
         self._slow.timeout.connect(self.refresh_budgets)
         self._budget_debounce = QTimer(self)
         self._budget_debounce.setSingleShot(True)
-        self._budget_debounce.setInterval(600)
+        self._budget_debounce.setInterval(1500)
         self._budget_debounce.timeout.connect(self.refresh_budgets)
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="patchbay-ledger")
         self._jobDone.connect(self._on_job_done)
+        self._ledgerError.connect(lambda text: self.message.emit(UserMessage(
+            "error", "Usage is not being recorded", text, key="ledger-write", notify=True)))
         self._sessions: dict[str, _Session] = {}
         self._live: dict[str, RequestRecord] = {}
         self._recent: collections.deque[RequestRecord] = collections.deque(maxlen=RECENT_MAX)
@@ -344,6 +347,9 @@ class Bridge(QObject):
                 self._fail_start("The settings file cannot be used" if about_config else "Patchbay could not start",
                                  text, "config" if about_config else None)
                 return False
+        ledger = getattr(self.engine, "ledger", None)
+        if ledger is not None and getattr(ledger, "on_error", "absent") is None:
+            ledger.on_error = self._ledgerError.emit  # a full disk, a locked file: said, not swallowed
         self._timer.start()
         try:
             self.engine.start()
@@ -490,8 +496,8 @@ class Bridge(QObject):
             self.streamBatch.emit(pieces)
         for rec in finished:
             self.requestFinished.emit(rec)
-        if finished:
-            self._budget_debounce.start()
+        if finished and not self._budget_debounce.isActive():
+            self._budget_debounce.start()  # at most one budget read per 1.5 s under a flood
         self.sessionsChanged.emit()
         self._sessions_dirty = False
         dt = (time.perf_counter() - t0) * 1000

@@ -7,13 +7,14 @@ tray (where there is one); Quit stops the gateway cleanly and ends the process.
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, Qt, QTimer
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer
 from PySide6.QtWidgets import QApplication, QSystemTrayIcon
 
 T0 = time.perf_counter()
@@ -65,6 +66,34 @@ class App(QObject):
             app.quit()
 
 
+class _AfterFirstPaint(QObject):
+    """Calls ``fn`` once, right after the window's first paint (or after 1.5 s, whichever first)."""
+
+    def __init__(self, window: Any, fn: Any) -> None:
+        super().__init__(window)
+        self._fn = fn
+        self._done = False
+        window.installEventFilter(self)
+        QTimer.singleShot(1500, self._fire)
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.Paint and not self._done:
+            QTimer.singleShot(0, self._fire)
+        return False
+
+    def _fire(self) -> None:
+        if not self._done:
+            self._done = True
+            self._fn()
+
+
+def settle_memory() -> None:
+    """Once the app is up: collect, then freeze what exists into the permanent generation, so the
+    collector's full passes stay short (they run on whichever thread allocates, the gateway's too)."""
+    gc.collect()
+    gc.freeze()
+
+
 def make_application(argv: list[str] | None = None) -> QApplication:
     app = QApplication.instance()
     if not isinstance(app, QApplication):
@@ -88,8 +117,12 @@ def run_gui(config_path: Path | None) -> int:
     asyncio.set_event_loop(loop)
     main = App(config_path)
     main.ends_process = True
-    main.show_window()  # the window first, the gateway right after: the user sees something at once
-    QTimer.singleShot(0, main.start)
+    main.show_window()  # the window first, the gateway once it is on screen: the user sees something at once
+    def start() -> None:
+        main.start()
+        QTimer.singleShot(1000, settle_memory)
+
+    starter = _AfterFirstPaint(main.window, start)
 
     def on_signal(*_: Any) -> None:
         QTimer.singleShot(0, main.quit)

@@ -46,6 +46,8 @@ def make_table(model: Any, *, sortable: bool = True, sort_column: int = 0,
     view.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
     view.horizontalHeader().setStretchLastSection(False)
     view.setTabKeyNavigation(False)
+    for c in model.hidden_columns():
+        view.hideColumn(c)
     if sortable:
         view.setSortingEnabled(True)
         view.sortByColumn(sort_column, order)
@@ -128,11 +130,10 @@ class DashboardPage(QWidget):
         self.recent_model = RequestsModel(self)
         self.recent_view, self.recent_proxy = make_table(self.recent_model, sort_column=0)
         self.recent_view.setAccessibleName("Last requests of the selected session")
-        for c in (1,):
-            self.recent_view.hideColumn(c)
+        self.recent_view.hideColumn(1)  # the session: it is the selected one
         rh = self.recent_view.horizontalHeader()
         rh.setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
-        for c, w in ((0, 70), (2, 90), (4, 60), (5, 90), (6, 64), (7, 64), (8, 64)):
+        for c, w in ((0, 62), (2, 84), (4, 44), (5, 76), (6, 56), (7, 54), (8, 52)):
             self.recent_view.setColumnWidth(c, w)
         right = QWidget()
         rl = QVBoxLayout(right)
@@ -143,8 +144,8 @@ class DashboardPage(QWidget):
         bottom = QSplitter(Qt.Orientation.Horizontal)
         bottom.addWidget(left)
         bottom.addWidget(right)
-        bottom.setStretchFactor(0, 3)
-        bottom.setStretchFactor(1, 2)
+        bottom.setStretchFactor(0, 1)
+        bottom.setStretchFactor(1, 1)
         split = QSplitter(Qt.Orientation.Vertical)
         split.addWidget(top)
         split.addWidget(bottom)
@@ -155,14 +156,19 @@ class DashboardPage(QWidget):
         lay.addWidget(split)
 
         self._refresh_pending = False
+        self._stream_buffer: list[StreamPiece] = []
+        self._stream_timer = QTimer(self)  # the stream view redraws at most ~12 times a second
+        self._stream_timer.setSingleShot(True)
+        self._stream_timer.setInterval(80)
+        self._stream_timer.timeout.connect(self._flush_stream)
         bridge.sessionsChanged.connect(self._schedule_refresh)
         bridge.streamBatch.connect(self._on_stream)
         bridge.requestStarted.connect(self._on_request)
         bridge.requestFinished.connect(self._on_request)
         bridge.pinsChanged.connect(self.refresh)
-        self._throttle = QTimer(self)  # the table redraws at most 4 times a second
+        self._throttle = QTimer(self)  # the table redraws at most twice a second
         self._throttle.setSingleShot(True)
-        self._throttle.setInterval(250)
+        self._throttle.setInterval(500)
         self._throttle.timeout.connect(self.refresh)
         self.refresh()
         self._update_buttons()
@@ -208,6 +214,7 @@ class DashboardPage(QWidget):
         s = self.bridge.session(sid)
         label = s.label if s else sid
         self.stream_title.setText(f"Token stream — {label}")
+        self._stream_buffer = []
         self.stream.reset(self.bridge.stream_pieces(sid))
         self.recent_model.set_rows(self.bridge.recent_requests(sid, limit=50))
         self._update_buttons()
@@ -225,7 +232,14 @@ class DashboardPage(QWidget):
             return
         mine = [p for p in pieces if p.session_id == self.selected]
         if mine:
-            self.stream.append_pieces(mine)
+            self._stream_buffer.extend(mine)
+            if not self._stream_timer.isActive():
+                self._stream_timer.start()
+
+    def _flush_stream(self) -> None:
+        pieces, self._stream_buffer = self._stream_buffer, []
+        if pieces and self.selected is not None:
+            self.stream.append_pieces([p for p in pieces if p.session_id == self.selected])
 
     def _on_request(self, rec: RequestRecord) -> None:
         if self.selected is not None and rec.session_id == self.selected:

@@ -95,8 +95,19 @@ def state_icon(backend_id: str, state: str = "ok") -> QIcon:
     return icon
 
 
+_DOTS: dict[tuple[str, int], QIcon] = {}
+
+
 def dot_icon(color: QColor | str, size: int = 12) -> QIcon:
-    """A small filled circle, for backend colours in menus and lists."""
+    """A small filled circle, for backend colours in menus and lists (cached: tables ask often)."""
+    key = (QColor(color).name(), size)
+    icon = _DOTS.get(key)
+    if icon is None:
+        icon = _DOTS[key] = _draw_dot(QColor(color), size)
+    return icon
+
+
+def _draw_dot(color: QColor, size: int) -> QIcon:
     pm = QPixmap(size, size)
     pm.fill(Qt.GlobalColor.transparent)
     p = QPainter(pm)

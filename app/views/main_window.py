@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable
 
-from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtCore import QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QComboBox,
@@ -157,6 +157,10 @@ class MainWindow(QMainWindow):
         self.status_counts = QLabel()
         self.statusBar().addPermanentWidget(self.status_counts)
         self._requests_seen = 0
+        self._count_timer = QTimer(self)
+        self._count_timer.setSingleShot(True)
+        self._count_timer.setInterval(1000)
+        self._count_timer.timeout.connect(self._show_count)
 
         self.backend_combo.activated.connect(self._backend_chosen)
         self.model_combo.activated.connect(self._model_chosen)
@@ -288,6 +292,10 @@ class MainWindow(QMainWindow):
 
     def _count_request(self, _rec: object) -> None:
         self._requests_seen += 1
+        if not self._count_timer.isActive():  # the status bar redraws at most once a second
+            self._count_timer.start()
+
+    def _show_count(self) -> None:
         self.status_counts.setText(f"{self._requests_seen} requests since start")
 
     def _banner_action(self, action: str) -> None:

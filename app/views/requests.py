@@ -29,7 +29,7 @@ from app.views.models import KEY_ROLE, RequestsModel
 if TYPE_CHECKING:
     from app.bridge import Bridge
 
-MAX_ROWS = 5000
+MAX_ROWS = 2000  # the newest; older ones stay in the ledger (patchbay usage, or a filter there)
 
 
 class RequestDetailDialog(QDialog):
@@ -116,6 +116,7 @@ class RequestsPage(QWidget):
         self.setTabOrder(self.reload_button, self.view)
 
         self._loaded = False
+        self._pending: dict[str, RequestRecord] = {}
         self._dialogs: list[QDialog] = []
         self._want_detail: str | None = None
         bridge.requestStarted.connect(self._on_record)
@@ -132,23 +133,32 @@ class RequestsPage(QWidget):
     def showEvent(self, event) -> None:  # type: ignore[no-untyped-def]
         if not self._loaded:
             self.reload()
+        elif self._pending:
+            for rec in self._pending.values():
+                self.model.add_or_update(rec, limit=MAX_ROWS)
+            self._pending.clear()
+            self._update_count()
         super().showEvent(event)
 
     def reload(self) -> None:
         self._loaded = True
+        self._pending.clear()
         self.bridge.load_requests(limit=MAX_ROWS)
 
     def _on_loaded(self, records: list[RequestRecord]) -> None:
         live = [r for r in self.model.rows() if r.in_flight]
         seen = {r.request_id for r in records}
         merged = records + [r for r in live if r.request_id not in seen]
-        self.model.beginResetModel()
-        self.model._rows = merged
-        self.model._reindex()
-        self.model.endResetModel()
+        self.model.replace_all(merged)
         self._update_count()
 
     def _on_record(self, rec: RequestRecord) -> None:
+        if not self.isVisible():  # no table work for a hidden page under a flood: catch up when shown
+            if self._loaded:
+                self._pending[rec.request_id] = rec
+                while len(self._pending) > MAX_ROWS:
+                    self._pending.pop(next(iter(self._pending)))
+            return
         self.model.add_or_update(rec, limit=MAX_ROWS)
 
     def _fill_backends(self) -> None:
@@ -164,15 +174,9 @@ class RequestsPage(QWidget):
 
     def _apply_filters(self) -> None:
         b = self.backend_filter.currentText()
-        self.proxy.set_exact(2, None if self.backend_filter.currentIndex() <= 0 else b)
-        st = self.status_filter.currentIndex()
-        preds = {
-            0: None,
-            1: lambda r: not r.in_flight and r.ok,
-            2: lambda r: not r.in_flight and not r.ok,
-            3: lambda r: r.in_flight,
-        }
-        self.proxy.set_predicate(preds[st])
+        self.proxy.set_constraint("backend", None if self.backend_filter.currentIndex() <= 0 else b)
+        states = {0: None, 1: "ok", 2: "failed", 3: "inflight"}
+        self.proxy.set_constraint("state", states[self.status_filter.currentIndex()])
         self._update_count()
 
     def _update_count(self, *_: object) -> None:

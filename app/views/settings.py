@@ -51,7 +51,8 @@ class SettingsPage(QWidget):
         gw = QGroupBox("Gateway")
         gf = QFormLayout(gw)
         self.port = QSpinBox()
-        self.port.setRange(1024, 65535)
+        self.port.setRange(0, 65535)
+        self.port.setSpecialValueText("any free port")
         self.port.setAccessibleName("Port")
         self.port_apply = QPushButton("Apply and restart the gateway")
         self.port_apply.clicked.connect(self.apply_port)
@@ -119,6 +120,8 @@ class SettingsPage(QWidget):
         self.budget_table.verticalHeader().setVisible(False)
         self.budget_table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.budget_table.horizontalHeader().setSectionResizeMode(4, QHeaderView.ResizeMode.Stretch)
+        for c, w in ((0, 150), (1, 110), (2, 110), (3, 80), (5, 120)):
+            self.budget_table.setColumnWidth(c, w)
         self.budget_table.setMinimumHeight(140)
         self.budget_table.setAccessibleName("Budgets")
         self.budget_add = QPushButton("Add budget")
@@ -268,7 +271,9 @@ class SettingsPage(QWidget):
         action.addItem("Only warn", "warn")
         for bv in self.bridge.backends():
             if bv.is_local:
-                action.addItem(f"Switch to {bv.id}", f"downgrade:{bv.id}")
+                first = bv.models[0] if bv.models else None
+                action.addItem(f"Switch to {bv.id}" + (f" · {first}" if first else ""),
+                               f"downgrade:{bv.id}" + (f",{first}" if first else ""))
         spent = QLabel("—")
         spent.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         if b is not None:
@@ -278,7 +283,10 @@ class SettingsPage(QWidget):
             warn.setValue(round(b.warn_at * 100))
             i = action.findData(b.action)
             if i < 0:
-                action.addItem(b.action, b.action)
+                target, _, model = b.action.removeprefix("downgrade:").partition(",")
+                label = f"Switch to {target}" + (f" · {model}" if model else "") \
+                    if b.action.startswith("downgrade:") else b.action
+                action.addItem(label, b.action)
                 i = action.count() - 1
             action.setCurrentIndex(i)
             spent.setText(f"{fmt_usd(b.spent_usd)} ({b.fraction:.0%})")

@@ -80,7 +80,7 @@ class _Plot(pg.PlotWidget):
         pal = self.palette()
         self.setBackground(pal.color(QPalette.ColorRole.Base))
         fg = pal.color(QPalette.ColorRole.Text)
-        for name in ("left", "bottom"):
+        for name in ("left", "bottom", "right"):
             ax = self.getPlotItem().getAxis(name)
             ax.setPen(pg.mkPen(fg))
             ax.setTextPen(pg.mkPen(fg))
@@ -124,11 +124,22 @@ class SpendPage(QWidget):
         self.cost_plot.scene().sigMouseMoved.connect(self._hover_cost)
 
         self.tpm_plot = _Plot()
-        self.tpm_plot.setLabel("left", "tokens / min")
+        self.tpm_plot.setLabel("left", "input / min")
         self.tpm_in = self.tpm_plot.plot([], [], pen=pg.mkPen(series_color(0), width=1.5),
                                          fillLevel=0, brush=pg.mkBrush(78, 121, 167, 50), name="input")
-        self.tpm_out = self.tpm_plot.plot([], [], pen=pg.mkPen(series_color(1), width=1.5),
-                                          fillLevel=0, brush=pg.mkBrush(242, 142, 43, 70), name="output")
+        # output tokens are a few % of input (cache reads): they get their own axis on the right
+        pi = self.tpm_plot.getPlotItem()
+        self.tpm_vb2 = pg.ViewBox()
+        pi.showAxis("right")
+        pi.scene().addItem(self.tpm_vb2)
+        pi.getAxis("right").linkToView(self.tpm_vb2)
+        pi.getAxis("right").setLabel("output / min")
+        self.tpm_vb2.setXLink(pi)
+        self.tpm_vb2.setMouseEnabled(x=False, y=False)
+        self.tpm_out = pg.PlotCurveItem([], [], pen=pg.mkPen(series_color(1), width=2))
+        self.tpm_vb2.addItem(self.tpm_out)
+        pi.vb.sigResized.connect(self._sync_tpm_views)
+        self.tpm_plot.apply_palette()
         self.tpm_plot.scene().sigMouseMoved.connect(self._hover_tpm)
 
         self.budget_plot = _Plot(date_axis=False)
@@ -143,7 +154,10 @@ class SpendPage(QWidget):
         self.top_model = TopSessionsModel(self)
         self.top_view, _ = make_table(self.top_model, sort_column=4)
         self.top_view.setAccessibleName("Top sessions")
-        self.top_view.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        th = self.top_view.horizontalHeader()
+        th.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        for c, w in ((0, 90), (2, 66), (3, 62), (4, 66), (5, 76)):
+            self.top_view.setColumnWidth(c, w)
 
         bar = QHBoxLayout()
         bar.addWidget(SectionLabel("Spend"))
@@ -158,7 +172,7 @@ class SpendPage(QWidget):
         ll.addWidget(self.cost_plot, 3)
         ll.addWidget(self.legend)
         ll.addWidget(QLabel("Tokens per minute, last 3 hours: <span style='color:#4e79a7'>■</span> input "
-                             "(with cache) <span style='color:#f28e2b'>■</span> output"))
+                            "with cache (left axis) <span style='color:#f28e2b'>■</span> output (right axis)"))
         ll.addWidget(self.tpm_plot, 2)
         right = QWidget()
         rl = QGridLayout(right)
@@ -184,7 +198,7 @@ class SpendPage(QWidget):
         self._budgets: list[BudgetView] = []
         self._debounce = QTimer(self)  # after a request finishes: let the ledger write it, then read
         self._debounce.setSingleShot(True)
-        self._debounce.setInterval(700)
+        self._debounce.setInterval(1500)
         self._debounce.timeout.connect(self.reload)
         self._periodic = QTimer(self)
         self._periodic.setInterval(30_000)
@@ -267,7 +281,14 @@ class SpendPage(QWidget):
         self.tpm_in.setData(xs, ins)
         self.tpm_out.setData(xs, outs)
         self.tpm_plot.setXRange(data.until - 3 * 3600, data.until, padding=0.01)
-        self.tpm_plot.setYRange(0, max(ins + outs + [10.0]) * 1.15, padding=0)
+        self.tpm_plot.setYRange(0, max(ins + [10.0]) * 1.15, padding=0)
+        self.tpm_vb2.setYRange(0, max(outs + [10.0]) * 1.15, padding=0)
+        self._sync_tpm_views()
+
+    def _sync_tpm_views(self) -> None:
+        vb = self.tpm_plot.getPlotItem().vb
+        self.tpm_vb2.setGeometry(vb.sceneBoundingRect())
+        self.tpm_vb2.linkedViewChanged(vb, self.tpm_vb2.XAxis)
 
     def _draw_budgets(self, budgets: list[BudgetView]) -> None:
         plot = self.budget_plot
@@ -300,7 +321,7 @@ class SpendPage(QWidget):
                 self._budget_items.append(it)
             resets = (time.strftime(" · resets %a %H:%M", time.localtime(b.resets_at)) if b.resets_at else "")
             lines.append(f"<b>{_esc(b.label)}</b>: {fmt_usd(b.spent_usd)} of {fmt_usd(b.limit_usd)} "
-                         f"({b.fraction:.0%}, warns at {b.warn_at:.0%}, then {_esc(b.action)}){resets}")
+                         f"({b.fraction:.0%}; warns at {b.warn_at:.0%}, then {_esc(action_words(b.action))}){resets}")
         limit = pg.InfiniteLine(pos=1.0, angle=90, pen=pg.mkPen(STATE_COLORS["error"], width=1))
         plot.addItem(limit)
         self._budget_items.append(limit)
@@ -370,6 +391,17 @@ class SpendPage(QWidget):
             if pts:
                 out[k] = pts
         return out
+
+
+def action_words(action: str) -> str:
+    if action == "block":
+        return "blocks requests"
+    if action == "warn":
+        return "only warns"
+    if action.startswith("downgrade:"):
+        target, _, model = action[len("downgrade:"):].partition(",")
+        return f"switches to {target}" + (f" · {model}" if model else "")
+    return action
 
 
 def _esc(s: str) -> str:

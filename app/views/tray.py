@@ -14,7 +14,7 @@ from PySide6.QtGui import QAction, QActionGroup, QIcon
 from PySide6.QtWidgets import QMenu, QSystemTrayIcon
 
 from app.views.data import UserMessage
-from app.views.icons import backend_color, dot_icon, state_icon
+from app.views.icons import state_icon
 from app.views.theme import fmt_usd
 
 if TYPE_CHECKING:
@@ -86,7 +86,7 @@ class Tray(QObject):
         m.addAction(self.header)
         m.addSeparator()
         for b in self.bridge.backends():
-            a = QAction(dot_icon(backend_color(b.id)), b.id, self)
+            a = QAction(b.id, self)
             a.setCheckable(True)
             tip = b.base_url + (" · failing: " + (b.last_error or "") if b.health == "failing" else "")
             a.setToolTip(tip)
