@@ -37,6 +37,7 @@ class App(QObject):
         self.tray.openRequested.connect(self.show_window)
         self.tray.quitRequested.connect(self.quit)
         self.window.quitRequested.connect(self.quit)
+        self.window.hiddenToTray.connect(self._tell_about_tray)
         self.quitting = False
         self.ends_process = False  # run_gui: Quit also ends Qt's loop (tests keep theirs running)
         app = QApplication.instance()
@@ -53,6 +54,12 @@ class App(QObject):
         self.window.setWindowState(self.window.windowState() & ~Qt.WindowState.WindowMinimized)
         self.window.raise_()
         self.window.activateWindow()
+
+    def _tell_about_tray(self) -> None:
+        if self.tray.icon is not None:
+            self.tray.icon.showMessage("Patchbay is still running",
+                                       "The gateway keeps serving Claude Code. Open the window or quit from this icon.",
+                                       self.tray.icon.MessageIcon.Information, 5000)
 
     def quit(self) -> None:
         if self.quitting:
@@ -118,11 +125,12 @@ def run_gui(config_path: Path | None) -> int:
     main = App(config_path)
     main.ends_process = True
     main.show_window()  # the window first, the gateway once it is on screen: the user sees something at once
+
     def start() -> None:
         main.start()
         QTimer.singleShot(1000, settle_memory)
 
-    starter = _AfterFirstPaint(main.window, start)
+    _starter = _AfterFirstPaint(main.window, start)  # noqa: F841 - parented to the window
 
     def on_signal(*_: Any) -> None:
         QTimer.singleShot(0, main.quit)

@@ -4,6 +4,7 @@ the app icon. Drawn, not loaded, so the tray can show any backend and state with
 from __future__ import annotations
 
 import zlib
+from pathlib import Path
 
 from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QBrush, QColor, QFont, QIcon, QPainter, QPainterPath, QPen, QPixmap
@@ -123,12 +124,38 @@ def app_icon() -> QIcon:
     """The application icon: the glyph with a "P" in Patchbay's own colour."""
     from app.paths import RESOURCES
 
-    png = RESOURCES / "icons" / "patchbay.png"
-    if png.exists():
-        icon = QIcon(str(png))
-        if not icon.isNull():
-            return icon
     icon = QIcon()
+    for png in sorted((RESOURCES / "icons").glob("patchbay*.png")):
+        icon.addFile(str(png))
+    if not icon.isNull():
+        return icon
     for sz in ICON_SIZES:
         icon.addPixmap(draw_glyph(sz, "P", QColor("#5b5bd6")))
     return icon
+
+
+def write_icon_files(folder: Path) -> list[Path]:
+    """Render the app icon (and one tray glyph per state, for docs) into ``folder`` as PNGs."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for size in (16, 32, 64, 128, 256, 512):
+        path = folder / (f"patchbay-{size}.png" if size != 256 else "patchbay.png")
+        draw_glyph(size, "P", QColor("#5b5bd6")).save(str(path))
+        out.append(path)
+    for state in ("ok", "warn", "error", "paused"):
+        path = folder / f"tray-{state}.png"
+        draw_glyph(64, "A", backend_color("anthropic"), state).save(str(path))
+        out.append(path)
+    return out
+
+
+if __name__ == "__main__":  # python -m app.views.icons: regenerate resources/icons/
+    import sys
+
+    from PySide6.QtWidgets import QApplication
+
+    from app.paths import RESOURCES
+
+    _app = QApplication.instance() or QApplication(sys.argv[:1])
+    for p in write_icon_files(RESOURCES / "icons"):
+        print(p)

@@ -61,6 +61,7 @@ def _page_factory(name: str) -> Callable[["Bridge"], QWidget]:
 
 class MainWindow(QMainWindow):
     quitRequested = Signal()
+    hiddenToTray = Signal()  # the first time the window closes into the tray
 
     def __init__(self, bridge: "Bridge", *, keep_running_in_tray: bool = False) -> None:
         super().__init__()
@@ -320,6 +321,9 @@ class MainWindow(QMainWindow):
         if self.keep_running_in_tray:
             event.ignore()
             self.hide()
+            if not self._told_about_tray:
+                self._told_about_tray = True
+                self.hiddenToTray.emit()
             return
         event.accept()
         self.quitRequested.emit()

@@ -135,3 +135,25 @@ def test_no_keychain_says_what_to_do_instead(start_app, config_file, qtbot):
     assert m.title == "The API key was not stored"
     assert "env:NAME" in m.text and "keychain" in m.text.lower()
     assert page.key_edit.text() == "sk-secret"  # nothing lost: the user can switch to env and retry
+
+
+def test_budget_near_turns_the_icon_amber(start_app, patchbay_home, upstreams, qtbot):
+    a, b = upstreams
+    cfg = write_config(patchbay_home / "config.toml", a.url, b.url, extra="""
+[[budgets]]
+scope = "all"
+period = "day"
+limit_usd = 0.0002
+warn_at = 0.5
+action = "warn"
+""")
+    r = start_app(cfg)
+    ok_icon = r.app.tray.current_icon().pixmap(32, 32).toImage()
+    assert r.bridge.tray_state() == "ok"
+    ask(r, qtbot, "a little")  # $0.000105 of $0.0002: past the warn line, under the limit
+    wait_for(qtbot, lambda: r.bridge.tray_state() == "warn")
+    m = next(m for m in r.window.messages() if (m.key or "").startswith("budget:"))
+    assert m.level == "warn" and m.title.startswith("Budget nearly used")
+    assert "near the budget" in r.app.tray.spend_action.text()
+    assert r.app.tray.current_icon().pixmap(32, 32).toImage() != ok_icon  # the badge is drawn
+    ask(r, qtbot, "still allowed")  # action = "warn": requests keep flowing
