@@ -429,6 +429,17 @@ class Bridge(QObject):
                                           f"The broken one is kept as {broken}.", key="reset"))
         return self.start()
 
+    def show_config_file(self) -> None:
+        """Open the folder holding the config file in the platform's file manager."""
+        from PySide6.QtCore import QUrl
+        from PySide6.QtGui import QDesktopServices
+
+        folder = self.config_path().parent
+        if not QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder))):
+            self.message.emit(UserMessage("info", "The settings file", f"It is {self.config_path()}. Open it in "
+                                          "a text editor, fix the line named above, then press Retry.",
+                                          key="config-path"))
+
     def config_path(self) -> Path:
         if self.engine is not None:
             return Path(self.engine.config_path)

@@ -307,10 +307,7 @@ class MainWindow(QMainWindow):
         elif action == "reset":
             self.bridge.reset_config()
         elif action == "config":
-            from PySide6.QtCore import QUrl
-            from PySide6.QtGui import QDesktopServices
-
-            QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.bridge.config_path().parent)))
+            self.bridge.show_config_file()
 
     def messages(self) -> list[UserMessage]:
         return self.banner.messages()

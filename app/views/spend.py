@@ -349,7 +349,8 @@ class SpendPage(QWidget):
                         total += values[i]
                 reqs = sum(p.requests for p in data.series if p.bucket_start == s)
                 toks = sum(p.tokens for p in data.series if p.bucket_start == s)
-                lines.append(f"total ${total:.4f} · {reqs} requests · {fmt_tokens(toks)} tokens")
+                lines.append(f"total ${total:.4f} · {reqs} request{'' if reqs == 1 else 's'} · "
+                             f"{fmt_tokens(toks)} tokens")
                 self.hover_line.setPos(s + data.bucket_seconds / 2)
                 self.hover_line.show()
                 QToolTip.showText(QCursor.pos(), "<br>".join(lines), self.cost_plot)

@@ -102,3 +102,22 @@ def test_dashboard_copes_with_a_flood_of_sessions(start_app, config_file, qtbot)
     dash.refresh()
     assert dash.sessions_model.rowCount() == 50
     assert dash.sessions_model.row(dash.sessions_model.find("flood-7")).label == "p7"
+
+
+def test_hovering_the_cost_plot_shows_exact_values(start_app, config_file, upstreams, qtbot):
+    from PySide6.QtCore import QPointF
+    from PySide6.QtWidgets import QToolTip
+
+    alpha, _ = upstreams
+    alpha.enqueue(AnthropicStream(anthropic_text_events("ok", usage=(1000, 200, 0, 0))))
+    r = start_app(config_file)
+    spend = r.window.page("spend")
+    r.window.show_page("spend")
+    ask(r, qtbot, "price me", session="hover")
+    wait_for(qtbot, lambda: spend.plot_series().get("alpha"))
+    start, cost = spend.plot_series()["alpha"][0]
+    vb = spend.cost_plot.getPlotItem().vb
+    pos = vb.mapViewToScene(QPointF(start + spend.data.bucket_seconds / 2, cost / 2))
+    spend._hover_cost(pos)
+    tip = QToolTip.text()
+    assert f"alpha: ${cost:.4f}" in tip and "1 request ·" in tip and "1.2k tokens" in tip

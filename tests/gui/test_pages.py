@@ -270,3 +270,26 @@ def test_without_a_tray_closing_the_window_quits(start_app, config_file, qtbot):
     r = start_app(config_file)
     r.window.close()
     assert not r.bridge.running
+
+
+def test_request_details_show_bodies_when_capture_is_on(start_app, config_file, qtbot):
+    r = start_app(config_file)
+    settings = r.window.page("settings")
+    settings.capture.setCurrentIndex(settings.capture.findData("all"))
+    ask(r, qtbot, "keep my body", session="cap")
+    page = r.window.page("requests")
+    r.window.show_page("requests")
+    page.reload()
+    wait_for(qtbot, lambda: page.model.rowCount() == 1 and page.model.row(0).status == 200)
+
+    def opened() -> bool:
+        page._dialogs.clear()
+        page.view.activated.emit(page.proxy.index(0, 0))
+        qtbot.waitUntil(lambda: bool(page._dialogs), timeout=3000)
+        from PySide6.QtWidgets import QPlainTextEdit
+
+        bodies = [e.toPlainText() for e in page._dialogs[-1].findChildren(QPlainTextEdit)]
+        page._dialogs[-1].close()
+        return any("keep my body" in b for b in bodies)
+
+    wait_for(qtbot, opened)  # the ledger writes the captured body a moment after the request
