@@ -264,8 +264,7 @@ class Engine:
         if ex.error_type:
             return TestResult(False, None, ex.status, ex.error_message or ex.error_type, model)
         ttft = None if ex.ttft is None else ex.ttft * 1000
-        return TestResult(True, ttft, ex.status, f"OK - first token after {ttft:.0f} ms" if ttft is not None
-                          else "OK", ex.served_model)
+        return TestResult(True, ttft, ex.status, f"The model {ex.served_model} answered.", ex.served_model)
 
     async def list_models(self, backend: BackendConfig) -> list[str]:
         """Ask the backend which models it has (OpenAI or Anthropic list, or Ollama's /api/tags)."""
