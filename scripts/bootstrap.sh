@@ -6,7 +6,7 @@ VENV="$ROOT/.venv"
 extras="${1:-}"
 
 pick_python() {
-  for py in "${PATCHBAY_PYTHON:-}" python3.13 python3.12 python3.11 python3; do
+  for py in "${PATCHBAY_PYTHON:-}" python3 python3.11 python3.12 python3.13; do
     [ -n "$py" ] || continue
     if command -v "$py" >/dev/null 2>&1 && "$py" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' 2>/dev/null; then
       echo "$py"; return 0
