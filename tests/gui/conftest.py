@@ -27,9 +27,27 @@ def qasync_loop(qapp):  # type: ignore[no-untyped-def]
     import qasync
 
     loop = qasync.QEventLoop(qapp, already_running=True)
-    asyncio.set_event_loop(loop)
+    asyncio.events._set_running_loop(None)  # running only while a GUI test runs (see below)
     yield loop
     asyncio.events._set_running_loop(None)
+    asyncio.set_event_loop(None)
+
+
+@pytest.fixture(autouse=True)
+def _qasync_running(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+    """Mark the qasync loop as the running loop during each GUI test only, so tests outside
+    tests/gui that start their own asyncio loop never find Qt's loop still "running"."""
+    if "qasync_loop" not in request.fixturenames:
+        yield
+        return
+    loop = request.getfixturevalue("qasync_loop")
+    asyncio.set_event_loop(loop)
+    asyncio.events._set_running_loop(loop)
+    try:
+        yield
+    finally:
+        asyncio.events._set_running_loop(None)
+        asyncio.set_event_loop(None)
 
 
 @pytest.fixture
