@@ -168,7 +168,7 @@ class AnthropicBackend(Backend):
 
     async def messages(self, ex: Exchange) -> None:
         url = join_url(self.config.base_url, "/v1/messages")
-        request = self.client.build_request("POST", url, content=self._body(ex), headers=self._headers(ex))
+        request = self.post(url, self._body(ex), self._headers(ex))
         resp = await self.open(request)
         try:
             if resp.status_code >= 400:
@@ -241,7 +241,7 @@ class AnthropicBackend(Backend):
     async def count_tokens(self, ex: Exchange) -> None:
         url = join_url(self.config.base_url, "/v1/messages/count_tokens")
         body = self._body(ex)
-        request = self.client.build_request("POST", url, content=body, headers=self._headers(ex))
+        request = self.post(url, body, self._headers(ex))
         try:
             resp = await self.open(request)
         except GatewayError:

@@ -27,6 +27,8 @@ class Backend:
         self._key_error: str | None = None
         self.refresh_key()
         timeout = httpx.Timeout(connect=15.0, read=gateway.upstream_timeout_s, write=60.0, pool=60.0)
+        self._timeout = timeout.as_dict()
+        self._urls: dict[str, httpx.URL] = {}
         limits = httpx.Limits(max_connections=200, max_keepalive_connections=50, keepalive_expiry=60.0)
         trust_env = not config.is_local  # a proxy from the environment never applies to loopback
         # our httptools transport unless a proxy from the environment applies (httpx's own handles those)
@@ -75,6 +77,15 @@ class Backend:
         raise NotImplementedError
 
     # ------------------------------------------------------------------ shared helpers
+
+    def post(self, url: str, content: bytes, headers: dict[str, str]) -> httpx.Request:
+        """A POST to ``url``. The URL is parsed once per backend: httpx's URL parser costs
+        ~90 µs a request, a tenth of what the whole gateway adds to a request's first byte."""
+        parsed = self._urls.get(url)
+        if parsed is None:
+            parsed = self._urls[url] = httpx.URL(url)
+        return httpx.Request("POST", parsed, content=content, headers=headers,
+                             extensions={"timeout": self._timeout})
 
     async def open(self, request: httpx.Request) -> httpx.Response:
         """Send and return the streaming response, or raise a GatewayError that says what failed."""

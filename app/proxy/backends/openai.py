@@ -34,8 +34,7 @@ class OpenAIBackend(Backend):
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise GatewayError(400, "invalid_request_error",
                                f"Patchbay could not translate this request for an OpenAI-compatible backend: {exc}") from None
-        return self.client.build_request("POST", self.config.base_url + "/chat/completions",
-                                         content=orjson.dumps(body), headers=self._headers())
+        return self.post(self.config.base_url + "/chat/completions", orjson.dumps(body), self._headers())
 
     async def _raise_for_status(self, resp: httpx.Response) -> None:
         if resp.status_code < 400:
@@ -54,7 +53,8 @@ class OpenAIBackend(Backend):
         resp = await self.open(self._request(ex, stream=True))
         try:
             await self._raise_for_status(resp)
-            tr = OpenAIStreamTranslator(ex.route.model, input_tokens=estimate_tokens(ex.incoming.body))
+            # message_start carries an estimate (≈ 4 bytes a token); message_delta has the real count
+            tr = OpenAIStreamTranslator(ex.route.model, input_tokens=max(1, len(ex.incoming.raw) // 4))
             if ex.want_deltas:
                 tr.on_delta = ex.delta
             if not ex.started:
