@@ -17,29 +17,6 @@ from app.proxy.routing import Route
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
-ERROR_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    402: "billing_error",
-    403: "permission_error",
-    404: "not_found_error",
-    408: "timeout_error",
-    413: "request_too_large",
-    429: "rate_limit_error",
-    500: "api_error",
-    502: "api_error",
-    503: "overloaded_error",
-    504: "timeout_error",
-    529: "overloaded_error",
-}
-
-
-def error_type_for(status: int) -> str:
-    if status in ERROR_TYPES:
-        return ERROR_TYPES[status]
-    return "invalid_request_error" if 400 <= status < 500 else "api_error"
-
-
 def error_body(error_type: str, message: str, request_id: str | None = None) -> bytes:
     body: dict[str, Any] = {"type": "error", "error": {"type": error_type, "message": message}}
     if request_id:
@@ -177,6 +154,29 @@ class Exchange:
         v = usage.get("cache_read_input_tokens")
         if v is not None:
             self.cache_read = v
+
+    def observe_message(self, msg: dict[str, Any]) -> None:
+        """Learn from a whole (non-streamed) Anthropic message: usage, stop reason, the live view."""
+        if isinstance(msg.get("usage"), dict):
+            self.set_usage(msg["usage"])
+        if msg.get("model"):
+            self.served_model = msg["model"]
+        self.stop_reason = msg.get("stop_reason")
+        content = msg.get("content") or []
+        if content:
+            self.first_token()
+        if self.want_deltas:
+            for i, block in enumerate(content):
+                if not isinstance(block, dict):
+                    continue
+                t = block.get("type")
+                if t == "text":
+                    self.delta(i, "text", block.get("text", ""))
+                elif t == "thinking":
+                    self.delta(i, "thinking", block.get("thinking", ""))
+                elif t == "tool_use":
+                    self.delta(i, "tool_use", block.get("name", ""))
+                    self.delta(i, "tool_input", orjson.dumps(block.get("input", {})).decode())
 
     def delta(self, index: int, kind: str, text: str) -> None:
         if text or kind == "tool_use":

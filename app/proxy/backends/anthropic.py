@@ -14,8 +14,9 @@ import httpx
 import orjson
 
 from app.proxy.backends.base import Backend, estimate_tokens, join_url, upstream_error_message
-from app.proxy.exchange import JSON_HEADERS, SSE_HEADERS, Exchange, GatewayError, error_type_for
+from app.proxy.exchange import JSON_HEADERS, SSE_HEADERS, Exchange, GatewayError
 from app.proxy.sse import SSEParser, encode
+from app.proxy.translate.response import error_type_for_status as error_type_for
 
 # upstream response headers worth passing on (rate limits, request ids, retry advice)
 _FORWARD_PREFIXES = (b"anthropic-", b"x-ratelimit", b"retry-after", b"request-id", b"x-request-id",
@@ -216,27 +217,8 @@ class AnthropicBackend(Backend):
             msg = orjson.loads(raw)
         except orjson.JSONDecodeError:
             return
-        if not isinstance(msg, dict):
-            return
-        if isinstance(msg.get("usage"), dict):
-            ex.set_usage(msg["usage"])
-        if msg.get("model"):
-            ex.served_model = msg["model"]
-        ex.stop_reason = msg.get("stop_reason")
-        if msg.get("content"):
-            ex.first_token()
-        if ex.want_deltas:
-            for i, block in enumerate(msg.get("content") or []):
-                if not isinstance(block, dict):
-                    continue
-                t = block.get("type")
-                if t == "text":
-                    ex.delta(i, "text", block.get("text", ""))
-                elif t == "thinking":
-                    ex.delta(i, "thinking", block.get("thinking", ""))
-                elif t == "tool_use":
-                    ex.delta(i, "tool_use", block.get("name", ""))
-                    ex.delta(i, "tool_input", orjson.dumps(block.get("input", {})).decode())
+        if isinstance(msg, dict):
+            ex.observe_message(msg)
 
     async def count_tokens(self, ex: Exchange) -> None:
         url = join_url(self.config.base_url, "/v1/messages/count_tokens")

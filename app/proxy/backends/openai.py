@@ -141,21 +141,8 @@ class OpenAIBackend(Backend):
             raise GatewayError(502, "api_error",
                                f'The backend "{self.config.id}" answered with something that is not a chat '
                                f"completion ({exc}).") from None
-        ex.set_usage(message.get("usage") or {})
-        ex.stop_reason = message.get("stop_reason")
+        ex.observe_message(message)
         ex.served_model = message.get("model") or ex.route.model
-        if message.get("content"):
-            ex.first_token()
-        if ex.want_deltas:
-            for i, block in enumerate(message.get("content") or []):
-                t = block.get("type")
-                if t == "text":
-                    ex.delta(i, "text", block.get("text", ""))
-                elif t == "thinking":
-                    ex.delta(i, "thinking", block.get("thinking", ""))
-                elif t == "tool_use":
-                    ex.delta(i, "tool_use", block.get("name", ""))
-                    ex.delta(i, "tool_input", orjson.dumps(block.get("input", {})).decode())
         await ex.answer(200, JSON_HEADERS, orjson.dumps(message))
 
     async def count_tokens(self, ex: Exchange) -> None:
