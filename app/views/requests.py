@@ -142,14 +142,19 @@ class RequestsPage(QWidget):
 
     def reload(self) -> None:
         self._loaded = True
-        self._pending.clear()
         self.bridge.load_requests(limit=MAX_ROWS)
 
     def _on_loaded(self, records: list[RequestRecord]) -> None:
-        live = [r for r in self.model.rows() if r.in_flight]
+        # The ledger commits a finished request a moment after the gateway reports it: keep what
+        # we were told about (in flight, finished, or waiting while the page was hidden) that the
+        # ledger's answer does not hold yet, so a reload never loses a row.
         seen = {r.request_id for r in records}
-        merged = records + [r for r in live if r.request_id not in seen]
-        self.model.replace_all(merged)
+        oldest = min((r.started_at for r in records), default=0.0) if len(records) >= MAX_ROWS else 0.0
+        extra = {r.request_id: r for r in self.model.rows()
+                 if r.request_id not in seen and (r.in_flight or r.started_at >= oldest)}
+        extra.update((rid, r) for rid, r in self._pending.items() if rid not in seen)
+        self._pending.clear()
+        self.model.replace_all(records + sorted(extra.values(), key=lambda r: r.started_at, reverse=True))
         self._update_count()
 
     def _on_record(self, rec: RequestRecord) -> None:
