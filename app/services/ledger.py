@@ -472,7 +472,10 @@ class Ledger:
         backoff = 0.0
         try:
             while True:
-                self._wake.wait(timeout=1.0 if backoff == 0 else backoff)
+                # idle: sleep until woken (a record, flush, close) or housekeeping is due - an app
+                # that sits in the menu bar all day should not tick every second
+                idle = min(60.0, max(1.0, self._next_housekeep - time.time()))
+                self._wake.wait(timeout=idle if backoff == 0 else backoff)
                 self._wake.clear()
                 if self._abandon:
                     return
