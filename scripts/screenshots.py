@@ -478,23 +478,8 @@ def main() -> int:
         os.environ.pop(var, None)
 
     import keyring
-    import keyring.backend
 
-    class MemoryKeyring(keyring.backend.KeyringBackend):  # never touch the real keychain
-        priority = 1  # type: ignore[assignment]
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.store: dict[tuple[str, str], str] = {}
-
-        def get_password(self, service: str, username: str) -> str | None:
-            return self.store.get((service, username))
-
-        def set_password(self, service: str, username: str, password: str) -> None:
-            self.store[(service, username)] = password
-
-        def delete_password(self, service: str, username: str) -> None:
-            self.store.pop((service, username), None)
+    from tests.fakes.keyring_backend import MemoryKeyring  # never touch the real keychain
 
     keyring.set_keyring(MemoryKeyring())
 
