@@ -286,7 +286,7 @@ def _parse_backends(items: Any, where: _Where) -> list[BackendConfig]:
         if kind not in BACKEND_KINDS:
             raise where.fail(
                 f'backend "{bid}" has the unknown kind {kind!r}',
-                f'Write kind = "anthropic" (any Anthropic-format endpoint) or kind = "openai" '
+                'Write kind = "anthropic" (any Anthropic-format endpoint) or kind = "openai" '
                 "(OpenAI-compatible Chat Completions).",
                 line=where.line_of(r"^\s*kind\s*=", start=(line or 1) - 1) if kind is not None else line,
             )

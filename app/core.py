@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -302,12 +301,6 @@ class Engine:
                          if isinstance(m, dict)]
                 return sorted({n for n in names if isinstance(n, str) and n})
         raise RuntimeError(f'Could not list the models of "{backend.id}": {last_error}.')
-
-    # ------------------------------------------------------------------ reading
-
-    def today_spend(self) -> float:
-        start = time.mktime(time.localtime()[:3] + (0, 0, 0, 0, 0, -1))
-        return self.reader.spent(start)
 
 
 def write_claude_settings(path: Path, env: dict[str, str]) -> Path:

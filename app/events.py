@@ -11,7 +11,7 @@ import collections
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Literal, Union
+from typing import Callable, Literal, Union
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,10 +179,6 @@ class EventHub:
                 sink(event)
             except Exception:  # a consumer's bug must never break a request
                 pass
-
-    def publish_many(self, events: Iterable[Event]) -> None:
-        for ev in events:
-            self.publish(ev)
 
 
 def now() -> float:

@@ -68,7 +68,7 @@ class Exchange:
         "request_id", "route", "incoming", "stream", "send", "hub", "want_deltas", "t0", "wall0",
         "started", "finished", "status", "error_type", "error_message", "ttft", "stop_reason",
         "served_model", "input_tokens", "output_tokens", "cache_creation", "cache_read",
-        "last_write", "boundary", "capture", "captured", "client_gone", "attempts", "_tool_names",
+        "last_write", "captured", "client_gone", "attempts",
     )
 
     def __init__(self, request_id: str, route: Route, incoming: Incoming, stream: bool, send: Send,
@@ -95,8 +95,6 @@ class Exchange:
         self.cache_creation = 0
         self.cache_read = 0
         self.last_write = self.t0
-        self.boundary = True  # what we wrote so far ends on an SSE event boundary
-        self.capture = capture
         self.captured: list[bytes] | None = [] if capture else None
         self.client_gone = False
         self.attempts = 1
@@ -108,11 +106,12 @@ class Exchange:
         self.status = status
         await self.send({"type": "http.response.start", "status": status, "headers": headers})
 
-    async def write(self, data: bytes, *, boundary: bool = True) -> None:
+    async def write(self, data: bytes) -> None:
+        """Send stream bytes. Adapters only ever write whole SSE events, so a ping or an error
+        event may follow any write."""
         if not data:
             return
         self.last_write = time.perf_counter()
-        self.boundary = boundary
         if self.captured is not None:
             self.captured.append(data)
         await self.send({"type": "http.response.body", "body": data, "more_body": True})

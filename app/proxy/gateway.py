@@ -321,8 +321,7 @@ class Gateway:
                             exc.raw_body or error_body(exc.error_type, exc.message, ex.request_id))
         elif not ex.finished:
             ex.fail(exc.error_type, exc.message)
-            prefix = b"" if ex.boundary else b"\n\n"
-            await ex.write(prefix + encode("error", {"type": "error", "error": {"type": exc.error_type,
+            await ex.write(encode("error", {"type": "error", "error": {"type": exc.error_type,
                                                                                  "message": exc.message}}))
             await ex.end()
 
@@ -345,10 +344,8 @@ class Gateway:
                 continue
             if not ex.started:
                 await ex.start(200, SSE_HEADERS)
-            if ex.boundary and not ex.finished:
+            if not ex.finished:
                 await ex.write(PING)
-            else:
-                await asyncio.sleep(interval / 10)
 
     # ------------------------------------------------------------------ other routes
 

@@ -13,9 +13,9 @@ import socket
 import threading
 import time
 from dataclasses import replace
-from typing import Any, Callable
+from typing import Any
 
-from app.config import BackendConfig, Config, is_loopback_host
+from app.config import BackendConfig, Config
 from app.events import EventHub, GatewayState
 from app.proxy.backends.base import Backend
 from app.proxy.gateway import Gateway, Snapshot
@@ -325,20 +325,3 @@ class ProxyRuntime:
         """Re-read API keys (after the user stored one)."""
         for b in list(self._backends.values()):
             b.refresh_key()
-
-    def inflight(self) -> int:
-        return sum(b.inflight for b in self._backends.values())
-
-    def call(self, fn: Callable[[], Any]) -> None:
-        loop = self._loop
-        if loop is not None:
-            loop.call_soon_threadsafe(fn)
-
-
-def check_host(host: str, explicit: bool) -> None:
-    """Any non-loopback address must be asked for on purpose."""
-    if not is_loopback_host(host) and not explicit:
-        raise GatewayStartError(
-            f"Patchbay listens only on loopback unless told otherwise; {host} is not a loopback address. "
-            "Write host = \"...\" in the [gateway] section on purpose if you mean it."
-        )

@@ -6,8 +6,6 @@ keeps the tail and only yields whole events, without decoding what it does not n
 
 from __future__ import annotations
 
-from typing import Iterator
-
 import orjson
 
 
@@ -57,25 +55,10 @@ class SSEParser:
                 out.append((name, data if data is not None else b""))
         return out
 
-    @property
-    def pending(self) -> bytes:
-        return self._buf
-
-    def at_boundary(self) -> bool:
-        return not self._buf and not self._cr
-
 
 def encode(event: str, data: dict) -> bytes:
     return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
 
-def encode_many(events: list[tuple[str, dict]]) -> bytes:
-    return b"".join(b"event: " + e.encode() + b"\ndata: " + orjson.dumps(d) + b"\n\n" for e, d in events)
-
-
 PING = b'event: ping\ndata: {"type":"ping"}\n\n'
 
-
-def iter_events(raw: bytes) -> Iterator[tuple[bytes, bytes]]:
-    p = SSEParser()
-    yield from p.feed(raw + b"\n\n")
