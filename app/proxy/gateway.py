@@ -230,7 +230,7 @@ class Gateway:
             agent_id=_h(headers, b"x-claude-code-agent-id"),
             api_key_is_token=key_is_token, bearer_is_token=bearer_is_token,
         )
-        routed = snap.table.resolve(body["model"], session_id)
+        routed = snap.table.resolve(body["model"], session_id, _h(headers, b"x-patchbay-pin"))
         if isinstance(routed, Refusal):
             raise GatewayError(routed.status, routed.error_type, routed.message)
         backend = snap.backends[routed.backend]

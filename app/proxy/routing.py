@@ -74,20 +74,29 @@ class RoutingTable:
             return requested
         return backend.models[0]
 
-    def resolve(self, requested_model: str, session_id: str | None) -> Route | Refusal:
+    def _named(self, spec: str, requested_model: str, rule: str, source: str) -> Route | Refusal:
+        """A route to the ``backend[,model]`` that ``spec`` names, or a refusal naming ``source``."""
+        bid, _, model = spec.partition(",")
+        bid, model = bid.strip(), model.strip()
+        backend = self.backends.get(bid)
+        if backend is None:
+            return Refusal(
+                400,
+                "invalid_request_error",
+                f"Patchbay has no backend named {bid!r} (from {source}). "
+                f"Configured backends: {', '.join(self.backends) or 'none'}.",
+            )
+        return Route(bid, self.model_for(backend, model or None, requested_model), rule, requested_model)
+
+    def resolve(self, requested_model: str, session_id: str | None, pin_header: str | None = None) -> Route | Refusal:
         # "backend,model" routes explicitly (Claude Code's `/model deepseek,deepseek-chat`).
         if "," in requested_model:
-            bid, _, model = requested_model.partition(",")
-            bid, model = bid.strip(), model.strip()
-            backend = self.backends.get(bid)
-            if backend is None:
-                return Refusal(
-                    400,
-                    "invalid_request_error",
-                    f"Patchbay has no backend named {bid!r} (from the model {requested_model!r}). "
-                    f"Configured backends: {', '.join(self.backends) or 'none'}.",
-                )
-            return Route(bid, self.model_for(backend, model or None, requested_model), "explicit", requested_model)
+            return self._named(requested_model, requested_model, "explicit", f"the model {requested_model!r}")
+        # `x-patchbay-pin: backend[,model]` pins one client (`patchbay claude --backend X` sends it through
+        # ANTHROPIC_CUSTOM_HEADERS), so the pin lives exactly as long as that Claude Code process.
+        if pin_header:
+            return self._named(pin_header, requested_model, "pin",
+                               f"the x-patchbay-pin header {pin_header!r}")
         if session_id is not None:
             pin = self.pins.get(session_id)
             if pin is not None and pin.backend in self.backends:

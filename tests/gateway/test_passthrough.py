@@ -170,3 +170,34 @@ def test_pinned_session_routes_only_that_session(start_gateway, anthropic_up, op
     anthropic_up.enqueue(AnthropicStream(anthropic_text_events("back")))
     with pinned.messages.stream(model="c", max_tokens=5, messages=USER) as s:
         assert s.get_final_text() == "back"
+
+
+def test_pin_header_routes_that_client_only_and_is_not_forwarded(start_gateway, anthropic_up, openai_up):
+    from tests.fakes.chunks import openai_text_chunks
+    from tests.fakes.upstreams import OpenAIStream
+
+    gw = start_gateway(config_text([
+        {"id": "a", "kind": "anthropic", "base_url": anthropic_up.url, "auth": "none"},
+        {"id": "o", "kind": "openai", "base_url": openai_up.url + "/v1", "auth": "none", "models": ["g1", "g2"]},
+    ], active="a"))
+    openai_up.enqueue(OpenAIStream(openai_text_chunks("from openai")))
+    anthropic_up.enqueue(AnthropicStream(anthropic_text_events("from anthropic")))
+    pinned = gw.client(default_headers={"x-patchbay-pin": "o,g2", "X-Claude-Code-Session-Id": "s1"})
+    other = gw.client(default_headers={"X-Claude-Code-Session-Id": "s1"})
+    with pinned.messages.stream(model="claude-x", max_tokens=5, messages=USER) as s:
+        assert s.get_final_text() == "from openai"
+    assert openai_up.requests[-1].json["model"] == "g2"
+    with other.messages.stream(model="claude-x", max_tokens=5, messages=USER) as s:
+        assert s.get_final_text() == "from anthropic"
+    assert "x-patchbay-pin" not in {k.lower() for k in anthropic_up.requests[-1].headers}
+
+    # a backend alone keeps the backend's own model choice; an unknown one is a clear 400
+    anthropic_up.enqueue(AnthropicStream(anthropic_text_events("pinned to a")))
+    with gw.client(default_headers={"x-patchbay-pin": "a"}).messages.stream(
+            model="claude-x", max_tokens=5, messages=USER) as s:
+        assert s.get_final_text() == "pinned to a"
+    assert anthropic_up.requests[-1].json["model"] == "claude-x"
+    with pytest.raises(anthropic.BadRequestError) as err:
+        gw.client(default_headers={"x-patchbay-pin": "nope,m"}).messages.create(
+            model="claude-x", max_tokens=5, messages=USER)
+    assert "no backend named 'nope'" in err.value.message and "x-patchbay-pin" in err.value.message
