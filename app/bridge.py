@@ -15,7 +15,6 @@ import collections
 import concurrent.futures
 import logging
 import os
-import sys
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -26,6 +25,7 @@ from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
 from app.config import ActiveSelection, BackendConfig, BudgetConfig, ConfigError
 from app.events import BudgetAlert, ContentDelta, GatewayState, RequestFinished, RequestStarted, Usage
+from app.services import autostart
 from app.views.data import (
     BackendView,
     BudgetView,
@@ -192,79 +192,6 @@ def budget_view(status: Any) -> BudgetView:
 def start_of_day(now: float | None = None) -> float:
     lt = time.localtime(now or time.time())
     return time.mktime((lt.tm_year, lt.tm_mon, lt.tm_mday, 0, 0, 0, 0, 0, -1))
-
-
-# --------------------------------------------------------------------------- start at login
-
-
-def _autostart_file() -> Path | None:
-    home = os.environ.get("PATCHBAY_HOME")
-    if home:  # portable installs and tests keep even this under their own folder
-        return Path(home).expanduser() / "autostart" / "patchbay.desktop"
-    if sys.platform == "darwin":
-        return Path.home() / "Library" / "LaunchAgents" / "app.patchbay.plist"
-    if sys.platform.startswith("linux") or sys.platform.startswith("freebsd"):
-        base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
-        return base / "autostart" / "patchbay.desktop"
-    return None  # Windows uses the registry
-
-
-def _autostart_command(config_path: Path | None) -> list[str]:
-    cmd = [sys.executable, "-m", "app"]
-    if config_path is not None:
-        cmd += ["--config", str(config_path)]
-    return cmd
-
-
-def autostart_enabled() -> bool:
-    if sys.platform == "win32" and not os.environ.get("PATCHBAY_HOME"):
-        try:
-            import winreg
-
-            with winreg.OpenKey(winreg.HKEY_CURRENT_USER, r"Software\Microsoft\Windows\CurrentVersion\Run") as k:
-                winreg.QueryValueEx(k, "Patchbay")
-            return True
-        except OSError:
-            return False
-    f = _autostart_file()
-    return bool(f and f.exists())
-
-
-def set_autostart(enabled: bool, config_path: Path | None) -> None:
-    cmd = _autostart_command(config_path)
-    if sys.platform == "win32" and not os.environ.get("PATCHBAY_HOME"):
-        import subprocess
-        import winreg
-
-        with winreg.OpenKey(winreg.HKEY_CURRENT_USER, r"Software\Microsoft\Windows\CurrentVersion\Run", 0,
-                            winreg.KEY_SET_VALUE) as k:
-            if enabled:
-                winreg.SetValueEx(k, "Patchbay", 0, winreg.REG_SZ, subprocess.list2cmdline(cmd))
-            else:
-                try:
-                    winreg.DeleteValue(k, "Patchbay")
-                except OSError:
-                    pass
-        return
-    f = _autostart_file()
-    if f is None:
-        raise OSError("Starting at login is not supported on this system.")
-    if not enabled:
-        f.unlink(missing_ok=True)
-        return
-    f.parent.mkdir(parents=True, exist_ok=True)
-    if f.suffix == ".plist":
-        args = "".join(f"<string>{a}</string>" for a in cmd)
-        f.write_text(
-            '<?xml version="1.0" encoding="UTF-8"?>\n<!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN" '
-            '"http://www.apple.com/DTDs/PropertyList-1.0.dtd">\n<plist version="1.0"><dict>'
-            f"<key>Label</key><string>app.patchbay</string><key>ProgramArguments</key><array>{args}</array>"
-            "<key>RunAtLoad</key><true/></dict></plist>\n", encoding="utf-8")
-    else:
-        import shlex
-
-        f.write_text("[Desktop Entry]\nType=Application\nName=Patchbay\nComment=Local gateway for Claude Code\n"
-                     f"Exec={shlex.join(cmd)}\nX-GNOME-Autostart-enabled=true\nTerminal=false\n", encoding="utf-8")
 
 
 # --------------------------------------------------------------------------- the bridge
@@ -853,7 +780,7 @@ class Bridge(QObject):
             port=cfg.gateway.port if cfg else 8787, host=cfg.gateway.host if cfg else "127.0.0.1",
             capture=cfg.ledger.capture if cfg else "off",
             budgets=tuple(self._budget_views_from_config()),
-            start_at_login=autostart_enabled(), start_at_login_supported=sys.platform != "win32" or True,
+            start_at_login=autostart.is_enabled(), start_at_login_supported=autostart.supported(),
             config_path=str(self.config_path()), data_dir=str(getattr(paths, "data_dir", "")),
         )
 
@@ -1200,11 +1127,11 @@ class Bridge(QObject):
 
     def set_start_at_login(self, enabled: bool) -> bool:
         try:
-            set_autostart(enabled, self._config_path)
-        except OSError as exc:
+            autostart.set_enabled(enabled, self._config_path)
+        except autostart.AutostartError as exc:
             self.message.emit(UserMessage("error", "Start at login could not be changed",
-                                          f"{exc.strerror or exc}. Add Patchbay to your session's startup "
-                                          "programs by hand.", key="autostart"))
+                                          f"{exc} Add Patchbay to your session's startup programs by hand.",
+                                          key="autostart"))
             return False
         self.settingsChanged.emit()
         return True
@@ -1301,5 +1228,4 @@ def _detail(d: Any) -> RequestDetail:
                          _body_text(getattr(d, "response_body", None)))
 
 
-__all__ = ["Bridge", "coalesce", "record_from_finished", "record_from_row", "autostart_enabled", "set_autostart",
-           "Usage"]
+__all__ = ["Bridge", "coalesce", "record_from_finished", "record_from_row", "Usage"]

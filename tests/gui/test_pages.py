@@ -171,7 +171,9 @@ def test_token_reveal_copy_and_regenerate(start_app, config_file, qtbot, monkeyp
     ask(r, qtbot, "with the new token")
 
 
-def test_budgets_capture_and_start_at_login_are_saved(start_app, config_file, patchbay_home, qtbot):
+def test_budgets_capture_and_start_at_login_are_saved(start_app, config_file, patchbay_home, qtbot, tmp_path,
+                                                      monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
     r = start_app(config_file)
     page = r.window.page("settings")
     page._add_budget_row(None)
@@ -185,8 +187,8 @@ def test_budgets_capture_and_start_at_login_are_saved(start_app, config_file, pa
     page.capture.setCurrentIndex(page.capture.findData("errors"))
     assert load_config(config_file).ledger.capture == "errors"
     page.login.setChecked(True)
-    entry = patchbay_home / "autostart" / "patchbay.desktop"
-    assert entry.exists() and "-m app" in entry.read_text()
+    entry = tmp_path / "xdg" / "autostart" / "patchbay.desktop"
+    assert entry.exists() and f"-m app --config {config_file}" in entry.read_text()
     page.login.setChecked(False)
     assert not entry.exists()
 
