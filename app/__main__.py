@@ -19,6 +19,8 @@ def _parser() -> argparse.ArgumentParser:
                     "its requests go. With no command, starts the desktop app.",
     )
     p.add_argument("--config", type=Path, help="config file (default: the one in your user config dir)")
+    p.add_argument("--selftest", action="store_true",
+                   help="check that this installation works (gateway, price table, GUI libraries) and exit")
     sub = p.add_subparsers(dest="command")
 
     s = sub.add_parser("serve", help="run the gateway headless (no window)")
@@ -211,6 +213,10 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.selftest:
+        from app.selftest import run
+
+        return run()
     if args.command == "serve":
         return cmd_serve(args)
     if args.command == "env":
