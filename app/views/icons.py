@@ -121,7 +121,8 @@ def _draw_dot(color: QColor, size: int) -> QIcon:
 
 
 def app_icon() -> QIcon:
-    """The application icon: the glyph with a "P" in Patchbay's own colour."""
+    """The application icon: the PNGs rendered from resources/icons/patchbay.svg, else the glyph
+    with a "P" in Patchbay's own colour."""
     from app.paths import RESOURCES
 
     icon = QIcon()
@@ -135,13 +136,10 @@ def app_icon() -> QIcon:
 
 
 def write_icon_files(folder: Path) -> list[Path]:
-    """Render the app icon (and one tray glyph per state, for docs) into ``folder`` as PNGs."""
+    """Render one tray glyph per state (for docs) into ``folder`` as PNGs. The app icon's PNGs
+    come from ``resources/icons/patchbay.svg`` (``packaging/make_icons.py``)."""
     folder.mkdir(parents=True, exist_ok=True)
     out = []
-    for size in (16, 32, 64, 128, 256, 512):
-        path = folder / (f"patchbay-{size}.png" if size != 256 else "patchbay.png")
-        draw_glyph(size, "P", QColor("#5b5bd6")).save(str(path))
-        out.append(path)
     for state in ("ok", "warn", "error", "paused"):
         path = folder / f"tray-{state}.png"
         draw_glyph(64, "A", backend_color("anthropic"), state).save(str(path))
@@ -149,7 +147,7 @@ def write_icon_files(folder: Path) -> list[Path]:
     return out
 
 
-if __name__ == "__main__":  # python -m app.views.icons: regenerate resources/icons/
+if __name__ == "__main__":  # python -m app.views.icons: regenerate resources/icons/tray-*.png
     import sys
 
     from PySide6.QtWidgets import QApplication
