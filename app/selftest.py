@@ -25,6 +25,7 @@ from typing import Callable, Iterator, TextIO
 ANSWER = "Patchbay self-test: the upstream answered."
 PROMPT_TOKENS, COMPLETION_TOKENS = 21, 9
 TOKEN = "pb-selftest-token"
+REPORT_FILE = Path(tempfile.gettempdir()) / "patchbay-selftest.txt"  # where a build with no console reports
 
 
 class SelftestFailure(Exception):
@@ -236,7 +237,10 @@ CHECKS: tuple[tuple[str, Callable[[], str]], ...] = (
 
 def run(out: TextIO | None = None) -> int:
     """Run every check, print a line for each; 0 when all pass."""
-    out = out or sys.stdout or open(os.devnull, "w")  # a windowed Windows build has no stdout
+    if out is None and sys.stdout is None:  # a windowed Windows build has no stdout: write a file
+        with open(REPORT_FILE, "w", encoding="utf-8") as fh:
+            return run(fh)
+    out = out or sys.stdout
     from app import __version__
 
     where = "bundle " + sys.executable if getattr(sys, "frozen", False) else "source " + str(Path(__file__).parent)
