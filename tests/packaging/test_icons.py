@@ -33,7 +33,8 @@ def test_icons_in_every_size_from_the_one_svg(tmp_path: Path) -> None:
 
     # the PNGs the app loads are the ones the source renders to today (rerun make_icons.py after an edit)
     for size in make_icons.PNG_SIZES:
-        with Image.open(ICONS / f"patchbay-{size}.png") as shipped, Image.open(tmp_path / f"patchbay-{size}.png") as new:
+        name = f"patchbay-{size}.png"
+        with Image.open(ICONS / name) as shipped, Image.open(tmp_path / name) as new:
             diff = ImageStat.Stat(ImageChops.difference(shipped.convert("RGBA"), new.convert("RGBA"))).mean
             assert max(diff) < 1.0, f"resources/icons/patchbay-{size}.png is stale: run packaging/make_icons.py"
     assert sorted(p.name for p in ICONS.glob("patchbay*.png")) == sorted(

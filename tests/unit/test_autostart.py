@@ -96,9 +96,11 @@ def test_xdg_entry_is_created_and_removed_for_real(tmp_path, monkeypatch):
 
 def test_xdg_entry_carries_patchbay_home_and_quotes_odd_characters(tmp_path):
     x = XdgAutostart(tmp_path)
-    text = x.content(["/opt/Pa tch$bay/patchbay", "--config", "/c/50%.toml", "C:\\odd"], {"PATCHBAY_HOME": "/h/my home"})
+    text = x.content(["/opt/Pa tch$bay/patchbay", "--config", "/c/50%.toml", "C:\\odd"],
+                     {"PATCHBAY_HOME": "/h/my home"})
     line = next(ln for ln in text.splitlines() if ln.startswith("Exec="))
-    assert line == 'Exec=env "PATCHBAY_HOME=/h/my home" "/opt/Pa tch\\\\$bay/patchbay" --config /c/50%%.toml "C:\\\\\\\\odd"'
+    assert line == ('Exec=env "PATCHBAY_HOME=/h/my home" "/opt/Pa tch\\\\$bay/patchbay" --config /c/50%%.toml '
+                    '"C:\\\\\\\\odd"')
     assert _desktop_exec_argv(line[5:]) == ["env", "PATCHBAY_HOME=/h/my home", "/opt/Pa tch$bay/patchbay",
                                             "--config", "/c/50%.toml", "C:\\odd"]
 
@@ -141,6 +143,6 @@ def test_windows_run_value():
 
 
 def test_platform_choice():
-    assert isinstance(for_platform("linux", {"HOME": "/home/u"}), XdgAutostart)
-    assert for_platform("linux", {"HOME": "/home/u"}).path == Path("/home/u/.config/autostart/patchbay.desktop")  # type: ignore[union-attr]
+    xdg = for_platform("linux", {"HOME": "/home/u"})
+    assert isinstance(xdg, XdgAutostart) and xdg.path == Path("/home/u/.config/autostart/patchbay.desktop")
     assert for_platform("sunos5", {}) is None
