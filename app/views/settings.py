@@ -185,6 +185,9 @@ class SettingsPage(QWidget):
             self.token.setText(self.bridge.gateway_token() if self.bridge.running or self.bridge.engine else "")
             self.capture.setCurrentIndex(max(0, self.capture.findData(s.capture)))
             self.login.setChecked(s.start_at_login)
+            self.login.setEnabled(s.start_at_login_supported)
+            self.login.setToolTip("" if s.start_at_login_supported else
+                                  "Patchbay does not know how to start at login on this system.")
             self.files.setText(f"Settings: {s.config_path}\nUsage data: {s.data_dir}")
             self.budget_table.setRowCount(0)
             for b in s.budgets:
