@@ -17,12 +17,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable
 
-BACKEND_KINDS = ("anthropic", "openai")
-AUTH_HELP = '"keyring", "env:NAME", "client" or "none"'
+BACKEND_KINDS = ("anthropic", "openai", "bedrock", "vertex")
+AUTH_HELP = '"keyring", "env:NAME", "command:<a command that prints a token>", "client" or "none"'
 BUDGET_PERIODS = ("day", "week", "month")
 CAPTURE_MODES = ("off", "errors", "all")
 DEFAULT_PORT = 8787
 DEFAULT_MAX_BODY = 32 * 1024 * 1024
+DEFAULT_TOKEN_TTL_S = 300.0
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
 
@@ -50,6 +51,10 @@ class BackendConfig:
     max_output_tokens: int | None = None
     headers: tuple[tuple[str, str], ...] = ()  # extra, non-secret headers sent upstream
     local: bool | None = None  # None: guessed from the base URL (loopback = local = free)
+    region: str | None = None  # bedrock, vertex
+    project: str | None = None  # vertex
+    profile: str | None = None  # bedrock: a profile of ~/.aws/config (None: botocore's default chain)
+    token_ttl_s: float | None = None  # auth = "command:...": how long a printed token is used
 
     @property
     def is_local(self) -> bool:
@@ -60,6 +65,28 @@ class BackendConfig:
     @property
     def env_var(self) -> str | None:
         return self.auth[4:] if self.auth.startswith("env:") else None
+
+    @property
+    def token_command(self) -> str | None:
+        return self.auth[8:] if self.auth.startswith("command:") else None
+
+    @property
+    def default_base_url(self) -> str | None:
+        """The endpoint a cloud kind uses when base_url is not written (None for other kinds)."""
+        return cloud_base_url(self.kind, self.region)
+
+
+def cloud_base_url(kind: str, region: str | None) -> str | None:
+    if kind == "bedrock" and region:
+        return f"https://bedrock-runtime.{region}.amazonaws.com"
+    if kind == "vertex" and region:
+        return "https://aiplatform.googleapis.com" if region == "global" else \
+            f"https://{region}-aiplatform.googleapis.com"
+    return None
+
+
+def default_auth(kind: str) -> str:
+    return {"bedrock": "aws", "vertex": "google"}.get(kind, "keyring")
 
 
 @dataclass(frozen=True)
@@ -261,7 +288,8 @@ def _parse_backends(items: Any, where: _Where) -> list[BackendConfig]:
                          "Write each backend as its own [[backends]] section.", key="backends")
     out: list[BackendConfig] = []
     seen: dict[str, int] = {}
-    known = {"id", "kind", "base_url", "auth", "models", "max_output_tokens", "headers", "local"}
+    known = {"id", "kind", "base_url", "auth", "models", "max_output_tokens", "headers", "local", "region",
+             "project", "profile", "token_ttl_s"}
     for n, t in enumerate(items, 1):
         ctx = f"backends[{n}]."
         if not isinstance(t, dict):
@@ -275,7 +303,12 @@ def _parse_backends(items: Any, where: _Where) -> list[BackendConfig]:
                 key=ctx + "id",
             )
         line = where.backend_line(bid)
-        _unknown_keys(t, known, f"backend {bid!r}: ", where, start=(line or 1) - 1)
+        start = (line or 1) - 1
+
+        def at(key: str) -> int | None:
+            return where.line_of(rf"^\s*{key}\s*=", start=start) or line
+
+        _unknown_keys(t, known, f"backend {bid!r}: ", where, start=start)
         if bid in seen:
             raise where.fail(
                 f'the backend id "{bid}" is used twice (backends #{seen[bid]} and #{n})',
@@ -286,26 +319,78 @@ def _parse_backends(items: Any, where: _Where) -> list[BackendConfig]:
         if kind not in BACKEND_KINDS:
             raise where.fail(
                 f'backend "{bid}" has the unknown kind {kind!r}',
-                'Write kind = "anthropic" (any Anthropic-format endpoint) or kind = "openai" '
-                "(OpenAI-compatible Chat Completions).",
-                line=where.line_of(r"^\s*kind\s*=", start=(line or 1) - 1) if kind is not None else line,
+                'Write kind = "anthropic" (any Anthropic-format endpoint), kind = "openai" (OpenAI-compatible '
+                'Chat Completions), kind = "bedrock" (AWS Bedrock) or kind = "vertex" (Google Vertex AI).',
+                line=at("kind") if kind is not None else line,
             )
+        cloud = kind in ("bedrock", "vertex")
+        region = t.get("region")
+        if region is not None and (not isinstance(region, str) or not re.match(r"^[a-z0-9][a-z0-9-]*$", region)):
+            raise where.fail(f'backend "{bid}" has region = {region!r}',
+                             'Write the cloud region, e.g. region = "us-east1" (Vertex) or "us-west-2" (Bedrock).',
+                             line=at("region"))
+        if cloud and region is None:
+            example = '"us-east-1"' if kind == "bedrock" else '"us-east5" (or "global")'
+            raise where.fail(f'backend "{bid}" (kind = "{kind}") has no region',
+                             f"Write the region its models run in, e.g. region = {example}.", line=line)
+        project = t.get("project")
+        if project is not None and (not isinstance(project, str) or not re.match(r"^[a-z0-9][a-z0-9:.\-]*$", project)):
+            raise where.fail(f'backend "{bid}" has project = {project!r}',
+                             'Write the Google Cloud project id, e.g. project = "my-project-123".', line=at("project"))
+        if kind == "vertex" and project is None:
+            raise where.fail(f'backend "{bid}" (kind = "vertex") has no project',
+                             'Write the Google Cloud project id, e.g. project = "my-project-123".', line=line)
+        profile = t.get("profile")
+        if profile is not None and (not isinstance(profile, str) or not profile.strip()):
+            raise where.fail(f'backend "{bid}" has profile = {profile!r}',
+                             'Write the name of a profile in ~/.aws/config, e.g. profile = "work", or leave it out.',
+                             line=at("profile"))
+        for key, value, only in (("project", project, "vertex"), ("profile", profile, "bedrock")):
+            if value is not None and kind != only:
+                raise where.fail(f'backend "{bid}" sets {key}, which only a kind = "{only}" backend uses',
+                                 "Remove the line, or change the kind.", line=at(key))
+        if region is not None and not cloud:
+            raise where.fail(f'backend "{bid}" sets region, which only bedrock and vertex backends use',
+                             "Remove the line, or change the kind.", line=at("region"))
         base_url = t.get("base_url")
+        if base_url is None and cloud:
+            base_url = cloud_base_url(kind, region)
         if not isinstance(base_url, str) or not re.match(r"^https?://[^\s/]+", base_url):
             raise where.fail(
                 f'backend "{bid}" has {"no" if base_url is None else "an invalid"} base_url',
                 'Write the endpoint, e.g. base_url = "https://api.deepseek.com/v1".',
-                line=where.line_of(r"^\s*base_url\s*=", start=(line or 1) - 1) if base_url is not None else line,
+                line=at("base_url") if base_url is not None else line,
             )
-        auth = t.get("auth", "keyring")
-        if not isinstance(auth, str) or not (
-            auth in ("keyring", "client", "none") or re.match(r"^env:[A-Za-z_][A-Za-z0-9_]*$", auth)
-        ):
+        auth = t.get("auth", default_auth(kind))
+        ok_auth = isinstance(auth, str) and (
+            auth in ("keyring", "client", "none", "aws", "google")
+            or re.match(r"^env:[A-Za-z_][A-Za-z0-9_]*$", auth) is not None
+            or (auth.startswith("command:") and bool(auth[8:].strip()))
+        )
+        if not ok_auth:
             raise where.fail(
                 f'backend "{bid}" has auth = {auth!r}',
-                f"Use {AUTH_HELP} (the key itself never goes in this file).",
-                line=where.line_of(r"^\s*auth\s*=", start=(line or 1) - 1),
+                f"Use {AUTH_HELP} (the key itself never goes in this file).", line=at("auth"),
             )
+        if (auth == "aws" and kind != "bedrock") or (auth == "google" and kind != "vertex"):
+            raise where.fail(f'backend "{bid}" has auth = "{auth}", which only a kind = '
+                             f'"{"bedrock" if auth == "aws" else "vertex"}" backend can use',
+                             f"Use {AUTH_HELP}.", line=at("auth"))
+        if auth == "client" and cloud:
+            raise where.fail(f'backend "{bid}" (kind = "{kind}") has auth = "client"',
+                             f'A cloud backend signs with its own credentials: use auth = "{default_auth(kind)}", '
+                             '"env:NAME", "keyring" or "command:...".', line=at("auth"))
+        ttl = t.get("token_ttl_s")
+        if ttl is not None:
+            if not isinstance(ttl, (int, float)) or isinstance(ttl, bool) or ttl <= 0:
+                raise where.fail(f'backend "{bid}" has token_ttl_s = {ttl!r}',
+                                 "Write how many seconds a token from the command stays good, e.g. 300.",
+                                 line=at("token_ttl_s"))
+            if not auth.startswith("command:"):
+                raise where.fail(f'backend "{bid}" sets token_ttl_s without a token command',
+                                 'It applies to auth = "command:..." only: remove it, or use a command.',
+                                 line=at("token_ttl_s"))
+            ttl = float(ttl)
         models = t.get("models", [])
         if not isinstance(models, list) or not all(isinstance(m, str) and m for m in models):
             raise where.fail(f'backend "{bid}" models must be a list of names',
@@ -330,7 +415,7 @@ def _parse_backends(items: Any, where: _Where) -> list[BackendConfig]:
             raise where.fail(f'backend "{bid}" local is {local!r}', "Write true or false.",
                              line=where.line_of(r"^\s*local\s*=", start=(line or 1) - 1))
         out.append(BackendConfig(bid, kind, base_url.rstrip("/"), auth, tuple(models), mot,
-                                 tuple(headers.items()), local))
+                                 tuple(headers.items()), local, region, project, profile, ttl))
     return out
 
 
@@ -488,6 +573,35 @@ auth = "client"
 # models = ["deepseek-chat", "deepseek-reasoner"]
 # max_output_tokens = 8192
 
+# Claude on AWS Bedrock. auth = "aws" signs with your AWS credentials (environment, ~/.aws
+# profiles, SSO: whatever the AWS CLI uses); or a Bedrock API key: auth = "env:AWS_BEARER_TOKEN_BEDROCK".
+# [[backends]]
+# id = "bedrock"
+# kind = "bedrock"
+# region = "us-east-1"
+# auth = "aws"
+# profile = "work"     # optional: a profile of ~/.aws/config
+# models = ["us.anthropic.claude-sonnet-4-5-20250929-v1:0"]   # model id, inference profile or ARN
+
+# Claude on Google Vertex AI, with your application-default credentials
+# (`gcloud auth application-default login`, or GOOGLE_APPLICATION_CREDENTIALS).
+# [[backends]]
+# id = "vertex"
+# kind = "vertex"
+# project = "my-project-123"
+# region = "us-east5"   # or "global"
+# auth = "google"
+# models = ["claude-sonnet-4-5@20250929"]
+
+# A company gateway behind an identity-aware proxy: Patchbay runs the command for a token,
+# keeps it for token_ttl_s seconds (refreshing it early), and runs it again after a 401.
+# [[backends]]
+# id = "company"
+# kind = "anthropic"
+# base_url = "https://llm-gateway.example.com"
+# auth = "command:gcloud auth print-identity-token"
+# token_ttl_s = 300
+
 [active]
 backend = "anthropic"
 # model = "..."        # leave out to pass the model Claude Code asks for through unchanged
@@ -585,7 +699,15 @@ def save_active(path: Path, backend: str, model: str | None) -> Config:
 
 
 def backend_to_table(b: BackendConfig) -> dict[str, Any]:
-    t: dict[str, Any] = {"id": b.id, "kind": b.kind, "base_url": b.base_url, "auth": b.auth}
+    t: dict[str, Any] = {"id": b.id, "kind": b.kind}
+    for key in ("region", "project", "profile"):
+        if getattr(b, key):
+            t[key] = getattr(b, key)
+    if b.base_url != b.default_base_url:  # a cloud kind's own endpoint is derived from its region
+        t["base_url"] = b.base_url
+    t["auth"] = b.auth
+    if b.token_ttl_s is not None:
+        t["token_ttl_s"] = b.token_ttl_s
     if b.models:
         t["models"] = list(b.models)
     if b.max_output_tokens:

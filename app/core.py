@@ -266,18 +266,38 @@ class Engine:
         return TestResult(True, ttft, ex.status, f"The model {ex.served_model} answered.", ex.served_model)
 
     async def list_models(self, backend: BackendConfig) -> list[str]:
-        """Ask the backend which models it has (OpenAI or Anthropic list, or Ollama's /api/tags)."""
+        """Ask the backend which models it has: the OpenAI or Anthropic list, Ollama's /api/tags,
+        Bedrock's Anthropic foundation models and inference profiles. Vertex AI has no such list
+        for a project: its model ids are typed in."""
         from app.proxy.backends.base import join_url
+        from app.proxy.exchange import GatewayError
 
-        headers: dict[str, str] = {"anthropic-version": "2023-06-01"}
+        if backend.kind == "vertex":
+            raise RuntimeError("Vertex AI does not list the Claude models a project may use. Type the model ids "
+                               "from Model Garden, one per line (e.g. claude-sonnet-4-5@20250929).")
+        adapter = make_backend(backend, self.config.gateway)
         try:
-            key = secrets.resolve_backend_key(backend.id, backend.auth)
-        except (secrets.SecretError, secrets.NoKeychainError):
-            key = None
+            if backend.kind == "bedrock":
+                from app.proxy.backends.bedrock import BedrockBackend
+
+                assert isinstance(adapter, BedrockBackend)
+                try:
+                    return await adapter.list_models()
+                except GatewayError as exc:
+                    raise RuntimeError(f'Could not list the models of "{backend.id}": {exc.message}') from None
+            try:
+                key = await adapter.credential()
+            except GatewayError as exc:
+                if backend.token_command:  # the command failed: that is the news
+                    raise RuntimeError(exc.message) from None
+                key = None  # no key stored: some servers list their models anyway
+        finally:
+            await adapter.aclose()
+        headers: dict[str, str] = {"anthropic-version": "2023-06-01"}
         if key:
-            if backend.kind == "openai":
+            if backend.kind == "openai" or backend.token_command:
                 headers["authorization"] = f"Bearer {key}"
-            else:
+            if backend.kind != "openai":
                 headers["x-api-key"] = key
         urls = [backend.base_url + "/models"] if backend.kind == "openai" else [
             join_url(backend.base_url, "/v1/models"), backend.base_url.removesuffix("/v1") + "/api/tags"]

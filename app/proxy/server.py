@@ -37,6 +37,14 @@ def make_backend(config: BackendConfig, settings: Any) -> Backend:
         from app.proxy.backends.openai import OpenAIBackend
 
         return OpenAIBackend(config, settings)
+    if config.kind == "bedrock":
+        from app.proxy.backends.bedrock import BedrockBackend
+
+        return BedrockBackend(config, settings)
+    if config.kind == "vertex":
+        from app.proxy.backends.vertex import VertexBackend
+
+        return VertexBackend(config, settings)
     raise ValueError(f"unknown backend kind {config.kind!r}")
 
 

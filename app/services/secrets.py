@@ -82,11 +82,12 @@ def delete_api_key(backend_id: str) -> None:
 
 
 def resolve_backend_key(backend_id: str, auth: str) -> str | None:
-    """The key a backend sends upstream, or None for ``client`` / ``none``.
+    """The key a backend sends upstream, or None for ``client`` / ``none`` and for credentials
+    that are fetched per request (``aws``, ``google``, ``command:...``: see app/proxy/credentials.py).
 
     Raises SecretError (or NoKeychainError) with a sentence when the key is missing.
     """
-    if auth in ("client", "none"):
+    if auth in ("client", "none", "aws", "google") or auth.startswith("command:"):
         return None
     if auth.startswith("env:"):
         name = auth[4:]

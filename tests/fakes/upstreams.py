@@ -15,6 +15,8 @@ Each answer is compiled to bytes when the response object is built, so serving o
 writes and nothing more (the fake is also the benchmark's upstream).
 
 Which answer a request gets, in order:
+0. ``guard(req)``, where given, answers first when it returns a Response (an auth check that
+   refuses: a bad signature, an expired token); None lets the request through;
 1. the first queued entry whose ``match(req)`` is true (an entry enqueued without ``match``
    only takes generation requests: POSTs other than ``count_tokens``);
 2. built-ins: ``GET …/models`` (list in the fake's ``wire`` format), ``POST …/count_tokens``
@@ -403,8 +405,9 @@ class FakeUpstream:
 
     ``wire`` ("openai" or "anthropic") picks the format of the built-in answers (model list,
     errors, the stock text answer). ``default``: the answer when nothing queued matches — a
-    :class:`Response`, or a callable ``responder(req) -> Response | None``. ``record=False``
-    keeps no requests (long benchmarks).
+    :class:`Response`, or a callable ``responder(req) -> Response | None``. ``guard``: a
+    responder asked before anything else (see the module's docstring). ``record=False`` keeps
+    no requests (long benchmarks).
     """
 
     def __init__(
@@ -416,6 +419,7 @@ class FakeUpstream:
         host: str = "127.0.0.1",
         port: int = 0,
         record: bool = True,
+        guard: Responder | None = None,
     ) -> None:
         if wire not in ("openai", "anthropic"):
             raise ValueError("wire must be 'openai' or 'anthropic'")
@@ -424,6 +428,7 @@ class FakeUpstream:
         self.port = port
         self.record = record
         self._default = default
+        self._guard = guard
         self._queue: list[tuple[Matcher | None, Response]] = []
         self._requests: list[ReceivedRequest] = []
         self._cond = threading.Condition()
@@ -577,6 +582,10 @@ class FakeUpstream:
         }
 
     def _choose(self, req: ReceivedRequest) -> Response:
+        if self._guard is not None:
+            refused = self._guard(req)
+            if refused is not None:
+                return refused
         with self._cond:
             for i, (match, resp) in enumerate(self._queue):
                 if (match(req) if match is not None else req.is_generation):

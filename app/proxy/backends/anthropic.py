@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import orjson
 
-from app.proxy.backends.base import Backend, estimate_tokens, join_url, upstream_error_message
+from app.proxy.backends.base import Backend, clamp_output, estimate_tokens, join_url, upstream_error_message
 from app.proxy.exchange import JSON_HEADERS, SSE_HEADERS, Exchange, GatewayError
 from app.proxy.sse import SSEParser, encode
 from app.proxy.translate.response import error_type_for_status as error_type_for
@@ -125,7 +125,7 @@ class AnthropicTap:
 class AnthropicBackend(Backend):
     kind = "anthropic"
 
-    def _headers(self, ex: Exchange) -> dict[str, str]:
+    def _headers(self, ex: Exchange, credential: str | None) -> dict[str, str]:
         inc = ex.incoming
         h = {
             "content-type": "application/json",
@@ -140,37 +140,40 @@ class AnthropicBackend(Backend):
                 h["x-api-key"] = inc.api_key
             if inc.authorization and not inc.bearer_is_token:
                 h["authorization"] = inc.authorization
-        else:
-            key = self.key()
-            if key:
-                h["x-api-key"] = key
+        elif credential:
+            h["x-api-key"] = credential
+            if self.tokens is not None:
+                # a token from a command goes in both headers, as Claude Code's apiKeyHelper does:
+                # an Anthropic-format gateway reads x-api-key, an identity-aware proxy the Bearer
+                h["authorization"] = f"Bearer {credential}"
         h.update(self.extra_headers())
         return h
 
     def _body(self, ex: Exchange) -> bytes:
         body = ex.incoming.body
-        changed = False
-        if body.get("model") != ex.route.model:
-            changed = True
         limit = self.config.max_output_tokens
         mt = body.get("max_tokens")
-        if limit and isinstance(mt, int) and mt > limit:
-            changed = True
-        if not changed:
+        if body.get("model") == ex.route.model and not (limit and isinstance(mt, int) and mt > limit):
             return ex.incoming.raw
         new = dict(body)
         new["model"] = ex.route.model
-        if limit and isinstance(mt, int) and mt > limit:
-            new["max_tokens"] = limit
-            budget = (new.get("thinking") or {}).get("budget_tokens") if isinstance(new.get("thinking"), dict) else None
-            if isinstance(budget, int) and budget >= limit:
-                new["thinking"] = dict(new["thinking"], budget_tokens=max(1024, limit - 1))
+        clamp_output(new, limit)
         return orjson.dumps(new)
 
+    def messages_request(self, ex: Exchange, credential: str | None) -> httpx.Request:
+        return self.post(join_url(self.config.base_url, "/v1/messages"), self._body(ex), self._headers(ex, credential))
+
+    def count_request(self, ex: Exchange, credential: str | None) -> httpx.Request:
+        return self.post(join_url(self.config.base_url, "/v1/messages/count_tokens"), self._body(ex),
+                         self._headers(ex, credential))
+
     async def messages(self, ex: Exchange) -> None:
-        url = join_url(self.config.base_url, "/v1/messages")
-        request = self.post(url, self._body(ex), self._headers(ex))
-        resp = await self.open(request)
+        resp = await self.send(lambda credential: self.messages_request(ex, credential))
+        await self.relay(ex, resp)
+
+    async def relay(self, ex: Exchange, resp: httpx.Response) -> None:
+        """Answer the client from an Anthropic-format upstream response (an error, a whole
+        message, or an SSE stream forwarded as it arrives)."""
         try:
             if resp.status_code >= 400:
                 raw = await resp.aread()
@@ -221,12 +224,11 @@ class AnthropicBackend(Backend):
             ex.observe_message(msg)
 
     async def count_tokens(self, ex: Exchange) -> None:
-        url = join_url(self.config.base_url, "/v1/messages/count_tokens")
-        body = self._body(ex)
-        request = self.post(url, body, self._headers(ex))
         try:
-            resp = await self.open(request)
-        except GatewayError:
+            resp = await self.send(lambda credential: self.count_request(ex, credential))
+        except GatewayError as exc:
+            if exc.status == 401:
+                raise  # no credential (a key not stored, a token command that fails): say so
             resp = None
         if resp is not None:
             try:

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 import math
-from typing import Any
+from typing import Any, Callable
 
 import httpx
 import orjson
 
-from app.config import BackendConfig, GatewaySettings
+from app.config import DEFAULT_TOKEN_TTL_S, BackendConfig, GatewaySettings
+from app.proxy.credentials import CommandToken, TokenSource
 from app.proxy.exchange import Exchange, GatewayError
 from app.proxy.transport import HttptoolsTransport, env_proxy_for
 from app.services import secrets
+
+log = logging.getLogger("patchbay.backends")
 
 
 class Backend:
@@ -26,6 +30,7 @@ class Backend:
         self._key: str | None = None
         self._key_error: str | None = None
         self.refresh_key()
+        self.tokens: TokenSource | None = self.token_source()
         timeout = httpx.Timeout(connect=15.0, read=gateway.upstream_timeout_s, write=60.0, pool=60.0)
         self._timeout = timeout.as_dict()
         self._urls: dict[str, httpx.URL] = {}
@@ -59,6 +64,32 @@ class Backend:
             if self._key_error is not None:
                 raise GatewayError(401, "authentication_error", f"Patchbay: {self._key_error}")
         return self._key
+
+    def token_source(self) -> TokenSource | None:
+        """Where a token that expires comes from (``auth = "command:..."``; cloud kinds add their
+        own), or None where the credential is a stored key."""
+        command = self.config.token_command
+        if command is not None:
+            return CommandToken(self.config.id, command, self.config.token_ttl_s or DEFAULT_TOKEN_TTL_S)
+        return None
+
+    async def credential(self) -> str | None:
+        """The secret for the next request: a token from the token source, else the stored key."""
+        if self.tokens is not None:
+            return await self.tokens.token()
+        return self.key()
+
+    async def send(self, build: Callable[[str | None], httpx.Request]) -> httpx.Response:
+        """Open ``build(credential)``. A 401 to a token that expires (a command's, Google's)
+        gets one fresh token and one retry; nothing of the answer has reached the client yet."""
+        resp = await self.open(build(await self.credential()))
+        if resp.status_code == 401 and self.tokens is not None:
+            await resp.aread()
+            await resp.aclose()
+            log.info('backend "%s" refused its token (401): fetching a new one and retrying once', self.config.id)
+            await self.tokens.refresh()
+            resp = await self.open(build(await self.credential()))
+        return resp
 
     def extra_headers(self) -> dict[str, str]:
         return dict(self.config.headers)
@@ -129,6 +160,20 @@ def join_url(base: str, path: str) -> str:
     if base.endswith("/v1") and path.startswith("/v1/"):
         return base + path[3:]
     return base + path
+
+
+def clamp_output(body: dict[str, Any], limit: int | None) -> bool:
+    """Lower ``max_tokens`` (and a thinking budget that no longer fits) to ``limit`` in place;
+    True when something changed."""
+    mt = body.get("max_tokens")
+    if not (limit and isinstance(mt, int) and mt > limit):
+        return False
+    body["max_tokens"] = limit
+    thinking = body.get("thinking")
+    budget = thinking.get("budget_tokens") if isinstance(thinking, dict) else None
+    if isinstance(thinking, dict) and isinstance(budget, int) and budget >= limit:
+        body["thinking"] = dict(thinking, budget_tokens=max(1024, limit - 1))
+    return True
 
 
 def estimate_tokens(body: dict[str, Any]) -> int:

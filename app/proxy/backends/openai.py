@@ -19,22 +19,23 @@ from app.proxy.translate.stream import OpenAIStreamTranslator, encode_events
 class OpenAIBackend(Backend):
     kind = "openai"
 
-    def _headers(self) -> dict[str, str]:
+    def _headers(self, credential: str | None) -> dict[str, str]:
         h = {"content-type": "application/json", "accept-encoding": "identity"}
-        key = self.key()
-        if key:
-            h["authorization"] = f"Bearer {key}"
+        if credential:
+            h["authorization"] = f"Bearer {credential}"
         h.update(self.extra_headers())
         return h
 
-    def _request(self, ex: Exchange, stream: bool) -> httpx.Request:
+    async def _open(self, ex: Exchange, stream: bool) -> httpx.Response:
         try:
             body = to_openai_request(ex.incoming.body, ex.route.model, stream=stream,
                                      max_output_tokens=self.config.max_output_tokens)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise GatewayError(400, "invalid_request_error",
                                f"Patchbay could not translate this request for an OpenAI-compatible backend: {exc}") from None
-        return self.post(self.config.base_url + "/chat/completions", orjson.dumps(body), self._headers())
+        raw = orjson.dumps(body)
+        url = self.config.base_url + "/chat/completions"
+        return await self.send(lambda credential: self.post(url, raw, self._headers(credential)))
 
     async def _raise_for_status(self, resp: httpx.Response) -> None:
         if resp.status_code < 400:
@@ -50,7 +51,7 @@ class OpenAIBackend(Backend):
         if not ex.stream:
             await self._messages_whole(ex)
             return
-        resp = await self.open(self._request(ex, stream=True))
+        resp = await self._open(ex, stream=True)
         try:
             await self._raise_for_status(resp)
             # message_start carries an estimate (≈ 4 bytes a token); message_delta has the real count
@@ -123,7 +124,7 @@ class OpenAIBackend(Backend):
             ex.fail(*err)
 
     async def _messages_whole(self, ex: Exchange) -> None:
-        resp = await self.open(self._request(ex, stream=False))
+        resp = await self._open(ex, stream=False)
         try:
             await self._raise_for_status(resp)
             raw = await resp.aread()

@@ -1,0 +1,313 @@
+"""Claude on AWS Bedrock (PROTOCOL.md §4).
+
+The request is the Anthropic body less ``model`` and ``stream``, plus ``anthropic_version`` and
+the ``anthropic-beta`` header as an ``anthropic_beta`` list, sent to
+``/model/{model id}/invoke-with-response-stream`` (``/invoke`` unstreamed). It is signed with
+SigV4 from botocore's credential chain (``auth = "aws"``), or carries a Bedrock API key
+(``Authorization: Bearer``: ``auth = "env:AWS_BEARER_TOKEN_BEDROCK"``, ``keyring`` or a
+``command:``).
+
+The answer streams as ``application/vnd.amazon.eventstream`` frames, decoded with botocore's
+``EventStreamBuffer``; each event frame carries one Anthropic event (``{"bytes": base64}``) that
+goes to the client as one SSE event, observed by the same tap as the Anthropic passthrough.
+Exception frames become Anthropic errors: an HTTP error while nothing was sent yet, an SSE
+``error`` event after. Bedrock sends no pings; the gateway's pinger fills its silences.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import orjson
+
+from app.proxy.backends.anthropic import AnthropicTap
+from app.proxy.backends.base import Backend, clamp_output, estimate_tokens, upstream_error_message
+from app.proxy.credentials import AwsCredentials
+from app.proxy.exchange import JSON_HEADERS, SSE_HEADERS, Exchange, GatewayError
+from app.proxy.sse import encode
+from app.proxy.translate.response import error_type_for_status
+
+log = logging.getLogger("patchbay.bedrock")
+
+BEDROCK_VERSION = "bedrock-2023-05-31"
+EVENTSTREAM = "application/vnd.amazon.eventstream"
+
+# exception names (frames' :exception-type, or x-amzn-ErrorType) → HTTP status
+_EXCEPTION_STATUS = {
+    "throttling": 429,
+    "servicequotaexceeded": 429,
+    "modelnotready": 429,
+    "modeltimeout": 408,
+    "serviceunavailable": 503,
+    "validation": 400,
+    "accessdenied": 403,
+    "unrecognizedclient": 403,
+    "resourcenotfound": 404,
+    "internalserver": 500,
+    "modelstreamerror": 500,
+    "modelerror": 500,
+}
+
+
+def exception_status(name: str) -> int:
+    """``throttlingException`` → 429, ``ValidationException:http://…`` → 400, unknown → 500."""
+    key = name.split(":", 1)[0].strip().lower().removesuffix("exception")
+    return _EXCEPTION_STATUS.get(key, 500)
+
+
+def bedrock_body(body: dict[str, Any], beta: str | None, limit: int | None) -> dict[str, Any]:
+    out = {k: v for k, v in body.items() if k not in ("model", "stream")}
+    out["anthropic_version"] = BEDROCK_VERSION
+    if beta:
+        betas = [b.strip() for b in beta.split(",") if b.strip()]
+        if betas:
+            out["anthropic_beta"] = betas
+    clamp_output(out, limit)
+    return out
+
+
+class BedrockBackend(Backend):
+    kind = "bedrock"
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.aws = AwsCredentials(self.config.id, self.config.profile) if self.config.auth == "aws" else None
+
+    # ------------------------------------------------------------------ requests
+
+    def model_url(self, model: str, action: str) -> str:
+        return f"{self.config.base_url}/model/{quote(model, safe=':')}/{action}"
+
+    async def _open(self, url: str, body: bytes, accept: str) -> httpx.Response:
+        headers = {"content-type": "application/json", "accept": accept, "accept-encoding": "identity"}
+        headers.update(self.extra_headers())
+        if self.aws is not None:
+            creds = await self.aws.frozen()
+            signed = self._sign(creds, url, body, headers)
+            return await self.open(self.post(url, body, signed))
+
+        def build(credential: str | None) -> httpx.Request:
+            h = dict(headers)
+            if credential:
+                h["authorization"] = f"Bearer {credential}"
+            return self.post(url, body, h)
+
+        return await self.send(build)
+
+    def _sign(self, creds: Any, url: str, body: bytes, headers: dict[str, str], method: str = "POST") -> dict[str, str]:
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+
+        req = AWSRequest(method=method, url=url, data=body, headers=headers)
+        SigV4Auth(creds, "bedrock", self.config.region or "us-east-1").add_auth(req)
+        return dict(req.headers.items())
+
+    async def _raise_for_status(self, resp: httpx.Response) -> None:
+        if resp.status_code < 400:
+            return
+        raw = await resp.aread()
+        _t, msg = upstream_error_message(raw, f"HTTP {resp.status_code} from Bedrock")
+        status = resp.status_code
+        retry = [(b"retry-after", v.encode()) for k, v in resp.headers.items() if k.lower() == "retry-after"]
+        raise GatewayError(status, error_type_for_status(status), _with_hint(self.config.id, status, msg),
+                           headers=retry)
+
+    # ------------------------------------------------------------------ model list
+
+    def control_url(self) -> str:
+        """The control plane (``bedrock.{region}``) beside the runtime; a base_url written in the
+        config (a VPC endpoint, a test) serves both."""
+        if self.config.base_url == self.config.default_base_url:
+            return f"https://bedrock.{self.config.region}.amazonaws.com"
+        return self.config.base_url
+
+    async def _get(self, url: str) -> Any:
+        headers = {"accept": "application/json", "accept-encoding": "identity"}
+        if self.aws is not None:
+            headers = self._sign(await self.aws.frozen(), url, b"", headers, method="GET")
+        else:
+            credential = await self.credential()
+            if credential:
+                headers["authorization"] = f"Bearer {credential}"
+        request = httpx.Request("GET", url, headers=headers, extensions={"timeout": self._timeout})
+        resp = await self.open(request)
+        try:
+            await self._raise_for_status(resp)
+            return orjson.loads(await resp.aread())
+        except orjson.JSONDecodeError:
+            raise GatewayError(502, "api_error", "Bedrock answered the model list with something that is not JSON.") \
+                from None
+        finally:
+            await resp.aclose()
+
+    async def list_models(self) -> list[str]:
+        """Anthropic models this account can call: inference profiles (``us.anthropic.…``, what
+        newer models need) first, then foundation models that take on-demand calls."""
+        base = self.control_url()
+        profiles = await self._get(f"{base}/inference-profiles?maxResults=1000")
+        found = await self._get(f"{base}/foundation-models?byProvider=Anthropic")
+        out = [p.get("inferenceProfileId") for p in profiles.get("inferenceProfileSummaries") or []
+               if isinstance(p, dict) and "anthropic" in str(p.get("inferenceProfileId", ""))]
+        for m in found.get("modelSummaries") or []:
+            if not isinstance(m, dict) or str(m.get("providerName", "")).lower() != "anthropic":
+                continue
+            if "ON_DEMAND" in (m.get("inferenceTypesSupported") or ["ON_DEMAND"]):
+                out.append(m.get("modelId"))
+        return list(dict.fromkeys(x for x in out if isinstance(x, str) and x))
+
+    # ------------------------------------------------------------------ /v1/messages
+
+    async def messages(self, ex: Exchange) -> None:
+        body = orjson.dumps(bedrock_body(ex.incoming.body, ex.incoming.anthropic_beta, self.config.max_output_tokens))
+        if not ex.stream:
+            resp = await self._open(self.model_url(ex.route.model, "invoke"), body, "application/json")
+            try:
+                await self._raise_for_status(resp)
+                raw = await resp.aread()
+            finally:
+                await resp.aclose()
+            try:
+                msg = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                raise GatewayError(502, "api_error", f'The backend "{self.config.id}" answered with something '
+                                   "that is not JSON.") from None
+            if isinstance(msg, dict):
+                ex.observe_message(msg)
+            await ex.answer(200, JSON_HEADERS, raw)
+            return
+        resp = await self._open(self.model_url(ex.route.model, "invoke-with-response-stream"), body, EVENTSTREAM)
+        try:
+            await self._raise_for_status(resp)
+            await self._relay_eventstream(ex, resp)
+        finally:
+            await resp.aclose()
+
+    async def _relay_eventstream(self, ex: Exchange, resp: httpx.Response) -> None:
+        from botocore.eventstream import EventStreamBuffer, ParserError
+
+        decoder = EventStreamBuffer()
+        tap = AnthropicTap(ex)
+        try:
+            async for chunk in resp.aiter_raw():
+                decoder.add_data(chunk)
+                out: list[bytes] = []
+                for message in decoder:
+                    headers = message.headers
+                    mtype = headers.get(":message-type")
+                    if mtype == "event":
+                        event = _event_sse(message.payload)
+                        if event is not None:
+                            name, data = event
+                            tap.observe(name, data)
+                            out.append(b"event: " + name + b"\ndata: " + data + b"\n\n")
+                        continue
+                    # an exception frame (or a generic AWS error frame): the stream ends here
+                    if out:
+                        await self._write(ex, b"".join(out))
+                        out = []
+                    name = str(headers.get(":exception-type") or headers.get(":error-code") or "internalServer")
+                    _t, text = upstream_error_message(message.payload, str(headers.get(":error-message") or name))
+                    status = exception_status(name)
+                    etype = error_type_for_status(status)
+                    text = _with_hint(self.config.id, status, text)
+                    if not ex.started:
+                        raise GatewayError(status, etype, text)
+                    ex.fail(etype, text)
+                    await ex.write(encode("error", {"type": "error", "error": {"type": etype, "message": text}}))
+                    await ex.end()
+                    return
+                if out:
+                    await self._write(ex, b"".join(out))
+        except httpx.HTTPError as exc:
+            await self._broken(ex, f'The connection to the backend "{self.config.id}" broke mid-stream '
+                                   f"({type(exc).__name__}: {exc or 'closed'}). The answer is incomplete; retry the request.")
+            return
+        except ParserError as exc:
+            await self._broken(ex, f'The backend "{self.config.id}" sent a damaged event-stream frame ({exc}). '
+                                   "The answer is incomplete; retry the request.")
+            return
+        if not ex.started:
+            await ex.start(200, SSE_HEADERS)
+        if not tap.saw_stop and not tap.saw_error:
+            msg = (f'The backend "{self.config.id}" ended its stream before the message was complete. '
+                   "The answer is incomplete; retry the request.")
+            ex.fail("api_error", msg)
+            await ex.write(encode("error", {"type": "error", "error": {"type": "api_error", "message": msg}}))
+        await ex.end()
+
+    async def _write(self, ex: Exchange, data: bytes) -> None:
+        if not ex.started:
+            await ex.start(200, SSE_HEADERS)
+        await ex.write(data)
+
+    async def _broken(self, ex: Exchange, msg: str) -> None:
+        if not ex.started:
+            raise GatewayError(502, "api_error", msg)
+        ex.fail("api_error", msg)
+        await ex.write(encode("error", {"type": "error", "error": {"type": "api_error", "message": msg}}))
+        await ex.end()
+
+    # ------------------------------------------------------------------ count_tokens
+
+    async def count_tokens(self, ex: Exchange) -> None:
+        """Bedrock's CountTokens (``POST /model/{id}/count-tokens``, the InvokeModel body in
+        base64); models and inference profiles that cannot count get an estimate."""
+        inner = bedrock_body(ex.incoming.body, ex.incoming.anthropic_beta, None)
+        inner.setdefault("max_tokens", 1024)  # InvokeModel requires it; it does not change the count
+        payload = {"input": {"invokeModel": {"body": base64.b64encode(orjson.dumps(inner)).decode()}}}
+        try:
+            resp = await self._open(self.model_url(ex.route.model, "count-tokens"), orjson.dumps(payload),
+                                    "application/json")
+        except GatewayError as exc:
+            if exc.status == 401:
+                raise
+            resp = None
+        if resp is not None:
+            try:
+                raw = await resp.aread()
+            finally:
+                await resp.aclose()
+            if resp.status_code < 400:
+                try:
+                    n = orjson.loads(raw)["inputTokens"]
+                    await ex.answer(200, JSON_HEADERS, orjson.dumps({"input_tokens": int(n)}))
+                    return
+                except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                    log.info("bedrock count-tokens answered %r; estimating instead", raw[:200])
+            elif resp.status_code in (401, 403):
+                _t, msg = upstream_error_message(raw, f"HTTP {resp.status_code} from Bedrock")
+                raise GatewayError(resp.status_code, error_type_for_status(resp.status_code),
+                                   _with_hint(self.config.id, resp.status_code, msg))
+        await ex.answer(200, JSON_HEADERS, orjson.dumps({"input_tokens": estimate_tokens(ex.incoming.body)}))
+
+
+def _event_sse(payload: bytes) -> tuple[bytes, bytes] | None:
+    """(event name, event JSON) from an event frame's ``{"bytes": base64}`` payload."""
+    try:
+        data = base64.b64decode(orjson.loads(payload)["bytes"])
+    except (orjson.JSONDecodeError, KeyError, TypeError, binascii.Error):
+        return None
+    if data.startswith(b'{"type":"'):
+        end = data.find(b'"', 9)
+        name = data[9:end]
+    else:
+        try:
+            obj = orjson.loads(data)
+            name = str(obj["type"]).encode()
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            return None
+    if b"\n" in data or b"\r" in data:  # pretty-printed JSON: one SSE data line needs it compact
+        data = orjson.dumps(orjson.loads(data))
+    return name, data
+
+
+def _with_hint(backend_id: str, status: int, msg: str) -> str:
+    if status == 403:
+        return (f"{msg} (Bedrock refused the credentials of the backend \"{backend_id}\": check the region, the "
+                "model access granted in the Bedrock console, and the IAM permission bedrock:InvokeModel*.)")
+    return msg

@@ -1,0 +1,66 @@
+"""Claude on Google Vertex AI (PROTOCOL.md §4).
+
+``POST {endpoint}/v1/projects/{project}/locations/{region}/publishers/anthropic/models/{model}:streamRawPredict``
+(``:rawPredict`` unstreamed; region ``global`` → host ``aiplatform.googleapis.com``). The body
+is the Anthropic one less ``model``, plus ``"anthropic_version": "vertex-2023-10-16"``; the
+answer is ordinary Anthropic SSE, so it goes through the passthrough's relay and tap unchanged.
+Auth: Google application-default credentials (``auth = "google"``), renewed before they expire,
+or any bearer token (``command:``, ``env:``, ``keyring``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import orjson
+
+from app.proxy.backends.anthropic import AnthropicBackend
+from app.proxy.backends.base import clamp_output
+from app.proxy.credentials import GoogleToken, TokenSource
+from app.proxy.exchange import Exchange
+
+VERTEX_VERSION = "vertex-2023-10-16"
+
+
+class VertexBackend(AnthropicBackend):
+    kind = "vertex"
+
+    def token_source(self) -> TokenSource | None:
+        if self.config.auth == "google":
+            return GoogleToken(self.config.id)
+        return super().token_source()
+
+    def _prefix(self) -> str:
+        c = self.config
+        return f"{c.base_url}/v1/projects/{c.project}/locations/{c.region}/publishers/anthropic/models"
+
+    def _headers(self, ex: Exchange, credential: str | None) -> dict[str, str]:
+        h = {"content-type": "application/json", "accept-encoding": "identity"}
+        if ex.incoming.anthropic_beta:
+            h["anthropic-beta"] = ex.incoming.anthropic_beta
+        if credential:
+            h["authorization"] = f"Bearer {credential}"
+        h.update(self.extra_headers())
+        return h
+
+    def _vertex_body(self, ex: Exchange, *, keep_model: bool) -> bytes:
+        body: dict[str, Any] = dict(ex.incoming.body)
+        if keep_model:
+            body["model"] = ex.route.model
+        else:
+            body.pop("model", None)
+        body["anthropic_version"] = VERTEX_VERSION
+        clamp_output(body, self.config.max_output_tokens)
+        return orjson.dumps(body)
+
+    def messages_request(self, ex: Exchange, credential: str | None) -> httpx.Request:
+        verb = "streamRawPredict" if ex.stream else "rawPredict"
+        url = f"{self._prefix()}/{quote(ex.route.model, safe='@')}:{verb}"
+        return self.post(url, self._vertex_body(ex, keep_model=False), self._headers(ex, credential))
+
+    def count_request(self, ex: Exchange, credential: str | None) -> httpx.Request:
+        # Vertex counts with the model named in the body (its count-tokens endpoint)
+        return self.post(f"{self._prefix()}/count-tokens:rawPredict", self._vertex_body(ex, keep_model=True),
+                         self._headers(ex, credential))
