@@ -182,7 +182,8 @@ class FakeGoogleAuth(FakeUpstream):
                                             serialization.NoEncryption()).decode()
         self.directory = directory
         self.lifetimes = list(lifetimes)
-        self.issued: list[str] = []
+        self.issued: list[str] = []  # tokens Vertex accepts (a test may revoke one by removing it)
+        self.exchanges = 0
         self.refused: list[str] = []
         self._lock = threading.Lock()
         super().__init__(self._respond, wire="anthropic")
@@ -210,7 +211,8 @@ class FakeGoogleAuth(FakeUpstream):
             self.refused.append(why)
             return JSONResponse({"error": "invalid_grant", "error_description": why}, 400)
         with self._lock:
-            n = len(self.issued)
+            n = self.exchanges
+            self.exchanges += 1
             token = f"ya29.fake-{n + 1}"
             self.issued.append(token)
             life = self.lifetimes[min(n, len(self.lifetimes) - 1)]
@@ -234,7 +236,8 @@ class FakeGoogleAuth(FakeUpstream):
             return "the assertion's signature does not verify"
         if header.get("alg") != "RS256":
             return f"alg {header.get('alg')!r}"
-        if claims.get("iss") != self.EMAIL or claims.get("aud") != f"{self.url}/token":
+        # google-auth always names Google's own token endpoint as the audience, whatever token_uri says
+        if claims.get("iss") != self.EMAIL or claims.get("aud") != "https://oauth2.googleapis.com/token":
             return "wrong issuer or audience"
         if "https://www.googleapis.com/auth/cloud-platform" not in str(claims.get("scope", "")).split():
             return f"scope {claims.get('scope')!r} lacks cloud-platform"

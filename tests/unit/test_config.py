@@ -113,3 +113,84 @@ def test_save_backends_reorders_and_never_writes_a_broken_file(tmp_path: Path):
     with pytest.raises(ConfigError):
         save_backends(path, [BackendConfig("x", "bogus", "http://x")], ActiveSelection("x"))
     assert path.read_text() == before
+
+
+CLOUD = GOOD.replace("[active]", '''[[backends]]
+id = "aws"
+kind = "bedrock"
+region = "eu-west-1"
+profile = "work"
+models = ["eu.anthropic.claude-sonnet-4-5-20250929-v1:0"]
+
+[[backends]]
+id = "gcp"
+kind = "vertex"
+project = "my-proj-1"
+region = "global"
+
+[[backends]]
+id = "company"
+kind = "anthropic"
+base_url = "https://llm.example.com"
+auth = "command:gcloud auth print-identity-token --audiences=x"
+token_ttl_s = 120
+
+[active]''')
+
+
+def test_cloud_kinds_derive_their_endpoint_and_default_auth():
+    c = parse_config(CLOUD)
+    aws, gcp, company = c.backend("aws"), c.backend("gcp"), c.backend("company")
+    assert aws is not None and gcp is not None and company is not None
+    assert aws.base_url == "https://bedrock-runtime.eu-west-1.amazonaws.com" and aws.auth == "aws"
+    assert aws.profile == "work" and aws.region == "eu-west-1" and not aws.is_local
+    assert gcp.base_url == "https://aiplatform.googleapis.com" and gcp.auth == "google"  # "global" has no prefix
+    assert parse_config(CLOUD.replace('region = "global"', 'region = "us-east5"')).backend("gcp").base_url == \
+        "https://us-east5-aiplatform.googleapis.com"  # type: ignore[union-attr]
+    assert company.token_command == "gcloud auth print-identity-token --audiences=x"
+    assert company.token_ttl_s == 120.0
+
+
+def test_default_config_examples_are_valid_when_uncommented():
+    text = DEFAULT_CONFIG
+    for block in ('# id = "bedrock"', '# id = "vertex"', '# id = "company"'):
+        start = text.index(block) - len("# [[backends]]\n")
+        end = text.index("\n\n", start)
+        text = text[:start] + "\n".join(line[2:] for line in text[start:end].splitlines()) + text[end:]
+    c = parse_config(text)
+    assert [b.kind for b in c.backends] == ["anthropic", "bedrock", "vertex", "anthropic"]
+
+
+@pytest.mark.parametrize("old, new, needles", [
+    ('region = "eu-west-1"\n', "", ['"aws" (kind = "bedrock") has no region', "line 20", 'region = "us-east-1"']),
+    ('project = "my-proj-1"\n', "", ['(kind = "vertex") has no project', "line 27"]),
+    ('region = "global"', 'region = "Europe West"', ["line 30", "region = 'Europe West'"]),
+    ('region = "global"', 'region = "global"\nprofile = "x"', ["line 31", "sets profile", 'kind = "bedrock"']),
+    ('profile = "work"', 'auth = "google"', ["line 23", 'auth = "google"', 'kind = "vertex"']),
+    ('kind = "vertex"', 'kind = "vertex"\nauth = "client"', ["line 29", "signs with its own credentials"]),
+    ("token_ttl_s = 120", "token_ttl_s = -1", ["line 37", "token_ttl_s = -1"]),
+    ('auth = "command:gcloud auth print-identity-token --audiences=x"', 'auth = "command:  "',
+     ["line 36", "auth = 'command:  '"]),
+    ('profile = "work"', 'token_ttl_s = 60', ["line 23", "token_ttl_s without a token command"]),
+    ('base_url = "http://localhost:11434"', 'base_url = "http://localhost:11434"\nregion = "x"',
+     ["line 17", "only bedrock and vertex"]),
+])
+def test_broken_cloud_configs_say_where(tmp_path: Path, old: str, new: str, needles: list[str]):
+    path = tmp_path / "config.toml"
+    assert old in CLOUD
+    path.write_text(CLOUD.replace(old, new, 1))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    for n in needles:
+        assert n in str(info.value), (n, str(info.value))
+
+
+def test_saving_cloud_backends_keeps_their_keys_and_leaves_derived_endpoints_out(tmp_path: Path):
+    path = tmp_path / "config.toml"
+    path.write_text(CLOUD)
+    c = load_config(path)
+    c2 = save_backends(path, list(c.backends))
+    assert c2.backends == c.backends
+    text = path.read_text()
+    assert "bedrock-runtime" not in text and "aiplatform" not in text  # derived from the region again
+    assert 'profile = "work"' in text and "token_ttl_s = 120" in text
