@@ -192,6 +192,14 @@ auth = "none"
 models = ["qwen3-coder:30b", "gpt-oss:20b"]
 local = true
 
+[[backends]]
+id = "bedrock"
+kind = "bedrock"
+region = "eu-central-1"
+auth = "aws"
+profile = "work"
+models = ["eu.anthropic.claude-sonnet-4-5-20250929-v1:0", "eu.anthropic.claude-haiku-4-5-20251001-v1:0"]
+
 [active]
 backend = "anthropic"
 
@@ -405,6 +413,9 @@ async def shoot(args: argparse.Namespace) -> int:
         await settle(0.05)
     await settle(0.2)
     save(win, "backends")
+    page.list.setCurrentRow(3)  # Bedrock: region and AWS profile instead of a URL and a key
+    await settle(0.2)
+    save(win, "backends-bedrock")
 
     # Spend.
     win.show_page("spend")

@@ -11,6 +11,7 @@ from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
+    QDoubleSpinBox,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
@@ -29,7 +30,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.config import ActiveSelection, BackendConfig
+from app.config import DEFAULT_TOKEN_TTL_S, ActiveSelection, BackendConfig, cloud_base_url, default_auth
 from app.views.dashboard import SectionLabel
 from app.views.data import TestOutcome
 from app.views.icons import backend_color, dot_icon
@@ -41,9 +42,20 @@ if TYPE_CHECKING:
 AUTH_CHOICES = (
     ("keyring", "API key in the OS keychain"),
     ("env", "API key from an environment variable"),
+    ("command", "Token printed by a command (refreshed)"),
     ("client", "The client's own key (passed through)"),
     ("none", "No key (local servers)"),
+    ("aws", "AWS credentials (environment, profiles, SSO)"),
+    ("google", "Google application-default credentials"),
 )
+# which auth choices each kind offers (the others are greyed out)
+AUTH_FOR_KIND = {
+    "anthropic": ("keyring", "env", "command", "client", "none"),
+    "openai": ("keyring", "env", "command", "none"),
+    "bedrock": ("aws", "keyring", "env", "command"),
+    "vertex": ("google", "command", "keyring", "env"),
+}
+CLOUD_KINDS = ("bedrock", "vertex")
 
 TEMPLATES: tuple[tuple[str, BackendConfig], ...] = (
     ("Anthropic (the client's own key)", BackendConfig("anthropic", "anthropic", "https://api.anthropic.com", "client")),
@@ -59,8 +71,15 @@ TEMPLATES: tuple[tuple[str, BackendConfig], ...] = (
     ("vLLM (local)", BackendConfig("vllm", "openai", "http://localhost:8000/v1", "none")),
     ("Other OpenAI-compatible", BackendConfig("custom-openai", "openai", "https://", "keyring")),
     ("Other Anthropic-compatible", BackendConfig("custom-anthropic", "anthropic", "https://", "keyring")),
+    ("AWS Bedrock", BackendConfig("bedrock", "bedrock", "https://bedrock-runtime.us-east-1.amazonaws.com", "aws",
+                                  ("us.anthropic.claude-sonnet-4-5-20250929-v1:0",), region="us-east-1")),
+    ("Google Vertex AI", BackendConfig("vertex", "vertex", "https://us-east5-aiplatform.googleapis.com", "google",
+                                       ("claude-sonnet-4-5@20250929",), region="us-east5", project="")),
+    ("Company gateway (token command)", BackendConfig("company", "anthropic", "https://",
+                                                      "command:gcloud auth print-identity-token")),
 )
-KIND_LABELS = {"anthropic": "Anthropic Messages API", "openai": "OpenAI Chat Completions"}
+KIND_LABELS = {"anthropic": "Anthropic Messages API", "openai": "OpenAI Chat Completions",
+               "bedrock": "AWS Bedrock (Claude)", "vertex": "Google Vertex AI (Claude)"}
 
 
 class BackendsPage(QWidget):
@@ -127,6 +146,23 @@ class BackendsPage(QWidget):
             self.auth_combo.addItem(label, k)
         self.env_edit = QLineEdit()
         self.env_edit.setPlaceholderText("e.g. DEEPSEEK_API_KEY")
+        self.command_edit = QLineEdit()
+        self.command_edit.setPlaceholderText("e.g. gcloud auth print-identity-token")
+        self.command_edit.setToolTip("Run through the shell; what it prints is the token. It runs again when the "
+                                     "token is older than the time below, or after the upstream answers 401.")
+        self.ttl_spin = QDoubleSpinBox()
+        self.ttl_spin.setRange(1, 86400)
+        self.ttl_spin.setDecimals(0)
+        self.ttl_spin.setSuffix(" s")
+        self.ttl_spin.setValue(DEFAULT_TOKEN_TTL_S)
+        self.ttl_spin.setToolTip("How long a printed token is used; a new one is fetched in the background "
+                                 "after 80 % of this time.")
+        self.region_edit = QLineEdit()
+        self.region_edit.setPlaceholderText("e.g. us-east-1")
+        self.project_edit = QLineEdit()
+        self.project_edit.setPlaceholderText("the Google Cloud project id, e.g. my-project-123")
+        self.profile_edit = QLineEdit()
+        self.profile_edit.setPlaceholderText("optional: a profile of ~/.aws/config (default chain when empty)")
         self.key_edit = QLineEdit()
         self.key_edit.setEchoMode(QLineEdit.EchoMode.Password)
         self.key_edit.setAccessibleName("API key")
@@ -164,11 +200,26 @@ class BackendsPage(QWidget):
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.ExpandingFieldsGrow)
         form.addRow("&Id:", self.id_edit)
         form.addRow("&Speaks:", self.kind_combo)
+        self.region_label = QLabel("Re&gion:")
+        self.region_label.setBuddy(self.region_edit)
+        form.addRow(self.region_label, self.region_edit)
+        self.project_label = QLabel("Pro&ject:")
+        self.project_label.setBuddy(self.project_edit)
+        form.addRow(self.project_label, self.project_edit)
         form.addRow("Base &URL:", self.url_edit)
         form.addRow("&Auth:", self.auth_combo)
         self.env_label = QLabel("&Variable:")
         self.env_label.setBuddy(self.env_edit)
         form.addRow(self.env_label, self.env_edit)
+        self.profile_label = QLabel("AWS pro&file:")
+        self.profile_label.setBuddy(self.profile_edit)
+        form.addRow(self.profile_label, self.profile_edit)
+        self.command_label = QLabel("Co&mmand:")
+        self.command_label.setBuddy(self.command_edit)
+        form.addRow(self.command_label, self.command_edit)
+        self.ttl_label = QLabel("Token &lifetime:")
+        self.ttl_label.setBuddy(self.ttl_spin)
+        form.addRow(self.ttl_label, self.ttl_spin)
         self.key_label = QLabel("API &key:")
         self.key_label.setBuddy(self.key_edit)
         form.addRow(self.key_label, self.key_row)
@@ -233,8 +284,10 @@ class BackendsPage(QWidget):
         lay = QVBoxLayout(self)
         lay.addWidget(split)
 
-        for w in (self.id_edit, self.url_edit, self.env_edit):
+        for w in (self.id_edit, self.url_edit, self.env_edit, self.command_edit, self.region_edit,
+                  self.project_edit, self.profile_edit):
             w.textEdited.connect(self._on_edit)
+        self.ttl_spin.valueChanged.connect(self._on_edit)
         for c in (self.kind_combo, self.auth_combo, self.local_combo):
             c.currentIndexChanged.connect(self._on_edit)
         self.max_tokens.valueChanged.connect(self._on_edit)
@@ -285,7 +338,10 @@ class BackendsPage(QWidget):
             bits = [b.id]
             if b.id == active:
                 bits.append("(active)")
-            text = " ".join(bits) + f"\n{b.base_url}"
+            where = b.base_url
+            if b.kind in CLOUD_KINDS and b.base_url == b.default_base_url:
+                where = f"{'AWS Bedrock' if b.kind == 'bedrock' else 'Vertex AI'} · {b.region}"
+            text = " ".join(bits) + f"\n{where}"
             tip = KIND_LABELS.get(b.kind, b.kind)
             if v and v.health == "failing":
                 text += "\n⚠ failing"
@@ -319,10 +375,16 @@ class BackendsPage(QWidget):
             b = self.items[row] if has else BackendConfig("", "anthropic", "", "none")
             self.id_edit.setText(b.id)
             self.kind_combo.setCurrentIndex(max(0, self.kind_combo.findData(b.kind)))
-            self.url_edit.setText(b.base_url)
-            auth = "env" if b.auth.startswith("env:") else b.auth
+            # a cloud kind's own endpoint follows its region: show it as the placeholder, not as text
+            self.url_edit.setText("" if b.kind in CLOUD_KINDS and b.base_url == b.default_base_url else b.base_url)
+            self.region_edit.setText(b.region or "")
+            self.project_edit.setText(b.project or "")
+            self.profile_edit.setText(b.profile or "")
+            auth = "env" if b.auth.startswith("env:") else "command" if b.auth.startswith("command:") else b.auth
             self.auth_combo.setCurrentIndex(max(0, self.auth_combo.findData(auth)))
             self.env_edit.setText(b.env_var or "")
+            self.command_edit.setText(b.token_command or "")
+            self.ttl_spin.setValue(b.token_ttl_s or DEFAULT_TOKEN_TTL_S)
             self.key_edit.clear()
             self.models_edit.setPlainText("\n".join(b.models))
             self.max_tokens.setValue(b.max_output_tokens or 0)
@@ -336,10 +398,47 @@ class BackendsPage(QWidget):
             self._loading = False
         self._update_auth_fields()
 
+    def _update_kind_fields(self) -> None:
+        """Show the fields the selected kind uses, and offer only the auth choices it takes."""
+        kind = self.kind_combo.currentData() or "anthropic"
+        cloud = kind in CLOUD_KINDS
+        for w in (self.region_label, self.region_edit):
+            w.setVisible(cloud)
+        for w in (self.project_label, self.project_edit):
+            w.setVisible(kind == "vertex")
+        allowed = AUTH_FOR_KIND.get(kind, ())
+        model = self.auth_combo.model()
+        for i in range(self.auth_combo.count()):
+            item = model.item(i)  # type: ignore[attr-defined]
+            if item is not None:
+                item.setEnabled(self.auth_combo.itemData(i) in allowed)
+        if self.auth_combo.currentData() not in allowed:
+            self.auth_combo.blockSignals(True)
+            self.auth_combo.setCurrentIndex(max(0, self.auth_combo.findData(default_auth(kind))))
+            self.auth_combo.blockSignals(False)
+        endpoint = cloud_base_url(kind, self.region_edit.text().strip() or None)
+        if cloud:
+            self.url_edit.setPlaceholderText(f"{endpoint or 'from the region'} (leave empty), or a VPC endpoint")
+        else:
+            self.url_edit.setPlaceholderText("https://api.example.com/v1")
+        if kind == "vertex":
+            self.fetch_button.setEnabled(False)
+            self.fetch_state.setText("Vertex AI cannot list a project's Claude models: type the ids from Model "
+                                     "Garden, e.g. claude-sonnet-4-5@20250929.")
+        else:
+            self.fetch_button.setEnabled(0 <= self.current < len(self.items))
+            if self.fetch_state.text().startswith("Vertex AI"):
+                self.fetch_state.clear()
+
     def _update_auth_fields(self) -> None:
+        self._update_kind_fields()
         auth = self.auth_combo.currentData()
         self.env_label.setVisible(auth == "env")
         self.env_edit.setVisible(auth == "env")
+        for w in (self.command_label, self.command_edit, self.ttl_label, self.ttl_spin):
+            w.setVisible(auth == "command")
+        for w in (self.profile_label, self.profile_edit):
+            w.setVisible(auth == "aws")
         self.key_label.setVisible(auth == "keyring")
         self.key_row.setVisible(auth == "keyring")
         self.key_state.setVisible(auth in ("keyring", "env"))
@@ -406,9 +505,12 @@ class BackendsPage(QWidget):
     # ------------------------------------------------------------ form
 
     def form_config(self) -> BackendConfig:
+        kind = self.kind_combo.currentData()
         auth = self.auth_combo.currentData()
         if auth == "env":
             auth = f"env:{self.env_edit.text().strip()}"
+        elif auth == "command":
+            auth = f"command:{self.command_edit.text().strip()}"
         models = tuple(m.strip() for m in self.models_edit.toPlainText().splitlines() if m.strip())
         headers = []
         for line in self.headers_edit.toPlainText().splitlines():
@@ -416,11 +518,18 @@ class BackendsPage(QWidget):
                 k, _, v = line.partition(":")
                 if k.strip():
                     headers.append((k.strip(), v.strip()))
+        cloud = kind in CLOUD_KINDS
+        region = self.region_edit.text().strip() or None if cloud else None
+        url = self.url_edit.text().strip().rstrip("/")
+        if cloud and not url:
+            url = cloud_base_url(kind, region) or ""
         return BackendConfig(
-            id=self.id_edit.text().strip(), kind=self.kind_combo.currentData(),
-            base_url=self.url_edit.text().strip().rstrip("/"), auth=auth, models=models,
+            id=self.id_edit.text().strip(), kind=kind, base_url=url, auth=auth, models=models,
             max_output_tokens=self.max_tokens.value() or None, headers=tuple(headers),
-            local=self.local_combo.currentData(),
+            local=self.local_combo.currentData(), region=region,
+            project=(self.project_edit.text().strip() or None) if kind == "vertex" else None,
+            profile=(self.profile_edit.text().strip() or None) if auth == "aws" else None,
+            token_ttl_s=self.ttl_spin.value() if auth.startswith("command:") else None,
         )
 
     def _on_edit(self, *_: object) -> None:
@@ -446,10 +555,16 @@ class BackendsPage(QWidget):
             if b.id in seen:
                 out.append(f"The id “{b.id}” is used twice: give each backend its own.")
             seen.add(b.id)
-            if not re.match(r"^https?://[^\s/]+", b.base_url):
+            if b.kind in CLOUD_KINDS and not b.region:
+                out.append(f"“{b.id}” needs the cloud region its models run in (e.g. us-east-1).")
+            elif not re.match(r"^https?://[^\s/]+", b.base_url):
                 out.append(f"“{b.id}” needs a base URL starting with http:// or https://.")
+            if b.kind == "vertex" and not b.project:
+                out.append(f"“{b.id}” needs the Google Cloud project id.")
             if b.auth == "env:":
                 out.append(f"“{b.id}” reads its key from an environment variable: name the variable.")
+            if b.auth == "command:":
+                out.append(f"“{b.id}” gets its token from a command: write the command.")
         return out
 
     def save(self) -> bool:

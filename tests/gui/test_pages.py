@@ -85,6 +85,63 @@ def test_add_edit_reorder_remove_backends_and_store_a_key(start_app, config_file
     assert [b.id for b in load_config(config_file).backends] == ["alpha", "beta"]
 
 
+def test_cloud_and_command_backends_show_their_own_fields_and_save(start_app, config_file, qtbot):
+    r = start_app(config_file)
+    page = r.window.page("backends")
+    r.window.show_page("backends")
+
+    def add(label: str) -> None:
+        next(a for a in page.add_button.menu().actions() if a.text() == label).trigger()
+
+    add("AWS Bedrock")
+    assert page.kind_combo.currentData() == "bedrock" and page.auth_combo.currentData() == "aws"
+    assert page.region_edit.isVisibleTo(page) and page.profile_edit.isVisibleTo(page)
+    assert not page.project_edit.isVisibleTo(page) and not page.command_edit.isVisibleTo(page)
+    assert page.url_edit.text() == "" and "bedrock-runtime.us-east-1" in page.url_edit.placeholderText()
+    client = page.auth_combo.findData("client")
+    assert not page.auth_combo.model().item(client).isEnabled()  # a cloud kind signs for itself
+    page.region_edit.setText("eu-central-1")
+    page.region_edit.textEdited.emit("eu-central-1")
+    assert "bedrock-runtime.eu-central-1" in page.url_edit.placeholderText()
+    page.profile_edit.setText("work")
+    page.profile_edit.textEdited.emit("work")
+
+    add("Google Vertex AI")
+    assert page.project_edit.isVisibleTo(page) and not page.profile_edit.isVisibleTo(page)
+    assert not page.fetch_button.isEnabled() and "type the ids" in page.fetch_state.text()
+    page.project_edit.setText("my-proj-1")
+    page.project_edit.textEdited.emit("my-proj-1")
+    page.region_edit.setText("global")
+    page.region_edit.textEdited.emit("global")
+
+    add("Company gateway (token command)")
+    assert page.command_edit.isVisibleTo(page) and page.ttl_spin.isVisibleTo(page)
+    assert page.command_edit.text() == "gcloud auth print-identity-token"
+    page.url_edit.setText("https://llm.example.com")
+    page.url_edit.textEdited.emit("https://llm.example.com")
+    page.ttl_spin.setValue(120)
+    assert page.save()
+
+    cfg = load_config(config_file)
+    aws, gcp, company = cfg.backend("bedrock"), cfg.backend("vertex"), cfg.backend("company")
+    assert (aws.kind, aws.region, aws.profile, aws.auth) == ("bedrock", "eu-central-1", "work", "aws")
+    assert aws.base_url == "https://bedrock-runtime.eu-central-1.amazonaws.com"
+    assert (gcp.project, gcp.region, gcp.base_url) == ("my-proj-1", "global", "https://aiplatform.googleapis.com")
+    assert company.auth == "command:gcloud auth print-identity-token" and company.token_ttl_s == 120
+    assert "amazonaws.com" not in config_file.read_text()  # derived from the region, not written
+
+
+def test_a_vertex_backend_without_a_project_is_not_saved(start_app, config_file, qtbot, monkeypatch):
+    r = start_app(config_file)
+    shown = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda _p, title, text: shown.append(text))
+    page = r.window.page("backends")
+    next(a for a in page.add_button.menu().actions() if a.text() == "Google Vertex AI").trigger()
+    assert not page.save()
+    assert "project id" in shown[0]
+    assert load_config(config_file).backend("vertex") is None
+
+
 def test_renaming_the_active_backend_keeps_it_active(start_app, config_file, qtbot):
     r = start_app(config_file)
     page = r.window.page("backends")
