@@ -6,7 +6,8 @@
 Processes: a fake upstream (tests/fakes, its own process so it shares no GIL with the client),
 the gateway (``python -m app serve``, its own process, measured with psutil), and the client
 (this process: a small keep-alive HTTP/1.1 client on uvloop + httptools, so client overhead stays
-low). For each backend kind (``openai``: translated; ``anthropic``: passthrough) and each load
+low). For each backend kind (``openai``: translated; ``anthropic``: passthrough; ``bedrock``:
+SigV4-signed, answered in event-stream frames, run with ``--kinds bedrock``) and each load
 (non-streaming; 50-chunk streams back to back; 50-chunk streams paced at 20 ms a chunk) at
 concurrency 1 and 10, the same requests go once straight to the upstream and once through the
 gateway; the difference is what the gateway adds. See bench/README.md for the columns.
@@ -39,6 +40,7 @@ import httptools  # noqa: E402
 import psutil  # noqa: E402
 
 TOKEN = "bench-token"
+BEDROCK_STOP = __import__("base64").b64encode(b'{"type":"message_stop"}')[-16:]
 CHUNKS = 50
 PACE_S = 0.020
 LISTENING_RE = re.compile(r"Patchbay gateway listening on (http://\S+)")
@@ -79,6 +81,15 @@ def _upstream_main(wire: str, conn: Connection) -> None:
             "paced": OpenAIStream(chunks, delay_s=PACE_S),
             "json": OpenAIJSON(openai_completion(text, usage=(20, CHUNKS, 0))),
         }
+    elif wire == "bedrock":
+        from tests.fakes.cloud import BedrockStream
+
+        events = anthropic_text_events(text, CHUNKS - 5, usage=(20, CHUNKS), ping=False)
+        phases = {
+            "stream": BedrockStream(events),
+            "paced": BedrockStream(events, delay_s=PACE_S),
+            "json": AnthropicJSON(anthropic_message(text, usage=(20, CHUNKS))),
+        }
     else:
         events = anthropic_text_events(text, CHUNKS - 5, usage=(20, CHUNKS), ping=False)  # 45 deltas + 5 = 50
         assert len(events) == CHUNKS
@@ -91,11 +102,11 @@ def _upstream_main(wire: str, conn: Connection) -> None:
 
     def respond(req: Any) -> Any:
         body = req.body
-        if b'"stream":true' in body or b'"stream": true' in body:
+        if b'"stream":true' in body or b'"stream": true' in body or req.path.endswith("/invoke-with-response-stream"):
             return state["stream"]
         return phases["json"]
 
-    with FakeUpstream(respond, wire=wire, record=False) as up:
+    with FakeUpstream(respond, wire="openai" if wire == "openai" else "anthropic", record=False) as up:
         conn.send(up.port)
         while True:
             msg = conn.recv()
@@ -279,13 +290,18 @@ class Gateway:
         base_url = f"http://127.0.0.1:{upstream_port}" + ("/v1" if kind == "openai" else "")
         home.mkdir(parents=True, exist_ok=True)
         cfg = home / "bench-config.toml"
+        # bedrock: signed with SigV4 on every request (static keys from the environment)
+        auth = 'auth = "aws"\nregion = "us-east-1"' if kind == "bedrock" else 'auth = "none"'
         cfg.write_text(
             "[gateway]\nport = 0\n\n[[backends]]\n"
-            f'id = "up"\nkind = "{kind}"\nbase_url = "{base_url}"\nauth = "none"\nmodels = ["fake-model"]\n\n'
+            f'id = "up"\nkind = "{kind}"\nbase_url = "{base_url}"\n{auth}\nmodels = ["fake-model"]\n\n'
             '[active]\nbackend = "up"\nmodel = "fake-model"\n'
         )
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")}
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "AWS_"))}
         env |= {"PATCHBAY_HOME": str(home), "PATCHBAY_TOKEN": TOKEN}
+        if kind == "bedrock":
+            env |= {"AWS_ACCESS_KEY_ID": "AKIDBENCH", "AWS_SECRET_ACCESS_KEY": "bench-secret",
+                    "AWS_CONFIG_FILE": str(home / "no-aws-config"), "AWS_EC2_METADATA_DISABLED": "true"}
         self.t_spawn = time.perf_counter()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "app", "serve", "--config", str(cfg), "--port", "0", "--quiet"],
@@ -400,7 +416,9 @@ async def bench_kind(kind: str, quick: bool, home: Path) -> tuple[list[Row], flo
                 stream = load != "non-stream"
                 direct_req = openai_request(up.port, stream) if kind == "openai" else \
                     anthropic_request(up.port, stream, None)
-                direct_tail = (b"[DONE]" if kind == "openai" else b"message_stop") if stream else b"}"
+                # a Bedrock stream's last frame carries message_stop in base64
+                direct_tail = {"openai": b"[DONE]", "bedrock": BEDROCK_STOP}.get(kind, b"message_stop") if stream \
+                    else b"}"
                 gw_req = anthropic_request(gw.port, stream, TOKEN)
                 gw_tail = b"message_stop" if stream else b"}"
                 for c in (1, 10):
@@ -445,7 +463,7 @@ def print_row(r: Row) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Measure what the Patchbay gateway adds over its upstream.")
     ap.add_argument("--quick", action="store_true", help="smaller samples (about 30 s)")
-    ap.add_argument("--kinds", default="openai,anthropic", help="backend kinds to run (default: both)")
+    ap.add_argument("--kinds", default="openai,anthropic", help="backend kinds to run: openai, anthropic, bedrock (default: the first two)")
     ap.add_argument("--json", type=Path, help="also write the results to this JSON file")
     args = ap.parse_args(argv)
     try:

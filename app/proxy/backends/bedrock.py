@@ -25,6 +25,11 @@ from urllib.parse import quote
 import httpx
 import orjson
 
+# imported here, when the backend is built (off the gateway's loop), not on a first request
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.eventstream import EventStreamBuffer, ParserError
+
 from app.proxy.backends.anthropic import AnthropicTap
 from app.proxy.backends.base import Backend, clamp_output, estimate_tokens, upstream_error_message
 from app.proxy.credentials import AwsCredentials
@@ -100,9 +105,6 @@ class BedrockBackend(Backend):
         return await self.send(build)
 
     def _sign(self, creds: Any, url: str, body: bytes, headers: dict[str, str], method: str = "POST") -> dict[str, str]:
-        from botocore.auth import SigV4Auth
-        from botocore.awsrequest import AWSRequest
-
         req = AWSRequest(method=method, url=url, data=body, headers=headers)
         SigV4Auth(creds, "bedrock", self.config.region or "us-east-1").add_auth(req)
         return dict(req.headers.items())
@@ -188,8 +190,6 @@ class BedrockBackend(Backend):
             await resp.aclose()
 
     async def _relay_eventstream(self, ex: Exchange, resp: httpx.Response) -> None:
-        from botocore.eventstream import EventStreamBuffer, ParserError
-
         decoder = EventStreamBuffer()
         tap = AnthropicTap(ex)
         try:
