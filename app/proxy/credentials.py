@@ -29,7 +29,9 @@ class TokenSource:
     async def token(self) -> str:
         raise NotImplementedError
 
-    async def refresh(self) -> None:
+    async def refresh(self, stale: str | None) -> None:
+        """``stale`` was refused: make sure the next ``token()`` is a different, fresh one (unless
+        another request already got one)."""
         raise NotImplementedError
 
 
@@ -59,15 +61,16 @@ class CommandToken(TokenSource):
                 return tok
         return await asyncio.shield(self._start())
 
-    async def refresh(self) -> None:
-        self._token = None
+    async def refresh(self, stale: str | None) -> None:
         task = self._task
-        if task is not None and not task.done():
-            # a run that started before the upstream refused the token may print the same one
+        if task is not None and not task.done():  # a run already under way (an early refresh)
             try:
                 await asyncio.shield(task)
             except GatewayError:
                 pass
+        if self._token is not None and self._token != stale:
+            return  # renewed meanwhile, by the run above or for another request
+        self._token = None
         await asyncio.shield(self._start())
 
     def _start(self) -> asyncio.Task[str]:
@@ -152,10 +155,13 @@ class GoogleToken(TokenSource):
                 await asyncio.to_thread(self._load_and_refresh)
             return str(self._creds.token)
 
-    async def refresh(self) -> None:
+    async def refresh(self, stale: str | None) -> None:
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:
+            creds = self._creds
+            if creds is not None and creds.valid and creds.token != stale:
+                return  # another request renewed it while this one waited
             await asyncio.to_thread(self._load_and_refresh)
 
     def _load_and_refresh(self) -> None:

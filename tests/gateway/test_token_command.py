@@ -148,3 +148,13 @@ def test_count_tokens_uses_the_token_too(issuer, company, start_gateway):
     assert gw.client().messages.count_tokens(model="claude-x", messages=USER).input_tokens > 0
     assert company.requests[-1].path == "/v1/messages/count_tokens"
     assert company.requests[-1].headers["authorization"] == "Bearer idtoken-1"
+
+
+def test_concurrent_requests_share_one_run_of_the_command(issuer, company, start_gateway):
+    from concurrent.futures import ThreadPoolExecutor
+
+    gw = _gateway(start_gateway, company.url, issuer.command)
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(lambda _: _ask(gw), range(6)))
+    assert answers == ["Hello from the fake upstream."] * 6
+    assert issuer.runs == 1 and len(company.requests) == 6

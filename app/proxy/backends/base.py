@@ -82,12 +82,13 @@ class Backend:
     async def send(self, build: Callable[[str | None], httpx.Request]) -> httpx.Response:
         """Open ``build(credential)``. A 401 to a token that expires (a command's, Google's)
         gets one fresh token and one retry; nothing of the answer has reached the client yet."""
-        resp = await self.open(build(await self.credential()))
+        credential = await self.credential()
+        resp = await self.open(build(credential))
         if resp.status_code == 401 and self.tokens is not None:
             await resp.aread()
             await resp.aclose()
             log.info('backend "%s" refused its token (401): fetching a new one and retrying once', self.config.id)
-            await self.tokens.refresh()
+            await self.tokens.refresh(credential)
             resp = await self.open(build(await self.credential()))
         return resp
 
