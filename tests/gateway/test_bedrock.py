@@ -181,7 +181,7 @@ def test_no_aws_credentials_says_what_to_do(bedrock, start_gateway):
 
 def test_pings_fill_bedrocks_silences(signed, bedrock):
     # Bedrock never pings; a slow first event and slow frames must not leave the client in silence
-    bedrock.enqueue(BedrockStream(anthropic_text_events("slow", pieces=2), ttfb_s=0.6, delay_s=0.3))
+    bedrock.enqueue(BedrockStream(anthropic_text_events("slow", pieces=1), ttfb_s=0.5, delay_s=0.12))
     signed.runtime.apply(parse_config(config_text([_bedrock_backend(bedrock.url, auth="aws")], active="aws")
                                       .replace("ping_interval_s = 10.0", "ping_interval_s = 0.2")))
     with signed.http() as http:
