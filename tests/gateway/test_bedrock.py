@@ -248,3 +248,28 @@ def test_model_list_comes_from_bedrocks_control_plane(monkeypatch, bedrock, patc
     assert models == [MODEL, "anthropic.claude-haiku-4-5-20251001-v1:0"]
     assert [r.path for r in bedrock.requests] == ["/inference-profiles", "/foundation-models"]
     assert bedrock.signed_by == [AK, AK]  # GETs with a query string are signed too
+
+
+def test_an_http_throttle_before_the_stream_keeps_status_and_wording(signed, bedrock):
+    bedrock.enqueue(bedrock_error(429, "ThrottlingException", "Too many requests, please wait before trying again."))
+    with pytest.raises(anthropic.RateLimitError) as info:
+        signed.client().messages.create(model="claude-x", max_tokens=5, messages=USER, stream=True)
+    assert info.value.body["error"] == {"type": "rate_limit_error",
+                                        "message": "Too many requests, please wait before trying again."}
+
+
+def test_a_frame_with_a_bad_crc_ends_the_stream_with_an_error(signed, bedrock):
+    from tests.fakes.eventstream import bedrock_chunk
+    from tests.fakes.upstreams import Raw
+
+    events = anthropic_text_events("never finished", pieces=3)
+    good = b"".join(bedrock_chunk(e) for e in events[:3])
+    bad = bytearray(bedrock_chunk(events[3]))
+    bad[-1] ^= 0xFF  # the message CRC no longer matches
+    bedrock.enqueue(Raw(200, {"content-type": "application/vnd.amazon.eventstream"}, good + bytes(bad),
+                        framing="chunked"))
+    with pytest.raises(anthropic.APIStatusError) as info:
+        with signed.client().messages.stream(model="claude-x", max_tokens=5, messages=USER) as s:
+            s.get_final_message()
+    assert "damaged event-stream frame" in str(info.value)
+    assert signed.finished(1)[0].error_type == "api_error"
