@@ -109,17 +109,21 @@ class FakeBedrock(FakeUpstream):
     """Bedrock runtime and control plane on loopback. Requests are checked first: SigV4 with
     one of ``keys`` for ``region``, or ``Authorization: Bearer <api_key>``. Then queued answers
     (``enqueue(BedrockStream(...))``), then stock ones: a text stream, an ``/invoke`` message,
-    ``count-tokens`` (``count`` input tokens), and the model lists."""
+    ``count-tokens`` (``count`` input tokens), and the model lists. ``betas``: the
+    ``anthropic_beta`` values the model takes (None: any); others get Bedrock's 400
+    "invalid beta flag", as real Bedrock answers."""
 
     def __init__(self, *, region: str = "us-east-1", keys: Mapping[str, tuple[str, str | None]] | None = None,
                  api_key: str | None = None, count: int = 42,
-                 foundation_models: Sequence[dict[str, Any]] = (), inference_profiles: Sequence[dict[str, Any]] = ()):
+                 foundation_models: Sequence[dict[str, Any]] = (), inference_profiles: Sequence[dict[str, Any]] = (),
+                 betas: Iterable[str] | None = None):
         self.region = region
         self.keys = dict(keys or {})
         self.api_key = api_key
         self.count = count
         self.foundation_models = list(foundation_models)
         self.inference_profiles = list(inference_profiles)
+        self.betas = None if betas is None else set(betas)
         self.signed_by: list[str] = []  # access keys of the requests let through, in order
         super().__init__(self._respond, wire="anthropic", guard=self._guard)
 
@@ -127,13 +131,21 @@ class FakeBedrock(FakeUpstream):
         auth = req.headers.get("authorization", "")
         if auth.startswith("Bearer "):
             if self.api_key is not None and hmac.compare_digest(auth[7:], self.api_key):
-                return None
+                return self._check_betas(req)
             return bedrock_error(403, "AccessDeniedException", "Invalid API Key format or the key has expired.")
         why = check_sigv4(req, self.keys, self.region)
         if why is not None:
             name, _, text = why.partition(": ")
             return bedrock_error(403, name, text)
         self.signed_by.append(_AUTH_RE.match(auth).group(1))  # type: ignore[union-attr]
+        return self._check_betas(req)
+
+    def _check_betas(self, req: ReceivedRequest) -> Response | None:
+        body = req.json
+        if self.betas is None or not isinstance(body, dict):
+            return None
+        if set(body.get("anthropic_beta") or ()) - self.betas:
+            return bedrock_error(400, "ValidationException", "invalid beta flag")
         return None
 
     def _respond(self, req: ReceivedRequest) -> Response | None:

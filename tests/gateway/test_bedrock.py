@@ -273,3 +273,41 @@ def test_a_frame_with_a_bad_crc_ends_the_stream_with_an_error(signed, bedrock):
             s.get_final_message()
     assert "damaged event-stream frame" in str(info.value)
     assert signed.finished(1)[0].error_type == "api_error"
+
+
+CLAUDE_CODE_BETAS = ("claude-code-20250219,interleaved-thinking-2025-05-14,context-management-2025-06-27,"
+                     "per-turn-control-2026-07-01,mid-conversation-tool-changes-2026-07-01,"
+                     "thinking-token-count-2026-05-13,advanced-tool-use-2025-11-20,effort-2025-11-24")
+
+
+def test_only_betas_bedrock_documents_are_passed_on(signed, bedrock):
+    bedrock.betas = {"claude-code-20250219", "interleaved-thinking-2025-05-14", "context-management-2025-06-27",
+                     "effort-2025-11-24"}
+    client = signed.client(default_headers={"anthropic-beta": CLAUDE_CODE_BETAS})
+    with client.messages.stream(model="claude-x", max_tokens=5, messages=USER) as s:
+        s.get_final_message()
+    assert bedrock.requests[-1].json["anthropic_beta"] == [
+        "claude-code-20250219", "interleaved-thinking-2025-05-14", "context-management-2025-06-27", "effort-2025-11-24"]
+    assert len(bedrock.requests) == 1
+
+
+def test_a_model_that_refuses_every_beta_gets_none_from_then_on(signed, bedrock):
+    bedrock.betas = set()  # some models (Opus 4.7 on Bedrock did) take no beta at all
+    client = signed.client(default_headers={"anthropic-beta": CLAUDE_CODE_BETAS})
+    for _ in range(2):
+        with client.messages.stream(model="claude-x", max_tokens=5, messages=USER) as s:
+            assert s.get_final_message().content[0].text == "Hello from the fake Bedrock."
+    assert ["anthropic_beta" in r.json for r in bedrock.requests] == [True, False, False]
+    assert [e.status for e in signed.finished(2)] == [200, 200]
+
+
+def test_deferred_tools_are_sent_up_front_without_the_tool_search_beta(signed, bedrock):
+    tools = [{"name": "Read", "description": "read a file", "input_schema": {"type": "object"}},
+             {"name": "NotebookEdit", "description": "edit", "input_schema": {"type": "object"}, "defer_loading": True}]
+    with signed.client().messages.stream(model="claude-x", max_tokens=5, messages=USER, tools=tools) as s:
+        s.get_final_message()
+    assert bedrock.requests[-1].json["tools"] == [{k: v for k, v in t.items() if k != "defer_loading"} for t in tools]
+    client = signed.client(default_headers={"anthropic-beta": "tool-search-tool-2025-10-19"})
+    with client.messages.stream(model="claude-x", max_tokens=5, messages=USER, tools=tools) as s:
+        s.get_final_message()
+    assert bedrock.requests[-1].json["tools"] == tools  # with the beta, Bedrock defers them itself

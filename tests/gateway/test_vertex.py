@@ -142,3 +142,21 @@ def test_vertex_models_are_typed_in(patchbay_home):
     finally:
         eng.stop()
     assert "Type the model ids" in str(info.value)
+
+
+def test_a_model_that_refuses_the_betas_gets_none_from_then_on(google, start_gateway):
+    auth_guard = google_bearer_guard(google)
+
+    def guard(req):  # type: ignore[no-untyped-def]
+        if "anthropic-beta" in req.headers:
+            return JSONResponse({"type": "error", "error": {"type": "invalid_request_error",
+                                                            "message": "invalid beta flag"}}, 400)
+        return auth_guard(req)
+
+    with FakeUpstream(wire="anthropic", guard=guard) as up:
+        gw = start_gateway(config_text([_vertex_backend(up.url)], active="gcp"))
+        client = gw.client(default_headers={"anthropic-beta": "claude-code-20250219,per-turn-control-2026-07-01"})
+        for _ in range(2):
+            with client.messages.stream(model="claude-x", max_tokens=5, messages=USER) as s:
+                assert s.get_final_message().content[0].text == "Hello from the fake upstream."
+        assert ["anthropic-beta" in r.headers for r in up.requests] == [True, False, False]

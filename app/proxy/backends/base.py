@@ -163,6 +163,14 @@ def join_url(base: str, path: str) -> str:
     return base + path
 
 
+async def refused_betas(resp: httpx.Response) -> bool:
+    """True for a 400 that says "invalid beta flag": Bedrock and Vertex refuse beta values they do
+    not know (which ones differ by model), where Anthropic ignores them. Reads the body."""
+    if resp.status_code != 400:
+        return False
+    return b"invalid beta flag" in (await resp.aread()).lower()
+
+
 def clamp_output(body: dict[str, Any], limit: int | None) -> bool:
     """Lower ``max_tokens`` (and a thinking budget that no longer fits) to ``limit`` in place;
     True when something changed."""

@@ -12,6 +12,11 @@ The answer streams as ``application/vnd.amazon.eventstream`` frames, decoded wit
 goes to the client as one SSE event, observed by the same tap as the Anthropic passthrough.
 Exception frames become Anthropic errors: an HTTP error while nothing was sent yet, an SSE
 ``error`` event after. Bedrock sends no pings; the gateway's pinger fills its silences.
+
+Bedrock answers 400 "invalid beta flag" to any beta it does not know, and Claude Code sends
+many (PROTOCOL.md §1), so only the betas AWS documents for Claude on Bedrock are passed on; a
+model that refuses even those (it happens, model by model) gets the request again without
+betas, and from then on none.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.eventstream import EventStreamBuffer, ParserError
 
 from app.proxy.backends.anthropic import AnthropicTap
-from app.proxy.backends.base import Backend, clamp_output, estimate_tokens, upstream_error_message
+from app.proxy.backends.base import Backend, clamp_output, estimate_tokens, refused_betas, upstream_error_message
 from app.proxy.credentials import AwsCredentials
 from app.proxy.exchange import JSON_HEADERS, SSE_HEADERS, Exchange, GatewayError
 from app.proxy.sse import encode
@@ -65,13 +70,38 @@ def exception_status(name: str) -> int:
     return _EXCEPTION_STATUS.get(key, 500)
 
 
-def bedrock_body(body: dict[str, Any], beta: str | None, limit: int | None) -> dict[str, Any]:
+# the betas AWS documents for Anthropic models on Bedrock (plus Claude Code's own, which Bedrock
+# takes): anything else makes Bedrock refuse the whole request
+BEDROCK_BETAS = frozenset({
+    "claude-code-20250219", "computer-use-2024-10-22", "computer-use-2025-01-24", "token-efficient-tools-2025-02-19",
+    "interleaved-thinking-2025-05-14", "output-128k-2025-02-19", "dev-full-thinking-2025-05-14",
+    "context-1m-2025-08-07", "context-management-2025-06-27", "effort-2025-11-24", "tool-search-tool-2025-10-19",
+    "tool-examples-2025-10-29",
+})
+
+
+def bedrock_betas(header: str | None) -> list[str]:
+    """The ``anthropic-beta`` header's values that Bedrock accepts, in their order."""
+    if not header:
+        return []
+    return [b for b in (v.strip() for v in header.split(",")) if b in BEDROCK_BETAS]
+
+
+TOOL_SEARCH_BETA = "tool-search-tool-2025-10-19"
+
+
+def bedrock_body(body: dict[str, Any], betas: list[str], limit: int | None) -> dict[str, Any]:
     out = {k: v for k, v in body.items() if k not in ("model", "stream")}
     out["anthropic_version"] = BEDROCK_VERSION
-    if beta:
-        betas = [b.strip() for b in beta.split(",") if b.strip()]
-        if betas:
-            out["anthropic_beta"] = betas
+    if betas:
+        out["anthropic_beta"] = betas
+    tools = out.get("tools")
+    if TOOL_SEARCH_BETA not in betas and isinstance(tools, list) and \
+            any(isinstance(t, dict) and "defer_loading" in t for t in tools):
+        # without Bedrock's tool-search beta a deferred tool is "Extra inputs are not permitted":
+        # send every tool up front instead
+        out["tools"] = [{k: v for k, v in t.items() if k != "defer_loading"} if isinstance(t, dict) else t
+                        for t in tools]
     clamp_output(out, limit)
     return out
 
@@ -82,6 +112,7 @@ class BedrockBackend(Backend):
     def __init__(self, *args: Any, **kw: Any) -> None:
         super().__init__(*args, **kw)
         self.aws = AwsCredentials(self.config.id, self.config.profile) if self.config.auth == "aws" else None
+        self.no_betas: set[str] = set()  # models that refused even the documented betas
 
     # ------------------------------------------------------------------ requests
 
@@ -164,10 +195,25 @@ class BedrockBackend(Backend):
 
     # ------------------------------------------------------------------ /v1/messages
 
+    async def _invoke(self, ex: Exchange, action: str, accept: str, limit: int | None) -> httpx.Response:
+        """Open ``/model/{id}/{action}`` for this request; again without betas where the model
+        refuses the ones sent (nothing has reached the client yet)."""
+        model = ex.route.model
+        url = self.model_url(model, action)
+        betas = [] if model in self.no_betas else bedrock_betas(ex.incoming.anthropic_beta)
+        resp = await self._open(url, orjson.dumps(bedrock_body(ex.incoming.body, betas, limit)), accept)
+        if betas and await refused_betas(resp):
+            await resp.aclose()
+            log.info('backend "%s": %s refused the betas %s; sending without betas from now on',
+                     self.config.id, model, ",".join(betas))
+            self.no_betas.add(model)
+            resp = await self._open(url, orjson.dumps(bedrock_body(ex.incoming.body, [], limit)), accept)
+        return resp
+
     async def messages(self, ex: Exchange) -> None:
-        body = orjson.dumps(bedrock_body(ex.incoming.body, ex.incoming.anthropic_beta, self.config.max_output_tokens))
+        limit = self.config.max_output_tokens
         if not ex.stream:
-            resp = await self._open(self.model_url(ex.route.model, "invoke"), body, "application/json")
+            resp = await self._invoke(ex, "invoke", "application/json", limit)
             try:
                 await self._raise_for_status(resp)
                 raw = await resp.aread()
@@ -182,7 +228,7 @@ class BedrockBackend(Backend):
                 ex.observe_message(msg)
             await ex.answer(200, JSON_HEADERS, raw)
             return
-        resp = await self._open(self.model_url(ex.route.model, "invoke-with-response-stream"), body, EVENTSTREAM)
+        resp = await self._invoke(ex, "invoke-with-response-stream", EVENTSTREAM, limit)
         try:
             await self._raise_for_status(resp)
             await self._relay_eventstream(ex, resp)
@@ -257,7 +303,9 @@ class BedrockBackend(Backend):
     async def count_tokens(self, ex: Exchange) -> None:
         """Bedrock's CountTokens (``POST /model/{id}/count-tokens``, the InvokeModel body in
         base64); models and inference profiles that cannot count get an estimate."""
-        inner = bedrock_body(ex.incoming.body, ex.incoming.anthropic_beta, None)
+        model = ex.route.model
+        inner = bedrock_body(ex.incoming.body, [] if model in self.no_betas else
+                             bedrock_betas(ex.incoming.anthropic_beta), None)
         inner.setdefault("max_tokens", 1024)  # InvokeModel requires it; it does not change the count
         payload = {"input": {"invokeModel": {"body": base64.b64encode(orjson.dumps(inner)).decode()}}}
         try:

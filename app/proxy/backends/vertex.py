@@ -6,10 +6,15 @@ is the Anthropic one less ``model``, plus ``"anthropic_version": "vertex-2023-10
 answer is ordinary Anthropic SSE, so it goes through the passthrough's relay and tap unchanged.
 Auth: Google application-default credentials (``auth = "google"``), renewed before they expire,
 or any bearer token (``command:``, ``env:``, ``keyring``).
+
+The ``anthropic-beta`` header goes along; a model that answers 400 "invalid beta flag" (Vertex,
+like Bedrock, refuses betas it does not know) gets the request again without it, and from then
+on never gets one.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 from urllib.parse import quote
 
@@ -17,15 +22,20 @@ import httpx
 import orjson
 
 from app.proxy.backends.anthropic import AnthropicBackend
-from app.proxy.backends.base import clamp_output
+from app.proxy.backends.base import clamp_output, refused_betas
 from app.proxy.credentials import GoogleToken, TokenSource
 from app.proxy.exchange import Exchange
 
 VERTEX_VERSION = "vertex-2023-10-16"
+log = logging.getLogger("patchbay.vertex")
 
 
 class VertexBackend(AnthropicBackend):
     kind = "vertex"
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.no_betas: set[str] = set()  # models that refused the client's betas
 
     def token_source(self) -> TokenSource | None:
         if self.config.auth == "google":
@@ -38,7 +48,7 @@ class VertexBackend(AnthropicBackend):
 
     def _headers(self, ex: Exchange, credential: str | None) -> dict[str, str]:
         h = {"content-type": "application/json", "accept-encoding": "identity"}
-        if ex.incoming.anthropic_beta:
+        if ex.incoming.anthropic_beta and ex.route.model not in self.no_betas:
             h["anthropic-beta"] = ex.incoming.anthropic_beta
         if credential:
             h["authorization"] = f"Bearer {credential}"
@@ -64,3 +74,13 @@ class VertexBackend(AnthropicBackend):
         # Vertex counts with the model named in the body (its count-tokens endpoint)
         return self.post(f"{self._prefix()}/count-tokens:rawPredict", self._vertex_body(ex, keep_model=True),
                          self._headers(ex, credential))
+
+    async def messages(self, ex: Exchange) -> None:
+        resp = await self.send(lambda credential: self.messages_request(ex, credential))
+        if ex.incoming.anthropic_beta and ex.route.model not in self.no_betas and await refused_betas(resp):
+            await resp.aclose()
+            log.info('backend "%s": %s refused the betas; sending without them from now on', self.config.id,
+                     ex.route.model)
+            self.no_betas.add(ex.route.model)
+            resp = await self.send(lambda credential: self.messages_request(ex, credential))
+        await self.relay(ex, resp)
