@@ -24,6 +24,7 @@ CAPTURE_MODES = ("off", "errors", "all")
 DEFAULT_PORT = 8787
 DEFAULT_MAX_BODY = 32 * 1024 * 1024
 DEFAULT_TOKEN_TTL_S = 300.0
+DEFAULT_OLLAMA_URL = "http://localhost:11434"
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
 
@@ -136,6 +137,11 @@ class LedgerSettings:
 
 
 @dataclass(frozen=True)
+class OllamaSettings:
+    url: str = DEFAULT_OLLAMA_URL  # where the local Ollama server listens
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path | None
     gateway: GatewaySettings
@@ -144,6 +150,7 @@ class Config:
     budgets: tuple[BudgetConfig, ...] = ()
     prices: tuple[PriceConfig, ...] = ()
     ledger: LedgerSettings = field(default_factory=LedgerSettings)
+    ollama: OllamaSettings = field(default_factory=OllamaSettings)
 
     def backend(self, backend_id: str) -> BackendConfig | None:
         for b in self.backends:
@@ -233,7 +240,7 @@ def parse_config(text: str, path: Path | None = None) -> Config:
             "away to get a fresh default config on the next start."
         ) from None
 
-    known_top = {"gateway", "backends", "active", "budgets", "prices", "ledger"}
+    known_top = {"gateway", "backends", "active", "budgets", "prices", "ledger", "ollama"}
     for key in raw:
         if key not in known_top:
             raise where.fail(
@@ -249,7 +256,8 @@ def parse_config(text: str, path: Path | None = None) -> Config:
     budgets = _parse_budgets(raw.get("budgets", []), ids, where)
     prices = _parse_prices(raw.get("prices", []), ids, where)
     ledger = _parse_ledger(raw.get("ledger", {}), where)
-    return Config(path, gateway, tuple(backends), active, tuple(budgets), tuple(prices), ledger)
+    ollama = _parse_ollama(raw.get("ollama", {}), where)
+    return Config(path, gateway, tuple(backends), active, tuple(budgets), tuple(prices), ledger, ollama)
 
 
 def _parse_gateway(t: Any, where: _Where, text: str) -> GatewaySettings:
@@ -538,6 +546,20 @@ def _parse_ledger(t: Any, where: _Where) -> LedgerSettings:
     return LedgerSettings(capture, crd, rd)
 
 
+def _parse_ollama(t: Any, where: _Where) -> OllamaSettings:
+    if not isinstance(t, dict):
+        raise where.fail("[ollama] must be a table", "Write it as an [ollama] section.", key="ollama")
+    _unknown_keys(t, {"url"}, "ollama.", where)
+    section = where.line_of(r"^\s*\[\s*ollama\s*\]")
+    line = where.line_of(r"^\s*url\s*=", start=(section or 1) - 1)
+    url = _get(t, "url", str, where, "ollama.", DEFAULT_OLLAMA_URL, line=line)
+    if not re.match(r"^https?://[^\s/]+/?$", url):
+        raise where.fail(f"ollama.url is {url!r}",
+                         f'Write the address Ollama listens on, e.g. url = "{DEFAULT_OLLAMA_URL}" (no path).',
+                         line=line, key="ollama.url")
+    return OllamaSettings(url.rstrip("/"))
+
+
 # --------------------------------------------------------------------------- files
 
 DEFAULT_CONFIG = '''\
@@ -605,6 +627,10 @@ auth = "client"
 [active]
 backend = "anthropic"
 # model = "..."        # leave out to pass the model Claude Code asks for through unchanged
+
+# The local Ollama the Monitor page watches (models, VRAM), and which backends are Ollama.
+# [ollama]
+# url = "http://localhost:11434"
 
 # [[budgets]]
 # scope = "all"        # or "backend:<id>"

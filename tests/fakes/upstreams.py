@@ -450,6 +450,8 @@ class FakeUpstream:
     def start(self) -> "FakeUpstream":
         if self._thread is not None:
             return self
+        self._ready.clear()  # a stopped fake can start again (same port: a server coming back)
+        self._error = None
         self._thread = threading.Thread(target=self._run, name=f"fake-upstream-{self.wire}", daemon=True)
         self._thread.start()
         if not self._ready.wait(10):

@@ -62,6 +62,11 @@ def test_default_config_is_valid_and_forwards_the_callers_key():
     (GOOD.replace("port = 9999", "prot = 9999"), ["line 3", "unknown key gateway.prot"]),
     (GOOD.replace('base_url = "http://localhost:11434"', 'base_url = "localhost"'), ["line 16", "base_url"]),
     (GOOD + '\n[[budgets]]\nperiod = "year"\nlimit_usd = 5\n', ["line 23", "period = 'year'", '"day"']),
+    (GOOD + '\n[ollama]\nurl = "localhost:11434"\n', ["line 24", "ollama.url is 'localhost:11434'",
+                                                     'url = "http://localhost:11434"']),
+    (GOOD + '\n[ollama]\nurl = "http://localhost:11434/api"\n', ["line 24", "no path"]),
+    (GOOD + '\n[ollama]\nurl = 11434\n', ["line 24", "ollama.url", "a string"]),
+    (GOOD + '\n[ollama]\nhost = "x"\n', ["line 24", "unknown key ollama.host", "url"]),
 ])
 def test_broken_configs_say_where_and_what_to_write(tmp_path: Path, text: str, needles: list[str]):
     path = tmp_path / "config.toml"
@@ -72,6 +77,11 @@ def test_broken_configs_say_where_and_what_to_write(tmp_path: Path, text: str, n
     assert msg.startswith(str(path))
     for n in needles:
         assert n in msg, (n, msg)
+
+
+def test_ollama_url_defaults_and_is_read():
+    assert parse_config(GOOD).ollama.url == "http://localhost:11434"
+    assert parse_config(GOOD + '\n[ollama]\nurl = "http://10.0.0.5:11434/"\n').ollama.url == "http://10.0.0.5:11434"
 
 
 def test_secret_headers_are_refused():
