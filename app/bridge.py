@@ -31,6 +31,11 @@ from app.views.data import (
     BudgetView,
     ClaudeCodeView,
     GatewayView,
+    GpuView,
+    HardwareView,
+    LocalModelView,
+    OllamaView,
+    PullView,
     RequestDetail,
     RequestRecord,
     SeriesPoint,
@@ -46,6 +51,8 @@ from app.views.data import (
 log = logging.getLogger(__name__)
 
 TICK_MS = 40  # ≈ 25 Hz
+HW_HISTORY = 600  # hardware samples kept for the Monitor page (10 minutes at 1 s)
+PULL_EMIT_S = 0.12  # pull progress reaches the view at most this often
 DRAIN_LIMIT = 8000  # events handled per tick at most; the rest wait for the next tick
 STREAM_CHARS_PER_SESSION = 60_000  # what the dashboard keeps to show when a session is selected
 RATE_WINDOW_S = 5.0
@@ -219,15 +226,37 @@ class Bridge(QObject):
     testFinished = Signal(object)  # TestOutcome
     modelsListed = Signal(str, list, str)  # backend id, models, error ("" when fine)
     settingsChanged = Signal()
+    hardwareSampled = Signal(object)  # HardwareView, about once a second
+    ollamaChanged = Signal(object)  # OllamaView, after each poll of the local Ollama
+    pullProgress = Signal(object)  # PullView, at most ~8 times a second while a pull runs
     _jobDone = Signal(object, object, object)  # callback, result, exception
+    _hwSample = Signal(object)  # from the sampler thread
     _ledgerError = Signal(str)  # from the ledger's writer thread
 
     def __init__(self, config_path: Path | None = None, *, paths: Any = None, parent: QObject | None = None,
-                 engine_factory: Callable[..., Any] | None = None) -> None:
+                 engine_factory: Callable[..., Any] | None = None,
+                 hardware_factory: Callable[[], Any] | None = None) -> None:
         super().__init__(parent)
         self._config_path = config_path
         self._paths = paths
         self._engine_factory = engine_factory
+        self._hardware_factory = hardware_factory
+        self._sampler: Any = None  # app.services.hardware.SamplerThread
+        self._hw_history: collections.deque[HardwareView] = collections.deque(maxlen=HW_HISTORY)
+        self._hwSample.connect(self._on_hw_sample)
+        from app.services.throughput import Throughput
+
+        self._throughput = Throughput(600.0)
+        self._monitor: Any = None  # app.services.ollama.OllamaMonitor
+        self._ollama = OllamaView("", None)
+        self._ollama_state: Any = None
+        self._ollama_timer = QTimer(self)
+        self._ollama_timer.setSingleShot(True)
+        self._ollama_timer.timeout.connect(self.refresh_ollama)
+        self._ollama_polling = False
+        self._monitoring = False
+        self._last_used: dict[str, float] = {}
+        self._pulls: dict[str, asyncio.Future[Any]] = {}
         self.engine: Any = None  # the views never read this
         self._timer = QTimer(self)
         self._timer.setInterval(TICK_MS)
@@ -290,6 +319,7 @@ class Bridge(QObject):
         self._slow.start()
         self.refresh_budgets()
         self._seed_sessions()
+        self._start_monitoring()
         self.backendsChanged.emit()
         self.activeChanged.emit(*self.active())
         self.settingsChanged.emit()
@@ -315,6 +345,7 @@ class Bridge(QObject):
         self._timer.stop()
         self._slow.stop()
         self._budget_debounce.stop()
+        self._stop_monitoring()
         for t in list(self._tasks):
             t.cancel()
         if self.engine is not None:
@@ -510,6 +541,9 @@ class Bridge(QObject):
             s.last_rate = ev.usage.output_tokens / (gen_ms / 1000.0)
         if not s.in_flight:
             s.rate_samples.clear()
+        if ev.error_type is None and self._is_local(ev.backend):
+            self._throughput.add(ev.started_at, ev.ttft_ms, ev.ended_at, ev.usage.output_tokens)
+            self._last_used[ev.model] = max(self._last_used.get(ev.model, 0.0), ev.ended_at)
         rec = record_from_finished(ev, cost)
         self._live.pop(ev.request_id, None)
         self._recent.append(rec)
@@ -614,10 +648,13 @@ class Bridge(QObject):
             log.warning("background job failed: %r", error)
         done(result, error)
 
-    def _spawn(self, coro: Coroutine[Any, Any, Any], done: Callable[[Any, BaseException | None], None]) -> None:
-        """Run an engine coroutine on the GUI thread's asyncio loop (qasync) without blocking.
+    def _spawn(self, coro: Coroutine[Any, Any, Any],
+               done: Callable[[Any, BaseException | None], None]) -> asyncio.Future[Any] | None:
+        """Run an engine coroutine on the GUI thread's asyncio loop (qasync) without blocking; the
+        task is returned (cancel it to stop the work).
 
-        Where no asyncio loop runs on this thread, it runs on a short-lived thread instead."""
+        Where no asyncio loop runs on this thread, it runs on a short-lived thread instead (and
+        None is returned: that work cannot be cancelled)."""
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -634,7 +671,7 @@ class Bridge(QObject):
                 done(None if exc else t.result(), exc)
 
             task.add_done_callback(finished)
-            return
+            return task
 
         def run() -> None:
             try:
@@ -644,6 +681,7 @@ class Bridge(QObject):
             self._jobDone.emit(done, result, error)
 
         threading.Thread(target=run, name="patchbay-async", daemon=True).start()
+        return None
 
     # ------------------------------------------------------------------ getters (cheap, GUI thread)
 
@@ -706,7 +744,10 @@ class Bridge(QObject):
         return configured
 
     def _is_ollama(self, b: BackendConfig | None) -> bool:
-        return bool(b) and ("11434" in b.base_url or "ollama" in b.id.lower())  # type: ignore[union-attr]
+        from app.services.ollama import is_ollama_url
+
+        cfg = self._config()
+        return b is not None and cfg is not None and is_ollama_url(b.base_url, cfg.ollama.url)
 
     def can_list_models(self, backend_id: str) -> bool:
         return self.backend_config(backend_id) is not None
@@ -1150,6 +1191,226 @@ class Bridge(QObject):
                                       "restart the ones already open.", key="claude"))
         self.settingsChanged.emit()
         return True
+
+
+    # ------------------------------------------------------------------ hardware and the local Ollama
+
+    def _start_monitoring(self) -> None:
+        from app.services.hardware import HardwareSampler, SamplerThread
+        from app.services.ollama import OllamaMonitor
+
+        if self._sampler is None:
+            try:
+                sampler = self._hardware_factory() if self._hardware_factory is not None else HardwareSampler()
+            except Exception:  # a broken driver costs the graphs, never the app
+                log.exception("hardware sampler")
+                sampler = HardwareSampler([])
+            self._sampler = SamplerThread(sampler, self._hwSample.emit, interval_s=1.0)
+            self._sampler.start()
+        cfg = self._config()
+        url = cfg.ollama.url if cfg is not None else ""
+        if url and (self._monitor is None or self._monitor.url != url):
+            self._monitor = OllamaMonitor(url)
+            self._ollama = OllamaView(url, None)
+        self._monitoring = True
+        self._ollama_timer.start(0)
+
+    def _stop_monitoring(self) -> None:
+        self._monitoring = False
+        self._ollama_polling = False
+        self._ollama_timer.stop()
+        for fut in list(self._pulls.values()):
+            fut.cancel()
+        if self._sampler is not None:
+            self._sampler.stop()
+            self._sampler = None
+
+    @Slot(object)
+    def _on_hw_sample(self, s: Any) -> None:
+        h = s.host
+        view = HardwareView(
+            s.t, h.cpu_pct, h.ram_used, h.ram_total, h.swap_used, h.swap_total,
+            tuple(GpuView(g.name, g.vendor, g.util_pct, g.mem_used, g.mem_total, g.temp_c, g.power_w, g.unified)
+                  for g in s.gpus), s.gpu_util, s.vram_used, s.vram_total)
+        self._hw_history.append(view)
+        self.hardwareSampled.emit(view)
+
+    def hardware_history(self) -> list[HardwareView]:
+        return list(self._hw_history)
+
+    def hardware_name(self) -> str:
+        return self._sampler.sampler.describe() if self._sampler is not None else "not sampling"
+
+    def local_throughput(self, now: float | None = None) -> tuple[list[float], list[float]]:
+        """Output tokens/s of requests served by local backends, per second of the last 10 minutes."""
+        return self._throughput.series(time.time() if now is None else now)
+
+    def active_is_local(self) -> bool:
+        backend = self.active()[0]
+        return bool(backend) and self._is_local(backend)
+
+    def hardware_summary(self) -> str | None:
+        """A few words for the tray: GPU and VRAM when the active backend runs on this machine."""
+        if not self.active_is_local() or not self._hw_history:
+            return None
+        h = self._hw_history[-1]
+        if h.gpu_util is None and h.vram_used is None:
+            return f"no GPU found · CPU {h.cpu_pct:.0f}%"
+        parts = []
+        if h.gpu_util is not None:
+            parts.append(f"GPU {h.gpu_util:.0f}%")
+        if h.vram_used is not None and h.vram_total:
+            parts.append(f"VRAM {h.vram_used / 1e9:.1f} of {h.vram_total / 1e9:.1f} GB")
+        return " · ".join(parts)
+
+    # -- Ollama
+
+    def ollama(self) -> OllamaView:
+        return self._ollama
+
+    def refresh_ollama(self) -> None:
+        """Poll the local Ollama now; ``ollamaChanged`` follows. The next poll is scheduled from the
+        answer: every few seconds while it runs, backing off while it does not."""
+        mon = self._monitor
+        if mon is None or self._ollama_polling or not self._monitoring:
+            return
+        self._ollama_timer.stop()
+        self._ollama_polling = True
+
+        def done(state: Any, error: BaseException | None) -> None:
+            self._ollama_polling = False
+            if self._monitor is not mon:
+                return
+            if error is None and state is not None:
+                self._ollama_state = state
+                self._publish_ollama()
+            if self._monitoring:
+                self._ollama_timer.start(int(mon.next_delay_s * 1000))
+
+        self._spawn(mon.poll(), done)
+
+    def _publish_ollama(self) -> None:
+        from app.services.ollama import is_ollama_url, model_warnings
+
+        state = self._ollama_state
+        if state is None:
+            return
+        hw = self._hw_history[-1] if self._hw_history else None
+        free = None
+        if hw is not None and hw.vram_total is not None and hw.vram_used is not None:
+            free = max(0, hw.vram_total - hw.vram_used)
+        warns = model_warnings(state, free)
+        by_model: dict[str, list[str]] = {}
+        for w in warns:
+            by_model.setdefault(w.model, []).append(w.text)
+        rows: list[LocalModelView] = []
+        for m in state.installed:
+            info = state.info.get(m.name)
+            lm = state.loaded_model(m.name)
+            rows.append(LocalModelView(
+                m.name, m.size, m.family, m.parameter_size, m.quantization,
+                info.context_length if info else None, info.capabilities if info else (), True, lm is not None,
+                lm.size if lm else None, lm.vram_share if lm else None, lm.context_length if lm else None,
+                lm.expires_at if lm else None, self._last_used.get(m.name), tuple(by_model.get(m.name, ()))))
+        for lm in state.loaded:  # loaded but not listed (removed while in memory)
+            if not any(r.name == lm.name for r in rows):
+                rows.append(LocalModelView(lm.name, 0, None, None, None, None, (), False, True, lm.size, lm.vram_share,
+                                           lm.context_length, lm.expires_at, self._last_used.get(lm.name),
+                                           tuple(by_model.get(lm.name, ()))))
+        loaded_first = sorted(warns, key=lambda w: state.loaded_model(w.model) is None)
+        view = OllamaView(state.url, state.running, state.version, state.message, tuple(rows),
+                          tuple(w.text for w in loaded_first), state.next_check_s)
+        if view != self._ollama:
+            self._ollama = view
+            self.ollamaChanged.emit(view)
+        cfg = self._config()
+        if state.running and cfg is not None:  # Ollama backends offer what is installed now
+            names = sorted(state.names)
+            for b in cfg.backends:
+                if is_ollama_url(b.base_url, cfg.ollama.url) and self._models_cache.get(b.id) != names:
+                    self._models_cache[b.id] = names
+                    self.modelsListed.emit(b.id, names, "")
+
+    def ollama_pull(self, model: str) -> bool:
+        """Start pulling ``model``; ``pullProgress(PullView)`` follows until it is done, failed or cancelled."""
+        from app.services.ollama import OllamaError, PullMeter, check_model_name
+
+        if self._monitor is None:
+            return False
+        try:
+            model = check_model_name(model)
+        except OllamaError as exc:
+            self.pullProgress.emit(PullView(model, "failed", error=str(exc)))
+            return False
+        if model in self._pulls:
+            return True
+        client = self._monitor.client
+        meter = PullMeter()
+        self.pullProgress.emit(PullView(model, "running", "starting"))
+
+        async def pull() -> None:
+            last = 0.0
+            async for p in client.pull(model):
+                meter.add(p)
+                now = time.monotonic()
+                if now - last >= PULL_EMIT_S or p.done:
+                    last = now
+                    self.pullProgress.emit(PullView(model, "running", p.status, meter.completed, meter.total,
+                                                    meter.bytes_per_s))
+
+        def done(_result: Any, error: BaseException | None) -> None:
+            self._pulls.pop(model, None)
+            if error is None:
+                self.pullProgress.emit(PullView(model, "done", "success", meter.total, meter.total))
+                self.messageCleared.emit("ollama-pull")
+            else:
+                text = _sentence(error)
+                self.pullProgress.emit(PullView(model, "failed", meter.status, meter.completed, meter.total,
+                                                error=text))
+                self.message.emit(UserMessage("error", f"{model} was not pulled", text, key="ollama-pull"))
+            self.refresh_ollama()
+
+        fut = self._spawn(pull(), done)
+        if fut is not None:
+            self._pulls[model] = fut
+            fut.add_done_callback(lambda f: self._pull_cancelled(model, meter, f))
+        return True
+
+    def _pull_cancelled(self, model: str, meter: Any, fut: asyncio.Future[Any]) -> None:
+        if fut.cancelled():
+            self._pulls.pop(model, None)
+            self.pullProgress.emit(PullView(model, "cancelled", meter.status, meter.completed, meter.total))
+            self.refresh_ollama()
+
+    def ollama_cancel_pull(self, model: str) -> None:
+        fut = self._pulls.get(model)
+        if fut is not None:
+            fut.cancel()
+
+    def pulling(self) -> list[str]:
+        return list(self._pulls)
+
+    def ollama_unload(self, model: str) -> None:
+        self._ollama_action(model, "unload", f"{model} was not unloaded")
+
+    def ollama_remove(self, model: str) -> None:
+        self._ollama_action(model, "remove", f"{model} was not removed")
+
+    def _ollama_action(self, model: str, action: str, failed: str) -> None:
+        mon = self._monitor
+        if mon is None:
+            return
+
+        def done(_result: Any, error: BaseException | None) -> None:
+            if error is not None:
+                self.message.emit(UserMessage("error", failed, _sentence(error), key="ollama-action"))
+            else:
+                self.messageCleared.emit("ollama-action")
+                if action == "remove":
+                    mon.forget(model)
+            self.refresh_ollama()
+
+        self._spawn(getattr(mon.client, action)(model), done)
 
 
 # --------------------------------------------------------------------------- helpers

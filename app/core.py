@@ -271,6 +271,7 @@ class Engine:
         for a project: its model ids are typed in."""
         from app.proxy.backends.base import join_url
         from app.proxy.exchange import GatewayError
+        from app.services.ollama import is_ollama_url
 
         if backend.kind == "vertex":
             raise RuntimeError("Vertex AI does not list the Claude models a project may use. Type the model ids "
@@ -301,6 +302,8 @@ class Engine:
                 headers["x-api-key"] = key
         urls = [backend.base_url + "/models"] if backend.kind == "openai" else [
             join_url(backend.base_url, "/v1/models"), backend.base_url.removesuffix("/v1") + "/api/tags"]
+        if is_ollama_url(backend.base_url, self.config.ollama.url):  # what is installed now, by Ollama's own name
+            urls.insert(0, backend.base_url.removesuffix("/").removesuffix("/v1") + "/api/tags")
         last_error = "no answer"
         async with httpx.AsyncClient(timeout=10.0, trust_env=not backend.is_local) as client:
             for url in urls:

@@ -24,13 +24,14 @@ class App(QObject):
     """Wires the bridge, the window and the tray together."""
 
     def __init__(self, config_path: Path | None = None, *, paths: Any = None, use_system_tray: bool | None = None,
-                 engine_factory: Any = None) -> None:
+                 engine_factory: Any = None, hardware_factory: Any = None) -> None:
         super().__init__()
         from app.bridge import Bridge
         from app.views.main_window import MainWindow
         from app.views.tray import Tray
 
-        self.bridge = Bridge(config_path, paths=paths, engine_factory=engine_factory)
+        self.bridge = Bridge(config_path, paths=paths, engine_factory=engine_factory,
+                             hardware_factory=hardware_factory)
         tray_ok = QSystemTrayIcon.isSystemTrayAvailable() if use_system_tray is None else use_system_tray
         self.tray = Tray(self.bridge, use_system_tray=tray_ok)
         self.window = MainWindow(self.bridge, keep_running_in_tray=self.tray.icon is not None)

@@ -1,4 +1,4 @@
-"""The main window: the backend switch on a toolbar, five pages, and the message banner."""
+"""The main window: the backend switch on a toolbar, six pages, and the message banner."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from app.bridge import Bridge
 
 PAGES = (("dashboard", "Dashboard"), ("backends", "Backends"), ("spend", "Spend"), ("requests", "Requests"),
-         ("settings", "Settings"))
+         ("monitor", "Monitor"), ("settings", "Settings"))
 AS_REQUESTED = "as requested"
 
 
@@ -52,6 +52,10 @@ def _page_factory(name: str) -> Callable[["Bridge"], QWidget]:
             from app.views.requests import RequestsPage
 
             return RequestsPage(bridge)
+        if name == "monitor":
+            from app.views.monitor import MonitorPage
+
+            return MonitorPage(bridge)
         from app.views.settings import SettingsPage
 
         return SettingsPage(bridge)

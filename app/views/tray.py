@@ -73,6 +73,7 @@ class Tray(QObject):
         bridge.trayStateChanged.connect(lambda _s: self.update_icon())
         bridge.gatewayChanged.connect(lambda _g: self.sync_paused())
         bridge.message.connect(self.notify)
+        bridge.hardwareSampled.connect(self._on_hardware)
 
     # ------------------------------------------------------------ menu
 
@@ -206,13 +207,22 @@ class Tray(QObject):
     def update_icon(self) -> None:
         if self.icon is None:
             return
+        self.icon.setIcon(self.current_icon())
+        self.icon.setToolTip(self.tooltip())
+
+    def _on_hardware(self, _h: object) -> None:
+        if self.icon is not None and self.bridge.active_is_local():  # only then does the tooltip show it
+            self.icon.setToolTip(self.tooltip())
+
+    def tooltip(self) -> str:
+        """Backend, model, today's spend; GPU and VRAM at a glance when the active backend is local."""
         state = self.bridge.tray_state()
         backend, model = self.bridge.active()
-        self.icon.setIcon(self.current_icon())
         words = {"ok": "", "warn": " — near a budget", "error": " — needs attention", "paused": " — paused",
-                 "stopped": " — stopped"}[state] if state in ("ok", "warn", "error", "paused", "stopped") else ""
-        self.icon.setToolTip(f"Patchbay: {backend or 'no backend'}{(' · ' + model) if model else ''}"
-                             f" · today {fmt_usd(self.bridge.spend_today())}{words}")
+                 "stopped": " — stopped"}.get(state, "")
+        hw = self.bridge.hardware_summary()
+        return (f"Patchbay: {backend or 'no backend'}{(' · ' + model) if model else ''}"
+                f" · today {fmt_usd(self.bridge.spend_today())}{words}" + (f"\n{hw}" if hw else ""))
 
     def notify(self, msg: UserMessage) -> None:
         if self.icon is None or not msg.notify:

@@ -7,6 +7,7 @@ import os
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # before any QApplication exists
 
 import asyncio
+import concurrent.futures
 import threading
 import time
 from dataclasses import dataclass
@@ -27,10 +28,15 @@ def qasync_loop(qapp):  # type: ignore[no-untyped-def]
     import qasync
 
     loop = qasync.QEventLoop(qapp, already_running=True)
+    # name lookups ("localhost") run in the loop's executor: plain threads, which end quietly with
+    # the test process (qasync's default, QThreads, complain when the process exits under them)
+    executor = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="qasync-test-executor")
+    loop.set_default_executor(executor)
     asyncio.events._set_running_loop(None)  # running only while a GUI test runs (see below)
     yield loop
     asyncio.events._set_running_loop(None)
     asyncio.set_event_loop(None)
+    executor.shutdown(wait=False)
 
 
 @pytest.fixture(autouse=True)
@@ -160,8 +166,8 @@ def start_app(qtbot, qasync_loop, patchbay_home) -> Iterator[Callable[..., Runni
 
     apps: list[Any] = []
 
-    def start(config: Path | None = None, *, expect_ok: bool = True) -> Running:
-        app = App(config, use_system_tray=False)
+    def start(config: Path | None = None, *, expect_ok: bool = True, **kw: Any) -> Running:
+        app = App(config, use_system_tray=False, **kw)
         apps.append(app)
         qtbot.addWidget(app.window)
         ok = app.start()

@@ -292,7 +292,7 @@ def test_ctrl_number_switches_pages(start_app, config_file, qtbot):
     w = r.window
     w.activateWindow()
     qtbot.waitUntil(w.isActiveWindow, timeout=3000)
-    for n, key in enumerate(["dashboard", "backends", "spend", "requests", "settings"], 1):
+    for n, key in enumerate(["dashboard", "backends", "spend", "requests", "monitor", "settings"], 1):
         qtbot.keyClick(w, getattr(Qt.Key, f"Key_{n}"), Qt.KeyboardModifier.ControlModifier)
         assert w.current_page() == key
         assert w.nav.currentRow() == n - 1
