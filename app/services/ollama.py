@@ -17,6 +17,7 @@ No Qt here; the bridge runs these coroutines on the GUI thread's asyncio loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import time
@@ -291,17 +292,33 @@ class PullMeter:
 
 
 class OllamaClient:
-    """Ollama's HTTP API at ``url``. Each call opens its own connection (calls are rare and small,
-    and the client never outlives the event loop that made it)."""
+    """Ollama's HTTP API at ``url``.
+
+    One ``httpx.AsyncClient`` per event loop is kept (making one costs tens of milliseconds, an
+    SSL context included, which a poll every few seconds on the GUI thread must not pay), and it
+    keeps no idle connections: nothing is left open when its loop goes away."""
 
     def __init__(self, url: str = DEFAULT_OLLAMA_URL, *, timeout_s: float = 5.0) -> None:
         self.url = url.rstrip("/")
         self.timeout_s = timeout_s
+        self._http: httpx.AsyncClient | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
-    def _client(self, read_timeout: float | None = None) -> httpx.AsyncClient:
-        t = httpx.Timeout(self.timeout_s, read=read_timeout if read_timeout is not None else self.timeout_s)
-        # a loopback Ollama never goes through a proxy someone set for the internet
-        return httpx.AsyncClient(base_url=self.url, timeout=t, trust_env=not is_loopback_url(self.url))
+    @contextlib.asynccontextmanager
+    async def _client(self) -> AsyncIterator[httpx.AsyncClient]:
+        loop = asyncio.get_running_loop()
+        if self._http is None or self._loop is not loop or self._http.is_closed:
+            # a loopback Ollama never goes through a proxy someone set for the internet
+            self._http = httpx.AsyncClient(base_url=self.url, timeout=self.timeout_s,
+                                           trust_env=not is_loopback_url(self.url),
+                                           limits=httpx.Limits(max_keepalive_connections=0))
+            self._loop = loop
+        yield self._http
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
 
     def _failed(self, exc: Exception) -> OllamaError:
         if isinstance(exc, httpx.ConnectError):
@@ -372,29 +389,39 @@ class OllamaClient:
         Cancel the task iterating it to stop the download (the connection closes, and Ollama
         stops). A pull that fails, before or halfway, raises OllamaError with Ollama's words."""
         model = check_model_name(model)
-        async with self._client(read_timeout=120.0) as c:
+        # a layer may take a while to verify: allow long pauses between progress lines
+        timeout = httpx.Timeout(self.timeout_s, read=120.0)
+        async with self._client() as c:
             try:
-                async with c.stream("POST", "/api/pull", json={"model": model, "stream": True}) as resp:
+                async with c.stream("POST", "/api/pull", json={"model": model, "stream": True},
+                                    timeout=timeout) as resp:
                     if resp.status_code >= 400:
                         raise self._said(resp.status_code, await resp.aread(), f"pull {model}")
                     finished = False
+                    failure: OllamaError | None = None
+                    # read to the end even after an error line (Ollama ends the stream right after it):
+                    # leaving httpx's line iterator suspended would leave it to the garbage collector
                     async for line in resp.aiter_lines():
-                        if not line.strip():
+                        if failure is not None or not line.strip():
                             continue
                         try:
                             data = json.loads(line)
                         except ValueError:
-                            raise OllamaError(f"Ollama sent a progress line that is not JSON while pulling {model}: "
-                                              f"{line[:200]}") from None
+                            failure = OllamaError(f"Ollama sent a progress line that is not JSON while pulling "
+                                                  f"{model}: {line[:200]}")
+                            continue
                         if not isinstance(data, dict):
                             continue
                         if isinstance(data.get("error"), str):
-                            raise OllamaError(f"Pulling {model} failed: {data['error']}"
-                                              + ("" if data["error"].endswith(".") else "."))
-                        p = PullProgress(str(data.get("status", "")), _str(data.get("digest")), _int(data.get("total")),
-                                         _int(data.get("completed")))
+                            failure = OllamaError(f"Pulling {model} failed: {data['error']}"
+                                                  + ("" if data["error"].endswith(".") else "."))
+                            continue
+                        p = PullProgress(str(data.get("status", "")), _str(data.get("digest")),
+                                         _int(data.get("total")), _int(data.get("completed")))
                         finished = finished or p.done
                         yield p
+                    if failure is not None:
+                        raise failure
                     if not finished:
                         raise OllamaError(f"Ollama stopped sending progress before {model} was complete. "
                                           "Pull it again; finished layers are kept.")

@@ -367,8 +367,7 @@ class MonitorPage(QWidget):
 
     def selected_model(self) -> LocalModelView | None:
         name = key_of(self.view.currentIndex())
-        i = self.models.find(name) if name else -1
-        return self.models.row(i) if i >= 0 else None
+        return next((m for m in self.models.rows() if m.name == name), None) if name else None
 
     def select_model(self, name: str) -> None:
         i = self.models.find(name)
