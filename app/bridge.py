@@ -1260,7 +1260,7 @@ class Bridge(QObject):
         if h.gpu_util is not None:
             parts.append(f"GPU {h.gpu_util:.0f}%")
         if h.vram_used is not None and h.vram_total:
-            parts.append(f"VRAM {h.vram_used / 1e9:.1f} of {h.vram_total / 1e9:.1f} GB")
+            parts.append(f"VRAM {h.vram_used / 1024**3:.1f} of {h.vram_total / 1024**3:.1f} GiB")
         return " · ".join(parts)
 
     # -- Ollama

@@ -4,8 +4,10 @@ Run under a virtual X server (the window needs a real platform to look like one)
 
     xvfb-run -a -s "-screen 0 1400x900x24" .venv/bin/python scripts/screenshots.py [--dark] [--out docs]
 
-It starts the app with a throwaway PATCHBAY_HOME, two fake upstreams on loopback (an
-Anthropic-format one serving "anthropic" and "ollama", an OpenAI-format one serving "deepseek"),
+It starts the app with a throwaway PATCHBAY_HOME, fake upstreams on loopback (an Anthropic-format
+one serving "anthropic", an OpenAI-format one serving "deepseek", a fake Ollama serving "ollama"
+and the Monitor page's model list), a simulated NVIDIA GPU (the tests' fake pynvml, values
+following the clock) with ten minutes of back-filled samples,
 back-fills two weeks of usage through the real Ledger API, drives five Claude-Code-like sessions
 through the real gateway (thinking, text and tool calls, streamed), then grabs each page.
 """
@@ -159,10 +161,104 @@ def make_upstreams() -> tuple[Any, Any]:
     return a, b
 
 
+def make_ollama() -> Any:
+    """A fake Ollama with a few models (two loaded: one with a small context, one spilling to the
+    CPU), serving Claude-Code-like streams on /v1/messages."""
+    from tests.fakes.ollama import FakeOllama
+    from tests.fakes.upstreams import AnthropicStream
+
+    rnd = random.Random(3)
+
+    def messages(req: Any) -> Any:
+        if req.method != "POST" or "messages" not in req.path:
+            return None
+        return AnthropicStream(anthropic_events(req.json.get("model", "qwen3-coder:30b"), rnd), delay_s=0.04)
+
+    ol = FakeOllama(version="0.12.6", fallback=messages).start()
+    gb = 1_000_000_000
+    ol.add_model("qwen3-coder:30b", int(18.6 * gb), family="qwen3moe", parameter_size="30.5B",
+                 quantization="Q4_K_M", context_max=262144, loaded=True, context_length=65536, keep_alive_s=1500)
+    ol.add_model("qwen2.5-coder:7b", int(4.7 * gb), family="qwen2", parameter_size="7.6B", quantization="Q4_K_M",
+                 context_max=32768, loaded=True, context_length=4096, size_vram=int(4.7 * gb * 1.1 * 0.35),
+                 keep_alive_s=240)
+    ol.add_model("gpt-oss:20b", int(13.8 * gb), family="gptoss", parameter_size="20.9B", quantization="MXFP4",
+                 context_max=131072, capabilities=("completion", "tools", "thinking"))
+    ol.add_model("llama3.3:70b", int(42.5 * gb), family="llama", parameter_size="70.6B", quantization="Q4_K_M",
+                 context_max=131072)
+    ol.add_model("nomic-embed-text:latest", 274_000_000, family="nomic-bert", parameter_size="137M",
+                 quantization="F16", context_max=2048, capabilities=("embedding",))
+    ol.script_pull("devstral:24b", steps=4000, total=int(14.3 * gb), delay_s=0.05, resume_from=0.38)
+    return ol
+
+
+class ScriptedGpu:
+    """What a busy RTX 4090 serving a local model reads like: the fake pynvml module of the tests
+    (tests/fakes/nvml.py), with values that follow the clock. Labelled as simulated in the README."""
+
+    def __init__(self) -> None:
+        from tests.fakes.nvml import FakeNvml
+
+        self.nvml = FakeNvml([{"name": "NVIDIA GeForce RTX 4090", "util": 0, "mem": (0, 24 * 1024**3), "temp": 0,
+                               "power_mw": 0, "procs": []}])
+        self.update(time.time())
+
+    @staticmethod
+    def values(t: float) -> tuple[float, int, float, float]:
+        import math
+
+        busy = max(0.0, math.sin(t / 23.0)) ** 0.5 * 0.8 + 0.15 * (math.sin(t / 3.1) + 1) / 2
+        util = min(100.0, 100 * busy)
+        return util, int((21.3 + 0.4 * busy) * 1024**3), 48 + 28 * busy, 60 + 330 * busy
+
+    def update(self, t: float) -> None:
+        util, used, temp, watts = self.values(t)
+        d = self.nvml.devices[0]
+        d.update(util=round(util), mem=(used, 24 * 1024**3), temp=round(temp), power_mw=int(watts * 1000),
+                 procs=[(4242, used - 600 * 1024**2)])
+
+    def sampler(self) -> Any:
+        from app.services.hardware import HardwareSampler, NvmlSampler
+
+        outer = self
+
+        class Live(HardwareSampler):
+            def sample(self) -> Any:
+                outer.update(time.time())
+                return super().sample()
+
+        return Live([NvmlSampler(self.nvml)])
+
+
+def backfill_monitor(bridge: Any, gpu: ScriptedGpu) -> None:
+    """Ten minutes of samples and local traffic before the window opened, so the plots are full."""
+
+    import psutil
+
+    from app.services.hardware import GpuSample, HostSample, Sample
+
+    now = time.time()
+    vm = psutil.virtual_memory()
+    ram_now = vm.total - vm.available
+    rnd = random.Random(5)
+    for i in range(600, 0, -1):
+        t = now - i
+        util, used, temp, watts = gpu.values(t)
+        host = HostSample(12 + 10 * rnd.random() + util * 0.08, int(ram_now * (0.97 + util / 2000)), vm.total,
+                          None, None)
+        g = GpuSample(0, "NVIDIA GeForce RTX 4090", "nvidia", float(round(util)), used, 24 * 1024**3, temp,
+                      watts)
+        bridge._on_hw_sample(Sample(t, host, (g,)))
+    t = now - 600
+    while t < now - 20:
+        dur = rnd.uniform(4, 14)
+        bridge._throughput.add(t, rnd.uniform(300, 900), t + dur, int(dur * rnd.uniform(55, 85)))
+        t += dur + rnd.uniform(2, 25)
+
+
 # --------------------------------------------------------------------------- config and history
 
 
-def write_config(path: Path, a_url: str, b_url: str) -> None:
+def write_config(path: Path, a_url: str, b_url: str, ollama_url: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(f"""# Patchbay configuration (screenshot run)
 [gateway]
@@ -187,7 +283,7 @@ local = false
 [[backends]]
 id = "ollama"
 kind = "anthropic"
-base_url = "{a_url}"
+base_url = "{ollama_url}"
 auth = "none"
 models = ["qwen3-coder:30b", "gpt-oss:20b"]
 local = true
@@ -199,6 +295,9 @@ region = "eu-central-1"
 auth = "aws"
 profile = "work"
 models = ["eu.anthropic.claude-sonnet-4-5-20250929-v1:0", "eu.anthropic.claude-haiku-4-5-20251001-v1:0"]
+
+[ollama]
+url = "{ollama_url}"
 
 [active]
 backend = "anthropic"
@@ -363,13 +462,16 @@ async def shoot(args: argparse.Namespace) -> int:
     suffix = "-dark" if args.dark else ""
     paths = default_paths()
     a, b = make_upstreams()
-    write_config(paths.config_file, a.url, b.url)
+    ol = make_ollama()
+    write_config(paths.config_file, a.url, b.url, ol.url)
     rows = backfill(paths.config_file, paths.ledger_file)
     print(f"back-filled {rows} ledger rows", flush=True)
 
-    app = App(paths.config_file, use_system_tray=False)
+    gpu = ScriptedGpu()
+    app = App(paths.config_file, use_system_tray=False, hardware_factory=gpu.sampler)
     assert app.start(), [m.text for m in app.window.messages()]
     bridge = app.bridge
+    backfill_monitor(bridge, gpu)
     bridge.set_api_key("deepseek", "sk-deepseek-0123456789abcdef")
     win = app.window
     win.resize(1320, 860)
@@ -382,7 +484,7 @@ async def shoot(args: argparse.Namespace) -> int:
     await settle(9.0)
 
     def save(widget: Any, name: str) -> None:
-        QApplication.processEvents()
+        # no processEvents() here: it would run the loop's asyncio tasks (Ollama polls) inside this one
         pm = widget.grab()
         path = out / f"{name}{suffix}.png"
         pm.save(str(path))
@@ -444,6 +546,19 @@ async def shoot(args: argparse.Namespace) -> int:
     await settle(0.3)
     save(win, "settings")
 
+    # Monitor: the machine and the local Ollama, a pull under way.
+    win.show_page("monitor")
+    mon = win.page("monitor")
+    for _ in range(100):
+        if mon.models.rowCount() >= 5:
+            break
+        await settle(0.05)
+    bridge.ollama_pull("devstral:24b")
+    await settle(3.0)
+    mon.select_model("qwen3-coder:30b")
+    await settle(0.3)
+    save(win, "monitor")
+
     # The tray menu, drawn under a panel strip with the tray glyph.
     tray = app.tray
     tray.update_spend()
@@ -472,6 +587,7 @@ async def shoot(args: argparse.Namespace) -> int:
     app.quit()
     a.stop()
     b.stop()
+    ol.stop()
     return 0
 
 

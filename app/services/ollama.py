@@ -254,10 +254,14 @@ def is_ollama_url(base_url: str, ollama_url: str = DEFAULT_OLLAMA_URL) -> bool:
 
 
 class PullMeter:
-    """Overall bytes and speed of a pull: Ollama reports each layer (digest) on its own."""
+    """Overall bytes and speed of a pull: Ollama reports each layer (digest) on its own.
+
+    The speed counts only bytes that arrived during this pull: a layer Ollama resumes first
+    reports what an earlier, interrupted pull already fetched."""
 
     def __init__(self, window_s: float = 3.0) -> None:
         self.layers: dict[str, tuple[int, int]] = {}  # digest -> (completed, total)
+        self._start: dict[str, int] = {}  # digest -> completed when first seen
         self.samples: list[tuple[float, int]] = []
         self.window_s = window_s
         self.status = ""
@@ -265,10 +269,12 @@ class PullMeter:
     def add(self, p: PullProgress, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
         self.status = p.status
-        if p.digest and p.total:
-            self.layers[p.digest] = (min(p.completed or 0, p.total), p.total)
-        done = self.completed
-        self.samples.append((now, done))
+        if not (p.digest and p.total):
+            return
+        done = min(p.completed or 0, p.total)
+        self._start.setdefault(p.digest, done)
+        self.layers[p.digest] = (done, p.total)
+        self.samples.append((now, self.fetched))
         while len(self.samples) > 2 and self.samples[1][0] <= now - self.window_s:
             self.samples.pop(0)
 
@@ -279,6 +285,11 @@ class PullMeter:
     @property
     def total(self) -> int:
         return sum(t for _, t in self.layers.values())
+
+    @property
+    def fetched(self) -> int:
+        """Bytes downloaded by this pull."""
+        return sum(c - self._start[d] for d, (c, _) in self.layers.items())
 
     @property
     def bytes_per_s(self) -> float | None:

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from app.bridge import Bridge
 
 SPAN_S = 600.0
+GIB = 1024**3  # memory the way the OS and the GPU tools count it (a "24 GB" card is 24 GiB)
 SCROLL_MS = 100
 MIN_CONTEXT = 65536
 _WARN = QColor(STATE_COLORS["warn"])
@@ -175,9 +176,9 @@ class MonitorPage(QWidget):
         self.hw_label = QLabel()
         self.hw_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.gpu = _Series("GPU utilisation", "%", 0, y_max=100)
-        self.vram = _Series("GPU memory", "GB", 1)
+        self.vram = _Series("GPU memory", "GiB", 1)
         self.cpu = _Series("CPU (all cores)", "%", 2, y_max=100)
-        self.ram = _Series("RAM", "GB", 4)
+        self.ram = _Series("RAM", "GiB", 4)
         self.tps = _Series("Local tokens/s (requests served by local backends)", "tok/s", 6)
         grid = QGridLayout()
         grid.setSpacing(10)
@@ -303,19 +304,19 @@ class MonitorPage(QWidget):
             else:
                 self.vram.set_absent(None)
                 total = last.vram_total
-                self.vram.set_data([t for t, _ in mem_pts], [v / 1e9 for _, v in mem_pts],  # type: ignore[operator]
-                                   top=(total / 1e9) if total else None)
+                self.vram.set_data([t for t, _ in mem_pts], [v / GIB for _, v in mem_pts],  # type: ignore[operator]
+                                   top=(total / GIB) if total else None)
                 unified = any(g.unified for g in last.gpus)
                 self.vram.title.setText("GPU memory (unified with RAM)" if unified else "GPU memory")
                 if last.vram_used is not None:
-                    self.vram.value.setText(f"{last.vram_used / 1e9:.1f} of {(total or 0) / 1e9:.1f} GB"
-                                            if total else f"{last.vram_used / 1e9:.1f} GB")
+                    self.vram.value.setText(f"{last.vram_used / GIB:.1f} of {(total or 0) / GIB:.1f} GiB"
+                                            if total else f"{last.vram_used / GIB:.1f} GiB")
             self.cpu.set_absent(None)
             self.cpu.set_data(xs, [h.cpu_pct for h in hist])
             self.cpu.value.setText(f"{last.cpu_pct:.0f}%")
             self.ram.set_absent(None)
-            self.ram.set_data(xs, [h.ram_used / 1e9 for h in hist], top=last.ram_total / 1e9)
-            self.ram.value.setText(f"{last.ram_used / 1e9:.1f} of {last.ram_total / 1e9:.1f} GB")
+            self.ram.set_data(xs, [h.ram_used / GIB for h in hist], top=last.ram_total / GIB)
+            self.ram.value.setText(f"{last.ram_used / GIB:.1f} of {last.ram_total / GIB:.1f} GiB")
             self.hw_label.setText(self._hardware_text(last))
         txs, tys = self.bridge.local_throughput()
         self.tps.set_data(txs, tys)
@@ -334,7 +335,7 @@ class MonitorPage(QWidget):
         if not h.gpus:
             lines.append(f"<b>No GPU found</b> ({_esc(self.bridge.hardware_name())}): local models run on the CPU.")
         if h.swap_total:
-            lines.append(f"Swap {fmt_bytes(h.swap_used)} of {fmt_bytes(h.swap_total)}")
+            lines.append(f"Swap {(h.swap_used or 0) / GIB:.1f} of {h.swap_total / GIB:.1f} GiB")
         else:
             lines.append("No swap configured")
         return "<br>".join(lines)

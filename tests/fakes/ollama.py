@@ -23,11 +23,12 @@ server also stands in for Ollama's own ``/v1/messages``.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
 
 from tests.fakes.upstreams import FakeUpstream, JSONResponse, Raw, ReceivedRequest, Response, _compile, _dumps
 
@@ -38,6 +39,10 @@ class NDJSONStream(Response):
     def __init__(self, lines: list[dict[str, Any]], *, delay_s: float = 0.0, status: int = 200) -> None:
         frames = [_dumps(x) + b"\n" for x in lines]
         self.plan = _compile(status, {"content-type": "application/x-ndjson"}, frames, delay_s=delay_s)
+
+
+def _digest(text: str) -> str:
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
 def _rfc3339(ts: float) -> str:
@@ -73,11 +78,14 @@ class _PullScript:
     fail_after: int | None = None  # progress lines before an {"error"} line
     error: str = "max retries exceeded: unexpected EOF"
     status: int | None = None  # an HTTP error before any progress (e.g. 500 with "file does not exist")
+    resume_from: float = 0.0  # the share already downloaded by an earlier, interrupted pull
 
 
 class FakeOllama:
-    def __init__(self, *, version: str = "0.12.6", port: int = 0) -> None:
+    def __init__(self, *, version: str = "0.12.6", port: int = 0,
+                 fallback: Callable[[ReceivedRequest], Response | None] | None = None) -> None:
         self.version = version
+        self.fallback = fallback  # answers what is not Ollama's own API (e.g. /v1/messages)
         self.models: dict[str, FakeModel] = {}
         self.loaded: dict[str, _Loaded] = {}
         self._pulls: dict[str, _PullScript] = {}
@@ -119,7 +127,7 @@ class FakeOllama:
 
     def add_model(self, name: str, size: int = 5_000_000_000, *, loaded: bool = False, size_vram: int | None = None,
                   context_length: int = 4096, keep_alive_s: float = 300.0, **kw: Any) -> FakeModel:
-        m = FakeModel(name, size, kw.pop("digest", f"sha256:{abs(hash(name)):064x}"[:71]), **kw)
+        m = FakeModel(name, size, kw.pop("digest", _digest(name)), **kw)
         with self._lock:
             self.models[name] = m
         if loaded:
@@ -197,17 +205,18 @@ class FakeOllama:
                 return Raw(200)  # Ollama answers a delete with an empty 200
             if m == "POST" and p == "/api/pull":
                 return self._pull(req, str(body.get("model") or body.get("name") or ""))
-        return None
+        return self.fallback(req) if self.fallback is not None else None
 
     def _pull(self, req: ReceivedRequest, name: str) -> Response:
         s = self._pulls.pop(name, None) or _PullScript(steps=3)
         if s.status is not None:
             return JSONResponse({"error": s.error}, s.status)
-        digest = f"sha256:{abs(hash(name + 'layer')):064x}"[:71]
+        digest = _digest(name + " layer")
         lines: list[dict[str, Any]] = [{"status": "pulling manifest"}]
         for i in range(1, s.steps + 1):
+            done = s.total * s.resume_from + s.total * (1 - s.resume_from) * i / s.steps
             lines.append({"status": f"pulling {digest[7:19]}", "digest": digest, "total": s.total,
-                          "completed": s.total * i // s.steps})
+                          "completed": int(done)})
             if s.fail_after is not None and i >= s.fail_after:
                 lines.append({"error": s.error})
                 return NDJSONStream(lines, delay_s=s.delay_s)

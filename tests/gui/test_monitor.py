@@ -16,7 +16,8 @@ from tests.fakes.ollama import FakeOllama
 from tests.fakes.upstreams import AnthropicStream
 from tests.gui.conftest import ask, wait_for, write_config
 
-GB = 1_000_000_000
+GB = 1_000_000_000  # model sizes, the way Ollama counts them
+GiB = 1024**3  # memory
 
 
 @pytest.fixture
@@ -202,19 +203,19 @@ def test_no_gpu_is_said_in_words_and_cpu_ram_are_plotted(start_app, config, qtbo
 
 
 def test_gpu_plots_and_the_tray_tooltip_with_an_nvidia_gpu(start_app, config, ollama, qtbot):
-    nvml = FakeNvml([{"name": "NVIDIA GeForce RTX 4090", "util": 87, "mem": (20 * GB, 24 * GB), "temp": 71,
-                      "power_mw": 312_500, "procs": [(4242, 19 * GB)]}])
+    nvml = FakeNvml([{"name": "NVIDIA GeForce RTX 4090", "util": 87, "mem": (20 * GiB, 24 * GiB), "temp": 71,
+                      "power_mw": 312_500, "procs": [(4242, 19 * GiB)]}])
     r = start_app(config, hardware_factory=lambda: HardwareSampler([NvmlSampler(nvml)]))
     page = monitor(r)
     wait_for(qtbot, lambda: not page.gpu.absent and page.gpu.value.text() == "87%")
     xs, ys = page.gpu.curve.getData()
     assert len(xs) >= 1 and set(ys) == {87.0}
-    assert page.vram.value.text() == "20.0 of 24.0 GB"
+    assert page.vram.value.text() == "20.0 of 24.0 GiB"
     assert "NVIDIA GeForce RTX 4090</b> · 71 °C · 312 W" in page.hw_label.text()
     tray = r.app.tray
     assert "GPU" not in tray.tooltip()  # the active backend is remote: no GPU talk
     tray.backend_actions["ollama"].trigger()
-    assert tray.tooltip().endswith("\nGPU 87% · VRAM 20.0 of 24.0 GB")
+    assert tray.tooltip().endswith("\nGPU 87% · VRAM 20.0 of 24.0 GiB")
 
 
 def test_local_tokens_per_second_come_from_requests_served_locally(start_app, config, ollama, upstreams, qtbot):

@@ -228,3 +228,8 @@ def test_pull_meter_sums_layers_and_measures_speed():
     m.add(PullProgress("pulling b", "b", 300, 150), now=2.0)
     assert (m.completed, m.total) == (250, 400)
     assert m.bytes_per_s == pytest.approx(125.0)
+    resumed = PullMeter()  # a layer half fetched by an earlier pull: only new bytes make the speed
+    resumed.add(PullProgress("pulling manifest"), now=0.0)
+    resumed.add(PullProgress("pulling c", "c", 1000, 500), now=1.0)
+    resumed.add(PullProgress("pulling c", "c", 1000, 600), now=2.0)
+    assert (resumed.completed, resumed.fetched, resumed.bytes_per_s) == (600, 100, pytest.approx(100.0))
