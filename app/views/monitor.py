@@ -1,9 +1,11 @@
 """Monitor: the machine (GPU, VRAM, CPU, RAM) and the gateway's local tokens/s over the last ten
 minutes, and the local Ollama's models with Pull, Unload and Remove.
 
-The plots keep absolute times on the x axis and slide their window along with the clock ten
-times a second while the page is visible, so the curves scroll smoothly rather than jumping once
-a sample. A reading the machine does not have (no GPU) is said in words, never drawn as zero.
+The plots keep absolute times on the x axis and slide their window along with the clock while the
+page is visible, one pixel's worth of time at a step (a 600 s window on a 350-pixel plot moves
+less than a pixel a second), so the curves scroll smoothly without repainting more often than the
+eye can see: each repaint redraws the axes, which is what costs CPU. A reading the machine does
+not have (no GPU) is said in words, never drawn as zero.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ if TYPE_CHECKING:
 
 SPAN_S = 600.0
 GIB = 1024**3  # memory the way the OS and the GPU tools count it (a "24 GB" card is 24 GiB)
-SCROLL_MS = 100
+SCROLL_MIN_MS = 100  # the fastest the window slides (a very wide plot)
 MIN_CONTEXT = 65536
 _WARN = QColor(STATE_COLORS["warn"])
 _OK = QColor(STATE_COLORS["ok"])
@@ -120,16 +122,20 @@ class _Series:
     def __init__(self, title: str, unit: str, color: int, *, y_max: float | None = None) -> None:
         self.plot = _Plot()
         self.plot.setMinimumHeight(120)
+        self.plot.showGrid(x=False, y=False)
         self.plot.setLabel("left", unit)
         self.plot.getPlotItem().getAxis("left").enableAutoSIPrefix(False)
         c = series_color(color)
-        fill = QColor(c)
-        fill.setAlpha(45)
-        self.curve = self.plot.plot([], [], pen=pg.mkPen(c, width=1.6), fillLevel=0, brush=pg.mkBrush(fill))
+        # no fill, no antialiasing, at most one point per pixel: redrawn ten times a second, a
+        # filled antialiased 600-point path cost most of a core under software rendering
+        self.curve = self.plot.plot([], [], pen=pg.mkPen(c, width=1.5), antialias=False)
+        self.curve.setDownsampling(auto=True, method="peak")
+        self.curve.setClipToView(True)
         self.title = QLabel(title)
         self.value = QLabel("—")
         self.value.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         self.y_max = y_max
+        self._top: float | None = None
         self.note = pg.TextItem("", anchor=(0.5, 0.5), color=(128, 128, 128))
         self.plot.addItem(self.note, ignoreBounds=True)
         self.absent = False
@@ -144,6 +150,8 @@ class _Series:
         lay.addWidget(self.plot, 1)
 
     def set_absent(self, text: str | None) -> None:
+        if (text is not None) == self.absent and (text or "") == self.note.toPlainText():
+            return  # unchanged: touching the item would repaint the plot
         self.absent = text is not None
         self.note.setText(text or "")
         self.note.setVisible(self.absent)
@@ -156,7 +164,9 @@ class _Series:
         limit = top if top is not None else self.y_max
         if limit is None:
             limit = max(ys + [1.0]) * 1.2
-        self.plot.setYRange(0, limit, padding=0)
+        if limit != self._top:
+            self._top = limit
+            self.plot.setYRange(0, limit, padding=0)
 
     def scroll(self, now: float) -> None:
         self.plot.setXRange(now - SPAN_S, now, padding=0)
@@ -252,7 +262,7 @@ class MonitorPage(QWidget):
         lay.addWidget(self.view, 2)
 
         self._scroll_timer = QTimer(self)
-        self._scroll_timer.setInterval(SCROLL_MS)
+        self._scroll_timer.setInterval(1000)
         self._scroll_timer.timeout.connect(self._scroll)
         bridge.hardwareSampled.connect(self._on_sample)
         bridge.ollamaChanged.connect(self.show_ollama)
@@ -275,13 +285,21 @@ class MonitorPage(QWidget):
 
     def _on_sample(self, h: HardwareView) -> None:
         self.history.append(h)
-        if self.isVisible():
+        if self.isVisible():  # new data and the slide in one repaint; the timer waits a full step again
             self._redraw()
+            self._scroll()
+            self._scroll_timer.start()
 
     def _scroll(self) -> None:
         now = time.time()
         for s in self.series:
             s.scroll(now)
+        width = max(1, self.gpu.plot.getPlotItem().vb.width())  # a pixel's worth of time per step
+        step = int(max(SCROLL_MIN_MS, 1000.0 * SPAN_S / width))
+        if step >= 1000:  # the 1 s samples slide the plots already; the timer only covers a pause in them
+            step = 2500
+        if step != self._scroll_timer.interval():
+            self._scroll_timer.setInterval(step)
 
     def _redraw(self) -> None:
         hist = list(self.history)
