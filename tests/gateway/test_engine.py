@@ -244,3 +244,28 @@ capture = "all"
         assert secret.encode() not in raw and secret not in dump
         assert not any(secret in r for r in records)
         assert secret not in (patchbay_home / "config.toml").read_text()
+
+
+def test_a_backend_at_ollama_lists_what_ollama_has_installed(patchbay_home: Path):
+    import asyncio
+
+    from app.config import BackendConfig
+    from tests.fakes.ollama import FakeOllama
+
+    with FakeOllama() as ol, FakeUpstream(wire="openai", models=("gpt-x",)) as other:
+        ol.add_model("qwen3-coder:30b")
+        ol.add_model("gpt-oss:20b")
+        patchbay_home.mkdir(parents=True)
+        (patchbay_home / "config.toml").write_text(_config(ol.url, other.url, f'[ollama]\nurl = "{ol.url}"\n'))
+        eng = Engine()
+        try:
+            for kind, url in (("openai", ol.url + "/v1"), ("anthropic", ol.url)):
+                names = asyncio.run(eng.list_models(BackendConfig("ol", kind, url, "none")))
+                assert names == ["gpt-oss:20b", "qwen3-coder:30b"]
+            # Ollama's own list was asked, not the OpenAI- or Anthropic-style one
+            assert [r.path for r in ol.requests] == ["/api/tags", "/api/tags"]
+            # a backend elsewhere still lists its models the usual way
+            assert asyncio.run(eng.list_models(BackendConfig("x", "openai", other.url + "/v1", "none"))) == ["gpt-x"]
+            assert [r.path for r in other.requests] == ["/v1/models"]
+        finally:
+            eng.stop()
