@@ -227,10 +227,34 @@ def check_gui() -> str:
             f"{', '.join(n for n in names)}")
 
 
+# botocore service models the cloud backends can need: the credential chain's SSO and role
+# clients. The bundle keeps only these of botocore's ~400 (packaging/patchbay.spec).
+AWS_SERVICE_MODELS = ("sts", "sso", "sso-oidc")
+
+
+def check_cloud() -> str:
+    """What the bedrock and vertex kinds load on first use: a signer, the event-stream decoder,
+    the AWS credential chain's service models, and google-auth's transport."""
+    import botocore.session
+    from botocore.auth import SigV4Auth  # noqa: F401
+    from botocore.eventstream import EventStreamBuffer  # noqa: F401
+    from google.auth.transport.urllib3 import Request  # noqa: F401
+
+    session = botocore.session.get_session()
+    for name in AWS_SERVICE_MODELS:
+        try:
+            session.get_service_model(name)
+        except Exception as exc:  # noqa: BLE001 - said as a failure below
+            raise SelftestFailure(f"botocore's {name!r} service model is missing ({exc}). Reinstall Patchbay.") \
+                from None
+    return f"SigV4, event streams, AWS credential models ({', '.join(AWS_SERVICE_MODELS)}), google-auth"
+
+
 CHECKS: tuple[tuple[str, Callable[[], str]], ...] = (
     ("price table", check_prices),
     ("icons", check_icons),
     ("gateway", check_gateway),
+    ("cloud backends", check_cloud),
     ("GUI stack", check_gui),
 )
 

@@ -19,10 +19,10 @@ def test_selftest_from_source_passes_and_leaves_no_files(tmp_path: Path) -> None
                           stderr=subprocess.STDOUT, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout
     lines = proc.stdout.splitlines()
-    assert [ln.split()[0:2] for ln in lines[1:5]] == [["ok", "price"], ["ok", "icons"], ["ok", "gateway"],
-                                                       ["ok", "GUI"]]
+    assert [ln.split()[0:2] for ln in lines[1:6]] == [["ok", "price"], ["ok", "icons"], ["ok", "gateway"],
+                                                       ["ok", "cloud"], ["ok", "GUI"]]
     assert "/health ok" in proc.stdout and "21 in / 9 out tokens" in proc.stdout
-    assert lines[-1] == "Self-test passed: all 4 checks."
+    assert lines[-1] == "Self-test passed: all 5 checks."
     # it used a throwaway home and cleaned it up: nothing in the user's folders or the temp dir
     assert not (tmp_path / "home").exists() and not (tmp_path / "cfg").exists()
     assert list((tmp_path / "tmp").iterdir()) == []
