@@ -45,6 +45,18 @@ def _parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("check", help="check the config file and say what is wrong with it")
     c.add_argument("--config", type=Path, dest="sub_config")
+
+    from app.services import claude_cli
+
+    claude_cli.add_connect_arguments(sub.add_parser(
+        "connect", help="point Claude Code at the gateway in ~/.claude/settings.json (keeps everything else)"))
+    d = sub.add_parser("disconnect", help="put ~/.claude/settings.json back as it was before `patchbay connect`")
+    d.add_argument("--config", type=Path, dest="sub_config")
+    claude_cli.add_claude_arguments(sub.add_parser(
+        "claude", help="start Claude Code through the gateway for this session only: "
+                       "patchbay claude [--backend B [--model M]] [claude args…]"))
+    sl = sub.add_parser("statusline", help="one line for Claude Code's statusLine setting (reads its JSON on stdin)")
+    sl.add_argument("--config", type=Path, dest="sub_config")
     return p
 
 
@@ -142,13 +154,10 @@ def cmd_env(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"patchbay: {exc}", file=sys.stderr)
         return 2
+    from app.services.claude_code import gateway_url
+
     token, _ = secrets.gateway_token(paths.token_file)
-    host = config.gateway.host
-    if host in ("0.0.0.0", "::"):
-        host = "127.0.0.1"
-    if ":" in host:
-        host = f"[{host}]"
-    url = f"http://{host}:{config.gateway.port}"
+    url = gateway_url(config)
     pairs = [("ANTHROPIC_BASE_URL", url), ("ANTHROPIC_AUTH_TOKEN", token)]
     for name, value in pairs:
         if args.shell == "fish":
@@ -212,6 +221,11 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["claude"]:  # everything after our own options belongs to claude, unparsed
+        from app.services import claude_cli
+
+        return claude_cli.run_claude(argv[1:])
     args = _parser().parse_args(argv)
     if args.selftest:
         from app.selftest import run
@@ -230,6 +244,12 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_key(args)
     if args.command == "check":
         return cmd_check(args)
+    if args.command in ("connect", "disconnect", "statusline"):
+        from app.services import claude_cli
+
+        run = {"connect": claude_cli.run_connect, "disconnect": claude_cli.run_disconnect,
+               "statusline": claude_cli.run_statusline}[args.command]
+        return run(args, _config_path(args))
     os.environ.setdefault("QT_API", "pyside6")
     from app.gui import run_gui
 

@@ -229,6 +229,7 @@ class Bridge(QObject):
     hardwareSampled = Signal(object)  # HardwareView, about once a second
     ollamaChanged = Signal(object)  # OllamaView, after each poll of the local Ollama
     pullProgress = Signal(object)  # PullView, at most ~8 times a second while a pull runs
+    claudeCodeChanged = Signal(object)  # ClaudeCodeView, when settings.json changed (by us or anything else)
     _jobDone = Signal(object, object, object)  # callback, result, exception
     _hwSample = Signal(object)  # from the sampler thread
     _ledgerError = Signal(str)  # from the ledger's writer thread
@@ -264,6 +265,10 @@ class Bridge(QObject):
         self._slow = QTimer(self)  # budgets / spend today / health, every few seconds
         self._slow.setInterval(5000)
         self._slow.timeout.connect(self.refresh_budgets)
+        self._slow.timeout.connect(self._claude_settings_touched)
+        self._cc_watcher: Any = None
+        self._cc_stamp: tuple[Any, ...] | None = None
+        self._cc_view: ClaudeCodeView | None = None
         self._budget_debounce = QTimer(self)
         self._budget_debounce.setSingleShot(True)
         self._budget_debounce.setInterval(1500)
@@ -320,6 +325,7 @@ class Bridge(QObject):
         self.refresh_budgets()
         self._seed_sessions()
         self._start_monitoring()
+        self._claude_settings_touched()
         self.backendsChanged.emit()
         self.activeChanged.emit(*self.active())
         self.settingsChanged.emit()
@@ -850,21 +856,61 @@ class Bridge(QObject):
             return ""
 
     def claude_code(self) -> ClaudeCodeView:
+        """Claude Code's settings.json as it is now, compared with this gateway (reads the file)."""
+        from app.services import claude_code as cc
+        from app.services import claude_settings
+
+        path = str(claude_settings.settings_path())
         if self.engine is None:
-            return ClaudeCodeView(False, "", ())
+            return ClaudeCodeView(False, path, ())
         try:
             env = dict(self.engine.claude_code_env())
-        except Exception:
-            env = {}
+            st = self.engine.claude_code_status()
+        except Exception as exc:
+            return ClaudeCodeView(False, path, (), "invalid", _sentence(exc))
+        paths = getattr(self.engine, "paths", None)
+        recorded = paths is not None and cc.state_file(paths).exists()
+        return ClaudeCodeView(st.connected, str(st.path), tuple(env.items()), st.state, st.message, recorded,
+                              st.edited_since, tuple(st.options), tuple(sorted(cc.alias_values(st.path).items())))
+
+    def _watch_claude_settings(self) -> None:
+        """Notice when something else changes settings.json: a watcher on the file and its folder
+        (editors and tools replace the file), and the 5-second timer's stat as a fallback."""
+        from PySide6.QtCore import QFileSystemWatcher
+
+        from app.services import claude_settings
+
+        path = claude_settings.settings_path()
+        if self._cc_watcher is None:
+            self._cc_watcher = QFileSystemWatcher(self)
+            self._cc_watcher.fileChanged.connect(lambda _p: self._claude_settings_touched())
+            self._cc_watcher.directoryChanged.connect(lambda _p: self._claude_settings_touched())
+        w = self._cc_watcher
+        wanted = [str(p) for p in (path, path.parent) if p.exists()]
+        stale = [p for p in w.files() + w.directories() if p not in wanted]
+        if stale:
+            w.removePaths(stale)
+        missing = [p for p in wanted if p not in w.files() + w.directories()]
+        if missing:
+            w.addPaths(missing)
+
+    def _claude_settings_touched(self) -> None:
+        from app.services import claude_settings
+
+        path = claude_settings.settings_path()
         try:
-            connected = bool(self.engine.claude_code_connected())
-        except Exception:
-            connected = False
-        settings = Path.home() / ".claude" / "settings.json"
-        path = getattr(self.engine, "claude_settings_path", None)
-        if path is not None:
-            settings = Path(path() if callable(path) else path)
-        return ClaudeCodeView(connected, str(settings), tuple(env.items()))
+            st = path.stat()
+            stamp: tuple[Any, ...] = (str(path), st.st_mtime_ns, st.st_size, st.st_ino)
+        except OSError:
+            stamp = (str(path), None)
+        if stamp == self._cc_stamp:
+            return
+        self._cc_stamp = stamp
+        self._watch_claude_settings()
+        view = self.claude_code()
+        if view != self._cc_view:
+            self._cc_view = view
+            self.claudeCodeChanged.emit(view)
 
     # ------------------------------------------------------------------ actions
 
@@ -1177,18 +1223,50 @@ class Bridge(QObject):
         self.settingsChanged.emit()
         return True
 
-    def connect_claude_code(self) -> bool:
+    def connect_claude_code(self, *, nonessential: bool = False, aliases: dict[str, str] | None = None,
+                            statusline: bool = False) -> bool:
+        """Put the gateway's address and token into Claude Code's settings.json (nothing else changes)."""
         if self.engine is None:
             return False
         try:
-            path = self.engine.connect_claude_code()
+            result = self.engine.connect_claude_code(nonessential=nonessential, aliases=aliases,
+                                                     statusline=statusline)
         except Exception as exc:
             self.message.emit(UserMessage("error", "Claude Code was not connected", _sentence(exc),
                                           key="claude"))
+            self._claude_settings_touched()
             return False
+        extra = f" The previous file is saved as {result.backup}." if result.backup else ""
+        if result.skipped:
+            extra += f" Your own {', '.join(result.skipped)} was kept as it is."
         self.message.emit(UserMessage("info", "Claude Code connected",
-                                      f"{path} now points Claude Code at Patchbay. New Claude Code sessions use it; "
-                                      "restart the ones already open.", key="claude"))
+                                      f"{result.path} now points Claude Code at Patchbay. New Claude Code sessions "
+                                      f"use it; restart the ones already open.{extra}", key="claude"))
+        self._cc_stamp = None
+        self._claude_settings_touched()
+        self.settingsChanged.emit()
+        return True
+
+    def disconnect_claude_code(self) -> bool:
+        """Put settings.json back as it was before Connect (only our keys change)."""
+        if self.engine is None:
+            return False
+        try:
+            result = self.engine.disconnect_claude_code()
+        except Exception as exc:
+            self.message.emit(UserMessage("error", "Claude Code was not disconnected", _sentence(exc),
+                                          key="claude"))
+            return False
+        if result.removed_file:
+            text = f"Removed {result.path}, which Patchbay had created."
+        elif result.changed:
+            text = f"{result.path} is back to what it held before Patchbay connected."
+        else:
+            text = ""
+        text = " ".join(t for t in (text, result.message) if t)
+        self.message.emit(UserMessage("info", "Claude Code disconnected", text or "Nothing to undo.", key="claude"))
+        self._cc_stamp = None
+        self._claude_settings_touched()
         self.settingsChanged.emit()
         return True
 

@@ -662,15 +662,20 @@ def load_or_create(path: Path) -> Config:
     return load_config(path)
 
 
-def atomic_write(path: Path, text: str, *, backup: bool = False) -> None:
-    """Write ``text`` to ``path`` so a crash leaves either the old file or the new one."""
+def atomic_write(path: Path, text: str | bytes, *, backup: bool = False) -> None:
+    """Write ``text`` (``bytes`` are written exactly as given) to ``path`` so a crash leaves either
+    the old file or the new one. An existing file keeps its permission bits."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        with open(tmp, "wb") if isinstance(text, bytes) else open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)  # type: ignore[arg-type]
             fh.flush()
             os.fsync(fh.fileno())
+        try:
+            os.chmod(tmp, os.stat(path).st_mode & 0o7777)
+        except FileNotFoundError:
+            pass
         if backup and path.exists():
             bak = path.with_name(path.name + ".bak")
             try:

@@ -6,9 +6,7 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -22,7 +20,7 @@ from app.events import EventHub, EventQueue, RequestFinished
 from app.paths import Paths, default_paths
 from app.proxy.routing import Pin, Route
 from app.proxy.server import GatewayStartError, ProxyRuntime, make_backend
-from app.services import secrets
+from app.services import claude_code, claude_settings, secrets
 
 log = logging.getLogger("patchbay")
 
@@ -98,9 +96,11 @@ class Engine:
             self.runtime.start()
         except GatewayStartError as exc:
             raise StartError(str(exc)) from None
+        claude_code.write_runtime_file(self.paths, self.url)
 
     def stop(self) -> None:
         self.runtime.stop()
+        claude_code.remove_runtime_file(self.paths)
         self.ledger.close()
 
     @property
@@ -213,20 +213,22 @@ class Engine:
         return {"ANTHROPIC_BASE_URL": self.url, "ANTHROPIC_AUTH_TOKEN": self.token}
 
     def claude_settings_path(self) -> Path:
-        return Path(os.environ.get("CLAUDE_CONFIG_DIR") or Path.home() / ".claude") / "settings.json"
+        return claude_settings.settings_path()
+
+    def claude_code_status(self) -> claude_settings.Status:
+        return claude_code.status(self.paths, self.url, self.token)
 
     def claude_code_connected(self) -> bool:
-        try:
-            data = json.loads(self.claude_settings_path().read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return False
-        env = data.get("env") if isinstance(data, dict) else None
-        return isinstance(env, dict) and env.get("ANTHROPIC_BASE_URL") == self.url and \
-            env.get("ANTHROPIC_AUTH_TOKEN") == self.token
+        return self.claude_code_status().connected
 
-    def connect_claude_code(self) -> Path:
-        """Merge our two variables into ~/.claude/settings.json, keeping everything else in it."""
-        return write_claude_settings(self.claude_settings_path(), self.claude_code_env())
+    def connect_claude_code(self, *, nonessential: bool = False, aliases: dict[str, str] | None = None,
+                            statusline: bool = False) -> claude_settings.ConnectResult:
+        """Put our keys into ~/.claude/settings.json, changing nothing else in it (see claude_settings)."""
+        return claude_code.connect(self.paths, self.url, self.token, nonessential=nonessential, aliases=aliases,
+                                   statusline=statusline, config_path=self.config_path)
+
+    def disconnect_claude_code(self) -> claude_settings.DisconnectResult:
+        return claude_code.disconnect(self.paths, self.url)
 
     # ------------------------------------------------------------------ probing backends
 
@@ -324,26 +326,6 @@ class Engine:
                          if isinstance(m, dict)]
                 return sorted({n for n in names if isinstance(n, str) and n})
         raise RuntimeError(f'Could not list the models of "{backend.id}": {last_error}.')
-
-
-def write_claude_settings(path: Path, env: dict[str, str]) -> Path:
-    data: dict[str, Any] = {}
-    if path.exists():
-        try:
-            loaded = json.loads(path.read_text(encoding="utf-8") or "{}")
-        except ValueError as exc:
-            raise ConfigError(f"{path} is not valid JSON ({exc}), so Patchbay left it alone. Fix it, then try "
-                              "again.") from None
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path} does not hold a JSON object, so Patchbay left it alone.")
-        data = loaded
-    section = data.get("env")
-    if not isinstance(section, dict):
-        section = {}
-    section.update(env)
-    data["env"] = section
-    cfgmod.atomic_write(path, json.dumps(data, indent=2) + "\n", backup=True)
-    return path
 
 
 def finished_line(ev: RequestFinished) -> str:

@@ -189,6 +189,13 @@ class ClaudeCodeView:
     connected: bool
     settings_path: str
     env: tuple[tuple[str, str], ...]
+    # connected | not_connected | other_gateway | outdated | changed | invalid | unknown
+    state: str = "unknown"
+    message: str = ""
+    recorded: bool = False  # Patchbay connected it and can put the file back (Disconnect)
+    edited_since: bool = False
+    options: tuple[str, ...] = ()  # nonessential, aliases, statusline: in the file now
+    aliases: tuple[tuple[str, str], ...] = ()  # (haiku|sonnet|opus, "backend,model") in the file now
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
 
 from app.config import BUDGET_PERIODS, BudgetConfig
 from app.views.dashboard import SectionLabel
-from app.views.data import BudgetView, GatewayView
+from app.views.data import BudgetView, ClaudeCodeView, GatewayView
 from app.views.theme import STATE_COLORS, fmt_usd
 
 if TYPE_CHECKING:
@@ -93,22 +93,59 @@ class SettingsPage(QWidget):
         cl = QVBoxLayout(cc)
         self.cc_state = QLabel()
         self.cc_state.setWordWrap(True)
+        self.cc_state.setTextFormat(Qt.TextFormat.RichText)
         self.cc_env = QLabel()
         self.cc_env.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.cc_env.setTextFormat(Qt.TextFormat.RichText)
+        self.cc_nonessential = QCheckBox("Also turn off Claude Code's non-essential traffic (telemetry, error reports, "
+                                         "update checks): CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1")
+        self.cc_statusline = QCheckBox("Show backend, model and spend in Claude Code's status line "
+                                       "(only where you have no statusLine of your own)")
+        aliases = QWidget()
+        af = QFormLayout(aliases)
+        af.setContentsMargins(0, 0, 0, 0)
+        self.cc_alias: dict[str, QComboBox] = {}
+        for name, label in (("haiku", "Haiku (background work):"), ("sonnet", "Sonnet:"), ("opus", "Opus:")):
+            combo = QComboBox()
+            combo.setAccessibleName(f"Send Claude Code's {name} model to")
+            combo.setMinimumContentsLength(28)
+            self.cc_alias[name] = combo
+            af.addRow(label, combo)
+        self.cc_alias_help = QLabel(
+            "Model aliases (optional): Claude Code asks for its <i>haiku</i> model for background work (titles, "
+            "summaries, quick checks) and <i>sonnet</i>/<i>opus</i> when you pick them with /model. Choosing a "
+            "backend and model here sets ANTHROPIC_DEFAULT_…_MODEL to <code>backend,model</code>: those requests "
+            "go there whatever is active, and the Requests page shows them under that name, so background "
+            "requests are easy to tell apart. \u201cClaude Code's default\u201d leaves the alias alone.")
+        self.cc_alias_help.setWordWrap(True)
+        self.cc_alias_help.setTextFormat(Qt.TextFormat.RichText)
         self.cc_connect = QPushButton("Connect Claude Code")
-        self.cc_connect.setToolTip("Adds ANTHROPIC_BASE_URL and ANTHROPIC_AUTH_TOKEN to the env of "
-                                   "~/.claude/settings.json; everything else in that file is kept")
-        self.cc_connect.clicked.connect(self.bridge.connect_claude_code)
+        self.cc_connect.setToolTip("Adds ANTHROPIC_BASE_URL and ANTHROPIC_AUTH_TOKEN (and what you ticked) to the env "
+                                   "of ~/.claude/settings.json; every other byte of that file is kept, and a backup "
+                                   "is made first")
+        self.cc_connect.clicked.connect(self.connect_claude)
+        self.cc_disconnect = QPushButton("Disconnect")
+        self.cc_disconnect.setToolTip("Puts back what settings.json held before Connect (only Patchbay's keys change)")
+        self.cc_disconnect.clicked.connect(self.bridge.disconnect_claude_code)
         self.cc_copy = QPushButton("Copy shell exports")
         self.cc_copy.clicked.connect(self._copy_exports)
         crow = QHBoxLayout()
         crow.addWidget(self.cc_connect)
+        crow.addWidget(self.cc_disconnect)
         crow.addWidget(self.cc_copy)
         crow.addStretch(1)
+        once = QLabel("For one terminal only, without touching settings.json: <code>patchbay claude</code> "
+                      "(pinned: <code>patchbay claude --backend ID --model NAME</code>).")
+        once.setWordWrap(True)
+        once.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         cl.addWidget(self.cc_state)
         cl.addWidget(self.cc_env)
+        cl.addWidget(self.cc_nonessential)
+        cl.addWidget(self.cc_statusline)
+        cl.addWidget(self.cc_alias_help)
+        cl.addWidget(aliases)
         cl.addLayout(crow)
+        cl.addWidget(once)
         col.addWidget(cc)
 
         # ---- budgets
@@ -172,6 +209,7 @@ class SettingsPage(QWidget):
         bridge.gatewayChanged.connect(self._on_gateway)
         bridge.budgetsChanged.connect(self._on_budgets)
         bridge.backendsChanged.connect(self.load)
+        bridge.claudeCodeChanged.connect(self._load_claude)
         self.load()
 
     # ------------------------------------------------------------ load
@@ -192,19 +230,40 @@ class SettingsPage(QWidget):
             self.budget_table.setRowCount(0)
             for b in s.budgets:
                 self._add_budget_row(b)
-            cc = self.bridge.claude_code()
-            if cc.connected:
-                self.cc_state.setText(f"<span style='color:{STATE_COLORS['ok']}'>✓ Connected</span>: "
-                                      f"{_esc(cc.settings_path)} points Claude Code at Patchbay.")
-                self.cc_connect.setText("Connect again (new token or port)")
-            else:
-                self.cc_state.setText(f"Not connected: Claude Code does not use Patchbay yet. Connect writes two "
-                                      f"keys into {_esc(cc.settings_path)}, or copy the exports into your shell.")
-                self.cc_connect.setText("Connect Claude Code")
-            self.cc_env.setText("<br>".join(
-                f"<code>{_esc(k)}={_esc(_mask(k, v))}</code>" for k, v in cc.env))
+            self._load_claude(self.bridge.claude_code())
         finally:
             self._loading = False
+
+    def _load_claude(self, cc: ClaudeCodeView) -> None:
+        color = {"connected": STATE_COLORS["ok"], "outdated": STATE_COLORS["warn"], "changed": STATE_COLORS["warn"],
+                 "other_gateway": STATE_COLORS["warn"], "invalid": STATE_COLORS["error"]}.get(cc.state)
+        title = {"connected": "✓ Connected", "not_connected": "Not connected", "outdated": "Connected, out of date",
+                 "changed": "Changed by something else", "other_gateway": "Points at another gateway",
+                 "invalid": "settings.json cannot be read"}.get(cc.state, "Unknown")
+        head = f"<b><span style='color:{color}'>{title}</span></b>" if color else f"<b>{title}</b>"
+        self.cc_state.setText(f"{head}: {_esc(cc.message)}" if cc.message else head)
+        self.cc_connect.setText("Connect again" if cc.state in ("connected", "outdated", "changed")
+                                else "Connect Claude Code")
+        self.cc_connect.setEnabled(self.bridge.engine is not None and cc.state != "invalid")
+        self.cc_disconnect.setEnabled(cc.recorded or cc.connected)
+        if cc.connected or cc.recorded:
+            self.cc_nonessential.setChecked("nonessential" in cc.options)
+            self.cc_statusline.setChecked("statusline" in cc.options)
+        current = dict(cc.aliases)
+        targets = [f"{b.id},{m}" for b in self.bridge.backends() for m in b.models]
+        for name, combo in self.cc_alias.items():
+            combo.clear()
+            combo.addItem("Claude Code's default", "")
+            for t in dict.fromkeys(targets + ([current[name]] if name in current else [])):
+                combo.addItem(t, t)
+            combo.setCurrentIndex(max(0, combo.findData(current.get(name, ""))))
+        self.cc_env.setText("<br>".join(
+            f"<code>{_esc(k)}={_esc(_mask(k, v))}</code>" for k, v in cc.env))
+
+    def connect_claude(self) -> None:
+        aliases = {name: str(c.currentData()) for name, c in self.cc_alias.items() if c.currentData()}
+        self.bridge.connect_claude_code(nonessential=self.cc_nonessential.isChecked(), aliases=aliases,
+                                        statusline=self.cc_statusline.isChecked())
 
     def _on_gateway(self, g: GatewayView) -> None:
         state = {"running": "running", "paused": "paused (requests are refused)", "failed": "not running",

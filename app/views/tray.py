@@ -13,7 +13,7 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QAction, QActionGroup, QIcon
 from PySide6.QtWidgets import QMenu, QSystemTrayIcon
 
-from app.views.data import UserMessage
+from app.views.data import ClaudeCodeView, UserMessage
 from app.views.icons import state_icon
 from app.views.theme import fmt_usd
 
@@ -50,6 +50,10 @@ class Tray(QObject):
         self.pause_action.toggled.connect(self._pause_toggled)
         self.spend_action = QAction("Today: $0.00", self)
         self.spend_action.setEnabled(False)
+        self.cc_status_action = QAction("Claude Code: …", self)
+        self.cc_status_action.setEnabled(False)
+        self.cc_action = QAction("Connect Claude Code", self)
+        self.cc_action.triggered.connect(self.toggle_claude_code)
         self.open_action = QAction("Open Patchbay", self)
         self.open_action.triggered.connect(self.openRequested)
         self.quit_action = QAction("Quit Patchbay", self)
@@ -74,6 +78,8 @@ class Tray(QObject):
         bridge.gatewayChanged.connect(lambda _g: self.sync_paused())
         bridge.message.connect(self.notify)
         bridge.hardwareSampled.connect(self._on_hardware)
+        bridge.claudeCodeChanged.connect(self.sync_claude_code)
+        bridge.settingsChanged.connect(lambda: self.sync_claude_code(self.bridge.claude_code()))
 
     # ------------------------------------------------------------ menu
 
@@ -103,11 +109,15 @@ class Tray(QObject):
         m.addSeparator()
         m.addAction(self.spend_action)
         m.addSeparator()
+        m.addAction(self.cc_status_action)
+        m.addAction(self.cc_action)
+        m.addSeparator()
         m.addAction(self.open_action)
         m.addAction(self.quit_action)
         self.sync_active()
         self.sync_paused()
         self.update_spend()
+        self.sync_claude_code(self.bridge.claude_code())
 
     def sync_active(self) -> None:
         backend, model = self.bridge.active()
@@ -197,6 +207,32 @@ class Tray(QObject):
             text += " — near the budget"
         self.spend_action.setText(text)
         self.update_icon()
+
+    # ------------------------------------------------------------ Claude Code
+
+    def sync_claude_code(self, cc: ClaudeCodeView) -> None:
+        words = {"connected": "connected", "not_connected": "not connected", "outdated": "connected, out of date",
+                 "changed": "changed by something else", "other_gateway": "points at another gateway",
+                 "invalid": "settings.json cannot be read"}.get(cc.state, "…")
+        self.cc_status_action.setText(f"Claude Code: {words}")
+        self.cc_status_action.setToolTip(cc.message)
+        if cc.connected:
+            self.cc_action.setText("Disconnect Claude Code")
+        elif cc.state in ("outdated", "changed"):
+            self.cc_action.setText("Connect Claude Code again")
+        else:
+            self.cc_action.setText("Connect Claude Code")
+        self.cc_action.setEnabled(cc.state != "invalid" and self.bridge.engine is not None)
+
+    def toggle_claude_code(self) -> None:
+        """Connect (keeping the options the file has now) or disconnect, as the menu item says."""
+        cc = self.bridge.claude_code()
+        if cc.connected:
+            self.bridge.disconnect_claude_code()
+        else:
+            self.bridge.connect_claude_code(nonessential="nonessential" in cc.options, aliases=dict(cc.aliases),
+                                            statusline="statusline" in cc.options)
+        self.sync_claude_code(self.bridge.claude_code())
 
     # ------------------------------------------------------------ icon
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import anthropic
 import pytest
 
-from app.core import Engine, StartError, write_claude_settings
+from app.core import Engine, StartError
 from app.events import BudgetAlert
 from tests.fakes.chunks import anthropic_text_events, openai_text_chunks
 from tests.fakes.upstreams import AnthropicStream, FakeUpstream, OpenAIStream
@@ -177,23 +177,28 @@ def test_corrupt_config_and_ledger_stop_start_with_a_sentence(patchbay_home: Pat
     assert "usage.sqlite3" in str(info.value)
 
 
-def test_claude_settings_are_merged_not_rewritten(tmp_path: Path):
-    path = tmp_path / ".claude" / "settings.json"
-    path.parent.mkdir()
-    path.write_text('{"hooks": {"Stop": []}, "env": {"DISABLE_TELEMETRY": "1"}, "statusLine": {"type": "command"}}')
-    write_claude_settings(path, {"ANTHROPIC_BASE_URL": "http://127.0.0.1:8787", "ANTHROPIC_AUTH_TOKEN": "t"})
+def test_engine_connects_claude_code_to_its_own_address_and_disconnects(engine: Engine, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch):
     import json
 
+    monkeypatch.setenv("CLAUDE_CONFIG_DIR", str(tmp_path / "claude"))
+    path = tmp_path / "claude" / "settings.json"
+    path.parent.mkdir()
+    original = '{"hooks": {"Stop": []}, "env": {"DISABLE_TELEMETRY": "1"}, "statusLine": {"type": "command"}}'
+    path.write_text(original)
+    assert engine.claude_code_status().state == "not_connected"
+    result = engine.connect_claude_code(nonessential=True)
+    assert result.path == path
     data = json.loads(path.read_text())
     assert data["hooks"] == {"Stop": []} and data["statusLine"] == {"type": "command"}
-    assert data["env"] == {"DISABLE_TELEMETRY": "1", "ANTHROPIC_BASE_URL": "http://127.0.0.1:8787",
-                           "ANTHROPIC_AUTH_TOKEN": "t"}
-    path.write_text("{not json")
-    from app.config import ConfigError
-
-    with pytest.raises(ConfigError, match="left it alone"):
-        write_claude_settings(path, {"A": "b"})
-    assert path.read_text() == "{not json"
+    assert data["env"] == {"DISABLE_TELEMETRY": "1", "ANTHROPIC_BASE_URL": engine.url, "ANTHROPIC_AUTH_TOKEN": TOKEN,
+                           "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1"}
+    assert engine.claude_code_connected()
+    # the running gateway leaves its address for `patchbay claude`
+    runtime = json.loads((engine.paths.data_dir / "gateway.json").read_text())
+    assert runtime["url"] == engine.url
+    engine.disconnect_claude_code()
+    assert path.read_text() == original
 
 
 def test_nothing_secret_lands_in_the_ledger_or_logs(patchbay_home: Path, monkeypatch: pytest.MonkeyPatch):

@@ -270,18 +270,62 @@ def test_port_change_restarts_the_gateway_on_the_new_port(start_app, config_file
 def test_connect_claude_code_merges_into_its_settings(start_app, config_file, tmp_path, monkeypatch, qtbot):
     cc = tmp_path / "claude"
     cc.mkdir()
-    (cc / "settings.json").write_text(json.dumps({"hooks": {"Stop": []}, "env": {"FOO": "1"}}))
+    original = json.dumps({"hooks": {"Stop": []}, "env": {"FOO": "1"}}, indent=4) + "\n"
+    (cc / "settings.json").write_text(original)
     monkeypatch.setenv("CLAUDE_CONFIG_DIR", str(cc))
     r = start_app(config_file)
     page = r.window.page("settings")
-    assert "Not connected" in page.cc_state.text()
+    tray = r.app.tray
+    assert "Not connected" in page.cc_state.text() and not page.cc_disconnect.isEnabled()
+    assert tray.cc_status_action.text() == "Claude Code: not connected"
+    page.cc_nonessential.setChecked(True)
+    page.cc_alias["haiku"].setCurrentIndex(page.cc_alias["haiku"].findData("beta,gpt-other"))
     page.cc_connect.click()
     data = json.loads((cc / "settings.json").read_text())
     assert data["hooks"] == {"Stop": []} and data["env"]["FOO"] == "1"
     assert data["env"]["ANTHROPIC_BASE_URL"] == r.url
     assert data["env"]["ANTHROPIC_AUTH_TOKEN"] == r.bridge.gateway_token()
-    assert "Connected" in page.cc_state.text()
+    assert data["env"]["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] == "1"
+    assert data["env"]["ANTHROPIC_DEFAULT_HAIKU_MODEL"] == "beta,gpt-other"
+    assert "Connected" in page.cc_state.text() and page.cc_disconnect.isEnabled()
     assert r.bridge.gateway_token() not in page.cc_env.text()  # the token is masked on screen
+    assert tray.cc_action.text() == "Disconnect Claude Code"
+
+    # another tool points Claude Code elsewhere: the page and the tray notice without a click
+    text = (cc / "settings.json").read_text().replace(r.url, "http://127.0.0.1:1")
+    (cc / "settings.json").write_text(text)
+    wait_for(qtbot, lambda: "Changed by something else" in page.cc_state.text())
+    assert "http://127.0.0.1:1" in page.cc_state.text()
+    assert tray.cc_status_action.text() == "Claude Code: changed by something else"
+    assert tray.cc_action.text() == "Connect Claude Code again"
+
+    tray.cc_action.trigger()  # connect again from the tray, keeping the alias and the option
+    data = json.loads((cc / "settings.json").read_text())
+    assert data["env"]["ANTHROPIC_BASE_URL"] == r.url and data["env"]["ANTHROPIC_DEFAULT_HAIKU_MODEL"] == "beta,gpt-other"
+    wait_for(qtbot, lambda: "✓ Connected" in page.cc_state.text())
+
+    page.cc_disconnect.click()
+    # the token goes (it was absent before Patchbay); the address goes back to the other tool's,
+    # which it held before this last Connect
+    data = json.loads((cc / "settings.json").read_text())
+    assert data == {"hooks": {"Stop": []}, "env": {"FOO": "1", "ANTHROPIC_BASE_URL": "http://127.0.0.1:1"}}
+    assert (cc / "settings.json").read_text() == original.replace(
+        '"FOO": "1"', '"FOO": "1",\n        "ANTHROPIC_BASE_URL": "http://127.0.0.1:1"')
+    wait_for(qtbot, lambda: "Points at another gateway" in page.cc_state.text())
+    assert tray.cc_status_action.text() == "Claude Code: points at another gateway"
+    assert tray.cc_action.text() == "Connect Claude Code"
+
+
+def test_a_broken_claude_settings_file_is_named_and_left_alone(start_app, config_file, tmp_path, monkeypatch):
+    cc = tmp_path / "claude"
+    cc.mkdir()
+    (cc / "settings.json").write_text('{\n  "env": {},  // mine\n}\n')
+    monkeypatch.setenv("CLAUDE_CONFIG_DIR", str(cc))
+    r = start_app(config_file)
+    page = r.window.page("settings")
+    assert "cannot be read" in page.cc_state.text() and "line 2, column 15" in page.cc_state.text()
+    assert not page.cc_connect.isEnabled() and not r.app.tray.cc_action.isEnabled()
+    assert (cc / "settings.json").read_text() == '{\n  "env": {},  // mine\n}\n'
 
 
 # --------------------------------------------------------------------------- window

@@ -1,0 +1,173 @@
+"""``patchbay connect`` / ``disconnect`` / ``claude`` / ``statusline``: Claude Code from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from app.services import claude_code
+from app.services import claude_settings as cs
+
+
+def add_connect_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, dest="sub_config", help="config file")
+    p.add_argument("--disable-nonessential-traffic", action="store_true",
+                   help="also set CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1 (no telemetry, error reports or "
+                        "update checks from Claude Code)")
+    for name in claude_code.ALIASES:
+        p.add_argument(f"--{name}", metavar="BACKEND,MODEL",
+                       help=f"send Claude Code's {name} model there (sets {cs.ALIAS_KEYS[name]}), so its requests "
+                            "are easy to tell apart")
+    p.add_argument("--statusline", action="store_true",
+                   help="show backend, model and spend under Claude Code's prompt (only if you have no statusLine "
+                        "of your own)")
+
+
+def add_claude_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", help="pin this Claude Code session to a backend")
+    p.add_argument("--model", help="and to this model of it")
+    p.add_argument("--config", type=Path, dest="sub_config", help="config file")
+    p.add_argument("claude_args", nargs=argparse.REMAINDER, help="passed to claude unchanged")
+
+
+def _setup(config_path: Path | None) -> tuple[Any, Any, str, str]:
+    from app.config import load_or_create
+    from app.paths import default_paths
+    from app.services import secrets
+
+    paths = default_paths()
+    paths.ensure()
+    config = load_or_create(config_path or paths.config_file)
+    token, _ = secrets.gateway_token(paths.token_file)
+    return paths, config, claude_code.gateway_url(config), token
+
+
+def _fail(text: str) -> int:
+    print(f"patchbay: {text}", file=sys.stderr)
+    return 2
+
+
+def run_connect(args: argparse.Namespace, config_path: Path | None) -> int:
+    from app.config import ConfigError
+    from app.services.secrets import SecretError
+
+    try:
+        paths, config, url, token = _setup(config_path)
+    except (ConfigError, SecretError) as exc:
+        return _fail(str(exc))
+    aliases = {}
+    for name in claude_code.ALIASES:
+        target = getattr(args, name, None)
+        if target:
+            backend = target.partition(",")[0].strip()
+            if config.backend(backend) is None:
+                return _fail(f'--{name} {target}: there is no backend "{backend}" in {config.path}. Configured: '
+                             f"{', '.join(b.id for b in config.backends)}.")
+            if "," not in target:
+                return _fail(f"--{name} {target}: write BACKEND,MODEL (for example {backend},"
+                             f"{(config.backend(backend).models or ('model-name',))[0]}).")  # type: ignore[union-attr]
+            aliases[name] = target
+    try:
+        result = claude_code.connect(paths, url, token, nonessential=args.disable_nonessential_traffic,
+                                     aliases=aliases, statusline=args.statusline,
+                                     config_path=config_path or paths.config_file)
+    except cs.SettingsFileError as exc:
+        return _fail(str(exc))
+    if result.changed:
+        print(f"Connected: {result.path} now points Claude Code at Patchbay ({url}).")
+        if result.backup:
+            print(f"  the previous file is saved as {result.backup}")
+        print("  New Claude Code sessions use it; restart the ones already open. `patchbay disconnect` undoes it.")
+    else:
+        print(f"Already connected: {result.path} points Claude Code at Patchbay ({url}).")
+    if result.skipped:
+        print(f"  left your own {', '.join(result.skipped)} as it is (Patchbay never replaces it).")
+    return 0
+
+
+def run_disconnect(args: argparse.Namespace, config_path: Path | None) -> int:
+    from app.config import ConfigError
+    from app.services.secrets import SecretError
+
+    try:
+        paths, _config, url, _token = _setup(config_path)
+    except (ConfigError, SecretError) as exc:
+        return _fail(str(exc))
+    try:
+        result = claude_code.disconnect(paths, url)
+    except cs.SettingsFileError as exc:
+        return _fail(str(exc))
+    if result.removed_file:
+        print(f"Disconnected: removed {result.path}, which Patchbay had created.")
+    elif result.changed:
+        print(f"Disconnected: {result.path} is back to what it held before Patchbay connected.")
+        if result.backup:
+            print(f"  the connected version is saved as {result.backup}")
+    if result.message:
+        print(("  " if result.changed or result.removed_file else "") + result.message)
+    return 0
+
+
+def parse_claude(argv: list[str]) -> argparse.Namespace:
+    """Our own options come first; everything from the first other argument (or after ``--``)
+    goes to claude unchanged, so ``patchbay claude --backend x -p "hi" --model y`` keeps claude's ``--model``."""
+    ours: list[str] = []
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--":
+            i += 1
+            break
+        if a in ("--backend", "--model", "--config") and i + 1 < len(argv):
+            ours += [a, argv[i + 1]]
+            i += 2
+            continue
+        if a.startswith(("--backend=", "--model=", "--config=")) or a in ("-h", "--help"):
+            ours.append(a)
+            i += 1
+            continue
+        break
+    p = argparse.ArgumentParser(prog="patchbay claude", description="Start Claude Code in this terminal through the "
+                                "Patchbay gateway (for this session only), optionally pinned to a backend and model.")
+    add_claude_arguments(p)
+    ns = p.parse_args(ours)
+    ns.claude_args = argv[i:]
+    return ns
+
+
+def run_claude(argv: list[str]) -> int:
+    from app.config import ConfigError
+    from app.services.secrets import SecretError
+
+    args = parse_claude(argv)
+    try:
+        paths, config, url, token = _setup(args.sub_config)
+    except (ConfigError, SecretError) as exc:
+        return _fail(str(exc))
+    if args.backend and config.backend(args.backend) is None:
+        return _fail(f'there is no backend "{args.backend}" in {config.path}. Configured: '
+                     f"{', '.join(b.id for b in config.backends)}.")
+    try:
+        running = claude_code.running_gateway_url(paths)
+        if running and running != url:  # a gateway started with --port: use it if it answers
+            try:
+                claude_code.check_gateway(running, timeout=1.0)
+                url = running
+            except claude_code.LaunchError:
+                pass
+        cmd, env = claude_code.claude_command(paths, url, token, list(args.claude_args), backend=args.backend,
+                                              model=args.model)
+        claude_code.check_gateway(url)
+        return claude_code.launch(cmd, env)
+    except claude_code.LaunchError as exc:
+        return _fail(str(exc))
+
+
+def run_statusline(args: argparse.Namespace, config_path: Path | None) -> int:
+    from app.paths import default_paths
+    from app.services import statusline
+
+    paths = default_paths()
+    return statusline.run(paths.ledger_file, config_path or paths.config_file)

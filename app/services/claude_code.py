@@ -1,0 +1,275 @@
+"""Claude Code and Patchbay: connecting its settings, and starting it through the gateway.
+
+- :func:`connect` / :func:`disconnect` / :func:`status` tie :mod:`app.services.claude_settings`
+  (the careful editor of ``~/.claude/settings.json``) to Patchbay's own files: the record of what
+  was there before, and the backups, live in Patchbay's data dir.
+- :func:`launch` starts the user's ``claude`` in this terminal pointed at the gateway for that one
+  process, optionally pinned to a backend/model with the ``x-patchbay-pin`` header.
+
+Claude Code applies the ``env`` of its settings files *over* the process environment, so a
+variable set only in the environment loses to a user's settings.json (verified with 2.1.332).
+``launch`` therefore also passes ``--settings FILE`` (command-line settings rank above the user's),
+with FILE a private (0600) file in Patchbay's data dir, not the token on the command line where
+other users could read it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from app.services import claude_settings as cs
+
+if TYPE_CHECKING:
+    from app.config import Config
+    from app.paths import Paths
+
+PIN_HEADER = "x-patchbay-pin"
+CUSTOM_HEADERS = "ANTHROPIC_CUSTOM_HEADERS"
+ALIASES = tuple(cs.ALIAS_KEYS)  # haiku, sonnet, opus
+
+
+class LaunchError(Exception):
+    """``patchbay claude`` cannot start Claude Code. ``str()`` is a sentence for the user."""
+
+
+def gateway_url(config: "Config") -> str:
+    """The address clients use: a wildcard listen address is reached over loopback."""
+    host = config.gateway.host
+    if host in ("0.0.0.0", "::"):
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{config.gateway.port}"
+
+
+def runtime_file(paths: "Paths") -> Path:
+    """Where a running gateway writes its address (its port may differ from the config's: ``--port 0``)."""
+    return paths.data_dir / "gateway.json"
+
+
+def write_runtime_file(paths: "Paths", url: str) -> None:
+    from app.config import atomic_write
+
+    try:
+        atomic_write(runtime_file(paths), json.dumps({"url": url, "pid": os.getpid()}) + "\n")
+    except Exception:  # noqa: BLE001 - only a convenience for `patchbay claude`
+        pass
+
+
+def remove_runtime_file(paths: "Paths") -> None:
+    try:
+        if json.loads(runtime_file(paths).read_text(encoding="utf-8")).get("pid") == os.getpid():
+            runtime_file(paths).unlink()
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def running_gateway_url(paths: "Paths") -> str | None:
+    try:
+        url = json.loads(runtime_file(paths).read_text(encoding="utf-8")).get("url")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return url if isinstance(url, str) and url.startswith("http") else None
+
+
+# --------------------------------------------------------------------------- settings.json
+
+
+def state_file(paths: "Paths") -> Path:
+    return paths.data_dir / "claude-code-connection.json"
+
+
+def backup_dir(paths: "Paths") -> Path:
+    return paths.data_dir / "claude-settings-backups"
+
+
+def statusline_command(paths: "Paths", config_path: Path | None = None) -> str:
+    """The ``statusLine`` command: this interpreter runs the stdlib-only status line script
+    directly (``-S``: no site set-up), which keeps each run to a few tens of milliseconds."""
+    from app.services import statusline
+
+    config = config_path or paths.config_file
+    if getattr(sys, "frozen", False):  # a packaged build: the app binary has the subcommand
+        return shlex.join([sys.executable, "statusline", "--config", str(config)])
+    return shlex.join([sys.executable, "-S", str(Path(statusline.__file__).resolve()), "--ledger",
+                       str(paths.ledger_file), "--config", str(config)])
+
+
+def connection_values(url: str, token: str, *, nonessential: bool = False,
+                      aliases: dict[str, str] | None = None) -> dict[str, str]:
+    values = {cs.BASE_URL: url, cs.AUTH_TOKEN: token}
+    if nonessential:
+        values[cs.NONESSENTIAL] = "1"
+    for name, target in (aliases or {}).items():
+        if name not in cs.ALIAS_KEYS:
+            raise ValueError(f"unknown model alias {name!r}: use {', '.join(cs.ALIAS_KEYS)}")
+        if target:
+            values[cs.ALIAS_KEYS[name]] = target
+    return values
+
+
+def connect(paths: "Paths", url: str, token: str, *, nonessential: bool = False,
+            aliases: dict[str, str] | None = None, statusline: bool = False,
+            config_path: Path | None = None, settings: Path | None = None) -> cs.ConnectResult:
+    top: dict[str, Any] = {}
+    if statusline:
+        top[cs.STATUS_LINE] = {"type": "command", "command": statusline_command(paths, config_path), "padding": 0}
+    return cs.connect(settings or cs.settings_path(), state_file(paths), backup_dir(paths),
+                      connection_values(url, token, nonessential=nonessential, aliases=aliases), top)
+
+
+def disconnect(paths: "Paths", url: str | None, settings: Path | None = None) -> cs.DisconnectResult:
+    return cs.disconnect(settings or cs.settings_path(), state_file(paths), backup_dir(paths), gateway_url=url)
+
+
+def status(paths: "Paths", url: str, token: str, settings: Path | None = None) -> cs.Status:
+    return cs.status(settings or cs.settings_path(), state_file(paths), url, token)
+
+
+def alias_values(settings: Path | None = None) -> dict[str, str]:
+    """The model aliases settings.json sets now (to show them in the app)."""
+    path = settings or cs.settings_path()
+    try:
+        env = json.loads(path.read_text(encoding="utf-8")).get("env") or {}
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return {name: env[key] for name, key in cs.ALIAS_KEYS.items() if isinstance(env.get(key), str)}
+
+
+# --------------------------------------------------------------------------- patchbay claude
+
+
+def find_claude() -> str:
+    import shutil
+
+    configured = os.environ.get("PATCHBAY_CLAUDE_BIN")
+    if configured:
+        if not Path(configured).exists():
+            raise LaunchError(f"PATCHBAY_CLAUDE_BIN is {configured}, but there is no file there. Point it at the "
+                              "claude program, or unset it to use the one on your PATH.")
+        return configured
+    found = shutil.which("claude")
+    if not found:
+        raise LaunchError("Claude Code is not installed (there is no `claude` on your PATH). Install it with "
+                          "`npm install -g @anthropic-ai/claude-code`, or set PATCHBAY_CLAUDE_BIN to where it is.")
+    return found
+
+
+def check_gateway(url: str, timeout: float = 2.0) -> None:
+    """Raise :class:`LaunchError` unless a Patchbay gateway answers ``GET /health`` at ``url``."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url + "/health"), timeout=timeout) as resp:
+            data = json.loads(resp.read() or b"{}")
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise LaunchError(f"The Patchbay gateway is not running at {url} ({reason}). Start the app, or run "
+                          "`patchbay serve` in another terminal, then try again.") from None
+    if not isinstance(data, dict) or "status" not in data:
+        raise LaunchError(f"Something else answers at {url}, not a Patchbay gateway. Check the port in the config "
+                          "(`patchbay check`).")
+    if data.get("status") == "paused":
+        raise LaunchError("The Patchbay gateway is paused, so it refuses requests. Resume it from the tray menu "
+                          "or the window, then try again.")
+
+
+def pin_value(backend: str | None, model: str | None) -> str | None:
+    if not backend:
+        if model:
+            raise LaunchError("--model needs --backend too (the backend to send that model to).")
+        return None
+    if "," in backend or "\n" in backend or (model and "\n" in model):
+        raise LaunchError(f"--backend {backend!r} is not a backend id; pass the model with --model.")
+    return f"{backend},{model}" if model else backend
+
+
+def merged_headers(existing: str | None, pin: str | None) -> str | None:
+    """``ANTHROPIC_CUSTOM_HEADERS`` (one ``Name: value`` per line) with our pin, keeping the user's others."""
+    lines = [ln for ln in (existing or "").splitlines()
+             if ln.strip() and ln.split(":", 1)[0].strip().lower() != PIN_HEADER]
+    if pin:
+        lines.append(f"{PIN_HEADER}: {pin}")
+    return "\n".join(lines) if lines else None
+
+
+def _user_settings_env() -> dict[str, Any]:
+    try:
+        env = json.loads(cs.settings_path().read_text(encoding="utf-8")).get("env")
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return env if isinstance(env, dict) else {}
+
+
+def _private_settings(paths: "Paths", overrides: dict[str, str]) -> Path:
+    """A 0600 settings file for ``claude --settings``, named by its content (runs with the same
+    pin share it; a run never changes another's)."""
+    import hashlib
+
+    text = json.dumps({"env": overrides}, indent=2) + "\n"
+    folder = paths.data_dir / "claude-run"
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    name = hashlib.sha256(text.encode()).hexdigest()[:16]
+    dest = folder / f"settings-{name}.json"
+    if not dest.exists():
+        tmp = folder / f".{name}.{os.getpid()}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, dest)
+    week_ago = time.time() - 7 * 86400
+    for old in folder.glob("settings-*.json"):
+        try:
+            if old != dest and old.stat().st_mtime < week_ago:
+                old.unlink()
+        except OSError:
+            pass
+    os.utime(dest)
+    return dest
+
+
+def claude_command(paths: "Paths", url: str, token: str, args: list[str], *, backend: str | None = None,
+                   model: str | None = None, environ: dict[str, str] | None = None) -> tuple[list[str], dict[str, str]]:
+    """The argv and environment that start Claude Code through the gateway (and pinned)."""
+    claude = find_claude()
+    env = dict(os.environ if environ is None else environ)
+    pin = pin_value(backend, model)
+    settings_env = _user_settings_env()
+    # the headers Claude Code would use: settings.json's win over the environment's
+    existing = settings_env.get(CUSTOM_HEADERS) if isinstance(settings_env.get(CUSTOM_HEADERS), str) \
+        else env.get(CUSTOM_HEADERS)
+    overrides = {cs.BASE_URL: url, cs.AUTH_TOKEN: token}
+    headers = merged_headers(existing, pin)
+    if headers is not None:
+        overrides[CUSTOM_HEADERS] = headers
+    env.update(overrides)
+    if headers is None:
+        env.pop(CUSTOM_HEADERS, None)
+    argv = [claude, "--settings", str(_private_settings(paths, overrides)), *args]
+    return argv, env
+
+
+def launch(argv: list[str], env: dict[str, str]) -> int:
+    """Run Claude Code in this terminal: on POSIX it replaces this process (signals, job control
+    and the exit code are Claude Code's own); elsewhere we wait and pass its exit code on."""
+    if os.name == "posix":
+        try:
+            os.execve(argv[0], argv, env)
+        except OSError as exc:
+            raise LaunchError(f"Claude Code could not be started from {argv[0]}: {exc.strerror}.") from None
+    import signal
+    import subprocess
+
+    proc = subprocess.Popen(argv, env=env)
+    previous = signal.signal(signal.SIGINT, lambda *_: None)  # Ctrl+C reaches the child through the console
+    try:
+        return proc.wait()
+    finally:
+        signal.signal(signal.SIGINT, previous)
