@@ -96,7 +96,7 @@ class Engine:
             self.runtime.start()
         except GatewayStartError as exc:
             raise StartError(str(exc)) from None
-        claude_code.write_runtime_file(self.paths, self.url)
+        claude_code.write_runtime_file(self.paths, self.url, self.config_path)
 
     def stop(self) -> None:
         self.runtime.stop()

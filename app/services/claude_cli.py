@@ -39,7 +39,8 @@ def _setup(config_path: Path | None) -> tuple[Any, Any, str, str]:
 
     paths = default_paths()
     paths.ensure()
-    config = load_or_create(config_path or paths.config_file)
+    # without --config: the config of the gateway running now (it may have been started with one)
+    config = load_or_create(config_path or claude_code.running_config(paths) or paths.config_file)
     token, _ = secrets.gateway_token(paths.token_file)
     return paths, config, claude_code.gateway_url(config), token
 
@@ -72,7 +73,7 @@ def run_connect(args: argparse.Namespace, config_path: Path | None) -> int:
     try:
         result = claude_code.connect(paths, url, token, nonessential=args.disable_nonessential_traffic,
                                      aliases=aliases, statusline=args.statusline,
-                                     config_path=config_path or paths.config_file)
+                                     config_path=config.path)
     except cs.SettingsFileError as exc:
         return _fail(str(exc))
     if result.changed:
@@ -170,4 +171,4 @@ def run_statusline(args: argparse.Namespace, config_path: Path | None) -> int:
     from app.services import statusline
 
     paths = default_paths()
-    return statusline.run(paths.ledger_file, config_path or paths.config_file)
+    return statusline.run(paths.ledger_file, config_path or claude_code.running_config(paths) or paths.config_file)

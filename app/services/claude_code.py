@@ -53,11 +53,12 @@ def runtime_file(paths: "Paths") -> Path:
     return paths.data_dir / "gateway.json"
 
 
-def write_runtime_file(paths: "Paths", url: str) -> None:
+def write_runtime_file(paths: "Paths", url: str, config_path: Path | None = None) -> None:
     from app.config import atomic_write
 
+    info = {"url": url, "pid": os.getpid(), "config": str(config_path) if config_path else None}
     try:
-        atomic_write(runtime_file(paths), json.dumps({"url": url, "pid": os.getpid()}) + "\n")
+        atomic_write(runtime_file(paths), json.dumps(info) + "\n")
     except Exception:  # noqa: BLE001 - only a convenience for `patchbay claude`
         pass
 
@@ -70,12 +71,23 @@ def remove_runtime_file(paths: "Paths") -> None:
         pass
 
 
-def running_gateway_url(paths: "Paths") -> str | None:
+def _runtime(paths: "Paths") -> dict[str, Any]:
     try:
-        url = json.loads(runtime_file(paths).read_text(encoding="utf-8")).get("url")
-    except (OSError, ValueError, AttributeError):
-        return None
+        info = json.loads(runtime_file(paths).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
+def running_gateway_url(paths: "Paths") -> str | None:
+    url = _runtime(paths).get("url")
     return url if isinstance(url, str) and url.startswith("http") else None
+
+
+def running_config(paths: "Paths") -> Path | None:
+    """The config file the last gateway started with (``patchbay serve --config F``), if it still exists."""
+    config = _runtime(paths).get("config")
+    return Path(config) if isinstance(config, str) and Path(config).is_file() else None
 
 
 # --------------------------------------------------------------------------- settings.json
