@@ -541,10 +541,18 @@ async def shoot(args: argparse.Namespace) -> int:
     req.view.selectRow(2)
     save(win, "requests")
 
-    # Settings.
+    # Settings, after Connect merged our keys into a settings.json with the user's hooks and plugins.
+    claude_dir = Path(os.environ["CLAUDE_CONFIG_DIR"])
+    claude_dir.mkdir(parents=True, exist_ok=True)
+    (claude_dir / "settings.json").write_text(
+        '{\n  "permissions": {"allow": ["Bash(npm run test)"]},\n  "hooks": {"Stop": [{"hooks": [{"type": "command", '
+        '"command": "notify-send done"}]}]},\n  "enabledPlugins": {"formatter@tools": true},\n  "env": {\n'
+        '    "DISABLE_TELEMETRY": "1"\n  }\n}\n', encoding="utf-8")
+    bridge.connect_claude_code(nonessential=True, aliases={"haiku": "ollama,qwen3-coder:30b"})
     win.show_page("settings")
     await settle(0.3)
     save(win, "settings")
+    save(win.page("settings").cc_group, "claude-code")
 
     # Monitor: the machine and the local Ollama, a pull under way.
     win.show_page("monitor")

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sqlite3
 import sys
 import time
-from pathlib import Path
-from typing import Any
 
+# no pathlib, typing or urllib here: each costs milliseconds of import on every run
 HOUR = 3600
 
 
@@ -33,7 +33,7 @@ def _limit(v: float) -> str:
     return f"${v:g}" if v == int(v) else f"${v:.2f}"
 
 
-def daily_limit(config_path: Path | None) -> float | None:
+def daily_limit(config_path: str | os.PathLike[str] | None) -> float | None:
     """The smallest per-day budget that covers every backend, from the config's [[budgets]]."""
     if config_path is None:
         return None
@@ -50,7 +50,7 @@ def daily_limit(config_path: Path | None) -> float | None:
     return min(limits) if limits else None
 
 
-def active_route(config_path: Path | None) -> tuple[str | None, str | None]:
+def active_route(config_path: str | os.PathLike[str] | None) -> tuple[str | None, str | None]:
     if config_path is None:
         return None, None
     import tomllib
@@ -68,11 +68,18 @@ def local_midnight(now: float) -> float:
     return time.mktime((lt.tm_year, lt.tm_mon, lt.tm_mday, 0, 0, 0, 0, 0, -1))
 
 
-def _open(ledger: Path) -> sqlite3.Connection | None:
-    if not ledger.exists():
+def _uri(path: str | os.PathLike[str]) -> str:
+    p = os.path.abspath(os.fspath(path)).replace(os.sep, "/")
+    for c, q in (("%", "%25"), ("?", "%3f"), ("#", "%23")):
+        p = p.replace(c, q)
+    return "file:" + (p if p.startswith("/") else "/" + p) + "?mode=ro"
+
+
+def _open(ledger: str | os.PathLike[str]) -> sqlite3.Connection | None:
+    if not os.path.exists(ledger):
         return None
     try:
-        conn = sqlite3.connect(f"{ledger.as_uri()}?mode=ro", uri=True, timeout=0.2)
+        conn = sqlite3.connect(_uri(ledger), uri=True, timeout=0.2)
         conn.execute("PRAGMA query_only=1")
         return conn
     except sqlite3.Error:
@@ -101,7 +108,8 @@ def ledger_facts(conn: sqlite3.Connection, session_id: str | None, now: float
     return backend, model, cost, float(today or 0.0)
 
 
-def line(payload: dict[str, Any], ledger: Path, config_path: Path | None, now: float | None = None) -> str:
+def line(payload: dict[str, object], ledger: str | os.PathLike[str], config_path: str | os.PathLike[str] | None,
+         now: float | None = None) -> str:
     now = time.time() if now is None else now
     session_id = payload.get("session_id") if isinstance(payload.get("session_id"), str) else None
     backend = model = None
@@ -132,16 +140,16 @@ def main(argv: list[str] | None = None) -> int:
     ledger = config = None
     for i, a in enumerate(args):
         if a == "--ledger" and i + 1 < len(args):
-            ledger = Path(args[i + 1])
+            ledger = args[i + 1]
         elif a == "--config" and i + 1 < len(args):
-            config = Path(args[i + 1])
+            config = args[i + 1]
     if ledger is None:
         print("usage: statusline.py --ledger FILE [--config FILE] < claude-code-status.json", file=sys.stderr)
         return 2
     return run(ledger, config)
 
 
-def run(ledger: Path, config: Path | None) -> int:
+def run(ledger: str | os.PathLike[str], config: str | os.PathLike[str] | None) -> int:
     try:
         payload = json.loads(sys.stdin.read() or "{}")
     except ValueError:

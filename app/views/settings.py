@@ -90,6 +90,7 @@ class SettingsPage(QWidget):
 
         # ---- Claude Code
         cc = QGroupBox("Claude Code")
+        self.cc_group = cc
         cl = QVBoxLayout(cc)
         self.cc_state = QLabel()
         self.cc_state.setWordWrap(True)
@@ -104,6 +105,7 @@ class SettingsPage(QWidget):
         aliases = QWidget()
         af = QFormLayout(aliases)
         af.setContentsMargins(0, 0, 0, 0)
+        af.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.FieldsStayAtSizeHint)
         self.cc_alias: dict[str, QComboBox] = {}
         for name, label in (("haiku", "Haiku (background work):"), ("sonnet", "Sonnet:"), ("opus", "Opus:")):
             combo = QComboBox()
