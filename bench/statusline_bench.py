@@ -4,9 +4,11 @@ Run by hand:  .venv/bin/python bench/statusline_bench.py [--rows 100000] [--days
 
 Fills a temporary ledger with realistic rows through the real writer (the generator of
 ``bench/ledger_bench.py``), writes a config with a daily budget, then starts each variant
-``--runs`` times with Claude Code's JSON on stdin and prints p50 / p95 / max wall milliseconds:
+``--runs`` times with Claude Code's JSON on stdin and prints p50 / p95 / max wall milliseconds and
+the median CPU time (user + system, which a busy machine disturbs far less than wall time):
 
-- the command ``patchbay connect --statusline`` installs (``python -S …/statusline.py``),
+- the command ``patchbay connect --statusline`` installs (``python -I -S -c 'import statusline …'``),
+- the same module run as a script (compiled on every run),
 - ``python -m app statusline`` and the ``patchbay statusline`` console script,
 - bare interpreters for scale (what start-up alone costs on this machine).
 
@@ -18,6 +20,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
+import shlex
 import statistics
 import subprocess
 import sys
@@ -37,17 +41,27 @@ from app.services.ledger import Ledger  # noqa: E402
 from app.services.pricing import PriceBook  # noqa: E402
 
 
-def wall(cmd: list[str], env: dict[str, str], stdin: str, runs: int) -> tuple[float, float, float, str]:
+def _child_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def wall(cmd: list[str], env: dict[str, str], stdin: str, runs: int
+         ) -> tuple[float, float, float, float, str]:
+    """p50 / p95 / max wall ms, p50 CPU ms (user + system: what a busy machine disturbs least)."""
     subprocess.run(cmd, env=env, input=stdin, capture_output=True, text=True)  # warm the page cache
-    times = []
+    times, cpu = [], []
     out = ""
     for _ in range(runs):
+        c0 = _child_cpu()
         t0 = time.perf_counter()
         p = subprocess.run(cmd, env=env, input=stdin, capture_output=True, text=True)
         times.append((time.perf_counter() - t0) * 1000)
+        cpu.append((_child_cpu() - c0) * 1000)
         out = p.stdout.strip() or p.stderr.strip()[-200:]
     times.sort()
-    return statistics.median(times), times[min(len(times) - 1, int(len(times) * 0.95))], times[-1], out
+    return (statistics.median(times), times[min(len(times) - 1, int(len(times) * 0.95))], times[-1],
+            statistics.median(cpu), out)
 
 
 def main() -> int:
@@ -90,21 +104,27 @@ def main() -> int:
         # `python -m app statusline` reads PATCHBAY_HOME/config.toml
         (home / "config.toml").write_text(config.read_text())
         py = sys.executable
-        script = str(Path(statusline.__file__).resolve())
+        from app.paths import Paths
+        from app.services.claude_code import statusline_command
+
+        installed = shlex.split(statusline_command(Paths(home, home / "data", home / "logs"), config))
         variants = [
-            ("installed: python -S statusline.py", [py, "-S", script, "--ledger", str(ledger_path), "--config",
-                                                    str(config)]),
+            ("installed (python -I -S -c 'import …')", installed),
+            ("the same as a script: python -S statusline.py", [py, "-S", str(Path(statusline.__file__).resolve()),
+                                                             "--ledger", str(ledger_path), "--config", str(config)]),
             ("python -m app statusline", [py, "-m", "app", "statusline"]),
             ("patchbay statusline (console script)", [str(Path(py).with_name("patchbay")), "statusline"]),
             ("for scale: python -S -c pass", [py, "-S", "-c", "pass"]),
             ("for scale: python -c pass", [py, "-c", "pass"]),
         ]
-        print(f"{'cold process (' + str(args.runs) + ' runs)':40} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}")
+        print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+        print(f"{'cold process (' + str(args.runs) + ' runs)':48} {'wall p50':>9} {'p95':>7} {'max':>7} "
+              f"{'CPU p50':>8}   (ms)")
         for name, cmd in variants:
             if not Path(cmd[0]).exists():
                 continue
-            p50, p95, mx, out = wall(cmd, env, payload, args.runs)
-            print(f"{name:40} {p50:8.1f} {p95:8.1f} {mx:8.1f}")
+            p50, p95, mx, cpu, out = wall(cmd, env, payload, args.runs)
+            print(f"{name:48} {p50:9.1f} {p95:7.1f} {mx:7.1f} {cpu:8.1f}")
             if "pass" not in name and out != line:
                 print(f"  !! printed {out!r}")
     return 0

@@ -5,24 +5,62 @@ Claude Code runs the command after each assistant message and passes JSON on std
 line printed is shown under the prompt. It runs often, so it must answer in a few milliseconds:
 this module imports nothing but the standard library (no Qt, no httpx, not even the rest of
 Patchbay), reads the usage ledger through a read-only SQLite connection and the config's
-``[[budgets]]`` with ``tomllib``, and never talks to the gateway. It can run as a plain script
-(``python -S app/services/statusline.py --ledger F --config F``), which is what
-``patchbay connect --statusline`` installs: that skips the interpreter's site set-up too.
+``[active]`` and ``[[budgets]]`` (parsed with ``tomllib`` only when the file changed; the result
+is kept next to the ledger), and never talks to the gateway. It needs nothing of Patchbay on
+``sys.path``: ``patchbay connect --statusline`` installs ``python -I -S -c "… import statusline …"
+--ledger F --config F``, which also skips the interpreter's site set-up (see
+``claude_code.statusline_command``; ``bench/statusline_bench.py`` times it).
 
     openrouter · deepseek-chat · $0.42 session · $3.10/$10 today
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import sqlite3
 import sys
 import time
 
-# no pathlib, typing or urllib here: each costs milliseconds of import on every run
+# no pathlib, typing, urllib or (usually) tomllib here: each costs milliseconds of import on every run
 HOUR = 3600
+
+
+class _Strict:
+    """What CPython's C JSON scanner reads its options from (as it would from a JSONDecoder)."""
+
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    memo: dict[str, str] = {}
+
+    @staticmethod
+    def parse_constant(name: str) -> float:
+        raise ValueError(f"{name} is not JSON")
+
+
+def loads(text: str) -> object:
+    """``json.loads`` without importing the ``json`` package: that pulls in ``re`` and ``enum``,
+    most of this program's start-up. The C scanner behind ``json`` does the parsing."""
+    try:
+        import _json
+    except ImportError:  # not CPython
+        import json
+
+        return json.loads(text)
+    _Strict.memo = {}
+    scan = _json.make_scanner(_Strict())
+    ws = " \t\n\r"
+    i = len(text) - len(text.lstrip(ws))
+    try:
+        value, end = scan(text, i)
+    except StopIteration:
+        raise ValueError("not JSON") from None
+    if text[end:].strip(ws):
+        raise ValueError("extra data after the JSON value")
+    return value
 
 
 def _usd(v: float) -> str:
@@ -33,34 +71,54 @@ def _limit(v: float) -> str:
     return f"${v:g}" if v == int(v) else f"${v:.2f}"
 
 
-def daily_limit(config_path: str | os.PathLike[str] | None) -> float | None:
-    """The smallest per-day budget that covers every backend, from the config's [[budgets]]."""
-    if config_path is None:
-        return None
-    import tomllib
+def _parse_config(config_path: str | os.PathLike[str]) -> tuple[float | None, str | None, str | None]:
+    """(smallest per-day budget over all backends, active backend, active model) from the config."""
+    import tomllib  # costs more than all the rest (it pulls in typing): only when the config changed
 
     try:
         with open(config_path, "rb") as fh:
             data = tomllib.load(fh)
     except (OSError, ValueError):
-        return None
+        return None, None, None
     limits = [float(b["limit_usd"]) for b in data.get("budgets") or () if isinstance(b, dict)
               and b.get("scope", "all") == "all" and b.get("period") == "day"
-              and isinstance(b.get("limit_usd"), (int, float))]
-    return min(limits) if limits else None
+              and isinstance(b.get("limit_usd"), (int, float)) and not isinstance(b.get("limit_usd"), bool)]
+    active = data.get("active") if isinstance(data.get("active"), dict) else {}
+    backend, model = active.get("backend"), active.get("model")
+    return (min(limits) if limits else None, backend if isinstance(backend, str) else None,
+            model if isinstance(model, str) else None)
 
 
-def active_route(config_path: str | os.PathLike[str] | None) -> tuple[str | None, str | None]:
+def config_facts(config_path: str | os.PathLike[str] | None, cache_dir: str | None
+                 ) -> tuple[float | None, str | None, str | None]:
+    """:func:`_parse_config`, remembered in ``cache_dir`` until the config file changes (its
+    path, size and mtime), so most runs never import tomllib."""
     if config_path is None:
-        return None, None
-    import tomllib
-
+        return None, None, None
     try:
-        with open(config_path, "rb") as fh:
-            active = tomllib.load(fh).get("active") or {}
-    except (OSError, ValueError):
-        return None, None
-    return active.get("backend"), active.get("model")
+        st = os.stat(config_path)
+    except OSError:
+        return None, None, None
+    stamp = f"1\t{os.fspath(config_path)}\t{st.st_size}\t{st.st_mtime_ns}"
+    cache = os.path.join(cache_dir, "statusline-config.cache") if cache_dir else None
+    if cache:
+        try:
+            with open(cache, encoding="utf-8") as fh:
+                lines = fh.read().split("\n")
+            if lines[0] == stamp and len(lines) >= 4:
+                return (float(lines[1]) if lines[1] else None, lines[2] or None, lines[3] or None)
+        except (OSError, ValueError):
+            pass
+    limit, backend, model = _parse_config(config_path)
+    if cache and "\n" not in f"{backend}{model}":
+        tmp = f"{cache}.{os.getpid()}.tmp"
+        try:
+            with open(tmp, "w", encoding="utf-8") as fh:
+                fh.write(f"{stamp}\n{'' if limit is None else repr(limit)}\n{backend or ''}\n{model or ''}\n")
+            os.replace(tmp, cache)
+        except OSError:
+            pass
+    return limit, backend, model
 
 
 def local_midnight(now: float) -> float:
@@ -123,14 +181,14 @@ def line(payload: dict[str, object], ledger: str | os.PathLike[str], config_path
             pass
         finally:
             conn.close()
+    limit, active_backend, active_model = config_facts(config_path, os.path.dirname(os.path.abspath(ledger)))
     if backend is None:  # nothing recorded for this session yet: where its next request goes
-        backend, model = active_route(config_path)
+        backend, model = active_backend, active_model
         m = payload.get("model")
         if model is None and isinstance(m, dict):
             model = m.get("id") or m.get("display_name")
     parts = [backend or "patchbay", model or "?"]
     parts.append(f"{_usd(cost or 0.0)} session")
-    limit = daily_limit(config_path)
     parts.append(f"{_usd(today)}/{_limit(limit)} today" if limit else f"{_usd(today)} today")
     return " · ".join(parts)
 
@@ -151,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(ledger: str | os.PathLike[str], config: str | os.PathLike[str] | None) -> int:
     try:
-        payload = json.loads(sys.stdin.read() or "{}")
+        payload = loads(sys.stdin.read() or "{}")
     except ValueError:
         payload = {}
     if not isinstance(payload, dict):

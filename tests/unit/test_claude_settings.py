@@ -368,7 +368,7 @@ _layout = st.fixed_dictionaries({
 })
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(doc=_doc, layout=_layout)
 def test_any_json_object_round_trips_byte_for_byte(files, doc: dict, layout: dict):
     path, state, backups = files
