@@ -220,12 +220,26 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fast_config(args: list[str]) -> Path | None:
+    for i, a in enumerate(args):
+        if a == "--config" and i + 1 < len(args):
+            return Path(args[i + 1])
+        if a.startswith("--config="):
+            return Path(a.partition("=")[2])
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["claude"]:  # everything after our own options belongs to claude, unparsed
         from app.services import claude_cli
 
         return claude_cli.run_claude(argv[1:])
+    if argv[:1] == ["statusline"] and "-h" not in argv and "--help" not in argv:
+        # run after every Claude Code message: skip building the whole parser (it imports the ledger)
+        from app.services import claude_cli
+
+        return claude_cli.run_statusline(argparse.Namespace(), _fast_config(argv[1:]))
     args = _parser().parse_args(argv)
     if args.selftest:
         from app.selftest import run

@@ -7,11 +7,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from app.services import claude_code
-from app.services import claude_settings as cs
+# claude_code and claude_settings are imported where used: `patchbay statusline` runs after every
+# Claude Code message and needs neither.
 
 
 def add_connect_arguments(p: argparse.ArgumentParser) -> None:
+    from app.services import claude_code
+    from app.services import claude_settings as cs
+
     p.add_argument("--config", type=Path, dest="sub_config", help="config file")
     p.add_argument("--disable-nonessential-traffic", action="store_true",
                    help="also set CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1 (no telemetry, error reports or "
@@ -33,6 +36,8 @@ def add_claude_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _setup(config_path: Path | None) -> tuple[Any, Any, str, str]:
+    from app.services import claude_code
+
     from app.config import load_or_create
     from app.paths import default_paths
     from app.services import secrets
@@ -51,6 +56,9 @@ def _fail(text: str) -> int:
 
 
 def run_connect(args: argparse.Namespace, config_path: Path | None) -> int:
+    from app.services import claude_code
+    from app.services import claude_settings as cs
+
     from app.config import ConfigError
     from app.services.secrets import SecretError
 
@@ -89,6 +97,9 @@ def run_connect(args: argparse.Namespace, config_path: Path | None) -> int:
 
 
 def run_disconnect(args: argparse.Namespace, config_path: Path | None) -> int:
+    from app.services import claude_code
+    from app.services import claude_settings as cs
+
     from app.config import ConfigError
     from app.services.secrets import SecretError
 
@@ -139,6 +150,8 @@ def parse_claude(argv: list[str]) -> argparse.Namespace:
 
 
 def run_claude(argv: list[str]) -> int:
+    from app.services import claude_code
+
     from app.config import ConfigError
     from app.services.secrets import SecretError
 
@@ -171,4 +184,8 @@ def run_statusline(args: argparse.Namespace, config_path: Path | None) -> int:
     from app.services import statusline
 
     paths = default_paths()
-    return statusline.run(paths.ledger_file, config_path or claude_code.running_config(paths) or paths.config_file)
+    if config_path is None:
+        from app.services.claude_code import running_config
+
+        config_path = running_config(paths)
+    return statusline.run(paths.ledger_file, config_path or paths.config_file)
