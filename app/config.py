@@ -136,6 +136,55 @@ class LedgerSettings:
     retention_days: int | None = None  # None: keep everything
 
 
+ROUTE_RULES = ("web_search", "long_context", "background", "think", "image")  # the [routes] targets, in priority order
+DEFAULT_LONG_CONTEXT = 60_000
+
+
+@dataclass(frozen=True)
+class RouteTarget:
+    """Where a routing rule sends a request: a backend, and the model to ask it for (None: the
+    model the client asked for, or the backend's first listed model)."""
+
+    backend: str
+    model: str | None = None
+
+    @property
+    def spec(self) -> str:
+        return f"{self.backend},{self.model}" if self.model else self.backend
+
+    @classmethod
+    def parse(cls, spec: str) -> "RouteTarget":
+        backend, _, model = spec.partition(",")
+        return cls(backend.strip(), model.strip() or None)
+
+
+@dataclass(frozen=True)
+class RoutesConfig:
+    """The ``[routes]`` section: which backend serves which kind of request, and where to fail over."""
+
+    background: RouteTarget | None = None
+    think: RouteTarget | None = None
+    long_context: RouteTarget | None = None
+    web_search: RouteTarget | None = None
+    image: RouteTarget | None = None
+    long_context_threshold: int = DEFAULT_LONG_CONTEXT
+    fallback: tuple[RouteTarget, ...] = ()
+    breaker_failures: int = 3  # consecutive failures that open a backend's circuit breaker
+    breaker_cooldown_s: float = 30.0  # the first cooling period; it doubles on each failed trial
+    breaker_max_cooldown_s: float = 300.0
+
+    def target(self, rule: str) -> RouteTarget | None:
+        return getattr(self, rule)  # type: ignore[no-any-return]
+
+    def to_table(self) -> dict[str, Any]:
+        """The section as ``save_section`` writes it (None removes a key)."""
+        t: dict[str, Any] = {r: (self.target(r).spec if self.target(r) else None) for r in ROUTE_RULES}  # type: ignore[union-attr]
+        t["long_context_threshold"] = (self.long_context_threshold
+                                       if self.long_context_threshold != DEFAULT_LONG_CONTEXT else None)
+        t["fallback"] = [f.spec for f in self.fallback] if self.fallback else None
+        return t
+
+
 @dataclass(frozen=True)
 class OllamaSettings:
     url: str = DEFAULT_OLLAMA_URL  # where the local Ollama server listens
@@ -151,6 +200,7 @@ class Config:
     prices: tuple[PriceConfig, ...] = ()
     ledger: LedgerSettings = field(default_factory=LedgerSettings)
     ollama: OllamaSettings = field(default_factory=OllamaSettings)
+    routes: RoutesConfig = field(default_factory=RoutesConfig)
 
     def backend(self, backend_id: str) -> BackendConfig | None:
         for b in self.backends:
@@ -240,7 +290,7 @@ def parse_config(text: str, path: Path | None = None) -> Config:
             "away to get a fresh default config on the next start."
         ) from None
 
-    known_top = {"gateway", "backends", "active", "budgets", "prices", "ledger", "ollama"}
+    known_top = {"gateway", "backends", "active", "budgets", "prices", "ledger", "ollama", "routes"}
     for key in raw:
         if key not in known_top:
             raise where.fail(
@@ -257,7 +307,9 @@ def parse_config(text: str, path: Path | None = None) -> Config:
     prices = _parse_prices(raw.get("prices", []), ids, where)
     ledger = _parse_ledger(raw.get("ledger", {}), where)
     ollama = _parse_ollama(raw.get("ollama", {}), where)
-    return Config(path, gateway, tuple(backends), active, tuple(budgets), tuple(prices), ledger, ollama)
+    routes = _parse_routes(raw.get("routes", {}), ids, where)
+    return Config(path, gateway, tuple(backends), active, tuple(budgets), tuple(prices), ledger, ollama,
+                  routes)
 
 
 def _parse_gateway(t: Any, where: _Where, text: str) -> GatewaySettings:
@@ -560,6 +612,55 @@ def _parse_ollama(t: Any, where: _Where) -> OllamaSettings:
     return OllamaSettings(url.rstrip("/"))
 
 
+def _parse_routes(t: Any, ids: set[str], where: _Where) -> RoutesConfig:
+    if not isinstance(t, dict):
+        raise where.fail("[routes] must be a table", "Write it as a [routes] section.", key="routes")
+    known = set(ROUTE_RULES) | {"long_context_threshold", "fallback", "breaker_failures", "breaker_cooldown_s",
+                                "breaker_max_cooldown_s"}
+    section = where.line_of(r"^\s*\[\s*routes\s*\]") or 1
+    _unknown_keys(t, known, "routes.", where, start=section - 1)
+
+    def line(key: str) -> int | None:
+        return where.line_of(rf"^\s*{re.escape(key)}\s*=", start=section - 1)
+
+    def target(value: Any, key: str) -> RouteTarget:
+        if not isinstance(value, str) or not value.strip() or value.strip().startswith(","):
+            raise where.fail(f"routes.{key} is {value!r}",
+                             'Write "<backend>" or "<backend>,<model>", e.g. "ollama,qwen3-coder:30b".', line=line(key))
+        tgt = RouteTarget.parse(value)
+        if tgt.backend not in ids:
+            raise where.fail(f"routes.{key} names the backend {tgt.backend!r}, which is not configured",
+                             f"Write one of: {', '.join(sorted(ids))} (before the comma), or add that backend.",
+                             line=line(key))
+        return tgt
+
+    rules = {r: target(t[r], r) for r in ROUTE_RULES if r in t}
+    threshold = _get(t, "long_context_threshold", int, where, "routes.", DEFAULT_LONG_CONTEXT,
+                     line=line("long_context_threshold"))
+    if threshold < 1:
+        raise where.fail(f"routes.long_context_threshold is {threshold}",
+                         "Write a positive number of input tokens, e.g. 60000.", line=line("long_context_threshold"))
+    fallback = t.get("fallback", [])
+    if isinstance(fallback, str):
+        fallback = [fallback]
+    if not isinstance(fallback, list):
+        raise where.fail(f"routes.fallback is {fallback!r}",
+                         'Write a list, e.g. fallback = ["openrouter,deepseek/deepseek-chat", "ollama"].',
+                         line=line("fallback"))
+    targets = tuple(target(f, "fallback") for f in fallback)
+    failures = _get(t, "breaker_failures", int, where, "routes.", 3, line=line("breaker_failures"))
+    cooldown = _get(t, "breaker_cooldown_s", (int, float), where, "routes.", 30.0, line=line("breaker_cooldown_s"))
+    cap = _get(t, "breaker_max_cooldown_s", (int, float), where, "routes.", max(300.0, cooldown),
+               line=line("breaker_max_cooldown_s"))
+    if failures < 1 or cooldown <= 0 or cap < cooldown:
+        raise where.fail("the circuit breaker settings are out of range",
+                         "Write breaker_failures >= 1, breaker_cooldown_s > 0 and breaker_max_cooldown_s >= "
+                         "breaker_cooldown_s (e.g. 3, 30 and 300).",
+                         line=line("breaker_failures") or line("breaker_cooldown_s") or section)
+    return RoutesConfig(**rules, long_context_threshold=threshold, fallback=targets, breaker_failures=failures,
+                        breaker_cooldown_s=float(cooldown), breaker_max_cooldown_s=float(cap))
+
+
 # --------------------------------------------------------------------------- files
 
 DEFAULT_CONFIG = '''\
@@ -631,6 +732,20 @@ backend = "anthropic"
 # The local Ollama the Monitor page watches (models, VRAM), and which backends are Ollama.
 # [ollama]
 # url = "http://localhost:11434"
+
+# Send kinds of request elsewhere, and fail over when a backend is down. Each target is
+# "<backend>" or "<backend>,<model>"; a rule left out is skipped. Priority: a model written
+# "backend,model", a pin, then web_search > long_context > background > think > image > [active].
+# [routes]
+# background = "ollama,qwen3-coder:30b"       # side requests and haiku-class subagents (see README)
+# think = "anthropic,claude-opus-4-5"        # requests with thinking enabled
+# long_context = "openrouter,google/gemini-2.5-pro"
+# long_context_threshold = 60000             # estimated input tokens
+# web_search = "anthropic"                   # requests offering the web_search server tool
+# image = "anthropic"                        # requests with an image in them
+# fallback = ["deepseek,deepseek-chat", "ollama,qwen3-coder:30b"]   # tried in order on 429/5xx/timeouts
+# breaker_failures = 3                       # failures in a row before a backend is skipped...
+# breaker_cooldown_s = 30                    # ...for this long (doubling while it keeps failing)
 
 # [[budgets]]
 # scope = "all"        # or "backend:<id>"

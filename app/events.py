@@ -107,7 +107,20 @@ class GatewayState:
     message: str | None = None
 
 
-Event = Union[RequestStarted, ContentDelta, RequestFinished, BudgetAlert, GatewayState]
+@dataclass(frozen=True, slots=True)
+class BackendHealth:
+    """A backend's circuit breaker changed: ``ok``, ``failing`` (recent failures in a row) or
+    ``open`` (skipped while another backend can serve, until ``open_until``)."""
+
+    backend: str
+    state: Literal["ok", "failing", "open"]
+    failures: int  # consecutive failures
+    open_until: float | None  # wall clock; None unless open
+    last_error: str | None
+    trial: bool = False  # half-open: one trial request is being let through
+
+
+Event = Union[RequestStarted, ContentDelta, RequestFinished, BudgetAlert, GatewayState, BackendHealth]
 
 
 class EventQueue:

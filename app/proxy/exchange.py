@@ -99,6 +99,22 @@ class Exchange:
         self.client_gone = False
         self.attempts = 1
 
+    def retry(self, route: Route) -> None:
+        """Start the next attempt (failover) on ``route``. Only before anything reached the
+        client: what the failed attempt learned is forgotten; the clock keeps running, so the
+        time to first token is the one the client saw."""
+        assert not self.started, "nothing is retried after bytes reached the client"
+        self.route = route
+        self.status = 0
+        self.error_type = self.error_message = None
+        self.ttft = None
+        self.stop_reason = None
+        self.served_model = route.model
+        self.input_tokens = self.output_tokens = self.cache_creation = self.cache_read = 0
+        if self.captured is not None:
+            self.captured = []
+        self.attempts += 1
+
     # ----------------------------------------------------------------- answering
 
     async def start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:

@@ -24,6 +24,8 @@ from app.proxy.backends.base import Backend
 from app.proxy.exchange import (
     JSON_HEADERS, SSE_HEADERS, Exchange, GatewayError, Incoming, error_body,
 )
+from app.config import RoutesConfig
+from app.proxy.health import HealthBoard
 from app.proxy.routing import Admission, Refusal, Route, RoutingTable
 from app.proxy.sse import PING, encode
 
@@ -31,6 +33,12 @@ log = logging.getLogger("patchbay.gateway")
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+# upstream answers worth trying the next backend for (with every 5xx, 529 included): timeouts
+# and rate limits. Only ever before the first byte reached the client.
+RETRYABLE = frozenset({408, 429})
+# how a stream that already reached the client can end badly, as far as the breaker cares
+STREAM_FAILURES = frozenset({"api_error", "overloaded_error", "timeout_error"})
 
 _SESSION_RE = re.compile(r"_session_([0-9a-fA-F-]{8,})")
 _CWD_RE = re.compile(r"Working directory:\s*(\S[^\n]*)")
@@ -59,6 +67,8 @@ class Gateway:
         self.paused = False
         self.started_at = time.time()
         self.served = 0
+        self.health = HealthBoard(hub.publish)
+        self._health_routes: RoutesConfig | None = None
 
     # ------------------------------------------------------------------ ASGI entry
 
@@ -230,7 +240,8 @@ class Gateway:
             agent_id=_h(headers, b"x-claude-code-agent-id"),
             api_key_is_token=key_is_token, bearer_is_token=bearer_is_token,
         )
-        routed = snap.table.resolve(body["model"], session_id, _h(headers, b"x-patchbay-pin"))
+        routed = snap.table.resolve(body["model"], session_id, _h(headers, b"x-patchbay-pin"), body=body,
+                                    subagent=inc.agent_id is not None)
         if isinstance(routed, Refusal):
             raise GatewayError(routed.status, routed.error_type, routed.message)
         backend = snap.backends[routed.backend]
@@ -263,6 +274,20 @@ class Gateway:
             raise GatewayError(503, "overloaded_error",
                                "Patchbay is paused, so it forwards no requests. Resume it from the tray menu or the "
                                "window's toolbar.")
+        health = self._health_for(snap)
+        authed = key_is_token or bearer_is_token
+        # the chosen route, then [routes] fallback; a backend whose breaker is open is skipped
+        # while another can serve, and tried anyway (as its trial) when none can
+        candidates = [route] + [r for r in snap.table.fallbacks(route)
+                                if r.backend in snap.backends and (authed or snap.backends[r.backend].config.auth == "client")]
+        if not health.acquire(route.backend):
+            nxt = self._next_candidate(candidates, 0, health, snap, None)
+            if nxt is None:
+                health.force(route.backend)  # nowhere else to go: this request is its trial
+            else:
+                candidates = candidates[nxt[0]:]
+                candidates[0] = route = nxt[1]
+                backend = snap.backends[route.backend]
 
         ex = Exchange(request_id, route, inc, stream, send, self.hub, capture=snap.capture != "off")
         want = self.hub.want_deltas
@@ -275,11 +300,40 @@ class Gateway:
         assert task is not None
         watcher = asyncio.ensure_future(self._watch(receive, ex, task))
         pinger = asyncio.ensure_future(self._ping(ex, snap.settings.ping_interval_s)) if stream else None
-        backend.inflight += 1
+        used: list[Backend] = []
+        verdict = False  # the breaker of the backend being tried has heard how it went
         try:
-            await backend.messages(ex)
-        except GatewayError as exc:
-            await self._fail(ex, exc)
+            i = 0
+            while True:
+                used.append(backend)
+                backend.inflight += 1
+                verdict = False
+                try:
+                    await backend.messages(ex)
+                except GatewayError as exc:
+                    failover = exc.status in RETRYABLE or exc.status >= 500
+                    if failover:
+                        health.failure(route.backend, f"{exc.status} {exc.message}")
+                        verdict = True
+                    nxt = self._next_candidate(candidates, i, health, snap, ex) if failover and not ex.started \
+                        else None
+                    if nxt is None:
+                        await self._fail(ex, exc)
+                        break
+                    log.info("request %s: %s answered %s; trying %s", request_id, route.backend, exc.status,
+                             nxt[1].backend)
+                    i, route = nxt
+                    backend = snap.backends[route.backend]
+                    ex.retry(route)
+                    continue
+                finally:
+                    backend.inflight -= 1
+                if ex.error_type in STREAM_FAILURES:  # the upstream broke or failed mid-stream
+                    health.failure(route.backend, ex.error_message or ex.error_type or "failed mid-stream")
+                else:
+                    health.success(route.backend)
+                verdict = True
+                break
         except asyncio.CancelledError:
             if not ex.client_gone:
                 raise
@@ -293,7 +347,8 @@ class Gateway:
                 "Patchbay; the log file has the details.",
             ))
         finally:
-            backend.inflight -= 1
+            if not verdict:
+                health.release(route.backend)
             watcher.cancel()
             if pinger is not None:
                 pinger.cancel()
@@ -301,8 +356,34 @@ class Gateway:
             if ex.status == 0:
                 ex.status = 499 if ex.client_gone else 500
             self.hub.publish(ex.record(snap.capture))
-            if backend.retired and backend.inflight == 0:
-                asyncio.ensure_future(backend.aclose())
+            for b in set(used):
+                if b.retired and b.inflight == 0:
+                    asyncio.ensure_future(b.aclose())
+
+    def _health_for(self, snap: Snapshot) -> HealthBoard:
+        """The breakers, set up for this snapshot's [routes] (on the gateway's loop)."""
+        routes = snap.table.routes
+        if routes is not self._health_routes:
+            self._health_routes = routes
+            self.health.configure(routes.breaker_failures, routes.breaker_cooldown_s, routes.breaker_max_cooldown_s)
+            self.health.forget(set(snap.backends))
+        return self.health
+
+    def _next_candidate(self, candidates: list[Route], i: int, health: HealthBoard, snap: Snapshot,
+                        ex: Exchange | None) -> tuple[int, Route] | None:
+        """The next fallback after ``candidates[i]`` that its breaker and the budgets allow."""
+        for j in range(i + 1, len(candidates)):
+            r = candidates[j]
+            if (ex is not None and ex.client_gone) or not health.acquire(r.backend):
+                continue
+            if snap.admission is not None:
+                decision = snap.admission(r)
+                if isinstance(decision, Refusal) or decision.backend not in snap.backends:
+                    health.release(r.backend)
+                    continue
+                r = decision
+            return j, r
+        return None
 
     def _record_refusal(self, request_id: str, route: Route, inc: Incoming, stream: bool, refusal: Refusal) -> None:
         now = time.time()

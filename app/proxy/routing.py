@@ -2,23 +2,101 @@
 
 A ``RoutingTable`` is immutable: switching backend builds a new one and swaps one reference,
 so requests in flight finish where they started.
+
+The first rule that applies decides, and its name is recorded (``Route.rule``, the ledger's
+``route`` column):
+
+1. ``explicit`` — the model is written ``backend,model`` (Claude Code's ``/model deepseek,deepseek-chat``);
+2. ``pin`` — the ``x-patchbay-pin`` header, then a session pinned in the app;
+3. ``web_search`` — the request offers a server tool of type ``web_search_*``;
+4. ``long_context`` — the estimated input tokens (``app.proxy.tokens``) exceed ``long_context_threshold``;
+5. ``background`` — see :func:`is_background`;
+6. ``think`` — ``thinking`` is ``{"type": "enabled"}`` or ``{"type": "adaptive"}``;
+7. ``image`` — a message holds an image block (also inside a tool result);
+8. ``active`` — the backend chosen in the app.
+
+Rules 3–7 come from ``[routes]``; one whose target is unset is skipped (and costs nothing).
+When the chosen backend fails before the client saw a byte, ``[routes] fallback`` is tried in
+order (rule ``fallback:<n>``, counting from 1).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Callable, Mapping, Union
+from typing import Any, Callable, Mapping, Union
 
-from app.config import BackendConfig, Config
+from app.config import BackendConfig, Config, RouteTarget, RoutesConfig
+from app.proxy.tokens import scan
+
+BACKGROUND_MAX_TOKENS = 512
 
 
 @dataclass(frozen=True, slots=True)
 class Route:
     backend: str
     model: str  # what the upstream is asked for
-    rule: str  # "active" | "explicit" | "pin" | "budget:<label>"
+    rule: str  # "active" | "explicit" | "pin" | a [routes] rule | "fallback:<n>" | "budget:<label>"
     requested_model: str
+
+
+def is_background(body: Mapping[str, Any], subagent: bool) -> bool:
+    """A side request or a small subagent: at least two of these four hints agree.
+
+    - the request offers no tools (``tools`` absent or empty);
+    - ``max_tokens`` ≤ 512;
+    - the model name contains "haiku" (Claude Code's small fast model);
+    - the ``x-claude-code-agent-id`` header is present (a subagent, ``subagent=True``).
+
+    One hint alone is not enough: a user who runs the main loop on ``--model haiku`` (tools,
+    large ``max_tokens``) is doing real work, and so is a subagent on the main model with tools;
+    a conversation summary (no tools, large ``max_tokens``) needs a strong model. Title and
+    topic requests (haiku, no tools), quota checks (``max_tokens`` 1, no tools), haiku
+    subagents such as Explore (haiku + agent id) and tool-less side questions on the main model
+    with a small ``max_tokens`` all score two or more.
+    """
+    tools = body.get("tools")
+    mt = body.get("max_tokens")
+    model = body.get("model")
+    hints = (not tools) + (type(mt) is int and mt <= BACKGROUND_MAX_TOKENS) + subagent
+    if hints >= 2:
+        return True
+    return hints == 1 and isinstance(model, str) and "haiku" in model.lower()
+
+
+def wants_thinking(body: Mapping[str, Any]) -> bool:
+    t = body.get("thinking")
+    return isinstance(t, dict) and t.get("type") in ("enabled", "adaptive")
+
+
+def offers_web_search(body: Mapping[str, Any]) -> bool:
+    tools = body.get("tools")
+    if not isinstance(tools, list):
+        return False
+    for t in tools:
+        if isinstance(t, dict):
+            kind = t.get("type")
+            if isinstance(kind, str) and kind.startswith("web_search"):
+                return True
+    return False
+
+
+def classify(body: Mapping[str, Any], subagent: bool, routes: RoutesConfig) -> str | None:
+    """The first ``[routes]`` rule (with a target set) that this request meets, or None."""
+    if routes.web_search is not None and offers_web_search(body):
+        return "web_search"
+    tokens = images = -1
+    if routes.long_context is not None or routes.image is not None:
+        tokens, images = scan(body)  # type: ignore[arg-type]
+        if routes.long_context is not None and tokens > routes.long_context_threshold:
+            return "long_context"
+    if routes.background is not None and is_background(body, subagent):
+        return "background"
+    if routes.think is not None and wants_thinking(body):
+        return "think"
+    if routes.image is not None and images > 0:
+        return "image"
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +120,7 @@ class RoutingTable:
     active_backend: str
     active_model: str | None
     pins: Mapping[str, Pin] = field(default_factory=lambda: MappingProxyType({}))
+    routes: RoutesConfig = field(default_factory=RoutesConfig)
 
     @classmethod
     def from_config(cls, config: Config, pins: Mapping[str, Pin] | None = None) -> "RoutingTable":
@@ -50,10 +129,11 @@ class RoutingTable:
             config.active.backend,
             config.active.model,
             MappingProxyType(dict(pins or {})),
+            config.routes,
         )
 
     def with_active(self, backend: str, model: str | None) -> "RoutingTable":
-        return RoutingTable(self.backends, backend, model, self.pins)
+        return RoutingTable(self.backends, backend, model, self.pins, self.routes)
 
     def with_pin(self, session_id: str, pin: Pin | None) -> "RoutingTable":
         pins = dict(self.pins)
@@ -61,7 +141,8 @@ class RoutingTable:
             pins.pop(session_id, None)
         else:
             pins[session_id] = pin
-        return RoutingTable(self.backends, self.active_backend, self.active_model, MappingProxyType(pins))
+        return RoutingTable(self.backends, self.active_backend, self.active_model, MappingProxyType(pins),
+                            self.routes)
 
     def model_for(self, backend: BackendConfig, wanted: str | None, requested: str) -> str:
         """The upstream model name: the one chosen, else the request's own for Anthropic-format
@@ -88,7 +169,26 @@ class RoutingTable:
             )
         return Route(bid, self.model_for(backend, model or None, requested_model), rule, requested_model)
 
-    def resolve(self, requested_model: str, session_id: str | None, pin_header: str | None = None) -> Route | Refusal:
+    def _target(self, target: RouteTarget, requested_model: str, rule: str) -> Route:
+        backend = self.backends[target.backend]  # the config checked that it exists
+        return Route(backend.id, self.model_for(backend, target.model, requested_model), rule, requested_model)
+
+    def fallbacks(self, route: Route) -> list[Route]:
+        """The ``[routes] fallback`` targets to try after ``route`` failed, in order, without
+        the one that just failed."""
+        out = []
+        for n, target in enumerate(self.routes.fallback, 1):
+            if target.backend not in self.backends:
+                continue
+            r = self._target(target, route.requested_model, f"fallback:{n}")
+            if (r.backend, r.model) != (route.backend, route.model):
+                out.append(r)
+        return out
+
+    def resolve(self, requested_model: str, session_id: str | None, pin_header: str | None = None, *,
+                body: Mapping[str, Any] | None = None, subagent: bool = False) -> Route | Refusal:
+        """Where this request goes. ``body`` (the parsed request) and ``subagent`` (the
+        x-claude-code-agent-id header is present) feed the ``[routes]`` rules."""
         # "backend,model" routes explicitly (Claude Code's `/model deepseek,deepseek-chat`).
         if "," in requested_model:
             return self._named(requested_model, requested_model, "explicit", f"the model {requested_model!r}")
@@ -102,6 +202,10 @@ class RoutingTable:
             if pin is not None and pin.backend in self.backends:
                 backend = self.backends[pin.backend]
                 return Route(pin.backend, self.model_for(backend, pin.model, requested_model), "pin", requested_model)
+        if body is not None:
+            rule = classify(body, subagent, self.routes)
+            if rule is not None:
+                return self._target(self.routes.target(rule), requested_model, rule)  # type: ignore[arg-type]
         backend = self.backends[self.active_backend]
         return Route(backend.id, self.model_for(backend, self.active_model, requested_model), "active",
                      requested_model)

@@ -16,7 +16,7 @@ from dataclasses import replace
 from typing import Any
 
 from app.config import BackendConfig, Config
-from app.events import EventHub, GatewayState
+from app.events import BackendHealth, EventHub, GatewayState
 from app.proxy.backends.base import Backend
 from app.proxy.gateway import Gateway, Snapshot
 from app.proxy.routing import Admission, Pin, RoutingTable
@@ -156,6 +156,11 @@ class ProxyRuntime:
     @property
     def pins(self) -> dict[str, Pin]:
         return dict(self._pins)
+
+    def health(self) -> dict[str, BackendHealth]:
+        """Each backend's circuit breaker as last published (safe from any thread: the gateway
+        replaces the whole mapping in one assignment). Backends that never failed are absent."""
+        return dict(self.gateway.health.snapshot)
 
     # ------------------------------------------------------------------ snapshot
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 from typing import Any, Callable
 
 import httpx
@@ -12,6 +11,7 @@ import orjson
 from app.config import DEFAULT_TOKEN_TTL_S, BackendConfig, GatewaySettings
 from app.proxy.credentials import CommandToken, TokenSource
 from app.proxy.exchange import Exchange, GatewayError
+from app.proxy.tokens import estimate_tokens  # noqa: F401 - adapters count with it where upstreams cannot
 from app.proxy.transport import HttptoolsTransport, env_proxy_for
 from app.services import secrets
 
@@ -183,16 +183,6 @@ def clamp_output(body: dict[str, Any], limit: int | None) -> bool:
     if isinstance(thinking, dict) and isinstance(budget, int) and budget >= limit:
         body["thinking"] = dict(thinking, budget_tokens=max(1024, limit - 1))
     return True
-
-
-def estimate_tokens(body: dict[str, Any]) -> int:
-    """A rough count (≈ 4 bytes of JSON per token) for upstreams that cannot count."""
-    size = 0
-    for key in ("system", "messages", "tools"):
-        value = body.get(key)
-        if value:
-            size += len(value) if isinstance(value, str) else len(orjson.dumps(value))
-    return max(1, math.ceil(size / 4))
 
 
 def upstream_error_message(body: bytes, fallback: str) -> tuple[str | None, str]:
