@@ -23,8 +23,8 @@ from typing import Any, Callable, Coroutine, Iterable
 
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
-from app.config import ActiveSelection, BackendConfig, BudgetConfig, ConfigError
-from app.events import BudgetAlert, ContentDelta, GatewayState, RequestFinished, RequestStarted, Usage
+from app.config import ActiveSelection, BackendConfig, BudgetConfig, ConfigError, RoutesConfig
+from app.events import BackendHealth, BudgetAlert, ContentDelta, GatewayState, RequestFinished, RequestStarted, Usage
 from app.services import autostart
 from app.views.data import (
     BackendView,
@@ -281,6 +281,7 @@ class Bridge(QObject):
         self._live: dict[str, RequestRecord] = {}
         self._recent: collections.deque[RequestRecord] = collections.deque(maxlen=RECENT_MAX)
         self._health: dict[str, tuple[str, str | None]] = {}
+        self._breakers: dict[str, BackendHealth] = {}  # the gateway's circuit breakers, as last published
         self._models_cache: dict[str, list[str]] = {}
         self._budgets: list[BudgetView] = []
         self._spend_today = 0.0
@@ -462,6 +463,9 @@ class Bridge(QObject):
                 self._on_budget_alert(ev)
             elif t is GatewayState:
                 self._on_gateway_state(ev)
+            elif t is BackendHealth:
+                self._breakers[ev.backend] = ev
+                self.backendsChanged.emit()
         flush()
         for p in pieces:
             s = self._sessions.get(p.session_id)
@@ -721,8 +725,18 @@ class Bridge(QObject):
             elif b.env_var:
                 has_key = bool(os.environ.get(b.env_var))
             health, err = self._health.get(b.id, ("unknown", None))
+            brk = self._breakers.get(b.id)
+            open_until, failures = None, 0
+            if brk is not None:
+                failures = brk.failures
+                if brk.state == "open":
+                    health, err, open_until = "open", brk.last_error, brk.open_until
+                elif brk.state == "failing":
+                    health, err = "failing", brk.last_error
+                elif health == "unknown":
+                    health = "ok"
             out.append(BackendView(b.id, b.kind, b.base_url, b.auth, tuple(b.models), b.max_output_tokens,
-                                   tuple(b.headers), b.local, b.is_local, has_key, health, err))
+                                   tuple(b.headers), b.local, b.is_local, has_key, health, err, open_until, failures))
         return out
 
     def backend_config(self, backend_id: str) -> BackendConfig | None:
@@ -1166,6 +1180,22 @@ class Bridge(QObject):
             self.sessionsChanged.emit()
 
         self._submit(work, done)
+
+    def routes(self) -> RoutesConfig:
+        cfg = self._config()
+        return cfg.routes if cfg is not None else RoutesConfig()
+
+    def route_choices(self) -> list[str]:
+        """Targets a [routes] rule can name: each backend alone, then each of its models."""
+        cfg = self._config()
+        out: list[str] = []
+        for b in (cfg.backends if cfg else ()):
+            out.append(b.id)
+            out += [f"{b.id},{m}" for m in (tuple(b.models) or tuple(self.models_for(b.id)))]
+        return list(dict.fromkeys(out))
+
+    def save_routes(self, routes: RoutesConfig) -> bool:
+        return self._save_settings(routes=routes)
 
     def save_port(self, port: int) -> bool:
         if not self._save_settings(port=port):

@@ -15,7 +15,7 @@ import httpx
 import orjson
 
 from app import config as cfgmod
-from app.config import ActiveSelection, BackendConfig, BudgetConfig, Config, ConfigError
+from app.config import ActiveSelection, BackendConfig, BudgetConfig, Config, ConfigError, RoutesConfig
 from app.events import EventHub, EventQueue, RequestFinished
 from app.paths import Paths, default_paths
 from app.proxy.routing import Pin, Route
@@ -171,8 +171,10 @@ class Engine:
         self._apply(config)
 
     def save_settings(self, *, port: int | None = None, budgets: list[BudgetConfig] | None = None,
-                      capture: str | None = None) -> None:
+                      capture: str | None = None, routes: RoutesConfig | None = None) -> None:
         config: Config | None = None
+        if routes is not None:
+            config = cfgmod.save_section(self.config_path, "routes", routes.to_table())
         if port is not None:
             config = cfgmod.save_section(self.config_path, "gateway", {"port": port})
             self._port_override = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -33,7 +34,7 @@ from PySide6.QtWidgets import (
 from app.config import DEFAULT_TOKEN_TTL_S, ActiveSelection, BackendConfig, cloud_base_url, default_auth
 from app.views.dashboard import SectionLabel
 from app.views.data import TestOutcome
-from app.views.icons import backend_color, dot_icon
+from app.views.icons import backend_color, health_icon
 from app.views.theme import STATE_COLORS
 
 if TYPE_CHECKING:
@@ -343,12 +344,22 @@ class BackendsPage(QWidget):
                 where = f"{'AWS Bedrock' if b.kind == 'bedrock' else 'Vertex AI'} · {b.region}"
             text = " ".join(bits) + f"\n{where}"
             tip = KIND_LABELS.get(b.kind, b.kind)
-            if v and v.health == "failing":
+            health = v.health if v else "unknown"
+            if health == "failing":
                 text += "\n⚠ failing"
-                tip += f"\nLast error: {v.last_error}"
+                tip += f"\nFailing ({v.failures} in a row). Last error: {v.last_error}"  # type: ignore[union-attr]
+            elif health == "open":
+                until = time.strftime("%H:%M:%S", time.localtime(v.open_until)) if v and v.open_until else "?"
+                text += f"\n✗ skipped until {until}"
+                tip += (f"\nFailed {v.failures} times in a row, so requests with a fallback skip it until {until}; "  # type: ignore[union-attr]
+                        f"then one trial request is let through.\nLast error: {v.last_error}")  # type: ignore[union-attr]
+            elif health == "ok":
+                tip += "\nHealthy: its last request succeeded."
+            else:
+                tip += "\nNo request has gone to it yet."
             item.setText(text)
             item.setToolTip(tip)
-            item.setIcon(dot_icon(backend_color(b.id), 14))
+            item.setIcon(health_icon(backend_color(b.id), health))
 
     def _on_rows_moved(self, *_: object) -> None:
         # the list was reordered by drag and drop: follow its new order

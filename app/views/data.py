@@ -100,8 +100,10 @@ class BackendView:
     local: bool | None
     is_local: bool
     has_key: bool | None  # None: the backend takes no stored key
-    health: str = "unknown"  # ok | failing | unknown
+    health: str = "unknown"  # ok | failing | open (circuit breaker: skipped while cooling) | unknown
     last_error: str | None = None
+    open_until: float | None = None  # wall clock, while the breaker is open
+    failures: int = 0  # consecutive failures the breaker counted
 
 
 @dataclass(frozen=True, slots=True)

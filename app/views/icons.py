@@ -120,6 +120,37 @@ def _draw_dot(color: QColor, size: int) -> QIcon:
     return QIcon(pm)
 
 
+_HEALTH_DOTS: dict[tuple[str, str], QIcon] = {}
+HEALTH_COLORS = {"ok": "ok", "failing": "warn", "open": "error"}
+
+
+def health_icon(color: QColor | str, health: str, size: int = 16) -> QIcon:
+    """The backend's colour dot with a small health dot at its lower right: green ok, amber
+    failing, red skipped by the circuit breaker; none while nothing is known."""
+    from app.views.theme import STATE_COLORS
+
+    key = (QColor(color).name(), health)
+    icon = _HEALTH_DOTS.get(key)
+    if icon is not None:
+        return icon
+    pm = QPixmap(size, size)
+    pm.fill(Qt.GlobalColor.transparent)
+    p = QPainter(pm)
+    p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+    p.setPen(Qt.PenStyle.NoPen)
+    p.setBrush(QColor(color))
+    p.drawEllipse(QRectF(1, 1, size - 5, size - 5))
+    state = HEALTH_COLORS.get(health)
+    if state is not None:
+        p.setBrush(QColor(STATE_COLORS[state]))
+        p.setPen(QColor("white"))
+        r = size * 0.5
+        p.drawEllipse(QRectF(size - r - 0.5, size - r - 0.5, r, r))
+    p.end()
+    icon = _HEALTH_DOTS[key] = QIcon(pm)
+    return icon
+
+
 def app_icon() -> QIcon:
     """The application icon: the PNGs rendered from resources/icons/patchbay.svg, else the glyph
     with a "P" in Patchbay's own colour."""

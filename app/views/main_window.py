@@ -225,7 +225,7 @@ class MainWindow(QMainWindow):
         self.backend_combo.blockSignals(True)
         self.backend_combo.clear()
         for b in self.bridge.backends():
-            label = b.id + ("  ⚠" if b.health == "failing" else "")
+            label = b.id + ("  ⚠" if b.health in ("failing", "open") else "")
             self.backend_combo.addItem(dot_icon(backend_color(b.id)), label, b.id)
         self.backend_combo.setCurrentIndex(max(0, self.backend_combo.findData(backend)))
         self.backend_combo.setEnabled(self.backend_combo.count() > 0)

@@ -1,4 +1,4 @@
-"""Settings: port, gateway token, budgets, request capture, start at login, Claude Code."""
+"""Settings: port, gateway token, budgets, routing rules, request capture, start at login, Claude Code."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 from app.config import BUDGET_PERIODS, BudgetConfig
 from app.views.dashboard import SectionLabel
 from app.views.data import BudgetView, ClaudeCodeView, GatewayView
+from app.views.routes import RoutesBox
 from app.views.theme import STATE_COLORS, fmt_usd
 
 if TYPE_CHECKING:
@@ -177,6 +178,10 @@ class SettingsPage(QWidget):
         bl.addWidget(self.budget_table)
         bl.addLayout(brow)
         col.addWidget(bg)
+
+        # ---- routing rules
+        self.routes = RoutesBox(bridge)
+        col.addWidget(self.routes)
 
         # ---- log and startup
         misc = QGroupBox("Request log and startup")

@@ -95,9 +95,9 @@ class Tray(QObject):
         for b in self.bridge.backends():
             a = QAction(b.id, self)
             a.setCheckable(True)
-            tip = b.base_url + (" · failing: " + (b.last_error or "") if b.health == "failing" else "")
+            tip = b.base_url + (" · failing: " + (b.last_error or "") if b.health in ("failing", "open") else "")
             a.setToolTip(tip)
-            if b.health == "failing":
+            if b.health in ("failing", "open"):
                 a.setText(f"{b.id}  ⚠")
             a.triggered.connect(lambda _=False, bid=b.id: self.choose_backend(bid))
             self.backend_group.addAction(a)
