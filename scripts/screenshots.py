@@ -258,6 +258,14 @@ def backfill_monitor(bridge: Any, gpu: ScriptedGpu) -> None:
 # --------------------------------------------------------------------------- config and history
 
 
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def write_config(path: Path, a_url: str, b_url: str, ollama_url: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(f"""# Patchbay configuration (screenshot run)
@@ -296,11 +304,27 @@ auth = "aws"
 profile = "work"
 models = ["eu.anthropic.claude-sonnet-4-5-20250929-v1:0", "eu.anthropic.claude-haiku-4-5-20251001-v1:0"]
 
+[[backends]]
+id = "openrouter"
+kind = "openai"
+base_url = "http://127.0.0.1:{_closed_port()}/v1"
+auth = "none"
+models = ["google/gemini-3-pro"]
+local = false
+
 [ollama]
 url = "{ollama_url}"
 
 [active]
 backend = "anthropic"
+
+[routes]
+background = "ollama,qwen3-coder:30b"
+long_context = "openrouter,google/gemini-3-pro"
+long_context_threshold = 60000
+fallback = ["deepseek,deepseek-chat", "ollama,qwen3-coder:30b"]
+breaker_failures = 2
+breaker_cooldown_s = 600
 
 [[budgets]]
 scope = "all"
@@ -452,7 +476,7 @@ async def settle(seconds: float) -> None:
 async def shoot(args: argparse.Namespace) -> int:
     from PySide6.QtCore import QPoint, QRect, Qt
     from PySide6.QtGui import QColor, QPainter, QPixmap
-    from PySide6.QtWidgets import QApplication
+    from PySide6.QtWidgets import QApplication, QScrollArea
 
     from app.gui import App
     from app.paths import default_paths
@@ -502,6 +526,19 @@ async def shoot(args: argparse.Namespace) -> int:
         await settle(0.05)
     await settle(0.6)
     save(win, "dashboard")
+
+    # Two requests for OpenRouter, which is down: both fail over to DeepSeek, and the breaker
+    # opens (the Backends list shows it).
+    def to_openrouter() -> None:
+        import anthropic
+
+        c = anthropic.Anthropic(base_url=bridge.gateway().url, api_key=bridge.gateway_token(), max_retries=0)
+        for _ in range(2):
+            c.messages.create(model="openrouter,google/gemini-3-pro", max_tokens=64,
+                              messages=[{"role": "user", "content": "summarise the repository"}])
+
+    await asyncio.get_running_loop().run_in_executor(None, to_openrouter)
+    await settle(0.5)
 
     # Backends: the DeepSeek entry with a passing Test.
     win.show_page("backends")
@@ -553,6 +590,13 @@ async def shoot(args: argparse.Namespace) -> int:
     await settle(0.3)
     save(win, "settings")
     save(win.page("settings").cc_group, "claude-code")
+    # ...and its routing rules further down.
+    settings = win.page("settings")
+    scroll = settings.findChild(QScrollArea)
+    scroll.ensureWidgetVisible(settings.routes, 0, 40)
+    await settle(0.3)
+    save(win, "routing")
+    scroll.verticalScrollBar().setValue(0)
 
     # Monitor: the machine and the local Ollama, a pull under way.
     win.show_page("monitor")
