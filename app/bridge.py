@@ -513,7 +513,8 @@ class Bridge(QObject):
         )
         self._live[ev.request_id] = rec
         self.requestStarted.emit(rec)
-        how = {"pin": " (pinned)", "explicit": " (chosen by the client)"}.get(ev.route, "")
+        how = {"pin": " (pinned)", "explicit": " (chosen by the client)", "active": ""}.get(ev.route,
+                                                                                      f" (rule: {ev.route})")
         if ev.route.startswith("budget"):
             how = " (budget downgrade)"
         clock = time.strftime("%H:%M:%S", time.localtime(ev.started_at))

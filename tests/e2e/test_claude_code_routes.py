@@ -1,0 +1,50 @@
+"""The real Claude Code CLI through a gateway with [routes]: its main-agent turns (tools,
+thinking adaptive, max_tokens 128000) are "think" requests, never "background", and the
+ledger records the rule that decided."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+import pytest
+
+from tests.e2e.conftest import spawn_gateway
+from tests.e2e.test_claude_code import CONTENT, PROMPT, _explain, _turns, anthropic_responder
+from tests.fakes import FakeUpstream
+
+if TYPE_CHECKING:
+    from tests.e2e.conftest import ClaudeResult
+
+pytestmark = pytest.mark.e2e
+
+
+def test_claude_code_main_turns_route_by_thinking_not_background(run_claude: Callable[..., ClaudeResult],
+                                                                 workdir: Path, tmp_path: Path) -> None:
+    from app.services.ledger import LedgerReader
+
+    target = workdir / "hello.txt"
+    with FakeUpstream(anthropic_responder(str(target)), wire="anthropic") as deep, \
+            FakeUpstream(anthropic_responder(str(target)), wire="anthropic") as main, \
+            FakeUpstream(anthropic_responder(str(target)), wire="anthropic") as side:
+        config = "[gateway]\nport = 0\n\n" + "".join(
+            f'[[backends]]\nid = "{name}"\nkind = "anthropic"\nbase_url = "{up.url}"\nauth = "none"\n\n'
+            for name, up in (("main", main), ("deep", deep), ("side", side)))
+        config += ('[active]\nbackend = "main"\n\n[routes]\nbackground = "side,side-model"\n'
+                   'think = "deep,deep-model"\nlong_context = "side"\nlong_context_threshold = 200000\n')
+        gw = spawn_gateway(config, tmp_path / "patchbay-home")
+        try:
+            result = run_claude(PROMPT, base_url=gw.url, cwd=workdir)
+        finally:
+            gw.stop()
+        assert result.returncode == 0 and target.read_text() == CONTENT, _explain(result, deep, gw)
+        turns = _turns(deep, "/v1/messages")
+        assert len(turns) == 2, _explain(result, deep, gw)
+        assert all(t.json["model"] == "deep-model" for t in turns)
+        assert not main.requests_to("/v1/messages") and not side.requests_to("/v1/messages")
+    reader = LedgerReader(tmp_path / "patchbay-home" / "data" / "usage.sqlite3")
+    try:
+        rows = reader.requests(limit=20)
+    finally:
+        reader.close()
+    assert [(r.route, r.backend, r.attempts) for r in rows if r.status == 200] == [("think", "deep", 1)] * 2
