@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 BACKEND_KINDS = ("anthropic", "openai", "bedrock", "vertex")
+KIND_NAMES = {"bedrock": "Bedrock", "vertex": "Vertex AI"}
 AUTH_HELP = '"keyring", "env:NAME", "command:<a command that prints a token>", "client" or "none"'
 BUDGET_PERIODS = ("day", "week", "month")
 CAPTURE_MODES = ("off", "errors", "all")
@@ -456,6 +457,13 @@ def _parse_backends(items: Any, where: _Where) -> list[BackendConfig]:
             raise where.fail(f'backend "{bid}" models must be a list of names',
                              'Write e.g. models = ["deepseek-chat"].',
                              line=where.line_of(r"^\s*models\s*=", start=(line or 1) - 1))
+        if cloud and not models:
+            example = ('"us.anthropic.claude-sonnet-4-5-20250929-v1:0"' if kind == "bedrock"
+                       else '"claude-sonnet-4-5@20250929"')
+            raise where.fail(f'backend "{bid}" (kind = "{kind}") lists no models',
+                             f"Claude Code's model names mean nothing to {KIND_NAMES[kind]}: write the model ids to "
+                             f"use, e.g. models = [{example}]. The first serves requests that name no other.",
+                             line=where.line_of(r"^\s*models\s*=", start=(line or 1) - 1) if "models" in t else line)
         mot = t.get("max_output_tokens")
         if mot is not None and (not isinstance(mot, int) or isinstance(mot, bool) or mot <= 0):
             raise where.fail(f'backend "{bid}" max_output_tokens is {mot!r}', "Write a positive whole number.",

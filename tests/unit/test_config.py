@@ -137,6 +137,7 @@ id = "gcp"
 kind = "vertex"
 project = "my-proj-1"
 region = "global"
+models = ["claude-sonnet-4-5@20250929"]
 
 [[backends]]
 id = "company"
@@ -178,9 +179,12 @@ def test_default_config_examples_are_valid_when_uncommented():
     ('region = "global"', 'region = "global"\nprofile = "x"', ["line 31", "sets profile", 'kind = "bedrock"']),
     ('profile = "work"', 'auth = "google"', ["line 23", 'auth = "google"', 'kind = "vertex"']),
     ('kind = "vertex"', 'kind = "vertex"\nauth = "client"', ["line 29", "signs with its own credentials"]),
-    ("token_ttl_s = 120", "token_ttl_s = -1", ["line 37", "token_ttl_s = -1"]),
+    ("token_ttl_s = 120", "token_ttl_s = -1", ["line 38", "token_ttl_s = -1"]),
     ('auth = "command:gcloud auth print-identity-token --audiences=x"', 'auth = "command:  "',
-     ["line 36", "auth = 'command:  '"]),
+     ["line 37", "auth = 'command:  '"]),
+    ('models = ["eu.anthropic.claude-sonnet-4-5-20250929-v1:0"]', "models = []",
+     ["line 24", '"aws" (kind = "bedrock") lists no models', "models = [\"us.anthropic"]),
+    ('models = ["claude-sonnet-4-5@20250929"]\n', "", ['"gcp" (kind = "vertex") lists no models', "line 27"]),
     ('profile = "work"', 'token_ttl_s = 60', ["line 23", "token_ttl_s without a token command"]),
     ('base_url = "http://localhost:11434"', 'base_url = "http://localhost:11434"\nregion = "x"',
      ["line 17", "only bedrock and vertex"]),
