@@ -140,7 +140,7 @@ def test_switch_applies_to_the_next_request_not_to_one_in_flight(start_gateway, 
 
     t = threading.Thread(target=slow)
     t.start()
-    time.sleep(0.2)
+    anthropic_up.wait_for_requests(1, timeout=10)  # the slow one is in flight at its upstream
     gw.runtime.set_active("o", None)
     with gw.client().messages.stream(model="c", max_tokens=5, messages=USER) as s:
         result["fast"] = s.get_final_text()
