@@ -63,7 +63,25 @@ def _desktop_quote(arg: str) -> str:
     return quoted.replace("\\", "\\\\")  # the file's string escape applies on top of the quoting
 
 
-class XdgAutostart:
+class _EntryFile:
+    """An autostart mechanism that is one file: it is on while the file exists."""
+
+    path: Path
+
+    def content(self, command: list[str], env: Mapping[str, str]) -> str:
+        raise NotImplementedError
+
+    def enabled(self) -> bool:
+        return self.path.is_file()
+
+    def enable(self, command: list[str], env: Mapping[str, str]) -> None:
+        atomic_write(self.path, self.content(command, env))
+
+    def disable(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+class XdgAutostart(_EntryFile):
     def __init__(self, config_home: Path) -> None:
         self.path = config_home / "autostart" / DESKTOP_NAME
 
@@ -79,20 +97,11 @@ class XdgAutostart:
         return ("[Desktop Entry]\nType=Application\nName=Patchbay\nComment=Local gateway for Claude Code\n"
                 f"Exec={exec_line}\nIcon=patchbay\nTerminal=false\nX-GNOME-Autostart-enabled=true\n")
 
-    def enabled(self) -> bool:
-        return self.path.is_file()
-
-    def enable(self, command: list[str], env: Mapping[str, str]) -> None:
-        atomic_write(self.path, self.content(command, env))
-
-    def disable(self) -> None:
-        self.path.unlink(missing_ok=True)
-
 
 # --------------------------------------------------------------------------- macOS
 
 
-class LaunchAgent:
+class LaunchAgent(_EntryFile):
     def __init__(self, home: Path) -> None:
         self.path = home / "Library" / "LaunchAgents" / f"{LABEL}.plist"
 
@@ -102,15 +111,6 @@ class LaunchAgent:
         if env:
             plist["EnvironmentVariables"] = dict(env)
         return plistlib.dumps(plist, fmt=plistlib.FMT_XML).decode("utf-8")
-
-    def enabled(self) -> bool:
-        return self.path.is_file()
-
-    def enable(self, command: list[str], env: Mapping[str, str]) -> None:
-        atomic_write(self.path, self.content(command, env))
-
-    def disable(self) -> None:
-        self.path.unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------- Windows

@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from app.config import DEFAULT_OLLAMA_URL, is_loopback_url
+from app.units import fmt_bytes
 
 CLAUDE_CODE_MIN_CONTEXT = 65536  # tokens; Claude Code's system prompt and tools alone take ~20k
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-/:+]*$")
@@ -225,15 +226,6 @@ def model_warnings(state: OllamaState, free_vram: int | None = None) -> list[Mod
                     f"{inst.name} ({fmt_bytes(inst.size)}) is larger than the free GPU memory "
                     f"({fmt_bytes(free_vram)}): loaded now, it would spill to the CPU and crawl.")))
     return out
-
-
-def fmt_bytes(n: float | None) -> str:
-    if n is None:
-        return "—"
-    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if abs(n) >= size:
-            return f"{n / size:.1f} {unit}"
-    return f"{int(n)} B"
 
 
 def _host_port(url: str) -> tuple[str, int | None]:

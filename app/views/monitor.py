@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.units import fmt_bytes
 from app.views.dashboard import SectionLabel, make_table
 from app.views.data import HardwareView, LocalModelView, OllamaView, PullView
 from app.views.models import R, _Column, _RowsModel, key_of
@@ -45,15 +46,6 @@ SCROLL_MIN_MS = 100  # the fastest the window slides (a very wide plot)
 MIN_CONTEXT = 65536
 _WARN = QColor(STATE_COLORS["warn"])
 _OK = QColor(STATE_COLORS["ok"])
-
-
-def fmt_bytes(n: float | None) -> str:
-    if n is None:
-        return "—"
-    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if abs(n) >= size:
-            return f"{n / size:.1f} {unit}"
-    return f"{int(n)} B"
 
 
 def fmt_ctx(n: int | None) -> str:
