@@ -68,7 +68,7 @@ class Exchange:
         "request_id", "route", "incoming", "stream", "send", "hub", "want_deltas", "t0", "wall0",
         "started", "finished", "status", "error_type", "error_message", "ttft", "stop_reason",
         "served_model", "input_tokens", "output_tokens", "cache_creation", "cache_read",
-        "last_write", "captured", "client_gone", "attempts",
+        "last_write", "captured", "client_gone", "attempts", "hold_open_until",
     )
 
     def __init__(self, request_id: str, route: Route, incoming: Incoming, stream: bool, send: Send,
@@ -98,6 +98,9 @@ class Exchange:
         self.captured: list[bytes] | None = [] if capture else None
         self.client_gone = False
         self.attempts = 1
+        # while a fallback could still take over, a silent upstream does not make the gateway open
+        # the stream with a ping (that would rule failover out) until this perf_counter time
+        self.hold_open_until = 0.0
 
     def retry(self, route: Route) -> None:
         """Start the next attempt (failover) on ``route``. Only before anything reached the

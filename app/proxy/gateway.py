@@ -37,6 +37,11 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 # upstream answers worth trying the next backend for (with every 5xx, 529 included): timeouts
 # and rate limits. Only ever before the first byte reached the client.
 RETRYABLE = frozenset({408, 429})
+# How long a streamed request whose backend has a fallback stays unopened while its upstream is
+# silent before answering. A ping would open it after ping_interval_s and so rule out failover on a
+# connect timeout (15 s) or a slow refusal; Claude Code waits 300 s for a first byte, so holding two
+# minutes costs it nothing, and after that pings keep the connection alive as before.
+FAILOVER_HOLD_S = 120.0
 # how a stream that already reached the client can end badly, as far as the breaker cares
 STREAM_FAILURES = frozenset({"api_error", "overloaded_error", "timeout_error"})
 
@@ -296,6 +301,8 @@ class Gateway:
             route.model, stream, inc.agent_id,
             _cwd(body) if want else None, _prompt(body) if want else None,
         ))
+        if len(candidates) > 1:
+            ex.hold_open_until = ex.t0 + FAILOVER_HOLD_S
         task = asyncio.current_task()
         assert task is not None
         watcher = asyncio.ensure_future(self._watch(receive, ex, task))
@@ -325,6 +332,8 @@ class Gateway:
                     i, route = nxt
                     backend = snap.backends[route.backend]
                     ex.retry(route)
+                    if i == len(candidates) - 1:
+                        ex.hold_open_until = 0.0  # the last candidate: pings may open the stream again
                     continue
                 finally:
                     backend.inflight -= 1
@@ -424,6 +433,10 @@ class Gateway:
                 await asyncio.sleep(wait)
                 continue
             if not ex.started:
+                hold = ex.hold_open_until - time.perf_counter()
+                if hold > 0:  # a fallback may still serve: keep the answer unopened a while longer
+                    await asyncio.sleep(min(hold, interval))
+                    continue
                 await ex.start(200, SSE_HEADERS)
             if not ex.finished:
                 await ex.write(PING)

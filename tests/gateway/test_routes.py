@@ -192,6 +192,25 @@ def test_a_timeout_fails_over(start_gateway, ups):
     assert gw.finished(1)[0].attempts == 2
 
 
+def test_a_silent_upstream_still_fails_over_when_pings_are_due(start_gateway, ups):
+    # a ping opens the answer and rules failover out: while a fallback is left, none goes out
+    text = config_text([{"id": k, "kind": "anthropic", "base_url": u.url, "auth": "none"} for k, u in ups.items()],
+                       active="a", extra="upstream_timeout_s = 1.0")
+    gw = start_gateway(text.replace("ping_interval_s = 10.0", "ping_interval_s = 0.2") +
+                       '\n\n[routes]\nfallback = ["b"]\n')
+    ups["a"].enqueue(AnthropicStream(anthropic_text_events("too late", 2), ttfb_s=3.0))
+    ups["b"].enqueue(AnthropicStream(anthropic_text_events("in time", 2), ttfb_s=0.7))
+    body = {"model": "claude-sonnet-5-5", "max_tokens": 100, "stream": True, "messages": USER}
+    with gw.http() as http, http.stream("POST", "/v1/messages", json=body, headers={"x-api-key": TOKEN}) as resp:
+        assert resp.status_code == 200
+        events = [line.removeprefix("event: ") for line in resp.iter_lines() if line.startswith("event: ")]
+    # the last candidate's own silence (0.7 s) is covered by pings again, before its answer
+    assert events[0] == "ping" and "message_start" in events and events[-1] == "message_stop", events
+    done = gw.finished(1)[0]
+    assert (done.attempts, done.backend, done.status) == (2, "b", 200)
+    assert done.usage.output_tokens > 0
+
+
 def test_nothing_is_retried_after_bytes_reached_the_client(start_gateway, ups):
     gw = start(start_gateway, ups, 'fallback = ["b"]\n')
     ups["a"].enqueue(AnthropicStream(anthropic_text_events("a long answer that breaks", 6), cut_after=4))
