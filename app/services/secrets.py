@@ -27,10 +27,10 @@ class SecretError(Exception):
 
 def _keyring():  # type: ignore[no-untyped-def]
     import keyring
-    from keyring.backends import fail
+    from keyring.backends import fail, null
 
     kr = keyring.get_keyring()
-    if isinstance(kr, fail.Keyring):
+    if isinstance(kr, (fail.Keyring, null.Keyring)):  # null: chosen by the user, and keeps nothing
         raise NoKeychainError(
             "No OS keychain is available on this machine, so API keys cannot be stored safely. "
             'Use auth = "env:NAME" for the backend and export the key in that variable, or install '
@@ -128,7 +128,9 @@ def gateway_token(token_file: Path, *, create: bool = True) -> tuple[str, str]:
             raise SecretError("No gateway token exists yet. Start Patchbay once to create one.")
         tok = new_token()
         kr.set_password(SERVICE, TOKEN_ACCOUNT, tok)
-        return tok, "keychain"
+        if kr.get_password(SERVICE, TOKEN_ACCOUNT) == tok:
+            return tok, "keychain"
+        # a keychain that does not keep what it is given: each process would invent its own token
     except NoKeychainError:
         pass
     except SecretError:
