@@ -154,10 +154,10 @@ def cmd_env(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"patchbay: {exc}", file=sys.stderr)
         return 2
-    from app.services.claude_code import gateway_url
+    from app.services.claude_code import client_url
 
     token, _ = secrets.gateway_token(paths.token_file)
-    url = gateway_url(config)
+    url = client_url(paths, config)
     pairs = [("ANTHROPIC_BASE_URL", url), ("ANTHROPIC_AUTH_TOKEN", token)]
     for name, value in pairs:
         if args.shell == "fish":

@@ -47,7 +47,7 @@ def _setup(config_path: Path | None) -> tuple[Any, Any, str, str]:
     # without --config: the config of the gateway running now (it may have been started with one)
     config = load_or_create(config_path or claude_code.running_config(paths) or paths.config_file)
     token, _ = secrets.gateway_token(paths.token_file)
-    return paths, config, claude_code.gateway_url(config), token
+    return paths, config, claude_code.client_url(paths, config), token
 
 
 def _fail(text: str) -> int:
@@ -164,13 +164,6 @@ def run_claude(argv: list[str]) -> int:
         return _fail(f'there is no backend "{args.backend}" in {config.path}. Configured: '
                      f"{', '.join(b.id for b in config.backends)}.")
     try:
-        running = claude_code.running_gateway_url(paths)
-        if running and running != url:  # a gateway started with --port: use it if it answers
-            try:
-                claude_code.check_gateway(running, timeout=1.0)
-                url = running
-            except claude_code.LaunchError:
-                pass
         cmd, env = claude_code.claude_command(paths, url, token, list(args.claude_args), backend=args.backend,
                                               model=args.model)
         claude_code.check_gateway(url)

@@ -79,9 +79,17 @@ def _runtime(paths: "Paths") -> dict[str, Any]:
     return info if isinstance(info, dict) else {}
 
 
-def running_gateway_url(paths: "Paths") -> str | None:
-    url = _runtime(paths).get("url")
-    return url if isinstance(url, str) and url.startswith("http") else None
+def client_url(paths: "Paths", config: "Config") -> str:
+    """Where clients reach the gateway: the one running now, whose port may differ from the
+    config's (``serve --port N``, or ``port = 0``), else the address the config gives."""
+    info = _runtime(paths)
+    url, pid = info.get("url"), info.get("pid")
+    if isinstance(url, str) and url.startswith("http") and isinstance(pid, int):
+        import psutil  # os.kill(pid, 0) would end the process on Windows
+
+        if psutil.pid_exists(pid):
+            return url
+    return gateway_url(config)
 
 
 def running_config(paths: "Paths") -> Path | None:

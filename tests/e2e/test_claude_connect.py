@@ -160,7 +160,7 @@ def test_connect_and_disconnect_commands(two_backends, tmp_path: Path) -> None:
     assert "Connected" in out.stdout and "saved as" in out.stdout
     data = json.loads(settings.read_text())
     assert data["env"]["ANTHROPIC_AUTH_TOKEN"] == gw.token
-    assert data["env"]["ANTHROPIC_BASE_URL"].startswith("http://127.0.0.1:")
+    assert data["env"]["ANTHROPIC_BASE_URL"] == gw.url  # the running gateway's port, not the config's port = 0
     assert data["env"]["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] == "1"
     assert data["env"]["ANTHROPIC_DEFAULT_HAIKU_MODEL"] == "o,gpt-default"
     assert data["env"]["ANTHROPIC_CUSTOM_HEADERS"] == "X-User-Header: kept"
@@ -169,6 +169,9 @@ def test_connect_and_disconnect_commands(two_backends, tmp_path: Path) -> None:
 
     again = patchbay(env, "connect", "--disable-nonessential-traffic", "--haiku", "o,gpt-default", "--statusline")
     assert again.returncode == 0 and "Already connected" in again.stdout
+
+    shell = patchbay(env, "env")  # the same address for a shell
+    assert shell.returncode == 0 and f"export ANTHROPIC_BASE_URL={gw.url}\n" in shell.stdout
 
     bad = patchbay(env, "connect", "--haiku", "nope,m")
     assert bad.returncode == 2 and 'no backend "nope"' in bad.stderr
