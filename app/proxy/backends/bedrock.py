@@ -168,15 +168,12 @@ class BedrockBackend(Backend):
             if credential:
                 headers["authorization"] = f"Bearer {credential}"
         request = httpx.Request("GET", url, headers=headers, extensions={"timeout": self._timeout})
-        resp = await self.open(request)
+        raw = await self.read_ok(await self.open(request))
         try:
-            await self._raise_for_status(resp)
-            return orjson.loads(await resp.aread())
+            return orjson.loads(raw)
         except orjson.JSONDecodeError:
             raise GatewayError(502, "api_error", "Bedrock answered the model list with something that is not JSON.") \
                 from None
-        finally:
-            await resp.aclose()
 
     async def list_models(self) -> list[str]:
         """Anthropic models this account can call: inference profiles (``us.anthropic.…``, what
@@ -213,12 +210,7 @@ class BedrockBackend(Backend):
     async def messages(self, ex: Exchange) -> None:
         limit = self.config.max_output_tokens
         if not ex.stream:
-            resp = await self._invoke(ex, "invoke", "application/json", limit)
-            try:
-                await self._raise_for_status(resp)
-                raw = await resp.aread()
-            finally:
-                await resp.aclose()
+            raw = await self.read_ok(await self._invoke(ex, "invoke", "application/json", limit))
             try:
                 msg = orjson.loads(raw)
             except orjson.JSONDecodeError:

@@ -124,12 +124,7 @@ class OpenAIBackend(Backend):
             ex.fail(*err)
 
     async def _messages_whole(self, ex: Exchange) -> None:
-        resp = await self._open(ex, stream=False)
-        try:
-            await self._raise_for_status(resp)
-            raw = await resp.aread()
-        finally:
-            await resp.aclose()
+        raw = await self.read_ok(await self._open(ex, stream=False))
         try:
             obj = orjson.loads(raw)
             if not isinstance(obj, dict):
