@@ -160,3 +160,16 @@ def test_a_model_that_refuses_the_betas_gets_none_from_then_on(google, start_gat
             with client.messages.stream(model="claude-x", max_tokens=5, messages=USER) as s:
                 assert s.get_final_message().content[0].text == "Hello from the fake upstream."
         assert ["anthropic-beta" in r.headers for r in up.requests] == [True, False, False]
+
+
+def test_deferred_tools_are_sent_up_front_unless_the_tool_search_beta_goes_too(vertex, start_gateway):
+    gw = start_gateway(config_text([_vertex_backend(vertex.url)], active="gcp"))
+    tools = [{"name": "Read", "description": "read a file", "input_schema": {"type": "object"}},
+             {"name": "NotebookEdit", "description": "edit", "input_schema": {"type": "object"}, "defer_loading": True}]
+    up_front = [{k: v for k, v in t.items() if k != "defer_loading"} for t in tools]
+    for beta, sent_tools in ((None, up_front), ("claude-code-20250219", up_front),
+                             ("claude-code-20250219, tool-search-tool-2025-10-19", tools)):
+        client = gw.client(default_headers={"anthropic-beta": beta} if beta else None)
+        with client.messages.stream(model="claude-x", max_tokens=5, messages=USER, tools=tools) as s:
+            s.get_final_message()
+        assert vertex.requests[-1].json["tools"] == sent_tools, beta

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import httpx
 import orjson
@@ -173,6 +173,20 @@ def join_url(base: str, path: str) -> str:
     if base.endswith("/v1") and path.startswith("/v1/"):
         return base + path[3:]
     return base + path
+
+
+TOOL_SEARCH_BETA = "tool-search-tool-2025-10-19"
+
+
+def undefer_tools(body: dict[str, Any], betas: Iterable[str]) -> None:
+    """In place: without the tool-search beta the clouds (Bedrock, Vertex) refuse a tool marked
+    ``defer_loading`` ("Extra inputs are not permitted"), so every tool is sent up front instead."""
+    tools = body.get("tools")
+    if TOOL_SEARCH_BETA in betas or not isinstance(tools, list) or \
+            not any(isinstance(t, dict) and "defer_loading" in t for t in tools):
+        return
+    body["tools"] = [{k: v for k, v in t.items() if k != "defer_loading"} if isinstance(t, dict) else t
+                     for t in tools]
 
 
 async def refused_betas(resp: httpx.Response) -> bool:

@@ -36,7 +36,8 @@ from botocore.awsrequest import AWSRequest
 from botocore.eventstream import EventStreamBuffer, ParserError
 
 from app.proxy.backends.anthropic import AnthropicTap
-from app.proxy.backends.base import Backend, clamp_output, estimate_tokens, refused_betas, upstream_error_message
+from app.proxy.backends.base import (Backend, clamp_output, estimate_tokens, refused_betas, undefer_tools,
+                                     upstream_error_message)
 from app.proxy.credentials import AwsCredentials
 from app.proxy.exchange import JSON_HEADERS, SSE_HEADERS, Exchange, GatewayError
 from app.proxy.sse import encode
@@ -87,21 +88,12 @@ def bedrock_betas(header: str | None) -> list[str]:
     return [b for b in (v.strip() for v in header.split(",")) if b in BEDROCK_BETAS]
 
 
-TOOL_SEARCH_BETA = "tool-search-tool-2025-10-19"
-
-
 def bedrock_body(body: dict[str, Any], betas: list[str], limit: int | None) -> dict[str, Any]:
     out = {k: v for k, v in body.items() if k not in ("model", "stream")}
     out["anthropic_version"] = BEDROCK_VERSION
     if betas:
         out["anthropic_beta"] = betas
-    tools = out.get("tools")
-    if TOOL_SEARCH_BETA not in betas and isinstance(tools, list) and \
-            any(isinstance(t, dict) and "defer_loading" in t for t in tools):
-        # without Bedrock's tool-search beta a deferred tool is "Extra inputs are not permitted":
-        # send every tool up front instead
-        out["tools"] = [{k: v for k, v in t.items() if k != "defer_loading"} if isinstance(t, dict) else t
-                        for t in tools]
+    undefer_tools(out, betas)
     clamp_output(out, limit)
     return out
 

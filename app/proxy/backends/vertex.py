@@ -22,7 +22,7 @@ import httpx
 import orjson
 
 from app.proxy.backends.anthropic import AnthropicBackend
-from app.proxy.backends.base import clamp_output, refused_betas
+from app.proxy.backends.base import clamp_output, refused_betas, undefer_tools
 from app.proxy.credentials import GoogleToken, TokenSource
 from app.proxy.exchange import Exchange
 
@@ -62,6 +62,8 @@ class VertexBackend(AnthropicBackend):
         else:
             body.pop("model", None)
         body["anthropic_version"] = VERTEX_VERSION
+        beta = ex.incoming.anthropic_beta if ex.route.model not in self.no_betas else None
+        undefer_tools(body, [b.strip() for b in beta.split(",")] if beta else [])
         clamp_output(body, self.config.max_output_tokens)
         return orjson.dumps(body)
 
