@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import orjson
 
-from app.proxy.backends.base import Backend, clamp_output, estimate_tokens, join_url, upstream_error_message
+from app.proxy.backends.base import Backend, clamp_output, join_url, upstream_error_message
 from app.proxy.exchange import JSON_HEADERS, SSE_HEADERS, Exchange, GatewayError
 from app.proxy.sse import SSEParser, encode
 from app.proxy.translate.response import error_type_for_status as error_type_for
@@ -224,26 +224,18 @@ class AnthropicBackend(Backend):
             ex.observe_message(msg)
 
     async def count_tokens(self, ex: Exchange) -> None:
-        try:
-            resp = await self.send(lambda credential: self.count_request(ex, credential))
-        except GatewayError as exc:
-            if exc.status == 401:
-                raise  # no credential (a key not stored, a token command that fails): say so
-            resp = None
-        if resp is not None:
-            try:
-                raw = await resp.aread()
-            finally:
-                await resp.aclose()
-            if resp.status_code < 400:
-                await ex.answer(resp.status_code, JSON_HEADERS, raw)
+        got = await self.counted(self.send(lambda credential: self.count_request(ex, credential)))
+        if got is not None:
+            status, raw = got
+            if status < 400:
+                await ex.answer(status, JSON_HEADERS, raw)
                 return
-            if resp.status_code not in (404, 405, 501):
-                etype, msg = upstream_error_message(raw, f"HTTP {resp.status_code} from the upstream")
-                raise GatewayError(resp.status_code, etype or error_type_for(resp.status_code), msg,
+            if status not in (404, 405, 501):
+                etype, msg = upstream_error_message(raw, f"HTTP {status} from the upstream")
+                raise GatewayError(status, etype or error_type_for(status), msg,
                                    raw_body=raw if _is_anthropic_error(raw) else None)
         # the upstream cannot count (Ollama, some servers): estimate
-        await ex.answer(200, JSON_HEADERS, orjson.dumps({"input_tokens": estimate_tokens(ex.incoming.body)}))
+        await self.answer_estimate(ex)
 
 
 def _is_anthropic_error(raw: bytes) -> bool:

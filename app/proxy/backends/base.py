@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Iterable
+from typing import Any, Awaitable, Callable, Iterable
 
 import httpx
 import orjson
 
 from app.config import DEFAULT_TOKEN_TTL_S, BackendConfig, GatewaySettings
 from app.proxy.credentials import CommandToken, TokenSource
-from app.proxy.exchange import Exchange, GatewayError
-from app.proxy.tokens import estimate_tokens  # noqa: F401 - adapters count with it where upstreams cannot
+from app.proxy.exchange import JSON_HEADERS, Exchange, GatewayError
+from app.proxy.tokens import estimate_tokens
 from app.proxy.transport import HttptoolsTransport, env_proxy_for
 from app.services import secrets
 
@@ -113,6 +113,24 @@ class Backend:
     async def _raise_for_status(self, resp: httpx.Response) -> None:
         """Raise a GatewayError worded for this kind of upstream when ``resp`` is an error."""
         raise NotImplementedError
+
+    async def counted(self, opening: Awaitable[httpx.Response]) -> tuple[int, bytes] | None:
+        """Status and body of the upstream's own token count, or None where it could not be asked
+        (the caller estimates then). A missing credential (401) is raised: the user must hear of it."""
+        try:
+            resp = await opening
+        except GatewayError as exc:
+            if exc.status == 401:
+                raise  # no credential (a key not stored, a token command that fails): say so
+            return None
+        try:
+            return resp.status_code, await resp.aread()
+        finally:
+            await resp.aclose()
+
+    async def answer_estimate(self, ex: Exchange) -> None:
+        """Answer count_tokens with Patchbay's own estimate (app/proxy/tokens.py)."""
+        await ex.answer(200, JSON_HEADERS, orjson.dumps({"input_tokens": estimate_tokens(ex.incoming.body)}))
 
     async def read_ok(self, resp: httpx.Response) -> bytes:
         """The whole body of an answer that is not an error (one that is raises), connection released."""

@@ -36,7 +36,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.eventstream import EventStreamBuffer, ParserError
 
 from app.proxy.backends.anthropic import AnthropicTap
-from app.proxy.backends.base import (Backend, clamp_output, estimate_tokens, refused_betas, undefer_tools,
+from app.proxy.backends.base import (Backend, clamp_output, refused_betas, undefer_tools,
                                      upstream_error_message)
 from app.proxy.credentials import AwsCredentials
 from app.proxy.exchange import JSON_HEADERS, SSE_HEADERS, Exchange, GatewayError
@@ -292,30 +292,21 @@ class BedrockBackend(Backend):
                              bedrock_betas(ex.incoming.anthropic_beta), None)
         inner.setdefault("max_tokens", 1024)  # InvokeModel requires it; it does not change the count
         payload = {"input": {"invokeModel": {"body": base64.b64encode(orjson.dumps(inner)).decode()}}}
-        try:
-            resp = await self._open(self.model_url(ex.route.model, "count-tokens"), orjson.dumps(payload),
-                                    "application/json")
-        except GatewayError as exc:
-            if exc.status == 401:
-                raise
-            resp = None
-        if resp is not None:
-            try:
-                raw = await resp.aread()
-            finally:
-                await resp.aclose()
-            if resp.status_code < 400:
+        got = await self.counted(self._open(self.model_url(ex.route.model, "count-tokens"), orjson.dumps(payload),
+                                            "application/json"))
+        if got is not None:
+            status, raw = got
+            if status < 400:
                 try:
                     n = orjson.loads(raw)["inputTokens"]
                     await ex.answer(200, JSON_HEADERS, orjson.dumps({"input_tokens": int(n)}))
                     return
                 except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
                     log.info("bedrock count-tokens answered %r; estimating instead", raw[:200])
-            elif resp.status_code in (401, 403):
-                _t, msg = upstream_error_message(raw, f"HTTP {resp.status_code} from Bedrock")
-                raise GatewayError(resp.status_code, error_type_for_status(resp.status_code),
-                                   _with_hint(self.config.id, resp.status_code, msg))
-        await ex.answer(200, JSON_HEADERS, orjson.dumps({"input_tokens": estimate_tokens(ex.incoming.body)}))
+            elif status in (401, 403):
+                _t, msg = upstream_error_message(raw, f"HTTP {status} from Bedrock")
+                raise GatewayError(status, error_type_for_status(status), _with_hint(self.config.id, status, msg))
+        await self.answer_estimate(ex)
 
 
 def _event_sse(payload: bytes) -> tuple[bytes, bytes] | None:

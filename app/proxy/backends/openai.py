@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import orjson
 
-from app.proxy.backends.base import Backend, estimate_tokens, upstream_error_message
+from app.proxy.backends.base import Backend, upstream_error_message
 from app.proxy.exchange import JSON_HEADERS, SSE_HEADERS, Exchange, GatewayError
 from app.proxy.sse import SSEParser
 from app.proxy.translate.request import to_openai_request
@@ -142,4 +142,4 @@ class OpenAIBackend(Backend):
         await ex.answer(200, JSON_HEADERS, orjson.dumps(message))
 
     async def count_tokens(self, ex: Exchange) -> None:
-        await ex.answer(200, JSON_HEADERS, orjson.dumps({"input_tokens": estimate_tokens(ex.incoming.body)}))
+        await self.answer_estimate(ex)
