@@ -115,15 +115,20 @@ _OPENROUTER_FREE = re.compile(r":free$")
 _OPENROUTER_VARIANT = re.compile(r":(?:beta|nitro|floor|extended|thinking|online|exacto)$")
 
 
-def _light(model: str) -> str:
-    """Lower case without vendor prefix, Bedrock wrapping or ``[1m]``; the date stays."""
+def _unwrap(model: str) -> str:
+    """Lower case without ``[1m]``, OpenRouter's ``:variant`` or Bedrock's region/version wrapping."""
     m = model.strip().lower()
     m = _BRACKET_SUFFIX.sub("", m)
     m = _OPENROUTER_VARIANT.sub("", m)
     b = _BEDROCK.match(m)
     if b:
         m = _BEDROCK_VERSION.sub("", b.group(1))
-    return _DIGIT_DOT.sub("-", m.rsplit("/", 1)[-1])
+    return m
+
+
+def _light(model: str) -> str:
+    """Lower case without vendor prefix, Bedrock wrapping or ``[1m]``; the date stays."""
+    return _DIGIT_DOT.sub("-", _unwrap(model).rsplit("/", 1)[-1])
 
 
 def canonical_model(model: str) -> str:
@@ -135,13 +140,7 @@ def canonical_model(model: str) -> str:
     >>> canonical_model("anthropic/claude-sonnet-4.5")
     'claude-sonnet-4-5'
     """
-    m = model.strip().lower()
-    m = _BRACKET_SUFFIX.sub("", m)
-    m = _OPENROUTER_VARIANT.sub("", m)
-    b = _BEDROCK.match(m)
-    if b:
-        m = _BEDROCK_VERSION.sub("", b.group(1))
-    m = m.split("@", 1)[0]
+    m = _unwrap(model).split("@", 1)[0]
     m = m.rsplit("/", 1)[-1]
     m = _DATE_SUFFIX.sub("", m)
     return _DIGIT_DOT.sub("-", m)
