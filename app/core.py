@@ -7,19 +7,18 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
-
-import httpx
-import orjson
 
 from app import config as cfgmod
 from app.config import ActiveSelection, BackendConfig, BudgetConfig, Config, ConfigError, RoutesConfig
 from app.events import EventHub, EventQueue, RequestFinished
 from app.paths import Paths, default_paths
-from app.proxy.routing import Pin, Route
-from app.proxy.server import GatewayStartError, ProxyRuntime, make_backend
+from app.proxy.backends import probe
+from app.proxy.backends.probe import TestResult
+from app.proxy.routing import Pin
+from app.proxy.server import GatewayStartError, ProxyRuntime
 from app.services import claude_code, claude_settings, secrets
 
 log = logging.getLogger("patchbay")
@@ -27,15 +26,6 @@ log = logging.getLogger("patchbay")
 
 class StartError(Exception):
     """Patchbay could not start. ``str()`` is a sentence for the user."""
-
-
-@dataclass(frozen=True)
-class TestResult:
-    ok: bool
-    ttft_ms: float | None
-    status: int
-    message: str
-    model: str | None = None
 
 
 class Engine:
@@ -76,7 +66,8 @@ class Engine:
             self.token, self.token_source = secrets.gateway_token(self.paths.token_file)
         except secrets.SecretError as exc:
             raise StartError(str(exc)) from None
-        self.runtime = ProxyRuntime(self.config, token=self.token, hub=self.hub, admission=self._admission())
+        self.runtime = ProxyRuntime(self.config, token=self.token, hub=self.hub, admission=self._admission(),
+                                    keys=secrets.resolve_backend_key)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -236,98 +227,12 @@ class Engine:
 
     async def test_backend(self, backend: BackendConfig, model: str | None = None) -> TestResult:
         """Send a tiny real request through the same adapter the gateway uses."""
-        from app.events import EventHub as _Hub
-        from app.proxy.exchange import Exchange, GatewayError, Incoming
-
-        adapter = make_backend(backend, self.config.gateway)
-        model = model or (backend.models[0] if backend.models else "claude-haiku-4-5")
-        body = {"model": model, "max_tokens": 16, "stream": True,
-                "messages": [{"role": "user", "content": "Reply with the word OK."}]}
-        raw = orjson.dumps(body)
-        out: list[dict[str, Any]] = []
-
-        async def send(msg: dict[str, Any]) -> None:
-            out.append(msg)
-
-        inc = Incoming(body=body, raw=raw, api_key=None, bearer=None, authorization=None,
-                       anthropic_version=None, anthropic_beta=None, user_agent="patchbay-test", session_id=None,
-                       agent_id=None, api_key_is_token=False, bearer_is_token=False)
-        ex = Exchange("test", Route(backend.id, model, "test", model), inc, True, send, _Hub())
-        try:
-            if backend.auth == "client":
-                return TestResult(False, None, 0, "This backend uses the caller's own key (auth = \"client\"), so "
-                                  "Patchbay has no key to test with. Send a request from Claude Code instead.")
-            await adapter.messages(ex)
-        except GatewayError as exc:
-            return TestResult(False, None, exc.status, exc.message, model)
-        except Exception as exc:  # noqa: BLE001 - shown to the user
-            return TestResult(False, None, 0, f"{type(exc).__name__}: {exc}", model)
-        finally:
-            await adapter.aclose()
-        if ex.error_type:
-            return TestResult(False, None, ex.status, ex.error_message or ex.error_type, model)
-        ttft = None if ex.ttft is None else ex.ttft * 1000
-        return TestResult(True, ttft, ex.status, f"The model {ex.served_model} answered.", ex.served_model)
+        return await probe.test_backend(backend, self.config.gateway, secrets.resolve_backend_key, model)
 
     async def list_models(self, backend: BackendConfig) -> list[str]:
-        """Ask the backend which models it has: the OpenAI or Anthropic list, Ollama's /api/tags,
-        Bedrock's Anthropic foundation models and inference profiles. Vertex AI has no such list
-        for a project: its model ids are typed in."""
-        from app.proxy.backends.base import join_url
-        from app.proxy.exchange import GatewayError
-        from app.services.ollama import is_ollama_url
-
-        if backend.kind == "vertex":
-            raise RuntimeError("Vertex AI does not list the Claude models a project may use. Type the model ids "
-                               "from Model Garden, one per line (e.g. claude-sonnet-4-5@20250929).")
-        adapter = make_backend(backend, self.config.gateway)
-        try:
-            if backend.kind == "bedrock":
-                from app.proxy.backends.bedrock import BedrockBackend
-
-                assert isinstance(adapter, BedrockBackend)
-                try:
-                    return await adapter.list_models()
-                except GatewayError as exc:
-                    raise RuntimeError(f'Could not list the models of "{backend.id}": {exc.message}') from None
-            try:
-                key = await adapter.credential()
-            except GatewayError as exc:
-                if backend.token_command:  # the command failed: that is the news
-                    raise RuntimeError(exc.message) from None
-                key = None  # no key stored: some servers list their models anyway
-        finally:
-            await adapter.aclose()
-        headers: dict[str, str] = {"anthropic-version": "2023-06-01"}
-        if key:
-            if backend.kind == "openai" or backend.token_command:
-                headers["authorization"] = f"Bearer {key}"
-            if backend.kind != "openai":
-                headers["x-api-key"] = key
-        urls = [backend.base_url + "/models"] if backend.kind == "openai" else [
-            join_url(backend.base_url, "/v1/models"), backend.base_url.removesuffix("/v1") + "/api/tags"]
-        if is_ollama_url(backend.base_url, self.config.ollama.url):  # what is installed now, by Ollama's own name
-            urls.insert(0, backend.base_url.removesuffix("/").removesuffix("/v1") + "/api/tags")
-        last_error = "no answer"
-        async with httpx.AsyncClient(timeout=10.0, trust_env=not backend.is_local) as client:
-            for url in urls:
-                try:
-                    resp = await client.get(url, headers=headers)
-                except httpx.HTTPError as exc:
-                    last_error = f"{type(exc).__name__}: {exc}"
-                    continue
-                if resp.status_code >= 400:
-                    last_error = f"HTTP {resp.status_code}: {resp.text[:300]}"
-                    continue
-                try:
-                    data = resp.json()
-                except ValueError:
-                    last_error = "the answer was not JSON"
-                    continue
-                names = [m.get("id") or m.get("name") for m in (data.get("data") or data.get("models") or [])
-                         if isinstance(m, dict)]
-                return sorted({n for n in names if isinstance(n, str) and n})
-        raise RuntimeError(f'Could not list the models of "{backend.id}": {last_error}.')
+        """Ask the backend which models it has (see app/proxy/backends/probe.py)."""
+        return await probe.list_models(backend, self.config.gateway, secrets.resolve_backend_key,
+                                       self.config.ollama.url)
 
 
 def finished_line(ev: RequestFinished) -> str:

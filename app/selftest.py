@@ -192,11 +192,10 @@ def check_gui() -> str:
     os.environ["QT_QPA_PLATFORM"] = "offscreen"
     os.environ.setdefault("QT_API", "pyside6")
     try:
+        import pyqtgraph as pg
         from PySide6 import __version__ as pyside_version
         from PySide6.QtCore import QLibraryInfo
         from PySide6.QtWidgets import QApplication, QWidget
-
-        import pyqtgraph as pg
     except ImportError as exc:
         raise SelftestFailure(f"The GUI libraries are missing ({exc}). Reinstall Patchbay.") from None
     plugins = Path(QLibraryInfo.path(QLibraryInfo.LibraryPath.PluginsPath)) / "platforms"

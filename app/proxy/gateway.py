@@ -18,13 +18,10 @@ from typing import Any, Awaitable, Callable
 import orjson
 
 from app import __version__
-from app.config import GatewaySettings
+from app.config import GatewaySettings, RoutesConfig
 from app.events import EventHub, RequestFinished, RequestStarted, Usage
 from app.proxy.backends.base import Backend
-from app.proxy.exchange import (
-    JSON_HEADERS, SSE_HEADERS, Exchange, GatewayError, Incoming, error_body,
-)
-from app.config import RoutesConfig
+from app.proxy.exchange import JSON_HEADERS, SSE_HEADERS, Exchange, GatewayError, Incoming, error_body
 from app.proxy.health import HealthBoard
 from app.proxy.routing import Admission, Refusal, Route, RoutingTable
 from app.proxy.sse import PING, encode

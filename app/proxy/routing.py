@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Callable, Mapping, Union
 
-from app.config import BackendConfig, Config, RouteTarget, RoutesConfig
+from app.config import BackendConfig, Config, RoutesConfig, RouteTarget
 from app.proxy.tokens import scan
 
 BACKGROUND_MAX_TOKENS = 512

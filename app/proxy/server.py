@@ -17,7 +17,7 @@ from typing import Any
 
 from app.config import BackendConfig, Config
 from app.events import BackendHealth, EventHub, GatewayState
-from app.proxy.backends.base import Backend
+from app.proxy.backends.base import Backend, KeyLookup
 from app.proxy.gateway import Gateway, Snapshot
 from app.proxy.routing import Admission, Pin, RoutingTable
 
@@ -28,23 +28,23 @@ class GatewayStartError(Exception):
     """The gateway could not start. ``str()`` says why and what to do."""
 
 
-def make_backend(config: BackendConfig, settings: Any) -> Backend:
+def make_backend(config: BackendConfig, settings: Any, keys: KeyLookup) -> Backend:
     if config.kind == "anthropic":
         from app.proxy.backends.anthropic import AnthropicBackend
 
-        return AnthropicBackend(config, settings)
+        return AnthropicBackend(config, settings, keys=keys)
     if config.kind == "openai":
         from app.proxy.backends.openai import OpenAIBackend
 
-        return OpenAIBackend(config, settings)
+        return OpenAIBackend(config, settings, keys=keys)
     if config.kind == "bedrock":
         from app.proxy.backends.bedrock import BedrockBackend
 
-        return BedrockBackend(config, settings)
+        return BedrockBackend(config, settings, keys=keys)
     if config.kind == "vertex":
         from app.proxy.backends.vertex import VertexBackend
 
-        return VertexBackend(config, settings)
+        return VertexBackend(config, settings, keys=keys)
     raise ValueError(f"unknown backend kind {config.kind!r}")
 
 
@@ -111,8 +111,9 @@ def bind_socket(host: str, port: int) -> socket.socket:
 
 class ProxyRuntime:
     def __init__(self, config: Config, *, token: str | None, hub: EventHub | None = None,
-                 admission: Admission | None = None) -> None:
+                 admission: Admission | None = None, keys: KeyLookup) -> None:
         self.hub = hub or EventHub()
+        self._keys = keys
         self._config = config
         self._token = token
         self._admission = admission
@@ -173,7 +174,7 @@ class ProxyRuntime:
             if prev is not None and prev.config == bc and prev.config.kind == bc.kind:
                 new[bc.id] = prev
             else:
-                new[bc.id] = make_backend(bc, config.gateway)
+                new[bc.id] = make_backend(bc, config.gateway, self._keys)
         retired = [b for bid, b in old.items() if new.get(bid) is not b]
         self._backends = new
         for b in retired:

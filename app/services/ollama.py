@@ -24,7 +24,6 @@ import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, AsyncIterator, Iterable
-from urllib.parse import urlsplit
 
 import httpx
 
@@ -226,23 +225,6 @@ def model_warnings(state: OllamaState, free_vram: int | None = None) -> list[Mod
                     f"{inst.name} ({fmt_bytes(inst.size)}) is larger than the free GPU memory "
                     f"({fmt_bytes(free_vram)}): loaded now, it would spill to the CPU and crawl.")))
     return out
-
-
-def _host_port(url: str) -> tuple[str, int | None]:
-    try:
-        parts = urlsplit(url)
-        host = (parts.hostname or "").lower()
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError:
-        return "", None
-    if host in ("localhost", "127.0.0.1", "::1", "[::1]"):
-        host = "loopback"
-    return host, port
-
-
-def is_ollama_url(base_url: str, ollama_url: str = DEFAULT_OLLAMA_URL) -> bool:
-    """True when a backend's base URL points at the Ollama server (with or without ``/v1``)."""
-    return _host_port(base_url) == _host_port(ollama_url) or _host_port(base_url)[1] == 11434
 
 
 class PullMeter:

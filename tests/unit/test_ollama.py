@@ -9,13 +9,13 @@ from typing import Any, Iterator
 
 import pytest
 
+from app.proxy.backends.probe import is_ollama_url
 from app.services.ollama import (
     OllamaClient,
     OllamaError,
     OllamaMonitor,
     PullMeter,
     PullProgress,
-    is_ollama_url,
     model_warnings,
     parse_ps,
 )

@@ -13,9 +13,13 @@ from app.proxy.credentials import CommandToken, TokenSource
 from app.proxy.exchange import JSON_HEADERS, Exchange, GatewayError
 from app.proxy.tokens import estimate_tokens
 from app.proxy.transport import HttptoolsTransport, env_proxy_for
-from app.services import secrets
 
 log = logging.getLogger("patchbay.backends")
+
+KeyLookup = Callable[[str, str], str | None]
+"""(backend id, auth) -> the stored API key, or None where the auth needs none. Raises an
+exception whose text says what to do when the key is missing (the engine passes
+``app.services.secrets.resolve_backend_key``: the gateway itself knows no keychain)."""
 
 
 class Backend:
@@ -23,8 +27,9 @@ class Backend:
 
     kind = "base"
 
-    def __init__(self, config: BackendConfig, gateway: GatewaySettings) -> None:
+    def __init__(self, config: BackendConfig, gateway: GatewaySettings, *, keys: KeyLookup) -> None:
         self.config = config
+        self._lookup = keys
         self.inflight = 0
         self.retired = False
         self._key: str | None = None
@@ -52,9 +57,9 @@ class Backend:
 
     def refresh_key(self) -> None:
         try:
-            self._key = secrets.resolve_backend_key(self.config.id, self.config.auth)
+            self._key = self._lookup(self.config.id, self.config.auth)
             self._key_error = None
-        except (secrets.SecretError, secrets.NoKeychainError) as exc:
+        except Exception as exc:  # the lookup's sentence: no key stored, no keychain, a variable not set
             self._key = None
             self._key_error = str(exc)
 

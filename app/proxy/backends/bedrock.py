@@ -36,8 +36,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.eventstream import EventStreamBuffer, ParserError
 
 from app.proxy.backends.anthropic import AnthropicTap
-from app.proxy.backends.base import (Backend, clamp_output, refused_betas, undefer_tools,
-                                     upstream_error_message)
+from app.proxy.backends.base import Backend, clamp_output, refused_betas, undefer_tools, upstream_error_message
 from app.proxy.credentials import AwsCredentials
 from app.proxy.exchange import JSON_HEADERS, SSE_HEADERS, Exchange, GatewayError
 from app.proxy.sse import encode

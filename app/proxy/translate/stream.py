@@ -26,8 +26,8 @@ from app.proxy.translate.response import (
     error_type_for_stream_error,
     normalize_tool_arguments,
     stop_reason_for,
-    usage_from_openai,
     usage_dict,
+    usage_from_openai,
 )
 
 DeltaHook = Callable[[int, str, str], None]
