@@ -86,6 +86,28 @@ class RequestFinished:
     response_body: bytes | None = None
 
 
+def finished_request(request_id: str, started_at: float, *, backend: str = "anthropic",
+                     model: str = "claude-sonnet-4-5", usage: Usage = Usage(), duration_ms: float = 1000.0,
+                     ended_at: float | None = None, session_id: str | None = None,
+                     client: str | None = "claude-cli/2.1.332 (external, sdk-cli)", route: str = "active",
+                     requested_model: str | None = None, stream: bool = True, status: int = 200,
+                     error_type: str | None = None, error_message: str | None = None, ttft_ms: float | None = None,
+                     stop_reason: str | None = None, attempts: int = 1, agent_id: str | None = None,
+                     request_body: bytes | None = None, response_body: bytes | None = None) -> RequestFinished:
+    """The one way tests, benches and scripts make a :class:`RequestFinished` (the gateway
+    builds its own from the exchange): everything but the id and the start has a default, the
+    end follows from the duration, and the model asked for is the one served unless given."""
+    return RequestFinished(
+        request_id=request_id, started_at=started_at,
+        ended_at=started_at + duration_ms / 1000.0 if ended_at is None else ended_at,
+        session_id=session_id, client=client, route=route, backend=backend,
+        requested_model=model if requested_model is None else requested_model, model=model, stream=stream,
+        status=status, error_type=error_type, error_message=error_message, ttft_ms=ttft_ms,
+        duration_ms=duration_ms, usage=usage, stop_reason=stop_reason, attempts=attempts, agent_id=agent_id,
+        request_body=request_body, response_body=response_body,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class BudgetAlert:
     """A budget crossed its warn line or its limit."""

@@ -279,7 +279,7 @@ def _child_app(config: str) -> None:
                 self.cpu0 = _thread_cpu()
                 self.t0 = time.perf_counter()
                 self.gaps = []
-                app.bridge.max_tick_ms = 0.0
+                app.bridge.live.max_tick_ms = 0.0
                 self.last = time.perf_counter()
                 self.measuring = True
             elif cmd == "stop":
@@ -294,7 +294,7 @@ def _child_app(config: str) -> None:
                     "cpu_percent_by_thread": share,
                     "beats": len(g), "max_gap_ms": max(g) if g else None, "p99_gap_ms": pct(g, 99),
                     "p999_gap_ms": pct(g, 99.9), "gaps_over_16ms": sum(1 for x in g if x > 16.7),
-                    "max_tick_ms": app.bridge.max_tick_ms, "dropped_deltas": app.bridge.dropped_deltas,
+                    "max_tick_ms": app.bridge.live.max_tick_ms, "dropped_deltas": app.bridge.live.dropped_deltas,
                     "stream_chars_shown": dash.stream.chars_shown, "selected": dash.selected,
                 }), flush=True)
             elif cmd == "quit":
@@ -309,7 +309,7 @@ def _child_app(config: str) -> None:
         beat.command.emit("quit")
 
     threading.Thread(target=read_stdin, daemon=True).start()
-    print(json.dumps({"url": app.bridge.gateway().url, "token": app.bridge.gateway_token()}), flush=True)
+    print(json.dumps({"url": app.bridge.gateway().url, "token": app.bridge.settings.gateway_token()}), flush=True)
     with loop:
         loop.run_forever()
 

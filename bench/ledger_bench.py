@@ -25,7 +25,7 @@ from typing import Callable, Iterator
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app.config import LedgerSettings, parse_config  # noqa: E402
-from app.events import RequestFinished, Usage  # noqa: E402
+from app.events import RequestFinished, Usage, finished_request  # noqa: E402
 from app.services.budgets import period_bounds  # noqa: E402
 from app.services.ledger import Ledger, LedgerReader  # noqa: E402
 from app.services.pricing import PriceBook  # noqa: E402
@@ -92,11 +92,11 @@ def events(n: int, days: float, seed: int = 7) -> Iterator[RequestFinished]:
         dur = rnd.uniform(400, 30000)
         usage = Usage(rnd.randint(1, 4000), rnd.randint(20, 3000) if not err else 0,
                       rnd.choice((0, 0, 0, rnd.randint(500, 20000))), rnd.randint(0, 120000))
-        yield RequestFinished(
-            f"req_{i:08d}_{rnd.getrandbits(32):08x}", t, t + dur / 1000, sid, "claude-cli/2.1.332 (external, sdk-cli)",
-            "active", b, "claude-opus-5-5", m, True, 529 if err else 200, "overloaded_error" if err else None,
-            "Overloaded" if err else None, None if err else rnd.uniform(200, 3000), dur, usage,
-            None if err else "tool_use", 1 + int(err),
+        yield finished_request(
+            f"req_{i:08d}_{rnd.getrandbits(32):08x}", t, session_id=sid, backend=b, requested_model="claude-opus-5-5",
+            model=m, status=529 if err else 200, error_type="overloaded_error" if err else None,
+            error_message="Overloaded" if err else None, ttft_ms=None if err else rnd.uniform(200, 3000),
+            duration_ms=dur, usage=usage, stop_reason=None if err else "tool_use", attempts=1 + int(err),
         )
 
 

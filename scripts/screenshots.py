@@ -247,11 +247,11 @@ def backfill_monitor(bridge: Any, gpu: ScriptedGpu) -> None:
                           None, None)
         g = GpuSample(0, "NVIDIA GeForce RTX 4090", "nvidia", float(round(util)), used, 24 * 1024**3, temp,
                       watts)
-        bridge._on_hw_sample(Sample(t, host, (g,)))
+        bridge.monitor.on_hw_sample(Sample(t, host, (g,)))
     t = now - 600
     while t < now - 20:
         dur = rnd.uniform(4, 14)
-        bridge._throughput.add(t, rnd.uniform(300, 900), t + dur, int(dur * rnd.uniform(55, 85)))
+        bridge.monitor.throughput.add(t, rnd.uniform(300, 900), t + dur, int(dur * rnd.uniform(55, 85)))
         t += dur + rnd.uniform(2, 25)
 
 
@@ -357,7 +357,7 @@ cache_read = 0.14
 def backfill(config_path: Path, ledger_file: Path) -> int:
     """Two weeks of plausible usage, written through the real Ledger API before the app starts."""
     from app.config import load_config
-    from app.events import RequestFinished, Usage
+    from app.events import Usage, finished_request
     from app.services.ledger import Ledger
     from app.services.pricing import PriceBook
 
@@ -388,10 +388,10 @@ def backfill(config_path: Path, ledger_file: Path) -> int:
         dur = 800 + out * rnd.uniform(8, 20)
         err = rnd.random() < 0.025
         usage = Usage(rnd.randint(800, 6000), 0 if err else out, 0, 0 if err else rnd.randint(8000, 60000))
-        ledger.record(RequestFinished(
-            request_id=f"req_{uuid.UUID(int=rnd.getrandbits(128)).hex[:24]}", started_at=t, ended_at=t + dur / 1000,
+        ledger.record(finished_request(
+            f"req_{uuid.UUID(int=rnd.getrandbits(128)).hex[:24]}", t,
             session_id=rnd.choice(old_sessions[:12] if recent else old_sessions), client="claude-cli/2.1.332",
-            route="active", backend=backend, requested_model="claude-sonnet-4-5", model=model, stream=True,
+            backend=backend, requested_model="claude-sonnet-4-5", model=model,
             status=529 if err else 200, error_type="overloaded_error" if err else None,
             error_message="Overloaded" if err else None, ttft_ms=None if err else rnd.uniform(350, 1400),
             duration_ms=dur, usage=usage, stop_reason=None if err else rnd.choice(("end_turn", "tool_use"))))
@@ -496,15 +496,15 @@ async def shoot(args: argparse.Namespace) -> int:
     assert app.start(), [m.text for m in app.window.messages()]
     bridge = app.bridge
     backfill_monitor(bridge, gpu)
-    bridge.set_api_key("deepseek", "sk-deepseek-0123456789abcdef")
+    bridge.backends.set_api_key("deepseek", "sk-deepseek-0123456789abcdef")
     win = app.window
     win.resize(1320, 860)
     app.show_window()
-    traffic = Traffic(bridge.gateway().url, bridge.gateway_token())
+    traffic = Traffic(bridge.gateway().url, bridge.settings.gateway_token())
     traffic.start()
     await settle(2.0)
-    bridge.pin_session(SESSIONS[2][0], "deepseek", "deepseek-chat")
-    bridge.pin_session(SESSIONS[4][0], "ollama", "qwen3-coder:30b")
+    bridge.live.pin_session(SESSIONS[2][0], "deepseek", "deepseek-chat")
+    bridge.live.pin_session(SESSIONS[4][0], "ollama", "qwen3-coder:30b")
     await settle(9.0)
 
     def save(widget: Any, name: str) -> None:
@@ -520,7 +520,7 @@ async def shoot(args: argparse.Namespace) -> int:
     target = SESSIONS[0][0]
     dash.select_session(target)
     for _ in range(100):
-        s = bridge.session(target)
+        s = bridge.live.session(target)
         if s and s.in_flight and dash.stream.toPlainText().count("→") >= 2:
             break
         await settle(0.05)
@@ -532,7 +532,7 @@ async def shoot(args: argparse.Namespace) -> int:
     def to_openrouter() -> None:
         import anthropic
 
-        c = anthropic.Anthropic(base_url=bridge.gateway().url, api_key=bridge.gateway_token(), max_retries=0)
+        c = anthropic.Anthropic(base_url=bridge.gateway().url, api_key=bridge.settings.gateway_token(), max_retries=0)
         for _ in range(2):
             c.messages.create(model="openrouter,google/gemini-3-pro", max_tokens=64,
                               messages=[{"role": "user", "content": "summarise the repository"}])
@@ -585,7 +585,7 @@ async def shoot(args: argparse.Namespace) -> int:
         '{\n  "permissions": {"allow": ["Bash(npm run test)"]},\n  "hooks": {"Stop": [{"hooks": [{"type": "command", '
         '"command": "notify-send done"}]}]},\n  "enabledPlugins": {"formatter@tools": true},\n  "env": {\n'
         '    "DISABLE_TELEMETRY": "1"\n  }\n}\n', encoding="utf-8")
-    bridge.connect_claude_code(nonessential=True, aliases={"haiku": "ollama,qwen3-coder:30b"})
+    bridge.settings.connect_claude_code(nonessential=True, aliases={"haiku": "ollama,qwen3-coder:30b"})
     win.show_page("settings")
     await settle(0.3)
     save(win, "settings")
@@ -605,7 +605,7 @@ async def shoot(args: argparse.Namespace) -> int:
         if mon.models.rowCount() >= 5:
             break
         await settle(0.05)
-    bridge.ollama_pull("devstral:24b")
+    bridge.monitor.ollama_pull("devstral:24b")
     await settle(3.0)
     mon.select_model("qwen3-coder:30b")
     await settle(0.3)

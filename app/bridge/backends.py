@@ -14,8 +14,7 @@ from app.bridge.jobs import Jobs
 from app.bridge.notices import Notices
 from app.config import BACKEND_KINDS, ActiveSelection, BackendConfig, Config, ConfigError
 from app.events import BackendHealth
-from app.proxy.backends.probe import TestResult
-from app.proxy.backends.probe import is_ollama_url
+from app.proxy.backends.probe import TestResult, is_ollama_url
 from app.views.data import BackendView, TestOutcome
 
 

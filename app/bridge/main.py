@@ -72,6 +72,7 @@ class Bridge(QObject):
         self.live.gatewayState.connect(self._on_gateway_state)
         self.live.backendHealth.connect(self.backends.on_backend_health)
         self.live.budgetAlert.connect(self.usage.on_budget_alert)
+        self.live.requestStarted.connect(self.usage.requestStarted)
         self.live.requestFinished.connect(self.usage.on_finished)
         self.live.requestFinished.connect(self.monitor.on_finished)
         self.monitor.ollamaModels.connect(self.backends.on_ollama_models)

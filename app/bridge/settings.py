@@ -25,6 +25,7 @@ class Settings(QObject):
     settingsChanged = Signal()
     claudeCodeChanged = Signal(object)  # ClaudeCodeView, when settings.json changed (by us or anything else)
     gatewayChanged = Signal(object)  # GatewayView (the bridge feeds it; the page shows the address)
+    budgetsChanged = Signal(list)  # list[BudgetView], spent so far (the usage part feeds it)
     budgetsSaved = Signal()
     restartRequested = Signal()  # the port changed: the gateway must listen on the new one
 
@@ -73,6 +74,7 @@ class Settings(QObject):
     @Slot(list)
     def on_budgets(self, budgets: list[BudgetView]) -> None:
         self._budgets = list(budgets)
+        self.budgetsChanged.emit(self._budgets)
 
     def settings(self) -> SettingsView:
         cfg = self._config()

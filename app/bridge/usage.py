@@ -37,6 +37,8 @@ class Usage(QObject):
     spendReady = Signal(object)  # SpendData
     requestsReady = Signal(list)  # list[RequestRecord]
     requestDetailReady = Signal(object)  # RequestDetail | None
+    requestStarted = Signal(object)  # RequestRecord in flight (from the live part), for the request log
+    requestFinished = Signal(object)  # RequestRecord, for the request log and the Spend page
 
     def __init__(self, jobs: Jobs, notices: Notices, *, seen: Callable[[str], RequestRecord | None],
                  session_labels: Callable[[], dict[str, str]], parent: QObject | None = None) -> None:
@@ -88,9 +90,10 @@ class Usage(QObject):
         return "limit" if "limit" in states else "warn" if "warn" in states else "ok"
 
     @Slot(object)
-    def on_finished(self, _rec: RequestRecord) -> None:
+    def on_finished(self, rec: RequestRecord) -> None:
         if not self._debounce.isActive():
-            self._debounce.start()
+            self._debounce.start()  # at most one budget read per 1.5 s under a flood
+        self.requestFinished.emit(rec)
 
     def budgets_saved(self) -> None:
         self._alerted.clear()

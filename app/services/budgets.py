@@ -270,7 +270,7 @@ class BudgetGuard:
     def _count(self, ev: RequestFinished) -> None:
         if not self._budgets:
             return
-        cost = self._prices.cost(ev.backend, ev.model, ev.usage, at=ev.started_at)
+        cost = self._prices.cost_of(ev)
         alerts: list[BudgetAlert] = []
         with self._lock:
             now = self._now()

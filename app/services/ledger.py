@@ -523,7 +523,7 @@ class Ledger:
         try:
             for _seq, ev in batch:
                 try:
-                    cost = prices.cost(ev.backend, ev.model, ev.usage, at=ev.started_at)
+                    cost = prices.cost_of(ev)
                 except Exception:
                     cost = None
                 try:

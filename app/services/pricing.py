@@ -21,7 +21,7 @@ from typing import Any, Iterable, Mapping
 from urllib.parse import urlsplit
 
 from app.config import BackendConfig, Config, PriceConfig
-from app.events import Usage
+from app.events import RequestFinished, Usage
 from app.paths import RESOURCES
 
 PRICE_TABLE = RESOURCES / "prices.toml"
@@ -356,6 +356,11 @@ class PriceBook:
         if price is None:
             return None
         return price.cost(usage, at)
+
+    def cost_of(self, finished: RequestFinished) -> float | None:
+        """Dollars for one finished request, priced at the time it started (so off-peak rates
+        come out the same in the ledger, the budgets and on every page). None when unpriced."""
+        return self.cost(finished.backend, finished.model, finished.usage, at=finished.started_at)
 
     def entries(self) -> list[tuple[str, str, Price]]:
         """Every shipped and user price as (provider or "config", model, price), for display."""

@@ -32,13 +32,13 @@ from PySide6.QtWidgets import (
 )
 
 from app.config import DEFAULT_TOKEN_TTL_S, ActiveSelection, BackendConfig, cloud_base_url, default_auth
-from app.views.dashboard import SectionLabel
 from app.views.data import TestOutcome
 from app.views.icons import backend_color, health_icon
 from app.views.theme import STATE_COLORS
+from app.views.widgets import SectionLabel
 
 if TYPE_CHECKING:
-    from app.bridge import Bridge
+    from app.bridge.backends import Backends
 
 AUTH_CHOICES = (
     ("keyring", "API key in the OS keychain"),
@@ -84,9 +84,9 @@ KIND_LABELS = {"anthropic": "Anthropic Messages API", "openai": "OpenAI Chat Com
 
 
 class BackendsPage(QWidget):
-    def __init__(self, bridge: "Bridge", parent: QWidget | None = None) -> None:
+    def __init__(self, backends: "Backends", parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.bridge = bridge
+        self.backends = backends
         self.items: list[BackendConfig] = []
         self.original_ids: list[str | None] = []  # the saved id of each row (None: new)
         self.current = -1
@@ -138,7 +138,7 @@ class BackendsPage(QWidget):
         self.id_edit = QLineEdit()
         self.id_edit.setPlaceholderText("a short name, e.g. deepseek")
         self.kind_combo = QComboBox()
-        for k in bridge.backend_kinds():
+        for k in backends.backend_kinds():
             self.kind_combo.addItem(KIND_LABELS.get(k, k), k)
         self.url_edit = QLineEdit()
         self.url_edit.setPlaceholderText("https://api.example.com/v1")
@@ -294,9 +294,9 @@ class BackendsPage(QWidget):
         self.max_tokens.valueChanged.connect(self._on_edit)
         self.models_edit.textChanged.connect(self._on_edit)
         self.headers_edit.textChanged.connect(self._on_edit)
-        bridge.backendsChanged.connect(self._on_backends_changed)
-        bridge.testFinished.connect(self._on_test)
-        bridge.modelsListed.connect(self._on_models)
+        backends.backendsChanged.connect(self._on_backends_changed)
+        backends.testFinished.connect(self._on_test)
+        backends.modelsListed.connect(self._on_models)
         self.load()
 
     # ------------------------------------------------------------ list
@@ -308,7 +308,7 @@ class BackendsPage(QWidget):
             self._refresh_list_labels()
 
     def load(self) -> None:
-        self.items = [c for c in (self.bridge.backend_config(b.id) for b in self.bridge.backends()) if c is not None]
+        self.items = [c for c in (self.backends.backend_config(b.id) for b in self.backends.backends()) if c is not None]
         self.original_ids = [b.id for b in self.items]
         keep = self.current
         self._rebuild_list()
@@ -329,8 +329,8 @@ class BackendsPage(QWidget):
         self._refresh_list_labels()
 
     def _refresh_list_labels(self) -> None:
-        views = {v.id: v for v in self.bridge.backends()}
-        active = self.bridge.active()[0]
+        views = {v.id: v for v in self.backends.backends()}
+        active = self.backends.active()[0]
         for i, b in enumerate(self.items):
             item = self.list.item(i)
             if item is None:
@@ -402,7 +402,7 @@ class BackendsPage(QWidget):
             self.local_combo.setCurrentIndex(max(0, self.local_combo.findData(b.local)))
             self.headers_edit.setPlainText("\n".join(f"{k}: {v}" for k, v in b.headers))
             self.test_model.clear()
-            self.test_model.addItems(list(b.models) or self.bridge.models_for(b.id))
+            self.test_model.addItems(list(b.models) or self.backends.models_for(b.id))
             self.test_result.clear()
             self.fetch_state.clear()
         finally:
@@ -454,7 +454,7 @@ class BackendsPage(QWidget):
         self.key_row.setVisible(auth == "keyring")
         self.key_state.setVisible(auth in ("keyring", "env"))
         bid = self.id_edit.text().strip()
-        v = next((x for x in self.bridge.backends() if x.id == bid), None)
+        v = next((x for x in self.backends.backends() if x.id == bid), None)
         if auth == "keyring":
             if v is not None and v.has_key:
                 self.key_state.setText("✓ A key is stored in the OS keychain. Type a new one to replace it.")
@@ -586,7 +586,7 @@ class BackendsPage(QWidget):
             QMessageBox.warning(self, "Not saved", "\n".join(problems))
             return False
         ids = [b.id for b in self.items]
-        active, model = self.bridge.active()
+        active, model = self.backends.active()
         renamed = {o: b.id for o, b in zip(self.original_ids, self.items) if o is not None}
         new_active: ActiveSelection | None = None
         if active in renamed and renamed[active] != active:
@@ -594,7 +594,7 @@ class BackendsPage(QWidget):
         elif active not in ids:
             new_active = ActiveSelection(ids[0], None)
         key = self.key_edit.text()
-        if not self.bridge.save_backends(self.items, new_active):
+        if not self.backends.save_backends(self.items, new_active):
             return False
         if key.strip() and self.auth_combo.currentData() == "keyring":
             self.store_key()
@@ -607,7 +607,7 @@ class BackendsPage(QWidget):
         if not bid or not key.strip():
             self.key_state.setText("Type or paste the key first.")
             return
-        if self.bridge.set_api_key(bid, key):
+        if self.backends.set_api_key(bid, key):
             self.key_edit.clear()
             self.key_state.setText("✓ Stored in the OS keychain.")
         else:
@@ -621,7 +621,7 @@ class BackendsPage(QWidget):
         self.test_button.setEnabled(False)
         self.test_result.setText("Sending a tiny request…")
         self._testing = cfg.id
-        self.bridge.test_backend(cfg, model)
+        self.backends.test_backend(cfg, model)
 
     def _on_test(self, out: TestOutcome) -> None:
         if out.backend_id != getattr(self, "_testing", None):
@@ -642,7 +642,7 @@ class BackendsPage(QWidget):
         self.fetch_button.setEnabled(False)
         self.fetch_state.setText("Asking the backend…")
         self._fetching = cfg.id
-        self.bridge.list_models(cfg)
+        self.backends.list_models(cfg)
 
     def _on_models(self, backend_id: str, models: list[str], error: str) -> None:
         if backend_id != getattr(self, "_fetching", None):

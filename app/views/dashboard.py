@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QItemSelectionModel, QModelIndex, QPoint, Qt, QTimer
 from PySide6.QtGui import QAction, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QHBoxLayout,
     QHeaderView,
     QLabel,
     QMenu,
     QSplitter,
-    QTableView,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -21,52 +19,21 @@ from PySide6.QtWidgets import (
 
 from app.views.data import RequestRecord, StreamPiece
 from app.views.icons import backend_color, dot_icon
-from app.views.models import KEY_ROLE, RequestsModel, SessionsModel, SortProxy
+from app.views.models import KEY_ROLE, RequestsModel, SessionsModel
 from app.views.stream import StreamView
 from app.views.theme import fmt_usd
+from app.views.widgets import SectionLabel, make_table
 
 if TYPE_CHECKING:
-    from app.bridge import Bridge
-
-
-def make_table(model: Any, *, sortable: bool = True, sort_column: int = 0,
-               order: Qt.SortOrder = Qt.SortOrder.DescendingOrder) -> tuple[QTableView, SortProxy]:
-    proxy = SortProxy()
-    proxy.setSourceModel(model)
-    view = QTableView()
-    view.setModel(proxy)
-    view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-    view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-    view.setAlternatingRowColors(True)
-    view.setShowGrid(False)
-    view.setWordWrap(False)
-    view.verticalHeader().setVisible(False)
-    view.verticalHeader().setDefaultSectionSize(view.fontMetrics().height() + 10)
-    view.horizontalHeader().setHighlightSections(False)
-    view.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-    view.horizontalHeader().setStretchLastSection(False)
-    view.setTabKeyNavigation(False)
-    for c in model.hidden_columns():
-        view.hideColumn(c)
-    if sortable:
-        view.setSortingEnabled(True)
-        view.sortByColumn(sort_column, order)
-    return view, proxy
-
-
-class SectionLabel(QLabel):
-    def __init__(self, text: str, parent: QWidget | None = None) -> None:
-        super().__init__(text, parent)
-        f = self.font()
-        f.setBold(True)
-        f.setPointSizeF(f.pointSizeF() * 1.05)
-        self.setFont(f)
+    from app.bridge.backends import Backends
+    from app.bridge.live import Live
 
 
 class DashboardPage(QWidget):
-    def __init__(self, bridge: "Bridge", parent: QWidget | None = None) -> None:
+    def __init__(self, live: "Live", backends: "Backends", parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.bridge = bridge
+        self.live = live
+        self.backends = backends
         self.selected: str | None = None
 
         self.sessions_model = SessionsModel(self)
@@ -161,11 +128,11 @@ class DashboardPage(QWidget):
         self._stream_timer.setSingleShot(True)
         self._stream_timer.setInterval(80)
         self._stream_timer.timeout.connect(self._flush_stream)
-        bridge.sessionsChanged.connect(self._schedule_refresh)
-        bridge.streamBatch.connect(self._on_stream)
-        bridge.requestStarted.connect(self._on_request)
-        bridge.requestFinished.connect(self._on_request)
-        bridge.pinsChanged.connect(self.refresh)
+        live.sessionsChanged.connect(self._schedule_refresh)
+        live.streamBatch.connect(self._on_stream)
+        live.requestStarted.connect(self._on_request)
+        live.requestFinished.connect(self._on_request)
+        live.pinsChanged.connect(self.refresh)
         self._throttle = QTimer(self)  # the table redraws at most twice a second
         self._throttle.setSingleShot(True)
         self._throttle.setInterval(500)
@@ -180,7 +147,7 @@ class DashboardPage(QWidget):
             self._throttle.start()
 
     def refresh(self) -> None:
-        sessions = self.bridge.sessions()
+        sessions = self.live.sessions()
         self.sessions_model.set_rows(sessions)
         live = sum(1 for s in sessions if s.in_flight)
         cost = sum(s.cost_usd for s in sessions)
@@ -211,18 +178,18 @@ class DashboardPage(QWidget):
             self.stream.reset()
             self.recent_model.set_rows([])
             return
-        s = self.bridge.session(sid)
+        s = self.live.session(sid)
         label = s.label if s else sid
         self.stream_title.setText(f"Token stream — {label}")
         self._stream_buffer = []
-        self.stream.reset(self.bridge.stream_pieces(sid))
-        self.recent_model.set_rows(self.bridge.recent_requests(sid, limit=50))
+        self.stream.reset(self.live.stream_pieces(sid))
+        self.recent_model.set_rows(self.live.recent_requests(sid, limit=50))
         self._update_buttons()
 
     def _update_buttons(self) -> None:
         has = bool(self.selected)
         self.pin_button.setEnabled(has)
-        s = self.bridge.session(self.selected) if self.selected else None
+        s = self.live.session(self.selected) if self.selected else None
         self.unpin_button.setEnabled(bool(s and s.pinned_backend))
 
     # --------------------------------------------------------------- live updates
@@ -255,10 +222,10 @@ class DashboardPage(QWidget):
         menu = QMenu(self)
         pin = menu.addMenu("Pin to")
         self._fill_pin_menu(pin, sid)
-        s = self.bridge.session(sid)
+        s = self.live.session(sid)
         un = menu.addAction("Unpin (follow the active backend)")
         un.setEnabled(bool(s and s.pinned_backend))
-        un.triggered.connect(lambda: self.bridge.unpin_session(sid))
+        un.triggered.connect(lambda: self.live.unpin_session(sid))
         menu.addSeparator()
         cp = menu.addAction("Copy session id")
         cp.setEnabled(bool(sid))
@@ -271,14 +238,14 @@ class DashboardPage(QWidget):
             a = menu.addAction("Requests without a session id cannot be pinned")
             a.setEnabled(False)
             return
-        s = self.bridge.session(session_id)
-        for b in self.bridge.backends():
+        s = self.live.session(session_id)
+        for b in self.backends.backends():
             sub = menu.addMenu(dot_icon(backend_color(b.id)), b.id)
             default = sub.addAction("Model as requested" if b.kind == "anthropic" else "Default model")
             default.setCheckable(True)
             default.setChecked(bool(s and s.pinned_backend == b.id and not s.pinned_model))
             default.triggered.connect(lambda _=False, bid=b.id: self.pin(session_id, bid, None))
-            models = self.bridge.models_for(b.id)
+            models = self.backends.models_for(b.id)
             if models:
                 sub.addSeparator()
             for m in models[:40]:
@@ -288,10 +255,10 @@ class DashboardPage(QWidget):
                 a.triggered.connect(lambda _=False, bid=b.id, m=m: self.pin(session_id, bid, m))
 
     def pin(self, session_id: str, backend: str, model: str | None) -> None:
-        self.bridge.pin_session(session_id, backend, model)
+        self.live.pin_session(session_id, backend, model)
         self.refresh()
 
     def _unpin_selected(self) -> None:
         if self.selected:
-            self.bridge.unpin_session(self.selected)
+            self.live.unpin_session(self.selected)
             self.refresh()

@@ -26,7 +26,7 @@ from app.views.icons import app_icon, backend_color, dot_icon
 from app.views.theme import STATE_COLORS, fmt_usd
 
 if TYPE_CHECKING:
-    from app.bridge import Bridge
+    from app.bridge.main import Bridge
 
 PAGES = (("dashboard", "Dashboard"), ("backends", "Backends"), ("spend", "Spend"), ("requests", "Requests"),
          ("monitor", "Monitor"), ("settings", "Settings"))
@@ -35,30 +35,31 @@ AS_REQUESTED = "as requested"
 
 def _page_factory(name: str) -> Callable[["Bridge"], QWidget]:
     # Pages are built when first shown (pyqtgraph and friends load only then): a faster start.
+    # Each page gets only the parts of the bridge it uses.
     def make(bridge: "Bridge") -> QWidget:
         if name == "dashboard":
             from app.views.dashboard import DashboardPage
 
-            return DashboardPage(bridge)
+            return DashboardPage(bridge.live, bridge.backends)
         if name == "backends":
             from app.views.backends import BackendsPage
 
-            return BackendsPage(bridge)
+            return BackendsPage(bridge.backends)
         if name == "spend":
             from app.views.spend import SpendPage
 
-            return SpendPage(bridge)
+            return SpendPage(bridge.usage)
         if name == "requests":
             from app.views.requests import RequestsPage
 
-            return RequestsPage(bridge)
+            return RequestsPage(bridge.usage, bridge.backends)
         if name == "monitor":
             from app.views.monitor import MonitorPage
 
-            return MonitorPage(bridge)
+            return MonitorPage(bridge.monitor)
         from app.views.settings import SettingsPage
 
-        return SettingsPage(bridge)
+        return SettingsPage(bridge.settings, bridge.backends)
 
     return make
 
@@ -169,15 +170,15 @@ class MainWindow(QMainWindow):
 
         self.backend_combo.activated.connect(self._backend_chosen)
         self.model_combo.activated.connect(self._model_chosen)
-        bridge.backendsChanged.connect(self.sync_switch)
-        bridge.activeChanged.connect(lambda *_: self.sync_switch())
-        bridge.modelsListed.connect(self._on_models)
+        bridge.backends.backendsChanged.connect(self.sync_switch)
+        bridge.backends.activeChanged.connect(lambda *_: self.sync_switch())
+        bridge.backends.modelsListed.connect(self._on_models)
         bridge.gatewayChanged.connect(self._on_gateway)
-        bridge.spendTodayChanged.connect(lambda _v: self._update_spend())
-        bridge.budgetsChanged.connect(lambda _v: self._update_spend())
-        bridge.message.connect(self.banner.show_message)
-        bridge.messageCleared.connect(self.banner.clear)
-        bridge.requestFinished.connect(self._count_request)
+        bridge.usage.spendTodayChanged.connect(lambda _v: self._update_spend())
+        bridge.usage.budgetsChanged.connect(lambda _v: self._update_spend())
+        bridge.notices.message.connect(self.banner.show_message)
+        bridge.notices.messageCleared.connect(self.banner.clear)
+        bridge.live.requestFinished.connect(self._count_request)
         if bridge.fatal is not None:
             self.banner.show_message(bridge.fatal)
         self.sync_switch()
@@ -221,10 +222,10 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------ the switch
 
     def sync_switch(self) -> None:
-        backend, model = self.bridge.active()
+        backend, model = self.bridge.backends.active()
         self.backend_combo.blockSignals(True)
         self.backend_combo.clear()
-        for b in self.bridge.backends():
+        for b in self.bridge.backends.backends():
             label = b.id + ("  ⚠" if b.health in ("failing", "open") else "")
             self.backend_combo.addItem(dot_icon(backend_color(b.id)), label, b.id)
         self.backend_combo.setCurrentIndex(max(0, self.backend_combo.findData(backend)))
@@ -235,12 +236,12 @@ class MainWindow(QMainWindow):
     def _fill_models(self, backend: str, model: str | None) -> None:
         self.model_combo.blockSignals(True)
         self.model_combo.clear()
-        cfg = self.bridge.backend_config(backend) if backend else None
+        cfg = self.bridge.backends.backend_config(backend) if backend else None
         if cfg is not None and cfg.kind != "anthropic" and cfg.models:
             self.model_combo.addItem(f"default ({cfg.models[0]})", None)
         else:
             self.model_combo.addItem(AS_REQUESTED, None)
-        models = self.bridge.models_for(backend) if backend else []
+        models = self.bridge.backends.models_for(backend) if backend else []
         if model and model not in models:
             models = [model] + models
         for m in models:
@@ -252,18 +253,18 @@ class MainWindow(QMainWindow):
 
     def _backend_chosen(self, index: int) -> None:
         bid = self.backend_combo.itemData(index)
-        if bid and bid != self.bridge.active()[0]:
-            self.bridge.switch(bid, None)
-            self.bridge.list_models(bid)
+        if bid and bid != self.bridge.backends.active()[0]:
+            self.bridge.backends.switch(bid, None)
+            self.bridge.backends.list_models(bid)
         self.sync_switch()
 
     def _model_chosen(self, index: int) -> None:
-        backend = self.bridge.active()[0]
-        self.bridge.switch(backend, self.model_combo.itemData(index))
+        backend = self.bridge.backends.active()[0]
+        self.bridge.backends.switch(backend, self.model_combo.itemData(index))
         self.sync_switch()
 
     def _on_models(self, backend_id: str, models: list[str], error: str) -> None:
-        backend, model = self.bridge.active()
+        backend, model = self.bridge.backends.active()
         if backend_id == backend and not self.model_combo.view().isVisible():
             self._fill_models(backend, model)
 
@@ -288,8 +289,8 @@ class MainWindow(QMainWindow):
         self.pause_action.blockSignals(False)
 
     def _update_spend(self) -> None:
-        spent = self.bridge.spend_today()
-        limit = self.bridge.daily_limit()
+        spent = self.bridge.usage.spend_today()
+        limit = self.bridge.usage.daily_limit()
         state = self.bridge.tray_state()
         color = STATE_COLORS.get(state) if state in ("warn", "error") else None
         text = f"Today {fmt_usd(spent)}" + (f" of {fmt_usd(limit)}" if limit else "")

@@ -29,7 +29,7 @@ _FG = Qt.ItemDataRole.ForegroundRole
 R = Qt.AlignmentFlag.AlignRight
 
 
-class _Column:
+class Column:
     def __init__(self, title: str, text: Callable[[Any], str], sort: Callable[[Any], Any] | None = None,
                  align: Qt.AlignmentFlag = Qt.AlignmentFlag.AlignLeft, tip: Callable[[Any], str] | None = None,
                  icon: Callable[[Any], Any] | None = None, color: Callable[[Any], Any] | None = None,
@@ -49,8 +49,8 @@ class _Column:
                 self.icon(row) if self.icon else None, self.color(row) if self.color else None)
 
 
-class _RowsModel(QStandardItemModel):
-    columns: Sequence[_Column] = ()
+class RowsModel(QStandardItemModel):
+    columns: Sequence[Column] = ()
 
     def __init__(self, parent: Any = None) -> None:
         super().__init__(0, len(self.columns), parent)
@@ -187,22 +187,22 @@ _LIVE = QColor(STATE_COLORS["ok"])
 _ERROR = QColor(STATE_COLORS["error"])
 
 
-class SessionsModel(_RowsModel):
+class SessionsModel(RowsModel):
     columns = (
-        _Column("Session", lambda s: s.label, tip=lambda s: f"{s.session_id or '(no session id)'}\n{_where(s)}"),
-        _Column("Id", lambda s: short_session(s.session_id), tip=lambda s: s.session_id),
-        _Column("Backend", _pin_text, tip=lambda s: "Pinned: only this session goes there" if s.pinned_backend
+        Column("Session", lambda s: s.label, tip=lambda s: f"{s.session_id or '(no session id)'}\n{_where(s)}"),
+        Column("Id", lambda s: short_session(s.session_id), tip=lambda s: s.session_id),
+        Column("Backend", _pin_text, tip=lambda s: "Pinned: only this session goes there" if s.pinned_backend
                 else "Follows the active backend",
                 icon=lambda s: dot_icon(backend_color(s.pinned_backend or s.backend or "?"))),
-        _Column("Model", lambda s: s.pinned_model or s.model or "—"),
-        _Column("Requests", lambda s: f"{s.requests}" + (f" (+{s.in_flight})" if s.in_flight else ""),
+        Column("Model", lambda s: s.pinned_model or s.model or "—"),
+        Column("Requests", lambda s: f"{s.requests}" + (f" (+{s.in_flight})" if s.in_flight else ""),
                 lambda s: float(s.requests), R),
-        _Column("Tok/s", lambda s: fmt_rate(s.tokens_per_s), lambda s: float(s.tokens_per_s), R),
-        _Column("Tokens", lambda s: fmt_tokens(s.tokens), lambda s: float(s.tokens), R,
+        Column("Tok/s", lambda s: fmt_rate(s.tokens_per_s), lambda s: float(s.tokens_per_s), R),
+        Column("Tokens", lambda s: fmt_tokens(s.tokens), lambda s: float(s.tokens), R,
                 tip=lambda s: f"{s.input_tokens:,} in · {s.output_tokens:,} out"),
-        _Column("Cost", lambda s: fmt_usd(s.cost_usd, unpriced=s.unpriced), lambda s: float(s.cost_usd), R,
+        Column("Cost", lambda s: fmt_usd(s.cost_usd, unpriced=s.unpriced), lambda s: float(s.cost_usd), R,
                 tip=lambda s: "Some requests had no known price" if s.unpriced else None),
-        _Column("Last", lambda s: "streaming" if s.in_flight else fmt_ago(s.last_seen),
+        Column("Last", lambda s: "streaming" if s.in_flight else fmt_ago(s.last_seen),
                 lambda s: float(s.last_seen) + (1e9 if s.in_flight else 0.0), R,
                 tip=lambda s: time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(s.last_seen)),
                 color=lambda s: _LIVE if s.in_flight else None),
@@ -233,24 +233,24 @@ def _search_text(r: RequestRecord) -> str:
     return " " + " ".join(p.lower() for p in parts if p) + " "
 
 
-class RequestsModel(_RowsModel):
+class RequestsModel(RowsModel):
     columns = (
-        _Column("Time", lambda r: fmt_clock(r.started_at), lambda r: float(r.started_at),
+        Column("Time", lambda r: fmt_clock(r.started_at), lambda r: float(r.started_at),
                 tip=lambda r: time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.started_at))),
-        _Column("Session", lambda r: short_session(r.session_id), tip=lambda r: r.session_id or "(none)"),
-        _Column("Backend", lambda r: r.backend, icon=lambda r: dot_icon(backend_color(r.backend))),
-        _Column("Model", lambda r: r.model, tip=lambda r: f"asked for {r.requested_model}; route: {r.route}"),
-        _Column("Status", _status_text, lambda r: float(r.status), tip=lambda r: r.error_message,
+        Column("Session", lambda r: short_session(r.session_id), tip=lambda r: r.session_id or "(none)"),
+        Column("Backend", lambda r: r.backend, icon=lambda r: dot_icon(backend_color(r.backend))),
+        Column("Model", lambda r: r.model, tip=lambda r: f"asked for {r.requested_model}; route: {r.route}"),
+        Column("Status", _status_text, lambda r: float(r.status), tip=lambda r: r.error_message,
                 color=lambda r: _ERROR if (not r.in_flight and not r.ok) else None),
-        _Column("Tokens", lambda r: "…" if r.in_flight else
+        Column("Tokens", lambda r: "…" if r.in_flight else
                 f"{fmt_tokens(r.input_tokens + r.cache_read_tokens + r.cache_write_tokens)} → "
                 f"{fmt_tokens(r.output_tokens)}", lambda r: float(r.tokens), R,
                 tip=lambda r: f"{r.input_tokens:,} in, {r.cache_read_tokens:,} cache read, "
                 f"{r.cache_write_tokens:,} cache write, {r.output_tokens:,} out"),
-        _Column("Cost", lambda r: fmt_usd(r.cost_usd), lambda r: -1.0 if r.cost_usd is None else float(r.cost_usd), R),
-        _Column("TTFT", lambda r: fmt_ms(r.ttft_ms), lambda r: -1.0 if r.ttft_ms is None else float(r.ttft_ms), R),
-        _Column("Latency", lambda r: "…" if r.in_flight else fmt_ms(r.duration_ms), lambda r: float(r.duration_ms), R),
-        _Column("search", _search_text, hidden=True),
+        Column("Cost", lambda r: fmt_usd(r.cost_usd), lambda r: -1.0 if r.cost_usd is None else float(r.cost_usd), R),
+        Column("TTFT", lambda r: fmt_ms(r.ttft_ms), lambda r: -1.0 if r.ttft_ms is None else float(r.ttft_ms), R),
+        Column("Latency", lambda r: "…" if r.in_flight else fmt_ms(r.duration_ms), lambda r: float(r.duration_ms), R),
+        Column("search", _search_text, hidden=True),
     )
     SEARCH_COLUMN = 9
 
@@ -258,14 +258,14 @@ class RequestsModel(_RowsModel):
         return row.request_id
 
 
-class TopSessionsModel(_RowsModel):
+class TopSessionsModel(RowsModel):
     columns = (
-        _Column("Session", lambda t: t.label, tip=lambda t: t.session_id),
-        _Column("Backends", lambda t: t.backends or "—", tip=lambda t: t.backends),
-        _Column("Requests", lambda t: str(t.requests), lambda t: float(t.requests), R),
-        _Column("Tokens", lambda t: fmt_tokens(t.tokens), lambda t: float(t.tokens), R),
-        _Column("Cost", lambda t: fmt_usd(t.cost_usd), lambda t: float(t.cost_usd), R),
-        _Column("Last", lambda t: fmt_ago(t.last_seen), lambda t: float(t.last_seen or 0.0), R),
+        Column("Session", lambda t: t.label, tip=lambda t: t.session_id),
+        Column("Backends", lambda t: t.backends or "—", tip=lambda t: t.backends),
+        Column("Requests", lambda t: str(t.requests), lambda t: float(t.requests), R),
+        Column("Tokens", lambda t: fmt_tokens(t.tokens), lambda t: float(t.tokens), R),
+        Column("Cost", lambda t: fmt_usd(t.cost_usd), lambda t: float(t.cost_usd), R),
+        Column("Last", lambda t: fmt_ago(t.last_seen), lambda t: float(t.last_seen or 0.0), R),
     )
 
     def key(self, row: TopSession) -> str:

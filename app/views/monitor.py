@@ -31,14 +31,14 @@ from PySide6.QtWidgets import (
 )
 
 from app.units import fmt_bytes
-from app.views.dashboard import SectionLabel, make_table
 from app.views.data import HardwareView, LocalModelView, OllamaView, PullView
-from app.views.models import R, _Column, _RowsModel, key_of
-from app.views.spend import _Plot
+from app.views.models import Column, R, RowsModel, key_of
+from app.views.plot import Plot
 from app.views.theme import STATE_COLORS, fmt_ago, series_color
+from app.views.widgets import SectionLabel, make_table
 
 if TYPE_CHECKING:
-    from app.bridge import Bridge
+    from app.bridge.monitor import Monitor
 
 SPAN_S = 600.0
 GIB = 1024**3  # memory the way the OS and the GPU tools count it (a "24 GB" card is 24 GiB)
@@ -81,25 +81,25 @@ def _state_text(m: LocalModelView) -> str:
     return "loaded"
 
 
-class LocalModelsModel(_RowsModel):
+class LocalModelsModel(RowsModel):
     columns = (
-        _Column("Model", lambda m: m.name + ("  ⚠" if m.warnings else ""),
+        Column("Model", lambda m: m.name + ("  ⚠" if m.warnings else ""),
                 tip=lambda m: "\n\n".join(m.warnings) or ", ".join(m.capabilities) or None,
                 color=lambda m: _WARN if m.warnings else None),
-        _Column("Size", lambda m: fmt_bytes(m.size) if m.installed else "—", lambda m: float(m.size), R,
+        Column("Size", lambda m: fmt_bytes(m.size) if m.installed else "—", lambda m: float(m.size), R,
                 tip=lambda m: f"{m.size:,} bytes on disk" + (f"; {fmt_bytes(m.memory)} in memory" if m.memory else "")),
-        _Column("Params", lambda m: m.parameter_size or "—", tip=lambda m: m.family),
-        _Column("Quantisation", lambda m: m.quantization or "—"),
-        _Column("Context", _context_text, lambda m: float(m.context_loaded or m.context_max or 0), R,
+        Column("Params", lambda m: m.parameter_size or "—", tip=lambda m: m.family),
+        Column("Quantisation", lambda m: m.quantization or "—"),
+        Column("Context", _context_text, lambda m: float(m.context_loaded or m.context_max or 0), R,
                 tip=lambda m: "loaded with / trained for" if m.loaded else "trained for (Ollama loads it with less "
                 "unless OLLAMA_CONTEXT_LENGTH or num_ctx says otherwise)",
                 color=lambda m: _WARN if m.loaded and m.context_loaded and m.context_loaded < MIN_CONTEXT else None),
-        _Column("State", _state_text, lambda m: 1.0 if m.loaded else 0.0,
+        Column("State", _state_text, lambda m: 1.0 if m.loaded else 0.0,
                 color=lambda m: _OK if m.loaded else None),
-        _Column("VRAM share", placement, lambda m: -1.0 if m.vram_share is None else float(m.vram_share), R,
+        Column("VRAM share", placement, lambda m: -1.0 if m.vram_share is None else float(m.vram_share), R,
                 tip=lambda m: f"{fmt_bytes(m.memory)} in memory" if m.memory else None,
                 color=lambda m: _WARN if m.loaded and m.vram_share is not None and m.vram_share < 0.995 else None),
-        _Column("Last used", lambda m: fmt_ago(m.last_used), lambda m: float(m.last_used or 0.0), R,
+        Column("Last used", lambda m: fmt_ago(m.last_used), lambda m: float(m.last_used or 0.0), R,
                 tip=lambda m: "the last request a local backend served with it" if m.last_used else
                 "not used through Patchbay since it started"),
     )
@@ -112,7 +112,7 @@ class _Series:
     """One time-series plot: a curve over absolute time, a title, and a note when the data is absent."""
 
     def __init__(self, title: str, unit: str, color: int, *, y_max: float | None = None) -> None:
-        self.plot = _Plot()
+        self.plot = Plot()
         self.plot.setMinimumHeight(120)
         self.plot.showGrid(x=False, y=False)
         self.plot.setLabel("left", unit)
@@ -169,10 +169,10 @@ class _Series:
 
 
 class MonitorPage(QWidget):
-    def __init__(self, bridge: "Bridge", parent: QWidget | None = None) -> None:
+    def __init__(self, monitor: "Monitor", parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.bridge = bridge
-        self.history: collections.deque[HardwareView] = collections.deque(bridge.hardware_history(), maxlen=600)
+        self.monitor = monitor
+        self.history: collections.deque[HardwareView] = collections.deque(monitor.hardware_history(), maxlen=600)
         self.pull_state: PullView | None = None
 
         self.hw_label = QLabel()
@@ -201,7 +201,7 @@ class MonitorPage(QWidget):
         self.warnings_label.hide()
         self.refresh_button = QPushButton("Refresh")
         self.refresh_button.setToolTip("Ask Ollama again now")
-        self.refresh_button.clicked.connect(self.bridge.refresh_ollama)
+        self.refresh_button.clicked.connect(self.monitor.refresh_ollama)
 
         self.models = LocalModelsModel(self)
         self.view, self.proxy = make_table(self.models, sort_column=5)
@@ -256,10 +256,10 @@ class MonitorPage(QWidget):
         self._scroll_timer = QTimer(self)
         self._scroll_timer.setInterval(1000)
         self._scroll_timer.timeout.connect(self._scroll)
-        bridge.hardwareSampled.connect(self._on_sample)
-        bridge.ollamaChanged.connect(self.show_ollama)
-        bridge.pullProgress.connect(self.show_pull)
-        self.show_ollama(bridge.ollama())
+        monitor.hardwareSampled.connect(self._on_sample)
+        monitor.ollamaChanged.connect(self.show_ollama)
+        monitor.pullProgress.connect(self.show_pull)
+        self.show_ollama(monitor.ollama())
         self._redraw()
         self._sync_buttons()
 
@@ -328,7 +328,7 @@ class MonitorPage(QWidget):
             self.ram.set_data(xs, [h.ram_used / GIB for h in hist], top=last.ram_total / GIB)
             self.ram.value.setText(f"{last.ram_used / GIB:.1f} of {last.ram_total / GIB:.1f} GiB")
             self.hw_label.setText(self._hardware_text(last))
-        txs, tys = self.bridge.local_throughput()
+        txs, tys = self.monitor.local_throughput()
         self.tps.set_data(txs, tys)
         recent = tys[-10:]
         self.tps.value.setText(f"{sum(recent) / len(recent):.0f} tok/s (10 s)" if recent and any(recent) else "idle")
@@ -343,7 +343,7 @@ class MonitorPage(QWidget):
                 bits.append(f"{g.power_w:.0f} W")
             lines.append(" · ".join(bits))
         if not h.gpus:
-            lines.append(f"<b>No GPU found</b> ({_esc(self.bridge.hardware_name())}): local models run on the CPU.")
+            lines.append(f"<b>No GPU found</b> ({_esc(self.monitor.hardware_name())}): local models run on the CPU.")
         if h.swap_total:
             lines.append(f"Swap {(h.swap_used or 0) / GIB:.1f} of {h.swap_total / GIB:.1f} GiB")
         else:
@@ -390,8 +390,8 @@ class MonitorPage(QWidget):
 
     def _sync_buttons(self) -> None:
         m = self.selected_model()
-        running = bool(self.bridge.ollama().running)
-        self.pull_button.setEnabled(running and not self.bridge.pulling())
+        running = bool(self.monitor.ollama().running)
+        self.pull_button.setEnabled(running and not self.monitor.pulling())
         self.unload_button.setEnabled(running and m is not None and m.loaded)
         self.remove_button.setEnabled(running and m is not None and m.installed)
 
@@ -401,17 +401,17 @@ class MonitorPage(QWidget):
         name, ok = QInputDialog.getText(self, "Pull a model", "Model name from the Ollama library "
                                         "(e.g. qwen3-coder:30b, gpt-oss:20b):")
         if ok and name.strip():
-            self.bridge.ollama_pull(name.strip())
+            self.monitor.ollama_pull(name.strip())
             self._sync_buttons()
 
     def cancel_pull(self) -> None:
         if self.pull_state is not None:
-            self.bridge.ollama_cancel_pull(self.pull_state.model)
+            self.monitor.ollama_cancel_pull(self.pull_state.model)
 
     def unload_selected(self) -> None:
         m = self.selected_model()
         if m is not None and m.loaded:
-            self.bridge.ollama_unload(m.name)
+            self.monitor.ollama_unload(m.name)
 
     def remove_selected(self) -> None:
         m = self.selected_model()
@@ -420,7 +420,7 @@ class MonitorPage(QWidget):
         if QMessageBox.question(self, "Remove model", f"Delete {m.name} ({fmt_bytes(m.size)}) from disk? Pulling it "
                                 "again downloads it all again.") != QMessageBox.StandardButton.Yes:
             return
-        self.bridge.ollama_remove(m.name)
+        self.monitor.ollama_remove(m.name)
 
     def show_pull(self, p: PullView) -> None:
         self.pull_state = p

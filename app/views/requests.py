@@ -22,12 +22,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.views.dashboard import SectionLabel, make_table
 from app.views.data import RequestDetail, RequestRecord
 from app.views.models import KEY_ROLE, RequestsModel
+from app.views.widgets import SectionLabel, make_table
 
 if TYPE_CHECKING:
-    from app.bridge import Bridge
+    from app.bridge.backends import Backends
+    from app.bridge.usage import Usage
 
 MAX_ROWS = 2000  # the newest; older ones stay in the ledger (patchbay usage, or a filter there)
 
@@ -66,9 +67,10 @@ class RequestDetailDialog(QDialog):
 
 
 class RequestsPage(QWidget):
-    def __init__(self, bridge: "Bridge", parent: QWidget | None = None) -> None:
+    def __init__(self, usage: "Usage", backends: "Backends", parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.bridge = bridge
+        self.usage = usage
+        self.backends = backends
         self.model = RequestsModel(self)
         self.view, self.proxy = make_table(self.model, sort_column=0)
         self.view.setAccessibleName("Request log")
@@ -119,11 +121,11 @@ class RequestsPage(QWidget):
         self._pending: dict[str, RequestRecord] = {}
         self._dialogs: list[QDialog] = []
         self._want_detail: str | None = None
-        bridge.requestStarted.connect(self._on_record)
-        bridge.requestFinished.connect(self._on_record)
-        bridge.requestsReady.connect(self._on_loaded)
-        bridge.requestDetailReady.connect(self._on_detail)
-        bridge.backendsChanged.connect(self._fill_backends)
+        usage.requestStarted.connect(self._on_record)
+        usage.requestFinished.connect(self._on_record)
+        usage.requestsReady.connect(self._on_loaded)
+        usage.requestDetailReady.connect(self._on_detail)
+        backends.backendsChanged.connect(self._fill_backends)
         self.proxy.rowsInserted.connect(self._update_count)
         self.proxy.rowsRemoved.connect(self._update_count)
         self.proxy.modelReset.connect(self._update_count)
@@ -142,7 +144,7 @@ class RequestsPage(QWidget):
 
     def reload(self) -> None:
         self._loaded = True
-        self.bridge.load_requests(limit=MAX_ROWS)
+        self.usage.load_requests(limit=MAX_ROWS)
 
     def _on_loaded(self, records: list[RequestRecord]) -> None:
         # The ledger commits a finished request a moment after the gateway reports it: keep what
@@ -171,7 +173,7 @@ class RequestsPage(QWidget):
         self.backend_filter.blockSignals(True)
         self.backend_filter.clear()
         self.backend_filter.addItem("All backends")
-        for b in self.bridge.backends():
+        for b in self.backends.backends():
             self.backend_filter.addItem(b.id)
         i = self.backend_filter.findText(current)
         self.backend_filter.setCurrentIndex(max(0, i))
@@ -192,7 +194,7 @@ class RequestsPage(QWidget):
         rid = index.data(KEY_ROLE)
         if rid:
             self._want_detail = rid
-            self.bridge.load_request_detail(rid)
+            self.usage.load_request_detail(rid)
 
     def _on_detail(self, detail: RequestDetail | None) -> None:
         if detail is None or detail.record.request_id != self._want_detail:

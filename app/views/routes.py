@@ -22,7 +22,8 @@ from PySide6.QtWidgets import (
 from app.config import ROUTE_RULES, RoutesConfig, RouteTarget
 
 if TYPE_CHECKING:
-    from app.bridge import Bridge
+    from app.bridge.backends import Backends
+    from app.bridge.settings import Settings
 
 RULE_LABELS = {
     "web_search": ("&Web search:", "Requests that offer the web_search server tool"),
@@ -36,9 +37,10 @@ UNSET = "— not routed (skip this rule) —"
 
 
 class RoutesBox(QGroupBox):
-    def __init__(self, bridge: "Bridge", parent: QWidget | None = None) -> None:
+    def __init__(self, settings: "Settings", backends: "Backends", parent: QWidget | None = None) -> None:
         super().__init__("Routing", parent)
-        self.bridge = bridge
+        self.settings = settings
+        self.backends = backends
         self.dirty = False
         self._loading = False
         lay = QVBoxLayout(self)
@@ -90,8 +92,8 @@ class RoutesBox(QGroupBox):
         row.addWidget(self.revert_button)
         row.addWidget(self.save_button)
         lay.addLayout(row)
-        bridge.settingsChanged.connect(self._reload_if_clean)
-        bridge.backendsChanged.connect(self._reload_if_clean)
+        settings.settingsChanged.connect(self._reload_if_clean)
+        backends.backendsChanged.connect(self._reload_if_clean)
         self.load()
 
     def _reload_if_clean(self) -> None:
@@ -101,8 +103,8 @@ class RoutesBox(QGroupBox):
     def load(self) -> None:
         self._loading = True
         try:
-            routes = self.bridge.routes()
-            choices = self.bridge.route_choices()
+            routes = self.settings.routes()
+            choices = self.backends.route_choices()
             for rule, combo in self.combos.items():
                 combo.clear()
                 combo.addItem(UNSET, None)
@@ -139,19 +141,19 @@ class RoutesBox(QGroupBox):
             text = combo.currentText().strip()
             targets[rule] = None if not text or text == UNSET else RouteTarget.parse(text)
         fallback = tuple(RouteTarget.parse(p) for p in self.fallback.text().replace("\n", ";").split(";") if p.strip())
-        return replace(self.bridge.routes(), **targets, long_context_threshold=self.threshold.value(),
+        return replace(self.settings.routes(), **targets, long_context_threshold=self.threshold.value(),
                        fallback=fallback)
 
     def save(self) -> bool:
         routes = self.form_routes()
-        known = {c.split(",")[0] for c in self.bridge.route_choices()}
+        known = {c.split(",")[0] for c in self.backends.route_choices()}
         bad = [t.spec for t in [routes.target(r) for r in ROUTE_RULES] + list(routes.fallback)
                if t is not None and t.backend not in known]
         if bad:
             QMessageBox.warning(self, "Not saved", "These targets name no configured backend: " + ", ".join(bad)
                                 + ". Write “backend” or “backend,model” with a backend from the Backends page.")
             return False
-        if not self.bridge.save_routes(routes):
+        if not self.settings.save_routes(routes):
             return False
         self.load()
         return True

@@ -27,13 +27,14 @@ from PySide6.QtWidgets import (
 )
 
 from app.config import BUDGET_PERIODS, BudgetConfig
-from app.views.dashboard import SectionLabel
 from app.views.data import BudgetView, ClaudeCodeView, GatewayView
 from app.views.routes import RoutesBox
 from app.views.theme import STATE_COLORS, fmt_usd
+from app.views.widgets import SectionLabel
 
 if TYPE_CHECKING:
-    from app.bridge import Bridge
+    from app.bridge.backends import Backends
+    from app.bridge.settings import Settings
 
 CAPTURE_LABELS = (("off", "Off: keep only the log line of each request"),
                   ("errors", "Bodies of failed requests"),
@@ -41,9 +42,10 @@ CAPTURE_LABELS = (("off", "Off: keep only the log line of each request"),
 
 
 class SettingsPage(QWidget):
-    def __init__(self, bridge: "Bridge", parent: QWidget | None = None) -> None:
+    def __init__(self, settings: "Settings", backends: "Backends", parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.bridge = bridge
+        self.settings = settings
+        self.backends = backends
         inner = QWidget()
         col = QVBoxLayout(inner)
         col.addWidget(SectionLabel("Settings"))
@@ -129,7 +131,7 @@ class SettingsPage(QWidget):
         self.cc_connect.clicked.connect(self.connect_claude)
         self.cc_disconnect = QPushButton("Disconnect")
         self.cc_disconnect.setToolTip("Puts back what settings.json held before Connect (only Patchbay's keys change)")
-        self.cc_disconnect.clicked.connect(self.bridge.disconnect_claude_code)
+        self.cc_disconnect.clicked.connect(self.settings.disconnect_claude_code)
         self.cc_copy = QPushButton("Copy shell exports")
         self.cc_copy.clicked.connect(self._copy_exports)
         crow = QHBoxLayout()
@@ -180,7 +182,7 @@ class SettingsPage(QWidget):
         col.addWidget(bg)
 
         # ---- routing rules
-        self.routes = RoutesBox(bridge)
+        self.routes = RoutesBox(settings, backends)
         col.addWidget(self.routes)
 
         # ---- log and startup
@@ -212,11 +214,11 @@ class SettingsPage(QWidget):
         lay.addWidget(scroll)
 
         self._loading = False
-        bridge.settingsChanged.connect(self.load)
-        bridge.gatewayChanged.connect(self._on_gateway)
-        bridge.budgetsChanged.connect(self._on_budgets)
-        bridge.backendsChanged.connect(self.load)
-        bridge.claudeCodeChanged.connect(self._load_claude)
+        settings.settingsChanged.connect(self.load)
+        settings.gatewayChanged.connect(self._on_gateway)
+        settings.budgetsChanged.connect(self._on_budgets)
+        backends.backendsChanged.connect(self.load)
+        settings.claudeCodeChanged.connect(self._load_claude)
         self.load()
 
     # ------------------------------------------------------------ load
@@ -224,10 +226,10 @@ class SettingsPage(QWidget):
     def load(self) -> None:
         self._loading = True
         try:
-            s = self.bridge.settings()
+            s = self.settings.settings()
             self.port.setValue(s.port)
-            self._on_gateway(self.bridge.gateway())
-            self.token.setText(self.bridge.gateway_token() if self.bridge.running or self.bridge.engine else "")
+            self._on_gateway(self.settings.gateway())
+            self.token.setText(self.settings.gateway_token())
             self.capture.setCurrentIndex(max(0, self.capture.findData(s.capture)))
             self.login.setChecked(s.start_at_login)
             self.login.setEnabled(s.start_at_login_supported)
@@ -237,7 +239,7 @@ class SettingsPage(QWidget):
             self.budget_table.setRowCount(0)
             for b in s.budgets:
                 self._add_budget_row(b)
-            self._load_claude(self.bridge.claude_code())
+            self._load_claude(self.settings.claude_code())
         finally:
             self._loading = False
 
@@ -251,13 +253,13 @@ class SettingsPage(QWidget):
         self.cc_state.setText(f"{head}: {_esc(cc.message)}" if cc.message else head)
         self.cc_connect.setText("Connect again" if cc.state in ("connected", "outdated", "changed")
                                 else "Connect Claude Code")
-        self.cc_connect.setEnabled(self.bridge.engine is not None and cc.state != "invalid")
+        self.cc_connect.setEnabled(self.settings.can_edit() and cc.state != "invalid")
         self.cc_disconnect.setEnabled(cc.recorded or cc.connected)
         if cc.connected or cc.recorded:
             self.cc_nonessential.setChecked("nonessential" in cc.options)
             self.cc_statusline.setChecked("statusline" in cc.options)
         current = dict(cc.aliases)
-        targets = [f"{b.id},{m}" for b in self.bridge.backends() for m in b.models]
+        targets = [f"{b.id},{m}" for b in self.backends.backends() for m in b.models]
         for name, combo in self.cc_alias.items():
             combo.clear()
             combo.addItem("Claude Code's default", "")
@@ -269,7 +271,7 @@ class SettingsPage(QWidget):
 
     def connect_claude(self) -> None:
         aliases = {name: str(c.currentData()) for name, c in self.cc_alias.items() if c.currentData()}
-        self.bridge.connect_claude_code(nonessential=self.cc_nonessential.isChecked(), aliases=aliases,
+        self.settings.connect_claude_code(nonessential=self.cc_nonessential.isChecked(), aliases=aliases,
                                         statusline=self.cc_statusline.isChecked())
 
     def _on_gateway(self, g: GatewayView) -> None:
@@ -289,9 +291,9 @@ class SettingsPage(QWidget):
     # ------------------------------------------------------------ gateway
 
     def apply_port(self) -> None:
-        if self.port.value() == self.bridge.settings().port and self.bridge.running:
+        if self.port.value() == self.settings.settings().port and self.settings.gateway().state in ("running", "paused"):
             return
-        self.bridge.save_port(self.port.value())
+        self.settings.save_port(self.port.value())
 
     def _reveal(self, on: bool) -> None:
         self.token.setEchoMode(QLineEdit.EchoMode.Normal if on else QLineEdit.EchoMode.Password)
@@ -305,12 +307,12 @@ class SettingsPage(QWidget):
                                 "Clients using the current token will be refused until they get the new one. "
                                 "Continue?") != QMessageBox.StandardButton.Yes:
             return
-        tok = self.bridge.regenerate_token()
+        tok = self.settings.regenerate_token()
         if tok:
             self.token.setText(tok)
 
     def _copy_exports(self) -> None:
-        cc = self.bridge.claude_code()
+        cc = self.settings.claude_code()
         QGuiApplication.clipboard().setText("\n".join(f"export {k}={v}" for k, v in cc.env))
 
     # ------------------------------------------------------------ budgets
@@ -321,7 +323,7 @@ class SettingsPage(QWidget):
         t.insertRow(r)
         scope = QComboBox()
         scope.addItem("All backends", "all")
-        for bv in self.bridge.backends():
+        for bv in self.backends.backends():
             scope.addItem(bv.id, f"backend:{bv.id}")
         period = QComboBox()
         for p in BUDGET_PERIODS:
@@ -338,7 +340,7 @@ class SettingsPage(QWidget):
         action = QComboBox()
         action.addItem("Block further requests", "block")
         action.addItem("Only warn", "warn")
-        for bv in self.bridge.backends():
+        for bv in self.backends.backends():
             if bv.is_local:
                 first = bv.models[0] if bv.models else None
                 action.addItem(f"Switch to {bv.id}" + (f" · {first}" if first else ""),
@@ -382,17 +384,17 @@ class SettingsPage(QWidget):
         return [b for b in (self._row_budget(r) for r in range(self.budget_table.rowCount())) if b is not None]
 
     def save_budgets(self) -> None:
-        self.bridge.save_budgets(self.budgets_from_table())
+        self.settings.save_budgets(self.budgets_from_table())
 
     # ------------------------------------------------------------ misc
 
     def _capture_changed(self) -> None:
         if not self._loading:
-            self.bridge.save_capture(self.capture.currentData())
+            self.settings.save_capture(self.capture.currentData())
 
     def _login_changed(self, on: bool) -> None:
         if not self._loading:
-            if not self.bridge.set_start_at_login(on):
+            if not self.settings.set_start_at_login(on):
                 self._loading = True
                 self.login.setChecked(not on)
                 self._loading = False

@@ -7,7 +7,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import pyqtgraph as pg
-from PySide6.QtCore import QEvent, QPointF, Qt, QTimer
+from PySide6.QtCore import QPointF, Qt, QTimer
 from PySide6.QtGui import QColor, QCursor, QPalette
 from PySide6.QtWidgets import (
     QComboBox,
@@ -21,16 +21,16 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.views.dashboard import SectionLabel, make_table
 from app.views.data import BudgetView, RequestRecord, SpendData
 from app.views.icons import backend_color
 from app.views.models import TopSessionsModel
+from app.views.plot import Plot
 from app.views.theme import STATE_COLORS, fmt_tokens, fmt_usd, series_color
+from app.views.widgets import SectionLabel, make_table
 
 if TYPE_CHECKING:
-    from app.bridge import Bridge
+    from app.bridge.usage import Usage
 
-pg.setConfigOptions(antialias=True, useOpenGL=False)
 MAX_KEYS = 8
 BUCKETS = (("hour", "Last 24 hours, by hour"), ("day", "Last 30 days, by day"), ("month", "Last 12 months, by month"))
 GROUPS = (("backend", "Stack by backend"), ("model", "Stack by model"))
@@ -61,40 +61,10 @@ def _key_color(key: str, i: int, group_by: str) -> QColor:
     return series_color(i)
 
 
-class _Plot(pg.PlotWidget):
-    """A PlotWidget coloured from the palette, redrawn when the palette changes."""
-
-    def __init__(self, date_axis: bool = True, parent: QWidget | None = None) -> None:
-        axis = {"bottom": pg.DateAxisItem(orientation="bottom")} if date_axis else {}
-        super().__init__(parent=parent, axisItems=axis)
-        self.setMenuEnabled(False)
-        self.setMouseEnabled(x=False, y=False)
-        self.hideButtons()
-        self.setMinimumHeight(150)
-        self.showGrid(x=False, y=True, alpha=0.15)
-        self.apply_palette()
-
-    def apply_palette(self) -> None:
-        if getattr(self, "plotItem", None) is None:  # still inside pyqtgraph's constructor
-            return
-        pal = self.palette()
-        self.setBackground(pal.color(QPalette.ColorRole.Base))
-        fg = pal.color(QPalette.ColorRole.Text)
-        for name in ("left", "bottom", "right"):
-            ax = self.getPlotItem().getAxis(name)
-            ax.setPen(pg.mkPen(fg))
-            ax.setTextPen(pg.mkPen(fg))
-
-    def changeEvent(self, ev: QEvent) -> None:
-        if ev.type() in (QEvent.Type.PaletteChange, QEvent.Type.ApplicationPaletteChange):
-            self.apply_palette()
-        super().changeEvent(ev)
-
-
 class SpendPage(QWidget):
-    def __init__(self, bridge: "Bridge", parent: QWidget | None = None) -> None:
+    def __init__(self, usage: "Usage", parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.bridge = bridge
+        self.usage = usage
         self.data: SpendData | None = None
         self.stacked: tuple[list[float], list[tuple[str, list[float]]]] = ([], [])
 
@@ -111,7 +81,7 @@ class SpendPage(QWidget):
         self.totals = QLabel()
         self.totals.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
 
-        self.cost_plot = _Plot()
+        self.cost_plot = Plot()
         self.cost_plot.setLabel("left", "cost", units="$")
         self.cost_plot.getPlotItem().getAxis("left").enableAutoSIPrefix(False)
         self.legend = QLabel()
@@ -123,7 +93,7 @@ class SpendPage(QWidget):
         self.hover_line.hide()
         self.cost_plot.scene().sigMouseMoved.connect(self._hover_cost)
 
-        self.tpm_plot = _Plot()
+        self.tpm_plot = Plot()
         self.tpm_plot.setLabel("left", "input / min")
         self.tpm_in = self.tpm_plot.plot([], [], pen=pg.mkPen(series_color(0), width=1.5),
                                          fillLevel=0, brush=pg.mkBrush(78, 121, 167, 50), name="input")
@@ -142,7 +112,7 @@ class SpendPage(QWidget):
         self.tpm_plot.apply_palette()
         self.tpm_plot.scene().sigMouseMoved.connect(self._hover_tpm)
 
-        self.budget_plot = _Plot(date_axis=False)
+        self.budget_plot = Plot(date_axis=False)
         self.budget_plot.setLabel("bottom", "share of the limit")
         self.budget_plot.getPlotItem().getAxis("left").setStyle(showValues=False)
         self.budget_plot.setMinimumHeight(120)
@@ -204,9 +174,9 @@ class SpendPage(QWidget):
         self._periodic.setInterval(30_000)
         self._periodic.timeout.connect(self.reload)
         self.live = False  # follow new requests even while hidden (tests, screenshots)
-        bridge.spendReady.connect(self.show_data)
-        bridge.requestFinished.connect(self._on_finished)
-        bridge.budgetsChanged.connect(self._on_budgets)
+        usage.spendReady.connect(self.show_data)
+        usage.requestFinished.connect(self._on_finished)
+        usage.budgetsChanged.connect(self._on_budgets)
 
     # ------------------------------------------------------------ loading
 
@@ -220,7 +190,7 @@ class SpendPage(QWidget):
         super().hideEvent(event)
 
     def reload(self) -> None:
-        self.bridge.load_spend(self.bucket.currentData(), self.group.currentData())
+        self.usage.load_spend(self.bucket.currentData(), self.group.currentData())
 
     def _on_finished(self, rec: RequestRecord) -> None:
         if (self.isVisible() or self.live) and not self._debounce.isActive():

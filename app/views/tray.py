@@ -18,7 +18,7 @@ from app.views.icons import state_icon
 from app.views.theme import fmt_usd
 
 if TYPE_CHECKING:
-    from app.bridge import Bridge
+    from app.bridge.main import Bridge
 
 AS_REQUESTED = "As requested by the client"
 
@@ -69,17 +69,17 @@ class Tray(QObject):
         if self.icon is not None:
             self.icon.show()
 
-        bridge.backendsChanged.connect(self.rebuild)
-        bridge.activeChanged.connect(lambda *_: self.sync_active())
-        bridge.modelsListed.connect(self._on_models)
-        bridge.spendTodayChanged.connect(lambda _v: self.update_spend())
-        bridge.budgetsChanged.connect(lambda _v: self.update_spend())
+        bridge.backends.backendsChanged.connect(self.rebuild)
+        bridge.backends.activeChanged.connect(lambda *_: self.sync_active())
+        bridge.backends.modelsListed.connect(self._on_models)
+        bridge.usage.spendTodayChanged.connect(lambda _v: self.update_spend())
+        bridge.usage.budgetsChanged.connect(lambda _v: self.update_spend())
         bridge.trayStateChanged.connect(lambda _s: self.update_icon())
         bridge.gatewayChanged.connect(lambda _g: self.sync_paused())
-        bridge.message.connect(self.notify)
-        bridge.hardwareSampled.connect(self._on_hardware)
-        bridge.claudeCodeChanged.connect(self.sync_claude_code)
-        bridge.settingsChanged.connect(lambda: self.sync_claude_code(self.bridge.claude_code()))
+        bridge.notices.message.connect(self.notify)
+        bridge.monitor.hardwareSampled.connect(self._on_hardware)
+        bridge.settings.claudeCodeChanged.connect(self.sync_claude_code)
+        bridge.settings.settingsChanged.connect(lambda: self.sync_claude_code(self.bridge.settings.claude_code()))
 
     # ------------------------------------------------------------ menu
 
@@ -92,7 +92,7 @@ class Tray(QObject):
         self.backend_actions = {}
         m.addAction(self.header)
         m.addSeparator()
-        for b in self.bridge.backends():
+        for b in self.bridge.backends.backends():
             a = QAction(b.id, self)
             a.setCheckable(True)
             tip = b.base_url + (" · failing: " + (b.last_error or "") if b.health in ("failing", "open") else "")
@@ -117,10 +117,10 @@ class Tray(QObject):
         self.sync_active()
         self.sync_paused()
         self.update_spend()
-        self.sync_claude_code(self.bridge.claude_code())
+        self.sync_claude_code(self.bridge.settings.claude_code())
 
     def sync_active(self) -> None:
-        backend, model = self.bridge.active()
+        backend, model = self.bridge.backends.active()
         for bid, a in self.backend_actions.items():
             a.blockSignals(True)
             a.setChecked(bid == backend)
@@ -131,7 +131,7 @@ class Tray(QObject):
         self.update_icon()
 
     def _fill_models(self) -> None:
-        backend, model = self.bridge.active()
+        backend, model = self.bridge.backends.active()
         mm = self.models_menu
         mm.clear()
         for a in list(self.model_group.actions()):
@@ -140,11 +140,11 @@ class Tray(QObject):
         self.model_actions = {}
         if not backend:
             return
-        cfg = self.bridge.backend_config(backend)
+        cfg = self.bridge.backends.backend_config(backend)
         first = AS_REQUESTED if (cfg is None or cfg.kind == "anthropic" or not cfg.models) else \
             f"Default ({cfg.models[0]})"
         entries: list[tuple[str | None, str]] = [(None, first)]
-        models = self.bridge.models_for(backend)
+        models = self.bridge.backends.models_for(backend)
         if model and model not in models:
             models = [model] + models
         entries += [(m, m) for m in models]
@@ -163,23 +163,23 @@ class Tray(QObject):
             note.setEnabled(False)
 
     def _models_about_to_show(self) -> None:
-        backend = self.bridge.active()[0]
+        backend = self.bridge.backends.active()[0]
         if backend:
             self._listed_for = backend
-            self.bridge.list_models(backend)  # the menu refreshes when the answer comes (Ollama: installed now)
+            self.bridge.backends.list_models(backend)  # the menu refreshes when the answer comes (Ollama: installed now)
 
     def _on_models(self, backend_id: str, models: list[str], error: str) -> None:
-        if backend_id == self.bridge.active()[0]:
+        if backend_id == self.bridge.backends.active()[0]:
             self._fill_models()
 
     def choose_backend(self, backend_id: str) -> None:
         """One click makes one backend active (the model goes back to the default)."""
-        self.bridge.switch(backend_id, None)
+        self.bridge.backends.switch(backend_id, None)
         self.sync_active()
 
     def choose_model(self, model: str | None) -> None:
-        backend = self.bridge.active()[0]
-        self.bridge.switch(backend, model)
+        backend = self.bridge.backends.active()[0]
+        self.bridge.backends.switch(backend, model)
         self.sync_active()
 
     def _pause_toggled(self, on: bool) -> None:
@@ -197,10 +197,10 @@ class Tray(QObject):
         self.update_icon()
 
     def update_spend(self) -> None:
-        spent = self.bridge.spend_today()
-        limit = self.bridge.daily_limit()
+        spent = self.bridge.usage.spend_today()
+        limit = self.bridge.usage.daily_limit()
         text = f"Today: {fmt_usd(spent)}" + (f" of {fmt_usd(limit)}" if limit else "")
-        budgets = self.bridge.budgets()
+        budgets = self.bridge.usage.budgets()
         if any(b.state == "limit" for b in budgets):
             text += " — budget reached"
         elif any(b.state == "warn" for b in budgets):
@@ -222,22 +222,22 @@ class Tray(QObject):
             self.cc_action.setText("Connect Claude Code again")
         else:
             self.cc_action.setText("Connect Claude Code")
-        self.cc_action.setEnabled(cc.state != "invalid" and self.bridge.engine is not None)
+        self.cc_action.setEnabled(cc.state != "invalid" and self.bridge.settings.can_edit())
 
     def toggle_claude_code(self) -> None:
         """Connect (keeping the options the file has now) or disconnect, as the menu item says."""
-        cc = self.bridge.claude_code()
+        cc = self.bridge.settings.claude_code()
         if cc.connected:
-            self.bridge.disconnect_claude_code()
+            self.bridge.settings.disconnect_claude_code()
         else:
-            self.bridge.connect_claude_code(nonessential="nonessential" in cc.options, aliases=dict(cc.aliases),
+            self.bridge.settings.connect_claude_code(nonessential="nonessential" in cc.options, aliases=dict(cc.aliases),
                                             statusline="statusline" in cc.options)
-        self.sync_claude_code(self.bridge.claude_code())
+        self.sync_claude_code(self.bridge.settings.claude_code())
 
     # ------------------------------------------------------------ icon
 
     def current_icon(self) -> QIcon:
-        backend = self.bridge.active()[0] or "Patchbay"
+        backend = self.bridge.backends.active()[0] or "Patchbay"
         return state_icon(backend, self.bridge.tray_state())
 
     def update_icon(self) -> None:
@@ -247,18 +247,18 @@ class Tray(QObject):
         self.icon.setToolTip(self.tooltip())
 
     def _on_hardware(self, _h: object) -> None:
-        if self.icon is not None and self.bridge.active_is_local():  # only then does the tooltip show it
+        if self.icon is not None and self.bridge.backends.active_is_local():  # only then does the tooltip show it
             self.icon.setToolTip(self.tooltip())
 
     def tooltip(self) -> str:
         """Backend, model, today's spend; GPU and VRAM at a glance when the active backend is local."""
         state = self.bridge.tray_state()
-        backend, model = self.bridge.active()
+        backend, model = self.bridge.backends.active()
         words = {"ok": "", "warn": " — near a budget", "error": " — needs attention", "paused": " — paused",
                  "stopped": " — stopped"}.get(state, "")
-        hw = self.bridge.hardware_summary()
+        hw = self.bridge.monitor.hardware_summary() if self.bridge.backends.active_is_local() else ""
         return (f"Patchbay: {backend or 'no backend'}{(' · ' + model) if model else ''}"
-                f" · today {fmt_usd(self.bridge.spend_today())}{words}" + (f"\n{hw}" if hw else ""))
+                f" · today {fmt_usd(self.bridge.usage.spend_today())}{words}" + (f"\n{hw}" if hw else ""))
 
     def notify(self, msg: UserMessage) -> None:
         if self.icon is None or not msg.notify:

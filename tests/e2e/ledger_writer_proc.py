@@ -16,7 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from app.config import LedgerSettings, parse_config  # noqa: E402
-from app.events import RequestFinished, Usage  # noqa: E402
+from app.events import Usage, finished_request  # noqa: E402
 from app.services.ledger import Ledger  # noqa: E402
 from app.services.pricing import PriceBook  # noqa: E402
 
@@ -55,11 +55,12 @@ def main() -> int:
     while True:
         now = time.time()
         failed = i % 17 == 0
-        ledger.record(RequestFinished(
-            f"{prefix}-{i}", now - 2, now, f"session-{i // 100}", "claude-cli/2.1.332", "active",
-            "ollama" if i % 5 == 0 else "anthropic", "claude-sonnet-4-5", "claude-sonnet-4-5", True,
-            500 if failed else 200, "api_error" if failed else None, "boom" if failed else None, 150.0, 2000.0,
-            Usage(1000 + i % 100, 200, 50, 4000), request_body=BODY, response_body=b"event: message_stop\n\n"))
+        ledger.record(finished_request(
+            f"{prefix}-{i}", now - 2, ended_at=now, session_id=f"session-{i // 100}", client="claude-cli/2.1.332",
+            backend="ollama" if i % 5 == 0 else "anthropic", model="claude-sonnet-4-5",
+            status=500 if failed else 200, error_type="api_error" if failed else None,
+            error_message="boom" if failed else None, ttft_ms=150.0, duration_ms=2000.0,
+            usage=Usage(1000 + i % 100, 200, 50, 4000), request_body=BODY, response_body=b"event: message_stop\n\n"))
         i += 1
         if ledger.queued > 20_000:  # the writer is the part under test; keep memory bounded
             time.sleep(0.001)

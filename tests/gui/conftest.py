@@ -125,7 +125,7 @@ class Running:
 
     def client(self, session: str | None = None) -> anthropic.Anthropic:
         headers = {"X-Claude-Code-Session-Id": session} if session else {}
-        return anthropic.Anthropic(base_url=self.url, api_key=self.bridge.gateway_token(), max_retries=0,
+        return anthropic.Anthropic(base_url=self.url, api_key=self.bridge.settings.gateway_token(), max_retries=0,
                                    default_headers=headers, timeout=20.0)
 
 

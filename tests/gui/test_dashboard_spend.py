@@ -72,7 +72,7 @@ def test_stream_of_the_selected_session_follows_live(start_app, config_file, ups
     before = dash.stream.toPlainText()
     alpha.enqueue(AnthropicStream(anthropic_text_events("only for b", pieces=2)))
     ask(r, qtbot, "three", session="b")
-    wait_for(qtbot, lambda: r.bridge.session("b").requests == 2)
+    wait_for(qtbot, lambda: r.bridge.live.session("b").requests == 2)
     qtbot.wait(100)
     assert dash.stream.toPlainText() == before  # b's tokens do not leak into a's view
     alpha.enqueue(AnthropicStream(anthropic_text_events("now for a", pieces=2), delay_s=0.02))
@@ -98,7 +98,7 @@ def test_dashboard_copes_with_a_flood_of_sessions(start_app, config_file, qtbot)
     for i in range(50):
         r.bridge.engine.events.put(RequestStarted(f"req{i}", t, f"flood-{i}", "test", "active", "alpha",
                                                   "claude-fake", "claude-fake", True, cwd=f"/home/u/p{i}"))
-    wait_for(qtbot, lambda: sum(1 for s in r.bridge.sessions() if s.session_id.startswith("flood")) == 50)
+    wait_for(qtbot, lambda: sum(1 for s in r.bridge.live.sessions() if s.session_id.startswith("flood")) == 50)
     dash.refresh()
     assert dash.sessions_model.rowCount() == 50
     assert dash.sessions_model.row(dash.sessions_model.find("flood-7")).label == "p7"

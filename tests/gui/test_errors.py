@@ -56,7 +56,7 @@ def test_corrupt_config_is_explained_and_retry_works_after_the_fix(start_app, pa
     assert m.title == "The settings file cannot be used"
     assert str(cfg) in m.text and "carrier-pigeon" in m.text and 'kind = "anthropic"' in m.text
     assert m.action == "config"
-    assert r.bridge.backends() == [] and r.window.backend_combo.count() == 0  # nothing half-started
+    assert r.bridge.backends.backends() == [] and r.window.backend_combo.count() == 0  # nothing half-started
     card = r.window.banner._cards["startup"]
     assert {btn.text() for btn in card.findChildren(QPushButton)} == {
         "Show the file", "Retry", "Start with a fresh config"}
@@ -87,7 +87,7 @@ def test_unreachable_backend_turns_the_tray_red_and_says_what_to_do(start_app, p
     cfg = write_config(patchbay_home / "config.toml", dead, b.url)
     r = start_app(cfg)
     notified = []
-    r.bridge.message.connect(lambda m: notified.append(m))
+    r.bridge.notices.message.connect(lambda m: notified.append(m))
     with pytest.raises(anthropic.APIStatusError) as err:
         ask(r, qtbot, "hello?", stream=False)
     assert err.value.status_code >= 500

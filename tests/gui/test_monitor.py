@@ -144,7 +144,7 @@ def test_cancel_stops_the_download(start_app, config, ollama, qtbot, monkeypatch
     assert page.pull_text.text().startswith("Pull of qwen3:8b cancelled at ")
     (req,) = ollama.requests_to("/api/pull")
     wait_for(qtbot, lambda: req.outcome == "peer-closed")  # the connection closed mid-stream
-    assert r.bridge.pulling() == [] and row(page, "qwen3:8b") is None
+    assert r.bridge.monitor.pulling() == [] and row(page, "qwen3:8b") is None
 
 
 def test_unload_and_remove_call_the_server(start_app, config, ollama, qtbot, monkeypatch):
@@ -222,16 +222,16 @@ def test_local_tokens_per_second_come_from_requests_served_locally(start_app, co
     r = start_app(config)
     page = monitor(r)
     ask(r, qtbot, "remote", model="claude-fake")  # the active backend (alpha) is not local
-    assert sum(r.bridge.local_throughput()[1]) == 0
+    assert sum(r.bridge.monitor.local_throughput()[1]) == 0
     ollama.up.enqueue(AnthropicStream(anthropic_text_events("local answer " * 20, pieces=10, usage=(50, 400),
                                                             model="qwen3-coder:30b"),
                                       delay_s=0.03), match=lambda req: req.path == "/v1/messages")
     r.app.tray.backend_actions["ollama"].trigger()
     ask(r, qtbot, "local", model="qwen3-coder:30b")
     # all 400 output tokens, spread over the seconds they streamed in (shown once each second is over)
-    wait_for(qtbot, lambda: sum(r.bridge.local_throughput()[1]) == pytest.approx(400.0))
+    wait_for(qtbot, lambda: sum(r.bridge.monitor.local_throughput()[1]) == pytest.approx(400.0))
     wait_for(qtbot, lambda: page.tps.curve.getData()[1] is not None and max(page.tps.curve.getData()[1]) > 0)
     assert ollama.requests_to("/v1/messages")
     wait_for(qtbot, lambda: page.models.rowCount() == 2)
-    r.bridge.refresh_ollama()
+    r.bridge.monitor.refresh_ollama()
     wait_for(qtbot, lambda: cell(page, "qwen3-coder:30b", 7) == "now")  # last used

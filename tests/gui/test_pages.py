@@ -150,7 +150,7 @@ def test_renaming_the_active_backend_keeps_it_active(start_app, config_file, qtb
     page.id_edit.textEdited.emit("alpha2")
     assert page.save()
     assert load_config(config_file).active.backend == "alpha2"
-    assert r.bridge.active()[0] == "alpha2"
+    assert r.bridge.backends.active()[0] == "alpha2"
 
 
 def test_an_invalid_backend_is_not_saved(start_app, config_file, qtbot, monkeypatch):
@@ -212,7 +212,7 @@ def test_requests_page_picks_up_new_requests_live(start_app, config_file, qtbot)
 def test_token_reveal_copy_and_regenerate(start_app, config_file, qtbot, monkeypatch, qapp):
     r = start_app(config_file)
     page = r.window.page("settings")
-    old = r.bridge.gateway_token()
+    old = r.bridge.settings.gateway_token()
     assert page.token.echoMode() == QLineEdit.EchoMode.Password and page.token.text() == old
     page.reveal.click()
     assert page.token.echoMode() == QLineEdit.EchoMode.Normal
@@ -221,7 +221,7 @@ def test_token_reveal_copy_and_regenerate(start_app, config_file, qtbot, monkeyp
     monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Yes)
     page.regen.click()
     new = page.token.text()
-    assert new and new != old and r.bridge.gateway_token() == new
+    assert new and new != old and r.bridge.settings.gateway_token() == new
     with pytest.raises(anthropic.AuthenticationError):
         anthropic.Anthropic(base_url=r.url, api_key=old, max_retries=0).messages.create(
             model="claude-fake", max_tokens=5, messages=[{"role": "user", "content": "x"}])
@@ -264,7 +264,7 @@ def test_port_change_restarts_the_gateway_on_the_new_port(start_app, config_file
     assert r.bridge.running and r.url.endswith(f":{port}")
     assert load_config(config_file).gateway.port == port
     ask(r, qtbot, "on the new port")
-    wait_for(qtbot, lambda: any(s.requests for s in r.bridge.sessions()))
+    wait_for(qtbot, lambda: any(s.requests for s in r.bridge.live.sessions()))
 
 
 def test_connect_claude_code_merges_into_its_settings(start_app, config_file, tmp_path, monkeypatch, qtbot):
@@ -284,11 +284,11 @@ def test_connect_claude_code_merges_into_its_settings(start_app, config_file, tm
     data = json.loads((cc / "settings.json").read_text())
     assert data["hooks"] == {"Stop": []} and data["env"]["FOO"] == "1"
     assert data["env"]["ANTHROPIC_BASE_URL"] == r.url
-    assert data["env"]["ANTHROPIC_AUTH_TOKEN"] == r.bridge.gateway_token()
+    assert data["env"]["ANTHROPIC_AUTH_TOKEN"] == r.bridge.settings.gateway_token()
     assert data["env"]["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] == "1"
     assert data["env"]["ANTHROPIC_DEFAULT_HAIKU_MODEL"] == "beta,gpt-other"
     assert "Connected" in page.cc_state.text() and page.cc_disconnect.isEnabled()
-    assert r.bridge.gateway_token() not in page.cc_env.text()  # the token is masked on screen
+    assert r.bridge.settings.gateway_token() not in page.cc_env.text()  # the token is masked on screen
     assert tray.cc_action.text() == "Disconnect Claude Code"
 
     # another tool points Claude Code elsewhere: the page and the tray notice without a click

@@ -67,8 +67,8 @@ def test_backends_page_shows_the_breaker_state(start_app, patchbay_home, upstrea
     for _ in range(2):
         alpha.enqueue(anthropic_error(529, "overloaded_error", "Overloaded"))
         ask(r, qtbot, "hello")  # beta answers
-    wait_for(qtbot, lambda: any(v.id == "alpha" and v.health == "open" for v in r.bridge.backends()))
-    v = next(v for v in r.bridge.backends() if v.id == "alpha")
+    wait_for(qtbot, lambda: any(v.id == "alpha" and v.health == "open" for v in r.bridge.backends.backends()))
+    v = next(v for v in r.bridge.backends.backends() if v.id == "alpha")
     assert v.failures == 2 and "Overloaded" in (v.last_error or "") and v.open_until
     wait_for(qtbot, lambda: "skipped until" in page.list.item(0).text())
     assert "Failed 2 times in a row" in page.list.item(0).toolTip()

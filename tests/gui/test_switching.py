@@ -27,7 +27,7 @@ def test_tray_click_switches_backend_and_the_next_request_goes_there(start_app, 
     tray.backend_actions["beta"].trigger()  # one click in the tray menu
 
     assert tray.backend_actions["beta"].isChecked() and not tray.backend_actions["alpha"].isChecked()
-    assert r.bridge.active() == ("beta", None)
+    assert r.bridge.backends.active() == ("beta", None)
     assert r.window.backend_combo.currentData() == "beta"  # the toolbar follows
     msg = ask(r, qtbot, "after the switch")
     assert msg.content[0].text
@@ -47,7 +47,7 @@ def test_tray_model_submenu_lists_the_backends_models_and_picks_one(start_app, c
     wait_for(qtbot, lambda: "gpt-listed" in tray.model_actions and None in tray.model_actions)
     assert any(r.path.endswith("/models") for r in beta.requests)
     tray.model_actions["gpt-other"].trigger()
-    assert r.bridge.active() == ("beta", "gpt-other")
+    assert r.bridge.backends.active() == ("beta", "gpt-other")
     assert tray.model_actions["gpt-other"].isChecked()
     ask(r, qtbot, "which model?")
     assert generations(beta)[-1].json["model"] == "gpt-other"
@@ -61,7 +61,7 @@ def test_toolbar_switch_applies_to_the_next_request(start_app, config_file, upst
     combo = r.window.backend_combo
     combo.setCurrentIndex(combo.findData("beta"))
     combo.activated.emit(combo.currentIndex())  # what a user's pick emits
-    assert r.bridge.active()[0] == "beta"
+    assert r.bridge.backends.active()[0] == "beta"
     assert r.app.tray.backend_actions["beta"].isChecked()  # the tray follows the toolbar
     ask(r, qtbot)
     assert len(generations(beta)) == 1 and not generations(alpha)
@@ -80,7 +80,7 @@ def test_switch_does_not_cut_a_request_in_flight(start_app, config_file, upstrea
 
     t = threading.Thread(target=slow, daemon=True)
     t.start()
-    wait_for(qtbot, lambda: (r.bridge.session("s-slow") or None) and r.bridge.session("s-slow").in_flight)
+    wait_for(qtbot, lambda: (r.bridge.live.session("s-slow") or None) and r.bridge.live.session("s-slow").in_flight)
     r.app.tray.backend_actions["beta"].trigger()
     ask(r, qtbot, "while the other streams")  # goes to beta at once
     qtbot.waitUntil(lambda: not t.is_alive(), timeout=15000)
@@ -101,14 +101,14 @@ def test_pinning_a_session_routes_only_that_session(start_app, config_file, upst
     dash._fill_pin_menu(dash.pin_menu, "s1")  # what opening "Pin session to…" shows
     beta_menu = next(a.menu() for a in dash.pin_menu.actions() if a.text() == "beta")
     next(a for a in beta_menu.actions() if a.text() == "gpt-other").trigger()
-    assert r.bridge.pins() == {"s1": ("beta", "gpt-other")}
+    assert r.bridge.live.pins() == {"s1": ("beta", "gpt-other")}
 
     ask(r, qtbot, "second of s1", session="s1")
     ask(r, qtbot, "second of s2", session="s2")
     ask(r, qtbot, "no session at all")
     assert [g.json["model"] for g in generations(beta)] == ["gpt-other"]
     assert len(generations(alpha)) == 4
-    wait_for(qtbot, lambda: r.bridge.session("s1").requests == 2)
+    wait_for(qtbot, lambda: r.bridge.live.session("s1").requests == 2)
     dash.refresh()
     row = dash.sessions_model.find("s1")
     assert dash.sessions_model.row(row).pinned_backend == "beta"
@@ -116,7 +116,7 @@ def test_pinning_a_session_routes_only_that_session(start_app, config_file, upst
     assert dash.unpin_button.isEnabled()
 
     dash.unpin_button.click()
-    assert r.bridge.pins() == {}
+    assert r.bridge.live.pins() == {}
     ask(r, qtbot, "third of s1", session="s1")
     assert len(generations(alpha)) == 5 and len(generations(beta)) == 1
 
@@ -136,5 +136,5 @@ def test_requests_through_the_app_reach_the_gateway_from_a_thread(start_app, con
         return len(threads)
 
     assert send_in_thread(qtbot, many) == 9
-    wait_for(qtbot, lambda: sum(s.requests for s in r.bridge.sessions()) == 9)
-    assert {s.session_id for s in r.bridge.sessions()} == {"c0", "c1", "c2"}
+    wait_for(qtbot, lambda: sum(s.requests for s in r.bridge.live.sessions()) == 9)
+    assert {s.session_id for s in r.bridge.live.sessions()} == {"c0", "c1", "c2"}

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from app.config import BudgetConfig, parse_config
-from app.events import BudgetAlert, RequestFinished, RequestStarted, Usage
+from app.events import BudgetAlert, RequestFinished, RequestStarted, Usage, finished_request
 from app.proxy.routing import Refusal, Route
 from app.services.budgets import BudgetGuard, budget_status_from_ledger, period_bounds
 from app.services.ledger import Ledger, LedgerReader
@@ -58,8 +58,8 @@ class Clock:
 
 def finished(backend: str, t: float, usage: Usage = FIVE_DOLLARS, model: str = "claude-opus-4-8",
              rid: str = "r") -> RequestFinished:
-    return RequestFinished(rid, t, t + 1, "s", "claude-cli", "active", backend, model, model, True, 200, None, None,
-                           100.0, 1000.0, usage)
+    return finished_request(rid, t, session_id="s", client="claude-cli", backend=backend, model=model, ttft_ms=100.0,
+                            usage=usage)
 
 
 def route(backend: str = "anthropic", model: str = "claude-opus-4-8") -> Route:

@@ -12,6 +12,7 @@ import time
 import zlib
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -19,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app.config import LedgerSettings, parse_config
-from app.events import BudgetAlert, ContentDelta, RequestFinished, Usage
+from app.events import BudgetAlert, ContentDelta, RequestFinished, Usage, finished_request
 from app.paths import Paths
 from app.services import usage_cli
 from app.services.ledger import SCHEMA_VERSION, Ledger, LedgerError, LedgerReader, open_db, scrub
@@ -54,14 +55,10 @@ def at(y: int, mo: int, d: int, h: int = 0, mi: int = 0, s: int = 0) -> float:
 
 
 def ev(rid: str, t: float, backend: str = "anthropic", model: str = "claude-sonnet-4-5", *,
-       usage: Usage = Usage(1000, 100), session: str | None = "S1", status: int = 200, error_type: str | None = None,
-       error_message: str | None = None, request_body: bytes | None = None, response_body: bytes | None = None,
-       **kw: object) -> RequestFinished:
-    return RequestFinished(
-        rid, t, t + 2.5, session, "claude-cli/2.1.332 (external, sdk-cli)", kw.pop("route", "active"),  # type: ignore[arg-type]
-        backend, kw.pop("requested_model", model), model, True, status, error_type,  # type: ignore[arg-type]
-        error_message, kw.pop("ttft_ms", 120.5), 2500.0, usage, request_body=request_body,  # type: ignore[arg-type]
-        response_body=response_body, **kw)  # type: ignore[arg-type]
+       usage: Usage = Usage(1000, 100), session: str | None = "S1", route: str = "active",
+       requested_model: str | None = None, ttft_ms: float | None = 120.5, **kw: Any) -> RequestFinished:
+    return finished_request(rid, t, backend=backend, model=model, usage=usage, duration_ms=2500.0, session_id=session,
+                            route=route, requested_model=requested_model, ttft_ms=ttft_ms, **kw)
 
 
 def write(path: Path, events: list[RequestFinished], settings: LedgerSettings = LedgerSettings()) -> Ledger:

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.config import LedgerSettings, parse_config
-from app.events import RequestFinished, Usage
+from app.events import RequestFinished, Usage, finished_request
 from app.services import statusline
 from app.services.ledger import Ledger
 from app.services.pricing import PriceBook
@@ -62,8 +62,8 @@ NOW = MIDNIGHT + 2 * 3600  # "now" for the line: two hours into today, whatever 
 
 
 def finished(rid: str, t: float, session: str, backend: str, model: str, usage: Usage) -> RequestFinished:
-    return RequestFinished(rid, t, t + 1.0, session, "claude-cli/2.1.332 (external, sdk-cli)", "active", backend,
-                           "claude-sonnet-5-5", model, True, 200, None, None, 100.0, 1000.0, usage)
+    return finished_request(rid, t, session_id=session, backend=backend, requested_model="claude-sonnet-5-5",
+                            model=model, ttft_ms=100.0, usage=usage)
 
 
 def make(tmp_path: Path) -> tuple[Path, Path]:
