@@ -95,7 +95,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not args.quiet:
         def show(ev: object) -> None:
             if type(ev) is RequestFinished:
-                print(finished_line(ev), file=sys.stderr, flush=True)  # type: ignore[arg-type]
+                print(finished_line(ev), file=sys.stderr, flush=True)
 
         engine.hub.add(show)
     try:
@@ -261,9 +261,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in ("connect", "disconnect", "statusline"):
         from app.services import claude_cli
 
-        run = {"connect": claude_cli.run_connect, "disconnect": claude_cli.run_disconnect,
-               "statusline": claude_cli.run_statusline}[args.command]
-        return run(args, _config_path(args))
+        command = {"connect": claude_cli.run_connect, "disconnect": claude_cli.run_disconnect,
+                   "statusline": claude_cli.run_statusline}[args.command]
+        return command(args, _config_path(args))
     os.environ.setdefault("QT_API", "pyside6")
     from app.gui import run_gui
 

@@ -175,7 +175,7 @@ class RoutesConfig:
     breaker_max_cooldown_s: float = 300.0
 
     def target(self, rule: str) -> RouteTarget | None:
-        return getattr(self, rule)  # type: ignore[no-any-return]
+        return getattr(self, rule)
 
     def to_table(self) -> dict[str, Any]:
         """The section as ``save_section`` writes it (None removes a key)."""
@@ -228,7 +228,7 @@ def is_loopback_host(host: str) -> bool:
 
 def is_loopback_url(url: str) -> bool:
     m = re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://(\[[^\]]+\]|[^/:]+)", url)
-    return bool(m) and is_loopback_host(m.group(1))
+    return m is not None and is_loopback_host(m.group(1))
 
 
 class _Where:
@@ -574,7 +574,7 @@ def _parse_prices(items: Any, ids: set[str], where: _Where) -> list[PriceConfig]
             raise where.fail(f"price #{n} names no model", 'Write model = "<name>" with input and output $ per million tokens.',
                              line=line, key=ctx)
         _unknown_keys(t, known, ctx, where)
-        vals = {}
+        vals: dict[str, float | None] = {}
         for k in ("input", "output", "cache_write", "cache_read"):
             v = t.get(k)
             if v is None and k in ("input", "output"):
@@ -588,8 +588,9 @@ def _parse_prices(items: Any, ids: set[str], where: _Where) -> list[PriceConfig]
         if backend is not None and backend not in ids:
             raise where.fail(f"price for {t['model']!r} names the backend {backend!r}, which is not configured",
                              f"Write one of: {', '.join(sorted(ids))}, or leave backend out.", line=line)
-        out.append(PriceConfig(t["model"], vals["input"], vals["output"], vals["cache_write"], vals["cache_read"],
-                               backend))
+        inp, outp = vals["input"], vals["output"]
+        assert inp is not None and outp is not None  # both required above
+        out.append(PriceConfig(t["model"], inp, outp, vals["cache_write"], vals["cache_read"], backend))
     return out
 
 
@@ -820,7 +821,7 @@ def atomic_write(path: Path, text: str | bytes, *, backup: bool = False) -> None
 # --------------------------------------------------------------------------- editing
 
 
-def _doc(path: Path):  # type: ignore[no-untyped-def]
+def _doc(path: Path) -> Any:  # a tomlkit document
     import tomlkit
 
     return tomlkit.parse(path.read_text(encoding="utf-8"))

@@ -1,7 +1,7 @@
 """The engine: config, secrets, ledger, budgets and the gateway runtime, assembled once.
 
 ``patchbay serve`` and the desktop app both run an Engine; the GUI reaches it only through
-``app/bridge.py``. Nothing here imports Qt.
+``app/bridge/`` (see docs/architecture.md). Nothing here imports Qt.
 """
 
 from __future__ import annotations

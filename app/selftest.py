@@ -70,7 +70,7 @@ class _Upstream(BaseHTTPRequestHandler):
 
 @contextmanager
 def _upstream() -> Iterator[tuple[str, list[dict[str, object]]]]:
-    handler = type("Upstream", (_Upstream,), {"seen": []})
+    handler: type[_Upstream] = type("Upstream", (_Upstream,), {"seen": []})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     t = threading.Thread(target=server.serve_forever, name="selftest-upstream", daemon=True)
     t.start()

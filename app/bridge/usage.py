@@ -5,7 +5,7 @@ thread. The Spend and Requests pages' part."""
 from __future__ import annotations
 
 import time
-from typing import Callable
+from typing import Callable, Literal
 
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
@@ -151,7 +151,7 @@ class Usage(QObject):
         if eng is None:
             return
         b: Bucket = "day" if bucket == "day" else "month" if bucket == "month" else "hour"
-        by = "model" if group_by == "model" else "backend"
+        by: Literal["backend", "model"] = "model" if group_by == "model" else "backend"
         until = time.time()
         since = until - BUCKET_SPAN[b]
         labels = self._session_labels()

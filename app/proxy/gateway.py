@@ -1,7 +1,7 @@
 """The ASGI app: /v1/messages, /v1/messages/count_tokens, /v1/models, /health.
 
 A raw ASGI app rather than a framework: one request costs a few hundred microseconds of our
-own code, and streams go out through a plain send loop (PERFORMANCE.md).
+own code, and streams go out through a plain send loop (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -139,7 +139,8 @@ class Gateway:
                 )
 
     def _token_ok(self, value: str | None, snap: Snapshot) -> bool:
-        return bool(value) and snap.token is not None and hmac.compare_digest(value.encode(), snap.token.encode())
+        return value is not None and value != "" and snap.token is not None and \
+            hmac.compare_digest(value.encode(), snap.token.encode())
 
     async def _options(self, scope: dict[str, Any], send: Send) -> None:
         headers = self._headers(scope)

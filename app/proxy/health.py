@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Callable, Mapping
+from typing import Callable, Literal, Mapping
 
 from app.events import BackendHealth
 
@@ -84,7 +84,7 @@ class Breaker:
         self.open_until = now + self.cooldown_s
 
     @property
-    def health(self) -> str:
+    def health(self) -> Literal["ok", "failing", "open"]:
         if self.state != "closed":
             return "open"
         return "failing" if self.failures else "ok"

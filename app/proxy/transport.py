@@ -1,7 +1,7 @@
 """A small HTTP/1.1 transport for httpx on asyncio + httptools: the gateway's upstream client.
 
 httpx's default transport (httpcore + h11 + anyio) costs about 4 ms of CPU per 50-chunk stream;
-most of it is h11's pure-Python chunk parsing and httpcore's bookkeeping (PERFORMANCE.md). This
+most of it is h11's pure-Python chunk parsing and httpcore's bookkeeping (docs/performance.md). This
 transport keeps httpx's API (requests, ``httpx.Response``, the exception types) and replaces the
 wire: an ``asyncio.Protocol`` per connection, llhttp (via httptools) for parsing, a keep-alive
 pool per (scheme, host, port), and a body stream fed straight from ``data_received``.
@@ -158,7 +158,7 @@ class _Body(httpx.AsyncByteStream):
             self._waiter = None
             if timer is not None:
                 timer.cancel()
-        if fut.result() is _TIMED_OUT:  # type: ignore[func-returns-value]
+        if fut.result() is _TIMED_OUT:
             raise httpx.ReadTimeout("The upstream sent nothing within the read timeout.", request=self._request)
 
     def _abandon(self) -> None:
@@ -452,7 +452,7 @@ class _Connection(asyncio.Protocol):
             self._drain = None
             if timer is not None:
                 timer.cancel()
-        if fut.result() is _TIMED_OUT:  # type: ignore[func-returns-value]
+        if fut.result() is _TIMED_OUT:
             raise httpx.WriteTimeout("The upstream did not take the request body in time.", request=request)
 
 

@@ -131,7 +131,9 @@ class WinRegistry:
         self.key = key
 
     def get(self, name: str) -> str | None:
-        import winreg  # type: ignore[import-not-found,unused-ignore]
+        if sys.platform != "win32":  # winreg exists only there (mypy checks what follows as Windows code)
+            raise OSError("The Windows registry exists only on Windows.")
+        import winreg
 
         try:
             with winreg.OpenKey(winreg.HKEY_CURRENT_USER, self.key) as k:
@@ -140,13 +142,17 @@ class WinRegistry:
             return None
 
     def set(self, name: str, value: str) -> None:
-        import winreg  # type: ignore[import-not-found,unused-ignore]
+        if sys.platform != "win32":  # winreg exists only there (mypy checks what follows as Windows code)
+            raise OSError("The Windows registry exists only on Windows.")
+        import winreg
 
         with winreg.CreateKeyEx(winreg.HKEY_CURRENT_USER, self.key, 0, winreg.KEY_SET_VALUE) as k:
             winreg.SetValueEx(k, name, 0, winreg.REG_SZ, value)
 
     def delete(self, name: str) -> None:
-        import winreg  # type: ignore[import-not-found,unused-ignore]
+        if sys.platform != "win32":  # winreg exists only there (mypy checks what follows as Windows code)
+            raise OSError("The Windows registry exists only on Windows.")
+        import winreg
 
         try:
             with winreg.OpenKey(winreg.HKEY_CURRENT_USER, self.key, 0, winreg.KEY_SET_VALUE) as k:

@@ -73,7 +73,7 @@ def run_connect(args: argparse.Namespace, config_path: Path | None) -> int:
                              f"{', '.join(b.id for b in config.backends)}.")
             if "," not in target:
                 return _fail(f"--{name} {target}: write BACKEND,MODEL (for example {backend},"
-                             f"{(config.backend(backend).models or ('model-name',))[0]}).")  # type: ignore[union-attr]
+                             f"{(config.backend(backend).models or ('model-name',))[0]}).")
             aliases[name] = target
     try:
         result = claude_code.connect(paths, url, token, nonessential=args.disable_nonessential_traffic,

@@ -278,8 +278,8 @@ def connect(path: Path, state_file: Path, backup_dir: Path, values: dict[str, st
     for where, key, raw in wanted:
         root = scan(new)
         obj = root if where == "top" else root.get("env")[-1].value
-        e = prev.get((where, key))
-        state.entries.append(Entry(where, key, e.before if e else _raw(new, obj, key), raw))
+        earlier = prev.get((where, key))
+        state.entries.append(Entry(where, key, earlier.before if earlier else _raw(new, obj, key), raw))
         new = set_member(new, obj, key, raw)
     expected = json.loads(work.lstrip("\ufeff"))
     for (where, key), e in prev.items():

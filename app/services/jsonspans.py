@@ -87,9 +87,9 @@ class _Scanner:
             raise self.fail("a single quote; JSON strings use double quotes", i)
         if c in "}]":
             raise self.fail(f"'{c}' where a value should be (a trailing comma?)", i)
-        word = re.match(r"[A-Za-z_]\w*", self.text[i:])
-        if word:
-            raise self.fail(f"'{word.group(0)}' is not a JSON value (strings need double quotes)", i)
+        bare = re.match(r"[A-Za-z_]\w*", self.text[i:])
+        if bare:
+            raise self.fail(f"'{bare.group(0)}' is not a JSON value (strings need double quotes)", i)
         raise self.fail(f"unexpected character {c!r}", i)
 
     def string(self, i: int) -> int:

@@ -1,4 +1,4 @@
-"""The local Ollama server: its documented API (PROTOCOL.md §5) and a monitor that polls it.
+"""The local Ollama server: its documented API (docs/protocol.md §5) and a monitor that polls it.
 
 :class:`OllamaClient` speaks the API: version, installed models (``/api/tags``), loaded models
 (``/api/ps``), details (``/api/show``), pulling with streamed progress (``/api/pull``), unloading
@@ -169,7 +169,8 @@ def parse_tags(data: Any) -> tuple[InstalledModel, ...]:
     for m in (data.get("models") if isinstance(data, dict) else None) or []:
         if not isinstance(m, dict) or not _str(m.get("name") or m.get("model")):
             continue
-        d = m.get("details") if isinstance(m.get("details"), dict) else {}
+        raw = m.get("details")
+        d = raw if isinstance(raw, dict) else {}
         out.append(InstalledModel(
             name=str(m.get("name") or m.get("model")), size=_int(m.get("size")) or 0, digest=str(m.get("digest") or ""),
             family=_str(d.get("family")), parameter_size=_str(d.get("parameter_size")),

@@ -11,6 +11,7 @@ import os
 import secrets as _secrets
 import stat
 from pathlib import Path
+from typing import Any
 
 SERVICE = "patchbay"
 TOKEN_ACCOUNT = "gateway-token"
@@ -25,7 +26,7 @@ class SecretError(Exception):
     """A secret that should be there is not. ``str()`` says what to do."""
 
 
-def _keyring():  # type: ignore[no-untyped-def]
+def _keyring() -> Any:  # the keyring module, with a working backend
     import keyring
     from keyring.backends import fail, null
 

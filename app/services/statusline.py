@@ -51,7 +51,7 @@ def loads(text: str) -> object:
 
         return json.loads(text)
     _Strict.memo = {}
-    scan = _json.make_scanner(_Strict())
+    scan = _json.make_scanner(_Strict())  # type: ignore[arg-type]  # typeshed wants a JSONDecoder; the C scanner reads only these attributes
     ws = " \t\n\r"
     i = len(text) - len(text.lstrip(ws))
     try:
@@ -83,7 +83,8 @@ def _parse_config(config_path: str | os.PathLike[str]) -> tuple[float | None, st
     limits = [float(b["limit_usd"]) for b in data.get("budgets") or () if isinstance(b, dict)
               and b.get("scope", "all") == "all" and b.get("period") == "day"
               and isinstance(b.get("limit_usd"), (int, float)) and not isinstance(b.get("limit_usd"), bool)]
-    active = data.get("active") if isinstance(data.get("active"), dict) else {}
+    raw = data.get("active")
+    active = raw if isinstance(raw, dict) else {}
     backend, model = active.get("backend"), active.get("model")
     return (min(limits) if limits else None, backend if isinstance(backend, str) else None,
             model if isinstance(model, str) else None)
@@ -169,7 +170,8 @@ def ledger_facts(conn: sqlite3.Connection, session_id: str | None, now: float
 def line(payload: dict[str, object], ledger: str | os.PathLike[str], config_path: str | os.PathLike[str] | None,
          now: float | None = None) -> str:
     now = time.time() if now is None else now
-    session_id = payload.get("session_id") if isinstance(payload.get("session_id"), str) else None
+    sid = payload.get("session_id")
+    session_id = sid if isinstance(sid, str) else None
     backend = model = None
     cost: float | None = None
     today = 0.0

@@ -87,6 +87,7 @@ class BackendsPage(QWidget):
     def __init__(self, backends: "Backends", parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.backends = backends
+        self._fetching: str | None = None  # the backend whose model list is being fetched
         self.items: list[BackendConfig] = []
         self.original_ids: list[str | None] = []  # the saved id of each row (None: new)
         self.current = -1
@@ -645,7 +646,7 @@ class BackendsPage(QWidget):
         self.backends.list_models(cfg)
 
     def _on_models(self, backend_id: str, models: list[str], error: str) -> None:
-        if backend_id != getattr(self, "_fetching", None):
+        if backend_id != self._fetching:
             return
         self._fetching = None
         self.fetch_button.setEnabled(True)

@@ -118,7 +118,7 @@ class MainWindow(QMainWindow):
         tb.addWidget(self.state_label)
         focus_switch = QAction(self)
         focus_switch.setShortcut(QKeySequence("Ctrl+B"))
-        focus_switch.triggered.connect(lambda: (self.backend_combo.setFocus(), self.backend_combo.showPopup()))
+        focus_switch.triggered.connect(self._open_switch)
         self.addAction(focus_switch)
 
         # ---- navigation + pages
@@ -187,6 +187,10 @@ class MainWindow(QMainWindow):
         self.show_page("dashboard")
         self.setTabOrder(self.backend_combo, self.model_combo)
         self.setTabOrder(self.model_combo, self.nav)
+
+    def _open_switch(self) -> None:
+        self.backend_combo.setFocus()
+        self.backend_combo.showPopup()
 
     # ------------------------------------------------------------ pages
 

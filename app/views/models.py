@@ -31,7 +31,7 @@ R = Qt.AlignmentFlag.AlignRight
 
 class Column:
     def __init__(self, title: str, text: Callable[[Any], str], sort: Callable[[Any], Any] | None = None,
-                 align: Qt.AlignmentFlag = Qt.AlignmentFlag.AlignLeft, tip: Callable[[Any], str] | None = None,
+                 align: Qt.AlignmentFlag = Qt.AlignmentFlag.AlignLeft, tip: Callable[[Any], str | None] | None = None,
                  icon: Callable[[Any], Any] | None = None, color: Callable[[Any], Any] | None = None,
                  hidden: bool = False) -> None:
         self.title = title
@@ -142,12 +142,12 @@ class RowsModel(QStandardItemModel):
                 self._remove(i)
         self._reindex()
         for k, r in wanted.items():
-            i = self._pos.get(k)
-            if i is None:
+            at = self._pos.get(k)
+            if at is None:
                 self._insert(len(self._rows), r)
                 self._pos[k] = len(self._rows) - 1
             else:
-                self._update(i, r)
+                self._update(at, r)
 
     def replace_all(self, rows: Sequence[Any]) -> None:
         self.setRowCount(0)

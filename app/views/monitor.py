@@ -230,8 +230,8 @@ class MonitorPage(QWidget):
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setToolTip("Stop the download (finished layers are kept by Ollama)")
         self.cancel_button.clicked.connect(self.cancel_pull)
-        for w in (self.pull_bar, self.cancel_button):
-            w.hide()
+        self.pull_bar.hide()
+        self.cancel_button.hide()
 
         top = QHBoxLayout()
         top.addWidget(SectionLabel("Monitor"))
@@ -306,7 +306,7 @@ class MonitorPage(QWidget):
                 self.gpu.set_absent("No GPU found on this machine")
             else:
                 self.gpu.set_absent(None)
-                self.gpu.set_data([t for t, _ in gpu_pts], [float(v) for _, v in gpu_pts])  # type: ignore[misc]
+                self.gpu.set_data([t for t, _ in gpu_pts], [float(v) for _, v in gpu_pts])
                 self.gpu.value.setText(f"{last.gpu_util:.0f}%" if last.gpu_util is not None else "—")
             mem_pts = [(h.t, h.vram_used) for h in hist if h.vram_used is not None]
             if last.vram_used is None and not mem_pts:
@@ -314,7 +314,7 @@ class MonitorPage(QWidget):
             else:
                 self.vram.set_absent(None)
                 total = last.vram_total
-                self.vram.set_data([t for t, _ in mem_pts], [v / GIB for _, v in mem_pts],  # type: ignore[operator]
+                self.vram.set_data([t for t, _ in mem_pts], [v / GIB for _, v in mem_pts],
                                    top=(total / GIB) if total else None)
                 unified = any(g.unified for g in last.gpus)
                 self.vram.title.setText("GPU memory (unified with RAM)" if unified else "GPU memory")

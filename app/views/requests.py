@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QModelIndex, Qt
-from PySide6.QtGui import QAction, QFontDatabase, QGuiApplication, QKeySequence
+from PySide6.QtGui import QAction, QFontDatabase, QGuiApplication, QKeySequence, QShowEvent
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
@@ -87,7 +87,7 @@ class RequestsPage(QWidget):
         self.search.textChanged.connect(self.proxy.set_text)
         find = QAction(self)
         find.setShortcut(QKeySequence.StandardKey.Find)
-        find.triggered.connect(lambda: (self.search.setFocus(), self.search.selectAll()))
+        find.triggered.connect(self._focus_search)
         self.addAction(find)
         self.backend_filter = QComboBox()
         self.backend_filter.setAccessibleName("Backend filter")
@@ -132,7 +132,11 @@ class RequestsPage(QWidget):
         self.proxy.layoutChanged.connect(self._update_count)
         self._fill_backends()
 
-    def showEvent(self, event) -> None:  # type: ignore[no-untyped-def]
+    def _focus_search(self) -> None:
+        self.search.setFocus()
+        self.search.selectAll()
+
+    def showEvent(self, event: QShowEvent) -> None:
         if not self._loaded:
             self.reload()
         elif self._pending:

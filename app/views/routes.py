@@ -141,8 +141,9 @@ class RoutesBox(QGroupBox):
             text = combo.currentText().strip()
             targets[rule] = None if not text or text == UNSET else RouteTarget.parse(text)
         fallback = tuple(RouteTarget.parse(p) for p in self.fallback.text().replace("\n", ";").split(";") if p.strip())
-        return replace(self.settings.routes(), **targets, long_context_threshold=self.threshold.value(),
-                       fallback=fallback)
+        return replace(self.settings.routes(), background=targets.get("background"), think=targets.get("think"),
+                       long_context=targets.get("long_context"), web_search=targets.get("web_search"),
+                       image=targets.get("image"), long_context_threshold=self.threshold.value(), fallback=fallback)
 
     def save(self) -> bool:
         routes = self.form_routes()

@@ -373,12 +373,12 @@ class SettingsPage(QWidget):
 
     def _row_budget(self, r: int) -> BudgetConfig | None:
         t = self.budget_table
-        w = [t.cellWidget(r, c) for c in range(5)]
-        if not all(w):
+        scope, period, limit, warn, action = (t.cellWidget(r, c) for c in range(5))
+        if not (isinstance(scope, QComboBox) and isinstance(period, QComboBox) and isinstance(limit, QDoubleSpinBox)
+                and isinstance(warn, QSpinBox) and isinstance(action, QComboBox)):
             return None
-        scope, period, limit, warn, action = w
-        return BudgetConfig(scope.currentData(), period.currentData(), float(limit.value()),  # type: ignore[union-attr]
-                            warn.value() / 100.0, action.currentData())  # type: ignore[union-attr]
+        return BudgetConfig(scope.currentData(), period.currentData(), float(limit.value()), warn.value() / 100.0,
+                            action.currentData())
 
     def budgets_from_table(self) -> list[BudgetConfig]:
         return [b for b in (self._row_budget(r) for r in range(self.budget_table.rowCount())) if b is not None]

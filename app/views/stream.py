@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
+from PySide6.QtCore import QEvent
 from PySide6.QtGui import QFont, QFontDatabase, QTextCharFormat, QTextCursor
 from PySide6.QtWidgets import QPlainTextEdit, QWidget
 
@@ -53,9 +54,7 @@ class StreamView(QPlainTextEdit):
         return {"text": base, "thinking": thinking, "tool_use": tool, "tool_input": tool_in, "meta": meta,
                 "error": err, "label_thinking": label_thinking}
 
-    def changeEvent(self, event) -> None:  # type: ignore[no-untyped-def]
-        from PySide6.QtCore import QEvent
-
+    def changeEvent(self, event: QEvent) -> None:
         if event.type() in (QEvent.Type.PaletteChange, QEvent.Type.ApplicationPaletteChange):
             self._fmts = self._make_formats()
         super().changeEvent(event)

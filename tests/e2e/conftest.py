@@ -8,7 +8,7 @@ Claude Code CLI) talking over loopback to fake upstreams.
   (``PATCHBAY_HOME``: config, ledger, logs) and can run other ``patchbay`` commands against it
   (``gw.cli("usage", "--json")``).
 - ``run_claude(prompt, base_url=..., cwd=...)``: one headless ``claude -p`` run with a throwaway
-  ``HOME`` and the environment PROTOCOL.md lists.
+  ``HOME`` and the environment docs/protocol.md lists.
 """
 
 from __future__ import annotations

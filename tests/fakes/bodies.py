@@ -1,4 +1,4 @@
-"""Request bodies shaped like the ones Claude Code sends (PROTOCOL.md §1), for routing tests,
+"""Request bodies shaped like the ones Claude Code sends (docs/protocol.md §1), for routing tests,
 the token estimator's accuracy test and the benchmarks.
 
 The text inside is real and varied, and the same on every run of one Python version: source

@@ -1,7 +1,7 @@
 """Builders for what real upstreams send: OpenAI chat-completion chunks and Anthropic SSE events.
 
 Plain functions returning plain data (dicts, ``(event, data)`` tuples) that
-``tests.fakes.upstreams`` encodes to bytes. The shapes follow PROTOCOL.md §2 and §3:
+``tests.fakes.upstreams`` encodes to bytes. The shapes follow docs/protocol.md §2 and §3:
 
 - OpenAI: a first chunk with ``role``, content (or ``reasoning_content``) pieces, tool-call
   fragments keyed by ``index`` (``id`` + ``name`` only on the first fragment of a call), a chunk

@@ -83,7 +83,7 @@ def test_shipped_table_entries_all_have_a_source_and_a_date() -> None:
         assert re.fullmatch(r"20\d\d-\d\d-\d\d", price.as_of), model
         assert price.input >= 0 and price.output >= price.input * 0.5, model
     names = {m for _p, m, _a, _x in table.models}
-    # the Claude Code model names from PROTOCOL.md
+    # the Claude Code model names from docs/protocol.md
     for m in ("claude-opus-5-5", "claude-sonnet-5-5", "claude-haiku-5-5", "claude-opus-4-8", "claude-sonnet-5",
               "claude-haiku-4-5"):
         assert m in names

@@ -26,7 +26,7 @@ def assistant(content: Any) -> dict[str, Any]:
 
 
 def claude_code_body() -> dict[str, Any]:
-    """Shaped like what Claude Code 2.1.x sends (PROTOCOL.md §1)."""
+    """Shaped like what Claude Code 2.1.x sends (docs/protocol.md §1)."""
     return {
         "model": "claude-opus-5-5",
         "messages": [

@@ -24,7 +24,7 @@ Events = list[tuple[str, dict[str, Any]]]
 USAGE_KEYS = {"input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"}
 
 
-# -- a strict validator of the Anthropic grammar (PROTOCOL.md §2) ---------------------------------
+# -- a strict validator of the Anthropic grammar (docs/protocol.md §2) ---------------------------------
 
 
 @dataclass

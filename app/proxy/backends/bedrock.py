@@ -1,4 +1,4 @@
-"""Claude on AWS Bedrock (PROTOCOL.md §4).
+"""Claude on AWS Bedrock (docs/protocol.md §4).
 
 The request is the Anthropic body less ``model`` and ``stream``, plus ``anthropic_version`` and
 the ``anthropic-beta`` header as an ``anthropic_beta`` list, sent to
@@ -14,7 +14,7 @@ Exception frames become Anthropic errors: an HTTP error while nothing was sent y
 ``error`` event after. Bedrock sends no pings; the gateway's pinger fills its silences.
 
 Bedrock answers 400 "invalid beta flag" to any beta it does not know, and Claude Code sends
-many (PROTOCOL.md §1), so only the betas AWS documents for Claude on Bedrock are passed on; a
+many (docs/protocol.md §1), so only the betas AWS documents for Claude on Bedrock are passed on; a
 model that refuses even those (it happens, model by model) gets the request again without
 betas, and from then on none.
 """
@@ -239,9 +239,9 @@ class BedrockBackend(Backend):
                     if out:
                         await self._write(ex, b"".join(out))
                         out = []
-                    name = str(headers.get(":exception-type") or headers.get(":error-code") or "internalServer")
-                    _t, text = upstream_error_message(message.payload, str(headers.get(":error-message") or name))
-                    status = exception_status(name)
+                    exc_name = str(headers.get(":exception-type") or headers.get(":error-code") or "internalServer")
+                    _t, text = upstream_error_message(message.payload, str(headers.get(":error-message") or exc_name))
+                    status = exception_status(exc_name)
                     etype = error_type_for_status(status)
                     text = _with_hint(self.config.id, status, text)
                     if not ex.started:

@@ -1,4 +1,4 @@
-"""Claude on Google Vertex AI (PROTOCOL.md §4).
+"""Claude on Google Vertex AI (docs/protocol.md §4).
 
 ``POST {endpoint}/v1/projects/{project}/locations/{region}/publishers/anthropic/models/{model}:streamRawPredict``
 (``:rawPredict`` unstreamed; region ``global`` → host ``aiplatform.googleapis.com``). The body

@@ -1,7 +1,7 @@
 """OpenAI ``chat.completion.chunk`` stream → Anthropic Messages stream events.
 
 ``OpenAIStreamTranslator`` is fed one parsed chunk at a time and answers the Anthropic events
-that chunk produces, keeping the grammar of PROTOCOL.md §2 exactly: ``message_start``; blocks
+that chunk produces, keeping the grammar of docs/protocol.md §2 exactly: ``message_start``; blocks
 opened and closed in order with indices 0, 1, 2… and never two open at once; ``message_delta``
 with cumulative usage; ``message_stop``.
 
