@@ -43,11 +43,15 @@ class Backends(QObject):
 
     @Slot(object)
     def on_backend_health(self, ev: BackendHealth) -> None:
-        """The gateway's breaker for one backend changed; it alone decides what "failing" means."""
+        """The gateway's breaker for one backend changed; it alone decides what "failing" means.
+
+        The banner (and a tray notification) speaks up when the active backend starts failing:
+        the one the user's requests go to. Any other backend shows it on the Backends page and
+        with a ⚠ in the switch, as a fallback skipping it does."""
         before = self._breakers.get(ev.backend)
         was_bad = before is not None and before.state != "ok"
         self._breakers[ev.backend] = ev
-        if ev.state != "ok" and not was_bad:
+        if ev.state != "ok" and not was_bad and ev.backend == self.active()[0]:
             text = ev.last_error or "it did not answer"
             self._notices.say("error", f"The backend “{ev.backend}” is failing",
                               f"{text}\nCheck its address and key on the Backends page (Test shows the exact "
