@@ -256,7 +256,8 @@ class Monitor(QObject):
         if mon is not None:
             self._ollama_done(mon.client.remove(model), model, f"{model} was not removed", then=mon.forget)
 
-    def _ollama_done(self, work: Coroutine[Any, Any, object], model: str, failed: str, then: Callable[[str], None] | None = None) -> None:
+    def _ollama_done(self, work: Coroutine[Any, Any, object], model: str, failed: str,
+                     then: Callable[[str], None] | None = None) -> None:
         def done(_result: object, error: BaseException | None) -> None:
             if error is not None:
                 self._notices.say("error", failed, sentence(error), key="ollama-action")

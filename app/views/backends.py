@@ -88,6 +88,7 @@ class BackendsPage(QWidget):
         super().__init__(parent)
         self.backends = backends
         self._fetching: str | None = None  # the backend whose model list is being fetched
+        self._testing: str | None = None  # the backend a Test request is out for
         self.items: list[BackendConfig] = []
         self.original_ids: list[str | None] = []  # the saved id of each row (None: new)
         self.current = -1
@@ -625,7 +626,7 @@ class BackendsPage(QWidget):
         self.backends.test_backend(cfg, model)
 
     def _on_test(self, out: TestOutcome) -> None:
-        if out.backend_id != getattr(self, "_testing", None):
+        if out.backend_id != self._testing:
             return
         self.test_button.setEnabled(True)
         if out.ok:

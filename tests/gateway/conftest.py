@@ -13,6 +13,7 @@ import pytest
 from app.config import Config, parse_config
 from app.events import Event, EventHub, EventQueue, RequestFinished
 from app.proxy.server import ProxyRuntime
+from app.services.secrets import resolve_backend_key
 from tests.fakes.upstreams import FakeUpstream
 
 TOKEN = "pb-test-token"
@@ -88,7 +89,7 @@ def start_gateway() -> Iterator:
         q = EventQueue()
         hub = EventHub()
         hub.add(q.put, deltas=deltas)
-        rt = ProxyRuntime(cfg, token=token, hub=hub)
+        rt = ProxyRuntime(cfg, token=token, hub=hub, keys=resolve_backend_key)
         rt.start()
         runtimes.append(rt)
         return Gateway(rt, q)

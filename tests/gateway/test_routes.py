@@ -17,6 +17,7 @@ from app.events import BackendHealth, EventHub, EventQueue, RequestFinished
 from app.proxy.server import ProxyRuntime
 from app.services.ledger import Ledger, LedgerReader
 from app.services.pricing import PriceBook
+from app.services.secrets import resolve_backend_key
 from tests.fakes import AnthropicStream, Drop, FakeUpstream, Raw, anthropic_error, anthropic_text_events, bodies
 from tests.gateway.conftest import TOKEN, Gateway, config_text
 
@@ -116,7 +117,7 @@ def test_the_budget_applies_to_the_backend_the_rule_chose(ups):
     guard = BudgetGuard(cfg.budgets, PriceBook.load(cfg), publish=hub.publish)
     hub.add(guard.sink)
     hub.add(q.put)
-    rt = ProxyRuntime(cfg, token=TOKEN, hub=hub, admission=guard.admit)
+    rt = ProxyRuntime(cfg, token=TOKEN, hub=hub, admission=guard.admit, keys=resolve_backend_key)
     rt.start()
     try:
         gw = Gateway(rt, q)
@@ -229,7 +230,7 @@ def test_one_ledger_row_per_request_with_its_attempts(tmp_path: Path, ups):
     ledger.start()
     hub = EventHub()
     hub.add(ledger.sink)
-    rt = ProxyRuntime(cfg, token=TOKEN, hub=hub)
+    rt = ProxyRuntime(cfg, token=TOKEN, hub=hub, keys=resolve_backend_key)
     rt.start()
     try:
         ups["a"].enqueue(anthropic_error(503, "api_error", "down"))

@@ -19,6 +19,7 @@ import pytest
 from app.config import BackendConfig, GatewaySettings
 from app.proxy.backends.base import Backend
 from app.proxy.transport import _HIGH_WATER, HttptoolsTransport, env_proxy_for
+from app.services.secrets import resolve_backend_key
 from tests.fakes.chunks import anthropic_text_events, openai_text_chunks
 from tests.fakes.upstreams import AnthropicStream, Drop, FakeUpstream, OpenAIStream, Raw
 
@@ -652,18 +653,18 @@ def test_backends_use_this_transport_unless_a_proxy_applies(monkeypatch: pytest.
         monkeypatch.delenv(var, raising=False)
     remote = BackendConfig(id="r", kind="openai", base_url="https://api.example.com/v1", auth="none")
     local = BackendConfig(id="l", kind="openai", base_url="http://127.0.0.1:9/v1", auth="none")
-    assert isinstance(Backend(remote, GatewaySettings())._transport, HttptoolsTransport)
+    assert isinstance(Backend(remote, GatewaySettings(), keys=resolve_backend_key)._transport, HttptoolsTransport)
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.corp:3128")
-    proxied = Backend(remote, GatewaySettings())
+    proxied = Backend(remote, GatewaySettings(), keys=resolve_backend_key)
     assert proxied._transport is None  # httpx's own transport and proxy handling
-    assert isinstance(Backend(local, GatewaySettings())._transport, HttptoolsTransport)  # loopback: no proxy
+    assert isinstance(Backend(local, GatewaySettings(), keys=resolve_backend_key)._transport, HttptoolsTransport)  # loopback: no proxy
 
 
 def test_backend_open_gives_a_full_httpx_response(run: Runner, up: FakeUpstream) -> None:
     up.enqueue(Raw(200, headers={"content-type": "application/json; charset=utf-8"}, body='{"größe": 1}'))
     up.enqueue(Raw(429, headers={"retry-after": "3"}, body=b'{"error": "slow down"}'))
     up.enqueue(OpenAIStream(CHUNKS, split="awkward"))
-    backend = Backend(BackendConfig(id="f", kind="openai", base_url=up.url, auth="none"), GatewaySettings())
+    backend = Backend(BackendConfig(id="f", kind="openai", base_url=up.url, auth="none"), GatewaySettings(), keys=resolve_backend_key)
 
     async def go() -> None:
         try:
