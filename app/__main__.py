@@ -10,6 +10,10 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from app.core import Engine
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -132,11 +136,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _reload(engine: object) -> None:
+def _reload(engine: Engine) -> None:
     from app.core import StartError
 
     try:
-        engine.reload()  # type: ignore[attr-defined]
+        engine.reload()
         print("patchbay: config reloaded", file=sys.stderr, flush=True)
     except StartError as exc:
         print(f"patchbay: config not reloaded: {exc}", file=sys.stderr, flush=True)

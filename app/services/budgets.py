@@ -221,11 +221,10 @@ class BudgetGuard:
                     and budget_matches(b.config, route.backend)]
             if not over:
                 return route
-            down = next(((i, b) for i, b in over if b.config.downgrade_to is not None), None)
+            down = next(((i, b, to) for i, b in over if (to := b.config.downgrade_to) is not None), None)
             if down is not None:
-                i, b = down
+                i, b, (target, model) = down
                 applied.add(i)
-                target, model = b.config.downgrade_to  # type: ignore[misc]
                 if target == route.backend and (model is None or model == route.model):
                     continue  # already where the budget sends it
                 route = Route(target, self._model_on(target, model, route.requested_model),

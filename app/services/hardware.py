@@ -115,7 +115,7 @@ class NvmlSampler:
     def __init__(self, nvml: Any = None) -> None:
         if nvml is None:
             try:
-                import pynvml as nvml  # type: ignore[no-redef]
+                import pynvml as nvml  # type: ignore[no-redef]  # the module stands in for the parameter
             except ImportError as exc:
                 raise Unavailable("nvidia-ml-py is not installed") from exc
         self.nvml = nvml

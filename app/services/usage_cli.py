@@ -17,7 +17,7 @@ import re
 import sys
 import time
 from datetime import datetime, timedelta, tzinfo
-from typing import Any, Sequence, TextIO
+from typing import Any, Literal, Sequence, TextIO
 
 from app.paths import Paths
 from app.services.budgets import budget_status_from_ledger, format_reset
@@ -210,9 +210,17 @@ def run(args: argparse.Namespace, paths: Paths, *, out: TextIO | None = None, er
         reader.close()
 
 
+_GROUPS: dict[str, Literal["day", "hour", "backend", "model", "session"]] = {
+    "day": "day", "hour": "hour", "backend": "backend", "model": "model", "session": "session"}
+
+
 def _totals(reader: LedgerReader, paths: Paths, since: float, until: float, by: str, as_json: bool, as_csv: bool,
             out: TextIO, err: TextIO, now: float, tz: tzinfo | None) -> int:
-    rows = reader.totals(since, until, by)  # type: ignore[arg-type]
+    group = _GROUPS.get(by)
+    if group is None:
+        print(f"Cannot group usage by {by!r}; use --by day, hour, backend, model or session.", file=err)
+        return 2
+    rows = reader.totals(since, until, group)
     total = _sum(rows)
     if as_json:
         json.dump({"since": _iso(since, tz), "until": _iso(until, tz), "by": by,

@@ -8,7 +8,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QKeySequence
+from PySide6.QtGui import QKeySequence, QStandardItemModel
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -347,14 +347,14 @@ class BackendsPage(QWidget):
             text = " ".join(bits) + f"\n{where}"
             tip = KIND_LABELS.get(b.kind, b.kind)
             health = v.health if v else "unknown"
-            if health == "failing":
+            if v is not None and health == "failing":
                 text += "\n⚠ failing"
-                tip += f"\nFailing ({v.failures} in a row). Last error: {v.last_error}"  # type: ignore[union-attr]
-            elif health == "open":
-                until = time.strftime("%H:%M:%S", time.localtime(v.open_until)) if v and v.open_until else "?"
+                tip += f"\nFailing ({v.failures} in a row). Last error: {v.last_error}"
+            elif v is not None and health == "open":
+                until = time.strftime("%H:%M:%S", time.localtime(v.open_until)) if v.open_until else "?"
                 text += f"\n✗ skipped until {until}"
-                tip += (f"\nFailed {v.failures} times in a row, so requests with a fallback skip it until {until}; "  # type: ignore[union-attr]
-                        f"then one trial request is let through.\nLast error: {v.last_error}")  # type: ignore[union-attr]
+                tip += (f"\nFailed {v.failures} times in a row, so requests with a fallback skip it until {until}; "
+                        f"then one trial request is let through.\nLast error: {v.last_error}")
             elif health == "ok":
                 tip += "\nHealthy: its last request succeeded."
             else:
@@ -422,7 +422,7 @@ class BackendsPage(QWidget):
         allowed = AUTH_FOR_KIND.get(kind, ())
         model = self.auth_combo.model()
         for i in range(self.auth_combo.count()):
-            item = model.item(i)  # type: ignore[attr-defined]
+            item = model.item(i) if isinstance(model, QStandardItemModel) else None  # a QComboBox's own model
             if item is not None:
                 item.setEnabled(self.auth_combo.itemData(i) in allowed)
         if self.auth_combo.currentData() not in allowed:
