@@ -57,6 +57,9 @@ def _parser() -> argparse.ArgumentParser:
                        "patchbay claude [--backend B [--model M]] [claude args…]"))
     sl = sub.add_parser("statusline", help="one line for Claude Code's statusLine setting (reads its JSON on stdin)")
     sl.add_argument("--config", type=Path, dest="sub_config")
+    from app.team.cli import add_team_commands
+
+    add_team_commands(sub)
     return p
 
 
@@ -264,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
         run = {"connect": claude_cli.run_connect, "disconnect": claude_cli.run_disconnect,
                "statusline": claude_cli.run_statusline}[args.command]
         return run(args, _config_path(args))
+    if args.command == "team":
+        return int(args.team_run(args))
     os.environ.setdefault("QT_API", "pyside6")
     from app.gui import run_gui
 
