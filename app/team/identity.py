@@ -66,6 +66,10 @@ class Verifier(Protocol):
 
     async def verify(self, headers: Headers) -> Identity | None: ...
 
+    async def aclose(self) -> None:
+        """Closes what it opened (its HTTP client); it may be used again afterwards."""
+        ...
+
 
 def normalise_user(value: str) -> str:
     value = value.strip()
@@ -111,6 +115,10 @@ class IdentityChain:
         if first is not None:
             raise first
         raise AuthError(missing_message(self.sources))
+
+    async def aclose(self) -> None:
+        for verifier in self.verifiers:
+            await verifier.aclose()
 
 
 def missing_message(sources: Sequence[str]) -> str:

@@ -129,3 +129,6 @@ class KeysVerifier:
             raise AuthError(f"Patchbay: the team key {record.id} expired on {_day(record.expires_at)}. Ask your "
                             "Patchbay admin for a new one.", source="keys")
         return Identity(record.user, record.groups, "keys", key_id=record.id)
+
+    async def aclose(self) -> None:
+        """Nothing to close: the store belongs to whoever made it."""

@@ -54,7 +54,7 @@ class SigningKey:
 
     def jwk(self) -> dict[str, Any]:
         algo = ECAlgorithm if self.alg.startswith("ES") else RSAAlgorithm
-        d: dict[str, Any] = algo.to_jwk(self.public, as_dict=True)  # type: ignore[call-overload]
+        d: dict[str, Any] = algo.to_jwk(self.public, as_dict=True)
         d.update(kid=self.kid, alg=self.alg, use="sig")
         return d
 
