@@ -8,6 +8,9 @@ signature check runs once per token, not once per request).
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Sequence
@@ -71,10 +74,22 @@ class TokenCache:
 KeyLookup = Callable[[str], Awaitable[Any]]
 
 
+def _peek_header(token: str) -> Any:
+    # Only to pick the key and refuse bad algorithms early: PyJWT parses and checks the whole token
+    # (header included, strictly) again in decode(). Cheaper than jwt.get_unverified_header, which
+    # validates every segment character by character, the signature included.
+    head, dot, _ = token.partition(".")
+    if not dot or not head or len(head) > 4096:
+        raise ValueError("no header")
+    return json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
+
+
 def unverified_header(token: str, rules: JWTRules) -> dict[str, Any]:
     try:
-        header = jwt.get_unverified_header(token)
-    except jwt.DecodeError:
+        header = _peek_header(token)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        header = None
+    if not isinstance(header, dict) or token.count(".") != 2:
         raise AuthError(f"Patchbay: {rules.what} is not a well-formed JWT. Send the credential exactly as "
                         "issued.", source=rules.source) from None
     alg = header.get("alg")
