@@ -61,6 +61,9 @@ def _parser() -> argparse.ArgumentParser:
                        "patchbay claude [--backend B [--model M]] [claude args…]"))
     sl = sub.add_parser("statusline", help="one line for Claude Code's statusLine setting (reads its JSON on stdin)")
     sl.add_argument("--config", type=Path, dest="sub_config")
+    from app.team.cli import add_team_commands
+
+    add_team_commands(sub)
     return p
 
 
@@ -268,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
         command = {"connect": claude_cli.run_connect, "disconnect": claude_cli.run_disconnect,
                    "statusline": claude_cli.run_statusline}[args.command]
         return command(args, _config_path(args))
+    if args.command == "team":
+        return int(args.team_run(args))
     os.environ.setdefault("QT_API", "pyside6")
     from app.gui import run_gui
 

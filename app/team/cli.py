@@ -1,0 +1,159 @@
+"""``patchbay team key create|list|revoke``: per-user keys for a team gateway with ``identity = [... "keys"]``.
+
+    patchbay team key create EMAIL [--group G]... [--expires 90d]   # prints the key once, on stdout
+    patchbay team key list [--active] [--json]
+    patchbay team key revoke ID
+
+Keys live (as hashes) in the ledger database, so every instance using it refuses a revoked key
+within a second. ``--ledger PATH`` picks the database (default: this machine's usage ledger).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import re
+import socket
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+_EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_GROUP_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-:@]*$")
+_SPAN_RE = re.compile(r"^(\d+)\s*(h|d|w)$", re.I)
+_UNIT = {"h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def add_team_commands(subparsers: Any) -> None:
+    """Adds ``patchbay team …`` to the top-level subparsers; ``args.team_run(args)`` runs it."""
+    t = subparsers.add_parser("team", help="team gateway: issue, list and revoke per-user keys")
+    tsub = t.add_subparsers(dest="team_command", required=True, metavar="key")
+    k = tsub.add_parser("key", help="per-user keys (only their hash is stored, in the ledger database)")
+    ksub = k.add_subparsers(dest="key_command", required=True, metavar="{create,list,revoke}")
+    c = ksub.add_parser("create", help="issue a key for a person and print it once")
+    c.add_argument("email", help="the person's e-mail: the name budgets, policy and the ledger use")
+    c.add_argument("--group", action="append", default=[], metavar="G",
+                   help="a [[team.groups]] name this key's holder belongs to (repeat for several)")
+    c.add_argument("--expires", metavar="WHEN", default="never",
+                   help="90d, 12w, 24h, a date YYYY-MM-DD (UTC), or never (default)")
+    ls = ksub.add_parser("list", help="the keys issued, newest last")
+    ls.add_argument("--active", action="store_true", help="only keys that still work")
+    ls.add_argument("--json", action="store_true", help="print JSON")
+    r = ksub.add_parser("revoke", help="stop a key from working, on every instance within a second")
+    r.add_argument("id", help="the key's id, as `patchbay team key list` shows it (key_…)")
+    for p in (c, ls, r):
+        p.add_argument("--ledger", type=Path, metavar="PATH",
+                       help="the ledger database holding the keys (default: this machine's usage ledger)")
+    t.set_defaults(team_run=run)
+
+
+def parse_expiry(text: str, now: float) -> float | None:
+    """``--expires`` as epoch seconds (None: never). Raises ValueError with a sentence."""
+    t = text.strip().lower()
+    if t in ("never", "none", ""):
+        return None
+    m = _SPAN_RE.match(t)
+    if m:
+        n = int(m.group(1))
+        if n <= 0:
+            raise ValueError("--expires must lie in the future: write e.g. 90d.")
+        return now + n * _UNIT[m.group(2)]
+    try:
+        day = datetime.strptime(t, "%Y-%m-%d").replace(tzinfo=timezone.utc)
+    except ValueError:
+        raise ValueError(f"--expires {text!r} is not a span or a date: write 90d, 12w, 24h, "
+                         "a date such as 2027-03-01, or never.") from None
+    if day.timestamp() <= now:
+        raise ValueError(f"--expires {text} lies in the past: write a later date.")
+    return day.timestamp()
+
+
+def _when(ts: float | None) -> str:
+    return "never" if ts is None else datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M")
+
+
+def _admin() -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def run(args: argparse.Namespace) -> int:
+    from app.paths import default_paths
+    from app.services.ledger import LedgerError
+    from app.team.keystore_sqlite import KeyStoreError, SqliteKeyStore
+
+    path = args.ledger or default_paths().ledger_file
+    now = time.time()
+    if args.key_command == "create":
+        email = args.email.strip()
+        if not _EMAIL_RE.match(email):
+            print(f"patchbay: {email!r} is not an e-mail address. Write the person's e-mail, "
+                  "e.g. patchbay team key create alice@corp.example.", file=sys.stderr)
+            return 2
+        bad = [g for g in args.group if not _GROUP_RE.match(g)]
+        if bad:
+            print(f"patchbay: {bad[0]!r} is not a group name. Use the name of a [[team.groups]] section.",
+                  file=sys.stderr)
+            return 2
+        try:
+            expires = parse_expiry(args.expires, now)
+        except ValueError as exc:
+            print(f"patchbay: {exc}", file=sys.stderr)
+            return 2
+    try:
+        store = SqliteKeyStore(path)
+    except (LedgerError, KeyStoreError) as exc:
+        print(f"patchbay: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if args.key_command == "create":
+            record, secret = store.create(email, tuple(dict.fromkeys(args.group)), expires_at=expires,
+                                          created_by=_admin())
+            print(secret, flush=True)
+            groups = ", ".join(record.groups) or "none (the [[team.groups]] members patterns decide)"
+            print(f"Created the team key {record.id} for {record.user} (groups: {groups}; expires: "
+                  f"{_when(record.expires_at)}).\nThe key above is shown this once and is not stored: hand it to "
+                  f"{record.user} now (e.g. for `patchbay team join URL`). Revoke it with "
+                  f"`patchbay team key revoke {record.id}`.", file=sys.stderr)
+            return 0
+        if args.key_command == "list":
+            records = [r for r in store.list_keys() if not args.active or r.status(now) == "active"]
+            if args.json:
+                print(json.dumps([{"id": r.id, "user": r.user, "groups": list(r.groups), "status": r.status(now),
+                                   "created_at": r.created_at, "expires_at": r.expires_at,
+                                   "revoked_at": r.revoked_at, "created_by": r.created_by,
+                                   "revoked_by": r.revoked_by} for r in records], indent=2))
+                return 0
+            if not records:
+                print("No team keys yet. Issue one with `patchbay team key create EMAIL`.")
+                return 0
+            rows = [("ID", "USER", "GROUPS", "CREATED (UTC)", "EXPIRES (UTC)", "STATUS")] + [
+                (r.id, r.user, ",".join(r.groups) or "-", _when(r.created_at), _when(r.expires_at), r.status(now))
+                for r in records]
+            widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+            for row in rows:
+                print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+            return 0
+        if args.key_command == "revoke":
+            before = {r.id: r for r in store.list_keys()}.get(args.id)
+            revoked = store.revoke(args.id, revoked_by=_admin())
+            if revoked is None:
+                print(f"patchbay: there is no team key {args.id!r} in {path}. `patchbay team key list` shows "
+                      "the ids.", file=sys.stderr)
+                return 2
+            if before is not None and before.revoked_at is not None:
+                print(f"The team key {revoked.id} ({revoked.user}) was already revoked on "
+                      f"{_when(revoked.revoked_at)}.")
+            else:
+                print(f"Revoked the team key {revoked.id} ({revoked.user}). Every gateway using {path} refuses it "
+                      "within a second.")
+            return 0
+    finally:
+        store.close()
+    return 2

@@ -1,0 +1,134 @@
+"""Per-user keys an admin issues (``patchbay team key create EMAIL``), and the verifier that accepts them.
+
+A key is ``pbk_`` + 43 characters from ``secrets.token_urlsafe(32)``: 256 random bits. Only its
+SHA-256 is stored. A plain (fast, unsalted) hash is enough here, and is the right choice:
+slow salted hashes (bcrypt, scrypt, argon2) exist to make *guessing* low-entropy passwords
+expensive, but nobody can guess 256 random bits, however fast the hash; and a deterministic
+hash is what lets a lookup go straight to the row through an index, in microseconds, on every
+request. Someone who reads the database learns no usable key.
+
+The verifier asks the ``KeyStore`` again after at most ``ttl_s`` (0.5 s), so a key revoked on
+one instance is refused by every instance sharing the store within a second.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Callable, Protocol, Sequence
+
+from app.team.identity import AuthError, Headers, Identity, bearer
+
+KEY_PREFIX = "pbk_"
+ID_PREFIX = "key_"
+
+
+def new_secret() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def new_key_id() -> str:
+    return ID_PREFIX + secrets.token_hex(6)
+
+
+def key_hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    """One issued key, without the key itself."""
+
+    id: str
+    user: str
+    groups: tuple[str, ...]
+    created_at: float
+    expires_at: float | None = None
+    revoked_at: float | None = None
+    created_by: str | None = None
+    revoked_by: str | None = None
+
+    def status(self, now: float) -> str:
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None and now >= self.expires_at:
+            return "expired"
+        return "active"
+
+
+class KeyStore(Protocol):
+    """Where issued keys live (the ledger's database, so every instance sees the same keys)."""
+
+    def create(self, user: str, groups: Sequence[str] = (), *, expires_at: float | None = None,
+               created_by: str | None = None) -> tuple[KeyRecord, str]:
+        """A new key for ``user``: its record and the secret (shown once, never stored)."""
+        ...
+
+    def list_keys(self, *, include_revoked: bool = True) -> list[KeyRecord]: ...
+
+    def revoke(self, key_id: str, *, revoked_by: str | None = None) -> KeyRecord | None:
+        """The revoked key's record (already-revoked keys keep their first revocation), or None
+        when no key has that id."""
+        ...
+
+    def lookup(self, secret: str) -> KeyRecord | None:
+        """The record whose hash matches ``secret``, revoked and expired ones included."""
+        ...
+
+
+def _day(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+class KeysVerifier:
+    """Accepts a team key sent as ``Authorization: Bearer pbk_…`` or ``x-api-key: pbk_…``."""
+
+    source = "keys"
+
+    def __init__(self, store: KeyStore, *, ttl_s: float = 0.5, clock: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], float] = time.time, max_entries: int = 4096) -> None:
+        if ttl_s >= 1.0:
+            raise ValueError("ttl_s must stay under a second: revocations must reach every instance within one")
+        self.store = store
+        self.ttl_s = ttl_s
+        self._clock = clock
+        self._wall = wall
+        self._max = max_entries
+        self._cache: dict[str, tuple[float, KeyRecord | None]] = {}  # hash → (looked up at, record)
+
+    def _record(self, secret: str) -> KeyRecord | None:
+        h = key_hash(secret)
+        now = self._clock()
+        hit = self._cache.get(h)
+        if hit is not None and now - hit[0] < self.ttl_s:
+            return hit[1]
+        record = self.store.lookup(secret)
+        if len(self._cache) >= self._max:
+            self._cache.clear()
+        self._cache[h] = (now, record)
+        return record
+
+    async def verify(self, headers: Headers) -> Identity | None:
+        secret = bearer(headers)
+        if secret is None or not secret.startswith(KEY_PREFIX):
+            return None
+        record = self._record(secret)
+        if record is None:
+            raise AuthError("Patchbay: this team key is not one this gateway issued (or it was deleted). Ask your "
+                            "Patchbay admin for a key: `patchbay team key create YOUR-EMAIL`.", source="keys")
+        status = record.status(self._wall())
+        if status == "revoked":
+            assert record.revoked_at is not None
+            raise AuthError(f"Patchbay: the team key {record.id} was revoked on {_day(record.revoked_at)}. Ask your "
+                            "Patchbay admin for a new one.", source="keys")
+        if status == "expired":
+            assert record.expires_at is not None
+            raise AuthError(f"Patchbay: the team key {record.id} expired on {_day(record.expires_at)}. Ask your "
+                            "Patchbay admin for a new one.", source="keys")
+        return Identity(record.user, record.groups, "keys", key_id=record.id)
+
+    async def aclose(self) -> None:
+        """Nothing to close: the store belongs to whoever made it."""

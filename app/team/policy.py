@@ -1,0 +1,165 @@
+"""What a verified person may use and spend: plain functions over plain data.
+
+- ``user_groups``: the ``[[team.groups]]`` a person is in: a ``members`` pattern matches their
+  e-mail (``"*@corp.example"``, ``"alice@corp.example"``), a ``"group:PATTERN"`` member matches
+  one of the groups their identity carries (the IdP's groups claim, a key's ``--group``), or the
+  group's own name is one of those groups.
+- ``decide``: may this person send this request to this backend and model? Allowed when any of
+  their groups allows both (patterns are globs, case-insensitive); the output cap is the most
+  generous among the groups that allow it. Otherwise a refusal naming the rule, which
+  ``PolicyDenied`` turns into 403 ``permission_error``. With no groups configured everyone
+  verified may use everything (identity and budgets only).
+- ``permitted``: the routing candidates (rules, pins, failover) a person may use, in order.
+- ``budgets_for``: which ``[[budgets]]`` rows a request charges, and the counter each one
+  charges (``subject``): ``each-user`` → ``user:EMAIL`` of this user; ``user:EMAIL``,
+  ``group:NAME``, ``all``, ``backend:ID`` as written, when they apply.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from typing import Any, Protocol, Sequence
+
+from app.proxy.exchange import GatewayError
+from app.team.config import GroupPolicy
+from app.team.identity import Identity
+
+
+def _match(pattern: str, value: str) -> bool:
+    return fnmatchcase(value.lower(), pattern.lower())
+
+
+def user_groups(groups: Sequence[GroupPolicy], identity: Identity) -> tuple[str, ...]:
+    """The names of the configured groups this person is in, in config order."""
+    claimed = tuple(g.lower() for g in identity.groups)
+    out = []
+    for g in groups:
+        if g.name.lower() in claimed:
+            out.append(g.name)
+            continue
+        for m in g.members:
+            if m.startswith("group:"):
+                if any(_match(m[6:], c) for c in claimed):
+                    out.append(g.name)
+                    break
+            elif _match(m, identity.user):
+                out.append(g.name)
+                break
+    return tuple(out)
+
+
+def allows_backend(group: GroupPolicy, backend: str) -> bool:
+    return group.backends is None or any(_match(p, backend) for p in group.backends)
+
+
+def allows_model(group: GroupPolicy, models: Sequence[str]) -> bool:
+    return group.models is None or any(_match(p, m) for p in group.models for m in models if m)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    allowed: bool
+    groups: tuple[str, ...]  # the person's groups
+    max_output_tokens: int | None = None  # the cap to apply (None: no team cap)
+    rule: str | None = None  # the refusing rule, e.g. 'team.groups "eng" models'
+    message: str | None = None  # the sentence for the client when refused
+
+    def cap(self, requested: int | None) -> int | None:
+        """``max_tokens`` as sent upstream: the request's, lowered to the team's cap."""
+        if self.max_output_tokens is None:
+            return requested
+        return self.max_output_tokens if requested is None else min(requested, self.max_output_tokens)
+
+
+class PolicyDenied(GatewayError):
+    """A verified person asking for what their groups do not allow: 403 ``permission_error``."""
+
+    def __init__(self, decision: Decision) -> None:
+        super().__init__(403, "permission_error", decision.message or "Patchbay: the team policy refuses this request.")
+        self.decision = decision
+
+
+def _names(items: tuple[str, ...] | None) -> str:
+    return "any" if items is None else (", ".join(items) if items else "none")
+
+
+def decide(groups: Sequence[GroupPolicy], identity: Identity, backend: str, model: str,
+           *, requested_model: str | None = None) -> Decision:
+    """``model`` is what the backend will be asked for; ``requested_model`` what the client named
+    (either matching a group's patterns is enough: an admin may write either)."""
+    if not groups:
+        return Decision(True, ())
+    mine = user_groups(groups, identity)
+    if not mine:
+        return Decision(False, (), rule="team.groups members", message=(
+            f"Patchbay: {identity.user} is in none of this team gateway's groups, so it may not use any backend. "
+            "Ask your Patchbay admin to add you to a [[team.groups]] members list."))
+    policies = [g for g in groups if g.name in mine]
+    names = [m for m in (model, requested_model) if m]
+    by_backend = [g for g in policies if allows_backend(g, backend)]
+    shown = model if not requested_model or requested_model == model else f"{requested_model} ({model})"
+    label = ", ".join(f'"{g.name}"' for g in policies)
+    if not by_backend:
+        detail = "; ".join(f'"{g.name}" allows {_names(g.backends)}' for g in policies)
+        return Decision(False, mine, rule=f"team.groups {label} backends", message=(
+            f"Patchbay: {identity.user} may not use the backend {backend}: the team policy ([[team.groups]] "
+            f"{detail}) does not allow it. Pick an allowed backend, or ask your Patchbay admin."))
+    ok = [g for g in by_backend if allows_model(g, names)]
+    if not ok:
+        detail = "; ".join(f'"{g.name}" allows models {_names(g.models)}' for g in by_backend)
+        return Decision(False, mine, rule=f"team.groups {label} models", message=(
+            f"Patchbay: {identity.user} may not use the model {shown} on {backend}: the team policy "
+            f"([[team.groups]] {detail}) does not allow it. Pick an allowed model, or ask your Patchbay admin."))
+    caps = [g.max_output_tokens for g in ok]
+    cap = None if any(c is None for c in caps) else max(c for c in caps if c is not None)
+    return Decision(True, mine, cap)
+
+
+def permitted(groups: Sequence[GroupPolicy], identity: Identity,
+              candidates: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The (backend, model) routing candidates this person may use, in their order."""
+    return [c for c in candidates if decide(groups, identity, c[0], c[1]).allowed]
+
+
+# --------------------------------------------------------------------------- budgets
+
+
+class HasScope(Protocol):
+    @property
+    def scope(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedBudget:
+    index: int  # position in [[budgets]]
+    budget: Any  # the budget as configured (a BudgetConfig)
+    subject: str  # the counter it charges: "user:EMAIL", "group:NAME", "all", "backend:ID"
+
+    @property
+    def column(self) -> tuple[str | None, str | None]:
+        """Which ledger rows count towards it: (column, value), or (None, None) for all rows."""
+        kind, _, value = self.subject.partition(":")
+        return (None, None) if self.subject == "all" else (kind, value)
+
+
+def budgets_for(budgets: Sequence[HasScope], identity: Identity | None, groups: Sequence[str],
+                backend: str) -> list[AppliedBudget]:
+    """The budgets a request charges, in config order. Without an identity (single-user mode)
+    only ``all`` and ``backend:`` budgets apply."""
+    out = []
+    user = identity.user.lower() if identity is not None else None
+    for i, b in enumerate(budgets):
+        scope = b.scope
+        kind, _, value = scope.partition(":")
+        if scope == "all":
+            out.append(AppliedBudget(i, b, "all"))
+        elif kind == "backend" and value == backend:
+            out.append(AppliedBudget(i, b, scope))
+        elif scope == "each-user" and user is not None:
+            out.append(AppliedBudget(i, b, f"user:{user}"))
+        elif kind == "user" and user is not None and value.lower() == user:
+            out.append(AppliedBudget(i, b, f"user:{user}"))
+        elif kind == "group" and value in groups:
+            out.append(AppliedBudget(i, b, scope))
+    return out
