@@ -26,11 +26,9 @@ from __future__ import annotations
 
 import atexit
 import collections
-import functools
 import itertools
 import logging
 import math
-import re
 import sqlite3
 import threading
 import time
@@ -43,6 +41,7 @@ from typing import Any, Callable, Iterable, Literal, Sequence
 from app.config import LedgerSettings
 from app.events import RequestFinished
 from app.services.pricing import PriceBook
+from app.services.scrub import REDACTED, scrub, scrub_text  # noqa: F401 - the scrubber lives in scrub.py
 
 log = logging.getLogger("patchbay.ledger")
 
@@ -239,64 +238,6 @@ def _statements(script: str) -> list[str]:
             out.append(buf.strip())
             buf = ""
     return out
-
-
-# =========================================================================== scrubbing
-
-_SECRET_KEYS = (b"authorization", b"proxy-authorization", b"x-api-key", b"api-key", b"api_key", b"apikey",
-                b"x-goog-api-key", b"access_token", b"refresh_token", b"id_token", b"client_secret", b"secret_key",
-                b"password", b"aws_secret_access_key", b"aws_session_token", b"cookie", b"set-cookie",
-                b"anthropic_auth_token", b"anthropic_api_key", b"openai_api_key")
-_TOKEN_RES = (  # each starts with a literal, so the regex engine can jump between candidates
-    re.compile(rb"sk-[A-Za-z0-9_\-]{16,}"),
-    re.compile(rb"AKIA[0-9A-Z]{16}"),
-    re.compile(rb"AIza[0-9A-Za-z_\-]{30,}"),
-    re.compile(rb"gh[pousr]_[A-Za-z0-9]{30,}"),
-    re.compile(rb"xox[abprs]-[A-Za-z0-9\-]{10,}"),
-)
-_BEARER = re.compile(rb"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=\-]{8,}")
-REDACTED = b"[redacted]"
-
-
-@functools.lru_cache(maxsize=64)
-def _key_patterns(keys: tuple[bytes, ...]) -> tuple[re.Pattern[bytes], re.Pattern[bytes], re.Pattern[bytes]]:
-    alt = b"|".join(re.escape(k) for k in keys)
-    return (
-        re.compile(rb'(?i)("(?:' + alt + rb')"\s*:\s*)"(?:[^"\\]|\\.)*"'),  # JSON "key": "value"
-        re.compile(rb"(?im)^(\s*(?:" + alt + rb")\s*[:=]\s*)[^\r\n]+"),  # header line  Key: value
-        re.compile(rb"(?i)((?:" + alt + rb")=)[^\s\"'&]+"),  # env / query  KEY=value
-    )
-
-
-def _token(m: re.Match[bytes]) -> bytes:
-    i = m.start()
-    if i and m.string[i - 1:i].isalnum():  # "disk-..." is not an "sk-" key
-        return m.group(0)
-    return REDACTED
-
-
-def scrub(data: bytes) -> bytes:
-    """Remove anything that looks like a credential from a captured body or message: secret
-    header lines and JSON fields (authorization, x-api-key, ...), ``Bearer`` tokens, and keys by
-    their shape (``sk-...``, AWS, Google, GitHub, Slack)."""
-    low = data.lower()
-    keys = tuple(k for k in _SECRET_KEYS if k in low)
-    if keys:
-        json_rx, header_rx, env_rx = _key_patterns(keys)
-        data = json_rx.sub(lambda m: m.group(1) + b'"' + REDACTED + b'"', data)
-        data = header_rx.sub(lambda m: m.group(1) + REDACTED, data)
-        data = env_rx.sub(lambda m: m.group(1) + REDACTED, data)
-    if b"bearer" in low:
-        data = _BEARER.sub(lambda m: m.group(1) + REDACTED, data)
-    for rx in _TOKEN_RES:
-        data = rx.sub(_token, data)
-    return data
-
-
-def scrub_text(text: str | None) -> str | None:
-    if not text:
-        return text
-    return scrub(text.encode("utf-8", "surrogateescape")).decode("utf-8", "replace")
 
 
 def _compress(data: bytes | None) -> bytes | None:
