@@ -45,7 +45,7 @@ from app.services.scrub import REDACTED, scrub, scrub_text  # noqa: F401 - the s
 
 log = logging.getLogger("patchbay.ledger")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 HOUR = 3600
 MAX_BATCH = 5000
 
@@ -139,7 +139,26 @@ INSERT INTO sessions
     FROM requests WHERE session_id IS NOT NULL GROUP BY session_id;
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2)  # MIGRATIONS[n] takes a file from version n to n + 1
+# v3: a flag for answers that stopped part-way (their usage is what was known then), and the
+# count_tokens calls, kept apart from the requests so that they never count as spending.
+_V3 = """
+ALTER TABLE requests ADD COLUMN interrupted INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE token_counts(
+    request_id TEXT PRIMARY KEY,
+    started_at REAL NOT NULL,
+    session_id TEXT,
+    client TEXT,
+    backend TEXT NOT NULL,
+    model TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    error_type TEXT,
+    error_message TEXT,
+    duration_ms REAL NOT NULL
+);
+CREATE INDEX token_counts_started ON token_counts(started_at);
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)  # MIGRATIONS[n] takes a file from version n to n + 1
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 
@@ -265,8 +284,8 @@ def should_capture(settings: LedgerSettings, ev: RequestFinished) -> bool:
 _INSERT = (
     "INSERT OR IGNORE INTO requests(request_id, started_at, ended_at, session_id, client, route, backend, "
     "requested_model, model, stream, status, error_type, error_message, stop_reason, ttft_ms, duration_ms, "
-    "input_tokens, output_tokens, cache_write_tokens, cache_read_tokens, cost_usd, attempts, agent_id) "
-    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    "input_tokens, output_tokens, cache_write_tokens, cache_read_tokens, cost_usd, attempts, agent_id, "
+    "interrupted) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
 _UPSERT_HOUR = (
     "INSERT INTO usage_hourly VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(hour_start, backend, model) DO UPDATE SET "
@@ -288,6 +307,7 @@ _UPSERT_SESSION = (
     "ELSE backends || ',' || excluded.backends END, client = coalesce(client, excluded.client)"
 )
 _INSERT_BODY = "INSERT OR REPLACE INTO bodies VALUES (?,?,?,?,?)"
+_INSERT_COUNT = "INSERT OR IGNORE INTO token_counts VALUES (?,?,?,?,?,?,?,?,?,?)"
 
 
 def _row(ev: RequestFinished, cost: float | None) -> tuple[Any, ...]:
@@ -297,7 +317,7 @@ def _row(ev: RequestFinished, cost: float | None) -> tuple[Any, ...]:
         ev.backend, ev.requested_model, ev.model, 1 if ev.stream else 0, int(ev.status), ev.error_type,
         scrub_text(ev.error_message), ev.stop_reason, ev.ttft_ms, float(ev.duration_ms), int(u.input_tokens),
         int(u.output_tokens), int(u.cache_creation_input_tokens), int(u.cache_read_input_tokens), cost,
-        int(ev.attempts), ev.agent_id,
+        int(ev.attempts), ev.agent_id, 1 if ev.interrupted else 0,
     )
 
 
@@ -463,6 +483,13 @@ class Ledger:
         conn.execute("BEGIN IMMEDIATE")
         try:
             for _seq, ev in batch:
+                if ev.endpoint == "count_tokens":  # free: kept apart, never in the spending rollups
+                    if conn.execute(_INSERT_COUNT, (
+                            str(ev.request_id), float(ev.started_at), ev.session_id, ev.client, ev.backend, ev.model,
+                            int(ev.status), ev.error_type, scrub_text(ev.error_message),
+                            float(ev.duration_ms))).rowcount == 1:
+                        ids.append(str(ev.request_id))
+                    continue
                 try:
                     cost = prices.cost(ev.backend, ev.model, ev.usage, at=ev.started_at)
                 except Exception:
@@ -571,6 +598,8 @@ def delete_expired(conn: sqlite3.Connection, settings: LedgerSettings, now: floa
         deleted += _delete_chunks(conn, "DELETE FROM requests WHERE id IN "
                                   "(SELECT id FROM requests WHERE started_at < ? ORDER BY started_at LIMIT ?)",
                                   cutoff, chunk)
+        deleted += _delete_chunks(conn, "DELETE FROM token_counts WHERE rowid IN "
+                                  "(SELECT rowid FROM token_counts WHERE started_at < ? LIMIT ?)", cutoff, chunk)
     return deleted
 
 
@@ -657,6 +686,7 @@ class RequestRow:
     cost_usd: float | None  # None: unpriced
     attempts: int
     agent_id: str | None
+    interrupted: bool = False
 
     @property
     def unpriced(self) -> bool:
@@ -687,7 +717,7 @@ class TotalsRow:
 
 _ROW_COLS = ("request_id, started_at, ended_at, session_id, client, route, backend, requested_model, model, stream, "
              "status, error_type, error_message, stop_reason, ttft_ms, duration_ms, input_tokens, output_tokens, "
-             "cache_write_tokens, cache_read_tokens, cost_usd, attempts, agent_id")
+             "cache_write_tokens, cache_read_tokens, cost_usd, attempts, agent_id, interrupted")
 _ORDERABLE = {"started_at", "ended_at", "duration_ms", "ttft_ms", "cost_usd", "input_tokens", "output_tokens",
               "cache_read_tokens", "cache_write_tokens", "status", "backend", "model", "session_id", "requested_model"}
 _AGG = ("count(*), sum(status >= 400 OR error_type IS NOT NULL), sum(cost_usd IS NULL), total(cost_usd), "
@@ -697,7 +727,7 @@ Bucket = Literal["hour", "day", "month"]
 
 def _to_row(r: Sequence[Any]) -> RequestRow:
     return RequestRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], bool(r[9]), r[10], r[11], r[12], r[13],
-                      r[14], r[15], r[16], r[17], r[18], r[19], r[20], r[21], r[22])
+                      r[14], r[15], r[16], r[17], r[18], r[19], r[20], r[21], r[22], bool(r[23]))
 
 
 class LedgerReader:
@@ -976,3 +1006,7 @@ class LedgerReader:
 
     def count(self) -> int:
         return int(self._q("SELECT count(*) FROM requests")[0][0])
+
+    def token_counts(self) -> int:
+        """How many count_tokens calls are recorded (they are kept apart from the requests)."""
+        return int(self._q("SELECT count(*) FROM token_counts")[0][0])

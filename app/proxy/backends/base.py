@@ -13,7 +13,7 @@ from app.proxy.credentials import CommandToken, TokenSource
 from app.proxy.exchange import JSON_HEADERS, Exchange, GatewayError
 from app.proxy.tokens import estimate_tokens
 from app.proxy.transport import HttptoolsTransport, env_proxy_for
-from app.services import secrets
+from app.services import scrub, secrets
 
 log = logging.getLogger("patchbay.backends")
 
@@ -75,9 +75,9 @@ class Backend:
 
     async def credential(self) -> str | None:
         """The secret for the next request: a token from the token source, else the stored key."""
-        if self.tokens is not None:
-            return await self.tokens.token()
-        return self.key()
+        secret = await self.tokens.token() if self.tokens is not None else self.key()
+        scrub.remember(secret)  # redacted wherever an upstream quotes it back
+        return secret
 
     async def send(self, build: Callable[[str | None], httpx.Request]) -> httpx.Response:
         """Open ``build(credential)``. A 401 to a token that expires (a command's, Google's)
@@ -160,22 +160,27 @@ class Backend:
             resp = await transport.handle_async_request(request)
             resp.request = request
             return resp
-        except httpx.ConnectError as exc:
-            raise GatewayError(
-                502, "api_error",
-                f'Patchbay could not connect to the backend "{self.config.id}" at {self.config.base_url} '
-                f"({_reason(exc)}). Check that it is running and that base_url is right.",
-            ) from None
-        except httpx.TimeoutException:
-            raise GatewayError(
-                504, "timeout_error",
-                f'The backend "{self.config.id}" at {self.config.base_url} did not answer in time.',
-            ) from None
-        except httpx.HTTPError as exc:
-            raise GatewayError(
-                502, "api_error",
-                f'The request to the backend "{self.config.id}" failed: {_reason(exc)}.',
-            ) from None
+        except (httpx.HTTPError, httpx.StreamError) as exc:
+            raise upstream_failure(self.config, exc) from None
+
+
+def upstream_failure(config: BackendConfig, exc: Exception) -> GatewayError:
+    """The GatewayError (502, or 504 for a timeout) that says how talking to ``config`` failed:
+    connecting, sending, or reading an answer that was cut or stalled part-way."""
+    where = f'the backend "{config.id}" at {config.base_url}'
+    if isinstance(exc, httpx.ConnectError):
+        return GatewayError(
+            502, "api_error",
+            f"Patchbay could not connect to {where} ({_reason(exc)}). Check that it is running and that "
+            "base_url is right.")
+    if isinstance(exc, httpx.TimeoutException):
+        return GatewayError(504, "timeout_error", f"{where[0].upper()}{where[1:]} did not answer in time.")
+    if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError, httpx.StreamError)):
+        return GatewayError(
+            502, "api_error",
+            f"The connection to {where} broke before its answer was complete ({_reason(exc)}). Retry the "
+            "request; if it keeps happening, check the backend or anything between Patchbay and it.")
+    return GatewayError(502, "api_error", f'The request to the backend "{config.id}" failed: {_reason(exc)}.')
 
 
 def _reason(exc: BaseException) -> str:
