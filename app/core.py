@@ -17,7 +17,7 @@ import orjson
 from app import config as cfgmod
 from app.config import ActiveSelection, BackendConfig, BudgetConfig, Config, ConfigError, RoutesConfig
 from app.events import EventHub, EventQueue, RequestFinished
-from app.paths import Paths, default_paths
+from app.paths import PathError, Paths, default_paths
 from app.proxy.routing import Pin, Route
 from app.proxy.server import GatewayStartError, ProxyRuntime, make_backend
 from app.services import claude_code, claude_settings, secrets
@@ -46,7 +46,10 @@ class Engine:
         from app.services.pricing import PriceBook
 
         self.paths = paths or default_paths()
-        self.paths.ensure()
+        try:
+            self.paths.ensure()
+        except PathError as exc:
+            raise StartError(str(exc)) from None
         self.config_path = Path(config_path).expanduser() if config_path else self.paths.config_file
         try:
             config = cfgmod.load_or_create(self.config_path)

@@ -20,6 +20,7 @@ from app.events import BackendHealth, EventHub, GatewayState
 from app.proxy.backends.base import Backend
 from app.proxy.gateway import Gateway, Snapshot
 from app.proxy.routing import Admission, Pin, RoutingTable
+from app.services import scrub
 
 log = logging.getLogger("patchbay.server")
 
@@ -115,6 +116,7 @@ class ProxyRuntime:
         self.hub = hub or EventHub()
         self._config = config
         self._token = token
+        scrub.remember(token)
         self._admission = admission
         self._lock = threading.RLock()
         self._thread: threading.Thread | None = None
@@ -144,6 +146,19 @@ class ProxyRuntime:
     @property
     def port(self) -> int:
         return self._port
+
+    @property
+    def listen_address(self) -> str:
+        """Where the gateway really listens (``0.0.0.0:8787`` when on every address)."""
+        host = self._host if ":" not in self._host else f"[{self._host}]"
+        return f"{host}:{self._port}"
+
+    @property
+    def exposed(self) -> bool:
+        """True when other machines can reach the gateway (not bound to loopback)."""
+        from app.proxy.access import exposed
+
+        return exposed(self._host)
 
     @property
     def running(self) -> bool:
@@ -194,7 +209,9 @@ class ProxyRuntime:
     def _close_later(self, backend: Backend) -> None:
         loop = self._loop
         if loop is not None and loop.is_running():
-            loop.call_soon_threadsafe(lambda: asyncio.ensure_future(backend.aclose()))
+            # on the loop, where requests claim backends: one that claimed it meanwhile closes it later
+            loop.call_soon_threadsafe(lambda: asyncio.ensure_future(backend.aclose()) if backend.inflight == 0
+                                      else None)
 
     def _swap(self, snap: Snapshot) -> None:
         # one reference assignment; the loop reads it at the start of each request
@@ -222,6 +239,9 @@ class ProxyRuntime:
                 reason = self._failure
                 self.stop(timeout=2.0)
                 raise GatewayStartError(f"The gateway did not start: {reason or 'timed out'}.")
+        if self.exposed:
+            log.warning("the gateway listens on %s, beyond this machine: every request, /v1/models and /health "
+                        "need the gateway token", self.listen_address)
         self.hub.publish(GatewayState("running", self.url))
 
     def _run(self, sock: socket.socket, ready: threading.Event) -> None:
@@ -297,6 +317,7 @@ class ProxyRuntime:
     def set_token(self, token: str) -> None:
         with self._lock:
             self._token = token
+            scrub.remember(token)
             self._swap(replace(self.gateway.snap, token=token))
 
     def set_admission(self, admission: Admission | None) -> None:

@@ -29,6 +29,7 @@ import collections
 import itertools
 import logging
 import math
+import os
 import sqlite3
 import threading
 import time
@@ -40,6 +41,7 @@ from typing import Any, Callable, Iterable, Literal, Sequence
 
 from app.config import LedgerSettings
 from app.events import RequestFinished
+from app.paths import make_private_dir, make_private_file
 from app.services.pricing import PriceBook
 from app.services.scrub import REDACTED, scrub, scrub_text  # noqa: F401 - the scrubber lives in scrub.py
 
@@ -187,33 +189,76 @@ def _backup(conn: sqlite3.Connection, path: Path, version: int) -> Path:
     return dest
 
 
+def _diagnose(path: Path, exc: BaseException) -> LedgerError:
+    """The right sentence for a failure to open or write the ledger: a read-only or full disk is
+    not a damaged file, and moving the file away would throw the user's history away."""
+    text = str(exc).lower()
+    if "readonly" in text or "read-only" in text or "permission" in text or "unable to open" in text:
+        return LedgerError(
+            f"The usage ledger {path} (or its folder) is read-only ({exc}), so Patchbay could not keep usage "
+            "records. Make the file and its folder writable, then start Patchbay again. The file itself is fine: "
+            "keep it.")
+    if "full" in text or getattr(exc, "errno", None) == 28:
+        return LedgerError(
+            f"The disk holding the usage ledger {path} is full, so Patchbay could not keep usage records. Free some "
+            "space, then start Patchbay again. The file itself is fine: keep it.")
+    if "disk i/o" in text:
+        return LedgerError(
+            f"The usage ledger {path} could not be read or written ({exc}): the disk may be full, failing or "
+            "read-only. Check it (free space, mount options), then start Patchbay again; keep the file.")
+    if "locked" in text or "busy" in text:
+        return LedgerError(
+            f"Another program holds the usage ledger {path} locked ({exc}). Close it (another Patchbay, a "
+            "database browser, a backup tool), then start Patchbay again.")
+    return _not_usable(path, exc)
+
+
+def _writable(path: Path) -> bool:
+    """The file (if it exists) and its folder can be written: WAL adds files beside it."""
+    return os.access(path.parent, os.W_OK) and (not path.exists() or os.access(path, os.W_OK))
+
+
+def _make_private(path: Path) -> None:
+    """The ledger and its -wal / -shm files owner-only (it holds prompts when capture is on)."""
+    if os.name != "posix":
+        return
+    for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            if p.exists() and p.stat().st_mode & 0o077:
+                os.chmod(p, 0o600)
+        except OSError:
+            pass
+
+
 def open_db(path: Path, *, target: int = SCHEMA_VERSION) -> tuple[sqlite3.Connection, Path | None]:
     """Open (creating or upgrading to ``target``) the ledger file for writing.
 
-    Returns the connection and the backup made before an upgrade, if one was made.
-    Raises ``LedgerError`` with a sentence for the user.
+    Returns the connection and the backup made before an upgrade, if one was made. Raises
+    ``LedgerError`` with a sentence for the user. A file that is refused is left unchanged, and
+    a ledger where records cannot be written (read-only, full disk) is refused at the start
+    rather than losing records later.
     """
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(path.parent)
     except OSError as exc:
         raise LedgerError(f"Patchbay cannot create the folder {path.parent} for its usage ledger "
                           f"({exc.strerror}). Check the folder's permissions.") from None
+    if not _writable(path):
+        raise _diagnose(path, PermissionError("read-only"))
+    existed = path.exists()
     try:
+        if not existed:
+            make_private_file(path)  # SQLite gives -wal and -shm the main file's mode
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
-    except sqlite3.Error as exc:
-        raise LedgerError(f"Patchbay cannot open its usage ledger {path} ({exc}). "
-                          "Check the file's permissions.") from None
+    except (sqlite3.Error, OSError) as exc:
+        raise _diagnose(path, exc) from None
     backup = None
     try:
-        try:
-            conn.execute("PRAGMA journal_mode=WAL").fetchone()
+        try:  # read only, so that a file we refuse is left as it was
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         except sqlite3.DatabaseError as exc:
-            if "readonly" in str(exc) or "read-only" in str(exc):
-                raise LedgerError(f"The usage ledger {path} is read-only ({exc}). Make the file and its folder "
-                                  "writable, then start Patchbay again.") from None
-            raise _not_usable(path, exc) from None
+            raise _diagnose(path, exc) from None
         if version == 0 and names:
             raise _not_usable(path, Exception("it holds other tables"))
         if version > SCHEMA_VERSION:
@@ -221,10 +266,22 @@ def open_db(path: Path, *, target: int = SCHEMA_VERSION) -> tuple[sqlite3.Connec
                 f"The usage ledger {path} was written by a newer Patchbay (schema {version}; this one "
                 f"knows up to {SCHEMA_VERSION}). Update Patchbay, or move the file away to start a new one."
             )
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("PRAGMA busy_timeout=10000")
-        conn.execute("PRAGMA cache_size=-16000")
-        conn.execute("PRAGMA temp_store=MEMORY")
+        _make_private(path)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL").fetchone()
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA busy_timeout=10000")
+            conn.execute("PRAGMA cache_size=-16000")
+            conn.execute("PRAGMA temp_store=MEMORY")
+            if version:  # one real write: a disk that cannot take records is found now, not at exit
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute("INSERT OR REPLACE INTO meta VALUES ('opened_at', ?)", (str(time.time()),))
+                conn.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise _diagnose(path, exc) from None
+        _make_private(path)
         if 0 < version < target:
             backup = _backup(conn, path, version)
         for v in range(version, target):
