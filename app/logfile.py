@@ -6,12 +6,13 @@ handler says so once and stops writing until the next start.
 
 from __future__ import annotations
 
+import io
 import logging
 import logging.handlers
 import os
 import sys
 from pathlib import Path
-from typing import IO, Any
+from typing import Any, cast
 
 from app.paths import make_private_dir
 from app.services.scrub import ScrubFilter
@@ -26,13 +27,13 @@ class PrivateLogHandler(logging.handlers.RotatingFileHandler):
         super().__init__(path, **kw)
         self.addFilter(ScrubFilter())
 
-    def _open(self) -> IO[Any]:
+    def _open(self) -> io.TextIOWrapper:
         fd = os.open(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             os.chmod(self.baseFilename, 0o600)  # a file from an older Patchbay was 0644
         except OSError:
             pass
-        return os.fdopen(fd, self.mode, encoding=self.encoding, errors=self.errors)
+        return cast(io.TextIOWrapper, os.fdopen(fd, self.mode, encoding=self.encoding, errors=self.errors))
 
     def emit(self, record: logging.LogRecord) -> None:
         if not self._failed:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from typing import Any, Awaitable, Callable, Iterable
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterable
 
 import httpx
 import orjson
@@ -181,6 +182,22 @@ def upstream_failure(config: BackendConfig, exc: Exception) -> GatewayError:
             f"The connection to {where} broke before its answer was complete ({_reason(exc)}). Retry the "
             "request; if it keeps happening, check the backend or anything between Patchbay and it.")
     return GatewayError(502, "api_error", f'The request to the backend "{config.id}" failed: {_reason(exc)}.')
+
+
+# after a complete answer, how long the rest of the upstream body (a chunked terminator) may take
+# before the connection is dropped instead of kept for reuse
+DRAIN_S = 1.0
+
+
+async def drain(chunks: AsyncIterator[bytes]) -> None:
+    """Read what is left of a finished answer's body, briefly, so the connection can be reused;
+    an upstream that keeps it open gets it dropped (``resp.aclose()`` after this)."""
+    try:
+        async with asyncio.timeout(DRAIN_S):
+            async for _ in chunks:
+                pass
+    except (TimeoutError, httpx.HTTPError, httpx.StreamError):
+        pass
 
 
 def _reason(exc: BaseException) -> str:
