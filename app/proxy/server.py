@@ -250,8 +250,12 @@ class ProxyRuntime:
         loop = _new_loop()
         asyncio.set_event_loop(loop)
         self._loop = loop
+        from app.proxy.guard import GuardedHttpToolsProtocol, raise_descriptor_limit
+
+        raise_descriptor_limit()
         cfg = uvicorn.Config(
-            self.gateway, lifespan="off", http="httptools", loop="none", log_config=None, log_level="warning",
+            self.gateway, lifespan="off", http=GuardedHttpToolsProtocol, loop="none", log_config=None,
+            log_level="warning",
             access_log=False, timeout_keep_alive=120, timeout_graceful_shutdown=3, server_header=False,
             date_header=False, proxy_headers=False,
         )
