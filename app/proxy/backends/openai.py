@@ -169,7 +169,7 @@ class OpenAIBackend(Backend):
                 raise ValueError("not an object")
             if isinstance(obj.get("error"), (dict, str)):
                 _t, msg = upstream_error_message(raw, "error")
-                raise GatewayError(502, "api_error", msg)
+                raise GatewayError(502, "api_error", f'The backend "{self.config.id}" answered 200 with an error: {msg}')
             message = openai_response_to_anthropic(obj, requested_model=ex.route.model)
         except (orjson.JSONDecodeError, ValueError, KeyError, TypeError, IndexError) as exc:
             raise GatewayError(502, "api_error",
