@@ -10,6 +10,7 @@ import io
 import logging
 import logging.handlers
 import os
+import stat
 import sys
 from pathlib import Path
 from typing import Any, cast
@@ -30,8 +31,9 @@ class PrivateLogHandler(logging.handlers.RotatingFileHandler):
     def _open(self) -> io.TextIOWrapper:
         fd = os.open(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
-            os.chmod(self.baseFilename, 0o600)  # a file from an older Patchbay was 0644
-        except OSError:
+            if stat.S_ISREG(os.fstat(fd).st_mode):
+                os.fchmod(fd, 0o600)  # a file from an older Patchbay was 0644
+        except (OSError, AttributeError):  # AttributeError: no fchmod on Windows
             pass
         return cast(io.TextIOWrapper, os.fdopen(fd, self.mode, encoding=self.encoding, errors=self.errors))
 
