@@ -278,7 +278,11 @@ class Gateway:
         # the newest snapshot, read after the last wait before its backends are claimed: a backend
         # edited while this body was arriving is retired, and closes only once nobody holds it
         snap = self.snap
-        body = self._parse(raw, count)
+        try:
+            body = self._parse(raw, count)
+        except GatewayError as exc:  # a row in the request log even for a body we refuse
+            self._record_invalid(headers, raw, count, exc)
+            raise
 
         key_is_token = self._token_ok(api_key, snap)
         bearer_is_token = self._token_ok(bearer, snap)
@@ -294,7 +298,9 @@ class Gateway:
         routed = snap.table.resolve(body["model"], session_id, _h(headers, b"x-patchbay-pin"), body=body,
                                     subagent=inc.agent_id is not None)
         if isinstance(routed, Refusal):
-            raise GatewayError(routed.status, routed.error_type, routed.message)
+            exc = GatewayError(routed.status, routed.error_type, routed.message)
+            self._record_invalid(headers, raw, count, exc, body)
+            raise exc
         backend = snap.backends[routed.backend]
         access.authorize(backend.config, authed, is_exposed, presented)
         stream = bool(body.get("stream")) and not count
@@ -315,9 +321,11 @@ class Gateway:
             # backend to one with a stored key needs the token as asking for it directly does
             access.authorize(backend.config, authed, is_exposed, presented)
         if self.paused:
-            raise GatewayError(503, "overloaded_error",
+            exc = GatewayError(503, "overloaded_error",
                                "Patchbay is paused, so it forwards no requests. Resume it from the tray menu or the "
                                "window's toolbar.")
+            self._record_invalid(headers, raw, count, exc, body)
+            raise exc
         health = self._health_for(snap)
         # the chosen route, then [routes] fallback; a backend whose breaker is open is skipped
         # while another can serve, and tried anyway (as its trial) when none can
@@ -466,6 +474,21 @@ class Gateway:
             return j, r
         return None
 
+    def _record_invalid(self, headers: dict[bytes, bytes], raw: bytes, count: bool, exc: GatewayError,
+                        body: dict[str, Any] | None = None) -> None:
+        """A request refused before it had a route (a body that is not a request, an unknown
+        backend, paused) still gets its row, with no backend."""
+        model = body.get("model") if isinstance(body, dict) else None
+        model = model if isinstance(model, str) else ""
+        now = time.time()
+        self.hub.publish(RequestFinished(
+            request_id="req_" + uuid.uuid4().hex[:24], started_at=now, ended_at=now,
+            session_id=_h(headers, b"x-claude-code-session-id"), client=_h(headers, b"user-agent"), route="refused",
+            backend="", requested_model=model, model=model, stream=False, status=exc.status,
+            error_type=exc.error_type, error_message=exc.message, ttft_ms=None, duration_ms=0.0, usage=Usage(),
+            endpoint="count_tokens" if count else "messages",
+        ))
+
     def _record_refusal(self, request_id: str, route: Route, inc: Incoming, stream: bool, refusal: Refusal) -> None:
         now = time.time()
         self.hub.publish(RequestFinished(
@@ -600,7 +623,7 @@ def _cwd(body: dict[str, Any]) -> str | None:
     if isinstance(system, str):
         texts.append(system)
     elif isinstance(system, list):
-        texts.extend(b.get("text", "") for b in system if isinstance(b, dict))
+        texts.extend(t for b in system if isinstance(b, dict) and isinstance(t := b.get("text"), str))
     for t in texts:
         m = _CWD_RE.search(t)
         if m:
@@ -610,12 +633,14 @@ def _cwd(body: dict[str, Any]) -> str | None:
 
 def _prompt(body: dict[str, Any]) -> str | None:
     """The latest thing the user typed (not tool results or reminders), shortened."""
-    for msg in reversed(body.get("messages") or []):
+    msgs = body.get("messages")
+    for msg in reversed(msgs if isinstance(msgs, list) else []):
         if not isinstance(msg, dict) or msg.get("role") != "user":
             continue
         content = msg.get("content")
         parts = [content] if isinstance(content, str) else [
-            b.get("text", "") for b in content or [] if isinstance(b, dict) and b.get("type") == "text"
+            t for b in (content if isinstance(content, list) else [])
+            if isinstance(b, dict) and b.get("type") == "text" and isinstance(t := b.get("text"), str)
         ]
         for p in parts:
             p = p.strip()
