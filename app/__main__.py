@@ -103,8 +103,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     active = engine.config.active
     if engine.runtime.exposed:
-        print(f"Patchbay gateway listening on {engine.runtime.listen_address}, reachable from other machines",
-              file=sys.stderr, flush=True)
+        print(f"Patchbay gateway listening on http://{engine.runtime.listen_address} (reachable from other "
+              f"machines; on this one: {engine.url})", file=sys.stderr, flush=True)
         print("  warning: not on loopback, so every request (also to `client` backends), /v1/models and /health "
               "need the gateway token; host names clients use must be listed in allowed_hosts ([gateway])",
               file=sys.stderr, flush=True)
