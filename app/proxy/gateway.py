@@ -298,9 +298,9 @@ class Gateway:
         routed = snap.table.resolve(body["model"], session_id, _h(headers, b"x-patchbay-pin"), body=body,
                                     subagent=inc.agent_id is not None)
         if isinstance(routed, Refusal):
-            exc = GatewayError(routed.status, routed.error_type, routed.message)
-            self._record_invalid(headers, raw, count, exc, body)
-            raise exc
+            refused = GatewayError(routed.status, routed.error_type, routed.message)
+            self._record_invalid(headers, raw, count, refused, body)
+            raise refused
         backend = snap.backends[routed.backend]
         access.authorize(backend.config, authed, is_exposed, presented)
         stream = bool(body.get("stream")) and not count
@@ -321,11 +321,11 @@ class Gateway:
             # backend to one with a stored key needs the token as asking for it directly does
             access.authorize(backend.config, authed, is_exposed, presented)
         if self.paused:
-            exc = GatewayError(503, "overloaded_error",
-                               "Patchbay is paused, so it forwards no requests. Resume it from the tray menu or the "
-                               "window's toolbar.")
-            self._record_invalid(headers, raw, count, exc, body)
-            raise exc
+            refused = GatewayError(503, "overloaded_error",
+                                   "Patchbay is paused, so it forwards no requests. Resume it from the tray menu or "
+                                   "the window's toolbar.")
+            self._record_invalid(headers, raw, count, refused, body)
+            raise refused
         health = self._health_for(snap)
         # the chosen route, then [routes] fallback; a backend whose breaker is open is skipped
         # while another can serve, and tried anyway (as its trial) when none can

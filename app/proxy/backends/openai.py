@@ -3,6 +3,7 @@ LM Studio, Ollama's /v1), translated both ways."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -17,6 +18,8 @@ from app.proxy.translate.response import openai_error_to_anthropic, openai_respo
 from app.proxy.translate.stream import OpenAIStreamTranslator, encode_events
 
 log = logging.getLogger("patchbay.backends")
+
+
 def _loads_lenient(data: bytes) -> Any:
     """A chunk's JSON; invalid UTF-8 inside it becomes U+FFFD instead of losing the chunk."""
     try:
@@ -100,6 +103,9 @@ class OpenAIBackend(Backend):
                         await ex.write(encode_events(events))
                     if done or tr.done:
                         break  # the answer is complete: never wait for the upstream to close
+            except asyncio.CancelledError:  # the client left: keep what is known of the usage so far
+                self._finish_from(ex, tr)
+                raise
             except httpx.HTTPError as exc:
                 msg = (f'The connection to the backend "{self.config.id}" broke mid-stream '
                        f"({type(exc).__name__}: {exc or 'closed'}). The answer is incomplete; retry the request.")
