@@ -270,11 +270,7 @@ _RANGES: dict[str, tuple[float, float, str]] = {
     "gateway.upstream_timeout_s": (0.1, 86400, "600"),
     "ledger.capture_retention_days": (0, 36500, "14"),
     "ledger.retention_days": (1, 36500, "365"),
-    "routes.long_context_threshold": (1, 100_000_000, "60000"),
-    "routes.breaker_failures": (1, 1000, "3"),
-    "routes.breaker_cooldown_s": (0.001, 86400, "30"),
-    "routes.breaker_max_cooldown_s": (0.001, 86400, "300"),
-}
+}  # [routes] numbers have their own checks in _parse_routes; nan anywhere is refused by _check_values
 
 
 def _get(table: dict[str, Any], key: str, types: type | tuple[type, ...], where: _Where, ctx: str,
