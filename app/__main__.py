@@ -72,21 +72,18 @@ def _config_path(args: argparse.Namespace) -> Path | None:
 
 
 def _setup_logging(log_dir: Path, verbose: bool) -> None:
+    from app.logfile import PrivateLogHandler, stderr_handler
+
     root = logging.getLogger()
     root.setLevel(logging.INFO)
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        log_dir.mkdir(parents=True, exist_ok=True)
-        fh = logging.handlers.RotatingFileHandler(log_dir / "patchbay.log", maxBytes=5_000_000, backupCount=3,
-                                                  encoding="utf-8")
+        fh = PrivateLogHandler(log_dir / "patchbay.log", maxBytes=5_000_000, backupCount=3, encoding="utf-8")
         fh.setFormatter(fmt)
         root.addHandler(fh)
     except OSError:
         pass
-    sh = logging.StreamHandler(sys.stderr)
-    sh.setLevel(logging.WARNING if not verbose else logging.INFO)
-    sh.setFormatter(logging.Formatter("patchbay: %(message)s"))
-    root.addHandler(sh)
+    root.addHandler(stderr_handler(verbose))
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -112,7 +109,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"patchbay: {exc}", file=sys.stderr)
         return 2
     active = engine.config.active
-    print(f"Patchbay gateway listening on {engine.url}", file=sys.stderr, flush=True)
+    if engine.runtime.exposed:
+        print(f"Patchbay gateway listening on http://{engine.runtime.listen_address} (reachable from other "
+              f"machines; on this one: {engine.url})", file=sys.stderr, flush=True)
+        print("  warning: not on loopback, so every request (also to `client` backends), /v1/models and /health "
+              "need the gateway token; host names clients use must be listed in allowed_hosts ([gateway])",
+              file=sys.stderr, flush=True)
+    else:
+        print(f"Patchbay gateway listening on {engine.url}", file=sys.stderr, flush=True)
     print(f"  config: {engine.config_path}\n  active: {active.backend}"
           f"{' / ' + active.model if active.model else ''}\n  run `patchbay env` for the lines that point "
           "Claude Code here", file=sys.stderr, flush=True)
@@ -155,10 +159,10 @@ def cmd_env(args: argparse.Namespace) -> int:
     from app.services import secrets
 
     paths = default_paths()
-    paths.ensure()
     try:
+        paths.ensure()
         config = load_or_create(_config_path(args) or paths.config_file)
-    except ConfigError as exc:
+    except (ConfigError, OSError) as exc:
         print(f"patchbay: {exc}", file=sys.stderr)
         return 2
     from app.services.claude_code import client_url

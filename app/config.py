@@ -10,6 +10,7 @@ or key, and what to write instead; nothing ever starts half-configured.
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import re
 import tomllib
@@ -41,6 +42,7 @@ class GatewaySettings:
     allowed_origins: tuple[str, ...] = ()
     ping_interval_s: float = 10.0
     upstream_timeout_s: float = 600.0
+    allowed_hosts: tuple[str, ...] = ()  # Host header names accepted besides loopback names and IP addresses
 
 
 @dataclass(frozen=True)
@@ -259,6 +261,18 @@ class _Where:
         return ConfigError(f"{where}: {what}. {fix}")
 
 
+# numeric keys and the values that work: (lowest, highest, an example). A value outside breaks
+# the gateway (ping_interval_s = 0 floods the client with pings, upstream_timeout_s = 0 answers
+# every request 504, max_body_mb <= 0 refuses every body), so `patchbay check` refuses it.
+_RANGES: dict[str, tuple[float, float, str]] = {
+    "gateway.max_body_mb": (0.001, 1024, "32"),
+    "gateway.ping_interval_s": (0.05, 3600, "10"),
+    "gateway.upstream_timeout_s": (0.1, 86400, "600"),
+    "ledger.capture_retention_days": (0, 36500, "14"),
+    "ledger.retention_days": (1, 36500, "365"),
+}  # [routes] numbers have their own checks in _parse_routes; nan anywhere is refused by _check_values
+
+
 def _get(table: dict[str, Any], key: str, types: type | tuple[type, ...], where: _Where, ctx: str,
          default: Any = None, line: int | None = None) -> Any:
     if key not in table:
@@ -275,7 +289,33 @@ def _get(table: dict[str, Any], key: str, types: type | tuple[type, ...], where:
         nice = " or ".join(name_map.get(n, n) for n in names.split(" or "))
         raise where.fail(f"{ctx}{key} is {value!r}", f"Write {nice} there.",
                          line=line or where.line_of(rf"^\s*{re.escape(key)}\s*="), key=f"{ctx}{key}")
+    bounds = _RANGES.get(f"{ctx}{key}")
+    if bounds is not None and isinstance(value, (int, float)):
+        lo, hi, example = bounds
+        if not lo <= value <= hi:  # also false for nan
+            raise where.fail(f"{ctx}{key} is {value!r}, outside the range that works ({lo:g} to {hi:g})",
+                             f"Write a number in that range, e.g. {key} = {example}.",
+                             line=line or where.line_of(rf"^\s*{re.escape(key)}\s*="), key=f"{ctx}{key}")
     return value
+
+
+def _check_values(node: Any, where: _Where, path: str = "", depth: int = 0) -> None:
+    """Refuse nan and infinite numbers anywhere (no setting means them), and values nested
+    deeper than any setting needs."""
+    if depth > 16:
+        raise where.fail(f"{path or 'a value'} is nested {depth} levels deep",
+                         "No Patchbay setting nests that deep; fix or remove that value.",
+                         line=where.line_of(rf"^\s*{re.escape(path.rsplit('.', 1)[-1])}\s*=") if path else None)
+    if isinstance(node, float) and not math.isfinite(node):
+        key = path.rsplit(".", 1)[-1]
+        raise where.fail(f"{path} is {node!r}", "Write an ordinary number there.",
+                         line=where.line_of(rf"^\s*{re.escape(key)}\s*="), key=path)
+    if isinstance(node, dict):
+        for k, v in node.items():
+            _check_values(v, where, f"{path}.{k}" if path else str(k), depth + 1)
+    elif isinstance(node, list):
+        for v in node:
+            _check_values(v, where, path, depth + 1)
 
 
 # --------------------------------------------------------------------------- parsing
@@ -285,12 +325,19 @@ def parse_config(text: str, path: Path | None = None) -> Config:
     where = _Where(path, text)
     try:
         raw = tomllib.loads(text)
+    except RecursionError:
+        deep = next((i + 1 for i, ln in enumerate(where.lines) if ln.count("[") + ln.count("{") > 50), None)
+        raise ConfigError(
+            f"{path or '<config>'}{f', line {deep}' if deep else ''}: a value is nested far deeper than any "
+            "Patchbay setting needs. Fix or remove that value."
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(
             f"{path or '<config>'}: this is not valid TOML ({exc}). Fix that line, or move the file "
             "away to get a fresh default config on the next start."
         ) from None
 
+    _check_values(raw, where)
     known_top = {"gateway", "backends", "active", "budgets", "prices", "ledger", "ollama", "routes"}
     for key in raw:
         if key not in known_top:
@@ -316,7 +363,8 @@ def parse_config(text: str, path: Path | None = None) -> Config:
 def _parse_gateway(t: Any, where: _Where, text: str) -> GatewaySettings:
     if not isinstance(t, dict):
         raise where.fail("[gateway] must be a table", "Write it as a [gateway] section.", key="gateway")
-    known = {"host", "port", "max_body_mb", "allowed_origins", "ping_interval_s", "upstream_timeout_s"}
+    known = {"host", "port", "max_body_mb", "allowed_origins", "ping_interval_s", "upstream_timeout_s",
+             "allowed_hosts"}
     _unknown_keys(t, known, "gateway.", where)
     host = _get(t, "host", str, where, "gateway.", "127.0.0.1")
     port = _get(t, "port", int, where, "gateway.", DEFAULT_PORT)
@@ -328,9 +376,14 @@ def _parse_gateway(t: Any, where: _Where, text: str) -> GatewaySettings:
     if not all(isinstance(o, str) for o in origins):
         raise where.fail("gateway.allowed_origins must list strings", 'Write e.g. ["http://localhost:3000"].',
                          line=where.line_of(r"^\s*allowed_origins\s*="))
+    hosts = _get(t, "allowed_hosts", list, where, "gateway.", [])
+    if not all(isinstance(h, str) and h.strip() for h in hosts):
+        raise where.fail("gateway.allowed_hosts must list host names", 'Write e.g. ["patchbay.example.lan"].',
+                         line=where.line_of(r"^\s*allowed_hosts\s*="))
     ping = _get(t, "ping_interval_s", (int, float), where, "gateway.", 10.0)
     up_to = _get(t, "upstream_timeout_s", (int, float), where, "gateway.", 600.0)
-    return GatewaySettings(host, port, int(max_mb * 1024 * 1024), tuple(origins), float(ping), float(up_to))
+    return GatewaySettings(host, port, int(max_mb * 1024 * 1024), tuple(origins), float(ping), float(up_to),
+                           tuple(h.strip().lower() for h in hosts))
 
 
 def _unknown_keys(t: dict[str, Any], known: set[str], ctx: str, where: _Where, start: int = 0) -> None:

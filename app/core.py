@@ -14,7 +14,7 @@ from typing import Any
 from app import config as cfgmod
 from app.config import ActiveSelection, BackendConfig, BudgetConfig, Config, ConfigError, RoutesConfig
 from app.events import EventHub, EventQueue, RequestFinished
-from app.paths import Paths, default_paths
+from app.paths import PathError, Paths, default_paths
 from app.proxy.backends import probe
 from app.proxy.backends.probe import TestResult
 from app.proxy.routing import Pin
@@ -36,7 +36,10 @@ class Engine:
         from app.services.pricing import PriceBook
 
         self.paths = paths or default_paths()
-        self.paths.ensure()
+        try:
+            self.paths.ensure()
+        except PathError as exc:
+            raise StartError(str(exc)) from None
         self.config_path = Path(config_path).expanduser() if config_path else self.paths.config_file
         try:
             config = cfgmod.load_or_create(self.config_path)

@@ -84,6 +84,8 @@ class RequestFinished:
     agent_id: str | None = None
     request_body: bytes | None = None  # only when capture is on
     response_body: bytes | None = None
+    interrupted: bool = False  # the answer stopped part-way; usage is what was known then
+    endpoint: str = "messages"  # or "count_tokens"
 
 
 def finished_request(request_id: str, started_at: float, *, backend: str = "anthropic",

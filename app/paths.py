@@ -30,8 +30,43 @@ class Paths:
         return self.data_dir / "gateway-token"
 
     def ensure(self) -> None:
+        """Create the folders; data and logs (the ledger, captured bodies, the token file) owner-only.
+        Raises ``PathError`` with a sentence for the user."""
         for d in (self.config_dir, self.data_dir, self.log_dir):
-            d.mkdir(parents=True, exist_ok=True)
+            try:
+                if d == self.config_dir:
+                    d.mkdir(parents=True, exist_ok=True)
+                else:
+                    make_private_dir(d)
+            except OSError as exc:
+                raise PathError(
+                    f"Patchbay cannot create its folder {d} ({exc.strerror or exc}). Make the folder above it "
+                    "writable, free some disk space, or point PATCHBAY_HOME at a folder you can write."
+                ) from None
+
+
+class PathError(OSError):
+    """A folder Patchbay needs cannot be made. ``str()`` is the message for the user."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "a folder cannot be made"
+
+
+def make_private_dir(path: Path) -> None:
+    """Create ``path`` (and parents) and make it owner-only (0700), also when it existed (0755)."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if os.name == "posix" and (path.stat().st_mode & 0o077):
+        os.chmod(path, 0o700)
+
+
+def make_private_file(path: Path) -> None:
+    """Create ``path`` empty if missing; make it owner-only (0600)."""
+    if os.name != "posix":
+        return
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    os.close(fd)
+    if path.stat().st_mode & 0o077:
+        os.chmod(path, 0o600)
 
 
 def default_paths() -> Paths:

@@ -14,6 +14,9 @@ import orjson
 
 from app.events import ContentDelta, EventHub, RequestFinished, Usage
 from app.proxy.routing import Route
+from app.proxy.sse import encode
+from app.proxy.tokens import estimate_tokens
+from app.scrub import scrub, scrub_text
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -35,6 +38,23 @@ class GatewayError(Exception):
         self.message = message
         self.raw_body = raw_body  # an upstream's own error body, forwarded unchanged
         self.headers = headers or []
+
+
+def scrubbed(exc: GatewayError, inc: Incoming | None) -> GatewayError:
+    """``exc`` with every credential removed from its message and body (an upstream's 401 may
+    quote the key it was sent): what the client, the log and the ledger get."""
+    extra = _client_secrets(inc)
+    message = scrub_text(exc.message, extra) or ""
+    raw = scrub(exc.raw_body, extra) if exc.raw_body else exc.raw_body
+    if message == exc.message and raw == exc.raw_body:
+        return exc
+    return GatewayError(exc.status, exc.error_type, message, raw_body=raw, headers=exc.headers)
+
+
+def _client_secrets(inc: Incoming | None) -> tuple[str, ...]:
+    if inc is None:
+        return ()
+    return tuple(s for s in (inc.api_key, inc.bearer) if s)
 
 
 SSE_HEADERS = [
@@ -68,7 +88,7 @@ class Exchange:
         "request_id", "route", "incoming", "stream", "send", "hub", "want_deltas", "t0", "wall0",
         "started", "finished", "status", "error_type", "error_message", "ttft", "stop_reason",
         "served_model", "input_tokens", "output_tokens", "cache_creation", "cache_read",
-        "last_write", "captured", "client_gone", "attempts", "hold_open_until",
+        "last_write", "captured", "client_gone", "attempts", "hold_open_until", "interrupted",
     )
 
     def __init__(self, request_id: str, route: Route, incoming: Incoming, stream: bool, send: Send,
@@ -101,6 +121,7 @@ class Exchange:
         # while a fallback could still take over, a silent upstream does not make the gateway open
         # the stream with a ping (that would rule failover out) until this perf_counter time
         self.hold_open_until = 0.0
+        self.interrupted = False  # the answer stopped part-way (client gone, upstream cut)
 
     def retry(self, route: Route) -> None:
         """Start the next attempt (failover) on ``route``. Only before anything reached the
@@ -131,6 +152,8 @@ class Exchange:
         if not data:
             return
         self.last_write = time.perf_counter()
+        if b"event: error" in data:  # an upstream's error event may quote a key it was sent
+            data = scrub(data, _client_secrets(self.incoming))
         if self.captured is not None:
             self.captured.append(data)
         await self.send({"type": "http.response.body", "body": data, "more_body": True})
@@ -202,16 +225,31 @@ class Exchange:
 
     def fail(self, error_type: str, message: str, status: int | None = None) -> None:
         self.error_type = error_type
-        self.error_message = message
+        self.error_message = scrub_text(message, _client_secrets(self.incoming))
         if status is not None and not self.started:
             self.status = status
+
+    def error_event(self, error_type: str, message: str) -> bytes:
+        """Record a mid-stream failure and return the SSE error event that tells the client: one
+        message, the same in both places."""
+        self.fail(error_type, message)
+        return encode("error", {"type": "error", "error": {"type": error_type, "message": self.error_message}})
 
     @property
     def usage(self) -> Usage:
         return Usage(self.input_tokens, self.output_tokens, self.cache_creation, self.cache_read)
 
-    def record(self, capture_mode: str) -> RequestFinished:
+    def record(self, capture_mode: str, endpoint: str = "messages") -> RequestFinished:
         end = time.perf_counter()
+        usage = self.usage
+        interrupted = self.interrupted or (self.stream and self.started and not self.finished)
+        if interrupted and not usage.input_tokens and endpoint == "messages":
+            # the provider bills the prompt of an answer cut short: record our estimate of it
+            try:
+                usage = Usage(estimate_tokens(self.incoming.body), usage.output_tokens, usage.cache_creation_input_tokens,
+                              usage.cache_read_input_tokens)
+            except Exception:
+                pass
         keep = capture_mode == "all" or (capture_mode == "errors" and self.error_type is not None)
         inc = self.incoming
         return RequestFinished(
@@ -230,10 +268,12 @@ class Exchange:
             error_message=self.error_message,
             ttft_ms=None if self.ttft is None else self.ttft * 1000.0,
             duration_ms=(end - self.t0) * 1000.0,
-            usage=self.usage,
+            usage=usage,
             stop_reason=self.stop_reason,
             attempts=self.attempts,
             agent_id=inc.agent_id,
             request_body=inc.raw if keep else None,
             response_body=b"".join(self.captured) if keep and self.captured is not None else None,
+            interrupted=interrupted,
+            endpoint=endpoint,
         )

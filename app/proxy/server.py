@@ -15,6 +15,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
+from app import scrub
 from app.config import BackendConfig, Config
 from app.events import BackendHealth, EventHub, GatewayState
 from app.proxy.backends.base import Backend, KeyLookup
@@ -116,6 +117,7 @@ class ProxyRuntime:
         self._keys = keys
         self._config = config
         self._token = token
+        scrub.remember(token)
         self._admission = admission
         self._lock = threading.RLock()
         self._thread: threading.Thread | None = None
@@ -145,6 +147,19 @@ class ProxyRuntime:
     @property
     def port(self) -> int:
         return self._port
+
+    @property
+    def listen_address(self) -> str:
+        """Where the gateway really listens (``0.0.0.0:8787`` when on every address)."""
+        host = self._host if ":" not in self._host else f"[{self._host}]"
+        return f"{host}:{self._port}"
+
+    @property
+    def exposed(self) -> bool:
+        """True when other machines can reach the gateway (not bound to loopback)."""
+        from app.proxy.access import exposed
+
+        return exposed(self._host)
 
     @property
     def running(self) -> bool:
@@ -195,7 +210,9 @@ class ProxyRuntime:
     def _close_later(self, backend: Backend) -> None:
         loop = self._loop
         if loop is not None and loop.is_running():
-            loop.call_soon_threadsafe(lambda: asyncio.ensure_future(backend.aclose()))
+            # on the loop, where requests claim backends: one that claimed it meanwhile closes it later
+            loop.call_soon_threadsafe(lambda: asyncio.ensure_future(backend.aclose()) if backend.inflight == 0
+                                      else None)
 
     def _swap(self, snap: Snapshot) -> None:
         # one reference assignment; the loop reads it at the start of each request
@@ -223,6 +240,9 @@ class ProxyRuntime:
                 reason = self._failure
                 self.stop(timeout=2.0)
                 raise GatewayStartError(f"The gateway did not start: {reason or 'timed out'}.")
+        if self.exposed:
+            log.warning("the gateway listens on %s, beyond this machine: every request, /v1/models and /health "
+                        "need the gateway token", self.listen_address)
         self.hub.publish(GatewayState("running", self.url))
 
     def _run(self, sock: socket.socket, ready: threading.Event) -> None:
@@ -231,8 +251,12 @@ class ProxyRuntime:
         loop = _new_loop()
         asyncio.set_event_loop(loop)
         self._loop = loop
+        from app.proxy.guard import GuardedHttpToolsProtocol, raise_descriptor_limit
+
+        raise_descriptor_limit()
         cfg = uvicorn.Config(
-            self.gateway, lifespan="off", http="httptools", loop="none", log_config=None, log_level="warning",
+            self.gateway, lifespan="off", http=GuardedHttpToolsProtocol, loop="none", log_config=None,
+            log_level="warning",
             access_log=False, timeout_keep_alive=120, timeout_graceful_shutdown=3, server_header=False,
             date_header=False, proxy_headers=False,
         )
@@ -298,6 +322,7 @@ class ProxyRuntime:
     def set_token(self, token: str) -> None:
         with self._lock:
             self._token = token
+            scrub.remember(token)
             self._swap(replace(self.gateway.snap, token=token))
 
     def set_admission(self, admission: Admission | None) -> None:

@@ -26,11 +26,10 @@ from __future__ import annotations
 
 import atexit
 import collections
-import functools
 import itertools
 import logging
 import math
-import re
+import os
 import sqlite3
 import threading
 import time
@@ -42,11 +41,13 @@ from typing import Any, Callable, Iterable, Literal, Sequence
 
 from app.config import LedgerSettings
 from app.events import RequestFinished
+from app.paths import make_private_dir, make_private_file
+from app.scrub import REDACTED, scrub, scrub_text  # noqa: F401 - the scrubber lives in scrub.py
 from app.services.pricing import PriceBook
 
 log = logging.getLogger("patchbay.ledger")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 HOUR = 3600
 MAX_BATCH = 5000
 
@@ -140,7 +141,26 @@ INSERT INTO sessions
     FROM requests WHERE session_id IS NOT NULL GROUP BY session_id;
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2)  # MIGRATIONS[n] takes a file from version n to n + 1
+# v3: a flag for answers that stopped part-way (their usage is what was known then), and the
+# count_tokens calls, kept apart from the requests so that they never count as spending.
+_V3 = """
+ALTER TABLE requests ADD COLUMN interrupted INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE token_counts(
+    request_id TEXT PRIMARY KEY,
+    started_at REAL NOT NULL,
+    session_id TEXT,
+    client TEXT,
+    backend TEXT NOT NULL,
+    model TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    error_type TEXT,
+    error_message TEXT,
+    duration_ms REAL NOT NULL
+);
+CREATE INDEX token_counts_started ON token_counts(started_at);
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)  # MIGRATIONS[n] takes a file from version n to n + 1
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 
@@ -169,33 +189,76 @@ def _backup(conn: sqlite3.Connection, path: Path, version: int) -> Path:
     return dest
 
 
+def _diagnose(path: Path, exc: BaseException) -> LedgerError:
+    """The right sentence for a failure to open or write the ledger: a read-only or full disk is
+    not a damaged file, and moving the file away would throw the user's history away."""
+    text = str(exc).lower()
+    if "readonly" in text or "read-only" in text or "permission" in text or "unable to open" in text:
+        return LedgerError(
+            f"The usage ledger {path} (or its folder) is read-only ({exc}), so Patchbay could not keep usage "
+            "records. Make the file and its folder writable, then start Patchbay again. The file itself is fine: "
+            "keep it.")
+    if "full" in text or getattr(exc, "errno", None) == 28:
+        return LedgerError(
+            f"The disk holding the usage ledger {path} is full, so Patchbay could not keep usage records. Free some "
+            "space, then start Patchbay again. The file itself is fine: keep it.")
+    if "disk i/o" in text:
+        return LedgerError(
+            f"The usage ledger {path} could not be read or written ({exc}): the disk may be full, failing or "
+            "read-only. Check it (free space, mount options), then start Patchbay again; keep the file.")
+    if "locked" in text or "busy" in text:
+        return LedgerError(
+            f"Another program holds the usage ledger {path} locked ({exc}). Close it (another Patchbay, a "
+            "database browser, a backup tool), then start Patchbay again.")
+    return _not_usable(path, exc)
+
+
+def _writable(path: Path) -> bool:
+    """The file (if it exists) and its folder can be written: WAL adds files beside it."""
+    return os.access(path.parent, os.W_OK) and (not path.exists() or os.access(path, os.W_OK))
+
+
+def _make_private(path: Path) -> None:
+    """The ledger and its -wal / -shm files owner-only (it holds prompts when capture is on)."""
+    if os.name != "posix":
+        return
+    for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            if p.exists() and p.stat().st_mode & 0o077:
+                os.chmod(p, 0o600)
+        except OSError:
+            pass
+
+
 def open_db(path: Path, *, target: int = SCHEMA_VERSION) -> tuple[sqlite3.Connection, Path | None]:
     """Open (creating or upgrading to ``target``) the ledger file for writing.
 
-    Returns the connection and the backup made before an upgrade, if one was made.
-    Raises ``LedgerError`` with a sentence for the user.
+    Returns the connection and the backup made before an upgrade, if one was made. Raises
+    ``LedgerError`` with a sentence for the user. A file that is refused is left unchanged, and
+    a ledger where records cannot be written (read-only, full disk) is refused at the start
+    rather than losing records later.
     """
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(path.parent)
     except OSError as exc:
         raise LedgerError(f"Patchbay cannot create the folder {path.parent} for its usage ledger "
                           f"({exc.strerror}). Check the folder's permissions.") from None
+    if not _writable(path):
+        raise _diagnose(path, PermissionError("read-only"))
+    existed = path.exists()
     try:
+        if not existed:
+            make_private_file(path)  # SQLite gives -wal and -shm the main file's mode
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
-    except sqlite3.Error as exc:
-        raise LedgerError(f"Patchbay cannot open its usage ledger {path} ({exc}). "
-                          "Check the file's permissions.") from None
+    except (sqlite3.Error, OSError) as exc:
+        raise _diagnose(path, exc) from None
     backup = None
     try:
-        try:
-            conn.execute("PRAGMA journal_mode=WAL").fetchone()
+        try:  # read only, so that a file we refuse is left as it was
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         except sqlite3.DatabaseError as exc:
-            if "readonly" in str(exc) or "read-only" in str(exc):
-                raise LedgerError(f"The usage ledger {path} is read-only ({exc}). Make the file and its folder "
-                                  "writable, then start Patchbay again.") from None
-            raise _not_usable(path, exc) from None
+            raise _diagnose(path, exc) from None
         if version == 0 and names:
             raise _not_usable(path, Exception("it holds other tables"))
         if version > SCHEMA_VERSION:
@@ -203,10 +266,22 @@ def open_db(path: Path, *, target: int = SCHEMA_VERSION) -> tuple[sqlite3.Connec
                 f"The usage ledger {path} was written by a newer Patchbay (schema {version}; this one "
                 f"knows up to {SCHEMA_VERSION}). Update Patchbay, or move the file away to start a new one."
             )
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("PRAGMA busy_timeout=10000")
-        conn.execute("PRAGMA cache_size=-16000")
-        conn.execute("PRAGMA temp_store=MEMORY")
+        _make_private(path)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL").fetchone()
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA busy_timeout=10000")
+            conn.execute("PRAGMA cache_size=-16000")
+            conn.execute("PRAGMA temp_store=MEMORY")
+            if version:  # one real write: a disk that cannot take records is found now, not at exit
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute("INSERT OR REPLACE INTO meta VALUES ('opened_at', ?)", (str(time.time()),))
+                conn.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise _diagnose(path, exc) from None
+        _make_private(path)
         if 0 < version < target:
             backup = _backup(conn, path, version)
         for v in range(version, target):
@@ -241,64 +316,6 @@ def _statements(script: str) -> list[str]:
     return out
 
 
-# =========================================================================== scrubbing
-
-_SECRET_KEYS = (b"authorization", b"proxy-authorization", b"x-api-key", b"api-key", b"api_key", b"apikey",
-                b"x-goog-api-key", b"access_token", b"refresh_token", b"id_token", b"client_secret", b"secret_key",
-                b"password", b"aws_secret_access_key", b"aws_session_token", b"cookie", b"set-cookie",
-                b"anthropic_auth_token", b"anthropic_api_key", b"openai_api_key")
-_TOKEN_RES = (  # each starts with a literal, so the regex engine can jump between candidates
-    re.compile(rb"sk-[A-Za-z0-9_\-]{16,}"),
-    re.compile(rb"AKIA[0-9A-Z]{16}"),
-    re.compile(rb"AIza[0-9A-Za-z_\-]{30,}"),
-    re.compile(rb"gh[pousr]_[A-Za-z0-9]{30,}"),
-    re.compile(rb"xox[abprs]-[A-Za-z0-9\-]{10,}"),
-)
-_BEARER = re.compile(rb"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=\-]{8,}")
-REDACTED = b"[redacted]"
-
-
-@functools.lru_cache(maxsize=64)
-def _key_patterns(keys: tuple[bytes, ...]) -> tuple[re.Pattern[bytes], re.Pattern[bytes], re.Pattern[bytes]]:
-    alt = b"|".join(re.escape(k) for k in keys)
-    return (
-        re.compile(rb'(?i)("(?:' + alt + rb')"\s*:\s*)"(?:[^"\\]|\\.)*"'),  # JSON "key": "value"
-        re.compile(rb"(?im)^(\s*(?:" + alt + rb")\s*[:=]\s*)[^\r\n]+"),  # header line  Key: value
-        re.compile(rb"(?i)((?:" + alt + rb")=)[^\s\"'&]+"),  # env / query  KEY=value
-    )
-
-
-def _token(m: re.Match[bytes]) -> bytes:
-    i = m.start()
-    if i and m.string[i - 1:i].isalnum():  # "disk-..." is not an "sk-" key
-        return m.group(0)
-    return REDACTED
-
-
-def scrub(data: bytes) -> bytes:
-    """Remove anything that looks like a credential from a captured body or message: secret
-    header lines and JSON fields (authorization, x-api-key, ...), ``Bearer`` tokens, and keys by
-    their shape (``sk-...``, AWS, Google, GitHub, Slack)."""
-    low = data.lower()
-    keys = tuple(k for k in _SECRET_KEYS if k in low)
-    if keys:
-        json_rx, header_rx, env_rx = _key_patterns(keys)
-        data = json_rx.sub(lambda m: m.group(1) + b'"' + REDACTED + b'"', data)
-        data = header_rx.sub(lambda m: m.group(1) + REDACTED, data)
-        data = env_rx.sub(lambda m: m.group(1) + REDACTED, data)
-    if b"bearer" in low:
-        data = _BEARER.sub(lambda m: m.group(1) + REDACTED, data)
-    for rx in _TOKEN_RES:
-        data = rx.sub(_token, data)
-    return data
-
-
-def scrub_text(text: str | None) -> str | None:
-    if not text:
-        return text
-    return scrub(text.encode("utf-8", "surrogateescape")).decode("utf-8", "replace")
-
-
 def _compress(data: bytes | None) -> bytes | None:
     return None if data is None else zlib.compress(scrub(data), 6)
 
@@ -324,8 +341,8 @@ def should_capture(settings: LedgerSettings, ev: RequestFinished) -> bool:
 _INSERT = (
     "INSERT OR IGNORE INTO requests(request_id, started_at, ended_at, session_id, client, route, backend, "
     "requested_model, model, stream, status, error_type, error_message, stop_reason, ttft_ms, duration_ms, "
-    "input_tokens, output_tokens, cache_write_tokens, cache_read_tokens, cost_usd, attempts, agent_id) "
-    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    "input_tokens, output_tokens, cache_write_tokens, cache_read_tokens, cost_usd, attempts, agent_id, "
+    "interrupted) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
 _UPSERT_HOUR = (
     "INSERT INTO usage_hourly VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(hour_start, backend, model) DO UPDATE SET "
@@ -347,6 +364,7 @@ _UPSERT_SESSION = (
     "ELSE backends || ',' || excluded.backends END, client = coalesce(client, excluded.client)"
 )
 _INSERT_BODY = "INSERT OR REPLACE INTO bodies VALUES (?,?,?,?,?)"
+_INSERT_COUNT = "INSERT OR IGNORE INTO token_counts VALUES (?,?,?,?,?,?,?,?,?,?)"
 
 
 def _row(ev: RequestFinished, cost: float | None) -> tuple[Any, ...]:
@@ -356,7 +374,7 @@ def _row(ev: RequestFinished, cost: float | None) -> tuple[Any, ...]:
         ev.backend, ev.requested_model, ev.model, 1 if ev.stream else 0, int(ev.status), ev.error_type,
         scrub_text(ev.error_message), ev.stop_reason, ev.ttft_ms, float(ev.duration_ms), int(u.input_tokens),
         int(u.output_tokens), int(u.cache_creation_input_tokens), int(u.cache_read_input_tokens), cost,
-        int(ev.attempts), ev.agent_id,
+        int(ev.attempts), ev.agent_id, 1 if ev.interrupted else 0,
     )
 
 
@@ -522,6 +540,13 @@ class Ledger:
         conn.execute("BEGIN IMMEDIATE")
         try:
             for _seq, ev in batch:
+                if ev.endpoint == "count_tokens":  # free: kept apart, never in the spending rollups
+                    if conn.execute(_INSERT_COUNT, (
+                            str(ev.request_id), float(ev.started_at), ev.session_id, ev.client, ev.backend, ev.model,
+                            int(ev.status), ev.error_type, scrub_text(ev.error_message),
+                            float(ev.duration_ms))).rowcount == 1:
+                        ids.append(str(ev.request_id))
+                    continue
                 try:
                     cost = prices.cost_of(ev)
                 except Exception:
@@ -630,6 +655,8 @@ def delete_expired(conn: sqlite3.Connection, settings: LedgerSettings, now: floa
         deleted += _delete_chunks(conn, "DELETE FROM requests WHERE id IN "
                                   "(SELECT id FROM requests WHERE started_at < ? ORDER BY started_at LIMIT ?)",
                                   cutoff, chunk)
+        deleted += _delete_chunks(conn, "DELETE FROM token_counts WHERE rowid IN "
+                                  "(SELECT rowid FROM token_counts WHERE started_at < ? LIMIT ?)", cutoff, chunk)
     return deleted
 
 
@@ -716,6 +743,7 @@ class RequestRow:
     cost_usd: float | None  # None: unpriced
     attempts: int
     agent_id: str | None
+    interrupted: bool = False
 
     @property
     def unpriced(self) -> bool:
@@ -746,7 +774,7 @@ class TotalsRow:
 
 _ROW_COLS = ("request_id, started_at, ended_at, session_id, client, route, backend, requested_model, model, stream, "
              "status, error_type, error_message, stop_reason, ttft_ms, duration_ms, input_tokens, output_tokens, "
-             "cache_write_tokens, cache_read_tokens, cost_usd, attempts, agent_id")
+             "cache_write_tokens, cache_read_tokens, cost_usd, attempts, agent_id, interrupted")
 _ORDERABLE = {"started_at", "ended_at", "duration_ms", "ttft_ms", "cost_usd", "input_tokens", "output_tokens",
               "cache_read_tokens", "cache_write_tokens", "status", "backend", "model", "session_id", "requested_model"}
 _AGG = ("count(*), sum(status >= 400 OR error_type IS NOT NULL), sum(cost_usd IS NULL), total(cost_usd), "
@@ -756,7 +784,7 @@ Bucket = Literal["hour", "day", "month"]
 
 def _to_row(r: Sequence[Any]) -> RequestRow:
     return RequestRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], bool(r[9]), r[10], r[11], r[12], r[13],
-                      r[14], r[15], r[16], r[17], r[18], r[19], r[20], r[21], r[22])
+                      r[14], r[15], r[16], r[17], r[18], r[19], r[20], r[21], r[22], bool(r[23]))
 
 
 class LedgerReader:
@@ -1035,3 +1063,7 @@ class LedgerReader:
 
     def count(self) -> int:
         return int(self._q("SELECT count(*) FROM requests")[0][0])
+
+    def token_counts(self) -> int:
+        """How many count_tokens calls are recorded (they are kept apart from the requests)."""
+        return int(self._q("SELECT count(*) FROM token_counts")[0][0])

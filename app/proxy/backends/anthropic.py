@@ -13,9 +13,9 @@ from typing import Any
 import httpx
 import orjson
 
-from app.proxy.backends.base import Backend, clamp_output, join_url, upstream_error_message
+from app.proxy.backends.base import Backend, clamp_output, drain, join_url, upstream_error_message
 from app.proxy.exchange import JSON_HEADERS, SSE_HEADERS, Exchange, GatewayError
-from app.proxy.sse import SSEParser, encode
+from app.proxy.sse import SSEParser
 from app.proxy.translate.response import error_type_for_status as error_type_for
 
 # upstream response headers worth passing on (rate limits, request ids, retry advice)
@@ -184,7 +184,7 @@ class AnthropicBackend(Backend):
             ctype = resp.headers.get("content-type", "")
             if "text/event-stream" not in ctype:
                 raw = await resp.aread()
-                self._observe_message(ex, raw)
+                ex.observe_message(self._message_or_raise(raw, ctype))
                 if not ex.started:
                     await ex.answer(resp.status_code, JSON_HEADERS + forwarded_headers(resp), raw)
                 else:  # we already opened an SSE answer (pings during a slow start)
@@ -194,26 +194,49 @@ class AnthropicBackend(Backend):
             if not ex.started:
                 await ex.start(200, SSE_HEADERS + forwarded_headers(resp))
             tap = AnthropicTap(ex)
+            chunks = resp.aiter_raw()
             try:
-                async for chunk in resp.aiter_raw():
+                async for chunk in chunks:
                     ready = tap.feed(chunk)
                     if ready:
                         await ex.write(ready)
+                    if tap.saw_stop or tap.saw_error:
+                        break  # the answer is complete: never wait for the upstream to close
             except httpx.HTTPError as exc:
                 msg = (f'The connection to the backend "{self.config.id}" broke mid-stream '
                        f"({type(exc).__name__}: {exc or 'closed'}). The answer is incomplete; retry the request.")
-                ex.fail("api_error", msg)
-                await ex.write(encode("error", {"type": "error", "error": {"type": "api_error", "message": msg}}))
+                ex.interrupted = True
+                await ex.write(ex.error_event("api_error", msg))
                 await ex.end()
                 return
             if not tap.saw_stop and not tap.saw_error:
                 msg = (f'The backend "{self.config.id}" ended its stream before the message was complete. '
                        "The answer is incomplete; retry the request.")
-                ex.fail("api_error", msg)
-                await ex.write(encode("error", {"type": "error", "error": {"type": "api_error", "message": msg}}))
+                ex.interrupted = True
+                await ex.write(ex.error_event("api_error", msg))
             await ex.end()
+            await drain(chunks)
         finally:
             await resp.aclose()
+
+    def _message_or_raise(self, raw: bytes, ctype: str) -> dict[str, Any]:
+        """A whole answer must be a Messages object. A 200 with a captive portal's HTML page, an
+        ``{"error": …}`` object or an app's index.html is a 502 that says what came back."""
+        try:
+            obj: Any = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            obj = None
+        if isinstance(obj, dict) and obj.get("type") == "message" and isinstance(obj.get("content"), list):
+            return obj
+        if isinstance(obj, dict) and ("error" in obj or obj.get("type") == "error"):
+            etype, said = upstream_error_message(raw, "an error without details")
+            raise GatewayError(502, "api_error", f'The backend "{self.config.id}" answered 200 with an error: {said}')
+        kind = "an HTML page" if "html" in ctype.lower() or raw.lstrip()[:1] == b"<" else "something else"
+        text = raw.decode("utf-8", "replace").strip()[:200]
+        raise GatewayError(
+            502, "api_error",
+            f'The backend "{self.config.id}" answered 200 with {kind}, not a message ({text!r}). Check its base_url: '
+            "a login page or a proxy may stand in the way.")
 
     def _observe_message(self, ex: Exchange, raw: bytes) -> None:
         try:
@@ -227,7 +250,7 @@ class AnthropicBackend(Backend):
         got = await self.counted(self.send(lambda credential: self.count_request(ex, credential)))
         if got is not None:
             status, raw = got
-            if status < 400:
+            if status < 400 and _is_count(raw):
                 await ex.answer(status, JSON_HEADERS, raw)
                 return
             if status not in (404, 405, 501):
@@ -244,3 +267,12 @@ def _is_anthropic_error(raw: bytes) -> bool:
     except orjson.JSONDecodeError:
         return False
     return isinstance(obj, dict) and obj.get("type") == "error" and isinstance(obj.get("error"), dict)
+
+
+def _is_count(raw: bytes) -> bool:
+    """A count_tokens answer (not a captive portal's page or an error object passed as 200)."""
+    try:
+        obj: Any = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(obj, dict) and isinstance(obj.get("input_tokens"), int)

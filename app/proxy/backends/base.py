@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from typing import Any, Awaitable, Callable, Iterable
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterable
 
 import httpx
 import orjson
 
+from app import scrub
 from app.config import DEFAULT_TOKEN_TTL_S, BackendConfig, GatewaySettings
 from app.proxy.credentials import CommandToken, TokenSource
 from app.proxy.exchange import JSON_HEADERS, Exchange, GatewayError
@@ -80,9 +82,9 @@ class Backend:
 
     async def credential(self) -> str | None:
         """The secret for the next request: a token from the token source, else the stored key."""
-        if self.tokens is not None:
-            return await self.tokens.token()
-        return self.key()
+        secret = await self.tokens.token() if self.tokens is not None else self.key()
+        scrub.remember(secret)  # redacted wherever an upstream quotes it back
+        return secret
 
     async def send(self, build: Callable[[str | None], httpx.Request]) -> httpx.Response:
         """Open ``build(credential)``. A 401 to a token that expires (a command's, Google's)
@@ -165,22 +167,43 @@ class Backend:
             resp = await transport.handle_async_request(request)
             resp.request = request
             return resp
-        except httpx.ConnectError as exc:
-            raise GatewayError(
-                502, "api_error",
-                f'Patchbay could not connect to the backend "{self.config.id}" at {self.config.base_url} '
-                f"({_reason(exc)}). Check that it is running and that base_url is right.",
-            ) from None
-        except httpx.TimeoutException:
-            raise GatewayError(
-                504, "timeout_error",
-                f'The backend "{self.config.id}" at {self.config.base_url} did not answer in time.',
-            ) from None
-        except httpx.HTTPError as exc:
-            raise GatewayError(
-                502, "api_error",
-                f'The request to the backend "{self.config.id}" failed: {_reason(exc)}.',
-            ) from None
+        except (httpx.HTTPError, httpx.StreamError) as exc:
+            raise upstream_failure(self.config, exc) from None
+
+
+def upstream_failure(config: BackendConfig, exc: Exception) -> GatewayError:
+    """The GatewayError (502, or 504 for a timeout) that says how talking to ``config`` failed:
+    connecting, sending, or reading an answer that was cut or stalled part-way."""
+    where = f'the backend "{config.id}" at {config.base_url}'
+    if isinstance(exc, httpx.ConnectError):
+        return GatewayError(
+            502, "api_error",
+            f"Patchbay could not connect to {where} ({_reason(exc)}). Check that it is running and that "
+            "base_url is right.")
+    if isinstance(exc, httpx.TimeoutException):
+        return GatewayError(504, "timeout_error", f"{where[0].upper()}{where[1:]} did not answer in time.")
+    if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError, httpx.StreamError)):
+        return GatewayError(
+            502, "api_error",
+            f"The connection to {where} broke before its answer was complete ({_reason(exc)}). Retry the "
+            "request; if it keeps happening, check the backend or anything between Patchbay and it.")
+    return GatewayError(502, "api_error", f'The request to the backend "{config.id}" failed: {_reason(exc)}.')
+
+
+# after a complete answer, how long the rest of the upstream body (a chunked terminator) may take
+# before the connection is dropped instead of kept for reuse
+DRAIN_S = 1.0
+
+
+async def drain(chunks: AsyncIterator[bytes]) -> None:
+    """Read what is left of a finished answer's body, briefly, so the connection can be reused;
+    an upstream that keeps it open gets it dropped (``resp.aclose()`` after this)."""
+    try:
+        async with asyncio.timeout(DRAIN_S):
+            async for _ in chunks:
+                pass
+    except (TimeoutError, httpx.HTTPError, httpx.StreamError):
+        pass
 
 
 def _reason(exc: BaseException) -> str:

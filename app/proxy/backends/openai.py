@@ -3,17 +3,33 @@ LM Studio, Ollama's /v1), translated both ways."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
 
 import httpx
 import orjson
 
-from app.proxy.backends.base import Backend, upstream_error_message
+from app.proxy.backends.base import Backend, drain, upstream_error_message
 from app.proxy.exchange import JSON_HEADERS, SSE_HEADERS, Exchange, GatewayError
 from app.proxy.sse import SSEParser
 from app.proxy.translate.request import to_openai_request
 from app.proxy.translate.response import openai_error_to_anthropic, openai_response_to_anthropic
 from app.proxy.translate.stream import OpenAIStreamTranslator, encode_events
+
+log = logging.getLogger("patchbay.backends")
+
+
+def _loads_lenient(data: bytes) -> Any:
+    """A chunk's JSON; invalid UTF-8 inside it becomes U+FFFD instead of losing the chunk."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        return orjson.loads(data.decode("utf-8", "replace"))
+    except orjson.JSONDecodeError:
+        return None
 
 
 class OpenAIBackend(Backend):
@@ -54,6 +70,7 @@ class OpenAIBackend(Backend):
         resp = await self._open(ex, stream=True)
         try:
             await self._raise_for_status(resp)
+            await self._refuse_non_stream(resp)
             # message_start carries an estimate (≈ 4 bytes a token); message_delta has the real count
             tr = OpenAIStreamTranslator(ex.route.model, input_tokens=max(1, len(ex.incoming.raw) // 4))
             if ex.want_deltas:
@@ -63,11 +80,9 @@ class OpenAIBackend(Backend):
             await ex.write(encode_events(tr.start()))
             parser = SSEParser()
             done = False
-            saw_finish = False
+            chunks = resp.aiter_raw()
             try:
-                async for chunk in resp.aiter_raw():
-                    if done:
-                        continue  # read to the end of the body so the connection can be reused
+                async for chunk in chunks:
                     events: list[tuple[str, dict[str, Any]]] = []
                     for _name, data in parser.feed(chunk):
                         if data == b"[DONE]":
@@ -75,40 +90,69 @@ class OpenAIBackend(Backend):
                             break
                         if not data:
                             continue
-                        try:
-                            obj = orjson.loads(data)
-                        except orjson.JSONDecodeError:
+                        obj = _loads_lenient(data)
+                        if obj is None:
                             continue  # a keep-alive comment or junk line: nothing to translate
                         if not isinstance(obj, dict):
+                            tr.skipped += 1
                             continue
-                        choices = obj.get("choices")
-                        if choices and choices[0].get("finish_reason"):
-                            saw_finish = True
                         events += tr.feed(obj)
                         if ex.ttft is None and tr.first_content_seen:
                             ex.first_token()
                     if events:
                         await ex.write(encode_events(events))
+                    if done or tr.done:
+                        break  # the answer is complete: never wait for the upstream to close
+            except asyncio.CancelledError:  # the client left: keep what is known of the usage so far
+                self._finish_from(ex, tr)
+                raise
             except httpx.HTTPError as exc:
                 msg = (f'The connection to the backend "{self.config.id}" broke mid-stream '
                        f"({type(exc).__name__}: {exc or 'closed'}). The answer is incomplete; retry the request.")
                 self._finish_from(ex, tr)
+                ex.interrupted = True
                 ex.fail("api_error", msg)
-                await ex.write(encode_events(tr.fail("api_error", msg)))
+                await ex.write(encode_events(tr.fail("api_error", ex.error_message or msg)))
                 await ex.end()
                 return
-            if done or saw_finish or tr.stop_reason:
+            self._skipped_note(tr)
+            if tr.error is not None:  # the upstream said why inside its stream: its words, both places
+                self._finish_from(ex, tr)
+                await ex.end()
+                await drain(chunks)
+                return
+            if done or tr.finish_reason or tr.stop_reason:
                 tail = tr.finish()
             else:
                 msg = (f'The backend "{self.config.id}" ended its stream before the answer was complete. '
                        "Retry the request.")
+                ex.interrupted = True
                 ex.fail("api_error", msg)
-                tail = tr.fail("api_error", msg)
+                tail = tr.fail("api_error", ex.error_message or msg)
             self._finish_from(ex, tr)
             await ex.write(encode_events(tail))
             await ex.end()
+            await drain(chunks)
         finally:
             await resp.aclose()
+
+    async def _refuse_non_stream(self, resp: httpx.Response) -> None:
+        """A 200 that is not an event stream (a captive portal's HTML page, an ``{"error": …}``
+        object, an app's index.html) is no answer: 502 with what it said, before anything is sent."""
+        ctype = resp.headers.get("content-type", "").lower()
+        if "text/event-stream" in ctype or not ("html" in ctype or "json" in ctype):
+            return
+        raw = await resp.aread()
+        _t, said = upstream_error_message(raw, "an empty body")
+        kind = "an HTML page" if "html" in ctype else "JSON"
+        raise GatewayError(502, "api_error",
+                           f'The backend "{self.config.id}" answered a streaming request with {kind} instead of an '
+                           f"event stream: {said[:300]}")
+
+    def _skipped_note(self, tr: OpenAIStreamTranslator) -> None:
+        if tr.skipped:
+            log.warning('backend "%s": skipped %d stream chunk(s) in a shape Patchbay cannot read; the rest of the '
+                        "answer went through", self.config.id, tr.skipped)
 
     def _finish_from(self, ex: Exchange, tr: OpenAIStreamTranslator) -> None:
         u = tr.usage
@@ -119,7 +163,7 @@ class OpenAIBackend(Backend):
         ex.stop_reason = tr.stop_reason
         if tr.model:
             ex.served_model = tr.model
-        err = getattr(tr, "error", None)  # an error the upstream reported inside its stream
+        err = tr.error  # an error the upstream reported inside its stream
         if err is not None and ex.error_type is None:
             ex.fail(*err)
 
@@ -131,7 +175,7 @@ class OpenAIBackend(Backend):
                 raise ValueError("not an object")
             if isinstance(obj.get("error"), (dict, str)):
                 _t, msg = upstream_error_message(raw, "error")
-                raise GatewayError(502, "api_error", msg)
+                raise GatewayError(502, "api_error", f'The backend "{self.config.id}" answered 200 with an error: {msg}')
             message = openai_response_to_anthropic(obj, requested_model=ex.route.model)
         except (orjson.JSONDecodeError, ValueError, KeyError, TypeError, IndexError) as exc:
             raise GatewayError(502, "api_error",

@@ -85,6 +85,7 @@ class OpenAIStreamTranslator:
         self.error: tuple[str, str] | None = None  # (type, message) once fail() ran
         self.usage_reported = False  # False: ``usage`` is an estimate (no usage chunk came)
         self.dropped_fragments = 0  # tool-argument pieces that arrived after their block closed
+        self.skipped = 0  # chunks (or parts of them) in shapes this translator cannot read
         self.tool_ids: dict[str, str] = {}  # upstream tool-call id → our toolu_ id
         self._stop_sequences = tuple(stop_sequences or ())
         self._input_estimate = input_tokens
@@ -153,33 +154,52 @@ class OpenAIStreamTranslator:
         ]
 
     def feed(self, chunk: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-        """One parsed upstream chunk → the Anthropic events it yields (often one, maybe none)."""
+        """One parsed upstream chunk → the Anthropic events it yields (often one, maybe none).
+        What cannot be read (``"choices": "x"``, ``delta`` not an object, ``tool_calls: 1``) is
+        skipped and counted in ``skipped``; the stream goes on."""
         if self._done:
             return []
         out = [] if self._started else self.start()
         if type(chunk) is not dict:
+            self.skipped += 1
             return out
+        try:
+            self._feed(chunk, out)
+        except (TypeError, AttributeError, KeyError, ValueError, IndexError):
+            self.skipped += 1  # the events produced before the odd part stand
+        return out
+
+    def _feed(self, chunk: dict[str, Any], out: list[tuple[str, dict[str, Any]]]) -> None:
         err = chunk.get("error")
         if err is not None:
             err_type, message = error_type_for_stream_error(err)
             out.extend(self.fail(err_type, message))
-            return out
+            return
         if not self._model_seen:
             model = chunk.get("model")
             if model and type(model) is str:
                 self.model = model
                 self._model_seen = True
         usage = chunk.get("usage")
-        if usage:
+        if usage and type(usage) is dict:
             self._usage = usage_from_openai(usage, fallback_input=self._input_estimate)
             self.usage_reported = True
         choices = chunk.get("choices")
         if not choices:
-            return out
+            return
+        if type(choices) is not list:
+            self.skipped += 1
+            return
         for choice in choices:
-            if type(choice) is not dict or choice.get("index", 0):
+            if type(choice) is not dict:
+                self.skipped += 1
+                continue
+            if choice.get("index", 0):
                 continue  # n > 1: only the first choice is ours
             delta = choice.get("delta")
+            if delta and type(delta) is not dict:
+                self.skipped += 1
+                delta = None
             if delta:
                 reasoning = delta.get("reasoning_content") or delta.get("reasoning")
                 if reasoning and type(reasoning) is str:
@@ -190,14 +210,15 @@ class OpenAIStreamTranslator:
                 elif delta.get("refusal") and type(delta["refusal"]) is str:
                     self._text(delta["refusal"], out)
                 calls = delta.get("tool_calls")
-                if calls:
+                if calls and type(calls) is list:
                     self._tool_fragments(calls, out)
+                elif calls:
+                    self.skipped += 1
             finish = choice.get("finish_reason")
-            if finish:
+            if finish and type(finish) is str:
                 self._finish_reason(finish, choice, out)
                 if self._done:
-                    return out
-        return out
+                    return
 
     def finish(self) -> list[tuple[str, dict[str, Any]]]:
         """The upstream ended normally: close what is open, then message_delta and message_stop."""
