@@ -52,6 +52,9 @@ def _parser() -> argparse.ArgumentParser:
         "connect", help="point Claude Code at the gateway in ~/.claude/settings.json (keeps everything else)"))
     d = sub.add_parser("disconnect", help="put ~/.claude/settings.json back as it was before `patchbay connect`")
     d.add_argument("--config", type=Path, dest="sub_config")
+    d.add_argument("--remove-model", action="store_true",
+                   help='also remove a "model": "backend,model" that Claude Code\'s /model saved (Anthropic would '
+                        "refuse that name)")
     claude_cli.add_claude_arguments(sub.add_parser(
         "claude", help="start Claude Code through the gateway for this session only: "
                        "patchbay claude [--backend B [--model M]] [claude args…]"))

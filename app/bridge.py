@@ -1288,13 +1288,7 @@ class Bridge(QObject):
             self.message.emit(UserMessage("error", "Claude Code was not disconnected", _sentence(exc),
                                           key="claude"))
             return False
-        if result.removed_file:
-            text = f"Removed {result.path}, which Patchbay had created."
-        elif result.changed:
-            text = f"{result.path} is back to what it held before Patchbay connected."
-        else:
-            text = ""
-        text = " ".join(t for t in (text, result.message) if t)
+        text = result.summary()
         self.message.emit(UserMessage("info", "Claude Code disconnected", text or "Nothing to undo.", key="claude"))
         self._cc_stamp = None
         self._claude_settings_touched()

@@ -33,6 +33,7 @@ from tests.fakes import (  # noqa: E402
 )
 
 SECRET_HEADERS = {"authorization", "x-api-key"}
+WORKDIR = Path(tempfile.gettempdir())  # where the scripted Write goes (set to the run's own folder)
 KEEP_HEADERS = ("anthropic-beta", "anthropic-version", "user-agent", "x-app")
 
 
@@ -93,7 +94,7 @@ def responder(req: ReceivedRequest) -> Response | None:
             ids=["toolu_rec_agent_1"]))
     if "Write" in names and "RUN_WRITE" in text and not has_result:
         return AnthropicStream(anthropic_tool_use_events(
-            [("Write", {"file_path": str(Path.cwd() / "x.txt"), "content": "x\n"})], ids=["toolu_rec_write_1"]))
+            [("Write", {"file_path": str(WORKDIR / "x.txt"), "content": "x\n"})], ids=["toolu_rec_write_1"]))
     answer = "Done."
     return AnthropicStream(anthropic_text_events(answer, 2)) if req.is_stream else \
         AnthropicJSON(anthropic_message(answer))
@@ -159,7 +160,9 @@ def main() -> int:
     version = subprocess.run([str(a.claude), "--version"], capture_output=True, text=True).stdout.split()[0]
     recorded: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp, FakeUpstream(responder, wire="anthropic") as up:
+        global WORKDIR
         home, cwd = Path(tmp) / "home", Path(tmp) / "work"
+        WORKDIR = cwd
         home.mkdir()
         cwd.mkdir()
         base = ["--output-format", "json"]
