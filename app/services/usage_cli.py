@@ -17,6 +17,7 @@ import re
 import sys
 import time
 from datetime import datetime, timedelta, tzinfo
+from pathlib import Path
 from typing import Any, Sequence, TextIO
 
 from app.paths import Paths
@@ -170,7 +171,7 @@ def _session_dict(s: SessionSummary, tz: tzinfo | None) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace, paths: Paths, *, out: TextIO | None = None, err: TextIO | None = None,
-        now: float | None = None, tz: tzinfo | None = None) -> int:
+        now: float | None = None, tz: tzinfo | None = None, config_path: Path | None = None) -> int:
     out = out or sys.stdout
     err = err or sys.stderr
     now = time.time() if now is None else now
@@ -245,12 +246,11 @@ def _totals(reader: LedgerReader, paths: Paths, since: float, until: float, by: 
         n = total.unpriced_requests
         print(f"\n{n:,} request{'s' if n != 1 else ''} used a model with no price and {'are' if n != 1 else 'is'} "
               "not in the cost. Add a [[prices]] entry for that model in Patchbay's settings.", file=out)
-    _budgets(reader, paths, out, now, tz)
+    _budgets(reader, config_path or paths.config_file, out, now, tz)
     return 0
 
 
-def _budgets(reader: LedgerReader, paths: Paths, out: TextIO, now: float, tz: tzinfo | None) -> None:
-    cfg_path = paths.config_file
+def _budgets(reader: LedgerReader, cfg_path: Path, out: TextIO, now: float, tz: tzinfo | None) -> None:
     if not cfg_path.exists():
         return
     try:
