@@ -28,8 +28,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tests.fakes import (  # noqa: E402
-    AnthropicJSON, AnthropicStream, FakeUpstream, ReceivedRequest, Response, anthropic_message,
-    anthropic_text_events, anthropic_tool_use_events,
+    AnthropicJSON,
+    AnthropicStream,
+    FakeUpstream,
+    ReceivedRequest,
+    Response,
+    anthropic_message,
+    anthropic_text_events,
+    anthropic_tool_use_events,
 )
 
 SECRET_HEADERS = {"authorization", "x-api-key"}

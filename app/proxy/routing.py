@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Callable, Mapping, Union
 
-from app.config import BackendConfig, Config, RouteTarget, RoutesConfig
+from app.config import BackendConfig, Config, RoutesConfig, RouteTarget
 from app.proxy.hints import Hints, asks_for_reasoning, is_classifier_shape
 from app.proxy.tokens import scan
 

@@ -36,11 +36,9 @@ def add_claude_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _setup(config_path: Path | None) -> tuple[Any, Any, str, str]:
-    from app.services import claude_code
-
     from app.config import load_or_create
     from app.paths import default_paths
-    from app.services import secrets
+    from app.services import claude_code, secrets
 
     paths = default_paths()
     paths.ensure()
@@ -56,10 +54,9 @@ def _fail(text: str) -> int:
 
 
 def run_connect(args: argparse.Namespace, config_path: Path | None) -> int:
+    from app.config import ConfigError
     from app.services import claude_code
     from app.services import claude_settings as cs
-
-    from app.config import ConfigError
     from app.services.secrets import SecretError
 
     try:
@@ -97,10 +94,9 @@ def run_connect(args: argparse.Namespace, config_path: Path | None) -> int:
 
 
 def run_disconnect(args: argparse.Namespace, config_path: Path | None) -> int:
+    from app.config import ConfigError
     from app.services import claude_code
     from app.services import claude_settings as cs
-
-    from app.config import ConfigError
     from app.services.secrets import SecretError
 
     try:
@@ -153,9 +149,8 @@ def parse_claude(argv: list[str]) -> argparse.Namespace:
 
 
 def run_claude(argv: list[str]) -> int:
-    from app.services import claude_code
-
     from app.config import ConfigError
+    from app.services import claude_code
     from app.services.secrets import SecretError
 
     args = parse_claude(argv)

@@ -203,7 +203,8 @@ def run(args: argparse.Namespace, paths: Paths, *, out: TextIO | None = None, er
     try:
         if getattr(args, "sessions", False):
             return _sessions(reader, since, int(getattr(args, "limit", 20) or 20), as_json, as_csv, out, tz)
-        return _totals(reader, paths, since, until, by, as_json, as_csv, out, err, now, tz)
+        return _totals(reader, paths, since, until, by, as_json, as_csv, out, err, now, tz,
+                       config_path or paths.config_file)
     except LedgerError as exc:
         print(exc, file=err)
         return 1
@@ -212,7 +213,7 @@ def run(args: argparse.Namespace, paths: Paths, *, out: TextIO | None = None, er
 
 
 def _totals(reader: LedgerReader, paths: Paths, since: float, until: float, by: str, as_json: bool, as_csv: bool,
-            out: TextIO, err: TextIO, now: float, tz: tzinfo | None) -> int:
+            out: TextIO, err: TextIO, now: float, tz: tzinfo | None, config_path: Path) -> int:
     rows = reader.totals(since, until, by)  # type: ignore[arg-type]
     total = _sum(rows)
     if as_json:
@@ -246,7 +247,7 @@ def _totals(reader: LedgerReader, paths: Paths, since: float, until: float, by: 
         n = total.unpriced_requests
         print(f"\n{n:,} request{'s' if n != 1 else ''} used a model with no price and {'are' if n != 1 else 'is'} "
               "not in the cost. Add a [[prices]] entry for that model in Patchbay's settings.", file=out)
-    _budgets(reader, config_path or paths.config_file, out, now, tz)
+    _budgets(reader, config_path, out, now, tz)
     return 0
 
 

@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.config import ROUTE_RULES, RouteTarget, RoutesConfig
+from app.config import ROUTE_RULES, RoutesConfig, RouteTarget
 
 if TYPE_CHECKING:
     from app.bridge import Bridge

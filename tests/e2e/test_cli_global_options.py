@@ -55,6 +55,13 @@ def test_config_before_and_after_each_command(tmp_path: Path):
             assert out.returncode == 0, (argv, out.stderr)
             assert "total" in json.loads(out.stdout)
 
+        # the table reads the budgets from the config given, wherever --config was written
+        with open(cfg, "a") as fh:
+            fh.write('\n[[budgets]]\nscope = "all"\nperiod = "day"\nlimit_usd = 5.0\n')
+        for argv in (["usage", "--config", cfg], ["--config", cfg, "usage"]):
+            out = run(env, *argv)
+            assert out.returncode == 0 and "Budgets:" in out.stdout, (argv, out.stdout, out.stderr)
+
         lines = {tuple(argv): run(env, *argv) for argv in (["--config", cfg, "env"], ["env", "--config", cfg])}
         assert len({p.stdout for p in lines.values()}) == 1 and all(p.returncode == 0 for p in lines.values())
 

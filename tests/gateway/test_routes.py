@@ -13,7 +13,7 @@ import anthropic
 import pytest
 
 from app.config import parse_config
-from app.events import BackendHealth, EventHub, EventQueue, RequestFinished
+from app.events import BackendHealth, EventHub, EventQueue
 from app.proxy.server import ProxyRuntime
 from app.services.ledger import Ledger, LedgerReader
 from app.services.pricing import PriceBook

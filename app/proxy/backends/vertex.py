@@ -25,6 +25,7 @@ from app.proxy.backends.anthropic import AnthropicBackend
 from app.proxy.backends.base import clamp_output, refused_betas, undefer_tools
 from app.proxy.credentials import GoogleToken, TokenSource
 from app.proxy.exchange import Exchange
+from app.proxy.thinking import CLAUDE, for_anthropic_format
 
 VERTEX_VERSION = "vertex-2023-10-16"
 log = logging.getLogger("patchbay.vertex")
@@ -56,7 +57,7 @@ class VertexBackend(AnthropicBackend):
         return h
 
     def _vertex_body(self, ex: Exchange, *, keep_model: bool) -> bytes:
-        body: dict[str, Any] = dict(ex.incoming.body)
+        body: dict[str, Any] = dict(for_anthropic_format(ex.incoming.body, ex.incoming.raw, CLAUDE))
         if keep_model:
             body["model"] = ex.route.model
         else:
