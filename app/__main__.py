@@ -244,6 +244,13 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"patchbay: {exc}", file=sys.stderr)
         return 2
     print(f"{path}: OK ({len(config.backends)} backends, active: {config.active.backend})")
+    from app.services.model_limits import unknown_models
+
+    unknown = unknown_models(config.backends)
+    if unknown:
+        print("No known output limit for " + ", ".join(f"{b},{m}" for b, m in unknown) + ": their max_tokens goes "
+              "out as the client asks (Claude Code asks for up to 128000). Where a server refuses that, set "
+              "max_output_tokens for its backend.")
     return 0
 
 

@@ -755,6 +755,12 @@ class Bridge(QObject):
             return "", None
         return cfg.active.backend, cfg.active.model
 
+    def without_output_limit(self, models: list[str]) -> list[str]:
+        """Models whose output limit Patchbay does not know (their max_tokens goes out unclamped)."""
+        from app.services.model_limits import output_limit
+
+        return [m for m in models if output_limit(m) is None]
+
     def models_for(self, backend_id: str) -> list[str]:
         """Models to offer for a backend: the last list fetched from it, else the configured ones."""
         cached = self._models_cache.get(backend_id)

@@ -13,7 +13,6 @@ from app.config import load_config
 from tests.fakes.upstreams import openai_error
 from tests.gui.conftest import ask, wait_for
 
-
 # --------------------------------------------------------------------------- backends
 
 
@@ -396,3 +395,16 @@ def test_request_details_show_bodies_when_capture_is_on(start_app, config_file, 
         return any("keep my body" in b for b in bodies)
 
     wait_for(qtbot, opened)  # the ledger writes the captured body a moment after the request
+
+
+def test_the_backends_page_says_which_models_have_no_known_output_limit(start_app, config_file, qtbot):
+    r = start_app(config_file)
+    page = r.window.page("backends")
+    page.list.setCurrentRow(1)  # beta: gpt-fake, gpt-other
+    assert page.max_tokens.value() == 0
+    assert not page.limit_note.isHidden()
+    assert "No known output limit for gpt-fake, gpt-other" in page.limit_note.text()
+    page.models_edit.setPlainText("deepseek-chat\nmystery-model")
+    assert "for mystery-model:" in page.limit_note.text() and "deepseek-chat" not in page.limit_note.text()
+    page.max_tokens.setValue(8192)  # the user's own limit applies to every model
+    assert page.limit_note.isHidden() and page.limit_note.text() == ""

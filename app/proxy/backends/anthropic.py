@@ -18,6 +18,7 @@ from app.proxy.exchange import JSON_HEADERS, SSE_HEADERS, Exchange, GatewayError
 from app.proxy.sse import SSEParser, encode
 from app.proxy.thinking import for_anthropic_format, note_message, note_signature, signing_family
 from app.proxy.translate.response import error_type_for_status as error_type_for
+from app.services.model_limits import limit_for
 
 # upstream response headers worth passing on (rate limits, request ids, retry advice)
 _FORWARD_PREFIXES = (b"anthropic-", b"x-ratelimit", b"retry-after", b"request-id", b"x-request-id",
@@ -159,7 +160,7 @@ class AnthropicBackend(Backend):
     def _body(self, ex: Exchange) -> bytes:
         # thinking blocks this upstream did not sign would be refused (400 "Invalid signature")
         body = for_anthropic_format(ex.incoming.body, ex.incoming.raw, signing_family(self.config))
-        limit = self.config.max_output_tokens
+        limit = limit_for(self.config, ex.route.model)  # a model's known limit; a body within it stays as is
         mt = body.get("max_tokens")
         if body is ex.incoming.body and body.get("model") == ex.route.model and \
                 not (limit and isinstance(mt, int) and mt > limit):

@@ -42,6 +42,7 @@ from app.proxy.exchange import JSON_HEADERS, SSE_HEADERS, Exchange, GatewayError
 from app.proxy.sse import encode
 from app.proxy.thinking import CLAUDE, for_anthropic_format, note_message
 from app.proxy.translate.response import error_type_for_status
+from app.services.model_limits import limit_for
 
 log = logging.getLogger("patchbay.bedrock")
 
@@ -202,7 +203,7 @@ class BedrockBackend(Backend):
         return resp
 
     async def messages(self, ex: Exchange) -> None:
-        limit = self.config.max_output_tokens
+        limit = limit_for(self.config, ex.route.model)
         if not ex.stream:
             raw = await self.read_ok(await self._invoke(ex, "invoke", "application/json", limit))
             try:

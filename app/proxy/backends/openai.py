@@ -16,6 +16,7 @@ from app.proxy.translate.request import to_openai_request
 from app.proxy.translate.response import openai_error_to_anthropic, openai_response_to_anthropic
 from app.proxy.translate.stream import OpenAIStreamTranslator, encode_events
 from app.proxy.translate.structured import explain_refusal
+from app.services.model_limits import limit_for
 
 
 class OpenAIBackend(Backend):
@@ -31,7 +32,7 @@ class OpenAIBackend(Backend):
     async def _open(self, ex: Exchange, stream: bool) -> httpx.Response:
         try:
             body = to_openai_request(ex.incoming.body, ex.route.model, stream=stream,
-                                     max_output_tokens=self.config.max_output_tokens,
+                                     max_output_tokens=limit_for(self.config, ex.route.model),
                                      keep_thinking=keep_reasoning(self.config, ex.route.model))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise GatewayError(400, "invalid_request_error",

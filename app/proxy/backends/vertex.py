@@ -26,6 +26,7 @@ from app.proxy.backends.base import clamp_output, refused_betas, undefer_tools
 from app.proxy.credentials import GoogleToken, TokenSource
 from app.proxy.exchange import Exchange
 from app.proxy.thinking import CLAUDE, for_anthropic_format
+from app.services.model_limits import limit_for
 
 VERTEX_VERSION = "vertex-2023-10-16"
 log = logging.getLogger("patchbay.vertex")
@@ -65,7 +66,7 @@ class VertexBackend(AnthropicBackend):
         body["anthropic_version"] = VERTEX_VERSION
         beta = ex.incoming.anthropic_beta if ex.route.model not in self.no_betas else None
         undefer_tools(body, [b.strip() for b in beta.split(",")] if beta else [])
-        clamp_output(body, self.config.max_output_tokens)
+        clamp_output(body, limit_for(self.config, ex.route.model))
         return orjson.dumps(body)
 
     def messages_request(self, ex: Exchange, credential: str | None) -> httpx.Request:
