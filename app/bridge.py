@@ -1284,6 +1284,23 @@ class Bridge(QObject):
         self.settingsChanged.emit()
         return True
 
+    def remove_claude_code_model(self) -> bool:
+        """Remove a "model": "backend,model" that Claude Code's /model saved (offered after Disconnect)."""
+        if self.engine is None:
+            return False
+        from app.services import claude_code
+
+        try:
+            removed = claude_code.remove_gateway_model(self.engine.paths)
+        except Exception as exc:
+            self.message.emit(UserMessage("error", "The model setting was not removed", _sentence(exc), key="claude"))
+            return False
+        self.message.emit(UserMessage("info", "Claude Code's model setting removed",
+                                      f'Removed "model": "{removed}" from Claude Code\'s settings.' if removed else
+                                      "There is no backend,model setting left to remove.", key="claude"))
+        self._claude_settings_touched()
+        return removed is not None
+
     def disconnect_claude_code(self) -> bool:
         """Put settings.json back as it was before Connect (only our keys change)."""
         if self.engine is None:
@@ -1295,7 +1312,8 @@ class Bridge(QObject):
                                           key="claude"))
             return False
         text = result.summary()
-        self.message.emit(UserMessage("info", "Claude Code disconnected", text or "Nothing to undo.", key="claude"))
+        self.message.emit(UserMessage("info", "Claude Code disconnected", text or "Nothing to undo.", key="claude",
+                                      action="remove_model" if result.gateway_model else None))
         self._cc_stamp = None
         self._claude_settings_touched()
         self.settingsChanged.emit()

@@ -8,6 +8,7 @@ from PySide6.QtCore import QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QComboBox,
+    QHBoxLayout,
     QLabel,
     QListWidget,
     QListWidgetItem,
@@ -17,7 +18,6 @@ from PySide6.QtWidgets import (
     QToolBar,
     QVBoxLayout,
     QWidget,
-    QHBoxLayout,
 )
 
 from app.views.banner import Banner
@@ -312,6 +312,8 @@ class MainWindow(QMainWindow):
             self.bridge.reset_config()
         elif action == "config":
             self.bridge.show_config_file()
+        elif action == "remove_model":
+            self.bridge.remove_claude_code_model()
 
     def messages(self) -> list[UserMessage]:
         return self.banner.messages()
