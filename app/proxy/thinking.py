@@ -100,12 +100,19 @@ def _foreign(block: Mapping[str, Any], family: str) -> bool:
     return seen is not None and seen != family
 
 
+def _may_hold_blocks(raw: bytes) -> bool:
+    """False when ``raw`` surely holds no thinking block. Every request of Claude Code has a
+    top-level ``"thinking"`` key, so look for the block's type as JSON writers spell it (compact,
+    or with a space), and for a signature key, which every block Patchbay or Anthropic made has."""
+    return b'"type":"thinking"' in raw or b'"type": "thinking"' in raw or b'"signature"' in raw
+
+
 def for_anthropic_format(body: dict[str, Any], raw: bytes | None, family: str) -> dict[str, Any]:
     """``body`` without the thinking blocks ``family`` did not sign: the same object when there
     are none (the caller may then forward the client's bytes), else a new body (the client's
     messages are never changed). An assistant message left empty goes too."""
-    if raw is not None and b'"thinking"' not in raw:
-        return body  # no thinking block anywhere: the common case costs one byte search
+    if raw is not None and not _may_hold_blocks(raw):
+        return body  # no thinking block anywhere: the common case costs three byte searches
     messages = body.get("messages")
     if not isinstance(messages, list):
         return body
