@@ -80,8 +80,8 @@ def main() -> None:
         ("main turn 60 KB, 20 signed + 20 foreign thinking blocks", with_thinking(bodies.main_turn(60, seed=1))),
     ]
     main_hints = Hints.from_headers({b"x-claude-code-request-class": b"main", b"x-claude-1p-request-class": b"main"})
-    print(f"| request | body KB | estimate | cl100k | error | bytes/4 error | estimate µs | classify µs "
-          f"(all rules) | with hints µs | classify µs (no [routes]) | rule | thinking check µs |")
+    print("| request | body KB | estimate | cl100k | error | bytes/4 error | estimate µs | classify µs "
+          "(all rules) | with hints µs | classify µs (no [routes]) | rule | thinking check µs |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
     for name, body in samples:
         kb = len(orjson.dumps(body)) / 1024
