@@ -1,8 +1,7 @@
 """What routing adds to every request: the token estimate and the classifier, on Claude
 Code-shaped bodies (tests/fakes/bodies.py), and the estimate's error against cl100k_base; and
 what the thinking-block check costs on the way to an Anthropic-format backend
-(app/proxy/thinking.py: one byte search when there is no thinking block, a walk over the
-messages when there are some).
+(app/proxy/thinking.py: a walk over the assistant messages).
 
     .venv/bin/python bench/routing_bench.py
 
@@ -93,8 +92,7 @@ def main() -> None:
         t_all = median_us(lambda: every.resolve(body["model"], None, body=body), n)
         t_none = median_us(lambda: none.resolve(body["model"], None, body=body), n)
         t_hints = median_us(lambda: every.resolve(body["model"], None, body=body, hints=main_hints), n)
-        raw = orjson.dumps(body)
-        t_think = median_us(lambda: for_anthropic_format(body, raw, CLAUDE), n)
+        t_think = median_us(lambda: for_anthropic_format(body, CLAUDE), n)
         rule = every.resolve(body["model"], None, body=body).rule  # type: ignore[union-attr]
         print(f"| {name} | {kb:.1f} | {est} | {ref} | {(est - ref) / ref:+.1%} | {(size / 4 - ref) / ref:+.1%} | "
               f"{t_est:.0f} | {t_all:.0f} | {t_hints:.0f} | {t_none:.1f} | {rule} | {t_think:.1f} |")

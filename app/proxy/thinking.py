@@ -100,33 +100,34 @@ def _foreign(block: Mapping[str, Any], family: str) -> bool:
     return seen is not None and seen != family
 
 
-def _may_hold_blocks(raw: bytes) -> bool:
-    """False when ``raw`` surely holds no thinking block. Every request of Claude Code has a
-    top-level ``"thinking"`` key, so look for the block's type as JSON writers spell it (compact,
-    or with a space), and for a signature key, which every block Patchbay or Anthropic made has."""
-    return b'"type":"thinking"' in raw or b'"type": "thinking"' in raw or b'"signature"' in raw
-
-
-def for_anthropic_format(body: dict[str, Any], raw: bytes | None, family: str) -> dict[str, Any]:
+def for_anthropic_format(body: dict[str, Any], family: str) -> dict[str, Any]:
     """``body`` without the thinking blocks ``family`` did not sign: the same object when there
     are none (the caller may then forward the client's bytes), else a new body (the client's
-    messages are never changed). An assistant message left empty goes too."""
-    if raw is not None and not _may_hold_blocks(raw):
-        return body  # no thinking block anywhere: the common case costs three byte searches
+    messages are never changed). An assistant message left empty goes too.
+
+    A plain walk over the assistant messages: about 1.5 µs for a 20 KB subagent request without
+    thinking blocks, cheaper than searching the raw bytes (bench/routing_bench.py)."""
     messages = body.get("messages")
-    if not isinstance(messages, list):
+    if type(messages) is not list:
         return body
     out: list[Any] | None = None
     for i, msg in enumerate(messages):
-        content = msg.get("content") if isinstance(msg, dict) and msg.get("role") == "assistant" else None
-        if not isinstance(content, list) or not any(
-                isinstance(b, dict) and b.get("type") == "thinking" and _foreign(b, family) for b in content):
+        foreign = False
+        if type(msg) is dict and msg.get("role") == "assistant":
+            content = msg.get("content")
+            if type(content) is list:
+                for b in content:
+                    if type(b) is dict and b.get("type") == "thinking" and _foreign(b, family):
+                        foreign = True
+                        break
+        if not foreign:
             if out is not None:
                 out.append(msg)
             continue
         if out is None:
             out = list(messages[:i])
-        kept = [b for b in content if not (isinstance(b, dict) and b.get("type") == "thinking" and _foreign(b, family))]
+        kept = [b for b in msg["content"]
+                if not (type(b) is dict and b.get("type") == "thinking" and _foreign(b, family))]
         if kept:
             out.append(dict(msg, content=kept))
     if out is None:

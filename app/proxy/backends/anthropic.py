@@ -159,7 +159,7 @@ class AnthropicBackend(Backend):
 
     def _body(self, ex: Exchange) -> bytes:
         # thinking blocks this upstream did not sign would be refused (400 "Invalid signature")
-        body = for_anthropic_format(ex.incoming.body, ex.incoming.raw, signing_family(self.config))
+        body = for_anthropic_format(ex.incoming.body, signing_family(self.config))
         limit = limit_for(self.config, ex.route.model)  # a model's known limit; a body within it stays as is
         mt = body.get("max_tokens")
         if body is ex.incoming.body and body.get("model") == ex.route.model and \

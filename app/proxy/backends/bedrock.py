@@ -91,7 +91,7 @@ def bedrock_betas(header: str | None) -> list[str]:
 
 def bedrock_body(body: dict[str, Any], betas: list[str], limit: int | None) -> dict[str, Any]:
     # thinking blocks Claude did not sign would be refused (400 "Invalid signature")
-    body = for_anthropic_format(body, None, CLAUDE)
+    body = for_anthropic_format(body, CLAUDE)
     out = {k: v for k, v in body.items() if k not in ("model", "stream")}
     out["anthropic_version"] = BEDROCK_VERSION
     if betas:

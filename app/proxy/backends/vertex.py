@@ -58,7 +58,7 @@ class VertexBackend(AnthropicBackend):
         return h
 
     def _vertex_body(self, ex: Exchange, *, keep_model: bool) -> bytes:
-        body: dict[str, Any] = dict(for_anthropic_format(ex.incoming.body, ex.incoming.raw, CLAUDE))
+        body: dict[str, Any] = dict(for_anthropic_format(ex.incoming.body, CLAUDE))
         if keep_model:
             body["model"] = ex.route.model
         else:
