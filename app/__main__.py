@@ -56,6 +56,9 @@ def _parser() -> argparse.ArgumentParser:
         "connect", help="point Claude Code at the gateway in ~/.claude/settings.json (keeps everything else)"))
     d = sub.add_parser("disconnect", help="put ~/.claude/settings.json back as it was before `patchbay connect`")
     d.add_argument("--config", type=Path, dest="sub_config")
+    d.add_argument("--remove-model", action="store_true",
+                   help='also remove a "model": "backend,model" that Claude Code\'s /model saved (Anthropic would '
+                        "refuse that name)")
     claude_cli.add_claude_arguments(sub.add_parser(
         "claude", help="start Claude Code through the gateway for this session only: "
                        "patchbay claude [--backend B [--model M]] [claude args…]"))
@@ -64,7 +67,32 @@ def _parser() -> argparse.ArgumentParser:
     from app.team.cli import add_team_commands
 
     add_team_commands(sub)
+
+    # the global options work after every command too: `patchbay usage --json --config F`
+    for name, sp in sub.choices.items():
+        if not any("--config" in a.option_strings for a in sp._actions):
+            sp.add_argument("--config", type=Path, dest="sub_config", help="config file")
+        if name != "claude" and not any("--selftest" in a.option_strings for a in sp._actions):
+            sp.add_argument("--selftest", action="store_true", dest="sub_selftest", help=argparse.SUPPRESS)
     return p
+
+
+def split_global_options(argv: list[str]) -> tuple[list[str], list[str]]:
+    """The global options written before the command (``--config F``, ``--config=F``,
+    ``--selftest``), and the rest from the command on."""
+    ours: list[str] = []
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--config" and i + 1 < len(argv):
+            ours += argv[i:i + 2]
+            i += 2
+        elif a.startswith("--config=") or a == "--selftest":
+            ours.append(a)
+            i += 1
+        else:
+            break
+    return ours, argv[i:]
 
 
 def _config_path(args: argparse.Namespace) -> Path | None:
@@ -228,6 +256,13 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"patchbay: {exc}", file=sys.stderr)
         return 2
     print(f"{path}: OK ({len(config.backends)} backends, active: {config.active.backend})")
+    from app.model_limits import unknown_models
+
+    unknown = unknown_models(config.backends)
+    if unknown:
+        print("No known output limit for " + ", ".join(f"{b},{m}" for b, m in unknown) + ": their max_tokens goes "
+              "out as the client asks (Claude Code asks for up to 128000). Where a server refuses that, set "
+              "max_output_tokens for its backend.")
     return 0
 
 
@@ -242,17 +277,21 @@ def _fast_config(args: list[str]) -> Path | None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["claude"]:  # everything after our own options belongs to claude, unparsed
+    head, rest = split_global_options(argv)
+    if rest[:1] == ["claude"] and "--selftest" not in head:
+        # everything after our own options belongs to claude, unparsed; a --config written before
+        # the command goes with ours
         from app.services import claude_cli
 
-        return claude_cli.run_claude(argv[1:])
-    if argv[:1] == ["statusline"] and "-h" not in argv and "--help" not in argv:
+        config = [a for a in head if a != "--selftest"]
+        return claude_cli.run_claude(config + rest[1:])
+    if rest[:1] == ["statusline"] and "-h" not in rest and "--help" not in rest and "--selftest" not in argv:
         # run after every Claude Code message: skip building the whole parser (it imports the ledger)
         from app.services import claude_cli
 
-        return claude_cli.run_statusline(argparse.Namespace(), _fast_config(argv[1:]))
+        return claude_cli.run_statusline(argparse.Namespace(), _fast_config(rest[1:]) or _fast_config(head))
     args = _parser().parse_args(argv)
-    if args.selftest:
+    if args.selftest or getattr(args, "sub_selftest", False):
         from app.selftest import run
 
         return run()
@@ -264,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
         from app.paths import default_paths
         from app.services import usage_cli
 
-        return usage_cli.run(args, default_paths())
+        return usage_cli.run(args, default_paths(), config_path=_config_path(args))
     if args.command == "key":
         return cmd_key(args)
     if args.command == "check":

@@ -139,7 +139,8 @@ class LedgerSettings:
     retention_days: int | None = None  # None: keep everything
 
 
-ROUTE_RULES = ("web_search", "long_context", "background", "think", "image")  # the [routes] targets, in priority order
+# the [routes] targets, in priority order
+ROUTE_RULES = ("web_search", "long_context", "compaction", "subagent", "background", "think", "image")
 DEFAULT_LONG_CONTEXT = 60_000
 
 
@@ -167,6 +168,8 @@ class RoutesConfig:
 
     background: RouteTarget | None = None
     think: RouteTarget | None = None
+    subagent: RouteTarget | None = None  # Claude Code's subagents (its hints, or the agent-id header)
+    compaction: RouteTarget | None = None  # /compact and auto-compaction (Claude Code's hints)
     long_context: RouteTarget | None = None
     web_search: RouteTarget | None = None
     image: RouteTarget | None = None
@@ -797,10 +800,13 @@ backend = "anthropic"
 
 # Send kinds of request elsewhere, and fail over when a backend is down. Each target is
 # "<backend>" or "<backend>,<model>"; a rule left out is skipped. Priority: a model written
-# "backend,model", a pin, then web_search > long_context > background > think > image > [active].
+# "backend,model", a pin, then web_search > long_context > compaction > subagent > background >
+# think > image > [active].
 # [routes]
-# background = "ollama,qwen3-coder:30b"       # side requests and haiku-class subagents (see README)
-# think = "anthropic,claude-opus-4-5"        # requests with thinking enabled
+# compaction = "anthropic,claude-sonnet-4-5"  # /compact and auto-compaction
+# subagent = "deepseek,deepseek-chat"        # Claude Code's subagents (Task/Agent tool)
+# background = "ollama,qwen3-coder:30b"       # titles, summaries, side requests (see README)
+# think = "anthropic,claude-opus-4-5"        # thinking enabled with a budget, or a high effort
 # long_context = "openrouter,google/gemini-2.5-pro"
 # long_context_threshold = 60000             # estimated input tokens
 # web_search = "anthropic"                   # requests offering the web_search server tool

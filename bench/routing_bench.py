@@ -1,5 +1,7 @@
 """What routing adds to every request: the token estimate and the classifier, on Claude
-Code-shaped bodies (tests/fakes/bodies.py), and the estimate's error against cl100k_base.
+Code-shaped bodies (tests/fakes/bodies.py), and the estimate's error against cl100k_base; and
+what the thinking-block check costs on the way to an Anthropic-format backend
+(app/proxy/thinking.py: a walk over the assistant messages).
 
     .venv/bin/python bench/routing_bench.py
 
@@ -19,7 +21,9 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.config import parse_config  # noqa: E402
+from app.proxy.hints import Hints  # noqa: E402
 from app.proxy.routing import RoutingTable  # noqa: E402
+from app.proxy.thinking import CLAUDE, for_anthropic_format  # noqa: E402
 from app.proxy.tokens import estimate_tokens  # noqa: E402
 from tests.fakes import bodies  # noqa: E402
 from tests.unit.test_tokens import reference  # noqa: E402
@@ -72,10 +76,12 @@ def main() -> None:
         ("conversation summary", bodies.compact_summary()),
         ("explore subagent", bodies.explore_subagent()),
         ("title request", bodies.title_request()),
+        ("main turn 60 KB, 20 signed + 20 foreign thinking blocks", with_thinking(bodies.main_turn(60, seed=1))),
     ]
-    print(f"| request | body KB | estimate | cl100k | error | bytes/4 error | estimate µs | classify µs "
-          f"(all rules) | classify µs (no [routes]) | rule |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    main_hints = Hints.from_headers({b"x-claude-code-request-class": b"main", b"x-claude-1p-request-class": b"main"})
+    print("| request | body KB | estimate | cl100k | error | bytes/4 error | estimate µs | classify µs "
+          "(all rules) | with hints µs | classify µs (no [routes]) | rule | thinking check µs |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
     for name, body in samples:
         kb = len(orjson.dumps(body)) / 1024
         est = estimate_tokens(body)
@@ -85,9 +91,23 @@ def main() -> None:
         t_est = median_us(lambda: estimate_tokens(body), n)
         t_all = median_us(lambda: every.resolve(body["model"], None, body=body), n)
         t_none = median_us(lambda: none.resolve(body["model"], None, body=body), n)
+        t_hints = median_us(lambda: every.resolve(body["model"], None, body=body, hints=main_hints), n)
+        t_think = median_us(lambda: for_anthropic_format(body, CLAUDE), n)
         rule = every.resolve(body["model"], None, body=body).rule  # type: ignore[union-attr]
         print(f"| {name} | {kb:.1f} | {est} | {ref} | {(est - ref) / ref:+.1%} | {(size / 4 - ref) / ref:+.1%} | "
-              f"{t_est:.0f} | {t_all:.0f} | {t_none:.1f} | {rule} |")
+              f"{t_est:.0f} | {t_all:.0f} | {t_hints:.0f} | {t_none:.1f} | {rule} | {t_think:.1f} |")
+
+
+def with_thinking(body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` with a thinking block in each of its first 40 assistant messages: half signed by
+    Claude, half Patchbay's own (an openai backend's reasoning), which the check drops."""
+    n = 0
+    for msg in body["messages"]:
+        if msg.get("role") == "assistant" and isinstance(msg.get("content"), list) and n < 40:
+            sig = "EqQBCkgIARABGAIiQL" + "x" * 300 if n % 2 else "patchbay:oai"
+            msg["content"].insert(0, {"type": "thinking", "thinking": "reasoning " * 20, "signature": sig})
+            n += 1
+    return body
 
 
 if __name__ == "__main__":

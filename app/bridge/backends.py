@@ -14,6 +14,7 @@ from app.bridge.jobs import Jobs
 from app.bridge.notices import Notices
 from app.config import BACKEND_KINDS, ActiveSelection, BackendConfig, Config, ConfigError
 from app.events import BackendHealth
+from app.model_limits import output_limit
 from app.proxy.backends.probe import TestResult, is_ollama_url
 from app.views.data import BackendView, TestOutcome
 
@@ -107,6 +108,10 @@ class Backends(QObject):
     def active_is_local(self) -> bool:
         b = self.backend_config(self.active()[0])
         return b is not None and b.is_local
+
+    def without_output_limit(self, models: list[str]) -> list[str]:
+        """Models whose output limit Patchbay does not know (their max_tokens goes out unclamped)."""
+        return [m for m in models if output_limit(m) is None]
 
     def models_for(self, backend_id: str) -> list[str]:
         """Models to offer for a backend: the last list fetched from it, else the configured ones."""

@@ -218,16 +218,25 @@ class Settings(QObject):
         except Exception as exc:
             self._notices.say("error", "Claude Code was not disconnected", sentence(exc), key="claude")
             return False
-        if result.removed_file:
-            text = f"Removed {result.path}, which Patchbay had created."
-        elif result.changed:
-            text = f"{result.path} is back to what it held before Patchbay connected."
-        else:
-            text = ""
-        text = " ".join(t for t in (text, result.message) if t)
-        self._notices.say("info", "Claude Code disconnected", text or "Nothing to undo.", key="claude")
+        self._notices.say("info", "Claude Code disconnected", result.summary() or "Nothing to undo.", key="claude",
+                          action="remove_model" if result.gateway_model else None)
         self._claude_code_changed()
         return True
+
+    def remove_claude_code_model(self) -> bool:
+        """Remove a "model": "backend,model" that Claude Code's /model saved (offered after Disconnect)."""
+        if self._engine is None:
+            return False
+        try:
+            removed = cc.remove_gateway_model(self._engine.paths)
+        except Exception as exc:
+            self._notices.say("error", "The model setting was not removed", sentence(exc), key="claude")
+            return False
+        self._notices.say("info", "Claude Code's model setting removed",
+                          f'Removed "model": "{removed}" from Claude Code\'s settings.' if removed else
+                          "There is no backend,model setting left to remove.", key="claude")
+        self._claude_code_changed()
+        return removed is not None
 
     def _claude_code_changed(self) -> None:
         self._stamp = None

@@ -165,10 +165,18 @@ class GoogleToken(TokenSource):
             await asyncio.to_thread(self._load_and_refresh)
 
     def _load_and_refresh(self) -> None:
-        import google.auth
-        import google.auth.exceptions
-        import urllib3
-        from google.auth.transport.urllib3 import Request
+        try:
+            import google.auth
+            import google.auth.exceptions
+            import urllib3
+            from google.auth.transport.urllib3 import Request
+        except ImportError as exc:  # an installation without what pyproject.toml declares
+            raise GatewayError(
+                500, "api_error",
+                f'This Patchbay installation lacks a library the backend "{self.backend_id}" (Vertex) needs: '
+                f"{_first_line(exc)} Reinstall Patchbay (`pip install --upgrade patchbay`, or `./patchbay` from a "
+                "checkout), or install google-auth[urllib3] into its environment.",
+            ) from None
 
         try:
             if self._creds is None:

@@ -33,6 +33,7 @@ from app.proxy.exchange import (
     scrubbed,
 )
 from app.proxy.health import HealthBoard
+from app.proxy.hints import Hints
 from app.proxy.routing import Admission, Refusal, Route, RoutingTable
 from app.proxy.sse import PING, encode
 
@@ -296,7 +297,7 @@ class Gateway:
             api_key_is_token=key_is_token, bearer_is_token=bearer_is_token,
         )
         routed = snap.table.resolve(body["model"], session_id, _h(headers, b"x-patchbay-pin"), body=body,
-                                    subagent=inc.agent_id is not None)
+                                    subagent=inc.agent_id is not None, hints=Hints.from_headers(headers))
         if isinstance(routed, Refusal):
             refused = GatewayError(routed.status, routed.error_type, routed.message)
             self._record_invalid(headers, raw, count, refused, body)

@@ -10,12 +10,16 @@ The first rule that applies decides, and its name is recorded (``Route.rule``, t
 2. ``pin`` — the ``x-patchbay-pin`` header, then a session pinned in the app;
 3. ``web_search`` — the request offers a server tool of type ``web_search_*``;
 4. ``long_context`` — the estimated input tokens (``app.proxy.tokens``) exceed ``long_context_threshold``;
-5. ``background`` — see :func:`is_background`;
-6. ``think`` — ``thinking`` is ``{"type": "enabled"}`` or ``{"type": "adaptive"}``;
-7. ``image`` — a message holds an image block (also inside a tool result);
-8. ``active`` — the backend chosen in the app.
+5. ``compaction`` — Claude Code says so (``x-claude-code-request-class: compaction``);
+6. ``subagent`` — Claude Code says so (request class ``subagent``), or, without hints, the
+   ``x-claude-code-agent-id`` header;
+7. ``background`` — with Claude Code's hints: titles, summaries and other ``auxiliary`` work not
+   marked ``main`` (:mod:`app.proxy.hints`); without them :func:`is_background`;
+8. ``think`` — an explicit reasoning request: thinking ``enabled`` with a budget, or a high effort;
+9. ``image`` — a message holds an image block (also inside a tool result);
+10. ``active`` — the backend chosen in the app.
 
-Rules 3–7 come from ``[routes]``; one whose target is unset is skipped (and costs nothing).
+Rules 3–9 come from ``[routes]``; one whose target is unset is skipped (and costs nothing).
 When the chosen backend fails before the client saw a byte, ``[routes] fallback`` is tried in
 order (rule ``fallback:<n>``, counting from 1).
 """
@@ -27,6 +31,7 @@ from types import MappingProxyType
 from typing import Any, Callable, Mapping, Union
 
 from app.config import BackendConfig, Config, RoutesConfig, RouteTarget
+from app.proxy.hints import Hints, asks_for_reasoning, is_classifier_shape
 from app.proxy.tokens import scan
 
 BACKGROUND_MAX_TOKENS = 512
@@ -53,20 +58,21 @@ def is_background(body: Mapping[str, Any], subagent: bool) -> bool:
     a conversation summary (no tools, large ``max_tokens``) needs a strong model. Title and
     topic requests (haiku, no tools), quota checks (``max_tokens`` 1, no tools), haiku
     subagents such as Explore (haiku + agent id) and tool-less side questions on the main model
-    with a small ``max_tokens`` all score two or more.
+    with a small ``max_tokens`` all score two or more. The auto-mode safety classifier (no tools,
+    ``max_tokens`` 64, a haiku model) never is: security decisions are not for the weakest model.
     """
     tools = body.get("tools")
     mt = body.get("max_tokens")
     model = body.get("model")
     hints = (not tools) + (type(mt) is int and mt <= BACKGROUND_MAX_TOKENS) + subagent
-    if hints >= 2:
-        return True
-    return hints == 1 and isinstance(model, str) and "haiku" in model.lower()
+    if hints < 2 and not (hints == 1 and isinstance(model, str) and "haiku" in model.lower()):
+        return False
+    return not is_classifier_shape(body)
 
 
 def wants_thinking(body: Mapping[str, Any]) -> bool:
-    t = body.get("thinking")
-    return isinstance(t, dict) and t.get("type") in ("enabled", "adaptive")
+    """An explicit request for reasoning (``adaptive`` alone is not one: see :mod:`app.proxy.hints`)."""
+    return asks_for_reasoning(body)
 
 
 def offers_web_search(body: Mapping[str, Any]) -> bool:
@@ -81,8 +87,9 @@ def offers_web_search(body: Mapping[str, Any]) -> bool:
     return False
 
 
-def classify(body: Mapping[str, Any], subagent: bool, routes: RoutesConfig) -> str | None:
-    """The first ``[routes]`` rule (with a target set) that this request meets, or None."""
+def classify(body: Mapping[str, Any], subagent: bool, routes: RoutesConfig, hints: Hints | None = None) -> str | None:
+    """The first ``[routes]`` rule (with a target set) that this request meets, or None.
+    ``hints``: Claude Code's hint headers, where it sent them (they replace the guesses)."""
     if routes.web_search is not None and offers_web_search(body):
         return "web_search"
     tokens = images = -1
@@ -90,8 +97,18 @@ def classify(body: Mapping[str, Any], subagent: bool, routes: RoutesConfig) -> s
         tokens, images = scan(body)  # type: ignore[arg-type]
         if routes.long_context is not None and tokens > routes.long_context_threshold:
             return "long_context"
-    if routes.background is not None and is_background(body, subagent):
-        return "background"
+    if hints is not None:
+        if routes.compaction is not None and hints.is_compaction:
+            return "compaction"
+        if routes.subagent is not None and hints.is_subagent:
+            return "subagent"
+        if routes.background is not None and hints.is_background:
+            return "background"
+    else:
+        if routes.subagent is not None and subagent:
+            return "subagent"
+        if routes.background is not None and is_background(body, subagent):
+            return "background"
     if routes.think is not None and wants_thinking(body):
         return "think"
     if routes.image is not None and images > 0:
@@ -186,9 +203,11 @@ class RoutingTable:
         return out
 
     def resolve(self, requested_model: str, session_id: str | None, pin_header: str | None = None, *,
-                body: Mapping[str, Any] | None = None, subagent: bool = False) -> Route | Refusal:
-        """Where this request goes. ``body`` (the parsed request) and ``subagent`` (the
-        x-claude-code-agent-id header is present) feed the ``[routes]`` rules."""
+                body: Mapping[str, Any] | None = None, subagent: bool = False,
+                hints: Hints | None = None) -> Route | Refusal:
+        """Where this request goes. ``body`` (the parsed request), ``subagent`` (the
+        x-claude-code-agent-id header is present) and ``hints`` (Claude Code's hint headers)
+        feed the ``[routes]`` rules."""
         # "backend,model" routes explicitly (Claude Code's `/model deepseek,deepseek-chat`).
         if "," in requested_model:
             return self._named(requested_model, requested_model, "explicit", f"the model {requested_model!r}")
@@ -203,7 +222,7 @@ class RoutingTable:
                 backend = self.backends[pin.backend]
                 return Route(pin.backend, self.model_for(backend, pin.model, requested_model), "pin", requested_model)
         if body is not None:
-            rule = classify(body, subagent, self.routes)
+            rule = classify(body, subagent, self.routes, hints)
             if rule is not None:
                 return self._target(self.routes.target(rule), requested_model, rule)  # type: ignore[arg-type]
         backend = self.backends[self.active_backend]

@@ -104,17 +104,20 @@ def run_disconnect(args: argparse.Namespace, config_path: Path | None) -> int:
     except (ConfigError, SecretError) as exc:
         return _fail(str(exc))
     try:
-        result = claude_code.disconnect(paths, url)
+        result = claude_code.disconnect(paths, url, remove_model=bool(getattr(args, "remove_model", False)))
     except cs.SettingsFileError as exc:
         return _fail(str(exc))
-    if result.removed_file:
-        print(f"Disconnected: removed {result.path}, which Patchbay had created.")
-    elif result.changed:
-        print(f"Disconnected: {result.path} is back to what it held before Patchbay connected.")
-        if result.backup:
-            print(f"  the connected version is saved as {result.backup}")
-    if result.message:
-        print(("  " if result.changed or result.removed_file else "") + result.message)
+    print(("Disconnected: " if result.changed or result.removed_file else "") + result.summary())
+    if result.backup:
+        print(f"  the connected version is saved as {result.backup}")
+    if result.gateway_model and sys.stdin.isatty() and sys.stdout.isatty():
+        answer = input(f'Remove "model": "{result.gateway_model}" from {result.path} now? [y/N] ')
+        if answer.strip().lower() in ("y", "yes"):
+            try:
+                removed = claude_code.remove_gateway_model(paths)
+            except cs.SettingsFileError as exc:
+                return _fail(str(exc))
+            print(f'Removed "model": "{removed}".' if removed else "It is no longer there; nothing to remove.")
     return 0
 
 

@@ -127,7 +127,8 @@ def statusline_command(paths: "Paths", config_path: Path | None = None) -> str:
 
 def connection_values(url: str, token: str, *, nonessential: bool = False,
                       aliases: dict[str, str] | None = None) -> dict[str, str]:
-    values = {cs.BASE_URL: url, cs.AUTH_TOKEN: token}
+    # HINT_HEADERS: Claude Code (2.1.273+) then says what each request is for, which [routes] reads
+    values = {cs.BASE_URL: url, cs.AUTH_TOKEN: token, cs.HINT_HEADERS: "1"}
     if nonessential:
         values[cs.NONESSENTIAL] = "1"
     for name, target in (aliases or {}).items():
@@ -148,8 +149,15 @@ def connect(paths: "Paths", url: str, token: str, *, nonessential: bool = False,
                       connection_values(url, token, nonessential=nonessential, aliases=aliases), top)
 
 
-def disconnect(paths: "Paths", url: str | None, settings: Path | None = None) -> cs.DisconnectResult:
-    return cs.disconnect(settings or cs.settings_path(), state_file(paths), backup_dir(paths), gateway_url=url)
+def disconnect(paths: "Paths", url: str | None, settings: Path | None = None, *,
+               remove_model: bool = False) -> cs.DisconnectResult:
+    return cs.disconnect(settings or cs.settings_path(), state_file(paths), backup_dir(paths), gateway_url=url,
+                         remove_model=remove_model)
+
+
+def remove_gateway_model(paths: "Paths", settings: Path | None = None) -> str | None:
+    """Remove a ``"model": "backend,model"`` that ``/model`` saved (after Disconnect)."""
+    return cs.remove_gateway_model(settings or cs.settings_path(), backup_dir(paths))
 
 
 def status(paths: "Paths", url: str, token: str, settings: Path | None = None) -> cs.Status:
@@ -269,7 +277,7 @@ def claude_command(paths: "Paths", url: str, token: str, args: list[str], *, bac
     # the headers Claude Code would use: settings.json's win over the environment's
     existing = settings_env.get(CUSTOM_HEADERS) if isinstance(settings_env.get(CUSTOM_HEADERS), str) \
         else env.get(CUSTOM_HEADERS)
-    overrides = {cs.BASE_URL: url, cs.AUTH_TOKEN: token}
+    overrides = {cs.BASE_URL: url, cs.AUTH_TOKEN: token, cs.HINT_HEADERS: "1"}
     headers = merged_headers(existing, pin)
     if headers is not None:
         overrides[CUSTOM_HEADERS] = headers

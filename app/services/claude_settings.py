@@ -10,7 +10,11 @@ escapes, line endings, a missing final newline).
   writing through a symlink to its target), and records in a state file what each of our keys
   held before (its raw JSON text, or that it was absent).
 - :func:`disconnect` puts back exactly what was there: connect then disconnect gives identical
-  bytes. Keys the user changed in between are left as they are; edits to other parts survive.
+  bytes. A value that is JSON-equal to what Patchbay wrote is Patchbay's, however it is laid out
+  now (Claude Code rewrites the whole file with two-space indentation whenever it saves). Keys
+  the user changed in between are left as they are; edits to other parts survive, and the
+  answer names what was left and why. A ``"model": "backend,model"`` that ``/model`` saved
+  (it would fail against Anthropic) is removed on request (:func:`remove_gateway_model`).
   When Patchbay created the file (it did not exist), Disconnect deletes it again, unless the user
   added something to it since, in which case only our keys go.
 - :func:`status` reads the file and says whether Claude Code points at this gateway, at another
@@ -35,6 +39,8 @@ from app.services.jsonspans import JSONTextError, Node, remove_member, scan, set
 BASE_URL = "ANTHROPIC_BASE_URL"
 AUTH_TOKEN = "ANTHROPIC_AUTH_TOKEN"
 NONESSENTIAL = "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"
+HINT_HEADERS = "CLAUDE_CODE_GATEWAY_HINT_HEADERS"  # Claude Code says what each request is for (routing)
+MODEL = "model"  # where `/model` saves its choice
 ALIAS_KEYS = {"haiku": "ANTHROPIC_DEFAULT_HAIKU_MODEL", "sonnet": "ANTHROPIC_DEFAULT_SONNET_MODEL",
               "opus": "ANTHROPIC_DEFAULT_OPUS_MODEL"}
 STATUS_LINE = "statusLine"
@@ -70,6 +76,9 @@ class State:
     top_inner: str = ""  # what was between the braces of an empty top-level object
     written_sha256: str = ""
     connected_at: float = 0.0
+    before_sha256: str = ""  # the bytes before the first connect ("" for a file that was absent)
+    # digests of each top-level value (and each env member, as "env.NAME") before the first connect
+    before_members: dict[str, str] | None = None
 
     def to_json(self) -> str:
         d: dict[str, Any] = {"version": STATE_VERSION, **self.__dict__}
@@ -102,6 +111,31 @@ class DisconnectResult:
     removed_file: bool = False
     kept: tuple[str, ...] = ()  # our keys that something else changed since: left as they are
     message: str = ""
+    others: tuple[str, ...] = ()  # settings not Patchbay's that changed since it connected (kept)
+    same_settings: bool | None = None  # JSON-equal to the file before connect (None: unknown)
+    identical: bool = False  # byte for byte what the file held before connect
+    gateway_model: str | None = None  # a "model": "backend,model" left in the file
+    removed_model: str | None = None  # the one removed on request
+
+    def summary(self) -> str:
+        """What Disconnect did, in sentences: what was put back, what was left and why."""
+        parts: list[str] = []
+        if self.removed_file:
+            parts.append(f"Removed {self.path}, which Patchbay had created.")
+        elif self.changed:
+            if self.identical:
+                parts.append(f"{self.path} is back to what it held before Patchbay connected.")
+            elif self.same_settings:
+                parts.append(f"{self.path} holds the same settings as before Patchbay connected; only its layout "
+                             "differs, because something rewrote the file since (Claude Code does whenever it "
+                             "saves a setting).")
+            else:
+                parts.append(f"Patchbay's keys in {self.path} are back to what they held before it connected.")
+        if self.removed_model:
+            parts.append(f'Removed "model": "{self.removed_model}", which Claude Code\'s /model had saved.')
+        if self.message:
+            parts.append(self.message)
+        return " ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -186,6 +220,40 @@ def _str(raw: str | None) -> str | None:
     return v if isinstance(v, str) else None
 
 
+def same_value(raw: str | None, ours: str | None) -> bool:
+    """True when two raw JSON texts hold the same value, however they are laid out."""
+    if raw is None or ours is None:
+        return raw is ours
+    if raw == ours:
+        return True
+    try:
+        return bool(json.loads(raw) == json.loads(ours))
+    except ValueError:
+        return False
+
+
+def _canon(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
+
+
+def members_digest(text: str | None) -> dict[str, str]:
+    """A digest of each top-level value and each env member of a settings text (to say later
+    what changed, without keeping the values: env may hold secrets)."""
+    try:
+        obj = json.loads((text or "{}").lstrip("\ufeff") or "{}")
+    except ValueError:
+        return {}
+    if not isinstance(obj, dict):
+        return {}
+    out = {k: _canon(v) for k, v in obj.items() if k != "env"}
+    env = obj.get("env")
+    if isinstance(env, dict):
+        out.update({f"env.{k}": _canon(v) for k, v in env.items()})
+    elif "env" in obj:
+        out["env"] = _canon(env)
+    return out
+
+
 def load_state(state_file: Path) -> State | None:
     try:
         return State.from_json(state_file.read_text(encoding="utf-8"))
@@ -252,14 +320,17 @@ def connect(path: Path, state_file: Path, backup_dir: Path, values: dict[str, st
     # there before the first connect; a key something else changed since starts afresh from its
     # current value (Disconnect then gives back that other tool's setting).
     prev = {(e.where, e.key): e for e in old.entries
-            if _raw(work, env if e.where == "env" else root, e.key) == e.ours} \
+            if same_value(_raw(work, env if e.where == "env" else root, e.key), e.ours)} \
         if old is not None and old.settings_path == str(path) else {}
     reuse = bool(prev)
     state = State(str(path), [], file_before=text if blank else None, file_absent=file_absent,
                   env_absent=env is None, env_inner="", top_inner="")
+    state.before_sha256 = _digest(data) if data is not None else ""
+    state.before_members = members_digest(text)
     if reuse and old:
         state.file_before, state.file_absent = old.file_before, old.file_absent
         state.env_absent, state.env_inner, state.top_inner = old.env_absent, old.env_inner, old.top_inner
+        state.before_sha256, state.before_members = old.before_sha256, old.before_members
     if not root.members and not (reuse and old):
         state.top_inner = work[root.start + 1 : root.end - 1]
     if env is not None and not env.members and not (reuse and old):
@@ -310,10 +381,43 @@ def connect(path: Path, state_file: Path, backup_dir: Path, values: dict[str, st
     return ConnectResult(path, changed, backup, skipped)
 
 
-def disconnect(path: Path, state_file: Path, backup_dir: Path, *, gateway_url: str | None = None) -> DisconnectResult:
+def gateway_model(text: str) -> str | None:
+    """The top-level ``"model"`` when it is a Patchbay ``backend,model`` name (what ``/model
+    backend,model`` saves): Claude Code would send it to Anthropic after Disconnect, which refuses it."""
+    try:
+        value = json.loads(text.lstrip("\ufeff") or "{}").get(MODEL)
+    except (ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) and "," in value and value.split(",", 1)[0].strip() else None
+
+
+def _drop_model(text: str, state: State | None) -> str:
+    root = scan(text)
+    return remove_member(text, root, MODEL, empty_inner=state.top_inner if state else "")
+
+
+def remove_gateway_model(path: Path, backup_dir: Path) -> str | None:
+    """Remove a ``"model": "backend,model"`` from ``path`` (a backup first); the value removed, or None."""
+    path = _real(path)
+    data, text = _read(path)
+    if text is None:
+        return None
+    _parse(path, text)
+    value = gateway_model(text)
+    if value is None:
+        return None
+    _backup(path, data or b"", backup_dir)
+    _write(path, _drop_model(text, None))
+    return value
+
+
+def disconnect(path: Path, state_file: Path, backup_dir: Path, *, gateway_url: str | None = None,
+               remove_model: bool = False) -> DisconnectResult:
     """Undo :func:`connect`: each key we set gets back its old value or goes away, when it still
-    holds what we wrote. Without a record (connected by an older Patchbay, or by hand), removes
-    ``ANTHROPIC_BASE_URL``/``ANTHROPIC_AUTH_TOKEN`` only when they point at ``gateway_url``."""
+    holds what we wrote (or the same value laid out otherwise). Without a record (connected by an
+    older Patchbay, or by hand), removes ``ANTHROPIC_BASE_URL``/``ANTHROPIC_AUTH_TOKEN`` only when
+    they point at ``gateway_url``. ``remove_model``: also remove a ``"model": "backend,model"``
+    saved since (which Anthropic would refuse); otherwise the answer says it is there."""
     path = _real(path)
     state = load_state(state_file)
     data, text = _read(path)
@@ -327,18 +431,35 @@ def disconnect(path: Path, state_file: Path, backup_dir: Path, *, gateway_url: s
             state = State(str(path), [Entry("env", BASE_URL, None, _raw(text, env, BASE_URL) or ""),
                                       Entry("env", AUTH_TOKEN, None, _raw(text, env, AUTH_TOKEN) or "")])
         else:
-            return DisconnectResult(path, False, None, message=f"Patchbay has not connected {path}, so it changed "
-                                    "nothing.")
+            model = gateway_model(text)
+            if model is not None and remove_model:
+                removed = remove_gateway_model(path, backup_dir)
+                return DisconnectResult(path, True, None, removed_model=removed,
+                                        message="Patchbay had not connected it otherwise, so nothing else changed.")
+            return DisconnectResult(path, False, None, gateway_model=model,
+                                    message=f"Patchbay has not connected {path}, so it changed nothing."
+                                    + (_model_note(model) if model else ""))
     new = text
     kept: list[str] = []
     for e in reversed(state.entries):
         new, ok = _undo(new, e, state)
         if not ok:
             kept.append(e.key)
+    before = state.before_members
+    model = gateway_model(new)
+    if model is not None and before is not None and before.get(MODEL) == _canon(model):
+        model = None  # it was there before Patchbay connected: the user's own
+    removed_model = None
+    if model is not None and remove_model:
+        new, removed_model, model = _drop_model(new, state), model, None
     root = scan(new)
     env_found = root.get("env")
     if state.env_absent and env_found and env_found[-1].value.kind == "object" and not env_found[-1].value.members:
         new = remove_member(new, root, "env", empty_inner=state.top_inner)
+    now = members_digest(new)
+    ours = {e.key if e.where == "top" else f"env.{e.key}" for e in state.entries}
+    others = tuple(k for k in sorted(set(now) | set(before or {}))
+                   if k not in ours and (before or {}).get(k) != now.get(k)) if before is not None else ()
     removed_file = False
     if (state.file_absent or state.file_before is not None) and json.loads(new.lstrip("\ufeff")) == {} and not kept:
         # the file was absent or blank before we connected and holds nothing else now
@@ -350,17 +471,40 @@ def disconnect(path: Path, state_file: Path, backup_dir: Path, *, gateway_url: s
         else:
             _write(path, state.file_before or "")
         state_file.unlink(missing_ok=True)
-        return DisconnectResult(path, True, None, removed_file=removed_file, kept=tuple(kept))
+        return DisconnectResult(path, True, None, removed_file=removed_file, kept=tuple(kept),
+                                same_settings=True, identical=not state.file_absent, removed_model=removed_model)
     backup = None
     if new != text:
         backup = _backup(path, data or b"", backup_dir)
         _write(path, new)
     state_file.unlink(missing_ok=True)
-    msg = ""
+    notes: list[str] = []
     if kept:
-        msg = (f"{', '.join(kept)} changed since Patchbay connected, so Patchbay left "
-               f"{'it' if len(kept) == 1 else 'them'} as {'it is' if len(kept) == 1 else 'they are'}.")
-    return DisconnectResult(path, new != text, backup, kept=tuple(kept), message=msg)
+        notes.append(f"{_names(kept)} changed since Patchbay connected (not to what Patchbay wrote), so Patchbay left "
+                     f"{'it' if len(kept) == 1 else 'them'} as {'it is' if len(kept) == 1 else 'they are'}.")
+    if state.file_absent and not kept:
+        notes.append(f"Patchbay had created {path} but kept it, because it now holds settings Patchbay did not "
+                     f"write: {_names(others) or 'see the file'}.")
+    elif others:
+        notes.append(f"Left as they are, because they changed after Patchbay connected and are not Patchbay's: "
+                     f"{_names(others)}.")
+    if model is not None:
+        notes.append(_model_note(model).strip())
+    identical = bool(state.before_sha256) and _digest(new.encode("utf-8")) == state.before_sha256
+    same = (now == before and not kept) if before is not None else None
+    return DisconnectResult(path, new != text, backup, kept=tuple(kept), message=" ".join(notes), others=others,
+                            same_settings=same, identical=identical, gateway_model=model,
+                            removed_model=removed_model)
+
+
+def _names(keys: "tuple[str, ...] | list[str]") -> str:
+    return ", ".join(f'"{k}"' for k in keys)
+
+
+def _model_note(model: str) -> str:
+    return (f' "model" is still "{model}" (saved by Claude Code\'s /model while it used Patchbay); without Patchbay '
+            "Claude Code would send that name to Anthropic, which refuses it. Run `patchbay disconnect "
+            "--remove-model` to remove it, or pick a model with /model.")
 
 
 def _undo(text: str, e: Entry, state: State) -> tuple[str, bool]:
@@ -377,7 +521,7 @@ def _undo(text: str, e: Entry, state: State) -> tuple[str, bool]:
     current = _raw(text, obj, e.key)
     if current is None:
         return text, True
-    if current != e.ours:
+    if not same_value(current, e.ours):
         return text, False
     if e.before is None:
         return remove_member(text, obj, e.key, empty_inner=state.env_inner if e.where == "env" else state.top_inner), True
@@ -393,7 +537,7 @@ def status(path: Path, state_file: Path, gateway_url: str, token: str) -> Status
     try:
         data, text = _read(path)
         if text is None:
-            return Status("not_connected", path, f"{path} does not exist yet; Connect creates it with two keys.")
+            return Status("not_connected", path, f"{path} does not exist yet; Connect creates it with the keys that point Claude Code at Patchbay.")
         root = _parse(path, text if text.strip() else "{}")
         env = _env(path, root)
     except SettingsFileError as exc:
@@ -404,18 +548,18 @@ def status(path: Path, state_file: Path, gateway_url: str, token: str) -> Status
     base = _str(_raw(text, env, BASE_URL))
     ours_now = base == gateway_url and _str(_raw(text, env, AUTH_TOKEN)) == token
     edited = state is not None and _digest(data) != state.written_sha256
-    options = []
+    options: list[str] = []
     if _raw(text, env, NONESSENTIAL) is not None:
         options.append("nonessential")
     if any(_raw(text, env, k) is not None for k in ALIAS_KEYS.values()):
         options.append("aliases")
-    if state is not None and any(e.key == STATUS_LINE and _raw(text, root, STATUS_LINE) == e.ours
+    if state is not None and any(e.key == STATUS_LINE and same_value(_raw(text, root, STATUS_LINE), e.ours)
                                  for e in state.entries):
         options.append("statusline")
     opts = tuple(options)
     if state is not None:
         changed = [e.key for e in state.entries
-                   if _raw(text, env if e.where == "env" else root, e.key) != e.ours]
+                   if not same_value(_raw(text, env if e.where == "env" else root, e.key), e.ours)]
         if changed and not ours_now:
             where = f" (it now points at {base})" if base and base != gateway_url else ""
             return Status("changed", path, f"Something else changed {', '.join(changed)} in {path} since Patchbay "
@@ -430,5 +574,5 @@ def status(path: Path, state_file: Path, gateway_url: str, token: str) -> Status
     if base:
         return Status("other_gateway", path, f"{path} points Claude Code at {base}, not at Patchbay. Connect "
                       "replaces that (Disconnect puts it back).", base, False, opts)
-    return Status("not_connected", path, f"Claude Code does not use Patchbay yet. Connect adds two keys to the env "
+    return Status("not_connected", path, f"Claude Code does not use Patchbay yet. Connect adds its keys to the env "
                   f"of {path}; everything else in it stays as it is.", None, False, opts)

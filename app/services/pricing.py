@@ -22,6 +22,9 @@ from urllib.parse import urlsplit
 
 from app.config import BackendConfig, Config, PriceConfig
 from app.events import RequestFinished, Usage
+from app.model_ids import DIGIT_DOT as _DIGIT_DOT  # noqa: F401 - canonical_model is part of this module's interface
+from app.model_ids import canonical_model
+from app.model_ids import light_model as _light
 from app.paths import RESOURCES
 
 PRICE_TABLE = RESOURCES / "prices.toml"
@@ -106,44 +109,7 @@ FREE_LOCAL = Price(0.0, 0.0, 0.0, 0.0, LOCAL_SOURCE, "")
 
 # --------------------------------------------------------------------------- model ids
 
-_BRACKET_SUFFIX = re.compile(r"\[[^\]]*\]$")  # claude-opus-5-5[1m]
-_BEDROCK = re.compile(r"^(?:[a-z]{2,6}\.)?(?:anthropic|meta|amazon|mistral|deepseek|openai|cohere|ai21)\.(.+)$")
-_BEDROCK_VERSION = re.compile(r"-v\d+(?::\d+)?$")
-_DATE_SUFFIX = re.compile(r"-(?:\d{8}|\d{4}-\d{2}-\d{2}|latest)$")
-_DIGIT_DOT = re.compile(r"(?<=\d)\.(?=\d)")
 _OPENROUTER_FREE = re.compile(r":free$")
-_OPENROUTER_VARIANT = re.compile(r":(?:beta|nitro|floor|extended|thinking|online|exacto)$")
-
-
-def _unwrap(model: str) -> str:
-    """Lower case without ``[1m]``, OpenRouter's ``:variant`` or Bedrock's region/version wrapping."""
-    m = model.strip().lower()
-    m = _BRACKET_SUFFIX.sub("", m)
-    m = _OPENROUTER_VARIANT.sub("", m)
-    b = _BEDROCK.match(m)
-    if b:
-        m = _BEDROCK_VERSION.sub("", b.group(1))
-    return m
-
-
-def _light(model: str) -> str:
-    """Lower case without vendor prefix, Bedrock wrapping or ``[1m]``; the date stays."""
-    return _DIGIT_DOT.sub("-", _unwrap(model).rsplit("/", 1)[-1])
-
-
-def canonical_model(model: str) -> str:
-    """The comparable form of a model id: lower case, with no vendor prefix, Bedrock wrapping,
-    date or ``[1m]`` suffix, and dots between digits written as dashes.
-
-    >>> canonical_model("us.anthropic.claude-sonnet-4-5-20250929-v1:0")
-    'claude-sonnet-4-5'
-    >>> canonical_model("anthropic/claude-sonnet-4.5")
-    'claude-sonnet-4-5'
-    """
-    m = _unwrap(model).split("@", 1)[0]
-    m = m.rsplit("/", 1)[-1]
-    m = _DATE_SUFFIX.sub("", m)
-    return _DIGIT_DOT.sub("-", m)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import re
 import sys
 import time
 from datetime import datetime, timedelta, tzinfo
+from pathlib import Path
 from typing import Any, Literal, Sequence, TextIO
 
 from app.paths import Paths
@@ -170,7 +171,7 @@ def _session_dict(s: SessionSummary, tz: tzinfo | None) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace, paths: Paths, *, out: TextIO | None = None, err: TextIO | None = None,
-        now: float | None = None, tz: tzinfo | None = None) -> int:
+        now: float | None = None, tz: tzinfo | None = None, config_path: Path | None = None) -> int:
     out = out or sys.stdout
     err = err or sys.stderr
     now = time.time() if now is None else now
@@ -202,7 +203,8 @@ def run(args: argparse.Namespace, paths: Paths, *, out: TextIO | None = None, er
     try:
         if getattr(args, "sessions", False):
             return _sessions(reader, since, int(getattr(args, "limit", 20) or 20), as_json, as_csv, out, tz)
-        return _totals(reader, paths, since, until, by, as_json, as_csv, out, err, now, tz)
+        return _totals(reader, paths, since, until, by, as_json, as_csv, out, err, now, tz,
+                       config_path or paths.config_file)
     except LedgerError as exc:
         print(exc, file=err)
         return 1
@@ -215,7 +217,7 @@ _GROUPS: dict[str, Literal["day", "hour", "backend", "model", "session"]] = {
 
 
 def _totals(reader: LedgerReader, paths: Paths, since: float, until: float, by: str, as_json: bool, as_csv: bool,
-            out: TextIO, err: TextIO, now: float, tz: tzinfo | None) -> int:
+            out: TextIO, err: TextIO, now: float, tz: tzinfo | None, config_path: Path) -> int:
     group = _GROUPS.get(by)
     if group is None:
         print(f"Cannot group usage by {by!r}; use --by day, hour, backend, model or session.", file=err)
@@ -253,12 +255,11 @@ def _totals(reader: LedgerReader, paths: Paths, since: float, until: float, by: 
         n = total.unpriced_requests
         print(f"\n{n:,} request{'s' if n != 1 else ''} used a model with no price and {'are' if n != 1 else 'is'} "
               "not in the cost. Add a [[prices]] entry for that model in Patchbay's settings.", file=out)
-    _budgets(reader, paths, out, now, tz)
+    _budgets(reader, config_path, out, now, tz)
     return 0
 
 
-def _budgets(reader: LedgerReader, paths: Paths, out: TextIO, now: float, tz: tzinfo | None) -> None:
-    cfg_path = paths.config_file
+def _budgets(reader: LedgerReader, cfg_path: Path, out: TextIO, now: float, tz: tzinfo | None) -> None:
     if not cfg_path.exists():
         return
     try:

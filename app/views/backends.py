@@ -237,6 +237,9 @@ class BackendsPage(QWidget):
         ml.setBuddy(self.models_edit)
         form.addRow(ml, models_row)
         form.addRow("Max output &tokens:", self.max_tokens)
+        self.limit_note = QLabel()  # models whose output limit nobody knows (max_tokens goes out as is)
+        self.limit_note.setWordWrap(True)
+        form.addRow("", self.limit_note)
         form.addRow("&Pricing:", self.local_combo)
         form.addRow("&Headers:", self.headers_edit)
         details = QGroupBox("Backend")
@@ -410,6 +413,7 @@ class BackendsPage(QWidget):
         finally:
             self._loading = False
         self._update_auth_fields()
+        self._update_limit_note()
 
     def _update_kind_fields(self) -> None:
         """Show the fields the selected kind uses, and offer only the auth choices it takes."""
@@ -550,8 +554,17 @@ class BackendsPage(QWidget):
             return
         self.items[self.current] = self.form_config()
         self._update_auth_fields()
+        self._update_limit_note()
         self._refresh_list_labels()
         self.set_dirty(True)
+
+    def _update_limit_note(self) -> None:
+        models = [m.strip() for m in self.models_edit.toPlainText().splitlines() if m.strip()]
+        unknown = [] if self.max_tokens.value() else self.backends.without_output_limit(models)
+        self.limit_note.setText(
+            f"No known output limit for {', '.join(unknown)}: max_tokens goes out as the client asks (Claude Code "
+            "asks for up to 128000). Set Max output tokens if the server refuses that." if unknown else "")
+        self.limit_note.setVisible(bool(unknown))
 
     def set_dirty(self, dirty: bool) -> None:
         self.dirty = dirty

@@ -16,6 +16,7 @@ ACTION_LABELS = {
     "config": "Show the file",
     "retry": "Retry",
     "reset": "Start with a fresh config",
+    "remove_model": "Remove that model setting",
 }
 
 

@@ -317,6 +317,8 @@ class MainWindow(QMainWindow):
             self.bridge.reset_config()
         elif action == "config":
             self.bridge.show_config_file()
+        elif action == "remove_model":
+            self.bridge.settings.remove_claude_code_model()
 
     def messages(self) -> list[UserMessage]:
         return self.banner.messages()

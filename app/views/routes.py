@@ -28,9 +28,11 @@ if TYPE_CHECKING:
 RULE_LABELS = {
     "web_search": ("&Web search:", "Requests that offer the web_search server tool"),
     "long_context": ("&Long context:", "Requests whose estimated input passes the threshold below"),
-    "background": ("&Background:", "Side requests and small subagents: two of no tools, max_tokens ≤ 512, a haiku "
-                                   "model, a subagent header"),
-    "think": ("T&hinking:", "Requests with thinking enabled (enabled or adaptive)"),
+    "compaction": ("&Compaction:", "/compact and auto-compaction (as Claude Code marks them)"),
+    "subagent": ("&Subagents:", "Claude Code's subagents (Task/Agent tool)"),
+    "background": ("&Background:", "Titles, summaries and side requests (Claude Code's hints; without them two of: "
+                                   "no tools, max_tokens ≤ 512, a haiku model, a subagent header)"),
+    "think": ("T&hinking:", "An explicit reasoning request: thinking enabled with a budget, or a high effort"),
     "image": ("&Images:", "Requests with an image in them"),
 }
 UNSET = "— not routed (skip this rule) —"

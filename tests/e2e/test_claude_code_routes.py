@@ -1,6 +1,8 @@
 """The real Claude Code CLI through a gateway with [routes]: its main-agent turns (tools,
-thinking adaptive, max_tokens 128000) are "think" requests, never "background", and the
-ledger records the rule that decided."""
+thinking adaptive, max_tokens 128000) stay on the active backend — adaptive thinking is on every
+turn, so it is no ask to think, and they are never "background" — with Claude Code's hint
+headers on (as `patchbay connect` and `patchbay claude` set them) and without; the ledger records
+the rule that decided."""
 
 from __future__ import annotations
 
@@ -19,8 +21,9 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.e2e
 
 
-def test_claude_code_main_turns_route_by_thinking_not_background(run_claude: Callable[..., ClaudeResult],
-                                                                 workdir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("hints", ["1", ""])
+def test_claude_code_main_turns_stay_on_the_active_backend(run_claude: Callable[..., ClaudeResult],
+                                                           workdir: Path, tmp_path: Path, hints: str) -> None:
     from app.services.ledger import LedgerReader
 
     target = workdir / "hello.txt"
@@ -34,17 +37,18 @@ def test_claude_code_main_turns_route_by_thinking_not_background(run_claude: Cal
                    'think = "deep,deep-model"\nlong_context = "side"\nlong_context_threshold = 200000\n')
         gw = spawn_gateway(config, tmp_path / "patchbay-home")
         try:
-            result = run_claude(PROMPT, base_url=gw.url, cwd=workdir)
+            result = run_claude(PROMPT, base_url=gw.url, cwd=workdir,
+                                extra_env={"CLAUDE_CODE_GATEWAY_HINT_HEADERS": hints})
         finally:
             gw.stop()
-        assert result.returncode == 0 and target.read_text() == CONTENT, _explain(result, deep, gw)
-        turns = _turns(deep, "/v1/messages")
-        assert len(turns) == 2, _explain(result, deep, gw)
-        assert all(t.json["model"] == "deep-model" for t in turns)
-        assert not main.requests_to("/v1/messages") and not side.requests_to("/v1/messages")
+        assert result.returncode == 0 and target.read_text() == CONTENT, _explain(result, main, gw)
+        turns = _turns(main, "/v1/messages")
+        assert len(turns) == 2, _explain(result, main, gw)
+        assert all(t.json["thinking"]["type"] == "adaptive" for t in turns)
+        assert not deep.requests_to("/v1/messages") and not side.requests_to("/v1/messages")
     reader = LedgerReader(tmp_path / "patchbay-home" / "data" / "usage.sqlite3")
     try:
         rows = reader.requests(limit=20)
     finally:
         reader.close()
-    assert [(r.route, r.backend, r.attempts) for r in rows if r.status == 200] == [("think", "deep", 1)] * 2
+    assert [(r.route, r.backend, r.attempts) for r in rows if r.status == 200] == [("active", "main", 1)] * 2

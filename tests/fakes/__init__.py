@@ -22,13 +22,15 @@ from tests.fakes.upstreams import (
     Raw,
     ReceivedRequest,
     Response,
+    ResponseFormatCheck,
+    ThinkingSigner,
     anthropic_error,
     openai_error,
 )
 
 __all__ = [
     "AnthropicJSON", "AnthropicStream", "Drop", "FakeUpstream", "JSONResponse", "OpenAIJSON", "OpenAIStream",
-    "Raw", "ReceivedRequest", "Response", "anthropic_error", "anthropic_message", "anthropic_text_events",
+    "Raw", "ReceivedRequest", "Response", "ResponseFormatCheck", "ThinkingSigner", "anthropic_error", "anthropic_message", "anthropic_text_events",
     "anthropic_tool_use_events", "openai_completion", "openai_error", "openai_text_chunks",
     "openai_tool_call_chunks",
 ]

@@ -149,6 +149,28 @@ def title_request() -> JSON:
             "messages": [{"role": "user", "content": "Fix the failing test in the config parser"}]}
 
 
+CLASSIFIER_SYSTEM = ("You are a security monitor for an autonomous coding agent. Review the classification process "
+                     "and follow it carefully, making sure you deny actions that should be blocked. Use <thinking> "
+                     "before responding with <block>.")
+
+
+def classifier_request() -> JSON:
+    """The auto-mode safety classifier's first stage (as the 2.1.332 binary builds it): a haiku
+    model, no tools, ``max_tokens`` 64, a temperature and ``stop_sequences: ["</block>"]``."""
+    return {"model": HAIKU_MODEL, "max_tokens": 64, "temperature": 0, "stream": True, "metadata": _metadata(),
+            "system": [{"type": "text", "text": BILLING}, {"type": "text", "text": CLASSIFIER_SYSTEM}],
+            "stop_sequences": ["</block>"],
+            "messages": [{"role": "user", "content": "<action>Bash: rm -rf build/</action>"}]}
+
+
+def classifier_second_stage() -> JSON:
+    """Its second stage: the same prompt, ``max_tokens`` 8192, no stop sequence."""
+    b = classifier_request()
+    b["max_tokens"] = 8192
+    del b["stop_sequences"]
+    return b
+
+
 def quota_check() -> JSON:
     return {"model": HAIKU_MODEL, "max_tokens": 1, "metadata": _metadata(),
             "messages": [{"role": "user", "content": "quota"}]}

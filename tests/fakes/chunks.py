@@ -247,16 +247,17 @@ def anthropic_text_events(
     stop_reason: str = "end_turn",
     msg_id: str = "msg_fake",
     ping: bool = True,
+    signature: str = "c2lnbmF0dXJl",
 ) -> list[AnthropicEvent]:
     """A streamed text answer; ``usage`` is ``(input, output[, cache_read[, cache_creation]])``.
-    With ``thinking`` a thinking block (with a signature) comes first."""
+    With ``thinking`` a thinking block (with ``signature``) comes first."""
     events = [_message_start(msg_id, model, usage)]
     if ping:
         events.append(("ping", {"type": "ping"}))
     index = 0
     if thinking is not None:
         deltas = [{"type": "thinking_delta", "thinking": p} for p in split_text(thinking, pieces)]
-        deltas.append({"type": "signature_delta", "signature": "c2lnbmF0dXJl"})
+        deltas.append({"type": "signature_delta", "signature": signature})
         events += _block(index, {"type": "thinking", "thinking": "", "signature": ""}, deltas)
         index += 1
     events += _block(index, {"type": "text", "text": ""},

@@ -394,6 +394,123 @@ def openai_error(status: int, message: str, error_type: str = "invalid_request_e
 Responder = Callable[[ReceivedRequest], "Response | None"]
 Matcher = Callable[[ReceivedRequest], bool]
 
+
+# --------------------------------------------------------------------------- what real upstreams check
+
+
+class ThinkingSigner:
+    """Signs thinking blocks the way Anthropic's API does, and refuses those it did not sign.
+
+    The real API signs each thinking block it produces (``signature_delta``) and answers 400
+    ``messages.N.content.M: Invalid signature in thinking block`` (PROTOCOL.md) when a request's
+    history holds a thinking block with any other signature: an empty one, another provider's.
+    Use ``FakeUpstream(wire="anthropic",
+    guard=signer.guard)`` and answer with ``signer.text_events(thinking, text)``.
+    """
+
+    def __init__(self, key: bytes = b"fake-anthropic-signing-key") -> None:
+        self.key = key
+        self.refused: list[str] = []  # the error messages it answered
+
+    def sign(self, thinking: str) -> str:
+        import base64
+        import hashlib
+        import hmac
+
+        mac = hmac.new(self.key, thinking.encode("utf-8"), hashlib.sha256).digest()
+        return base64.b64encode(b"fake-sig:" + mac).decode()
+
+    def text_events(self, thinking: str, text: str, **kw: Any) -> list[Any]:
+        """A streamed answer: a thinking block it signed, then ``text``."""
+        return _chunks.anthropic_text_events(text, thinking=thinking, signature=self.sign(thinking), **kw)
+
+    def guard(self, req: ReceivedRequest) -> "Response | None":
+        if req.method != "POST" or not req.path.endswith("/messages"):
+            return None
+        body = req.json
+        if not isinstance(body, dict):
+            return None
+        for n, msg in enumerate(body.get("messages") or []):
+            content = msg.get("content") if isinstance(msg, dict) else None
+            if msg.get("role") != "assistant" or not isinstance(content, list):
+                continue
+            for m, block in enumerate(content):
+                if not isinstance(block, dict):
+                    continue
+                if block.get("type") == "thinking" and \
+                        block.get("signature") != self.sign(str(block.get("thinking", ""))):
+                    text = f"messages.{n}.content.{m}: Invalid signature in thinking block"
+                    self.refused.append(text)
+                    return anthropic_error(400, "invalid_request_error", text)
+        return None
+
+
+class ResponseFormatCheck:
+    """Checks ``response_format`` the way OpenAI's Chat Completions does, as a guard for an
+    OpenAI fake: a ``json_schema`` needs ``json_schema.name`` (letters, digits, ``_`` and ``-``,
+    at most 64) and a ``schema`` object; ``strict: true`` needs every object closed
+    (``additionalProperties: false``) with all its properties required. ``supported=False``
+    refuses ``json_schema`` altogether, with DeepSeek's wording."""
+
+    NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+    UNSUPPORTED = "This response_format type is unavailable now"
+
+    def __init__(self, supported: bool = True) -> None:
+        self.supported = supported
+        self.seen: list[Any] = []  # every response_format received
+
+    def guard(self, req: ReceivedRequest) -> "Response | None":
+        body = req.json
+        if req.method != "POST" or not isinstance(body, dict) or "response_format" not in body:
+            return None
+        rf = body["response_format"]
+        self.seen.append(rf)
+        if not isinstance(rf, dict) or rf.get("type") not in ("text", "json_object", "json_schema"):
+            return openai_error(400, "Invalid value for 'response_format.type': expected one of 'text', "
+                                     "'json_object' or 'json_schema'.", code="invalid_value")
+        if rf["type"] != "json_schema":
+            return None
+        if not self.supported:
+            return openai_error(400, self.UNSUPPORTED, code="invalid_request_error")
+        js = rf.get("json_schema")
+        if not isinstance(js, dict):
+            return openai_error(400, "Missing required parameter: 'response_format.json_schema'.",
+                                code="missing_required_parameter")
+        name = js.get("name")
+        if not isinstance(name, str) or not self.NAME.match(name):
+            return openai_error(400, "Invalid 'response_format.json_schema.name': string does not match pattern. "
+                                     "Expected a string that matches the pattern '^[a-zA-Z0-9_-]+$'.",
+                                code="invalid_value")
+        schema = js.get("schema")
+        if not isinstance(schema, dict):
+            return openai_error(400, "Invalid type for 'response_format.json_schema.schema': expected an object.",
+                                code="invalid_type")
+        if js.get("strict") is True:
+            problem = self._strict_problem(schema, "()")
+            if problem:
+                return openai_error(400, f"Invalid schema for response_format '{name}': {problem}",
+                                    code="invalid_json_schema")
+        return None
+
+    def _strict_problem(self, schema: Any, where: str) -> str | None:
+        if not isinstance(schema, dict):
+            return None
+        if schema.get("type") == "object":
+            if schema.get("additionalProperties") is not False:
+                return (f"In context={where}, 'additionalProperties' is required to be supplied and to be false.")
+            props = schema.get("properties") or {}
+            missing = [k for k in props if k not in (schema.get("required") or [])]
+            if missing:
+                return (f"In context={where}, 'required' is required to be supplied and to be an array including "
+                        f"every key in properties. Missing '{missing[0]}'.")
+            for k, sub in props.items():
+                p = self._strict_problem(sub, f"('properties', '{k}')")
+                if p:
+                    return p
+        if "items" in schema:
+            return self._strict_problem(schema["items"], f"{where[:-1]}, 'items')")
+        return None
+
 # --------------------------------------------------------------------------- the server
 
 _MAX_HEAD = 1 << 20

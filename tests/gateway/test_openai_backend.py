@@ -71,7 +71,7 @@ def test_tool_results_go_back_as_tool_messages(two_backends, openai_up):
     messages = [
         {"role": "user", "content": "read both"},
         {"role": "assistant", "content": [
-            {"type": "thinking", "thinking": "need files", "signature": "sig"},
+            {"type": "thinking", "thinking": "need files", "signature": "patchbay:oai"},  # its own reasoning
             {"type": "tool_use", "id": "toolu_1", "name": "Read", "input": {"file_path": "a"}},
             {"type": "tool_use", "id": "toolu_2", "name": "Read", "input": {"file_path": "b"}}]},
         {"role": "user", "content": [

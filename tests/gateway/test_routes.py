@@ -13,7 +13,7 @@ import anthropic
 import pytest
 
 from app.config import parse_config
-from app.events import BackendHealth, EventHub, EventQueue, RequestFinished
+from app.events import BackendHealth, EventHub, EventQueue
 from app.proxy.server import ProxyRuntime
 from app.services.ledger import Ledger, LedgerReader
 from app.services.pricing import PriceBook
@@ -319,3 +319,31 @@ def test_a_stream_that_breaks_counts_against_the_backend(start_gateway, ups):
         text_of(gw)
     h = gw.runtime.health()["a"]
     assert (h.state, h.failures) == ("failing", 1) and "mid-stream" in (h.last_error or "")
+
+
+def test_claude_code_hint_headers_route_through_the_gateway(start_gateway, ups):
+    """Headers as Claude Code 2.1.332 sends them with CLAUDE_CODE_GATEWAY_HINT_HEADERS=1: a title on
+    the main model with max_tokens 128000 goes to background, a subagent and /compact to their
+    targets, a main turn with adaptive thinking stays on the active backend, and the ledger's
+    route column says which rule decided."""
+    gw = start(start_gateway, ups, 'background = "b,small-model"\nthink = "c,deep-model"\n'
+                                   'subagent = "b,agent-model"\ncompaction = "c,summary-model"\n')
+    title = {"x-claude-code-request-class": "auxiliary", "x-claude-1p-request-class": "summary-extraction"}
+    ups["b"].enqueue(answer('{"title": "t"}'))
+    assert text_of(gw, headers=title, max_tokens=128000, model="claude-opus-5-5",
+                   extra_body={"output_config": {"format": {"type": "json_schema", "schema": {"type": "object"}}}}) \
+        == '{"title": "t"}'
+    sub = {"x-claude-code-request-class": "subagent", "x-claude-1p-request-class": "blocking-subagent",
+           "x-claude-code-agent-type": "general-purpose", "x-claude-code-agent-id": "a1"}
+    ups["b"].enqueue(answer("agent"))
+    assert text_of(gw, headers=sub, max_tokens=128000, thinking={"type": "adaptive"}) == "agent"
+    compact = {"x-claude-code-request-class": "compaction", "x-claude-1p-request-class": "main",
+               "x-claude-code-compaction": "manual"}
+    ups["c"].enqueue(answer("summary"))
+    assert text_of(gw, headers=compact, max_tokens=128000, thinking={"type": "adaptive"}) == "summary"
+    main = {"x-claude-code-request-class": "main", "x-claude-1p-request-class": "main"}
+    ups["a"].enqueue(answer("main"))
+    assert text_of(gw, headers=main, max_tokens=128000, thinking={"type": "adaptive"}) == "main"
+    assert [r.json["model"] for r in ups["b"].requests_to("/v1/messages")] == ["small-model", "agent-model"]
+    assert [r.json["model"] for r in ups["c"].requests_to("/v1/messages")] == ["summary-model"]
+    assert [e.route for e in gw.finished(4)] == ["background", "subagent", "compaction", "active"]

@@ -173,3 +173,20 @@ def test_deferred_tools_are_sent_up_front_unless_the_tool_search_beta_goes_too(v
         with client.messages.stream(model="claude-x", max_tokens=5, messages=USER, tools=tools) as s:
             s.get_final_message()
         assert vertex.requests[-1].json["tools"] == sent_tools, beta
+
+
+def test_a_missing_transport_library_is_said_plainly_not_called_a_bug(vertex, start_gateway, monkeypatch):
+    """An installation without google-auth's urllib3 extra (before pyproject declared it): the
+    client hears which library is missing and how to fix it, not "a bug in Patchbay"."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "google.auth.transport.urllib3", None)  # as if not installed
+    gw = start_gateway(config_text([_vertex_backend(vertex.url)], active="gcp"))
+    with pytest.raises(anthropic.InternalServerError) as err:
+        gw.client().messages.create(model="claude-x", max_tokens=5, messages=USER)
+    body = err.value.body
+    assert isinstance(body, dict) and body["type"] == "error"
+    msg = body["error"]["message"]
+    assert 'lacks a library the backend "gcp" (Vertex) needs' in msg and "google-auth[urllib3]" in msg
+    assert "bug in Patchbay" not in msg
+    assert vertex.requests == []

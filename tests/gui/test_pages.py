@@ -13,7 +13,6 @@ from app.config import load_config
 from tests.fakes.upstreams import openai_error
 from tests.gui.conftest import ask, wait_for
 
-
 # --------------------------------------------------------------------------- backends
 
 
@@ -396,3 +395,42 @@ def test_request_details_show_bodies_when_capture_is_on(start_app, config_file, 
         return any("keep my body" in b for b in bodies)
 
     wait_for(qtbot, opened)  # the ledger writes the captured body a moment after the request
+
+
+def test_the_backends_page_says_which_models_have_no_known_output_limit(start_app, config_file, qtbot):
+    r = start_app(config_file)
+    page = r.window.page("backends")
+    page.list.setCurrentRow(1)  # beta: gpt-fake, gpt-other
+    assert page.max_tokens.value() == 0
+    assert not page.limit_note.isHidden()
+    assert "No known output limit for gpt-fake, gpt-other" in page.limit_note.text()
+    page.models_edit.setPlainText("deepseek-chat\nmystery-model")
+    assert "for mystery-model:" in page.limit_note.text() and "deepseek-chat" not in page.limit_note.text()
+    page.max_tokens.setValue(8192)  # the user's own limit applies to every model
+    assert page.limit_note.isHidden() and page.limit_note.text() == ""
+
+
+def test_disconnect_after_claude_code_rewrote_its_settings_offers_to_remove_the_model(
+        start_app, config_file, tmp_path, monkeypatch, qtbot):
+    cc = tmp_path / "claude"
+    cc.mkdir()
+    monkeypatch.setenv("CLAUDE_CONFIG_DIR", str(cc))
+    r = start_app(config_file)
+    page = r.window.page("settings")
+    page.cc_connect.click()
+    assert (cc / "settings.json").exists()
+    # /model beta,gpt-fake: Claude Code saves it and rewrites the whole file, two-space indented
+    data = json.loads((cc / "settings.json").read_text())
+    data["model"] = "beta,gpt-fake"
+    (cc / "settings.json").write_text(json.dumps(data, indent=2))
+    page.cc_disconnect.click()
+    assert json.loads((cc / "settings.json").read_text()) == {"model": "beta,gpt-fake"}
+    msg = next(m for m in r.window.messages() if m.title == "Claude Code disconnected")
+    assert 'holds settings Patchbay did not write: "model"' in msg.text and msg.action == "remove_model"
+    assert "back to what it held before" not in msg.text
+    from PySide6.QtWidgets import QPushButton
+
+    button = next(b for b in r.window.banner.findChildren(QPushButton) if b.text() == "Remove that model setting")
+    button.click()
+    assert not (cc / "settings.json").exists() or json.loads((cc / "settings.json").read_text()) == {}
+    assert any(m.title == "Claude Code's model setting removed" for m in r.window.messages())

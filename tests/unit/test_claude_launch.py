@@ -38,6 +38,7 @@ def test_the_pin_joins_the_users_own_headers(paths: Paths, claude: Path):
         environ={"PATH": "/bin", "ANTHROPIC_CUSTOM_HEADERS": "X-Team: blue\nx-patchbay-pin: old,one"})
     assert argv[0] == str(claude) and argv[1] == "--settings" and argv[3:] == ["-p", "hi", "--model", "sonnet"]
     expected = {"ANTHROPIC_BASE_URL": "http://127.0.0.1:8787", "ANTHROPIC_AUTH_TOKEN": "tok",
+                "CLAUDE_CODE_GATEWAY_HINT_HEADERS": "1",  # Claude Code's own hints feed [routes]
                 "ANTHROPIC_CUSTOM_HEADERS": "X-Team: blue\nx-patchbay-pin: ollama,qwen3-coder:30b"}
     assert {k: env[k] for k in expected} == expected and env["PATH"] == "/bin"
     settings = Path(argv[2])
@@ -60,7 +61,8 @@ def test_no_pin_and_no_headers_leaves_the_variable_out(paths: Paths, claude: Pat
     argv, env = claude_code.claude_command(paths, "http://u", "t", ["--resume"], environ={})
     assert "ANTHROPIC_CUSTOM_HEADERS" not in env
     assert json.loads(Path(argv[2]).read_text()) == {"env": {"ANTHROPIC_BASE_URL": "http://u",
-                                                             "ANTHROPIC_AUTH_TOKEN": "t"}}
+                                                             "ANTHROPIC_AUTH_TOKEN": "t",
+                                                             "CLAUDE_CODE_GATEWAY_HINT_HEADERS": "1"}}
 
 
 def test_our_options_stop_at_the_first_argument_for_claude():

@@ -385,3 +385,104 @@ def test_any_json_object_round_trips_byte_for_byte(files, doc: dict, layout: dic
         {k: v for k, v in _members_raw(text).items() if k != "env"}
     cs.disconnect(path, state, backups)
     assert path.read_bytes() == text.encode()
+
+
+# --------------------------------------------------------------------------- after Claude Code rewrote the file
+
+STATUS = {"type": "command", "command": "python -I -S -c 'import statusline' --ledger /x", "padding": 0}
+
+
+def claude_code_saves(path: Path, **changes: object) -> None:
+    """What Claude Code does when it saves a setting (e.g. after /model): the whole file rewritten
+    with two-space indentation, keys in its order, the change applied."""
+    obj = json.loads(path.read_text())
+    obj.update(changes)
+    path.write_text(json.dumps(obj, indent=2, ensure_ascii=False))
+
+
+def test_a_reformatted_statusline_is_still_patchbays_and_the_created_file_goes(files):
+    path, state, backups = files
+    cs.connect(path, state, backups, VALUES, {cs.STATUS_LINE: STATUS})
+    assert '"statusLine": {"type": "command"' in path.read_text()  # written on one line
+    claude_code_saves(path)
+    assert cs.status(path, state, URL, TOKEN).connected and "statusline" in cs.status(path, state, URL, TOKEN).options
+    out = cs.disconnect(path, state, backups)
+    assert out.removed_file and not path.exists() and out.kept == ()
+    assert out.summary() == f"Removed {path}, which Patchbay had created."
+
+
+def test_a_model_saved_by_slash_model_is_named_and_removed_on_request(files):
+    path, state, backups = files
+    cs.connect(path, state, backups, VALUES, {cs.STATUS_LINE: STATUS})
+    claude_code_saves(path, model="deepseek,deepseek-chat")
+    out = cs.disconnect(path, state, backups)
+    # only "model" is left, and the answer says exactly that, and why the file stays
+    assert json.loads(path.read_text()) == {"model": "deepseek,deepseek-chat"}
+    assert out.gateway_model == "deepseek,deepseek-chat" and out.others == ("model",)
+    text = out.summary()
+    assert "back to what it held before" not in text
+    assert 'kept it, because it now holds settings Patchbay did not write: "model"' in text
+    assert '"model" is still "deepseek,deepseek-chat"' in text and "--remove-model" in text
+    assert cs.remove_gateway_model(path, backups) == "deepseek,deepseek-chat"
+    assert json.loads(path.read_text()) == {}
+
+    path.unlink()
+    cs.connect(path, state, backups, VALUES, {cs.STATUS_LINE: STATUS})
+    claude_code_saves(path, model="deepseek,deepseek-chat")
+    out = cs.disconnect(path, state, backups, remove_model=True)
+    assert out.removed_file and out.removed_model == "deepseek,deepseek-chat" and not path.exists()
+    assert "Removed \"model\": \"deepseek,deepseek-chat\"" in out.summary()
+
+
+def test_after_a_reformat_disconnect_says_the_settings_are_back_but_not_the_layout(files):
+    path, state, backups = files
+    original = SAMPLES["env absent"]  # four-space indentation
+    path.write_text(original)
+    cs.connect(path, state, backups, VALUES, {cs.STATUS_LINE: STATUS})
+    claude_code_saves(path)
+    out = cs.disconnect(path, state, backups)
+    assert json.loads(path.read_text()) == json.loads(original)
+    assert out.same_settings and not out.identical and out.others == () and out.kept == ()
+    assert "holds the same settings as before Patchbay connected; only its layout differs" in out.summary()
+
+    path.write_text(original)
+    cs.connect(path, state, backups, VALUES)
+    out = cs.disconnect(path, state, backups)
+    assert path.read_text() == original and out.identical
+    assert out.summary() == f"{path} is back to what it held before Patchbay connected."
+
+
+def test_other_settings_changed_since_are_named_and_kept(files):
+    path, state, backups = files
+    path.write_text(HOOKS_FILE)
+    cs.connect(path, state, backups, VALUES)
+    claude_code_saves(path, model="sonnet", cleanupPeriodDays=7)
+    out = cs.disconnect(path, state, backups)
+    after = json.loads(path.read_text())
+    assert after["model"] == "sonnet" and cs.BASE_URL not in after["env"]
+    assert out.others == ("cleanupPeriodDays", "model") and out.gateway_model is None  # "sonnet" is no gateway name
+    assert not out.same_settings
+    assert ('Left as they are, because they changed after Patchbay connected and are not Patchbay\'s: '
+            '"cleanupPeriodDays", "model".') in out.summary()
+    assert "Patchbay's keys in" in out.summary()
+
+
+def test_a_backend_model_the_user_had_before_connecting_is_theirs(files):
+    path, state, backups = files
+    path.write_text('{"model": "corp,claude-x"}')
+    cs.connect(path, state, backups, VALUES)
+    out = cs.disconnect(path, state, backups, remove_model=True)
+    assert path.read_text() == '{"model": "corp,claude-x"}' and out.gateway_model is None and out.removed_model is None
+
+
+def test_connect_turns_on_claude_codes_hint_headers(files, tmp_path: Path):
+    from app.paths import Paths
+    from app.services import claude_code
+
+    path, _state, _backups = files
+    paths = Paths(tmp_path / "cfg", tmp_path / "data", tmp_path / "logs")
+    paths.ensure()
+    claude_code.connect(paths, URL, TOKEN, settings=path)
+    assert json.loads(path.read_text())["env"][cs.HINT_HEADERS] == "1"
+    out = claude_code.disconnect(paths, URL, settings=path)
+    assert out.removed_file and not path.exists()

@@ -87,7 +87,6 @@ LONG_MSG = [{"role": "user", "content": "word " * 5000}]
     (body(messages=LONG_MSG), "long_context", "big", "gemini-long"),
     (body(tools=None, max_tokens=512), "background", "local", "small"),
     (body(thinking={"type": "enabled", "budget_tokens": 4000}), "think", "big", "claude-opus-think"),
-    (body(thinking={"type": "adaptive"}), "think", "big", "claude-opus-think"),
     (body(thinking={"type": "disabled"}), "active", "main", "claude-sonnet-5-5"),
     (body(messages=IMAGE_MSG), "image", "local", "qwen3-coder:30b"),  # no model: the backend's first
 ])
@@ -166,12 +165,14 @@ def test_background_needs_two_of_four_hints(b: dict[str, Any], subagent: bool, e
 
 
 @pytest.mark.parametrize("make, subagent, rule", [
-    (bodies.main_turn, False, "think"),           # the main agent: tools, thinking adaptive, 32000 tokens
+    (bodies.main_turn, False, "active"),          # the main agent: tools, thinking adaptive (no explicit ask)
     (bodies.title_request, False, "background"),
     (bodies.quota_check, False, "background"),
     (bodies.explore_subagent, True, "background"),
     (bodies.haiku_main_loop, False, "active"),
     (bodies.compact_summary, False, "active"),
+    (bodies.classifier_request, False, "active"),  # the safety classifier: never the cheap model
+    (bodies.classifier_second_stage, False, "active"),
 ])
 def test_claude_code_shaped_requests_classify_right(make: Any, subagent: bool, rule: str):
     t = table(BASE + '[routes]\nbackground = "local,small"\nthink = "big"\nlong_context = "big"\n'
@@ -181,7 +182,7 @@ def test_claude_code_shaped_requests_classify_right(make: Any, subagent: bool, r
 
 def test_a_huge_claude_code_turn_goes_to_long_context():
     t = table(BASE + '[routes]\nthink = "big"\nlong_context = "local"\nlong_context_threshold = 60000\n')
-    assert route(bodies.main_turn(60), t=t).rule == "think"
+    assert route(bodies.main_turn(60), t=t).rule == "active"
     assert route(bodies.main_turn(320), t=t).rule == "long_context"
 
 

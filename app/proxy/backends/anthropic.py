@@ -13,9 +13,11 @@ from typing import Any
 import httpx
 import orjson
 
+from app.model_limits import limit_for
 from app.proxy.backends.base import Backend, clamp_output, drain, join_url, upstream_error_message
 from app.proxy.exchange import JSON_HEADERS, SSE_HEADERS, Exchange, GatewayError
 from app.proxy.sse import SSEParser
+from app.proxy.thinking import for_anthropic_format, note_message, note_signature, signing_family
 from app.proxy.translate.response import error_type_for_status as error_type_for
 
 # upstream response headers worth passing on (rate limits, request ids, retry advice)
@@ -36,10 +38,11 @@ class AnthropicTap:
     """Reads a copy of an Anthropic SSE stream. ``feed`` returns the bytes that end on an
     event boundary (to forward now); the rest waits for its end."""
 
-    __slots__ = ("ex", "parser", "tail", "saw_stop", "saw_error", "want_deltas", "_tool_index")
+    __slots__ = ("ex", "parser", "tail", "saw_stop", "saw_error", "want_deltas", "_tool_index", "family")
 
-    def __init__(self, ex: Exchange) -> None:
+    def __init__(self, ex: Exchange, family: str | None = None) -> None:
         self.ex = ex
+        self.family = family  # who signs this upstream's thinking (app.proxy.thinking): noted as they pass
         self.parser = SSEParser()
         self.tail = b""
         self.saw_stop = False
@@ -67,6 +70,11 @@ class AnthropicTap:
         if name == b"content_block_delta":
             if ex.ttft is None:
                 ex.first_token()
+            if self.family is not None and b'"signature_delta"' in data:
+                try:
+                    note_signature(self.family, orjson.loads(data)["delta"].get("signature"))
+                except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+                    pass
             if self.want_deltas:
                 try:
                     ev = orjson.loads(data)
@@ -150,10 +158,12 @@ class AnthropicBackend(Backend):
         return h
 
     def _body(self, ex: Exchange) -> bytes:
-        body = ex.incoming.body
-        limit = self.config.max_output_tokens
+        # thinking blocks this upstream did not sign would be refused (400 "Invalid signature")
+        body = for_anthropic_format(ex.incoming.body, signing_family(self.config))
+        limit = limit_for(self.config, ex.route.model)  # a model's known limit; a body within it stays as is
         mt = body.get("max_tokens")
-        if body.get("model") == ex.route.model and not (limit and isinstance(mt, int) and mt > limit):
+        if body is ex.incoming.body and body.get("model") == ex.route.model and \
+                not (limit and isinstance(mt, int) and mt > limit):
             return ex.incoming.raw
         new = dict(body)
         new["model"] = ex.route.model
@@ -193,7 +203,7 @@ class AnthropicBackend(Backend):
                 return
             if not ex.started:
                 await ex.start(200, SSE_HEADERS + forwarded_headers(resp))
-            tap = AnthropicTap(ex)
+            tap = AnthropicTap(ex, signing_family(self.config))
             chunks = resp.aiter_raw()
             try:
                 async for chunk in chunks:
@@ -245,6 +255,7 @@ class AnthropicBackend(Backend):
             return
         if isinstance(msg, dict):
             ex.observe_message(msg)
+            note_message(signing_family(self.config), msg)
 
     async def count_tokens(self, ex: Exchange) -> None:
         got = await self.counted(self.send(lambda credential: self.count_request(ex, credential)))

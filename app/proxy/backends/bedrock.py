@@ -35,11 +35,13 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.eventstream import EventStreamBuffer, ParserError
 
+from app.model_limits import limit_for
 from app.proxy.backends.anthropic import AnthropicTap
 from app.proxy.backends.base import Backend, clamp_output, refused_betas, undefer_tools, upstream_error_message
 from app.proxy.credentials import AwsCredentials
 from app.proxy.exchange import JSON_HEADERS, SSE_HEADERS, Exchange, GatewayError
 from app.proxy.sse import encode
+from app.proxy.thinking import CLAUDE, for_anthropic_format, note_message
 from app.proxy.translate.response import error_type_for_status
 
 log = logging.getLogger("patchbay.bedrock")
@@ -88,6 +90,8 @@ def bedrock_betas(header: str | None) -> list[str]:
 
 
 def bedrock_body(body: dict[str, Any], betas: list[str], limit: int | None) -> dict[str, Any]:
+    # thinking blocks Claude did not sign would be refused (400 "Invalid signature")
+    body = for_anthropic_format(body, CLAUDE)
     out = {k: v for k, v in body.items() if k not in ("model", "stream")}
     out["anthropic_version"] = BEDROCK_VERSION
     if betas:
@@ -199,7 +203,7 @@ class BedrockBackend(Backend):
         return resp
 
     async def messages(self, ex: Exchange) -> None:
-        limit = self.config.max_output_tokens
+        limit = limit_for(self.config, ex.route.model)
         if not ex.stream:
             raw = await self.read_ok(await self._invoke(ex, "invoke", "application/json", limit))
             try:
@@ -209,6 +213,7 @@ class BedrockBackend(Backend):
                                    "that is not JSON.") from None
             if isinstance(msg, dict):
                 ex.observe_message(msg)
+                note_message(CLAUDE, msg)
             await ex.answer(200, JSON_HEADERS, raw)
             return
         resp = await self._invoke(ex, "invoke-with-response-stream", EVENTSTREAM, limit)
@@ -220,7 +225,7 @@ class BedrockBackend(Backend):
 
     async def _relay_eventstream(self, ex: Exchange, resp: httpx.Response) -> None:
         decoder = EventStreamBuffer()
-        tap = AnthropicTap(ex)
+        tap = AnthropicTap(ex, CLAUDE)
         try:
             async for chunk in resp.aiter_raw():
                 decoder.add_data(chunk)

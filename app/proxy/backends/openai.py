@@ -10,12 +10,15 @@ from typing import Any
 import httpx
 import orjson
 
+from app.model_limits import limit_for
 from app.proxy.backends.base import Backend, drain, upstream_error_message
 from app.proxy.exchange import JSON_HEADERS, SSE_HEADERS, Exchange, GatewayError
 from app.proxy.sse import SSEParser
+from app.proxy.thinking import keep_reasoning, reasoning_signature
 from app.proxy.translate.request import to_openai_request
 from app.proxy.translate.response import openai_error_to_anthropic, openai_response_to_anthropic
 from app.proxy.translate.stream import OpenAIStreamTranslator, encode_events
+from app.proxy.translate.structured import explain_refusal
 
 log = logging.getLogger("patchbay.backends")
 
@@ -45,7 +48,8 @@ class OpenAIBackend(Backend):
     async def _open(self, ex: Exchange, stream: bool) -> httpx.Response:
         try:
             body = to_openai_request(ex.incoming.body, ex.route.model, stream=stream,
-                                     max_output_tokens=self.config.max_output_tokens)
+                                     max_output_tokens=limit_for(self.config, ex.route.model),
+                                     keep_thinking=keep_reasoning(self.config, ex.route.model))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise GatewayError(400, "invalid_request_error",
                                f"Patchbay could not translate this request for an OpenAI-compatible backend: {exc}") from None
@@ -64,6 +68,15 @@ class OpenAIBackend(Backend):
                            headers=retry)
 
     async def messages(self, ex: Exchange) -> None:
+        try:
+            await self._messages(ex)
+        except GatewayError as exc:
+            why = explain_refusal(exc.status, exc.message, ex.incoming.body, self.config.id)
+            if why is None:
+                raise
+            raise GatewayError(exc.status, exc.error_type, why, headers=exc.headers) from None
+
+    async def _messages(self, ex: Exchange) -> None:
         if not ex.stream:
             await self._messages_whole(ex)
             return
@@ -72,7 +85,8 @@ class OpenAIBackend(Backend):
             await self._raise_for_status(resp)
             await self._refuse_non_stream(resp)
             # message_start carries an estimate (≈ 4 bytes a token); message_delta has the real count
-            tr = OpenAIStreamTranslator(ex.route.model, input_tokens=max(1, len(ex.incoming.raw) // 4))
+            tr = OpenAIStreamTranslator(ex.route.model, input_tokens=max(1, len(ex.incoming.raw) // 4),
+                                        signature=reasoning_signature(self.config.id))
             if ex.want_deltas:
                 tr.on_delta = ex.delta
             if not ex.started:
@@ -176,7 +190,8 @@ class OpenAIBackend(Backend):
             if isinstance(obj.get("error"), (dict, str)):
                 _t, msg = upstream_error_message(raw, "error")
                 raise GatewayError(502, "api_error", f'The backend "{self.config.id}" answered 200 with an error: {msg}')
-            message = openai_response_to_anthropic(obj, requested_model=ex.route.model)
+            message = openai_response_to_anthropic(obj, requested_model=ex.route.model,
+                                                   signature=reasoning_signature(self.config.id))
         except (orjson.JSONDecodeError, ValueError, KeyError, TypeError, IndexError) as exc:
             raise GatewayError(502, "api_error",
                                f'The backend "{self.config.id}" answered with something that is not a chat '

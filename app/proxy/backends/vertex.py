@@ -21,10 +21,12 @@ from urllib.parse import quote
 import httpx
 import orjson
 
+from app.model_limits import limit_for
 from app.proxy.backends.anthropic import AnthropicBackend
 from app.proxy.backends.base import clamp_output, refused_betas, undefer_tools
 from app.proxy.credentials import GoogleToken, TokenSource
 from app.proxy.exchange import Exchange
+from app.proxy.thinking import CLAUDE, for_anthropic_format
 
 VERTEX_VERSION = "vertex-2023-10-16"
 log = logging.getLogger("patchbay.vertex")
@@ -56,7 +58,7 @@ class VertexBackend(AnthropicBackend):
         return h
 
     def _vertex_body(self, ex: Exchange, *, keep_model: bool) -> bytes:
-        body: dict[str, Any] = dict(ex.incoming.body)
+        body: dict[str, Any] = dict(for_anthropic_format(ex.incoming.body, CLAUDE))
         if keep_model:
             body["model"] = ex.route.model
         else:
@@ -64,7 +66,7 @@ class VertexBackend(AnthropicBackend):
         body["anthropic_version"] = VERTEX_VERSION
         beta = ex.incoming.anthropic_beta if ex.route.model not in self.no_betas else None
         undefer_tools(body, [b.strip() for b in beta.split(",")] if beta else [])
-        clamp_output(body, self.config.max_output_tokens)
+        clamp_output(body, limit_for(self.config, ex.route.model))
         return orjson.dumps(body)
 
     def messages_request(self, ex: Exchange, credential: str | None) -> httpx.Request:

@@ -3,7 +3,8 @@
 Pure: takes the parsed body Claude Code sent, answers a new dict; the input is never changed.
 Anthropic-only fields (``metadata``, ``thinking``, ``context_management``, ``output_config``,
 ``cache_control`` anywhere, ``top_k``, beta fields) are left out: strict upstreams answer 400
-"Extra inputs are not permitted" to them.
+"Extra inputs are not permitted" to them. ``output_config.format`` (a JSON schema) becomes
+``response_format`` (:mod:`app.proxy.translate.structured`).
 
 Guarantees about the message list produced:
 - one leading ``system`` message at most (every system text folded into it);
@@ -16,9 +17,11 @@ Guarantees about the message list produced:
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Callable, Mapping
 
 import orjson
+
+from app.proxy.translate.structured import to_response_format
 
 _BILLING_PREFIX = "x-anthropic-billing-header:"
 NO_OUTPUT = "(no output)"
@@ -35,13 +38,16 @@ def to_openai_request(
     max_output_tokens: int | None = None,
     reasoning_effort: str | None = None,
     include_reasoning: bool = True,
+    keep_thinking: Callable[[Mapping[str, Any]], bool] | None = None,
 ) -> dict[str, Any]:
     """Build the OpenAI ``chat.completions`` body for an Anthropic ``/v1/messages`` body.
 
     ``max_output_tokens`` caps ``max_tokens`` (deepseek-chat takes at most 8192).
     ``reasoning_effort`` is sent as is when given (upstreams differ, so ``thinking`` maps to
     nothing by default). ``include_reasoning=False`` leaves assistant thinking out of the
-    history (for upstreams that reject ``reasoning_content`` on messages).
+    history (for upstreams that reject ``reasoning_content`` on messages); ``keep_thinking``
+    picks the thinking blocks that may go (``app.proxy.thinking.keep_reasoning``: this backend's
+    own reasoning, and other providers' only where the backend uses it).
     """
     system_parts: list[str] = []
     _collect_system(body.get("system"), system_parts)
@@ -58,7 +64,7 @@ def to_openai_request(
             continue
         if role == "assistant":
             _answer_missing(waiting, messages)
-            converted = _assistant_message(content, include_reasoning)
+            converted = _assistant_message(content, include_reasoning, keep_thinking)
             if converted is not None:
                 messages.append(converted)
                 calls = converted.get("tool_calls")
@@ -108,6 +114,10 @@ def to_openai_request(
     else:
         out["stream"] = False
 
+    response_format = to_response_format(body)
+    if response_format is not None:
+        out["response_format"] = response_format
+
     if reasoning_effort:
         out["reasoning_effort"] = reasoning_effort
     return out
@@ -149,7 +159,8 @@ def _dumps(value: Any) -> str:
         return json.dumps(value, ensure_ascii=False)
 
 
-def _assistant_message(content: Any, include_reasoning: bool) -> dict[str, Any] | None:
+def _assistant_message(content: Any, include_reasoning: bool,
+                       keep_thinking: Callable[[Mapping[str, Any]], bool] | None = None) -> dict[str, Any] | None:
     if isinstance(content, str):
         return {"role": "assistant", "content": content} if content else None
     if not isinstance(content, list):
@@ -180,7 +191,7 @@ def _assistant_message(content: Any, include_reasoning: bool) -> dict[str, Any] 
             )
         elif kind == "thinking":
             text = block.get("thinking")
-            if isinstance(text, str) and text:
+            if isinstance(text, str) and text and (keep_thinking is None or keep_thinking(block)):
                 thinking.append(text)
         # redacted_thinking, server_tool_use, web_search_tool_result…: nothing an OpenAI
         # upstream can use

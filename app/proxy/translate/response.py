@@ -147,10 +147,12 @@ def _glued(text: str) -> tuple[str, dict[str, Any]] | None:
 # non-streaming answers
 
 
-def openai_response_to_anthropic(resp: dict[str, Any], *, requested_model: str | None = None) -> dict[str, Any]:
+def openai_response_to_anthropic(resp: dict[str, Any], *, requested_model: str | None = None,
+                                 signature: str = "") -> dict[str, Any]:
     """A ``chat.completion`` object → an Anthropic ``message`` object.
 
     Blocks come in the order thinking, text, tool_use; the content is never an empty list.
+    ``signature``: what the thinking block is signed with (``app.proxy.thinking.reasoning_signature``).
     """
     choices = resp.get("choices") or []
     choice: dict[str, Any] = choices[0] if choices and isinstance(choices[0], dict) else {}
@@ -159,7 +161,7 @@ def openai_response_to_anthropic(resp: dict[str, Any], *, requested_model: str |
 
     reasoning = message.get("reasoning_content") or message.get("reasoning")
     if isinstance(reasoning, str) and reasoning:
-        content.append({"type": "thinking", "thinking": reasoning, "signature": ""})
+        content.append({"type": "thinking", "thinking": reasoning, "signature": signature})
 
     text = _message_text(message.get("content"))
     refusal = message.get("refusal")

@@ -74,8 +74,11 @@ class OpenAIStreamTranslator:
         message_id: str | None = None,
         stop_sequences: Sequence[str] | None = None,
         on_delta: DeltaHook | None = None,
+        signature: str = "",
     ) -> None:
         self.model = model
+        # sent as the thinking block's signature_delta (app.proxy.thinking.reasoning_signature)
+        self.signature = signature
         self.message_id = message_id or new_message_id()
         self.on_delta: DeltaHook | None = on_delta
         self.first_content_seen = False
@@ -430,6 +433,9 @@ class OpenAIStreamTranslator:
             )
             call.closed = True
             self._open_call = None
+        elif self._open_kind == _THINKING and self.signature:
+            out.append(("content_block_delta", {"type": "content_block_delta", "index": index,
+                                                "delta": {"type": "signature_delta", "signature": self.signature}}))
         out.append(("content_block_stop", {"type": "content_block_stop", "index": index}))
         self._open_kind = 0
 
