@@ -37,7 +37,7 @@ class Paths:
                 if d == self.config_dir:
                     d.mkdir(parents=True, exist_ok=True)
                 else:
-                    make_private_dir(d)
+                    make_private_dir(d, tighten=True)
             except OSError as exc:
                 raise PathError(
                     f"Patchbay cannot create its folder {d} ({exc.strerror or exc}). Make the folder above it "
@@ -52,10 +52,12 @@ class PathError(OSError):
         return str(self.args[0]) if self.args else "a folder cannot be made"
 
 
-def make_private_dir(path: Path) -> None:
-    """Create ``path`` (and parents) and make it owner-only (0700), also when it existed (0755)."""
+def make_private_dir(path: Path, *, tighten: bool = False) -> None:
+    """Create ``path`` (and parents) owner-only (0700). An existing folder is made owner-only only with
+    ``tighten``, for Patchbay's own data and log folders: a folder the user named for a file (a log at
+    /dev/full, a ledger in their home or /tmp) is theirs, and its mode is not ours to change."""
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    if os.name == "posix" and (path.stat().st_mode & 0o077):
+    if tighten and os.name == "posix" and (path.stat().st_mode & 0o077):
         os.chmod(path, 0o700)
 
 

@@ -84,6 +84,22 @@ def test_an_existing_ledger_from_an_older_patchbay_is_made_private(tmp_path):
     assert _mode(path) == 0o600
 
 
+@pytest.mark.skipif(os.name != "posix", reason="POSIX modes")
+def test_a_folder_the_user_named_for_a_log_or_ledger_keeps_its_mode(tmp_path):
+    """Only Patchbay's own data and log folders are tightened: a log at /dev/full once made /dev 0700."""
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o755)
+    os.chmod(shared, 0o755)
+    PrivateLogHandler(shared / "patchbay.log").close()
+    conn, _ = open_db(shared / "usage.sqlite3")
+    conn.close()
+    assert _mode(shared) == 0o755
+    assert _mode(shared / "patchbay.log") == 0o600 and _mode(shared / "usage.sqlite3") == 0o600
+    fresh = tmp_path / "fresh" / "logs"
+    PrivateLogHandler(fresh / "patchbay.log").close()
+    assert _mode(fresh) == 0o700  # a folder Patchbay creates is owner-only from the start
+
+
 def test_a_full_disk_gives_one_line_on_stderr_not_a_traceback_per_log_line(tmp_path):
     if not Path("/dev/full").exists():
         pytest.skip("no /dev/full")
@@ -95,9 +111,11 @@ def test_a_full_disk_gives_one_line_on_stderr_not_a_traceback_per_log_line(tmp_p
         "log = logging.getLogger('t'); log.addHandler(h); log.setLevel(logging.INFO)\n"
         "for i in range(5): log.info('line %d', i)\n"
     )
+    dev_mode = _mode(Path("/dev"))
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[2])
     assert r.returncode == 0
     assert "Traceback" not in r.stderr
+    assert _mode(Path("/dev")) == dev_mode  # the log's folder is the system's, never tightened
     assert r.stderr.count("cannot write the log file") == 1
 
 
