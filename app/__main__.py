@@ -265,6 +265,10 @@ def main(argv: list[str] | None = None) -> int:
                "statusline": claude_cli.run_statusline}[args.command]
         return run(args, _config_path(args))
     os.environ.setdefault("QT_API", "pyside6")
+    from app.startup import ensure_window_possible
+
+    if not ensure_window_possible():  # no display, or Qt's X11 libraries missing: say so before Qt aborts
+        return 2
     from app.gui import run_gui
 
     return run_gui(args.config)
