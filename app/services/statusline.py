@@ -22,6 +22,8 @@ import sqlite3
 import sys
 import time
 
+from app.units import fmt_money  # plain functions, no imports of its own
+
 # no pathlib, typing, urllib or (usually) tomllib here: each costs milliseconds of import on every run
 HOUR = 3600
 
@@ -64,7 +66,7 @@ def loads(text: str) -> object:
 
 
 def _usd(v: float) -> str:
-    return f"${v:,.2f}"
+    return fmt_money(v)  # $0.0021, not "$0.00", for a session that cost a fifth of a cent
 
 
 def _limit(v: float) -> str:
