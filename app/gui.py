@@ -27,6 +27,10 @@ class App(QObject):
                  engine_factory: Any = None, hardware_factory: Any = None) -> None:
         super().__init__()
         from app.bridge import Bridge
+        from app.views.wheel import install_wheel_guard
+
+        if isinstance(qapp := QApplication.instance(), QApplication):
+            install_wheel_guard(qapp)  # before any page exists: no combo, spin box or slider takes a stray wheel
         from app.views.main_window import MainWindow
         from app.views.tray import Tray
 
