@@ -36,6 +36,9 @@ class App(QObject):
 
         self.bridge = Bridge(config_path, paths=paths, engine_factory=engine_factory,
                              hardware_factory=hardware_factory)
+        from app.views.icons import use_backends  # first, so every page repaints with the new colours
+
+        self.bridge.backendsChanged.connect(lambda: use_backends(b.id for b in self.bridge.backends()))
         tray_ok = QSystemTrayIcon.isSystemTrayAvailable() if use_system_tray is None else use_system_tray
         self.tray = Tray(self.bridge, use_system_tray=tray_ok)
         self.window = MainWindow(self.bridge, keep_running_in_tray=self.tray.icon is not None)
