@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.units import fmt_bytes
+from app.views.axes import left_axis_for
 from app.views.dashboard import SectionLabel, make_table
 from app.views.data import HardwareView, LocalModelView, OllamaView, PullView
 from app.views.models import R, _Column, _RowsModel, key_of
@@ -112,7 +113,7 @@ class _Series:
     """One time-series plot: a curve over absolute time, a title, and a note when the data is absent."""
 
     def __init__(self, title: str, unit: str, color: int, *, y_max: float | None = None) -> None:
-        self.plot = _Plot()
+        self.plot = _Plot(axes=left_axis_for(unit))
         self.plot.setMinimumHeight(120)
         self.plot.showGrid(x=False, y=False)
         self.plot.setLabel("left", unit)

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.views.axes import MoneyAxis, PercentAxis, TokenAxis, nice_top
 from app.views.dashboard import SectionLabel, make_table
 from app.views.data import BudgetView, RequestRecord, SpendData
 from app.views.icons import backend_color
@@ -64,8 +65,10 @@ def _key_color(key: str, i: int, group_by: str) -> QColor:
 class _Plot(pg.PlotWidget):
     """A PlotWidget coloured from the palette, redrawn when the palette changes."""
 
-    def __init__(self, date_axis: bool = True, parent: QWidget | None = None) -> None:
+    def __init__(self, date_axis: bool = True, parent: QWidget | None = None,
+                 axes: dict[str, pg.AxisItem] | None = None) -> None:
         axis = {"bottom": pg.DateAxisItem(orientation="bottom")} if date_axis else {}
+        axis.update(axes or {})
         super().__init__(parent=parent, axisItems=axis)
         self.setMenuEnabled(False)
         self.setMouseEnabled(x=False, y=False)
@@ -111,9 +114,7 @@ class SpendPage(QWidget):
         self.totals = QLabel()
         self.totals.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
 
-        self.cost_plot = _Plot()
-        self.cost_plot.setLabel("left", "cost", units="$")
-        self.cost_plot.getPlotItem().getAxis("left").enableAutoSIPrefix(False)
+        self.cost_plot = _Plot(axes={"left": MoneyAxis("left")})
         self.legend = QLabel()
         self.legend.setTextFormat(Qt.TextFormat.RichText)
         self.legend.setWordWrap(True)
@@ -123,7 +124,7 @@ class SpendPage(QWidget):
         self.hover_line.hide()
         self.cost_plot.scene().sigMouseMoved.connect(self._hover_cost)
 
-        self.tpm_plot = _Plot()
+        self.tpm_plot = _Plot(axes={"left": TokenAxis("left"), "right": TokenAxis("right")})
         self.tpm_plot.setLabel("left", "input / min")
         self.tpm_in = self.tpm_plot.plot([], [], pen=pg.mkPen(series_color(0), width=1.5),
                                          fillLevel=0, brush=pg.mkBrush(78, 121, 167, 50), name="input")
@@ -142,8 +143,8 @@ class SpendPage(QWidget):
         self.tpm_plot.apply_palette()
         self.tpm_plot.scene().sigMouseMoved.connect(self._hover_tpm)
 
-        self.budget_plot = _Plot(date_axis=False)
-        self.budget_plot.setLabel("bottom", "share of the limit")
+        self.budget_plot = _Plot(date_axis=False, axes={"bottom": PercentAxis("bottom", fraction=True)})
+        self.budget_plot.setLabel("bottom", "spent, as a share of the limit")
         self.budget_plot.getPlotItem().getAxis("left").setStyle(showValues=False)
         self.budget_plot.setMinimumHeight(120)
         self.budget_plot.scene().sigMouseMoved.connect(self._hover_budget)
@@ -267,7 +268,7 @@ class SpendPage(QWidget):
         self.legend.setText("&nbsp;&nbsp; ".join(legend))
         plot.setXRange(data.since, data.until, padding=0.01)
         top = max(base) if base else 0.0
-        plot.setYRange(0, max(top * 1.15, 0.01), padding=0)
+        plot.setYRange(0, nice_top(top) if top > 0 else 0.01, padding=0)
         if not starts:
             self.empty.setPos((data.since + data.until) / 2, 0.005)
             if self.empty.scene() is None:
@@ -281,8 +282,8 @@ class SpendPage(QWidget):
         self.tpm_in.setData(xs, ins)
         self.tpm_out.setData(xs, outs)
         self.tpm_plot.setXRange(data.until - 3 * 3600, data.until, padding=0.01)
-        self.tpm_plot.setYRange(0, max(ins + [10.0]) * 1.15, padding=0)
-        self.tpm_vb2.setYRange(0, max(outs + [10.0]) * 1.15, padding=0)
+        self.tpm_plot.setYRange(0, nice_top(max(ins, default=0.0), minimum=10.0), padding=0)
+        self.tpm_vb2.setYRange(0, nice_top(max(outs, default=0.0), minimum=10.0), padding=0)
         self._sync_tpm_views()
 
     def _sync_tpm_views(self) -> None:
