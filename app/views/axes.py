@@ -15,6 +15,7 @@ from typing import Any
 import pyqtgraph as pg
 
 STEPS = (1.0, 2.0, 2.5, 5.0, 10.0)
+LABEL_MARGIN = 15  # px past each end of an axis where its end labels may be drawn
 
 
 def nice_step(span: float, ticks: int = 4) -> float:
@@ -92,6 +93,14 @@ class _ZeroBased(pg.AxisItem):
     def __init__(self, orientation: str = "left", **kw: Any) -> None:
         super().__init__(orientation, **kw)
         self.enableAutoSIPrefix(False)
+        self.setStyle(hideOverlappingLabels=False)
+
+    def boundingRect(self) -> Any:  # noqa: N802
+        """Room for the labels at both ends ("$0" sits half below the axis). pyqtgraph leaves it out
+        when a grid is drawn, and then drops the zero label."""
+        br = super().boundingRect()
+        m = LABEL_MARGIN
+        return br.adjusted(0, -m, 0, m) if self.orientation in ("left", "right") else br.adjusted(-m, 0, m, 0)
 
     def tickValues(self, minVal: float, maxVal: float, size: float) -> list[tuple[float, list[float]]]:  # noqa: N802,N803
         if maxVal <= max(minVal, 0.0):

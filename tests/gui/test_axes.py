@@ -19,6 +19,20 @@ from tests.fakes.upstreams import AnthropicStream
 from tests.gui.conftest import ask, wait_for
 
 
+def drawn(plot, name: str) -> list[str]:  # type: ignore[no-untyped-def]
+    """The tick labels the axis actually paints (pyqtgraph drops those that do not fit)."""
+    from PySide6.QtGui import QImage, QPainter
+
+    plot.grab()
+    axis = plot.getPlotItem().getAxis(name)
+    image = QImage(4, 4, QImage.Format.Format_ARGB32)
+    painter = QPainter(image)
+    try:
+        return [text for _rect, _flags, text in axis.generateDrawSpecs(painter)[2]]
+    finally:
+        painter.end()
+
+
 def strings(axis, lo: float, hi: float) -> list[str]:  # type: ignore[no-untyped-def]
     """What the axis writes for a view from ``lo`` to ``hi``: its major ticks' labels."""
     levels = axis.tickValues(lo, hi, 300)
@@ -84,4 +98,6 @@ def test_the_spend_page_cost_axis_fits_a_small_real_cost(start_app, config_file,
     assert y0 == 0 and cost <= y1 <= 2 * cost  # was 0-0.01: the bar a tenth of the plot
     labels = strings(spend.cost_plot.getPlotItem().getAxis("left"), y0, y1)
     assert labels[0] == "$0" and labels[-1] == "$0.0015"
+    assert drawn(spend.cost_plot, "left") == ["$0", "$0.0005", "$0.001", "$0.0015"]  # the zero is painted too
+    assert drawn(spend.tpm_plot, "left")[0] == "0"
     assert strings(spend.budget_plot.getPlotItem().getAxis("bottom"), 0, 1.25)[-2] == "100 %"
