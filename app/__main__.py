@@ -209,6 +209,7 @@ def cmd_key(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from app.config import ConfigError, load_config
     from app.paths import default_paths
+    from app.units import plural
 
     path = _config_path(args) or default_paths().config_file
     try:
@@ -216,7 +217,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"patchbay: {exc}", file=sys.stderr)
         return 2
-    print(f"{path}: OK ({len(config.backends)} backends, active: {config.active.backend})")
+    print(f"{path}: OK ({plural(len(config.backends), 'backend')}, active: {config.active.backend})")
     return 0
 
 

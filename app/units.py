@@ -59,3 +59,8 @@ def fmt_money_exact(usd: float) -> str:
         return fmt_money(usd)
     sign = "-" if usd < 0 else ""
     return f"{sign}${_trim(f'{abs(usd):,.{MONEY_MAX_DECIMALS}f}')}"
+
+
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """ "1 model", "2 models", "0 models" (``many`` for irregular plurals)."""
+    return f"{n:,} {word if n == 1 else (many or word + 's')}"

@@ -344,7 +344,9 @@ class MonitorPage(QWidget):
                 bits.append(f"{g.power_w:.0f} W")
             lines.append(" · ".join(bits))
         if not h.gpus:
-            lines.append(f"<b>No GPU found</b> ({_esc(self.bridge.hardware_name())}): local models run on the CPU.")
+            name = self.bridge.hardware_name()  # "no GPU found" itself when there is nothing to add
+            lines.append("<b>No GPU found</b>" + (f" ({_esc(name)})" if name.lower() != "no gpu found" else "")
+                         + ": local models run on the CPU.")
         if h.swap_total:
             lines.append(f"Swap {(h.swap_used or 0) / GIB:.1f} of {h.swap_total / GIB:.1f} GiB")
         else:

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.units import plural
 from app.views.axes import MoneyAxis, PercentAxis, TokenAxis, nice_top
 from app.views.dashboard import SectionLabel, make_table
 from app.views.data import BudgetView, RequestRecord, SpendData
@@ -244,7 +245,7 @@ class SpendPage(QWidget):
         self._draw_budgets(self._budgets)
         self.top_model.set_rows(list(data.top_sessions))
         unpriced = f" · {data.unpriced_requests} without a known price" if data.unpriced_requests else ""
-        self.totals.setText(f"  {fmt_usd(data.total_cost)} over {data.total_requests} requests{unpriced}")
+        self.totals.setText(f"  {fmt_usd(data.total_cost)} over {plural(data.total_requests, 'request')}{unpriced}")
 
     def _draw_cost(self, data: SpendData) -> None:
         plot = self.cost_plot

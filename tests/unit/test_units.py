@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.units import fmt_money, fmt_money_exact
+from app.units import fmt_money, fmt_money_exact, plural
 
 CASES = [  # value, full, short (a cramped label), exact (the tooltip)
     (0.0, "$0.00", "$0.00", "$0.00"),
@@ -46,3 +46,8 @@ def test_a_column_of_small_real_costs_never_shows_zero() -> None:
 
 def test_not_a_number_is_a_dash() -> None:
     assert fmt_money(float("nan")) == "—"
+
+
+def test_plural_says_1_model_not_1_models() -> None:
+    assert [plural(n, "model") for n in (0, 1, 2, 1500)] == ["0 models", "1 model", "2 models", "1,500 models"]
+    assert plural(1, "entry", "entries") == "1 entry" and plural(3, "entry", "entries") == "3 entries"
