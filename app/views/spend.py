@@ -27,7 +27,7 @@ from app.views.dashboard import SectionLabel, make_table
 from app.views.data import BudgetView, RequestRecord, SpendData
 from app.views.icons import backend_color
 from app.views.models import TopSessionsModel
-from app.views.theme import STATE_COLORS, fmt_tokens, fmt_usd, series_color
+from app.views.theme import STATE_COLORS, fmt_tokens, fmt_usd, series_color, usd_tip
 
 if TYPE_CHECKING:
     from app.bridge import Bridge
@@ -347,11 +347,11 @@ class SpendPage(QWidget):
                 total = 0.0
                 for key, values in rows:
                     if values[i]:
-                        lines.append(f"{_esc(key)}: ${values[i]:.4f}")
+                        lines.append(f"{_esc(key)}: {usd_tip(values[i])}")
                         total += values[i]
                 reqs = sum(p.requests for p in data.series if p.bucket_start == s)
                 toks = sum(p.tokens for p in data.series if p.bucket_start == s)
-                lines.append(f"total ${total:.4f} · {reqs} request{'' if reqs == 1 else 's'} · "
+                lines.append(f"total {usd_tip(total)} · {reqs} request{'' if reqs == 1 else 's'} · "
                              f"{fmt_tokens(toks)} tokens")
                 self.hover_line.setPos(s + data.bucket_seconds / 2)
                 self.hover_line.show()
@@ -378,7 +378,7 @@ class SpendPage(QWidget):
         i = len(budgets) - 1 - round(y)
         if 0 <= i < len(budgets):
             b = budgets[i]
-            QToolTip.showText(QCursor.pos(), f"{b.label}: ${b.spent_usd:.4f} of ${b.limit_usd:.2f} "
+            QToolTip.showText(QCursor.pos(), f"{b.label}: {usd_tip(b.spent_usd)} of {usd_tip(b.limit_usd)} "
                               f"({b.fraction:.1%}); warns at {b.warn_at:.0%}", self.budget_plot)
 
     # ------------------------------------------------------------ for tests
