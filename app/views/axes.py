@@ -139,10 +139,12 @@ class PercentAxis(_ZeroBased):
     def tickValues(self, minVal: float, maxVal: float, size: float) -> list[tuple[float, list[float]]]:  # noqa: N802,N803
         if maxVal <= max(minVal, 0.0):
             return []
-        quarter = 0.25 if self.fraction else 25.0  # 0, 25, 50, 75, 100 % (and 125 %)
-        span = maxVal - max(minVal, 0.0)
+        quarter = 0.25 if self.fraction else 25.0  # 0, 25, 50, 75, 100 %
+        full = 1.0 if self.fraction else 100.0  # past 100 % is room for an overrun bar, not a scale
+        top = min(maxVal, full)
+        span = top - max(minVal, 0.0)
         step = quarter if span >= quarter * 2 else nice_step(span, self.ticks)
-        first, last = math.ceil(max(minVal, 0.0) / step - 1e-9), math.floor(maxVal / step + 1e-9)
+        first, last = math.ceil(max(minVal, 0.0) / step - 1e-9), math.floor(top / step + 1e-9)
         return [(step, [round(i * step, 12) for i in range(first, last + 1)])]
 
     def label_for(self, value: float, step: float) -> str:

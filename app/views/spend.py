@@ -76,6 +76,7 @@ class _Plot(pg.PlotWidget):
         self.hideButtons()
         self.setMinimumHeight(150)
         self.showGrid(x=False, y=True, alpha=0.15)
+        self.getPlotItem().layout.setContentsMargins(12, 9, 12, 2)  # room for the axes' end labels ($0, 100 %)
         self.apply_palette()
 
     def apply_palette(self) -> None:
