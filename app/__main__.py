@@ -213,6 +213,7 @@ def cmd_key(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from app.config import ConfigError, load_config
     from app.paths import default_paths
+    from app.units import plural
 
     path = _config_path(args) or default_paths().config_file
     try:
@@ -220,7 +221,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"patchbay: {exc}", file=sys.stderr)
         return 2
-    print(f"{path}: OK ({len(config.backends)} backends, active: {config.active.backend})")
+    print(f"{path}: OK ({plural(len(config.backends), 'backend')}, active: {config.active.backend})")
     return 0
 
 
@@ -269,6 +270,10 @@ def main(argv: list[str] | None = None) -> int:
                    "statusline": claude_cli.run_statusline}[args.command]
         return command(args, _config_path(args))
     os.environ.setdefault("QT_API", "pyside6")
+    from app.startup import ensure_window_possible
+
+    if not ensure_window_possible():  # no display, or Qt's X11 libraries missing: say so before Qt aborts
+        return 2
     from app.gui import run_gui
 
     return run_gui(args.config)

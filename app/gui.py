@@ -27,11 +27,19 @@ class App(QObject):
                  engine_factory: Any = None, hardware_factory: Any = None) -> None:
         super().__init__()
         from app.bridge import Bridge
+        from app.views.wheel import install_wheel_guard
+
+        if isinstance(qapp := QApplication.instance(), QApplication):
+            install_wheel_guard(qapp)  # before any page exists: no combo, spin box or slider takes a stray wheel
         from app.views.main_window import MainWindow
         from app.views.tray import Tray
 
         self.bridge = Bridge(config_path, paths=paths, engine_factory=engine_factory,
                              hardware_factory=hardware_factory)
+        from app.views.icons import use_backends  # first, so every page repaints with the new colours
+
+        parts = self.bridge.backends
+        parts.backendsChanged.connect(lambda: use_backends(b.id for b in parts.backends()))
         tray_ok = QSystemTrayIcon.isSystemTrayAvailable() if use_system_tray is None else use_system_tray
         self.tray = Tray(self.bridge, use_system_tray=tray_ok)
         self.window = MainWindow(self.bridge, keep_running_in_tray=self.tray.icon is not None)

@@ -24,6 +24,7 @@ from app.bridge.notices import Notices
 from app.bridge.sessions import SessionState
 from app.events import BackendHealth, BudgetAlert, ContentDelta, GatewayState, RequestFinished, RequestStarted
 from app.proxy.routing import Pin
+from app.units import fmt_money
 from app.views.data import RequestRecord, SessionView, StreamPiece
 
 TICK_MS = 40  # ≈ 25 Hz
@@ -223,7 +224,7 @@ class Live(QObject):
             parts.append(f"first token {ev.ttft_ms:.0f} ms")
         parts.append(f"{u.input_tokens + u.cache_read_input_tokens} in / {u.output_tokens} out")
         if cost is not None:
-            parts.append(f"${cost:.4f}")
+            parts.append(fmt_money(cost))
         return rec, StreamPiece(sid, ev.request_id, 10_000, "meta", " · ".join(parts))
 
     # ------------------------------------------------------------------ reads (cheap, GUI thread)

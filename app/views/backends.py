@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.config import DEFAULT_TOKEN_TTL_S, ActiveSelection, BackendConfig, cloud_base_url, default_auth
+from app.units import plural
 from app.views.data import TestOutcome
 from app.views.icons import backend_color, health_icon
 from app.views.theme import STATE_COLORS
@@ -659,7 +660,7 @@ class BackendsPage(QWidget):
         self.models_edit.setPlainText("\n".join(merged))
         self.test_model.clear()
         self.test_model.addItems(merged)
-        self.fetch_state.setText(f"✓ {len(models)} models listed by the backend")
+        self.fetch_state.setText(f"✓ {plural(len(models), 'model')} listed by the backend")
 
 
 def _esc(s: str) -> str:

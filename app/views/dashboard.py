@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.units import plural
 from app.views.data import RequestRecord, StreamPiece
 from app.views.icons import backend_color, dot_icon
 from app.views.models import KEY_ROLE, RequestsModel, SessionsModel
@@ -151,7 +152,7 @@ class DashboardPage(QWidget):
         self.sessions_model.set_rows(sessions)
         live = sum(1 for s in sessions if s.in_flight)
         cost = sum(s.cost_usd for s in sessions)
-        self.summary.setText(f"  {len(sessions)} sessions · {live} streaming · {fmt_usd(cost)} so far")
+        self.summary.setText(f"  {plural(len(sessions), 'session')} · {live} streaming · {fmt_usd(cost)} so far")
         if self.selected is None and sessions:
             self.select_session(sessions[0].session_id)
         self._update_buttons()

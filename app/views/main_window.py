@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.units import plural
 from app.views.banner import Banner
 from app.views.data import GatewayView, UserMessage
 from app.views.icons import app_icon, backend_color, dot_icon
@@ -283,7 +284,7 @@ class MainWindow(QMainWindow):
             g.state, STATE_COLORS["stopped"])
         words = {"running": "Running", "paused": "Paused", "failed": "Not running", "stopped": "Stopped",
                  "starting": "Starting"}.get(g.state, g.state)
-        self.state_label.setText(f"  <span style='color:{color}'>●</span> {words}  ")
+        self.state_label.setText(f"&nbsp;&nbsp;<span style='color:{color}'>●</span>&nbsp;{words}&nbsp;&nbsp;")  # rich text drops plain spaces
         self.state_label.setToolTip(g.message or g.url or "")
         self.status_gateway.setText(f"Gateway {g.url}" if g.url else (g.message or "Gateway not running"))
         self.pause_action.blockSignals(True)
@@ -306,7 +307,7 @@ class MainWindow(QMainWindow):
             self._count_timer.start()
 
     def _show_count(self) -> None:
-        self.status_counts.setText(f"{self._requests_seen} requests since start")
+        self.status_counts.setText(f"{plural(self._requests_seen, 'request')} since start")
 
     def _banner_action(self, action: str) -> None:
         if action in ("settings", "backends", "spend"):

@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.units import fmt_bytes
+from app.views.axes import left_axis_for
 from app.views.data import HardwareView, LocalModelView, OllamaView, PullView
 from app.views.models import Column, R, RowsModel, key_of
 from app.views.plot import Plot
@@ -112,7 +113,7 @@ class _Series:
     """One time-series plot: a curve over absolute time, a title, and a note when the data is absent."""
 
     def __init__(self, title: str, unit: str, color: int, *, y_max: float | None = None) -> None:
-        self.plot = Plot()
+        self.plot = Plot(axes=left_axis_for(unit))
         self.plot.setMinimumHeight(120)
         self.plot.showGrid(x=False, y=False)
         self.plot.setLabel("left", unit)
@@ -343,7 +344,9 @@ class MonitorPage(QWidget):
                 bits.append(f"{g.power_w:.0f} W")
             lines.append(" · ".join(bits))
         if not h.gpus:
-            lines.append(f"<b>No GPU found</b> ({_esc(self.monitor.hardware_name())}): local models run on the CPU.")
+            name = self.monitor.hardware_name()  # "no GPU found" itself when there is nothing to add
+            lines.append("<b>No GPU found</b>" + (f" ({_esc(name)})" if name.lower() != "no gpu found" else "")
+                         + ": local models run on the CPU.")
         if h.swap_total:
             lines.append(f"Swap {(h.swap_used or 0) / GIB:.1f} of {h.swap_total / GIB:.1f} GiB")
         else:

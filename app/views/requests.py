@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.units import plural
 from app.views.data import RequestDetail, RequestRecord
 from app.views.models import KEY_ROLE, RequestsModel
 from app.views.widgets import SectionLabel, make_table
@@ -192,7 +193,7 @@ class RequestsPage(QWidget):
 
     def _update_count(self, *_: object) -> None:
         shown, total = self.proxy.rowCount(), self.model.rowCount()
-        self.count.setText(f"{shown} of {total} requests" if shown != total else f"{total} requests")
+        self.count.setText(f"{shown} of {plural(total, 'request')}" if shown != total else plural(total, "request"))
 
     def _open(self, index: QModelIndex) -> None:
         rid = index.data(KEY_ROLE)

@@ -21,11 +21,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.units import plural
+from app.views.axes import MoneyAxis, PercentAxis, TokenAxis, nice_top
 from app.views.data import BudgetView, RequestRecord, SpendData
 from app.views.icons import backend_color
 from app.views.models import TopSessionsModel
 from app.views.plot import Plot
-from app.views.theme import STATE_COLORS, fmt_tokens, fmt_usd, series_color
+from app.views.theme import STATE_COLORS, fmt_tokens, fmt_usd, series_color, usd_tip
 from app.views.widgets import SectionLabel, make_table
 
 if TYPE_CHECKING:
@@ -81,9 +83,7 @@ class SpendPage(QWidget):
         self.totals = QLabel()
         self.totals.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
 
-        self.cost_plot = Plot()
-        self.cost_plot.setLabel("left", "cost", units="$")
-        self.cost_plot.getPlotItem().getAxis("left").enableAutoSIPrefix(False)
+        self.cost_plot = Plot(axes={"left": MoneyAxis("left")})
         self.legend = QLabel()
         self.legend.setTextFormat(Qt.TextFormat.RichText)
         self.legend.setWordWrap(True)
@@ -93,7 +93,7 @@ class SpendPage(QWidget):
         self.hover_line.hide()
         self.cost_plot.scene().sigMouseMoved.connect(self._hover_cost)
 
-        self.tpm_plot = Plot()
+        self.tpm_plot = Plot(axes={"left": TokenAxis("left"), "right": TokenAxis("right")})
         self.tpm_plot.setLabel("left", "input / min")
         self.tpm_in = self.tpm_plot.plot([], [], pen=pg.mkPen(series_color(0), width=1.5),
                                          fillLevel=0, brush=pg.mkBrush(78, 121, 167, 50), name="input")
@@ -112,8 +112,8 @@ class SpendPage(QWidget):
         self.tpm_plot.apply_palette()
         self.tpm_plot.scene().sigMouseMoved.connect(self._hover_tpm)
 
-        self.budget_plot = Plot(date_axis=False)
-        self.budget_plot.setLabel("bottom", "share of the limit")
+        self.budget_plot = Plot(date_axis=False, axes={"bottom": PercentAxis("bottom", fraction=True)})
+        self.budget_plot.setLabel("bottom", "spent, as a share of the limit")
         self.budget_plot.getPlotItem().getAxis("left").setStyle(showValues=False)
         self.budget_plot.setMinimumHeight(120)
         self.budget_plot.scene().sigMouseMoved.connect(self._hover_budget)
@@ -213,7 +213,7 @@ class SpendPage(QWidget):
         self._draw_budgets(self._budgets)
         self.top_model.set_rows(list(data.top_sessions))
         unpriced = f" · {data.unpriced_requests} without a known price" if data.unpriced_requests else ""
-        self.totals.setText(f"  {fmt_usd(data.total_cost)} over {data.total_requests} requests{unpriced}")
+        self.totals.setText(f"  {fmt_usd(data.total_cost)} over {plural(data.total_requests, 'request')}{unpriced}")
 
     def _draw_cost(self, data: SpendData) -> None:
         plot = self.cost_plot
@@ -237,7 +237,7 @@ class SpendPage(QWidget):
         self.legend.setText("&nbsp;&nbsp; ".join(legend))
         plot.setXRange(data.since, data.until, padding=0.01)
         top = max(base) if base else 0.0
-        plot.setYRange(0, max(top * 1.15, 0.01), padding=0)
+        plot.setYRange(0, nice_top(top) if top > 0 else 0.01, padding=0)
         if not starts:
             self.empty.setPos((data.since + data.until) / 2, 0.005)
             if self.empty.scene() is None:
@@ -251,8 +251,8 @@ class SpendPage(QWidget):
         self.tpm_in.setData(xs, ins)
         self.tpm_out.setData(xs, outs)
         self.tpm_plot.setXRange(data.until - 3 * 3600, data.until, padding=0.01)
-        self.tpm_plot.setYRange(0, max(ins + [10.0]) * 1.15, padding=0)
-        self.tpm_vb2.setYRange(0, max(outs + [10.0]) * 1.15, padding=0)
+        self.tpm_plot.setYRange(0, nice_top(max(ins, default=0.0), minimum=10.0), padding=0)
+        self.tpm_vb2.setYRange(0, nice_top(max(outs, default=0.0), minimum=10.0), padding=0)
         self._sync_tpm_views()
 
     def _sync_tpm_views(self) -> None:
@@ -315,11 +315,11 @@ class SpendPage(QWidget):
                 total = 0.0
                 for key, values in rows:
                     if values[i]:
-                        lines.append(f"{_esc(key)}: ${values[i]:.4f}")
+                        lines.append(f"{_esc(key)}: {usd_tip(values[i])}")
                         total += values[i]
                 reqs = sum(p.requests for p in data.series if p.bucket_start == s)
                 toks = sum(p.tokens for p in data.series if p.bucket_start == s)
-                lines.append(f"total ${total:.4f} · {reqs} request{'' if reqs == 1 else 's'} · "
+                lines.append(f"total {usd_tip(total)} · {reqs} request{'' if reqs == 1 else 's'} · "
                              f"{fmt_tokens(toks)} tokens")
                 self.hover_line.setPos(s + data.bucket_seconds / 2)
                 self.hover_line.show()
@@ -346,7 +346,7 @@ class SpendPage(QWidget):
         i = len(budgets) - 1 - round(y)
         if 0 <= i < len(budgets):
             b = budgets[i]
-            QToolTip.showText(QCursor.pos(), f"{b.label}: ${b.spent_usd:.4f} of ${b.limit_usd:.2f} "
+            QToolTip.showText(QCursor.pos(), f"{b.label}: {usd_tip(b.spent_usd)} of {usd_tip(b.limit_usd)} "
                               f"({b.fraction:.1%}); warns at {b.warn_at:.0%}", self.budget_plot)
 
     # ------------------------------------------------------------ for tests
