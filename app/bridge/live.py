@@ -21,7 +21,7 @@ from app.bridge.convert import (
 from app.bridge.engine import EngineApi
 from app.bridge.jobs import Jobs
 from app.bridge.notices import Notices
-from app.bridge.sessions import SessionState
+from app.bridge.sessions import CostFn, LiveRequest, SessionState
 from app.events import BackendHealth, BudgetAlert, ContentDelta, GatewayState, RequestFinished, RequestStarted
 from app.proxy.routing import Pin
 from app.units import fmt_money
@@ -129,8 +129,10 @@ class Live(QObject):
             if type(ev) is ContentDelta:
                 deltas.append(ev)
                 s = self._sessions.get(ev.session_id or "")
-                if s is not None and ev.kind != "tool_use":
-                    s.rate_samples.append((now, len(ev.text)))
+                if s is not None:
+                    s.streamed(ev.request_id, len(ev.text))
+                    if ev.kind != "tool_use":
+                        s.rate_samples.append((now, len(ev.text)))
             elif type(ev) is RequestStarted:
                 flush()
                 pieces.append(self._on_started(ev))
@@ -173,7 +175,7 @@ class Live(QObject):
         s = self._session(sid, ev.started_at)
         s.last_seen = max(s.last_seen, ev.started_at)
         s.backend, s.model = ev.backend, ev.model
-        s.in_flight.add(ev.request_id)
+        s.in_flight[ev.request_id] = LiveRequest(ev.backend, ev.model, ev.started_at)
         if ev.cwd:
             s.cwd = ev.cwd
         if ev.prompt and not s.prompt:
@@ -193,7 +195,7 @@ class Live(QObject):
     def _on_finished(self, eng: EngineApi, ev: RequestFinished) -> tuple[RequestRecord, StreamPiece]:
         sid = ev.session_id or ""
         s = self._session(sid, ev.started_at)
-        s.in_flight.discard(ev.request_id)
+        s.in_flight.pop(ev.request_id, None)
         s.last_seen = max(s.last_seen, ev.ended_at)
         s.requests += 1
         s.backend, s.model = ev.backend, ev.model
@@ -235,16 +237,20 @@ class Live(QObject):
     def pins(self) -> dict[str, tuple[str, str | None]]:
         return {sid: (p.backend, p.model) for sid, p in self._pins().items()}
 
+    def _cost(self) -> CostFn | None:
+        return self._engine.prices.cost if self._engine is not None else None
+
     def sessions(self) -> list[SessionView]:
         now = time.time()
         pins = self._pins()
-        views = [s.view(now, pins.get(s.session_id)) for s in self._sessions.values()]
+        cost = self._cost()
+        views = [s.view(now, pins.get(s.session_id), cost) for s in self._sessions.values()]
         views.sort(key=lambda v: (-(v.in_flight > 0), -v.last_seen))
         return views
 
     def session(self, session_id: str) -> SessionView | None:
         s = self._sessions.get(session_id)
-        return s.view(time.time(), self._pins().get(session_id)) if s is not None else None
+        return s.view(time.time(), self._pins().get(session_id), self._cost()) if s is not None else None
 
     def session_labels(self) -> dict[str, str]:
         return {sid: session_label(sid, x.cwd, x.prompt) for sid, x in self._sessions.items()}

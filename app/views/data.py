@@ -82,6 +82,7 @@ class SessionView:
     first_seen: float
     last_seen: float
     client: str | None = None
+    estimated: bool = False  # a request streams: its output tokens and cost are estimates until it ends
 
     @property
     def tokens(self) -> int:

@@ -197,6 +197,10 @@ _LIVE = QColor(STATE_COLORS["ok"])
 _ERROR = QColor(STATE_COLORS["error"])
 
 
+_ESTIMATE = ("\nStill streaming: its output is estimated from the text so far (≈ 4 characters a token) "
+             "and its input is counted when the upstream reports it at the end.")
+
+
 class SessionsModel(RowsModel):
     columns = (
         Column("Session", lambda s: s.label, tip=lambda s: f"{s.session_id or '(no session id)'}\n{_where(s)}"),
@@ -205,13 +209,15 @@ class SessionsModel(RowsModel):
                 else "Follows the active backend",
                 icon=lambda s: dot_icon(backend_color(s.pinned_backend or s.backend or "?"))),
         Column("Model", lambda s: s.pinned_model or s.model or "—"),
-        Column("Requests", lambda s: f"{s.requests}" + (f" (+{s.in_flight})" if s.in_flight else ""),
+        Column("Requests", lambda s: f"{s.requests}" + (f" ({s.in_flight} live)" if s.in_flight else ""),
                 lambda s: float(s.requests), R),
         Column("Tok/s", lambda s: fmt_rate(s.tokens_per_s), lambda s: float(s.tokens_per_s), R),
-        Column("Tokens", lambda s: fmt_tokens(s.tokens), lambda s: float(s.tokens), R,
-                tip=lambda s: f"{s.input_tokens:,} in · {s.output_tokens:,} out"),
-        Column("Cost", lambda s: fmt_usd(s.cost_usd, unpriced=s.unpriced), lambda s: float(s.cost_usd), R,
-                tip=lambda s: usd_tip(s.cost_usd) + ("; some requests had no known price" if s.unpriced else "")),
+        Column("Tokens", lambda s: ("≈" if s.estimated else "") + fmt_tokens(s.tokens), lambda s: float(s.tokens), R,
+                tip=lambda s: f"{s.input_tokens:,} in · {s.output_tokens:,} out" + (_ESTIMATE if s.estimated else "")),
+        Column("Cost", lambda s: ("≈" if s.estimated and s.cost_usd else "") + fmt_usd(s.cost_usd, unpriced=s.unpriced),
+                lambda s: float(s.cost_usd), R,
+                tip=lambda s: usd_tip(s.cost_usd) + ("; some requests had no known price" if s.unpriced else "")
+                + (_ESTIMATE if s.estimated else "")),
         Column("Last", lambda s: "streaming" if s.in_flight else fmt_ago(s.last_seen),
                 lambda s: float(s.last_seen) + (1e9 if s.in_flight else 0.0), R,
                 tip=lambda s: time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(s.last_seen)),
