@@ -23,6 +23,7 @@ from app.bridge.jobs import Jobs
 from app.bridge.notices import Notices
 from app.bridge.sessions import CostFn, LiveRequest, SessionState
 from app.events import BackendHealth, BudgetAlert, ContentDelta, GatewayState, RequestFinished, RequestStarted
+from app.proxy.gateway import PAUSED
 from app.proxy.routing import Pin
 from app.units import fmt_money
 from app.views.data import RequestRecord, SessionView, StreamPiece
@@ -44,6 +45,7 @@ class Live(QObject):
     budgetAlert = Signal(object)  # BudgetAlert, for the usage part
     gatewayState = Signal(object)  # GatewayState, for the bridge's life cycle
     backendHealth = Signal(object)  # BackendHealth (a circuit breaker changed), for the backends part
+    pausedRefusals = Signal(int)  # requests refused since the gateway was paused
 
     def __init__(self, jobs: Jobs, notices: Notices, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -59,6 +61,7 @@ class Live(QObject):
         self._sessions_dirty = False
         self.dropped_deltas = 0
         self.max_tick_ms = 0.0
+        self.refused_while_paused = 0
 
     def attach(self, engine: EngineApi | None) -> None:
         self._engine = engine
@@ -144,6 +147,9 @@ class Live(QObject):
             elif type(ev) is BudgetAlert:
                 self.budgetAlert.emit(ev)
             elif type(ev) is GatewayState:
+                if ev.state == "paused" and self.refused_while_paused:
+                    self.refused_while_paused = 0  # a new pause counts from zero
+                    self.pausedRefusals.emit(0)
                 self.gatewayState.emit(ev)
             elif type(ev) is BackendHealth:
                 self.backendHealth.emit(ev)
@@ -217,6 +223,9 @@ class Live(QObject):
         rec = record_from_finished(ev, cost)
         self._live.pop(ev.request_id, None)
         self._recent.append(rec)
+        if (ev.status, ev.error_type, ev.error_message) == (PAUSED.status, PAUSED.error_type, PAUSED.message):
+            self.refused_while_paused += 1
+            self.pausedRefusals.emit(self.refused_while_paused)
         if ev.error_type is not None or ev.status >= 400:
             s.errors += 1
             text = f"✗ {ev.status or ''} {ev.error_type or ''}: {ev.error_message or 'no details'}".replace("  ", " ")

@@ -42,6 +42,12 @@ FAILOVER_HOLD_S = 120.0
 # how a stream that already reached the client can end badly, as far as the breaker cares
 STREAM_FAILURES = frozenset({"api_error", "overloaded_error", "timeout_error"})
 
+# A paused gateway's answer. Not overloaded_error: nothing is overloaded, and Claude Code retries
+# 5xx for minutes unless told not to (x-should-retry, docs/protocol.md); it shows the message instead.
+PAUSED = Refusal(503, "api_error", "Patchbay is paused: it forwards no requests until you resume it (the tray "
+                 "menu's Resume, or Resume in the Patchbay window's toolbar). This request was not sent anywhere; "
+                 "send it again after resuming.")
+PAUSED_HEADERS = [(b"x-should-retry", b"false")]
 _SESSION_RE = re.compile(r"_session_([0-9a-fA-F-]{8,})")
 _CWD_RE = re.compile(r"Working directory:\s*(\S[^\n]*)")
 
@@ -266,6 +272,9 @@ class Gateway:
             return
 
         route: Route = routed
+        if self.paused:  # recorded (the window counts them) and answered so that Claude Code stops retrying
+            self._record_refusal(request_id, routed, inc, stream, PAUSED)
+            raise GatewayError(PAUSED.status, PAUSED.error_type, PAUSED.message, headers=PAUSED_HEADERS)
         if snap.admission is not None:
             decision = snap.admission(routed)
             if isinstance(decision, Refusal):
@@ -273,10 +282,6 @@ class Gateway:
                 raise GatewayError(decision.status, decision.error_type, decision.message)
             route = decision
             backend = snap.backends.get(route.backend, backend)
-        if self.paused:
-            raise GatewayError(503, "overloaded_error",
-                               "Patchbay is paused, so it forwards no requests. Resume it from the tray menu or the "
-                               "window's toolbar.")
         health = self._health_for(snap)
         authed = key_is_token or bearer_is_token
         # the chosen route, then [routes] fallback; a backend whose breaker is open is skipped

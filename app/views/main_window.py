@@ -175,6 +175,7 @@ class MainWindow(QMainWindow):
         bridge.backends.activeChanged.connect(lambda *_: self.sync_switch())
         bridge.backends.modelsListed.connect(self._on_models)
         bridge.gatewayChanged.connect(self._on_gateway)
+        bridge.live.pausedRefusals.connect(lambda _n: self._on_gateway(self.bridge.gateway()))
         bridge.usage.spendTodayChanged.connect(lambda _v: self._update_spend())
         bridge.usage.budgetsChanged.connect(lambda _v: self._update_spend())
         bridge.notices.message.connect(self.banner.show_message)
@@ -284,8 +285,13 @@ class MainWindow(QMainWindow):
             g.state, STATE_COLORS["stopped"])
         words = {"running": "Running", "paused": "Paused", "failed": "Not running", "stopped": "Stopped",
                  "starting": "Starting"}.get(g.state, g.state)
+        refused = self.bridge.live.refused_while_paused if g.state == "paused" else 0
+        if refused:
+            words += f" · {plural(refused, 'request')} refused"
         self.state_label.setText(f"&nbsp;&nbsp;<span style='color:{color}'>●</span>&nbsp;{words}&nbsp;&nbsp;")  # rich text drops plain spaces
-        self.state_label.setToolTip(g.message or g.url or "")
+        self.state_label.setToolTip(
+            "Paused: requests are refused (Claude Code is told not to retry, and shows why). Resume to forward them."
+            if g.state == "paused" else (g.message or g.url or ""))
         self.status_gateway.setText(f"Gateway {g.url}" if g.url else (g.message or "Gateway not running"))
         self.pause_action.blockSignals(True)
         self.pause_action.setChecked(g.state == "paused")
