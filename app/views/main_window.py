@@ -65,6 +65,8 @@ def _page_factory(name: str) -> Callable[["Bridge"], QWidget]:
     return make
 
 
+MIN_SIZE = (900, 600)
+
 class MainWindow(QMainWindow):
     quitRequested = Signal()
     hiddenToTray = Signal()  # the first time the window closes into the tray
@@ -77,6 +79,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("Patchbay")
         self.setWindowIcon(app_icon())
         self.resize(1240, 800)
+        self.setMinimumSize(*MIN_SIZE)  # every page is laid out to be usable down to this
 
         # ---- toolbar: the switch, always visible
         tb = QToolBar("Switch")

@@ -67,7 +67,10 @@ class RowsModel(QStandardItemModel):
         self.setSortRole(SORT_ROLE)
         for i, c in enumerate(self.columns):
             self.setHeaderData(i, Qt.Orientation.Horizontal, c.title, _D)
-            self.setHeaderData(i, Qt.Orientation.Horizontal, int(c.align), Qt.ItemDataRole.TextAlignmentRole)
+            # a right-aligned title would sit under the sort arrow (drawn at the section's right end):
+            # numbers' titles are centred, in the room fit_columns leaves for the arrow
+            head = Qt.AlignmentFlag.AlignCenter if c.align & Qt.AlignmentFlag.AlignRight else c.align
+            self.setHeaderData(i, Qt.Orientation.Horizontal, int(head), Qt.ItemDataRole.TextAlignmentRole)
         self._rows: list[Any] = []
         self._shown: list[list[tuple[Any, ...]]] = []  # what each cell shows now, to skip unchanged cells
         self._pos: dict[str, int] = {}

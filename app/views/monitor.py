@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QVBoxLayout,
     QWidget,
 )
@@ -36,7 +37,7 @@ from app.views.data import HardwareView, LocalModelView, OllamaView, PullView
 from app.views.models import Column, R, RowsModel, key_of
 from app.views.plot import Plot
 from app.views.theme import STATE_COLORS, fmt_ago, series_color
-from app.views.widgets import SectionLabel, make_table
+from app.views.widgets import ColumnFitter, SectionLabel, fit_columns, make_table
 
 if TYPE_CHECKING:
     from app.bridge.monitor import Monitor
@@ -182,7 +183,8 @@ class MonitorPage(QWidget):
         self.vram = _Series("GPU memory", "GiB", 1)
         self.cpu = _Series("CPU (all cores)", "%", 2, y_max=100)
         self.ram = _Series("RAM", "GiB", 4)
-        self.tps = _Series("Local tokens/s (requests served by local backends)", "tok/s", 6)
+        self.tps = _Series("Local tokens/s", "tok/s", 6)
+        self.tps.title.setToolTip("Tokens a second of the requests served by local backends")
         grid = QGridLayout()
         grid.setSpacing(10)
         grid.addWidget(self.gpu.widget, 0, 0)
@@ -191,6 +193,8 @@ class MonitorPage(QWidget):
         grid.addWidget(self.cpu.widget, 1, 0)
         grid.addWidget(self.ram.widget, 1, 1)
         grid.addWidget(self.hw_label, 1, 2, Qt.AlignmentFlag.AlignTop)
+        for c in range(3):
+            grid.setColumnStretch(c, 1)  # three equal columns, whatever the titles say
         self.series = (self.gpu, self.vram, self.cpu, self.ram, self.tps)
 
         self.ollama_label = QLabel()
@@ -209,8 +213,10 @@ class MonitorPage(QWidget):
         self.view.setAccessibleName("Local models")
         hh = self.view.horizontalHeader()
         hh.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        for c, w in ((1, 80), (2, 70), (3, 100), (4, 110), (5, 190), (6, 150), (7, 90)):
-            self.view.setColumnWidth(c, w)
+        hh.setMinimumSectionSize(40)
+        fit_columns(self.view, {1: "18.6 GB", 2: "30.5B", 3: "Q4_K_M", 4: "64k of 256k", 5: "loaded, unloads in 25 min",
+                                6: "35% GPU / 65% CPU", 7: "12 min ago"})
+        self.fit = ColumnFitter(self.view, 0, [2, 3, 7, 6], min_stretch=140)  # Params, Quantisation, Last used
         self.view.selectionModel().currentRowChanged.connect(lambda *_: self._sync_buttons())
 
         self.pull_button = QPushButton("Pull…")
@@ -247,12 +253,24 @@ class MonitorPage(QWidget):
         actions.addWidget(self.pull_bar)
         actions.addWidget(self.pull_text, 1)
         actions.addWidget(self.cancel_button)
-        lay = QVBoxLayout(self)
+        inner = QWidget()
+        lay = QVBoxLayout(inner)
         lay.addLayout(top)
         lay.addWidget(self.warnings_label)
         lay.addLayout(grid, 3)
         lay.addLayout(actions)
         lay.addWidget(self.view, 2)
+        self.view.setMinimumHeight(150)
+        for sr in (self.gpu, self.vram, self.cpu, self.ram, self.tps):
+            sr.plot.setMinimumHeight(140)
+        # a small window scrolls the page instead of squeezing the plots and the model list to slivers
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        scroll.setWidget(inner)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(scroll)
 
         self._scroll_timer = QTimer(self)
         self._scroll_timer.setInterval(1000)

@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
 from app.units import plural
 from app.views.data import RequestDetail, RequestRecord
 from app.views.models import KEY_ROLE, RequestsModel
-from app.views.widgets import SectionLabel, make_table
+from app.views.widgets import ColumnFitter, SectionLabel, fit_columns, make_table
 
 if TYPE_CHECKING:
     from app.bridge.backends import Backends
@@ -77,8 +77,10 @@ class RequestsPage(QWidget):
         self.view.setAccessibleName("Request log")
         hh = self.view.horizontalHeader()
         hh.setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
-        for c, w in ((0, 80), (1, 90), (2, 120), (4, 110), (5, 110), (6, 80), (7, 70), (8, 80)):
-            self.view.setColumnWidth(c, w)
+        hh.setMinimumSectionSize(40)
+        fit_columns(self.view, {0: "00:00:00", 1: "a41e0b77", 2: "● openrouter", 4: "529 overloaded", 5: "120k → 1.2k",
+                                6: "$0.0021", 7: "1.2 s", 8: "12.3 s"})
+        self.fit = ColumnFitter(self.view, 3, [2, 7, 1], min_stretch=120)  # Backend, TTFT, Session
         self.view.activated.connect(self._open)
         self.view.doubleClicked.connect(self._open)
 

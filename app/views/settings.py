@@ -101,10 +101,12 @@ class SettingsPage(QWidget):
         self.cc_env = QLabel()
         self.cc_env.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.cc_env.setTextFormat(Qt.TextFormat.RichText)
-        self.cc_nonessential = QCheckBox("Also turn off Claude Code's non-essential traffic (telemetry, error reports, "
-                                         "update checks): CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1")
-        self.cc_statusline = QCheckBox("Show backend, model and spend in Claude Code's status line "
-                                       "(only where you have no statusLine of your own)")
+        # short texts (a check box does not wrap: a long one would make the page wider than a small window)
+        self.cc_nonessential = QCheckBox("Also turn off Claude Code's non-essential traffic")
+        self.cc_nonessential.setToolTip("Telemetry, error reports and update checks: sets "
+                                        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1")
+        self.cc_statusline = QCheckBox("Show backend, model and spend in Claude Code's status line")
+        self.cc_statusline.setToolTip("Only where you have no statusLine of your own")
         aliases = QWidget()
         af = QFormLayout(aliases)
         af.setContentsMargins(0, 0, 0, 0)
@@ -164,7 +166,7 @@ class SettingsPage(QWidget):
         self.budget_table.verticalHeader().setVisible(False)
         self.budget_table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.budget_table.horizontalHeader().setSectionResizeMode(4, QHeaderView.ResizeMode.Stretch)
-        for c, w in ((0, 150), (1, 110), (2, 110), (3, 80), (5, 120)):
+        for c, w in ((0, 140), (1, 100), (2, 100), (3, 70), (5, 110)):
             self.budget_table.setColumnWidth(c, w)
         self.budget_table.setMinimumHeight(140)
         self.budget_table.setAccessibleName("Budgets")

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Qt, QTimer
-from PySide6.QtGui import QColor, QCursor, QHideEvent, QPalette, QShowEvent
+from PySide6.QtGui import QColor, QCursor, QHideEvent, QPalette, QResizeEvent, QShowEvent
 from PySide6.QtWidgets import (
     QComboBox,
     QGridLayout,
@@ -28,7 +28,7 @@ from app.views.icons import backend_color
 from app.views.models import TopSessionsModel
 from app.views.plot import Plot
 from app.views.theme import STATE_COLORS, fmt_tokens, fmt_usd, series_color, usd_tip
-from app.views.widgets import SectionLabel, make_table
+from app.views.widgets import ColumnFitter, SectionLabel, fit_columns, make_table
 
 if TYPE_CHECKING:
     from app.bridge.usage import Usage
@@ -87,6 +87,7 @@ class SpendPage(QWidget):
         self.legend = QLabel()
         self.legend.setTextFormat(Qt.TextFormat.RichText)
         self.legend.setWordWrap(True)
+        self.legend.setMinimumWidth(100)
         self.empty = pg.TextItem("No requests in this period yet", anchor=(0.5, 0.5))
         self.hover_line = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen((128, 128, 128, 120), width=1))
         self.cost_plot.addItem(self.hover_line, ignoreBounds=True)
@@ -126,8 +127,9 @@ class SpendPage(QWidget):
         self.top_view.setAccessibleName("Top sessions")
         th = self.top_view.horizontalHeader()
         th.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
-        for c, w in ((0, 90), (2, 66), (3, 62), (4, 66), (5, 76)):
-            self.top_view.setColumnWidth(c, w)
+        th.setMinimumSectionSize(40)
+        fit_columns(self.top_view, {0: "webshop-api", 2: "120", 3: "3.4M", 4: "$12.30", 5: "33 min ago"})
+        self.top_fit = ColumnFitter(self.top_view, 1, [2, 5], min_stretch=80)  # Requests, Last
 
         bar = QHBoxLayout()
         bar.addWidget(SectionLabel("Spend"))
@@ -141,8 +143,10 @@ class SpendPage(QWidget):
         ll.addWidget(QLabel("Cost over time"))
         ll.addWidget(self.cost_plot, 3)
         ll.addWidget(self.legend)
-        ll.addWidget(QLabel("Tokens per minute, last 3 hours: <span style='color:#4e79a7'>■</span> input "
-                            "with cache (left axis) <span style='color:#f28e2b'>■</span> output (right axis)"))
+        tpm_title = QLabel("Tokens per minute, last 3 hours: <span style='color:#4e79a7'>■</span> input "
+                           "with cache (left axis) <span style='color:#f28e2b'>■</span> output (right axis)")
+        tpm_title.setWordWrap(True)  # never wider than the plot below it
+        ll.addWidget(tpm_title)
         ll.addWidget(self.tpm_plot, 2)
         right = QWidget()
         rl = QGridLayout(right)
@@ -154,11 +158,17 @@ class SpendPage(QWidget):
         rl.addWidget(self.top_view, 4, 0)
         rl.setRowStretch(1, 2)
         rl.setRowStretch(4, 3)
+        left.setMinimumWidth(300)
+        right.setMinimumWidth(280)  # the budget bars' labels and the top sessions stay readable
         split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(left)
         split.addWidget(right)
         split.setStretchFactor(0, 3)
         split.setStretchFactor(1, 2)
+        split.setChildrenCollapsible(False)
+        self.splitter = split
+        self._user_split = False
+        split.splitterMoved.connect(lambda *_: setattr(self, "_user_split", True))
         lay = QVBoxLayout(self)
         lay.addLayout(bar)
         lay.addWidget(split, 1)
@@ -179,6 +189,12 @@ class SpendPage(QWidget):
         usage.budgetsChanged.connect(self._on_budgets)
 
     # ------------------------------------------------------------ loading
+
+    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        if not self._user_split:  # the split follows the page's width (3:2), not what the halves show
+            w = max(2, event.size().width() - 20)
+            self.splitter.setSizes([w * 3 // 5, w - w * 3 // 5])
 
     def showEvent(self, event: QShowEvent) -> None:
         self.reload()
