@@ -275,7 +275,9 @@ def main(argv: list[str] | None = None) -> int:
     if not ensure_window_possible():  # no display, or Qt's X11 libraries missing: say so before Qt aborts
         return 2
     from app.gui import run_gui
+    from app.paths import default_paths
 
+    _setup_logging(default_paths().log_dir, verbose=False)  # the app's errors and warnings go to patchbay.log too
     return run_gui(args.config)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import signal
 import sys
 import time
@@ -124,11 +125,27 @@ def make_application(argv: list[str] | None = None) -> QApplication:
     return app
 
 
+def _log_qt_messages() -> None:
+    """Qt's own warnings (a missing plugin, a failed font, a tray host that went away) into the log."""
+    from PySide6.QtCore import QtMsgType, qInstallMessageHandler
+
+    qt_log = logging.getLogger("qt")
+    levels = {QtMsgType.QtDebugMsg: logging.DEBUG, QtMsgType.QtInfoMsg: logging.INFO,
+              QtMsgType.QtWarningMsg: logging.WARNING, QtMsgType.QtCriticalMsg: logging.ERROR,
+              QtMsgType.QtFatalMsg: logging.CRITICAL}
+
+    def handler(kind: QtMsgType, _context: object, text: str) -> None:
+        qt_log.log(levels.get(kind, logging.WARNING), "%s", text)
+
+    qInstallMessageHandler(handler)
+
+
 def run_gui(config_path: Path | None) -> int:
     """Start the desktop app; returns the process exit code."""
     import qasync
 
     app = make_application()
+    _log_qt_messages()
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
     main = App(config_path)

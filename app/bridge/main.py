@@ -39,6 +39,11 @@ def _default_engine(config_path: Path | None, *, paths: Paths | None, gui: bool)
     return Engine(config_path, paths=paths, gui=gui)
 
 
+def _log_message(msg: UserMessage) -> None:
+    if msg.level in ("error", "warn"):
+        log.log(logging.ERROR if msg.level == "error" else logging.WARNING, "%s: %s", msg.title, msg.text)
+
+
 class Bridge(QObject):
     """Owns the engine and the parts; the window and the tray hold this, pages hold one part."""
 
@@ -86,6 +91,7 @@ class Bridge(QObject):
         self.settings.budgetsSaved.connect(self.usage.budgets_saved)
         self.settings.restartRequested.connect(self.restart_gateway)
         self.gatewayChanged.connect(self.settings.on_gateway)
+        self.notices.message.connect(_log_message)  # what the window says goes to patchbay.log too
         self._ledgerError.connect(lambda text: self.notices.say(
             "error", "Usage is not being recorded", text, key="ledger-write", notify=True))
 

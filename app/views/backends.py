@@ -478,6 +478,10 @@ class BackendsPage(QWidget):
         new_id, n = tpl.id, 2
         while new_id in ids:
             new_id, n = f"{tpl.id}-{n}", n + 1
+        if tpl.auth == "keyring" and not self.backends.keychain_available():
+            # no keychain here (a bare desktop, a server): the key comes from an environment variable
+            var = re.sub(r"[^A-Z0-9]+", "_", new_id.upper()).strip("_") + "_API_KEY"
+            tpl = replace(tpl, auth=f"env:{var}")
         self.items.append(replace(tpl, id=new_id))
         self.original_ids.append(None)
         self._rebuild_list()
@@ -550,6 +554,8 @@ class BackendsPage(QWidget):
         if self._loading or not 0 <= self.current < len(self.items):
             return
         self.items[self.current] = self.form_config()
+        if self.auth_combo.currentData() != "keyring":
+            self.backends.forget_key_error()  # "No key" (or another way) chosen: the keychain's error is moot
         self._update_auth_fields()
         self._refresh_list_labels()
         self.set_dirty(True)

@@ -39,7 +39,10 @@ class DashboardPage(QWidget):
         self.selected: str | None = None
 
         self.sessions_model = SessionsModel(self)
-        self.sessions_view, self.sessions_proxy = make_table(self.sessions_model, sort_column=8)
+        self.sessions_view, self.sessions_proxy = make_table(
+            self.sessions_model, sort_column=8,
+            empty="No Claude Code sessions yet. Connect Claude Code (Settings → Claude Code) or run "
+                  "“patchbay claude”: its sessions show up here as they stream.")
         self.sessions_view.setAccessibleName("Live sessions")
         self.sessions_proxy.setDynamicSortFilter(True)
         hh = self.sessions_view.horizontalHeader()
@@ -103,7 +106,8 @@ class DashboardPage(QWidget):
         ll.addWidget(self.stream)
 
         self.recent_model = RequestsModel(self)
-        self.recent_view, self.recent_proxy = make_table(self.recent_model, sort_column=0)
+        self.recent_view, self.recent_proxy = make_table(self.recent_model, sort_column=0,
+                                                         empty="Select a session to see its last requests.")
         self.recent_view.setAccessibleName("Last requests of the selected session")
         self.recent_view.hideColumn(1)  # the session: it is the selected one
         rh = self.recent_view.horizontalHeader()
@@ -177,7 +181,7 @@ class DashboardPage(QWidget):
 
     def _fit_legend(self, stream_width: int) -> None:
         """The legend gives way to the session's title when the stream's half is narrow."""
-        self.legend.setVisible(stream_width >= 620)
+        self.legend.setVisible(stream_width >= 480)
 
     def balance(self, w: int | None = None, h: int | None = None) -> None:
         """The default splits: sessions over the stream 2:3, the stream beside the requests 1:1,

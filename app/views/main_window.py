@@ -215,6 +215,7 @@ class MainWindow(QMainWindow):
     def show_page(self, key: str) -> None:
         w = self.page(key)
         self.stack.setCurrentWidget(w)
+        self.banner.set_page(key)
         row = [k for k, _ in PAGES].index(key)
         if self.nav.currentRow() != row:
             self.nav.blockSignals(True)

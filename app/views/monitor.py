@@ -15,7 +15,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import QSize, Qt, QTimer
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QGridLayout,
@@ -110,6 +110,18 @@ class LocalModelsModel(RowsModel):
         return row.name
 
 
+class _FitsViewport(QWidget):
+    """The page inside its scroll area: as tall as the window when it fits there (the plots share
+    the height), taller (and scrolled) only below the minimum. Without this, the word-wrapped
+    labels would make the scroll area size the page to the plots' preferred height."""
+
+    def hasHeightForWidth(self) -> bool:  # noqa: N802
+        return False
+
+    def sizeHint(self) -> QSize:  # noqa: N802
+        return self.minimumSizeHint()
+
+
 class _Series:
     """One time-series plot: a curve over absolute time, a title, and a note when the data is absent."""
 
@@ -149,6 +161,8 @@ class _Series:
         self.absent = text is not None
         self.note.setText(text or "")
         self.note.setVisible(self.absent)
+        for name in ("left", "bottom"):  # no axes drawn under "No GPU found": nothing is measured
+            self.plot.getPlotItem().showAxis(name, not self.absent)
         if self.absent:
             self.curve.setData([], [])
             self.value.setText("—")
@@ -209,7 +223,8 @@ class MonitorPage(QWidget):
         self.refresh_button.clicked.connect(self.monitor.refresh_ollama)
 
         self.models = LocalModelsModel(self)
-        self.view, self.proxy = make_table(self.models, sort_column=5)
+        self.view, self.proxy = make_table(self.models, sort_column=5,
+                                            empty="No local models to show: start Ollama, or pull a model with Pull….")
         self.view.setAccessibleName("Local models")
         hh = self.view.horizontalHeader()
         hh.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
@@ -253,7 +268,7 @@ class MonitorPage(QWidget):
         actions.addWidget(self.pull_bar)
         actions.addWidget(self.pull_text, 1)
         actions.addWidget(self.cancel_button)
-        inner = QWidget()
+        inner = _FitsViewport()
         lay = QVBoxLayout(inner)
         lay.addLayout(top)
         lay.addWidget(self.warnings_label)

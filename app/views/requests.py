@@ -73,7 +73,8 @@ class RequestsPage(QWidget):
         self.usage = usage
         self.backends = backends
         self.model = RequestsModel(self)
-        self.view, self.proxy = make_table(self.model, sort_column=0)
+        self.view, self.proxy = make_table(self.model, sort_column=0,
+                                             empty="No requests yet: each request through the gateway is listed here.")
         self.view.setAccessibleName("Request log")
         hh = self.view.horizontalHeader()
         hh.setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
@@ -196,6 +197,8 @@ class RequestsPage(QWidget):
     def _update_count(self, *_: object) -> None:
         shown, total = self.proxy.rowCount(), self.model.rowCount()
         self.count.setText(f"{shown} of {plural(total, 'request')}" if shown != total else plural(total, "request"))
+        self.view.set_empty_text("No request matches the filter." if total else
+                                 "No requests yet: each request through the gateway is listed here.")
 
     def _open(self, index: QModelIndex) -> None:
         rid = index.data(KEY_ROLE)

@@ -123,7 +123,7 @@ class SpendPage(QWidget):
         self.budget_text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
 
         self.top_model = TopSessionsModel(self)
-        self.top_view, _ = make_table(self.top_model, sort_column=4)
+        self.top_view, _ = make_table(self.top_model, sort_column=4, empty="No sessions in this period.")
         self.top_view.setAccessibleName("Top sessions")
         th = self.top_view.horizontalHeader()
         th.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)

@@ -6,17 +6,39 @@ from __future__ import annotations
 from typing import Any
 
 from PySide6.QtCore import QEvent, QObject, QSize, Qt
-from PySide6.QtGui import QPainter, QPaintEvent, QResizeEvent
+from PySide6.QtGui import QPainter, QPaintEvent, QPalette, QResizeEvent
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QLabel, QSizePolicy, QTableView, QWidget
 
 from app.views.models import SortProxy
 
 
+class Table(QTableView):
+    """A table that says why it is empty (a grey sentence in the middle) instead of showing nothing."""
+
+    def __init__(self, empty_text: str = "", parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.empty_text = empty_text
+
+    def set_empty_text(self, text: str) -> None:
+        if text != self.empty_text:
+            self.empty_text = text
+            self.viewport().update()
+
+    def paintEvent(self, ev: QPaintEvent) -> None:  # noqa: N802
+        super().paintEvent(ev)
+        model = self.model()
+        if self.empty_text and model is not None and model.rowCount() == 0:
+            p = QPainter(self.viewport())
+            p.setPen(self.palette().color(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Text))
+            r = self.viewport().rect().adjusted(24, 12, -24, -12)
+            p.drawText(r, int(Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap), self.empty_text)
+
+
 def make_table(model: Any, *, sortable: bool = True, sort_column: int = 0,
-               order: Qt.SortOrder = Qt.SortOrder.DescendingOrder) -> tuple[QTableView, SortProxy]:
+               order: Qt.SortOrder = Qt.SortOrder.DescendingOrder, empty: str = "") -> tuple[Table, SortProxy]:
     proxy = SortProxy()
     proxy.setSourceModel(model)
-    view = QTableView()
+    view = Table(empty)
     view.setModel(proxy)
     view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
     view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
