@@ -678,6 +678,7 @@ async def shoot_tray(app: Any, out: Path, suffix: str, tray_host: bool) -> None:
     tray.update_spend()
     path = out / f"tray{suffix}.png"
     if tray_host and tray.icon is not None:
+        app.window.hide()  # the desktop as it is with the window closed into the tray
         await settle(0.5)
         tray.popup_menu()  # what a left click does on Linux
         await settle(0.8)
@@ -736,6 +737,8 @@ class Desktop:
         if not number:
             raise SystemExit("Xvfb did not start")
         os.environ["DISPLAY"] = f":{number}"
+        if shutil.which("xsetroot"):  # a desktop colour instead of X's black
+            subprocess.run(["xsetroot", "-solid", "#4a5a6a"], check=False)
         os.environ["QT_QPA_PLATFORM"] = "xcb"
         quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
         self.procs.append(subprocess.Popen(["openbox"], **quiet))  # type: ignore[call-overload]

@@ -102,9 +102,7 @@ class BackendsPage(QWidget):
         self.list.setDragDropMode(QAbstractItemView.DragDropMode.InternalMove)
         self.list.model().rowsMoved.connect(self._on_rows_moved)
         self.list.currentRowChanged.connect(self._on_select)
-        self.add_button = QToolButton()
-        self.add_button.setText("Add…")
-        self.add_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        self.add_button = QPushButton("Add")  # its menu arrow clear of the text
         add_menu = QMenu(self.add_button)
         for label, tpl in TEMPLATES:
             a = add_menu.addAction(label)

@@ -11,9 +11,9 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QMenu,
+    QPushButton,
     QSizePolicy,
     QSplitter,
-    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -56,15 +56,12 @@ class DashboardPage(QWidget):
         self.sessions_view.customContextMenuRequested.connect(self._context_menu)
         self.sessions_view.selectionModel().currentRowChanged.connect(self._on_current)
 
-        self.pin_button = QToolButton()
-        self.pin_button.setText("Pin session to…")
+        self.pin_button = QPushButton("Pin session to")  # a push button keeps its menu arrow clear of the text
         self.pin_button.setToolTip("Send only the selected session to another backend/model (Ctrl+P)")
-        self.pin_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
         self.pin_menu = QMenu(self.pin_button)
         self.pin_menu.aboutToShow.connect(lambda: self._fill_pin_menu(self.pin_menu, self.selected))
         self.pin_button.setMenu(self.pin_menu)
-        self.unpin_button = QToolButton()
-        self.unpin_button.setText("Unpin")
+        self.unpin_button = QPushButton("Unpin")
         self.unpin_button.setToolTip("Let the selected session follow the active backend again")
         self.unpin_button.clicked.connect(self._unpin_selected)
         pin_shortcut = QAction(self)

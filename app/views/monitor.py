@@ -115,8 +115,13 @@ class _FitsViewport(QWidget):
     the height), taller (and scrolled) only below the minimum. Without this, the word-wrapped
     labels would make the scroll area size the page to the plots' preferred height."""
 
+    MIN_HEIGHT = 580  # below this the page scrolls
+
     def hasHeightForWidth(self) -> bool:  # noqa: N802
         return False
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802
+        return QSize(super().minimumSizeHint().width(), self.MIN_HEIGHT)
 
     def sizeHint(self) -> QSize:  # noqa: N802
         return self.minimumSizeHint()
@@ -270,14 +275,15 @@ class MonitorPage(QWidget):
         actions.addWidget(self.cancel_button)
         inner = _FitsViewport()
         lay = QVBoxLayout(inner)
+        lay.setSizeConstraint(QVBoxLayout.SizeConstraint.SetNoConstraint)  # the height is the scroll area's call
         lay.addLayout(top)
         lay.addWidget(self.warnings_label)
         lay.addLayout(grid, 3)
         lay.addLayout(actions)
         lay.addWidget(self.view, 2)
-        self.view.setMinimumHeight(150)
+        self.view.setMinimumHeight(110)
         for sr in (self.gpu, self.vram, self.cpu, self.ram, self.tps):
-            sr.plot.setMinimumHeight(140)
+            sr.plot.setMinimumHeight(110)
         # a small window scrolls the page instead of squeezing the plots and the model list to slivers
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)

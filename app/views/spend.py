@@ -129,7 +129,7 @@ class SpendPage(QWidget):
         th.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
         th.setMinimumSectionSize(40)
         fit_columns(self.top_view, {0: "webshop-api", 2: "120", 3: "3.4M", 4: "$12.30", 5: "33 min ago"})
-        self.top_fit = ColumnFitter(self.top_view, 1, [2, 5], min_stretch=80)  # Requests, Last
+        self.top_fit = ColumnFitter(self.top_view, 1, [5, 2], min_stretch=70)  # Last, Requests
 
         bar = QHBoxLayout()
         bar.addWidget(SectionLabel("Spend"))
@@ -251,7 +251,9 @@ class SpendPage(QWidget):
             legend.append(f"<span style='color:{color.name()}'>■</span>&nbsp;{_esc(key)} "
                           f"{fmt_usd(sum(values))}")
         self.legend.setText("&nbsp;&nbsp; ".join(legend))
-        plot.setXRange(data.since, data.until, padding=0.01)
+        # to the end of the current bucket: its bar (the one still filling) is drawn whole, not cut in half
+        end = max([data.until] + [s + data.bucket_seconds for s in starts])
+        plot.setXRange(data.since, end, padding=0.01)
         top = max(base) if base else 0.0
         plot.setYRange(0, nice_top(top) if top > 0 else 0.01, padding=0)
         if not starts:
