@@ -120,6 +120,9 @@ class _FitsViewport(QWidget):
     def hasHeightForWidth(self) -> bool:  # noqa: N802
         return False
 
+    def heightForWidth(self, _w: int) -> int:  # noqa: N802 - QScrollArea asks this of a layout with word wrap
+        return self.MIN_HEIGHT
+
     def minimumSizeHint(self) -> QSize:  # noqa: N802
         return QSize(super().minimumSizeHint().width(), self.MIN_HEIGHT)
 

@@ -149,3 +149,18 @@ def test_without_a_gpu_no_axes_are_drawn_under_the_note(start_app, config_file, 
     item = mon.gpu.plot.getPlotItem()
     assert not item.getAxis("left").isVisible() and not item.getAxis("bottom").isVisible()
     assert mon.cpu.plot.getPlotItem().getAxis("left").isVisible()
+
+
+def test_monitor_fits_a_normal_window_and_scrolls_only_in_a_small_one(start_app, config_file, qtbot) -> None:
+    r = start_app(config_file)
+    w = r.window
+    w.resize(1240, 800)
+    w.show_page("monitor")
+    mon = w.page("monitor")
+    qtbot.wait(100)
+    scroll = mon.findChild(QScrollArea)
+    assert scroll.verticalScrollBar().maximum() == 0  # plots and the model list share the window
+    w.resize(900, 600)
+    qtbot.wait(100)
+    assert mon.view.height() >= 100  # the model list stays a list, not a sliver
+    assert scroll.horizontalScrollBar().maximum() == 0
