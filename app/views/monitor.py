@@ -124,7 +124,7 @@ class _FitsViewport(QWidget):
         return self.MIN_HEIGHT
 
     def minimumSizeHint(self) -> QSize:  # noqa: N802
-        return QSize(super().minimumSizeHint().width(), self.MIN_HEIGHT)
+        return QSize(0, self.MIN_HEIGHT)  # never wider than the window: the rows squeeze, nothing scrolls sideways
 
     def sizeHint(self) -> QSize:  # noqa: N802
         return self.minimumSizeHint()
