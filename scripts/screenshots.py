@@ -737,12 +737,12 @@ class Desktop:
         if not number:
             raise SystemExit("Xvfb did not start")
         os.environ["DISPLAY"] = f":{number}"
-        if shutil.which("xsetroot"):  # a desktop colour instead of X's black
-            subprocess.run(["xsetroot", "-solid", "#4a5a6a"], check=False)
         os.environ["QT_QPA_PLATFORM"] = "xcb"
         quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
         self.procs.append(subprocess.Popen(["openbox"], **quiet))  # type: ignore[call-overload]
         time.sleep(0.5)
+        if shutil.which("xsetroot"):  # a desktop colour instead of X's black (after the window manager)
+            subprocess.run(["xsetroot", "-solid", "#4a5a6a"], check=False)
         self.procs.append(subprocess.Popen(
             ["trayer", "--edge", "top", "--align", "right", "--widthtype", "request", "--height", "26",
              "--transparent", "false", "--tint", "0x2b2d31", "--SetDockType", "true"], **quiet))  # type: ignore[call-overload]
