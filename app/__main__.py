@@ -248,6 +248,7 @@ def cmd_key(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from app.config import ConfigError, load_config
     from app.paths import default_paths
+    from app.units import plural
 
     path = _config_path(args) or default_paths().config_file
     try:
@@ -255,7 +256,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"patchbay: {exc}", file=sys.stderr)
         return 2
-    print(f"{path}: OK ({len(config.backends)} backends, active: {config.active.backend})")
+    print(f"{path}: OK ({plural(len(config.backends), 'backend')}, active: {config.active.backend})")
     from app.model_limits import unknown_models
 
     unknown = unknown_models(config.backends)
@@ -317,8 +318,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "team":
         return int(args.team_run(args))
     os.environ.setdefault("QT_API", "pyside6")
-    from app.gui import run_gui
+    from app.startup import ensure_window_possible
 
+    if not ensure_window_possible():  # no display, or Qt's X11 libraries missing: say so before Qt aborts
+        return 2
+    from app.gui import run_gui
+    from app.paths import default_paths
+
+    _setup_logging(default_paths().log_dir, verbose=False)  # the app's errors and warnings go to patchbay.log too
     return run_gui(args.config)
 
 

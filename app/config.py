@@ -939,11 +939,14 @@ def save_backends(path: Path, backends: Iterable[BackendConfig], active: ActiveS
 
     doc = _doc(path)
     aot = tomlkit.aot()
+    tbl = None
     for b in backends:
         tbl = tomlkit.table()
         for k, v in backend_to_table(b).items():
             tbl[k] = v
         aot.append(tbl)
+    if tbl is not None:
+        tbl.add(tomlkit.nl())  # a blank line after the last backend: the next table never sticks to it
     doc["backends"] = aot
     if active is not None:
         t = tomlkit.table()

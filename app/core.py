@@ -139,13 +139,17 @@ class Engine:
 
     # ------------------------------------------------------------------ editing
 
-    def reload(self) -> None:
-        """Re-read the config file (after an edit by hand) and apply it."""
+    def reload(self) -> bool:
+        """Re-read the config file (after an edit by hand) and apply it. False when it holds what
+        runs already (e.g. the file as the app itself just saved it)."""
         try:
             config = cfgmod.load_config(self.config_path)
         except ConfigError as exc:
             raise StartError(str(exc)) from None
+        if self._with_overrides(config) == self.config:
+            return False
         self._apply(config)
+        return True
 
     def _apply(self, config: Config) -> None:
         from app.services.pricing import PriceBook
@@ -165,8 +169,11 @@ class Engine:
         self._apply(config)
 
     def save_settings(self, *, port: int | None = None, budgets: list[BudgetConfig] | None = None,
-                      capture: str | None = None, routes: RoutesConfig | None = None) -> None:
+                      capture: str | None = None, routes: RoutesConfig | None = None,
+                      ollama_url: str | None = None) -> None:
         config: Config | None = None
+        if ollama_url is not None:
+            config = cfgmod.save_section(self.config_path, "ollama", {"url": ollama_url})
         if routes is not None:
             config = cfgmod.save_section(self.config_path, "routes", routes.to_table())
         if port is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import signal
 import sys
 import time
@@ -27,11 +28,19 @@ class App(QObject):
                  engine_factory: Any = None, hardware_factory: Any = None) -> None:
         super().__init__()
         from app.bridge import Bridge
+        from app.views.wheel import install_wheel_guard
+
+        if isinstance(qapp := QApplication.instance(), QApplication):
+            install_wheel_guard(qapp)  # before any page exists: no combo, spin box or slider takes a stray wheel
         from app.views.main_window import MainWindow
         from app.views.tray import Tray
 
         self.bridge = Bridge(config_path, paths=paths, engine_factory=engine_factory,
                              hardware_factory=hardware_factory)
+        from app.views.icons import use_backends  # first, so every page repaints with the new colours
+
+        parts = self.bridge.backends
+        parts.backendsChanged.connect(lambda: use_backends(b.id for b in parts.backends()))
         tray_ok = QSystemTrayIcon.isSystemTrayAvailable() if use_system_tray is None else use_system_tray
         self.tray = Tray(self.bridge, use_system_tray=tray_ok)
         self.window = MainWindow(self.bridge, keep_running_in_tray=self.tray.icon is not None)
@@ -116,11 +125,27 @@ def make_application(argv: list[str] | None = None) -> QApplication:
     return app
 
 
+def _log_qt_messages() -> None:
+    """Qt's own warnings (a missing plugin, a failed font, a tray host that went away) into the log."""
+    from PySide6.QtCore import QtMsgType, qInstallMessageHandler
+
+    qt_log = logging.getLogger("qt")
+    levels = {QtMsgType.QtDebugMsg: logging.DEBUG, QtMsgType.QtInfoMsg: logging.INFO,
+              QtMsgType.QtWarningMsg: logging.WARNING, QtMsgType.QtCriticalMsg: logging.ERROR,
+              QtMsgType.QtFatalMsg: logging.CRITICAL}
+
+    def handler(kind: QtMsgType, _context: object, text: str) -> None:
+        qt_log.log(levels.get(kind, logging.WARNING), "%s", text)
+
+    qInstallMessageHandler(handler)
+
+
 def run_gui(config_path: Path | None) -> int:
     """Start the desktop app; returns the process exit code."""
     import qasync
 
     app = make_application()
+    _log_qt_messages()
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
     main = App(config_path)

@@ -22,6 +22,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Callable, Iterator, TextIO
 
+from app.startup import Resolver
+
 ANSWER = "Patchbay self-test: the upstream answered."
 PROMPT_TOKENS, COMPLETION_TOKENS = 21, 9
 TOKEN = "pb-selftest-token"
@@ -188,7 +190,29 @@ def check_gateway() -> str:
             f"{row.input_tokens} in / {row.output_tokens} out tokens, ${row.cost_usd:.8f} ({provider} {model})")
 
 
+def check_window_libraries(environ: dict[str, str] | None = None, resolver: Resolver | None = None) -> str:
+    """What a real window needs beyond the offscreen plugin: on Linux, the system libraries of Qt's
+    X11 plugin (or, in a Wayland session, of its Wayland plugin). The display itself is not needed."""
+    from app import startup
+
+    env = dict(os.environ) if environ is None else environ
+    if not sys.platform.startswith("linux"):
+        return "native"
+    resolve = resolver or startup.loader_resolver()
+    manager = startup.package_manager(startup.read_os_release())
+    x11 = startup.missing_libs("xcb", resolve)
+    if not x11:
+        return "X11 libraries present"
+    if env.get("WAYLAND_DISPLAY") and not startup.missing_libs("wayland", resolve):
+        return f"Wayland libraries present (X11 would also need {', '.join(x11)})"
+    line = startup.install_line(x11, manager)
+    raise SelftestFailure(f"A window cannot open: Qt's X11 plugin needs {', '.join(x11)}, which "
+                          f"{'is' if len(x11) == 1 else 'are'} not installed. "
+                          + (f"Install with: {line}" if line else "Install your distribution's packages for them."))
+
+
 def check_gui() -> str:
+    window = check_window_libraries()
     os.environ["QT_QPA_PLATFORM"] = "offscreen"
     os.environ.setdefault("QT_API", "pyside6")
     try:
@@ -223,7 +247,7 @@ def check_gui() -> str:
     w.deleteLater()
     app.processEvents()
     return (f"PySide6 {pyside_version}, pyqtgraph {pg.__version__}, platform plugins: "
-            f"{', '.join(n for n in names)}")
+            f"{', '.join(n for n in names)}; {window}")
 
 
 # botocore service models the cloud backends can need: the credential chain's SSO and role

@@ -1,15 +1,25 @@
 """Render each page of the desktop app with realistic traffic and save screenshots to docs/.
 
-Run under a virtual X server (the window needs a real platform to look like one):
+Run it on a desktop, or let it make one: with ``--desktop`` (the default when no DISPLAY is set)
+it starts a virtual X server (Xvfb), a window manager (openbox) and a tray host (trayer), so the
+window, its tray icon and the tray menu are the ones a user meets on a plain Linux desktop:
 
-    xvfb-run -a -s "-screen 0 1400x900x24" .venv/bin/python scripts/screenshots.py [--dark] [--out docs]
+    .venv/bin/python scripts/screenshots.py                 # the full set, light
+    .venv/bin/python scripts/screenshots.py --dark          # the desktop's own dark theme
+    .venv/bin/python scripts/screenshots.py --case fresh    # a fresh install with little data
+    .venv/bin/python scripts/screenshots.py --case small    # the window at its 900x600 minimum
+
+(Debian/Ubuntu: ``apt install xvfb openbox trayer`` plus Qt's X11 libraries, see the README.)
+``--dark`` asks the desktop for a dark theme (GTK's Adwaita:dark, which Qt's GTK platform theme
+follows), as a user's dark desktop would; the app's palette is never forced.
 
 It starts the app with a throwaway PATCHBAY_HOME, fake upstreams on loopback (an Anthropic-format
 one serving "anthropic", an OpenAI-format one serving "deepseek", a fake Ollama serving "ollama"
 and the Monitor page's model list), a simulated NVIDIA GPU (the tests' fake pynvml, values
 following the clock) with ten minutes of back-filled samples,
-back-fills two weeks of usage through the real Ledger API, drives five Claude-Code-like sessions
-through the real gateway (thinking, text and tool calls, streamed), then grabs each page.
+back-fills two weeks of usage through the real Ledger API, drives six Claude-Code-like sessions
+(one with a long folder name) through the real gateway (thinking, text and tool calls, streamed),
+then grabs each page. The fresh case has one backend, no history, no GPU and no Ollama.
 """
 
 from __future__ import annotations
@@ -41,7 +51,13 @@ SESSIONS = (
      "claude-haiku-4-5"),
     ("e2a7c5f9-4d18-4b3e-9c0a-5f6b2d8e1a47", "/home/dana/notes", "Summarise yesterday's incident log",
      "claude-haiku-4-5"),
+    ("5c1d7e93-2a48-4f60-b7d1-8e3f0a9c6b24",
+     "/home/dana/src/customer-portal/services/authentication-and-authorisation-gateway-migration-to-oauth2",
+     "Move the session cookies to the new gateway", "claude-sonnet-4-5"),
 )
+LONG_TITLE = SESSIONS[5][0]
+FOLDERS = ("api-server", "billing", "mobile-app", "docs-site", "data-export", "search", "auth", "cli",
+           "design-system", "etl-jobs", "onboarding", "payments")
 
 THOUGHTS = (
     "The failing assertion compares the rounded total with the unrounded one, so the fix belongs in the "
@@ -397,6 +413,13 @@ def backfill(config_path: Path, ledger_file: Path) -> int:
             duration_ms=dur, usage=usage, stop_reason=None if err else rnd.choice(("end_turn", "tool_use"))))
         n += 1
     ledger.close()
+    # the names the dashboard had for those sessions when they ran (kept across restarts)
+    from app.bridge.session_names import FILE_NAME, SessionNames
+
+    names = SessionNames(ledger_file.parent / FILE_NAME)
+    for i, sid in enumerate(old_sessions):
+        names.note(sid, f"/home/dana/src/{FOLDERS[i % len(FOLDERS)]}", None, now - i * 3600)
+    names.save()
     return n
 
 
@@ -406,13 +429,15 @@ def backfill(config_path: Path, ledger_file: Path) -> int:
 class Traffic:
     """Claude-Code-like sessions sending streamed turns to the gateway until stopped."""
 
-    def __init__(self, url: str, token: str) -> None:
+    def __init__(self, url: str, token: str, sessions: tuple[tuple[str, str, str, str], ...] = SESSIONS,
+                 turns: int | None = None) -> None:
         self.url, self.token = url, token
+        self.sessions, self.turns = sessions, turns  # turns: per session, then it stops (None: until stopped)
         self.stop = threading.Event()
         self.threads: list[threading.Thread] = []
 
     def start(self) -> None:
-        for i, session in enumerate(SESSIONS):
+        for i, session in enumerate(self.sessions):
             th = threading.Thread(target=self._run, args=(i, *session), daemon=True)
             th.start()
             self.threads.append(th)
@@ -426,7 +451,7 @@ class Traffic:
         rnd = random.Random(i)
         time.sleep(i * 0.35)
         turn = 0
-        while not self.stop.is_set():
+        while not self.stop.is_set() and (self.turns is None or turn < self.turns):
             msgs: list[dict[str, Any]] = [{"role": "user", "content": prompt}]
             if turn:
                 msgs += [{"role": "assistant", "content": "Let me look at the code first."},
@@ -452,128 +477,146 @@ class Traffic:
 # --------------------------------------------------------------------------- the run
 
 
-def dark_palette() -> Any:
-    from PySide6.QtGui import QColor, QPalette
-
-    p = QPalette()
-    R = QPalette.ColorRole
-    for role, c in ((R.Window, "#202124"), (R.WindowText, "#e8eaed"), (R.Base, "#17181a"), (R.AlternateBase, "#26282b"),
-                    (R.ToolTipBase, "#2d2f33"), (R.ToolTipText, "#e8eaed"), (R.Text, "#e8eaed"), (R.Button, "#2a2c30"),
-                    (R.ButtonText, "#e8eaed"), (R.BrightText, "#ff6b6b"), (R.Highlight, "#3d6fd9"),
-                    (R.HighlightedText, "#ffffff"), (R.Link, "#8ab4f8"), (R.PlaceholderText, "#8a8f98"),
-                    (R.Mid, "#3a3d42"), (R.Dark, "#111214"), (R.Light, "#3f4247"), (R.Midlight, "#33363a"),
-                    (R.Shadow, "#000000")):
-        p.setColor(role, QColor(c))
-    for role in (R.Text, R.WindowText, R.ButtonText):
-        p.setColor(QPalette.ColorGroup.Disabled, role, QColor("#6f737a"))
-    return p
-
-
 async def settle(seconds: float) -> None:
     await asyncio.sleep(seconds)
 
 
+def write_fresh_config(path: Path, a_url: str) -> None:
+    """What a new user has after adding their first backend: one, and nothing else."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"""[gateway]
+port = 0
+
+[[backends]]
+id = "anthropic"
+kind = "anthropic"
+base_url = "{a_url}"
+auth = "client"
+local = false
+
+[active]
+backend = "anthropic"
+""", encoding="utf-8")
+
+
+async def wait_until(pred: Any, seconds: float = 5.0) -> None:
+    for _ in range(int(seconds / 0.05)):
+        if pred():
+            return
+        await settle(0.05)
+
+
 async def shoot(args: argparse.Namespace) -> int:
-    from PySide6.QtCore import QPoint, QRect, Qt
-    from PySide6.QtGui import QColor, QPainter, QPixmap
-    from PySide6.QtWidgets import QApplication, QScrollArea
+    from PySide6.QtCore import QPoint
+    from PySide6.QtGui import QGuiApplication
+    from PySide6.QtWidgets import QScrollArea, QSystemTrayIcon
 
     from app.gui import App
     from app.paths import default_paths
+    from app.services.hardware import HardwareSampler
+    from app.views.main_window import MIN_SIZE
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     suffix = "-dark" if args.dark else ""
+    prefix = {"full": "", "fresh": "fresh-", "small": "small-"}[args.case]
     paths = default_paths()
     a, b = make_upstreams()
     ol = make_ollama()
-    write_config(paths.config_file, a.url, b.url, ol.url)
-    rows = backfill(paths.config_file, paths.ledger_file)
-    print(f"back-filled {rows} ledger rows", flush=True)
+    fresh = args.case == "fresh"
+    if fresh:
+        write_fresh_config(paths.config_file, a.url)
+        gpu = None
+    else:
+        write_config(paths.config_file, a.url, b.url, ol.url)
+        rows = backfill(paths.config_file, paths.ledger_file)
+        print(f"back-filled {rows} ledger rows", flush=True)
+        gpu = ScriptedGpu()
 
-    gpu = ScriptedGpu()
-    app = App(paths.config_file, use_system_tray=False, hardware_factory=gpu.sampler)
+    tray_host = QSystemTrayIcon.isSystemTrayAvailable()
+    app = App(paths.config_file, use_system_tray=tray_host,
+              hardware_factory=gpu.sampler if gpu is not None else (lambda: HardwareSampler([])))
     assert app.start(), [m.text for m in app.window.messages()]
     bridge = app.bridge
-    backfill_monitor(bridge, gpu)
-    bridge.backends.set_api_key("deepseek", "sk-deepseek-0123456789abcdef")
+    if gpu is not None:
+        backfill_monitor(bridge, gpu)
+        bridge.backends.set_api_key("deepseek", "sk-deepseek-0123456789abcdef")
     win = app.window
-    win.resize(1320, 860)
+    win.resize(*MIN_SIZE) if args.case == "small" else win.resize(1320, 860)
     app.show_window()
-    traffic = Traffic(bridge.gateway().url, bridge.settings.gateway_token())
+    win.move(0, 30)
+    traffic = Traffic(bridge.gateway().url, bridge.settings.gateway_token(), sessions=SESSIONS[:1] if fresh else SESSIONS,
+                      turns=3 if fresh else None)
     traffic.start()
     await settle(2.0)
-    bridge.live.pin_session(SESSIONS[2][0], "deepseek", "deepseek-chat")
-    bridge.live.pin_session(SESSIONS[4][0], "ollama", "qwen3-coder:30b")
+    if not fresh:
+        bridge.live.pin_session(SESSIONS[2][0], "deepseek", "deepseek-chat")
+        bridge.live.pin_session(SESSIONS[4][0], "ollama", "qwen3-coder:30b")
     await settle(9.0)
 
     def save(widget: Any, name: str) -> None:
         # no processEvents() here: it would run the loop's asyncio tasks (Ollama polls) inside this one
         pm = widget.grab()
-        path = out / f"{name}{suffix}.png"
+        path = out / f"{prefix}{name}{suffix}.png"
         pm.save(str(path))
         print(f"saved {path} ({pm.width()}x{pm.height()})", flush=True)
 
-    # Dashboard: select a session while it streams.
+    # Dashboard: select a session while it streams (the small window: the one with the long title).
     win.show_page("dashboard")
     dash = win.page("dashboard")
-    target = SESSIONS[0][0]
+    target = LONG_TITLE if args.case == "small" else SESSIONS[0][0]
     dash.select_session(target)
-    for _ in range(100):
-        s = bridge.live.session(target)
-        if s and s.in_flight and dash.stream.toPlainText().count("→") >= 2:
-            break
-        await settle(0.05)
+    if not fresh:
+        await wait_until(lambda: (s := bridge.live.session(target)) is not None and s.in_flight
+                         and dash.stream.toPlainText().count("→") >= 2)
     await settle(0.6)
     save(win, "dashboard")
+    if args.case == "full":
+        dash.select_session(LONG_TITLE)
+        await settle(0.6)
+        save(win, "dashboard-long-title")
+        dash.select_session(target)
 
-    # Two requests for OpenRouter, which is down: both fail over to DeepSeek, and the breaker
-    # opens (the Backends list shows it).
-    def to_openrouter() -> None:
-        import anthropic
+    if not fresh:
+        # Two requests for OpenRouter, which is down: both fail over to DeepSeek, and the breaker
+        # opens (the Backends list shows it).
+        def to_openrouter() -> None:
+            import anthropic
 
-        c = anthropic.Anthropic(base_url=bridge.gateway().url, api_key=bridge.settings.gateway_token(), max_retries=0)
-        for _ in range(2):
-            c.messages.create(model="openrouter,google/gemini-3-pro", max_tokens=64,
-                              messages=[{"role": "user", "content": "summarise the repository"}])
+            c = anthropic.Anthropic(base_url=bridge.gateway().url, api_key=bridge.settings.gateway_token(),
+                                    max_retries=0)
+            for _ in range(2):
+                c.messages.create(model="openrouter,google/gemini-3-pro", max_tokens=64,
+                                  messages=[{"role": "user", "content": "summarise the repository"}])
 
-    await asyncio.get_running_loop().run_in_executor(None, to_openrouter)
-    await settle(0.5)
+        await asyncio.get_running_loop().run_in_executor(None, to_openrouter)
+        await settle(0.5)
 
     # Backends: the DeepSeek entry with a passing Test.
     win.show_page("backends")
     page = win.page("backends")
-    page.list.setCurrentRow(1)
-    page.test_model.setCurrentText("deepseek-chat")
-    page.run_test()
-    for _ in range(100):
-        if page.test_button.isEnabled():
-            break
-        await settle(0.05)
+    page.list.setCurrentRow(0 if fresh else 1)
+    if not fresh:
+        page.test_model.setCurrentText("deepseek-chat")
+        page.run_test()
+        await wait_until(page.test_button.isEnabled)
     await settle(0.2)
     save(win, "backends")
-    page.list.setCurrentRow(3)  # Bedrock: region and AWS profile instead of a URL and a key
-    await settle(0.2)
-    save(win, "backends-bedrock")
+    if args.case == "full":
+        page.list.setCurrentRow(3)  # Bedrock: region and AWS profile instead of a URL and a key
+        await settle(0.2)
+        save(win, "backends-bedrock")
 
-    # Spend.
     win.show_page("spend")
     spend = win.page("spend")
-    for _ in range(100):
-        if spend.data is not None:
-            break
-        await settle(0.05)
+    await wait_until(lambda: spend.data is not None)
     await settle(0.5)
     save(win, "spend")
 
-    # Requests.
     win.show_page("requests")
     req = win.page("requests")
     req.reload()
-    for _ in range(100):
-        if req.model.rowCount() > 50:
-            break
-        await settle(0.05)
+    await wait_until(lambda: req.model.rowCount() > (1 if fresh else 50))
     await settle(0.3)
     req.view.selectRow(2)
     save(win, "requests")
@@ -581,39 +624,76 @@ async def shoot(args: argparse.Namespace) -> int:
     # Settings, after Connect merged our keys into a settings.json with the user's hooks and plugins.
     claude_dir = Path(os.environ["CLAUDE_CONFIG_DIR"])
     claude_dir.mkdir(parents=True, exist_ok=True)
-    (claude_dir / "settings.json").write_text(
-        '{\n  "permissions": {"allow": ["Bash(npm run test)"]},\n  "hooks": {"Stop": [{"hooks": [{"type": "command", '
-        '"command": "notify-send done"}]}]},\n  "enabledPlugins": {"formatter@tools": true},\n  "env": {\n'
-        '    "DISABLE_TELEMETRY": "1"\n  }\n}\n', encoding="utf-8")
-    bridge.settings.connect_claude_code(nonessential=True, aliases={"haiku": "ollama,qwen3-coder:30b"})
+    if not fresh:
+        (claude_dir / "settings.json").write_text(
+            '{\n  "permissions": {"allow": ["Bash(npm run test)"]},\n  "hooks": {"Stop": [{"hooks": [{"type": '
+            '"command", "command": "notify-send done"}]}]},\n  "enabledPlugins": {"formatter@tools": true},\n'
+            '  "env": {\n    "DISABLE_TELEMETRY": "1"\n  }\n}\n', encoding="utf-8")
+        bridge.settings.connect_claude_code(nonessential=True, aliases={"haiku": "ollama,qwen3-coder:30b"})
     win.show_page("settings")
     await settle(0.3)
     save(win, "settings")
-    save(win.page("settings").cc_group, "claude-code")
-    # ...and its routing rules further down.
     settings = win.page("settings")
     scroll = settings.findChild(QScrollArea)
-    scroll.ensureWidgetVisible(settings.routes, 0, 40)
-    await settle(0.3)
-    save(win, "routing")
+    if args.case == "full":
+        save(settings.cc_group, "claude-code")
+        scroll.ensureWidgetVisible(settings.routes, 0, 40)  # ...and its routing rules further down
+        await settle(0.3)
+        save(win, "routing")
+    if args.case == "small":
+        scroll.ensureWidgetVisible(settings.budget_save, 0, 40)  # the budgets' buttons at the minimum size
+        await settle(0.3)
+        save(win, "settings-budgets")
     scroll.verticalScrollBar().setValue(0)
 
-    # Monitor: the machine and the local Ollama, a pull under way.
+    # Monitor: the machine and the local Ollama, a pull under way (fresh: no GPU, no Ollama).
     win.show_page("monitor")
     mon = win.page("monitor")
-    for _ in range(100):
-        if mon.models.rowCount() >= 5:
-            break
-        await settle(0.05)
-    bridge.monitor.ollama_pull("devstral:24b")
-    await settle(3.0)
-    mon.select_model("qwen3-coder:30b")
-    await settle(0.3)
+    if not fresh:
+        await wait_until(lambda: mon.models.rowCount() >= 5)
+        bridge.monitor.ollama_pull("devstral:24b")
+        await settle(3.0)
+        mon.select_model("qwen3-coder:30b")
+    await settle(0.5 if not fresh else 2.0)
     save(win, "monitor")
 
-    # The tray menu, drawn under a panel strip with the tray glyph.
+    if args.case == "full":
+        await shoot_tray(app, out, suffix, tray_host)
+
+    traffic.join()
+    app.quit()
+    a.stop()
+    b.stop()
+    ol.stop()
+    _ = QPoint, QGuiApplication
+    return 0
+
+
+async def shoot_tray(app: Any, out: Path, suffix: str, tray_host: bool) -> None:
+    """The tray menu as a left click opens it: the real tray host's panel, icon and menu, from the screen."""
+    from PySide6.QtCore import QPoint, QRect, Qt
+    from PySide6.QtGui import QColor, QGuiApplication, QPainter, QPixmap
+
     tray = app.tray
     tray.update_spend()
+    path = out / f"tray{suffix}.png"
+    if tray_host and tray.icon is not None:
+        app.window.hide()  # the desktop as it is with the window closed into the tray
+        await settle(0.5)
+        tray.popup_menu()  # what a left click does on Linux
+        await settle(0.8)
+        screen = QGuiApplication.primaryScreen()
+        geo = tray.menu.geometry()
+        icon = tray.icon.geometry()
+        left = max(0, min(geo.left(), icon.left()) - 60)
+        right = min(screen.geometry().width(), max(geo.right(), icon.right()) + 12)
+        shot = screen.grabWindow(0, left, 0, right - left, geo.bottom() + 12)
+        tray.menu.hide()
+        shot.save(str(path))
+        print(f"saved {path} (from the screen: tray host, icon, menu)", flush=True)
+        return
+    # no tray host: the menu drawn under a panel strip with the tray glyph
+    win = app.window
     menu = tray.menu
     menu.popup(QPoint(200, 200))
     await settle(0.3)
@@ -631,22 +711,63 @@ async def shoot(args: argparse.Namespace) -> int:
     p.drawText(QRect(w - pad - 36, 0, 36, strip), int(Qt.AlignmentFlag.AlignVCenter), time.strftime("%H:%M"))
     p.drawPixmap(w - pad - menu_pm.width(), strip, menu_pm)
     p.end()
-    path = out / f"tray{suffix}.png"
     canvas.save(str(path))
-    print(f"saved {path}", flush=True)
+    print(f"saved {path} (drawn: no tray host)", flush=True)
 
-    traffic.join()
-    app.quit()
-    a.stop()
-    b.stop()
-    ol.stop()
-    return 0
+
+class Desktop:
+    """A virtual X server with a window manager and a tray host, as on a plain Linux desktop."""
+
+    def __init__(self, size: str = "1400x900") -> None:
+        import shutil
+        import subprocess
+
+        missing = [t for t in ("Xvfb", "openbox", "trayer") if shutil.which(t) is None]
+        if missing:
+            raise SystemExit(f"--desktop needs {', '.join(missing)}: on Debian or Ubuntu, "
+                             "sudo apt install xvfb openbox trayer")
+        self.procs: list[subprocess.Popen[bytes]] = []
+        r, w = os.pipe()
+        xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(w), "-screen", "0", f"{size}x24", "-nolisten", "tcp"],
+                                pass_fds=(w,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        os.close(w)
+        self.procs.append(xvfb)
+        with os.fdopen(r) as f:
+            number = f.readline().strip()
+        if not number:
+            raise SystemExit("Xvfb did not start")
+        os.environ["DISPLAY"] = f":{number}"
+        os.environ["QT_QPA_PLATFORM"] = "xcb"
+        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+        self.procs.append(subprocess.Popen(["openbox"], **quiet))  # type: ignore[call-overload]
+        time.sleep(0.5)
+        if shutil.which("xsetroot"):  # a desktop colour instead of X's black (after the window manager)
+            subprocess.run(["xsetroot", "-solid", "#4a5a6a"], check=False)
+        self.procs.append(subprocess.Popen(
+            ["trayer", "--edge", "top", "--align", "right", "--widthtype", "request", "--height", "26",
+             "--transparent", "false", "--tint", "0x2b2d31", "--SetDockType", "true"], **quiet))  # type: ignore[call-overload]
+        time.sleep(1.0)
+
+    def close(self) -> None:
+        for p in reversed(self.procs):
+            p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(5)
+            except Exception:  # noqa: BLE001
+                p.kill()
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=str(ROOT / "docs"), help="where the PNGs go (default: docs/)")
-    ap.add_argument("--dark", action="store_true", help="use a dark palette and add -dark to the file names")
+    ap.add_argument("--dark", action="store_true",
+                    help="a dark desktop theme (GTK Adwaita:dark, followed by Qt); adds -dark to the file names")
+    ap.add_argument("--case", choices=("full", "fresh", "small"), default="full",
+                    help="full: every page with two weeks of data; fresh: a new install with little data; "
+                         "small: the window at its minimum size (files get a fresh-/small- prefix)")
+    ap.add_argument("--desktop", action=argparse.BooleanOptionalAction, default=None,
+                    help="start Xvfb, openbox and trayer (default: when no DISPLAY is set)")
     args = ap.parse_args()
 
     home = tempfile.mkdtemp(prefix="patchbay-shots-")
@@ -655,6 +776,10 @@ def main() -> int:
     os.environ.pop("PATCHBAY_TOKEN", None)
     for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
         os.environ.pop(var, None)
+    desktop = Desktop() if (args.desktop or (args.desktop is None and not os.environ.get("DISPLAY"))) else None
+    if args.dark:  # the desktop's dark theme, as a user's would be: GTK's, which Qt's GTK theme follows
+        os.environ["GTK_THEME"] = "Adwaita:dark"
+        os.environ["QT_QPA_PLATFORMTHEME"] = "gtk3"
 
     import keyring
 
@@ -663,18 +788,18 @@ def main() -> int:
     keyring.set_keyring(MemoryKeyring())
 
     import qasync
-    from PySide6.QtWidgets import QApplication
 
     from app.gui import make_application
 
-    qapp = make_application([sys.argv[0]])
-    if args.dark:
-        QApplication.setStyle("Fusion")
-        qapp.setPalette(dark_palette())
-    loop = qasync.QEventLoop(qapp)
-    asyncio.set_event_loop(loop)
-    with loop:
-        return loop.run_until_complete(shoot(args))
+    try:
+        qapp = make_application([sys.argv[0]])
+        loop = qasync.QEventLoop(qapp)
+        asyncio.set_event_loop(loop)
+        with loop:
+            return loop.run_until_complete(shoot(args))
+    finally:
+        if desktop is not None:
+            desktop.close()
 
 
 if __name__ == "__main__":

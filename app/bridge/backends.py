@@ -96,6 +96,15 @@ class Backends(QObject):
         cfg = self._config()
         return cfg.backend(backend_id) if cfg else None
 
+    def forget_key_error(self) -> None:
+        self._notices.clear("apikey")
+
+    def keychain_available(self) -> bool:
+        """Whether the OS has a keychain Patchbay can store keys in (a bare Linux desktop may not)."""
+        from app.services.secrets import keychain_available
+
+        return keychain_available()
+
     def backend_kinds(self) -> tuple[str, ...]:
         return tuple(BACKEND_KINDS)
 

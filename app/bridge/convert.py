@@ -13,6 +13,7 @@ from app.services.budgets import BudgetStatus
 from app.services.hardware import Sample
 from app.services.ledger import RequestDetail as LedgerDetail
 from app.services.ledger import RequestRow, SessionSummary, TokenRate
+from app.units import fmt_money
 from app.views.data import (
     BudgetView,
     GpuView,
@@ -45,6 +46,29 @@ def session_label(session_id: str, cwd: str | None, prompt: str | None) -> str:
         p = " ".join(prompt.split())
         return p if len(p) <= 60 else p[:57] + "…"
     return session_id[:8] if session_id else "(no session)"
+
+
+def started_line(ev: RequestStarted) -> str:
+    """The stream's line when a request starts: when, where to, and which rule chose it."""
+    how = {"pin": " (pinned)", "explicit": " (chosen by the client)", "active": ""}.get(ev.route, f" (rule: {ev.route})")
+    if ev.route.startswith("budget"):
+        how = " (budget downgrade)"
+    clock = time.strftime("%H:%M:%S", time.localtime(ev.started_at))
+    return f"{clock}  → {ev.backend} · {ev.model}{how}"
+
+
+def finished_line(ev: RequestFinished, cost: float | None) -> str:
+    """The stream's line when a request ends: its error, or its time, first token, tokens and cost."""
+    if ev.error_type is not None or ev.status >= 400:
+        return f"✗ {ev.status or ''} {ev.error_type or ''}: {ev.error_message or 'no details'}".replace("  ", " ")
+    u = ev.usage
+    parts = [f"✓ {ev.duration_ms / 1000:.1f} s"]
+    if ev.ttft_ms is not None:
+        parts.append(f"first token {ev.ttft_ms:.0f} ms")
+    parts.append(f"{u.input_tokens + u.cache_read_input_tokens} in / {u.output_tokens} out")
+    if cost is not None:
+        parts.append(fmt_money(cost))
+    return " · ".join(parts)
 
 
 def coalesce(deltas: Iterable[ContentDelta]) -> list[StreamPiece]:

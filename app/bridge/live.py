@@ -12,23 +12,29 @@ from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
 from app.bridge.convert import (
     coalesce,
+    finished_line,
     record_from_finished,
     record_from_row,
     record_from_started,
     sentence,
     session_label,
+    started_line,
 )
 from app.bridge.engine import EngineApi
 from app.bridge.jobs import Jobs
 from app.bridge.notices import Notices
-from app.bridge.sessions import SessionState
+from app.bridge.session_names import FILE_NAME as NAMES_FILE
+from app.bridge.session_names import SessionNames
+from app.bridge.sessions import CostFn, LiveRequest, SessionState
 from app.events import BackendHealth, BudgetAlert, ContentDelta, GatewayState, RequestFinished, RequestStarted
+from app.proxy.gateway import PAUSED
 from app.proxy.routing import Pin
 from app.views.data import RequestRecord, SessionView, StreamPiece
 
 TICK_MS = 40  # ≈ 25 Hz
 DRAIN_LIMIT = 8000  # events handled per tick at most; the rest wait for the next tick
 SESSIONS_MAX = 300
+NAMES_SAVE_MS = 10_000  # the sessions' names are written this often when they changed
 RECENT_MAX = 2000  # finished requests kept in memory for the dashboard
 
 
@@ -43,6 +49,7 @@ class Live(QObject):
     budgetAlert = Signal(object)  # BudgetAlert, for the usage part
     gatewayState = Signal(object)  # GatewayState, for the bridge's life cycle
     backendHealth = Signal(object)  # BackendHealth (a circuit breaker changed), for the backends part
+    pausedRefusals = Signal(int)  # requests refused since the gateway was paused
 
     def __init__(self, jobs: Jobs, notices: Notices, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -58,13 +65,24 @@ class Live(QObject):
         self._sessions_dirty = False
         self.dropped_deltas = 0
         self.max_tick_ms = 0.0
+        self.refused_while_paused = 0
+        self._names: SessionNames | None = None  # the sessions' names, kept across restarts
+        self._save_names = QTimer(self)
+        self._save_names.setInterval(NAMES_SAVE_MS)
+        self._save_names.timeout.connect(lambda: self._names.save() if self._names is not None else None)
 
     def attach(self, engine: EngineApi | None) -> None:
+        if engine is None and self._names is not None:
+            self._names.save()
         self._engine = engine
         if engine is None:
             self._timer.stop()
+            self._save_names.stop()
         else:
+            if self._names is None or self._names.path.parent != engine.paths.data_dir:
+                self._names = SessionNames(engine.paths.data_dir / NAMES_FILE)
             self._timer.start()
+            self._save_names.start()
 
     def start_seeding(self) -> None:
         """Fill the dashboard with the last two hours' sessions from the ledger after a restart."""
@@ -86,6 +104,8 @@ class Live(QObject):
             if rec.request_id in known:
                 continue
             s = self._session(rec.session_id, rec.started_at)
+            if self._names is not None and not (s.cwd or s.prompt):
+                s.cwd, s.prompt = self._names.get(rec.session_id)
             s.first_seen = min(s.first_seen, rec.started_at)
             s.last_seen = max(s.last_seen, rec.started_at + rec.duration_ms / 1000)
             s.requests += 1
@@ -128,8 +148,10 @@ class Live(QObject):
             if type(ev) is ContentDelta:
                 deltas.append(ev)
                 s = self._sessions.get(ev.session_id or "")
-                if s is not None and ev.kind != "tool_use":
-                    s.rate_samples.append((now, len(ev.text)))
+                if s is not None:
+                    s.streamed(ev.request_id, len(ev.text))
+                    if ev.kind != "tool_use":
+                        s.rate_samples.append((now, len(ev.text)))
             elif type(ev) is RequestStarted:
                 flush()
                 pieces.append(self._on_started(ev))
@@ -141,6 +163,9 @@ class Live(QObject):
             elif type(ev) is BudgetAlert:
                 self.budgetAlert.emit(ev)
             elif type(ev) is GatewayState:
+                if ev.state == "paused" and self.refused_while_paused:
+                    self.refused_while_paused = 0  # a new pause counts from zero
+                    self.pausedRefusals.emit(0)
                 self.gatewayState.emit(ev)
             elif type(ev) is BackendHealth:
                 self.backendHealth.emit(ev)
@@ -172,27 +197,24 @@ class Live(QObject):
         s = self._session(sid, ev.started_at)
         s.last_seen = max(s.last_seen, ev.started_at)
         s.backend, s.model = ev.backend, ev.model
-        s.in_flight.add(ev.request_id)
+        s.in_flight[ev.request_id] = LiveRequest(ev.backend, ev.model, ev.started_at)
         if ev.cwd:
             s.cwd = ev.cwd
         if ev.prompt and not s.prompt:
             s.prompt = ev.prompt
         if ev.client:
             s.client = ev.client
+        if self._names is not None:
+            self._names.note(sid, s.cwd, s.prompt, ev.started_at)
         rec = record_from_started(ev)
         self._live[ev.request_id] = rec
         self.requestStarted.emit(rec)
-        how = {"pin": " (pinned)", "explicit": " (chosen by the client)", "active": ""}.get(ev.route,
-                                                                                      f" (rule: {ev.route})")
-        if ev.route.startswith("budget"):
-            how = " (budget downgrade)"
-        clock = time.strftime("%H:%M:%S", time.localtime(ev.started_at))
-        return StreamPiece(sid, ev.request_id, -1, "meta", f"{clock}  → {ev.backend} · {ev.model}{how}")
+        return StreamPiece(sid, ev.request_id, -1, "meta", started_line(ev))
 
     def _on_finished(self, eng: EngineApi, ev: RequestFinished) -> tuple[RequestRecord, StreamPiece]:
         sid = ev.session_id or ""
         s = self._session(sid, ev.started_at)
-        s.in_flight.discard(ev.request_id)
+        s.in_flight.pop(ev.request_id, None)
         s.last_seen = max(s.last_seen, ev.ended_at)
         s.requests += 1
         s.backend, s.model = ev.backend, ev.model
@@ -214,17 +236,12 @@ class Live(QObject):
         rec = record_from_finished(ev, cost)
         self._live.pop(ev.request_id, None)
         self._recent.append(rec)
-        if ev.error_type is not None or ev.status >= 400:
-            s.errors += 1
-            text = f"✗ {ev.status or ''} {ev.error_type or ''}: {ev.error_message or 'no details'}".replace("  ", " ")
-            return rec, StreamPiece(sid, ev.request_id, 10_000, "error", text)
-        parts = [f"✓ {ev.duration_ms / 1000:.1f} s"]
-        if ev.ttft_ms is not None:
-            parts.append(f"first token {ev.ttft_ms:.0f} ms")
-        parts.append(f"{u.input_tokens + u.cache_read_input_tokens} in / {u.output_tokens} out")
-        if cost is not None:
-            parts.append(f"${cost:.4f}")
-        return rec, StreamPiece(sid, ev.request_id, 10_000, "meta", " · ".join(parts))
+        if (ev.status, ev.error_type, ev.error_message) == (PAUSED.status, PAUSED.error_type, PAUSED.message):
+            self.refused_while_paused += 1
+            self.pausedRefusals.emit(self.refused_while_paused)
+        failed = ev.error_type is not None or ev.status >= 400
+        s.errors += failed
+        return rec, StreamPiece(sid, ev.request_id, 10_000, "error" if failed else "meta", finished_line(ev, cost))
 
     # ------------------------------------------------------------------ reads (cheap, GUI thread)
 
@@ -234,19 +251,26 @@ class Live(QObject):
     def pins(self) -> dict[str, tuple[str, str | None]]:
         return {sid: (p.backend, p.model) for sid, p in self._pins().items()}
 
+    def _cost(self) -> CostFn | None:
+        return self._engine.prices.cost if self._engine is not None else None
+
     def sessions(self) -> list[SessionView]:
         now = time.time()
         pins = self._pins()
-        views = [s.view(now, pins.get(s.session_id)) for s in self._sessions.values()]
+        cost = self._cost()
+        views = [s.view(now, pins.get(s.session_id), cost) for s in self._sessions.values()]
         views.sort(key=lambda v: (-(v.in_flight > 0), -v.last_seen))
         return views
 
     def session(self, session_id: str) -> SessionView | None:
         s = self._sessions.get(session_id)
-        return s.view(time.time(), self._pins().get(session_id)) if s is not None else None
+        return s.view(time.time(), self._pins().get(session_id), self._cost()) if s is not None else None
 
     def session_labels(self) -> dict[str, str]:
-        return {sid: session_label(sid, x.cwd, x.prompt) for sid, x in self._sessions.items()}
+        """Names for session ids: the live ones, and those remembered from before a restart."""
+        out = {sid: session_label(sid, c, p) for sid, c, p in (self._names.items() if self._names else [])}
+        out.update({sid: session_label(sid, x.cwd, x.prompt) for sid, x in self._sessions.items()})
+        return out
 
     def stream_pieces(self, session_id: str) -> list[StreamPiece]:
         s = self._sessions.get(session_id)

@@ -16,6 +16,7 @@ from PySide6.QtCore import QObject, QUrl, Signal
 from PySide6.QtGui import QDesktopServices
 
 from app.bridge.backends import Backends
+from app.bridge.config_watch import ConfigWatch
 from app.bridge.convert import sentence
 from app.bridge.engine import EngineApi, EngineFactory
 from app.bridge.jobs import Jobs
@@ -36,6 +37,11 @@ def _default_engine(config_path: Path | None, *, paths: Paths | None, gui: bool)
     from app.core import Engine
 
     return Engine(config_path, paths=paths, gui=gui)
+
+
+def _log_message(msg: UserMessage) -> None:
+    if msg.level in ("error", "warn"):
+        log.log(logging.ERROR if msg.level == "error" else logging.WARNING, "%s: %s", msg.title, msg.text)
 
 
 class Bridge(QObject):
@@ -67,6 +73,8 @@ class Bridge(QObject):
         self.settings = Settings(self.notices, config_path=self.config_path, autostart_config=config_path,
                                  parent=self)
         self._parts = (self.live, self.backends, self.usage, self.monitor, self.settings)
+        self.config_watch = ConfigWatch(self)
+        self.config_watch.changed.connect(self.reload_config)
 
         # what one part learns, another needs: wired here, once
         self.live.gatewayState.connect(self._on_gateway_state)
@@ -83,6 +91,7 @@ class Bridge(QObject):
         self.settings.budgetsSaved.connect(self.usage.budgets_saved)
         self.settings.restartRequested.connect(self.restart_gateway)
         self.gatewayChanged.connect(self.settings.on_gateway)
+        self.notices.message.connect(_log_message)  # what the window says goes to patchbay.log too
         self._ledgerError.connect(lambda text: self.notices.say(
             "error", "Usage is not being recorded", text, key="ledger-write", notify=True))
 
@@ -92,6 +101,7 @@ class Bridge(QObject):
         """Create and start the engine. False (with a message) when the config or the port fails."""
         self.fatal = None
         self.notices.clear("startup")
+        self.config_watch.watch(self.config_path())  # even a broken file: fixing it starts the gateway
         if self.engine is None:
             try:
                 self.engine = self._engine_factory(self._config_path, paths=self._paths, gui=True)
@@ -140,6 +150,7 @@ class Bridge(QObject):
 
     def stop(self) -> None:
         """Stop the gateway cleanly (requests in flight are given a moment by the engine)."""
+        self.config_watch.stop()
         for part in self._parts:
             if part is not self.live:
                 part.attach(None)
@@ -156,6 +167,35 @@ class Bridge(QObject):
         self._stop_engine()
         self.engine = None
         return self.start()
+
+    def reload_config(self) -> bool:
+        """The settings file changed on disk: apply it if it loads, else say what is wrong and keep
+        running on the last good settings. True when something new was applied."""
+        eng = self.engine
+        if eng is None:  # not started, or a broken file at start-up: a fixed file starts the gateway
+            return self.fatal is not None and self.fatal.action == "config" and self.start()
+        port = (eng.config.gateway.host, eng.config.gateway.port)
+        try:
+            changed = eng.reload()
+        except Exception as exc:
+            self.notices.say("error", "The edited settings file cannot be used",
+                             f"{sentence(exc)} Patchbay keeps running on the settings it had; fix the file and save "
+                             "it again.", action="config", key="config-edit", notify=True)
+            return False
+        self.notices.clear("config-edit")
+        if not changed:
+            return False
+        log.info("settings file re-read: %s", self.config_path())
+        if (eng.config.gateway.host, eng.config.gateway.port) != port:
+            return self.restart_gateway()  # a new address needs a new listener
+        self.monitor.attach(eng)  # the Ollama address may have changed
+        self.usage.budgets_saved()
+        self.backends.backendsChanged.emit()
+        self.backends.activeChanged.emit(*self.backends.active())
+        self.settings.settingsChanged.emit()
+        self.notices.say("info", "Settings file re-read", f"Applied the edit to {self.config_path()}.",
+                         key="config-edit")
+        return True
 
     def reset_config(self) -> bool:
         """Move a broken config file aside (keeping it as ``.broken``) and start with the default."""

@@ -5,13 +5,33 @@ from __future__ import annotations
 
 import collections
 from dataclasses import dataclass, field, replace
+from typing import Callable
 
 from app.bridge.convert import session_label
+from app.events import Usage
 from app.proxy.routing import Pin
 from app.views.data import SessionView, StreamPiece
 
 STREAM_CHARS_PER_SESSION = 60_000  # what the dashboard keeps to show when a session is selected
 RATE_WINDOW_S = 5.0
+CHARS_PER_TOKEN = 4  # what a streamed answer's length says about its tokens before the upstream counts them
+
+# (backend, model, usage, priced at) -> dollars or None: the engine's PriceBook.cost
+CostFn = Callable[[str, str, Usage, float], "float | None"]
+
+
+@dataclass
+class LiveRequest:
+    """A request still streaming: what is known of it before its usage arrives."""
+
+    backend: str
+    model: str
+    started_at: float
+    chars: int = 0  # streamed so far (text, thinking, tool input)
+
+    @property
+    def output_tokens(self) -> int:
+        return -(-self.chars // CHARS_PER_TOKEN)
 
 
 @dataclass
@@ -25,7 +45,7 @@ class SessionState:
     prompt: str | None = None
     client: str | None = None
     requests: int = 0
-    in_flight: set[str] = field(default_factory=set)
+    in_flight: dict[str, LiveRequest] = field(default_factory=dict)
     errors: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
@@ -48,20 +68,35 @@ class SessionState:
             self.piece_chars -= len(self.pieces.popleft().text)
 
     def rate(self, now: float) -> float:
+        """Tokens a second while something streams; 0 once nothing does (no stale rate)."""
         while self.rate_samples and self.rate_samples[0][0] < now - RATE_WINDOW_S:
             self.rate_samples.popleft()
-        if self.in_flight and self.rate_samples:
+        if not self.in_flight:
+            return 0.0
+        if self.rate_samples:
             span = max(1.0, now - self.rate_samples[0][0])
-            return sum(n for _, n in self.rate_samples) / 4.0 / span  # ≈ 4 characters a token
-        return self.last_rate
+            return sum(n for _, n in self.rate_samples) / CHARS_PER_TOKEN / span
+        return self.last_rate  # between two requests of one turn: the last one's pace
 
-    def view(self, now: float, pin: Pin | None) -> SessionView:
+    def streamed(self, request_id: str, chars: int) -> None:
+        live = self.in_flight.get(request_id)
+        if live is not None:
+            live.chars += chars
+
+    def view(self, now: float, pin: Pin | None, cost: CostFn | None = None) -> SessionView:
+        """The counters with what streams now counted in: its request, its output so far (estimated
+        from the text until the upstream reports usage), and that output's price."""
+        live_out = sum(r.output_tokens for r in self.in_flight.values())
+        live_cost = 0.0
+        if cost is not None:
+            for r in self.in_flight.values():
+                live_cost += cost(r.backend, r.model, Usage(output_tokens=r.output_tokens), r.started_at) or 0.0
         return SessionView(
             session_id=self.session_id, label=session_label(self.session_id, self.cwd, self.prompt), cwd=self.cwd,
             prompt=self.prompt, backend=self.backend, model=self.model,
             pinned_backend=pin.backend if pin else None, pinned_model=pin.model if pin else None,
-            requests=self.requests, in_flight=len(self.in_flight), errors=self.errors,
-            input_tokens=self.input_tokens, output_tokens=self.output_tokens,
-            tokens_per_s=self.rate(now), cost_usd=self.cost_usd, unpriced=self.unpriced,
-            first_seen=self.first_seen, last_seen=self.last_seen, client=self.client,
+            requests=self.requests + len(self.in_flight), in_flight=len(self.in_flight), errors=self.errors,
+            input_tokens=self.input_tokens, output_tokens=self.output_tokens + live_out,
+            tokens_per_s=self.rate(now), cost_usd=self.cost_usd + live_cost, unpriced=self.unpriced,
+            first_seen=self.first_seen, last_seen=self.last_seen, client=self.client, estimated=bool(self.in_flight),
         )

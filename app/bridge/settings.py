@@ -83,7 +83,7 @@ class Settings(QObject):
             port=cfg.gateway.port if cfg else 8787, host=cfg.gateway.host if cfg else "127.0.0.1",
             capture=cfg.ledger.capture if cfg else "off", budgets=tuple(self._budget_views(cfg)),
             start_at_login=autostart.is_enabled(), start_at_login_supported=autostart.supported(),
-            config_path=str(self._config_path()), data_dir=data_dir,
+            config_path=str(self._config_path()), data_dir=data_dir, ollama_url=cfg.ollama.url if cfg else "",
         )
 
     def _budget_views(self, cfg: Config | None) -> list[BudgetView]:
@@ -135,12 +135,17 @@ class Settings(QObject):
     def save_capture(self, mode: str) -> bool:
         return self._save(capture=mode)
 
+    def save_ollama_url(self, url: str) -> bool:
+        """Where the local Ollama listens (the Monitor page and Ollama backends' model lists ask it)."""
+        return self._save(ollama_url=url.strip())
+
     def _save(self, *, port: int | None = None, budgets: list[BudgetConfig] | None = None,
-              capture: str | None = None, routes: RoutesConfig | None = None) -> bool:
+              capture: str | None = None, routes: RoutesConfig | None = None, ollama_url: str | None = None) -> bool:
         if self._engine is None:
             return False
         try:
-            self._engine.save_settings(port=port, budgets=budgets, capture=capture, routes=routes)
+            self._engine.save_settings(port=port, budgets=budgets, capture=capture, routes=routes,
+                                       ollama_url=ollama_url)
         except Exception as exc:
             self._notices.say("error", "The settings were not saved",
                               str(exc) if isinstance(exc, ConfigError) else sentence(exc), key="settings")
@@ -177,17 +182,19 @@ class Settings(QObject):
     def claude_code(self) -> ClaudeCodeView:
         """Claude Code's settings.json as it is now, compared with this gateway (reads the file)."""
         path = str(claude_settings.settings_path())
+        note = claude_settings.settings_path_note()
         eng = self._engine
         if eng is None:
-            return ClaudeCodeView(False, path, ())
+            return ClaudeCodeView(False, path, (), path_note=note)
         try:
             env = dict(eng.claude_code_env())
             st = eng.claude_code_status()
         except Exception as exc:
-            return ClaudeCodeView(False, path, (), "invalid", sentence(exc))
+            return ClaudeCodeView(False, path, (), "invalid", sentence(exc), path_note=note)
         recorded = cc.state_file(eng.paths).exists()
         return ClaudeCodeView(st.connected, str(st.path), tuple(env.items()), st.state, st.message, recorded,
-                              st.edited_since, tuple(st.options), tuple(sorted(cc.alias_values(st.path).items())))
+                              st.edited_since, tuple(st.options), tuple(sorted(cc.alias_values(st.path).items())),
+                              path_note=note)
 
     def connect_claude_code(self, *, nonessential: bool = False, aliases: dict[str, str] | None = None,
                             statusline: bool = False) -> bool:

@@ -23,6 +23,7 @@ from app.bridge.jobs import Jobs
 from app.bridge.notices import Notices
 from app.events import BudgetAlert
 from app.services.ledger import Bucket
+from app.units import fmt_money
 from app.views.data import BudgetView, RequestDetail, RequestRecord, SeriesPoint, SpendData
 
 BUCKET_SECONDS: dict[Bucket, float] = {"hour": 3600.0, "day": 86400.0, "month": 30 * 86400.0}
@@ -132,12 +133,12 @@ class Usage(QObject):
         self._alerted.add(key)
         if ev.level == "limit":
             title = f"Budget reached: {ev.budget}"
-            text = (f"${ev.spent_usd:.2f} of ${ev.limit_usd:.2f} spent. {ev.action} "
+            text = (f"{fmt_money(ev.spent_usd)} of {fmt_money(ev.limit_usd)} spent. {ev.action} "
                     f"It resets {time.strftime('%a %H:%M', time.localtime(ev.resets_at))}. Raise the limit in "
                     "Settings or switch to a local backend.")
         else:
             title = f"Budget nearly used: {ev.budget}"
-            text = (f"${ev.spent_usd:.2f} of ${ev.limit_usd:.2f} spent ({ev.spent_usd / ev.limit_usd:.0%}). "
+            text = (f"{fmt_money(ev.spent_usd)} of {fmt_money(ev.limit_usd)} spent ({ev.spent_usd / ev.limit_usd:.0%}). "
                     f"{ev.action}")
         self._notices.say("warn" if ev.level == "warn" else "error", title, text.strip(), action="spend",
                           key=f"budget:{ev.budget}", notify=True)

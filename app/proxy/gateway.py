@@ -59,6 +59,13 @@ BODY_IDLE_TIMEOUT_S = 30.0
 # orjson writes at most this many levels of nesting (it parses more): deeper bodies are refused
 MAX_DEPTH = 250
 
+
+# A paused gateway's answer. Not overloaded_error: nothing is overloaded, and Claude Code retries
+# 5xx for minutes unless told not to (x-should-retry, docs/protocol.md); it shows the message instead.
+PAUSED = Refusal(503, "api_error", "Patchbay is paused: it forwards no requests until you resume it (the tray "
+                 "menu's Resume, or Resume in the Patchbay window's toolbar). This request was not sent anywhere; "
+                 "send it again after resuming.")
+PAUSED_HEADERS = [(b"x-should-retry", b"false")]
 _SESSION_RE = re.compile(r"_session_([0-9a-fA-F-]{8,})")
 _CWD_RE = re.compile(r"Working directory:\s*(\S[^\n]*)")
 
@@ -311,6 +318,9 @@ class Gateway:
             return
 
         route: Route = routed
+        if self.paused:  # recorded (the window counts them) and answered so that Claude Code stops retrying
+            self._record_refusal(request_id, routed, inc, stream, PAUSED)
+            raise GatewayError(PAUSED.status, PAUSED.error_type, PAUSED.message, headers=PAUSED_HEADERS)
         if snap.admission is not None:
             decision = snap.admission(routed)
             if isinstance(decision, Refusal):
@@ -321,12 +331,6 @@ class Gateway:
             # authorisation holds on the route finally taken: a budget downgrade from a `client`
             # backend to one with a stored key needs the token as asking for it directly does
             access.authorize(backend.config, authed, is_exposed, presented)
-        if self.paused:
-            refused = GatewayError(503, "overloaded_error",
-                                   "Patchbay is paused, so it forwards no requests. Resume it from the tray menu or "
-                                   "the window's toolbar.")
-            self._record_invalid(headers, raw, count, refused, body)
-            raise refused
         health = self._health_for(snap)
         # the chosen route, then [routes] fallback; a backend whose breaker is open is skipped
         # while another can serve, and tried anyway (as its trial) when none can

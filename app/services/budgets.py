@@ -20,6 +20,7 @@ from app.config import BackendConfig, BudgetConfig
 from app.events import BudgetAlert, RequestFinished
 from app.proxy.routing import Refusal, Route
 from app.services.pricing import PriceBook
+from app.units import fmt_money
 
 if TYPE_CHECKING:
     from app.services.ledger import LedgerReader
@@ -249,8 +250,8 @@ class BudgetGuard:
         period = {"day": "today", "week": "this week", "month": "this month"}.get(c.period, f"this {c.period}")
         scope = "all backends" if c.scope == "all" else f"the backend {_scope_backend(c.scope)!r}"
         return (
-            f"Patchbay budget \"{c.label}\" is used up: ${b.spend.spent:.2f} of ${c.limit_usd:.2f} spent {period} "
-            f"on {scope}. It resets {format_reset(b.spend.resets_at, now, self._tz)} (local time). "
+            f"Patchbay budget \"{c.label}\" is used up: {fmt_money(b.spend.spent)} of {fmt_money(c.limit_usd)} spent "
+            f"{period} on {scope}. It resets {format_reset(b.spend.resets_at, now, self._tz)} (local time). "
             f"To go on now, raise limit_usd for this budget in Patchbay's settings, or set its action to "
             f"\"downgrade:<backend>,<model>\" to continue on a cheaper or local model."
         )

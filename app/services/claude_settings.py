@@ -32,7 +32,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from app.services.jsonspans import JSONTextError, Node, remove_member, scan, set_member
 
@@ -55,6 +55,19 @@ class SettingsFileError(Exception):
 def settings_path() -> Path:
     """Claude Code's user settings: ``$CLAUDE_CONFIG_DIR/settings.json``, else ``~/.claude/settings.json``."""
     return Path(os.environ.get("CLAUDE_CONFIG_DIR") or Path.home() / ".claude") / "settings.json"
+
+
+def settings_path_note(environ: Mapping[str, str] | None = None) -> str:
+    """A sentence for the Connect button's page when the file may not be the one the user expects:
+    PATCHBAY_HOME moves Patchbay's own files, never Claude Code's. "" when nothing needs saying."""
+    env = os.environ if environ is None else environ
+    if env.get("CLAUDE_CONFIG_DIR"):
+        return "CLAUDE_CONFIG_DIR is set, so this is the settings.json of that Claude Code folder."
+    if env.get("PATCHBAY_HOME"):
+        return ("PATCHBAY_HOME moves only Patchbay's own files: this is the settings.json every Claude Code "
+                "session of this user reads. To connect a separate Claude Code instead, start Patchbay with "
+                "CLAUDE_CONFIG_DIR pointing at that Claude Code's folder.")
+    return ""
 
 
 @dataclass(frozen=True)

@@ -126,7 +126,7 @@ class OllamaState:
 
 
 def not_running(url: str) -> str:
-    return (f"Ollama is not running at {url}. Start it (`ollama serve`, or open the Ollama app); "
+    return (f"Ollama is not running at {url}. Start it (run “ollama serve”, or open the Ollama app); "
             "Patchbay notices by itself when it is back.")
 
 

@@ -3,11 +3,11 @@
 Claude Code runs the command after each assistant message and passes JSON on stdin
 (``session_id``, ``model{id, display_name}``, ``workspace``, ``cost{total_cost_usd}``, …); the first
 line printed is shown under the prompt. It runs often, so it must answer in a few milliseconds:
-this module imports nothing but the standard library (no Qt, no httpx, not even the rest of
-Patchbay), reads the usage ledger through a read-only SQLite connection and the config's
+this module imports nothing but the standard library and app/units.py (the money format,
+itself stdlib-only; no Qt, no httpx, nothing else of Patchbay), reads the usage ledger through a read-only SQLite connection and the config's
 ``[active]`` and ``[[budgets]]`` (parsed with ``tomllib`` only when the file changed; the result
 is kept next to the ledger), and never talks to the gateway. It needs nothing of Patchbay on
-``sys.path``: ``patchbay connect --statusline`` installs ``python -I -S -c "… import statusline …"
+``sys.path`` (it finds app/units.py from its own location): ``patchbay connect --statusline`` installs ``python -I -S -c "… import statusline …"
 --ledger F --config F``, which also skips the interpreter's site set-up (see
 ``claude_code.statusline_command``; ``bench/statusline_bench.py`` times it).
 
@@ -21,6 +21,12 @@ import os
 import sqlite3
 import sys
 import time
+
+try:
+    from app.units import fmt_money  # the one money format; app/units.py imports only math
+except ImportError:  # imported alone by the installed command (-I -S): app/ is two folders up from here
+    sys.path.append(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    from app.units import fmt_money
 
 # no pathlib, typing, urllib or (usually) tomllib here: each costs milliseconds of import on every run
 HOUR = 3600
@@ -64,7 +70,7 @@ def loads(text: str) -> object:
 
 
 def _usd(v: float) -> str:
-    return f"${v:,.2f}"
+    return fmt_money(v)  # $0.0021, not "$0.00", for a session that cost a fifth of a cent
 
 
 def _limit(v: float) -> str:

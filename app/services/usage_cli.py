@@ -23,6 +23,7 @@ from typing import Any, Literal, Sequence, TextIO
 from app.paths import Paths
 from app.services.budgets import budget_status_from_ledger, format_reset
 from app.services.ledger import LedgerError, LedgerReader, SessionSummary, TotalsRow
+from app.units import fmt_money
 
 BY_CHOICES = ("day", "hour", "backend", "model", "session")
 DEFAULT_SINCE = "30d"
@@ -100,11 +101,7 @@ def _iso(ts: float | None, tz: tzinfo | None) -> str | None:
 
 
 def money(cost: float) -> str:
-    if cost == 0:
-        return "$0.00"
-    if abs(cost) < 0.01:
-        return f"${cost:.4f}"
-    return f"${cost:,.2f}"
+    return fmt_money(cost)
 
 
 def cost_cell(cost: float, requests: int, unpriced: int) -> str:

@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.config import DEFAULT_TOKEN_TTL_S, ActiveSelection, BackendConfig, cloud_base_url, default_auth
+from app.units import plural
 from app.views.data import TestOutcome
 from app.views.icons import backend_color, health_icon
 from app.views.theme import STATE_COLORS
@@ -101,9 +102,7 @@ class BackendsPage(QWidget):
         self.list.setDragDropMode(QAbstractItemView.DragDropMode.InternalMove)
         self.list.model().rowsMoved.connect(self._on_rows_moved)
         self.list.currentRowChanged.connect(self._on_select)
-        self.add_button = QToolButton()
-        self.add_button.setText("Add…")
-        self.add_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        self.add_button = QPushButton("Add")  # its menu arrow clear of the text
         add_menu = QMenu(self.add_button)
         for label, tpl in TEMPLATES:
             a = add_menu.addAction(label)
@@ -481,6 +480,10 @@ class BackendsPage(QWidget):
         new_id, n = tpl.id, 2
         while new_id in ids:
             new_id, n = f"{tpl.id}-{n}", n + 1
+        if tpl.auth == "keyring" and not self.backends.keychain_available():
+            # no keychain here (a bare desktop, a server): the key comes from an environment variable
+            var = re.sub(r"[^A-Z0-9]+", "_", new_id.upper()).strip("_") + "_API_KEY"
+            tpl = replace(tpl, auth=f"env:{var}")
         self.items.append(replace(tpl, id=new_id))
         self.original_ids.append(None)
         self._rebuild_list()
@@ -553,6 +556,8 @@ class BackendsPage(QWidget):
         if self._loading or not 0 <= self.current < len(self.items):
             return
         self.items[self.current] = self.form_config()
+        if self.auth_combo.currentData() != "keyring":
+            self.backends.forget_key_error()  # "No key" (or another way) chosen: the keychain's error is moot
         self._update_auth_fields()
         self._update_limit_note()
         self._refresh_list_labels()
@@ -672,7 +677,7 @@ class BackendsPage(QWidget):
         self.models_edit.setPlainText("\n".join(merged))
         self.test_model.clear()
         self.test_model.addItems(merged)
-        self.fetch_state.setText(f"✓ {len(models)} models listed by the backend")
+        self.fetch_state.setText(f"✓ {plural(len(models), 'model')} listed by the backend")
 
 
 def _esc(s: str) -> str:

@@ -57,11 +57,13 @@ class MessageCard(QFrame):
             actions = ["config", "retry", "reset"]
         elif msg.key == "startup":
             actions = ([msg.action] if msg.action else []) + ["retry"]
+        self.buttons: dict[str, QPushButton] = {}
         for a in actions:
             if a in ACTION_LABELS:
                 b = QPushButton(ACTION_LABELS[a])
                 b.clicked.connect(lambda _=False, a=a: self.actionRequested.emit(a))
                 lay.addWidget(b, 0, Qt.AlignmentFlag.AlignVCenter)
+                self.buttons[a] = b
         close = QToolButton()
         close.setText("✕")
         close.setAutoRaise(True)
@@ -82,7 +84,18 @@ class Banner(QWidget):
         self._lay.setContentsMargins(8, 4, 8, 0)
         self._lay.setSpacing(4)
         self._cards: dict[str, MessageCard] = {}
+        self._page = ""
         self.setVisible(False)
+
+    def set_page(self, page: str) -> None:
+        """No "Open Backends" button while the Backends page is the one showing."""
+        self._page = page
+        for card in self._cards.values():
+            self._fit_buttons(card)
+
+    def _fit_buttons(self, card: MessageCard) -> None:
+        for action, button in card.buttons.items():
+            button.setVisible(action != self._page)
 
     def show_message(self, msg: UserMessage) -> None:
         key = msg.key or f"anon:{len(self._cards)}:{msg.title}"
@@ -91,6 +104,7 @@ class Banner(QWidget):
         card.actionRequested.connect(self.actionRequested)
         card.closed.connect(lambda _k, key=key: self.clear(key))
         self._cards[key] = card
+        self._fit_buttons(card)
         self._lay.addWidget(card)
         while len(self._cards) > 4:  # keep the newest few
             self.clear(next(iter(self._cards)))

@@ -5,24 +5,26 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QItemSelectionModel, QModelIndex, QPoint, Qt, QTimer
-from PySide6.QtGui import QAction, QGuiApplication, QKeySequence
+from PySide6.QtGui import QAction, QGuiApplication, QKeySequence, QResizeEvent
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
     QLabel,
     QMenu,
+    QPushButton,
+    QSizePolicy,
     QSplitter,
-    QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
+from app.units import plural
 from app.views.data import RequestRecord, StreamPiece
 from app.views.icons import backend_color, dot_icon
 from app.views.models import KEY_ROLE, RequestsModel, SessionsModel
 from app.views.stream import StreamView
 from app.views.theme import fmt_usd
-from app.views.widgets import SectionLabel, make_table
+from app.views.widgets import ColumnFitter, ElidedLabel, SectionLabel, fit_columns, make_table
 
 if TYPE_CHECKING:
     from app.bridge.backends import Backends
@@ -37,26 +39,29 @@ class DashboardPage(QWidget):
         self.selected: str | None = None
 
         self.sessions_model = SessionsModel(self)
-        self.sessions_view, self.sessions_proxy = make_table(self.sessions_model, sort_column=8)
+        self.sessions_view, self.sessions_proxy = make_table(
+            self.sessions_model, sort_column=8,
+            empty="No Claude Code sessions yet. Connect Claude Code (Settings → Claude Code) or run "
+                  "“patchbay claude”: its sessions show up here as they stream.")
         self.sessions_view.setAccessibleName("Live sessions")
         self.sessions_proxy.setDynamicSortFilter(True)
         hh = self.sessions_view.horizontalHeader()
         hh.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        for c, w in ((1, 80), (2, 130), (3, 170), (4, 80), (5, 80), (6, 70), (7, 80), (8, 90)):
-            self.sessions_view.setColumnWidth(c, w)
+        hh.setMinimumSectionSize(40)
+        # widths from the font in use (under a larger font every column still fits its header and a value)
+        fit_columns(self.sessions_view, {1: "a41e0b77", 2: "● openrouter 📌", 3: "claude-sonnet-4-5", 4: "12 (1 live)",
+                                         5: "88 tok/s", 6: "≈1.5M", 7: "≈$12.30", 8: "streaming"})
+        self.sessions_fit = ColumnFitter(self.sessions_view, 0, [1, 3, 2], min_stretch=150)  # Id, Model, Backend
         self.sessions_view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.sessions_view.customContextMenuRequested.connect(self._context_menu)
         self.sessions_view.selectionModel().currentRowChanged.connect(self._on_current)
 
-        self.pin_button = QToolButton()
-        self.pin_button.setText("Pin session to…")
+        self.pin_button = QPushButton("Pin session to")  # a push button keeps its menu arrow clear of the text
         self.pin_button.setToolTip("Send only the selected session to another backend/model (Ctrl+P)")
-        self.pin_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
         self.pin_menu = QMenu(self.pin_button)
         self.pin_menu.aboutToShow.connect(lambda: self._fill_pin_menu(self.pin_menu, self.selected))
         self.pin_button.setMenu(self.pin_menu)
-        self.unpin_button = QToolButton()
-        self.unpin_button.setText("Unpin")
+        self.unpin_button = QPushButton("Unpin")
         self.unpin_button.setToolTip("Let the selected session follow the active backend again")
         self.unpin_button.clicked.connect(self._unpin_selected)
         pin_shortcut = QAction(self)
@@ -78,49 +83,68 @@ class DashboardPage(QWidget):
         tl.addLayout(head)
         tl.addWidget(self.sessions_view)
 
-        self.stream_title = SectionLabel("Token stream")
+        self.stream_title = ElidedLabel("Token stream")  # a long session title ends in "…" (full text: tooltip)
         self.stream = StreamView()
         legend = QLabel(
-            "<span style='color:#8a7fd6'><i>thinking</i></span> · text · "
-            "<span style='color:#d08a2c'><b>⚙ tool call</b></span> "
-            "<span style='color:#2f9c8f'>input</span>")
+            "<span style='color:#8a7fd6'><i>thinking</i></span>&nbsp;·&nbsp;text&nbsp;·&nbsp;"
+            "<span style='color:#d08a2c'><b>⚙&nbsp;tool&nbsp;call</b></span>&nbsp;·&nbsp;"
+            "<span style='color:#2f9c8f'>tool&nbsp;input</span>")
         legend.setTextFormat(Qt.TextFormat.RichText)
+        legend.setToolTip("How the stream shows each kind of content")
+        self.legend = legend
         left = QWidget()
         ll = QVBoxLayout(left)
         ll.setContentsMargins(0, 0, 0, 0)
         sh = QHBoxLayout()
+        sh.setSpacing(16)  # the title never runs into the legend
         sh.addWidget(self.stream_title, 1)
         sh.addWidget(legend)
         ll.addLayout(sh)
         ll.addWidget(self.stream)
 
         self.recent_model = RequestsModel(self)
-        self.recent_view, self.recent_proxy = make_table(self.recent_model, sort_column=0)
+        self.recent_view, self.recent_proxy = make_table(self.recent_model, sort_column=0,
+                                                         empty="Select a session to see its last requests.")
         self.recent_view.setAccessibleName("Last requests of the selected session")
         self.recent_view.hideColumn(1)  # the session: it is the selected one
         rh = self.recent_view.horizontalHeader()
         rh.setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
-        for c, w in ((0, 62), (2, 84), (4, 44), (5, 76), (6, 56), (7, 54), (8, 52)):
-            self.recent_view.setColumnWidth(c, w)
+        rh.setMinimumSectionSize(40)
+        fit_columns(self.recent_view, {0: "00:00:00", 2: "● deepseek", 4: "200", 5: "12k/1.2k", 6: "$0.0021",
+                                       7: "1.2 s", 8: "12.3 s"})
+        self.recent_fit = ColumnFitter(self.recent_view, 3, [2, 4, 7], min_stretch=90)  # Backend, Status, TTFT
         right = QWidget()
         rl = QVBoxLayout(right)
         rl.setContentsMargins(0, 0, 0, 0)
         rl.addWidget(SectionLabel("Last requests"))
         rl.addWidget(self.recent_view)
 
+        # stable splits: the halves come from the page's size, never from what they show (a title's
+        # length, a font); a user's drag is kept for the session
+        for w in (left, right):
+            w.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
+            w.setMinimumSize(220, 120)
+        top.setMinimumHeight(120)
         bottom = QSplitter(Qt.Orientation.Horizontal)
         bottom.addWidget(left)
         bottom.addWidget(right)
         bottom.setStretchFactor(0, 1)
         bottom.setStretchFactor(1, 1)
+        bottom.setChildrenCollapsible(False)
         split = QSplitter(Qt.Orientation.Vertical)
         split.addWidget(top)
         split.addWidget(bottom)
         split.setStretchFactor(0, 2)
         split.setStretchFactor(1, 3)
+        split.setChildrenCollapsible(False)
         self.splitter = split
+        self.bottom_splitter = bottom
+        self._user_split = False
+        bottom.splitterMoved.connect(self._split_moved)
+        split.splitterMoved.connect(self._split_moved)
         lay = QVBoxLayout(self)
         lay.addWidget(split)
+        self.page_layout = lay
 
         self._refresh_pending = False
         self._stream_buffer: list[StreamPiece] = []
@@ -140,6 +164,30 @@ class DashboardPage(QWidget):
         self.refresh()
         self._update_buttons()
 
+    def resizeEvent(self, ev: QResizeEvent) -> None:  # noqa: N802
+        super().resizeEvent(ev)
+        m = self.page_layout.contentsMargins()
+        w, h = ev.size().width() - m.left() - m.right(), ev.size().height() - m.top() - m.bottom()
+        if not self._user_split:
+            self.balance(w, h)
+        self._fit_legend(self.bottom_splitter.sizes()[0] if self._user_split else w // 2)
+
+    def _split_moved(self, *_: object) -> None:
+        self._user_split = True
+        self._fit_legend(self.bottom_splitter.sizes()[0])
+
+    def _fit_legend(self, stream_width: int) -> None:
+        """The legend gives way to the session's title when the stream's half is narrow."""
+        self.legend.setVisible(stream_width >= 480)
+
+    def balance(self, w: int | None = None, h: int | None = None) -> None:
+        """The default splits: sessions over the stream 2:3, the stream beside the requests 1:1,
+        whatever the panes show (a long title, a large font)."""
+        h = max(2, self.splitter.height() if h is None else h)
+        self.splitter.setSizes([h * 2 // 5, h - h * 2 // 5])
+        w = max(2, self.bottom_splitter.width() if w is None else w)
+        self.bottom_splitter.setSizes([w // 2, w - w // 2])
+
     # --------------------------------------------------------------- sessions
 
     def _schedule_refresh(self) -> None:
@@ -151,7 +199,7 @@ class DashboardPage(QWidget):
         self.sessions_model.set_rows(sessions)
         live = sum(1 for s in sessions if s.in_flight)
         cost = sum(s.cost_usd for s in sessions)
-        self.summary.setText(f"  {len(sessions)} sessions · {live} streaming · {fmt_usd(cost)} so far")
+        self.summary.setText(f"  {plural(len(sessions), 'session')} · {live} streaming · {fmt_usd(cost)} so far")
         if self.selected is None and sessions:
             self.select_session(sessions[0].session_id)
         self._update_buttons()

@@ -82,6 +82,7 @@ class SessionView:
     first_seen: float
     last_seen: float
     client: str | None = None
+    estimated: bool = False  # a request streams: its output tokens and cost are estimates until it ends
 
     @property
     def tokens(self) -> int:
@@ -198,6 +199,7 @@ class ClaudeCodeView:
     edited_since: bool = False
     options: tuple[str, ...] = ()  # nonessential, aliases, statusline: in the file now
     aliases: tuple[tuple[str, str], ...] = ()  # (haiku|sonnet|opus, "backend,model") in the file now
+    path_note: str = ""  # why this file (e.g. PATCHBAY_HOME is set, yet this is the everyday settings.json)
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +212,7 @@ class SettingsView:
     start_at_login_supported: bool
     config_path: str
     data_dir: str
+    ollama_url: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,24 +3,31 @@ the app icon. Drawn, not loaded, so the tray can show any backend and state with
 
 from __future__ import annotations
 
-import zlib
 from pathlib import Path
+from typing import Iterable
 
 from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QBrush, QColor, QFont, QIcon, QPainter, QPainterPath, QPen, QPixmap
 
-from app.views.theme import SERIES_COLORS, STATE_COLORS
+from app.backend_colors import assign_colors, color_for
+from app.views.theme import STATE_COLORS
 
 ICON_SIZES = (16, 22, 24, 32, 48, 64, 128, 256)
 
 
+_ASSIGNED: dict[str, str] = {}  # the configured backends' colours (app.backend_colors.assign_colors)
+
+
+def use_backends(backend_ids: Iterable[str]) -> None:
+    """Give the configured backends their distinct colours (the app calls this when the list changes)."""
+    _ASSIGNED.clear()
+    _ASSIGNED.update(assign_colors(backend_ids))
+
+
 def backend_color(backend_id: str) -> QColor:
-    """A stable colour per backend id (the same in the tray, the toolbar and the plots' legend)."""
-    known = {"anthropic": "#d97757", "ollama": "#4e79a7", "openai": "#10a37f", "openrouter": "#6467f2",
-             "deepseek": "#4d6bfe"}
-    if backend_id.lower() in known:
-        return QColor(known[backend_id.lower()])
-    return QColor(SERIES_COLORS[zlib.crc32(backend_id.encode()) % len(SERIES_COLORS)])
+    """A stable colour per backend id (the same in the tray, the toolbar and the plots' legend),
+    distinct among the configured backends."""
+    return QColor(color_for(backend_id, _ASSIGNED))
 
 
 def initial_of(backend_id: str) -> str:

@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.units import plural
 from app.views.banner import Banner
 from app.views.data import GatewayView, UserMessage
 from app.views.icons import app_icon, backend_color, dot_icon
@@ -64,6 +65,8 @@ def _page_factory(name: str) -> Callable[["Bridge"], QWidget]:
     return make
 
 
+MIN_SIZE = (900, 600)
+
 class MainWindow(QMainWindow):
     quitRequested = Signal()
     hiddenToTray = Signal()  # the first time the window closes into the tray
@@ -76,6 +79,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("Patchbay")
         self.setWindowIcon(app_icon())
         self.resize(1240, 800)
+        self.setMinimumSize(*MIN_SIZE)  # every page is laid out to be usable down to this
 
         # ---- toolbar: the switch, always visible
         tb = QToolBar("Switch")
@@ -174,6 +178,7 @@ class MainWindow(QMainWindow):
         bridge.backends.activeChanged.connect(lambda *_: self.sync_switch())
         bridge.backends.modelsListed.connect(self._on_models)
         bridge.gatewayChanged.connect(self._on_gateway)
+        bridge.live.pausedRefusals.connect(lambda _n: self._on_gateway(self.bridge.gateway()))
         bridge.usage.spendTodayChanged.connect(lambda _v: self._update_spend())
         bridge.usage.budgetsChanged.connect(lambda _v: self._update_spend())
         bridge.notices.message.connect(self.banner.show_message)
@@ -210,6 +215,7 @@ class MainWindow(QMainWindow):
     def show_page(self, key: str) -> None:
         w = self.page(key)
         self.stack.setCurrentWidget(w)
+        self.banner.set_page(key)
         row = [k for k, _ in PAGES].index(key)
         if self.nav.currentRow() != row:
             self.nav.blockSignals(True)
@@ -283,8 +289,13 @@ class MainWindow(QMainWindow):
             g.state, STATE_COLORS["stopped"])
         words = {"running": "Running", "paused": "Paused", "failed": "Not running", "stopped": "Stopped",
                  "starting": "Starting"}.get(g.state, g.state)
-        self.state_label.setText(f"  <span style='color:{color}'>●</span> {words}  ")
-        self.state_label.setToolTip(g.message or g.url or "")
+        refused = self.bridge.live.refused_while_paused if g.state == "paused" else 0
+        if refused:
+            words += f" · {plural(refused, 'request')} refused"
+        self.state_label.setText(f"&nbsp;&nbsp;<span style='color:{color}'>●</span>&nbsp;{words}&nbsp;&nbsp;")  # rich text drops plain spaces
+        self.state_label.setToolTip(
+            "Paused: requests are refused (Claude Code is told not to retry, and shows why). Resume to forward them."
+            if g.state == "paused" else (g.message or g.url or ""))
         self.status_gateway.setText(f"Gateway {g.url}" if g.url else (g.message or "Gateway not running"))
         self.pause_action.blockSignals(True)
         self.pause_action.setChecked(g.state == "paused")
@@ -306,7 +317,7 @@ class MainWindow(QMainWindow):
             self._count_timer.start()
 
     def _show_count(self) -> None:
-        self.status_counts.setText(f"{self._requests_seen} requests since start")
+        self.status_counts.setText(f"{plural(self._requests_seen, 'request')} since start")
 
     def _banner_action(self, action: str) -> None:
         if action in ("settings", "backends", "spend"):

@@ -18,7 +18,17 @@ from PySide6.QtGui import QColor, QStandardItem, QStandardItemModel
 
 from app.views.data import RequestRecord, SessionView, TopSession
 from app.views.icons import backend_color, dot_icon
-from app.views.theme import STATE_COLORS, fmt_ago, fmt_clock, fmt_ms, fmt_rate, fmt_tokens, fmt_usd, short_session
+from app.views.theme import (
+    STATE_COLORS,
+    fmt_ago,
+    fmt_clock,
+    fmt_ms,
+    fmt_rate,
+    fmt_tokens,
+    fmt_usd,
+    short_session,
+    usd_tip,
+)
 
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 KEY_ROLE = Qt.ItemDataRole.UserRole + 2  # the row's id (session id, request id), on every cell
@@ -57,7 +67,10 @@ class RowsModel(QStandardItemModel):
         self.setSortRole(SORT_ROLE)
         for i, c in enumerate(self.columns):
             self.setHeaderData(i, Qt.Orientation.Horizontal, c.title, _D)
-            self.setHeaderData(i, Qt.Orientation.Horizontal, int(c.align), Qt.ItemDataRole.TextAlignmentRole)
+            # a right-aligned title would sit under the sort arrow (drawn at the section's right end):
+            # numbers' titles are centred, in the room fit_columns leaves for the arrow
+            head = Qt.AlignmentFlag.AlignCenter if c.align & Qt.AlignmentFlag.AlignRight else c.align
+            self.setHeaderData(i, Qt.Orientation.Horizontal, int(head), Qt.ItemDataRole.TextAlignmentRole)
         self._rows: list[Any] = []
         self._shown: list[list[tuple[Any, ...]]] = []  # what each cell shows now, to skip unchanged cells
         self._pos: dict[str, int] = {}
@@ -187,6 +200,10 @@ _LIVE = QColor(STATE_COLORS["ok"])
 _ERROR = QColor(STATE_COLORS["error"])
 
 
+_ESTIMATE = ("\nStill streaming: its output is estimated from the text so far (≈ 4 characters a token) "
+             "and its input is counted when the upstream reports it at the end.")
+
+
 class SessionsModel(RowsModel):
     columns = (
         Column("Session", lambda s: s.label, tip=lambda s: f"{s.session_id or '(no session id)'}\n{_where(s)}"),
@@ -195,13 +212,15 @@ class SessionsModel(RowsModel):
                 else "Follows the active backend",
                 icon=lambda s: dot_icon(backend_color(s.pinned_backend or s.backend or "?"))),
         Column("Model", lambda s: s.pinned_model or s.model or "—"),
-        Column("Requests", lambda s: f"{s.requests}" + (f" (+{s.in_flight})" if s.in_flight else ""),
+        Column("Requests", lambda s: f"{s.requests}" + (f" ({s.in_flight} live)" if s.in_flight else ""),
                 lambda s: float(s.requests), R),
         Column("Tok/s", lambda s: fmt_rate(s.tokens_per_s), lambda s: float(s.tokens_per_s), R),
-        Column("Tokens", lambda s: fmt_tokens(s.tokens), lambda s: float(s.tokens), R,
-                tip=lambda s: f"{s.input_tokens:,} in · {s.output_tokens:,} out"),
-        Column("Cost", lambda s: fmt_usd(s.cost_usd, unpriced=s.unpriced), lambda s: float(s.cost_usd), R,
-                tip=lambda s: "Some requests had no known price" if s.unpriced else None),
+        Column("Tokens", lambda s: ("≈" if s.estimated else "") + fmt_tokens(s.tokens), lambda s: float(s.tokens), R,
+                tip=lambda s: f"{s.input_tokens:,} in · {s.output_tokens:,} out" + (_ESTIMATE if s.estimated else "")),
+        Column("Cost", lambda s: ("≈" if s.estimated and s.cost_usd else "") + fmt_usd(s.cost_usd, unpriced=s.unpriced),
+                lambda s: float(s.cost_usd), R,
+                tip=lambda s: usd_tip(s.cost_usd) + ("; some requests had no known price" if s.unpriced else "")
+                + (_ESTIMATE if s.estimated else "")),
         Column("Last", lambda s: "streaming" if s.in_flight else fmt_ago(s.last_seen),
                 lambda s: float(s.last_seen) + (1e9 if s.in_flight else 0.0), R,
                 tip=lambda s: time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(s.last_seen)),
@@ -247,7 +266,8 @@ class RequestsModel(RowsModel):
                 f"{fmt_tokens(r.output_tokens)}", lambda r: float(r.tokens), R,
                 tip=lambda r: f"{r.input_tokens:,} in, {r.cache_read_tokens:,} cache read, "
                 f"{r.cache_write_tokens:,} cache write, {r.output_tokens:,} out"),
-        Column("Cost", lambda r: fmt_usd(r.cost_usd), lambda r: -1.0 if r.cost_usd is None else float(r.cost_usd), R),
+        Column("Cost", lambda r: fmt_usd(r.cost_usd), lambda r: -1.0 if r.cost_usd is None else float(r.cost_usd), R,
+                tip=lambda r: usd_tip(r.cost_usd) or "no known price"),
         Column("TTFT", lambda r: fmt_ms(r.ttft_ms), lambda r: -1.0 if r.ttft_ms is None else float(r.ttft_ms), R),
         Column("Latency", lambda r: "…" if r.in_flight else fmt_ms(r.duration_ms), lambda r: float(r.duration_ms), R),
         Column("search", _search_text, hidden=True),
@@ -264,7 +284,7 @@ class TopSessionsModel(RowsModel):
         Column("Backends", lambda t: t.backends or "—", tip=lambda t: t.backends),
         Column("Requests", lambda t: str(t.requests), lambda t: float(t.requests), R),
         Column("Tokens", lambda t: fmt_tokens(t.tokens), lambda t: float(t.tokens), R),
-        Column("Cost", lambda t: fmt_usd(t.cost_usd), lambda t: float(t.cost_usd), R),
+        Column("Cost", lambda t: fmt_usd(t.cost_usd), lambda t: float(t.cost_usd), R, tip=lambda t: usd_tip(t.cost_usd)),
         Column("Last", lambda t: fmt_ago(t.last_seen), lambda t: float(t.last_seen or 0.0), R),
     )
 

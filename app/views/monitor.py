@@ -15,7 +15,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import QSize, Qt, QTimer
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QGridLayout,
@@ -26,16 +26,18 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QVBoxLayout,
     QWidget,
 )
 
 from app.units import fmt_bytes
+from app.views.axes import left_axis_for
 from app.views.data import HardwareView, LocalModelView, OllamaView, PullView
 from app.views.models import Column, R, RowsModel, key_of
 from app.views.plot import Plot
 from app.views.theme import STATE_COLORS, fmt_ago, series_color
-from app.views.widgets import SectionLabel, make_table
+from app.views.widgets import ColumnFitter, SectionLabel, fit_columns, make_table
 
 if TYPE_CHECKING:
     from app.bridge.monitor import Monitor
@@ -108,11 +110,31 @@ class LocalModelsModel(RowsModel):
         return row.name
 
 
+class _FitsViewport(QWidget):
+    """The page inside its scroll area: as tall as the window when it fits there (the plots share
+    the height), taller (and scrolled) only below the minimum. Without this, the word-wrapped
+    labels would make the scroll area size the page to the plots' preferred height."""
+
+    MIN_HEIGHT = 580  # below this the page scrolls
+
+    def hasHeightForWidth(self) -> bool:  # noqa: N802
+        return False
+
+    def heightForWidth(self, _w: int) -> int:  # noqa: N802 - QScrollArea asks this of a layout with word wrap
+        return self.MIN_HEIGHT
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802
+        return QSize(0, self.MIN_HEIGHT)  # never wider than the window: the rows squeeze, nothing scrolls sideways
+
+    def sizeHint(self) -> QSize:  # noqa: N802
+        return self.minimumSizeHint()
+
+
 class _Series:
     """One time-series plot: a curve over absolute time, a title, and a note when the data is absent."""
 
     def __init__(self, title: str, unit: str, color: int, *, y_max: float | None = None) -> None:
-        self.plot = Plot()
+        self.plot = Plot(axes=left_axis_for(unit))
         self.plot.setMinimumHeight(120)
         self.plot.showGrid(x=False, y=False)
         self.plot.setLabel("left", unit)
@@ -147,6 +169,8 @@ class _Series:
         self.absent = text is not None
         self.note.setText(text or "")
         self.note.setVisible(self.absent)
+        for name in ("left", "bottom"):  # no axes drawn under "No GPU found": nothing is measured
+            self.plot.getPlotItem().showAxis(name, not self.absent)
         if self.absent:
             self.curve.setData([], [])
             self.value.setText("—")
@@ -181,7 +205,8 @@ class MonitorPage(QWidget):
         self.vram = _Series("GPU memory", "GiB", 1)
         self.cpu = _Series("CPU (all cores)", "%", 2, y_max=100)
         self.ram = _Series("RAM", "GiB", 4)
-        self.tps = _Series("Local tokens/s (requests served by local backends)", "tok/s", 6)
+        self.tps = _Series("Local tokens/s", "tok/s", 6)
+        self.tps.title.setToolTip("Tokens a second of the requests served by local backends")
         grid = QGridLayout()
         grid.setSpacing(10)
         grid.addWidget(self.gpu.widget, 0, 0)
@@ -190,6 +215,8 @@ class MonitorPage(QWidget):
         grid.addWidget(self.cpu.widget, 1, 0)
         grid.addWidget(self.ram.widget, 1, 1)
         grid.addWidget(self.hw_label, 1, 2, Qt.AlignmentFlag.AlignTop)
+        for c in range(3):
+            grid.setColumnStretch(c, 1)  # three equal columns, whatever the titles say
         self.series = (self.gpu, self.vram, self.cpu, self.ram, self.tps)
 
         self.ollama_label = QLabel()
@@ -204,12 +231,15 @@ class MonitorPage(QWidget):
         self.refresh_button.clicked.connect(self.monitor.refresh_ollama)
 
         self.models = LocalModelsModel(self)
-        self.view, self.proxy = make_table(self.models, sort_column=5)
+        self.view, self.proxy = make_table(self.models, sort_column=5,
+                                            empty="No local models to show: start Ollama, or pull a model with Pull….")
         self.view.setAccessibleName("Local models")
         hh = self.view.horizontalHeader()
         hh.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        for c, w in ((1, 80), (2, 70), (3, 100), (4, 110), (5, 190), (6, 150), (7, 90)):
-            self.view.setColumnWidth(c, w)
+        hh.setMinimumSectionSize(40)
+        fit_columns(self.view, {1: "18.6 GB", 2: "30.5B", 3: "Q4_K_M", 4: "64k of 256k", 5: "loaded, unloads in 25 min",
+                                6: "35% GPU / 65% CPU", 7: "12 min ago"})
+        self.fit = ColumnFitter(self.view, 0, [2, 3, 7, 6], min_stretch=140)  # Params, Quantisation, Last used
         self.view.selectionModel().currentRowChanged.connect(lambda *_: self._sync_buttons())
 
         self.pull_button = QPushButton("Pull…")
@@ -246,12 +276,25 @@ class MonitorPage(QWidget):
         actions.addWidget(self.pull_bar)
         actions.addWidget(self.pull_text, 1)
         actions.addWidget(self.cancel_button)
-        lay = QVBoxLayout(self)
+        inner = _FitsViewport()
+        lay = QVBoxLayout(inner)
+        lay.setSizeConstraint(QVBoxLayout.SizeConstraint.SetNoConstraint)  # the height is the scroll area's call
         lay.addLayout(top)
         lay.addWidget(self.warnings_label)
         lay.addLayout(grid, 3)
         lay.addLayout(actions)
         lay.addWidget(self.view, 2)
+        self.view.setMinimumHeight(110)
+        for sr in (self.gpu, self.vram, self.cpu, self.ram, self.tps):
+            sr.plot.setMinimumHeight(110)
+        # a small window scrolls the page instead of squeezing the plots and the model list to slivers
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        scroll.setWidget(inner)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(scroll)
 
         self._scroll_timer = QTimer(self)
         self._scroll_timer.setInterval(1000)
@@ -343,7 +386,9 @@ class MonitorPage(QWidget):
                 bits.append(f"{g.power_w:.0f} W")
             lines.append(" · ".join(bits))
         if not h.gpus:
-            lines.append(f"<b>No GPU found</b> ({_esc(self.monitor.hardware_name())}): local models run on the CPU.")
+            name = self.monitor.hardware_name()  # "no GPU found" itself when there is nothing to add
+            lines.append("<b>No GPU found</b>" + (f" ({_esc(name)})" if name.lower() != "no gpu found" else "")
+                         + ": local models run on the CPU.")
         if h.swap_total:
             lines.append(f"Swap {(h.swap_used or 0) / GIB:.1f} of {h.swap_total / GIB:.1f} GiB")
         else:

@@ -13,14 +13,17 @@ pg.setConfigOptions(antialias=True, useOpenGL=False)
 class Plot(pg.PlotWidget):
     """A PlotWidget coloured from the palette, redrawn when the palette changes."""
 
-    def __init__(self, date_axis: bool = True, parent: QWidget | None = None) -> None:
+    def __init__(self, date_axis: bool = True, parent: QWidget | None = None,
+                 axes: dict[str, pg.AxisItem] | None = None) -> None:
         axis = {"bottom": pg.DateAxisItem(orientation="bottom")} if date_axis else {}
+        axis.update(axes or {})
         super().__init__(parent=parent, axisItems=axis)
         self.setMenuEnabled(False)
         self.setMouseEnabled(x=False, y=False)
         self.hideButtons()
         self.setMinimumHeight(150)
         self.showGrid(x=False, y=True, alpha=0.15)
+        self.getPlotItem().layout.setContentsMargins(12, 9, 12, 2)  # room for the axes' end labels ($0, 100 %)
         self.apply_palette()
 
     def apply_palette(self) -> None:

@@ -22,9 +22,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.units import plural
 from app.views.data import RequestDetail, RequestRecord
 from app.views.models import KEY_ROLE, RequestsModel
-from app.views.widgets import SectionLabel, make_table
+from app.views.widgets import ColumnFitter, SectionLabel, fit_columns, make_table
 
 if TYPE_CHECKING:
     from app.bridge.backends import Backends
@@ -72,12 +73,15 @@ class RequestsPage(QWidget):
         self.usage = usage
         self.backends = backends
         self.model = RequestsModel(self)
-        self.view, self.proxy = make_table(self.model, sort_column=0)
+        self.view, self.proxy = make_table(self.model, sort_column=0,
+                                             empty="No requests yet: each request through the gateway is listed here.")
         self.view.setAccessibleName("Request log")
         hh = self.view.horizontalHeader()
         hh.setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
-        for c, w in ((0, 80), (1, 90), (2, 120), (4, 110), (5, 110), (6, 80), (7, 70), (8, 80)):
-            self.view.setColumnWidth(c, w)
+        hh.setMinimumSectionSize(40)
+        fit_columns(self.view, {0: "00:00:00", 1: "a41e0b77", 2: "● openrouter", 4: "529 overloaded", 5: "120k → 1.2k",
+                                6: "$0.0021", 7: "1.2 s", 8: "12.3 s"})
+        self.fit = ColumnFitter(self.view, 3, [2, 7, 1], min_stretch=120)  # Backend, TTFT, Session
         self.view.activated.connect(self._open)
         self.view.doubleClicked.connect(self._open)
 
@@ -192,7 +196,9 @@ class RequestsPage(QWidget):
 
     def _update_count(self, *_: object) -> None:
         shown, total = self.proxy.rowCount(), self.model.rowCount()
-        self.count.setText(f"{shown} of {total} requests" if shown != total else f"{total} requests")
+        self.count.setText(f"{shown} of {plural(total, 'request')}" if shown != total else plural(total, "request"))
+        self.view.set_empty_text("No request matches the filter." if total else
+                                 "No requests yet: each request through the gateway is listed here.")
 
     def _open(self, index: QModelIndex) -> None:
         rid = index.data(KEY_ROLE)

@@ -101,10 +101,12 @@ class SettingsPage(QWidget):
         self.cc_env = QLabel()
         self.cc_env.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.cc_env.setTextFormat(Qt.TextFormat.RichText)
-        self.cc_nonessential = QCheckBox("Also turn off Claude Code's non-essential traffic (telemetry, error reports, "
-                                         "update checks): CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1")
-        self.cc_statusline = QCheckBox("Show backend, model and spend in Claude Code's status line "
-                                       "(only where you have no statusLine of your own)")
+        # short texts (a check box does not wrap: a long one would make the page wider than a small window)
+        self.cc_nonessential = QCheckBox("Also turn off Claude Code's non-essential traffic")
+        self.cc_nonessential.setToolTip("Telemetry, error reports and update checks: sets "
+                                        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1")
+        self.cc_statusline = QCheckBox("Show backend, model and spend in Claude Code's status line")
+        self.cc_statusline.setToolTip("Only where you have no statusLine of your own")
         aliases = QWidget()
         af = QFormLayout(aliases)
         af.setContentsMargins(0, 0, 0, 0)
@@ -125,9 +127,10 @@ class SettingsPage(QWidget):
         self.cc_alias_help.setWordWrap(True)
         self.cc_alias_help.setTextFormat(Qt.TextFormat.RichText)
         self.cc_connect = QPushButton("Connect Claude Code")
-        self.cc_connect.setToolTip("Adds ANTHROPIC_BASE_URL and ANTHROPIC_AUTH_TOKEN (and what you ticked) to the env "
-                                   "of ~/.claude/settings.json; every other byte of that file is kept, and a backup "
-                                   "is made first")
+        self.cc_target = QLabel()  # which file Connect changes, said before it does
+        self.cc_target.setWordWrap(True)
+        self.cc_target.setTextFormat(Qt.TextFormat.RichText)
+        self.cc_target.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.cc_connect.clicked.connect(self.connect_claude)
         self.cc_disconnect = QPushButton("Disconnect")
         self.cc_disconnect.setToolTip("Puts back what settings.json held before Connect (only Patchbay's keys change)")
@@ -149,6 +152,7 @@ class SettingsPage(QWidget):
         cl.addWidget(self.cc_statusline)
         cl.addWidget(self.cc_alias_help)
         cl.addWidget(aliases)
+        cl.addWidget(self.cc_target)
         cl.addLayout(crow)
         cl.addWidget(once)
         col.addWidget(cc)
@@ -162,7 +166,7 @@ class SettingsPage(QWidget):
         self.budget_table.verticalHeader().setVisible(False)
         self.budget_table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.budget_table.horizontalHeader().setSectionResizeMode(4, QHeaderView.ResizeMode.Stretch)
-        for c, w in ((0, 150), (1, 110), (2, 110), (3, 80), (5, 120)):
+        for c, w in ((0, 140), (1, 100), (2, 100), (3, 70), (5, 110)):
             self.budget_table.setColumnWidth(c, w)
         self.budget_table.setMinimumHeight(140)
         self.budget_table.setAccessibleName("Budgets")
@@ -198,6 +202,20 @@ class SettingsPage(QWidget):
         self.login = QCheckBox("Start Patchbay when I log in")
         self.login.toggled.connect(self._login_changed)
         mf.addRow("", self.login)
+        self.ollama_url = QLineEdit()
+        self.ollama_url.setPlaceholderText("http://localhost:11434")
+        self.ollama_url.setAccessibleName("Ollama address")
+        self.ollama_url.setToolTip("Where the local Ollama server listens: the Monitor page and Ollama backends' "
+                                   "model lists ask it. Saved as [ollama] url in the settings file.")
+        self.ollama_apply = QPushButton("Apply")
+        self.ollama_apply.clicked.connect(self.apply_ollama_url)
+        self.ollama_url.returnPressed.connect(self.apply_ollama_url)
+        orow = QHBoxLayout()
+        orow.addWidget(self.ollama_url, 1)
+        orow.addWidget(self.ollama_apply)
+        ol = QLabel("&Ollama address:")
+        ol.setBuddy(self.ollama_url)
+        mf.addRow(ol, orow)
         self.files = QLabel()
         self.files.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.files.setWordWrap(True)
@@ -235,7 +253,9 @@ class SettingsPage(QWidget):
             self.login.setEnabled(s.start_at_login_supported)
             self.login.setToolTip("" if s.start_at_login_supported else
                                   "Patchbay does not know how to start at login on this system.")
-            self.files.setText(f"Settings: {s.config_path}\nUsage data: {s.data_dir}")
+            self.ollama_url.setText(s.ollama_url)
+            self.files.setText(f"Settings: {s.config_path}\nUsage data: {s.data_dir}\n"
+                               "Edits to the settings file are applied as soon as it is saved.")
             self.budget_table.setRowCount(0)
             for b in s.budgets:
                 self._add_budget_row(b)
@@ -266,6 +286,12 @@ class SettingsPage(QWidget):
             for t in dict.fromkeys(targets + ([current[name]] if name in current else [])):
                 combo.addItem(t, t)
             combo.setCurrentIndex(max(0, combo.findData(current.get(name, ""))))
+        what = "Connect changes" if not cc.connected else "Connected through"
+        note = f"<br>{_esc(cc.path_note)}" if cc.path_note else ""
+        self.cc_target.setText(f"{what} <code>{_esc(cc.settings_path)}</code>{note}")
+        self.cc_connect.setToolTip(f"Adds ANTHROPIC_BASE_URL and ANTHROPIC_AUTH_TOKEN (and what you ticked) to the env "
+                                   f"of {cc.settings_path}; every other byte of that file is kept, and a backup is "
+                                   "made first")
         self.cc_env.setText("<br>".join(
             f"<code>{_esc(k)}={_esc(_mask(k, v))}</code>" for k, v in cc.env))
 
@@ -387,6 +413,11 @@ class SettingsPage(QWidget):
         self.settings.save_budgets(self.budgets_from_table())
 
     # ------------------------------------------------------------ misc
+
+    def apply_ollama_url(self) -> None:
+        url = self.ollama_url.text().strip()
+        if url and url != self.settings.settings().ollama_url:
+            self.settings.save_ollama_url(url)
 
     def _capture_changed(self) -> None:
         if not self._loading:

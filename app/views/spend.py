@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Qt, QTimer
-from PySide6.QtGui import QColor, QCursor, QHideEvent, QPalette, QShowEvent
+from PySide6.QtGui import QColor, QCursor, QHideEvent, QPalette, QResizeEvent, QShowEvent
 from PySide6.QtWidgets import (
     QComboBox,
     QGridLayout,
@@ -21,12 +21,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.units import plural
+from app.views.axes import MoneyAxis, PercentAxis, TokenAxis, nice_top
 from app.views.data import BudgetView, RequestRecord, SpendData
 from app.views.icons import backend_color
 from app.views.models import TopSessionsModel
 from app.views.plot import Plot
-from app.views.theme import STATE_COLORS, fmt_tokens, fmt_usd, series_color
-from app.views.widgets import SectionLabel, make_table
+from app.views.theme import STATE_COLORS, fmt_tokens, fmt_usd, series_color, usd_tip
+from app.views.widgets import ColumnFitter, SectionLabel, fit_columns, make_table
 
 if TYPE_CHECKING:
     from app.bridge.usage import Usage
@@ -81,19 +83,18 @@ class SpendPage(QWidget):
         self.totals = QLabel()
         self.totals.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
 
-        self.cost_plot = Plot()
-        self.cost_plot.setLabel("left", "cost", units="$")
-        self.cost_plot.getPlotItem().getAxis("left").enableAutoSIPrefix(False)
+        self.cost_plot = Plot(axes={"left": MoneyAxis("left")})
         self.legend = QLabel()
         self.legend.setTextFormat(Qt.TextFormat.RichText)
         self.legend.setWordWrap(True)
+        self.legend.setMinimumWidth(100)
         self.empty = pg.TextItem("No requests in this period yet", anchor=(0.5, 0.5))
         self.hover_line = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen((128, 128, 128, 120), width=1))
         self.cost_plot.addItem(self.hover_line, ignoreBounds=True)
         self.hover_line.hide()
         self.cost_plot.scene().sigMouseMoved.connect(self._hover_cost)
 
-        self.tpm_plot = Plot()
+        self.tpm_plot = Plot(axes={"left": TokenAxis("left"), "right": TokenAxis("right")})
         self.tpm_plot.setLabel("left", "input / min")
         self.tpm_in = self.tpm_plot.plot([], [], pen=pg.mkPen(series_color(0), width=1.5),
                                          fillLevel=0, brush=pg.mkBrush(78, 121, 167, 50), name="input")
@@ -112,8 +113,8 @@ class SpendPage(QWidget):
         self.tpm_plot.apply_palette()
         self.tpm_plot.scene().sigMouseMoved.connect(self._hover_tpm)
 
-        self.budget_plot = Plot(date_axis=False)
-        self.budget_plot.setLabel("bottom", "share of the limit")
+        self.budget_plot = Plot(date_axis=False, axes={"bottom": PercentAxis("bottom", fraction=True)})
+        self.budget_plot.setLabel("bottom", "spent, as a share of the limit")
         self.budget_plot.getPlotItem().getAxis("left").setStyle(showValues=False)
         self.budget_plot.setMinimumHeight(120)
         self.budget_plot.scene().sigMouseMoved.connect(self._hover_budget)
@@ -122,12 +123,13 @@ class SpendPage(QWidget):
         self.budget_text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
 
         self.top_model = TopSessionsModel(self)
-        self.top_view, _ = make_table(self.top_model, sort_column=4)
+        self.top_view, _ = make_table(self.top_model, sort_column=4, empty="No sessions in this period.")
         self.top_view.setAccessibleName("Top sessions")
         th = self.top_view.horizontalHeader()
         th.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
-        for c, w in ((0, 90), (2, 66), (3, 62), (4, 66), (5, 76)):
-            self.top_view.setColumnWidth(c, w)
+        th.setMinimumSectionSize(40)
+        fit_columns(self.top_view, {0: "webshop-api", 2: "120", 3: "3.4M", 4: "$12.30", 5: "33 min ago"})
+        self.top_fit = ColumnFitter(self.top_view, 1, [5, 2], min_stretch=70)  # Last, Requests
 
         bar = QHBoxLayout()
         bar.addWidget(SectionLabel("Spend"))
@@ -141,8 +143,10 @@ class SpendPage(QWidget):
         ll.addWidget(QLabel("Cost over time"))
         ll.addWidget(self.cost_plot, 3)
         ll.addWidget(self.legend)
-        ll.addWidget(QLabel("Tokens per minute, last 3 hours: <span style='color:#4e79a7'>■</span> input "
-                            "with cache (left axis) <span style='color:#f28e2b'>■</span> output (right axis)"))
+        tpm_title = QLabel("Tokens per minute, last 3 hours: <span style='color:#4e79a7'>■</span> input "
+                           "with cache (left axis) <span style='color:#f28e2b'>■</span> output (right axis)")
+        tpm_title.setWordWrap(True)  # never wider than the plot below it
+        ll.addWidget(tpm_title)
         ll.addWidget(self.tpm_plot, 2)
         right = QWidget()
         rl = QGridLayout(right)
@@ -154,11 +158,17 @@ class SpendPage(QWidget):
         rl.addWidget(self.top_view, 4, 0)
         rl.setRowStretch(1, 2)
         rl.setRowStretch(4, 3)
+        left.setMinimumWidth(300)
+        right.setMinimumWidth(280)  # the budget bars' labels and the top sessions stay readable
         split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(left)
         split.addWidget(right)
         split.setStretchFactor(0, 3)
         split.setStretchFactor(1, 2)
+        split.setChildrenCollapsible(False)
+        self.splitter = split
+        self._user_split = False
+        split.splitterMoved.connect(lambda *_: setattr(self, "_user_split", True))
         lay = QVBoxLayout(self)
         lay.addLayout(bar)
         lay.addWidget(split, 1)
@@ -179,6 +189,12 @@ class SpendPage(QWidget):
         usage.budgetsChanged.connect(self._on_budgets)
 
     # ------------------------------------------------------------ loading
+
+    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        if not self._user_split:  # the split follows the page's width (3:2), not what the halves show
+            w = max(2, event.size().width() - 20)
+            self.splitter.setSizes([w * 3 // 5, w - w * 3 // 5])
 
     def showEvent(self, event: QShowEvent) -> None:
         self.reload()
@@ -213,7 +229,7 @@ class SpendPage(QWidget):
         self._draw_budgets(self._budgets)
         self.top_model.set_rows(list(data.top_sessions))
         unpriced = f" · {data.unpriced_requests} without a known price" if data.unpriced_requests else ""
-        self.totals.setText(f"  {fmt_usd(data.total_cost)} over {data.total_requests} requests{unpriced}")
+        self.totals.setText(f"  {fmt_usd(data.total_cost)} over {plural(data.total_requests, 'request')}{unpriced}")
 
     def _draw_cost(self, data: SpendData) -> None:
         plot = self.cost_plot
@@ -235,9 +251,11 @@ class SpendPage(QWidget):
             legend.append(f"<span style='color:{color.name()}'>■</span>&nbsp;{_esc(key)} "
                           f"{fmt_usd(sum(values))}")
         self.legend.setText("&nbsp;&nbsp; ".join(legend))
-        plot.setXRange(data.since, data.until, padding=0.01)
+        # to the end of the current bucket: its bar (the one still filling) is drawn whole, not cut in half
+        end = max([data.until] + [s + data.bucket_seconds for s in starts])
+        plot.setXRange(data.since, end, padding=0.01)
         top = max(base) if base else 0.0
-        plot.setYRange(0, max(top * 1.15, 0.01), padding=0)
+        plot.setYRange(0, nice_top(top) if top > 0 else 0.01, padding=0)
         if not starts:
             self.empty.setPos((data.since + data.until) / 2, 0.005)
             if self.empty.scene() is None:
@@ -251,8 +269,8 @@ class SpendPage(QWidget):
         self.tpm_in.setData(xs, ins)
         self.tpm_out.setData(xs, outs)
         self.tpm_plot.setXRange(data.until - 3 * 3600, data.until, padding=0.01)
-        self.tpm_plot.setYRange(0, max(ins + [10.0]) * 1.15, padding=0)
-        self.tpm_vb2.setYRange(0, max(outs + [10.0]) * 1.15, padding=0)
+        self.tpm_plot.setYRange(0, nice_top(max(ins, default=0.0), minimum=10.0), padding=0)
+        self.tpm_vb2.setYRange(0, nice_top(max(outs, default=0.0), minimum=10.0), padding=0)
         self._sync_tpm_views()
 
     def _sync_tpm_views(self) -> None:
@@ -315,11 +333,11 @@ class SpendPage(QWidget):
                 total = 0.0
                 for key, values in rows:
                     if values[i]:
-                        lines.append(f"{_esc(key)}: ${values[i]:.4f}")
+                        lines.append(f"{_esc(key)}: {usd_tip(values[i])}")
                         total += values[i]
                 reqs = sum(p.requests for p in data.series if p.bucket_start == s)
                 toks = sum(p.tokens for p in data.series if p.bucket_start == s)
-                lines.append(f"total ${total:.4f} · {reqs} request{'' if reqs == 1 else 's'} · "
+                lines.append(f"total {usd_tip(total)} · {reqs} request{'' if reqs == 1 else 's'} · "
                              f"{fmt_tokens(toks)} tokens")
                 self.hover_line.setPos(s + data.bucket_seconds / 2)
                 self.hover_line.show()
@@ -346,7 +364,7 @@ class SpendPage(QWidget):
         i = len(budgets) - 1 - round(y)
         if 0 <= i < len(budgets):
             b = budgets[i]
-            QToolTip.showText(QCursor.pos(), f"{b.label}: ${b.spent_usd:.4f} of ${b.limit_usd:.2f} "
+            QToolTip.showText(QCursor.pos(), f"{b.label}: {usd_tip(b.spent_usd)} of {usd_tip(b.limit_usd)} "
                               f"({b.fraction:.1%}); warns at {b.warn_at:.0%}", self.budget_plot)
 
     # ------------------------------------------------------------ for tests

@@ -12,6 +12,8 @@ import time
 
 from PySide6.QtGui import QColor, QGuiApplication, QPalette
 
+from app.units import fmt_money, fmt_money_exact
+
 # Stream content kinds: mid-tone colours with enough contrast on white and on #1e1e1e.
 KIND_COLORS: dict[str, str] = {
     "text": "",  # the palette's own text colour
@@ -58,20 +60,18 @@ def kind_color(kind: str, palette: QPalette | None = None) -> QColor:
 # ----------------------------------------------------------------------------- formatting
 
 
-def fmt_usd(value: float | None, *, unpriced: bool = False) -> str:
+def fmt_usd(value: float | None, *, unpriced: bool = False, short: bool = False) -> str:
+    """A sum in the one money format (app.units.fmt_money); "—" for none, a "+" when some of it is unpriced."""
     if value is None:
         return "—"
     if value == 0 and unpriced:
         return "—"
-    if abs(value) >= 100:
-        s = f"${value:,.0f}"
-    elif abs(value) >= 1:
-        s = f"${value:,.2f}"
-    elif value == 0:
-        s = "$0.00"
-    else:
-        s = f"${value:.4f}" if abs(value) < 0.01 else f"${value:.3f}"
-    return s + ("+" if unpriced and value else "")
+    return fmt_money(value, short=short) + ("+" if unpriced and value else "")
+
+
+def usd_tip(value: float | None) -> str:
+    """The exact sum, for a tooltip beside a rounded one."""
+    return "" if value is None else fmt_money_exact(value)
 
 
 def fmt_tokens(n: int | float | None) -> str:

@@ -7,10 +7,11 @@ offscreen), the menu still exists and works; only the icon is missing.
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QObject, Signal
-from PySide6.QtGui import QAction, QActionGroup, QIcon
+from PySide6.QtCore import QObject, QPoint, Signal
+from PySide6.QtGui import QAction, QActionGroup, QCursor, QIcon
 from PySide6.QtWidgets import QMenu, QSystemTrayIcon
 
 from app.views.data import ClaudeCodeView, UserMessage
@@ -19,8 +20,13 @@ from app.views.theme import fmt_usd
 
 if TYPE_CHECKING:
     from app.bridge.main import Bridge
+    from app.views.model_chooser import ModelChooser
 
 AS_REQUESTED = "As requested by the client"
+# Linux and the BSDs: a left click opens the same menu as a right click (one click to switch);
+# Windows keeps its convention (a click opens the window); macOS opens the menu by itself.
+LEFT_CLICK_MENU = not sys.platform.startswith(("win", "darwin"))
+MENU_MODELS_MAX = 12  # listed models past the configured ones shown in the menu itself; more: the chooser
 
 
 class Tray(QObject):
@@ -39,6 +45,9 @@ class Tray(QObject):
         self.model_group.setExclusive(True)
         self.model_actions: dict[str | None, QAction] = {}
         self._listed_for: str | None = None
+        self._rest: list[str] = []
+        self.more_action: QAction | None = None
+        self.chooser: ModelChooser | None = None
         self.icon: QSystemTrayIcon | None = None
 
         self.header = QAction("Patchbay", self)
@@ -138,29 +147,67 @@ class Tray(QObject):
             self.model_group.removeAction(a)
             a.deleteLater()
         self.model_actions = {}
+        self.more_action = None
         if not backend:
             return
         cfg = self.bridge.backends.backend_config(backend)
         first = AS_REQUESTED if (cfg is None or cfg.kind == "anthropic" or not cfg.models) else \
             f"Default ({cfg.models[0]})"
-        entries: list[tuple[str | None, str]] = [(None, first)]
-        models = self.bridge.backends.models_for(backend)
-        if model and model not in models:
-            models = [model] + models
-        entries += [(m, m) for m in models]
-        for i, (value, label) in enumerate(entries):
-            a = QAction(label, self)
-            a.setCheckable(True)
-            a.setChecked(value == model)
-            a.triggered.connect(lambda _=False, v=value: self.choose_model(v))
-            self.model_group.addAction(a)
-            self.model_actions[value] = a
-            mm.addAction(a)
-            if i == 0 and len(entries) > 1:
-                mm.addSeparator()
-        if self._listed_for == backend and len(entries) == 1:
+        configured = list(cfg.models) if cfg is not None else []
+        listed = self.bridge.backends.models_for(backend)
+        top = list(dict.fromkeys(configured + ([model] if model else [])))  # the configured ones, then the active
+        rest = [m for m in listed if m not in top]
+        self._rest = rest
+        inline = rest if len(rest) <= MENU_MODELS_MAX else []  # a short list fits; hundreds go to the chooser
+        self._add_model(None, first, model)
+        if top or inline:
+            mm.addSeparator()
+        for m in top:
+            self._add_model(m, m, model)
+        if top and inline:
+            mm.addSeparator()
+        for m in inline:
+            self._add_model(m, m, model)
+        if rest and not inline:
+            mm.addSeparator()
+            more = mm.addAction(f"All {len(rest) + len(top):,} models from {backend}…")
+            more.setToolTip("A searchable list of every model the backend lists")
+            more.triggered.connect(lambda _=False, b=backend: self.open_chooser(b))
+            self.more_action = more
+        if self._listed_for == backend and not top and not rest:
             note = mm.addAction("No models listed by the backend")
             note.setEnabled(False)
+
+    def _add_model(self, value: str | None, label: str, active: str | None) -> None:
+        a = QAction(label, self)
+        a.setCheckable(True)
+        a.setChecked(value == active)
+        a.triggered.connect(lambda _=False, v=value: self.choose_model(v))
+        self.model_group.addAction(a)
+        self.model_actions[value] = a
+        self.models_menu.addAction(a)
+
+    def open_chooser(self, backend: str) -> ModelChooser:
+        """Every model the backend lists, searchable; picking one switches to it."""
+        from app.views.model_chooser import ModelChooser
+
+        if self.chooser is not None:
+            self.chooser.close()
+        cfg = self.bridge.backends.backend_config(backend)
+        configured = list(cfg.models) if cfg is not None else []
+        models = list(dict.fromkeys(configured + self.bridge.backends.models_for(backend)))
+        active_backend, active_model = self.bridge.backends.active()
+        self.chooser = ModelChooser(backend, models, active_model if active_backend == backend else None)
+        self.chooser.picked.connect(self._chosen)
+        self.chooser.destroyed.connect(lambda _o=None: setattr(self, "chooser", None))
+        self.chooser.show()
+        self.chooser.raise_()
+        self.chooser.activateWindow()
+        return self.chooser
+
+    def _chosen(self, backend: str, model: str) -> None:
+        self.bridge.backends.switch(backend, model)
+        self.sync_active()
 
     def _models_about_to_show(self) -> None:
         backend = self.bridge.backends.active()[0]
@@ -268,8 +315,20 @@ class Tray(QObject):
         self.icon.showMessage(msg.title, msg.text, icon, 8000)
 
     def _activated(self, reason: QSystemTrayIcon.ActivationReason) -> None:
-        if reason in (QSystemTrayIcon.ActivationReason.Trigger, QSystemTrayIcon.ActivationReason.DoubleClick):
+        R = QSystemTrayIcon.ActivationReason
+        if reason == R.Trigger and LEFT_CLICK_MENU:
+            self.popup_menu()  # one click to switch, as on macOS (where the system opens the menu itself)
+        elif reason in (R.Trigger, R.DoubleClick, R.MiddleClick):
             self.openRequested.emit()
+
+    def popup_menu(self) -> None:
+        """The tray menu at the icon (or the pointer where the tray host does not say where the icon is)."""
+        geo = self.icon.geometry() if self.icon is not None else None
+        if geo is not None and geo.isValid() and not geo.isEmpty():
+            at = geo.bottomLeft() if geo.top() < 100 else geo.topLeft() - QPoint(0, self.menu.sizeHint().height())
+        else:
+            at = QCursor.pos()
+        self.menu.popup(at)
 
     def hide(self) -> None:
         if self.icon is not None:

@@ -104,11 +104,15 @@ def test_count_tokens(two_backends, anthropic_up):
     assert anthropic_up.requests[-1].path == "/v1/messages/count_tokens"
 
 
-def test_paused_gateway_says_so(two_backends):
+def test_paused_gateway_says_so_and_tells_claude_code_not_to_retry(two_backends, anthropic_up):
     two_backends.runtime.pause()
+    before = len(anthropic_up.requests)
     with two_backends.http() as http:
         r = http.post("/v1/messages", headers=AUTH, json=OK_BODY)
-    assert "paused" in _error(r, 503, "overloaded_error")
+    message = _error(r, 503, "api_error")  # not overloaded_error: nothing is overloaded
+    assert "paused" in message and "resume" in message.lower()
+    assert r.headers["x-should-retry"] == "false"  # Claude Code (and the SDKs) stop retrying and show the message
+    assert len(anthropic_up.requests) == before  # nothing went upstream
     two_backends.runtime.resume()
 
 

@@ -6,6 +6,7 @@ import time
 
 from app.bridge import coalesce
 from app.events import ContentDelta
+from app.units import fmt_money_exact
 from tests.fakes.chunks import anthropic_text_events, anthropic_tool_use_events
 from tests.fakes.upstreams import AnthropicStream
 from tests.gui.conftest import ask, wait_for
@@ -122,4 +123,4 @@ def test_hovering_the_cost_plot_shows_exact_values(start_app, config_file, upstr
     pos = vb.mapViewToScene(QPointF(x, cost / 2))
     spend._hover_cost(pos)
     tip = QToolTip.text()
-    assert f"alpha: ${cost:.4f}" in tip and "1 request ·" in tip and "1.2k tokens" in tip
+    assert f"alpha: {fmt_money_exact(cost)}" in tip and "1 request ·" in tip and "1.2k tokens" in tip

@@ -182,6 +182,7 @@ def test_ollama_down_is_said_and_it_recovers_by_itself(start_app, config, ollama
     wait_for(qtbot, lambda: "not running" in page.ollama_label.text())
     assert f"Ollama is not running at {ollama.url}." in page.ollama_label.text()
     assert "Next check in 3 s." in page.ollama_label.text()
+    assert "`" not in page.ollama_label.text() and "“ollama serve”" in page.ollama_label.text()  # rich text: no backticks
     assert not page.pull_button.isEnabled() and page.models.rowCount() == 0
     ollama.start()  # no click: the next scheduled poll finds it
     wait_for(qtbot, lambda: page.models.rowCount() == 2, timeout=15)
@@ -196,7 +197,7 @@ def test_no_gpu_is_said_in_words_and_cpu_ram_are_plotted(start_app, config, qtbo
     assert page.gpu.curve.getData()[0] is None or len(page.gpu.curve.getData()[0]) == 0
     assert page.vram.absent
     assert " of " in page.ram.value.text() and page.cpu.value.text().endswith("%")
-    assert "No GPU found" in page.hw_label.text()
+    assert "<b>No GPU found</b>: local models run on the CPU." in page.hw_label.text()  # not "(no GPU found)"
     tray = r.app.tray
     tray.backend_actions["ollama"].trigger()
     assert "no GPU found · CPU " in tray.tooltip()

@@ -11,7 +11,7 @@ from PySide6.QtWidgets import QLineEdit, QMessageBox
 
 from app.config import load_config
 from tests.fakes.upstreams import openai_error
-from tests.gui.conftest import ask, wait_for
+from tests.gui.conftest import ask, send_in_thread, wait_for
 
 # --------------------------------------------------------------------------- backends
 
@@ -345,11 +345,26 @@ def test_pause_from_the_toolbar_refuses_requests_until_resumed(start_app, config
     r = start_app(config_file)
     r.window.pause_action.trigger()
     assert r.bridge.paused() and r.app.tray.pause_action.isChecked()
-    with pytest.raises(anthropic.APIStatusError):
-        ask(r, qtbot, "while paused", stream=False)
+    for n in (1, 2):
+        with pytest.raises(anthropic.APIStatusError) as err:
+            ask(r, qtbot, "while paused", stream=False, session="s-paused")
+        assert err.value.status_code == 503 and "paused" in err.value.message
+        wait_for(qtbot, lambda n=n: r.bridge.live.refused_while_paused == n)
+    assert "2 requests refused" in r.window.state_label.text()  # counted in the window
+    retrying = anthropic.Anthropic(base_url=r.url, api_key=r.bridge.settings.gateway_token(), max_retries=3)
+    with pytest.raises(anthropic.APIStatusError):  # the official SDK honours x-should-retry: one try, no retries
+        send_in_thread(qtbot, lambda: retrying.messages.create(model="claude-fake", max_tokens=8,
+                                                               messages=[{"role": "user", "content": "hi"}]))
+    qtbot.wait(300)
+    assert r.bridge.live.refused_while_paused == 3
+    wait_for(qtbot, lambda: (s := r.bridge.live.session("s-paused")) is not None and s.errors == 2)
+    assert "3 requests refused" in r.window.state_label.text()
     r.app.tray.pause_action.trigger()
     assert not r.bridge.paused()
+    assert "refused" not in r.window.state_label.text()
     ask(r, qtbot, "resumed")
+    r.window.pause_action.trigger()  # a new pause counts from zero
+    wait_for(qtbot, lambda: r.bridge.live.refused_while_paused == 0)
 
 
 def test_closing_the_window_keeps_the_app_in_the_tray_and_quit_stops_the_gateway(qtbot, qasync_loop, config_file):

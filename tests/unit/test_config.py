@@ -208,3 +208,16 @@ def test_saving_cloud_backends_keeps_their_keys_and_leaves_derived_endpoints_out
     text = path.read_text()
     assert "bedrock-runtime" not in text and "aiplatform" not in text  # derived from the region again
     assert 'profile = "work"' in text and "token_ttl_s = 120" in text
+
+
+def test_saving_backends_keeps_a_blank_line_before_the_next_table(tmp_path):
+    from app.config import BackendConfig, load_config, load_or_create, save_backends
+
+    path = tmp_path / "config.toml"
+    cfg = load_or_create(path)
+    save_backends(path, list(cfg.backends) + [BackendConfig("extra", "openai", "https://a.example/v1", "none")])
+    for _ in range(2):  # stable: saving again adds no more blank lines
+        save_backends(path, list(load_config(path).backends))
+    text = path.read_text(encoding="utf-8")
+    assert 'auth = "none"\n\n[active]' in text
+    assert "\n\n\n" not in text.split("[active]")[0].split('id = "extra"')[0][-200:]

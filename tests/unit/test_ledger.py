@@ -535,9 +535,9 @@ def test_usage_prints_an_aligned_table_with_totals_and_unpriced(paths: Paths) ->
     header = table[0]
     assert header.split() == ["backend", "requests", "input", "output", "cache", "write", "cache", "read", "cost"]
     rows = {ln.split()[0]: ln for ln in table[1:]}
-    assert rows["anthropic"].rstrip().endswith("$0.03")
+    assert rows["anthropic"].rstrip().endswith("$0.028")  # $0.02825: two significant digits under a dollar
     assert rows["openrouter"].rstrip().endswith("unpriced") and "$0" not in rows["openrouter"]
-    assert rows["total"].rstrip().endswith("$0.03 +1 unpriced")
+    assert rows["total"].rstrip().endswith("$0.028 +1 unpriced")
     assert "3,000" in rows["anthropic"]  # input tokens, with separators
     # numbers are right-aligned under their headers
     col_end = header.index("requests") + len("requests")
@@ -577,7 +577,7 @@ def test_usage_sessions(paths: Paths) -> None:
     lines = out.splitlines()
     assert lines[2].split()[:2] == ["session", "client"]
     assert lines[3].startswith("S2") and "openrouter,ollama" in lines[3] and "$0.00 +1 unpriced" in lines[3]
-    assert lines[4].startswith("S1") and "1m 02s" in lines[4] and "$0.03" in lines[4]
+    assert lines[4].startswith("S1") and "1m 02s" in lines[4] and "$0.028" in lines[4]
     code, out, _ = cli(paths, "--sessions", "--since", "2026-01-01", "--json")
     assert [s["session_id"] for s in json.loads(out)["sessions"]] == ["S2", "S1"]
 
@@ -604,4 +604,5 @@ def test_dates_parse_relative_and_absolute() -> None:
     assert usage_cli.parse_when("yesterday", now, tz=UTC) == at(2026, 1, 9)
     assert usage_cli.cost_cell(0.0, 3, 3) == "unpriced"
     assert usage_cli.cost_cell(1.5, 3, 1) == "$1.50 +1 unpriced"
-    assert usage_cli.cost_cell(0.004, 3, 0) == "$0.0040"
+    assert usage_cli.cost_cell(0.004, 3, 0) == "$0.004"
+    assert usage_cli.cost_cell(0.0021, 3, 0) == "$0.0021"

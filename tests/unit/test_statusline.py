@@ -99,6 +99,16 @@ def test_a_session_with_nothing_recorded_shows_where_it_will_go(tmp_path: Path):
         "ollama · qwen3-coder:30b · $0.00 session · $2.31/$10 today"
 
 
+def test_a_session_that_cost_a_fifth_of_a_cent_does_not_read_zero(tmp_path: Path):
+    ledger, config = make(tmp_path)
+    db = Ledger(ledger, prices=PriceBook.load(parse_config(CONFIG)), settings=LedgerSettings())
+    db.start()
+    db.record(finished("r6", MIDNIGHT + 5300, "V", "openrouter", "deepseek-chat", Usage(2100, 0)))  # $0.0021
+    db.close()
+    assert statusline.line({"session_id": "V"}, ledger, config, NOW) == \
+        "openrouter · deepseek-chat · $0.0021 session · $2.31/$10 today"
+
+
 def test_no_ledger_and_no_config_still_give_a_line(tmp_path: Path):
     assert statusline.line({"model": {"id": "claude-opus-5-5"}}, tmp_path / "none.sqlite3", None) == \
         "patchbay · claude-opus-5-5 · $0.00 session · $0.00 today"
