@@ -17,6 +17,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable
 
+from app.ledger_config import TEAM_KEYS, TeamLedger, parse_team_ledger
+
 BACKEND_KINDS = ("anthropic", "openai", "bedrock", "vertex")
 KIND_NAMES = {"bedrock": "Bedrock", "vertex": "Vertex AI"}
 AUTH_HELP = '"keyring", "env:NAME", "command:<a command that prints a token>", "client" or "none"'
@@ -135,6 +137,7 @@ class LedgerSettings:
     capture: str = "off"  # off | errors | all
     capture_retention_days: int = 14
     retention_days: int | None = None  # None: keep everything
+    team: TeamLedger = TeamLedger()  # [ledger] url, password, on_unreachable (app/ledger_config.py)
 
 
 ROUTE_RULES = ("web_search", "long_context", "background", "think", "image")  # the [routes] targets, in priority order
@@ -596,14 +599,16 @@ def _parse_prices(items: Any, ids: set[str], where: _Where) -> list[PriceConfig]
 def _parse_ledger(t: Any, where: _Where) -> LedgerSettings:
     if not isinstance(t, dict):
         raise where.fail("[ledger] must be a table", "Write it as a [ledger] section.", key="ledger")
-    _unknown_keys(t, {"capture", "capture_retention_days", "retention_days"}, "ledger.", where)
+    _unknown_keys(t, {"capture", "capture_retention_days", "retention_days"} | TEAM_KEYS, "ledger.", where)
     capture = t.get("capture", "off")
     if capture not in CAPTURE_MODES:
         raise where.fail(f"ledger.capture is {capture!r}", 'Write "off", "errors" or "all".',
                          line=where.line_of(r"^\s*capture\s*="))
     crd = _get(t, "capture_retention_days", int, where, "ledger.", 14)
     rd = _get(t, "retention_days", int, where, "ledger.", None)
-    return LedgerSettings(capture, crd, rd)
+    team = parse_team_ledger(t, lambda problem, fix, key: where.fail(
+        problem, fix, line=where.line_of(rf"^\s*{key}\s*="), key=f"ledger.{key}"))
+    return LedgerSettings(capture, crd, rd, team)
 
 
 def _parse_ollama(t: Any, where: _Where) -> OllamaSettings:

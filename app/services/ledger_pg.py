@@ -1,0 +1,382 @@
+"""The shared ledger on PostgreSQL: several gateways write one set of books.
+
+``PgStore`` is the writer's store (``app/services/ledger_store.py``): one transaction per batch,
+the rows in one multi-row ``INSERT … SELECT FROM unnest(…) ON CONFLICT (request_id) DO NOTHING
+RETURNING request_id`` (so a row is stored once whichever instance or retry sends it), the rollups
+of exactly the rows that were new, the budget counters they settle and their reservations gone.
+``PgLedgerReader`` answers the same queries as the SQLite ``LedgerReader`` (it is one, with the
+SQL spelt for PostgreSQL), from a small connection pool.
+
+Schema versions live in ``meta('schema_version')``; ``migrate`` runs under an advisory lock, so
+of several instances starting at once one upgrades and the others wait, and an instance that finds
+a newer schema than it knows refuses to start with a sentence.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from decimal import Decimal
+from typing import Any, Iterable, Sequence
+from urllib.parse import urlsplit
+
+from app.config import LedgerSettings
+from app.ledger_config import TeamLedger
+from app.services.ledger import LedgerError, LedgerReader
+from app.services.ledger_store import ROW_COLUMNS, Prepared, counter_increments, rollups
+
+PG_SCHEMA_VERSION = 1
+MIGRATE_LOCK = 0x50617463  # pg_advisory_lock key for migrations ("Patc")
+BUDGET_LOCK = 0x68626179  # pg_advisory_xact_lock key around budget counters ("hbay")
+
+_PG_V1 = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE requests(
+    id BIGSERIAL PRIMARY KEY,
+    request_id TEXT NOT NULL UNIQUE,
+    started_at DOUBLE PRECISION NOT NULL,
+    ended_at DOUBLE PRECISION NOT NULL,
+    session_id TEXT,
+    client TEXT,
+    route TEXT NOT NULL,
+    backend TEXT NOT NULL,
+    requested_model TEXT NOT NULL,
+    model TEXT NOT NULL,
+    stream SMALLINT NOT NULL,
+    status INTEGER NOT NULL,
+    error_type TEXT,
+    error_message TEXT,
+    stop_reason TEXT,
+    ttft_ms DOUBLE PRECISION,
+    duration_ms DOUBLE PRECISION NOT NULL,
+    input_tokens BIGINT NOT NULL DEFAULT 0,
+    output_tokens BIGINT NOT NULL DEFAULT 0,
+    cache_write_tokens BIGINT NOT NULL DEFAULT 0,
+    cache_read_tokens BIGINT NOT NULL DEFAULT 0,
+    cost_usd DOUBLE PRECISION,
+    attempts INTEGER NOT NULL DEFAULT 1,
+    agent_id TEXT,
+    instance TEXT,
+    user_id TEXT,
+    groups TEXT,
+    identity_source TEXT,
+    client_addr TEXT
+);
+CREATE INDEX requests_started ON requests(started_at);
+CREATE INDEX requests_session ON requests(session_id, started_at);
+CREATE INDEX requests_user ON requests(user_id, started_at);
+CREATE TABLE bodies(
+    request_id TEXT PRIMARY KEY,
+    captured_at DOUBLE PRECISION NOT NULL,
+    encoding TEXT NOT NULL,
+    request BYTEA,
+    response BYTEA
+);
+CREATE INDEX bodies_captured ON bodies(captured_at);
+CREATE TABLE usage_hourly(
+    hour_start BIGINT NOT NULL,
+    backend TEXT NOT NULL,
+    model TEXT NOT NULL,
+    requests BIGINT NOT NULL,
+    errors BIGINT NOT NULL,
+    unpriced BIGINT NOT NULL,
+    cost_usd DOUBLE PRECISION NOT NULL,
+    input_tokens BIGINT NOT NULL,
+    output_tokens BIGINT NOT NULL,
+    cache_write_tokens BIGINT NOT NULL,
+    cache_read_tokens BIGINT NOT NULL,
+    PRIMARY KEY(hour_start, backend, model)
+);
+CREATE TABLE sessions(
+    session_id TEXT PRIMARY KEY,
+    first_seen DOUBLE PRECISION NOT NULL,
+    last_seen DOUBLE PRECISION NOT NULL,
+    requests BIGINT NOT NULL,
+    input_tokens BIGINT NOT NULL,
+    output_tokens BIGINT NOT NULL,
+    cache_write_tokens BIGINT NOT NULL,
+    cache_read_tokens BIGINT NOT NULL,
+    cost_usd DOUBLE PRECISION NOT NULL,
+    unpriced BIGINT NOT NULL,
+    backends TEXT NOT NULL,
+    client TEXT
+);
+CREATE INDEX sessions_last_seen ON sessions(last_seen);
+CREATE TABLE budget_counters(
+    scope TEXT NOT NULL,
+    period_start DOUBLE PRECISION NOT NULL,
+    period_end DOUBLE PRECISION NOT NULL,
+    spent DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY(scope, period_start, period_end)
+);
+CREATE TABLE budget_holds(
+    request_id TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    period_start DOUBLE PRECISION NOT NULL,
+    amount DOUBLE PRECISION NOT NULL,
+    instance TEXT NOT NULL,
+    expires_at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY(request_id, scope, period_start)
+);
+CREATE INDEX budget_holds_scope ON budget_holds(scope, period_start);
+"""
+
+PG_MIGRATIONS: tuple[str, ...] = (_PG_V1,)  # PG_MIGRATIONS[n] takes the schema from version n to n + 1
+assert len(PG_MIGRATIONS) == PG_SCHEMA_VERSION
+
+_PG_TYPES = {"request_id": "text", "started_at": "float8", "ended_at": "float8", "stream": "int2", "status": "int4",
+             "ttft_ms": "float8", "duration_ms": "float8", "input_tokens": "int8", "output_tokens": "int8",
+             "cache_write_tokens": "int8", "cache_read_tokens": "int8", "cost_usd": "float8", "attempts": "int4"}
+_INSERT = (f"INSERT INTO requests({', '.join(ROW_COLUMNS)}) SELECT * FROM unnest("
+           + ", ".join(f"%s::{_PG_TYPES.get(c, 'text')}[]" for c in ROW_COLUMNS)
+           + ") ON CONFLICT (request_id) DO NOTHING RETURNING request_id")
+_UPSERT_HOUR = (
+    "INSERT INTO usage_hourly VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT(hour_start, backend, model) "
+    "DO UPDATE SET requests = usage_hourly.requests + excluded.requests, errors = usage_hourly.errors + excluded.errors, "
+    "unpriced = usage_hourly.unpriced + excluded.unpriced, cost_usd = usage_hourly.cost_usd + excluded.cost_usd, "
+    "input_tokens = usage_hourly.input_tokens + excluded.input_tokens, "
+    "output_tokens = usage_hourly.output_tokens + excluded.output_tokens, "
+    "cache_write_tokens = usage_hourly.cache_write_tokens + excluded.cache_write_tokens, "
+    "cache_read_tokens = usage_hourly.cache_read_tokens + excluded.cache_read_tokens"
+)
+_UPSERT_SESSION = (
+    "INSERT INTO sessions VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT(session_id) DO UPDATE SET "
+    "first_seen = least(sessions.first_seen, excluded.first_seen), "
+    "last_seen = greatest(sessions.last_seen, excluded.last_seen), requests = sessions.requests + excluded.requests, "
+    "input_tokens = sessions.input_tokens + excluded.input_tokens, "
+    "output_tokens = sessions.output_tokens + excluded.output_tokens, "
+    "cache_write_tokens = sessions.cache_write_tokens + excluded.cache_write_tokens, "
+    "cache_read_tokens = sessions.cache_read_tokens + excluded.cache_read_tokens, "
+    "cost_usd = sessions.cost_usd + excluded.cost_usd, unpriced = sessions.unpriced + excluded.unpriced, "
+    "backends = (SELECT string_agg(DISTINCT b, ',') FROM unnest(string_to_array(sessions.backends || ',' || "
+    "excluded.backends, ',')) AS b), client = coalesce(sessions.client, excluded.client)"
+)
+_INSERT_BODY = ("INSERT INTO bodies VALUES (%s,%s,%s,%s,%s) ON CONFLICT (request_id) DO UPDATE SET "
+                "captured_at = excluded.captured_at, encoding = excluded.encoding, request = excluded.request, "
+                "response = excluded.response")
+
+
+def describe(url: str) -> str:
+    """host:port/db of a PostgreSQL URL, never its password."""
+    u = urlsplit(url)
+    return f"{u.hostname or 'localhost'}:{u.port or 5432}{u.path or ''}"
+
+
+def resolve_password(team: TeamLedger) -> str | None:
+    """The database password from the environment or the keychain; None for "none"."""
+    p = team.password
+    if p == "none":
+        return None
+    if p.startswith("env:"):
+        value = os.environ.get(p[4:])
+        if not value:
+            raise LedgerError(f"[ledger] password says {p}, but the environment variable {p[4:]} is not set. Set it "
+                              "to the database password, or write password = \"keyring\" and run "
+                              "`patchbay key set ledger`.")
+        return value
+    from app.services import secrets
+
+    try:
+        value = secrets.get_api_key("ledger")
+    except secrets.NoKeychainError as exc:
+        raise LedgerError(f"[ledger] password = \"keyring\", but {exc}") from None
+    if not value:
+        raise LedgerError("[ledger] password = \"keyring\", but the keychain holds no password for the ledger. Run "
+                          "`patchbay key set ledger`, or use password = \"env:NAME\".")
+    return value
+
+
+def connect_kwargs(team: TeamLedger) -> dict[str, Any]:
+    kw: dict[str, Any] = {"connect_timeout": 3, "application_name": "patchbay"}
+    pw = resolve_password(team)
+    if pw is not None:
+        kw["password"] = pw
+    return kw
+
+
+def migrate(conn: Any, where: str) -> int:
+    """Bring the schema to ``PG_SCHEMA_VERSION`` (one instance at a time). Returns the version
+    found. Raises ``LedgerError`` for a newer schema."""
+    conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATE_LOCK,))
+    try:
+        has_meta = conn.execute("SELECT to_regclass('meta') IS NOT NULL").fetchone()[0]
+        version = 0
+        if has_meta:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            version = int(row[0]) if row else 0
+        if version > PG_SCHEMA_VERSION:
+            raise LedgerError(
+                f"{where} was set up by a newer Patchbay (schema {version}; this one knows up to "
+                f"{PG_SCHEMA_VERSION}). Update this gateway to the version the others run, or point [ledger] url "
+                "at another database.")
+        for v in range(version, PG_SCHEMA_VERSION):
+            with conn.transaction():
+                conn.execute(PG_MIGRATIONS[v])
+                conn.execute("INSERT INTO meta VALUES ('schema_version', %s) ON CONFLICT (key) DO UPDATE SET "
+                             "value = excluded.value", (str(v + 1),))
+        return version
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATE_LOCK,))
+
+
+class PgStore:
+    """The writer's store on PostgreSQL. One connection, used by the writer thread only."""
+
+    def __init__(self, url: str, team: TeamLedger = TeamLedger()) -> None:
+        self.url = url
+        self.team = team
+        self.where = f"the PostgreSQL ledger at {describe(url)}"
+        self.conn: Any = None
+
+    def open(self) -> None:
+        import psycopg
+
+        self.close()
+        conn = psycopg.connect(self.url, autocommit=True, **connect_kwargs(self.team))
+        try:
+            migrate(conn, self.where)
+        except BaseException:
+            conn.close()
+            raise
+        self.conn = conn
+
+    def _connection(self) -> Any:
+        if self.conn is None or self.conn.closed or self.conn.broken:
+            self.open()
+        return self.conn
+
+    def write(self, batch: Sequence[Prepared]) -> list[str]:
+        conn = self._connection()
+        rows = [p.row for p in batch]
+        if not rows:
+            return []
+        try:
+            with conn.transaction():
+                cols = [list(c) for c in zip(*rows)]
+                with conn.cursor() as cur:
+                    cur.execute(_INSERT, cols)
+                    new = {r[0] for r in cur.fetchall()}
+                stored = [r for r in rows if r[0] in new]
+                if stored:
+                    hourly, sessions = rollups(stored)
+                    with conn.cursor() as cur:
+                        cur.executemany(_UPSERT_HOUR, hourly)
+                        if sessions:
+                            cur.executemany(_UPSERT_SESSION, sessions)
+                        bodies = [(p.row[0], p.row[2], "zlib", p.body[0], p.body[1]) for p in batch
+                                  if p.body is not None and p.row[0] in new]
+                        if bodies:
+                            cur.executemany(_INSERT_BODY, bodies)
+                    # settle: the same lock admission takes, so a counter seeded meanwhile is not missed
+                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (BUDGET_LOCK,))
+                    lo = min(r[1] for r in stored)
+                    counters = conn.execute("SELECT scope, period_start, period_end FROM budget_counters "
+                                            "WHERE period_end > %s", (lo,)).fetchall()
+                    inc = counter_increments(counters, stored)
+                    with conn.cursor() as cur:
+                        if inc:
+                            cur.executemany("UPDATE budget_counters SET spent = spent + %s WHERE scope = %s AND "
+                                            "period_start = %s AND period_end = %s", inc)
+                    conn.execute("DELETE FROM budget_holds WHERE request_id = ANY(%s)", ([r[0] for r in stored],))
+        except BaseException:
+            if conn.broken:
+                self.close()
+            raise
+        return [r[0] for r in rows if r[0] in new]
+
+    def housekeep(self, settings: LedgerSettings, now: float) -> None:
+        conn = self._connection()
+        conn.execute("DELETE FROM budget_holds WHERE expires_at < %s", (now,))
+        conn.execute("DELETE FROM budget_counters WHERE period_end < %s", (now - 40 * 86400,))
+        if settings.capture_retention_days is not None:
+            conn.execute("DELETE FROM bodies WHERE captured_at < %s", (now - settings.capture_retention_days * 86400,))
+        if settings.retention_days is not None:
+            cutoff = now - settings.retention_days * 86400
+            conn.execute("DELETE FROM bodies WHERE request_id IN (SELECT request_id FROM requests WHERE "
+                         "started_at < %s)", (cutoff,))
+            conn.execute("DELETE FROM requests WHERE started_at < %s", (cutoff,))
+
+    def explain(self, exc: BaseException) -> str:
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "password" in text.lower() or "authentication" in text.lower():
+            return (f"Patchbay cannot log in to {self.where} ({text}). Check [ledger] password and the database "
+                    "user's rights.")
+        return f"Patchbay cannot write to {self.where} ({text})."
+
+    def close(self) -> None:
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:
+                pass
+
+
+# =========================================================================== reading
+
+_TOTAL = re.compile(r"\btotal\(([^()]*)\)")
+_BOOLSUM = re.compile(r"\bsum\(([^()]*(?:\bIS\b|>=|<)[^()]*)\)")
+_ORDER = re.compile(r"(?<=\w )(DESC|ASC)\b")
+_CAST = re.compile(r"CAST\(([\w ]+?) / (\d+) AS INTEGER\)")
+
+
+def pg_sql(sql: str) -> str:
+    """The reader's SQLite SQL spelt for PostgreSQL."""
+    sql = _TOTAL.sub(r"coalesce(sum(\1), 0.0)", sql)
+    sql = _BOOLSUM.sub(r"sum((\1)::int)", sql)
+    sql = _CAST.sub(r"floor(\1 / \2)::bigint", sql)
+    sql = sql.replace("WHERE 1 AND", "WHERE true AND").replace("WHERE 1 GROUP", "WHERE true GROUP")
+    if sql.endswith("WHERE 1"):
+        sql = sql[:-1] + "true"
+    sql = sql.replace(" LIKE ?", " ILIKE ?").replace("?", "%s")
+    # SQLite sorts NULL as the smallest value, PostgreSQL as the largest
+    return _ORDER.sub(lambda m: m.group(0) + (" NULLS LAST" if m.group(1) == "DESC" else " NULLS FIRST"), sql)
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, Decimal):
+        return int(v) if v == v.to_integral_value() else float(v)
+    if isinstance(v, memoryview):
+        return bytes(v)
+    return v
+
+
+class PgLedgerReader(LedgerReader):
+    """``LedgerReader``'s queries against the PostgreSQL ledger (thread-safe: a small pool)."""
+
+    def __init__(self, url: str, team: TeamLedger = TeamLedger(), *, tz: Any = None, max_size: int = 4) -> None:
+        from psycopg_pool import ConnectionPool
+
+        self.url = url
+        self.path = describe(url)  # type: ignore[assignment]  # messages name the server, not a file
+        self.where = f"the PostgreSQL ledger at {describe(url)}"
+        self.tz = tz
+        kwargs = {"autocommit": True, **connect_kwargs(team)}
+        self._pool = ConnectionPool(url, min_size=1, max_size=max_size, kwargs=kwargs, open=False, timeout=5.0,
+                                    name="patchbay-ledger-reader")
+        self._pool.open(wait=False)
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self._pool.close()
+
+    def check(self) -> int:
+        """The schema version found (raises ``LedgerError`` when unreachable)."""
+        rows = self._q("SELECT value FROM meta WHERE key = 'schema_version'")
+        return int(rows[0][0]) if rows else 0
+
+    def _q(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
+        import psycopg
+        from psycopg_pool import PoolTimeout
+
+        try:
+            with self._pool.connection() as conn:
+                rows = conn.execute(pg_sql(sql), tuple(params)).fetchall()
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise LedgerError(f"Patchbay cannot reach {self.where} ({str(exc).strip().splitlines()[0] if str(exc) else exc}). "
+                              "Check that the database runs and [ledger] url points at it.") from None
+        except psycopg.errors.UndefinedTable:
+            raise LedgerError(f"{self.where} has no Patchbay tables yet. Start a gateway with this [ledger] url once "
+                              "(it sets the schema up), or run `patchbay ledger check`.") from None
+        return [tuple(_plain(v) for v in r) for r in rows]
