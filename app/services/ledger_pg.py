@@ -149,8 +149,8 @@ _UPSERT_SESSION = (
     "cache_write_tokens = sessions.cache_write_tokens + excluded.cache_write_tokens, "
     "cache_read_tokens = sessions.cache_read_tokens + excluded.cache_read_tokens, "
     "cost_usd = sessions.cost_usd + excluded.cost_usd, unpriced = sessions.unpriced + excluded.unpriced, "
-    "backends = (SELECT string_agg(DISTINCT b, ',') FROM unnest(string_to_array(sessions.backends || ',' || "
-    "excluded.backends, ',')) AS b), client = coalesce(sessions.client, excluded.client)"
+    "backends = CASE WHEN position(',' || excluded.backends || ',' in ',' || sessions.backends || ',') > 0 "
+    "THEN sessions.backends ELSE sessions.backends || ',' || excluded.backends END, client = coalesce(sessions.client, excluded.client)"
 )
 _INSERT_BODY = ("INSERT INTO bodies VALUES (%s,%s,%s,%s,%s) ON CONFLICT (request_id) DO UPDATE SET "
                 "captured_at = excluded.captured_at, encoding = excluded.encoding, request = excluded.request, "
@@ -377,6 +377,7 @@ class PgLedgerReader(LedgerReader):
             raise LedgerError(f"Patchbay cannot reach {self.where} ({str(exc).strip().splitlines()[0] if str(exc) else exc}). "
                               "Check that the database runs and [ledger] url points at it.") from None
         except psycopg.errors.UndefinedTable:
-            raise LedgerError(f"{self.where} has no Patchbay tables yet. Start a gateway with this [ledger] url once "
-                              "(it sets the schema up), or run `patchbay ledger check`.") from None
+            raise LedgerError(f"No usage has been recorded yet: {self.where} has no Patchbay tables. Start a "
+                              "gateway with this [ledger] url once (it sets the schema up) and send Claude Code "
+                              "through it.") from None
         return [tuple(_plain(v) for v in r) for r in rows]

@@ -52,7 +52,7 @@ def rollups(rows: Sequence[tuple[Any, ...]]) -> tuple[list[list[Any]], list[list
     """(usage_hourly rows, sessions rows) summing ``rows``, each sorted by its key (several
     instances upsert the same keys: one order everywhere rules out deadlocks)."""
     hourly: dict[tuple[int, str, str], list[Any]] = {}
-    sessions: dict[str, list[Any]] = {}
+    sessions: dict[tuple[str, str], list[Any]] = {}
     for row in rows:
         cost = row[R_COST]
         unpriced = 1 if cost is None else 0
@@ -66,21 +66,20 @@ def rollups(rows: Sequence[tuple[Any, ...]]) -> tuple[list[list[Any]], list[list
             h[0] += 1; h[1] += failed; h[2] += unpriced; h[3] += c  # noqa: E702
             h[4] += row[R_IN]; h[5] += row[R_OUT]; h[6] += row[R_CW]; h[7] += row[R_CR]  # noqa: E702
         sid = row[R_SESSION]
-        if sid is not None:
-            s = sessions.get(sid)
+        if sid is not None:  # one row per (session, backend): the upsert appends a backend it has not seen
+            skey = (sid, row[R_BACKEND])
+            s = sessions.get(skey)
             if s is None:
-                sessions[sid] = [sid, row[R_START], row[R_END], 1, row[R_IN], row[R_OUT], row[R_CW], row[R_CR], c,
-                                 unpriced, row[R_BACKEND], row[R_CLIENT]]
+                sessions[skey] = [sid, row[R_START], row[R_END], 1, row[R_IN], row[R_OUT], row[R_CW], row[R_CR], c,
+                                  unpriced, row[R_BACKEND], row[R_CLIENT]]
             else:
                 s[1] = min(s[1], row[R_START]); s[2] = max(s[2], row[R_END]); s[3] += 1  # noqa: E702
                 s[4] += row[R_IN]; s[5] += row[R_OUT]; s[6] += row[R_CW]; s[7] += row[R_CR]  # noqa: E702
                 s[8] += c; s[9] += unpriced  # noqa: E702
-                if row[R_BACKEND] not in s[10].split(","):
-                    s[10] += "," + row[R_BACKEND]
                 if s[11] is None:
                     s[11] = row[R_CLIENT]
     return ([[k[0], k[1], k[2], *v] for k, v in sorted(hourly.items())],
-            [sessions[k] for k in sorted(sessions)])
+            [v for _k, v in sorted(sessions.items(), key=lambda kv: kv[0][0])])
 
 
 def counter_increments(counters: Sequence[tuple[str, float, float]], rows: Sequence[tuple[Any, ...]]

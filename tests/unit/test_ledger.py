@@ -518,9 +518,25 @@ def cli(paths: Paths, *argv: str) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
-@pytest.fixture()
-def paths(tmp_path: Path) -> Paths:
-    return Paths(tmp_path / "config", tmp_path / "data", tmp_path / "logs")
+_BOOKS: dict[Path, Books] = {}
+
+
+@pytest.fixture(params=["sqlite", "pg"])
+def paths(request: pytest.FixtureRequest, tmp_path: Path) -> Paths:
+    """Patchbay's folders; with "pg" the config's [ledger] url names a PostgreSQL ledger, and
+    ``books_of(paths)`` writes there."""
+    p = Paths(tmp_path / "config", tmp_path / "data", tmp_path / "logs")
+    books = Books(request.param, tmp_path / "data", request.getfixturevalue("pg_server") if request.param == "pg"
+                  else None)
+    _BOOKS[p.ledger_file] = books
+    if books.url is not None:
+        p.config_dir.mkdir(parents=True)
+        p.config_file.write_text(CONFIG + f'[ledger]\nurl = "{books.url}"\n')
+    return p
+
+
+def books_of(paths: Paths) -> Books:
+    return _BOOKS[paths.ledger_file]
 
 
 def test_usage_says_so_when_nothing_was_recorded(paths: Paths) -> None:
@@ -529,7 +545,7 @@ def test_usage_says_so_when_nothing_was_recorded(paths: Paths) -> None:
 
 
 def test_usage_prints_an_aligned_table_with_totals_and_unpriced(paths: Paths) -> None:
-    write(paths.ledger_file, KNOWN)
+    write(books_of(paths), KNOWN)
     code, out, err = cli(paths, "--since", "2026-01-01", "--by", "backend")
     assert code == 0, err
     lines = out.splitlines()
@@ -549,17 +565,19 @@ def test_usage_prints_an_aligned_table_with_totals_and_unpriced(paths: Paths) ->
 
 
 def test_usage_shows_the_state_of_configured_budgets(paths: Paths) -> None:
-    write(paths.ledger_file, KNOWN + [ev("today", T + 40 * 86400 - 60, model="claude-opus-4-8",
+    write(books_of(paths), KNOWN + [ev("today", T + 40 * 86400 - 60, model="claude-opus-4-8",
                                          usage=Usage(1_000_000))])  # $5 spent today
-    paths.config_dir.mkdir(parents=True)
-    paths.config_file.write_text(CONFIG + '[[budgets]]\nscope = "all"\nperiod = "day"\nlimit_usd = 10.0\n')
+    paths.config_dir.mkdir(parents=True, exist_ok=True)
+    url = books_of(paths).url
+    paths.config_file.write_text(CONFIG + '[[budgets]]\nscope = "all"\nperiod = "day"\nlimit_usd = 10.0\n'
+                                 + (f'[ledger]\nurl = "{url}"\n' if url else ""))
     code, out, _ = cli(paths, "--since", "1d")
     assert code == 0
     assert "Budgets:" in out and "all / day $10: $5.00 spent (50%), ok, resets at 00:00 tomorrow" in out
 
 
 def test_usage_json_and_csv(paths: Paths) -> None:
-    write(paths.ledger_file, KNOWN)
+    write(books_of(paths), KNOWN)
     code, out, _ = cli(paths, "--since", "2026-01-05", "--until", "2026-01-06", "--by", "day", "--json")
     data = json.loads(out)
     assert code == 0 and data["by"] == "day"
@@ -574,7 +592,7 @@ def test_usage_json_and_csv(paths: Paths) -> None:
 
 
 def test_usage_sessions(paths: Paths) -> None:
-    write(paths.ledger_file, KNOWN)
+    write(books_of(paths), KNOWN)
     code, out, _ = cli(paths, "--sessions", "--since", "2026-01-01")
     assert code == 0
     lines = out.splitlines()
@@ -586,7 +604,7 @@ def test_usage_sessions(paths: Paths) -> None:
 
 
 def test_usage_rejects_a_bad_date_in_a_sentence(paths: Paths) -> None:
-    write(paths.ledger_file, KNOWN)
+    write(books_of(paths), KNOWN)
     code, _out, err = cli(paths, "--since", "last tuesday")
     assert code == 2 and "--since 'last tuesday' is not a date" in err and "7d" in err
     code, _out, err = cli(paths, "--since", "2026-02-30")
