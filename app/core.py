@@ -42,7 +42,8 @@ class Engine:
     def __init__(self, config_path: Path | None = None, *, paths: Paths | None = None, gui: bool = False,
                  host: str | None = None, port: int | None = None) -> None:
         from app.services.budgets import BudgetGuard
-        from app.services.ledger import Ledger, LedgerReader
+        from app.services.ledger_open import open_reader, open_writer
+        from app.services.ledger_store import default_instance
         from app.services.pricing import PriceBook
 
         self.paths = paths or default_paths()
@@ -61,12 +62,14 @@ class Engine:
         self.prices = PriceBook.load(self.config)
         from app.services.ledger import LedgerError
 
-        self.ledger = Ledger(self.paths.ledger_file, prices=self.prices, settings=self.config.ledger)
+        self.instance = self.config.ledger.team.instance or default_instance(self.config.gateway.port)
+        self.ledger = open_writer(self.config.ledger, self.paths, self.prices, self.instance)
         try:
             self.ledger.start()
-            self.reader = LedgerReader(self.paths.ledger_file)
+            self.reader = open_reader(self.config.ledger, self.paths)
         except LedgerError as exc:
             raise StartError(str(exc)) from None
+        self.admission: Any = None  # app.services.admission.Admission, made with the first budget
         self.budgets = BudgetGuard(self.config.budgets, self.prices, publish=self.hub.publish, reader=self.reader)
         self.hub.add(self.ledger.sink)
         self.hub.add(self.budgets.sink)
@@ -77,6 +80,7 @@ class Engine:
         except secrets.SecretError as exc:
             raise StartError(str(exc)) from None
         self.runtime = ProxyRuntime(self.config, token=self.token, hub=self.hub, admission=self._admission())
+        self.runtime.gateway.not_ready = self.not_ready
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -89,7 +93,36 @@ class Engine:
         return replace(config, gateway=gw)
 
     def _admission(self) -> Any:
-        return self.budgets.admit if self.config.budgets else None
+        """Budget admission with reservations in the ledger's database (app/services/admission.py)."""
+        if not self.config.budgets:
+            return None
+        team = self.config.ledger.team
+        if self.admission is None:
+            from app.services.admission import Admission
+            from app.services.admission_store import BudgetStore, PgBudgets, SqliteBudgets
+
+            store: BudgetStore = PgBudgets(team.url, team) if team.url else SqliteBudgets(self.paths.ledger_file)
+            self.admission = Admission(self.config.budgets, self.prices, store, instance=self.instance,
+                                       on_unreachable=team.on_unreachable,
+                                       reserve_output_tokens=team.reserve_output_tokens)
+            try:
+                store.forget_instance(self.instance)  # holds a previous run of this instance left behind
+            except Exception:
+                pass
+        else:
+            self.admission.reconfigure(self.config.budgets, self.prices, reserve_output_tokens=team.reserve_output_tokens,
+                                       on_unreachable=team.on_unreachable)
+        return self.admission
+
+    def not_ready(self) -> str | None:
+        """Why this instance should not get traffic (GET /ready answers 503 with it); None: ready."""
+        if self.ledger.degraded:
+            return f"{self.ledger.degraded} {self.ledger.spooled} usage rows wait in the local spool."
+        adm = self.admission
+        if adm is not None and adm.degraded:
+            return f"{adm.degraded} Budgets are {'not enforced' if adm.on_unreachable == 'open' else 'refusing requests'} " \
+                   f"([ledger] on_unreachable = \"{adm.on_unreachable}\")."
+        return None
 
     def start(self) -> None:
         try:
@@ -102,6 +135,8 @@ class Engine:
         self.runtime.stop()
         claude_code.remove_runtime_file(self.paths)
         self.ledger.close()
+        if self.admission is not None:
+            self.admission.close()
 
     @property
     def url(self) -> str:

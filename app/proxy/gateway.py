@@ -74,6 +74,9 @@ class Gateway:
         self.served = 0
         self.health = HealthBoard(hub.publish)
         self._health_routes: RoutesConfig | None = None
+        # why this instance should get no traffic now (the ledger or the budgets cannot be reached):
+        # GET /ready answers 503 with it; None: ready
+        self.not_ready: Callable[[], str | None] | None = None
 
     # ------------------------------------------------------------------ ASGI entry
 
@@ -111,10 +114,13 @@ class Gateway:
             elif path == "/health":
                 _allow(method, "GET")
                 await self._health(send)
+            elif path == "/ready":
+                _allow(method, "GET")
+                await self._ready(send)
             elif path == "/":
                 await _json(send, 200, {"name": "Patchbay", "version": __version__,
                                         "endpoints": ["POST /v1/messages", "POST /v1/messages/count_tokens",
-                                                      "GET /v1/models", "GET /health"]})
+                                                      "GET /v1/models", "GET /health", "GET /ready"]})
             else:
                 raise GatewayError(404, "not_found_error",
                                    f"Patchbay does not serve {method} {scope['path']}. It serves POST /v1/messages, "
@@ -269,10 +275,11 @@ class Gateway:
 
         route: Route = routed
         if snap.admission is not None:
-            decision = snap.admission(routed)
+            decision = await self._admit(snap, routed, request_id, body)
             if isinstance(decision, Refusal):
                 self._record_refusal(request_id, routed, inc, stream, decision)
-                raise GatewayError(decision.status, decision.error_type, decision.message)
+                raise GatewayError(decision.status, decision.error_type, decision.message,
+                                   headers=list(decision.headers))
             route = decision
             backend = snap.backends.get(route.backend, backend)
         if self.paused:
@@ -286,7 +293,7 @@ class Gateway:
         candidates = [route] + [r for r in snap.table.fallbacks(route)
                                 if r.backend in snap.backends and (authed or snap.backends[r.backend].config.auth == "client")]
         if not health.acquire(route.backend):
-            nxt = self._next_candidate(candidates, 0, health, snap, None)
+            nxt = await self._next_candidate(candidates, 0, health, snap, None, request_id, body)
             if nxt is None:
                 health.force(route.backend)  # nowhere else to go: this request is its trial
             else:
@@ -322,8 +329,8 @@ class Gateway:
                     if failover:
                         health.failure(route.backend, f"{exc.status} {exc.message}")
                         verdict = True
-                    nxt = self._next_candidate(candidates, i, health, snap, ex) if failover and not ex.started \
-                        else None
+                    nxt = await self._next_candidate(candidates, i, health, snap, ex, request_id, body) \
+                        if failover and not ex.started else None
                     if nxt is None:
                         await self._fail(ex, exc)
                         break
@@ -378,15 +385,29 @@ class Gateway:
             self.health.forget(set(snap.backends))
         return self.health
 
-    def _next_candidate(self, candidates: list[Route], i: int, health: HealthBoard, snap: Snapshot,
-                        ex: Exchange | None) -> tuple[int, Route] | None:
+    async def _admit(self, snap: Snapshot, route: Route, request_id: str, body: dict[str, Any]) -> Route | Refusal:
+        """The budgets' decision for ``route``: the one call into admission. A hook with ``reserve``
+        (app/services/admission.py) reserves the expected cost off the loop; a plain one decides
+        from memory."""
+        adm = snap.admission
+        if adm is None:
+            return route
+        reserve = getattr(adm, "reserve", None)
+        if reserve is None:
+            return adm(route)
+        result: Route | Refusal = await reserve(route, request_id, body)
+        return result
+
+    async def _next_candidate(self, candidates: list[Route], i: int, health: HealthBoard, snap: Snapshot,
+                              ex: Exchange | None, request_id: str = "", body: dict[str, Any] | None = None
+                              ) -> tuple[int, Route] | None:
         """The next fallback after ``candidates[i]`` that its breaker and the budgets allow."""
         for j in range(i + 1, len(candidates)):
             r = candidates[j]
             if (ex is not None and ex.client_gone) or not health.acquire(r.backend):
                 continue
             if snap.admission is not None:
-                decision = snap.admission(r)
+                decision = await self._admit(snap, r, request_id, body or {})
                 if isinstance(decision, Refusal) or decision.backend not in snap.backends:
                     health.release(r.backend)
                     continue
@@ -463,6 +484,16 @@ class Gateway:
         await _json(send, 200, {"data": data, "has_more": False,
                                 "first_id": data[0]["id"] if data else None,
                                 "last_id": data[-1]["id"] if data else None})
+
+    async def _ready(self, send: Send) -> None:
+        check = self.not_ready
+        reason = check() if check is not None else None
+        if reason is None and self.paused:
+            reason = "Patchbay is paused."
+        if reason is None:
+            await _json(send, 200, {"status": "ready"})
+        else:
+            await _plain(send, 503, error_body("overloaded_error", reason), JSON_HEADERS)
 
     async def _health(self, send: Send) -> None:
         t = self.snap.table

@@ -1,0 +1,164 @@
+"""Budget counters and reservations in the ledger's own database, for ``admission.py``.
+
+``reserve`` runs one transaction: it locks the budget counters (SQLite: ``BEGIN IMMEDIATE``;
+PostgreSQL: the advisory lock the ledger writer also takes before it settles a batch), seeds a
+counter that does not exist yet from the rows already in the ledger, reads what is spent and what
+live reservations hold, lets ``decide`` choose, and stores the reservations it asks for, replacing
+any this request held before (a fallback re-admits under the same id). The ledger writer settles a
+reservation when the request's row arrives: its cost goes into the counters and the hold goes, in
+the row's own transaction. A hold of an instance that died expires at ``expires_at``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any, Callable, Protocol, Sequence, TypeVar
+
+from app.ledger_config import TeamLedger
+
+T = TypeVar("T")
+CounterKey = tuple[str, float, float]  # (scope, period start, period end)
+Numbers = dict[CounterKey, tuple[float, float]]  # key -> (spent, held by live reservations)
+Decide = Callable[[Numbers], tuple[T, Sequence[tuple[CounterKey, float]]]]
+
+_SPENT = ("SELECT (SELECT total(cost_usd) FROM usage_hourly WHERE hour_start >= ? AND hour_start < ?{b}) + "
+          "(SELECT total(cost_usd) FROM requests WHERE ((started_at >= ? AND started_at < ?) OR "
+          "(started_at >= ? AND started_at < ?)){b})")
+
+
+def _spent_params(start: float, end: float, backend: str | None) -> tuple[str, list[Any]]:
+    h0 = -(-start // 3600) * 3600
+    h1 = end // 3600 * 3600
+    if h1 < h0:
+        h0 = h1 = end
+    b = " AND backend = ?" if backend else ""
+    extra = [backend] if backend else []
+    return _SPENT.format(b=b), [h0, h1, *extra, start, h0, h1, end, *extra]
+
+
+def _backend(scope: str) -> str | None:
+    return scope[len("backend:"):] if scope.startswith("backend:") else None
+
+
+class BudgetStore(Protocol):
+    def reserve(self, request_id: str, instance: str, keys: Sequence[CounterKey], decide: Decide[T],
+                now: float, expires_at: float) -> T: ...
+    def recent_outputs(self, limit: int) -> list[int]: ...
+    def forget_instance(self, instance: str) -> int: ...
+    def close(self) -> None: ...
+
+
+class SqliteBudgets:
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._local = threading.local()
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, isolation_level=None, timeout=10.0)
+            conn.execute("PRAGMA busy_timeout=10000")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._local.conn = conn
+        return conn
+
+    def reserve(self, request_id: str, instance: str, keys: Sequence[CounterKey], decide: Decide[T],
+                now: float, expires_at: float) -> T:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            numbers: Numbers = {}
+            for key in sorted(set(keys)):
+                row = conn.execute("SELECT spent FROM budget_counters WHERE scope = ? AND period_start = ? AND "
+                                   "period_end = ?", key).fetchone()
+                if row is None:
+                    sql, params = _spent_params(key[1], key[2], _backend(key[0]))
+                    spent = float(conn.execute(sql, params).fetchone()[0] or 0.0)
+                    conn.execute("INSERT INTO budget_counters VALUES (?,?,?,?)", (*key, spent))
+                else:
+                    spent = float(row[0])
+                held = conn.execute("SELECT total(amount) FROM budget_holds WHERE scope = ? AND period_start = ? "
+                                    "AND expires_at > ? AND request_id != ?",
+                                    (key[0], key[1], now, request_id)).fetchone()[0]
+                numbers[key] = (spent, float(held or 0.0))
+            result, holds = decide(numbers)
+            conn.execute("DELETE FROM budget_holds WHERE request_id = ?", (request_id,))
+            if holds:
+                conn.executemany("INSERT OR REPLACE INTO budget_holds VALUES (?,?,?,?,?,?)",
+                                 [(request_id, k[0], k[1], amount, instance, expires_at) for k, amount in holds])
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return result
+
+    def recent_outputs(self, limit: int) -> list[int]:
+        rows = self._conn().execute("SELECT output_tokens FROM requests WHERE status < 400 AND output_tokens > 0 "
+                                    "ORDER BY started_at DESC LIMIT ?", (limit,)).fetchall()
+        return [int(r[0]) for r in rows]
+
+    def forget_instance(self, instance: str) -> int:
+        return int(self._conn().execute("DELETE FROM budget_holds WHERE instance = ?", (instance,)).rowcount)
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+
+class PgBudgets:
+    def __init__(self, url: str, team: TeamLedger = TeamLedger(), max_size: int = 8) -> None:
+        from psycopg_pool import ConnectionPool
+
+        from app.services.ledger_pg import connect_kwargs
+
+        self.url = url
+        self._pool = ConnectionPool(url, min_size=1, max_size=max_size, open=False, timeout=3.0,
+                                    kwargs={"autocommit": True, **connect_kwargs(team)}, name="patchbay-admission")
+        self._pool.open(wait=False)
+
+    def reserve(self, request_id: str, instance: str, keys: Sequence[CounterKey], decide: Decide[T],
+                now: float, expires_at: float) -> T:
+        from app.services.ledger_pg import BUDGET_LOCK, pg_sql
+
+        with self._pool.connection() as conn:
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (BUDGET_LOCK,))
+                numbers: Numbers = {}
+                for key in sorted(set(keys)):
+                    row = conn.execute("SELECT spent FROM budget_counters WHERE scope = %s AND period_start = %s "
+                                       "AND period_end = %s", key).fetchone()
+                    if row is None:
+                        sql, params = _spent_params(key[1], key[2], _backend(key[0]))
+                        spent = float((conn.execute(pg_sql(sql), params).fetchone() or (0.0,))[0] or 0.0)
+                        conn.execute("INSERT INTO budget_counters VALUES (%s,%s,%s,%s)", (*key, spent))
+                    else:
+                        spent = float(row[0])
+                    held = conn.execute("SELECT coalesce(sum(amount), 0.0) FROM budget_holds WHERE scope = %s AND "
+                                        "period_start = %s AND expires_at > %s AND request_id != %s",
+                                        (key[0], key[1], now, request_id)).fetchone() or (0.0,)
+                    numbers[key] = (spent, float(held[0] or 0.0))
+                result, holds = decide(numbers)
+                conn.execute("DELETE FROM budget_holds WHERE request_id = %s", (request_id,))
+                if holds:
+                    with conn.cursor() as cur:
+                        cur.executemany("INSERT INTO budget_holds VALUES (%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
+                                        [(request_id, k[0], k[1], amount, instance, expires_at) for k, amount in holds])
+        return result
+
+    def recent_outputs(self, limit: int) -> list[int]:
+        with self._pool.connection() as conn:
+            rows = conn.execute("SELECT output_tokens FROM requests WHERE status < 400 AND output_tokens > 0 "
+                                "ORDER BY started_at DESC LIMIT %s", (limit,)).fetchall()
+        return [int(r[0]) for r in rows]
+
+    def forget_instance(self, instance: str) -> int:
+        with self._pool.connection() as conn:
+            return int(conn.execute("DELETE FROM budget_holds WHERE instance = %s", (instance,)).rowcount)
+
+    def close(self) -> None:
+        self._pool.close()
