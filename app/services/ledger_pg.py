@@ -233,7 +233,9 @@ class PgStore:
         import psycopg
 
         self.close()
-        conn = psycopg.connect(self.url, autocommit=True, **connect_kwargs(self.team))
+        # a row is acknowledged when its commit returns: never with the server's commit delayed
+        conn = psycopg.connect(self.url, autocommit=True, options="-c synchronous_commit=on",
+                               **connect_kwargs(self.team))
         try:
             migrate(conn, self.where)
         except BaseException:
