@@ -264,6 +264,11 @@ def main(argv: list[str] | None = None) -> int:
         run = {"connect": claude_cli.run_connect, "disconnect": claude_cli.run_disconnect,
                "statusline": claude_cli.run_statusline}[args.command]
         return run(args, _config_path(args))
+    from app.gui_extra import missing_gui_modules, no_gui_message
+
+    if missing_gui_modules():
+        print(f"patchbay: {no_gui_message(missing_gui_modules())}", file=sys.stderr)
+        return 2
     os.environ.setdefault("QT_API", "pyside6")
     from app.gui import run_gui
 
