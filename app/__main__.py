@@ -92,6 +92,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"patchbay: {exc}", file=sys.stderr)
         return 2
     _setup_logging(engine.paths.log_dir, verbose=False)
+    engine.runtime.drain_s = _drain_s()
     if not args.quiet:
         def show(ev: object) -> None:
             if type(ev) is RequestFinished:
@@ -130,6 +131,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print("patchbay: stopping (finishing requests in flight)...", file=sys.stderr, flush=True)
     engine.stop()
     return 0
+
+
+def _drain_s() -> float:
+    """Seconds requests in flight may go on after SIGTERM: PATCHBAY_DRAIN_S, else 8 (Cloud Run kills
+    10 s after SIGTERM by default, Kubernetes 30 s: set it a little below your platform's grace)."""
+    try:
+        return max(0.0, float(os.environ.get("PATCHBAY_DRAIN_S", "8")))
+    except ValueError:
+        return 8.0
 
 
 def _reload(engine: object) -> None:

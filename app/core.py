@@ -81,6 +81,7 @@ class Engine:
             raise StartError(str(exc)) from None
         self.runtime = ProxyRuntime(self.config, token=self.token, hub=self.hub, admission=self._admission())
         self.runtime.gateway.not_ready = self.not_ready
+        self._setup_metrics()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -113,6 +114,21 @@ class Engine:
             self.admission.reconfigure(self.config.budgets, self.prices, reserve_output_tokens=team.reserve_output_tokens,
                                        on_unreachable=team.on_unreachable)
         return self.admission
+
+    def _setup_metrics(self) -> None:
+        from app.proxy.metrics import GatewayMetrics
+
+        def cost(ev: RequestFinished) -> float | None:
+            return self.prices.cost(ev.backend, ev.model, ev.usage, at=ev.started_at)
+
+        def budgets() -> list[tuple[str, float]]:
+            return [(st.budget.label, st.fraction) for st in self.budgets.status()]
+
+        self.metrics = GatewayMetrics(cost, queue=lambda: self.ledger.queued, spool=lambda: self.ledger.spooled,
+                                      budgets=budgets)
+        self.hub.add(self.metrics.sink)
+        self.runtime.gateway.metrics = self.metrics.render
+        self.runtime.gateway.metrics_public = self.config.metrics.public
 
     def not_ready(self) -> str | None:
         """Why this instance should not get traffic (GET /ready answers 503 with it); None: ready."""
@@ -196,6 +212,7 @@ class Engine:
         self.ledger.reconfigure(self.prices, self.config.ledger)
         self.budgets.reconfigure(self.config.budgets, self.prices)
         self.runtime.set_admission(self._admission())
+        self.runtime.gateway.metrics_public = self.config.metrics.public
         self.runtime.apply(self.config)
 
     def save_backends(self, backends: list[BackendConfig], active: ActiveSelection | None = None) -> None:

@@ -77,6 +77,9 @@ class Gateway:
         # why this instance should get no traffic now (the ledger or the budgets cannot be reached):
         # GET /ready answers 503 with it; None: ready
         self.not_ready: Callable[[], str | None] | None = None
+        # GET /metrics: the Prometheus text (app/proxy/metrics.py), and whether it needs no token
+        self.metrics: Callable[[], bytes] | None = None
+        self.metrics_public = False
 
     # ------------------------------------------------------------------ ASGI entry
 
@@ -117,6 +120,9 @@ class Gateway:
             elif path == "/ready":
                 _allow(method, "GET")
                 await self._ready(send)
+            elif path == "/metrics" and self.metrics is not None:
+                _allow(method, "GET")
+                await self._metrics(scope, send)
             elif path == "/":
                 await _json(send, 200, {"name": "Patchbay", "version": __version__,
                                         "endpoints": ["POST /v1/messages", "POST /v1/messages/count_tokens",
@@ -484,6 +490,22 @@ class Gateway:
         await _json(send, 200, {"data": data, "has_more": False,
                                 "first_id": data[0]["id"] if data else None,
                                 "last_id": data[-1]["id"] if data else None})
+
+    async def _metrics(self, scope: dict[str, Any], send: Send) -> None:
+        snap = self.snap
+        headers = self._headers(scope)
+        self._check_origin(headers, snap)
+        if not self.metrics_public:
+            key = _h(headers, b"x-api-key")
+            auth = _h(headers, b"authorization") or ""
+            bearer = auth[7:].strip() if auth[:7].lower() == "bearer " else None
+            if not (self._token_ok(key, snap) or self._token_ok(bearer, snap)):
+                raise GatewayError(401, "authentication_error",
+                                   "GET /metrics needs the gateway token (Authorization: Bearer …), or set "
+                                   "public = true in a [metrics] section for a scraper inside a private network.")
+        render = self.metrics
+        assert render is not None
+        await _plain(send, 200, render(), [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")])
 
     async def _ready(self, send: Send) -> None:
         check = self.not_ready

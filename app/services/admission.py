@@ -33,7 +33,7 @@ from typing import Any, Mapping, Sequence
 
 from app.config import BackendConfig, BudgetConfig
 from app.events import Usage
-from app.ledger_config import DEFAULT_RESERVE_OUTPUT
+from app.team_config import DEFAULT_RESERVE_OUTPUT
 from app.proxy.routing import Refusal, Route
 from app.services.admission_store import BudgetStore, CounterKey, Numbers
 from app.services.budgets import budget_matches, format_reset, period_bounds

@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence, TypeVar
 
-from app.ledger_config import TeamLedger
+from app.team_config import TeamLedger
 
 T = TypeVar("T")
 CounterKey = tuple[str, float, float]  # (scope, period start, period end)

@@ -22,7 +22,7 @@ from typing import Any, Iterable, Sequence
 from urllib.parse import urlsplit
 
 from app.config import LedgerSettings
-from app.ledger_config import TeamLedger
+from app.team_config import TeamLedger
 from app.services.ledger import LedgerError, LedgerReader
 from app.services.ledger_store import ROW_COLUMNS, Prepared, counter_increments, rollups
 

@@ -1,4 +1,4 @@
-"""The team-ledger keys of ``[ledger]``: where the shared PostgreSQL ledger is, how to log in to it,
+"""Team-gateway settings: ``[metrics]``, and the team-ledger keys of ``[ledger]``: where the shared PostgreSQL ledger is, how to log in to it,
 and what budgets do while it cannot be reached. ``config.py`` calls ``parse_team_ledger`` for the
 ``[ledger]`` table and keeps the result in ``LedgerSettings``.
 
@@ -68,3 +68,20 @@ def parse_team_ledger(t: dict[str, Any], fail: Fail) -> TeamLedger:
                    "Write a short name for this gateway (letters, digits, '.', ':', '-'), or leave it out to use "
                    "the host name and port.", "instance")
     return TeamLedger(url, password, on_unreachable, reserve, instance)
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    public: bool = False  # GET /metrics without the gateway token (a scraper inside a private network)
+
+
+def parse_metrics(t: Any, fail: Fail) -> MetricsSettings:
+    if not isinstance(t, dict):
+        raise fail("[metrics] must be a table", "Write it as a [metrics] section.", "metrics")
+    for key in t:
+        if key != "public":
+            raise fail(f"unknown key metrics.{key}", "The only key here is public = true | false.", key)
+    public = t.get("public", False)
+    if not isinstance(public, bool):
+        raise fail(f"metrics.public is {public!r}", "Write true (GET /metrics needs no token) or false.", "public")
+    return MetricsSettings(public)
