@@ -55,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
     claude_cli.add_claude_arguments(sub.add_parser(
         "claude", help="start Claude Code through the gateway for this session only: "
                        "patchbay claude [--backend B [--model M]] [claude args…]"))
+    from app.services import ledger_cli
+
+    ledger_cli.add_arguments(sub.add_parser("ledger", help="the usage ledger: check it, or migrate it to PostgreSQL"))
     sl = sub.add_parser("statusline", help="one line for Claude Code's statusLine setting (reads its JSON on stdin)")
     sl.add_argument("--config", type=Path, dest="sub_config")
     return p
@@ -264,6 +267,11 @@ def main(argv: list[str] | None = None) -> int:
         from app.services import usage_cli
 
         return usage_cli.run(args, default_paths())
+    if args.command == "ledger":
+        from app.paths import default_paths
+        from app.services import ledger_cli
+
+        return ledger_cli.run(args, default_paths(), _config_path(args))
     if args.command == "key":
         return cmd_key(args)
     if args.command == "check":
