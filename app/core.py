@@ -82,6 +82,12 @@ class Engine:
         self.runtime = ProxyRuntime(self.config, token=self.token, hub=self.hub, admission=self._admission())
         self.runtime.gateway.not_ready = self.not_ready
         self._setup_metrics()
+        self.status_cache: Any = None
+        if self.config.ledger.team.url:
+            from app.services.status_cache import CACHE_NAME, StatusCache
+
+            self.status_cache = StatusCache(self.reader, self.paths.data_dir / CACHE_NAME)
+            self.ledger.on_commit = self.status_cache.poke
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -146,10 +152,14 @@ class Engine:
         except GatewayStartError as exc:
             raise StartError(str(exc)) from None
         claude_code.write_runtime_file(self.paths, self.url, self.config_path)
+        if self.status_cache is not None:
+            self.status_cache.start()
 
     def stop(self) -> None:
         self.runtime.stop()
         claude_code.remove_runtime_file(self.paths)
+        if self.status_cache is not None:
+            self.status_cache.stop()
         self.ledger.close()
         if self.admission is not None:
             self.admission.close()
