@@ -128,9 +128,13 @@ assert len(PG_MIGRATIONS) == PG_SCHEMA_VERSION
 _PG_TYPES = {"request_id": "text", "started_at": "float8", "ended_at": "float8", "stream": "int2", "status": "int4",
              "ttft_ms": "float8", "duration_ms": "float8", "input_tokens": "int8", "output_tokens": "int8",
              "cache_write_tokens": "int8", "cache_read_tokens": "int8", "cost_usd": "float8", "attempts": "int4"}
-_INSERT = (f"INSERT INTO requests({', '.join(ROW_COLUMNS)}) SELECT * FROM unnest("
-           + ", ".join(f"%s::{_PG_TYPES.get(c, 'text')}[]" for c in ROW_COLUMNS)
-           + ") ON CONFLICT (request_id) DO NOTHING RETURNING request_id")
+# a batch goes in by COPY into a session-local table, then one INSERT ... SELECT that skips the
+# request ids already stored (by this instance's retry or anyone's) and says which were new
+_STAGE = (f"CREATE TEMP TABLE IF NOT EXISTS requests_in ("
+          + ", ".join(f"{c} {_PG_TYPES.get(c, 'text')}" for c in ROW_COLUMNS) + ") ON COMMIT DELETE ROWS")
+_COPY = f"COPY requests_in ({', '.join(ROW_COLUMNS)}) FROM STDIN"
+_INSERT = (f"INSERT INTO requests({', '.join(ROW_COLUMNS)}) SELECT {', '.join(ROW_COLUMNS)} FROM requests_in "
+           "ON CONFLICT (request_id) DO NOTHING RETURNING request_id")
 _UPSERT_HOUR = (
     "INSERT INTO usage_hourly VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT(hour_start, backend, model) "
     "DO UPDATE SET requests = usage_hourly.requests + excluded.requests, errors = usage_hourly.errors + excluded.errors, "
@@ -255,9 +259,12 @@ class PgStore:
             return []
         try:
             with conn.transaction():
-                cols = [list(c) for c in zip(*rows)]
                 with conn.cursor() as cur:
-                    cur.execute(_INSERT, cols)
+                    cur.execute(_STAGE)
+                    with cur.copy(_COPY) as copy:
+                        for r in rows:
+                            copy.write_row(r)
+                    cur.execute(_INSERT)
                     new = {r[0] for r in cur.fetchall()}
                 stored = [r for r in rows if r[0] in new]
                 if stored:
@@ -319,7 +326,8 @@ class PgStore:
 
 _TOTAL = re.compile(r"\btotal\(([^()]*)\)")
 _BOOLSUM = re.compile(r"\bsum\(([^()]*(?:\bIS\b|>=|<)[^()]*)\)")
-_ORDER = re.compile(r"(?<=\w )(DESC|ASC)\b")
+_ORDER = re.compile(r"\b(\w+) (DESC|ASC)\b")
+_NULLABLE = {"ttft_ms", "cost_usd", "session_id", "client", "error_type", "error_message", "stop_reason", "agent_id"}
 _CAST = re.compile(r"CAST\(([\w ]+?) / (\d+) AS INTEGER\)")
 
 
@@ -333,7 +341,9 @@ def pg_sql(sql: str) -> str:
         sql = sql[:-1] + "true"
     sql = sql.replace(" LIKE ?", " ILIKE ?").replace("?", "%s")
     # SQLite sorts NULL as the smallest value, PostgreSQL as the largest
-    return _ORDER.sub(lambda m: m.group(0) + (" NULLS LAST" if m.group(1) == "DESC" else " NULLS FIRST"), sql)
+    # (only for the columns that can be NULL: on the others it would keep the index from serving the order)
+    return _ORDER.sub(lambda m: m.group(0) + (" NULLS LAST" if m.group(2) == "DESC" else " NULLS FIRST")
+                      if m.group(1) in _NULLABLE else m.group(0), sql)
 
 
 def _plain(v: Any) -> Any:
