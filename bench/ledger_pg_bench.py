@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from ledger_bench import CONFIG, events  # noqa: E402
 
-from app.config import BudgetConfig, LedgerSettings, parse_config  # noqa: E402
+from app.config import BudgetConfig, parse_config  # noqa: E402
 from app.proxy.routing import Route  # noqa: E402
 from app.services.admission import Admission  # noqa: E402
 from app.services.admission_store import PgBudgets, SqliteBudgets  # noqa: E402

@@ -33,11 +33,11 @@ from typing import Any, Mapping, Sequence
 
 from app.config import BackendConfig, BudgetConfig
 from app.events import Usage
-from app.team_config import DEFAULT_RESERVE_OUTPUT
 from app.proxy.routing import Refusal, Route
 from app.services.admission_store import BudgetStore, CounterKey, Numbers
-from app.services.budgets import budget_matches, format_reset, period_bounds
+from app.services.budgets import block_refusal, budget_matches, period_bounds
 from app.services.pricing import PriceBook
+from app.team_config import DEFAULT_RESERVE_OUTPUT
 
 log = logging.getLogger("patchbay.admission")
 
@@ -55,23 +55,6 @@ def p95(values: Sequence[int]) -> int | None:
         return None
     s = sorted(values)
     return int(s[min(len(s) - 1, math.ceil(0.95 * len(s)) - 1)])
-
-
-def block_refusal(budget: BudgetConfig, spent: float, resets_at: float, now: float, tz: tzinfo | None) -> Refusal:
-    period = {"day": "today", "week": "this week", "month": "this month"}.get(budget.period, f"this {budget.period}")
-    scope = "all backends" if budget.scope == "all" else f"the backend {_scope_backend(budget.scope)!r}"
-    message = (
-        f"Patchbay budget \"{budget.label}\" is used up: ${spent:.2f} of ${budget.limit_usd:.2f} spent {period} on "
-        f"{scope}. It resets {format_reset(resets_at, now, tz)} (local time). To go on now, raise limit_usd for "
-        "this budget in Patchbay's settings, or set its action to \"downgrade:<backend>,<model>\" to continue on a "
-        "cheaper or local model."
-    )
-    retry = str(max(1, int(math.ceil(resets_at - now)))).encode()
-    return Refusal(429, "billing_error", message, (
-        (b"x-should-retry", b"false"), (b"retry-after", retry),
-        (b"anthropic-ratelimit-unified-status", b"rejected"),
-        (b"anthropic-ratelimit-unified-reset", str(int(resets_at)).encode()),
-    ))
 
 
 class Admission:

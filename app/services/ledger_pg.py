@@ -22,9 +22,9 @@ from typing import Any, Iterable, Sequence
 from urllib.parse import urlsplit
 
 from app.config import LedgerSettings
-from app.team_config import TeamLedger
 from app.services.ledger import LedgerError, LedgerReader
 from app.services.ledger_store import ROW_COLUMNS, Prepared, counter_increments, rollups
+from app.team_config import TeamLedger
 
 PG_SCHEMA_VERSION = 1
 MIGRATE_LOCK = 0x50617463  # pg_advisory_lock key for migrations ("Patc")
@@ -130,7 +130,7 @@ _PG_TYPES = {"request_id": "text", "started_at": "float8", "ended_at": "float8",
              "cache_write_tokens": "int8", "cache_read_tokens": "int8", "cost_usd": "float8", "attempts": "int4"}
 # a batch goes in by COPY into a session-local table, then one INSERT ... SELECT that skips the
 # request ids already stored (by this instance's retry or anyone's) and says which were new
-_STAGE = (f"CREATE TEMP TABLE IF NOT EXISTS requests_in ("
+_STAGE = ("CREATE TEMP TABLE IF NOT EXISTS requests_in ("
           + ", ".join(f"{c} {_PG_TYPES.get(c, 'text')}" for c in ROW_COLUMNS) + ") ON COMMIT DELETE ROWS")
 _COPY = f"COPY requests_in ({', '.join(ROW_COLUMNS)}) FROM STDIN"
 _INSERT = (f"INSERT INTO requests({', '.join(ROW_COLUMNS)}) SELECT {', '.join(ROW_COLUMNS)} FROM requests_in "
