@@ -28,6 +28,14 @@ _SPENT = ("SELECT (SELECT total(cost_usd) FROM usage_hourly WHERE hour_start >= 
           "(started_at >= ? AND started_at < ?)){b})")
 
 
+_PG_NUMBERS = (
+    "SELECT c.scope, c.period_start, c.period_end, c.spent, (SELECT coalesce(sum(h.amount), 0.0) FROM budget_holds h "
+    "WHERE h.scope = c.scope AND h.period_start = c.period_start AND h.expires_at > %s AND h.request_id <> %s) "
+    "FROM budget_counters c WHERE (c.scope, c.period_start, c.period_end) IN "
+    "(SELECT * FROM unnest(%s::text[], %s::float8[], %s::float8[]))"
+)
+
+
 def _spent_params(start: float, end: float, backend: str | None) -> tuple[str, list[Any]]:
     h0 = -(-start // 3600) * 3600
     h1 = end // 3600 * 3600
@@ -54,6 +62,9 @@ class SqliteBudgets:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._local = threading.local()
+        # one admission at a time in this process: threads queue on a lock (handed over at once)
+        # instead of on SQLite's busy handler (which sleeps and retries)
+        self._lock = threading.Lock()
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -66,6 +77,11 @@ class SqliteBudgets:
 
     def reserve(self, request_id: str, instance: str, keys: Sequence[CounterKey], decide: Decide[T],
                 now: float, expires_at: float) -> T:
+        with self._lock:
+            return self._reserve(request_id, instance, keys, decide, now, expires_at)
+
+    def _reserve(self, request_id: str, instance: str, keys: Sequence[CounterKey], decide: Decide[T],
+                 now: float, expires_at: float) -> T:
         conn = self._conn()
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -125,29 +141,36 @@ class PgBudgets:
                 now: float, expires_at: float) -> T:
         from app.services.ledger_pg import BUDGET_LOCK, pg_sql
 
+        want = sorted(set(keys))
         with self._pool.connection() as conn:
             with conn.transaction():
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (BUDGET_LOCK,))
-                numbers: Numbers = {}
-                for key in sorted(set(keys)):
-                    row = conn.execute("SELECT spent FROM budget_counters WHERE scope = %s AND period_start = %s "
-                                       "AND period_end = %s", key).fetchone()
-                    if row is None:
-                        sql, params = _spent_params(key[1], key[2], _backend(key[0]))
-                        spent = float((conn.execute(pg_sql(sql), params).fetchone() or (0.0,))[0] or 0.0)
-                        conn.execute("INSERT INTO budget_counters VALUES (%s,%s,%s,%s)", (*key, spent))
-                    else:
-                        spent = float(row[0])
+                # one round trip for the lock and every counter with what its live holds reserve
+                # (each statement sees what committed before it started: the read comes after the lock)
+                with conn.pipeline():
+                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (BUDGET_LOCK,))
+                    cur = conn.cursor()
+                    cur.execute(_PG_NUMBERS, (now, request_id, [k[0] for k in want], [k[1] for k in want],
+                                              [k[2] for k in want]))
+                numbers: Numbers = {(r[0], float(r[1]), float(r[2])): (float(r[3]), float(r[4])) for r in
+                                    cur.fetchall()}
+                for key in want:
+                    if key in numbers:
+                        continue  # a counter met for the first time (a new period): seed it from the rows
+                    sql, params = _spent_params(key[1], key[2], _backend(key[0]))
+                    spent = float((conn.execute(pg_sql(sql), params).fetchone() or (0.0,))[0] or 0.0)
+                    conn.execute("INSERT INTO budget_counters VALUES (%s,%s,%s,%s)", (*key, spent))
                     held = conn.execute("SELECT coalesce(sum(amount), 0.0) FROM budget_holds WHERE scope = %s AND "
                                         "period_start = %s AND expires_at > %s AND request_id != %s",
                                         (key[0], key[1], now, request_id)).fetchone() or (0.0,)
                     numbers[key] = (spent, float(held[0] or 0.0))
                 result, holds = decide(numbers)
-                conn.execute("DELETE FROM budget_holds WHERE request_id = %s", (request_id,))
-                if holds:
-                    with conn.cursor() as cur:
-                        cur.executemany("INSERT INTO budget_holds VALUES (%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
-                                        [(request_id, k[0], k[1], amount, instance, expires_at) for k, amount in holds])
+                with conn.pipeline():
+                    conn.execute("DELETE FROM budget_holds WHERE request_id = %s", (request_id,))
+                    if holds:
+                        with conn.cursor() as c2:
+                            c2.executemany("INSERT INTO budget_holds VALUES (%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
+                                           [(request_id, k[0], k[1], amount, instance, expires_at)
+                                            for k, amount in holds])
         return result
 
     def recent_outputs(self, limit: int) -> list[int]:
