@@ -57,6 +57,10 @@ class PgServer:
         return subprocess.run(cmd, check=check, capture_output=True, text=True, timeout=60, cwd=self.root)
 
     def start(self) -> "PgServer":
+        if self._as_root and os.stat("/dev").st_mode & 0o005 != 0o005:
+            raise RuntimeError(f"/dev is mode {os.stat('/dev').st_mode & 0o777:o} on this machine, so the postgres user "
+                               "cannot open /dev/null and initdb fails. Something made it private (a test that "
+                               "tightened a file's parent folder?): `chmod 755 /dev` puts it back.")
         self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8")
         opts = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
                 "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")

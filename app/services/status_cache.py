@@ -3,7 +3,7 @@
 ``patchbay statusline`` runs after every Claude Code message and must answer in a few
 milliseconds, so it never opens a network connection: with a PostgreSQL ledger the gateway keeps
 ``statusline-cache.sqlite3`` in its data dir, in the three tables the status line reads (each
-recent session's cost and last backend/model, today's spend), refreshed a moment after each batch
+recent session's cost and last backend/model, today's spend), refreshed at most every ``min_gap_s`` after a batch
 it writes and every ``interval_s`` (other instances' requests count too). A refresh replaces the
 file's contents in one transaction; a reader never sees half of one.
 """
@@ -35,11 +35,13 @@ def local_midnight(now: float) -> float:
 
 
 class StatusCache:
-    def __init__(self, reader: Any, path: Path, interval_s: float = 10.0) -> None:
+    def __init__(self, reader: Any, path: Path, interval_s: float = 10.0, min_gap_s: float = 2.0) -> None:
         self.reader = reader  # a LedgerReader of the team ledger
         self.path = Path(path)
         self.interval_s = interval_s
+        self.min_gap_s = min_gap_s
         self._wake = threading.Event()
+        self._stopped = threading.Event()
         self._stop = False
         self._thread: threading.Thread | None = None
         self.refreshed = 0
@@ -50,6 +52,7 @@ class StatusCache:
 
     def stop(self) -> None:
         self._stop = True
+        self._stopped.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(5)
@@ -60,13 +63,17 @@ class StatusCache:
 
     def _run(self) -> None:
         while not self._stop:
+            self._wake.clear()  # a commit from now on asks for the next refresh
             try:
                 self.refresh()
             except Exception as exc:  # the database is away: keep the last numbers
                 log.debug("status line cache not refreshed: %s", exc)
-            self._wake.wait(self.interval_s)
-            self._wake.clear()
-            time.sleep(0.2)  # one refresh for a burst of commits
+            # at most one refresh per min_gap_s however many batches commit: a status line is
+            # read after each Claude Code message, seconds apart, and each refresh costs queries
+            self._stopped.wait(self.min_gap_s)
+            if self._stop:
+                break
+            self._wake.wait(max(0.0, self.interval_s - self.min_gap_s))
 
     def refresh(self, now: float | None = None) -> None:
         now = time.time() if now is None else now
