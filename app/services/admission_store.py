@@ -36,6 +36,13 @@ _PG_NUMBERS = (
 )
 
 
+_PG_HOLD = (
+    "INSERT INTO budget_holds SELECT %s, s, p, a, %s, %s FROM unnest(%s::text[], %s::float8[], %s::float8[]) "
+    "AS x(s, p, a) ON CONFLICT (request_id, scope, period_start) DO UPDATE SET amount = excluded.amount, "
+    "expires_at = excluded.expires_at"
+)
+
+
 def _spent_params(start: float, end: float, backend: str | None) -> tuple[str, list[Any]]:
     h0 = -(-start // 3600) * 3600
     h1 = end // 3600 * 3600
@@ -143,10 +150,11 @@ class PgBudgets:
 
         want = sorted(set(keys))
         with self._pool.connection() as conn:
-            with conn.transaction():
-                # one round trip for the lock and every counter with what its live holds reserve
+            try:
+                # round trip 1: BEGIN, the lock, and every counter with what its live holds reserve
                 # (each statement sees what committed before it started: the read comes after the lock)
                 with conn.pipeline():
+                    conn.execute("BEGIN")
                     conn.execute("SELECT pg_advisory_xact_lock(%s)", (BUDGET_LOCK,))
                     cur = conn.cursor()
                     cur.execute(_PG_NUMBERS, (now, request_id, [k[0] for k in want], [k[1] for k in want],
@@ -164,13 +172,20 @@ class PgBudgets:
                                         (key[0], key[1], now, request_id)).fetchone() or (0.0,)
                     numbers[key] = (spent, float(held[0] or 0.0))
                 result, holds = decide(numbers)
+                # round trip 2: the holds and the COMMIT. A hold this request had on another scope
+                # (before a fallback re-admitted it elsewhere) stays until its row settles them all.
                 with conn.pipeline():
-                    conn.execute("DELETE FROM budget_holds WHERE request_id = %s", (request_id,))
                     if holds:
-                        with conn.cursor() as c2:
-                            c2.executemany("INSERT INTO budget_holds VALUES (%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
-                                           [(request_id, k[0], k[1], amount, instance, expires_at)
-                                            for k, amount in holds])
+                        conn.execute(_PG_HOLD, (request_id, instance, expires_at, [k[0] for k, _a in holds],
+                                                [k[1] for k, _a in holds], [a for _k, a in holds]))
+                    conn.execute("COMMIT")
+            except BaseException:
+                if not conn.broken:
+                    try:
+                        conn.execute("ROLLBACK")
+                    except Exception:
+                        pass
+                raise
         return result
 
     def recent_outputs(self, limit: int) -> list[int]:

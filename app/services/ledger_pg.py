@@ -14,6 +14,7 @@ a newer schema than it knows refuses to start with a sentence.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import threading
@@ -23,7 +24,7 @@ from urllib.parse import urlsplit
 
 from app.config import LedgerSettings
 from app.services.ledger import LedgerError, LedgerReader
-from app.services.ledger_store import ROW_COLUMNS, Prepared, counter_increments, rollups
+from app.services.ledger_store import ROW_COLUMNS, Prepared, rollups
 from app.team_config import TeamLedger
 
 PG_SCHEMA_VERSION = 1
@@ -135,6 +136,24 @@ _STAGE = ("CREATE TEMP TABLE IF NOT EXISTS requests_in ("
 _COPY = f"COPY requests_in ({', '.join(ROW_COLUMNS)}) FROM STDIN"
 _INSERT = (f"INSERT INTO requests({', '.join(ROW_COLUMNS)}) SELECT {', '.join(ROW_COLUMNS)} FROM requests_in "
            "ON CONFLICT (request_id) DO NOTHING RETURNING request_id")
+SMALL_BATCH = 200  # up to this many rows: one multi-row INSERT ... VALUES, pipelined with BEGIN
+
+
+@functools.lru_cache(maxsize=SMALL_BATCH)
+def _insert_values(n: int) -> str:
+    one = "(" + ",".join("%s" for _ in ROW_COLUMNS) + ")"
+    return (f"INSERT INTO requests({', '.join(ROW_COLUMNS)}) VALUES " + ",".join(one for _ in range(n))
+            + " ON CONFLICT (request_id) DO NOTHING RETURNING request_id")
+
+
+# the new rows' cost into every live budget counter whose scope and period they fall in
+_SETTLE = (
+    "UPDATE budget_counters c SET spent = c.spent + x.cost FROM (SELECT k.scope, k.period_start, k.period_end, "
+    "sum(r.cost_usd) AS cost FROM budget_counters k JOIN requests r ON r.request_id = ANY(%s) "
+    "AND r.cost_usd IS NOT NULL AND r.started_at >= k.period_start AND r.started_at < k.period_end "
+    "AND (k.scope = 'all' OR k.scope = 'backend:' || r.backend) GROUP BY 1, 2, 3) x "
+    "WHERE c.scope = x.scope AND c.period_start = x.period_start AND c.period_end = x.period_end"
+)
 _UPSERT_HOUR = (
     "INSERT INTO usage_hourly VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT(hour_start, backend, model) "
     "DO UPDATE SET requests = usage_hourly.requests + excluded.requests, errors = usage_hourly.errors + excluded.errors, "
@@ -232,6 +251,7 @@ class PgStore:
         self.team = team
         self.where = f"the PostgreSQL ledger at {describe(url)}"
         self.conn: Any = None
+        self._staged = False  # the session's COPY table exists
 
     def open(self) -> None:
         import psycopg
@@ -253,20 +273,30 @@ class PgStore:
         return self.conn
 
     def write(self, batch: Sequence[Prepared]) -> list[str]:
+        """One transaction in two round trips for a small batch (the usual case: a gateway's writer
+        wakes per request or few): the INSERT, then everything else pipelined with the COMMIT."""
         conn = self._connection()
         rows = [p.row for p in batch]
         if not rows:
             return []
         try:
-            with conn.transaction():
-                with conn.cursor() as cur:
-                    cur.execute(_STAGE)
+            with conn.cursor() as cur:
+                if len(rows) <= SMALL_BATCH:
+                    with conn.pipeline():
+                        conn.execute("BEGIN")
+                        cur.execute(_insert_values(len(rows)), [v for r in rows for v in r])
+                else:  # COPY does not run in a pipeline
+                    conn.execute("BEGIN")
+                    if not self._staged:
+                        cur.execute(_STAGE)
+                        self._staged = True
                     with cur.copy(_COPY) as copy:
                         for r in rows:
                             copy.write_row(r)
                     cur.execute(_INSERT)
-                    new = {r[0] for r in cur.fetchall()}
-                stored = [r for r in rows if r[0] in new]
+                new = {r[0] for r in cur.fetchall()}
+            stored = [r for r in rows if r[0] in new]
+            with conn.pipeline():
                 if stored:
                     hourly, sessions = rollups(stored)
                     with conn.cursor() as cur:
@@ -277,20 +307,20 @@ class PgStore:
                                   if p.body is not None and p.row[0] in new]
                         if bodies:
                             cur.executemany(_INSERT_BODY, bodies)
+                    ids = [r[0] for r in stored]
                     # settle: the same lock admission takes, so a counter seeded meanwhile is not missed
                     conn.execute("SELECT pg_advisory_xact_lock(%s)", (BUDGET_LOCK,))
-                    lo = min(r[1] for r in stored)
-                    counters = conn.execute("SELECT scope, period_start, period_end FROM budget_counters "
-                                            "WHERE period_end > %s", (lo,)).fetchall()
-                    inc = counter_increments(counters, stored)
-                    with conn.cursor() as cur:
-                        if inc:
-                            cur.executemany("UPDATE budget_counters SET spent = spent + %s WHERE scope = %s AND "
-                                            "period_start = %s AND period_end = %s", inc)
-                    conn.execute("DELETE FROM budget_holds WHERE request_id = ANY(%s)", ([r[0] for r in stored],))
+                    conn.execute(_SETTLE, (ids,))
+                    conn.execute("DELETE FROM budget_holds WHERE request_id = ANY(%s)", (ids,))
+                conn.execute("COMMIT")
         except BaseException:
             if conn.broken:
                 self.close()
+            else:
+                try:
+                    conn.execute("ROLLBACK")
+                except Exception:
+                    self.close()
             raise
         return [r[0] for r in rows if r[0] in new]
 
