@@ -136,7 +136,7 @@ _STAGE = ("CREATE TEMP TABLE IF NOT EXISTS requests_in ("
 _COPY = f"COPY requests_in ({', '.join(ROW_COLUMNS)}) FROM STDIN"
 _INSERT = (f"INSERT INTO requests({', '.join(ROW_COLUMNS)}) SELECT {', '.join(ROW_COLUMNS)} FROM requests_in "
            "ON CONFLICT (request_id) DO NOTHING RETURNING request_id")
-SMALL_BATCH = 200  # up to this many rows: one multi-row INSERT ... VALUES, pipelined with BEGIN
+SMALL_BATCH = 16  # up to this many rows: one multi-row INSERT ... VALUES, pipelined with BEGIN
 
 
 @functools.lru_cache(maxsize=SMALL_BATCH)
