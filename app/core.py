@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -112,10 +114,15 @@ class Engine:
             self.admission = Admission(self.config.budgets, self.prices, store, instance=self.instance,
                                        on_unreachable=team.on_unreachable,
                                        reserve_output_tokens=team.reserve_output_tokens)
-            try:
-                store.forget_instance(self.instance)  # holds a previous run of this instance left behind
-            except Exception:
-                pass
+            started = time.time()
+
+            def forget() -> None:  # holds a previous run of this instance left behind (off the start-up path;
+                try:  # a hold made since this start expires later than any of those)
+                    store.forget_instance(self.instance, started + self.admission.hold_ttl_s - 1.0)
+                except Exception:
+                    pass
+
+            threading.Thread(target=forget, name="patchbay-forget-holds", daemon=True).start()
         else:
             self.admission.reconfigure(self.config.budgets, self.prices, reserve_output_tokens=team.reserve_output_tokens,
                                        on_unreachable=team.on_unreachable)

@@ -42,8 +42,13 @@ from app.team_config import DEFAULT_RESERVE_OUTPUT
 log = logging.getLogger("patchbay.admission")
 
 HOLD_TTL_S = 900.0  # a reservation outlives no request by more than this (an instance that died)
+RETRY_S = 2.0  # while the database is away, ask it again at most this often (requests meanwhile answer at once)
 P95_SAMPLE = 200
 P95_REFRESH_S = 300.0
+
+
+class _StillDown(Exception):
+    pass
 
 
 def _scope_backend(scope: str) -> str | None:
@@ -76,6 +81,7 @@ class Admission:
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="patchbay-admission")
         self.degraded: str | None = None  # why budgets cannot be checked now; None: they can
+        self._retry_at = 0.0
         self.reconfigure(budgets, prices, backends)
 
     def reconfigure(self, budgets: tuple[BudgetConfig, ...], prices: PriceBook,
@@ -154,17 +160,21 @@ class Admission:
             return final, [(k, amount) for k in sorted(held)]
 
         try:
+            if self.degraded is not None and time.monotonic() < self._retry_at:
+                raise _StillDown()  # asked a moment ago: answer now, do not make every request wait for it
             result = self.store.reserve(request_id, self.instance, list(keys.values()), decide, now,
                                         now + self.hold_ttl_s)
         except Exception as exc:
-            reason = (f"Patchbay cannot check budgets: the ledger database does not answer "
-                      f"({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}).")
-            if self.degraded is None:
-                log.warning("%s on_unreachable = %s.", reason, self.on_unreachable)
-            self.degraded = reason
+            if not isinstance(exc, _StillDown):
+                reason = (f"Patchbay cannot check budgets: the ledger database does not answer "
+                          f"({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}).")
+                if self.degraded is None:
+                    log.warning("%s on_unreachable = %s.", reason, self.on_unreachable)
+                self.degraded = reason
+                self._retry_at = time.monotonic() + RETRY_S
             if self.on_unreachable == "closed":
-                return Refusal(503, "overloaded_error", reason + " This gateway is set to refuse requests then "
-                               "([ledger] on_unreachable = \"closed\"); try again in a minute.")
+                return Refusal(503, "overloaded_error", f"{self.degraded} This gateway is set to refuse requests "
+                               "then ([ledger] on_unreachable = \"closed\"); try again in a minute.")
             return route
         if self.degraded is not None:
             log.info("budgets can be checked again")

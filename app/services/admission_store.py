@@ -61,7 +61,7 @@ class BudgetStore(Protocol):
     def reserve(self, request_id: str, instance: str, keys: Sequence[CounterKey], decide: Decide[T],
                 now: float, expires_at: float) -> T: ...
     def recent_outputs(self, limit: int) -> list[int]: ...
-    def forget_instance(self, instance: str) -> int: ...
+    def forget_instance(self, instance: str, expiring_before: float) -> int: ...
     def close(self) -> None: ...
 
 
@@ -123,8 +123,10 @@ class SqliteBudgets:
                                     "ORDER BY started_at DESC LIMIT ?", (limit,)).fetchall()
         return [int(r[0]) for r in rows]
 
-    def forget_instance(self, instance: str) -> int:
-        return int(self._conn().execute("DELETE FROM budget_holds WHERE instance = ?", (instance,)).rowcount)
+    def forget_instance(self, instance: str, expiring_before: float) -> int:
+        with self._lock:
+            return int(self._conn().execute("DELETE FROM budget_holds WHERE instance = ? AND expires_at < ?",
+                                            (instance, expiring_before)).rowcount)
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
@@ -194,9 +196,10 @@ class PgBudgets:
                                 "ORDER BY started_at DESC LIMIT %s", (limit,)).fetchall()
         return [int(r[0]) for r in rows]
 
-    def forget_instance(self, instance: str) -> int:
+    def forget_instance(self, instance: str, expiring_before: float) -> int:
         with self._pool.connection() as conn:
-            return int(conn.execute("DELETE FROM budget_holds WHERE instance = %s", (instance,)).rowcount)
+            return int(conn.execute("DELETE FROM budget_holds WHERE instance = %s AND expires_at < %s",
+                                    (instance, expiring_before)).rowcount)
 
     def close(self) -> None:
-        self._pool.close()
+        self._pool.close(timeout=1.0)

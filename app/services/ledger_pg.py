@@ -18,6 +18,7 @@ import functools
 import os
 import re
 import threading
+import time
 from decimal import Decimal
 from typing import Any, Iterable, Sequence
 from urllib.parse import urlsplit
@@ -395,13 +396,14 @@ class PgLedgerReader(LedgerReader):
         self.where = f"the PostgreSQL ledger at {describe(url)}"
         self.tz = tz
         kwargs = {"autocommit": True, **connect_kwargs(team)}
-        self._pool = ConnectionPool(url, min_size=1, max_size=max_size, kwargs=kwargs, open=False, timeout=5.0,
+        self._pool = ConnectionPool(url, min_size=1, max_size=max_size, kwargs=kwargs, open=False, timeout=2.0,
                                     name="patchbay-ledger-reader")
+        self._down: tuple[float, str] | None = None  # (until when, why): fail at once, not after a timeout each
         self._pool.open(wait=False)
         self._lock = threading.Lock()
 
     def close(self) -> None:
-        self._pool.close()
+        self._pool.close(timeout=1.0)
 
     def check(self) -> int:
         """The schema version found (raises ``LedgerError`` when unreachable)."""
@@ -412,14 +414,21 @@ class PgLedgerReader(LedgerReader):
         import psycopg
         from psycopg_pool import PoolTimeout
 
+        down = self._down
+        if down is not None and time.monotonic() < down[0]:
+            raise LedgerError(down[1])
         try:
             with self._pool.connection() as conn:
                 rows = conn.execute(pg_sql(sql), tuple(params)).fetchall()
         except (psycopg.OperationalError, PoolTimeout) as exc:
-            raise LedgerError(f"Patchbay cannot reach {self.where} ({str(exc).strip().splitlines()[0] if str(exc) else exc}). "
-                              "Check that the database runs and [ledger] url points at it.") from None
+            why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            msg = (f"Patchbay cannot reach {self.where} ({why}). Check that the database runs and [ledger] url "
+                   "points at it.")
+            self._down = (time.monotonic() + 2.0, msg)
+            raise LedgerError(msg) from None
         except psycopg.errors.UndefinedTable:
             raise LedgerError(f"No usage has been recorded yet: {self.where} has no Patchbay tables. Start a "
                               "gateway with this [ledger] url once (it sets the schema up) and send Claude Code "
                               "through it.") from None
+        self._down = None
         return [tuple(_plain(v) for v in r) for r in rows]
