@@ -477,6 +477,7 @@ class Ledger:
         self._done_seq = 0
         self._cv = threading.Condition()
         self._wake = threading.Event()
+        self._urgent = threading.Event()  # flush / drain / close: no lingering
         self._stopping = False
         self._abandon = False
         self._thread: threading.Thread | None = None
@@ -529,6 +530,7 @@ class Ledger:
         if t is None:
             return
         self._stopping = True
+        self._urgent.set()
         self._wake.set()
         t.join(timeout)
         if t.is_alive():
@@ -574,9 +576,13 @@ class Ledger:
         """Wait until everything queued before this call is acknowledged (in the store, or in the
         spool). False on timeout."""
         target = self._last_seq
+        self._urgent.set()
         self._wake.set()
-        with self._cv:
-            return self._cv.wait_for(lambda: self._done_seq >= target, timeout)
+        try:
+            with self._cv:
+                return self._cv.wait_for(lambda: self._done_seq >= target, timeout)
+        finally:
+            self._urgent.clear()
 
     def drain(self, timeout: float = 10.0) -> bool:
         """Wait until the spool is empty too (everything is in the store). False on timeout."""
@@ -617,6 +623,11 @@ class Ledger:
                 self._wake.clear()
                 if self._abandon:
                     return
+                linger = getattr(self.store, "linger_s", 0.0)
+                if linger and self._q and len(self._q) < MAX_BATCH and not self._stopping:
+                    # a networked store pays per statement: let a few more records join this batch
+                    # (flush, drain and close cut the wait short)
+                    self._urgent.wait(linger)
                 while self._q and not self._abandon:
                     n = min(len(self._q), MAX_BATCH)
                     batch = [self._q[i] for i in range(n)]
