@@ -11,7 +11,7 @@ import threading
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from app import config as cfgmod
 from app.config import ActiveSelection, BackendConfig, BudgetConfig, Config, ConfigError, RoutesConfig
@@ -83,7 +83,7 @@ class Engine:
             from app.services.status_cache import CACHE_NAME, StatusCache
 
             self.status_cache = StatusCache(self.reader, self.paths.data_dir / CACHE_NAME)
-            self.ledger.on_commit = self.status_cache.poke
+        self.ledger.on_commit = self._committed
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -117,6 +117,7 @@ class Engine:
                     pass
 
             threading.Thread(target=forget, name="patchbay-forget-holds", daemon=True).start()
+            self.hub.add(self.admission.sink)  # a finished request's hold counts at its real cost from then on
         else:
             self.admission.reconfigure(self.config.budgets, self.prices, reserve_output_tokens=team.reserve_output_tokens,
                                        on_unreachable=team.on_unreachable)
@@ -136,6 +137,13 @@ class Engine:
         self.hub.add(self.metrics.sink)
         self.runtime.gateway.metrics = self.metrics.render
         self.runtime.gateway.metrics_public = self.config.metrics.public
+
+    def _committed(self, ids: Sequence[str]) -> None:
+        """The ledger's on_commit (its writer thread): these rows are in the ledger now."""
+        if self.admission is not None:
+            self.admission.settled(ids)
+        if self.status_cache is not None:
+            self.status_cache.poke(ids)
 
     def not_ready(self) -> str | None:
         """Why this instance should not get traffic (GET /ready answers 503 with it); None: ready."""

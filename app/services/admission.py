@@ -23,6 +23,7 @@ says so (``/ready``).
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import math
 import threading
@@ -32,7 +33,7 @@ from datetime import tzinfo
 from typing import Any, Mapping, Sequence
 
 from app.config import BackendConfig, BudgetConfig
-from app.events import Usage
+from app.events import RequestFinished, Usage
 from app.proxy.routing import Refusal, Route
 from app.services.admission_store import BudgetStore, CounterKey, Numbers
 from app.services.budgets import block_refusal, budget_matches, period_bounds
@@ -45,6 +46,7 @@ HOLD_TTL_S = 900.0  # a reservation outlives no request by more than this (an in
 RETRY_S = 2.0  # while the database is away, ask it again at most this often (requests meanwhile answer at once)
 P95_SAMPLE = 200
 P95_REFRESH_S = 300.0
+SETTLING_MAX = 4096  # finished requests remembered until their rows are written (a bound, not a target)
 
 
 class _StillDown(Exception):
@@ -82,6 +84,8 @@ class Admission:
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="patchbay-admission")
         self.degraded: str | None = None  # why budgets cannot be checked now; None: they can
         self._retry_at = 0.0
+        # requests this instance finished whose rows may not be written yet: id -> (real cost, when)
+        self._settling: collections.OrderedDict[str, tuple[float, float]] = collections.OrderedDict()
         self.reconfigure(budgets, prices, backends)
 
     def reconfigure(self, budgets: tuple[BudgetConfig, ...], prices: PriceBook,
@@ -98,6 +102,36 @@ class Admission:
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self.store.close()
+
+    # ------------------------------------------------------------------ finished requests
+
+    def sink(self, event: object) -> None:
+        """EventHub sink: a finished request's real cost, so that its hold counts at that cost until
+        its row settles it (see admission_store.py). O(1), never raises."""
+        if type(event) is not RequestFinished or event.endpoint != "messages":
+            return
+        try:
+            cost = float(self.prices.cost_of(event) or 0.0)
+        except Exception:
+            cost = 0.0
+        now = time.monotonic()
+        with self._lock:
+            self._settling[event.request_id] = (cost, now)
+            while self._settling:
+                oldest, (_c, at) = next(iter(self._settling.items()))
+                if len(self._settling) <= SETTLING_MAX and now - at < self.hold_ttl_s:
+                    break
+                del self._settling[oldest]
+
+    def settled(self, ids: Sequence[str]) -> None:
+        """The ledger committed these rows (its on_commit): their holds are gone."""
+        with self._lock:
+            for i in ids:
+                self._settling.pop(i, None)
+
+    def _settling_costs(self) -> dict[str, float]:
+        with self._lock:
+            return {i: c for i, (c, _at) in self._settling.items()}
 
     # ------------------------------------------------------------------ the output bound
 
@@ -163,7 +197,7 @@ class Admission:
             if self.degraded is not None and time.monotonic() < self._retry_at:
                 raise _StillDown()  # asked a moment ago: answer now, do not make every request wait for it
             result = self.store.reserve(request_id, self.instance, list(keys.values()), decide, now,
-                                        now + self.hold_ttl_s)
+                                        now + self.hold_ttl_s, self._settling_costs())
         except Exception as exc:
             if not isinstance(exc, _StillDown):
                 reason = (f"Patchbay cannot check budgets: the ledger database does not answer "

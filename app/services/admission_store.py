@@ -7,6 +7,13 @@ live reservations hold, lets ``decide`` choose, and stores the reservations it a
 any this request held before (a fallback re-admits under the same id). The ledger writer settles a
 reservation when the request's row arrives: its cost goes into the counters and the hold goes, in
 the row's own transaction. A hold of an instance that died expires at ``expires_at``.
+
+Between a request's end and its row's commit (the writer batches, the upstream's body may still be
+draining) its hold would still count at the estimate, and the client's next request (Claude Code
+sends it at once) could be refused although the budget has room: a phantom reservation. So
+``reserve`` takes ``settling``, the real cost of requests this instance finished whose rows may
+not be written yet, and counts each hold of theirs still in the database at that cost instead.
+A hold already settled is gone, and its row's cost is in the counter: nothing is counted twice.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence, TypeVar
+from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence, TypeVar
 
 from app.team_config import TeamLedger
 
@@ -22,6 +29,7 @@ T = TypeVar("T")
 CounterKey = tuple[str, float, float]  # (scope, period start, period end)
 Numbers = dict[CounterKey, tuple[float, float]]  # key -> (spent, held by live reservations)
 Decide = Callable[[Numbers], tuple[T, Sequence[tuple[CounterKey, float]]]]
+Settling = Mapping[str, float]  # request id -> the real cost of a finished request, its row not yet written
 
 _SPENT = ("SELECT (SELECT total(cost_usd) FROM usage_hourly WHERE hour_start >= ? AND hour_start < ?{b}) + "
           "(SELECT total(cost_usd) FROM requests WHERE ((started_at >= ? AND started_at < ?) OR "
@@ -57,9 +65,21 @@ def _backend(scope: str) -> str | None:
     return scope[len("backend:"):] if scope.startswith("backend:") else None
 
 
+def count_at_cost(numbers: Numbers, holds: Iterable[Sequence[Any]], settling: Settling) -> None:
+    """Count each still-live hold ``(request_id, scope, period_start, amount)`` of a finished
+    request at its real cost: out of what is held, into what is spent."""
+    for rid, scope, start, amount in holds:
+        cost = settling.get(rid)
+        if cost is None:
+            continue
+        for key, (spent, held) in numbers.items():
+            if key[0] == scope and key[1] == float(start):
+                numbers[key] = (spent + cost, max(0.0, held - float(amount)))
+
+
 class BudgetStore(Protocol):
     def reserve(self, request_id: str, instance: str, keys: Sequence[CounterKey], decide: Decide[T],
-                now: float, expires_at: float) -> T: ...
+                now: float, expires_at: float, settling: Settling | None = None) -> T: ...
     def recent_outputs(self, limit: int) -> list[int]: ...
     def forget_instance(self, instance: str, expiring_before: float) -> int: ...
     def close(self) -> None: ...
@@ -83,12 +103,12 @@ class SqliteBudgets:
         return conn
 
     def reserve(self, request_id: str, instance: str, keys: Sequence[CounterKey], decide: Decide[T],
-                now: float, expires_at: float) -> T:
+                now: float, expires_at: float, settling: Settling | None = None) -> T:
         with self._lock:
-            return self._reserve(request_id, instance, keys, decide, now, expires_at)
+            return self._reserve(request_id, instance, keys, decide, now, expires_at, settling)
 
     def _reserve(self, request_id: str, instance: str, keys: Sequence[CounterKey], decide: Decide[T],
-                 now: float, expires_at: float) -> T:
+                 now: float, expires_at: float, settling: Settling | None) -> T:
         conn = self._conn()
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -106,6 +126,13 @@ class SqliteBudgets:
                                     "AND expires_at > ? AND request_id != ?",
                                     (key[0], key[1], now, request_id)).fetchone()[0]
                 numbers[key] = (spent, float(held or 0.0))
+            if settling:
+                ids = [i for i in settling if i != request_id]
+                for n in range(0, len(ids), 500):
+                    chunk = ids[n:n + 500]
+                    count_at_cost(numbers, conn.execute(
+                        "SELECT request_id, scope, period_start, amount FROM budget_holds WHERE expires_at > ? AND "
+                        f"request_id IN ({','.join('?' for _ in chunk)})", (now, *chunk)).fetchall(), settling)
             result, holds = decide(numbers)
             conn.execute("DELETE FROM budget_holds WHERE request_id = ?", (request_id,))
             if holds:
@@ -147,7 +174,7 @@ class PgBudgets:
         self._pool.open(wait=False)
 
     def reserve(self, request_id: str, instance: str, keys: Sequence[CounterKey], decide: Decide[T],
-                now: float, expires_at: float) -> T:
+                now: float, expires_at: float, settling: Settling | None = None) -> T:
         from app.services.ledger_pg import BUDGET_LOCK, pg_sql
 
         want = sorted(set(keys))
@@ -161,8 +188,14 @@ class PgBudgets:
                     cur = conn.cursor()
                     cur.execute(_PG_NUMBERS, (now, request_id, [k[0] for k in want], [k[1] for k in want],
                                               [k[2] for k in want]))
+                    ids = [i for i in settling or () if i != request_id]
+                    mine = conn.cursor()
+                    if ids:
+                        mine.execute("SELECT request_id, scope, period_start, amount FROM budget_holds WHERE "
+                                     "request_id = ANY(%s) AND expires_at > %s", (ids, now))
                 numbers: Numbers = {(r[0], float(r[1]), float(r[2])): (float(r[3]), float(r[4])) for r in
                                     cur.fetchall()}
+                finished_holds = mine.fetchall() if ids else []
                 for key in want:
                     if key in numbers:
                         continue  # a counter met for the first time (a new period): seed it from the rows
@@ -173,6 +206,8 @@ class PgBudgets:
                                         "period_start = %s AND expires_at > %s AND request_id != %s",
                                         (key[0], key[1], now, request_id)).fetchone() or (0.0,)
                     numbers[key] = (spent, float(held[0] or 0.0))
+                if finished_holds and settling:
+                    count_at_cost(numbers, finished_holds, settling)
                 result, holds = decide(numbers)
                 # round trip 2: the holds and the COMMIT. A hold this request had on another scope
                 # (before a fallback re-admitted it elsewhere) stays until its row settles them all.

@@ -67,6 +67,32 @@ def test_holds_count_against_the_limit_and_rows_settle_them(books: Books) -> Non
         adm.close()
 
 
+def test_a_finished_requests_hold_counts_at_its_real_cost_until_its_row_settles_it(books: Books) -> None:
+    """No phantom reservation between a request's end and its row: Claude Code sends the next
+    request at once, and the finished one's hold must not refuse it; nor may it count twice."""
+    now = time.time()
+    adm = admission(books, 0.05, now=now, reserve=4000)
+    real = finished("r1", now, Usage(10000, 500))  # $0.0375 of the $0.05, where ~$0.07 was held
+    try:
+        assert adm.reserve_sync(ROUTE, "r1", BODY) == ROUTE
+        assert isinstance(adm.reserve_sync(ROUTE, "r2", BODY), Refusal)  # r1's hold fills the budget
+        adm.sink(real)  # r1 has ended; the writer has not written its row yet
+        assert adm.reserve_sync(ROUTE, "r2", BODY) == ROUTE  # r1 counts at what it cost
+        ledger = books.ledger(PRICES)
+        ledger.start()
+        ledger.record(real)
+        assert ledger.flush(5)
+        ledger.close()
+        # the row settled r1's hold (the counter has its cost) before this instance heard of the
+        # commit: counted once, so r2 (re-admitted under its id, its own hold aside) still passes
+        assert books.raw("SELECT count(*) FROM budget_holds WHERE request_id = 'r1'") == [(0,)]
+        assert adm.reserve_sync(ROUTE, "r2", BODY) == ROUTE
+        adm.settled(["r1"])
+        assert "r1" not in adm._settling_costs()
+    finally:
+        adm.close()
+
+
 def test_a_dead_instances_holds_expire_and_a_restart_forgets_its_own(books: Books) -> None:
     now = time.time()
     dead = admission(books, 0.05, now=now, reserve=4000, instance="dead")
