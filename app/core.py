@@ -28,6 +28,18 @@ class StartError(Exception):
     """Patchbay could not start. ``str()`` is a sentence for the user."""
 
 
+def _refuse_unenforced_budgets(config: Config) -> None:
+    """Per-person and per-group budgets are parsed, but this build has no per-user counters yet
+    (they come with the team ledger's reservations): refuse to start rather than let an admin
+    believe a cap holds that nothing enforces."""
+    for n, b in enumerate(config.budgets, 1):
+        if b.is_team_scope:
+            raise StartError(
+                f'{config.path or "The config"}: budget #{n} has scope = "{b.scope}". This Patchbay build does '
+                "not enforce per-user or per-group budgets yet (they need the team ledger's per-user counters), "
+                'so it will not start with one. Remove it, or use scope = "all" or "backend:<id>" for now.')
+
+
 class Engine:
     def __init__(self, config_path: Path | None = None, *, paths: Paths | None = None, gui: bool = False,
                  host: str | None = None, port: int | None = None) -> None:
@@ -48,6 +60,7 @@ class Engine:
         self._host_override = host
         self._port_override = port
         self.config = self._with_overrides(config)
+        _refuse_unenforced_budgets(self.config)
         self.gui = gui
         self.events = EventQueue()
         self.hub = EventHub()
@@ -69,8 +82,9 @@ class Engine:
             self.token, self.token_source = secrets.gateway_token(self.paths.token_file)
         except secrets.SecretError as exc:
             raise StartError(str(exc)) from None
+        self._key_store: Any = None
         self.runtime = ProxyRuntime(self.config, token=self.token, hub=self.hub, admission=self._admission(),
-                                    keys=secrets.resolve_backend_key)
+                                    keys=secrets.resolve_backend_key, identity=self._identity_chain(self.config))
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -81,6 +95,25 @@ class Engine:
         if self._port_override is not None:
             gw = replace(gw, port=self._port_override)
         return replace(config, gateway=gw)
+
+    def _identity_chain(self, config: Config) -> Any:
+        """Team mode: the chain of verifiers ``[team] identity`` lists (issued keys live in the
+        ledger database), or None in single-user mode."""
+        if config.team is None:
+            return None
+        from app.team.chain import build_chain
+
+        keys = None
+        if "keys" in config.team.identity:
+            if self._key_store is None:
+                from app.team.keystore_sqlite import KeyStoreError, SqliteKeyStore
+
+                try:
+                    self._key_store = SqliteKeyStore(self.paths.ledger_file)
+                except KeyStoreError as exc:
+                    raise StartError(str(exc)) from None
+            keys = self._key_store
+        return build_chain(config.team, keys=keys)
 
     def _admission(self) -> Any:
         return self.budgets.admit if self.config.budgets else None
@@ -95,6 +128,8 @@ class Engine:
     def stop(self) -> None:
         self.runtime.stop()
         claude_code.remove_runtime_file(self.paths)
+        if self._key_store is not None:
+            self._key_store.close()
         self.ledger.close()
 
     @property
@@ -145,6 +180,7 @@ class Engine:
             config = cfgmod.load_config(self.config_path)
         except ConfigError as exc:
             raise StartError(str(exc)) from None
+        _refuse_unenforced_budgets(config)
         self._apply(config)
 
     def _apply(self, config: Config) -> None:
@@ -155,7 +191,8 @@ class Engine:
         self.ledger.reconfigure(self.prices, self.config.ledger)
         self.budgets.reconfigure(self.config.budgets, self.prices)
         self.runtime.set_admission(self._admission())
-        self.runtime.apply(self.config)
+        team_changed = self.config.team != self.runtime.config.team
+        self.runtime.apply(self.config, identity=self._identity_chain(self.config) if team_changed else None)
 
     def save_backends(self, backends: list[BackendConfig], active: ActiveSelection | None = None) -> None:
         ids = [b.id for b in backends]
