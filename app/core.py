@@ -212,7 +212,8 @@ class Engine:
         if budgets is not None:
             config = cfgmod.save_section(self.config_path, "budgets", [
                 {"scope": b.scope, "period": b.period, "limit_usd": b.limit_usd, "warn_at": b.warn_at,
-                 "action": b.action} for b in budgets])
+                 "action": b.action, **({"blocked_message": b.blocked_message} if b.blocked_message else {})}
+                for b in budgets])
         if capture is not None:
             config = cfgmod.save_section(self.config_path, "ledger", {"capture": capture})
         if config is not None:
