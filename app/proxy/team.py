@@ -12,7 +12,7 @@ else is left. The allowed route's ``max_output_tokens`` cap lowers the request's
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from app.proxy.routing import Route
@@ -21,10 +21,17 @@ from app.team.identity import Identity, IdentityChain
 from app.team.policy import Decision, PolicyDenied, decide, user_groups
 
 
+# decisions are pure functions of the config and the identity: kept per snapshot, at most this many
+_MAX_CACHED = 4096
+
+
 @dataclass(frozen=True)
 class TeamGate:
     chain: IdentityChain
     groups: tuple[GroupPolicy, ...] = ()
+    _decisions: dict[tuple[Identity, str, str, str], Decision] = field(default_factory=dict, compare=False,
+                                                                       repr=False)
+    _groups_of: dict[Identity, tuple[str, ...]] = field(default_factory=dict, compare=False, repr=False)
 
     async def identify(self, scope_headers: list[tuple[bytes, bytes]] | Any) -> Identity:
         """The caller's verified identity (raises ``AuthError`` / ``IdentityUnavailable``)."""
@@ -33,13 +40,29 @@ class TeamGate:
 
     def groups_of(self, identity: Identity) -> tuple[str, ...]:
         """The person's ``[[team.groups]]``; with none configured, the groups their identity asserts."""
-        return user_groups(self.groups, identity) if self.groups else identity.groups
+        if not self.groups:
+            return identity.groups
+        hit = self._groups_of.get(identity)
+        if hit is None:
+            if len(self._groups_of) >= _MAX_CACHED:
+                self._groups_of.clear()
+            hit = self._groups_of[identity] = user_groups(self.groups, identity)
+        return hit
+
+    def _decision(self, identity: Identity, backend: str, model: str, requested: str) -> Decision:
+        key = (identity, backend, model, requested)
+        hit = self._decisions.get(key)
+        if hit is None:
+            if len(self._decisions) >= _MAX_CACHED:
+                self._decisions.clear()
+            hit = self._decisions[key] = decide(self.groups, identity, backend, model, requested_model=requested)
+        return hit
 
     def decide(self, identity: Identity, route: Route) -> Decision:
-        return decide(self.groups, identity, route.backend, route.model, requested_model=route.requested_model)
+        return self._decision(identity, route.backend, route.model, route.requested_model)
 
     def allows(self, identity: Identity, backend: str, model: str, requested: str) -> bool:
-        return not self.groups or decide(self.groups, identity, backend, model, requested_model=requested).allowed
+        return not self.groups or self._decision(identity, backend, model, requested).allowed
 
     def check(self, identity: Identity, route: Route) -> Decision:
         """The decision for ``route``; raises ``PolicyDenied`` (403) when it is refused."""
