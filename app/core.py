@@ -101,19 +101,18 @@ class Engine:
         ledger database), or None in single-user mode."""
         if config.team is None:
             return None
+        from app.team.audit import record_policy
         from app.team.chain import build_chain
 
-        keys = None
-        if "keys" in config.team.identity:
-            if self._key_store is None:
-                from app.team.keystore_sqlite import KeyStoreError, SqliteKeyStore
+        if self._key_store is None:  # issued keys and the audit trail live in the ledger database
+            from app.team.keystore_sqlite import KeyStoreError, SqliteKeyStore
 
-                try:
-                    self._key_store = SqliteKeyStore(self.paths.ledger_file)
-                except KeyStoreError as exc:
-                    raise StartError(str(exc)) from None
-            keys = self._key_store
-        return build_chain(config.team, keys=keys)
+            try:
+                self._key_store = SqliteKeyStore(self.paths.ledger_file)
+            except KeyStoreError as exc:
+                raise StartError(str(exc)) from None
+        record_policy(self._key_store, config)
+        return build_chain(config.team, keys=self._key_store if "keys" in config.team.identity else None)
 
     def _admission(self) -> Any:
         return self.budgets.admit if self.config.budgets else None
@@ -192,7 +191,12 @@ class Engine:
         self.budgets.reconfigure(self.config.budgets, self.prices)
         self.runtime.set_admission(self._admission())
         team_changed = self.config.team != self.runtime.config.team
-        self.runtime.apply(self.config, identity=self._identity_chain(self.config) if team_changed else None)
+        chain = self._identity_chain(self.config) if team_changed else None
+        if not team_changed and self.config.team is not None and self._key_store is not None:
+            from app.team.audit import record_policy
+
+            record_policy(self._key_store, self.config)  # new budgets are new policy too
+        self.runtime.apply(self.config, identity=chain)
 
     def save_backends(self, backends: list[BackendConfig], active: ActiveSelection | None = None) -> None:
         ids = [b.id for b in backends]

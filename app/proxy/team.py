@@ -20,7 +20,6 @@ from app.team.config import GroupPolicy
 from app.team.identity import Identity, IdentityChain
 from app.team.policy import Decision, PolicyDenied, decide, user_groups
 
-
 # decisions are pure functions of the config and the identity: kept per snapshot, at most this many
 _MAX_CACHED = 4096
 

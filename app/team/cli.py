@@ -30,7 +30,7 @@ _UNIT = {"h": 3600, "d": 86400, "w": 7 * 86400}
 def add_team_commands(subparsers: Any) -> None:
     """Adds ``patchbay team …`` to the top-level subparsers; ``args.team_run(args)`` runs it."""
     t = subparsers.add_parser("team", help="team gateway: join one, or issue, list and revoke per-user keys")
-    tsub = t.add_subparsers(dest="team_command", required=True, metavar="{join,leave,credential,key}")
+    tsub = t.add_subparsers(dest="team_command", required=True, metavar="{join,leave,credential,key,audit}")
     j = tsub.add_parser("join", help="point Claude Code at a team gateway (~/.claude/settings.json; `leave` undoes)")
     j.add_argument("url", help="the team gateway's address, e.g. https://patchbay.corp.example")
     j.add_argument("--key-command", metavar="CMD",
@@ -44,6 +44,14 @@ def add_team_commands(subparsers: Any) -> None:
     lv.set_defaults(team_run=run_leave)
     cr = tsub.add_parser("credential", help="print the stored team key (Claude Code's apiKeyHelper runs this)")
     cr.set_defaults(team_run=run_credential)
+    au = tsub.add_parser("audit", help="the admin actions: keys created and revoked, policies loaded")
+    au.add_argument("--since", metavar="WHEN", help="7d, 24h, 12w or a date YYYY-MM-DD (UTC); default: all")
+    fmt = au.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="print JSON")
+    fmt.add_argument("--csv", action="store_true", help="print CSV")
+    au.add_argument("--ledger", type=Path, metavar="PATH",
+                    help="the ledger database holding the audit trail (default: this machine's usage ledger)")
+    au.set_defaults(team_run=run_audit)
     k = tsub.add_parser("key", help="per-user keys (only their hash is stored, in the ledger database)")
     ksub = k.add_subparsers(dest="key_command", required=True, metavar="{create,list,revoke}")
     c = ksub.add_parser("create", help="issue a key for a person and print it once")
@@ -243,3 +251,65 @@ def run(args: argparse.Namespace) -> int:
     finally:
         store.close()
     return 2
+
+
+def parse_since(text: str, now: float) -> float:
+    """``--since`` as epoch seconds. Raises ValueError with a sentence."""
+    t = text.strip().lower()
+    m = _SPAN_RE.match(t)
+    if m:
+        return now - int(m.group(1)) * _UNIT[m.group(2)]
+    try:
+        return datetime.strptime(t, "%Y-%m-%d").replace(tzinfo=timezone.utc).timestamp()
+    except ValueError:
+        raise ValueError(f"--since {text!r} is not a span or a date: write 7d, 24h, 12w or a date such as "
+                         "2027-03-01.") from None
+
+
+def run_audit(args: argparse.Namespace) -> int:
+    import csv
+
+    from app.paths import default_paths
+    from app.services.ledger import LedgerError
+    from app.team.keystore_sqlite import KeyStoreError, SqliteKeyStore
+
+    try:
+        since = parse_since(args.since, time.time()) if args.since else None
+    except ValueError as exc:
+        return _err(str(exc))
+    path = args.ledger or default_paths().ledger_file
+    try:
+        store = SqliteKeyStore(path)
+    except (LedgerError, KeyStoreError) as exc:
+        return _err(str(exc))
+    try:
+        entries = store.audit(since=since)
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps([{"seq": e.seq, "at": e.at, "actor": e.actor, "action": e.action, "subject": e.subject,
+                           "detail": e.detail} for e in entries], indent=2))
+        return 0
+    if args.csv:
+        w = csv.writer(sys.stdout)
+        w.writerow(["seq", "at_utc", "actor", "action", "subject", "detail"])
+        for e in entries:
+            w.writerow([e.seq, _when(e.at), e.actor, e.action, e.subject, json.dumps(e.detail, sort_keys=True)])
+        return 0
+    if not entries:
+        print("No admin actions recorded" + (" in that period." if since else " yet."))
+        return 0
+    for e in entries:
+        print(f"{_when(e.at)}  {e.actor}  {e.action}  {e.subject}  {_summary(e.action, e.detail)}")
+    return 0
+
+
+def _summary(action: str, detail: dict[str, Any]) -> str:
+    if action == "key.created":
+        groups = ",".join(detail.get("groups") or []) or "-"
+        return f"for {detail.get('user')} (groups {groups}, expires {_when(detail.get('expires_at'))})"
+    if action == "key.revoked":
+        return f"of {detail.get('user')}"
+    if action == "config.loaded":
+        return "; ".join(detail.get("changes") or []) or f"policy {detail.get('digest')}"
+    return json.dumps(detail, sort_keys=True)
