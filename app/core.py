@@ -114,6 +114,11 @@ class Engine:
         record_policy(self._key_store, config)
         return build_chain(config.team, keys=self._key_store if "keys" in config.team.identity else None)
 
+    @property
+    def team_store(self) -> Any:
+        """Team mode: the issued keys and the audit trail (in the ledger database); None otherwise."""
+        return self._key_store if self.config.team is not None else None
+
     def _admission(self) -> Any:
         return self.budgets.admit if self.config.budgets else None
 
