@@ -331,3 +331,21 @@ def test_the_engine_serves_a_team_with_keys_made_by_the_cli(patchbay_home: Path,
             eng.reload()
     finally:
         eng.stop()
+
+
+def test_health_beyond_loopback_tells_a_stranger_only_the_status(tmp_path, idp, ups):
+    main, local = ups
+    cfg = parse_config(team_text(idp, main, local).replace("port = 0", 'port = 0\nhost = "0.0.0.0"', 1))
+    keys = SqliteKeyStore(tmp_path / "k.sqlite3")
+    rt = ProxyRuntime(cfg, token=TOKEN, hub=EventHub(), keys=resolve_backend_key,
+                      identity=build_chain(cfg.team, keys=keys))
+    rt.start()
+    try:
+        with httpx.Client(base_url=rt.url, timeout=10) as http:
+            assert http.get("/health").json() == {"status": "ok"}  # a load balancer's check
+            assert http.get("/health", headers={"x-api-key": TOKEN}).json() == {"status": "ok"}
+            who = http.get("/health", headers={"authorization": "Bearer " + idp.oidc_token(ALICE, aud="patchbay")})
+            assert who.json()["active"]["backend"] == "main"
+    finally:
+        rt.stop(timeout=5)
+        keys.close()
