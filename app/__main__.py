@@ -62,6 +62,9 @@ def _parser() -> argparse.ArgumentParser:
     claude_cli.add_claude_arguments(sub.add_parser(
         "claude", help="start Claude Code through the gateway for this session only: "
                        "patchbay claude [--backend B [--model M]] [claude args…]"))
+    from app.services import ledger_cli
+
+    ledger_cli.add_arguments(sub.add_parser("ledger", help="the usage ledger: check it, or migrate it to PostgreSQL"))
     sl = sub.add_parser("statusline", help="one line for Claude Code's statusLine setting (reads its JSON on stdin)")
     sl.add_argument("--config", type=Path, dest="sub_config")
     from app.team.cli import add_team_commands
@@ -124,6 +127,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"patchbay: {exc}", file=sys.stderr)
         return 2
     _setup_logging(engine.paths.log_dir, verbose=False)
+    engine.runtime.drain_s = _drain_s()
     if not args.quiet:
         def show(ev: object) -> None:
             if type(ev) is RequestFinished:
@@ -169,6 +173,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print("patchbay: stopping (finishing requests in flight)...", file=sys.stderr, flush=True)
     engine.stop()
     return 0
+
+
+def _drain_s() -> float:
+    """Seconds requests in flight may go on after SIGTERM: PATCHBAY_DRAIN_S, else 8 (Cloud Run kills
+    10 s after SIGTERM by default, Kubernetes 30 s: set it a little below your platform's grace)."""
+    try:
+        return max(0.0, float(os.environ.get("PATCHBAY_DRAIN_S", "8")))
+    except ValueError:
+        return 8.0
 
 
 def _reload(engine: Engine) -> None:
@@ -304,6 +317,11 @@ def main(argv: list[str] | None = None) -> int:
         from app.services import usage_cli
 
         return usage_cli.run(args, default_paths(), config_path=_config_path(args))
+    if args.command == "ledger":
+        from app.paths import default_paths
+        from app.services import ledger_cli
+
+        return ledger_cli.run(args, default_paths(), _config_path(args))
     if args.command == "key":
         return cmd_key(args)
     if args.command == "check":
@@ -316,6 +334,11 @@ def main(argv: list[str] | None = None) -> int:
         return command(args, _config_path(args))
     if args.command == "team":
         return int(args.team_run(args))
+    from app.gui_extra import missing_gui_modules, no_gui_message
+
+    if missing_gui_modules():
+        print(f"patchbay: {no_gui_message(missing_gui_modules())}", file=sys.stderr)
+        return 2
     os.environ.setdefault("QT_API", "pyside6")
     from app.gui import run_gui
 

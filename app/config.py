@@ -18,6 +18,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable
 
+from app.team_config import TEAM_KEYS, MetricsSettings, TeamLedger, parse_metrics, parse_team_ledger
+
+# upstream connections one backend may hold open at once: a shared gateway serves hundreds of
+# concurrent streams, and the 201st waiting for a free connection is what a cap of 200 did
+DEFAULT_MAX_CONNECTIONS = 2000
+
 BACKEND_KINDS = ("anthropic", "openai", "bedrock", "vertex")
 KIND_NAMES = {"bedrock": "Bedrock", "vertex": "Vertex AI"}
 AUTH_HELP = '"keyring", "env:NAME", "command:<a command that prints a token>", "client" or "none"'
@@ -59,6 +65,7 @@ class BackendConfig:
     project: str | None = None  # vertex
     profile: str | None = None  # bedrock: a profile of ~/.aws/config (None: botocore's default chain)
     token_ttl_s: float | None = None  # auth = "command:...": how long a printed token is used
+    max_connections: int | None = None  # upstream connections open at once (None: DEFAULT_MAX_CONNECTIONS)
 
     @property
     def is_local(self) -> bool:
@@ -143,6 +150,7 @@ class LedgerSettings:
     capture: str = "off"  # off | errors | all
     capture_retention_days: int = 14
     retention_days: int | None = None  # None: keep everything
+    team: TeamLedger = TeamLedger()  # [ledger] url, password, on_unreachable (app/team_config.py)
 
 
 # the [routes] targets, in priority order
@@ -213,6 +221,7 @@ class Config:
     ledger: LedgerSettings = field(default_factory=LedgerSettings)
     ollama: OllamaSettings = field(default_factory=OllamaSettings)
     routes: RoutesConfig = field(default_factory=RoutesConfig)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)  # [metrics] (app/team_config.py)
     team: Any = None  # an app.team.config.TeamConfig when the file has a [team] section (team mode)
 
     def backend(self, backend_id: str) -> BackendConfig | None:
@@ -348,7 +357,8 @@ def parse_config(text: str, path: Path | None = None) -> Config:
         ) from None
 
     _check_values(raw, where)
-    known_top = {"gateway", "backends", "active", "budgets", "prices", "ledger", "ollama", "routes", "team"}
+    known_top = {"gateway", "backends", "active", "budgets", "prices", "ledger", "ollama", "routes", "metrics",
+                 "team"}
     for key in raw:
         if key not in known_top:
             raise where.fail(
@@ -367,8 +377,10 @@ def parse_config(text: str, path: Path | None = None) -> Config:
     ledger = _parse_ledger(raw.get("ledger", {}), where)
     ollama = _parse_ollama(raw.get("ollama", {}), where)
     routes = _parse_routes(raw.get("routes", {}), ids, where)
+    metrics = parse_metrics(raw.get("metrics", {}), lambda problem, fix, key: where.fail(
+        problem, fix, line=where.line_of(rf"^\s*{key}\s*="), key=f"metrics.{key}"))
     return Config(path, gateway, tuple(backends), active, tuple(budgets), tuple(prices), ledger, ollama,
-                  routes, team)
+                  routes, metrics, team)
 
 
 def _parse_team(t: Any, backends: list[BackendConfig], where: _Where) -> Any:
@@ -433,7 +445,7 @@ def _parse_backends(items: Any, where: _Where) -> list[BackendConfig]:
     out: list[BackendConfig] = []
     seen: dict[str, int] = {}
     known = {"id", "kind", "base_url", "auth", "models", "max_output_tokens", "headers", "local", "region",
-             "project", "profile", "token_ttl_s"}
+             "project", "profile", "token_ttl_s", "max_connections"}
     for n, t in enumerate(items, 1):
         ctx = f"backends[{n}]."
         if not isinstance(t, dict):
@@ -565,8 +577,14 @@ def _parse_backends(items: Any, where: _Where) -> list[BackendConfig]:
         if local is not None and not isinstance(local, bool):
             raise where.fail(f'backend "{bid}" local is {local!r}', "Write true or false.",
                              line=where.line_of(r"^\s*local\s*=", start=(line or 1) - 1))
+        maxc = t.get("max_connections")
+        if maxc is not None and (not isinstance(maxc, int) or isinstance(maxc, bool) or not 1 <= maxc <= 100_000):
+            raise where.fail(f'backend "{bid}" max_connections is {maxc!r}',
+                             f"Write how many upstream connections may be open at once, e.g. "
+                             f"{DEFAULT_MAX_CONNECTIONS}, or leave it out.",
+                             line=where.line_of(r"^\s*max_connections\s*=", start=(line or 1) - 1))
         out.append(BackendConfig(bid, kind, base_url.rstrip("/"), auth, tuple(models), mot,
-                                 tuple(headers.items()), local, region, project, profile, ttl))
+                                 tuple(headers.items()), local, region, project, profile, ttl, maxc))
     return out
 
 
@@ -684,14 +702,16 @@ def _parse_prices(items: Any, ids: set[str], where: _Where) -> list[PriceConfig]
 def _parse_ledger(t: Any, where: _Where) -> LedgerSettings:
     if not isinstance(t, dict):
         raise where.fail("[ledger] must be a table", "Write it as a [ledger] section.", key="ledger")
-    _unknown_keys(t, {"capture", "capture_retention_days", "retention_days"}, "ledger.", where)
+    _unknown_keys(t, {"capture", "capture_retention_days", "retention_days"} | TEAM_KEYS, "ledger.", where)
     capture = t.get("capture", "off")
     if capture not in CAPTURE_MODES:
         raise where.fail(f"ledger.capture is {capture!r}", 'Write "off", "errors" or "all".',
                          line=where.line_of(r"^\s*capture\s*="))
     crd = _get(t, "capture_retention_days", int, where, "ledger.", 14)
     rd = _get(t, "retention_days", int, where, "ledger.", None)
-    return LedgerSettings(capture, crd, rd)
+    team = parse_team_ledger(t, lambda problem, fix, key: where.fail(
+        problem, fix, line=where.line_of(rf"^\s*{key}\s*="), key=f"ledger.{key}"))
+    return LedgerSettings(capture, crd, rd, team)
 
 
 def _parse_ollama(t: Any, where: _Where) -> OllamaSettings:
@@ -953,6 +973,8 @@ def backend_to_table(b: BackendConfig) -> dict[str, Any]:
     t["auth"] = b.auth
     if b.token_ttl_s is not None:
         t["token_ttl_s"] = b.token_ttl_s
+    if b.max_connections is not None:
+        t["max_connections"] = b.max_connections
     if b.models:
         t["models"] = list(b.models)
     if b.max_output_tokens:

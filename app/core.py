@@ -7,9 +7,11 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from app import config as cfgmod
 from app.config import ActiveSelection, BackendConfig, BudgetConfig, Config, ConfigError, RoutesConfig
@@ -44,7 +46,8 @@ class Engine:
     def __init__(self, config_path: Path | None = None, *, paths: Paths | None = None, gui: bool = False,
                  host: str | None = None, port: int | None = None) -> None:
         from app.services.budgets import BudgetGuard
-        from app.services.ledger import Ledger, LedgerReader
+        from app.services.ledger_open import open_reader, open_writer
+        from app.services.ledger_store import default_instance
         from app.services.pricing import PriceBook
 
         self.paths = paths or default_paths()
@@ -67,12 +70,14 @@ class Engine:
         self.prices = PriceBook.load(self.config)
         from app.services.ledger import LedgerError
 
-        self.ledger = Ledger(self.paths.ledger_file, prices=self.prices, settings=self.config.ledger)
+        self.instance = self.config.ledger.team.instance or default_instance(self.config.gateway.port)
+        self.ledger = open_writer(self.config.ledger, self.paths, self.prices, self.instance)
         try:
             self.ledger.start()
-            self.reader = LedgerReader(self.paths.ledger_file)
+            self.reader = open_reader(self.config.ledger, self.paths)
         except LedgerError as exc:
             raise StartError(str(exc)) from None
+        self.admission: Any = None  # app.services.admission.Admission, made with the first budget
         self.budgets = BudgetGuard(self.config.budgets, self.prices, publish=self.hub.publish, reader=self.reader)
         self.hub.add(self.ledger.sink)
         self.hub.add(self.budgets.sink)
@@ -85,6 +90,14 @@ class Engine:
         self._key_store: Any = None
         self.runtime = ProxyRuntime(self.config, token=self.token, hub=self.hub, admission=self._admission(),
                                     keys=secrets.resolve_backend_key, identity=self._identity_chain(self.config))
+        self.runtime.gateway.not_ready = self.not_ready
+        self._setup_metrics()
+        self.status_cache: Any = None
+        if self.config.ledger.team.url:
+            from app.services.status_cache import CACHE_NAME, StatusCache
+
+            self.status_cache = StatusCache(self.reader, self.paths.data_dir / CACHE_NAME)
+        self.ledger.on_commit = self._committed
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -120,7 +133,64 @@ class Engine:
         return self._key_store if self.config.team is not None else None
 
     def _admission(self) -> Any:
-        return self.budgets.admit if self.config.budgets else None
+        """Budget admission with reservations in the ledger's database (app/services/admission.py)."""
+        if not self.config.budgets:
+            return None
+        team = self.config.ledger.team
+        if self.admission is None:
+            from app.services.admission import Admission
+            from app.services.admission_store import BudgetStore, PgBudgets, SqliteBudgets
+
+            store: BudgetStore = PgBudgets(team.url, team) if team.url else SqliteBudgets(self.paths.ledger_file)
+            self.admission = Admission(self.config.budgets, self.prices, store, instance=self.instance,
+                                       on_unreachable=team.on_unreachable,
+                                       reserve_output_tokens=team.reserve_output_tokens)
+            started = time.time()
+
+            def forget() -> None:  # holds a previous run of this instance left behind (off the start-up path;
+                try:  # a hold made since this start expires later than any of those)
+                    store.forget_instance(self.instance, started + self.admission.hold_ttl_s - 1.0)
+                except Exception:
+                    pass
+
+            threading.Thread(target=forget, name="patchbay-forget-holds", daemon=True).start()
+            self.hub.add(self.admission.sink)  # a finished request's hold counts at its real cost from then on
+        else:
+            self.admission.reconfigure(self.config.budgets, self.prices, reserve_output_tokens=team.reserve_output_tokens,
+                                       on_unreachable=team.on_unreachable)
+        return self.admission
+
+    def _setup_metrics(self) -> None:
+        from app.proxy.metrics import GatewayMetrics
+
+        def cost(ev: RequestFinished) -> float | None:
+            return self.prices.cost_of(ev)
+
+        def budgets() -> list[tuple[str, float]]:
+            return [(st.budget.label, st.fraction) for st in self.budgets.status()]
+
+        self.metrics = GatewayMetrics(cost, queue=lambda: self.ledger.queued, spool=lambda: self.ledger.spooled,
+                                      budgets=budgets)
+        self.hub.add(self.metrics.sink)
+        self.runtime.gateway.metrics = self.metrics.render
+        self.runtime.gateway.metrics_public = self.config.metrics.public
+
+    def _committed(self, ids: Sequence[str]) -> None:
+        """The ledger's on_commit (its writer thread): these rows are in the ledger now."""
+        if self.admission is not None:
+            self.admission.settled(ids)
+        if self.status_cache is not None:
+            self.status_cache.poke(ids)
+
+    def not_ready(self) -> str | None:
+        """Why this instance should not get traffic (GET /ready answers 503 with it); None: ready."""
+        if self.ledger.degraded:
+            return f"{self.ledger.degraded} {self.ledger.spooled} usage rows wait in the local spool."
+        adm = self.admission
+        if adm is not None and adm.degraded:
+            return f"{adm.degraded} Budgets are {'not enforced' if adm.on_unreachable == 'open' else 'refusing requests'} " \
+                   f"([ledger] on_unreachable = \"{adm.on_unreachable}\")."
+        return None
 
     def start(self) -> None:
         try:
@@ -128,13 +198,19 @@ class Engine:
         except GatewayStartError as exc:
             raise StartError(str(exc)) from None
         claude_code.write_runtime_file(self.paths, self.url, self.config_path)
+        if self.status_cache is not None:
+            self.status_cache.start()
 
     def stop(self) -> None:
         self.runtime.stop()
         claude_code.remove_runtime_file(self.paths)
         if self._key_store is not None:
             self._key_store.close()
+        if self.status_cache is not None:
+            self.status_cache.stop()
         self.ledger.close()
+        if self.admission is not None:
+            self.admission.close()
 
     @property
     def url(self) -> str:
@@ -201,6 +277,7 @@ class Engine:
             from app.team.audit import record_policy
 
             record_policy(self._key_store, self.config)  # new budgets are new policy too
+        self.runtime.gateway.metrics_public = self.config.metrics.public
         self.runtime.apply(self.config, identity=chain)
 
     def save_backends(self, backends: list[BackendConfig], active: ActiveSelection | None = None) -> None:

@@ -32,6 +32,10 @@ class SelftestFailure(Exception):
     """One check failed. ``str()`` says what is wrong and what to do."""
 
 
+class NotInstalled(Exception):
+    """An optional part (the GUI extra) is not installed: said, and not a failure."""
+
+
 # --------------------------------------------------------------------------- the fake upstream
 
 
@@ -189,6 +193,11 @@ def check_gateway() -> str:
 
 
 def check_gui() -> str:
+    from app.gui_extra import GUI_PIP, missing_gui_modules
+
+    missing = missing_gui_modules()
+    if missing and not getattr(sys, "frozen", False):
+        raise NotInstalled(f"not installed ({', '.join(missing)}); `{GUI_PIP}` adds the desktop app")
     os.environ["QT_QPA_PLATFORM"] = "offscreen"
     os.environ.setdefault("QT_API", "pyside6")
     try:
@@ -273,6 +282,9 @@ def run(out: TextIO | None = None) -> int:
         t0 = time.perf_counter()
         try:
             detail = check()
+        except NotInstalled as exc:
+            print(f"  --   {name}: {exc}", file=out, flush=True)
+            continue
         except SelftestFailure as exc:
             failed += 1
             print(f"  FAIL {name}: {exc}", file=out, flush=True)

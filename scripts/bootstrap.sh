@@ -3,7 +3,7 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
-extras="${1:-}"
+extras="${1:-gui}"   # ./patchbay installs the desktop app too; `pip install patchbay` alone is the server
 
 pick_python() {
   for py in "${PATCHBAY_PYTHON:-}" python3 python3.11 python3.12 python3.13; do

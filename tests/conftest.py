@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import keyring
 import pytest
 
 from tests.fakes.keyring_backend import MemoryKeyring
+
+if TYPE_CHECKING:
+    from tests.pg import PgServer
 
 
 @pytest.fixture(autouse=True)
@@ -35,3 +38,16 @@ def _no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
         monkeypatch.delenv(var, raising=False)
     os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator["PgServer"]:
+    """One throwaway PostgreSQL server for the whole run (tests/pg.py); each test makes its own
+    database with ``pg_server.create_db()``."""
+    from tests.pg import PgServer
+
+    server = PgServer().start()
+    try:
+        yield server
+    finally:
+        server.destroy()

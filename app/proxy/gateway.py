@@ -91,6 +91,12 @@ class Gateway:
         self.served = 0
         self.health = HealthBoard(hub.publish)
         self._health_routes: RoutesConfig | None = None
+        # why this instance should get no traffic now (the ledger or the budgets cannot be reached):
+        # GET /ready answers 503 with it; None: ready
+        self.not_ready: Callable[[], str | None] | None = None
+        # GET /metrics: the Prometheus text (app/proxy/metrics.py), and whether it needs no token
+        self.metrics: Callable[[], bytes] | None = None
+        self.metrics_public = False
 
     # ------------------------------------------------------------------ ASGI entry
 
@@ -129,10 +135,16 @@ class Gateway:
             elif path == "/health":
                 _allow(method, "GET")
                 await self._health(scope, send)
+            elif path == "/ready":
+                _allow(method, "GET")
+                await self._ready(scope, send)
+            elif path == "/metrics" and self.metrics is not None:
+                _allow(method, "GET")
+                await self._metrics(scope, send)
             elif path == "/":
                 await _json(send, 200, {"name": "Patchbay", "version": __version__,
                                         "endpoints": ["POST /v1/messages", "POST /v1/messages/count_tokens",
-                                                      "GET /v1/models", "GET /health"]})
+                                                      "GET /v1/models", "GET /health", "GET /ready"]})
             else:
                 raise GatewayError(404, "not_found_error",
                                    f"Patchbay does not serve {method} {scope['path']}. It serves POST /v1/messages, "
@@ -347,34 +359,35 @@ class Gateway:
             return
 
         route: Route = routed
-        if snap.admission is not None:
-            decision = snap.admission(routed)
-            if isinstance(decision, Refusal):
-                self._record_refusal(request_id, routed, inc, stream, decision)
-                raise GatewayError(decision.status, decision.error_type, decision.message)
-            route = decision
-            backend = snap.backends.get(route.backend, backend)
-            # authorisation holds on the route finally taken: a budget downgrade from a `client`
-            # backend to one with a stored key needs the token as asking for it directly does
-            access.authorize(backend.config, authed, is_exposed, presented)
-            if team is not None and identity is not None and route is not routed:
-                try:  # a downgrade stays inside what the person's groups allow
-                    team.check(identity, route)
-                except GatewayError as exc:
-                    self._record_invalid(headers, raw, count, exc, body, who=who)
-                    raise
-        if self.paused:
+        if self.paused:  # before admission: a request that is not forwarded reserves nothing
             refused = GatewayError(503, "overloaded_error",
                                    "Patchbay is paused, so it forwards no requests. Resume it from the tray menu or "
                                    "the window's toolbar.")
             self._record_invalid(headers, raw, count, refused, body, who=who)
             raise refused
+        if snap.admission is not None:
+            decision = await self._admit(snap, routed, request_id, body)
+            if isinstance(decision, Refusal):
+                self._record_refusal(request_id, routed, inc, stream, decision)
+                raise GatewayError(decision.status, decision.error_type, decision.message,
+                                   headers=list(decision.headers))
+            route = decision
+            backend = snap.backends.get(route.backend, backend)
+            # authorisation holds on the route finally taken: a budget downgrade from a `client`
+            # backend to one with a stored key needs the token as asking for it directly does
+            try:
+                access.authorize(backend.config, authed, is_exposed, presented)
+                if team is not None and identity is not None and route is not routed:
+                    team.check(identity, route)  # a downgrade stays inside what the person's groups allow
+            except GatewayError as exc:  # its row settles the reservation just made: no hold is left behind
+                self._record_refusal(request_id, route, inc, stream, Refusal(exc.status, exc.error_type, exc.message))
+                raise
         health = self._health_for(snap)
         # the chosen route, then [routes] fallback; a backend whose breaker is open is skipped
         # while another can serve, and tried anyway (as its trial) when none can
         candidates = [route] + [r for r in snap.table.fallbacks(route) if self._may_use(snap, r, inc)]
         if not health.acquire(route.backend):
-            nxt = self._next_candidate(candidates, 0, health, snap, None, inc)
+            nxt = await self._next_candidate(candidates, 0, health, snap, None, inc, request_id)
             if nxt is None:
                 health.force(route.backend)  # nowhere else to go: this request is its trial
             else:
@@ -419,7 +432,7 @@ class Gateway:
                     if failover:
                         health.failure(route.backend, f"{exc.status} {exc.message}")
                         verdict = True
-                    nxt = self._next_candidate(candidates, i, health, snap, ex, inc) \
+                    nxt = await self._next_candidate(candidates, i, health, snap, ex, inc, request_id) \
                         if failover and not ex.started else None
                     if nxt is None:
                         await self._fail(ex, exc)
@@ -505,15 +518,30 @@ class Gateway:
             self.health.forget(set(snap.backends))
         return self.health
 
-    def _next_candidate(self, candidates: list[Route], i: int, health: HealthBoard, snap: Snapshot,
-                        ex: Exchange | None, inc: Incoming) -> tuple[int, Route] | None:
+    async def _admit(self, snap: Snapshot, route: Route, request_id: str, body: dict[str, Any]) -> Route | Refusal:
+        """The budgets' decision for ``route``: the one call into admission. A hook with ``reserve``
+        (app/services/admission.py) reserves the expected cost off the loop; a plain one decides
+        from memory."""
+        adm = snap.admission
+        if adm is None:
+            return route
+        reserve = getattr(adm, "reserve", None)
+        if reserve is None:
+            return adm(route)
+        result: Route | Refusal = await reserve(route, request_id, body)
+        return result
+
+    async def _next_candidate(self, candidates: list[Route], i: int, health: HealthBoard, snap: Snapshot,
+                              ex: Exchange | None, inc: Incoming, request_id: str) -> tuple[int, Route] | None:
         """The next fallback after ``candidates[i]`` that its breaker and the budgets allow."""
         for j in range(i + 1, len(candidates)):
             r = candidates[j]
             if (ex is not None and ex.client_gone) or not health.acquire(r.backend):
                 continue
             if snap.admission is not None:
-                decision = snap.admission(r)
+                # a fallback re-admits under the same request id (its reservation replaces the last
+                # one); the route a downgrade leads to must be one this request may use
+                decision = await self._admit(snap, r, request_id, inc.body)
                 if isinstance(decision, Refusal) or not self._may_use(snap, decision, inc):
                     health.release(r.backend)
                     continue
@@ -612,6 +640,36 @@ class Gateway:
         await _json(send, 200, {"data": data, "has_more": False,
                                 "first_id": data[0]["id"] if data else None,
                                 "last_id": data[-1]["id"] if data else None})
+
+    async def _metrics(self, scope: dict[str, Any], send: Send) -> None:
+        snap = self.snap
+        headers = self._headers(scope)
+        self._check_origin(headers, snap)
+        if not self.metrics_public:
+            authed, _presented = self._authed(headers, snap)
+            if not authed:
+                raise GatewayError(401, "authentication_error",
+                                   "GET /metrics needs the gateway token (Authorization: Bearer …), or set "
+                                   "public = true in a [metrics] section for a scraper inside a private network.")
+        render = self.metrics
+        assert render is not None
+        await _plain(send, 200, render(), [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")])
+
+    async def _ready(self, scope: dict[str, Any], send: Send) -> None:
+        """Readiness for a load balancer: 200, or 503 with the reason. Probes carry no token, so this
+        answers without one; beyond loopback only a request with the token is told the reason."""
+        snap = self.snap
+        check = self.not_ready
+        reason = check() if check is not None else None
+        if reason is None and self.paused:
+            reason = "Patchbay is paused."
+        if reason is None:
+            await _json(send, 200, {"status": "ready"})
+            return
+        if access.exposed(snap.settings.host) and not self._authed(self._headers(scope), snap)[0]:
+            reason = ("Patchbay is not ready to serve requests. Ask again with the gateway token for the reason, "
+                      "or read the gateway's log.")
+        await _plain(send, 503, error_body("overloaded_error", reason), JSON_HEADERS)
 
     async def _health(self, scope: dict[str, Any], send: Send) -> None:
         snap = self.snap

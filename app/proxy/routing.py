@@ -123,6 +123,7 @@ class Refusal:
     status: int
     error_type: str
     message: str
+    headers: tuple[tuple[bytes, bytes], ...] = ()  # e.g. a budget block's retry-after
 
 
 @dataclass(frozen=True, slots=True)

@@ -134,6 +134,9 @@ class ProxyRuntime:
         self._backends: dict[str, Backend] = {}
         self.gateway = Gateway(self._snapshot(config), self.hub)
         self._failure: BaseException | None = None
+        # on stop, how long requests in flight may go on (stop accepting, finish, then close);
+        # `patchbay serve` sets what Cloud Run / Kubernetes allow between SIGTERM and the kill
+        self.drain_s = 3.0
 
     # ------------------------------------------------------------------ properties
 
@@ -266,9 +269,9 @@ class ProxyRuntime:
         raise_descriptor_limit()
         cfg = uvicorn.Config(
             self.gateway, lifespan="off", http=GuardedHttpToolsProtocol, loop="none", log_config=None,
-            log_level="warning",
-            access_log=False, timeout_keep_alive=120, timeout_graceful_shutdown=3, server_header=False,
-            date_header=False, proxy_headers=False,
+            log_level="warning", access_log=False, timeout_keep_alive=120,
+            timeout_graceful_shutdown=max(1, round(self.drain_s)), server_header=False, date_header=False,
+            proxy_headers=False,
         )
         server = _quiet_server_class()(cfg)
         self._server = server
@@ -303,7 +306,8 @@ class ProxyRuntime:
             except OSError:
                 pass
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float | None = None) -> None:
+        timeout = self.drain_s + 7.0 if timeout is None else timeout
         with self._lock:
             server, loop, thread = self._server, self._loop, self._thread
             if server is not None and loop is not None:

@@ -10,6 +10,7 @@ limit. A request already streaming is never cut off: budgets only decide at admi
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -115,6 +116,23 @@ def budget_status_from_ledger(budgets: tuple[BudgetConfig, ...], reader: "Ledger
     return out
 
 
+def block_refusal(budget: BudgetConfig, spent: float, resets_at: float, now: float, tz: tzinfo | None) -> Refusal:
+    period = {"day": "today", "week": "this week", "month": "this month"}.get(budget.period, f"this {budget.period}")
+    scope = "all backends" if budget.scope == "all" else f"the backend {_scope_backend(budget.scope)!r}"
+    message = (
+        f"Patchbay budget \"{budget.label}\" is used up: ${spent:.2f} of ${budget.limit_usd:.2f} spent {period} on "
+        f"{scope}. It resets {format_reset(resets_at, now, tz)} (local time). To go on now, raise limit_usd for "
+        "this budget in Patchbay's settings, or set its action to \"downgrade:<backend>,<model>\" to continue on a "
+        "cheaper or local model."
+    )
+    retry = str(max(1, int(math.ceil(resets_at - now)))).encode()
+    return Refusal(429, "billing_error", message, (
+        (b"x-should-retry", b"false"), (b"retry-after", retry),
+        (b"anthropic-ratelimit-unified-status", b"rejected"),
+        (b"anthropic-ratelimit-unified-reset", str(int(resets_at)).encode()),
+    ))
+
+
 # --------------------------------------------------------------------------- the guard
 
 
@@ -174,7 +192,10 @@ class BudgetGuard:
             if prev is not None and prev.start == start:
                 wanted[key] = prev
             else:
-                spent = self._reader.spent(start, key[0]) if self._reader is not None else 0.0
+                try:
+                    spent = self._reader.spent(start, key[0]) if self._reader is not None else 0.0
+                except Exception:  # a team ledger that does not answer yet: admission reads the real numbers
+                    spent = 0.0
                 wanted[key] = _Spend(b.period, key[0], start, reset, spent)
         old = {(x.config.scope, x.config.period, x.config.limit_usd, x.config.warn_at): x for x in self._budgets}
         new = []
@@ -234,7 +255,7 @@ class BudgetGuard:
                 continue
             block = next((b for _i, b in over if b.config.action == "block"), None)
             if block is not None:
-                return Refusal(429, "rate_limit_error", self._block_message(block, now))
+                return block_refusal(block.config, block.spend.spent, block.spend.resets_at, now, self._tz)
             return route  # only "warn" budgets are over: let it through
         return route
 
@@ -245,17 +266,6 @@ class BudgetGuard:
         if b is None or b.kind == "anthropic" or not b.models or requested in b.models:
             return requested
         return b.models[0]
-
-    def _block_message(self, b: _Budget, now: float) -> str:
-        c = b.config
-        period = {"day": "today", "week": "this week", "month": "this month"}.get(c.period, f"this {c.period}")
-        scope = "all backends" if c.scope == "all" else f"the backend {_scope_backend(c.scope)!r}"
-        return (
-            f"Patchbay budget \"{c.label}\" is used up: ${b.spend.spent:.2f} of ${c.limit_usd:.2f} spent {period} "
-            f"on {scope}. It resets {format_reset(b.spend.resets_at, now, self._tz)} (local time). "
-            f"To go on now, raise limit_usd for this budget in Patchbay's settings, or set its action to "
-            f"\"downgrade:<backend>,<model>\" to continue on a cheaper or local model."
-        )
 
     # ------------------------------------------------------------------ accounting
 

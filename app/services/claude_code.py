@@ -121,8 +121,21 @@ def statusline_command(paths: "Paths", config_path: Path | None = None) -> str:
         return shlex.join([sys.executable, "statusline", "--config", str(config)])
     folder = str(Path(statusline.__file__).resolve().parent)
     code = f"import sys; sys.path.append({folder!r}); import statusline; sys.exit(statusline.main())"
-    return shlex.join([sys.executable, "-I", "-S", "-c", code, "--ledger", str(paths.ledger_file),
+    ledger = paths.ledger_file
+    if _team_ledger(config):  # the gateway keeps a local copy of what the line needs (status_cache.py)
+        ledger = paths.data_dir / "statusline-cache.sqlite3"
+    return shlex.join([sys.executable, "-I", "-S", "-c", code, "--ledger", str(ledger),
                        "--config", str(config)])
+
+
+def _team_ledger(config: Path) -> bool:
+    """Whether the config's [ledger] names a PostgreSQL ledger."""
+    from app.config import ConfigError, load_config
+
+    try:
+        return config.exists() and load_config(config).ledger.team.url is not None
+    except (ConfigError, OSError):
+        return False
 
 
 def connection_values(url: str, token: str, *, nonessential: bool = False,

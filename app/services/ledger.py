@@ -43,11 +43,19 @@ from app.config import LedgerSettings
 from app.events import RequestFinished
 from app.paths import make_private_dir, make_private_file
 from app.scrub import REDACTED, scrub, scrub_text  # noqa: F401 - the scrubber lives in scrub.py
+from app.services.ledger_store import (
+    COUNT_COLUMNS,
+    ROW_COLUMNS,
+    Prepared,
+    Store,
+    counter_increments,
+    rollups,
+)
 from app.services.pricing import PriceBook
 
 log = logging.getLogger("patchbay.ledger")
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 HOUR = 3600
 MAX_BATCH = 5000
 
@@ -160,7 +168,34 @@ CREATE TABLE token_counts(
 CREATE INDEX token_counts_started ON token_counts(started_at);
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)  # MIGRATIONS[n] takes a file from version n to n + 1
+# v4: the instance that served each row (a team ledger has several), room for who sent it (filled in by
+# identity), and the budget counters and reservations of admission (app/services/admission.py).
+_V4 = """
+ALTER TABLE requests ADD COLUMN instance TEXT;
+ALTER TABLE requests ADD COLUMN user_id TEXT;
+ALTER TABLE requests ADD COLUMN groups TEXT;
+ALTER TABLE requests ADD COLUMN identity_source TEXT;
+ALTER TABLE requests ADD COLUMN client_addr TEXT;
+CREATE TABLE budget_counters(
+    scope TEXT NOT NULL,
+    period_start REAL NOT NULL,
+    period_end REAL NOT NULL,
+    spent REAL NOT NULL,
+    PRIMARY KEY(scope, period_start, period_end)
+) WITHOUT ROWID;
+CREATE TABLE budget_holds(
+    request_id TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    period_start REAL NOT NULL,
+    amount REAL NOT NULL,
+    instance TEXT NOT NULL,
+    expires_at REAL NOT NULL,
+    PRIMARY KEY(request_id, scope, period_start)
+) WITHOUT ROWID;
+CREATE INDEX budget_holds_scope ON budget_holds(scope, period_start);
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4)  # MIGRATIONS[n] takes a file from version n to n + 1
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 
@@ -338,12 +373,8 @@ def should_capture(settings: LedgerSettings, ev: RequestFinished) -> bool:
 
 # =========================================================================== the writer
 
-_INSERT = (
-    "INSERT OR IGNORE INTO requests(request_id, started_at, ended_at, session_id, client, route, backend, "
-    "requested_model, model, stream, status, error_type, error_message, stop_reason, ttft_ms, duration_ms, "
-    "input_tokens, output_tokens, cache_write_tokens, cache_read_tokens, cost_usd, attempts, agent_id, "
-    "interrupted) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
-)
+_INSERT = (f"INSERT OR IGNORE INTO requests({', '.join(ROW_COLUMNS)}) "
+           f"VALUES ({','.join('?' for _ in ROW_COLUMNS)})")
 _UPSERT_HOUR = (
     "INSERT INTO usage_hourly VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(hour_start, backend, model) DO UPDATE SET "
     "requests = requests + excluded.requests, errors = errors + excluded.errors, "
@@ -364,30 +395,116 @@ _UPSERT_SESSION = (
     "ELSE backends || ',' || excluded.backends END, client = coalesce(client, excluded.client)"
 )
 _INSERT_BODY = "INSERT OR REPLACE INTO bodies VALUES (?,?,?,?,?)"
-_INSERT_COUNT = "INSERT OR IGNORE INTO token_counts VALUES (?,?,?,?,?,?,?,?,?,?)"
+_INSERT_COUNT = (f"INSERT OR IGNORE INTO token_counts({', '.join(COUNT_COLUMNS)}) "
+                 f"VALUES ({','.join('?' for _ in COUNT_COLUMNS)})")
 
 
-def _row(ev: RequestFinished, cost: float | None) -> tuple[Any, ...]:
+def _row(ev: RequestFinished, cost: float | None, instance: str | None = None) -> tuple[Any, ...]:
     u = ev.usage
     return (
         str(ev.request_id), float(ev.started_at), float(ev.ended_at), ev.session_id, ev.client, ev.route,
         ev.backend, ev.requested_model, ev.model, 1 if ev.stream else 0, int(ev.status), ev.error_type,
         scrub_text(ev.error_message), ev.stop_reason, ev.ttft_ms, float(ev.duration_ms), int(u.input_tokens),
         int(u.output_tokens), int(u.cache_creation_input_tokens), int(u.cache_read_input_tokens), cost,
-        int(ev.attempts), ev.agent_id, 1 if ev.interrupted else 0,
+        int(ev.attempts), ev.agent_id, instance, 1 if ev.interrupted else 0,
     )
 
 
-class Ledger:
-    """The one writer of the ledger file. See the module docstring for the guarantees."""
+def _count_row(ev: RequestFinished) -> tuple[Any, ...]:
+    """A count_tokens call as a token_counts row (COUNT_COLUMNS)."""
+    return (str(ev.request_id), float(ev.started_at), ev.session_id, ev.client, ev.backend, ev.model,
+            int(ev.status), ev.error_type, scrub_text(ev.error_message), float(ev.duration_ms))
 
-    def __init__(self, path: Path, *, prices: PriceBook, settings: LedgerSettings = LedgerSettings()) -> None:
+
+class SqliteStore:
+    """The embedded store: one SQLite file (WAL, ``synchronous=FULL``)."""
+
+    def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        self.where = f"the usage ledger {self.path}"
+        self.conn: sqlite3.Connection | None = None
+        self.backup_path: Path | None = None
+
+    def open(self) -> None:
+        self.conn, self.backup_path = open_db(self.path)
+
+    def write(self, batch: Sequence[Prepared]) -> list[str]:
+        conn = self.conn
+        assert conn is not None
+        ids: list[str] = []
+        stored: list[tuple[Any, ...]] = []
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for p in batch:
+                if p.count:
+                    if conn.execute(_INSERT_COUNT, p.row).rowcount == 1:
+                        ids.append(p.row[0])
+                    continue
+                if conn.execute(_INSERT, p.row).rowcount != 1:
+                    continue  # this request id is already stored (a retry after a failed commit)
+                ids.append(p.row[0])
+                stored.append(p.row)
+                if p.body is not None:
+                    conn.execute(_INSERT_BODY, (p.row[0], p.row[2], "zlib", p.body[0], p.body[1]))
+            hourly, sessions = rollups(stored)
+            if hourly:
+                conn.executemany(_UPSERT_HOUR, hourly)
+            if sessions:
+                conn.executemany(_UPSERT_SESSION, sessions)
+            if stored:
+                lo = min(r[1] for r in stored)
+                counters = conn.execute("SELECT scope, period_start, period_end FROM budget_counters "
+                                        "WHERE period_end > ?", (lo,)).fetchall()
+                inc = counter_increments(counters, stored)
+                if inc:
+                    conn.executemany("UPDATE budget_counters SET spent = spent + ? WHERE scope = ? AND "
+                                     "period_start = ? AND period_end = ?", inc)
+                conn.executemany("DELETE FROM budget_holds WHERE request_id = ?", [(r[0],) for r in stored])
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+            raise
+        return ids
+
+    def housekeep(self, settings: LedgerSettings, now: float) -> None:
+        assert self.conn is not None
+        delete_expired(self.conn, settings, now)
+
+    def close(self) -> None:
+        conn, self.conn = self.conn, None
+        if conn is None:
+            return
+        try:
+            conn.execute("PRAGMA optimize")
+        except sqlite3.Error:
+            pass
+        conn.close()
+
+
+class Ledger:
+    """The one writer of the ledger. See the module docstring for the guarantees.
+
+    ``store`` is where rows go (default: the SQLite file at ``path``). With a ``spool`` (the
+    PostgreSQL store has one), a batch the store cannot take is written to the spool instead and
+    counts as acknowledged; the spool drains into the store, oldest first, once it answers again."""
+
+    def __init__(self, path: Path, *, prices: PriceBook, settings: LedgerSettings = LedgerSettings(),
+                 store: Store | None = None, spool: Any = None, instance: str | None = None) -> None:
+        self.path = Path(path)
+        self.store: Store = store if store is not None else SqliteStore(self.path)
+        self.spool = spool  # app.services.spool.Spool | None
+        self.instance = instance
         self._prices = prices
         self._settings = settings
         self.on_error: Callable[[str], None] | None = None
         # Called on the writer thread after each commit with the request ids it made durable.
         self.on_commit: Callable[[Sequence[str]], None] | None = None
+        # Called on the writer thread when the store goes away (a reason) or comes back (None).
+        self.on_degraded: Callable[[str | None], None] | None = None
         self.backup_path: Path | None = None  # where the pre-upgrade copy went, if an upgrade ran
         self._q: collections.deque[tuple[int, RequestFinished]] = collections.deque()
         self._qlock = threading.Lock()
@@ -396,23 +513,49 @@ class Ledger:
         self._done_seq = 0
         self._cv = threading.Condition()
         self._wake = threading.Event()
+        self._urgent = threading.Event()  # flush / drain / close: no lingering
         self._stopping = False
         self._abandon = False
         self._thread: threading.Thread | None = None
-        self._conn: sqlite3.Connection | None = None
+        self._opened = False
         self._housekeep_due = True
         self._next_housekeep = 0.0
         self._last_error: tuple[str, float] | None = None
+        self._retry_at = 0.0
+        self._retry_s = 0.0
+        self.degraded: str | None = None  # why rows go to the spool instead of the store; None: they do not
         self.written = 0  # rows committed since start
+
+    @property
+    def _conn(self) -> sqlite3.Connection | None:
+        return getattr(self.store, "conn", None)
+
+    @property
+    def spooled(self) -> int:
+        """Rows waiting in the spool for the store."""
+        return self.spool.pending if self.spool is not None else 0
 
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
-        """Open (create, upgrade) the file and start the writer. Raises ``LedgerError``."""
+        """Open (create, upgrade) the store and start the writer. Raises ``LedgerError``. With a
+        spool, a store that cannot be reached does not stop the start: rows wait in the spool."""
         if self._thread is not None:
             return
         self._stopping = self._abandon = False
-        self._conn, self.backup_path = open_db(self.path)
+        if self.spool is not None:
+            self.spool.open()
+        self._opened = False
+        try:
+            self.store.open()
+            self._opened = True
+        except LedgerError:
+            raise
+        except Exception as exc:
+            if self.spool is None:
+                raise LedgerError(f"Patchbay cannot open {self.store.where} ({exc}).") from None
+            self._set_degraded(self._explain(exc))
+        self.backup_path = getattr(self.store, "backup_path", None)
         self._thread = threading.Thread(target=self._run, name="patchbay-ledger", daemon=True)
         self._thread.start()
         atexit.register(self._at_exit)
@@ -423,6 +566,7 @@ class Ledger:
         if t is None:
             return
         self._stopping = True
+        self._urgent.set()
         self._wake.set()
         t.join(timeout)
         if t.is_alive():
@@ -431,7 +575,7 @@ class Ledger:
             t.join(1.0)
             left = len(self._q)
             if left:
-                self._report(f"Patchbay stopped with {left} usage records it could not write to {self.path}; "
+                self._report(f"Patchbay stopped with {left} usage records it could not write to {self.store.where}; "
                              "they are lost. Free disk space or fix the file's permissions before the next start.")
         self._thread = None
         try:
@@ -465,11 +609,29 @@ class Ledger:
             self._wake.set()
 
     def flush(self, timeout: float = 5.0) -> bool:
-        """Wait until everything queued before this call is committed. False on timeout."""
+        """Wait until everything queued before this call is acknowledged (in the store, or in the
+        spool). False on timeout."""
         target = self._last_seq
+        self._urgent.set()
         self._wake.set()
-        with self._cv:
-            return self._cv.wait_for(lambda: self._done_seq >= target, timeout)
+        try:
+            with self._cv:
+                return self._cv.wait_for(lambda: self._done_seq >= target, timeout)
+        finally:
+            self._urgent.clear()
+
+    def drain(self, timeout: float = 10.0) -> bool:
+        """Wait until the spool is empty too (everything is in the store). False on timeout."""
+        deadline = time.monotonic() + timeout
+        if not self.flush(timeout):
+            return False
+        while self.spooled:
+            self._retry_at = 0.0
+            self._wake.set()
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        return True
 
     def reconfigure(self, prices: PriceBook, settings: LedgerSettings) -> None:
         """New prices (for records written from now on) and capture/retention settings."""
@@ -485,23 +647,28 @@ class Ledger:
     # ------------------------------------------------------------------ the writer thread
 
     def _run(self) -> None:
-        conn = self._conn
-        assert conn is not None
         backoff = 0.0
         try:
             while True:
                 # idle: sleep until woken (a record, flush, close) or housekeeping is due - an app
                 # that sits in the menu bar all day should not tick every second
                 idle = min(60.0, max(1.0, self._next_housekeep - time.time()))
+                if self.spooled:
+                    idle = max(0.0, min(idle, self._retry_at - time.monotonic()))
                 self._wake.wait(timeout=idle if backoff == 0 else backoff)
                 self._wake.clear()
                 if self._abandon:
                     return
+                linger = getattr(self.store, "linger_s", 0.0)
+                if linger and self._q and len(self._q) < MAX_BATCH and not self._stopping:
+                    # a networked store pays per statement: let a few more records join this batch
+                    # (flush, drain and close cut the wait short)
+                    self._urgent.wait(linger)
                 while self._q and not self._abandon:
                     n = min(len(self._q), MAX_BATCH)
                     batch = [self._q[i] for i in range(n)]
                     try:
-                        ids = self._write(conn, batch)
+                        ids = self._write(batch)
                     except Exception as exc:  # the disk, the file, or a bug: keep the batch, retry
                         self._report(self._explain(exc))
                         backoff = min(max(backoff * 2, 0.25), 5.0)
@@ -520,96 +687,126 @@ class Ledger:
                             cb(ids)
                         except Exception:
                             log.exception("ledger on_commit callback failed")
-                if backoff == 0 and (self._housekeep_due or time.time() >= self._next_housekeep):
-                    self._housekeep(conn)
+                if self.spool is not None and self.spooled and time.monotonic() >= self._retry_at:
+                    self._drain_spool()
+                if backoff == 0 and self._opened and not self.degraded and (
+                        self._housekeep_due or time.time() >= self._next_housekeep):
+                    self._housekeep()
                 if self._stopping and not self._q:
+                    if self.spool is not None and self.spooled and not self.degraded:
+                        self._drain_spool()
                     return
         finally:
             try:
-                if not self._q:
-                    conn.execute("PRAGMA optimize")
-            except sqlite3.Error:
+                self.store.close()
+            except Exception:
                 pass
-            conn.close()
+            if self.spool is not None:
+                self.spool.close()
 
-    def _write(self, conn: sqlite3.Connection, batch: list[tuple[int, RequestFinished]]) -> list[str]:
+    def _prepare(self, batch: list[tuple[int, RequestFinished]]) -> list[Prepared]:
         prices, settings = self._prices, self._settings
-        hourly: dict[tuple[int, str, str], list[float]] = {}
-        sessions: dict[tuple[str, str], list[Any]] = {}
-        ids: list[str] = []
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for _seq, ev in batch:
-                if ev.endpoint == "count_tokens":  # free: kept apart, never in the spending rollups
-                    if conn.execute(_INSERT_COUNT, (
-                            str(ev.request_id), float(ev.started_at), ev.session_id, ev.client, ev.backend, ev.model,
-                            int(ev.status), ev.error_type, scrub_text(ev.error_message),
-                            float(ev.duration_ms))).rowcount == 1:
-                        ids.append(str(ev.request_id))
-                    continue
+        out: list[Prepared] = []
+        for _seq, ev in batch:
+            if ev.endpoint == "count_tokens":  # free: kept apart, never in the spending rollups
                 try:
-                    cost = prices.cost_of(ev)
-                except Exception:
-                    cost = None
-                try:
-                    row = _row(ev, cost)
-                except Exception as exc:  # a malformed event must not block every record after it
-                    self._report(f"A usage record ({getattr(ev, 'request_id', '?')!r}) could not be stored: {exc}. "
-                                 "Please report this as a Patchbay bug.")
-                    continue
-                if conn.execute(_INSERT, row).rowcount != 1:
-                    continue  # this request id is already stored (a retry after a failed commit)
-                ids.append(row[0])
-                unpriced = 1 if cost is None else 0
-                c = cost or 0.0
-                failed = 1 if (row[10] >= 400 or row[11] is not None) else 0
-                key = (int(row[1] // HOUR) * HOUR, row[6], row[8])
-                h = hourly.get(key)
-                if h is None:
-                    hourly[key] = [1, failed, unpriced, c, row[16], row[17], row[18], row[19]]
-                else:
-                    h[0] += 1; h[1] += failed; h[2] += unpriced; h[3] += c  # noqa: E702
-                    h[4] += row[16]; h[5] += row[17]; h[6] += row[18]; h[7] += row[19]  # noqa: E702
-                if row[3] is not None:
-                    skey = (row[3], row[6])
-                    s = sessions.get(skey)
-                    if s is None:
-                        sessions[skey] = [row[3], row[1], row[2], 1, row[16], row[17], row[18], row[19], c,
-                                          unpriced, row[6], row[4]]
-                    else:
-                        s[1] = min(s[1], row[1]); s[2] = max(s[2], row[2]); s[3] += 1  # noqa: E702
-                        s[4] += row[16]; s[5] += row[17]; s[6] += row[18]; s[7] += row[19]  # noqa: E702
-                        s[8] += c; s[9] += unpriced  # noqa: E702
-                        if s[11] is None:
-                            s[11] = row[4]
+                    out.append(Prepared(_count_row(ev), count=True))
+                except Exception as exc:
+                    self._report(f"A usage record ({getattr(ev, 'request_id', '?')!r}) could not be stored: "
+                                 f"{exc}. Please report this as a Patchbay bug.")
+                continue
+            try:
+                cost = prices.cost_of(ev)
+            except Exception:
+                cost = None
+            try:
+                row = _row(ev, cost, self.instance)
+                body = None
                 if (ev.request_body is not None or ev.response_body is not None) and should_capture(settings, ev):
-                    conn.execute(_INSERT_BODY, (row[0], row[2], "zlib", _compress(ev.request_body),
-                                                _compress(ev.response_body)))
-            if hourly:
-                conn.executemany(_UPSERT_HOUR, [(k[0], k[1], k[2], *v) for k, v in hourly.items()])
-            if sessions:
-                conn.executemany(_UPSERT_SESSION, list(sessions.values()))
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                try:
-                    conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
-            raise
-        return ids
+                    body = (_compress(ev.request_body), _compress(ev.response_body))
+            except Exception as exc:  # a malformed event must not block every record after it
+                self._report(f"A usage record ({getattr(ev, 'request_id', '?')!r}) could not be stored: {exc}. "
+                             "Please report this as a Patchbay bug.")
+                continue
+            out.append(Prepared(row, body))
+        return out
 
-    def _housekeep(self, conn: sqlite3.Connection) -> None:
+    def _write(self, batch: list[tuple[int, RequestFinished]]) -> list[str]:
+        prepared = self._prepare(batch)
+        if self.spool is None:
+            return self.store.write(prepared)
+        if not self.spooled and self._opened:
+            try:
+                return self.store.write(prepared)
+            except LedgerError:
+                raise
+            except Exception as exc:  # unreachable, or it refused the batch: the spool keeps it
+                self._set_degraded(self._explain(exc))
+        self.spool.append(prepared)  # behind what waits there already: the store gets them in order
+        return [p.row[0] for p in prepared]
+
+    def _drain_spool(self) -> None:
+        spool = self.spool
+        assert spool is not None
+        try:
+            if not self._opened:
+                self.store.open()
+                self._opened = True
+            while not self._abandon:
+                last, prepared = spool.peek(MAX_BATCH)
+                if last is None:
+                    break
+                self.store.write(prepared)  # idempotent: a crash before the delete below repeats nothing
+                spool.delete_through(last)
+                self.written += len(prepared)
+        except LedgerError as exc:  # a newer schema appeared: say so and keep the rows
+            self._set_degraded(str(exc))
+            self._retry_s = 30.0
+            self._retry_at = time.monotonic() + self._retry_s
+            return
+        except Exception as exc:
+            self._set_degraded(self._explain(exc))
+            self._retry_s = min(max(self._retry_s * 2, 0.5), 5.0)
+            self._retry_at = time.monotonic() + self._retry_s
+            return
+        self._retry_s = 0.0
+        if not spool.pending:
+            self._set_degraded(None)
+
+    def _set_degraded(self, reason: str | None) -> None:
+        if reason == self.degraded:
+            return
+        was = self.degraded
+        self.degraded = reason
+        if reason is None:
+            log.info("%s answers again; the spool is drained", self.store.where)
+        elif was is None:
+            self._retry_at = time.monotonic() + 0.5
+            self._retry_s = 0.5
+        if reason is not None:
+            self._report(f"{reason} Usage rows wait in the local spool ({self.spooled} now) and are written "
+                         "once it answers.")
+        cb = self.on_degraded
+        if cb is not None:
+            try:
+                cb(reason)
+            except Exception:
+                log.exception("ledger on_degraded callback failed")
+
+    def _housekeep(self) -> None:
         self._housekeep_due = False
         self._next_housekeep = time.time() + HOUR
         try:
-            delete_expired(conn, self._settings, time.time())
-        except sqlite3.Error as exc:
+            self.store.housekeep(self._settings, time.time())
+        except Exception as exc:
             self._report(self._explain(exc))
 
     # ------------------------------------------------------------------ errors
 
     def _explain(self, exc: BaseException) -> str:
+        explain = getattr(self.store, "explain", None)
+        if explain is not None:
+            return str(explain(exc))
         text = str(exc).lower()
         n = len(self._q)
         keep = f"Patchbay keeps the {n} newest usage record{'s' if n != 1 else ''} in memory and retries."

@@ -18,11 +18,15 @@ import sys
 import time
 from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
-from typing import Any, Literal, Sequence, TextIO
+from typing import TYPE_CHECKING, Any, Literal, Sequence, TextIO
 
 from app.paths import Paths
 from app.services.budgets import budget_status_from_ledger, format_reset
 from app.services.ledger import LedgerError, LedgerReader, SessionSummary, TotalsRow
+from app.services.ledger_open import open_reader
+
+if TYPE_CHECKING:
+    from app.config import LedgerSettings
 
 BY_CHOICES = ("day", "hour", "backend", "model", "session")
 DEFAULT_SINCE = "30d"
@@ -191,12 +195,13 @@ def run(args: argparse.Namespace, paths: Paths, *, out: TextIO | None = None, er
               "Swap them, or widen the range.", file=err)
         return 2
     path = paths.ledger_file
-    if not path.exists():
+    team = _team_settings(config_path or paths.config_file)
+    if team is None and not path.exists():
         print(f"No usage has been recorded yet: {path} does not exist. Start the gateway (patchbay, or "
               "patchbay serve), point Claude Code at it, and run this again.", file=err)
         return 1
     try:
-        reader = LedgerReader(path, tz=tz)
+        reader = LedgerReader(path, tz=tz) if team is None else open_reader(team, paths, tz)
     except LedgerError as exc:
         print(exc, file=err)
         return 1
@@ -214,6 +219,19 @@ def run(args: argparse.Namespace, paths: Paths, *, out: TextIO | None = None, er
 
 _GROUPS: dict[str, Literal["day", "hour", "backend", "model", "session"]] = {
     "day": "day", "hour": "hour", "backend": "backend", "model": "model", "session": "session"}
+
+
+def _team_settings(config_path: Path) -> "LedgerSettings | None":
+    """The [ledger] settings when they name a team (PostgreSQL) ledger; None: the local file."""
+    from app.config import ConfigError, load_config
+
+    if not config_path.exists():
+        return None
+    try:
+        ledger = load_config(config_path).ledger
+    except ConfigError:
+        return None
+    return ledger if ledger.team.url else None
 
 
 def _totals(reader: LedgerReader, paths: Paths, since: float, until: float, by: str, as_json: bool, as_csv: bool,

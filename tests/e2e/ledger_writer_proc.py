@@ -1,7 +1,9 @@
 """A process that writes usage records through the real Ledger as fast as it can, for
 ``test_ledger_kill9.py``.
 
-    python tests/e2e/ledger_writer_proc.py DB_PATH [PREFIX]
+    python tests/e2e/ledger_writer_proc.py DB_PATH [PREFIX] [POSTGRES_URL]
+
+With a PostgreSQL URL the rows go there, and DB_PATH names the local spool beside it.
 
 Prints ``READY`` once the ledger is open, then ``ACK <request id> END`` for every record the
 writer has committed (acknowledged), and never stops on its own: the test kills it with SIGKILL.
@@ -46,7 +48,15 @@ def main() -> int:
         out.write("".join(f"ACK {i} END\n" for i in ids))  # type: ignore[attr-defined]
         out.flush()
 
-    ledger = Ledger(path, prices=PriceBook.load(parse_config(CONFIG)), settings=LedgerSettings(capture="all"))
+    prices = PriceBook.load(parse_config(CONFIG))
+    if len(sys.argv) > 3:
+        from app.services.ledger_pg import PgStore
+        from app.services.spool import Spool
+
+        ledger = Ledger(path, prices=prices, settings=LedgerSettings(capture="all"), store=PgStore(sys.argv[3]),
+                        spool=Spool(path), instance=f"writer-{prefix}")
+    else:
+        ledger = Ledger(path, prices=prices, settings=LedgerSettings(capture="all"))
     ledger.on_commit = acknowledged
     ledger.start()
     out.write("READY\n")

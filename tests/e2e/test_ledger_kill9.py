@@ -30,8 +30,9 @@ ACK = re.compile(r"^ACK (\S+) END$")
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")]
 
 
-def run_and_kill(db: Path, prefix: str, min_acks: int) -> set[str]:
-    proc = subprocess.Popen([sys.executable, str(HELPER), str(db), prefix], stdout=subprocess.PIPE,
+def run_and_kill(db: Path, prefix: str, min_acks: int, pg_url: str | None = None) -> set[str]:
+    proc = subprocess.Popen([sys.executable, str(HELPER), str(db), prefix, *([pg_url] if pg_url else [])],
+                            stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, bufsize=1)
     lines: queue.Queue[str | None] = queue.Queue()
 
@@ -106,3 +107,63 @@ def test_kill_9_during_load_keeps_every_acknowledged_row(tmp_path: Path) -> None
     with LedgerReader(db) as reader:
         assert reader.count() == len(stored)
         assert sum(t.requests for t in reader.totals(None, None, "backend")) == len(stored)
+
+
+def in_postgres(url: str) -> tuple[set[str], int]:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        stored = {r[0] for r in conn.execute("SELECT request_id FROM requests")}
+        hourly = conn.execute("SELECT coalesce(sum(requests), 0) FROM usage_hourly").fetchone()[0]  # type: ignore[index]
+    return stored, int(hourly)
+
+
+def in_spool(spool: Path) -> set[str]:
+    import orjson
+
+    if not spool.exists():
+        return set()
+    conn = sqlite3.connect(spool)
+    try:
+        return {orjson.loads(r[0])[0] for r in conn.execute("SELECT row FROM spool")}
+    finally:
+        conn.close()
+
+
+def test_kill_9_with_a_postgres_ledger_keeps_every_acknowledged_row_in_postgres_or_the_spool(
+        tmp_path: Path, pg_server: object) -> None:
+    from app.services.ledger import Ledger
+    from app.services.ledger_pg import PgStore
+    from app.services.pricing import PriceBook
+    from app.services.spool import Spool
+
+    url = pg_server.create_db()  # type: ignore[attr-defined]
+    spool = tmp_path / "ledger-spool.sqlite3"
+    first = run_and_kill(spool, "a", min_acks=3000, pg_url=url)
+    stored, hourly = in_postgres(url)
+    waiting = in_spool(spool)
+    missing = first - stored - waiting
+    assert not missing, f"{len(missing)} acknowledged records are in neither PostgreSQL nor the spool"
+    assert hourly == len(stored)  # rollups committed with their rows
+
+    second = run_and_kill(spool, "b", min_acks=2000, pg_url=url)  # the next start drains what waited
+    # and a last, orderly run drains whatever the second kill left in the spool
+    from app.config import parse_config
+
+    ledger = Ledger(spool, prices=PriceBook.load(parse_config(HELPER_CONFIG)), store=PgStore(url), spool=Spool(spool))
+    ledger.start()
+    assert ledger.drain(30)
+    ledger.close()
+    stored, hourly = in_postgres(url)
+    missing = (first | second) - stored
+    assert not missing, f"{len(missing)} acknowledged records never reached PostgreSQL"
+    assert hourly == len(stored) and not in_spool(spool)
+
+
+HELPER_CONFIG = """
+[[backends]]
+id = "anthropic"
+kind = "anthropic"
+base_url = "https://api.anthropic.com"
+auth = "client"
+"""

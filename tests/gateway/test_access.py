@@ -87,6 +87,57 @@ def test_a_budget_downgrade_to_a_keyed_backend_needs_the_token(two_ups, monkeypa
         rt.stop(timeout=5)
 
 
+def test_a_reserved_downgrade_refused_for_want_of_the_token_leaves_no_hold(two_ups, monkeypatch, tmp_path):
+    """With reservations (issue 16) the 401 on the downgraded route comes after admission held the
+    request's cost: its ledger row settles that hold, so no phantom reservation blocks later ones."""
+    import sqlite3
+
+    from app.services.admission import Admission
+    from app.services.admission_store import SqliteBudgets
+    from app.services.ledger import Ledger
+
+    a, b = two_ups
+    monkeypatch.setenv("PB_STORED_KEY", STORED)
+    text = config_text([
+        {"id": "mine", "kind": "anthropic", "base_url": a.url, "auth": "client", "local": False},
+        {"id": "keyed", "kind": "anthropic", "base_url": b.url, "auth": "env:PB_STORED_KEY", "local": False},
+    ], active="mine")
+    text += '\n\n[[budgets]]\nscope = "backend:mine"\nperiod = "day"\nlimit_usd = 0.01\naction = "downgrade:keyed"\n'
+    # a budget over every backend, far from its limit: the downgraded route holds its cost against it
+    text += '\n[[budgets]]\nscope = "all"\nperiod = "day"\nlimit_usd = 1000.0\naction = "block"\n'
+    cfg = parse_config(text)
+    prices = PriceBook.load(cfg)
+    path = tmp_path / "usage.sqlite3"
+    ledger = Ledger(path, prices=prices)
+    ledger.start()
+    adm = Admission(cfg.budgets, prices, SqliteBudgets(path), instance="t", reserve_output_tokens=1000)
+    hub = EventHub()
+    hub.add(ledger.sink)
+    rt = ProxyRuntime(cfg, token=TOKEN, hub=hub, keys=resolve_backend_key, admission=adm)
+    rt.start()
+    try:
+        a.enqueue(AnthropicStream(anthropic_text_events("spent", 2, usage=(1_000_000, 100_000),
+                                                        model="claude-sonnet-4-5")))
+        r = _post(rt.url, {"x-api-key": "sk-ant-users-own-key-000000"}, model="claude-sonnet-4-5", stream=True)
+        assert r.status_code == 200
+        assert ledger.flush()
+        r = _post(rt.url, model="claude-sonnet-4-5")  # over the budget: downgraded to "keyed", no token
+        assert r.status_code == 401 and r.json()["error"]["type"] == "authentication_error", r.text
+        assert not b.requests
+        assert ledger.flush()
+        conn = sqlite3.connect(path)
+        try:
+            assert conn.execute("SELECT count(*) FROM budget_holds").fetchone() == (0,)
+            assert conn.execute("SELECT backend, status FROM requests WHERE status = 401").fetchall() == [
+                ("keyed", 401)]
+        finally:
+            conn.close()
+    finally:
+        rt.stop(timeout=5)
+        adm.close()
+        ledger.close()
+
+
 def test_failover_from_a_client_route_never_lands_on_a_keyed_backend_without_the_token(two_ups, monkeypatch):
     a, b = two_ups
     monkeypatch.setenv("PB_STORED_KEY", STORED)
@@ -157,6 +208,25 @@ def test_bound_beyond_loopback_every_route_needs_the_token(anthropic_up):
                           json={"model": "claude-fake", "max_tokens": 5, "messages": USER})
             assert r.status_code == 200
             assert anthropic_up.requests[-1].headers["x-api-key"] == "sk-ant-own-key-000000000"
+    finally:
+        rt.stop(timeout=5)
+
+
+def test_bound_beyond_loopback_ready_answers_probes_but_tells_the_reason_only_with_the_token(anthropic_up):
+    """Load balancers probe /ready without the token: they learn ready or not, nothing more."""
+    rt, _ = _runtime(config_text([{"id": "mine", "kind": "anthropic", "base_url": anthropic_up.url,
+                                   "auth": "client"}], active="mine").replace('port = 0', 'host = "0.0.0.0"\nport = 0'))
+    try:
+        with httpx.Client(base_url=rt.url, timeout=10) as http:
+            r = http.get("/ready")
+            assert r.status_code == 200 and r.json() == {"status": "ready"}
+            rt.gateway.not_ready = lambda: "The PostgreSQL ledger at db:5432/patchbay does not answer."
+            r = http.get("/ready")
+            assert r.status_code == 503 and r.json()["error"]["type"] == "overloaded_error"
+            assert "PostgreSQL" not in r.text and "gateway token" in r.json()["error"]["message"]
+            r = http.get("/ready", headers={"authorization": f"Bearer {TOKEN}"})
+            assert r.status_code == 503 and "PostgreSQL ledger at db:5432" in r.json()["error"]["message"]
+            assert http.get("/health").status_code == 401  # liveness details stay behind the token
     finally:
         rt.stop(timeout=5)
 

@@ -126,7 +126,7 @@ def test_budget_warns_then_blocks_new_requests(engine: Engine):
     assert len(oai.requests) == 2  # the blocked one never left
     assert engine.ledger.flush(5)
     blocked = engine.reader.requests(limit=1)[0]
-    assert blocked.status == 429 and blocked.error_type == "rate_limit_error"
+    assert blocked.status == 429 and blocked.error_type == "billing_error"
 
 
 @pytest.mark.parametrize("engine", ['''

@@ -163,7 +163,8 @@ def test_block_answers_429_naming_budget_spend_and_reset() -> None:
     g.sink(finished("anthropic", clock.t, Usage(2_100_000)))  # $10.50
     out = g.admit(r)
     assert isinstance(out, Refusal)
-    assert out.status == 429 and out.error_type == "rate_limit_error"
+    assert out.status == 429 and out.error_type == "billing_error"
+    assert dict(out.headers)[b"x-should-retry"] == b"false"
     msg = out.message
     assert '"all / day $10"' in msg
     assert "$10.50 of $10.00" in msg

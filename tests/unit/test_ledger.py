@@ -25,6 +25,7 @@ from app.paths import Paths
 from app.services import usage_cli
 from app.services.ledger import SCHEMA_VERSION, Ledger, LedgerError, LedgerReader, open_db, scrub
 from app.services.pricing import PriceBook
+from tests.books import Books
 
 UTC = ZoneInfo("UTC")
 CONFIG = """
@@ -61,8 +62,9 @@ def ev(rid: str, t: float, backend: str = "anthropic", model: str = "claude-sonn
                             route=route, requested_model=requested_model, ttft_ms=ttft_ms, **kw)
 
 
-def write(path: Path, events: list[RequestFinished], settings: LedgerSettings = LedgerSettings()) -> Ledger:
-    ledger = Ledger(path, prices=PRICES, settings=settings)
+def write(path: Path | Books, events: list[RequestFinished], settings: LedgerSettings = LedgerSettings()) -> Ledger:
+    ledger = (path.ledger(PRICES, settings) if isinstance(path, Books)
+              else Ledger(path, prices=PRICES, settings=settings))
     ledger.start()
     for e in events:
         ledger.sink(e)
@@ -81,12 +83,17 @@ def raw_rows(path: Path, sql: str, params: tuple = ()) -> list[tuple]:  # type: 
 # =========================================================================== writing
 
 
-def test_every_column_is_written(tmp_path: Path) -> None:
-    path = tmp_path / "usage.sqlite3"
+@pytest.fixture(params=["sqlite", "pg"])
+def books(request: pytest.FixtureRequest, tmp_path: Path) -> Books:
+    """The ledger on each store: the same tests run against SQLite and PostgreSQL."""
+    return Books(request.param, tmp_path, request.getfixturevalue("pg_server") if request.param == "pg" else None)
+
+
+def test_every_column_is_written(books: Books) -> None:
     e = ev("req_1", at(2026, 1, 5, 10), usage=Usage(1000, 200, 300, 4000), route="budget:all / day $20",
            requested_model="claude-opus-5-5", stop_reason="tool_use", attempts=2, agent_id="agent-7")
-    write(path, [e])
-    with LedgerReader(path) as r:
+    write(books, [e])
+    with books.reader() as r:
         [row] = r.requests()
     assert row.request_id == "req_1" and row.started_at == e.started_at and row.ended_at == e.ended_at
     assert row.session_id == "S1" and row.client == "claude-cli/2.1.332 (external, sdk-cli)"
@@ -99,11 +106,44 @@ def test_every_column_is_written(tmp_path: Path) -> None:
     assert row.attempts == 2 and row.agent_id == "agent-7"
 
 
-def test_an_unpriced_request_is_stored_unpriced_not_zero(tmp_path: Path) -> None:
-    path = tmp_path / "usage.sqlite3"
-    write(path, [ev("a", at(2026, 1, 5, 10)), ev("b", at(2026, 1, 5, 10, 5), "openrouter", "someone/new-model")])
-    assert raw_rows(path, "SELECT cost_usd IS NULL FROM requests WHERE request_id = 'b'") == [(1,)]
-    with LedgerReader(path) as r:
+def test_interrupted_rows_and_token_counts_are_kept_apart_on_either_store(books: Books) -> None:
+    """A stream cut short keeps its usage and says so; a count_tokens call goes to token_counts and
+    never into the requests, their rollups or the spending (the same on SQLite and PostgreSQL)."""
+    t = at(2026, 1, 5, 10)
+    cut = dataclasses.replace(ev("cut", t, status=499, error_type="client_closed"), interrupted=True)
+    count = dataclasses.replace(ev("count", t + 1, usage=Usage(), stream=False), endpoint="count_tokens")
+    write(books, [cut, count])
+    write(books, [count])  # sent again (a retry after a failed commit): stored once
+    with books.reader() as r:
+        assert [(x.request_id, x.interrupted, x.input_tokens) for x in r.requests()] == [("cut", True, 1000)]
+        assert r.token_counts() == 1
+        [total] = r.totals(None, None, "day")
+        assert total.requests == 1
+    assert books.raw("SELECT request_id, backend, status FROM token_counts") == [("count", "anthropic", 200)]
+    assert books.raw("SELECT sum(requests) FROM usage_hourly") == [(1,)]
+
+
+def test_a_count_tokens_row_keeps_its_table_through_the_spool(tmp_path: Path) -> None:
+    """The spool (PostgreSQL away) hands a count_tokens row back as one, and is owner-only."""
+    from app.services.ledger_store import Prepared
+    from app.services.spool import Spool
+
+    spool = Spool(tmp_path / "data" / "ledger-spool.sqlite3")
+    spool.open()
+    try:
+        spool.append([Prepared(("r1",) * 3), Prepared(("c1",) * 3, count=True)])
+        last, got = spool.peek(10)
+        assert last is not None and [(p.row[0], p.count) for p in got] == [("r1", False), ("c1", True)]
+    finally:
+        spool.close()
+    assert (tmp_path / "data").stat().st_mode & 0o777 == 0o700
+    assert (tmp_path / "data" / "ledger-spool.sqlite3").stat().st_mode & 0o777 == 0o600
+
+
+def test_an_unpriced_request_is_stored_unpriced_not_zero(books: Books) -> None:
+    write(books, [ev("a", at(2026, 1, 5, 10)), ev("b", at(2026, 1, 5, 10, 5), "openrouter", "someone/new-model")])
+    assert books.raw("SELECT cost_usd IS NULL FROM requests WHERE request_id = 'b'") == [(1,)]
+    with books.reader() as r:
         [b] = r.requests(status="unpriced")
         assert b.request_id == "b" and b.unpriced and b.input_tokens == 1000
         [total] = r.totals(None, None, "day")
@@ -111,39 +151,36 @@ def test_an_unpriced_request_is_stored_unpriced_not_zero(tmp_path: Path) -> None
         assert total.cost_usd == pytest.approx(0.0045)
 
 
-def test_capture_off_stores_no_bodies(tmp_path: Path) -> None:
-    path = tmp_path / "usage.sqlite3"
-    write(path, [ev("a", RECENT, request_body=b'{"model":"x"}', response_body=b"event: ...")],
+def test_capture_off_stores_no_bodies(books: Books) -> None:
+    write(books, [ev("a", RECENT, request_body=b'{"model":"x"}', response_body=b"event: ...")],
           LedgerSettings(capture="off"))
-    assert raw_rows(path, "SELECT count(*) FROM bodies") == [(0,)]
-    with LedgerReader(path) as r:
+    assert books.raw("SELECT count(*) FROM bodies") == [(0,)]
+    with books.reader() as r:
         d = r.request_detail("a")
         assert d is not None and not d.captured and d.request_body is None
 
 
-def test_capture_errors_stores_only_failed_requests(tmp_path: Path) -> None:
-    path = tmp_path / "usage.sqlite3"
+def test_capture_errors_stores_only_failed_requests(books: Books) -> None:
     body = b'{"model":"claude-sonnet-4-5","messages":[]}'
-    write(path, [
+    write(books, [
         ev("ok", RECENT, request_body=body, response_body=b"fine"),
         ev("failed", RECENT + 3600, status=529, error_type="overloaded_error", error_message="Overloaded",
            request_body=body, response_body=b'{"type":"error"}'),
         ev("stream-error", RECENT + 7200, status=200, error_type="api_error", request_body=body),
     ], LedgerSettings(capture="errors"))
-    assert sorted(raw_rows(path, "SELECT request_id FROM bodies")) == [("failed",), ("stream-error",)]
-    with LedgerReader(path) as r:
+    assert sorted(books.raw("SELECT request_id FROM bodies")) == [("failed",), ("stream-error",)]
+    with books.reader() as r:
         d = r.request_detail("failed")
         assert d is not None and d.captured and d.request_body == body and d.response_body == b'{"type":"error"}'
 
 
-def test_capture_all_is_stored_compressed(tmp_path: Path) -> None:
-    path = tmp_path / "usage.sqlite3"
+def test_capture_all_is_stored_compressed(books: Books) -> None:
     body = b'{"model":"claude-sonnet-4-5","messages":[' + b'{"role":"user","content":"hello there"},' * 500 + b"{}]}"
-    write(path, [ev("a", RECENT, request_body=body, response_body=b"data: x\n\n" * 100)],
+    write(books, [ev("a", RECENT, request_body=body, response_body=b"data: x\n\n" * 100)],
           LedgerSettings(capture="all"))
-    [(enc, blob)] = raw_rows(path, "SELECT encoding, request FROM bodies")
+    [(enc, blob)] = books.raw("SELECT encoding, request FROM bodies")
     assert enc == "zlib" and len(blob) < len(body) / 10 and zlib.decompress(blob) == body
-    with LedgerReader(path) as r:
+    with books.reader() as r:
         d = r.request_detail("a")
         assert d is not None and d.request_body == body and d.response_body == b"data: x\n\n" * 100
 
@@ -198,65 +235,60 @@ def test_scrub_leaves_ordinary_text_alone() -> None:
     assert scrub(text) == text
 
 
-def test_retention_deletes_old_rows_and_bodies_but_keeps_the_rollups(tmp_path: Path) -> None:
-    path = tmp_path / "usage.sqlite3"
+def test_retention_deletes_old_rows_and_bodies_but_keeps_the_rollups(books: Books) -> None:
     now = time.time()
     body = b'{"model":"m"}'
     events = [ev("old", now - 40 * 86400, request_body=body), ev("mid", now - 20 * 86400, request_body=body),
               ev("new", now - 3600, request_body=body)]
-    write(path, events, LedgerSettings(capture="all", capture_retention_days=14, retention_days=None))
+    write(books, events, LedgerSettings(capture="all", capture_retention_days=14, retention_days=None))
     # the next start applies retention: bodies older than 14 days go, rows stay
-    write(path, [], LedgerSettings(capture="all", capture_retention_days=14, retention_days=None))
-    assert raw_rows(path, "SELECT request_id FROM bodies") == [("new",)]
-    assert raw_rows(path, "SELECT count(*) FROM requests") == [(3,)]
-    write(path, [], LedgerSettings(capture="off", capture_retention_days=14, retention_days=30))
-    assert sorted(raw_rows(path, "SELECT request_id FROM requests")) == [("mid",), ("new",)]
-    with LedgerReader(path) as r:
+    write(books, [], LedgerSettings(capture="all", capture_retention_days=14, retention_days=None))
+    assert books.raw("SELECT request_id FROM bodies") == [("new",)]
+    assert books.raw("SELECT count(*) FROM requests") == [(3,)]
+    write(books, [], LedgerSettings(capture="off", capture_retention_days=14, retention_days=30))
+    assert sorted(books.raw("SELECT request_id FROM requests")) == [("mid",), ("new",)]
+    with books.reader() as r:
         [t] = r.totals(None, None, "backend")
         assert t.requests == 3  # the graphs keep their history
 
 
-def test_reconfigure_applies_new_capture_settings(tmp_path: Path) -> None:
-    path = tmp_path / "usage.sqlite3"
-    ledger = Ledger(path, prices=PRICES)
+def test_reconfigure_applies_new_capture_settings(books: Books) -> None:
+    ledger = books.ledger(PRICES)
     ledger.start()
     ledger.record(ev("a", RECENT, request_body=b"{}"))
     assert ledger.flush()
     ledger.reconfigure(PRICES, LedgerSettings(capture="all"))
     ledger.record(ev("b", RECENT + 1, request_body=b"{}"))
     ledger.close()
-    assert raw_rows(path, "SELECT request_id FROM bodies") == [("b",)]
+    assert books.raw("SELECT request_id FROM bodies") == [("b",)]
 
 
-def test_sink_records_finished_requests_only_and_never_raises(tmp_path: Path) -> None:
-    path = tmp_path / "usage.sqlite3"
-    ledger = Ledger(path, prices=PRICES)
+def test_sink_records_finished_requests_only_and_never_raises(books: Books) -> None:
+    ledger = books.ledger(PRICES)
     ledger.start()
     ledger.sink(ContentDelta("a", None, 0, "text", "hi"))
     ledger.sink(BudgetAlert("all / day", "warn", 1.0, 2.0, 0.0, "block"))
     ledger.sink(None)  # type: ignore[arg-type]
     ledger.sink(ev("a", at(2026, 1, 5)))
     ledger.close()
-    assert raw_rows(path, "SELECT request_id FROM requests") == [("a",)]
+    assert books.raw("SELECT request_id FROM requests") == [("a",)]
 
 
-def test_close_writes_everything_queued_and_reports_each_commit(tmp_path: Path) -> None:
-    path = tmp_path / "usage.sqlite3"
-    ledger = Ledger(path, prices=PRICES)
+def test_close_writes_everything_queued_and_reports_each_commit(books: Books) -> None:
+    ledger = books.ledger(PRICES)
     committed: list[str] = []
     ledger.on_commit = committed.extend
     ledger.start()
     for i in range(3000):
         ledger.sink(ev(f"r{i}", at(2026, 1, 5) + i))
     ledger.close()
-    assert raw_rows(path, "SELECT count(*) FROM requests") == [(3000,)]
+    assert books.raw("SELECT count(*) FROM requests") == [(3000,)]
     assert sorted(committed) == sorted(f"r{i}" for i in range(3000))
 
 
-def test_a_malformed_record_is_reported_and_does_not_block_the_rest(tmp_path: Path) -> None:
-    path = tmp_path / "usage.sqlite3"
+def test_a_malformed_record_is_reported_and_does_not_block_the_rest(books: Books) -> None:
     errors: list[str] = []
-    ledger = Ledger(path, prices=PRICES)
+    ledger = books.ledger(PRICES)
     ledger.on_error = errors.append
     ledger.start()
     ledger.record(dataclasses.replace(ev("broken", at(2026, 1, 5)), started_at=None))
@@ -265,7 +297,7 @@ def test_a_malformed_record_is_reported_and_does_not_block_the_rest(tmp_path: Pa
     ledger.start()  # the same ledger can be started again
     ledger.record(ev("later", at(2026, 1, 6)))
     ledger.close()
-    assert sorted(raw_rows(path, "SELECT request_id FROM requests")) == [("fine",), ("later",)]
+    assert sorted(books.raw("SELECT request_id FROM requests")) == [("fine",), ("later",)]
     assert len(errors) == 1 and "'broken'" in errors[0] and "bug" in errors[0]
 
 
@@ -372,11 +404,12 @@ KNOWN = [
 ]
 
 
-@pytest.fixture(scope="module")
-def known(tmp_path_factory: pytest.TempPathFactory) -> LedgerReader:
-    path = tmp_path_factory.mktemp("known") / "usage.sqlite3"
-    write(path, KNOWN)
-    return LedgerReader(path, tz=UTC)
+@pytest.fixture(scope="module", params=["sqlite", "pg"])
+def known(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> LedgerReader:
+    b = Books(request.param, tmp_path_factory.mktemp("known"),
+              request.getfixturevalue("pg_server") if request.param == "pg" else None)
+    write(b, KNOWN)
+    return b.reader(tz=UTC)
 
 
 def test_cost_series_by_day_and_backend(known: LedgerReader) -> None:
@@ -474,11 +507,12 @@ RANDOM = [
 ]
 
 
-@pytest.fixture(scope="module")
-def randomized(tmp_path_factory: pytest.TempPathFactory) -> LedgerReader:
-    path = tmp_path_factory.mktemp("random") / "usage.sqlite3"
-    write(path, RANDOM)
-    return LedgerReader(path, tz=UTC)
+@pytest.fixture(scope="module", params=["sqlite", "pg"])
+def randomized(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> LedgerReader:
+    b = Books(request.param, tmp_path_factory.mktemp("random"),
+              request.getfixturevalue("pg_server") if request.param == "pg" else None)
+    write(b, RANDOM)
+    return b.reader(tz=UTC)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -515,9 +549,25 @@ def cli(paths: Paths, *argv: str) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
-@pytest.fixture()
-def paths(tmp_path: Path) -> Paths:
-    return Paths(tmp_path / "config", tmp_path / "data", tmp_path / "logs")
+_BOOKS: dict[Path, Books] = {}
+
+
+@pytest.fixture(params=["sqlite", "pg"])
+def paths(request: pytest.FixtureRequest, tmp_path: Path) -> Paths:
+    """Patchbay's folders; with "pg" the config's [ledger] url names a PostgreSQL ledger, and
+    ``books_of(paths)`` writes there."""
+    p = Paths(tmp_path / "config", tmp_path / "data", tmp_path / "logs")
+    books = Books(request.param, tmp_path / "data", request.getfixturevalue("pg_server") if request.param == "pg"
+                  else None)
+    _BOOKS[p.ledger_file] = books
+    if books.url is not None:
+        p.config_dir.mkdir(parents=True)
+        p.config_file.write_text(CONFIG + f'[ledger]\nurl = "{books.url}"\n')
+    return p
+
+
+def books_of(paths: Paths) -> Books:
+    return _BOOKS[paths.ledger_file]
 
 
 def test_usage_says_so_when_nothing_was_recorded(paths: Paths) -> None:
@@ -526,7 +576,7 @@ def test_usage_says_so_when_nothing_was_recorded(paths: Paths) -> None:
 
 
 def test_usage_prints_an_aligned_table_with_totals_and_unpriced(paths: Paths) -> None:
-    write(paths.ledger_file, KNOWN)
+    write(books_of(paths), KNOWN)
     code, out, err = cli(paths, "--since", "2026-01-01", "--by", "backend")
     assert code == 0, err
     lines = out.splitlines()
@@ -546,17 +596,19 @@ def test_usage_prints_an_aligned_table_with_totals_and_unpriced(paths: Paths) ->
 
 
 def test_usage_shows_the_state_of_configured_budgets(paths: Paths) -> None:
-    write(paths.ledger_file, KNOWN + [ev("today", T + 40 * 86400 - 60, model="claude-opus-4-8",
+    write(books_of(paths), KNOWN + [ev("today", T + 40 * 86400 - 60, model="claude-opus-4-8",
                                          usage=Usage(1_000_000))])  # $5 spent today
-    paths.config_dir.mkdir(parents=True)
-    paths.config_file.write_text(CONFIG + '[[budgets]]\nscope = "all"\nperiod = "day"\nlimit_usd = 10.0\n')
+    paths.config_dir.mkdir(parents=True, exist_ok=True)
+    url = books_of(paths).url
+    paths.config_file.write_text(CONFIG + '[[budgets]]\nscope = "all"\nperiod = "day"\nlimit_usd = 10.0\n'
+                                 + (f'[ledger]\nurl = "{url}"\n' if url else ""))
     code, out, _ = cli(paths, "--since", "1d")
     assert code == 0
     assert "Budgets:" in out and "all / day $10: $5.00 spent (50%), ok, resets at 00:00 tomorrow" in out
 
 
 def test_usage_json_and_csv(paths: Paths) -> None:
-    write(paths.ledger_file, KNOWN)
+    write(books_of(paths), KNOWN)
     code, out, _ = cli(paths, "--since", "2026-01-05", "--until", "2026-01-06", "--by", "day", "--json")
     data = json.loads(out)
     assert code == 0 and data["by"] == "day"
@@ -571,7 +623,7 @@ def test_usage_json_and_csv(paths: Paths) -> None:
 
 
 def test_usage_sessions(paths: Paths) -> None:
-    write(paths.ledger_file, KNOWN)
+    write(books_of(paths), KNOWN)
     code, out, _ = cli(paths, "--sessions", "--since", "2026-01-01")
     assert code == 0
     lines = out.splitlines()
@@ -583,7 +635,7 @@ def test_usage_sessions(paths: Paths) -> None:
 
 
 def test_usage_rejects_a_bad_date_in_a_sentence(paths: Paths) -> None:
-    write(paths.ledger_file, KNOWN)
+    write(books_of(paths), KNOWN)
     code, _out, err = cli(paths, "--since", "last tuesday")
     assert code == 2 and "--since 'last tuesday' is not a date" in err and "7d" in err
     code, _out, err = cli(paths, "--since", "2026-02-30")

@@ -87,11 +87,17 @@ def test_an_existing_ledger_from_an_older_patchbay_is_made_private(tmp_path):
 def test_a_full_disk_gives_one_line_on_stderr_not_a_traceback_per_log_line(tmp_path):
     if not Path("/dev/full").exists():
         pytest.skip("no /dev/full")
+    # the log file is a link to /dev/full inside a folder of the test's own: the handler makes its
+    # folder owner-only, and /dev itself must never be that folder (other users, PostgreSQL's
+    # server among them, could no longer open /dev/null)
+    link = tmp_path / "logs" / "patchbay.log"
+    link.parent.mkdir()
+    link.symlink_to("/dev/full")
     code = (
         "import logging, sys\n"
         "from pathlib import Path\n"
         "from app.logfile import PrivateLogHandler\n"
-        "h = PrivateLogHandler(Path('/dev/full'))\n"
+        f"h = PrivateLogHandler(Path({str(link)!r}))\n"
         "log = logging.getLogger('t'); log.addHandler(h); log.setLevel(logging.INFO)\n"
         "for i in range(5): log.info('line %d', i)\n"
     )

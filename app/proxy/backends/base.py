@@ -10,7 +10,7 @@ import httpx
 import orjson
 
 from app import scrub
-from app.config import DEFAULT_TOKEN_TTL_S, BackendConfig, GatewaySettings
+from app.config import DEFAULT_MAX_CONNECTIONS, DEFAULT_TOKEN_TTL_S, BackendConfig, GatewaySettings
 from app.proxy.credentials import CommandToken, TokenSource
 from app.proxy.exchange import JSON_HEADERS, Exchange, GatewayError
 from app.proxy.tokens import estimate_tokens
@@ -41,7 +41,9 @@ class Backend:
         timeout = httpx.Timeout(connect=15.0, read=gateway.upstream_timeout_s, write=60.0, pool=60.0)
         self._timeout = timeout.as_dict()
         self._urls: dict[str, httpx.URL] = {}
-        limits = httpx.Limits(max_connections=200, max_keepalive_connections=50, keepalive_expiry=60.0)
+        cap = config.max_connections or DEFAULT_MAX_CONNECTIONS
+        limits = httpx.Limits(max_connections=cap, max_keepalive_connections=min(cap, max(50, cap // 4)),
+                              keepalive_expiry=60.0)
         trust_env = not config.is_local  # a proxy from the environment never applies to loopback
         # our httptools transport unless a proxy from the environment applies (httpx's own handles those)
         self._transport: HttptoolsTransport | None = None

@@ -1,0 +1,86 @@
+"""``GET /metrics``: the gateway in Prometheus' text format (the ``prometheus_client`` library).
+
+``GatewayMetrics.sink`` is an EventHub sink (on the gateway thread: a few counter increments per
+request, no I/O). Gauges that belong to other parts (the ledger's queue and spool, budget
+utilisation) are read when Prometheus scrapes, through the callables given. Each instance has its
+own registry, so two gateways in one process (tests) do not share numbers.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from app.events import RequestFinished, RequestStarted
+
+CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
+_DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160, 320, 600)
+_TTFT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64)
+
+
+class _Callbacks(Collector):
+    def __init__(self, queue: Callable[[], int], spool: Callable[[], int],
+                 budgets: Callable[[], Iterable[tuple[str, float]]]) -> None:
+        self._queue, self._spool, self._budgets = queue, spool, budgets
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        yield GaugeMetricFamily("patchbay_ledger_queue_rows", "Usage rows waiting in memory for the ledger writer",
+                                value=self._queue())
+        yield GaugeMetricFamily("patchbay_ledger_spool_rows",
+                                "Usage rows waiting in the local spool for the shared ledger", value=self._spool())
+        g = GaugeMetricFamily("patchbay_budget_utilisation", "Spent / limit of each budget in its current period",
+                              labels=["budget"])
+        for label, fraction in self._budgets():
+            g.add_metric([label], fraction)
+        yield g
+
+
+class GatewayMetrics:
+    def __init__(self, cost: Callable[[RequestFinished], float | None], *,
+                 queue: Callable[[], int] = lambda: 0, spool: Callable[[], int] = lambda: 0,
+                 budgets: Callable[[], Iterable[tuple[str, float]]] = lambda: ()) -> None:
+        self._cost = cost
+        self._started: set[str] = set()
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter("patchbay_requests", "Requests answered", ["backend", "model", "status"], registry=r)
+        self.tokens = Counter("patchbay_tokens", "Tokens, by kind", ["backend", "model", "kind"], registry=r)
+        self.cost = Counter("patchbay_cost_usd", "Dollars spent on priced requests", ["backend", "model"], registry=r)
+        self.duration = Histogram("patchbay_request_duration_seconds", "Request duration", ["backend"],
+                                  buckets=_DURATION_BUCKETS, registry=r)
+        self.ttft = Histogram("patchbay_time_to_first_token_seconds", "Time to the upstream's first content byte",
+                              ["backend"], buckets=_TTFT_BUCKETS, registry=r)
+        self.inflight = Gauge("patchbay_requests_in_flight", "Requests being served now", registry=r)
+        r.register(_Callbacks(queue, spool, budgets))
+
+    def sink(self, event: object) -> None:
+        t = type(event)
+        if t is RequestStarted:
+            self._started.add(event.request_id)  # type: ignore[attr-defined]
+            self.inflight.inc()
+        elif t is RequestFinished:
+            ev: RequestFinished = event  # type: ignore[assignment]
+            if ev.request_id in self._started:  # a refusal before the start had no RequestStarted
+                self._started.discard(ev.request_id)
+                self.inflight.dec()
+            self.requests.labels(ev.backend, ev.model, str(ev.status)).inc()
+            u = ev.usage
+            for kind, n in (("input", u.input_tokens), ("output", u.output_tokens),
+                            ("cache_write", u.cache_creation_input_tokens), ("cache_read", u.cache_read_input_tokens)):
+                if n:
+                    self.tokens.labels(ev.backend, ev.model, kind).inc(n)
+            try:
+                c = self._cost(ev)
+            except Exception:
+                c = None
+            if c:
+                self.cost.labels(ev.backend, ev.model).inc(c)
+            self.duration.labels(ev.backend).observe(ev.duration_ms / 1000.0)
+            if ev.ttft_ms is not None:
+                self.ttft.labels(ev.backend).observe(ev.ttft_ms / 1000.0)
+
+    def render(self) -> bytes:
+        return bytes(generate_latest(self.registry))

@@ -1,0 +1,240 @@
+"""Budget counters and reservations in the ledger's own database, for ``admission.py``.
+
+``reserve`` runs one transaction: it locks the budget counters (SQLite: ``BEGIN IMMEDIATE``;
+PostgreSQL: the advisory lock the ledger writer also takes before it settles a batch), seeds a
+counter that does not exist yet from the rows already in the ledger, reads what is spent and what
+live reservations hold, lets ``decide`` choose, and stores the reservations it asks for, replacing
+any this request held before (a fallback re-admits under the same id). The ledger writer settles a
+reservation when the request's row arrives: its cost goes into the counters and the hold goes, in
+the row's own transaction. A hold of an instance that died expires at ``expires_at``.
+
+Between a request's end and its row's commit (the writer batches, the upstream's body may still be
+draining) its hold would still count at the estimate, and the client's next request (Claude Code
+sends it at once) could be refused although the budget has room: a phantom reservation. So
+``reserve`` takes ``settling``, the real cost of requests this instance finished whose rows may
+not be written yet, and counts each hold of theirs still in the database at that cost instead.
+A hold already settled is gone, and its row's cost is in the counter: nothing is counted twice.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence, TypeVar
+
+from app.team_config import TeamLedger
+
+T = TypeVar("T")
+CounterKey = tuple[str, float, float]  # (scope, period start, period end)
+Numbers = dict[CounterKey, tuple[float, float]]  # key -> (spent, held by live reservations)
+Decide = Callable[[Numbers], tuple[T, Sequence[tuple[CounterKey, float]]]]
+Settling = Mapping[str, float]  # request id -> the real cost of a finished request, its row not yet written
+
+_SPENT = ("SELECT (SELECT total(cost_usd) FROM usage_hourly WHERE hour_start >= ? AND hour_start < ?{b}) + "
+          "(SELECT total(cost_usd) FROM requests WHERE ((started_at >= ? AND started_at < ?) OR "
+          "(started_at >= ? AND started_at < ?)){b})")
+
+
+_PG_NUMBERS = (
+    "SELECT c.scope, c.period_start, c.period_end, c.spent, (SELECT coalesce(sum(h.amount), 0.0) FROM budget_holds h "
+    "WHERE h.scope = c.scope AND h.period_start = c.period_start AND h.expires_at > %s AND h.request_id <> %s) "
+    "FROM budget_counters c WHERE (c.scope, c.period_start, c.period_end) IN "
+    "(SELECT * FROM unnest(%s::text[], %s::float8[], %s::float8[]))"
+)
+
+
+_PG_HOLD = (
+    "INSERT INTO budget_holds SELECT %s, s, p, a, %s, %s FROM unnest(%s::text[], %s::float8[], %s::float8[]) "
+    "AS x(s, p, a) ON CONFLICT (request_id, scope, period_start) DO UPDATE SET amount = excluded.amount, "
+    "expires_at = excluded.expires_at"
+)
+
+
+def _spent_params(start: float, end: float, backend: str | None) -> tuple[str, list[Any]]:
+    h0 = -(-start // 3600) * 3600
+    h1 = end // 3600 * 3600
+    if h1 < h0:
+        h0 = h1 = end
+    b = " AND backend = ?" if backend else ""
+    extra = [backend] if backend else []
+    return _SPENT.format(b=b), [h0, h1, *extra, start, h0, h1, end, *extra]
+
+
+def _backend(scope: str) -> str | None:
+    return scope[len("backend:"):] if scope.startswith("backend:") else None
+
+
+def count_at_cost(numbers: Numbers, holds: Iterable[Sequence[Any]], settling: Settling) -> None:
+    """Count each still-live hold ``(request_id, scope, period_start, amount)`` of a finished
+    request at its real cost: out of what is held, into what is spent."""
+    for rid, scope, start, amount in holds:
+        cost = settling.get(rid)
+        if cost is None:
+            continue
+        for key, (spent, held) in numbers.items():
+            if key[0] == scope and key[1] == float(start):
+                numbers[key] = (spent + cost, max(0.0, held - float(amount)))
+
+
+class BudgetStore(Protocol):
+    def reserve(self, request_id: str, instance: str, keys: Sequence[CounterKey], decide: Decide[T],
+                now: float, expires_at: float, settling: Settling | None = None) -> T: ...
+    def recent_outputs(self, limit: int) -> list[int]: ...
+    def forget_instance(self, instance: str, expiring_before: float) -> int: ...
+    def close(self) -> None: ...
+
+
+class SqliteBudgets:
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._local = threading.local()
+        # one admission at a time in this process: threads queue on a lock (handed over at once)
+        # instead of on SQLite's busy handler (which sleeps and retries)
+        self._lock = threading.Lock()
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, isolation_level=None, timeout=10.0)
+            conn.execute("PRAGMA busy_timeout=10000")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._local.conn = conn
+        return conn
+
+    def reserve(self, request_id: str, instance: str, keys: Sequence[CounterKey], decide: Decide[T],
+                now: float, expires_at: float, settling: Settling | None = None) -> T:
+        with self._lock:
+            return self._reserve(request_id, instance, keys, decide, now, expires_at, settling)
+
+    def _reserve(self, request_id: str, instance: str, keys: Sequence[CounterKey], decide: Decide[T],
+                 now: float, expires_at: float, settling: Settling | None) -> T:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            numbers: Numbers = {}
+            for key in sorted(set(keys)):
+                row = conn.execute("SELECT spent FROM budget_counters WHERE scope = ? AND period_start = ? AND "
+                                   "period_end = ?", key).fetchone()
+                if row is None:
+                    sql, params = _spent_params(key[1], key[2], _backend(key[0]))
+                    spent = float(conn.execute(sql, params).fetchone()[0] or 0.0)
+                    conn.execute("INSERT INTO budget_counters VALUES (?,?,?,?)", (*key, spent))
+                else:
+                    spent = float(row[0])
+                held = conn.execute("SELECT total(amount) FROM budget_holds WHERE scope = ? AND period_start = ? "
+                                    "AND expires_at > ? AND request_id != ?",
+                                    (key[0], key[1], now, request_id)).fetchone()[0]
+                numbers[key] = (spent, float(held or 0.0))
+            if settling:
+                ids = [i for i in settling if i != request_id]
+                for n in range(0, len(ids), 500):
+                    chunk = ids[n:n + 500]
+                    count_at_cost(numbers, conn.execute(
+                        "SELECT request_id, scope, period_start, amount FROM budget_holds WHERE expires_at > ? AND "
+                        f"request_id IN ({','.join('?' for _ in chunk)})", (now, *chunk)).fetchall(), settling)
+            result, holds = decide(numbers)
+            conn.execute("DELETE FROM budget_holds WHERE request_id = ?", (request_id,))
+            if holds:
+                conn.executemany("INSERT OR REPLACE INTO budget_holds VALUES (?,?,?,?,?,?)",
+                                 [(request_id, k[0], k[1], amount, instance, expires_at) for k, amount in holds])
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return result
+
+    def recent_outputs(self, limit: int) -> list[int]:
+        rows = self._conn().execute("SELECT output_tokens FROM requests WHERE status < 400 AND output_tokens > 0 "
+                                    "ORDER BY started_at DESC LIMIT ?", (limit,)).fetchall()
+        return [int(r[0]) for r in rows]
+
+    def forget_instance(self, instance: str, expiring_before: float) -> int:
+        with self._lock:
+            return int(self._conn().execute("DELETE FROM budget_holds WHERE instance = ? AND expires_at < ?",
+                                            (instance, expiring_before)).rowcount)
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+
+class PgBudgets:
+    def __init__(self, url: str, team: TeamLedger = TeamLedger(), max_size: int = 8) -> None:
+        from psycopg_pool import ConnectionPool
+
+        from app.services.ledger_pg import connect_kwargs
+
+        self.url = url
+        self._pool = ConnectionPool(url, min_size=1, max_size=max_size, open=False, timeout=3.0,
+                                    kwargs={"autocommit": True, **connect_kwargs(team)}, name="patchbay-admission")
+        self._pool.open(wait=False)
+
+    def reserve(self, request_id: str, instance: str, keys: Sequence[CounterKey], decide: Decide[T],
+                now: float, expires_at: float, settling: Settling | None = None) -> T:
+        from app.services.ledger_pg import BUDGET_LOCK, pg_sql
+
+        want = sorted(set(keys))
+        with self._pool.connection() as conn:
+            try:
+                # round trip 1: BEGIN, the lock, and every counter with what its live holds reserve
+                # (each statement sees what committed before it started: the read comes after the lock)
+                with conn.pipeline():
+                    conn.execute("BEGIN")
+                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (BUDGET_LOCK,))
+                    cur = conn.cursor()
+                    cur.execute(_PG_NUMBERS, (now, request_id, [k[0] for k in want], [k[1] for k in want],
+                                              [k[2] for k in want]))
+                    ids = [i for i in settling or () if i != request_id]
+                    mine = conn.cursor()
+                    if ids:
+                        mine.execute("SELECT request_id, scope, period_start, amount FROM budget_holds WHERE "
+                                     "request_id = ANY(%s) AND expires_at > %s", (ids, now))
+                numbers: Numbers = {(r[0], float(r[1]), float(r[2])): (float(r[3]), float(r[4])) for r in
+                                    cur.fetchall()}
+                finished_holds = mine.fetchall() if ids else []
+                for key in want:
+                    if key in numbers:
+                        continue  # a counter met for the first time (a new period): seed it from the rows
+                    sql, params = _spent_params(key[1], key[2], _backend(key[0]))
+                    spent = float((conn.execute(pg_sql(sql), params).fetchone() or (0.0,))[0] or 0.0)
+                    conn.execute("INSERT INTO budget_counters VALUES (%s,%s,%s,%s)", (*key, spent))
+                    held = conn.execute("SELECT coalesce(sum(amount), 0.0) FROM budget_holds WHERE scope = %s AND "
+                                        "period_start = %s AND expires_at > %s AND request_id != %s",
+                                        (key[0], key[1], now, request_id)).fetchone() or (0.0,)
+                    numbers[key] = (spent, float(held[0] or 0.0))
+                if finished_holds and settling:
+                    count_at_cost(numbers, finished_holds, settling)
+                result, holds = decide(numbers)
+                # round trip 2: the holds and the COMMIT. A hold this request had on another scope
+                # (before a fallback re-admitted it elsewhere) stays until its row settles them all.
+                with conn.pipeline():
+                    if holds:
+                        conn.execute(_PG_HOLD, (request_id, instance, expires_at, [k[0] for k, _a in holds],
+                                                [k[1] for k, _a in holds], [a for _k, a in holds]))
+                    conn.execute("COMMIT")
+            except BaseException:
+                if not conn.broken:
+                    try:
+                        conn.execute("ROLLBACK")
+                    except Exception:
+                        pass
+                raise
+        return result
+
+    def recent_outputs(self, limit: int) -> list[int]:
+        with self._pool.connection() as conn:
+            rows = conn.execute("SELECT output_tokens FROM requests WHERE status < 400 AND output_tokens > 0 "
+                                "ORDER BY started_at DESC LIMIT %s", (limit,)).fetchall()
+        return [int(r[0]) for r in rows]
+
+    def forget_instance(self, instance: str, expiring_before: float) -> int:
+        with self._pool.connection() as conn:
+            return int(conn.execute("DELETE FROM budget_holds WHERE instance = %s AND expires_at < %s",
+                                    (instance, expiring_before)).rowcount)
+
+    def close(self) -> None:
+        self._pool.close(timeout=1.0)

@@ -1,0 +1,50 @@
+"""Which ledger this Patchbay uses: the SQLite file in the data dir, or the team's PostgreSQL
+(``[ledger] url``) with a local spool beside it. One place decides, for the gateway, the GUI and
+``patchbay usage`` alike."""
+
+from __future__ import annotations
+
+from datetime import tzinfo
+from pathlib import Path
+
+from app.config import LedgerSettings
+from app.paths import Paths
+from app.services.ledger import Ledger, LedgerReader
+from app.services.pricing import PriceBook
+
+SPOOL_NAME = "ledger-spool.sqlite3"
+
+
+def spool_path(paths: Paths) -> Path:
+    return paths.data_dir / SPOOL_NAME
+
+
+def open_writer(settings: LedgerSettings, paths: Paths, prices: PriceBook, instance: str | None = None) -> Ledger:
+    """The writer (not started)."""
+    url = settings.team.url
+    if url is None:
+        return Ledger(paths.ledger_file, prices=prices, settings=settings, instance=instance)
+    from app.services.ledger_pg import PgStore
+    from app.services.spool import Spool
+
+    return Ledger(paths.ledger_file, prices=prices, settings=settings, store=PgStore(url, settings.team),
+                  spool=Spool(spool_path(paths)), instance=instance)
+
+
+def open_reader(settings: LedgerSettings, paths: Paths, tz: tzinfo | None = None) -> LedgerReader:
+    """A reader of the same ledger. Raises ``LedgerError`` with a sentence."""
+    url = settings.team.url
+    if url is None:
+        return LedgerReader(paths.ledger_file, tz=tz)
+    from app.services.ledger_pg import PgLedgerReader
+
+    return PgLedgerReader(url, settings.team, tz=tz)
+
+
+def describe(settings: LedgerSettings, paths: Paths) -> str:
+    url = settings.team.url
+    if url is None:
+        return f"the SQLite ledger {paths.ledger_file}"
+    from app.services.ledger_pg import describe as where
+
+    return f"the PostgreSQL ledger at {where(url)}"

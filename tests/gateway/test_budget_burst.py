@@ -1,0 +1,126 @@
+"""No overshoot from concurrency: 16 concurrent streams against a $3 daily ``block`` budget end
+within one request's cost of the limit, on the embedded SQLite ledger and on PostgreSQL.
+
+Before reservations each request was admitted on the spend counted so far, and all 16 in flight
+passed at once: the same burst ended at $3.65 (and worse with more streams). Now admission holds
+each request's expected cost against the budget before the upstream call, in one transaction.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import anthropic
+import pytest
+
+from app.core import Engine
+from app.proxy.tokens import estimate_tokens
+from tests.fakes.chunks import anthropic_text_events
+from tests.fakes.upstreams import AnthropicStream, FakeUpstream
+
+TOKEN = "pb-burst-token"
+LIMIT = 3.0
+PROMPT = "Refactor this module so that it reads more clearly. " * 700  # ~8,000 estimated input tokens
+BODY = {"model": "priced", "max_tokens": 4096, "messages": [{"role": "user", "content": PROMPT}]}
+INPUT = estimate_tokens(BODY)  # what the fake upstream reports: the estimate is right on input
+OUTPUT = 2000
+COST = (INPUT * 15 + OUTPUT * 75) / 1e6  # one request's real cost (Opus-like prices)
+
+
+def config(upstream: str, ledger: str) -> str:
+    return f'''
+[gateway]
+port = 0
+
+[[backends]]
+id = "cloud"
+kind = "anthropic"
+base_url = "{upstream}"
+auth = "none"
+models = ["priced"]
+
+[active]
+backend = "cloud"
+model = "priced"
+
+[[prices]]
+model = "priced"
+input = 15.0
+output = 75.0
+cache_write = 18.75
+cache_read = 1.5
+
+[[budgets]]
+scope = "all"
+period = "day"
+limit_usd = {LIMIT}
+warn_at = 0.9
+action = "block"
+{ledger}
+'''
+
+
+@pytest.fixture(params=["sqlite", "pg"])
+def engine(request: pytest.FixtureRequest, patchbay_home: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("PATCHBAY_TOKEN", TOKEN)
+    up = FakeUpstream(lambda req: AnthropicStream(
+        anthropic_text_events("x" * 40, pieces=10, model="priced", usage=(INPUT, OUTPUT, 0, 0)), delay_s=0.03),
+        wire="anthropic", record=False).start()
+    ledger = ""
+    if request.param == "pg":
+        ledger = f'[ledger]\nurl = "{request.getfixturevalue("pg_server").create_db()}"\n'
+    patchbay_home.mkdir(parents=True)
+    (patchbay_home / "config.toml").write_text(config(up.url, ledger))
+    eng = Engine()
+    eng.start()
+    yield eng
+    eng.stop()
+    up.stop()
+
+
+def burst(url: str, streams: int) -> tuple[int, list[str]]:
+    served = [0]
+    refusals: list[str] = []
+    lock = threading.Lock()
+
+    def one(i: int) -> None:
+        client = anthropic.Anthropic(base_url=url, api_key=TOKEN, max_retries=0,
+                                     default_headers={"X-Claude-Code-Session-Id": f"s-{i}"})
+        while True:
+            try:
+                with client.messages.stream(**BODY) as s:  # type: ignore[arg-type]
+                    s.get_final_message()
+            except anthropic.RateLimitError as exc:
+                with lock:
+                    refusals.append(exc.body["error"]["type"])  # type: ignore[index]
+                return
+            with lock:
+                served[0] += 1
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(streams)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    return served[0], refusals
+
+
+def test_sixteen_concurrent_streams_end_within_one_request_of_the_limit(engine: Engine) -> None:
+    assert 0.25 < COST < 0.35
+    served, refusals = burst(engine.url, 16)
+    assert refusals == ["billing_error"] * 16  # every stream was stopped by the budget, none by anything else
+    # a stream's row follows its answer by a moment: the client has the whole answer at message_stop,
+    # and the gateway records the request after the upstream's body has ended (or 1 s, DRAIN_S)
+    deadline = time.monotonic() + 5.0
+    while True:
+        assert engine.ledger.drain(10)
+        ok = [r for r in engine.reader.requests(limit=1000) if r.status == 200]
+        if len(ok) >= served or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    spent = sum(r.cost_usd or 0.0 for r in ok)
+    assert served == len(ok) == round(spent / COST)
+    # the limit holds: at most one request's cost beyond it, and the budget was used, not blocked early
+    assert LIMIT - 2 * COST <= spent <= LIMIT + COST, f"{served} requests spent ${spent:.2f} of ${LIMIT:.2f}"

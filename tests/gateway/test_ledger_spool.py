@@ -1,0 +1,113 @@
+"""PostgreSQL stopped mid-load and started again: nothing acknowledged is lost.
+
+While the team ledger does not answer, rows go to the durable local spool, ``/ready`` answers
+503 with the reason (``/health`` stays 200), and once PostgreSQL is back the spool drains in
+order: every request is in PostgreSQL exactly once, with rollups that count each once.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import anthropic
+import httpx
+import psycopg
+import pytest
+
+from app.core import Engine
+from tests.fakes.chunks import anthropic_text_events
+from tests.fakes.upstreams import AnthropicStream, FakeUpstream
+from tests.pg import PgServer
+
+TOKEN = "pb-spool-token"
+
+
+@pytest.fixture
+def own_pg():
+    server = PgServer().start()  # this test stops its server: not the shared one
+    yield server
+    server.destroy()
+
+
+def test_postgres_away_mid_load_spools_then_drains_without_duplicates(own_pg: PgServer, patchbay_home: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATCHBAY_TOKEN", TOKEN)
+    url = own_pg.create_db()
+    up = FakeUpstream(lambda req: AnthropicStream(anthropic_text_events("ok", model="m", usage=(100, 10, 0, 0))),
+                      wire="anthropic", record=False).start()
+    patchbay_home.mkdir(parents=True)
+    (patchbay_home / "config.toml").write_text(f'''
+[gateway]
+port = 0
+
+[[backends]]
+id = "local"
+kind = "anthropic"
+base_url = "{up.url}"
+auth = "none"
+models = ["m"]
+
+[active]
+backend = "local"
+model = "m"
+
+[ledger]
+url = "{url}"
+''')
+    eng = Engine()
+    eng.start()
+    served: list[str] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        client = anthropic.Anthropic(base_url=eng.url, api_key=TOKEN, max_retries=0)
+        while not stop.is_set():
+            with client.messages.stream(model="m", max_tokens=20, messages=[{"role": "user", "content": "hi"}]) as s:
+                s.get_final_message()
+            served.append("ok")
+
+    def wait_served(n: int) -> None:
+        deadline = time.monotonic() + 30
+        while len(served) < n:
+            assert t.is_alive() and time.monotonic() < deadline, f"only {len(served)} requests served"
+            time.sleep(0.01)
+
+    t = threading.Thread(target=load, daemon=True)
+    try:
+        t.start()
+        wait_served(50)
+        assert httpx.get(eng.url + "/ready").status_code == 200
+        own_pg.stop()  # a crash: connections drop, nothing answers
+        before = len(served)
+        deadline = time.monotonic() + 20
+        ready = httpx.get(eng.url + "/ready")
+        while ready.status_code == 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
+            ready = httpx.get(eng.url + "/ready")
+        assert ready.status_code == 503
+        err = ready.json()["error"]
+        assert err["type"] == "overloaded_error" and "PostgreSQL ledger" in err["message"] and "spool" in err["message"]
+        assert httpx.get(eng.url + "/health").status_code == 200  # alive, just not ready
+        wait_served(before + 100)  # requests go on while the database is away
+        assert eng.ledger.spooled > 0
+        own_pg.restart()
+        wait_served(before + 200)
+        stop.set()
+        t.join(10)
+        assert eng.ledger.drain(30), f"{eng.ledger.spooled} rows still spooled"
+        deadline = time.monotonic() + 10
+        while httpx.get(eng.url + "/ready").status_code != 200:
+            assert time.monotonic() < deadline, httpx.get(eng.url + "/ready").text
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        eng.stop()
+        up.stop()
+    with psycopg.connect(url) as conn:
+        rows, distinct = conn.execute("SELECT count(*), count(DISTINCT request_id) FROM requests").fetchone()  # type: ignore[misc]
+        rolled = conn.execute("SELECT sum(requests) FROM usage_hourly").fetchone()[0]  # type: ignore[index]
+        instances = conn.execute("SELECT DISTINCT instance FROM requests").fetchall()
+    assert rows == distinct == len(served) == rolled
+    assert len(instances) == 1 and instances[0][0]

@@ -1,0 +1,81 @@
+"""A team ledger that does not answer at start-up: the gateway starts anyway, rows wait in the
+spool, ``/ready`` says why, and ``[ledger] on_unreachable`` decides what budgets do meanwhile:
+"open" lets requests through, "closed" answers 503 ``overloaded_error``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anthropic
+import httpx
+import pytest
+
+from app.core import Engine
+from tests.fakes.chunks import anthropic_text_events
+from tests.fakes.upstreams import AnthropicStream, FakeUpstream
+from tests.pg import free_port
+
+TOKEN = "pb-unreachable"
+
+
+@pytest.mark.parametrize("mode", ["open", "closed"])
+def test_budgets_while_the_database_is_away(mode: str, patchbay_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATCHBAY_TOKEN", TOKEN)
+    up = FakeUpstream(lambda req: AnthropicStream(anthropic_text_events("hi", model="m")), wire="anthropic").start()
+    nobody = free_port()  # nothing listens here: the database is down
+    patchbay_home.mkdir(parents=True)
+    (patchbay_home / "config.toml").write_text(f'''
+[gateway]
+port = 0
+
+[[backends]]
+id = "local"
+kind = "anthropic"
+base_url = "{up.url}"
+auth = "none"
+models = ["m"]
+
+[active]
+backend = "local"
+model = "m"
+
+[[prices]]
+model = "m"
+input = 3.0
+output = 15.0
+cache_write = 3.75
+cache_read = 0.3
+
+[[budgets]]
+scope = "all"
+period = "day"
+limit_usd = 5.0
+action = "block"
+
+[ledger]
+url = "postgresql://patchbay@127.0.0.1:{nobody}/patchbay"
+on_unreachable = "{mode}"
+''')
+    eng = Engine()
+    eng.start()
+    try:
+        client = anthropic.Anthropic(base_url=eng.url, api_key=TOKEN, max_retries=0)
+        body = {"model": "m", "max_tokens": 20, "messages": [{"role": "user", "content": "hi"}]}
+        if mode == "open":
+            with client.messages.stream(**body) as s:  # type: ignore[arg-type]
+                assert s.get_final_message().content[0].text == "hi"  # type: ignore[union-attr]
+            assert eng.ledger.flush(5) and eng.ledger.spooled >= 1  # kept, not lost
+        else:
+            with pytest.raises(anthropic.APIStatusError) as info:
+                client.messages.create(**body)  # type: ignore[arg-type]
+            assert info.value.status_code == 503
+            err = info.value.body["error"]  # type: ignore[index]
+            assert err["type"] == "overloaded_error" and 'on_unreachable = "closed"' in err["message"]
+            assert "Traceback" not in err["message"] and TOKEN not in err["message"]
+        ready = httpx.get(eng.url + "/ready")
+        assert ready.status_code == 503
+        assert "PostgreSQL" in ready.json()["error"]["message"] or "budgets" in ready.json()["error"]["message"]
+        assert httpx.get(eng.url + "/health").status_code == 200
+    finally:
+        eng.stop()
+        up.stop()

@@ -1,0 +1,132 @@
+"""Budget admission with reservations against each store (SQLite file, real PostgreSQL):
+holds count against the limit, a row settles its hold, a dead instance's holds expire, and the
+output bound comes from the setting, the recent outputs, or the default."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from app.config import BudgetConfig, LedgerSettings
+from app.events import RequestFinished, Usage
+from app.proxy.routing import Refusal, Route
+from app.services.admission import Admission
+from app.services.admission_store import PgBudgets, SqliteBudgets
+from app.team_config import DEFAULT_RESERVE_OUTPUT
+from tests.books import Books
+from tests.unit.test_ledger import PRICES
+
+ROUTE = Route("anthropic", "claude-sonnet-4-5", "active", "claude-sonnet-4-5")
+BODY = {"model": "claude-sonnet-4-5", "max_tokens": 4000, "messages": [{"role": "user", "content": "hi " * 3000}]}
+
+
+@pytest.fixture(params=["sqlite", "pg"])
+def books(request: pytest.FixtureRequest, tmp_path: Path) -> Books:
+    return Books(request.param, tmp_path, request.getfixturevalue("pg_server") if request.param == "pg" else None)
+
+
+def admission(books: Books, limit: float, *, now: float, reserve: int = 0, instance: str = "i1") -> Admission:
+    ledger = books.ledger(PRICES, LedgerSettings())
+    ledger.start()  # the schema
+    ledger.close()
+    store = PgBudgets(books.url) if books.url else SqliteBudgets(books.path)
+    return Admission((BudgetConfig("all", "day", limit, 0.8, "block"),), PRICES, store, instance=instance,
+                     reserve_output_tokens=reserve, now=lambda: now)
+
+
+def finished(rid: str, t: float, usage: Usage) -> RequestFinished:
+    return RequestFinished(rid, t, t + 1, "S", "claude-cli", "active", "anthropic", "claude-sonnet-4-5",
+                           "claude-sonnet-4-5", True, 200, None, None, 100.0, 1000.0, usage)
+
+
+def test_holds_count_against_the_limit_and_rows_settle_them(books: Books) -> None:
+    now = time.time()
+    adm = admission(books, 0.10, now=now, reserve=4000)
+    one = adm.estimate(ROUTE, BODY, 3000, now)
+    assert one == pytest.approx((3000 * 3 + 4000 * 15) / 1e6, rel=0.2)  # ~$0.07
+    try:
+        assert adm.reserve_sync(ROUTE, "r1", BODY) == ROUTE
+        # $0.07 held of $0.10: spent + held is still under the limit, so one more gets in ...
+        assert adm.reserve_sync(ROUTE, "r2", BODY) == ROUTE
+        third = adm.reserve_sync(ROUTE, "r3", BODY)  # ... and then $0.14 held: no more
+        assert isinstance(third, Refusal) and third.error_type == "billing_error"
+        # r1 finishes having cost far less than it held: its row settles the hold to the real cost
+        ledger = books.ledger(PRICES)
+        ledger.start()
+        ledger.record(finished("r1", now, Usage(1000, 10)))
+        ledger.record(finished("r2", now, Usage(1000, 10)))
+        assert ledger.flush(5)
+        ledger.close()
+        assert books.raw("SELECT count(*) FROM budget_holds WHERE request_id IN ('r1', 'r2')") == [(0,)]
+        [(spent,)] = books.raw("SELECT spent FROM budget_counters")
+        assert spent == pytest.approx(2 * (1000 * 3 + 10 * 15) / 1e6)
+        assert adm.reserve_sync(ROUTE, "r4", BODY) == ROUTE  # room again
+    finally:
+        adm.close()
+
+
+def test_a_finished_requests_hold_counts_at_its_real_cost_until_its_row_settles_it(books: Books) -> None:
+    """No phantom reservation between a request's end and its row: Claude Code sends the next
+    request at once, and the finished one's hold must not refuse it; nor may it count twice."""
+    now = time.time()
+    adm = admission(books, 0.05, now=now, reserve=4000)
+    real = finished("r1", now, Usage(10000, 500))  # $0.0375 of the $0.05, where ~$0.07 was held
+    try:
+        assert adm.reserve_sync(ROUTE, "r1", BODY) == ROUTE
+        assert isinstance(adm.reserve_sync(ROUTE, "r2", BODY), Refusal)  # r1's hold fills the budget
+        adm.sink(real)  # r1 has ended; the writer has not written its row yet
+        assert adm.reserve_sync(ROUTE, "r2", BODY) == ROUTE  # r1 counts at what it cost
+        ledger = books.ledger(PRICES)
+        ledger.start()
+        ledger.record(real)
+        assert ledger.flush(5)
+        ledger.close()
+        # the row settled r1's hold (the counter has its cost) before this instance heard of the
+        # commit: counted once, so r2 (re-admitted under its id, its own hold aside) still passes
+        assert books.raw("SELECT count(*) FROM budget_holds WHERE request_id = 'r1'") == [(0,)]
+        assert adm.reserve_sync(ROUTE, "r2", BODY) == ROUTE
+        adm.settled(["r1"])
+        assert "r1" not in adm._settling_costs()
+    finally:
+        adm.close()
+
+
+def test_a_dead_instances_holds_expire_and_a_restart_forgets_its_own(books: Books) -> None:
+    now = time.time()
+    dead = admission(books, 0.05, now=now, reserve=4000, instance="dead")
+    try:
+        assert dead.reserve_sync(ROUTE, "d1", BODY) == ROUTE  # then the instance dies: its hold stays
+    finally:
+        dead.close()
+    alive = admission(books, 0.05, now=now + 1, reserve=4000, instance="alive")
+    later = admission(books, 0.05, now=now + dead.hold_ttl_s + 1, reserve=4000, instance="alive")
+    try:
+        assert isinstance(alive.reserve_sync(ROUTE, "a1", BODY), Refusal)  # the dead one's hold still counts
+        assert later.reserve_sync(ROUTE, "a2", BODY) == ROUTE  # ... until it expires
+        # a restart of "dead" removes what it held before, and nothing held since
+        assert later.store.forget_instance("dead", (now + 5) + dead.hold_ttl_s - 1) == 1  # restarted 5 s later
+        assert later.store.forget_instance("alive", now + 2) == 0
+    finally:
+        alive.close()
+        later.close()
+
+
+def test_the_output_bound(books: Books) -> None:
+    now = time.time()
+    adm = admission(books, 100.0, now=now)
+    try:
+        assert adm.output_bound() == (DEFAULT_RESERVE_OUTPUT, "the default")  # nothing recorded yet
+        ledger = books.ledger(PRICES)
+        ledger.start()
+        for i in range(100):
+            ledger.record(finished(f"o{i}", now - 1000 + i, Usage(100, 100 + 10 * i)))
+        ledger.close()
+        adm._p95_at = -1e9  # refresh now rather than in five minutes
+        bound, source = adm.output_bound()
+        assert bound == 100 + 10 * 94 and "95th percentile" in source
+        adm.reconfigure(adm.budgets, PRICES, reserve_output_tokens=8192)
+        assert adm.output_bound() == (8192, "[ledger] reserve_output_tokens")
+    finally:
+        adm.close()
