@@ -119,6 +119,15 @@ def test_claude_code_through_team_join_with_a_per_user_key(tmp_path: Path, claud
             rows = [r for r in reader.requests(limit=100) if r.status == 200]
         assert rows, "the served turn has its ledger row"
         assert all(key not in repr(r) for r in rows)
+        import sqlite3
+
+        conn = sqlite3.connect(gw.home / "data" / "usage.sqlite3")
+        try:
+            who = set(conn.execute("SELECT user_id, groups, identity_source, client_addr FROM requests "
+                                   "WHERE status = 200").fetchall())
+        finally:
+            conn.close()
+        assert who == {(USER, "eng", "keys", "127.0.0.1")}, "the ledger row names the user"
 
         left = subprocess.run([sys.executable, "-m", "app", "team", "leave"], cwd=REPO, env=laptop,
                               capture_output=True, text=True, timeout=60)
