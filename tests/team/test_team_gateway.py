@@ -349,3 +349,15 @@ def test_health_beyond_loopback_tells_a_stranger_only_the_status(tmp_path, idp, 
     finally:
         rt.stop(timeout=5)
         keys.close()
+
+
+def test_team_keys_with_a_postgresql_ledger_are_refused_at_start(patchbay_home: Path, monkeypatch, ups, idp):
+    from app.core import Engine, StartError
+
+    main, local = ups
+    monkeypatch.setenv("PATCHBAY_TOKEN", TOKEN)
+    patchbay_home.mkdir(parents=True)
+    (patchbay_home / "config.toml").write_text(team_text(idp, main, local).replace(
+        "[team]", '[ledger]\nurl = "postgresql://patchbay@127.0.0.1:9/books"\n\n[team]', 1))
+    with pytest.raises(StartError, match="keeps team keys in the local ledger file only"):
+        Engine()
