@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import time
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
 
 from app.bridge.engine import EngineApi
 from app.bridge.notices import Notices
@@ -14,6 +14,7 @@ from app.views.data import TeamAuditView, TeamKeyView, TeamView
 
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 AUDIT_SHOWN = 500
+REFRESH_MS = 15_000  # spend by user and group, and keys the CLI changed
 
 
 class Team(QObject):
@@ -25,10 +26,17 @@ class Team(QObject):
         self._notices = notices
         self._engine: EngineApi | None = None
         self._view = TeamView(False)
+        self._timer = QTimer(self)
+        self._timer.setInterval(REFRESH_MS)
+        self._timer.timeout.connect(self.refresh)
 
     def attach(self, engine: EngineApi | None) -> None:
         self._engine = engine
         self.refresh()
+        if self._view.enabled:
+            self._timer.start()
+        else:
+            self._timer.stop()
 
     def view(self) -> TeamView:
         return self._view
@@ -47,7 +55,18 @@ class Team(QObject):
                          for r in reversed(store.list_keys()))
             audit = tuple(TeamAuditView(e.at, e.actor, e.action, e.subject, _summary(e.action, e.detail))
                           for e in reversed(store.audit()[-AUDIT_SHOWN:]))
-            self._view = TeamView(True, tuple(team.identity), tuple(g.name for g in team.groups), keys, audit)
+            by_user: tuple[tuple[str, int, float], ...] = ()
+            by_group: tuple[tuple[str, int, float], ...] = ()
+            try:
+                from app.services.budgets import period_bounds
+
+                start, _end = period_bounds("month", now)
+                by_user = tuple((t.key, t.requests, t.cost_usd) for t in eng.reader.totals(start, None, "user"))
+                by_group = tuple((t.key, t.requests, t.cost_usd) for t in eng.reader.totals(start, None, "group"))
+            except Exception as exc:  # a ledger that cannot be read now: the keys still show
+                self._notices.say("warn", "Spend by user is not available", str(exc), key="team-spend")
+            self._view = TeamView(True, tuple(team.identity), tuple(g.name for g in team.groups), keys, audit,
+                                  by_user, by_group)
         self.changed.emit(self._view)
 
     def create_key(self, email: str, groups: list[str], expires: str = "never") -> bool:

@@ -312,3 +312,6 @@ class TeamView:
     groups: tuple[str, ...] = ()
     keys: tuple[TeamKeyView, ...] = ()
     audit: tuple[TeamAuditView, ...] = ()
+    # this month so far, most expensive first: (user or group, requests, dollars)
+    by_user: tuple[tuple[str, int, float], ...] = ()
+    by_group: tuple[tuple[str, int, float], ...] = ()

@@ -58,6 +58,16 @@ class TeamPage(QWidget):
         self.summary.setWordWrap(True)
         lay.addWidget(self.summary)
 
+        spend = QHBoxLayout()
+        self.by_user = _table(("User", "Requests", "Cost"))
+        self.by_group = _table(("Group", "Requests", "Cost"))
+        for title, table in (("This month by user (top first)", self.by_user), ("This month by group", self.by_group)):
+            col = QVBoxLayout()
+            col.addWidget(SectionLabel(title))
+            col.addWidget(table)
+            spend.addLayout(col, 1)
+        lay.addLayout(spend, 1)
+
         lay.addWidget(SectionLabel("Keys"))
         form = QHBoxLayout()
         self.email = QLineEdit()
@@ -125,6 +135,14 @@ class TeamPage(QWidget):
                 if k.status != "active":
                     item.setForeground(Qt.GlobalColor.gray)
                 self.keys.setItem(r, c, item)
+        for table, rows in ((self.by_user, view.by_user), (self.by_group, view.by_group)):
+            table.setRowCount(len(rows))
+            for r, (key, requests, cost) in enumerate(rows):
+                for c, text in enumerate((key, f"{requests:,}", f"${cost:,.2f}")):
+                    item = QTableWidgetItem(text)
+                    if c:
+                        item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                    table.setItem(r, c, item)
         self.audit.setRowCount(len(view.audit))
         for r, a in enumerate(view.audit):
             for c, text in enumerate((_when(a.at), a.actor, a.action, a.subject, a.summary)):

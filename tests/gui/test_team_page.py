@@ -54,6 +54,13 @@ def test_the_team_page_issues_and_revokes_keys_the_gateway_honours(start_app, co
     with httpx.Client(base_url=running.url, timeout=10) as http:
         ok = http.post("/v1/messages", json=body, headers={"x-api-key": secret})
         assert ok.status_code == 200, ok.text
+
+        def spent() -> bool:
+            page.team.refresh()
+            return page.by_user.rowCount() == 1 and page.by_user.item(0, 0).text() == "alice@corp.example"
+
+        wait_for(qtbot, spent)
+        assert page.by_group.item(0, 0).text() == "eng" and page.by_group.item(0, 1).text() == "1"
         page.keys.selectRow(0)  # newest first: alice's
         assert page.keys.item(0, 1).text() == "alice@corp.example" and page.revoke_button.isEnabled()
         page.revoke_button.click()
