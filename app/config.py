@@ -108,11 +108,17 @@ class ActiveSelection:
 
 @dataclass(frozen=True)
 class BudgetConfig:
-    scope: str  # "all" | "backend:<id>"
+    scope: str  # "all" | "backend:<id>"; in team mode also "each-user" | "user:<email>" | "group:<name>"
     period: str  # day | week | month
     limit_usd: float
     warn_at: float = 0.8
     action: str = "block"  # block | warn | downgrade:<backend>,<model>
+    blocked_message: str | None = None  # what a blocked user reads: whom to ask (team budgets)
+
+    @property
+    def is_team_scope(self) -> bool:
+        """A per-person or per-group budget (needs [team]): not one the single-user guard counts."""
+        return self.scope == "each-user" or self.scope.startswith(("user:", "group:"))
 
     @property
     def label(self) -> str:
@@ -216,6 +222,7 @@ class Config:
     ollama: OllamaSettings = field(default_factory=OllamaSettings)
     routes: RoutesConfig = field(default_factory=RoutesConfig)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)  # [metrics] (app/team_config.py)
+    team: Any = None  # an app.team.config.TeamConfig when the file has a [team] section (team mode)
 
     def backend(self, backend_id: str) -> BackendConfig | None:
         for b in self.backends:
@@ -350,7 +357,8 @@ def parse_config(text: str, path: Path | None = None) -> Config:
         ) from None
 
     _check_values(raw, where)
-    known_top = {"gateway", "backends", "active", "budgets", "prices", "ledger", "ollama", "routes", "metrics"}
+    known_top = {"gateway", "backends", "active", "budgets", "prices", "ledger", "ollama", "routes", "metrics",
+                 "team"}
     for key in raw:
         if key not in known_top:
             raise where.fail(
@@ -363,7 +371,8 @@ def parse_config(text: str, path: Path | None = None) -> Config:
     backends = _parse_backends(raw.get("backends", []), where)
     ids = {b.id for b in backends}
     active = _parse_active(raw.get("active"), backends, where)
-    budgets = _parse_budgets(raw.get("budgets", []), ids, where)
+    team = _parse_team(raw.get("team"), backends, where)
+    budgets = _parse_budgets(raw.get("budgets", []), ids, where, team)
     prices = _parse_prices(raw.get("prices", []), ids, where)
     ledger = _parse_ledger(raw.get("ledger", {}), where)
     ollama = _parse_ollama(raw.get("ollama", {}), where)
@@ -371,7 +380,26 @@ def parse_config(text: str, path: Path | None = None) -> Config:
     metrics = parse_metrics(raw.get("metrics", {}), lambda problem, fix, key: where.fail(
         problem, fix, line=where.line_of(rf"^\s*{key}\s*="), key=f"metrics.{key}"))
     return Config(path, gateway, tuple(backends), active, tuple(budgets), tuple(prices), ledger, ollama,
-                  routes, metrics)
+                  routes, metrics, team)
+
+
+def _parse_team(t: Any, backends: list[BackendConfig], where: _Where) -> Any:
+    """``[team]`` and ``[[team.groups]]`` (app.team.config), or None: single-user mode. In team
+    mode no backend may forward the caller's own key (auth = "client"): the caller's credential
+    is their team identity, never an upstream key."""
+    if t is None:
+        return None
+    from app.team.config import parse_team
+
+    team = parse_team(t, where, {b.id for b in backends})
+    for b in backends:
+        if b.auth == "client":
+            raise where.fail(
+                f'backend "{b.id}" has auth = "client", which a team gateway cannot use',
+                "In team mode the caller's credential says who they are and is never sent upstream: give the "
+                'backend its own key (auth = "keyring", "env:NAME" or "command:...").',
+                line=where.backend_line(b.id))
+    return team
 
 
 def _parse_gateway(t: Any, where: _Where, text: str) -> GatewaySettings:
@@ -588,12 +616,12 @@ def _parse_active(t: Any, backends: list[BackendConfig], where: _Where) -> Activ
     return ActiveSelection(backend, model)
 
 
-def _parse_budgets(items: Any, ids: set[str], where: _Where) -> list[BudgetConfig]:
+def _parse_budgets(items: Any, ids: set[str], where: _Where, team: Any = None) -> list[BudgetConfig]:
     if not isinstance(items, list):
         raise where.fail("budgets must be [[budgets]] tables", "Write each budget as a [[budgets]] section.",
                          key="budgets")
     out = []
-    known = {"scope", "period", "limit_usd", "warn_at", "action"}
+    known = {"scope", "period", "limit_usd", "warn_at", "action", "blocked_message"}
     start = 0
     for n, t in enumerate(items, 1):
         line = where.line_of(r"^\s*\[\[\s*budgets\s*\]\]", start=start)
@@ -603,12 +631,15 @@ def _parse_budgets(items: Any, ids: set[str], where: _Where) -> list[BudgetConfi
             raise where.fail(f"budget #{n} is not a table", "Write it as a [[budgets]] section.", key=ctx)
         _unknown_keys(t, known, ctx, where, start=start)
         scope = t.get("scope", "all")
-        if not isinstance(scope, str) or not (scope == "all" or scope.startswith("backend:")):
-            raise where.fail(f"budget #{n} has scope = {scope!r}", 'Write scope = "all" or scope = "backend:<id>".',
-                             line=line)
-        if scope.startswith("backend:") and scope[8:] not in ids:
-            raise where.fail(f"budget #{n} is for the backend {scope[8:]!r}, which is not configured",
-                             f"Write one of: {', '.join(sorted(ids))}.", line=line)
+        from app.team.config import budget_scope_problem
+
+        problem = budget_scope_problem(scope, team, ids)
+        if problem is not None:
+            raise where.fail(f"budget #{n} {problem[0]}", problem[1], line=line)
+        blocked = t.get("blocked_message")
+        if blocked is not None and (not isinstance(blocked, str) or not blocked.strip()):
+            raise where.fail(f"budget #{n} has blocked_message = {blocked!r}",
+                             'Write a sentence for the blocked user, e.g. "Ask #platform-team for more.".', line=line)
         period = t.get("period", "day")
         if period not in BUDGET_PERIODS:
             raise where.fail(f"budget #{n} has period = {period!r}", 'Write "day", "week" or "month".', line=line)
@@ -631,7 +662,8 @@ def _parse_budgets(items: Any, ids: set[str], where: _Where) -> list[BudgetConfi
         if not ok:
             raise where.fail(f"budget #{n} has action = {action!r}",
                              'Write "block", "warn" or "downgrade:<backend>,<model>".', line=line)
-        out.append(BudgetConfig(scope, period, float(limit), float(warn_at), action))
+        out.append(BudgetConfig(scope, period, float(limit), float(warn_at), action,
+                                blocked.strip() if isinstance(blocked, str) else None))
     return out
 
 

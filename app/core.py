@@ -30,6 +30,30 @@ class StartError(Exception):
     """Patchbay could not start. ``str()`` is a sentence for the user."""
 
 
+def _refuse_unshared_keys(config: Config) -> None:
+    """Issued team keys (and the audit trail) live in this machine's SQLite ledger file. With a
+    PostgreSQL ledger several instances serve the team, and a key revoked on one must be refused
+    by all within a second, which a local file cannot promise: refuse to start instead."""
+    if config.team is not None and "keys" in config.team.identity and config.ledger.team.url:
+        raise StartError(
+            f'{config.path or "The config"}: [team] identity lists "keys", but the ledger is PostgreSQL '
+            "([ledger] url). This Patchbay build keeps team keys in the local ledger file only, so other "
+            "instances would not see a key revoked here. Identify people with an identity-aware proxy or OIDC "
+            '("iap", "alb", "cloudflare", "oidc"), or run a single instance on the local ledger for keys.')
+
+
+def _refuse_unenforced_budgets(config: Config) -> None:
+    """Per-person and per-group budgets are parsed, but this build has no per-user counters yet
+    (they come with the team ledger's reservations): refuse to start rather than let an admin
+    believe a cap holds that nothing enforces."""
+    for n, b in enumerate(config.budgets, 1):
+        if b.is_team_scope:
+            raise StartError(
+                f'{config.path or "The config"}: budget #{n} has scope = "{b.scope}". This Patchbay build does '
+                "not enforce per-user or per-group budgets yet (they need the team ledger's per-user counters), "
+                'so it will not start with one. Remove it, or use scope = "all" or "backend:<id>" for now.')
+
+
 class Engine:
     def __init__(self, config_path: Path | None = None, *, paths: Paths | None = None, gui: bool = False,
                  host: str | None = None, port: int | None = None) -> None:
@@ -51,6 +75,8 @@ class Engine:
         self._host_override = host
         self._port_override = port
         self.config = self._with_overrides(config)
+        _refuse_unenforced_budgets(self.config)
+        _refuse_unshared_keys(self.config)
         self.gui = gui
         self.events = EventQueue()
         self.hub = EventHub()
@@ -74,8 +100,9 @@ class Engine:
             self.token, self.token_source = secrets.gateway_token(self.paths.token_file)
         except secrets.SecretError as exc:
             raise StartError(str(exc)) from None
+        self._key_store: Any = None
         self.runtime = ProxyRuntime(self.config, token=self.token, hub=self.hub, admission=self._admission(),
-                                    keys=secrets.resolve_backend_key)
+                                    keys=secrets.resolve_backend_key, identity=self._identity_chain(self.config))
         self.runtime.gateway.not_ready = self.not_ready
         self._setup_metrics()
         self.status_cache: Any = None
@@ -94,6 +121,29 @@ class Engine:
         if self._port_override is not None:
             gw = replace(gw, port=self._port_override)
         return replace(config, gateway=gw)
+
+    def _identity_chain(self, config: Config) -> Any:
+        """Team mode: the chain of verifiers ``[team] identity`` lists (issued keys live in the
+        ledger database), or None in single-user mode."""
+        if config.team is None:
+            return None
+        from app.team.audit import record_policy
+        from app.team.chain import build_chain
+
+        if self._key_store is None:  # issued keys and the audit trail live in the ledger database
+            from app.team.keystore_sqlite import KeyStoreError, SqliteKeyStore
+
+            try:
+                self._key_store = SqliteKeyStore(self.paths.ledger_file)
+            except KeyStoreError as exc:
+                raise StartError(str(exc)) from None
+        record_policy(self._key_store, config)
+        return build_chain(config.team, keys=self._key_store if "keys" in config.team.identity else None)
+
+    @property
+    def team_store(self) -> Any:
+        """Team mode: the issued keys and the audit trail (in the ledger database); None otherwise."""
+        return self._key_store if self.config.team is not None else None
 
     def _admission(self) -> Any:
         """Budget admission with reservations in the ledger's database (app/services/admission.py)."""
@@ -167,6 +217,8 @@ class Engine:
     def stop(self) -> None:
         self.runtime.stop()
         claude_code.remove_runtime_file(self.paths)
+        if self._key_store is not None:
+            self._key_store.close()
         if self.status_cache is not None:
             self.status_cache.stop()
         self.ledger.close()
@@ -222,6 +274,8 @@ class Engine:
             config = cfgmod.load_config(self.config_path)
         except ConfigError as exc:
             raise StartError(str(exc)) from None
+        _refuse_unenforced_budgets(config)
+        _refuse_unshared_keys(config)
         if self._with_overrides(config) == self.config:
             return False
         self._apply(config)
@@ -235,8 +289,14 @@ class Engine:
         self.ledger.reconfigure(self.prices, self.config.ledger)
         self.budgets.reconfigure(self.config.budgets, self.prices)
         self.runtime.set_admission(self._admission())
+        team_changed = self.config.team != self.runtime.config.team
+        chain = self._identity_chain(self.config) if team_changed else None
+        if not team_changed and self.config.team is not None and self._key_store is not None:
+            from app.team.audit import record_policy
+
+            record_policy(self._key_store, self.config)  # new budgets are new policy too
         self.runtime.gateway.metrics_public = self.config.metrics.public
-        self.runtime.apply(self.config)
+        self.runtime.apply(self.config, identity=chain)
 
     def save_backends(self, backends: list[BackendConfig], active: ActiveSelection | None = None) -> None:
         ids = [b.id for b in backends]
@@ -259,7 +319,8 @@ class Engine:
         if budgets is not None:
             config = cfgmod.save_section(self.config_path, "budgets", [
                 {"scope": b.scope, "period": b.period, "limit_usd": b.limit_usd, "warn_at": b.warn_at,
-                 "action": b.action} for b in budgets])
+                 "action": b.action, **({"blocked_message": b.blocked_message} if b.blocked_message else {})}
+                for b in budgets])
         if capture is not None:
             config = cfgmod.save_section(self.config_path, "ledger", {"capture": capture})
         if config is not None:

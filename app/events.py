@@ -45,6 +45,10 @@ class RequestStarted:
     agent_id: str | None = None  # x-claude-code-agent-id (subagents)
     cwd: str | None = None  # the session's working directory, where the system prompt names it
     prompt: str | None = None  # the latest user text, shortened (only computed when a GUI listens)
+    user: str | None = None  # team mode: the verified person (their e-mail)
+    groups: tuple[str, ...] = ()  # team mode: their [[team.groups]]
+    identity_source: str | None = None  # team mode: "iap" | "alb" | "cloudflare" | "oidc" | "keys"
+    client_addr: str | None = None  # the address the request came from
 
 
 DeltaKind = Literal["text", "thinking", "tool_use", "tool_input"]
@@ -86,6 +90,10 @@ class RequestFinished:
     response_body: bytes | None = None
     interrupted: bool = False  # the answer stopped part-way; usage is what was known then
     endpoint: str = "messages"  # or "count_tokens"
+    user: str | None = None  # team mode: the verified person (never their token or key)
+    groups: tuple[str, ...] = ()
+    identity_source: str | None = None
+    client_addr: str | None = None
 
 
 def finished_request(request_id: str, started_at: float, *, backend: str = "anthropic",

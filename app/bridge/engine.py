@@ -19,6 +19,7 @@ from app.services.budgets import BudgetGuard
 from app.services.claude_settings import ConnectResult, DisconnectResult, Status
 from app.services.ledger import Ledger, LedgerReader
 from app.services.pricing import PriceBook
+from app.team.keystore_sqlite import SqliteKeyStore
 
 
 class EngineApi(Protocol):
@@ -30,6 +31,11 @@ class EngineApi(Protocol):
     ledger: Ledger
     reader: LedgerReader
     budgets: BudgetGuard
+
+    @property
+    def team_store(self) -> SqliteKeyStore | None:
+        """Team mode: the issued keys and the audit trail (the ledger database); None otherwise."""
+        ...
 
     # life cycle
     @property

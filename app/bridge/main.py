@@ -24,6 +24,7 @@ from app.bridge.live import Live
 from app.bridge.monitor import HardwareFactory, Monitor
 from app.bridge.notices import Notices
 from app.bridge.settings import Settings
+from app.bridge.team import Team
 from app.bridge.usage import Usage
 from app.config import ConfigError
 from app.events import GatewayState
@@ -72,7 +73,8 @@ class Bridge(QObject):
         self.monitor = Monitor(self.jobs, self.notices, hardware_factory, self)
         self.settings = Settings(self.notices, config_path=self.config_path, autostart_config=config_path,
                                  parent=self)
-        self._parts = (self.live, self.backends, self.usage, self.monitor, self.settings)
+        self.team = Team(self.notices, self)
+        self._parts = (self.live, self.backends, self.usage, self.monitor, self.settings, self.team)
         self.config_watch = ConfigWatch(self)
         self.config_watch.changed.connect(self.reload_config)
 
@@ -126,6 +128,7 @@ class Bridge(QObject):
         self._set_gateway(GatewayView("paused" if eng.paused else "running", eng.url))
         self.usage.attach(eng)
         self.monitor.attach(eng)
+        self.team.attach(eng)
         self.live.start_seeding()
         self.backends.backendsChanged.emit()
         self.backends.activeChanged.emit(*self.backends.active())

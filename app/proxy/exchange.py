@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 import orjson
 
@@ -17,6 +17,9 @@ from app.proxy.routing import Route
 from app.proxy.sse import encode
 from app.proxy.tokens import estimate_tokens
 from app.scrub import scrub, scrub_text
+
+if TYPE_CHECKING:
+    from app.team.identity import Identity
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -81,6 +84,16 @@ class Incoming:
     agent_id: str | None
     api_key_is_token: bool  # the x-api-key is our gateway token (never forward it)
     bearer_is_token: bool
+    identity: Identity | None = None  # team mode: who sent it, verified
+    groups: tuple[str, ...] = ()  # team mode: the caller's [[team.groups]]
+    client_addr: str | None = None
+
+
+    def who(self) -> dict[str, Any]:
+        """The event fields that say who sent this request."""
+        ident = self.identity
+        return {"user": ident.user if ident is not None else None, "groups": self.groups,
+                "identity_source": ident.source if ident is not None else None, "client_addr": self.client_addr}
 
 
 class Exchange:
@@ -276,4 +289,5 @@ class Exchange:
             response_body=b"".join(self.captured) if keep and self.captured is not None else None,
             interrupted=interrupted,
             endpoint=endpoint,
+            **inc.who(),
         )

@@ -12,7 +12,7 @@ import logging
 import re
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Awaitable, Callable
 
 import httpx
@@ -22,7 +22,7 @@ from app import __version__
 from app.config import GatewaySettings, RoutesConfig
 from app.events import EventHub, RequestFinished, RequestStarted, Usage
 from app.proxy import access
-from app.proxy.backends.base import Backend, upstream_failure
+from app.proxy.backends.base import Backend, clamp_output, upstream_failure
 from app.proxy.exchange import (
     JSON_HEADERS,
     SSE_HEADERS,
@@ -36,6 +36,8 @@ from app.proxy.health import HealthBoard
 from app.proxy.hints import Hints
 from app.proxy.routing import Admission, Refusal, Route, RoutingTable
 from app.proxy.sse import PING, encode
+from app.proxy.team import TeamGate
+from app.team.identity import Identity
 
 log = logging.getLogger("patchbay.gateway")
 
@@ -84,6 +86,7 @@ class Snapshot:
     token: str | None
     capture: str = "off"
     admission: Admission | None = None
+    team: TeamGate | None = None  # team mode: every request carries a verified identity
 
 
 class Gateway:
@@ -291,36 +294,69 @@ class Gateway:
             bearer = authorization[7:].strip()
         presented = bool(api_key or bearer)
         is_exposed = access.exposed(snap.settings.host)
-        if not (self._token_ok(api_key, snap) or self._token_ok(bearer, snap)) and (
+        team = snap.team
+        identity: Identity | None = None
+        client_addr = _client_addr(scope)
+        if team is not None:  # who it is, verified, before reading (up to 32 MB of) the body
+            identity = await team.identify(scope["headers"])  # no ledger row for a stranger: like the token
+        elif not (self._token_ok(api_key, snap) or self._token_ok(bearer, snap)) and (
                 is_exposed or not any(b.config.auth == "client" for b in snap.backends.values())):
             raise access.token_needed(presented, is_exposed)  # before reading (up to 32 MB of) the body
         raw = await self._read_body(receive, headers, snap.settings.max_body_bytes)
         # the newest snapshot, read after the last wait before its backends are claimed: a backend
         # edited while this body was arriving is retired, and closes only once nobody holds it
         snap = self.snap
+        if team is not None and snap.team is not team:  # the config changed while the body arrived
+            snap = replace(snap, team=team)
+        groups: tuple[str, ...] = ()
+        if team is not None and identity is not None:
+            groups = team.groups_of(identity)
+        who = _who(identity, groups, client_addr)
         try:
             body = self._parse(raw, count)
         except GatewayError as exc:  # a row in the request log even for a body we refuse
-            self._record_invalid(headers, raw, count, exc)
+            self._record_invalid(headers, raw, count, exc, who=who)
             raise
 
         key_is_token = self._token_ok(api_key, snap)
         bearer_is_token = self._token_ok(bearer, snap)
-        authed = key_is_token or bearer_is_token
+        # team mode: a verified person may use the stored-key backends (no backend forwards the
+        # caller's credential there: the config refuses auth = "client" in team mode)
+        authed = identity is not None or key_is_token or bearer_is_token
         session_id = _h(headers, b"x-claude-code-session-id") or _session_from_metadata(body)
         inc = Incoming(
             body=body, raw=raw, api_key=api_key, bearer=bearer, authorization=authorization,
             anthropic_version=_h(headers, b"anthropic-version"), anthropic_beta=_h(headers, b"anthropic-beta"),
             user_agent=_h(headers, b"user-agent"), session_id=session_id,
             agent_id=_h(headers, b"x-claude-code-agent-id"),
-            api_key_is_token=key_is_token, bearer_is_token=bearer_is_token,
+            api_key_is_token=key_is_token or identity is not None, bearer_is_token=bearer_is_token or identity is not None,
+            identity=identity, groups=groups, client_addr=client_addr,
         )
+        allow = None
+        if team is not None and identity is not None and team.groups:
+            person = identity
+
+            def allow(b: str, m: str, req: str) -> bool:
+                return team.allows(person, b, m, req)
+
         routed = snap.table.resolve(body["model"], session_id, _h(headers, b"x-patchbay-pin"), body=body,
-                                    subagent=inc.agent_id is not None, hints=Hints.from_headers(headers))
+                                    subagent=inc.agent_id is not None, hints=Hints.from_headers(headers),
+                                    allow=allow)
         if isinstance(routed, Refusal):
             refused = GatewayError(routed.status, routed.error_type, routed.message)
-            self._record_invalid(headers, raw, count, refused, body)
+            self._record_invalid(headers, raw, count, refused, body, who=who)
             raise refused
+        if team is not None and identity is not None:
+            try:
+                allowed = team.check(identity, routed)
+            except GatewayError as exc:
+                self._record_invalid(headers, raw, count, exc, body, who=who)
+                raise
+            capped = allowed.cap(body.get("max_tokens")) if not count else None
+            if capped is not None and capped != body.get("max_tokens"):
+                body = dict(body)
+                clamp_output(body, capped)
+                inc.body, inc.raw = body, orjson.dumps(body)
         backend = snap.backends[routed.backend]
         access.authorize(backend.config, authed, is_exposed, presented)
         stream = bool(body.get("stream")) and not count
@@ -345,13 +381,15 @@ class Gateway:
             # backend to one with a stored key needs the token as asking for it directly does
             try:
                 access.authorize(backend.config, authed, is_exposed, presented)
+                if team is not None and identity is not None and route is not routed:
+                    team.check(identity, route)  # a downgrade stays inside what the person's groups allow
             except GatewayError as exc:  # its row settles the reservation just made: no hold is left behind
                 self._record_refusal(request_id, route, inc, stream, Refusal(exc.status, exc.error_type, exc.message))
                 raise
         health = self._health_for(snap)
         # the chosen route, then [routes] fallback; a backend whose breaker is open is skipped
         # while another can serve, and tried anyway (as its trial) when none can
-        candidates = [route] + [r for r in snap.table.fallbacks(route) if self._may_use(snap, r.backend, inc)]
+        candidates = [route] + [r for r in snap.table.fallbacks(route) if self._may_use(snap, r, inc)]
         if not health.acquire(route.backend):
             nxt = await self._next_candidate(candidates, 0, health, snap, None, inc, request_id)
             if nxt is None:
@@ -372,7 +410,7 @@ class Gateway:
             self.hub.publish(RequestStarted(
                 request_id, ex.wall0, session_id, inc.user_agent, route.rule, route.backend, route.requested_model,
                 route.model, stream, inc.agent_id,
-                _cwd(body) if want else None, _prompt(body) if want else None,
+                _cwd(body) if want else None, _prompt(body) if want else None, **who,
             ))
         except Exception:  # the live view must never cost the request its answer
             log.exception("request %s: the live view's start event could not be built", request_id)
@@ -466,10 +504,14 @@ class Gateway:
             self.hub.publish(ex.record(snap.capture, endpoint="count_tokens"))
             _release([backend])
 
-    def _may_use(self, snap: Snapshot, backend_id: str, inc: Incoming) -> bool:
-        b = snap.backends.get(backend_id)
-        return b is not None and access.may_use(b.config, inc.api_key_is_token or inc.bearer_is_token,
-                                                access.exposed(snap.settings.host))
+    def _may_use(self, snap: Snapshot, route: Route, inc: Incoming) -> bool:
+        b = snap.backends.get(route.backend)
+        if b is None or not access.may_use(b.config, inc.api_key_is_token or inc.bearer_is_token,
+                                           access.exposed(snap.settings.host)):
+            return False
+        team, identity = snap.team, inc.identity
+        return team is None or identity is None or team.allows(identity, route.backend, route.model,
+                                                                route.requested_model)
 
     def _health_for(self, snap: Snapshot) -> HealthBoard:
         """The breakers, set up for this snapshot's [routes] (on the gateway's loop)."""
@@ -504,7 +546,7 @@ class Gateway:
                 # a fallback re-admits under the same request id (its reservation replaces the last
                 # one); the route a downgrade leads to must be one this request may use
                 decision = await self._admit(snap, r, request_id, inc.body)
-                if isinstance(decision, Refusal) or not self._may_use(snap, decision.backend, inc):
+                if isinstance(decision, Refusal) or not self._may_use(snap, decision, inc):
                     health.release(r.backend)
                     continue
                 r = decision
@@ -512,7 +554,7 @@ class Gateway:
         return None
 
     def _record_invalid(self, headers: dict[bytes, bytes], raw: bytes, count: bool, exc: GatewayError,
-                        body: dict[str, Any] | None = None) -> None:
+                        body: dict[str, Any] | None = None, *, who: dict[str, Any] | None = None) -> None:
         """A request refused before it had a route (a body that is not a request, an unknown
         backend, paused) still gets its row, with no backend."""
         model = body.get("model") if isinstance(body, dict) else None
@@ -523,7 +565,7 @@ class Gateway:
             session_id=_h(headers, b"x-claude-code-session-id"), client=_h(headers, b"user-agent"), route="refused",
             backend="", requested_model=model, model=model, stream=False, status=exc.status,
             error_type=exc.error_type, error_message=exc.message, ttft_ms=None, duration_ms=0.0, usage=Usage(),
-            endpoint="count_tokens" if count else "messages",
+            endpoint="count_tokens" if count else "messages", **(who or {}),
         ))
 
     def _record_refusal(self, request_id: str, route: Route, inc: Incoming, stream: bool, refusal: Refusal) -> None:
@@ -532,7 +574,7 @@ class Gateway:
             request_id=request_id, started_at=now, ended_at=now, session_id=inc.session_id, client=inc.user_agent,
             route=route.rule, backend=route.backend, requested_model=route.requested_model, model=route.model,
             stream=stream, status=refusal.status, error_type=refusal.error_type, error_message=refusal.message,
-            ttft_ms=None, duration_ms=0.0, usage=Usage(), agent_id=inc.agent_id,
+            ttft_ms=None, duration_ms=0.0, usage=Usage(), agent_id=inc.agent_id, **inc.who(),
         ))
 
     async def _fail(self, ex: Exchange, exc: GatewayError) -> None:
@@ -588,11 +630,15 @@ class Gateway:
         headers = self._headers(scope)
         self._check_origin(headers, snap)
         active = snap.table.backends[snap.table.active_backend]
+        team = snap.team
+        identity = await team.identify(scope["headers"]) if team is not None else None
         authed, presented = self._authed(headers, snap)
-        access.authorize(active, authed, access.exposed(snap.settings.host), presented)
+        access.authorize(active, authed or identity is not None, access.exposed(snap.settings.host), presented)
         data = []
         for b in snap.table.backends.values():
             for m in b.models:
+                if team is not None and identity is not None and not team.allows(identity, b.id, m, m):
+                    continue  # team mode: only what this person's groups allow
                 data.append({"type": "model", "id": f"{b.id},{m}", "display_name": f"{m} ({b.id})",
                              "created_at": "1970-01-01T00:00:00Z"})
         await _json(send, 200, {"data": data, "has_more": False,
@@ -631,7 +677,15 @@ class Gateway:
 
     async def _health(self, scope: dict[str, Any], send: Send) -> None:
         snap = self.snap
-        if access.exposed(snap.settings.host):  # beyond loopback: what runs here is nobody else's business
+        if snap.team is not None and access.exposed(snap.settings.host):
+            # team mode: a load balancer's health check carries no identity; it gets the status
+            # alone, and only a verified person sees what runs here
+            try:
+                await snap.team.identify(scope["headers"])
+            except GatewayError:
+                await _json(send, 200, {"status": "paused" if self.paused else "ok"})
+                return
+        elif access.exposed(snap.settings.host):  # beyond loopback: what runs here is nobody else's business
             authed, presented = self._authed(self._headers(scope), snap)
             if not authed:
                 raise access.token_needed(presented, True)
@@ -728,6 +782,17 @@ def _too_deep(body: Any) -> bool:
     except orjson.JSONEncodeError:
         return True
     return False
+
+
+def _client_addr(scope: dict[str, Any]) -> str | None:
+    client = scope.get("client")
+    return str(client[0]) if client else None
+
+
+def _who(identity: Identity | None, groups: tuple[str, ...], client_addr: str | None) -> dict[str, Any]:
+    """The event fields that say who sent a request (never their credential)."""
+    return {"user": identity.user if identity is not None else None, "groups": groups,
+            "identity_source": identity.source if identity is not None else None, "client_addr": client_addr}
 
 
 def _host_header(scope: dict[str, Any]) -> bytes | None:

@@ -205,10 +205,13 @@ class RoutingTable:
 
     def resolve(self, requested_model: str, session_id: str | None, pin_header: str | None = None, *,
                 body: Mapping[str, Any] | None = None, subagent: bool = False,
-                hints: Hints | None = None) -> Route | Refusal:
+                hints: Hints | None = None, allow: Callable[[str, str, str], bool] | None = None) -> Route | Refusal:
         """Where this request goes. ``body`` (the parsed request), ``subagent`` (the
         x-claude-code-agent-id header is present) and ``hints`` (Claude Code's hint headers)
-        feed the ``[routes]`` rules."""
+        feed the ``[routes]`` rules. ``allow(backend, model, requested)`` (team mode: what the
+        caller's groups allow) skips a session pin or a rule whose target it refuses; a route the
+        client named itself (explicit, the pin header) and the active one are returned as they are,
+        for the gateway to refuse by name."""
         # "backend,model" routes explicitly (Claude Code's `/model deepseek,deepseek-chat`).
         if "," in requested_model:
             return self._named(requested_model, requested_model, "explicit", f"the model {requested_model!r}")
@@ -221,11 +224,15 @@ class RoutingTable:
             pin = self.pins.get(session_id)
             if pin is not None and pin.backend in self.backends:
                 backend = self.backends[pin.backend]
-                return Route(pin.backend, self.model_for(backend, pin.model, requested_model), "pin", requested_model)
+                r = Route(pin.backend, self.model_for(backend, pin.model, requested_model), "pin", requested_model)
+                if allow is None or allow(r.backend, r.model, requested_model):
+                    return r
         if body is not None:
             rule = classify(body, subagent, self.routes, hints)
             if rule is not None:
-                return self._target(self.routes.target(rule), requested_model, rule)  # type: ignore[arg-type]
+                r = self._target(self.routes.target(rule), requested_model, rule)  # type: ignore[arg-type]
+                if allow is None or allow(r.backend, r.model, requested_model):
+                    return r
         backend = self.backends[self.active_backend]
         return Route(backend.id, self.model_for(backend, self.active_model, requested_model), "active",
                      requested_model)

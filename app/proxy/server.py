@@ -21,6 +21,8 @@ from app.events import BackendHealth, EventHub, GatewayState
 from app.proxy.backends.base import Backend, KeyLookup
 from app.proxy.gateway import Gateway, Snapshot
 from app.proxy.routing import Admission, Pin, RoutingTable
+from app.proxy.team import TeamGate
+from app.team.identity import IdentityChain
 
 log = logging.getLogger("patchbay.server")
 
@@ -112,8 +114,10 @@ def bind_socket(host: str, port: int) -> socket.socket:
 
 class ProxyRuntime:
     def __init__(self, config: Config, *, token: str | None, hub: EventHub | None = None,
-                 admission: Admission | None = None, keys: KeyLookup) -> None:
+                 admission: Admission | None = None, keys: KeyLookup, identity: IdentityChain | None = None) -> None:
+        """``identity``: in team mode (``config.team`` set) the chain that verifies every caller."""
         self.hub = hub or EventHub()
+        self._identity = identity
         self._keys = keys
         self._config = config
         self._token = token
@@ -201,6 +205,11 @@ class ProxyRuntime:
                 self._close_later(b)
         pins = {sid: p for sid, p in self._pins.items() if p.backend in new}
         self._pins = pins
+        team = None
+        if config.team is not None:
+            if self._identity is None:
+                raise GatewayStartError("The config has a [team] section but no identity chain was set up for it.")
+            team = TeamGate(self._identity, config.team.groups)
         return Snapshot(
             settings=config.gateway,
             table=RoutingTable.from_config(config, pins),
@@ -208,6 +217,7 @@ class ProxyRuntime:
             token=self._token if token is None else token,
             capture=config.ledger.capture,
             admission=self._admission,
+            team=team,
         )
 
     def _close_later(self, backend: Backend) -> None:
@@ -283,6 +293,8 @@ class ProxyRuntime:
             try:
                 for b in list(self._backends.values()):
                     loop.run_until_complete(b.aclose())
+                if self._identity is not None:
+                    loop.run_until_complete(self._identity.aclose())
                 loop.run_until_complete(loop.shutdown_asyncgens())
             except Exception:
                 pass
@@ -310,11 +322,17 @@ class ProxyRuntime:
 
     # ------------------------------------------------------------------ changes
 
-    def apply(self, config: Config, *, token: str | None = None) -> None:
-        """Use ``config`` from the next request on. A new host/port restarts the listener."""
+    def apply(self, config: Config, *, token: str | None = None, identity: IdentityChain | None = None) -> None:
+        """Use ``config`` from the next request on. A new host/port restarts the listener.
+        ``identity``: a new chain for a changed ``[team]`` (the old one is closed on the loop)."""
         with self._lock:
             if token is not None:
                 self._token = token
+            if identity is not None and identity is not self._identity:
+                old, self._identity = self._identity, identity
+                loop = self._loop
+                if old is not None and loop is not None and loop.is_running():
+                    loop.call_soon_threadsafe(lambda: asyncio.ensure_future(old.aclose()))
             restart = (config.gateway.host, config.gateway.port) != (self._config.gateway.host,
                                                                      self._config.gateway.port)
             self._config = config

@@ -178,7 +178,9 @@ class BudgetGuard:
     def reconfigure(self, budgets: tuple[BudgetConfig, ...], prices: PriceBook,
                     backends: Mapping[str, BackendConfig] | None = None) -> None:
         """New budgets or prices. Spend already counted for a scope and period is kept; a new
-        scope is seeded from the ledger (this reads the disk: call it off the gateway loop)."""
+        scope is seeded from the ledger (this reads the disk: call it off the gateway loop).
+        Per-person and per-group budgets (team scopes) are not this guard's: they are left out."""
+        budgets = tuple(b for b in budgets if not b.is_team_scope)
         now = self._now()
         old_spends = self._spends
         wanted: dict[tuple[str | None, str], _Spend] = {}

@@ -407,7 +407,13 @@ def _row(ev: RequestFinished, cost: float | None, instance: str | None = None) -
         scrub_text(ev.error_message), ev.stop_reason, ev.ttft_ms, float(ev.duration_ms), int(u.input_tokens),
         int(u.output_tokens), int(u.cache_creation_input_tokens), int(u.cache_read_input_tokens), cost,
         int(ev.attempts), ev.agent_id, instance, 1 if ev.interrupted else 0,
+        ev.user, groups_text(ev.groups), ev.identity_source, ev.client_addr,
     )
+
+
+def groups_text(groups: tuple[str, ...]) -> str | None:
+    """A row's ``groups`` column: the names joined by commas (None when there are none)."""
+    return ",".join(g.replace(",", " ") for g in groups) if groups else None
 
 
 def _count_row(ev: RequestFinished) -> tuple[Any, ...]:
@@ -1226,9 +1232,24 @@ class LedgerReader:
         return RequestDetail(_to_row(rows[0]), _decompress(req, enc), _decompress(resp, enc), True)
 
     def totals(self, since: float | None, until: float | None,
-               by: Literal["day", "hour", "backend", "model", "session"]) -> list[TotalsRow]:
-        """Requests, tokens and cost for [since, until) grouped by time bucket, backend, model or
-        session. Time groups are chronological; the others most expensive first."""
+               by: Literal["day", "hour", "backend", "model", "session", "user", "group"]) -> list[TotalsRow]:
+        """Requests, tokens and cost for [since, until) grouped by time bucket, backend, model,
+        session, user or group (team mode; a request of someone in two groups counts in both; "-":
+        no user or group recorded). Time groups are chronological; the others most expensive first."""
+        if by in ("user", "group"):
+            col = "user_id" if by == "user" else "groups"
+            rows = self._q(f"SELECT {col}, {_AGG} FROM requests WHERE started_at >= ? AND started_at < ? "
+                           f"GROUP BY {col}", [-1e18 if since is None else since, 1e18 if until is None else until])
+            sums: dict[str, list[float]] = {}
+            for r in rows:
+                keys = [r[0] or "-"] if by == "user" else ((r[0] or "").split(",") if r[0] else ["-"])
+                for k in keys:
+                    a = sums.setdefault(k, [0.0] * 8)
+                    for i in range(8):
+                        a[i] += float(r[1 + i] or 0)
+            who = [TotalsRow(k, int(a[0]), int(a[4]), int(a[5]), int(a[6]), int(a[7]), a[3], int(a[2]), int(a[1]))
+                   for k, a in sums.items()]
+            return sorted(who, key=lambda t: (-t.cost_usd, -t.requests, t.key))
         if by == "session":
             if since is None and until is None:
                 rows = self._q("SELECT session_id, requests, 0, unpriced, cost_usd, input_tokens, output_tokens, "

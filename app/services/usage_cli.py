@@ -1,6 +1,6 @@
 """``patchbay usage``: what Claude Code cost, read back from the ledger.
 
-    patchbay usage [--since DATE] [--until DATE] [--by day|hour|backend|model|session] [--json|--csv]
+    patchbay usage [--since DATE] [--until DATE] [--by day|hour|backend|model|session|user|group] [--json|--csv]
     patchbay usage --sessions [--since DATE] [--limit N]
 
 DATE is ``YYYY-MM-DD`` (local time; ``--until`` includes that whole day), ``today``,
@@ -29,7 +29,7 @@ from app.units import fmt_money
 if TYPE_CHECKING:
     from app.config import LedgerSettings
 
-BY_CHOICES = ("day", "hour", "backend", "model", "session")
+BY_CHOICES = ("day", "hour", "backend", "model", "session", "user", "group")
 DEFAULT_SINCE = "30d"
 _REL = re.compile(r"^(\d+(?:\.\d+)?)\s*(m|min|h|d|w)$", re.I)
 _UNIT = {"m": 60, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -214,8 +214,9 @@ def run(args: argparse.Namespace, paths: Paths, *, out: TextIO | None = None, er
         reader.close()
 
 
-_GROUPS: dict[str, Literal["day", "hour", "backend", "model", "session"]] = {
-    "day": "day", "hour": "hour", "backend": "backend", "model": "model", "session": "session"}
+_GROUPS: dict[str, Literal["day", "hour", "backend", "model", "session", "user", "group"]] = {
+    "day": "day", "hour": "hour", "backend": "backend", "model": "model", "session": "session", "user": "user",
+    "group": "group"}
 
 
 def _team_settings(config_path: Path) -> "LedgerSettings | None":
@@ -235,7 +236,7 @@ def _totals(reader: LedgerReader, paths: Paths, since: float, until: float, by: 
             out: TextIO, err: TextIO, now: float, tz: tzinfo | None, config_path: Path) -> int:
     group = _GROUPS.get(by)
     if group is None:
-        print(f"Cannot group usage by {by!r}; use --by day, hour, backend, model or session.", file=err)
+        print(f"Cannot group usage by {by!r}; use --by day, hour, backend, model, session, user or group.", file=err)
         return 2
     rows = reader.totals(since, until, group)
     total = _sum(rows)

@@ -29,8 +29,29 @@ _UNIT = {"h": 3600, "d": 86400, "w": 7 * 86400}
 
 def add_team_commands(subparsers: Any) -> None:
     """Adds ``patchbay team …`` to the top-level subparsers; ``args.team_run(args)`` runs it."""
-    t = subparsers.add_parser("team", help="team gateway: issue, list and revoke per-user keys")
-    tsub = t.add_subparsers(dest="team_command", required=True, metavar="key")
+    t = subparsers.add_parser("team", help="team gateway: join one, or issue, list and revoke per-user keys")
+    tsub = t.add_subparsers(dest="team_command", required=True, metavar="{join,leave,credential,key,audit}")
+    j = tsub.add_parser("join", help="point Claude Code at a team gateway (~/.claude/settings.json; `leave` undoes)")
+    j.add_argument("url", help="the team gateway's address, e.g. https://patchbay.corp.example")
+    j.add_argument("--key-command", metavar="CMD",
+                   help="a command that prints your identity token (e.g. gcloud auth print-identity-token "
+                        "--audiences=patchbay); without it, your team key is asked for and kept in the OS keychain")
+    j.add_argument("--no-check", action="store_true", help="do not ask the gateway first whether it accepts you")
+    j.add_argument("--settings", type=Path, metavar="FILE", help=argparse.SUPPRESS)
+    j.set_defaults(team_run=run_join)
+    lv = tsub.add_parser("leave", help="undo `patchbay team join` exactly, and forget the stored team key")
+    lv.add_argument("--settings", type=Path, metavar="FILE", help=argparse.SUPPRESS)
+    lv.set_defaults(team_run=run_leave)
+    cr = tsub.add_parser("credential", help="print the stored team key (Claude Code's apiKeyHelper runs this)")
+    cr.set_defaults(team_run=run_credential)
+    au = tsub.add_parser("audit", help="the admin actions: keys created and revoked, policies loaded")
+    au.add_argument("--since", metavar="WHEN", help="7d, 24h, 12w or a date YYYY-MM-DD (UTC); default: all")
+    fmt = au.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="print JSON")
+    fmt.add_argument("--csv", action="store_true", help="print CSV")
+    au.add_argument("--ledger", type=Path, metavar="PATH",
+                    help="the ledger database holding the audit trail (default: this machine's usage ledger)")
+    au.set_defaults(team_run=run_audit)
     k = tsub.add_parser("key", help="per-user keys (only their hash is stored, in the ledger database)")
     ksub = k.add_subparsers(dest="key_command", required=True, metavar="{create,list,revoke}")
     c = ksub.add_parser("create", help="issue a key for a person and print it once")
@@ -47,7 +68,80 @@ def add_team_commands(subparsers: Any) -> None:
     for p in (c, ls, r):
         p.add_argument("--ledger", type=Path, metavar="PATH",
                        help="the ledger database holding the keys (default: this machine's usage ledger)")
-    t.set_defaults(team_run=run)
+    k.set_defaults(team_run=run)
+
+
+def _err(text: str) -> int:
+    print(f"patchbay: {text}", file=sys.stderr)
+    return 2
+
+
+def _read_key() -> str:
+    if sys.stdin.isatty():
+        return getpass.getpass("Your team key (pbk_…, from your Patchbay admin): ")
+    return sys.stdin.readline()
+
+
+def run_join(args: argparse.Namespace) -> int:
+    from app.paths import PathError, default_paths
+    from app.services import claude_settings as cs
+    from app.services import team_join as tj
+    from app.services.secrets import NoKeychainError
+
+    try:
+        url = tj.normalise_url(args.url)
+        paths = default_paths()
+        paths.ensure()
+        if args.key_command:
+            credential = tj.run_key_command(args.key_command) if not args.no_check else ""
+        else:
+            credential = tj.check_key_shape(_read_key())
+        offered = tj.check(url, credential) if not args.no_check else None
+        if not args.key_command:
+            tj.store_key(credential)
+        joined = tj.join(paths, url, key_command=args.key_command, settings=args.settings)
+    except (tj.JoinError, cs.SettingsFileError, NoKeychainError, PathError) as exc:
+        return _err(str(exc))
+    res = joined.result
+    print(f"Joined: {res.path} now points Claude Code at the team gateway {url}"
+          + (f" ({offered})." if offered else "."))
+    if res.backup:
+        print(f"  the previous file is saved as {res.backup}")
+    print("  your credential comes from " + ("your command, run by Claude Code when it needs one."
+                                             if args.key_command else "the OS keychain (`patchbay team credential`)."))
+    print("  New Claude Code sessions use it; restart the ones already open. `patchbay team leave` undoes it.")
+    return 0
+
+
+def run_leave(args: argparse.Namespace) -> int:
+    from app.paths import PathError, default_paths
+    from app.services import claude_settings as cs
+    from app.services import team_join as tj
+
+    try:
+        paths = default_paths()
+        result, forgot = tj.leave(paths, settings=args.settings)
+    except (cs.SettingsFileError, PathError) as exc:
+        return _err(str(exc))
+    print(("Left the team gateway: " if result.changed or result.removed_file else "") + result.summary())
+    if forgot:
+        print("  the stored team key is removed from the OS keychain.")
+    return 0
+
+
+def run_credential(args: argparse.Namespace) -> int:
+    from app.services import team_join as tj
+    from app.services.secrets import NoKeychainError
+
+    try:
+        key = tj.stored_key()
+    except NoKeychainError as exc:
+        return _err(str(exc))
+    if key is None:
+        return _err("no team key is stored on this machine. Run `patchbay team join URL` and paste the key your "
+                    "Patchbay admin gave you.")
+    print(key)
+    return 0
 
 
 def parse_expiry(text: str, now: float) -> float | None:
@@ -157,3 +251,65 @@ def run(args: argparse.Namespace) -> int:
     finally:
         store.close()
     return 2
+
+
+def parse_since(text: str, now: float) -> float:
+    """``--since`` as epoch seconds. Raises ValueError with a sentence."""
+    t = text.strip().lower()
+    m = _SPAN_RE.match(t)
+    if m:
+        return now - int(m.group(1)) * _UNIT[m.group(2)]
+    try:
+        return datetime.strptime(t, "%Y-%m-%d").replace(tzinfo=timezone.utc).timestamp()
+    except ValueError:
+        raise ValueError(f"--since {text!r} is not a span or a date: write 7d, 24h, 12w or a date such as "
+                         "2027-03-01.") from None
+
+
+def run_audit(args: argparse.Namespace) -> int:
+    import csv
+
+    from app.paths import default_paths
+    from app.services.ledger import LedgerError
+    from app.team.keystore_sqlite import KeyStoreError, SqliteKeyStore
+
+    try:
+        since = parse_since(args.since, time.time()) if args.since else None
+    except ValueError as exc:
+        return _err(str(exc))
+    path = args.ledger or default_paths().ledger_file
+    try:
+        store = SqliteKeyStore(path)
+    except (LedgerError, KeyStoreError) as exc:
+        return _err(str(exc))
+    try:
+        entries = store.audit(since=since)
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps([{"seq": e.seq, "at": e.at, "actor": e.actor, "action": e.action, "subject": e.subject,
+                           "detail": e.detail} for e in entries], indent=2))
+        return 0
+    if args.csv:
+        w = csv.writer(sys.stdout)
+        w.writerow(["seq", "at_utc", "actor", "action", "subject", "detail"])
+        for e in entries:
+            w.writerow([e.seq, _when(e.at), e.actor, e.action, e.subject, json.dumps(e.detail, sort_keys=True)])
+        return 0
+    if not entries:
+        print("No admin actions recorded" + (" in that period." if since else " yet."))
+        return 0
+    for e in entries:
+        print(f"{_when(e.at)}  {e.actor}  {e.action}  {e.subject}  {_summary(e.action, e.detail)}")
+    return 0
+
+
+def _summary(action: str, detail: dict[str, Any]) -> str:
+    if action == "key.created":
+        groups = ",".join(detail.get("groups") or []) or "-"
+        return f"for {detail.get('user')} (groups {groups}, expires {_when(detail.get('expires_at'))})"
+    if action == "key.revoked":
+        return f"of {detail.get('user')}"
+    if action == "config.loaded":
+        return "; ".join(detail.get("changes") or []) or f"policy {detail.get('digest')}"
+    return json.dumps(detail, sort_keys=True)

@@ -12,6 +12,7 @@ import json
 import sqlite3
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -32,7 +33,33 @@ CREATE TABLE IF NOT EXISTS team_keys (
     revoked_by TEXT
 )"""
 INDEX = "CREATE INDEX IF NOT EXISTS team_keys_user ON team_keys(user)"
+# the admin's actions, append-only: the triggers refuse every UPDATE and DELETE, whoever asks
+AUDIT = (
+    """CREATE TABLE IF NOT EXISTS team_audit (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT '{}'
+)""",
+    "CREATE INDEX IF NOT EXISTS team_audit_at ON team_audit(at)",
+    """CREATE TRIGGER IF NOT EXISTS team_audit_no_update BEFORE UPDATE ON team_audit
+BEGIN SELECT RAISE(ABORT, 'team_audit is append-only'); END""",
+    """CREATE TRIGGER IF NOT EXISTS team_audit_no_delete BEFORE DELETE ON team_audit
+BEGIN SELECT RAISE(ABORT, 'team_audit is append-only'); END""",
+)
 _COLS = "id, user, groups, created_at, expires_at, revoked_at, created_by, revoked_by"
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    seq: int
+    at: float
+    actor: str  # who: "user@host" of the admin's shell, or of the gateway that loaded a config
+    action: str  # "key.created" | "key.revoked" | "config.loaded"
+    subject: str  # the key id, or the config file
+    detail: dict[str, Any]  # what changed (never a key's secret)
 
 
 class KeyStoreError(Exception):
@@ -50,6 +77,8 @@ class SqliteKeyStore:
         try:
             conn.execute(SCHEMA)
             conn.execute(INDEX)
+            for statement in AUDIT:
+                conn.execute(statement)
         except sqlite3.Error as exc:
             conn.close()
             raise KeyStoreError(f"Patchbay cannot keep team keys in {path} ({exc}). Check that the file and "
@@ -62,12 +91,14 @@ class SqliteKeyStore:
         secret = new_secret()
         record = KeyRecord(new_key_id(), normalise_user(user), tuple(groups), time.time(), expires_at, None,
                            created_by)
-        with self._lock:
+        with self._lock, self._tx():
             self._conn.execute(
                 "INSERT INTO team_keys (id, key_hash, user, groups, created_at, expires_at, created_by) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (record.id, key_hash(secret), record.user, json.dumps(list(record.groups)), record.created_at,
                  record.expires_at, record.created_by))
+            self._audit(record.created_at, created_by or "unknown", "key.created", record.id,
+                        {"user": record.user, "groups": list(record.groups), "expires_at": record.expires_at})
         return record, secret
 
     def list_keys(self, *, include_revoked: bool = True) -> list[KeyRecord]:
@@ -77,11 +108,48 @@ class SqliteKeyStore:
         return [_record(r) for r in rows]
 
     def revoke(self, key_id: str, *, revoked_by: str | None = None) -> KeyRecord | None:
-        with self._lock:
-            self._conn.execute("UPDATE team_keys SET revoked_at = ?, revoked_by = ? "
-                               "WHERE id = ? AND revoked_at IS NULL", (time.time(), revoked_by, key_id))
+        now = time.time()
+        with self._lock, self._tx():
+            changed = self._conn.execute("UPDATE team_keys SET revoked_at = ?, revoked_by = ? "
+                                         "WHERE id = ? AND revoked_at IS NULL", (now, revoked_by, key_id)).rowcount
             row = self._conn.execute(f"SELECT {_COLS} FROM team_keys WHERE id = ?", (key_id,)).fetchone()
+            if changed and row:
+                self._audit(now, revoked_by or "unknown", "key.revoked", key_id, {"user": row[1]})
         return _record(row) if row else None
+
+    # ------------------------------------------------------------------ audit
+
+    def _tx(self) -> Any:
+        conn = self._conn
+
+        class _Tx:
+            def __enter__(self) -> None:
+                conn.execute("BEGIN IMMEDIATE")
+
+            def __exit__(self, kind: Any, *_: Any) -> None:
+                conn.execute("COMMIT" if kind is None else "ROLLBACK")
+
+        return _Tx()
+
+    def _audit(self, at: float, actor: str, action: str, subject: str, detail: dict[str, Any]) -> None:
+        self._conn.execute("INSERT INTO team_audit (at, actor, action, subject, detail) VALUES (?, ?, ?, ?, ?)",
+                           (at, actor, action, subject, json.dumps(detail, sort_keys=True)))
+
+    def record(self, actor: str, action: str, subject: str, detail: dict[str, Any]) -> None:
+        """Append one admin action (``config.loaded``, ...) to the audit trail."""
+        with self._lock:
+            self._audit(time.time(), actor, action, subject, detail)
+
+    def audit(self, *, since: float | None = None, action: str | None = None) -> list[AuditEntry]:
+        """The audit trail, oldest first."""
+        sql = "SELECT seq, at, actor, action, subject, detail FROM team_audit WHERE at >= ?"
+        args: list[Any] = [since or 0.0]
+        if action is not None:
+            sql += " AND action = ?"
+            args.append(action)
+        with self._lock:
+            rows = self._conn.execute(sql + " ORDER BY seq", args).fetchall()
+        return [AuditEntry(r[0], r[1], r[2], r[3], r[4], json.loads(r[5] or "{}")) for r in rows]
 
     def lookup(self, secret: str) -> KeyRecord | None:
         with self._lock:

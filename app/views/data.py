@@ -284,3 +284,37 @@ class PullView:
     total: int = 0
     bytes_per_s: float | None = None
     error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TeamKeyView:
+    """One issued team key, as the Team page lists it (never its secret)."""
+
+    id: str
+    user: str
+    groups: tuple[str, ...]
+    status: str  # active | revoked | expired
+    created_at: float
+    expires_at: float | None
+    created_by: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class TeamAuditView:
+    at: float
+    actor: str
+    action: str  # key.created | key.revoked | config.loaded
+    subject: str
+    summary: str  # one line: for whom, or what changed
+
+
+@dataclass(frozen=True, slots=True)
+class TeamView:
+    enabled: bool  # this app's gateway runs in team mode ([team] in its config)
+    identity: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+    keys: tuple[TeamKeyView, ...] = ()
+    audit: tuple[TeamAuditView, ...] = ()
+    # this month so far, most expensive first: (user or group, requests, dollars)
+    by_user: tuple[tuple[str, int, float], ...] = ()
+    by_group: tuple[tuple[str, int, float], ...] = ()

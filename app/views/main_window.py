@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from app.bridge.main import Bridge
 
 PAGES = (("dashboard", "Dashboard"), ("backends", "Backends"), ("spend", "Spend"), ("requests", "Requests"),
-         ("monitor", "Monitor"), ("settings", "Settings"))
+         ("monitor", "Monitor"), ("settings", "Settings"), ("team", "Team"))  # Team: in team mode only
 AS_REQUESTED = "as requested"
 
 
@@ -58,6 +58,10 @@ def _page_factory(name: str) -> Callable[["Bridge"], QWidget]:
             from app.views.monitor import MonitorPage
 
             return MonitorPage(bridge.monitor)
+        if name == "team":
+            from app.views.team import TeamPage
+
+            return TeamPage(bridge.team)
         from app.views.settings import SettingsPage
 
         return SettingsPage(bridge.settings, bridge.backends)
@@ -147,6 +151,9 @@ class MainWindow(QMainWindow):
             act.triggered.connect(lambda _=False, k=key: self.show_page(k))
             self.addAction(act)
         self.nav.currentRowChanged.connect(lambda r: self.show_page(PAGES[r][0]) if r >= 0 else None)
+        team_item = self.nav.item(len(PAGES) - 1)
+        team_item.setHidden(not bridge.team.view().enabled)
+        bridge.team.changed.connect(lambda v: team_item.setHidden(not v.enabled))
 
         self.banner = Banner()
         self.banner.actionRequested.connect(self._banner_action)

@@ -1,0 +1,81 @@
+"""The audit trail's "config with new policy loaded" entries: what a team gateway enforces, as
+plain data, and what changed since the policy last recorded.
+
+``policy_of(config)`` is the part of a config that decides who may use and spend what: ``[team]``
+(identity sources, audiences, claims), ``[[team.groups]]`` and every ``[[budgets]]``. A gateway
+records ``config.loaded`` when it starts or reloads with a policy whose digest differs from the
+last one recorded in the ledger database; ``changes`` names what differs, e.g.
+``group "eng" models: ['claude-sonnet-*'] -> ['claude-*']``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import getpass
+import hashlib
+import json
+import socket
+from typing import Any
+
+
+def actor() -> str:
+    """``user@host`` of this process: who ran the command or the gateway."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def policy_of(config: Any) -> dict[str, Any]:
+    team = config.team
+    settings = {k: v for k, v in dataclasses.asdict(team).items() if k != "groups"}
+    settings["identity"] = list(team.identity)
+    return {
+        "team": settings,
+        "groups": {g.name: {"members": list(g.members),
+                            "backends": None if g.backends is None else list(g.backends),
+                            "models": None if g.models is None else list(g.models),
+                            "max_output_tokens": g.max_output_tokens} for g in team.groups},
+        "budgets": [{"scope": b.scope, "period": b.period, "limit_usd": b.limit_usd, "warn_at": b.warn_at,
+                     "action": b.action} for b in config.budgets],
+    }
+
+
+def digest(policy: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(policy, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def changes(before: dict[str, Any] | None, after: dict[str, Any]) -> list[str]:
+    if before is None:
+        return ["first policy recorded"]
+    out = []
+    for key, value in after["team"].items():
+        if before.get("team", {}).get(key) != value:
+            out.append(f"team.{key}: {before.get('team', {}).get(key)!r} -> {value!r}")
+    old_groups, new_groups = before.get("groups", {}), after["groups"]
+    for name in new_groups:
+        if name not in old_groups:
+            out.append(f'group "{name}" added')
+            continue
+        for field, value in new_groups[name].items():
+            if old_groups[name].get(field) != value:
+                out.append(f'group "{name}" {field}: {old_groups[name].get(field)!r} -> {value!r}')
+    out += [f'group "{name}" removed' for name in old_groups if name not in new_groups]
+    if before.get("budgets") != after["budgets"]:
+        out.append(f"budgets: {len(before.get('budgets') or [])} -> {len(after['budgets'])} rows, changed")
+    return out
+
+
+def record_policy(store: Any, config: Any, who: str | None = None) -> bool:
+    """Append ``config.loaded`` to ``store``'s audit trail when the policy is new. True if it did."""
+    policy = policy_of(config)
+    d = digest(policy)
+    last = store.audit(action="config.loaded")
+    previous = last[-1].detail if last else None
+    if previous is not None and previous.get("digest") == d:
+        return False
+    store.record(who or actor(), "config.loaded", str(config.path or "<config>"),
+                 {"digest": d, "policy": policy,
+                  "changes": changes(previous.get("policy") if previous else None, policy)})
+    return True
