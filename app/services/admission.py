@@ -238,8 +238,8 @@ class Admission:
                 continue
             block = next(((b, s, h) for _i, b, s, h in over if b.action == "block"), None)
             if block is not None:
-                b, spent, _held = block
-                return block_refusal(b, spent, keys[b][2], now, self._tz)
+                b, spent, held = block
+                return block_refusal(b, spent, keys[b][2], now, self._tz, held)
             return route
         return route
 
