@@ -146,6 +146,24 @@ def block_refusal(budget: BudgetConfig, spent: float, resets_at: float, now: flo
     ))
 
 
+# Claude Code reads Anthropic's unified rate-limit headers and shows the utilisation of the window
+# they name; a day budget stands in the five-hour ("session") window, a week or month one in the
+# seven-day ("weekly") window, the nearest of the windows it knows.
+_WINDOW = {"day": (b"5h", b"five_hour"), "week": (b"7d", b"seven_day"), "month": (b"7d", b"seven_day")}
+
+
+def warning_headers(budget: BudgetConfig, spent: float, resets_at: float) -> tuple[tuple[bytes, bytes], ...]:
+    """What a request admitted past a budget's ``warn_at`` carries: ``allowed_warning`` with the
+    budget's utilisation (0..1) and its reset (epoch seconds)."""
+    short, claim = _WINDOW.get(budget.period, (b"7d", b"seven_day"))
+    used = f"{min(max(spent / budget.limit_usd, 0.0), 1.0):.2f}".encode() if budget.limit_usd > 0 else b"1.00"
+    reset = str(int(resets_at)).encode()
+    p = b"anthropic-ratelimit-unified-"
+    return ((p + b"status", b"allowed_warning"), (p + b"reset", reset), (p + b"representative-claim", claim),
+            (p + short + b"-status", b"allowed_warning"), (p + short + b"-utilization", used),
+            (p + short + b"-reset", reset))
+
+
 # --------------------------------------------------------------------------- the guard
 
 
