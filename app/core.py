@@ -11,7 +11,7 @@ import threading
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from app import config as cfgmod
 from app.config import ActiveSelection, BackendConfig, BudgetConfig, Config, ConfigError, RoutesConfig
@@ -22,6 +22,9 @@ from app.proxy.backends.probe import TestResult
 from app.proxy.routing import Pin
 from app.proxy.server import GatewayStartError, ProxyRuntime
 from app.services import claude_code, claude_settings, secrets
+
+if TYPE_CHECKING:
+    from app.services.ledger_open import LedgerHealth
 
 log = logging.getLogger("patchbay")
 
@@ -204,6 +207,16 @@ class Engine:
             return f"{adm.degraded} Budgets are {'not enforced' if adm.on_unreachable == 'open' else 'refusing requests'} " \
                    f"([ledger] on_unreachable = \"{adm.on_unreachable}\")."
         return None
+
+    def ledger_health(self) -> LedgerHealth:
+        """The ledger's state now: where it is, why rows
+        wait in the spool and how many, and what budgets do meanwhile. Reads attributes only."""
+        from app.services.ledger_open import LedgerHealth, describe
+
+        adm = self.admission
+        unchecked = adm is not None and adm.degraded is not None
+        return LedgerHealth(describe(self.config.ledger, self.paths), self.ledger.degraded, self.ledger.spooled,
+                            adm.on_unreachable if unchecked else None, adm.degraded if unchecked else None)
 
     def start(self) -> None:
         try:

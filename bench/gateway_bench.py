@@ -286,7 +286,7 @@ def pct(xs: Sequence[float], q: float) -> float:
 
 
 class Gateway:
-    def __init__(self, kind: str, upstream_port: int, home: Path) -> None:
+    def __init__(self, kind: str, upstream_port: int, home: Path, backend_extra: str = "") -> None:
         base_url = f"http://127.0.0.1:{upstream_port}" + ("/v1" if kind == "openai" else "")
         home.mkdir(parents=True, exist_ok=True)
         cfg = home / "bench-config.toml"
@@ -294,7 +294,7 @@ class Gateway:
         auth = 'auth = "aws"\nregion = "us-east-1"' if kind == "bedrock" else 'auth = "none"'
         cfg.write_text(
             "[gateway]\nport = 0\n\n[[backends]]\n"
-            f'id = "up"\nkind = "{kind}"\nbase_url = "{base_url}"\n{auth}\nmodels = ["fake-model"]\n\n'
+            f'id = "up"\nkind = "{kind}"\nbase_url = "{base_url}"\n{auth}\nmodels = ["fake-model"]\n{backend_extra}\n'
             '[active]\nbackend = "up"\nmodel = "fake-model"\n'
         )
         env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "AWS_"))}

@@ -18,6 +18,7 @@ from app.proxy.routing import Pin
 from app.services.budgets import BudgetGuard
 from app.services.claude_settings import ConnectResult, DisconnectResult, Status
 from app.services.ledger import Ledger, LedgerReader
+from app.services.ledger_open import LedgerHealth
 from app.services.pricing import PriceBook
 from app.team.keystore_sqlite import SqliteKeyStore
 
@@ -48,6 +49,9 @@ class EngineApi(Protocol):
     def stop(self) -> None: ...
     def pause(self) -> None: ...
     def resume(self) -> None: ...
+
+    # the ledger (a team's PostgreSQL can be away: rows wait in the spool)
+    def ledger_health(self) -> LedgerHealth: ...
 
     # routing
     def switch(self, backend: str, model: str | None) -> None: ...

@@ -20,6 +20,7 @@ from app.bridge.config_watch import ConfigWatch
 from app.bridge.convert import sentence
 from app.bridge.engine import EngineApi, EngineFactory
 from app.bridge.jobs import Jobs
+from app.bridge.ledger_watch import LedgerWatch
 from app.bridge.live import Live
 from app.bridge.monitor import HardwareFactory, Monitor
 from app.bridge.notices import Notices
@@ -74,7 +75,8 @@ class Bridge(QObject):
         self.settings = Settings(self.notices, config_path=self.config_path, autostart_config=config_path,
                                  parent=self)
         self.team = Team(self.notices, self)
-        self._parts = (self.live, self.backends, self.usage, self.monitor, self.settings, self.team)
+        self.ledger = LedgerWatch(self.notices, self)
+        self._parts = (self.live, self.backends, self.usage, self.monitor, self.settings, self.team, self.ledger)
         self.config_watch = ConfigWatch(self)
         self.config_watch.changed.connect(self.reload_config)
 
@@ -89,6 +91,7 @@ class Bridge(QObject):
         self.usage.budgetsChanged.connect(self.settings.on_budgets)
         self.usage.budgetsChanged.connect(lambda _b: self._update_tray_state())
         self.backends.healthChanged.connect(self._update_tray_state)
+        self.ledger.changed.connect(lambda _v: self._update_tray_state())
         self.backends.activeChanged.connect(lambda *_: self._update_tray_state())
         self.settings.budgetsSaved.connect(self.usage.budgets_saved)
         self.settings.restartRequested.connect(self.restart_gateway)
@@ -129,6 +132,7 @@ class Bridge(QObject):
         self.usage.attach(eng)
         self.monitor.attach(eng)
         self.team.attach(eng)
+        self.ledger.attach(eng)
         self.live.start_seeding()
         self.backends.backendsChanged.emit()
         self.backends.activeChanged.emit(*self.backends.active())
@@ -277,7 +281,12 @@ class Bridge(QObject):
         if self.backends.active_failing():
             return "error"
         budgets = self.usage.state()
-        return "error" if budgets == "limit" else "warn" if budgets == "warn" else "ok"
+        if budgets == "limit":
+            return "error"
+        ledger = self.ledger.view()
+        if ledger is not None:
+            return ledger.level
+        return "warn" if budgets == "warn" else "ok"
 
     def _update_tray_state(self) -> None:
         state = self.tray_state()

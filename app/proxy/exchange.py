@@ -96,12 +96,18 @@ class Incoming:
                 "identity_source": ident.source if ident is not None else None, "client_addr": self.client_addr}
 
 
+def _with(headers: list[tuple[bytes, bytes]], extra: tuple[tuple[bytes, bytes], ...]) -> list[tuple[bytes, bytes]]:
+    """``headers`` plus ``extra``, an upstream's header of the same name replaced by ours."""
+    names = {k.lower() for k, _v in extra}
+    return [h for h in headers if h[0].lower() not in names] + list(extra)
+
+
 class Exchange:
     __slots__ = (
         "request_id", "route", "incoming", "stream", "send", "hub", "want_deltas", "t0", "wall0",
         "started", "finished", "status", "error_type", "error_message", "ttft", "stop_reason",
         "served_model", "input_tokens", "output_tokens", "cache_creation", "cache_read",
-        "last_write", "captured", "client_gone", "attempts", "hold_open_until", "interrupted",
+        "last_write", "captured", "client_gone", "attempts", "hold_open_until", "interrupted", "extra_headers",
     )
 
     def __init__(self, request_id: str, route: Route, incoming: Incoming, stream: bool, send: Send,
@@ -135,6 +141,8 @@ class Exchange:
         # the stream with a ping (that would rule failover out) until this perf_counter time
         self.hold_open_until = 0.0
         self.interrupted = False  # the answer stopped part-way (client gone, upstream cut)
+        # added to a successful answer's headers (a budget past warn_at: its utilisation headers)
+        self.extra_headers: tuple[tuple[bytes, bytes], ...] = ()
 
     def retry(self, route: Route) -> None:
         """Start the next attempt (failover) on ``route``. Only before anything reached the
@@ -157,6 +165,8 @@ class Exchange:
     async def start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
         self.started = True
         self.status = status
+        if self.extra_headers and 200 <= status < 300:
+            headers = _with(headers, self.extra_headers)
         await self.send({"type": "http.response.start", "status": status, "headers": headers})
 
     async def write(self, data: bytes) -> None:
@@ -181,6 +191,8 @@ class Exchange:
         """A whole, non-streamed answer."""
         self.started = True
         self.status = status
+        if self.extra_headers and 200 <= status < 300:
+            headers = _with(headers, self.extra_headers)
         if self.captured is not None:
             self.captured.append(body)
         await self.send({"type": "http.response.start", "status": status,

@@ -366,6 +366,7 @@ class Gateway:
             return
 
         route: Route = routed
+        extra: tuple[tuple[bytes, bytes], ...] = ()  # what admission adds to a successful answer
         if self.paused:  # recorded (the window counts them) and answered so that Claude Code stops retrying
             self._record_refusal(request_id, routed, inc, stream, PAUSED)
             raise GatewayError(PAUSED.status, PAUSED.error_type, PAUSED.message, headers=PAUSED_HEADERS)
@@ -376,6 +377,9 @@ class Gateway:
                 raise GatewayError(decision.status, decision.error_type, decision.message,
                                    headers=list(decision.headers))
             route = decision
+            headers_for = getattr(snap.admission, "headers_for", None)
+            if headers_for is not None:
+                extra = headers_for(request_id)
             backend = snap.backends.get(route.backend, backend)
             # authorisation holds on the route finally taken: a budget downgrade from a `client`
             # backend to one with a stored key needs the token as asking for it directly does
@@ -405,6 +409,7 @@ class Gateway:
             b.inflight += 1
 
         ex = Exchange(request_id, route, inc, stream, send, self.hub, capture=snap.capture != "off")
+        ex.extra_headers = extra
         try:
             want = self.hub.want_deltas
             self.hub.publish(RequestStarted(

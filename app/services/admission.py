@@ -36,7 +36,7 @@ from app.config import BackendConfig, BudgetConfig
 from app.events import RequestFinished, Usage
 from app.proxy.routing import Refusal, Route
 from app.services.admission_store import BudgetStore, CounterKey, Numbers
-from app.services.budgets import block_refusal, budget_matches, period_bounds
+from app.services.budgets import block_refusal, budget_matches, period_bounds, warning_headers
 from app.services.pricing import PriceBook
 from app.team_config import DEFAULT_RESERVE_OUTPUT
 
@@ -86,6 +86,8 @@ class Admission:
         self._retry_at = 0.0
         # requests this instance finished whose rows may not be written yet: id -> (real cost, when)
         self._settling: collections.OrderedDict[str, tuple[float, float]] = collections.OrderedDict()
+        # requests admitted past a budget's warn_at: id -> the utilisation headers their answer carries
+        self._warnings: collections.OrderedDict[str, tuple[tuple[bytes, bytes], ...]] = collections.OrderedDict()
         self.reconfigure(budgets, prices, backends)
 
     def reconfigure(self, budgets: tuple[BudgetConfig, ...], prices: PriceBook,
@@ -128,6 +130,29 @@ class Admission:
         with self._lock:
             for i in ids:
                 self._settling.pop(i, None)
+
+    def headers_for(self, request_id: str) -> tuple[tuple[bytes, bytes], ...]:
+        """The headers the answer to an admitted request carries (the gateway asks once): Anthropic's
+        unified rate-limit family with ``allowed_warning`` once a budget is past its ``warn_at``."""
+        with self._lock:
+            return self._warnings.pop(request_id, ())
+
+    def _warn(self, request_id: str, route: Route, budgets: tuple[BudgetConfig, ...],
+              keys: dict[BudgetConfig, CounterKey], numbers: Numbers) -> None:
+        worst: tuple[float, BudgetConfig, float] | None = None
+        for b in budgets:
+            spent = numbers.get(keys[b], (0.0, 0.0))[0]
+            if b.limit_usd > 0 and spent >= b.limit_usd * b.warn_at and budget_matches(b, route.backend):
+                if worst is None or spent / b.limit_usd > worst[0]:
+                    worst = (spent / b.limit_usd, b, spent)
+        with self._lock:
+            if worst is None:
+                self._warnings.pop(request_id, None)
+                return
+            _f, b, spent = worst
+            self._warnings[request_id] = warning_headers(b, spent, keys[b][2])
+            while len(self._warnings) > SETTLING_MAX:  # never asked for (a client gone first): dropped
+                self._warnings.popitem(last=False)
 
     def _settling_costs(self) -> dict[str, float]:
         with self._lock:
@@ -187,6 +212,7 @@ class Admission:
             final = self._decide(route, budgets, keys, numbers, now)
             if isinstance(final, Refusal) or not hold:
                 return final, []
+            self._warn(request_id, final, budgets, keys, numbers)
             amount = self.estimate(final, body, input_tokens, now)
             if amount <= 0:
                 return final, []
@@ -238,8 +264,8 @@ class Admission:
                 continue
             block = next(((b, s, h) for _i, b, s, h in over if b.action == "block"), None)
             if block is not None:
-                b, spent, _held = block
-                return block_refusal(b, spent, keys[b][2], now, self._tz)
+                b, spent, held = block
+                return block_refusal(b, spent, keys[b][2], now, self._tz, held)
             return route
         return route
 

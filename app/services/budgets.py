@@ -117,14 +117,26 @@ def budget_status_from_ledger(budgets: tuple[BudgetConfig, ...], reader: "Ledger
     return out
 
 
-def block_refusal(budget: BudgetConfig, spent: float, resets_at: float, now: float, tz: tzinfo | None) -> Refusal:
+def block_refusal(budget: BudgetConfig, spent: float, resets_at: float, now: float, tz: tzinfo | None,
+                  held: float = 0.0) -> Refusal:
+    """The 429 of a used-up ``block`` budget. ``held``: what requests still in flight have reserved
+    against it (admission's holds), said apart from what is spent."""
     period = {"day": "today", "week": "this week", "month": "this month"}.get(budget.period, f"this {budget.period}")
     scope = "all backends" if budget.scope == "all" else f"the backend {_scope_backend(budget.scope)!r}"
+    limit = fmt_money(budget.limit_usd)
+    if held > 0 and spent < budget.limit_usd:  # requests in flight fill it, not spending
+        state = (f"is full for now: {fmt_money(spent)} spent {period} and {fmt_money(held)} held by requests still in "
+                 f"flight, of {limit} on {scope}. Those holds settle to what the requests really cost as they finish, "
+                 "which may leave room; otherwise it")
+    elif held > 0:
+        state = (f"is used up: {fmt_money(spent)} of {limit} spent {period} on {scope}, and {fmt_money(held)} more is "
+                 "held by requests still in flight. It")
+    else:
+        state = f"is used up: {fmt_money(spent)} of {limit} spent {period} on {scope}. It"
     message = (
-        f"Patchbay budget \"{budget.label}\" is used up: {fmt_money(spent)} of {fmt_money(budget.limit_usd)} spent {period} on "
-        f"{scope}. It resets {format_reset(resets_at, now, tz)} (local time). To go on now, raise limit_usd for "
-        "this budget in Patchbay's settings, or set its action to \"downgrade:<backend>,<model>\" to continue on a "
-        "cheaper or local model."
+        f"Patchbay budget \"{budget.label}\" {state} resets {format_reset(resets_at, now, tz)} (local time). To go on "
+        "now, raise limit_usd for this budget in Patchbay's settings, or set its action to "
+        "\"downgrade:<backend>,<model>\" to continue on a cheaper or local model."
     )
     retry = str(max(1, int(math.ceil(resets_at - now)))).encode()
     return Refusal(429, "billing_error", message, (
@@ -132,6 +144,24 @@ def block_refusal(budget: BudgetConfig, spent: float, resets_at: float, now: flo
         (b"anthropic-ratelimit-unified-status", b"rejected"),
         (b"anthropic-ratelimit-unified-reset", str(int(resets_at)).encode()),
     ))
+
+
+# Claude Code reads Anthropic's unified rate-limit headers and shows the utilisation of the window
+# they name; a day budget stands in the five-hour ("session") window, a week or month one in the
+# seven-day ("weekly") window, the nearest of the windows it knows.
+_WINDOW = {"day": (b"5h", b"five_hour"), "week": (b"7d", b"seven_day"), "month": (b"7d", b"seven_day")}
+
+
+def warning_headers(budget: BudgetConfig, spent: float, resets_at: float) -> tuple[tuple[bytes, bytes], ...]:
+    """What a request admitted past a budget's ``warn_at`` carries: ``allowed_warning`` with the
+    budget's utilisation (0..1) and its reset (epoch seconds)."""
+    short, claim = _WINDOW.get(budget.period, (b"7d", b"seven_day"))
+    used = f"{min(max(spent / budget.limit_usd, 0.0), 1.0):.2f}".encode() if budget.limit_usd > 0 else b"1.00"
+    reset = str(int(resets_at)).encode()
+    p = b"anthropic-ratelimit-unified-"
+    return ((p + b"status", b"allowed_warning"), (p + b"reset", reset), (p + b"representative-claim", claim),
+            (p + short + b"-status", b"allowed_warning"), (p + short + b"-utilization", used),
+            (p + short + b"-reset", reset))
 
 
 # --------------------------------------------------------------------------- the guard

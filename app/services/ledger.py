@@ -747,7 +747,9 @@ class Ledger:
             except LedgerError:
                 raise
             except Exception as exc:  # unreachable, or it refused the batch: the spool keeps it
-                self._set_degraded(self._explain(exc))
+                self.spool.append(prepared)
+                self._set_degraded(self._explain(exc))  # after the append: the log line counts these rows too
+                return [p.row[0] for p in prepared]
         self.spool.append(prepared)  # behind what waits there already: the store gets them in order
         return [p.row[0] for p in prepared]
 
@@ -789,9 +791,9 @@ class Ledger:
         elif was is None:
             self._retry_at = time.monotonic() + 0.5
             self._retry_s = 0.5
-        if reason is not None:
+        if reason is not None:  # the rows are kept, so the log says it, not on_error ("not being recorded")
             self._report(f"{reason} Usage rows wait in the local spool ({self.spooled} now) and are written "
-                         "once it answers.")
+                         "once it answers.", tell=False)
         cb = self.on_degraded
         if cb is not None:
             try:
@@ -828,14 +830,14 @@ class Ledger:
                     f"{keep}")
         return f"The usage ledger {self.path} could not be written ({exc}). {keep}"
 
-    def _report(self, message: str) -> None:
+    def _report(self, message: str, *, tell: bool = True) -> None:
         now = time.monotonic()
         last = self._last_error
         if last is not None and last[0] == message.split(";")[0] and now - last[1] < 60:
             return
         self._last_error = (message.split(";")[0], now)
         log.warning("%s", message)
-        cb = self.on_error
+        cb = self.on_error if tell else None
         if cb is not None:
             try:
                 cb(message)

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import tzinfo
 from pathlib import Path
 
@@ -13,6 +14,21 @@ from app.services.ledger import Ledger, LedgerReader
 from app.services.pricing import PriceBook
 
 SPOOL_NAME = "ledger-spool.sqlite3"
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerHealth:
+    """How the ledger stands now, for the window's status bar and banner (read every second)."""
+
+    where: str  # "the PostgreSQL ledger at db.internal:5432/patchbay"
+    reason: str | None  # why rows go to the spool instead of the ledger; None: they reach it
+    spooled: int  # rows waiting in the local spool
+    budgets: str | None = None  # None: budgets are checked; "open": not enforced; "closed": requests refused
+    budgets_reason: str | None = None
+
+    @property
+    def degraded(self) -> bool:
+        return self.reason is not None or self.spooled > 0 or self.budgets is not None
 
 
 def spool_path(paths: Paths) -> Path:

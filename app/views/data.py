@@ -129,6 +129,15 @@ class GatewayView:
 
 
 @dataclass(frozen=True, slots=True)
+class LedgerView:
+    """The status bar's word on a team ledger that is away (None while all is well)."""
+
+    text: str  # "Ledger offline · 12 rows in the spool · budgets open"
+    tip: str  # the full reason
+    level: str  # warn | error (error: budgets refuse requests)
+
+
+@dataclass(frozen=True, slots=True)
 class UserMessage:
     """Something the user must read: shown in the window's banner (and as a tray notification
     when ``notify``). ``action`` names a fix the window offers as a button."""

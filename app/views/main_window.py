@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
 
 from app.units import plural
 from app.views.banner import Banner
-from app.views.data import GatewayView, UserMessage
+from app.views.data import GatewayView, LedgerView, UserMessage
 from app.views.icons import app_icon, backend_color, dot_icon
 from app.views.theme import STATE_COLORS, fmt_usd
 
@@ -171,6 +171,9 @@ class MainWindow(QMainWindow):
         self.status_gateway = QLabel()
         self.status_gateway.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.statusBar().addWidget(self.status_gateway, 1)
+        self.status_ledger = QLabel()  # a team ledger that is away: rows in the spool, what budgets do
+        self.status_ledger.hide()
+        self.statusBar().addPermanentWidget(self.status_ledger)
         self.status_counts = QLabel()
         self.statusBar().addPermanentWidget(self.status_counts)
         self._requests_seen = 0
@@ -191,6 +194,7 @@ class MainWindow(QMainWindow):
         bridge.notices.message.connect(self.banner.show_message)
         bridge.notices.messageCleared.connect(self.banner.clear)
         bridge.live.requestFinished.connect(self._count_request)
+        bridge.ledger.changed.connect(self._on_ledger)
         if bridge.fatal is not None:
             self.banner.show_message(bridge.fatal)
         self.sync_switch()
@@ -317,6 +321,15 @@ class MainWindow(QMainWindow):
         color = STATE_COLORS.get(state) if state in ("warn", "error") else None
         text = f"Today {fmt_usd(spent)}" + (f" of {fmt_usd(limit)}" if limit else "")
         self.spend_label.setText(f"<span style='color:{color}'>{text}</span>" if color else text)
+
+    def _on_ledger(self, v: LedgerView | None) -> None:
+        if v is None:
+            self.status_ledger.hide()
+            self.status_ledger.clear()
+            return
+        self.status_ledger.setText(f"<span style='color:{STATE_COLORS[v.level]}'>⚠</span> {v.text}")
+        self.status_ledger.setToolTip(v.tip)
+        self.status_ledger.show()
 
     def _count_request(self, _rec: object) -> None:
         self._requests_seen += 1

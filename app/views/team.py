@@ -120,8 +120,8 @@ class TeamPage(QWidget):
         else:
             self.summary.setText(f"Team gateway: identity from {', '.join(view.identity)}; groups: "
                                  f"{', '.join(view.groups) or 'none (everyone verified may use everything)'}. "
-                                 "Keys and the audit trail live in the ledger database, so what `patchbay team "
-                                 "key` does shows here too.")
+                                 "Keys and the audit trail live in the ledger database, so keys made with "
+                                 "\"patchbay team key\" show here too.")
         current = self.group.currentText()
         self.group.clear()
         self.group.addItems(["", *view.groups])

@@ -4,6 +4,7 @@ output bound comes from the setting, the recent outputs, or the default."""
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -130,3 +131,36 @@ def test_the_output_bound(books: Books) -> None:
         assert adm.output_bound() == (8192, "[ledger] reserve_output_tokens")
     finally:
         adm.close()
+
+
+def test_a_budget_full_of_holds_says_what_is_spent_and_what_is_held(books: Books) -> None:
+    """Requests in flight, not spending, fill the budget: the 429 says so, not "used up: $0.00 of $0.10"."""
+    now = time.time()
+    adm = admission(books, 0.10, now=now, reserve=4000)
+    one = adm.estimate(ROUTE, BODY, 3000, now)
+    try:
+        assert adm.reserve_sync(ROUTE, "r1", BODY) == ROUTE
+        assert adm.reserve_sync(ROUTE, "r2", BODY) == ROUTE
+        refused = adm.reserve_sync(ROUTE, "r3", BODY)
+        assert isinstance(refused, Refusal) and refused.status == 429
+        msg = refused.message
+        assert "used up: $0.00" not in msg
+        m = re.search(r"is full for now: \$0\.00 spent today and (\$[0-9.]+) held by requests still in flight, "
+                      r"of \$0\.10 on all backends", msg)
+        assert m is not None, msg
+        assert float(m.group(1)[1:]) == pytest.approx(2 * one, rel=0.2)  # the two holds
+        assert "settle to what the requests really cost" in msg and "resets" in msg
+    finally:
+        adm.close()
+
+
+def test_a_used_up_budget_with_holds_says_both() -> None:
+    from app.services.budgets import block_refusal
+
+    b = BudgetConfig("all", "day", 0.10, 0.8, "block")
+    now = time.time()
+    both = block_refusal(b, 0.12, now + 3600, now, None, held=0.05).message
+    assert "is used up: $0.12 of $0.10 spent today on all backends, and $0.05 more is held by requests still in " \
+           "flight. It resets" in both
+    plain = block_refusal(b, 0.12, now + 3600, now, None).message
+    assert "is used up: $0.12 of $0.10 spent today on all backends. It resets" in plain and "held" not in plain
