@@ -31,6 +31,7 @@ from tests.e2e.conftest import GatewayProcess, spawn_gateway  # noqa: E402
 from tests.fakes.chunks import anthropic_text_events  # noqa: E402
 from tests.fakes.upstreams import AnthropicStream, FakeUpstream  # noqa: E402
 from tests.pg import PgServer  # noqa: E402
+from tests.serve_config import SONNET_PRICES, serve_config  # noqa: E402
 
 TOKEN = "bench-token"
 BODY = orjson.dumps({"model": "priced", "max_tokens": 1024, "stream": True,
@@ -38,33 +39,7 @@ BODY = orjson.dumps({"model": "priced", "max_tokens": 1024, "stream": True,
 
 
 def config(upstream: str, ledger: str) -> str:
-    return f'''
-[[backends]]
-id = "cloud"
-kind = "anthropic"
-base_url = "{upstream}"
-auth = "none"
-models = ["priced"]
-
-[active]
-backend = "cloud"
-model = "priced"
-
-[[prices]]
-model = "priced"
-input = 3.0
-output = 15.0
-cache_write = 3.75
-cache_read = 0.3
-
-[[budgets]]
-scope = "all"
-period = "day"
-limit_usd = 1000000.0
-action = "block"
-{ledger}
-'''
-
+    return serve_config(upstream, port0=False, prices=SONNET_PRICES, budget_usd=1000000.0, extra=ledger)
 
 async def load(urls: list[str], n: int, concurrency: int) -> tuple[float, int]:
     done = 0

@@ -17,6 +17,7 @@ import pytest
 from tests.e2e.conftest import spawn_gateway
 from tests.fakes.chunks import anthropic_text_events
 from tests.fakes.upstreams import AnthropicStream, FakeUpstream
+from tests.serve_config import serve_config
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM is POSIX")]
 TOKEN = "pb-sigterm"
@@ -26,18 +27,7 @@ def test_sigterm_finishes_the_stream_in_flight_then_exits_0(tmp_path: Path) -> N
     up = FakeUpstream(lambda req: AnthropicStream(anthropic_text_events("word " * 60, pieces=60, model="m"),
                                                   delay_s=0.1), wire="anthropic").start()
     try:
-        gw = spawn_gateway(f'''
-[[backends]]
-id = "local"
-kind = "anthropic"
-base_url = "{up.url}"
-auth = "none"
-models = ["m"]
-
-[active]
-backend = "local"
-model = "m"
-''', tmp_path / "home", token=TOKEN)
+        gw = spawn_gateway(serve_config(up.url, model="m", backend="local", port0=False), tmp_path / "home", token=TOKEN)
         text: list[str] = []
         client = anthropic.Anthropic(base_url=gw.url, api_key=TOKEN, max_retries=0)
 

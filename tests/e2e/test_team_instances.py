@@ -25,6 +25,7 @@ from app.proxy.tokens import estimate_tokens
 from tests.e2e.conftest import GatewayProcess, spawn_gateway
 from tests.fakes.chunks import anthropic_text_events
 from tests.fakes.upstreams import AnthropicStream, FakeUpstream
+from tests.serve_config import OPUS_PRICES, serve_config
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")]
 
@@ -38,31 +39,8 @@ COST = (INPUT * 15 + OUTPUT * 75) / 1e6
 
 
 def config(upstream: str, url: str, budget: bool) -> str:
-    text = f'''
-[[backends]]
-id = "cloud"
-kind = "anthropic"
-base_url = "{upstream}"
-auth = "none"
-models = ["priced"]
-
-[active]
-backend = "cloud"
-model = "priced"
-
-[[prices]]
-model = "priced"
-input = 15.0
-output = 75.0
-cache_write = 18.75
-cache_read = 1.5
-
-[ledger]
-url = "{url}"
-'''
-    if budget:
-        text += f'\n[[budgets]]\nscope = "all"\nperiod = "day"\nlimit_usd = {LIMIT}\naction = "block"\n'
-    return text
+    return serve_config(upstream, port0=False, prices=OPUS_PRICES, budget_usd=LIMIT if budget else None,
+                        ledger_url=url)
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from app.core import Engine
 from app.proxy.tokens import estimate_tokens
 from tests.fakes.chunks import anthropic_text_events
 from tests.fakes.upstreams import AnthropicStream, FakeUpstream
+from tests.serve_config import OPUS_PRICES, serve_config, start_engine
 
 TOKEN = "pb-burst-token"
 LIMIT = 3.0
@@ -30,37 +31,7 @@ COST = (INPUT * 15 + OUTPUT * 75) / 1e6  # one request's real cost (Opus-like pr
 
 
 def config(upstream: str, ledger: str) -> str:
-    return f'''
-[gateway]
-port = 0
-
-[[backends]]
-id = "cloud"
-kind = "anthropic"
-base_url = "{upstream}"
-auth = "none"
-models = ["priced"]
-
-[active]
-backend = "cloud"
-model = "priced"
-
-[[prices]]
-model = "priced"
-input = 15.0
-output = 75.0
-cache_write = 18.75
-cache_read = 1.5
-
-[[budgets]]
-scope = "all"
-period = "day"
-limit_usd = {LIMIT}
-warn_at = 0.9
-action = "block"
-{ledger}
-'''
-
+    return serve_config(upstream, prices=OPUS_PRICES, budget_usd=LIMIT, warn_at=0.9, extra=ledger)
 
 @pytest.fixture(params=["sqlite", "pg"])
 def engine(request: pytest.FixtureRequest, patchbay_home: Path, monkeypatch: pytest.MonkeyPatch):
@@ -71,10 +42,7 @@ def engine(request: pytest.FixtureRequest, patchbay_home: Path, monkeypatch: pyt
     ledger = ""
     if request.param == "pg":
         ledger = f'[ledger]\nurl = "{request.getfixturevalue("pg_server").create_db()}"\n'
-    patchbay_home.mkdir(parents=True)
-    (patchbay_home / "config.toml").write_text(config(up.url, ledger))
-    eng = Engine()
-    eng.start()
+    eng = start_engine(patchbay_home, config(up.url, ledger))
     yield eng
     eng.stop()
     up.stop()

@@ -16,10 +16,10 @@ import httpx
 import psycopg
 import pytest
 
-from app.core import Engine
 from tests.fakes.chunks import anthropic_text_events
 from tests.fakes.upstreams import AnthropicStream, FakeUpstream
 from tests.pg import PgServer
+from tests.serve_config import serve_config, start_engine
 
 TOKEN = "pb-spool-token"
 
@@ -37,27 +37,7 @@ def test_postgres_away_mid_load_spools_then_drains_without_duplicates(own_pg: Pg
     url = own_pg.create_db()
     up = FakeUpstream(lambda req: AnthropicStream(anthropic_text_events("ok", model="m", usage=(100, 10, 0, 0))),
                       wire="anthropic", record=False).start()
-    patchbay_home.mkdir(parents=True)
-    (patchbay_home / "config.toml").write_text(f'''
-[gateway]
-port = 0
-
-[[backends]]
-id = "local"
-kind = "anthropic"
-base_url = "{up.url}"
-auth = "none"
-models = ["m"]
-
-[active]
-backend = "local"
-model = "m"
-
-[ledger]
-url = "{url}"
-''')
-    eng = Engine()
-    eng.start()
+    eng = start_engine(patchbay_home, serve_config(up.url, model="m", backend="local", ledger_url=url))
     served: list[str] = []
     stop = threading.Event()
 

@@ -10,10 +10,10 @@ import anthropic
 import httpx
 import pytest
 
-from app.core import Engine
 from tests.fakes.chunks import anthropic_text_events
 from tests.fakes.upstreams import AnthropicStream, FakeUpstream
 from tests.pg import free_port
+from tests.serve_config import SONNET_PRICES, serve_config, start_engine
 
 TOKEN = "pb-unreachable"
 
@@ -23,41 +23,9 @@ def test_budgets_while_the_database_is_away(mode: str, patchbay_home: Path, monk
     monkeypatch.setenv("PATCHBAY_TOKEN", TOKEN)
     up = FakeUpstream(lambda req: AnthropicStream(anthropic_text_events("hi", model="m")), wire="anthropic").start()
     nobody = free_port()  # nothing listens here: the database is down
-    patchbay_home.mkdir(parents=True)
-    (patchbay_home / "config.toml").write_text(f'''
-[gateway]
-port = 0
-
-[[backends]]
-id = "local"
-kind = "anthropic"
-base_url = "{up.url}"
-auth = "none"
-models = ["m"]
-
-[active]
-backend = "local"
-model = "m"
-
-[[prices]]
-model = "m"
-input = 3.0
-output = 15.0
-cache_write = 3.75
-cache_read = 0.3
-
-[[budgets]]
-scope = "all"
-period = "day"
-limit_usd = 5.0
-action = "block"
-
-[ledger]
-url = "postgresql://patchbay@127.0.0.1:{nobody}/patchbay"
-on_unreachable = "{mode}"
-''')
-    eng = Engine()
-    eng.start()
+    eng = start_engine(patchbay_home, serve_config(
+        up.url, model="m", backend="local", prices=SONNET_PRICES, budget_usd=5.0,
+        ledger_url=f"postgresql://patchbay@127.0.0.1:{nobody}/patchbay", extra=f'on_unreachable = "{mode}"\n'))
     try:
         client = anthropic.Anthropic(base_url=eng.url, api_key=TOKEN, max_retries=0)
         body = {"model": "m", "max_tokens": 20, "messages": [{"role": "user", "content": "hi"}]}

@@ -12,45 +12,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from app.core import Engine
 from tests.fakes.chunks import anthropic_text_events
 from tests.fakes.upstreams import AnthropicStream, FakeUpstream
+from tests.serve_config import SONNET_PRICES, serve_config, start_engine
 
 TOKEN = "pb-metrics-token"
 
 
 def start(home: Path, upstream: str, extra: str = "") -> Engine:
-    home.mkdir(parents=True, exist_ok=True)
-    (home / "config.toml").write_text(f'''
-[gateway]
-port = 0
-
-[[backends]]
-id = "cloud"
-kind = "anthropic"
-base_url = "{upstream}"
-auth = "none"
-models = ["priced"]
-max_connections = 5000
-
-[active]
-backend = "cloud"
-model = "priced"
-
-[[prices]]
-model = "priced"
-input = 3.0
-output = 15.0
-cache_write = 3.75
-cache_read = 0.3
-
-[[budgets]]
-scope = "all"
-period = "day"
-limit_usd = 100.0
-action = "block"
-{extra}
-''')
-    eng = Engine()
-    eng.start()
-    return eng
+    return start_engine(home, serve_config(upstream, prices=SONNET_PRICES, budget_usd=100.0,
+                                           backend_extra="max_connections = 5000\n", extra=extra))
 
 
 @pytest.fixture

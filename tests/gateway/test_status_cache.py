@@ -8,10 +8,10 @@ from pathlib import Path
 import anthropic
 import pytest
 
-from app.core import Engine
 from app.services import claude_code, statusline
 from tests.fakes.chunks import anthropic_text_events
 from tests.fakes.upstreams import AnthropicStream, FakeUpstream
+from tests.serve_config import SONNET_PRICES, serve_config, start_engine
 
 TOKEN = "pb-statusline"
 
@@ -23,41 +23,8 @@ def test_the_status_line_shows_team_ledger_numbers_from_the_local_cache(patchbay
     up = FakeUpstream(lambda req: AnthropicStream(anthropic_text_events("hi", model="priced",
                                                                         usage=(100_000, 10_000, 0, 0))),
                       wire="anthropic").start()
-    patchbay_home.mkdir(parents=True)
     config = patchbay_home / "config.toml"
-    config.write_text(f'''
-[gateway]
-port = 0
-
-[[backends]]
-id = "cloud"
-kind = "anthropic"
-base_url = "{up.url}"
-auth = "none"
-models = ["priced"]
-
-[active]
-backend = "cloud"
-model = "priced"
-
-[[prices]]
-model = "priced"
-input = 3.0
-output = 15.0
-cache_write = 3.75
-cache_read = 0.3
-
-[[budgets]]
-scope = "all"
-period = "day"
-limit_usd = 10.0
-action = "block"
-
-[ledger]
-url = "{url}"
-''')
-    eng = Engine()
-    eng.start()
+    eng = start_engine(patchbay_home, serve_config(up.url, prices=SONNET_PRICES, budget_usd=10.0, ledger_url=url))
     try:
         client = anthropic.Anthropic(base_url=eng.url, api_key=TOKEN, max_retries=0,
                                      default_headers={"X-Claude-Code-Session-Id": "sess-7"})
