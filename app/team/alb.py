@@ -11,13 +11,14 @@ signature covers the segments exactly as sent, so nothing may be stripped before
 from __future__ import annotations
 
 import time
-from typing import Callable
+from typing import Any, Callable
 
 import httpx
 
-from app.team.identity import AuthError, Headers, Identity
+from app.team.assertion import AssertionVerifier
+from app.team.identity import AuthError
 from app.team.jwks import PemKeyCache
-from app.team.jwtverify import JWTRules, TokenCache, claim_groups, claim_user, unverified_header, verify
+from app.team.jwtverify import JWTRules, unverified_header, verify
 
 HEADER = "x-amzn-oidc-data"
 
@@ -31,8 +32,9 @@ def region_of_arn(arn: str) -> str | None:
     return parts[3] if len(parts) > 5 and parts[0] == "arn" and parts[2] == "elasticloadbalancing" else None
 
 
-class ALBVerifier:
+class ALBVerifier(AssertionVerifier):
     source = "alb"
+    header = HEADER
 
     def __init__(self, arn: str, *, region: str | None = None, keys_url: str | None = None,
                  user_claim: str = "email", groups_claim: str | None = "groups", leeway_s: float = 30.0,
@@ -44,18 +46,12 @@ class ALBVerifier:
                 raise ValueError("the ALB verifier needs alb_region (or an ARN that names the region)")
             keys_url = alb_keys_url(region)
         self.arn = arn
-        self.rules = JWTRules("alb", f"the load balancer's assertion ({HEADER})", ("ES256",), None, None,
-                              leeway_s, ("exp",))
-        self.keys = PemKeyCache(keys_url, client=client, refetch_interval_s=refetch_interval_s, clock=clock)
-        self.cache = TokenCache()
-        self.user_claim = user_claim
-        self.groups_claim = groups_claim
+        super().__init__(JWTRules("alb", f"the load balancer's assertion ({HEADER})", ("ES256",), None, None,
+                                  leeway_s, ("exp",)),
+                         PemKeyCache(keys_url, client=client, refetch_interval_s=refetch_interval_s, clock=clock),
+                         user_claim, groups_claim)
 
-    async def verify(self, headers: Headers) -> Identity | None:
-        token = headers.get(HEADER)
-        if not token:
-            return None
-        token = token.strip()
+    async def claims(self, token: str) -> dict[str, Any]:
         claims = self.cache.get(token)
         if claims is None:
             header = unverified_header(token, self.rules)
@@ -64,8 +60,4 @@ class ALBVerifier:
                                 "load balancer than the one named by alb_arn. Requests must come through this "
                                 "gateway's own load balancer.", source="alb")
             claims = await verify(token, self.rules, self.keys.get, self.cache, header=header)
-        return Identity(claim_user(claims, self.user_claim, self.rules), claim_groups(claims, self.groups_claim),
-                        "alb")
-
-    async def aclose(self) -> None:
-        await self.keys.aclose()
+        return claims

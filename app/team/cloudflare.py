@@ -12,9 +12,9 @@ from typing import Callable
 
 import httpx
 
-from app.team.identity import Headers, Identity
+from app.team.assertion import AssertionVerifier
 from app.team.jwks import JWKSCache
-from app.team.jwtverify import JWTRules, TokenCache, claim_groups, claim_user, verify
+from app.team.jwtverify import JWTRules
 
 HEADER = "cf-access-jwt-assertion"
 
@@ -24,29 +24,17 @@ def team_domain(team: str) -> str:
     return f"https://{team}" if "." in team else f"https://{team}.cloudflareaccess.com"
 
 
-class CloudflareVerifier:
+class CloudflareVerifier(AssertionVerifier):
     source = "cloudflare"
+    header = HEADER
 
     def __init__(self, team: str, audience: str, *, certs_url: str | None = None, user_claim: str = "email",
                  groups_claim: str | None = "groups", leeway_s: float = 30.0,
                  client: httpx.AsyncClient | None = None, refetch_interval_s: float = 30.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         issuer = team_domain(team)
-        self.rules = JWTRules("cloudflare", "Cloudflare Access's assertion (Cf-Access-Jwt-Assertion)",
-                              ("RS256",), audience, issuer, leeway_s, ("exp", "aud", "iss"))
-        self.keys = JWKSCache(certs_url or f"{issuer}/cdn-cgi/access/certs", source="cloudflare", client=client,
-                              refetch_interval_s=refetch_interval_s, clock=clock)
-        self.cache = TokenCache()
-        self.user_claim = user_claim
-        self.groups_claim = groups_claim
-
-    async def verify(self, headers: Headers) -> Identity | None:
-        token = headers.get(HEADER)
-        if not token:
-            return None
-        claims = await verify(token.strip(), self.rules, self.keys.get, self.cache)
-        return Identity(claim_user(claims, self.user_claim, self.rules), claim_groups(claims, self.groups_claim),
-                        "cloudflare")
-
-    async def aclose(self) -> None:
-        await self.keys.aclose()
+        super().__init__(JWTRules("cloudflare", "Cloudflare Access's assertion (Cf-Access-Jwt-Assertion)",
+                                  ("RS256",), audience, issuer, leeway_s, ("exp", "aud", "iss")),
+                         JWKSCache(certs_url or f"{issuer}/cdn-cgi/access/certs", source="cloudflare", client=client,
+                                   refetch_interval_s=refetch_interval_s, clock=clock),
+                         user_claim, groups_claim)
