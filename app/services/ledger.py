@@ -253,8 +253,10 @@ def _writable(path: Path) -> bool:
     return os.access(path.parent, os.W_OK) and (not path.exists() or os.access(path, os.W_OK))
 
 
-def _make_private(path: Path) -> None:
-    """The ledger and its -wal / -shm files owner-only (it holds prompts when capture is on)."""
+def make_private(path: Path) -> None:
+    """A SQLite file and its -wal / -shm files owner-only: the ledger holds prompts when capture is
+    on, the spool holds rows. SQLite gives the side files the main file's mode, but a file made
+    before that rule keeps its own."""
     if os.name != "posix":
         return
     for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
@@ -301,7 +303,7 @@ def open_db(path: Path, *, target: int = SCHEMA_VERSION) -> tuple[sqlite3.Connec
                 f"The usage ledger {path} was written by a newer Patchbay (schema {version}; this one "
                 f"knows up to {SCHEMA_VERSION}). Update Patchbay, or move the file away to start a new one."
             )
-        _make_private(path)
+        make_private(path)
         try:
             conn.execute("PRAGMA journal_mode=WAL").fetchone()
             conn.execute("PRAGMA synchronous=FULL")
@@ -316,7 +318,7 @@ def open_db(path: Path, *, target: int = SCHEMA_VERSION) -> tuple[sqlite3.Connec
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise _diagnose(path, exc) from None
-        _make_private(path)
+        make_private(path)
         if 0 < version < target:
             backup = _backup(conn, path, version)
         for v in range(version, target):

@@ -9,7 +9,6 @@ them. The store is idempotent on ``request_id``, so a crash between the two repe
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import threading
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Sequence
 import orjson
 
 from app.paths import make_private_dir, make_private_file
-from app.services.ledger import LedgerError
+from app.services.ledger import LedgerError, make_private
 from app.services.ledger_store import Prepared
 
 _SCHEMA = """
@@ -31,19 +30,6 @@ CREATE TABLE IF NOT EXISTS spool(
     count INTEGER NOT NULL DEFAULT 0
 )
 """
-
-
-def _make_private(path: Path) -> None:
-    """The spool and its -wal / -shm files owner-only (SQLite gives those the main file's mode,
-    but a file made before that rule keeps its own)."""
-    if os.name != "posix":
-        return
-    for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
-        try:
-            if p.exists() and p.stat().st_mode & 0o077:
-                os.chmod(p, 0o600)
-        except OSError:
-            pass
 
 
 class SpoolError(LedgerError):
@@ -70,7 +56,7 @@ class Spool:
             conn.execute(_SCHEMA)
             if "count" not in {r[1] for r in conn.execute("PRAGMA table_info(spool)")}:
                 conn.execute("ALTER TABLE spool ADD COLUMN count INTEGER NOT NULL DEFAULT 0")
-            _make_private(self.path)
+            make_private(self.path)
             self.pending = int(conn.execute("SELECT count(*) FROM spool").fetchone()[0])
         except (sqlite3.Error, OSError) as exc:
             raise SpoolError(f"Patchbay cannot open its ledger spool {self.path} ({exc}). Check the data folder's "
