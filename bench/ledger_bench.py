@@ -20,7 +20,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -100,6 +100,43 @@ def events(n: int, days: float, seed: int = 7) -> Iterator[RequestFinished]:
         )
 
 
+def dashboard_queries(reader: Any, now: float) -> list[tuple[str, Callable[[], object]]]:
+    """The queries the dashboard runs, on a ``LedgerReader`` or a ``PgLedgerReader`` (same methods)."""
+    d30 = now - 30 * 86400
+    day0, _ = period_bounds("day", now)
+    week0, _ = period_bounds("week", now)
+    month0, _ = period_bounds("month", now)
+    sessions = reader.top_sessions(now - 7 * 86400, 1)
+    sid = sessions[0].session_id if sessions else "none"
+    queries: list[tuple[str, Callable[[], object]]] = [
+        (f"cost_series {b:5} x {g:7} 30 d", (lambda b=b, g=g: reader.cost_series(d30, now, b, g)))
+        for b in ("hour", "day", "month") for g in ("backend", "model")
+    ]
+    return queries + [
+        ("tokens_per_minute last 3 h", lambda: reader.tokens_per_minute(now - 3 * 3600, now)),
+        ("top_sessions 7 d, 20", lambda: reader.top_sessions(now - 7 * 86400, 20)),
+        ("top_sessions 30 d, 20", lambda: reader.top_sessions(d30, 20)),
+        ("requests page 1 (200)", lambda: reader.requests(limit=200)),
+        ("requests page 50 (offset 10k)", lambda: reader.requests(limit=200, offset=10_000)),
+        ("requests backend=deepseek", lambda: reader.requests(limit=200, backend="deepseek")),
+        ("requests status=error", lambda: reader.requests(limit=200, status="error")),
+        ("requests one session", lambda: reader.requests(limit=200, session_id=sid)),
+        ("spent today (all)", lambda: reader.spent(day0)),
+        ("spent this week (anthropic)", lambda: reader.spent(week0, "anthropic")),
+        ("spent this month (all)", lambda: reader.spent(month0)),
+        ("spent last 24 h (unaligned)", lambda: reader.spent(now - 86400)),
+    ]
+
+
+def cli_queries(reader: Any, now: float) -> list[tuple[str, Callable[[], object]]]:
+    """What ``patchbay usage`` asks (no latency target)."""
+    return [
+        ("CLI totals by day, 30 d", lambda: reader.totals(now - 30 * 86400, now, "day")),
+        ("CLI totals by model, all time", lambda: reader.totals(None, None, "model")),
+        ("CLI totals by session, 7 d", lambda: reader.totals(now - 7 * 86400, now, "session")),
+    ]
+
+
 def timed(fn: Callable[[], object], repeat: int) -> tuple[float, float]:
     fn()  # warm
     times = []
@@ -158,34 +195,8 @@ def main() -> int:
 
     reader = LedgerReader(path)
     now = time.time()
-    d30 = now - 30 * 86400
-    day0, _ = period_bounds("day", now)
-    week0, _ = period_bounds("week", now)
-    month0, _ = period_bounds("month", now)
-    sessions = reader.top_sessions(now - 7 * 86400, 1)
-    sid = sessions[0].session_id if sessions else "none"
-    queries = [
-        (f"cost_series {b:5} x {g:7} 30 d", (lambda b=b, g=g: reader.cost_series(d30, now, b, g)))
-        for b in ("hour", "day", "month") for g in ("backend", "model")
-    ] + [
-        ("tokens_per_minute last 3 h", lambda: reader.tokens_per_minute(now - 3 * 3600, now)),
-        ("top_sessions 7 d, 20", lambda: reader.top_sessions(now - 7 * 86400, 20)),
-        ("top_sessions 30 d, 20", lambda: reader.top_sessions(d30, 20)),
-        ("requests page 1 (200)", lambda: reader.requests(limit=200)),
-        ("requests page 50 (offset 10k)", lambda: reader.requests(limit=200, offset=10_000)),
-        ("requests backend=deepseek", lambda: reader.requests(limit=200, backend="deepseek")),
-        ("requests status=error", lambda: reader.requests(limit=200, status="error")),
-        ("requests one session", lambda: reader.requests(limit=200, session_id=sid)),
-        ("spent today (all)", lambda: reader.spent(day0)),
-        ("spent this week (anthropic)", lambda: reader.spent(week0, "anthropic")),
-        ("spent this month (all)", lambda: reader.spent(month0)),
-        ("spent last 24 h (unaligned)", lambda: reader.spent(now - 86400)),
-    ]
-    cli = [
-        ("CLI totals by day, 30 d", lambda: reader.totals(d30, now, "day")),
-        ("CLI totals by model, all time", lambda: reader.totals(None, None, "model")),
-        ("CLI totals by session, 7 d", lambda: reader.totals(now - 7 * 86400, now, "session")),
-    ]
+    queries = dashboard_queries(reader, now)
+    cli = cli_queries(reader, now)
     rows = reader.count()
     print(f"\nDashboard queries on {rows:,} rows (p50 / max of {args.repeat} runs, target <= 50 ms):")
     print(f"  {'query':34} {'p50 ms':>8} {'max ms':>8}")

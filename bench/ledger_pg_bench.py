@@ -27,13 +27,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from ledger_bench import CONFIG, events  # noqa: E402
+from ledger_bench import CONFIG, cli_queries, dashboard_queries, events  # noqa: E402
 
 from app.config import BudgetConfig, parse_config  # noqa: E402
 from app.proxy.routing import Route  # noqa: E402
 from app.services.admission import Admission  # noqa: E402
 from app.services.admission_store import PgBudgets, SqliteBudgets  # noqa: E402
-from app.services.budgets import period_bounds  # noqa: E402
 from app.services.ledger import Ledger  # noqa: E402
 from app.services.ledger_pg import PgLedgerReader, PgStore  # noqa: E402
 from app.services.pricing import PriceBook  # noqa: E402
@@ -118,31 +117,7 @@ def main() -> int:
             c.execute("VACUUM ANALYZE")
         reader = PgLedgerReader(url)
         now = time.time()
-        d30 = now - 30 * 86400
-        day0, _ = period_bounds("day", now)
-        week0, _ = period_bounds("week", now)
-        month0, _ = period_bounds("month", now)
-        sessions = reader.top_sessions(now - 7 * 86400, 1)
-        sid = sessions[0].session_id if sessions else "none"
-        queries = [
-            (f"cost_series {b:5} x {g:7} 30 d", (lambda b=b, g=g: reader.cost_series(d30, now, b, g)))
-            for b in ("hour", "day", "month") for g in ("backend", "model")
-        ] + [
-            ("tokens_per_minute last 3 h", lambda: reader.tokens_per_minute(now - 3 * 3600, now)),
-            ("top_sessions 7 d, 20", lambda: reader.top_sessions(now - 7 * 86400, 20)),
-            ("top_sessions 30 d, 20", lambda: reader.top_sessions(d30, 20)),
-            ("requests page 1 (200)", lambda: reader.requests(limit=200)),
-            ("requests page 50 (offset 10k)", lambda: reader.requests(limit=200, offset=10_000)),
-            ("requests backend=deepseek", lambda: reader.requests(limit=200, backend="deepseek")),
-            ("requests status=error", lambda: reader.requests(limit=200, status="error")),
-            ("requests one session", lambda: reader.requests(limit=200, session_id=sid)),
-            ("spent today (all)", lambda: reader.spent(day0)),
-            ("spent this week (anthropic)", lambda: reader.spent(week0, "anthropic")),
-            ("spent this month (all)", lambda: reader.spent(month0)),
-            ("spent last 24 h (unaligned)", lambda: reader.spent(now - 86400)),
-            ("CLI totals by day, 30 d", lambda: reader.totals(d30, now, "day")),
-            ("CLI totals by model, all time", lambda: reader.totals(None, None, "model")),
-        ]
+        queries = dashboard_queries(reader, now) + cli_queries(reader, now)[:2]
         print(f"  {'query':34} {'p50 ms':>8} {'max ms':>8}")
         worst = 0.0
         for name, fn in queries:
