@@ -42,6 +42,14 @@ def _runtime(cfg_text: str, admission=None) -> tuple[ProxyRuntime, Gateway]:  # 
     return rt, Gateway(rt, q)
 
 
+def _mine_and_keyed(a: FakeUpstream, b: FakeUpstream) -> str:
+    """Two remote backends: "mine" (the client's own key, active) on ``a``, "keyed" (a stored key) on ``b``."""
+    return config_text([
+        {"id": "mine", "kind": "anthropic", "base_url": a.url, "auth": "client", "local": False},
+        {"id": "keyed", "kind": "anthropic", "base_url": b.url, "auth": "env:PB_STORED_KEY", "local": False},
+    ], active="mine")
+
+
 def _post(url: str, headers: dict[str, str] | None = None, **body: object) -> httpx.Response:
     payload = {"model": "claude-fake", "max_tokens": 20, "messages": USER, **body}
     with httpx.Client(base_url=url, timeout=15) as http:
@@ -56,10 +64,7 @@ def test_a_budget_downgrade_to_a_keyed_backend_needs_the_token(two_ups, monkeypa
 
     a, b = two_ups
     monkeypatch.setenv("PB_STORED_KEY", STORED)
-    text = config_text([
-        {"id": "mine", "kind": "anthropic", "base_url": a.url, "auth": "client", "local": False},
-        {"id": "keyed", "kind": "anthropic", "base_url": b.url, "auth": "env:PB_STORED_KEY", "local": False},
-    ], active="mine")
+    text = _mine_and_keyed(a, b)
     text += '\n\n[[budgets]]\nscope = "backend:mine"\nperiod = "day"\nlimit_usd = 0.01\naction = "downgrade:keyed"\n'
     cfg = parse_config(text)
     hub = EventHub()
@@ -98,10 +103,7 @@ def test_a_reserved_downgrade_refused_for_want_of_the_token_leaves_no_hold(two_u
 
     a, b = two_ups
     monkeypatch.setenv("PB_STORED_KEY", STORED)
-    text = config_text([
-        {"id": "mine", "kind": "anthropic", "base_url": a.url, "auth": "client", "local": False},
-        {"id": "keyed", "kind": "anthropic", "base_url": b.url, "auth": "env:PB_STORED_KEY", "local": False},
-    ], active="mine")
+    text = _mine_and_keyed(a, b)
     text += '\n\n[[budgets]]\nscope = "backend:mine"\nperiod = "day"\nlimit_usd = 0.01\naction = "downgrade:keyed"\n'
     # a budget over every backend, far from its limit: the downgraded route holds its cost against it
     text += '\n[[budgets]]\nscope = "all"\nperiod = "day"\nlimit_usd = 1000.0\naction = "block"\n'
@@ -141,10 +143,7 @@ def test_a_reserved_downgrade_refused_for_want_of_the_token_leaves_no_hold(two_u
 def test_failover_from_a_client_route_never_lands_on_a_keyed_backend_without_the_token(two_ups, monkeypatch):
     a, b = two_ups
     monkeypatch.setenv("PB_STORED_KEY", STORED)
-    rt, _ = _runtime(config_text([
-        {"id": "mine", "kind": "anthropic", "base_url": a.url, "auth": "client", "local": False},
-        {"id": "keyed", "kind": "anthropic", "base_url": b.url, "auth": "env:PB_STORED_KEY", "local": False},
-    ], active="mine") + '\n\n[routes]\nfallback = ["keyed"]\n')
+    rt, _ = _runtime(_mine_and_keyed(a, b) + '\n\n[routes]\nfallback = ["keyed"]\n')
     try:
         a.enqueue(Raw(529, {"content-type": "application/json"},
                       b'{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}'))
@@ -157,10 +156,7 @@ def test_failover_from_a_client_route_never_lands_on_a_keyed_backend_without_the
 def test_a_routing_rule_that_leaves_a_client_route_needs_the_token(two_ups, monkeypatch):
     a, b = two_ups
     monkeypatch.setenv("PB_STORED_KEY", STORED)
-    rt, _ = _runtime(config_text([
-        {"id": "mine", "kind": "anthropic", "base_url": a.url, "auth": "client", "local": False},
-        {"id": "keyed", "kind": "anthropic", "base_url": b.url, "auth": "env:PB_STORED_KEY", "local": False},
-    ], active="mine") + '\n\n[routes]\nthink = "keyed"\n')
+    rt, _ = _runtime(_mine_and_keyed(a, b) + '\n\n[routes]\nthink = "keyed"\n')
     try:
         r = _post(rt.url, thinking={"type": "enabled", "budget_tokens": 1024}, max_tokens=2000)
         assert r.status_code == 401 and not b.requests
