@@ -22,6 +22,7 @@ import psycopg
 import pytest
 
 from app.proxy.tokens import estimate_tokens
+from tests.burst import stream_until_refused
 from tests.e2e.conftest import GatewayProcess, spawn_gateway
 from tests.fakes.chunks import anthropic_text_events
 from tests.fakes.upstreams import AnthropicStream, FakeUpstream
@@ -62,29 +63,7 @@ def test_three_instances_share_one_budget_and_store_each_row_once(tmp_path: Path
     text = config(upstream.url, url, budget=True)
     gws = [spawn_gateway(text, tmp_path / f"home-{i}", token=TOKEN) for i in range(3)]
     try:
-        served = [0, 0, 0]
-        refusals: list[str] = []
-        lock = threading.Lock()
-
-        def one(i: int) -> None:
-            k = i % 3
-            client = anthropic.Anthropic(base_url=gws[k].url, api_key=TOKEN, max_retries=0)
-            while True:
-                try:
-                    with client.messages.stream(**BODY) as s:  # type: ignore[arg-type]
-                        s.get_final_message()
-                except anthropic.RateLimitError as exc:
-                    with lock:
-                        refusals.append(exc.body["error"]["type"])  # type: ignore[index]
-                    return
-                with lock:
-                    served[k] += 1
-
-        threads = [threading.Thread(target=one, args=(i,)) for i in range(12)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(120)
+        served, refusals = stream_until_refused([gw.url for gw in gws], 12, TOKEN, BODY)
         assert refusals == ["billing_error"] * 12
     finally:
         for gw in gws:

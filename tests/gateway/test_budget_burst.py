@@ -8,15 +8,14 @@ each request's expected cost against the budget before the upstream call, in one
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 
-import anthropic
 import pytest
 
 from app.core import Engine
 from app.proxy.tokens import estimate_tokens
+from tests.burst import stream_until_refused
 from tests.fakes.chunks import anthropic_text_events
 from tests.fakes.upstreams import AnthropicStream, FakeUpstream
 from tests.serve_config import OPUS_PRICES, serve_config, start_engine
@@ -49,29 +48,7 @@ def engine(request: pytest.FixtureRequest, patchbay_home: Path, monkeypatch: pyt
 
 
 def burst(url: str, streams: int) -> tuple[int, list[str]]:
-    served = [0]
-    refusals: list[str] = []
-    lock = threading.Lock()
-
-    def one(i: int) -> None:
-        client = anthropic.Anthropic(base_url=url, api_key=TOKEN, max_retries=0,
-                                     default_headers={"X-Claude-Code-Session-Id": f"s-{i}"})
-        while True:
-            try:
-                with client.messages.stream(**BODY) as s:  # type: ignore[arg-type]
-                    s.get_final_message()
-            except anthropic.RateLimitError as exc:
-                with lock:
-                    refusals.append(exc.body["error"]["type"])  # type: ignore[index]
-                return
-            with lock:
-                served[0] += 1
-
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(streams)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
+    served, refusals = stream_until_refused([url], streams, TOKEN, BODY, sessions=True)
     return served[0], refusals
 
 
