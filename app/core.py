@@ -45,18 +45,6 @@ def _refuse_unshared_keys(config: Config) -> None:
             '("iap", "alb", "cloudflare", "oidc"), or run a single instance on the local ledger for keys.')
 
 
-def _refuse_unenforced_budgets(config: Config) -> None:
-    """Per-person and per-group budgets are parsed, but this build has no per-user counters yet
-    (they come with the team ledger's reservations): refuse to start rather than let an admin
-    believe a cap holds that nothing enforces."""
-    for n, b in enumerate(config.budgets, 1):
-        if b.is_team_scope:
-            raise StartError(
-                f'{config.path or "The config"}: budget #{n} has scope = "{b.scope}". This Patchbay build does '
-                "not enforce per-user or per-group budgets yet (they need the team ledger's per-user counters), "
-                'so it will not start with one. Remove it, or use scope = "all" or "backend:<id>" for now.')
-
-
 class Engine:
     def __init__(self, config_path: Path | None = None, *, paths: Paths | None = None, gui: bool = False,
                  host: str | None = None, port: int | None = None) -> None:
@@ -78,7 +66,6 @@ class Engine:
         self._host_override = host
         self._port_override = port
         self.config = self._with_overrides(config)
-        _refuse_unenforced_budgets(self.config)
         _refuse_unshared_keys(self.config)
         self.gui = gui
         self.events = EventQueue()
@@ -287,7 +274,6 @@ class Engine:
             config = cfgmod.load_config(self.config_path)
         except ConfigError as exc:
             raise StartError(str(exc)) from None
-        _refuse_unenforced_budgets(config)
         _refuse_unshared_keys(config)
         if self._with_overrides(config) == self.config:
             return False

@@ -371,7 +371,7 @@ class Gateway:
             self._record_refusal(request_id, routed, inc, stream, PAUSED)
             raise GatewayError(PAUSED.status, PAUSED.error_type, PAUSED.message, headers=PAUSED_HEADERS)
         if snap.admission is not None:
-            decision = await self._admit(snap, routed, request_id, body)
+            decision = await self._admit(snap, routed, request_id, body, inc)
             if isinstance(decision, Refusal):
                 self._record_refusal(request_id, routed, inc, stream, decision)
                 raise GatewayError(decision.status, decision.error_type, decision.message,
@@ -527,17 +527,19 @@ class Gateway:
             self.health.forget(set(snap.backends))
         return self.health
 
-    async def _admit(self, snap: Snapshot, route: Route, request_id: str, body: dict[str, Any]) -> Route | Refusal:
+    async def _admit(self, snap: Snapshot, route: Route, request_id: str, body: dict[str, Any],
+                     inc: Incoming) -> Route | Refusal:
         """The budgets' decision for ``route``: the one call into admission. A hook with ``reserve``
-        (app/services/admission.py) reserves the expected cost off the loop; a plain one decides
-        from memory."""
+        (app/services/admission.py) reserves the expected cost off the loop, against the sender's
+        own and their groups' budgets too in team mode; a plain one decides from memory."""
         adm = snap.admission
         if adm is None:
             return route
         reserve = getattr(adm, "reserve", None)
         if reserve is None:
             return adm(route)
-        result: Route | Refusal = await reserve(route, request_id, body)
+        user = inc.identity.user if inc.identity is not None else None
+        result: Route | Refusal = await reserve(route, request_id, body, user, inc.groups)
         return result
 
     async def _next_candidate(self, candidates: list[Route], i: int, health: HealthBoard, snap: Snapshot,
@@ -550,7 +552,7 @@ class Gateway:
             if snap.admission is not None:
                 # a fallback re-admits under the same request id (its reservation replaces the last
                 # one); the route a downgrade leads to must be one this request may use
-                decision = await self._admit(snap, r, request_id, inc.body)
+                decision = await self._admit(snap, r, request_id, inc.body, inc)
                 if isinstance(decision, Refusal) or not self._may_use(snap, decision, inc):
                     health.release(r.backend)
                     continue

@@ -38,6 +38,7 @@ from app.proxy.routing import Refusal, Route
 from app.services.admission_store import BudgetStore, CounterKey, Numbers
 from app.services.budgets import block_refusal, budget_matches, period_bounds, warning_headers
 from app.services.pricing import PriceBook
+from app.team.policy import subject_of
 from app.team_config import DEFAULT_RESERVE_OUTPUT
 
 log = logging.getLogger("patchbay.admission")
@@ -183,19 +184,24 @@ class Admission:
 
     # ------------------------------------------------------------------ admission
 
-    async def reserve(self, route: Route, request_id: str, body: Mapping[str, Any]) -> Route | Refusal:
-        """The gateway's call (off its loop: the transaction runs on a worker thread)."""
+    async def reserve(self, route: Route, request_id: str, body: Mapping[str, Any], user: str | None = None,
+                      groups: tuple[str, ...] = ()) -> Route | Refusal:
+        """The gateway's call (off its loop: the transaction runs on a worker thread). ``user`` and
+        ``groups``: the verified sender in team mode (their budgets apply), None in single-user mode."""
         if not self.budgets:
             return route
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, self.reserve_sync, route, request_id, body)
+        return await loop.run_in_executor(self._pool, self.reserve_sync, route, request_id, body, True, user, groups)
 
     def __call__(self, route: Route) -> Route | Refusal:  # the plain Admission hook: decide, hold nothing
         return self.reserve_sync(route, "", {"max_tokens": 1, "messages": []}, hold=False)
 
-    def reserve_sync(self, route: Route, request_id: str, body: Mapping[str, Any], hold: bool = True
-                     ) -> Route | Refusal:
-        budgets = self.budgets
+    def reserve_sync(self, route: Route, request_id: str, body: Mapping[str, Any], hold: bool = True,
+                     user: str | None = None, groups: tuple[str, ...] = ()) -> Route | Refusal:
+        # the budgets that apply to this sender, each with the counter it charges: a person's
+        # (each-user, user:) and their groups' budgets only in team mode (see policy.subject_of)
+        subjects = {b: s for b in self.budgets if (s := subject_of(b.scope, user, groups)) is not None}
+        budgets = tuple(subjects)
         if not budgets:
             return route
         from app.proxy.tokens import estimate_tokens
@@ -206,7 +212,7 @@ class Admission:
         except Exception:
             input_tokens = 0
         bounds = {b: period_bounds(b.period, now, self._tz) for b in budgets}
-        keys = {b: (b.scope, *bounds[b]) for b in budgets}
+        keys = {b: (subjects[b], *bounds[b]) for b in budgets}
 
         def decide(numbers: Numbers) -> tuple[Route | Refusal, list[tuple[CounterKey, float]]]:
             final = self._decide(route, budgets, keys, numbers, now)
@@ -265,7 +271,7 @@ class Admission:
             block = next(((b, s, h) for _i, b, s, h in over if b.action == "block"), None)
             if block is not None:
                 b, spent, held = block
-                return block_refusal(b, spent, keys[b][2], now, self._tz, held)
+                return block_refusal(b, spent, keys[b][2], now, self._tz, held, subject=keys[b][0])
             return route
         return route
 

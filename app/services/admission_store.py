@@ -51,7 +51,19 @@ _PG_HOLD = (
 )
 
 
-def _spent_params(start: float, end: float, backend: str | None) -> tuple[str, list[Any]]:
+def _spent_params(start: float, end: float, subject: str) -> tuple[str, list[Any]]:
+    """The SQL (SQLite spelling) and parameters of what the ledger's rows spent on ``subject``
+    (a counter's scope: ``all``, ``backend:ID``, ``user:ID``, ``group:NAME``) in ``[start, end)``.
+    ``all`` and backend counters read the hourly rollups for the whole hours (the request rows of
+    old hours may have been pruned); the rollups know no person, so a person's or a group's
+    counter reads their request rows."""
+    kind, _, value = subject.partition(":")
+    if kind in ("user", "group"):
+        where = "user_id = ?" if kind == "user" else "instr(',' || groups || ',', ?) > 0"
+        needle = value if kind == "user" else f",{value.replace(',', ' ')},"
+        return (f"SELECT total(cost_usd) FROM requests WHERE started_at >= ? AND started_at < ? AND {where}",
+                [start, end, needle])
+    backend = value if kind == "backend" else None
     h0 = -(-start // 3600) * 3600
     h1 = end // 3600 * 3600
     if h1 < h0:
@@ -59,10 +71,6 @@ def _spent_params(start: float, end: float, backend: str | None) -> tuple[str, l
     b = " AND backend = ?" if backend else ""
     extra = [backend] if backend else []
     return _SPENT.format(b=b), [h0, h1, *extra, start, h0, h1, end, *extra]
-
-
-def _backend(scope: str) -> str | None:
-    return scope[len("backend:"):] if scope.startswith("backend:") else None
 
 
 def count_at_cost(numbers: Numbers, holds: Iterable[Sequence[Any]], settling: Settling) -> None:
@@ -117,7 +125,7 @@ class SqliteBudgets:
                 row = conn.execute("SELECT spent FROM budget_counters WHERE scope = ? AND period_start = ? AND "
                                    "period_end = ?", key).fetchone()
                 if row is None:
-                    sql, params = _spent_params(key[1], key[2], _backend(key[0]))
+                    sql, params = _spent_params(key[1], key[2], key[0])
                     spent = float(conn.execute(sql, params).fetchone()[0] or 0.0)
                     conn.execute("INSERT INTO budget_counters VALUES (?,?,?,?)", (*key, spent))
                 else:
@@ -199,7 +207,7 @@ class PgBudgets:
                 for key in want:
                     if key in numbers:
                         continue  # a counter met for the first time (a new period): seed it from the rows
-                    sql, params = _spent_params(key[1], key[2], _backend(key[0]))
+                    sql, params = _spent_params(key[1], key[2], key[0])
                     spent = float((conn.execute(pg_sql(sql), params).fetchone() or (0.0,))[0] or 0.0)
                     conn.execute("INSERT INTO budget_counters VALUES (%s,%s,%s,%s)", (*key, spent))
                     held = conn.execute("SELECT coalesce(sum(amount), 0.0) FROM budget_holds WHERE scope = %s AND "

@@ -117,27 +117,46 @@ def budget_status_from_ledger(budgets: tuple[BudgetConfig, ...], reader: "Ledger
     return out
 
 
+def _spent_by(subject: str) -> str:
+    kind, _, value = subject.partition(":")
+    if subject == "all":
+        return "on all backends"
+    if kind == "backend":
+        return f"on the backend {value!r}"
+    if kind == "user":
+        return f"by {value}"
+    return f"by the group {value!r}"
+
+
 def block_refusal(budget: BudgetConfig, spent: float, resets_at: float, now: float, tz: tzinfo | None,
-                  held: float = 0.0) -> Refusal:
+                  held: float = 0.0, subject: str | None = None) -> Refusal:
     """The 429 of a used-up ``block`` budget. ``held``: what requests still in flight have reserved
-    against it (admission's holds), said apart from what is spent."""
+    against it (admission's holds), said apart from what is spent. ``subject``: the counter it
+    charges (``user:alice@corp.example`` for an each-user budget); the budget's scope by default.
+    The budget's ``blocked_message`` (whom to ask, on a team gateway) ends the message; without one a
+    person's or group's budget sends them to their admin, a single user to their settings."""
+    subject = subject or budget.scope
     period = {"day": "today", "week": "this week", "month": "this month"}.get(budget.period, f"this {budget.period}")
-    scope = "all backends" if budget.scope == "all" else f"the backend {_scope_backend(budget.scope)!r}"
+    scope = _spent_by(subject)
     limit = fmt_money(budget.limit_usd)
     if held > 0 and spent < budget.limit_usd:  # requests in flight fill it, not spending
         state = (f"is full for now: {fmt_money(spent)} spent {period} and {fmt_money(held)} held by requests still in "
-                 f"flight, of {limit} on {scope}. Those holds settle to what the requests really cost as they finish, "
+                 f"flight, of {limit} {scope}. Those holds settle to what the requests really cost as they finish, "
                  "which may leave room; otherwise it")
     elif held > 0:
-        state = (f"is used up: {fmt_money(spent)} of {limit} spent {period} on {scope}, and {fmt_money(held)} more is "
+        state = (f"is used up: {fmt_money(spent)} of {limit} spent {period} {scope}, and {fmt_money(held)} more is "
                  "held by requests still in flight. It")
     else:
-        state = f"is used up: {fmt_money(spent)} of {limit} spent {period} on {scope}. It"
-    message = (
-        f"Patchbay budget \"{budget.label}\" {state} resets {format_reset(resets_at, now, tz)} (local time). To go on "
-        "now, raise limit_usd for this budget in Patchbay's settings, or set its action to "
-        "\"downgrade:<backend>,<model>\" to continue on a cheaper or local model."
-    )
+        state = f"is used up: {fmt_money(spent)} of {limit} spent {period} {scope}. It"
+    if budget.blocked_message:
+        advice = budget.blocked_message.strip()
+    elif budget.is_team_scope:
+        advice = "To go on now, ask your Patchbay admin to raise this budget or to move you to another one."
+    else:
+        advice = ("To go on now, raise limit_usd for this budget in Patchbay's settings, or set its action to "
+                  "\"downgrade:<backend>,<model>\" to continue on a cheaper or local model.")
+    clock = "the gateway's local time" if budget.is_team_scope else "local time"
+    message = f"Patchbay budget \"{budget.label}\" {state} resets {format_reset(resets_at, now, tz)} ({clock}). {advice}"
     retry = str(max(1, int(math.ceil(resets_at - now)))).encode()
     return Refusal(429, "billing_error", message, (
         (b"x-should-retry", b"false"), (b"retry-after", retry),

@@ -170,12 +170,15 @@ def _insert_values(n: int) -> str:
             + " ON CONFLICT (request_id) DO NOTHING RETURNING request_id")
 
 
-# the new rows' cost into every live budget counter whose scope and period they fall in
+# the new rows' cost into every live budget counter whose scope and period they fall in: all rows,
+# a backend's, a person's (user_id), a group's (one of the comma-joined groups)
 _SETTLE = (
     "UPDATE budget_counters c SET spent = c.spent + x.cost FROM (SELECT k.scope, k.period_start, k.period_end, "
     "sum(r.cost_usd) AS cost FROM budget_counters k JOIN requests r ON r.request_id = ANY(%s) "
     "AND r.cost_usd IS NOT NULL AND r.started_at >= k.period_start AND r.started_at < k.period_end "
-    "AND (k.scope = 'all' OR k.scope = 'backend:' || r.backend) GROUP BY 1, 2, 3) x "
+    "AND (k.scope = 'all' OR k.scope = 'backend:' || r.backend OR k.scope = 'user:' || r.user_id OR "
+    "(left(k.scope, 6) = 'group:' AND strpos(',' || r.groups || ',', ',' || substr(k.scope, 7) || ',') > 0)) "
+    "GROUP BY 1, 2, 3) x "
     "WHERE c.scope = x.scope AND c.period_start = x.period_start AND c.period_end = x.period_end"
 )
 _UPSERT_HOUR = (
@@ -407,7 +410,7 @@ def pg_sql(sql: str) -> str:
     sql = sql.replace("WHERE 1 AND", "WHERE true AND").replace("WHERE 1 GROUP", "WHERE true GROUP")
     if sql.endswith("WHERE 1"):
         sql = sql[:-1] + "true"
-    sql = sql.replace(" LIKE ?", " ILIKE ?").replace("?", "%s")
+    sql = sql.replace(" LIKE ?", " ILIKE ?").replace("instr(", "strpos(").replace("?", "%s")
     # SQLite sorts NULL as the smallest value, PostgreSQL as the largest
     # (only for the columns that can be NULL: on the others it would keep the index from serving the order)
     return _ORDER.sub(lambda m: m.group(0) + (" NULLS LAST" if m.group(2) == "DESC" else " NULLS FIRST")

@@ -31,6 +31,7 @@ COUNT_COLUMNS = ("request_id", "started_at", "session_id", "client", "backend", 
 R_ID, R_START, R_END, R_SESSION, R_CLIENT = 0, 1, 2, 3, 4
 R_BACKEND, R_MODEL, R_STATUS, R_ERRTYPE = 6, 8, 10, 11
 R_IN, R_OUT, R_CW, R_CR, R_COST = 16, 17, 18, 19, 20
+R_USER, R_GROUPS = 25, 26
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,17 +89,31 @@ def rollups(rows: Sequence[tuple[Any, ...]]) -> tuple[list[list[Any]], list[list
             [v for _k, v in sorted(sessions.items(), key=lambda kv: kv[0][0])])
 
 
+def row_in_scope(scope: str, row: tuple[Any, ...]) -> bool:
+    """Whether a request row counts towards a budget counter of ``scope``: ``all``, ``backend:ID``,
+    ``user:ID`` (the row's user_id), ``group:NAME`` (one of the row's comma-joined groups)."""
+    kind, _, value = scope.partition(":")
+    if scope == "all":
+        return True
+    if kind == "backend":
+        return bool(row[R_BACKEND] == value)
+    if kind == "user":
+        return bool(row[R_USER] == value)
+    if kind == "group":
+        return bool(row[R_GROUPS]) and value.replace(",", " ") in row[R_GROUPS].split(",")
+    return False
+
+
 def counter_increments(counters: Sequence[tuple[str, float, float]], rows: Sequence[tuple[Any, ...]]
                        ) -> list[tuple[float, str, float, float]]:
     """For budget counters ``(scope, period_start, period_end)``: ``(cost, scope, start, end)`` to add,
     from the priced ``rows`` started inside each period on the counter's scope."""
     out = []
     for scope, start, end in counters:
-        backend = scope[len("backend:"):] if scope.startswith("backend:") else None
         total = 0.0
         for row in rows:
             cost = row[R_COST]
-            if cost and start <= row[R_START] < end and (backend is None or row[R_BACKEND] == backend):
+            if cost and start <= row[R_START] < end and row_in_scope(scope, row):
                 total += cost
         if total:
             out.append((total, scope, start, end))

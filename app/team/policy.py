@@ -143,23 +143,34 @@ class AppliedBudget:
         return (None, None) if self.subject == "all" else (kind, value)
 
 
+def subject_of(scope: str, user: str | None, groups: Sequence[str]) -> str | None:
+    """The counter a budget of ``scope`` charges for this request's sender, or None when it does
+    not apply to them: ``each-user`` → ``user:<their id>``; ``user:EMAIL`` → the same when it is
+    them (case-insensitive); ``group:NAME`` when they are in it; ``all`` and ``backend:ID`` as
+    written (whether a backend budget applies depends on the route: see ``budget_matches``).
+    ``user`` is the id as the ledger rows store it (``Identity.user``), so a counter seeded from
+    the rows and settled by them names the same person."""
+    kind, _, value = scope.partition(":")
+    if scope == "all" or kind == "backend":
+        return scope
+    if user is None:
+        return None
+    if scope == "each-user" or (kind == "user" and value.lower() == user.lower()):
+        return f"user:{user}"
+    if kind == "group" and value in groups:
+        return scope
+    return None
+
+
 def budgets_for(budgets: Sequence[HasScope], identity: Identity | None, groups: Sequence[str],
                 backend: str) -> list[AppliedBudget]:
-    """The budgets a request charges, in config order. Without an identity (single-user mode)
-    only ``all`` and ``backend:`` budgets apply."""
+    """The budgets a request to ``backend`` charges, in config order. Without an identity
+    (single-user mode) only ``all`` and ``backend:`` budgets apply."""
     out = []
-    user = identity.user.lower() if identity is not None else None
+    user = identity.user if identity is not None else None
     for i, b in enumerate(budgets):
-        scope = b.scope
-        kind, _, value = scope.partition(":")
-        if scope == "all":
-            out.append(AppliedBudget(i, b, "all"))
-        elif kind == "backend" and value == backend:
-            out.append(AppliedBudget(i, b, scope))
-        elif scope == "each-user" and user is not None:
-            out.append(AppliedBudget(i, b, f"user:{user}"))
-        elif kind == "user" and user is not None and value.lower() == user:
-            out.append(AppliedBudget(i, b, f"user:{user}"))
-        elif kind == "group" and value in groups:
-            out.append(AppliedBudget(i, b, scope))
+        subject = subject_of(b.scope, user, groups)
+        if subject is None or (subject.startswith("backend:") and subject != f"backend:{backend}"):
+            continue
+        out.append(AppliedBudget(i, b, subject))
     return out

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -164,3 +165,61 @@ def test_a_used_up_budget_with_holds_says_both() -> None:
            "flight. It resets" in both
     plain = block_refusal(b, 0.12, now + 3600, now, None).message
     assert "is used up: $0.12 of $0.10 spent today on all backends. It resets" in plain and "held" not in plain
+
+
+def test_a_persons_and_a_groups_counters_are_seeded_from_their_rows_and_settled_by_new_ones(books: Books) -> None:
+    """Per-person and per-group budgets charge counters of their own: seeded from the rows that
+    name the person (or list the group) when first met, settled by each new row of theirs, and
+    never by someone else's."""
+    now = time.time()
+    one = (1000 * 3 + 10 * 15) / 1e6  # what each finished request below costs
+    ledger = books.ledger(PRICES, LedgerSettings())
+    ledger.start()
+    for rid, user, groups in (("a1", "alice@corp.example", ("eng",)), ("a2", "alice@corp.example", ("eng", "ops")),
+                              ("b1", "bob@corp.example", ("ops",)), ("c1", None, ())):
+        ledger.record(replace(finished(rid, now - 60, Usage(1000, 10)), user=user, groups=groups))
+    assert ledger.flush(5)
+    budgets = (BudgetConfig("each-user", "day", 1.0), BudgetConfig("group:ops", "day", 1.0),
+               BudgetConfig("user:Bob@corp.example", "day", 1.0))
+    store = PgBudgets(books.url) if books.url else SqliteBudgets(books.path)
+    adm = Admission(budgets, PRICES, store, instance="i1", reserve_output_tokens=10, now=lambda: now)
+    try:
+        assert adm.reserve_sync(ROUTE, "a3", BODY, user="alice@corp.example", groups=("eng", "ops")) == ROUTE
+        assert adm.reserve_sync(ROUTE, "b2", BODY, user="bob@corp.example", groups=("ops",)) == ROUTE
+        spent = dict(books.raw("SELECT scope, spent FROM budget_counters"))
+        assert spent == pytest.approx({"user:alice@corp.example": 2 * one, "group:ops": 2 * one,
+                                       "user:bob@corp.example": one})
+        holds = sorted(books.raw("SELECT request_id, scope FROM budget_holds"))
+        assert holds == [("a3", "group:ops"), ("a3", "user:alice@corp.example"),
+                         ("b2", "group:ops"), ("b2", "user:bob@corp.example")]  # bob's two budgets: one counter
+        ledger.record(replace(finished("a3", now, Usage(1000, 10)), user="alice@corp.example", groups=("eng", "ops")))
+        assert ledger.flush(5)
+        spent = dict(books.raw("SELECT scope, spent FROM budget_counters"))
+        assert spent == pytest.approx({"user:alice@corp.example": 3 * one, "group:ops": 3 * one,
+                                       "user:bob@corp.example": one})
+        assert sorted(books.raw("SELECT request_id FROM budget_holds")) == [("b2",), ("b2",)]
+        # single-user mode (no sender): none of these budgets applies, nothing is held
+        assert adm.reserve_sync(ROUTE, "x1", BODY) == ROUTE
+        assert books.raw("SELECT count(*) FROM budget_holds WHERE request_id = 'x1'") == [(0,)]
+    finally:
+        adm.close()
+        ledger.close()
+
+
+def test_a_persons_block_names_them_and_ends_with_the_budgets_blocked_message(books: Books) -> None:
+    now = time.time()
+    budget = BudgetConfig("each-user", "day", 0.01, blocked_message="Ask #ai-platform for more.")
+    store = PgBudgets(books.url) if books.url else SqliteBudgets(books.path)
+    ledger = books.ledger(PRICES, LedgerSettings())
+    ledger.start()
+    adm = Admission((budget,), PRICES, store, instance="i1", reserve_output_tokens=4000, now=lambda: now)
+    try:
+        assert adm.reserve_sync(ROUTE, "a1", BODY, user="alice@corp.example") == ROUTE
+        refusal = adm.reserve_sync(ROUTE, "a2", BODY, user="alice@corp.example")
+        assert isinstance(refusal, Refusal) and refusal.status == 429 and refusal.error_type == "billing_error"
+        assert "by alice@corp.example" in refusal.message and refusal.message.endswith("Ask #ai-platform for more.")
+        assert "limit_usd" not in refusal.message  # a team member cannot edit the gateway's settings
+        assert adm.reserve_sync(ROUTE, "b1", BODY, user="bob@corp.example") == ROUTE
+    finally:
+        adm.close()
+        ledger.close()

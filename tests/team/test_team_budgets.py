@@ -1,0 +1,165 @@
+"""Per-person and per-group budgets through the reservations, on the embedded SQLite ledger and on
+PostgreSQL: the gateway in-process on a real port, people verified by the fake IdP's OIDC tokens.
+
+- ``each-user``: every person has a limit of their own. A burst of concurrent streams by one person
+  ends within one request's cost of *their* limit, the 429 names them and carries the budget's
+  ``blocked_message``, and someone else goes on unaffected.
+- ``group:NAME`` with ``downgrade:``: once the group's budget is used up its members' requests go to
+  the local model; a person outside the group keeps their route.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import time
+from pathlib import Path
+from typing import Iterator
+
+import anthropic
+import httpx
+import psycopg
+import pytest
+
+from app.core import Engine
+from app.proxy.tokens import estimate_tokens
+from tests.burst import stream_until_refused
+from tests.fakes.chunks import anthropic_text_events
+from tests.fakes.idp import FakeIdP
+from tests.fakes.upstreams import AnthropicStream, FakeUpstream
+from tests.serve_config import OPUS_PRICES, serve_config, start_engine
+
+LIMIT = 3.0
+PROMPT = "Summarise what changed in this module and why it matters. " * 500
+BODY = {"model": "priced", "max_tokens": 4096, "messages": [{"role": "user", "content": PROMPT}]}
+INPUT = estimate_tokens(BODY)
+OUTPUT = 2000
+COST = (INPUT * 15 + OUTPUT * 75) / 1e6  # one request's real cost on "cloud" (Opus-like prices)
+ALICE, BOB, CAROL = "alice@corp.example", "bob@corp.example", "carol@lab.example"
+ASK = "Ask #platform-ai in Slack for a higher limit."
+
+
+def team_config(upstream: str, local: str, idp: FakeIdP, ledger: str = "") -> str:
+    return serve_config(upstream, prices=OPUS_PRICES, extra=f'''
+[[backends]]
+id = "local"
+kind = "anthropic"
+base_url = "{local}"
+auth = "none"
+models = ["qwen3-coder"]
+
+[team]
+identity = ["oidc"]
+oidc_issuer = "{idp.oidc_issuer}"
+oidc_audience = "patchbay"
+
+[[team.groups]]
+name = "eng"
+members = ["*@corp.example"]
+
+[[team.groups]]
+name = "lab"
+members = ["*@lab.example"]
+
+[[budgets]]
+scope = "each-user"
+period = "day"
+limit_usd = {LIMIT}
+blocked_message = "{ASK}"
+
+[[budgets]]
+scope = "group:lab"
+period = "day"
+limit_usd = {COST * 1.5:.4f}
+action = "downgrade:local,qwen3-coder"
+{ledger}''')
+
+
+@pytest.fixture
+def upstreams() -> Iterator[tuple[FakeUpstream, FakeUpstream]]:
+    cloud = FakeUpstream(lambda req: AnthropicStream(
+        anthropic_text_events("x" * 40, pieces=10, model="priced", usage=(INPUT, OUTPUT, 0, 0)), delay_s=0.03),
+        wire="anthropic", record=False).start()
+    local = FakeUpstream(wire="anthropic", models=("qwen3-coder",)).start()
+    yield cloud, local
+    cloud.stop()
+    local.stop()
+
+
+@pytest.fixture(params=["sqlite", "pg"])
+def engine(request: pytest.FixtureRequest, patchbay_home: Path, upstreams: tuple[FakeUpstream, FakeUpstream],
+           idp: FakeIdP) -> Iterator[Engine]:
+    ledger = ""
+    if request.param == "pg":
+        ledger = f'\n[ledger]\nurl = "{request.getfixturevalue("pg_server").create_db()}"\n'
+    eng = start_engine(patchbay_home, team_config(upstreams[0].url, upstreams[1].url, idp, ledger))
+    yield eng
+    eng.stop()
+
+
+def ledger_rows(eng: Engine) -> list[tuple]:
+    """(user_id, groups, backend, cost_usd) of every 200 in the ledger, read with SQL of its own."""
+    sql = "SELECT user_id, groups, backend, cost_usd FROM requests WHERE status = 200"
+    assert eng.ledger.drain(10)
+    if eng.config.ledger.team.url:
+        with psycopg.connect(eng.config.ledger.team.url) as conn:
+            return [tuple(r) for r in conn.execute(sql).fetchall()]
+    with contextlib.closing(sqlite3.connect(eng.paths.ledger_file)) as db:
+        return db.execute(sql).fetchall()
+
+
+def rows_of(eng: Engine, user: str, served: int) -> list[tuple]:
+    deadline = time.monotonic() + 5.0
+    while True:  # a stream's row follows its answer by a moment
+        rows = [r for r in ledger_rows(eng) if r[0] == user]
+        if len(rows) >= served or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.05)
+
+
+def test_each_user_has_a_limit_of_their_own_that_a_burst_does_not_overrun(engine: Engine, idp: FakeIdP) -> None:
+    assert 0.2 < COST < 0.35
+    alice = idp.oidc_token(ALICE, aud="patchbay")
+    served, refusals = stream_until_refused([engine.url], 6, alice, BODY, sessions=True)
+    assert refusals == ["billing_error"] * 6
+    rows = rows_of(engine, ALICE, served[0])
+    spent = sum(r[3] or 0.0 for r in rows)
+    assert len(rows) == served[0] and LIMIT - 2 * COST <= spent <= LIMIT + COST, (
+        f"alice: {served[0]} requests spent ${spent:.2f} of ${LIMIT:.2f}")
+
+    with httpx.Client(base_url=engine.url, timeout=15) as http:
+        for _ in range(5):  # what the burst's holds left room for, one at a time, then the refusal
+            refused = http.post("/v1/messages", json=BODY, headers={"authorization": f"Bearer {alice}"})
+            if refused.status_code != 200:
+                break
+            assert engine.ledger.drain(10)
+        assert refused.status_code == 429
+        assert sum(r[3] for r in rows_of(engine, ALICE, 0)) <= LIMIT + COST
+        assert refused.headers["x-should-retry"] == "false" and int(refused.headers["retry-after"]) > 0
+        err = refused.json()
+        assert err["type"] == "error" and err["error"]["type"] == "billing_error"
+        message = err["error"]["message"]
+        assert 'budget "each-user / day' in message and f"by {ALICE}" in message and message.endswith(ASK)
+        assert alice not in message
+        # bob's own counter is untouched by alice's spend
+        bob = http.post("/v1/messages", json=BODY, headers={"authorization": f"Bearer {idp.oidc_token(BOB, aud='patchbay')}"})
+        assert bob.status_code == 200, bob.text
+    assert len(rows_of(engine, BOB, 1)) == 1
+
+
+def test_a_used_up_group_budget_downgrades_its_members_only(engine: Engine, idp: FakeIdP) -> None:
+    carol = anthropic.Anthropic(base_url=engine.url, api_key=idp.oidc_token(CAROL, aud="patchbay"), max_retries=0)
+    models = []
+    for _ in range(4):
+        with carol.messages.stream(**BODY) as s:  # type: ignore[arg-type]
+            models.append(s.get_final_message().model)
+        assert engine.ledger.drain(10)
+    # the group's limit is 1.5 requests: the first is admitted, the second too (its reservation
+    # fits the room left); once the spend passes the limit Carol is on the local model
+    # (the local fake names its own model in its answers)
+    assert models[0] == "priced" and models[-1] != "priced" and len(set(models)) == 2
+    rows = rows_of(engine, CAROL, 4)
+    assert len(rows) == 4 and {r[2] for r in rows} == {"cloud", "local"} and {r[1] for r in rows} == {"lab"}
+    bob = anthropic.Anthropic(base_url=engine.url, api_key=idp.oidc_token(BOB, aud="patchbay"), max_retries=0)
+    with bob.messages.stream(**BODY) as s:  # type: ignore[arg-type]
+        assert s.get_final_message().model == "priced"
