@@ -867,7 +867,7 @@ backend = "anthropic"
 # breaker_cooldown_s = 30                    # ...for this long (doubling while it keeps failing)
 
 # [[budgets]]
-# scope = "all"        # or "backend:<id>"
+# scope = "all"        # or "backend:<id>"; with [team] also "each-user", "user:<email>", "group:<name>"
 # period = "day"       # day | week | month
 # limit_usd = 20.0
 # warn_at = 0.8

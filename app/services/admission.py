@@ -13,6 +13,11 @@ cost (or to nothing, for a failure); a hold of an instance that died expires aft
 So the spend after a burst exceeds a limit by at most what requests in flight used beyond their
 reservations.
 
+In team mode the gateway passes the verified sender: ``each-user`` and ``user:EMAIL`` budgets
+charge the counter ``user:<id>``, ``group:NAME`` the counter of that group when the sender is in it
+(``app/team/policy.py::subject_of``); the same transaction holds against all of them and the
+``all`` and ``backend:`` counters, and a row settles each one it falls under.
+
 A block answers 429 ``billing_error`` with ``x-should-retry: false``, ``retry-after`` (seconds to
 the reset) and ``anthropic-ratelimit-unified-status: rejected``: Claude Code then shows the message
 and stops instead of retrying. While the database cannot be reached, ``[ledger] on_unreachable``
