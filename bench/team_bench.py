@@ -13,7 +13,10 @@ the same requests, in three modes:
   two ``[[team.groups]]`` with backend and model patterns and an output cap (policy on every
   route, the identity in every event and ledger row);
 - ``team oidc``: ``identity = ["oidc", "keys"]``, one OIDC token signed by the fake IdP (RS256,
-  the verified-token cache after its first use, as an apiKeyHelper's token is reused).
+  the verified-token cache after its first use, as an apiKeyHelper's token is reused);
+- ``single $`` and ``team keys $``: the same with budgets and prices, so that every request
+  reserves and settles: ``all`` (single-user), and ``all`` + ``each-user`` + ``group:eng`` (team,
+  three counters per request); ``team keys $`` is compared with ``single $``.
 
 Target: team mode ≤ 1.3× single-user CPU per request (issue 17).
 """
@@ -43,6 +46,28 @@ from bench.gateway_bench import (  # noqa: E402
 )
 
 TARGET_RATIO = 1.3
+PRICED = """
+[[prices]]
+model = "claude-sonnet-5-5"
+input = 3.0
+output = 15.0
+
+[[budgets]]
+scope = "all"
+period = "month"
+limit_usd = 1000000
+"""
+TEAM_BUDGETS = """
+[[budgets]]
+scope = "each-user"
+period = "month"
+limit_usd = 100000
+
+[[budgets]]
+scope = "group:eng"
+period = "month"
+limit_usd = 100000
+"""
 GROUPS = """
 [[team.groups]]
 name = "eng"
@@ -162,6 +187,10 @@ def main(argv: list[str] | None = None) -> int:
                                                               f'oidc_audience = "patchbay"\n' + GROUPS))
             token = idp.oidc_token("alice@corp.example", aud="patchbay", lifetime_s=3600)
             modes.append(("team oidc", oidc, token))
+            modes.append(("single $", Served(Path(tmp) / "single-b", _config(up.port, PRICED)), TOKEN))
+            keys_b = Served(Path(tmp) / "keys-b", _config(up.port, '\n[team]\nidentity = ["keys"]\n' + GROUPS
+                                                          + PRICED + TEAM_BUDGETS))
+            modes.append(("team keys $", keys_b, keys_b.cli("team", "key", "create", "alice@corp.example")))
             for _, gw, _ in modes:
                 gw.start()
             try:
@@ -177,12 +206,14 @@ def main(argv: list[str] | None = None) -> int:
         up.stop()
     loads = list(results["single"])
     print(f"{'mode':<12}" + "".join(f"{load + ' ms CPU/req':>26}{'× single':>10}" for load in loads))
+    print("(the $ modes have budgets and prices, and are compared with single $)")
     worst = 0.0
     for name, per in results.items():
         row = f"{name:<12}"
         for load in loads:
             best = min(per[load])
-            ratio = best / min(results["single"][load])
+            base = "single $" if name.endswith("$") else "single"
+            ratio = best / min(results[base][load])
             worst = max(worst, ratio) if name.startswith("team") else worst
             row += f"{best:>26.3f}{ratio:>10.2f}"
         print(row)
