@@ -195,7 +195,8 @@ def _reload(engine: Engine) -> None:
 
 
 def cmd_env(args: argparse.Namespace) -> int:
-    from app.config import ConfigError, load_or_create
+    from app.config import ConfigError
+    from app.config_file import load_or_create
     from app.paths import default_paths
     from app.services import secrets
 
@@ -224,7 +225,8 @@ def cmd_env(args: argparse.Namespace) -> int:
 def cmd_key(args: argparse.Namespace) -> int:
     import getpass
 
-    from app.config import ConfigError, load_or_create
+    from app.config import ConfigError
+    from app.config_file import load_or_create
     from app.paths import default_paths
     from app.services import secrets
 
@@ -259,7 +261,8 @@ def cmd_key(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from app.config import ConfigError, load_config
+    from app.config import ConfigError
+    from app.config_file import load_config
     from app.paths import default_paths
     from app.units import plural
 

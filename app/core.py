@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from app import config as cfgmod
+from app import config_file as cfgmod
 from app.config import ActiveSelection, BackendConfig, BudgetConfig, Config, ConfigError, RoutesConfig
 from app.events import EventHub, EventQueue, RequestFinished
 from app.paths import PathError, Paths, default_paths

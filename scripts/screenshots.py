@@ -372,7 +372,7 @@ cache_read = 0.14
 
 def backfill(config_path: Path, ledger_file: Path) -> int:
     """Two weeks of plausible usage, written through the real Ledger API before the app starts."""
-    from app.config import load_config
+    from app.config_file import load_config
     from app.events import Usage, finished_request
     from app.services.ledger import Ledger
     from app.services.pricing import PriceBook

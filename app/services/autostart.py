@@ -17,7 +17,8 @@ import sys
 from pathlib import Path
 from typing import Mapping, Protocol
 
-from app.config import ConfigError, atomic_write
+from app.config import ConfigError
+from app.config_file import atomic_write
 
 LABEL = "app.patchbay"  # the LaunchAgent's label and file name
 RUN_KEY = r"Software\Microsoft\Windows\CurrentVersion\Run"

@@ -36,7 +36,7 @@ def add_claude_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _setup(config_path: Path | None) -> tuple[Any, Any, str, str]:
-    from app.config import load_or_create
+    from app.config_file import load_or_create
     from app.paths import default_paths
     from app.services import claude_code, secrets
 

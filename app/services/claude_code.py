@@ -54,7 +54,7 @@ def runtime_file(paths: "Paths") -> Path:
 
 
 def write_runtime_file(paths: "Paths", url: str, config_path: Path | None = None) -> None:
-    from app.config import atomic_write
+    from app.config_file import atomic_write
 
     info = {"url": url, "pid": os.getpid(), "config": str(config_path) if config_path else None}
     try:
@@ -130,7 +130,8 @@ def statusline_command(paths: "Paths", config_path: Path | None = None) -> str:
 
 def _team_ledger(config: Path) -> bool:
     """Whether the config's [ledger] names a PostgreSQL ledger."""
-    from app.config import ConfigError, load_config
+    from app.config import ConfigError
+    from app.config_file import load_config
 
     try:
         return config.exists() and load_config(config).ledger.team.url is not None

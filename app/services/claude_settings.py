@@ -297,7 +297,8 @@ def _backup(path: Path, data: bytes, backup_dir: Path) -> Path:
 
 
 def _write(path: Path, text: str) -> None:
-    from app.config import ConfigError, atomic_write
+    from app.config import ConfigError
+    from app.config_file import atomic_write
 
     try:
         atomic_write(path, text.encode("utf-8"))
@@ -388,7 +389,7 @@ def connect(path: Path, state_file: Path, backup_dir: Path, values: dict[str, st
         _write(path, new)
     state.written_sha256 = _digest(new.encode("utf-8"))
     state.connected_at = time.time()
-    from app.config import atomic_write
+    from app.config_file import atomic_write
 
     atomic_write(state_file, state.to_json())
     return ConnectResult(path, changed, backup, skipped)

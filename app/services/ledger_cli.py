@@ -34,7 +34,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, paths: Paths, config_path: Path | None, *, out: TextIO = sys.stdout,
         err: TextIO = sys.stderr) -> int:
-    from app.config import ConfigError, load_config
+    from app.config import ConfigError
+    from app.config_file import load_config
 
     cfg_file = config_path or paths.config_file
     try:

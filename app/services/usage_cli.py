@@ -221,7 +221,8 @@ _GROUPS: dict[str, Literal["day", "hour", "backend", "model", "session", "user",
 
 def _team_settings(config_path: Path) -> "LedgerSettings | None":
     """The [ledger] settings when they name a team (PostgreSQL) ledger; None: the local file."""
-    from app.config import ConfigError, load_config
+    from app.config import ConfigError
+    from app.config_file import load_config
 
     if not config_path.exists():
         return None
@@ -279,7 +280,8 @@ def _budgets(reader: LedgerReader, cfg_path: Path, out: TextIO, now: float, tz: 
     if not cfg_path.exists():
         return
     try:
-        from app.config import ConfigError, load_config
+        from app.config import ConfigError
+        from app.config_file import load_config
 
         try:
             cfg = load_config(cfg_path)

@@ -3,7 +3,8 @@ real gateway and fake upstreams behind them."""
 
 from __future__ import annotations
 
-from app.config import RouteTarget, load_config
+from app.config import RouteTarget
+from app.config_file import load_config
 from tests.fakes import anthropic_error
 from tests.gui.conftest import ask, wait_for, write_config
 

@@ -6,10 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from app.config import (
-    DEFAULT_CONFIG, ActiveSelection, BackendConfig, ConfigError, load_config, load_or_create, parse_config,
-    save_active, save_backends,
-)
+from app.config import ActiveSelection, BackendConfig, ConfigError, parse_config
+from app.config_file import DEFAULT_CONFIG, load_config, load_or_create, save_active, save_backends
 
 GOOD = '''
 [gateway]
@@ -211,7 +209,8 @@ def test_saving_cloud_backends_keeps_their_keys_and_leaves_derived_endpoints_out
 
 
 def test_saving_backends_keeps_a_blank_line_before_the_next_table(tmp_path):
-    from app.config import BackendConfig, load_config, load_or_create, save_backends
+    from app.config import BackendConfig
+    from app.config_file import load_config, load_or_create, save_backends
 
     path = tmp_path / "config.toml"
     cfg = load_or_create(path)
