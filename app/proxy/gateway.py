@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-import re
 import time
 import uuid
 from dataclasses import dataclass, replace
@@ -34,6 +33,7 @@ from app.proxy.exchange import (
 )
 from app.proxy.health import HealthBoard
 from app.proxy.hints import Hints
+from app.proxy.request_body import ClientGone, cwd_of, parse_body, prompt_of, read_body, session_from_metadata
 from app.proxy.routing import Admission, Refusal, Route, RoutingTable
 from app.proxy.sse import PING, encode
 from app.proxy.team import TeamGate
@@ -55,11 +55,6 @@ FAILOVER_HOLD_S = 120.0
 # how a stream that already reached the client can end badly, as far as the breaker cares
 STREAM_FAILURES = frozenset({"api_error", "overloaded_error", "timeout_error"})
 
-# a request body that stops arriving for this long is answered 408 and its connection closed
-# (an unterminated chunked body would otherwise hold a connection for ever)
-BODY_IDLE_TIMEOUT_S = 30.0
-# orjson writes at most this many levels of nesting (it parses more): deeper bodies are refused
-MAX_DEPTH = 250
 
 
 # A paused gateway's answer. Not overloaded_error: nothing is overloaded, and Claude Code retries
@@ -68,12 +63,6 @@ PAUSED = Refusal(503, "api_error", "Patchbay is paused: it forwards no requests 
                  "menu's Resume, or Resume in the Patchbay window's toolbar). This request was not sent anywhere; "
                  "send it again after resuming.")
 PAUSED_HEADERS = [(b"x-should-retry", b"false")]
-_SESSION_RE = re.compile(r"_session_([0-9a-fA-F-]{8,})")
-_CWD_RE = re.compile(r"Working directory:\s*(\S[^\n]*)")
-
-
-class ClientGone(Exception):
-    """The client hung up before it finished sending its request."""
 
 
 @dataclass(frozen=True)
@@ -204,83 +193,6 @@ class Gateway:
             await _plain(send, 403, error_body("permission_error", "Cross-origin requests are not allowed."),
                          JSON_HEADERS)
 
-    async def _read_body(self, receive: Receive, headers: dict[bytes, bytes], limit: int) -> bytes:
-        cl = headers.get(b"content-length")
-        too_big = GatewayError(
-            413, "request_too_large",
-            f"The request body is larger than Patchbay's limit of {limit // (1024 * 1024)} MB. Send less "
-            "(fewer or smaller images/documents), or raise max_body_mb in the [gateway] section.",
-        )
-        if cl is not None:
-            try:
-                if int(cl) > limit:
-                    raise too_big
-            except ValueError:
-                raise GatewayError(400, "invalid_request_error", "The Content-Length header is not a number.") from None
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            try:
-                async with asyncio.timeout(BODY_IDLE_TIMEOUT_S):
-                    msg = await receive()
-            except TimeoutError:
-                raise GatewayError(
-                    408, "invalid_request_error",
-                    f"The request body stopped arriving (nothing for {BODY_IDLE_TIMEOUT_S:g} s, {size} bytes so "
-                    "far). Send the whole body; Patchbay closes this connection.",
-                    headers=[(b"connection", b"close")]) from None
-            if msg["type"] == "http.disconnect":
-                raise ClientGone()
-            body = msg.get("body", b"")
-            if body:
-                size += len(body)
-                if size > limit:
-                    raise too_big
-                chunks.append(body)
-            if not msg.get("more_body", False):
-                break
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-    def _parse(self, raw: bytes, count: bool) -> dict[str, Any]:
-        if not raw.strip():
-            raise GatewayError(400, "invalid_request_error",
-                               "The request body is empty. Send a JSON object with model, max_tokens and messages.")
-        try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise GatewayError(400, "invalid_request_error", f"The request body is not valid JSON: {exc}.") from None
-        if not isinstance(body, dict):
-            raise GatewayError(400, "invalid_request_error",
-                               f"The request body must be a JSON object, not {type(body).__name__}.")
-        if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and _too_deep(body):
-            raise GatewayError(400, "invalid_request_error",
-                               f"The request body is nested more than {MAX_DEPTH} levels deep, more than Patchbay "
-                               "(and the Messages API) accept. Flatten the deepest value.")
-        model = body.get("model")
-        if not isinstance(model, str) or not model.strip():
-            raise GatewayError(400, "invalid_request_error",
-                               "model: Field required. Send a model name, e.g. \"claude-sonnet-4-5\", or "
-                               "\"<backend>,<model>\" to pick a Patchbay backend.")
-        msgs = body.get("messages")
-        if not isinstance(msgs, list):
-            raise GatewayError(400, "invalid_request_error",
-                               "messages: Field required. Send a list of {role, content} messages.")
-        if not msgs:
-            raise GatewayError(400, "invalid_request_error", "messages: at least one message is required.")
-        for i, m in enumerate(msgs):
-            if not isinstance(m, dict) or m.get("role") not in ("user", "assistant", "system") or "content" not in m:
-                raise GatewayError(400, "invalid_request_error",
-                                   f"messages.{i}: each message needs a role (\"user\" or \"assistant\") and content.")
-        if not count:
-            mt = body.get("max_tokens")
-            if not isinstance(mt, int) or isinstance(mt, bool) or mt < 1:
-                raise GatewayError(400, "invalid_request_error",
-                                   "max_tokens: Field required. Send a positive whole number, e.g. 4096.")
-            st = body.get("stream", False)
-            if not isinstance(st, bool):
-                raise GatewayError(400, "invalid_request_error", "stream: must be true or false.")
-        return body
-
     # ------------------------------------------------------------------ /v1/messages
 
     async def _messages(self, scope: dict[str, Any], receive: Receive, send: Send, *, count: bool) -> None:
@@ -302,7 +214,7 @@ class Gateway:
         elif not (self._token_ok(api_key, snap) or self._token_ok(bearer, snap)) and (
                 is_exposed or not any(b.config.auth == "client" for b in snap.backends.values())):
             raise access.token_needed(presented, is_exposed)  # before reading (up to 32 MB of) the body
-        raw = await self._read_body(receive, headers, snap.settings.max_body_bytes)
+        raw = await read_body(receive, headers, snap.settings.max_body_bytes)
         # the newest snapshot, read after the last wait before its backends are claimed: a backend
         # edited while this body was arriving is retired, and closes only once nobody holds it
         snap = self.snap
@@ -313,7 +225,7 @@ class Gateway:
             groups = team.groups_of(identity)
         who = _who(identity, groups, client_addr)
         try:
-            body = self._parse(raw, count)
+            body = parse_body(raw, count)
         except GatewayError as exc:  # a row in the request log even for a body we refuse
             self._record_invalid(headers, raw, count, exc, who=who)
             raise
@@ -323,7 +235,7 @@ class Gateway:
         # team mode: a verified person may use the stored-key backends (no backend forwards the
         # caller's credential there: the config refuses auth = "client" in team mode)
         authed = identity is not None or key_is_token or bearer_is_token
-        session_id = _h(headers, b"x-claude-code-session-id") or _session_from_metadata(body)
+        session_id = _h(headers, b"x-claude-code-session-id") or session_from_metadata(body)
         inc = Incoming(
             body=body, raw=raw, api_key=api_key, bearer=bearer, authorization=authorization,
             anthropic_version=_h(headers, b"anthropic-version"), anthropic_beta=_h(headers, b"anthropic-beta"),
@@ -415,7 +327,7 @@ class Gateway:
             self.hub.publish(RequestStarted(
                 request_id, ex.wall0, session_id, inc.user_agent, route.rule, route.backend, route.requested_model,
                 route.model, stream, inc.agent_id,
-                _cwd(body) if want else None, _prompt(body) if want else None, **who,
+                cwd_of(body) if want else None, prompt_of(body) if want else None, **who,
             ))
         except Exception:  # the live view must never cost the request its answer
             log.exception("request %s: the live view's start event could not be built", request_id)
@@ -725,70 +637,6 @@ async def _plain(send: Send, status: int, body: bytes, headers: list[tuple[bytes
 
 async def _json(send: Send, status: int, obj: Any) -> None:
     await _plain(send, status, orjson.dumps(obj), JSON_HEADERS)
-
-
-def _session_from_metadata(body: dict[str, Any]) -> str | None:
-    md = body.get("metadata")
-    if not isinstance(md, dict):
-        return None
-    uid = md.get("user_id")
-    if not isinstance(uid, str) or not uid:
-        return None
-    if uid.startswith("{"):
-        try:
-            obj = orjson.loads(uid)
-            sid = obj.get("session_id") if isinstance(obj, dict) else None
-            return sid if isinstance(sid, str) and sid else None
-        except orjson.JSONDecodeError:
-            return None
-    m = _SESSION_RE.search(uid)
-    return m.group(1) if m else None
-
-
-def _cwd(body: dict[str, Any]) -> str | None:
-    system = body.get("system")
-    texts: list[str] = []
-    if isinstance(system, str):
-        texts.append(system)
-    elif isinstance(system, list):
-        texts.extend(t for b in system if isinstance(b, dict) and isinstance(t := b.get("text"), str))
-    for t in texts:
-        m = _CWD_RE.search(t)
-        if m:
-            return m.group(1).strip()
-    return None
-
-
-def _prompt(body: dict[str, Any]) -> str | None:
-    """The latest thing the user typed (not tool results or reminders), shortened."""
-    msgs = body.get("messages")
-    for msg in reversed(msgs if isinstance(msgs, list) else []):
-        if not isinstance(msg, dict) or msg.get("role") != "user":
-            continue
-        content = msg.get("content")
-        parts = [content] if isinstance(content, str) else [
-            t for b in (content if isinstance(content, list) else [])
-            if isinstance(b, dict) and b.get("type") == "text" and isinstance(t := b.get("text"), str)
-        ]
-        for p in parts:
-            p = p.strip()
-            if p and not p.startswith("<"):
-                return p[:200]
-    return None
-
-
-def _too_deep(body: Any) -> bool:
-    """True when ``body`` nests deeper than MAX_DEPTH. orjson writes 254 levels at most; the body
-    is tried inside four more, so that the adapters' own wrapping (a translated request, a
-    Bedrock envelope) always serialises. C speed: ~60 µs for a 300 kB body."""
-    wrapped: Any = body
-    for _ in range(254 - MAX_DEPTH):
-        wrapped = [wrapped]
-    try:
-        orjson.dumps(wrapped)
-    except orjson.JSONEncodeError:
-        return True
-    return False
 
 
 def _client_addr(scope: dict[str, Any]) -> str | None:

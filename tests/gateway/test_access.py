@@ -405,10 +405,10 @@ def test_too_many_or_too_large_headers_are_refused(two_backends):
 
 
 def test_a_head_or_body_that_stops_arriving_is_cut_off(two_backends, monkeypatch):
-    from app.proxy import gateway, guard
+    from app.proxy import guard, request_body
 
     monkeypatch.setattr(guard, "HEAD_TIMEOUT_S", 0.5)
-    monkeypatch.setattr(gateway, "BODY_IDLE_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(request_body, "BODY_IDLE_TIMEOUT_S", 0.5)
     port = two_backends.runtime.port
     t0 = time.monotonic()
     out = _raw(port, b"GET /health HTTP/1.1\r\nhost: 127.0.0.1\r\nx-slow: ")

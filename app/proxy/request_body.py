@@ -1,0 +1,172 @@
+"""A request's body: read within the size limit and the idle timeout, checked for the shape the
+Messages API requires (each refusal a 4xx in Anthropic's error shape that says what to send), and
+the few things the live view reads from it (Claude Code's session id, working directory, the
+user's latest prompt).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any, Awaitable, Callable
+
+import orjson
+
+from app.proxy.exchange import GatewayError
+
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+
+# a request body that stops arriving for this long is answered 408 and its connection closed
+# (an unterminated chunked body would otherwise hold a connection for ever)
+BODY_IDLE_TIMEOUT_S = 30.0
+# orjson writes at most this many levels of nesting (it parses more): deeper bodies are refused
+MAX_DEPTH = 250
+_SESSION_RE = re.compile(r"_session_([0-9a-fA-F-]{8,})")
+_CWD_RE = re.compile(r"Working directory:\s*(\S[^\n]*)")
+
+
+class ClientGone(Exception):
+    """The client hung up before it finished sending its request."""
+
+
+async def read_body(receive: Receive, headers: dict[bytes, bytes], limit: int) -> bytes:
+    cl = headers.get(b"content-length")
+    too_big = GatewayError(
+        413, "request_too_large",
+        f"The request body is larger than Patchbay's limit of {limit // (1024 * 1024)} MB. Send less "
+        "(fewer or smaller images/documents), or raise max_body_mb in the [gateway] section.",
+    )
+    if cl is not None:
+        try:
+            if int(cl) > limit:
+                raise too_big
+        except ValueError:
+            raise GatewayError(400, "invalid_request_error", "The Content-Length header is not a number.") from None
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        try:
+            async with asyncio.timeout(BODY_IDLE_TIMEOUT_S):
+                msg = await receive()
+        except TimeoutError:
+            raise GatewayError(
+                408, "invalid_request_error",
+                f"The request body stopped arriving (nothing for {BODY_IDLE_TIMEOUT_S:g} s, {size} bytes so "
+                "far). Send the whole body; Patchbay closes this connection.",
+                headers=[(b"connection", b"close")]) from None
+        if msg["type"] == "http.disconnect":
+            raise ClientGone()
+        body = msg.get("body", b"")
+        if body:
+            size += len(body)
+            if size > limit:
+                raise too_big
+            chunks.append(body)
+        if not msg.get("more_body", False):
+            break
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def parse_body(raw: bytes, count: bool) -> dict[str, Any]:
+    if not raw.strip():
+        raise GatewayError(400, "invalid_request_error",
+                           "The request body is empty. Send a JSON object with model, max_tokens and messages.")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise GatewayError(400, "invalid_request_error", f"The request body is not valid JSON: {exc}.") from None
+    if not isinstance(body, dict):
+        raise GatewayError(400, "invalid_request_error",
+                           f"The request body must be a JSON object, not {type(body).__name__}.")
+    if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and _too_deep(body):
+        raise GatewayError(400, "invalid_request_error",
+                           f"The request body is nested more than {MAX_DEPTH} levels deep, more than Patchbay "
+                           "(and the Messages API) accept. Flatten the deepest value.")
+    model = body.get("model")
+    if not isinstance(model, str) or not model.strip():
+        raise GatewayError(400, "invalid_request_error",
+                           "model: Field required. Send a model name, e.g. \"claude-sonnet-4-5\", or "
+                           "\"<backend>,<model>\" to pick a Patchbay backend.")
+    msgs = body.get("messages")
+    if not isinstance(msgs, list):
+        raise GatewayError(400, "invalid_request_error",
+                           "messages: Field required. Send a list of {role, content} messages.")
+    if not msgs:
+        raise GatewayError(400, "invalid_request_error", "messages: at least one message is required.")
+    for i, m in enumerate(msgs):
+        if not isinstance(m, dict) or m.get("role") not in ("user", "assistant", "system") or "content" not in m:
+            raise GatewayError(400, "invalid_request_error",
+                               f"messages.{i}: each message needs a role (\"user\" or \"assistant\") and content.")
+    if not count:
+        mt = body.get("max_tokens")
+        if not isinstance(mt, int) or isinstance(mt, bool) or mt < 1:
+            raise GatewayError(400, "invalid_request_error",
+                               "max_tokens: Field required. Send a positive whole number, e.g. 4096.")
+        st = body.get("stream", False)
+        if not isinstance(st, bool):
+            raise GatewayError(400, "invalid_request_error", "stream: must be true or false.")
+    return body
+
+
+def session_from_metadata(body: dict[str, Any]) -> str | None:
+    md = body.get("metadata")
+    if not isinstance(md, dict):
+        return None
+    uid = md.get("user_id")
+    if not isinstance(uid, str) or not uid:
+        return None
+    if uid.startswith("{"):
+        try:
+            obj = orjson.loads(uid)
+            sid = obj.get("session_id") if isinstance(obj, dict) else None
+            return sid if isinstance(sid, str) and sid else None
+        except orjson.JSONDecodeError:
+            return None
+    m = _SESSION_RE.search(uid)
+    return m.group(1) if m else None
+
+
+def cwd_of(body: dict[str, Any]) -> str | None:
+    system = body.get("system")
+    texts: list[str] = []
+    if isinstance(system, str):
+        texts.append(system)
+    elif isinstance(system, list):
+        texts.extend(t for b in system if isinstance(b, dict) and isinstance(t := b.get("text"), str))
+    for t in texts:
+        m = _CWD_RE.search(t)
+        if m:
+            return m.group(1).strip()
+    return None
+
+
+def prompt_of(body: dict[str, Any]) -> str | None:
+    """The latest thing the user typed (not tool results or reminders), shortened."""
+    msgs = body.get("messages")
+    for msg in reversed(msgs if isinstance(msgs, list) else []):
+        if not isinstance(msg, dict) or msg.get("role") != "user":
+            continue
+        content = msg.get("content")
+        parts = [content] if isinstance(content, str) else [
+            t for b in (content if isinstance(content, list) else [])
+            if isinstance(b, dict) and b.get("type") == "text" and isinstance(t := b.get("text"), str)
+        ]
+        for p in parts:
+            p = p.strip()
+            if p and not p.startswith("<"):
+                return p[:200]
+    return None
+
+
+def _too_deep(body: Any) -> bool:
+    """True when ``body`` nests deeper than MAX_DEPTH. orjson writes 254 levels at most; the body
+    is tried inside four more, so that the adapters' own wrapping (a translated request, a
+    Bedrock envelope) always serialises. C speed: ~60 µs for a 300 kB body."""
+    wrapped: Any = body
+    for _ in range(254 - MAX_DEPTH):
+        wrapped = [wrapped]
+    try:
+        orjson.dumps(wrapped)
+    except orjson.JSONEncodeError:
+        return True
+    return False
