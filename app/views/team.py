@@ -27,12 +27,12 @@ from PySide6.QtWidgets import (
 from app.views.data import TeamBudgetView, TeamView
 from app.views.team_spend import TeamSpendChart
 from app.views.theme import STATE_COLORS, fmt_usd
-from app.views.widgets import SectionLabel
+from app.views.widgets import ItemTable, SectionLabel
 
 if TYPE_CHECKING:
     from app.bridge.team import Team
 
-KEY_COLUMNS = ("Key", "User", "Groups", "Status", "Created (UTC)", "Expires (UTC)", "Created by")
+KEY_COLUMNS = ("Key", "User", "Groups", "Status", "Created", "Expires", "Created by")  # dates in UTC
 AUDIT_COLUMNS = ("When (UTC)", "Who", "Action", "Subject", "What")
 BUDGET_COLUMNS = ("User or group", "Budget", "Spent", "Limit", "Used", "State", "Resets")
 TABS = ("Spend", "Budgets", "Keys", "Audit trail")
@@ -42,16 +42,37 @@ def _when(ts: float | None) -> str:
     return "never" if ts is None else time.strftime("%Y-%m-%d %H:%M", time.gmtime(ts))
 
 
-def state_words(b: TeamBudgetView) -> str:
-    """ok · warn (past 80 %) · blocked · downgraded to ollama · qwen3 · over (warn only)."""
+def _date(ts: float | None) -> QTableWidgetItem:
+    """The day only (the keys table gives its room to the e-mails); the minute in the tooltip."""
+    item = QTableWidgetItem("never" if ts is None else time.strftime("%Y-%m-%d", time.gmtime(ts)))
+    item.setToolTip(_when(ts) + ("" if ts is None else " UTC"))
+    return item
+
+
+def _cap(table: QTableWidget, widths: dict[int, int]) -> None:
+    """Columns as wide as their contents, but never wider than given (the rest elide, whole in the
+    tooltip), so one long config path or e-mail does not push the other columns out of sight."""
+    h = table.horizontalHeader()
+    for col, px in widths.items():
+        h.setSectionResizeMode(col, QHeaderView.ResizeMode.Interactive)
+        table.resizeColumnToContents(col)
+        if table.columnWidth(col) > px:
+            table.setColumnWidth(col, px)
+
+
+def state_words(b: TeamBudgetView) -> tuple[str, str]:
+    """(the cell: ok · warn · blocked · downgraded · over, its tooltip: what it means)."""
     if b.state == "ok":
-        return "ok"
+        return "ok", f"below the warn line ({b.warn_at:.0%} of the limit)"
     if b.state == "warn":
-        return f"warn: past {b.warn_at:.0%}"
+        return "warn", f"past the warn line ({b.warn_at:.0%} of the limit): requests still go through"
     if b.action.startswith("downgrade:"):
         backend, _, model = b.action[len("downgrade:"):].partition(",")
-        return f"downgraded to {backend.strip()}" + (f" · {model.strip()}" if model.strip() else "")
-    return "blocked" if b.action == "block" else "over the limit (warn only)"
+        to = backend.strip() + (f" · {model.strip()}" if model.strip() else "")
+        return "downgraded", f"at the limit: requests go to {to} until it resets"
+    if b.action == "block":
+        return "blocked", "at the limit: requests are refused (429) until it resets"
+    return "over", "past the limit: this budget only warns"
 
 
 def budget_label(b: TeamBudgetView) -> str:
@@ -72,9 +93,10 @@ def _item(text: str, *, right: bool = False, tip: str | None = None) -> QTableWi
     return item
 
 
-def _table(columns: tuple[str, ...], stretch: int | None = None) -> QTableWidget:
-    """``stretch``: the column that takes the room left and elides long names (e-mails) in the middle."""
-    t = QTableWidget(0, len(columns))
+def _table(columns: tuple[str, ...], stretch: int | None = None, empty: str = "") -> QTableWidget:
+    """``stretch``: the column that takes the room left and elides long names (e-mails) in the middle;
+    ``empty``: the grey sentence an empty table shows."""
+    t = ItemTable(0, len(columns), empty)
     t.setHorizontalHeaderLabels(list(columns))
     t.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
     t.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -121,8 +143,10 @@ class TeamPage(QWidget):
 
         # Spend: the chart, then this month's totals
         self.chart = TeamSpendChart()
-        self.by_user = _table(("User", "Requests", "Cost"), stretch=0)
-        self.by_group = _table(("Group", "Requests", "Cost"), stretch=0)
+        self.by_user = _table(("User", "Requests", "Cost"), stretch=0, empty="No team requests this month yet")
+        self.by_group = _table(("Group", "Requests", "Cost"), stretch=0, empty="No team requests this month yet")
+        for t in (self.by_user, self.by_group):
+            t.setMinimumHeight(110)  # three rows at the smallest window
         spend = QWidget()
         sl = QVBoxLayout(spend)
         sl.addWidget(self.chart, 3)
@@ -138,7 +162,7 @@ class TeamPage(QWidget):
         # Budgets: each person's and group's standing this period
         self.budget_note = QLabel()
         self.budget_note.setWordWrap(True)
-        self.budgets = _table(BUDGET_COLUMNS, stretch=0)
+        self.budgets = _table(BUDGET_COLUMNS, stretch=0, empty="No per-user or per-group budget rows this period")
         self.tabs.addTab(_tab((self.budget_note, 0), (self.budgets, 1)), TABS[1])
 
         # Keys: issue (the secret shown once) and revoke
@@ -169,7 +193,8 @@ class TeamPage(QWidget):
         self.secret_note.setVisible(False)
         kl.addWidget(self.secret)
         kl.addWidget(self.secret_note)
-        self.keys = _table(KEY_COLUMNS, stretch=1)
+        self.keys = _table(KEY_COLUMNS, stretch=1, empty="No keys issued yet: create one above, or with "
+                           "\"patchbay team key create EMAIL\"")
         kl.addWidget(self.keys, 1)
         row = QHBoxLayout()
         row.addStretch(1)
@@ -181,7 +206,7 @@ class TeamPage(QWidget):
         self.keys.itemSelectionChanged.connect(self._selection)
         self.tabs.addTab(keys, TABS[2])
 
-        self.audit = _table(AUDIT_COLUMNS)
+        self.audit = _table(AUDIT_COLUMNS, stretch=4, empty="No admin action recorded yet")
         self.tabs.addTab(_tab((self.audit, 1)), TABS[3])
 
         team.changed.connect(self.show_view)
@@ -203,10 +228,9 @@ class TeamPage(QWidget):
         self.group.setCurrentText(current)
         self.keys.setRowCount(len(view.keys))
         for r, k in enumerate(view.keys):
-            cells = (k.id, k.user, ", ".join(k.groups) or "-", k.status, _when(k.created_at), _when(k.expires_at),
-                     k.created_by or "")
-            for c, text in enumerate(cells):
-                item = _item(text)
+            cells = (_item(k.id), _item(k.user, tip=k.user), _item(", ".join(k.groups) or "-"), _item(k.status),
+                     _date(k.created_at), _date(k.expires_at), _item(k.created_by or ""))
+            for c, item in enumerate(cells):
                 if k.status != "active":
                     item.setForeground(Qt.GlobalColor.gray)
                 self.keys.setItem(r, c, item)
@@ -223,13 +247,16 @@ class TeamPage(QWidget):
         for r, a in enumerate(view.audit):
             for c, text in enumerate((_when(a.at), a.actor, a.action, a.subject, a.summary)):
                 self.audit.setItem(r, c, _item(text))
+        _cap(self.keys, {6: 160})
+        _cap(self.audit, {1: 180, 3: 220})
         self.tabs.setTabText(2, f"{TABS[2]} ({sum(k.status == 'active' for k in view.keys)} active)")
         self._selection()
 
     def _show_budgets(self, budgets: tuple[TeamBudgetView, ...]) -> None:
         self.budgets.setRowCount(len(budgets))
         for r, b in enumerate(budgets):
-            state = _item(state_words(b))
+            words, meaning = state_words(b)
+            state = _item(words, tip=meaning)
             color = STATE_COLORS["error" if b.state == "limit" else b.state]
             state.setForeground(QColor(color))
             if b.state != "ok":
@@ -241,6 +268,7 @@ class TeamPage(QWidget):
                      _item(f"{b.fraction:.0%}", right=True), state, _item(_resets(b.resets_at)))
             for c, item in enumerate(cells):
                 self.budgets.setItem(r, c, item)
+        _cap(self.budgets, {1: 180, 6: 150})
         over = [b for b in budgets if b.state == "limit"]
         warn = [b for b in budgets if b.state == "warn"]
         if not budgets:

@@ -125,6 +125,7 @@ class TeamSpendChart(QWidget):
                                          f"{plural(s.requests, 'request')}" for s in view.series))
         if days:
             self.plot.setXRange(days[0], days[-1] + DAY, padding=0.01)
+        self.plot.getPlotItem().getAxis("left").setStyle(showValues=bool(view.series))  # no "$0.0075" for nothing
         top = max(base, default=0.0)
         self.plot.setYRange(0, nice_top(top) if top > 0 else 0.01, padding=0)
         if not view.series:
@@ -134,8 +135,10 @@ class TeamSpendChart(QWidget):
             self.plot.addItem(self.empty)
             self._bars.append(self.empty)
         else:
-            both = " (a request of someone in two groups is in both bars)" if view.by == "group" else ""
-            self.totals.setText(f"  {fmt_usd(view.total_usd)} over {plural(view.requests, 'request')}{both}")
+            self.totals.setText(f"  {fmt_usd(view.total_usd)} over {plural(view.requests, 'request')}")
+        if view.by == "group" and view.series:
+            self.legend.setText(self.legend.text() + "&nbsp;&nbsp; <span style='color:#888888'>(a request of "
+                                "someone in two groups is in both)</span>")
 
     def shown(self) -> dict[str, float]:
         """What the chart draws now: series name -> dollars over the 30 days (for the tests)."""
