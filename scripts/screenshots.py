@@ -8,6 +8,8 @@ window, its tray icon and the tray menu are the ones a user meets on a plain Lin
     .venv/bin/python scripts/screenshots.py --dark          # the desktop's own dark theme
     .venv/bin/python scripts/screenshots.py --case fresh    # a fresh install with little data
     .venv/bin/python scripts/screenshots.py --case small    # the window at its 900x600 minimum
+    .venv/bin/python scripts/screenshots.py --case team     # the Team page of a team gateway
+    .venv/bin/python scripts/screenshots.py --case team-fresh  # ...with no team request yet
 
 (Debian/Ubuntu: ``apt install xvfb openbox trayer`` plus Qt's X11 libraries, see the README.)
 ``--dark`` asks the desktop for a dark theme (GTK's Adwaita:dark, which Qt's GTK platform theme
@@ -20,6 +22,10 @@ following the clock) with ten minutes of back-filled samples,
 back-fills two weeks of usage through the real Ledger API, drives six Claude-Code-like sessions
 (one with a long folder name) through the real gateway (thinking, text and tool calls, streamed),
 then grabs each page. The fresh case has one backend, no history, no GPU and no Ollama.
+
+The team cases run the gateway in team mode ([team] with keys and three groups): thirty days of
+requests by fourteen people (one with a very long e-mail) and a few keys, one revoked, then the
+Team page's tabs at the usual size and at the 900x600 minimum (docs/team*.png).
 """
 
 from __future__ import annotations
@@ -758,14 +764,249 @@ class Desktop:
                 p.kill()
 
 
+# --------------------------------------------------------------------------- the team cases
+
+TEAM = """
+[team]
+identity = ["keys"]
+
+[[team.groups]]
+name = "eng"
+members = ["*@corp.example"]
+backends = ["anthropic", "ollama"]
+
+[[team.groups]]
+name = "research"
+members = ["group:research"]
+
+[[team.groups]]
+name = "contractors"
+members = ["*@agency.example"]
+models = ["claude-haiku-*", "qwen3-*"]
+"""
+TEAM_BUDGETS = """
+[[budgets]]
+scope = "each-user"
+period = "day"
+limit_usd = 25
+warn_at = 0.8
+action = "downgrade:ollama,qwen3-coder:30b"
+
+[[budgets]]
+scope = "group:contractors"
+period = "month"
+limit_usd = 400
+action = "block"
+blocked_message = "Ask Erin (platform team) to raise it."
+
+[[budgets]]
+scope = "user:ravi@agency.example"
+period = "week"
+limit_usd = 30
+action = "block"
+"""
+PEOPLE = (  # e-mail, groups, dollars per working day (roughly)
+    ("dana@corp.example", ("eng",), 7.5), ("ravi@agency.example", ("contractors",), 7.0),
+    ("mei.lin@corp.example", ("eng", "research"), 6.2), ("tom@corp.example", ("eng",), 3.1),
+    ("alexandra.konstantinopoulou-vasilakis@research-and-development.corp.example", ("eng", "research"), 2.6),
+    ("jo@corp.example", ("eng",), 2.2), ("sam@agency.example", ("contractors",), 1.8),
+    ("priya@corp.example", ("eng",), 1.5), ("lee@corp.example", ("eng",), 0.9), ("ana@corp.example", ("eng",), 0.7),
+    ("omar@corp.example", ("eng",), 0.5), ("kim@agency.example", ("contractors",), 0.4),
+    ("noah@corp.example", ("eng",), 0.3), ("eva@corp.example", ("eng", "research"), 0.2),
+)
+
+
+def write_team_config(path: Path, a_url: str, ollama_url: str, *, budgets: bool) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"""[gateway]
+port = 0
+
+[[backends]]
+id = "anthropic"
+kind = "anthropic"
+base_url = "{a_url}"
+auth = "none"
+local = false
+
+[[backends]]
+id = "ollama"
+kind = "anthropic"
+base_url = "{ollama_url}"
+auth = "none"
+models = ["qwen3-coder:30b"]
+local = true
+
+[active]
+backend = "anthropic"
+{TEAM}{TEAM_BUDGETS if budgets else ""}""", encoding="utf-8")
+
+
+def backfill_team(config_path: Path, ledger_file: Path) -> int:
+    """Thirty days of the team's requests (who sent each: user and groups), through the real Ledger."""
+    import dataclasses
+
+    from app.config import load_config
+    from app.events import Usage, finished_request
+    from app.services.ledger import Ledger
+    from app.services.pricing import PriceBook
+
+    cfg = load_config(config_path)
+    ledger = Ledger(ledger_file, prices=PriceBook.load(cfg), settings=cfg.ledger)
+    ledger.start()
+    rnd = random.Random(17)
+    now = time.time()
+    n = 0
+    for day in range(29, -1, -1):
+        t0 = now - day * 86400
+        weekday = time.localtime(t0).tm_wday < 5
+        for user, groups, per_day in PEOPLE:
+            dollars = per_day * (rnd.uniform(0.3, 1.7) if weekday else rnd.uniform(0.0, 0.25))
+            if user.startswith("ravi") and day < 6:
+                dollars *= 1.6  # a busy week: past the warn line of his weekly budget
+            while dollars > 0:
+                cost = min(dollars, rnd.uniform(0.05, 0.6))
+                dollars -= cost
+                at = min(t0 - rnd.uniform(0, 9 * 3600), now - 60)
+                out = int(cost / 15e-6)  # claude-sonnet-4-5 output: $15 per million tokens
+                e = finished_request(f"req_{uuid.UUID(int=rnd.getrandbits(128)).hex[:24]}", at,
+                                     model="claude-sonnet-4-5", usage=Usage(0, out), duration_ms=rnd.uniform(2e3, 9e3))
+                ledger.record(dataclasses.replace(e, user=user, groups=groups, identity_source="keys",
+                                                  client_addr="10.20.0.%d" % rnd.randint(2, 200)))
+                n += 1
+    # whatever the date: one person past the limit, one past the warn line, one over a weekly cap;
+    # what is missing is spread over the period's days so far (no one-day tower on a Monday)
+    from app.services.budgets import period_bounds
+
+    day, week = period_bounds("day", now)[0], period_bounds("week", now)[0]
+    ledger.flush(30.0)
+    for user, start, target in (("dana@corp.example", day, 26.0), ("mei.lin@corp.example", day, 21.5),
+                                ("ravi@agency.example", week, 33.0)):
+        missing = target - ledger_rows(ledger_file, user, start)
+        groups = next(g for u, g, _ in PEOPLE if u == user)
+        days = [d for d in (start + i * 86400 for i in range(7)) if d < now]
+        while missing > 0.01:
+            cost = min(missing, 0.9)
+            missing -= cost
+            d = rnd.choice(days)
+            at = min(d + rnd.uniform(8 * 3600, 18 * 3600), now - rnd.uniform(60, 1800))
+            e = finished_request(f"req_{uuid.UUID(int=rnd.getrandbits(128)).hex[:24]}", max(at, d),
+                                 model="claude-sonnet-4-5", usage=Usage(0, int(cost / 15e-6)))
+            ledger.record(dataclasses.replace(e, user=user, groups=groups, identity_source="keys"))
+            n += 1
+    ledger.close()
+    return n
+
+
+def ledger_rows(ledger_file: Path, user: str, since: float) -> float:
+    """What ``user`` spent since ``since``, by the ledger (flushed first)."""
+    from app.services.ledger import LedgerReader
+
+    with LedgerReader(ledger_file) as reader:
+        return sum(t.cost_usd for t in reader.totals(since, None, "user") if t.key == user)
+
+
+def issue_team_keys(ledger_file: Path) -> None:
+    from app.team.keystore_sqlite import SqliteKeyStore
+
+    store = SqliteKeyStore(ledger_file)
+    try:
+        for user, groups, _ in PEOPLE[:6]:
+            store.create(user, groups[:1], expires_at=time.time() + 90 * 86400, created_by="erin@admin-laptop")
+        old, _ = store.create("former.employee@corp.example", ("eng",), created_by="erin@admin-laptop")
+        store.revoke(old.id, revoked_by="erin@admin-laptop")
+    finally:
+        store.close()
+
+
+async def shoot_team(args: argparse.Namespace) -> int:
+    """The Team page: Spend (by user, by group), Budgets, Keys, Audit trail; and the small window."""
+    from app.gui import App
+    from app.paths import default_paths
+    from app.services.hardware import HardwareSampler
+    from app.views.main_window import MIN_SIZE
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    suffix = "-dark" if args.dark else ""
+    fresh = args.case == "team-fresh"
+    paths = default_paths()
+    a, _b = make_upstreams()
+    ol = make_ollama()
+    write_team_config(paths.config_file, a.url, ol.url, budgets=True)
+    if not fresh:
+        print(f"back-filled {backfill_team(paths.config_file, paths.ledger_file)} team ledger rows", flush=True)
+    issue_team_keys(paths.ledger_file)
+    budgets_here = True
+    app = App(paths.config_file, use_system_tray=False, hardware_factory=lambda: HardwareSampler([]))
+    if not app.start():  # a build that does not enforce per-user budgets yet refuses them: start without
+        print("this build refuses team budgets:", [m.text for m in app.window.messages()][:1], flush=True)
+        app.quit()
+        write_team_config(paths.config_file, a.url, ol.url, budgets=False)
+        budgets_here = False
+        app = App(paths.config_file, use_system_tray=False, hardware_factory=lambda: HardwareSampler([]))
+        assert app.start(), [m.text for m in app.window.messages()]
+    win = app.window
+    win.resize(1320, 860)
+    app.show_window()
+    win.move(0, 30)
+    win.show_page("team")
+    page = win.page("team")
+    await wait_until(lambda: page.keys.rowCount() > 0 and (fresh or bool(page.chart.shown())), 10.0)
+    if not budgets_here:
+        # what the page shows once the gateway takes these budgets: the same reader, on the same file
+        import dataclasses
+
+        from app.bridge.team_read import read_team
+        from app.config import parse_config
+        from app.services.ledger import LedgerReader
+        from app.team.keystore_sqlite import SqliteKeyStore
+
+        cfg = parse_config(paths.config_file.read_text(encoding="utf-8") + TEAM_BUDGETS)
+        store, reader = SqliteKeyStore(paths.ledger_file), LedgerReader(paths.ledger_file)
+        assert cfg.team is not None
+        view, _ = read_team(cfg.team, store, reader, cfg.budgets)
+        store.close()
+        reader.close()
+        page.team._timer.stop()  # this screenshot shows that view, not the next refresh's
+        page.show_view(dataclasses.replace(page.team.view(), budgets=view.budgets))
+    await settle(0.5)
+    prefix = "fresh-" if fresh else ""
+
+    def save(name: str) -> None:
+        pm = win.grab()
+        path = out / f"{prefix}{name}{suffix}.png"
+        pm.save(str(path))
+        print(f"saved {path} ({pm.width()}x{pm.height()})", flush=True)
+
+    for size, tail, tabs in (((1320, 860), "", ("team", "team-budgets", "team-keys", "team-audit")),
+                             (MIN_SIZE, "-small", ("team", "team-budgets"))):
+        win.resize(*size)
+        for tab, name in enumerate(tabs):
+            page.tabs.setCurrentIndex(tab)
+            await settle(0.4)
+            save(name + tail)
+        page.tabs.setCurrentIndex(0)
+        if not tail:
+            page.chart.by.setCurrentIndex(1)
+            await settle(0.4)
+            save("team-by-group")
+            page.chart.by.setCurrentIndex(0)
+    app.quit()
+    a.stop()
+    _b.stop()
+    ol.stop()
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=str(ROOT / "docs"), help="where the PNGs go (default: docs/)")
     ap.add_argument("--dark", action="store_true",
                     help="a dark desktop theme (GTK Adwaita:dark, followed by Qt); adds -dark to the file names")
-    ap.add_argument("--case", choices=("full", "fresh", "small"), default="full",
+    ap.add_argument("--case", choices=("full", "fresh", "small", "team", "team-fresh"), default="full",
                     help="full: every page with two weeks of data; fresh: a new install with little data; "
-                         "small: the window at its minimum size (files get a fresh-/small- prefix)")
+                         "small: the window at its minimum size (files get a fresh-/small- prefix); "
+                         "team: the Team page of a team gateway (docs/team*.png); team-fresh: with no requests")
     ap.add_argument("--desktop", action=argparse.BooleanOptionalAction, default=None,
                     help="start Xvfb, openbox and trayer (default: when no DISPLAY is set)")
     args = ap.parse_args()
@@ -796,7 +1037,7 @@ def main() -> int:
         loop = qasync.QEventLoop(qapp)
         asyncio.set_event_loop(loop)
         with loop:
-            return loop.run_until_complete(shoot(args))
+            return loop.run_until_complete(shoot_team(args) if args.case.startswith("team") else shoot(args))
     finally:
         if desktop is not None:
             desktop.close()

@@ -74,7 +74,7 @@ class Bridge(QObject):
         self.monitor = Monitor(self.jobs, self.notices, hardware_factory, self)
         self.settings = Settings(self.notices, config_path=self.config_path, autostart_config=config_path,
                                  parent=self)
-        self.team = Team(self.notices, self)
+        self.team = Team(self.jobs, self.notices, self)
         self.ledger = LedgerWatch(self.notices, self)
         self._parts = (self.live, self.backends, self.usage, self.monitor, self.settings, self.team, self.ledger)
         self.config_watch = ConfigWatch(self)

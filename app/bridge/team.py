@@ -1,5 +1,6 @@
-"""The Team page's part: in team mode, the issued keys (create, revoke) and the audit trail,
-read from the ledger database the gateway uses (so what the CLI did shows here too)."""
+"""The Team page's part: in team mode, the issued keys (create, revoke), the audit trail, spend
+by user and group over time and each per-user or per-group budget's state, read from the ledger
+database the gateway uses (so what the CLI did shows here too), on the jobs thread."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ import time
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from app.bridge.engine import EngineApi
+from app.bridge.jobs import Jobs
 from app.bridge.notices import Notices
-from app.views.data import TeamAuditView, TeamKeyView, TeamView
+from app.bridge.team_read import read_team
+from app.views.data import TeamView
 
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-AUDIT_SHOWN = 500
 REFRESH_MS = 15_000  # spend by user and group, and keys the CLI changed
 
 
@@ -21,11 +23,14 @@ class Team(QObject):
     changed = Signal(object)  # TeamView
     keyCreated = Signal(str, str, str)  # secret (shown once), key id, user
 
-    def __init__(self, notices: Notices, parent: QObject | None = None) -> None:
+    def __init__(self, jobs: Jobs, notices: Notices, parent: QObject | None = None) -> None:
         super().__init__(parent)
+        self._jobs = jobs
         self._notices = notices
         self._engine: EngineApi | None = None
         self._view = TeamView(False)
+        self._reading = False  # a read is on the jobs thread
+        self._again = False  # ...and another was asked for meanwhile
         self._timer = QTimer(self)
         self._timer.setInterval(REFRESH_MS)
         self._timer.timeout.connect(self.refresh)
@@ -42,32 +47,43 @@ class Team(QObject):
         return self._view
 
     def refresh(self) -> None:
+        """Read everything again off the GUI thread; ``changed`` follows. In team mode the page
+        is enabled at once (from the config), its contents when the read is back."""
         eng = self._engine
         store = eng.team_store if eng is not None else None
         team = eng.config.team if eng is not None else None
         if eng is None or store is None or team is None:
-            self._view = TeamView(False)
-        else:
-            from app.team.cli import _summary
+            self._set(TeamView(False))
+            return
+        if not self._view.enabled:
+            self._set(TeamView(True, tuple(team.identity), tuple(g.name for g in team.groups)))
+        if self._reading:
+            self._again = True
+            return
+        self._reading = True
+        reader, budgets = eng.reader, eng.config.budgets
 
-            now = time.time()
-            keys = tuple(TeamKeyView(r.id, r.user, r.groups, r.status(now), r.created_at, r.expires_at, r.created_by)
-                         for r in reversed(store.list_keys()))
-            audit = tuple(TeamAuditView(e.at, e.actor, e.action, e.subject, _summary(e.action, e.detail))
-                          for e in reversed(store.audit()[-AUDIT_SHOWN:]))
-            by_user: tuple[tuple[str, int, float], ...] = ()
-            by_group: tuple[tuple[str, int, float], ...] = ()
-            try:
-                from app.services.budgets import period_bounds
+        def done(result: tuple[TeamView, str | None] | None, error: BaseException | None) -> None:
+            self._reading = False
+            if self._engine is eng:  # not an answer about an engine since replaced
+                if error is not None or result is None:
+                    self._notices.say("warn", "The Team page could not be read", str(error), key="team-spend")
+                else:
+                    view, problem = result
+                    if problem is None:
+                        self._notices.clear("team-spend")
+                    else:
+                        self._notices.say("warn", "Spend by user is not available", problem, key="team-spend")
+                    self._set(view)
+            if self._again:
+                self._again = False
+                self.refresh()
 
-                start, _end = period_bounds("month", now)
-                by_user = tuple((t.key, t.requests, t.cost_usd) for t in eng.reader.totals(start, None, "user"))
-                by_group = tuple((t.key, t.requests, t.cost_usd) for t in eng.reader.totals(start, None, "group"))
-            except Exception as exc:  # a ledger that cannot be read now: the keys still show
-                self._notices.say("warn", "Spend by user is not available", str(exc), key="team-spend")
-            self._view = TeamView(True, tuple(team.identity), tuple(g.name for g in team.groups), keys, audit,
-                                  by_user, by_group)
-        self.changed.emit(self._view)
+        self._jobs.submit(lambda: read_team(team, store, reader, budgets), done)
+
+    def _set(self, view: TeamView) -> None:
+        self._view = view
+        self.changed.emit(view)
 
     def create_key(self, email: str, groups: list[str], expires: str = "never") -> bool:
         """Issue a key; its secret goes out once through ``keyCreated``. False (with a notice) if not."""

@@ -318,6 +318,43 @@ class TeamAuditView:
 
 
 @dataclass(frozen=True, slots=True)
+class TeamSeriesView:
+    """One user's or group's spend per day (or the rest folded together: ``others`` > 0)."""
+
+    key: str  # "-": requests without a user (group) recorded
+    costs: tuple[float, ...]  # dollars per day of ``TeamSpendView.days``
+    requests: int
+    total_usd: float
+    others: int = 0  # the folded series: how many users (groups) it stands for
+
+
+@dataclass(frozen=True, slots=True)
+class TeamSpendView:
+    by: str  # "user" | "group"
+    days: tuple[float, ...]  # local midnights, oldest first, today last
+    series: tuple[TeamSeriesView, ...] = ()  # most expensive first, "others" last
+    total_usd: float = 0.0
+    requests: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TeamBudgetView:
+    """A person's or group's standing against one per-user or per-group budget this period."""
+
+    subject: str  # the user's e-mail or the group's name
+    kind: str  # "user" | "group"
+    scope: str  # as configured: "each-user", "user:EMAIL", "group:NAME"
+    period: str  # day | week | month
+    spent_usd: float
+    limit_usd: float
+    fraction: float
+    warn_at: float
+    state: str  # ok | warn | limit
+    action: str  # at the limit: block | warn | downgrade:<backend>,<model>
+    resets_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class TeamView:
     enabled: bool  # this app's gateway runs in team mode ([team] in its config)
     identity: tuple[str, ...] = ()
@@ -327,3 +364,6 @@ class TeamView:
     # this month so far, most expensive first: (user or group, requests, dollars)
     by_user: tuple[tuple[str, int, float], ...] = ()
     by_group: tuple[tuple[str, int, float], ...] = ()
+    spend_by_user: TeamSpendView | None = None  # the last 30 days per day (None: not read yet, or unreadable)
+    spend_by_group: TeamSpendView | None = None
+    budgets: tuple[TeamBudgetView, ...] = ()  # each-user, user: and group: budgets, config order

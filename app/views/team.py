@@ -1,5 +1,6 @@
-"""Team: an admin's view of a team gateway: the issued keys (create, revoke) and the audit trail.
-Shown only when the app's gateway runs in team mode ([team] in its config)."""
+"""Team: an admin's view of a team gateway, in tabs: spend per day by user or group with this
+month's totals (Spend), each person's and group's budget state (Budgets), the issued keys
+(create, revoke) and the audit trail. Shown only when the app's gateway runs in team mode."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import time
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -17,26 +19,84 @@ from PySide6.QtWidgets import (
     QPushButton,
     QTableWidget,
     QTableWidgetItem,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
-from app.views.data import TeamView
-from app.views.widgets import SectionLabel
+from app.views.data import TeamBudgetView, TeamView
+from app.views.team_spend import TeamSpendChart
+from app.views.theme import STATE_COLORS, fmt_usd
+from app.views.widgets import ItemTable, SectionLabel
 
 if TYPE_CHECKING:
     from app.bridge.team import Team
 
-KEY_COLUMNS = ("Key", "User", "Groups", "Status", "Created (UTC)", "Expires (UTC)", "Created by")
+KEY_COLUMNS = ("Key", "User", "Groups", "Status", "Created", "Expires", "Created by")  # dates in UTC
 AUDIT_COLUMNS = ("When (UTC)", "Who", "Action", "Subject", "What")
+BUDGET_COLUMNS = ("User or group", "Budget", "Spent", "Limit", "Used", "State", "Resets")
+TABS = ("Spend", "Budgets", "Keys", "Audit trail")
 
 
 def _when(ts: float | None) -> str:
     return "never" if ts is None else time.strftime("%Y-%m-%d %H:%M", time.gmtime(ts))
 
 
-def _table(columns: tuple[str, ...]) -> QTableWidget:
-    t = QTableWidget(0, len(columns))
+def _date(ts: float | None) -> QTableWidgetItem:
+    """The day only (the keys table gives its room to the e-mails); the minute in the tooltip."""
+    item = QTableWidgetItem("never" if ts is None else time.strftime("%Y-%m-%d", time.gmtime(ts)))
+    item.setToolTip(_when(ts) + ("" if ts is None else " UTC"))
+    return item
+
+
+def _cap(table: QTableWidget, widths: dict[int, int]) -> None:
+    """Columns as wide as their contents, but never wider than given (the rest elide, whole in the
+    tooltip), so one long config path or e-mail does not push the other columns out of sight."""
+    h = table.horizontalHeader()
+    for col, px in widths.items():
+        h.setSectionResizeMode(col, QHeaderView.ResizeMode.Interactive)
+        table.resizeColumnToContents(col)
+        if table.columnWidth(col) > px:
+            table.setColumnWidth(col, px)
+
+
+def state_words(b: TeamBudgetView) -> tuple[str, str]:
+    """(the cell: ok · warn · blocked · downgraded · over, its tooltip: what it means)."""
+    if b.state == "ok":
+        return "ok", f"below the warn line ({b.warn_at:.0%} of the limit)"
+    if b.state == "warn":
+        return "warn", f"past the warn line ({b.warn_at:.0%} of the limit): requests still go through"
+    if b.action.startswith("downgrade:"):
+        backend, _, model = b.action[len("downgrade:"):].partition(",")
+        to = backend.strip() + (f" · {model.strip()}" if model.strip() else "")
+        return "downgraded", f"at the limit: requests go to {to} until it resets"
+    if b.action == "block":
+        return "blocked", "at the limit: requests are refused (429) until it resets"
+    return "over", "past the limit: this budget only warns"
+
+
+def budget_label(b: TeamBudgetView) -> str:
+    each = "each user" if b.scope == "each-user" else b.kind
+    return f"{each} / {b.period} {fmt_usd(b.limit_usd)}"
+
+
+def _resets(ts: float) -> str:
+    return time.strftime("%a %d %b %H:%M", time.localtime(ts))
+
+
+def _item(text: str, *, right: bool = False, tip: str | None = None) -> QTableWidgetItem:
+    item = QTableWidgetItem(text)
+    if right:
+        item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+    if tip or len(text) > 24:
+        item.setToolTip(tip or text)
+    return item
+
+
+def _table(columns: tuple[str, ...], stretch: int | None = None, empty: str = "") -> QTableWidget:
+    """``stretch``: the column that takes the room left and elides long names (e-mails) in the middle;
+    ``empty``: the grey sentence an empty table shows."""
+    t = ItemTable(0, len(columns), empty)
     t.setHorizontalHeaderLabels(list(columns))
     t.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
     t.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -44,9 +104,24 @@ def _table(columns: tuple[str, ...]) -> QTableWidget:
     t.setAlternatingRowColors(True)
     t.setShowGrid(False)
     t.verticalHeader().setVisible(False)
-    t.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-    t.horizontalHeader().setStretchLastSection(True)
+    t.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+    t.setWordWrap(False)
+    h = t.horizontalHeader()
+    h.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+    if stretch is None:
+        h.setStretchLastSection(True)
+    else:
+        h.setSectionResizeMode(stretch, QHeaderView.ResizeMode.Stretch)
+        h.setMinimumSectionSize(48)
     return t
+
+
+def _tab(*widgets: tuple[QWidget, int]) -> QWidget:
+    w = QWidget()
+    lay = QVBoxLayout(w)
+    for widget, stretch in widgets:
+        lay.addWidget(widget, stretch)
+    return w
 
 
 class TeamPage(QWidget):
@@ -58,17 +133,41 @@ class TeamPage(QWidget):
         self.summary.setWordWrap(True)
         lay.addWidget(self.summary)
 
-        spend = QHBoxLayout()
-        self.by_user = _table(("User", "Requests", "Cost"))
-        self.by_group = _table(("Group", "Requests", "Cost"))
+        self.budget_summary = QLabel()
+        self.budget_summary.setWordWrap(True)
+        self.budget_summary.setTextFormat(Qt.TextFormat.RichText)
+        lay.addWidget(self.budget_summary)
+        self.tabs = QTabWidget()
+        self.tabs.setDocumentMode(True)
+        lay.addWidget(self.tabs, 1)
+
+        # Spend: the chart, then this month's totals
+        self.chart = TeamSpendChart()
+        self.by_user = _table(("User", "Requests", "Cost"), stretch=0, empty="No team requests this month yet")
+        self.by_group = _table(("Group", "Requests", "Cost"), stretch=0, empty="No team requests this month yet")
+        for t in (self.by_user, self.by_group):
+            t.setMinimumHeight(110)  # three rows at the smallest window
+        spend = QWidget()
+        sl = QVBoxLayout(spend)
+        sl.addWidget(self.chart, 3)
+        month = QHBoxLayout()
         for title, table in (("This month by user (top first)", self.by_user), ("This month by group", self.by_group)):
             col = QVBoxLayout()
             col.addWidget(SectionLabel(title))
             col.addWidget(table)
-            spend.addLayout(col, 1)
-        lay.addLayout(spend, 1)
+            month.addLayout(col, 1)
+        sl.addLayout(month, 2)
+        self.tabs.addTab(spend, TABS[0])
 
-        lay.addWidget(SectionLabel("Keys"))
+        # Budgets: each person's and group's standing this period
+        self.budget_note = QLabel()
+        self.budget_note.setWordWrap(True)
+        self.budgets = _table(BUDGET_COLUMNS, stretch=0, empty="No per-user or per-group budget rows this period")
+        self.tabs.addTab(_tab((self.budget_note, 0), (self.budgets, 1)), TABS[1])
+
+        # Keys: issue (the secret shown once) and revoke
+        keys = QWidget()
+        kl = QVBoxLayout(keys)
         form = QHBoxLayout()
         self.email = QLineEdit()
         self.email.setPlaceholderText("person@corp.example")
@@ -84,7 +183,7 @@ class TeamPage(QWidget):
         for w, stretch in ((QLabel("E-mail"), 0), (self.email, 2), (QLabel("Group"), 0), (self.group, 1),
                            (QLabel("Expires"), 0), (self.expires, 0), (self.create_button, 0)):
             form.addWidget(w, stretch)
-        lay.addLayout(form)
+        kl.addLayout(form)
         self.secret = QLineEdit()
         self.secret.setReadOnly(True)
         self.secret.setVisible(False)
@@ -92,22 +191,23 @@ class TeamPage(QWidget):
         self.secret_note = QLabel()
         self.secret_note.setWordWrap(True)
         self.secret_note.setVisible(False)
-        lay.addWidget(self.secret)
-        lay.addWidget(self.secret_note)
-        self.keys = _table(KEY_COLUMNS)
-        lay.addWidget(self.keys, 2)
+        kl.addWidget(self.secret)
+        kl.addWidget(self.secret_note)
+        self.keys = _table(KEY_COLUMNS, stretch=1, empty="No keys issued yet: create one above, or with "
+                           "\"patchbay team key create EMAIL\"")
+        kl.addWidget(self.keys, 1)
         row = QHBoxLayout()
         row.addStretch(1)
         self.revoke_button = QPushButton("Revoke selected key")
         self.revoke_button.setEnabled(False)
         self.revoke_button.clicked.connect(self._revoke)
         row.addWidget(self.revoke_button)
-        lay.addLayout(row)
+        kl.addLayout(row)
         self.keys.itemSelectionChanged.connect(self._selection)
+        self.tabs.addTab(keys, TABS[2])
 
-        lay.addWidget(SectionLabel("Audit trail"))
-        self.audit = _table(AUDIT_COLUMNS)
-        lay.addWidget(self.audit, 2)
+        self.audit = _table(AUDIT_COLUMNS, stretch=4, empty="No admin action recorded yet")
+        self.tabs.addTab(_tab((self.audit, 1)), TABS[3])
 
         team.changed.connect(self.show_view)
         team.keyCreated.connect(self._created)
@@ -128,26 +228,66 @@ class TeamPage(QWidget):
         self.group.setCurrentText(current)
         self.keys.setRowCount(len(view.keys))
         for r, k in enumerate(view.keys):
-            cells = (k.id, k.user, ", ".join(k.groups) or "-", k.status, _when(k.created_at), _when(k.expires_at),
-                     k.created_by or "")
-            for c, text in enumerate(cells):
-                item = QTableWidgetItem(text)
+            cells = (_item(k.id), _item(k.user, tip=k.user), _item(", ".join(k.groups) or "-"), _item(k.status),
+                     _date(k.created_at), _date(k.expires_at), _item(k.created_by or ""))
+            for c, item in enumerate(cells):
                 if k.status != "active":
                     item.setForeground(Qt.GlobalColor.gray)
                 self.keys.setItem(r, c, item)
-        for table, rows in ((self.by_user, view.by_user), (self.by_group, view.by_group)):
+        for table, rows, none in ((self.by_user, view.by_user, "no user recorded"),
+                                  (self.by_group, view.by_group, "in no group")):
             table.setRowCount(len(rows))
             for r, (key, requests, cost) in enumerate(rows):
-                for c, text in enumerate((key, f"{requests:,}", f"${cost:,.2f}")):
-                    item = QTableWidgetItem(text)
-                    if c:
-                        item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-                    table.setItem(r, c, item)
+                table.setItem(r, 0, _item(none if key == "-" else key))
+                table.setItem(r, 1, _item(f"{requests:,}", right=True))
+                table.setItem(r, 2, _item(fmt_usd(cost), right=True))
+        self.chart.set_data(view.spend_by_user, view.spend_by_group)
+        self._show_budgets(view.budgets)
         self.audit.setRowCount(len(view.audit))
         for r, a in enumerate(view.audit):
             for c, text in enumerate((_when(a.at), a.actor, a.action, a.subject, a.summary)):
-                self.audit.setItem(r, c, QTableWidgetItem(text))
+                self.audit.setItem(r, c, _item(text))
+        _cap(self.keys, {6: 160})
+        _cap(self.audit, {1: 180, 3: 220})
+        self.tabs.setTabText(2, f"{TABS[2]} ({sum(k.status == 'active' for k in view.keys)} active)")
         self._selection()
+
+    def _show_budgets(self, budgets: tuple[TeamBudgetView, ...]) -> None:
+        self.budgets.setRowCount(len(budgets))
+        for r, b in enumerate(budgets):
+            words, meaning = state_words(b)
+            state = _item(words, tip=meaning)
+            color = STATE_COLORS["error" if b.state == "limit" else b.state]
+            state.setForeground(QColor(color))
+            if b.state != "ok":
+                font = state.font()
+                font.setBold(True)
+                state.setFont(font)
+            cells = (_item(b.subject, tip=b.subject), _item(budget_label(b), tip=f"[[budgets]] scope = \"{b.scope}\""),
+                     _item(fmt_usd(b.spent_usd), right=True), _item(fmt_usd(b.limit_usd), right=True),
+                     _item(f"{b.fraction:.0%}", right=True), state, _item(_resets(b.resets_at)))
+            for c, item in enumerate(cells):
+                self.budgets.setItem(r, c, item)
+        _cap(self.budgets, {1: 180, 6: 150})
+        over = [b for b in budgets if b.state == "limit"]
+        warn = [b for b in budgets if b.state == "warn"]
+        if not budgets:
+            self.budget_note.setText("No per-user or per-group budgets, or nobody has spent against one this "
+                                     "period. Add [[budgets]] with scope = \"each-user\", \"user:EMAIL\" or "
+                                     "\"group:NAME\" to the config.")
+            self.budget_summary.setText("")
+        else:
+            self.budget_note.setText("Spent this period, from the ledger's rows (for each-user budgets: everyone "
+                                     "who sent a request this period), most used first.")
+            parts = []
+            if over:
+                parts.append(f"<span style='color:{STATE_COLORS['error']}'><b>{len(over)} at the limit</b></span>")
+            if warn:
+                parts.append(f"<span style='color:{STATE_COLORS['warn']}'><b>{len(warn)} past the warn line</b>"
+                             "</span>")
+            self.budget_summary.setText("Budgets: " + (", ".join(parts) if parts else "all within their limits")
+                                        + f" ({len(budgets)} rows, Budgets tab).")
+        self.tabs.setTabText(1, f"{TABS[1]} ({len(over)} at the limit)" if over else TABS[1])
 
     def _selected_key(self) -> tuple[str, str] | None:
         rows = {i.row() for i in self.keys.selectedItems()}
@@ -169,6 +309,7 @@ class TeamPage(QWidget):
             self.email.clear()
 
     def _created(self, secret: str, key_id: str, user: str) -> None:
+        self.tabs.setCurrentIndex(TABS.index("Keys"))  # the secret is shown this once: in sight
         self.secret.setText(secret)
         self.secret.setVisible(True)
         self.secret_note.setText(f"The key {key_id} for {user}, shown this once and not stored: hand it to {user} "

@@ -7,7 +7,15 @@ from typing import Any
 
 from PySide6.QtCore import QEvent, QObject, QSize, Qt
 from PySide6.QtGui import QPainter, QPaintEvent, QPalette, QResizeEvent
-from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QLabel, QSizePolicy, QTableView, QWidget
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHeaderView,
+    QLabel,
+    QSizePolicy,
+    QTableView,
+    QTableWidget,
+    QWidget,
+)
 
 from app.views.models import SortProxy
 
@@ -26,12 +34,28 @@ class Table(QTableView):
 
     def paintEvent(self, ev: QPaintEvent) -> None:  # noqa: N802
         super().paintEvent(ev)
-        model = self.model()
-        if self.empty_text and model is not None and model.rowCount() == 0:
-            p = QPainter(self.viewport())
-            p.setPen(self.palette().color(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Text))
-            r = self.viewport().rect().adjusted(24, 12, -24, -12)
-            p.drawText(r, int(Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap), self.empty_text)
+        _paint_empty(self, self.empty_text)
+
+
+def _paint_empty(view: QTableView, text: str) -> None:
+    model = view.model()
+    if text and model is not None and model.rowCount() == 0:
+        p = QPainter(view.viewport())
+        p.setPen(view.palette().color(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Text))
+        r = view.viewport().rect().adjusted(24, 12, -24, -12)
+        p.drawText(r, int(Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap), text)
+
+
+class ItemTable(QTableWidget):
+    """``Table``'s grey sentence when empty, for a QTableWidget (rows set item by item)."""
+
+    def __init__(self, rows: int, columns: int, empty_text: str = "", parent: QWidget | None = None) -> None:
+        super().__init__(rows, columns, parent)
+        self.empty_text = empty_text
+
+    def paintEvent(self, ev: QPaintEvent) -> None:  # noqa: N802
+        super().paintEvent(ev)
+        _paint_empty(self, self.empty_text)
 
 
 def make_table(model: Any, *, sortable: bool = True, sort_column: int = 0,

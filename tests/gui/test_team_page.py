@@ -1,15 +1,31 @@
-"""The Team page: hidden in single-user mode; in team mode the keys (created here and by the CLI,
-revoked here) and the audit trail, read from the ledger database the gateway uses. Renders
-docs/team.png (offscreen) when PATCHBAY_SCREENSHOTS is set."""
+"""The Team page: hidden in single-user mode; in team mode spend per day by user and group, this
+month's totals, each person's and group's budget state, the keys (created here and by the CLI,
+revoked here) and the audit trail, read from the ledger database the gateway uses (off the GUI
+thread). docs/team.png comes from `scripts/screenshots.py --case team`."""
 
 from __future__ import annotations
 
-import os
+import dataclasses
+import time
 from pathlib import Path
 
 import httpx
 
 from app.__main__ import main as cli
+from app.bridge.jobs import Jobs
+from app.bridge.notices import Notices
+from app.bridge.team import Team
+from app.bridge.team_read import read_team
+from app.config import parse_config
+from app.events import Usage, finished_request
+from app.services.budgets import period_bounds
+from app.services.ledger import Ledger, LedgerReader
+from app.services.pricing import PriceBook
+from app.team.keystore_sqlite import SqliteKeyStore
+from app.views.team import BUDGET_COLUMNS, TeamPage
+from app.views.team_spend import EMPTY
+from app.views.theme import STATE_COLORS
+from tests.gateway.conftest import config_text
 from tests.gui.conftest import wait_for
 
 TEAM = '''
@@ -43,7 +59,11 @@ def test_the_team_page_issues_and_revokes_keys_the_gateway_honours(start_app, co
     assert not win.nav.item(win.nav.count() - 1).isHidden()
     win.show_page("team")
     page = win.page("team")
-    assert page.keys.rowCount() == 1 and page.keys.item(0, 1).text() == "bob@lab.example"
+    wait_for(qtbot, lambda: page.keys.rowCount() == 1)
+    assert page.keys.item(0, 1).text() == "bob@lab.example"
+    # no request yet: the chart says so, and no budget rows
+    assert page.chart.shown() == {} and page.chart.empty.scene() is not None
+    assert page.chart.empty.textItem.toPlainText() == EMPTY and page.budgets.rowCount() == 0
     page.email.setText("alice@corp.example")
     page.group.setCurrentText("eng")
     page.create_button.click()
@@ -61,6 +81,13 @@ def test_the_team_page_issues_and_revokes_keys_the_gateway_honours(start_app, co
 
         wait_for(qtbot, spent)
         assert page.by_group.item(0, 0).text() == "eng" and page.by_group.item(0, 1).text() == "1"
+        cost = page.chart.shown()["alice@corp.example"]
+        assert list(page.chart.shown()) == ["alice@corp.example"] and cost > 0
+        assert page.chart.empty.scene() is None
+        page.chart.by.setCurrentIndex(1)  # by group
+        assert page.chart.shown() == {"eng": cost}
+        assert page.chart.by_user is not None and page.chart.by_user.series[0].costs[-1] == cost  # today's bar
+        page.tabs.setCurrentIndex(2)  # Keys
         page.keys.selectRow(0)  # newest first: alice's
         assert page.keys.item(0, 1).text() == "alice@corp.example" and page.revoke_button.isEnabled()
         page.revoke_button.click()
@@ -73,10 +100,101 @@ def test_the_team_page_issues_and_revokes_keys_the_gateway_honours(start_app, co
     page.email.setText("not an address")
     page.create_button.click()
     assert page.keys.rowCount() == 2
-    if os.environ.get("PATCHBAY_SCREENSHOTS"):
-        page.secret.setVisible(False)
-        page.secret_note.setVisible(False)
-        page.email.clear()
-        win.resize(1240, 800)
-        qtbot.wait(200)
-        win.grab().save(str(Path(__file__).resolve().parents[2] / "docs" / "team.png"))
+
+
+LONG = "alexandra.konstantinopoulou-vasilakis@research-and-development.corp.example"
+BUDGETS = '''
+[[budgets]]
+scope = "all"
+period = "month"
+limit_usd = 1000
+
+[[budgets]]
+scope = "each-user"
+period = "month"
+limit_usd = 10
+warn_at = 0.8
+action = "downgrade:anthropic,claude-haiku-4-5"
+
+[[budgets]]
+scope = "user:bob@lab.example"
+period = "day"
+limit_usd = 8
+
+[[budgets]]
+scope = "group:research"
+period = "month"
+limit_usd = 100
+action = "warn"
+'''
+
+
+def _spend(user: str, groups: tuple[str, ...], dollars: float, at: float):
+    """A request costing ``dollars`` (claude-sonnet-4-5 output: $15 per million tokens)."""
+    e = finished_request(f"r-{user}-{at}", at, model="claude-sonnet-4-5", usage=Usage(0, round(dollars / 15e-6)))
+    return dataclasses.replace(e, user=user, groups=groups, identity_source="keys")
+
+
+def test_budget_states_many_users_and_long_emails_on_the_team_page(tmp_path: Path, qtbot):
+    """Each user's budget state from the real ledger (read_team, as the bridge runs it), shown by
+    the page: every user seen this month under the each-user budget, the states in words and
+    colour; twelve users fold into seven and "others"; a long e-mail fits the smallest window."""
+    cfg = parse_config(config_text([{"id": "anthropic", "kind": "anthropic", "base_url": "http://127.0.0.1:9",
+                                     "auth": "none", "local": False}], active="anthropic") + TEAM + BUDGETS)
+    ledger_file = tmp_path / "usage.sqlite3"
+    now = time.time()
+    today = period_bounds("day", now)[0]
+    at = today + (now - today) / 2  # today (and this month), whenever the test runs
+    led = Ledger(ledger_file, prices=PriceBook.load(cfg))
+    led.start()
+    for e in [_spend("alice@corp.example", ("eng",), 12.0, at),       # over its $10: downgraded
+              _spend("bob@lab.example", ("research",), 8.4, at),      # past 80 %; bob's own $8/day: blocked
+              _spend("carol@corp.example", ("eng",), 3.0, at),        # ok
+              _spend(LONG, ("research",), 0.9, at),
+              *[_spend(f"dev{i:02d}@corp.example", ("eng",), 0.1 * (i + 1), at) for i in range(8)]]:
+        led.record(e)
+    assert led.flush()
+    led.close()
+    store = SqliteKeyStore(ledger_file)
+    reader = LedgerReader(ledger_file)
+    try:
+        assert cfg.team is not None
+        view, problem = read_team(cfg.team, store, reader, cfg.budgets, now=now)
+    finally:
+        reader.close()
+        store.close()
+    assert problem is None
+    page = TeamPage(Team(Jobs(), Notices()))
+    qtbot.addWidget(page)
+    page.show_view(view)
+
+    table = page.budgets
+    assert [table.horizontalHeaderItem(c).text() for c in range(table.columnCount())] == list(BUDGET_COLUMNS)
+    rows = [[table.item(r, c).text() for c in range(6)] for r in range(table.rowCount())]
+    assert rows[:4] == [
+        ["alice@corp.example", "each user / month $10.00", "$12.00", "$10.00", "120%", "downgraded"],
+        ["bob@lab.example", "each user / month $10.00", "$8.40", "$10.00", "84%", "warn"],
+        ["carol@corp.example", "each user / month $10.00", "$3.00", "$10.00", "30%", "ok"],
+        [LONG, "each user / month $10.00", "$0.90", "$10.00", "9%", "ok"],
+    ]
+    assert len(rows) == 12 + 2  # every user seen this month, then bob's own and the group's
+    assert rows[-2][:6] == ["bob@lab.example", "user / day $8.00", "$8.40", "$8.00", "105%", "blocked"]
+    assert rows[-1][:6] == ["research", "group / month $100", "$9.30", "$100", "9%", "ok"]
+    assert table.item(0, 5).toolTip() == "at the limit: requests go to anthropic · claude-haiku-4-5 until it resets"
+    assert table.item(0, 5).foreground().color().name() == STATE_COLORS["error"]
+    assert table.item(1, 5).foreground().color().name() == STATE_COLORS["warn"]
+    assert table.item(2, 5).foreground().color().name() == STATE_COLORS["ok"]
+    assert table.item(3, 0).toolTip() == LONG
+    assert "2 at the limit" in page.budget_summary.text() and "1 past the warn line" in page.budget_summary.text()
+    assert page.tabs.tabText(1) == "Budgets (2 at the limit)"
+
+    shown = page.chart.shown()
+    assert list(shown)[:3] == ["alice@corp.example", "bob@lab.example", "carol@corp.example"]
+    assert len(shown) == 8 and list(shown)[-1] == "5 other users"
+    assert sum(shown.values()) == sum(s.total_usd for s in view.spend_by_user.series) == view.spend_by_user.total_usd
+    assert "…" in page.chart.legend.text() and LONG in page.chart.legend.toolTip()
+    page.chart.by.setCurrentIndex(1)
+    assert page.chart.shown().keys() == {"eng", "research"}
+    # the window's 900x600 minimum, less the navigation: nothing on the page asks for more
+    hint = page.minimumSizeHint()
+    assert hint.width() <= 740 and hint.height() <= 560, hint

@@ -1,0 +1,56 @@
+"""What the Team page shows, read in one go on the jobs thread: the keys and the audit trail (the
+team key store), this month's spend by user and group, the last 30 days per day, and each
+per-user and per-group budget's state (the ledger, through ``app.services.team_usage``)."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Sequence
+
+from app.config import BudgetConfig
+from app.services.team_usage import BudgetRow, SpendOverTime, budget_rows, daily_spend
+from app.views.data import TeamAuditView, TeamBudgetView, TeamKeyView, TeamSeriesView, TeamSpendView, TeamView
+
+if TYPE_CHECKING:
+    from app.services.ledger import LedgerReader
+    from app.team.config import TeamConfig
+    from app.team.keystore_sqlite import SqliteKeyStore
+
+AUDIT_SHOWN = 500
+
+
+def spend_view(s: SpendOverTime) -> TeamSpendView:
+    return TeamSpendView(s.by, s.days, tuple(TeamSeriesView(x.key, x.costs, x.requests, x.total_usd, x.others)
+                                            for x in s.series), s.total_usd, s.requests)
+
+
+def budget_view(r: BudgetRow) -> TeamBudgetView:
+    b = r.budget
+    return TeamBudgetView(r.subject, r.kind, b.scope, b.period, r.spent_usd, b.limit_usd, r.fraction, b.warn_at,
+                          r.state, b.action, r.resets_at)
+
+
+def read_team(team: "TeamConfig", store: "SqliteKeyStore", reader: "LedgerReader",
+              budgets: Sequence[BudgetConfig], now: float | None = None) -> tuple[TeamView, str | None]:
+    """The page's view, and why the spend could not be read (None when it could): a ledger that
+    cannot be read now still leaves the keys and the audit trail to show."""
+    from app.team.cli import _summary
+
+    now = time.time() if now is None else now
+    keys = tuple(TeamKeyView(r.id, r.user, r.groups, r.status(now), r.created_at, r.expires_at, r.created_by)
+                 for r in reversed(store.list_keys()))
+    audit = tuple(TeamAuditView(e.at, e.actor, e.action, e.subject, _summary(e.action, e.detail))
+                  for e in reversed(store.audit()[-AUDIT_SHOWN:]))
+    base = TeamView(True, tuple(team.identity), tuple(g.name for g in team.groups), keys, audit)
+    try:
+        from app.services.budgets import period_bounds
+
+        start, end = period_bounds("month", now, reader.tz)
+        by_user = tuple((t.key, t.requests, t.cost_usd) for t in reader.totals(start, end, "user"))
+        by_group = tuple((t.key, t.requests, t.cost_usd) for t in reader.totals(start, end, "group"))
+        users, groups = daily_spend(reader, "user", now=now), daily_spend(reader, "group", now=now)
+        states = tuple(budget_view(r) for r in budget_rows(reader, budgets, now=now))
+    except Exception as exc:  # noqa: BLE001 - said on the page's notice; the keys still show
+        return base, str(exc) or type(exc).__name__
+    return TeamView(True, base.identity, base.groups, keys, audit, by_user, by_group, spend_view(users),
+                    spend_view(groups), states), None
