@@ -845,7 +845,7 @@ def backfill_team(config_path: Path, ledger_file: Path) -> int:
     """Thirty days of the team's requests (who sent each: user and groups), through the real Ledger."""
     import dataclasses
 
-    from app.config import load_config
+    from app.config_file import load_config
     from app.events import Usage, finished_request
     from app.services.ledger import Ledger
     from app.services.pricing import PriceBook
@@ -936,15 +936,8 @@ async def shoot_team(args: argparse.Namespace) -> int:
     if not fresh:
         print(f"back-filled {backfill_team(paths.config_file, paths.ledger_file)} team ledger rows", flush=True)
     issue_team_keys(paths.ledger_file)
-    budgets_here = True
     app = App(paths.config_file, use_system_tray=False, hardware_factory=lambda: HardwareSampler([]))
-    if not app.start():  # a build that does not enforce per-user budgets yet refuses them: start without
-        print("this build refuses team budgets:", [m.text for m in app.window.messages()][:1], flush=True)
-        app.quit()
-        write_team_config(paths.config_file, a.url, ol.url, budgets=False)
-        budgets_here = False
-        app = App(paths.config_file, use_system_tray=False, hardware_factory=lambda: HardwareSampler([]))
-        assert app.start(), [m.text for m in app.window.messages()]
+    assert app.start(), [m.text for m in app.window.messages()]
     win = app.window
     win.resize(1320, 860)
     app.show_window()
@@ -952,23 +945,6 @@ async def shoot_team(args: argparse.Namespace) -> int:
     win.show_page("team")
     page = win.page("team")
     await wait_until(lambda: page.keys.rowCount() > 0 and (fresh or bool(page.chart.shown())), 10.0)
-    if not budgets_here:
-        # what the page shows once the gateway takes these budgets: the same reader, on the same file
-        import dataclasses
-
-        from app.bridge.team_read import read_team
-        from app.config import parse_config
-        from app.services.ledger import LedgerReader
-        from app.team.keystore_sqlite import SqliteKeyStore
-
-        cfg = parse_config(paths.config_file.read_text(encoding="utf-8") + TEAM_BUDGETS)
-        store, reader = SqliteKeyStore(paths.ledger_file), LedgerReader(paths.ledger_file)
-        assert cfg.team is not None
-        view, _ = read_team(cfg.team, store, reader, cfg.budgets)
-        store.close()
-        reader.close()
-        page.team._timer.stop()  # this screenshot shows that view, not the next refresh's
-        page.show_view(dataclasses.replace(page.team.view(), budgets=view.budgets))
     await settle(0.5)
     prefix = "fresh-" if fresh else ""
 

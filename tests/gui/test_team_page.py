@@ -42,6 +42,13 @@ name = "research"
 members = ["group:research"]
 '''
 
+EACH_USER = '''
+[[budgets]]
+scope = "each-user"
+period = "month"
+limit_usd = 50
+'''
+
 
 def test_the_team_page_issues_and_revokes_keys_the_gateway_honours(start_app, config_file: Path, qtbot, capsys,
                                                                     monkeypatch):
@@ -51,7 +58,7 @@ def test_the_team_page_issues_and_revokes_keys_the_gateway_honours(start_app, co
     assert nav.item(nav.count() - 1).text() == "Team" and nav.item(nav.count() - 1).isHidden()
     running.app.quit()
 
-    config_file.write_text(config_file.read_text() + TEAM)
+    config_file.write_text(config_file.read_text() + TEAM + EACH_USER)
     assert cli(["team", "key", "create", "bob@lab.example", "--group", "research"]) == 0
     capsys.readouterr()
     running = start_app(config_file)
@@ -81,6 +88,9 @@ def test_the_team_page_issues_and_revokes_keys_the_gateway_honours(start_app, co
 
         wait_for(qtbot, spent)
         assert page.by_group.item(0, 0).text() == "eng" and page.by_group.item(0, 1).text() == "1"
+        # the gateway enforces the each-user budget; the page shows alice's state under it
+        assert page.budgets.rowCount() == 1 and page.budgets.item(0, 0).text() == "alice@corp.example"
+        assert page.budgets.item(0, 1).text() == "each user / month $50.00"
         cost = page.chart.shown()["alice@corp.example"]
         assert list(page.chart.shown()) == ["alice@corp.example"] and cost > 0
         assert page.chart.empty.scene() is None
