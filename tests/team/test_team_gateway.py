@@ -351,7 +351,10 @@ def test_health_beyond_loopback_tells_a_stranger_only_the_status(tmp_path, idp, 
         keys.close()
 
 
-def test_team_keys_with_a_postgresql_ledger_are_refused_at_start(patchbay_home: Path, monkeypatch, ups, idp):
+def test_team_keys_on_an_unreachable_postgresql_ledger_stop_the_start_with_a_sentence(
+        patchbay_home: Path, monkeypatch, ups, idp):
+    """Keys live in the shared ledger now; one that cannot be reached at start is a sentence
+    naming where it looked, not a traceback (and the team gateway does not run blind)."""
     from app.core import Engine, StartError
 
     main, local = ups
@@ -359,5 +362,5 @@ def test_team_keys_with_a_postgresql_ledger_are_refused_at_start(patchbay_home: 
     patchbay_home.mkdir(parents=True)
     (patchbay_home / "config.toml").write_text(team_text(idp, main, local).replace(
         "[team]", '[ledger]\nurl = "postgresql://patchbay@127.0.0.1:9/books"\n\n[team]', 1))
-    with pytest.raises(StartError, match="keeps team keys in the local ledger file only"):
+    with pytest.raises(StartError, match=r"cannot reach the PostgreSQL ledger at 127\.0\.0\.1:9/books for the team keys"):
         Engine()
