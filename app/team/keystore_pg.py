@@ -95,15 +95,17 @@ class PgKeyStore:
         self._lock = threading.Lock()
         self._pool.open(wait=False)
         try:
-            self._run(self._ensure_schema)
+            self._run(self._ensure_schema, read=True)  # (its DDL is one transaction: asking again is safe)
         except KeyStoreError:
             self._pool.close(timeout=1.0)
             raise
 
     # ------------------------------------------------------------------ plumbing
 
-    def _run(self, work: Callable[[Any], T]) -> T:
-        """``work(conn)`` on a pooled connection; the database's failures as sentences."""
+    def _run(self, work: Callable[[Any], T], *, read: bool = False) -> T:
+        """``work(conn)`` on a pooled connection; the database's failures as sentences. A read
+        that meets a pooled connection the server has since closed (a restart, a failover) is
+        asked once more on a fresh one, so a database that is back is not a 503."""
         import psycopg
         from psycopg_pool import PoolTimeout
 
@@ -111,8 +113,14 @@ class PgKeyStore:
         if down is not None and time.monotonic() < down[0]:
             raise KeyStoreUnavailable(down[1])
         try:
-            with self._pool.connection() as conn:
-                result = work(conn)
+            for attempt in (1, 2):
+                with self._pool.connection() as conn:
+                    try:
+                        result = work(conn)
+                        break
+                    except psycopg.OperationalError:
+                        if not (read and attempt == 1 and conn.broken):
+                            raise
         except (psycopg.OperationalError, PoolTimeout) as exc:
             msg = (f"Patchbay cannot reach {self.where} for the team keys ({_why(exc)}). Check that the database "
                    "runs and [ledger] url points at it.")
@@ -166,7 +174,7 @@ class PgKeyStore:
     def list_keys(self, *, include_revoked: bool = True) -> list[KeyRecord]:
         where = "" if include_revoked else " WHERE revoked_at IS NULL"
         rows = self._run(lambda conn: conn.execute(
-            f"SELECT {_COLS} FROM team_keys{where} ORDER BY created_at, id").fetchall())
+            f"SELECT {_COLS} FROM team_keys{where} ORDER BY created_at, id").fetchall(), read=True)
         return [record_of(r) for r in rows]
 
     def revoke(self, key_id: str, *, revoked_by: str | None = None) -> KeyRecord | None:
@@ -187,7 +195,7 @@ class PgKeyStore:
     def lookup(self, secret: str) -> KeyRecord | None:
         """One indexed read, one round trip (the verifier asks every 0.5 s per key)."""
         h = key_hash(secret)
-        row = self._run(lambda conn: conn.execute(_LOOKUP, (h,)).fetchone())
+        row = self._run(lambda conn: conn.execute(_LOOKUP, (h,)).fetchone(), read=True)
         return record_of(row) if row else None
 
     # ------------------------------------------------------------------ audit
@@ -203,7 +211,7 @@ class PgKeyStore:
         if action is not None:
             sql += " AND action = %s"
             args.append(action)
-        rows = self._run(lambda conn: conn.execute(sql + " ORDER BY seq", args).fetchall())
+        rows = self._run(lambda conn: conn.execute(sql + " ORDER BY seq", args).fetchall(), read=True)
         return [entry_of(r) for r in rows]
 
     def close(self) -> None:
