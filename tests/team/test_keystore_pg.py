@@ -6,6 +6,7 @@ unreachable database answered 503 through the real gateway (never 500, never 401
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from pathlib import Path
@@ -239,3 +240,29 @@ def test_a_database_restart_costs_no_lookup(pg_server: Any, store: PgKeyStore, d
                             (db.rsplit("/", 1)[1],)).fetchone()
     assert cut is not None and cut[0] >= 1
     assert store.lookup(secret) == record
+
+
+def test_the_cli_finds_the_keys_through_the_config_wherever_it_is_written(
+        tmp_path: Path, db: str, patchbay_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from app.__main__ import main
+
+    config = tmp_path / "team.toml"
+    config.write_text(keys_config("http://127.0.0.1:9", db))
+    assert main(["--config", str(config), "team", "key", "create", ALICE]) == 0  # before the command
+    secret = capsys.readouterr().out.strip()
+    assert main(["team", "--config", str(config), "key", "list", "--json"]) == 0  # after "team"
+    assert [k["user"] for k in json.loads(capsys.readouterr().out)] == [ALICE]
+    assert main(["team", "audit", "--json", "--config", str(config)]) == 0  # after the command
+    assert [e["action"] for e in json.loads(capsys.readouterr().out)] == ["key.created"]
+    store = PgKeyStore(db)
+    try:
+        assert store.lookup(secret) is not None
+    finally:
+        store.close()
+    assert not (patchbay_home / "data" / "usage.sqlite3").exists()
+    # a config that is missing or does not load is a sentence, not a key in the wrong database
+    assert main(["team", "key", "list", "--config", str(tmp_path / "nope.toml")]) == 2
+    assert "there is no config file" in capsys.readouterr().err
+    config.write_text("[team]\nidentity = [\"nonsense\"]\n")
+    assert main(["team", "key", "create", ALICE, "--config", str(config)]) == 2
+    assert "fix it first" in capsys.readouterr().err
