@@ -15,7 +15,9 @@ and a read-only admin connection that finds the tables made never needs to write
   cannot rewrite.)
 
 A database that does not answer raises ``KeyStoreUnavailable`` (the verifier answers 503), and for
-a second after that every call fails at once instead of waiting for the pool's timeout again.
+a second after that every call fails at once instead of waiting for the pool's timeout again. One
+that does not answer when the store is made is no error: the gateway starts (as it does with its
+ledger), and the first call that reaches the database makes the tables.
 """
 
 from __future__ import annotations
@@ -94,15 +96,22 @@ class PgKeyStore:
         self._down: tuple[float, str] | None = None  # (until when, why): fail at once, not after a timeout each
         self._lock = threading.Lock()
         self._pool.open(wait=False)
+        self._ready = False  # the tables are known to be there
         try:
-            self._run(self._ensure_schema, read=True)  # (its DDL is one transaction: asking again is safe)
+            self._ensure()
+        except KeyStoreUnavailable:  # start anyway, like the ledger: the first call that reaches it makes them
+            pass  # (and says so: the verifier's 503 and log line, the CLI's sentence)
         except KeyStoreError:
             self._pool.close(timeout=1.0)
             raise
 
+    def _ensure(self) -> None:
+        self._run(self._ensure_schema, read=True, setup=True)  # (its DDL is one transaction: asking again is safe)
+        self._ready = True
+
     # ------------------------------------------------------------------ plumbing
 
-    def _run(self, work: Callable[[Any], T], *, read: bool = False) -> T:
+    def _run(self, work: Callable[[Any], T], *, read: bool = False, setup: bool = False) -> T:
         """``work(conn)`` on a pooled connection; the database's failures as sentences. A read
         that meets a pooled connection the server has since closed (a restart, a failover) is
         asked once more on a fresh one, so a database that is back is not a 503."""
@@ -112,6 +121,8 @@ class PgKeyStore:
         down = self._down
         if down is not None and time.monotonic() < down[0]:
             raise KeyStoreUnavailable(down[1])
+        if not self._ready and not setup:
+            self._ensure()
         try:
             for attempt in (1, 2):
                 with self._pool.connection() as conn:
@@ -121,6 +132,7 @@ class PgKeyStore:
                     except psycopg.OperationalError:
                         if not (read and attempt == 1 and conn.broken):
                             raise
+                self._pool.check()  # the others the server closed go too (one round trip each, only now)
         except (psycopg.OperationalError, PoolTimeout) as exc:
             msg = (f"Patchbay cannot reach {self.where} for the team keys ({_why(exc)}). Check that the database "
                    "runs and [ledger] url points at it.")
