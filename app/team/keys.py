@@ -8,9 +8,11 @@ hash is what lets a lookup go straight to the row through an index, in microseco
 request. Someone who reads the database learns no usable key.
 
 The verifier asks the ``KeyStore`` again after at most ``ttl_s`` (0.5 s), so a key revoked on
-one instance is refused by every instance sharing the store within a second. It asks from a small
-thread pool of its own, never on the event loop: a PostgreSQL store answers over the network,
-and a database that does not answer must not stall every other request. A store that cannot be
+one instance is refused by every instance sharing the store within a second. A store whose
+``lookup`` goes over the network (PostgreSQL; any store without ``lookup_blocks = False``) is
+asked from a small thread pool of the verifier's own, never on the event loop: a database that
+does not answer must not stall every other request. The SQLite file's point read (microseconds)
+is asked inline. A store that cannot be
 reached (``KeyStoreError``) is 503 ``api_error`` (``IdentityUnavailable``): it is not the
 caller's bad credential, and Claude Code retries a 503.
 """
@@ -131,6 +133,13 @@ class KeysVerifier:
         hit = self._cache.get(h)
         if hit is not None and now - hit[0] < self.ttl_s:
             return hit[1]
+        if not getattr(self.store, "lookup_blocks", True):  # a local file's point read: microseconds, inline
+            try:
+                record = self.store.lookup(secret)
+            except KeyStoreError as exc:
+                log.warning("identity: the team key store cannot be asked: %s", exc)
+                raise IdentityUnavailable(UNAVAILABLE, source="keys") from None
+            return self._remember(h, now, record)
         asking = self._asking.get(h)
         if asking is None:  # one lookup per key at a time, however many requests carry it
             if self._pool is None:
@@ -150,6 +159,9 @@ class KeysVerifier:
         except KeyStoreError as exc:
             log.warning("identity: the team key store cannot be asked: %s", exc)
             raise IdentityUnavailable(UNAVAILABLE, source="keys") from None
+        return self._remember(h, now, record)
+
+    def _remember(self, h: str, now: float, record: KeyRecord | None) -> KeyRecord | None:
         if len(self._cache) >= self._max:
             self._cache.clear()
         self._cache[h] = (now, record)
