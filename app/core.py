@@ -25,24 +25,13 @@ from app.services import claude_code, claude_settings, secrets
 
 if TYPE_CHECKING:
     from app.services.ledger_open import LedgerHealth
+    from app.team.keystore import TeamStore
 
 log = logging.getLogger("patchbay")
 
 
 class StartError(Exception):
     """Patchbay could not start. ``str()`` is a sentence for the user."""
-
-
-def _refuse_unshared_keys(config: Config) -> None:
-    """Issued team keys (and the audit trail) live in this machine's SQLite ledger file. With a
-    PostgreSQL ledger several instances serve the team, and a key revoked on one must be refused
-    by all within a second, which a local file cannot promise: refuse to start instead."""
-    if config.team is not None and "keys" in config.team.identity and config.ledger.team.url:
-        raise StartError(
-            f'{config.path or "The config"}: [team] identity lists "keys", but the ledger is PostgreSQL '
-            "([ledger] url). This Patchbay build keeps team keys in the local ledger file only, so other "
-            "instances would not see a key revoked here. Identify people with an identity-aware proxy or OIDC "
-            '("iap", "alb", "cloudflare", "oidc"), or run a single instance on the local ledger for keys.')
 
 
 class Engine:
@@ -66,7 +55,6 @@ class Engine:
         self._host_override = host
         self._port_override = port
         self.config = self._with_overrides(config)
-        _refuse_unshared_keys(self.config)
         self.gui = gui
         self.events = EventQueue()
         self.hub = EventHub()
@@ -121,17 +109,17 @@ class Engine:
         from app.team.chain import build_chain
 
         if self._key_store is None:  # issued keys and the audit trail live in the ledger database
-            from app.team.keystore_sqlite import KeyStoreError, SqliteKeyStore
+            from app.team.keystore import KeyStoreError, open_key_store
 
             try:
-                self._key_store = SqliteKeyStore(self.paths.ledger_file)
+                self._key_store = open_key_store(config, self.paths)
             except KeyStoreError as exc:
                 raise StartError(str(exc)) from None
         record_policy(self._key_store, config)
         return build_chain(config.team, keys=self._key_store if "keys" in config.team.identity else None)
 
     @property
-    def team_store(self) -> Any:
+    def team_store(self) -> "TeamStore | None":
         """Team mode: the issued keys and the audit trail (in the ledger database); None otherwise."""
         return self._key_store if self.config.team is not None else None
 
@@ -274,7 +262,6 @@ class Engine:
             config = cfgmod.load_config(self.config_path)
         except ConfigError as exc:
             raise StartError(str(exc)) from None
-        _refuse_unshared_keys(config)
         if self._with_overrides(config) == self.config:
             return False
         self._apply(config)

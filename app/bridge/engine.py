@@ -20,7 +20,7 @@ from app.services.claude_settings import ConnectResult, DisconnectResult, Status
 from app.services.ledger import Ledger, LedgerReader
 from app.services.ledger_open import LedgerHealth
 from app.services.pricing import PriceBook
-from app.team.keystore_sqlite import SqliteKeyStore
+from app.team.keystore import TeamStore
 
 
 class EngineApi(Protocol):
@@ -34,7 +34,7 @@ class EngineApi(Protocol):
     budgets: BudgetGuard
 
     @property
-    def team_store(self) -> SqliteKeyStore | None:
+    def team_store(self) -> TeamStore | None:
         """Team mode: the issued keys and the audit trail (the ledger database); None otherwise."""
         ...
 

@@ -14,7 +14,7 @@ from app.views.data import TeamAuditView, TeamBudgetView, TeamKeyView, TeamSerie
 if TYPE_CHECKING:
     from app.services.ledger import LedgerReader
     from app.team.config import TeamConfig
-    from app.team.keystore_sqlite import SqliteKeyStore
+    from app.team.keystore import TeamStore
 
 AUDIT_SHOWN = 500
 
@@ -30,7 +30,7 @@ def budget_view(r: BudgetRow) -> TeamBudgetView:
                           r.state, b.action, r.resets_at)
 
 
-def read_team(team: "TeamConfig", store: "SqliteKeyStore", reader: "LedgerReader",
+def read_team(team: "TeamConfig", store: "TeamStore", reader: "LedgerReader",
               budgets: Sequence[BudgetConfig], now: float | None = None) -> tuple[TeamView, str | None]:
     """The page's view, and why the spend could not be read (None when it could): a ledger that
     cannot be read now still leaves the keys and the audit trail to show."""

@@ -14,8 +14,11 @@ import dataclasses
 import getpass
 import hashlib
 import json
+import logging
 import socket
 from typing import Any
+
+log = logging.getLogger("patchbay.team")
 
 
 def actor() -> str:
@@ -68,14 +71,24 @@ def changes(before: dict[str, Any] | None, after: dict[str, Any]) -> list[str]:
 
 
 def record_policy(store: Any, config: Any, who: str | None = None) -> bool:
-    """Append ``config.loaded`` to ``store``'s audit trail when the policy is new. True if it did."""
+    """Append ``config.loaded`` to ``store``'s audit trail when the policy is new. True if it did.
+
+    A store that cannot be reached just now (the PostgreSQL ledger mid-outage, during a reload)
+    does not stop the config from applying: the error is logged, and the next load records the
+    policy (its digest still differs from the last one recorded)."""
+    from app.team.keys import KeyStoreError
+
     policy = policy_of(config)
     d = digest(policy)
-    last = store.audit(action="config.loaded")
-    previous = last[-1].detail if last else None
-    if previous is not None and previous.get("digest") == d:
+    try:
+        last = store.audit(action="config.loaded")
+        previous = last[-1].detail if last else None
+        if previous is not None and previous.get("digest") == d:
+            return False
+        store.record(who or actor(), "config.loaded", str(config.path or "<config>"),
+                     {"digest": d, "policy": policy,
+                      "changes": changes(previous.get("policy") if previous else None, policy)})
+    except KeyStoreError as exc:
+        log.error("audit: the policy of %s is not in the audit trail yet: %s", config.path or "the config", exc)
         return False
-    store.record(who or actor(), "config.loaded", str(config.path or "<config>"),
-                 {"digest": d, "policy": policy,
-                  "changes": changes(previous.get("policy") if previous else None, policy)})
     return True

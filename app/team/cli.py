@@ -5,7 +5,9 @@
     patchbay team key revoke ID
 
 Keys live (as hashes) in the ledger database, so every instance using it refuses a revoked key
-within a second. ``--ledger PATH`` picks the database (default: this machine's usage ledger).
+within a second. That database is the config's: the shared PostgreSQL ledger when its ``[ledger]
+url`` names one (run these with the gateways' config, ``--config FILE``), else this machine's
+SQLite usage ledger; ``--ledger PATH`` names a SQLite ledger file instead.
 """
 
 from __future__ import annotations
@@ -50,7 +52,9 @@ def add_team_commands(subparsers: Any) -> None:
     fmt.add_argument("--json", action="store_true", help="print JSON")
     fmt.add_argument("--csv", action="store_true", help="print CSV")
     au.add_argument("--ledger", type=Path, metavar="PATH",
-                    help="the ledger database holding the audit trail (default: this machine's usage ledger)")
+                    help="a SQLite ledger file holding the audit trail (default: the config's ledger)")
+    au.add_argument("--config", type=Path, dest="key_config", metavar="FILE",
+                    help="the gateways' config: its [ledger] says where the audit trail is")
     au.set_defaults(team_run=run_audit)
     k = tsub.add_parser("key", help="per-user keys (only their hash is stored, in the ledger database)")
     ksub = k.add_subparsers(dest="key_command", required=True, metavar="{create,list,revoke}")
@@ -67,7 +71,10 @@ def add_team_commands(subparsers: Any) -> None:
     r.add_argument("id", help="the key's id, as `patchbay team key list` shows it (key_…)")
     for p in (c, ls, r):
         p.add_argument("--ledger", type=Path, metavar="PATH",
-                       help="the ledger database holding the keys (default: this machine's usage ledger)")
+                       help="a SQLite ledger file holding the keys (default: the config's ledger)")
+        p.add_argument("--config", type=Path, dest="key_config", metavar="FILE",
+                       help="the gateways' config: its [ledger] says where the keys are (PostgreSQL or this "
+                            "machine's ledger file)")
     k.set_defaults(team_run=run)
 
 
@@ -177,12 +184,41 @@ def _admin() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
-def run(args: argparse.Namespace) -> int:
+def open_store(args: argparse.Namespace) -> tuple[Any, str]:
+    """The key store these commands use, and how to name it: ``--ledger PATH`` (a SQLite ledger
+    file), else the ledger of the config (``--config FILE``, or the default one when it exists):
+    PostgreSQL when its ``[ledger] url`` is set. Raises ``KeyStoreError`` with a sentence."""
+    from app.config import ConfigError
+    from app.config_file import load_config
     from app.paths import default_paths
     from app.services.ledger import LedgerError
-    from app.team.keystore_sqlite import KeyStoreError, SqliteKeyStore
+    from app.team.keystore import KeyStoreError, open_key_store
+    from app.team.keystore_sqlite import SqliteKeyStore
 
-    path = args.ledger or default_paths().ledger_file
+    paths = default_paths()
+    try:
+        if args.ledger:
+            return SqliteKeyStore(args.ledger), str(args.ledger)
+        given = getattr(args, "key_config", None) or getattr(args, "sub_config", None) or getattr(args, "config", None)
+        config_path = Path(given).expanduser() if given else paths.config_file
+        if not config_path.exists():
+            if given:
+                raise KeyStoreError(f"there is no config file {config_path}. Name the gateways' config with "
+                                    "--config FILE, or a SQLite ledger file with --ledger PATH.")
+            return SqliteKeyStore(paths.ledger_file), str(paths.ledger_file)
+        try:
+            config = load_config(config_path)
+        except ConfigError as exc:
+            raise KeyStoreError(f"{exc} (the keys live in the ledger this config names, so fix it first)") from None
+        store = open_key_store(config, paths)
+        return store, str(getattr(store, "where", None) or paths.ledger_file)
+    except LedgerError as exc:
+        raise KeyStoreError(str(exc)) from None
+
+
+def run(args: argparse.Namespace) -> int:
+    from app.team.keystore import KeyStoreError
+
     now = time.time()
     if args.key_command == "create":
         email = args.email.strip()
@@ -201,8 +237,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"patchbay: {exc}", file=sys.stderr)
             return 2
     try:
-        store = SqliteKeyStore(path)
-    except (LedgerError, KeyStoreError) as exc:
+        store, path = open_store(args)
+    except KeyStoreError as exc:
         print(f"patchbay: {exc}", file=sys.stderr)
         return 2
     try:
@@ -248,6 +284,8 @@ def run(args: argparse.Namespace) -> int:
                 print(f"Revoked the team key {revoked.id} ({revoked.user}). Every gateway using {path} refuses it "
                       "within a second.")
             return 0
+    except KeyStoreError as exc:
+        return _err(str(exc))
     finally:
         store.close()
     return 2
@@ -269,21 +307,20 @@ def parse_since(text: str, now: float) -> float:
 def run_audit(args: argparse.Namespace) -> int:
     import csv
 
-    from app.paths import default_paths
-    from app.services.ledger import LedgerError
-    from app.team.keystore_sqlite import KeyStoreError, SqliteKeyStore
+    from app.team.keystore import KeyStoreError
 
     try:
         since = parse_since(args.since, time.time()) if args.since else None
     except ValueError as exc:
         return _err(str(exc))
-    path = args.ledger or default_paths().ledger_file
     try:
-        store = SqliteKeyStore(path)
-    except (LedgerError, KeyStoreError) as exc:
+        store, _where = open_store(args)
+    except KeyStoreError as exc:
         return _err(str(exc))
     try:
         entries = store.audit(since=since)
+    except KeyStoreError as exc:
+        return _err(str(exc))
     finally:
         store.close()
     if args.json:

@@ -8,19 +8,30 @@ hash is what lets a lookup go straight to the row through an index, in microseco
 request. Someone who reads the database learns no usable key.
 
 The verifier asks the ``KeyStore`` again after at most ``ttl_s`` (0.5 s), so a key revoked on
-one instance is refused by every instance sharing the store within a second.
+one instance is refused by every instance sharing the store within a second. A store whose
+``lookup`` goes over the network (PostgreSQL; any store without ``lookup_blocks = False``) is
+asked from a small thread pool of the verifier's own, never on the event loop: a database that
+does not answer must not stall every other request. The SQLite file's point read (microseconds)
+is asked inline. A store that cannot be
+reached (``KeyStoreError``) is 503 ``api_error`` (``IdentityUnavailable``): it is not the
+caller's bad credential, and Claude Code retries a 503.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import logging
 import secrets
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable, Protocol, Sequence
 
-from app.team.identity import AuthError, Headers, Identity, bearer
+from app.team.identity import AuthError, Headers, Identity, IdentityUnavailable, bearer
+
+log = logging.getLogger("patchbay.team")
 
 KEY_PREFIX = "pbk_"
 ID_PREFIX = "key_"
@@ -59,6 +70,20 @@ class KeyRecord:
         return "active"
 
 
+class KeyStoreError(Exception):
+    """The key store cannot be used. ``str()`` is the whole message for the user."""
+
+
+class KeyStoreUnavailable(KeyStoreError):
+    """The key store's database cannot be reached right now (not the caller's fault). ``str()``
+    says where and what to do, never the password or a key."""
+
+
+UNAVAILABLE = ("Patchbay cannot check team keys right now: the team's key store (the gateway's ledger database) "
+               "does not answer. This is not a problem with your key: try again in a moment, and tell your "
+               "Patchbay admin if it lasts.")
+
+
 class KeyStore(Protocol):
     """Where issued keys live (the ledger's database, so every instance sees the same keys)."""
 
@@ -75,7 +100,8 @@ class KeyStore(Protocol):
         ...
 
     def lookup(self, secret: str) -> KeyRecord | None:
-        """The record whose hash matches ``secret``, revoked and expired ones included."""
+        """The record whose hash matches ``secret``, revoked and expired ones included. Raises
+        ``KeyStoreError`` when the store cannot be asked."""
         ...
 
 
@@ -98,14 +124,44 @@ class KeysVerifier:
         self._wall = wall
         self._max = max_entries
         self._cache: dict[str, tuple[float, KeyRecord | None]] = {}  # hash → (looked up at, record)
+        self._asking: dict[str, asyncio.Future[KeyRecord | None]] = {}  # hash → the lookup under way
+        self._pool: ThreadPoolExecutor | None = None
 
-    def _record(self, secret: str) -> KeyRecord | None:
+    async def _record(self, secret: str) -> KeyRecord | None:
         h = key_hash(secret)
         now = self._clock()
         hit = self._cache.get(h)
         if hit is not None and now - hit[0] < self.ttl_s:
             return hit[1]
-        record = self.store.lookup(secret)
+        if not getattr(self.store, "lookup_blocks", True):  # a local file's point read: microseconds, inline
+            try:
+                record = self.store.lookup(secret)
+            except KeyStoreError as exc:
+                log.warning("identity: the team key store cannot be asked: %s", exc)
+                raise IdentityUnavailable(UNAVAILABLE, source="keys") from None
+            return self._remember(h, now, record)
+        asking = self._asking.get(h)
+        if asking is None:  # one lookup per key at a time, however many requests carry it
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="patchbay-keys")
+            asking = asyncio.ensure_future(asyncio.get_running_loop().run_in_executor(
+                self._pool, self.store.lookup, secret))
+            self._asking[h] = asking
+
+            def done(f: asyncio.Future[KeyRecord | None]) -> None:
+                self._asking.pop(h, None)
+                if not f.cancelled():
+                    f.exception()  # retrieved here too: every request that waited may have gone
+
+            asking.add_done_callback(done)
+        try:
+            record = await asyncio.shield(asking)
+        except KeyStoreError as exc:
+            log.warning("identity: the team key store cannot be asked: %s", exc)
+            raise IdentityUnavailable(UNAVAILABLE, source="keys") from None
+        return self._remember(h, now, record)
+
+    def _remember(self, h: str, now: float, record: KeyRecord | None) -> KeyRecord | None:
         if len(self._cache) >= self._max:
             self._cache.clear()
         self._cache[h] = (now, record)
@@ -115,7 +171,7 @@ class KeysVerifier:
         secret = bearer(headers)
         if secret is None or not secret.startswith(KEY_PREFIX):
             return None
-        record = self._record(secret)
+        record = await self._record(secret)
         if record is None:
             raise AuthError("Patchbay: this team key is not one this gateway issued (or it was deleted). Ask your "
                             "Patchbay admin for a key: `patchbay team key create YOUR-EMAIL`.", source="keys")
@@ -131,4 +187,7 @@ class KeysVerifier:
         return Identity(record.user, record.groups, "keys", key_id=record.id)
 
     async def aclose(self) -> None:
-        """Nothing to close: the store belongs to whoever made it."""
+        """Stops its lookup threads (the store belongs to whoever made it)."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False)

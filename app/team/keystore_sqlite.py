@@ -12,13 +12,16 @@ import json
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 from app.services.ledger import open_db
 from app.team.identity import normalise_user
 from app.team.keys import KeyRecord, key_hash, new_key_id, new_secret
+from app.team.keystore import AUDIT_COLUMNS, AuditEntry, KeyStoreError, created_detail, dumps, entry_of, key_columns
+from app.team.keystore import record_of as _record
+
+__all__ = ["AuditEntry", "KeyStoreError", "SqliteKeyStore"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS team_keys (
@@ -49,28 +52,12 @@ BEGIN SELECT RAISE(ABORT, 'team_audit is append-only'); END""",
     """CREATE TRIGGER IF NOT EXISTS team_audit_no_delete BEFORE DELETE ON team_audit
 BEGIN SELECT RAISE(ABORT, 'team_audit is append-only'); END""",
 )
-_COLS = "id, user, groups, created_at, expires_at, revoked_at, created_by, revoked_by"
-
-
-@dataclass(frozen=True)
-class AuditEntry:
-    seq: int
-    at: float
-    actor: str  # who: "user@host" of the admin's shell, or of the gateway that loaded a config
-    action: str  # "key.created" | "key.revoked" | "config.loaded"
-    subject: str  # the key id, or the config file
-    detail: dict[str, Any]  # what changed (never a key's secret)
-
-
-class KeyStoreError(Exception):
-    """The key store cannot be used. ``str()`` is the whole message for the user."""
-
-
-def _record(row: Sequence[Any]) -> KeyRecord:
-    return KeyRecord(row[0], row[1], tuple(json.loads(row[2] or "[]")), row[3], row[4], row[5], row[6], row[7])
+_COLS = key_columns("user")
 
 
 class SqliteKeyStore:
+    lookup_blocks = False  # a point read of a local WAL file: the verifier asks it inline
+
     def __init__(self, path: Path) -> None:
         self.path = path
         conn, _ = open_db(path)
@@ -97,8 +84,7 @@ class SqliteKeyStore:
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (record.id, key_hash(secret), record.user, json.dumps(list(record.groups)), record.created_at,
                  record.expires_at, record.created_by))
-            self._audit(record.created_at, created_by or "unknown", "key.created", record.id,
-                        {"user": record.user, "groups": list(record.groups), "expires_at": record.expires_at})
+            self._audit(record.created_at, created_by or "unknown", "key.created", record.id, created_detail(record))
         return record, secret
 
     def list_keys(self, *, include_revoked: bool = True) -> list[KeyRecord]:
@@ -133,7 +119,7 @@ class SqliteKeyStore:
 
     def _audit(self, at: float, actor: str, action: str, subject: str, detail: dict[str, Any]) -> None:
         self._conn.execute("INSERT INTO team_audit (at, actor, action, subject, detail) VALUES (?, ?, ?, ?, ?)",
-                           (at, actor, action, subject, json.dumps(detail, sort_keys=True)))
+                           (at, actor, action, subject, dumps(detail)))
 
     def record(self, actor: str, action: str, subject: str, detail: dict[str, Any]) -> None:
         """Append one admin action (``config.loaded``, ...) to the audit trail."""
@@ -142,14 +128,14 @@ class SqliteKeyStore:
 
     def audit(self, *, since: float | None = None, action: str | None = None) -> list[AuditEntry]:
         """The audit trail, oldest first."""
-        sql = "SELECT seq, at, actor, action, subject, detail FROM team_audit WHERE at >= ?"
+        sql = f"SELECT {AUDIT_COLUMNS} FROM team_audit WHERE at >= ?"
         args: list[Any] = [since or 0.0]
         if action is not None:
             sql += " AND action = ?"
             args.append(action)
         with self._lock:
             rows = self._conn.execute(sql + " ORDER BY seq", args).fetchall()
-        return [AuditEntry(r[0], r[1], r[2], r[3], r[4], json.loads(r[5] or "{}")) for r in rows]
+        return [entry_of(r) for r in rows]
 
     def lookup(self, secret: str) -> KeyRecord | None:
         with self._lock:

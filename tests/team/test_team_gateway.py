@@ -347,13 +347,27 @@ def test_health_beyond_loopback_tells_a_stranger_only_the_status(tmp_path, idp, 
         keys.close()
 
 
-def test_team_keys_with_a_postgresql_ledger_are_refused_at_start(patchbay_home: Path, monkeypatch, ups, idp):
-    from app.core import Engine, StartError
+def test_a_team_gateway_starts_while_its_postgresql_ledger_is_down_and_answers_keys_503(
+        patchbay_home: Path, monkeypatch, ups, idp):
+    """Keys live in the shared ledger now. Like the ledger itself, a gateway whose database does
+    not answer at start still starts; a request with a team key gets 503 ``api_error`` (not the
+    caller's fault, and Claude Code retries it), never 500 or 401, and never the key back."""
+    from app.core import Engine
+    from app.team.keystore_pg import PgKeyStore
 
     main, local = ups
     monkeypatch.setenv("PATCHBAY_TOKEN", TOKEN)
     patchbay_home.mkdir(parents=True)
     (patchbay_home / "config.toml").write_text(team_text(idp, main, local).replace(
         "[team]", '[ledger]\nurl = "postgresql://patchbay@127.0.0.1:9/books"\n\n[team]', 1))
-    with pytest.raises(StartError, match="keeps team keys in the local ledger file only"):
-        Engine()
+    eng = Engine()
+    try:
+        assert isinstance(eng.team_store, PgKeyStore)
+        eng.start()
+        key = "pbk_" + "A" * 43
+        r = httpx.post(eng.url + "/v1/messages", headers={"x-api-key": key},
+                       json={"model": "claude-sonnet-4-5", "max_tokens": 5, "messages": USER}, timeout=20)
+        assert _error(r)[:2] == (503, "api_error"), r.text
+        assert "cannot check team keys right now" in _error(r)[2] and key not in r.text
+    finally:
+        eng.stop()
