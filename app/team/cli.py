@@ -3,6 +3,8 @@
     patchbay team key create EMAIL [--group G]... [--expires 90d]   # prints the key once, on stdout
     patchbay team key list [--active] [--json]
     patchbay team key revoke ID
+    patchbay team audit [--since WHEN] [--json|--csv]
+    patchbay team budgets [--json]                                  # app/team/budgets_cli.py
 
 Keys live (as hashes) in the ledger database, so every instance using it refuses a revoked key
 within a second. That database is the config's: the shared PostgreSQL ledger when its ``[ledger]
@@ -32,7 +34,7 @@ _UNIT = {"h": 3600, "d": 86400, "w": 7 * 86400}
 def add_team_commands(subparsers: Any) -> None:
     """Adds ``patchbay team …`` to the top-level subparsers; ``args.team_run(args)`` runs it."""
     t = subparsers.add_parser("team", help="team gateway: join one, or issue, list and revoke per-user keys")
-    tsub = t.add_subparsers(dest="team_command", required=True, metavar="{join,leave,credential,key,audit}")
+    tsub = t.add_subparsers(dest="team_command", required=True, metavar="{join,leave,credential,key,audit,budgets}")
     j = tsub.add_parser("join", help="point Claude Code at a team gateway (~/.claude/settings.json; `leave` undoes)")
     j.add_argument("url", help="the team gateway's address, e.g. https://patchbay.corp.example")
     j.add_argument("--key-command", metavar="CMD",
@@ -56,6 +58,9 @@ def add_team_commands(subparsers: Any) -> None:
     au.add_argument("--config", type=Path, dest="key_config", metavar="FILE",
                     help="the gateways' config: its [ledger] says where the audit trail is")
     au.set_defaults(team_run=run_audit)
+    from app.team.budgets_cli import add_budgets_command
+
+    add_budgets_command(tsub)
     k = tsub.add_parser("key", help="per-user keys (only their hash is stored, in the ledger database)")
     ksub = k.add_subparsers(dest="key_command", required=True, metavar="{create,list,revoke}")
     c = ksub.add_parser("create", help="issue a key for a person and print it once")
