@@ -17,14 +17,11 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Sequence
 
 import jwt
 
-from app.team.identity import AuthError
+from app.team.identity import AuthError, normalise_user
+from app.team.jwtdecode import ASYMMETRIC, decoder
 
 if TYPE_CHECKING:
     from jwt.types import Options
-
-# Asymmetric algorithms only: "none" and the HMAC family are never accepted, so a token "signed"
-# with a public key used as an HMAC secret (algorithm confusion) is refused before any key is used.
-ASYMMETRIC = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +69,14 @@ class TokenCache:
 
 
 KeyLookup = Callable[[str], Awaitable[Any]]
+_FAMILY = {"RS": "RSA", "PS": "RSA", "ES": "EC", "Ed": "OKP"}  # the JWK key type each algorithm family needs
+
+
+# Parsed JOSE headers by their encoded text. An IdP writes the same header ({"alg", "kid", "typ"})
+# on every token one key signs, so a first-seen token's header is usually one already read. Bounded;
+# the dicts are only read, never changed.
+_HEADERS: dict[str, Any] = {}
+_HEADERS_MAX = 256
 
 
 def _peek_header(token: str) -> Any:
@@ -81,7 +86,14 @@ def _peek_header(token: str) -> Any:
     head, dot, _ = token.partition(".")
     if not dot or not head or len(head) > 4096:
         raise ValueError("no header")
-    return json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
+    header = _HEADERS.get(head)
+    if header is None:
+        header = json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
+        if isinstance(header, dict):
+            if len(_HEADERS) >= _HEADERS_MAX:
+                _HEADERS.clear()
+            _HEADERS[head] = header
+    return header
 
 
 def unverified_header(token: str, rules: JWTRules) -> dict[str, Any]:
@@ -117,7 +129,7 @@ async def verify(token: str, rules: JWTRules, key_for: KeyLookup, cache: TokenCa
     key = await key_for(kid)
     alg = header["alg"]
     if isinstance(key, jwt.PyJWK):
-        family = {"RS": "RSA", "PS": "RSA", "ES": "EC", "Ed": "OKP"}.get(alg[:2])
+        family = _FAMILY.get(alg[:2])
         if key.key_type != family or (family != "RSA" and key.algorithm_name != alg):
             raise AuthError(f"Patchbay: {rules.what} claims the algorithm {alg} but its key {kid!r} is a "
                             f"{key.algorithm_name} key. The credential is forged or damaged.", source=rules.source)
@@ -125,8 +137,8 @@ async def verify(token: str, rules: JWTRules, key_for: KeyLookup, cache: TokenCa
     options: Options = {"require": list(rules.require), "verify_aud": rules.audience is not None,
                                "verify_iss": rules.issuer is not None}
     try:
-        claims: dict[str, Any] = jwt.decode(token, key, algorithms=[alg], audience=rules.audience,
-                                            issuer=rules.issuer, leeway=rules.leeway_s, options=options)
+        claims: dict[str, Any] = decoder.decode(token, key, algorithms=[alg], audience=rules.audience,
+                                                issuer=rules.issuer, leeway=rules.leeway_s, options=options)
     except jwt.ExpiredSignatureError:
         raise AuthError(f"Patchbay: {rules.what} has expired. Get a fresh one (Claude Code asks its "
                         "apiKeyHelper again after this 401).", source=rules.source) from None
@@ -154,8 +166,6 @@ async def verify(token: str, rules: JWTRules, key_for: KeyLookup, cache: TokenCa
 
 
 def claim_user(claims: dict[str, Any], user_claim: str, rules: JWTRules) -> str:
-    from app.team.identity import normalise_user
-
     value = claims.get(user_claim)
     if not isinstance(value, str) or not value.strip():
         raise AuthError(f"Patchbay: {rules.what} carries no {user_claim!r} claim to name the user. Set user_claim in "
