@@ -386,6 +386,7 @@ class PgStore:
 
     def close(self) -> None:
         conn, self.conn = self.conn, None
+        self._staged = False  # the COPY table was the old session's: a new connection makes its own
         if conn is not None:
             try:
                 conn.close()

@@ -91,3 +91,32 @@ def test_postgres_away_mid_load_spools_then_drains_without_duplicates(own_pg: Pg
         instances = conn.execute("SELECT DISTINCT instance FROM requests").fetchall()
     assert rows == distinct == len(served) == rolled
     assert len(instances) == 1 and instances[0][0]
+
+
+def test_a_store_reconnected_after_a_restart_writes_large_batches_again(own_pg: PgServer) -> None:
+    """A batch over SMALL_BATCH rows goes through a session's temporary COPY table. The table
+    dies with the session, so a new connection must make its own: before, the store kept
+    believing it existed and every large batch after a restart failed, so a spool never drained."""
+    from app.events import finished_request
+    from app.services.ledger_pg import SMALL_BATCH, PgStore
+    from app.services.ledger_rows import _row
+    from app.services.ledger_store import Prepared
+
+    def batch(start: int) -> list[Prepared]:
+        return [Prepared(_row(finished_request(f"r{start + i}", time.time()), 0.01)) for i in range(SMALL_BATCH + 4)]
+
+    url = own_pg.create_db()
+    store = PgStore(url)
+    store.open()
+    try:
+        assert len(store.write(batch(0))) == SMALL_BATCH + 4
+        own_pg.stop()
+        own_pg.restart()
+        with pytest.raises(Exception):  # the old session is gone: this write fails, and the writer reconnects
+            store.write(batch(100))
+        store.open()
+        assert len(store.write(batch(200))) == SMALL_BATCH + 4
+    finally:
+        store.close()
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT count(*) FROM requests").fetchone() == (2 * (SMALL_BATCH + 4),)
