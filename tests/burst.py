@@ -1,11 +1,44 @@
-"""Concurrent streams against a budget until each is refused: the burst the budget tests send."""
+"""Concurrent streams against a budget until each is refused: the burst the budget tests send, and
+the priced request they send (a long prompt whose cost the tests know exactly)."""
 
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from typing import Any
 
 import anthropic
+
+from app.proxy.tokens import estimate_tokens
+from tests.fakes.chunks import anthropic_text_events
+from tests.fakes.upstreams import AnthropicStream, FakeUpstream
+
+
+@dataclass(frozen=True)
+class PricedBurst:
+    """A request for the model "priced" with a long prompt. Its fake upstream streams ten pieces
+    30 ms apart (so concurrent streams overlap) and reports the gateway's own input estimate and
+    ``output_tokens``: with Opus-like prices (tests/serve_config.py OPUS_PRICES) each request costs
+    exactly ``cost``."""
+
+    body: dict[str, Any]
+    input_tokens: int
+    output_tokens: int = 2000
+
+    @property
+    def cost(self) -> float:
+        return (self.input_tokens * 15 + self.output_tokens * 75) / 1e6
+
+    def upstream(self) -> FakeUpstream:
+        usage = (self.input_tokens, self.output_tokens, 0, 0)
+        return FakeUpstream(lambda req: AnthropicStream(
+            anthropic_text_events("x" * 40, pieces=10, model="priced", usage=usage), delay_s=0.03),
+            wire="anthropic", record=False).start()
+
+
+def priced_burst(sentence: str, times: int) -> PricedBurst:
+    body = {"model": "priced", "max_tokens": 4096, "messages": [{"role": "user", "content": sentence * times}]}
+    return PricedBurst(body, estimate_tokens(body))
 
 
 def stream_until_refused(urls: list[str], streams: int, token: str, body: dict[str, Any], *,

@@ -21,22 +21,17 @@ import anthropic
 import psycopg
 import pytest
 
-from app.proxy.tokens import estimate_tokens
-from tests.burst import stream_until_refused
+from tests.burst import priced_burst, stream_until_refused
 from tests.e2e.conftest import GatewayProcess, spawn_gateway
-from tests.fakes.chunks import anthropic_text_events
-from tests.fakes.upstreams import AnthropicStream, FakeUpstream
+from tests.fakes.upstreams import FakeUpstream
 from tests.serve_config import OPUS_PRICES, serve_config
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")]
 
 TOKEN = "pb-team-token"
 LIMIT = 3.0
-PROMPT = "Explain what this function does and how to test it. " * 700
-BODY = {"model": "priced", "max_tokens": 4096, "messages": [{"role": "user", "content": PROMPT}]}
-INPUT = estimate_tokens(BODY)
-OUTPUT = 2000
-COST = (INPUT * 15 + OUTPUT * 75) / 1e6
+BURST = priced_burst("Explain what this function does and how to test it. ", 700)
+BODY, COST = BURST.body, BURST.cost  # one request's real cost (Opus-like prices)
 
 
 def config(upstream: str, url: str, budget: bool) -> str:
@@ -46,9 +41,7 @@ def config(upstream: str, url: str, budget: bool) -> str:
 
 @pytest.fixture
 def upstream():
-    up = FakeUpstream(lambda req: AnthropicStream(
-        anthropic_text_events("x" * 40, pieces=10, model="priced", usage=(INPUT, OUTPUT, 0, 0)), delay_s=0.03),
-        wire="anthropic", record=False).start()
+    up = BURST.upstream()
     yield up
     up.stop()
 

@@ -14,19 +14,13 @@ from pathlib import Path
 import pytest
 
 from app.core import Engine
-from app.proxy.tokens import estimate_tokens
-from tests.burst import stream_until_refused
-from tests.fakes.chunks import anthropic_text_events
-from tests.fakes.upstreams import AnthropicStream, FakeUpstream
+from tests.burst import priced_burst, stream_until_refused
 from tests.serve_config import OPUS_PRICES, serve_config, start_engine
 
 TOKEN = "pb-burst-token"
 LIMIT = 3.0
-PROMPT = "Refactor this module so that it reads more clearly. " * 700  # ~8,000 estimated input tokens
-BODY = {"model": "priced", "max_tokens": 4096, "messages": [{"role": "user", "content": PROMPT}]}
-INPUT = estimate_tokens(BODY)  # what the fake upstream reports: the estimate is right on input
-OUTPUT = 2000
-COST = (INPUT * 15 + OUTPUT * 75) / 1e6  # one request's real cost (Opus-like prices)
+BURST = priced_burst("Refactor this module so that it reads more clearly. ", 700)
+BODY, COST = BURST.body, BURST.cost  # one request's real cost (Opus-like prices)
 
 
 def config(upstream: str, ledger: str) -> str:
@@ -35,9 +29,7 @@ def config(upstream: str, ledger: str) -> str:
 @pytest.fixture(params=["sqlite", "pg"])
 def engine(request: pytest.FixtureRequest, patchbay_home: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("PATCHBAY_TOKEN", TOKEN)
-    up = FakeUpstream(lambda req: AnthropicStream(
-        anthropic_text_events("x" * 40, pieces=10, model="priced", usage=(INPUT, OUTPUT, 0, 0)), delay_s=0.03),
-        wire="anthropic", record=False).start()
+    up = BURST.upstream()
     ledger = ""
     if request.param == "pg":
         ledger = f'[ledger]\nurl = "{request.getfixturevalue("pg_server").create_db()}"\n'

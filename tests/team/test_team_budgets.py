@@ -22,19 +22,14 @@ import psycopg
 import pytest
 
 from app.core import Engine
-from app.proxy.tokens import estimate_tokens
-from tests.burst import stream_until_refused
-from tests.fakes.chunks import anthropic_text_events
+from tests.burst import priced_burst, stream_until_refused
 from tests.fakes.idp import FakeIdP
-from tests.fakes.upstreams import AnthropicStream, FakeUpstream
+from tests.fakes.upstreams import FakeUpstream
 from tests.serve_config import OPUS_PRICES, serve_config, start_engine
 
 LIMIT = 3.0
-PROMPT = "Summarise what changed in this module and why it matters. " * 500
-BODY = {"model": "priced", "max_tokens": 4096, "messages": [{"role": "user", "content": PROMPT}]}
-INPUT = estimate_tokens(BODY)
-OUTPUT = 2000
-COST = (INPUT * 15 + OUTPUT * 75) / 1e6  # one request's real cost on "cloud" (Opus-like prices)
+BURST = priced_burst("Summarise what changed in this module and why it matters. ", 500)
+BODY, COST = BURST.body, BURST.cost  # one request's real cost (Opus-like prices)
 ALICE, BOB, CAROL = "alice@corp.example", "bob@corp.example", "carol@lab.example"
 ASK = "Ask #platform-ai in Slack for a higher limit."
 
@@ -77,9 +72,7 @@ action = "downgrade:local,qwen3-coder"
 
 @pytest.fixture
 def upstreams() -> Iterator[tuple[FakeUpstream, FakeUpstream]]:
-    cloud = FakeUpstream(lambda req: AnthropicStream(
-        anthropic_text_events("x" * 40, pieces=10, model="priced", usage=(INPUT, OUTPUT, 0, 0)), delay_s=0.03),
-        wire="anthropic", record=False).start()
+    cloud = BURST.upstream()
     local = FakeUpstream(wire="anthropic", models=("qwen3-coder",)).start()
     yield cloud, local
     cloud.stop()
