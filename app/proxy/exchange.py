@@ -6,6 +6,7 @@ The gateway creates an ``Exchange`` per request; a backend adapter answers throu
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
     from app.team.identity import Identity
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+log = logging.getLogger("patchbay.gateway")
+
 
 def error_body(error_type: str, message: str, request_id: str | None = None) -> bytes:
     body: dict[str, Any] = {"type": "error", "error": {"type": error_type, "message": message}}
@@ -108,6 +111,7 @@ class Exchange:
         "started", "finished", "status", "error_type", "error_message", "ttft", "stop_reason",
         "served_model", "input_tokens", "output_tokens", "cache_creation", "cache_read",
         "last_write", "captured", "client_gone", "attempts", "hold_open_until", "interrupted", "extra_headers",
+        "on_done",
     )
 
     def __init__(self, request_id: str, route: Route, incoming: Incoming, stream: bool, send: Send,
@@ -143,6 +147,10 @@ class Exchange:
         self.interrupted = False  # the answer stopped part-way (client gone, upstream cut)
         # added to a successful answer's headers (a budget past warn_at: its utilisation headers)
         self.extra_headers: tuple[tuple[bytes, bytes], ...] = ()
+        # called once, just before the client gets the bytes that end the answer (its stop reason
+        # and final usage known): budget admission learns the real cost before the client can
+        # send its next request, so this one's reservation never counts at its estimate then
+        self.on_done: Callable[["Exchange"], None] | None = None
 
     def retry(self, route: Route) -> None:
         """Start the next attempt (failover) on ``route``. Only before anything reached the
@@ -179,6 +187,8 @@ class Exchange:
             data = scrub(data, _client_secrets(self.incoming))
         if self.captured is not None:
             self.captured.append(data)
+        if self.on_done is not None and self.stop_reason is not None:
+            self._done()
         await self.send({"type": "http.response.body", "body": data, "more_body": True})
 
     async def end(self, data: bytes = b"") -> None:
@@ -195,10 +205,20 @@ class Exchange:
             headers = _with(headers, self.extra_headers)
         if self.captured is not None:
             self.captured.append(body)
+        if self.on_done is not None and self.stop_reason is not None:
+            self._done()
         await self.send({"type": "http.response.start", "status": status,
                          "headers": headers + [(b"content-length", str(len(body)).encode())]})
         self.finished = True
         await self.send({"type": "http.response.body", "body": body, "more_body": False})
+
+    def _done(self) -> None:
+        hook, self.on_done = self.on_done, None
+        try:
+            if hook is not None:
+                hook(self)
+        except Exception:  # a hook must never cost the client its answer
+            log.exception("request %s: the on_done hook failed", self.request_id)
 
     # ----------------------------------------------------------------- observing
 

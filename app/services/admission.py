@@ -122,9 +122,23 @@ class Admission:
             cost = float(self.prices.cost_of(event) or 0.0)
         except Exception:
             cost = 0.0
+        self._note_cost(event.request_id, cost)
+
+    def finished_early(self, request_id: str, backend: str, model: str, usage: Usage, started_at: float) -> None:
+        """The gateway's call just before the client gets the end of an answer (its final usage
+        known): the same as ``sink`` a moment sooner. The gateway publishes the finished request
+        only once the upstream's body has ended, and Claude Code may send its next request before
+        that; without this the last request's hold would still count at its estimate for it."""
+        try:
+            cost = float(self.prices.cost(backend, model, usage, at=started_at) or 0.0)
+        except Exception:
+            return
+        self._note_cost(request_id, cost)
+
+    def _note_cost(self, request_id: str, cost: float) -> None:
         now = time.monotonic()
         with self._lock:
-            self._settling[event.request_id] = (cost, now)
+            self._settling[request_id] = (cost, now)
             while self._settling:
                 oldest, (_c, at) = next(iter(self._settling.items()))
                 if len(self._settling) <= SETTLING_MAX and now - at < self.hold_ttl_s:
