@@ -18,7 +18,7 @@ from pathlib import Path
 
 from app.paths import make_private_dir, make_private_file
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 class LedgerError(Exception):
@@ -154,7 +154,15 @@ CREATE TABLE budget_holds(
 CREATE INDEX budget_holds_scope ON budget_holds(scope, period_start);
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4)  # MIGRATIONS[n] takes a file from version n to n + 1
+# v5: a person's rows by time. A per-person budget's counter, met for the first time in its period,
+# is seeded from that person's rows while admission holds the ledger's write lock: without this a
+# month of a busy team (300,000 rows) took ~240 ms to scan, stalling every request meanwhile; with it
+# ~2 ms. (The PostgreSQL ledger has had the same index since its first schema.)
+_V5 = """
+CREATE INDEX requests_user ON requests(user_id, started_at);
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5)  # MIGRATIONS[n] takes a file from version n to n + 1
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 
