@@ -47,7 +47,9 @@ def _title(h: LedgerHealth) -> str:
 
 def sentence_of(h: LedgerHealth) -> str:
     said = [t for t in (h.reason or h.budgets_reason,) if t]
-    if h.spooled or h.reason:
+    if h.read_only and not h.spooled:
+        said.append("Requests through this app's own gateway wait in the local spool meanwhile; nothing is lost.")
+    elif h.spooled or h.reason:
         said.append(f"{plural(h.spooled, 'usage row')} wait{'s' if h.spooled == 1 else ''} in the local spool "
                     f"and {'is' if h.spooled == 1 else 'are'} written to {h.where} once "
                     f"{'the [ledger] user may write there' if h.read_only else 'it answers'}; nothing is lost.")
