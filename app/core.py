@@ -82,6 +82,8 @@ class Engine:
         self.runtime = ProxyRuntime(self.config, token=self.token, hub=self.hub, admission=self._admission(),
                                     keys=secrets.resolve_backend_key, identity=self._identity_chain(self.config))
         self.runtime.gateway.not_ready = self.not_ready
+        if self.config.team is None and self.config.ledger.team.url:
+            self._look_at_team()
         self._setup_metrics()
         self.status_cache: Any = None
         if self.config.ledger.team.url:
@@ -118,10 +120,22 @@ class Engine:
         record_policy(self._key_store, config)
         return build_chain(config.team, keys=self._key_store if "keys" in config.team.identity else None)
 
+    def _look_at_team(self) -> None:
+        """An admin's app: ``[ledger] url`` names the team's PostgreSQL, but this gateway stays
+        single-user (no ``[team]``). The Team page reads the keys and the audit trail from there
+        (a read-only role is enough); this config is no team policy, so none is recorded."""
+        from app.team.keystore import KeyStoreError, open_key_store
+
+        try:
+            self._key_store = open_key_store(self.config, self.paths)
+        except KeyStoreError as exc:
+            log.warning("The Team page cannot read the team ledger: %s", exc)
+
     @property
     def team_store(self) -> "TeamStore | None":
-        """Team mode: the issued keys and the audit trail (in the ledger database); None otherwise."""
-        return self._key_store if self.config.team is not None else None
+        """The issued keys and the audit trail (in the ledger database): in team mode, and on an
+        admin's app whose ledger is the team's PostgreSQL; None otherwise."""
+        return self._key_store if self.config.team is not None or self.config.ledger.team.url else None
 
     def _admission(self) -> Any:
         """Budget admission with reservations in the ledger's database (app/services/admission.py)."""
@@ -191,7 +205,8 @@ class Engine:
         adm = self.admission
         unchecked = adm is not None and adm.degraded is not None
         return LedgerHealth(describe(self.config.ledger, self.paths), self.ledger.degraded, self.ledger.spooled,
-                            adm.on_unreachable if unchecked else None, adm.degraded if unchecked else None)
+                            adm.on_unreachable if unchecked else None, adm.degraded if unchecked else None,
+                            bool(getattr(self.ledger.store, "read_only", False)))
 
     def start(self) -> None:
         try:

@@ -10,6 +10,7 @@ window, its tray icon and the tray menu are the ones a user meets on a plain Lin
     .venv/bin/python scripts/screenshots.py --case small    # the window at its 900x600 minimum
     .venv/bin/python scripts/screenshots.py --case team     # the Team page of a team gateway
     .venv/bin/python scripts/screenshots.py --case team-fresh  # ...with no team request yet
+    .venv/bin/python scripts/screenshots.py --case team-admin  # an admin's read-only look (PostgreSQL)
 
 (Debian/Ubuntu: ``apt install xvfb openbox trayer`` plus Qt's X11 libraries, see the README.)
 ``--dark`` asks the desktop for a dark theme (GTK's Adwaita:dark, which Qt's GTK platform theme
@@ -842,16 +843,19 @@ backend = "anthropic"
 
 
 def backfill_team(config_path: Path, ledger_file: Path) -> int:
-    """Thirty days of the team's requests (who sent each: user and groups), through the real Ledger."""
+    """Thirty days of the team's requests (who sent each: user and groups), through the real Ledger
+    (into the ledger the config names: the SQLite ``ledger_file``, or its [ledger] url)."""
     import dataclasses
 
     from app.config_file import load_config
     from app.events import Usage, finished_request
-    from app.services.ledger import Ledger
+    from app.paths import Paths
+    from app.services.ledger_open import open_reader, open_writer
     from app.services.pricing import PriceBook
 
     cfg = load_config(config_path)
-    ledger = Ledger(ledger_file, prices=PriceBook.load(cfg), settings=cfg.ledger)
+    paths = Paths(ledger_file.parent, ledger_file.parent, ledger_file.parent)
+    ledger = open_writer(cfg.ledger, paths, PriceBook.load(cfg))
     ledger.start()
     rnd = random.Random(17)
     now = time.time()
@@ -879,9 +883,11 @@ def backfill_team(config_path: Path, ledger_file: Path) -> int:
 
     day, week = period_bounds("day", now)[0], period_bounds("week", now)[0]
     ledger.flush(30.0)
+    ledger.drain(30.0)
+    reader = open_reader(cfg.ledger, paths)
     for user, start, target in (("dana@corp.example", day, 26.0), ("mei.lin@corp.example", day, 21.5),
                                 ("ravi@agency.example", week, 33.0)):
-        missing = target - ledger_rows(ledger_file, user, start)
+        missing = target - sum(t.cost_usd for t in reader.totals(start, None, "user") if t.key == user)
         groups = next(g for u, g, _ in PEOPLE if u == user)
         days = [d for d in (start + i * 86400 for i in range(7)) if d < now]
         while missing > 0.01:
@@ -893,22 +899,25 @@ def backfill_team(config_path: Path, ledger_file: Path) -> int:
                                  model="claude-sonnet-4-5", usage=Usage(0, int(cost / 15e-6)))
             ledger.record(dataclasses.replace(e, user=user, groups=groups, identity_source="keys"))
             n += 1
+    reader.close()
+    ledger.flush(30.0)
+    ledger.drain(30.0)
     ledger.close()
     return n
 
 
-def ledger_rows(ledger_file: Path, user: str, since: float) -> float:
-    """What ``user`` spent since ``since``, by the ledger (flushed first)."""
-    from app.services.ledger import LedgerReader
+def issue_team_keys(ledger_file: Path, url: str | None = None) -> None:
+    from app.team.keystore import TeamStore
 
-    with LedgerReader(ledger_file) as reader:
-        return sum(t.cost_usd for t in reader.totals(since, None, "user") if t.key == user)
+    store: TeamStore
+    if url is None:
+        from app.team.keystore_sqlite import SqliteKeyStore
 
+        store = SqliteKeyStore(ledger_file)
+    else:
+        from app.team.keystore_pg import PgKeyStore
 
-def issue_team_keys(ledger_file: Path) -> None:
-    from app.team.keystore_sqlite import SqliteKeyStore
-
-    store = SqliteKeyStore(ledger_file)
+        store = PgKeyStore(url)
     try:
         for user, groups, _ in PEOPLE[:6]:
             store.create(user, groups[:1], expires_at=time.time() + 90 * 86400, created_by="erin@admin-laptop")
@@ -932,10 +941,14 @@ async def shoot_team(args: argparse.Namespace) -> int:
     paths = default_paths()
     a, _b = make_upstreams()
     ol = make_ollama()
-    write_team_config(paths.config_file, a.url, ol.url, budgets=True)
-    if not fresh:
-        print(f"back-filled {backfill_team(paths.config_file, paths.ledger_file)} team ledger rows", flush=True)
-    issue_team_keys(paths.ledger_file)
+    pg = None
+    if args.case == "team-admin":  # the gateways' config elsewhere; this app's only names the ledger
+        pg = team_admin_ledger(paths, a.url, ol.url)
+    else:
+        write_team_config(paths.config_file, a.url, ol.url, budgets=True)
+        if not fresh:
+            print(f"back-filled {backfill_team(paths.config_file, paths.ledger_file)} team ledger rows", flush=True)
+        issue_team_keys(paths.ledger_file)
     app = App(paths.config_file, use_system_tray=False, hardware_factory=lambda: HardwareSampler([]))
     assert app.start(), [m.text for m in app.window.messages()]
     win = app.window
@@ -949,20 +962,24 @@ async def shoot_team(args: argparse.Namespace) -> int:
     prefix = "fresh-" if fresh else ""
 
     def save(name: str) -> None:
+        name = name.replace("team", "team-admin", 1) if pg is not None else name
         pm = win.grab()
         path = out / f"{prefix}{name}{suffix}.png"
         pm.save(str(path))
         print(f"saved {path} ({pm.width()}x{pm.height()})", flush=True)
 
-    for size, tail, tabs in (((1320, 860), "", ("team", "team-budgets", "team-keys", "team-audit")),
-                             (MIN_SIZE, "-small", ("team", "team-budgets"))):
+    shots = (((1320, 860), "", ("team", "team-budgets", "team-keys", "team-audit")),
+             (MIN_SIZE, "-small", ("team", "team-budgets")))
+    if pg is not None:  # the page as the admin sees it, and the banner about the read-only role
+        shots = (((1320, 860), "", ("team", "team-budgets")),)
+    for size, tail, tabs in shots:
         win.resize(*size)
         for tab, name in enumerate(tabs):
             page.tabs.setCurrentIndex(tab)
             await settle(0.4)
             save(name + tail)
         page.tabs.setCurrentIndex(0)
-        if not tail:
+        if not tail and pg is None:
             page.chart.by.setCurrentIndex(1)
             await settle(0.4)
             save("team-by-group")
@@ -971,7 +988,66 @@ async def shoot_team(args: argparse.Namespace) -> int:
     a.stop()
     _b.stop()
     ol.stop()
+    if pg is not None:
+        pg.destroy()
     return 0
+
+
+def team_admin_ledger(paths: Any, a_url: str, ol_url: str) -> Any:
+    """A team's PostgreSQL (tests/pg.py) as its gateways leave it: thirty days of requests, keys and
+    the policy they recorded; a role that may only read it; this app's config naming only that."""
+    import psycopg
+
+    from app.config_file import load_config
+    from app.team.audit import record_policy
+    from app.team.keystore_pg import PgKeyStore
+    from tests.pg import PgServer
+
+    pg = PgServer().start()
+    url = pg.create_db()
+    gateway = paths.config_dir / "gateway.toml"
+    write_team_config(gateway, a_url, ol_url, budgets=True)
+    gateway.write_text(gateway.read_text() + f'\n[ledger]\nurl = "{url}"\n', encoding="utf-8")
+    scratch = paths.config_dir / "gateway-data" / "usage.sqlite3"
+    print(f"back-filled {backfill_team(gateway, scratch)} team ledger rows", flush=True)
+    store = PgKeyStore(url)
+    try:
+        record_policy(store, _at(load_config(gateway)), who="patchbay@gw-1.corp.example")
+    finally:
+        store.close()
+    issue_team_keys(scratch, url)
+    db = url.rsplit("/", 1)[1]
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE ROLE erin_viewer LOGIN PASSWORD 'viewer'")
+        conn.execute(f'GRANT CONNECT ON DATABASE "{db}" TO erin_viewer')
+        conn.execute("GRANT SELECT ON ALL TABLES IN SCHEMA public TO erin_viewer")
+    os.environ["PATCHBAY_SHOTS_DB_PASSWORD"] = "viewer"
+    paths.config_file.parent.mkdir(parents=True, exist_ok=True)
+    paths.config_file.write_text(f"""[gateway]
+port = 0
+
+[[backends]]
+id = "anthropic"
+kind = "anthropic"
+base_url = "{a_url}"
+auth = "none"
+local = false
+
+[active]
+backend = "anthropic"
+
+[ledger]
+url = "{url.replace('postgresql://postgres@', 'postgresql://erin_viewer@')}"
+password = "env:PATCHBAY_SHOTS_DB_PASSWORD"
+""", encoding="utf-8")
+    return pg
+
+
+def _at(cfg: Any) -> Any:
+    """The gateways' config as it would be named on their hosts (the page shows the path)."""
+    import dataclasses
+
+    return dataclasses.replace(cfg, path=Path("/etc/patchbay/team.toml"))
 
 
 def main() -> int:
@@ -979,10 +1055,11 @@ def main() -> int:
     ap.add_argument("--out", default=str(ROOT / "docs"), help="where the PNGs go (default: docs/)")
     ap.add_argument("--dark", action="store_true",
                     help="a dark desktop theme (GTK Adwaita:dark, followed by Qt); adds -dark to the file names")
-    ap.add_argument("--case", choices=("full", "fresh", "small", "team", "team-fresh"), default="full",
+    ap.add_argument("--case", choices=("full", "fresh", "small", "team", "team-fresh", "team-admin"), default="full",
                     help="full: every page with two weeks of data; fresh: a new install with little data; "
                          "small: the window at its minimum size (files get a fresh-/small- prefix); "
-                         "team: the Team page of a team gateway (docs/team*.png); team-fresh: with no requests")
+                         "team: the Team page of a team gateway (docs/team*.png); team-fresh: with no requests; "
+                         "team-admin: an admin's read-only look at a team's PostgreSQL (docs/team-admin*.png)")
     ap.add_argument("--desktop", action=argparse.BooleanOptionalAction, default=None,
                     help="start Xvfb, openbox and trayer (default: when no DISPLAY is set)")
     args = ap.parse_args()

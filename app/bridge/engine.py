@@ -35,7 +35,8 @@ class EngineApi(Protocol):
 
     @property
     def team_store(self) -> TeamStore | None:
-        """Team mode: the issued keys and the audit trail (the ledger database); None otherwise."""
+        """The issued keys and the audit trail (the ledger database): in team mode, and on an admin's app
+        whose [ledger] url is the team's PostgreSQL; None otherwise."""
         ...
 
     # life cycle

@@ -28,7 +28,7 @@ def _away(h: LedgerHealth) -> bool:
 def view_of(h: LedgerHealth) -> LedgerView | None:
     if not h.degraded:
         return None
-    parts = ["Ledger offline" if _away(h) else "Ledger catching up"]
+    parts = ["Ledger read-only" if h.read_only else "Ledger offline" if _away(h) else "Ledger catching up"]
     if h.spooled or h.reason:
         parts.append(f"{plural(h.spooled, 'row')} in the spool")
     if h.budgets == "open":
@@ -39,11 +39,20 @@ def view_of(h: LedgerHealth) -> LedgerView | None:
     return LedgerView(" · ".join(parts), tip, "error" if h.budgets == "closed" else "warn")
 
 
+def _title(h: LedgerHealth) -> str:
+    if h.read_only:
+        return "This app may only read the team ledger"
+    return "The team ledger is not answering" if _away(h) else "The team ledger is catching up"
+
+
 def sentence_of(h: LedgerHealth) -> str:
     said = [t for t in (h.reason or h.budgets_reason,) if t]
-    if h.spooled or h.reason:
+    if h.read_only and not h.spooled:
+        said.append("Requests through this app's own gateway wait in the local spool meanwhile; nothing is lost.")
+    elif h.spooled or h.reason:
         said.append(f"{plural(h.spooled, 'usage row')} wait{'s' if h.spooled == 1 else ''} in the local spool "
-                    f"and {'is' if h.spooled == 1 else 'are'} written to {h.where} once it answers; nothing is lost.")
+                    f"and {'is' if h.spooled == 1 else 'are'} written to {h.where} once "
+                    f"{'the [ledger] user may write there' if h.read_only else 'it answers'}; nothing is lost.")
     if h.budgets == "open":
         said.append("Budgets cannot be checked meanwhile, so requests pass ([ledger] on_unreachable = \"open\").")
     elif h.budgets == "closed":
@@ -91,7 +100,7 @@ class LedgerWatch(QObject):
             news = first or self._said is not None and self._said[:2] != state[:2]  # not each new error text
             if news or (state != self._said and time.monotonic() - self._said_at >= RESAY_S):
                 self._notices.say("error" if h.budgets == "closed" else "warn",
-                                  "The team ledger is not answering" if _away(h) else "The team ledger is catching up",
+                                  _title(h),
                                   sentence_of(h), key=KEY, notify=first)
                 self._said, self._said_at = state, time.monotonic()
         elif self._said is not None:

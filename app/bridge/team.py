@@ -13,6 +13,7 @@ from app.bridge.engine import EngineApi
 from app.bridge.jobs import Jobs
 from app.bridge.notices import Notices
 from app.bridge.team_read import read_team
+from app.team.keys import KeyStoreError, KeyStoreReadOnly
 from app.views.data import TeamView
 
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -52,16 +53,18 @@ class Team(QObject):
         eng = self._engine
         store = eng.team_store if eng is not None else None
         team = eng.config.team if eng is not None else None
-        if eng is None or store is None or team is None:
+        if eng is None or store is None:
             self._set(TeamView(False))
             return
-        if not self._view.enabled:
-            self._set(TeamView(True, tuple(team.identity), tuple(g.name for g in team.groups)))
+        if not self._view.enabled:  # team mode: from the config; an admin's look: what a gateway recorded
+            self._set(TeamView(True, tuple(team.identity), tuple(g.name for g in team.groups)) if team is not None
+                      else TeamView(True, admin_view=True))
         if self._reading:
             self._again = True
             return
         self._reading = True
-        reader, budgets = eng.reader, eng.config.budgets
+        reader = eng.reader
+        budgets = eng.config.budgets if team is not None else None  # None: the recorded policy's
 
         def done(result: tuple[TeamView, str | None] | None, error: BaseException | None) -> None:
             self._reading = False
@@ -104,8 +107,12 @@ class Team(QObject):
         except ValueError as exc:
             self._notices.say("warn", "When should the key expire?", str(exc), key="team")
             return False
-        record, secret = store.create(email, tuple(dict.fromkeys(g.strip() for g in groups if g.strip())),
-                                      expires_at=expires_at, created_by=actor())
+        try:
+            record, secret = store.create(email, tuple(dict.fromkeys(g.strip() for g in groups if g.strip())),
+                                          expires_at=expires_at, created_by=actor())
+        except KeyStoreError as exc:
+            self._refused("The key was not created", exc)
+            return False
         self._notices.clear("team")
         self.keyCreated.emit(secret, record.id, record.user)
         self.refresh()
@@ -118,5 +125,19 @@ class Team(QObject):
         store = eng.team_store if eng is not None else None
         if store is None:
             return
-        store.revoke(key_id, revoked_by=actor())
+        try:
+            store.revoke(key_id, revoked_by=actor())
+        except KeyStoreError as exc:
+            self._refused(f"The key {key_id} was not revoked", exc)
+            return
+        self._notices.clear("team")
         self.refresh()
+
+    def _refused(self, title: str, exc: KeyStoreError) -> None:
+        """The store said no: in plain words on the banner, never an exception out of a Qt slot."""
+        text = str(exc)
+        if isinstance(exc, KeyStoreReadOnly):
+            text += (" Keys are created and revoked by a role that may write the team ledger: ask whoever runs "
+                     "the team gateway, or run `patchbay team key create EMAIL` (or `patchbay team key revoke "
+                     "ID`) with the gateways' config.")
+        self._notices.say("warn", title, text, key="team")

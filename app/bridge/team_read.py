@@ -5,6 +5,7 @@ per-user and per-group budget's state (the ledger, through ``app.services.team_u
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING, Sequence
 
 from app.config import BudgetConfig
@@ -30,18 +31,29 @@ def budget_view(r: BudgetRow) -> TeamBudgetView:
                           r.state, b.action, r.resets_at)
 
 
-def read_team(team: "TeamConfig", store: "TeamStore", reader: "LedgerReader",
-              budgets: Sequence[BudgetConfig], now: float | None = None) -> tuple[TeamView, str | None]:
+def read_team(team: "TeamConfig | None", store: "TeamStore", reader: "LedgerReader",
+              budgets: Sequence[BudgetConfig] | None, now: float | None = None) -> tuple[TeamView, str | None]:
     """The page's view, and why the spend could not be read (None when it could): a ledger that
-    cannot be read now still leaves the keys and the audit trail to show."""
+    cannot be read now still leaves the keys and the audit trail to show. ``team`` None: an
+    admin's look at a team ledger, with the policy (identity, groups, budgets) that a gateway
+    last recorded in the audit trail instead of this app's own config."""
     from app.team.cli import _summary
+    from app.team.recorded import recorded_policy
 
     now = time.time() if now is None else now
     keys = tuple(TeamKeyView(r.id, r.user, r.groups, r.status(now), r.created_at, r.expires_at, r.created_by)
                  for r in reversed(store.list_keys()))
+    entries = store.audit()
     audit = tuple(TeamAuditView(e.at, e.actor, e.action, e.subject, _summary(e.action, e.detail))
-                  for e in reversed(store.audit()[-AUDIT_SHOWN:]))
-    base = TeamView(True, tuple(team.identity), tuple(g.name for g in team.groups), keys, audit)
+                  for e in reversed(entries[-AUDIT_SHOWN:]))
+    if team is not None:
+        base = TeamView(True, tuple(team.identity), tuple(g.name for g in team.groups), keys, audit)
+    else:
+        recorded = recorded_policy(store)
+        budgets = recorded.budgets if recorded is not None else ()
+        base = TeamView(True, recorded.identity if recorded else (), recorded.groups if recorded else (), keys,
+                        audit, admin_view=True, policy_by=recorded.actor if recorded else None,
+                        policy_at=recorded.at if recorded else None, policy_file=recorded.subject if recorded else None)
     try:
         from app.services.budgets import period_bounds
 
@@ -49,8 +61,8 @@ def read_team(team: "TeamConfig", store: "TeamStore", reader: "LedgerReader",
         by_user = tuple((t.key, t.requests, t.cost_usd) for t in reader.totals(start, end, "user"))
         by_group = tuple((t.key, t.requests, t.cost_usd) for t in reader.totals(start, end, "group"))
         users, groups = daily_spend(reader, "user", now=now), daily_spend(reader, "group", now=now)
-        states = tuple(budget_view(r) for r in budget_rows(reader, budgets, now=now))
+        states = tuple(budget_view(r) for r in budget_rows(reader, budgets or (), now=now))
     except Exception as exc:  # noqa: BLE001 - said on the page's notice; the keys still show
         return base, str(exc) or type(exc).__name__
-    return TeamView(True, base.identity, base.groups, keys, audit, by_user, by_group, spend_view(users),
-                    spend_view(groups), states), None
+    return replace(base, by_user=by_user, by_group=by_group, spend_by_user=spend_view(users),
+                   spend_by_group=spend_view(groups), budgets=states), None

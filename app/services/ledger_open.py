@@ -25,6 +25,7 @@ class LedgerHealth:
     spooled: int  # rows waiting in the local spool
     budgets: str | None = None  # None: budgets are checked; "open": not enforced; "closed": requests refused
     budgets_reason: str | None = None
+    read_only: bool = False  # the [ledger] user may only read it (an admin's look at the team ledger)
 
     @property
     def degraded(self) -> bool:

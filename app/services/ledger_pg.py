@@ -270,6 +270,11 @@ def migrate(conn: Any, where: str) -> int:
         conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATE_LOCK,))
 
 
+class LedgerReadOnly(Exception):
+    """The ``[ledger]`` user may read the ledger but not write it: an admin's read-only role on the
+    team's database. Not a ``LedgerError``: the app starts, and its own rows wait in the spool."""
+
+
 class PgStore:
     """The writer's store on PostgreSQL. One connection, used by the writer thread only."""
 
@@ -282,6 +287,7 @@ class PgStore:
         # the writer waits this long for more records before it writes a batch: each batch costs a
         # handful of statements whatever its size, and acknowledging 20 ms later costs nothing
         self.linger_s = 0.02
+        self.read_only = False  # the last open found that the [ledger] user may not write the rows
 
     def open(self) -> None:
         import psycopg
@@ -291,7 +297,13 @@ class PgStore:
         conn = psycopg.connect(self.url, autocommit=True, options="-c synchronous_commit=on",
                                **connect_kwargs(self.team))
         try:
-            migrate(conn, self.where)
+            migrate(conn, self.where)  # at the current version only reads (no DDL rights needed)
+            may = conn.execute("SELECT has_table_privilege('requests', 'INSERT')").fetchone()
+            self.read_only = may is not None and not may[0]
+            if self.read_only:
+                raise LedgerReadOnly(f"The [ledger] user of this Patchbay may only read {self.where}, so the usage "
+                                     "of this app's own gateway is not written there (fine for an admin looking at "
+                                     "the team ledger: the Team page reads it all).")
         except BaseException:
             conn.close()
             raise
@@ -378,7 +390,14 @@ class PgStore:
             conn.execute("DELETE FROM token_counts WHERE started_at < %s", (cutoff,))
 
     def explain(self, exc: BaseException) -> str:
+        import psycopg
+
+        if isinstance(exc, LedgerReadOnly):
+            return str(exc)
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if isinstance(exc, psycopg.errors.InsufficientPrivilege):  # rights taken away since it opened
+            return (f"Patchbay may not write to {self.where} ({text}). Give the [ledger] user INSERT and UPDATE on "
+                    "the ledger's tables, or use a role that has them.")
         if "password" in text.lower() or "authentication" in text.lower():
             return (f"Patchbay cannot log in to {self.where} ({text}). Check [ledger] password and the database "
                     "user's rights.")

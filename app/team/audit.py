@@ -40,9 +40,17 @@ def policy_of(config: Any) -> dict[str, Any]:
                             "backends": None if g.backends is None else list(g.backends),
                             "models": None if g.models is None else list(g.models),
                             "max_output_tokens": g.max_output_tokens} for g in team.groups},
-        "budgets": [{"scope": b.scope, "period": b.period, "limit_usd": b.limit_usd, "warn_at": b.warn_at,
-                     "action": b.action} for b in config.budgets],
+        "budgets": [budget_of(b) for b in config.budgets],
     }
+
+
+def budget_of(b: Any) -> dict[str, Any]:
+    """One ``[[budgets]]`` row as the policy records it. ``blocked_message`` only when set, so a
+    policy without one has the digest it had before the field was recorded (no new entry)."""
+    row = {"scope": b.scope, "period": b.period, "limit_usd": b.limit_usd, "warn_at": b.warn_at, "action": b.action}
+    if b.blocked_message:
+        row["blocked_message"] = b.blocked_message
+    return row
 
 
 def digest(policy: dict[str, Any]) -> str:

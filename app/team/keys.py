@@ -74,6 +74,11 @@ class KeyStoreError(Exception):
     """The key store cannot be used. ``str()`` is the whole message for the user."""
 
 
+class KeyStoreReadOnly(KeyStoreError):
+    """The database refused a write because the ledger's role may only read it (an admin's
+    look at the team ledger). ``str()`` says so and what to use instead."""
+
+
 class KeyStoreUnavailable(KeyStoreError):
     """The key store's database cannot be reached right now (not the caller's fault). ``str()``
     says where and what to do, never the password or a key."""

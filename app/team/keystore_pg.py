@@ -27,7 +27,15 @@ import time
 from typing import Any, Callable, Sequence, TypeVar
 
 from app.team.identity import normalise_user
-from app.team.keys import KeyRecord, KeyStoreError, KeyStoreUnavailable, key_hash, new_key_id, new_secret
+from app.team.keys import (
+    KeyRecord,
+    KeyStoreError,
+    KeyStoreReadOnly,
+    KeyStoreUnavailable,
+    key_hash,
+    new_key_id,
+    new_secret,
+)
 from app.team.keystore import AUDIT_COLUMNS, AuditEntry, created_detail, entry_of, key_columns, record_of
 from app.team_config import TeamLedger
 
@@ -139,6 +147,11 @@ class PgKeyStore:
             with self._lock:
                 self._down = (time.monotonic() + 1.0, msg)
             raise KeyStoreUnavailable(msg) from None
+        except psycopg.errors.InsufficientPrivilege as exc:
+            if "append-only" in str(exc):  # the audit trail's own trigger, not the role's rights
+                raise KeyStoreError(f"{self.where} refused a team-key statement ({_why(exc)}).") from None
+            raise KeyStoreReadOnly(f"{self.where} refused to change the team keys ({_why(exc)}): this connection's "
+                                   "[ledger] user may only read the team ledger.") from None
         except psycopg.Error as exc:
             raise KeyStoreError(f"{self.where} refused a team-key statement ({_why(exc)}). Check that the "
                                 "[ledger] user may create and use the tables team_keys and team_audit.") from None

@@ -356,7 +356,7 @@ class TeamBudgetView:
 
 @dataclass(frozen=True, slots=True)
 class TeamView:
-    enabled: bool  # this app's gateway runs in team mode ([team] in its config)
+    enabled: bool  # this app's gateway runs in team mode ([team] in its config), or its ledger is a team's
     identity: tuple[str, ...] = ()
     groups: tuple[str, ...] = ()
     keys: tuple[TeamKeyView, ...] = ()
@@ -367,3 +367,9 @@ class TeamView:
     spend_by_user: TeamSpendView | None = None  # the last 30 days per day (None: not read yet, or unreadable)
     spend_by_group: TeamSpendView | None = None
     budgets: tuple[TeamBudgetView, ...] = ()  # each-user, user: and group: budgets, config order
+    # an admin's look at a team ledger ([ledger] url without [team]): the policy is the one a gateway
+    # last recorded in the audit trail (who, when, from which config file); None: none recorded yet
+    admin_view: bool = False
+    policy_by: str | None = None
+    policy_at: float | None = None
+    policy_file: str | None = None

@@ -1,6 +1,7 @@
 """Team: an admin's view of a team gateway, in tabs: spend per day by user or group with this
 month's totals (Spend), each person's and group's budget state (Budgets), the issued keys
-(create, revoke) and the audit trail. Shown only when the app's gateway runs in team mode."""
+(create, revoke) and the audit trail. Shown when the app's gateway runs in team mode, or when its
+[ledger] url is a team's PostgreSQL (an admin's look: the policy a gateway recorded)."""
 
 from __future__ import annotations
 
@@ -58,6 +59,17 @@ def _cap(table: QTableWidget, widths: dict[int, int]) -> None:
         table.resizeColumnToContents(col)
         if table.columnWidth(col) > px:
             table.setColumnWidth(col, px)
+
+
+def _looking(view: TeamView) -> str:
+    """An admin's look at a team ledger: whose policy the page shows, or that none is recorded yet."""
+    if view.policy_at is None:
+        return ("The team ledger (this app's [ledger] url), read-only: no team gateway has recorded its policy "
+                "yet, so identity, groups and budget states are not known here. Spend, keys and the audit trail "
+                "show; a gateway records its policy when it starts with [team] on this ledger.")
+    return (f"The team ledger (this app's [ledger] url), read-only view. Policy recorded by {view.policy_by} at "
+            f"{_when(view.policy_at)} UTC from {view.policy_file}: identity from {', '.join(view.identity) or '-'}; "
+            f"groups: {', '.join(view.groups) or 'none'}.")
 
 
 def state_words(b: TeamBudgetView) -> tuple[str, str]:
@@ -217,6 +229,8 @@ class TeamPage(QWidget):
         if not view.enabled:
             self.summary.setText("This gateway runs in single-user mode. Add a [team] section to its config to "
                                  "serve a team (README, Team gateway).")
+        elif view.admin_view:
+            self.summary.setText(_looking(view))
         else:
             self.summary.setText(f"Team gateway: identity from {', '.join(view.identity)}; groups: "
                                  f"{', '.join(view.groups) or 'none (everyone verified may use everything)'}. "
