@@ -223,3 +223,26 @@ def test_a_persons_block_names_them_and_ends_with_the_budgets_blocked_message(bo
     finally:
         adm.close()
         ledger.close()
+
+
+def test_a_person_past_warn_at_gets_their_own_utilisation_headers(books: Books) -> None:
+    now = time.time()
+    one = (1000 * 3 + 10 * 15) / 1e6
+    ledger = books.ledger(PRICES, LedgerSettings())
+    ledger.start()
+    for i in range(2):
+        ledger.record(replace(finished(f"a{i}", now - 60, Usage(1000, 10)), user="alice@corp.example"))
+    assert ledger.flush(5)
+    budget = BudgetConfig("each-user", "day", 3 * one, warn_at=0.5)
+    store = PgBudgets(books.url) if books.url else SqliteBudgets(books.path)
+    adm = Admission((budget,), PRICES, store, instance="i1", reserve_output_tokens=10, now=lambda: now)
+    try:
+        assert adm.reserve_sync(ROUTE, "a9", BODY, user="alice@corp.example") == ROUTE
+        headers = dict(adm.headers_for("a9"))
+        assert headers[b"anthropic-ratelimit-unified-status"] == b"allowed_warning"
+        assert headers[b"anthropic-ratelimit-unified-5h-utilization"] == b"0.67"  # 2 of 3 requests' worth
+        assert adm.reserve_sync(ROUTE, "b9", BODY, user="bob@corp.example") == ROUTE
+        assert adm.headers_for("b9") == ()  # bob has spent nothing of his own
+    finally:
+        adm.close()
+        ledger.close()
