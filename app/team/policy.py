@@ -10,16 +10,16 @@
   ``PolicyDenied`` turns into 403 ``permission_error``. With no groups configured everyone
   verified may use everything (identity and budgets only).
 - ``permitted``: the routing candidates (rules, pins, failover) a person may use, in order.
-- ``budgets_for``: which ``[[budgets]]`` rows a request charges, and the counter each one
-  charges (``subject``): ``each-user`` → ``user:EMAIL`` of this user; ``user:EMAIL``,
-  ``group:NAME``, ``all``, ``backend:ID`` as written, when they apply.
+- ``subject_of``: the counter a ``[[budgets]]`` row charges for a request's sender, or None when
+  it does not apply to them: ``each-user`` → ``user:EMAIL`` of this user; ``user:EMAIL``,
+  ``group:NAME``, ``all``, ``backend:ID`` as written, when they apply (admission, app/services/admission.py).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from typing import Any, Protocol, Sequence
+from typing import Sequence
 
 from app.proxy.exchange import GatewayError
 from app.team.config import GroupPolicy
@@ -125,24 +125,6 @@ def permitted(groups: Sequence[GroupPolicy], identity: Identity,
 # --------------------------------------------------------------------------- budgets
 
 
-class HasScope(Protocol):
-    @property
-    def scope(self) -> str: ...
-
-
-@dataclass(frozen=True, slots=True)
-class AppliedBudget:
-    index: int  # position in [[budgets]]
-    budget: Any  # the budget as configured (a BudgetConfig)
-    subject: str  # the counter it charges: "user:EMAIL", "group:NAME", "all", "backend:ID"
-
-    @property
-    def column(self) -> tuple[str | None, str | None]:
-        """Which ledger rows count towards it: (column, value), or (None, None) for all rows."""
-        kind, _, value = self.subject.partition(":")
-        return (None, None) if self.subject == "all" else (kind, value)
-
-
 def subject_of(scope: str, user: str | None, groups: Sequence[str]) -> str | None:
     """The counter a budget of ``scope`` charges for this request's sender, or None when it does
     not apply to them: ``each-user`` → ``user:<their id>``; ``user:EMAIL`` → the same when it is
@@ -160,17 +142,3 @@ def subject_of(scope: str, user: str | None, groups: Sequence[str]) -> str | Non
     if kind == "group" and value in groups:
         return scope
     return None
-
-
-def budgets_for(budgets: Sequence[HasScope], identity: Identity | None, groups: Sequence[str],
-                backend: str) -> list[AppliedBudget]:
-    """The budgets a request to ``backend`` charges, in config order. Without an identity
-    (single-user mode) only ``all`` and ``backend:`` budgets apply."""
-    out = []
-    user = identity.user if identity is not None else None
-    for i, b in enumerate(budgets):
-        subject = subject_of(b.scope, user, groups)
-        if subject is None or (subject.startswith("backend:") and subject != f"backend:{backend}"):
-            continue
-        out.append(AppliedBudget(i, b, subject))
-    return out

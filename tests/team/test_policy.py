@@ -4,9 +4,10 @@ routing candidates, and which budgets a request charges."""
 from __future__ import annotations
 
 from app.config import BudgetConfig
+from app.services.budgets import budget_matches
 from app.team.config import GroupPolicy
 from app.team.identity import Identity
-from app.team.policy import Decision, PolicyDenied, budgets_for, decide, permitted, user_groups
+from app.team.policy import Decision, PolicyDenied, decide, permitted, subject_of, user_groups
 
 ENG = GroupPolicy("eng", ("*@corp.example",), ("anthropic", "bedrock", "ollama"),
                   ("claude-sonnet-*", "claude-haiku-*", "qwen3-*"), 32000)
@@ -89,13 +90,17 @@ def test_budget_scopes_resolve_to_the_counters_a_request_charges() -> None:
         BudgetConfig("backend:anthropic", "month", 3000),
         BudgetConfig("group:eng", "week", 900),
     ]
-    alice = budgets_for(budgets, ALICE, user_groups(GROUPS, ALICE), "anthropic")
-    assert [(b.index, b.subject) for b in alice] == [
+
+    def charged(identity: Identity | None, groups: tuple[str, ...], backend: str) -> list[tuple[int, str]]:
+        """What admission charges for a request to ``backend``: each budget's counter for this sender,
+        the backend budgets only on their backend."""
+        user = identity.user if identity is not None else None
+        return [(i, s) for i, b in enumerate(budgets)
+                if (s := subject_of(b.scope, user, groups)) is not None and budget_matches(b, backend)]
+
+    assert charged(ALICE, user_groups(GROUPS, ALICE), "anthropic") == [
         (0, "all"), (1, "user:alice@corp.example"), (2, "user:alice@corp.example"), (4, "backend:anthropic"),
         (5, "group:eng")]
-    bob = budgets_for(budgets, BOB, user_groups(GROUPS, BOB), "ollama")
-    assert [(b.index, b.subject) for b in bob] == [(0, "all"), (1, "user:bob@vendor.example"), (3, "group:contractors")]
-    assert bob[1].budget.limit_usd == 150 and bob[1].column == ("user", "bob@vendor.example")
-    assert bob[0].column == (None, None) and bob[2].column == ("group", "contractors")
-    single_user = budgets_for(budgets, None, (), "anthropic")
-    assert [b.subject for b in single_user] == ["all", "backend:anthropic"]
+    assert charged(BOB, user_groups(GROUPS, BOB), "ollama") == [
+        (0, "all"), (1, "user:bob@vendor.example"), (3, "group:contractors")]
+    assert [s for _i, s in charged(None, (), "anthropic")] == ["all", "backend:anthropic"]
