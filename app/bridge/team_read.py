@@ -28,7 +28,7 @@ def spend_view(s: SpendOverTime) -> TeamSpendView:
 def budget_view(r: BudgetRow) -> TeamBudgetView:
     b = r.budget
     return TeamBudgetView(r.subject, r.kind, b.scope, b.period, r.spent_usd, b.limit_usd, r.fraction, b.warn_at,
-                          r.state, b.action, r.resets_at)
+                          r.state, b.action, r.resets_at, r.word)
 
 
 def read_team(team: "TeamConfig | None", store: "TeamStore", reader: "LedgerReader",

@@ -132,6 +132,15 @@ class BudgetRow:
     def fraction(self) -> float:
         return self.spent_usd / self.budget.limit_usd if self.budget.limit_usd > 0 else 0.0
 
+    @property
+    def word(self) -> str:
+        """The state in one word (the Team page's cell, ``patchbay team budgets``): ok, warn, or at
+        the limit what the budget does then: blocked, downgraded, over (a budget that only warns)."""
+        if self.state != "limit":
+            return self.state
+        action = self.budget.action
+        return "blocked" if action == "block" else "downgraded" if action.startswith("downgrade:") else "over"
+
 
 def _period_totals(reader: "LedgerReader", start: float, end: float, by: By) -> dict[str, tuple[float, int, str]]:
     """lower-cased key -> (dollars, requests, key as recorded) for [start, end)."""

@@ -30,13 +30,6 @@ def add_budgets_command(tsub: Any) -> None:
     b.set_defaults(team_run=run_budgets)
 
 
-def _state_word(row: Any) -> str:
-    if row.state != "limit":
-        return row.state
-    action = row.budget.action
-    return "blocked" if action == "block" else "downgraded" if action.startswith("downgrade:") else "over"
-
-
 def run_budgets(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
     from app.config import ConfigError
     from app.config_file import load_config
@@ -80,13 +73,13 @@ def run_budgets(args: argparse.Namespace, out: TextIO | None = None, err: TextIO
     if args.json:
         json.dump([{"subject": r.subject, "kind": r.kind, "budget": r.budget.label, "period": r.budget.period,
                     "spent_usd": round(r.spent_usd, 6), "limit_usd": r.budget.limit_usd,
-                    "used": round(r.fraction, 4), "state": _state_word(r), "requests": r.requests,
+                    "used": round(r.fraction, 4), "state": r.word, "requests": r.requests,
                     "period_start": r.period_start, "resets_at": r.resets_at} for r in rows], out, indent=2)
         out.write("\n")
         return 0
     table = [("WHO", "BUDGET", "SPENT", "LIMIT", "USED", "STATE", "RESETS")] + [
         (r.subject, r.budget.label, fmt_money(r.spent_usd), fmt_money(r.budget.limit_usd), f"{r.fraction:.0%}",
-         _state_word(r), datetime.fromtimestamp(r.resets_at).strftime("%a %d %b %H:%M")) for r in rows]
+         r.word, datetime.fromtimestamp(r.resets_at).strftime("%a %d %b %H:%M")) for r in rows]
     if len(table) == 1:
         print("Nobody has spent anything under the team budgets this period.", file=out)
         return 0

@@ -352,6 +352,7 @@ class TeamBudgetView:
     state: str  # ok | warn | limit
     action: str  # at the limit: block | warn | downgrade:<backend>,<model>
     resets_at: float
+    word: str  # the state in one word: ok | warn | blocked | downgraded | over
 
 
 @dataclass(frozen=True, slots=True)

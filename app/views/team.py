@@ -74,15 +74,15 @@ def _looking(view: TeamView) -> str:
 
 def state_words(b: TeamBudgetView) -> tuple[str, str]:
     """(the cell: ok · warn · blocked · downgraded · over, its tooltip: what it means)."""
-    if b.state == "ok":
+    if b.word == "ok":
         return "ok", f"below the warn line ({b.warn_at:.0%} of the limit)"
-    if b.state == "warn":
+    if b.word == "warn":
         return "warn", f"past the warn line ({b.warn_at:.0%} of the limit): requests still go through"
-    if b.action.startswith("downgrade:"):
+    if b.word == "downgraded":
         backend, _, model = b.action[len("downgrade:"):].partition(",")
         to = backend.strip() + (f" · {model.strip()}" if model.strip() else "")
         return "downgraded", f"at the limit: requests go to {to} until it resets"
-    if b.action == "block":
+    if b.word == "blocked":
         return "blocked", "at the limit: requests are refused (429) until it resets"
     return "over", "past the limit: this budget only warns"
 
