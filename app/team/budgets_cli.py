@@ -37,12 +37,12 @@ def run_budgets(args: argparse.Namespace, out: TextIO | None = None, err: TextIO
     from app.services.ledger import LedgerError
     from app.services.ledger_open import open_reader
     from app.services.team_usage import budget_rows
+    from app.team.cli import named_config
 
     out = out or sys.stdout
     err = err or sys.stderr
     paths = default_paths()
-    given = getattr(args, "key_config", None) or getattr(args, "config", None)
-    config_path = Path(given).expanduser() if given else paths.config_file
+    config_path = named_config(args) or paths.config_file
     if not config_path.exists():
         print(f"patchbay: there is no config file {config_path}. Name the gateways' config with --config FILE.",
               file=err)

@@ -189,6 +189,13 @@ def _admin() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
+def named_config(args: argparse.Namespace) -> Path | None:
+    """The config file the command was given (``--config`` after the subcommand, or the global one
+    before it), or None: this machine's default config."""
+    given = getattr(args, "key_config", None) or getattr(args, "sub_config", None) or getattr(args, "config", None)
+    return Path(given).expanduser() if given else None
+
+
 def open_store(args: argparse.Namespace) -> tuple[Any, str]:
     """The key store these commands use, and how to name it: ``--ledger PATH`` (a SQLite ledger
     file), else the ledger of the config (``--config FILE``, or the default one when it exists):
@@ -204,8 +211,8 @@ def open_store(args: argparse.Namespace) -> tuple[Any, str]:
     try:
         if args.ledger:
             return SqliteKeyStore(args.ledger), str(args.ledger)
-        given = getattr(args, "key_config", None) or getattr(args, "sub_config", None) or getattr(args, "config", None)
-        config_path = Path(given).expanduser() if given else paths.config_file
+        given = named_config(args)
+        config_path = given or paths.config_file
         if not config_path.exists():
             if given:
                 raise KeyStoreError(f"there is no config file {config_path}. Name the gateways' config with "
