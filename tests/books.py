@@ -35,16 +35,22 @@ class Books:
         return PgLedgerReader(self.url, tz=tz)
 
     def raw(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        if self.url is None:
-            conn = sqlite3.connect(self.path)
-            try:
-                return conn.execute(sql, params).fetchall()
-            finally:
-                conn.close()
-        import psycopg
+        return raw_rows(self.path, self.url, sql, params)
 
-        from app.services.ledger_pg import pg_sql
 
-        with psycopg.connect(self.url) as pc:
-            return [tuple(bytes(v) if isinstance(v, memoryview) else v for v in r)
-                    for r in pc.execute(pg_sql(sql), params).fetchall()]
+def raw_rows(path: Path, url: str | None, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """``sql`` (SQLite spelling) run with a connection of its own on the SQLite file ``path``, or on
+    the PostgreSQL ledger at ``url`` when one is given."""
+    if url is None:
+        conn = sqlite3.connect(path)
+        try:
+            return conn.execute(sql, params).fetchall()
+        finally:
+            conn.close()
+    import psycopg
+
+    from app.services.ledger_pg import pg_sql
+
+    with psycopg.connect(url) as pc:
+        return [tuple(bytes(v) if isinstance(v, memoryview) else v for v in r)
+                for r in pc.execute(pg_sql(sql), params).fetchall()]

@@ -10,18 +10,16 @@ PostgreSQL: the gateway in-process on a real port, people verified by the fake I
 
 from __future__ import annotations
 
-import contextlib
-import sqlite3
 import time
 from pathlib import Path
 from typing import Iterator
 
 import anthropic
 import httpx
-import psycopg
 import pytest
 
 from app.core import Engine
+from tests.books import raw_rows
 from tests.burst import priced_burst, stream_until_refused
 from tests.fakes.idp import FakeIdP
 from tests.fakes.upstreams import FakeUpstream
@@ -92,13 +90,9 @@ def engine(request: pytest.FixtureRequest, patchbay_home: Path, upstreams: tuple
 
 def ledger_rows(eng: Engine) -> list[tuple]:
     """(user_id, groups, backend, cost_usd) of every 200 in the ledger, read with SQL of its own."""
-    sql = "SELECT user_id, groups, backend, cost_usd FROM requests WHERE status = 200"
     assert eng.ledger.drain(10)
-    if eng.config.ledger.team.url:
-        with psycopg.connect(eng.config.ledger.team.url) as conn:
-            return [tuple(r) for r in conn.execute(sql).fetchall()]
-    with contextlib.closing(sqlite3.connect(eng.paths.ledger_file)) as db:
-        return db.execute(sql).fetchall()
+    return raw_rows(eng.paths.ledger_file, eng.config.ledger.team.url,
+                    "SELECT user_id, groups, backend, cost_usd FROM requests WHERE status = 200")
 
 
 def rows_of(eng: Engine, user: str, served: int) -> list[tuple]:
