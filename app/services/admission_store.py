@@ -23,6 +23,7 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence, TypeVar
 
+from app.services.ledger_store import stored_group
 from app.team_config import TeamLedger
 
 T = TypeVar("T")
@@ -60,7 +61,7 @@ def _spent_params(start: float, end: float, subject: str) -> tuple[str, list[Any
     kind, _, value = subject.partition(":")
     if kind in ("user", "group"):
         where = "user_id = ?" if kind == "user" else "instr(',' || groups || ',', ?) > 0"
-        needle = value if kind == "user" else f",{value.replace(',', ' ')},"
+        needle = value if kind == "user" else f",{stored_group(value)},"
         return (f"SELECT total(cost_usd) FROM requests WHERE started_at >= ? AND started_at < ? AND {where}",
                 [start, end, needle])
     backend = value if kind == "backend" else None

@@ -20,6 +20,7 @@ from typing import Any, Literal
 from app.config import LedgerSettings
 from app.events import RequestFinished
 from app.scrub import scrub, scrub_text
+from app.services.ledger_store import stored_group
 
 Bucket = Literal["hour", "day", "month"]
 
@@ -52,7 +53,7 @@ def _row(ev: RequestFinished, cost: float | None, instance: str | None = None) -
 
 def groups_text(groups: tuple[str, ...]) -> str | None:
     """A row's ``groups`` column: the names joined by commas (None when there are none)."""
-    return ",".join(g.replace(",", " ") for g in groups) if groups else None
+    return ",".join(stored_group(g) for g in groups) if groups else None
 
 
 def _count_row(ev: RequestFinished) -> tuple[Any, ...]:

@@ -89,6 +89,12 @@ def rollups(rows: Sequence[tuple[Any, ...]]) -> tuple[list[list[Any]], list[list
             [v for _k, v in sorted(sessions.items(), key=lambda kv: kv[0][0])])
 
 
+def stored_group(name: str) -> str:
+    """A group's name as a row's ``groups`` column holds it: the names are joined by commas, so a
+    comma inside one is stored as a space (the budget counters look for it the same way)."""
+    return name.replace(",", " ")
+
+
 def row_in_scope(scope: str, row: tuple[Any, ...]) -> bool:
     """Whether a request row counts towards a budget counter of ``scope``: ``all``, ``backend:ID``,
     ``user:ID`` (the row's user_id), ``group:NAME`` (one of the row's comma-joined groups)."""
@@ -100,7 +106,7 @@ def row_in_scope(scope: str, row: tuple[Any, ...]) -> bool:
     if kind == "user":
         return bool(row[R_USER] == value)
     if kind == "group":
-        return bool(row[R_GROUPS]) and value.replace(",", " ") in row[R_GROUPS].split(",")
+        return bool(row[R_GROUPS]) and stored_group(value) in row[R_GROUPS].split(",")
     return False
 
 
