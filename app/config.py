@@ -65,6 +65,7 @@ class BackendConfig:
     profile: str | None = None  # bedrock: a profile of ~/.aws/config (None: botocore's default chain)
     token_ttl_s: float | None = None  # auth = "command:...": how long a printed token is used
     max_connections: int | None = None  # upstream connections open at once (None: DEFAULT_MAX_CONNECTIONS)
+    quirks: tuple[str, ...] | None = None  # provider rules (app.provider_quirks); None: from its table
 
     @property
     def is_local(self) -> bool:

@@ -21,6 +21,7 @@ from app.config import (
     cloud_base_url,
     default_auth,
 )
+from app.provider_quirks import NAMES as QUIRK_NAMES
 
 
 def parse_backends(items: Any, where: _Where) -> list[BackendConfig]:
@@ -30,7 +31,7 @@ def parse_backends(items: Any, where: _Where) -> list[BackendConfig]:
     out: list[BackendConfig] = []
     seen: dict[str, int] = {}
     known = {"id", "kind", "base_url", "auth", "models", "max_output_tokens", "headers", "local", "region",
-             "project", "profile", "token_ttl_s", "max_connections"}
+             "project", "profile", "token_ttl_s", "max_connections", "quirks"}
     for n, t in enumerate(items, 1):
         ctx = f"backends[{n}]."
         if not isinstance(t, dict):
@@ -168,9 +169,29 @@ def parse_backends(items: Any, where: _Where) -> list[BackendConfig]:
                              f"Write how many upstream connections may be open at once, e.g. "
                              f"{DEFAULT_MAX_CONNECTIONS}, or leave it out.",
                              line=where.line_of(r"^\s*max_connections\s*=", start=(line or 1) - 1))
+        quirks = _quirks(t.get("quirks"), bid, kind, where, at("quirks"))
         out.append(BackendConfig(bid, kind, base_url.rstrip("/"), auth, tuple(models), mot,
-                                 tuple(headers.items()), local, region, project, profile, ttl, maxc))
+                                 tuple(headers.items()), local, region, project, profile, ttl, maxc, quirks))
     return out
+
+
+def _quirks(value: Any, bid: str, kind: str, where: _Where, line: int | None) -> tuple[str, ...] | None:
+    """``quirks = [...]``: provider rules that replace what ``app.provider_quirks`` finds."""
+    if value is None:
+        return None
+    names = ", ".join(f'"{n}"' for n in QUIRK_NAMES)
+    if not isinstance(value, list) or not all(isinstance(q, str) for q in value):
+        raise where.fail(f'backend "{bid}" has quirks = {value!r}',
+                         f'Write a list of rule names ({names}), e.g. quirks = ["reasoning_content"], '
+                         "or quirks = [] for none.", line=line)
+    unknown = [q for q in value if q not in QUIRK_NAMES]
+    if unknown:
+        raise where.fail(f'backend "{bid}" names the unknown rule "{unknown[0]}" in quirks',
+                         f"Known rules: {names}.", line=line)
+    if kind != "openai":
+        raise where.fail(f'backend "{bid}" (kind = "{kind}") sets quirks, which only kind = "openai" backends use',
+                         "Remove the line, or change the kind.", line=line)
+    return tuple(dict.fromkeys(value))
 
 
 def parse_active(t: Any, backends: list[BackendConfig], where: _Where) -> ActiveSelection:

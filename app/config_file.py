@@ -215,6 +215,8 @@ def backend_to_table(b: BackendConfig) -> dict[str, Any]:
         t["headers"] = dict(b.headers)
     if b.local is not None:
         t["local"] = b.local
+    if b.quirks is not None:
+        t["quirks"] = list(b.quirks)
     return t
 
 
