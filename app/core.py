@@ -79,6 +79,9 @@ class Engine:
         except secrets.SecretError as exc:
             raise StartError(str(exc)) from None
         self._key_store: Any = None
+        from app.proxy.reasoning_store import STORE
+
+        STORE.attach(self.paths.data_dir)  # reasoning that providers need back survives a restart
         self.runtime = ProxyRuntime(self.config, token=self.token, hub=self.hub, admission=self._admission(),
                                     keys=secrets.resolve_backend_key, identity=self._identity_chain(self.config))
         self.runtime.gateway.not_ready = self.not_ready

@@ -11,10 +11,13 @@ import httpx
 import orjson
 
 from app.model_limits import limit_for
+from app.provider_quirks import quirks_for
 from app.proxy.backends.base import Backend, drain, upstream_error_message
 from app.proxy.exchange import JSON_HEADERS, SSE_HEADERS, Exchange, GatewayError
+from app.proxy.reasoning_store import STORE
 from app.proxy.sse import SSEParser
 from app.proxy.thinking import keep_reasoning, reasoning_signature
+from app.proxy.translate.quirks import apply_quirks
 from app.proxy.translate.request import to_openai_request
 from app.proxy.translate.response import openai_error_to_anthropic, openai_response_to_anthropic
 from app.proxy.translate.stream import OpenAIStreamTranslator, encode_events
@@ -50,6 +53,7 @@ class OpenAIBackend(Backend):
             body = to_openai_request(ex.incoming.body, ex.route.model, stream=stream,
                                      max_output_tokens=limit_for(self.config, ex.route.model),
                                      keep_thinking=keep_reasoning(self.config, ex.route.model))
+            apply_quirks(body["messages"], quirks_for(self.config, ex.route.model), self.config.id, STORE.recall)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise GatewayError(400, "invalid_request_error",
                                f"Patchbay could not translate this request for an OpenAI-compatible backend: {exc}") from None
@@ -137,6 +141,7 @@ class OpenAIBackend(Backend):
                 return
             if done or tr.finish_reason or tr.stop_reason:
                 tail = tr.finish()
+                STORE.remember(self.config.id, tr.tool_use_ids, "".join(tr.reasoning_parts), tr.reasoning_details)
             else:
                 msg = (f'The backend "{self.config.id}" ended its stream before the answer was complete. '
                        "Retry the request.")
@@ -196,9 +201,25 @@ class OpenAIBackend(Backend):
             raise GatewayError(502, "api_error",
                                f'The backend "{self.config.id}" answered with something that is not a chat '
                                f"completion ({exc}).") from None
+        self._note_reasoning(obj, message)
         ex.observe_message(message)
         ex.served_model = message.get("model") or ex.route.model
         await ex.answer(200, JSON_HEADERS, orjson.dumps(message))
+
+    def _note_reasoning(self, obj: dict[str, Any], message: dict[str, Any]) -> None:
+        """Keep the reasoning (and ``reasoning_details``) of a whole answer with tool calls
+        (:mod:`app.proxy.reasoning_store`)."""
+        ids = [b["id"] for b in message["content"] if b.get("type") == "tool_use"]
+        if not ids:
+            return
+        choices = obj.get("choices")
+        said = choices[0].get("message") if isinstance(choices, list) and choices and isinstance(choices[0], dict) else None
+        if not isinstance(said, dict):
+            return
+        reasoning = said.get("reasoning_content") or said.get("reasoning")
+        details = said.get("reasoning_details")
+        STORE.remember(self.config.id, ids, reasoning if isinstance(reasoning, str) else "",
+                       details if isinstance(details, list) else ())
 
     async def count_tokens(self, ex: Exchange) -> None:
         await self.answer_estimate(ex)

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from app.events import Usage
-from app.proxy.translate.ids import new_message_id, new_tool_use_id
+from app.proxy.translate.ids import new_message_id, tool_use_id_for
 
 # ---------------------------------------------------------------------------------------------
 # shared mappings
@@ -181,7 +181,7 @@ def openai_response_to_anthropic(resp: dict[str, Any], *, requested_model: str |
         else:
             _, parsed = normalize_tool_arguments(args if isinstance(args, str) else "")
         content.append(
-            {"type": "tool_use", "id": new_tool_use_id(), "name": fn.get("name") or "", "input": parsed}
+            {"type": "tool_use", "id": tool_use_id_for(_str_or_none(call.get("id"))), "name": fn.get("name") or "", "input": parsed}
         )
 
     if not content:
@@ -199,6 +199,10 @@ def openai_response_to_anthropic(resp: dict[str, Any], *, requested_model: str |
         "stop_sequence": None,
         "usage": usage_dict(usage),
     }
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _message_text(value: Any) -> str:

@@ -21,7 +21,7 @@ from typing import Any, Callable, Sequence
 import orjson
 
 from app.events import Usage
-from app.proxy.translate.ids import new_message_id, new_tool_use_id
+from app.proxy.translate.ids import new_message_id, tool_use_id_for
 from app.proxy.translate.response import (
     error_type_for_stream_error,
     normalize_tool_arguments,
@@ -49,7 +49,7 @@ class _ToolCall:
         self.nchars = 0
         self.block = -1  # Anthropic block index once opened
         self.closed = False
-        self.tool_id = new_tool_use_id()
+        self.tool_id = tool_use_id_for(upstream_id)
 
     def args_complete(self) -> bool:
         """The arguments so far form a non-empty object (``{}`` may be the glued-bug prefix)."""
@@ -90,6 +90,8 @@ class OpenAIStreamTranslator:
         self.dropped_fragments = 0  # tool-argument pieces that arrived after their block closed
         self.skipped = 0  # chunks (or parts of them) in shapes this translator cannot read
         self.tool_ids: dict[str, str] = {}  # upstream tool-call id → our toolu_ id
+        self.reasoning_parts: list[str] = []  # the reasoning text as it came (app.proxy.reasoning_store)
+        self.reasoning_details: list[Any] = []  # OpenRouter's reasoning_details items as they came
         self._stop_sequences = tuple(stop_sequences or ())
         self._input_estimate = input_tokens
         self._usage: Usage | None = None
@@ -123,6 +125,11 @@ class OpenAIStreamTranslator:
     @property
     def blocks_emitted(self) -> int:
         return self._next_index
+
+    @property
+    def tool_use_ids(self) -> list[str]:
+        """The ``toolu_`` ids of the tool calls this answer made, in order."""
+        return [c.tool_id for c in self._calls]
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -207,6 +214,9 @@ class OpenAIStreamTranslator:
                 reasoning = delta.get("reasoning_content") or delta.get("reasoning")
                 if reasoning and type(reasoning) is str:
                     self._reasoning(reasoning, out)
+                details = delta.get("reasoning_details")
+                if details and type(details) is list:
+                    self.reasoning_details.extend(details)
                 text = delta.get("content")
                 if text and type(text) is str:
                     self._text(text, out)
@@ -310,6 +320,7 @@ class OpenAIStreamTranslator:
             self._open_block(_THINKING, {"type": "thinking", "thinking": "", "signature": ""}, out)
             self.first_content_seen = True
         self._out_chars += len(text)
+        self.reasoning_parts.append(text)
         index = self._open_index
         out.append(
             (
