@@ -148,7 +148,8 @@ def test_mistral_tool_loop_with_nine_character_ids(run_claude: Callable[..., Cla
         try:
             _wrote(run_claude("write the file", base_url=gw.url, cwd=workdir, args=WRITE),
                    workdir / "file1.txt", provider, gw)
-            first_id = _old_tool_turn(provider)["tool_calls"][0]["id"]
+            first_id = provider.issued[0]
+            assert _old_tool_turn(provider)["tool_calls"][0]["id"] == first_id
         finally:
             gw.stop()
         gw = spawn_gateway(config, home)

@@ -45,6 +45,34 @@ def tool_turns(messages: list[JSON]) -> list[int]:
     return [n for n, m in enumerate(messages) if m.get("role") == "assistant" and m.get("tool_calls")]
 
 
+def whole(chunks: list[JSON]) -> JSON:
+    """The non-streamed ``chat.completion`` the same answer makes: the chunks' deltas joined."""
+    message: JSON = {"role": "assistant", "content": None}
+    calls: dict[int, JSON] = {}
+    finish = usage = None
+    for chunk in chunks:
+        usage = chunk.get("usage") or usage
+        for choice in chunk.get("choices") or ():
+            finish = choice.get("finish_reason") or finish
+            for key, value in (choice.get("delta") or {}).items():
+                if key == "tool_calls":
+                    for frag in value:
+                        call = calls.setdefault(frag["index"], {"type": "function", "function": {"arguments": ""}})
+                        call.update({k: v for k, v in frag.items() if k in ("id", "type")})
+                        fn = frag.get("function") or {}
+                        call["function"]["name"] = fn.get("name") or call["function"].get("name")
+                        call["function"]["arguments"] += fn.get("arguments") or ""
+                elif key == "reasoning_details":
+                    message.setdefault(key, []).extend(value)
+                elif isinstance(value, str) and key != "role":
+                    message[key] = (message.get(key) or "") + value
+    if calls:
+        message["tool_calls"] = [calls[i] for i in sorted(calls)]
+    first = chunks[0]
+    return {"id": first["id"], "object": "chat.completion", "created": first["created"], "model": first["model"],
+            "choices": [{"index": 0, "message": message, "finish_reason": finish}], "usage": usage}
+
+
 class _ToolLoop:
     """A model that answers each new user prompt with one ``Write`` call and each tool result
     with a short text; title and other tool-less requests get a short text."""
@@ -66,9 +94,11 @@ class _ToolLoop:
                 OpenAIJSON(openai_completion("A title"))
         self.served.append(req.json)
         if msgs and msgs[-1].get("role") == "tool":
-            return OpenAIStream(self.text_chunks())
-        path = self.folder / f"file{len(tool_turns(msgs)) + 1}.txt"
-        return OpenAIStream(self.tool_chunks(json.dumps({"file_path": str(path), "content": CONTENT})))
+            chunks = self.text_chunks()
+        else:
+            path = self.folder / f"file{len(tool_turns(msgs)) + 1}.txt"
+            chunks = self.tool_chunks(json.dumps({"file_path": str(path), "content": CONTENT}))
+        return OpenAIStream(chunks) if req.is_stream else OpenAIJSON(whole(chunks))
 
     def text_chunks(self) -> list[JSON]:
         return openai_text_chunks(self.done_text, 3, model=self.model)
@@ -204,8 +234,13 @@ class MistralIds(_ToolLoop):
                                        "param": None, "code": "3280"}, 400)
         return None
 
+    def __init__(self, folder: Path) -> None:
+        super().__init__(folder)
+        self.issued: list[str] = []  # the tool-call ids it gave, in order
+
     def tool_chunks(self, arguments: str) -> list[JSON]:
         call_id = "".join(secrets.choice(self.ALPHABET) for _ in range(9))
+        self.issued.append(call_id)
         return self._call_chunks(call_id, arguments, [])
 
 
