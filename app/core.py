@@ -230,6 +230,9 @@ class Engine:
         self.ledger.close()
         if self.admission is not None:
             self.admission.close()
+        from app.proxy.reasoning_store import STORE
+
+        STORE.detach()  # the file closed (a self-test's throwaway home can then go)
 
     @property
     def url(self) -> str:

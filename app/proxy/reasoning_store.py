@@ -91,14 +91,22 @@ class ReasoningStore:
 
     def attach(self, folder: Path) -> None:
         """Keep the notes in ``folder``/reasoning.sqlite3 from now on (what the engine does at start)."""
+        path = folder / FILE_NAME
         try:
-            db = self._open(str(folder / FILE_NAME))
-        except sqlite3.Error as exc:
+            path.touch(mode=0o600, exist_ok=True)  # owner-only from the start (SQLite's -wal follows it)
+            db = self._open(str(path))
+        except (OSError, sqlite3.Error) as exc:
             log.warning("the reasoning notes cannot use %s (%s): they are kept in memory until Patchbay stops",
                         folder / FILE_NAME, exc)
             return
         with self._lock:
             old, self._db = self._db, db
+        old.close()
+
+    def detach(self) -> None:
+        """Close the file; notes go on in memory (what the engine does when it stops)."""
+        with self._lock:
+            old, self._db = self._db, self._open(":memory:")
         old.close()
 
     def remember(self, backend: str, tool_ids: Iterable[str], reasoning: str, details: Iterable[Any] = ()) -> None:

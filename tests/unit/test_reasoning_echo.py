@@ -139,6 +139,10 @@ def test_the_store_is_bounded_and_survives_a_restart(tmp_path: Path) -> None:
     found = again.recall([f"toolu_{n}" for n in range(5)])
     assert sorted(found) == ["toolu_2", "toolu_3", "toolu_4"]
     assert len(found["toolu_4"].reasoning) == 16_000 and found["toolu_4"].backend == "ds"
+    assert (tmp_path / "reasoning.sqlite3").stat().st_mode & 0o077 == 0  # owner-only, like the ledger
+    again.detach()  # the engine stopped: the file is closed, notes go on in memory
+    again.remember("ds", ["toolu_9"], "later")
+    assert set(again.recall(["toolu_4", "toolu_9"])) == {"toolu_9"}
 
 
 def test_nothing_to_keep_writes_nothing(tmp_path: Path) -> None:
