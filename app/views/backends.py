@@ -543,6 +543,7 @@ class BackendsPage(QWidget):
         url = self.url_edit.text().strip().rstrip("/")
         if cloud and not url:
             url = cloud_base_url(kind, region) or ""
+        kept = self.items[self.current] if 0 <= self.current < len(self.items) else None
         return BackendConfig(
             id=self.id_edit.text().strip(), kind=kind, base_url=url, auth=auth, models=models,
             max_output_tokens=self.max_tokens.value() or None, headers=tuple(headers),
@@ -550,6 +551,9 @@ class BackendsPage(QWidget):
             project=(self.project_edit.text().strip() or None) if kind == "vertex" else None,
             profile=(self.profile_edit.text().strip() or None) if auth == "aws" else None,
             token_ttl_s=self.ttl_spin.value() if auth.startswith("command:") else None,
+            # not on the form: kept as the config file has them
+            max_connections=kept.max_connections if kept else None,
+            quirks=kept.quirks if kept and kind == "openai" else None,
         )
 
     def _on_edit(self, *_: object) -> None:
