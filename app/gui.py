@@ -1,7 +1,8 @@
 """The desktop app: a window and a tray icon around the gateway, which runs on its own thread.
 
 ``run_gui`` is what ``patchbay [--config PATH]`` calls. Closing the window leaves the app in the
-tray (where there is one); Quit stops the gateway cleanly and ends the process.
+tray (where there is one); Quit stops the gateway cleanly and ends the process, asking first while
+Claude Code points at the gateway (keep serving in the background, or disconnect Claude Code).
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from typing import Any
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer
 from PySide6.QtWidgets import QApplication, QSystemTrayIcon
 
+from app.views import quit_dialog
+
+log = logging.getLogger(__name__)
 T0 = time.perf_counter()
 
 
@@ -45,16 +49,36 @@ class App(QObject):
         self.tray = Tray(self.bridge, use_system_tray=tray_ok)
         self.window = MainWindow(self.bridge, keep_running_in_tray=self.tray.icon is not None)
         self.tray.openRequested.connect(self.show_window)
-        self.tray.quitRequested.connect(self.quit)
-        self.window.quitRequested.connect(self.quit)
+        self.tray.quitRequested.connect(self.request_quit)
+        self.window.quitRequested.connect(self.request_quit)
         self.window.hiddenToTray.connect(self._tell_about_tray)
+        self._given_paths = paths
+        self._desktop_state: Any = None
+        self.ask_on_quit: Any = None  # tests may answer the question; else the dialog asks
         self.quitting = False
         self.ends_process = False  # run_gui: Quit also ends Qt's loop (tests keep theirs running)
         app = QApplication.instance()
         if isinstance(app, QApplication):
             app.setQuitOnLastWindowClosed(self.tray.icon is None)
 
+    def _paths(self) -> Any:
+        from app.paths import default_paths
+
+        eng = self.bridge.engine
+        return eng.paths if eng is not None else (self._given_paths or default_paths())
+
+    def _state(self) -> Any:
+        from app.services.desktop_state import FILE_NAME, DesktopState
+
+        if self._desktop_state is None:
+            self._desktop_state = DesktopState(self._paths().data_dir / FILE_NAME)
+        return self._desktop_state
+
     def start(self) -> bool:
+        from app.services import background_gateway
+
+        if background_gateway.stop(self._paths()):  # left serving by the last Quit: this window takes over
+            log.info("ended the background gateway the last Quit left running")
         ok = self.bridge.start()
         self.tray.rebuild()
         return ok
@@ -71,7 +95,44 @@ class App(QObject):
                                        "The gateway keeps serving Claude Code. Open the window or quit from this icon.",
                                        self.tray.icon.MessageIcon.Information, 5000)
 
+    def request_quit(self) -> None:
+        """Quit from the tray or the window: while Claude Code points here, ask what should become of
+        it first (or do what the user said not to be asked about again)."""
+        if self.quitting:
+            return
+        url = self.bridge.gateway().url or ""
+        connected = bool(url) and self.bridge.settings.claude_code().connected
+        choice = self._state().get("quit_choice") if connected else None
+        if connected and choice not in (quit_dialog.DISCONNECT, quit_dialog.BACKGROUND):
+            choice, remember = (self.ask_on_quit or quit_dialog.ask)(self.window if self.window.isVisible()
+                                                                     else None, url)
+            if choice == quit_dialog.CANCEL:
+                return
+            if remember:
+                self._state().set("quit_choice", choice)
+        if choice == quit_dialog.DISCONNECT:
+            self.bridge.settings.disconnect_claude_code()
+            self.quit()
+        elif choice == quit_dialog.BACKGROUND:
+            self._quit_to_background(url)
+        else:
+            self.quit()
+
+    def _quit_to_background(self, url: str) -> None:
+        from urllib.parse import urlsplit
+
+        from app.services import background_gateway
+
+        paths, config, token = self._paths(), self.bridge.config_path(), self.bridge.settings.gateway_token()
+        port = urlsplit(url).port or 0
+        self.quit()
+        try:
+            background_gateway.start(paths, config, port, token)
+        except (OSError, RuntimeError) as exc:
+            log.error("the gateway could not go on in the background: %s", exc)
+
     def quit(self) -> None:
+        """Stop the gateway and close (no question: signals, the session ending, tests)."""
         if self.quitting:
             return
         self.quitting = True
