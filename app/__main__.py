@@ -42,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
 
     usage_cli.add_arguments(u)
 
-    k = sub.add_parser("key", help="store or remove a backend's API key in the OS keychain")
+    k = sub.add_parser("key", help="store or remove a backend's API key (the OS keychain, else a private file)")
     k.add_argument("action", choices=["set", "delete", "status"])
     k.add_argument("backend", help="the backend id from the config")
     k.add_argument("--config", type=Path, dest="sub_config")
@@ -248,10 +248,10 @@ def cmd_key(args: argparse.Namespace) -> int:
                       'keychain until you set auth = "keyring".', file=sys.stderr)
             key = sys.stdin.readline().strip() if not sys.stdin.isatty() else getpass.getpass(f"API key for {b.id}: ")
             secrets.set_api_key(b.id, key)
-            print(f"Stored the API key for {b.id} in the OS keychain.")
+            print(f"Stored the API key for {b.id} in {secrets.store_label()}.")
         elif args.action == "delete":
             secrets.delete_api_key(b.id)
-            print(f"Removed the API key for {b.id} from the OS keychain.")
+            print(f"Removed the stored API key for {b.id}.")
         else:
             print(f"{b.id}: {'a key is stored' if secrets.get_api_key(b.id) else 'no key stored'}")
     except (secrets.NoKeychainError, secrets.SecretError) as exc:

@@ -99,6 +99,12 @@ class Backends(QObject):
     def forget_key_error(self) -> None:
         self._notices.clear("apikey")
 
+    def key_store_label(self) -> str:
+        """Where a stored API key goes, in words: the OS keychain, or the private file where none exists."""
+        from app.services.secrets import store_label
+
+        return store_label()
+
     def keychain_available(self) -> bool:
         """Whether the OS has a keychain Patchbay can store keys in (a bare Linux desktop may not)."""
         from app.services.secrets import keychain_available

@@ -1,8 +1,11 @@
 """API keys and the gateway token, kept in the OS keychain through ``keyring``.
 
-Where no keychain exists (a bare Linux server, a container) every call that needs one raises
-``NoKeychainError`` whose message says what to do instead. The gateway token alone falls back
-to a file readable only by the user, so ``patchbay serve`` still works on such a machine.
+Where no keychain exists (a bare Linux desktop without a Secret Service, a server, a container),
+API keys (and the team key, the ledger password) go to ``api-keys.json`` in the data folder instead:
+a plain file readable only by the user (0600), labelled as such wherever a key is stored, so
+``auth = "keyring"`` works unchanged. A key is looked up in the keychain first, then in that file
+(a keychain installed later does not lose the keys stored before it). The gateway token falls back
+to its own file, ``gateway-token``.
 """
 
 from __future__ import annotations
@@ -41,6 +44,73 @@ def _keyring() -> Any:  # the keyring module, with a working backend
     return keyring
 
 
+KEY_FILE = "api-keys.json"
+_ABOUT = ("Patchbay's API keys, kept in this plain file (readable only by you) because no OS keychain "
+          "was found. Anyone who can read your files as you can read them.")
+
+
+def key_file() -> Path:
+    from app.paths import default_paths
+
+    return default_paths().data_dir / KEY_FILE
+
+
+class FileStore:
+    """The keyring calls Patchbay uses, on ``api-keys.json`` (0600): where no OS keychain exists."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def _load(self) -> dict[str, str]:
+        import json
+
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        keys = data.get("keys") if isinstance(data, dict) else None
+        return {k: v for k, v in keys.items() if isinstance(v, str)} if isinstance(keys, dict) else {}
+
+    def _save(self, keys: dict[str, str]) -> None:
+        import json
+
+        _write_private(self.path, json.dumps({"about": _ABOUT, "keys": keys}, indent=1, sort_keys=True))
+
+    def get_password(self, service: str, account: str) -> str | None:
+        return self._load().get(f"{service}/{account}")
+
+    def set_password(self, service: str, account: str, password: str) -> None:
+        keys = self._load()
+        keys[f"{service}/{account}"] = password
+        self._save(keys)
+
+    def delete_password(self, service: str, account: str) -> None:
+        keys = self._load()
+        if keys.pop(f"{service}/{account}", None) is not None:
+            self._save(keys)
+
+
+def _store() -> Any:
+    """Where keys are written: the OS keychain, else the private file."""
+    try:
+        return _keyring()
+    except NoKeychainError:
+        return FileStore(key_file())
+
+
+def store_label() -> str:
+    """Where a stored key goes, in words for the user."""
+    if keychain_available():
+        return "the OS keychain"
+    return f"a private file readable only by you ({key_file()}), as there is no OS keychain here"
+
+
+def _lookup(account: str) -> str | None:
+    """A stored secret: the keychain's, else the private file's."""
+    value = _keyring().get_password(SERVICE, account) if keychain_available() else None
+    return value or FileStore(key_file()).get_password(SERVICE, account)
+
+
 def keychain_available() -> bool:
     try:
         _keyring()
@@ -50,9 +120,8 @@ def keychain_available() -> bool:
 
 
 def get_api_key(backend_id: str) -> str | None:
-    kr = _keyring()
     try:
-        return kr.get_password(SERVICE, f"backend:{backend_id}")
+        return _lookup(f"backend:{backend_id}")
     except Exception as exc:  # locked keychain, D-Bus errors, ...
         raise NoKeychainError(
             f"The OS keychain did not answer ({type(exc).__name__}). Unlock it and try again, or use "
@@ -64,7 +133,7 @@ def set_api_key(backend_id: str, key: str) -> None:
     key = key.strip()
     if not key:
         raise SecretError("The API key is empty. Paste the key your provider gave you.")
-    kr = _keyring()
+    kr = _store()
     try:
         kr.set_password(SERVICE, f"backend:{backend_id}", key)
     except Exception as exc:
@@ -75,11 +144,12 @@ def set_api_key(backend_id: str, key: str) -> None:
 
 
 def delete_api_key(backend_id: str) -> None:
-    kr = _keyring()
-    try:
-        kr.delete_password(SERVICE, f"backend:{backend_id}")
-    except Exception:
-        pass
+    stores: list[Any] = [FileStore(key_file())] + ([_keyring()] if keychain_available() else [])
+    for kr in stores:
+        try:
+            kr.delete_password(SERVICE, f"backend:{backend_id}")
+        except Exception:
+            pass
 
 
 def resolve_backend_key(backend_id: str, auth: str) -> str | None:

@@ -6,7 +6,8 @@ so every other byte stays and ``leave`` gives back exactly what was there) two t
 - ``env.ANTHROPIC_BASE_URL`` = the team gateway's address;
 - ``apiKeyHelper`` = a command that prints the person's credential, which Claude Code sends as
   both ``x-api-key`` and ``Authorization: Bearer`` and runs again after a 401. Either
-  ``patchbay team credential`` (their team key, kept in the OS keychain, never in a file), or the
+  ``patchbay team credential`` (their team key, kept in the OS keychain, or where none exists in
+  the private api-keys.json file), or the
   identity command they give with ``--key-command`` (e.g. ``gcloud auth print-identity-token
   --audiences=patchbay``).
 
@@ -21,7 +22,7 @@ import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from app.services import claude_settings as cs
 
@@ -85,7 +86,7 @@ def store_key(key: str) -> None:
     from app.services import secrets
 
     key = check_key_shape(key)
-    kr = secrets._keyring()
+    kr = secrets._store()
     try:
         kr.set_password(secrets.SERVICE, KEY_ACCOUNT, key)
     except Exception as exc:
@@ -97,9 +98,7 @@ def stored_key() -> str | None:
     from app.services import secrets
 
     try:
-        value = secrets._keyring().get_password(secrets.SERVICE, KEY_ACCOUNT)
-    except secrets.NoKeychainError:
-        raise
+        value = secrets._lookup(KEY_ACCOUNT)
     except Exception as exc:
         raise secrets.NoKeychainError(f"The OS keychain did not answer ({type(exc).__name__}). Unlock it and "
                                       "try again.") from None
@@ -109,14 +108,18 @@ def stored_key() -> str | None:
 def forget_key() -> bool:
     from app.services import secrets
 
-    try:
-        kr = secrets._keyring()
-        if kr.get_password(secrets.SERVICE, KEY_ACCOUNT) is None:
-            return False
-        kr.delete_password(secrets.SERVICE, KEY_ACCOUNT)
-        return True
-    except Exception:
-        return False
+    stores: list[Any] = [secrets.FileStore(secrets.key_file())]
+    if secrets.keychain_available():
+        stores.append(secrets._keyring())
+    found = False
+    for kr in stores:
+        try:
+            if kr.get_password(secrets.SERVICE, KEY_ACCOUNT) is not None:
+                kr.delete_password(secrets.SERVICE, KEY_ACCOUNT)
+                found = True
+        except Exception:
+            pass
+    return found
 
 
 def join(paths: "Paths", url: str, *, key_command: str | None = None, settings: Path | None = None) -> Joined:

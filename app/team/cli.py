@@ -39,7 +39,7 @@ def add_team_commands(subparsers: Any) -> None:
     j.add_argument("url", help="the team gateway's address, e.g. https://patchbay.corp.example")
     j.add_argument("--key-command", metavar="CMD",
                    help="a command that prints your identity token (e.g. gcloud auth print-identity-token "
-                        "--audiences=patchbay); without it, your team key is asked for and kept in the OS keychain")
+                        "--audiences=patchbay); without it, your team key is asked for and kept in the OS keychain (else a private file)")
     j.add_argument("--no-check", action="store_true", help="do not ask the gateway first whether it accepts you")
     j.add_argument("--settings", type=Path, metavar="FILE", help=argparse.SUPPRESS)
     j.set_defaults(team_run=run_join)
@@ -98,7 +98,7 @@ def run_join(args: argparse.Namespace) -> int:
     from app.paths import PathError, default_paths
     from app.services import claude_settings as cs
     from app.services import team_join as tj
-    from app.services.secrets import NoKeychainError
+    from app.services.secrets import NoKeychainError, store_label
 
     try:
         url = tj.normalise_url(args.url)
@@ -120,7 +120,7 @@ def run_join(args: argparse.Namespace) -> int:
     if res.backup:
         print(f"  the previous file is saved as {res.backup}")
     print("  your credential comes from " + ("your command, run by Claude Code when it needs one."
-                                             if args.key_command else "the OS keychain (`patchbay team credential`)."))
+                                             if args.key_command else f"{store_label()} (`patchbay team credential`)."))
     print("  New Claude Code sessions use it; restart the ones already open. `patchbay team leave` undoes it.")
     return 0
 
@@ -137,7 +137,7 @@ def run_leave(args: argparse.Namespace) -> int:
         return _err(str(exc))
     print(("Left the team gateway: " if result.changed or result.removed_file else "") + result.summary())
     if forgot:
-        print("  the stored team key is removed from the OS keychain.")
+        print("  the stored team key is removed.")
     return 0
 
 

@@ -1,4 +1,5 @@
-"""Backends: add, edit, remove and reorder; keys go to the OS keychain; Test and model lists."""
+"""Backends: add, edit, remove and reorder; keys go to the OS keychain (else a private file); Test and
+model lists."""
 
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
     from app.bridge.backends import Backends
 
 AUTH_CHOICES = (
-    ("keyring", "API key in the OS keychain"),
+    ("keyring", "API key stored by Patchbay"),
     ("env", "API key from an environment variable"),
     ("command", "Token printed by a command (refreshed)"),
     ("client", "The client's own key (passed through)"),
@@ -168,9 +169,10 @@ class BackendsPage(QWidget):
         self.key_edit = QLineEdit()
         self.key_edit.setEchoMode(QLineEdit.EchoMode.Password)
         self.key_edit.setAccessibleName("API key")
-        self.key_button = QPushButton("Store in keychain")
+        self.key_button = QPushButton("Store key")
         self.key_button.clicked.connect(self.store_key)
         self.key_state = QLabel()
+        self.key_state.setWordWrap(True)
         key_row = QHBoxLayout()
         key_row.addWidget(self.key_edit, 1)
         key_row.addWidget(self.key_button)
@@ -462,10 +464,12 @@ class BackendsPage(QWidget):
         v = next((x for x in self.backends.backends() if x.id == bid), None)
         if auth == "keyring":
             if v is not None and v.has_key:
-                self.key_state.setText("✓ A key is stored in the OS keychain. Type a new one to replace it.")
+                self.key_state.setText(f"✓ A key is stored in {self.backends.key_store_label()}. "
+                                       "Type a new one to replace it.")
                 self.key_edit.setPlaceholderText("•••••••• (stored)")
             else:
-                self.key_state.setText("No key stored yet: paste the key your provider gave you.")
+                self.key_state.setText("No key stored yet: paste the key your provider gave you. It goes to "
+                                       f"{self.backends.key_store_label()}.")
                 self.key_edit.setPlaceholderText("paste the API key")
         elif auth == "env":
             name = self.env_edit.text().strip()
@@ -480,10 +484,6 @@ class BackendsPage(QWidget):
         new_id, n = tpl.id, 2
         while new_id in ids:
             new_id, n = f"{tpl.id}-{n}", n + 1
-        if tpl.auth == "keyring" and not self.backends.keychain_available():
-            # no keychain here (a bare desktop, a server): the key comes from an environment variable
-            var = re.sub(r"[^A-Z0-9]+", "_", new_id.upper()).strip("_") + "_API_KEY"
-            tpl = replace(tpl, auth=f"env:{var}")
         self.items.append(replace(tpl, id=new_id))
         self.original_ids.append(None)
         self._rebuild_list()
@@ -502,7 +502,7 @@ class BackendsPage(QWidget):
             return
         b = self.items[row]
         if QMessageBox.question(self, "Remove backend", f"Remove “{b.id}”? Requests pinned to it go to the active "
-                                "backend instead. Its stored key stays in the keychain.") != \
+                                "backend instead. Its stored key stays where it is.") != \
                 QMessageBox.StandardButton.Yes:
             return
         del self.items[row]
@@ -633,7 +633,7 @@ class BackendsPage(QWidget):
             return
         if self.backends.set_api_key(bid, key):
             self.key_edit.clear()
-            self.key_state.setText("✓ Stored in the OS keychain.")
+            self.key_state.setText(f"✓ Stored in {self.backends.key_store_label()}.")
         else:
             self.key_state.setText("The key was not stored: see the message above.")
 

@@ -62,3 +62,12 @@ class FileKeyring(keyring.backend.KeyringBackend):
         data = self._load()
         data.pop(f"{service}/{username}", None)
         self._save(data)
+
+
+class LockedKeyring(MemoryKeyring):
+    """A keychain that exists but refuses to store (locked, or its D-Bus service does not answer)."""
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        from keyring.errors import PasswordSetError
+
+        raise PasswordSetError("the collection is locked")

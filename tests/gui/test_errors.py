@@ -7,7 +7,6 @@ import socket
 import anthropic
 import keyring
 import pytest
-from keyring.backends import fail
 from PySide6.QtWidgets import QPushButton
 
 from tests.gui.conftest import ask, write_config, wait_for
@@ -123,9 +122,11 @@ action = "block"
     assert err.value.status_code in (402, 429, 403, 400)
 
 
-def test_no_keychain_says_what_to_do_instead(start_app, config_file, qtbot):
+def test_a_locked_keychain_says_what_to_do_instead(start_app, config_file, qtbot):
+    from tests.fakes.keyring_backend import LockedKeyring
+
     r = start_app(config_file)
-    keyring.set_keyring(fail.Keyring())
+    keyring.set_keyring(LockedKeyring())
     page = r.window.page("backends")
     page.list.setCurrentRow(0)
     page.auth_combo.setCurrentIndex(page.auth_combo.findData("keyring"))

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import keyring
-from keyring.backends import fail
 from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import QScrollArea
 
@@ -100,21 +99,11 @@ def test_session_names_survive_a_restart(start_app, config_file, qtbot) -> None:
     assert r2.bridge.live.session_labels()["s-named"] == "webshop"  # Spend's top sessions use these
 
 
-def test_a_new_backend_without_a_keychain_takes_its_key_from_the_environment(start_app, config_file, qtbot) -> None:
-    from app.views.backends import TEMPLATES
-
-    r = start_app(config_file)
-    keyring.set_keyring(fail.Keyring())  # a bare desktop: no Secret Service
-    page = r.window.page("backends")
-    tpl = next(t for label, t in TEMPLATES if label == "OpenRouter")
-    page.add_backend(tpl)
-    assert page.items[-1].auth == "env:OPENROUTER_API_KEY"
-    assert page.auth_combo.currentData() == "env"
-
-
 def test_the_keychain_error_goes_once_no_key_is_chosen(start_app, config_file, qtbot) -> None:
+    from tests.fakes.keyring_backend import LockedKeyring
+
     r = start_app(config_file)
-    keyring.set_keyring(fail.Keyring())
+    keyring.set_keyring(LockedKeyring())  # a keychain that refuses (a bare desktop has the private file now)
     r.window.show_page("backends")
     page = r.window.page("backends")
     page.list.setCurrentRow(0)

@@ -32,9 +32,20 @@ def test_a_keychain_that_keeps_nothing_gives_one_token_from_a_private_file(tmp_p
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
 
 
-def test_the_null_keyring_is_no_keychain_for_api_keys(monkeypatch):
+def test_the_null_keyring_is_no_keychain_for_api_keys(monkeypatch, patchbay_home):
     keyring.set_keyring(null.Keyring())
     assert not secrets.keychain_available()
-    with pytest.raises(secrets.NoKeychainError) as err:
-        secrets.set_api_key("openrouter", "sk-or-123")  # would be silently dropped otherwise
-    assert 'auth = "env:NAME"' in str(err.value)
+    secrets.set_api_key("openrouter", "sk-or-123")  # not silently dropped: kept in the private file
+    assert secrets.get_api_key("openrouter") == "sk-or-123"
+    key_file = patchbay_home / "data" / secrets.KEY_FILE
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert "private file" in secrets.store_label() and str(key_file) in secrets.store_label()
+
+
+def test_a_key_stored_before_a_keychain_existed_is_still_found(monkeypatch, patchbay_home):
+    keyring.set_keyring(null.Keyring())
+    secrets.set_api_key("openrouter", "sk-or-early")
+    keyring.set_keyring(MemoryKeyring())  # the user installs gnome-keyring later
+    assert secrets.keychain_available() and secrets.get_api_key("openrouter") == "sk-or-early"
+    secrets.set_api_key("openrouter", "sk-or-new")
+    assert secrets.get_api_key("openrouter") == "sk-or-new"
