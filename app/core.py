@@ -219,6 +219,7 @@ class Engine:
         claude_code.write_runtime_file(self.paths, self.url, self.config_path)
         if self.status_cache is not None:
             self.status_cache.start()
+        self._restore_pins()
 
     def stop(self) -> None:
         self.runtime.stop()
@@ -266,9 +267,25 @@ class Engine:
 
     def pin_session(self, session_id: str, backend: str, model: str | None) -> None:
         self.runtime.pin_session(session_id, backend, model)
+        self._save_pins()
 
     def unpin_session(self, session_id: str) -> None:
         self.runtime.unpin_session(session_id)
+        self._save_pins()
+
+    def _save_pins(self) -> None:
+        from app.services import session_pins
+
+        session_pins.save(self.paths.data_dir / session_pins.FILE_NAME,
+                          {sid: (p.backend, p.model) for sid, p in self.runtime.pins.items()})
+
+    def _restore_pins(self) -> None:
+        """The pins of the last run (session-pins.json), for backends still configured."""
+        from app.services import session_pins
+
+        saved = session_pins.load(self.paths.data_dir / session_pins.FILE_NAME, (b.id for b in self.config.backends))
+        for sid, (backend, model) in saved.items():
+            self.runtime.pin_session(sid, backend, model)
 
     @property
     def pins(self) -> dict[str, Pin]:

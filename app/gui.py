@@ -60,6 +60,7 @@ class App(QObject):
         app = QApplication.instance()
         if isinstance(app, QApplication):
             app.setQuitOnLastWindowClosed(self.tray.icon is None)
+        self._start_maximized = self._restore_window()
 
     def _paths(self) -> Any:
         from app.paths import default_paths
@@ -83,7 +84,30 @@ class App(QObject):
         self.tray.rebuild()
         return ok
 
+    def _restore_window(self) -> bool:
+        """The window's size and page from the last run; True when it was maximised."""
+        from app.views.main_window import PAGES
+
+        size = self._state().get("window")
+        if isinstance(size, dict) and isinstance(size.get("w"), int) and isinstance(size.get("h"), int):
+            self.window.resize(size["w"], size["h"])
+        page = self._state().get("page")
+        if page in {k for k, _ in PAGES} and (page != "team" or self.bridge.team.view().enabled):
+            self.window.show_page(page)
+        return isinstance(size, dict) and size.get("maximized") is True
+
+    def _remember_window(self) -> None:
+        w = self.window
+        maximized = bool(w.windowState() & Qt.WindowState.WindowMaximized)
+        size = w.normalGeometry().size() if maximized and w.normalGeometry().isValid() else w.size()
+        self._state().set("window", {"w": size.width(), "h": size.height(), "maximized": maximized})
+        if page := w.current_page():
+            self._state().set("page", page)
+
     def show_window(self) -> None:
+        if self._start_maximized:
+            self._start_maximized = False
+            self.window.setWindowState(self.window.windowState() | Qt.WindowState.WindowMaximized)
         self.window.show()
         self.window.setWindowState(self.window.windowState() & ~Qt.WindowState.WindowMinimized)
         self.window.raise_()
@@ -136,6 +160,7 @@ class App(QObject):
         if self.quitting:
             return
         self.quitting = True
+        self._remember_window()
         self.window.hide()
         self.tray.hide()
         self.bridge.stop()

@@ -100,6 +100,7 @@ class Live(QObject):
         if error is not None or not result:
             return
         known = {r.request_id for r in self._recent}
+        live = {sid for sid, s in self._sessions.items() if s.backend}  # seen since this start: theirs stands
         for rec in sorted(result, key=lambda r: r.started_at):
             if rec.request_id in known:
                 continue
@@ -109,7 +110,8 @@ class Live(QObject):
             s.first_seen = min(s.first_seen, rec.started_at)
             s.last_seen = max(s.last_seen, rec.started_at + rec.duration_ms / 1000)
             s.requests += 1
-            s.backend, s.model = s.backend or rec.backend, s.model or rec.model
+            if rec.session_id not in live:  # oldest first: the session's latest backend wins, not its first
+                s.backend, s.model = rec.backend, rec.model
             s.input_tokens += rec.input_tokens + rec.cache_read_tokens + rec.cache_write_tokens
             s.output_tokens += rec.output_tokens
             if rec.cost_usd is not None:
