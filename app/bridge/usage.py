@@ -57,6 +57,7 @@ class Usage(QObject):
         self._slow = QTimer(self)
         self._slow.setInterval(REFRESH_MS)
         self._slow.timeout.connect(self.refresh_budgets)
+        self._shown_alerts: set[str] = set()  # the budget banners on screen (their notice keys)
         self._debounce = QTimer(self)
         self._debounce.setSingleShot(True)
         self._debounce.setInterval(DEBOUNCE_MS)
@@ -119,6 +120,7 @@ class Usage(QObject):
             if spent != self._spend_today:
                 self._spend_today = spent
                 self.spendTodayChanged.emit(spent)
+            self._clear_stale_alerts(views)
             for v in views:  # a budget that reset: alert again next time
                 if v.state == "ok":
                     self._alerted = {k for k in self._alerted if not k[0].startswith(v.scope)}
@@ -126,20 +128,29 @@ class Usage(QObject):
         self._jobs.submit(work, done)
 
     @Slot(object)
+    def _clear_stale_alerts(self, views: list[BudgetView]) -> None:
+        """A budget banner goes once its budget is no longer past its line (the limit was raised or
+        removed, or the period reset): it must not contradict the toolbar."""
+        live = {f"budget:{v.scope} / {v.period} ${v.limit_usd:g}" for v in views if v.state != "ok"}
+        for key in [k for k in self._shown_alerts if k not in live]:
+            self._shown_alerts.discard(key)
+            self._notices.clear(key)
+
     def on_budget_alert(self, ev: BudgetAlert) -> None:
         key = (ev.budget, ev.level)
         if key in self._alerted:
             return
         self._alerted.add(key)
+        resets = time.strftime('%a %H:%M', time.localtime(ev.resets_at))
         if ev.level == "limit":
             title = f"Budget reached: {ev.budget}"
-            text = (f"{fmt_money(ev.spent_usd)} of {fmt_money(ev.limit_usd)} spent. {ev.action} "
-                    f"It resets {time.strftime('%a %H:%M', time.localtime(ev.resets_at))}. Raise the limit in "
-                    "Settings or switch to a local backend.")
+            text = (f"{fmt_money(ev.spent_usd)} of {fmt_money(ev.limit_usd)} spent. {budget_action_sentence(ev.action)} "
+                    f"It resets {resets}. Raise the limit in Settings or switch to a local backend.")
         else:
             title = f"Budget nearly used: {ev.budget}"
             text = (f"{fmt_money(ev.spent_usd)} of {fmt_money(ev.limit_usd)} spent ({ev.spent_usd / ev.limit_usd:.0%}). "
-                    f"{ev.action}")
+                    f"At the limit: {_lower_first(budget_action_sentence(ev.action))}")
+        self._shown_alerts.add(f"budget:{ev.budget}")
         self._notices.say("warn" if ev.level == "warn" else "error", title, text.strip(), action="spend",
                           key=f"budget:{ev.budget}", notify=True)
         self._debounce.start()
@@ -216,3 +227,17 @@ class Usage(QObject):
             self.requestDetailReady.emit(result)
 
         self._jobs.submit(work, done)
+
+
+def budget_action_sentence(action: str) -> str:
+    """What a budget does at its limit, as a sentence (the config's ``action``)."""
+    if action.startswith("downgrade:"):
+        backend, _, model = action[len("downgrade:"):].partition(",")
+        return f"Requests now go to {backend.strip()}{' / ' + model.strip() if model.strip() else ''}."
+    if action == "warn":
+        return "Requests go on: this budget only warns."
+    return "New requests are refused."
+
+
+def _lower_first(text: str) -> str:
+    return text[:1].lower() + text[1:]

@@ -1,14 +1,19 @@
-"""The message strip under the toolbar: what happened and what to do, with a button for the fix."""
+"""The message strip under the toolbar: what happened and what to do, with a button for the fix.
+
+Errors and warnings stay until their cause goes (or the user closes them); an informational message
+("Claude Code connected", "Settings file re-read") replaces the previous one and closes by itself after
+``INFO_TIMEOUT_MS``, so they never pile up."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QToolButton, QVBoxLayout, QWidget
 
 from app.views.data import UserMessage
 from app.views.theme import STATE_COLORS
 
+INFO_TIMEOUT_MS = 15_000
 ACTION_LABELS = {
     "settings": "Open Settings",
     "backends": "Open Backends",
@@ -85,6 +90,7 @@ class Banner(QWidget):
         self._lay.setSpacing(4)
         self._cards: dict[str, MessageCard] = {}
         self._page = ""
+        self.info_timeout_ms = INFO_TIMEOUT_MS
         self.setVisible(False)
 
     def set_page(self, page: str) -> None:
@@ -100,7 +106,15 @@ class Banner(QWidget):
     def show_message(self, msg: UserMessage) -> None:
         key = msg.key or f"anon:{len(self._cards)}:{msg.title}"
         self.clear(key)
+        if msg.level == "info":  # one at a time: a newer one says what matters now
+            for old in [k for k, c in self._cards.items() if c.msg.level == "info"]:
+                self.clear(old)
         card = MessageCard(msg, self)
+        if msg.level == "info":
+            timer = QTimer(card)  # goes with the card: a replaced card's timer never fires
+            timer.setSingleShot(True)
+            timer.timeout.connect(lambda key=key, card=card: self.clear(key) if self._cards.get(key) is card else None)
+            timer.start(self.info_timeout_ms)
         card.actionRequested.connect(self.actionRequested)
         card.closed.connect(lambda _k, key=key: self.clear(key))
         self._cards[key] = card

@@ -317,8 +317,8 @@ class MainWindow(QMainWindow):
     def _update_spend(self) -> None:
         spent = self.bridge.usage.spend_today()
         limit = self.bridge.usage.daily_limit()
-        state = self.bridge.tray_state()
-        color = STATE_COLORS.get(state) if state in ("warn", "error") else None
+        state = self.bridge.usage.state()  # the budgets' colour only: a backend that fails is said elsewhere
+        color = {"warn": STATE_COLORS["warn"], "limit": STATE_COLORS["error"]}.get(state)
         text = f"Today {fmt_usd(spent)}" + (f" of {fmt_usd(limit)}" if limit else "")
         self.spend_label.setText(f"<span style='color:{color}'>{text}</span>" if color else text)
 
