@@ -112,7 +112,8 @@ class DashboardPage(QWidget):
         rh.setMinimumSectionSize(40)
         fit_columns(self.recent_view, {0: "00:00:00", 2: "● deepseek", 4: "200", 5: "12k/1.2k", 6: "$0.0021",
                                        7: "1.2 s", 8: "12.3 s"})
-        self.recent_fit = ColumnFitter(self.recent_view, 3, [2, 4, 7], min_stretch=90)  # Backend, Status, TTFT
+        # Backend, TTFT, then Time give way in a narrow window; Status never does (a refusal would read "0 → 0")
+        self.recent_fit = ColumnFitter(self.recent_view, 3, [2, 7, 0], min_stretch=90)
         right = QWidget()
         rl = QVBoxLayout(right)
         rl.setContentsMargins(0, 0, 0, 0)

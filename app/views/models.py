@@ -234,9 +234,30 @@ class SessionsModel(RowsModel):
 # --------------------------------------------------------------------------- requests
 
 
+# Requests Patchbay itself refused (nothing was sent upstream): a word for the Status column instead of
+# "503 api_error", read from the refusal's own wording. (what the message starts with / its error type, word)
+REFUSALS: tuple[tuple[str, str, str], ...] = (
+    ("Patchbay is paused", "", "paused"),
+    ("Patchbay budget", "", "budget"),
+    ("", "permission_error", "policy"),
+)
+
+
+def refusal_kind(r: RequestRecord) -> str | None:
+    """paused | budget | policy for a request Patchbay refused, else None."""
+    if r.in_flight or r.ok:
+        return None
+    for prefix, error_type, word in REFUSALS:
+        if (prefix and (r.error_message or "").startswith(prefix)) or (error_type and r.error_type == error_type):
+            return word
+    return None
+
+
 def _status_text(r: RequestRecord) -> str:
     if r.in_flight:
         return "…"
+    if kind := refusal_kind(r):
+        return f"{r.status} {kind}"
     if r.error_type:
         return f"{r.status} {r.error_type.replace('_error', '')}"
     return str(r.status)
@@ -261,7 +282,7 @@ class RequestsModel(RowsModel):
         Column("Model", lambda r: r.model, tip=lambda r: f"asked for {r.requested_model}; route: {r.route}"),
         Column("Status", _status_text, lambda r: float(r.status), tip=lambda r: r.error_message,
                 color=lambda r: _ERROR if (not r.in_flight and not r.ok) else None),
-        Column("Tokens", lambda r: "…" if r.in_flight else
+        Column("Tokens", lambda r: "…" if r.in_flight else "refused" if refusal_kind(r) else
                 f"{fmt_tokens(r.input_tokens + r.cache_read_tokens + r.cache_write_tokens)} → "
                 f"{fmt_tokens(r.output_tokens)}", lambda r: float(r.tokens), R,
                 tip=lambda r: f"{r.input_tokens:,} in, {r.cache_read_tokens:,} cache read, "
