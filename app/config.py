@@ -108,7 +108,7 @@ class ActiveSelection:
 
 @dataclass(frozen=True)
 class BudgetConfig:
-    scope: str  # "all" | "backend:<id>"; in team mode also "each-user" | "user:<email>" | "group:<name>"
+    scope: str  # "all" | "backend:<id>" | "session"; in team mode also "each-user" | "user:<email>" | "group:<name>"
     period: str  # day | week | month
     limit_usd: float
     warn_at: float = 0.8

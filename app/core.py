@@ -72,6 +72,11 @@ class Engine:
         self.budgets = BudgetGuard(self.config.budgets, self.prices, publish=self.hub.publish, reader=self.reader)
         self.hub.add(self.ledger.sink)
         self.hub.add(self.budgets.sink)
+        from app.services.session_caps import SessionCaps
+
+        self.session_caps = SessionCaps(self.config.budgets, self.prices)  # scope = "session", and the app's
+        self.session_caps.seed(self.reader)
+        self.hub.add(self.session_caps.sink)
         if gui:
             self.hub.add(self.events.put, deltas=True)
         try:
@@ -85,6 +90,7 @@ class Engine:
         self.runtime = ProxyRuntime(self.config, token=self.token, hub=self.hub, admission=self._admission(),
                                     keys=secrets.resolve_backend_key, identity=self._identity_chain(self.config))
         self.runtime.gateway.not_ready = self.not_ready
+        self.runtime.gateway.session_caps = self.session_caps
         if self.config.team is None and self.config.ledger.team.url:
             self._look_at_team()
         self._setup_metrics()
@@ -142,7 +148,7 @@ class Engine:
 
     def _admission(self) -> Any:
         """Budget admission with reservations in the ledger's database (app/services/admission.py)."""
-        if not self.config.budgets:
+        if not any(b.scope != "session" for b in self.config.budgets):  # session caps: app/services/session_caps.py
             return None
         team = self.config.ledger.team
         if self.admission is None:
@@ -312,6 +318,7 @@ class Engine:
         self.prices = PriceBook.load(self.config)
         self.ledger.reconfigure(self.prices, self.config.ledger)
         self.budgets.reconfigure(self.config.budgets, self.prices)
+        self.session_caps.reconfigure(self.config.budgets, self.prices)
         self.runtime.set_admission(self._admission())
         team_changed = self.config.team != self.runtime.config.team
         chain = self._identity_chain(self.config) if team_changed else None

@@ -20,6 +20,7 @@ from app.services.claude_settings import ConnectResult, DisconnectResult, Status
 from app.services.ledger import Ledger, LedgerReader
 from app.services.ledger_open import LedgerHealth
 from app.services.pricing import PriceBook
+from app.services.session_caps import SessionCaps
 from app.team.keystore import TeamStore
 
 
@@ -32,6 +33,7 @@ class EngineApi(Protocol):
     ledger: Ledger
     reader: LedgerReader
     budgets: BudgetGuard
+    session_caps: SessionCaps  # per-session cost caps (app/services/session_caps.py)
 
     @property
     def team_store(self) -> TeamStore | None:

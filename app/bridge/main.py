@@ -16,6 +16,7 @@ from PySide6.QtCore import QObject, QUrl, Signal
 from PySide6.QtGui import QDesktopServices
 
 from app.bridge.backends import Backends
+from app.bridge.caps import Caps
 from app.bridge.config_watch import ConfigWatch
 from app.bridge.convert import sentence
 from app.bridge.engine import EngineApi, EngineFactory
@@ -76,7 +77,9 @@ class Bridge(QObject):
                                  parent=self)
         self.team = Team(self.jobs, self.notices, self)
         self.ledger = LedgerWatch(self.notices, self)
-        self._parts = (self.live, self.backends, self.usage, self.monitor, self.settings, self.team, self.ledger)
+        self.caps = Caps(self)
+        self._parts = (self.live, self.backends, self.usage, self.monitor, self.settings, self.team, self.ledger,
+                       self.caps)
         self.config_watch = ConfigWatch(self)
         self.config_watch.changed.connect(self.reload_config)
 
@@ -130,6 +133,7 @@ class Bridge(QObject):
             return False
         self._set_gateway(GatewayView("paused" if eng.paused else "running", eng.url))
         self.usage.attach(eng)
+        self.caps.attach(eng)
         self.monitor.attach(eng)
         self.team.attach(eng)
         self.ledger.attach(eng)

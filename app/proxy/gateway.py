@@ -83,6 +83,7 @@ class Gateway:
         self.snap = snapshot
         self.hub = hub
         self.paused = False
+        self.session_caps: Any = None  # app/services/session_caps.py: a session past its cost cap, before budgets
         self.started_at = time.time()
         self.served = 0
         self.health = HealthBoard(hub.publish)
@@ -282,8 +283,17 @@ class Gateway:
         if self.paused:  # recorded (the window counts them) and answered so that Claude Code stops retrying
             self._record_refusal(request_id, routed, inc, stream, PAUSED)
             raise GatewayError(PAUSED.status, PAUSED.error_type, PAUSED.message, headers=PAUSED_HEADERS)
+        if self.session_caps is not None:
+            capped = self.session_caps.admit(routed, inc.session_id)
+            if isinstance(capped, Refusal):
+                self._record_refusal(request_id, routed, inc, stream, capped)
+                raise GatewayError(capped.status, capped.error_type, capped.message, headers=list(capped.headers))
+            if capped is not routed:  # downgraded: the route taken must be one this client may use
+                backend = snap.backends.get(capped.backend, backend)
+                access.authorize(backend.config, authed, is_exposed, presented)
+                route = capped
         if snap.admission is not None:
-            decision = await self._admit(snap, routed, request_id, body, inc)
+            decision = await self._admit(snap, route, request_id, body, inc)
             if isinstance(decision, Refusal):
                 self._record_refusal(request_id, routed, inc, stream, decision)
                 raise GatewayError(decision.status, decision.error_type, decision.message,

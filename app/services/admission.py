@@ -99,7 +99,7 @@ class Admission:
     def reconfigure(self, budgets: tuple[BudgetConfig, ...], prices: PriceBook,
                     backends: Mapping[str, BackendConfig] | None = None, reserve_output_tokens: int | None = None,
                     on_unreachable: str | None = None) -> None:
-        self.budgets = budgets
+        self.budgets = tuple(b for b in budgets if b.scope != "session")  # session caps: session_caps.py
         self.prices = prices
         self.backends = backends if backends is not None else prices.backends
         if reserve_output_tokens is not None:

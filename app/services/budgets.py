@@ -110,7 +110,7 @@ def budget_status_from_ledger(budgets: tuple[BudgetConfig, ...], reader: "Ledger
     """Each budget's state read from the ledger (for the CLI or a GUI without a live guard)."""
     now = time.time() if now is None else now
     out = []
-    for b in budgets:
+    for b in (b for b in budgets if b.scope != "session"):  # a session cap is no period's (session_caps.py)
         start, reset = period_bounds(b.period, now, tz)
         spent = reader.spent(start, _scope_backend(b.scope))
         out.append(BudgetStatus(b, spent, b.limit_usd, spent / b.limit_usd, reset, _state(b, spent), start))
@@ -229,7 +229,7 @@ class BudgetGuard:
         """New budgets or prices. Spend already counted for a scope and period is kept; a new
         scope is seeded from the ledger (this reads the disk: call it off the gateway loop).
         Per-person and per-group budgets (team scopes) are not this guard's: they are left out."""
-        budgets = tuple(b for b in budgets if not b.is_team_scope)
+        budgets = tuple(b for b in budgets if not b.is_team_scope and b.scope != "session")  # session: session_caps.py
         now = self._now()
         old_spends = self._spends
         wanted: dict[tuple[str | None, str], _Spend] = {}

@@ -28,14 +28,16 @@ from app.views.widgets import ColumnFitter, ElidedLabel, SectionLabel, fit_colum
 
 if TYPE_CHECKING:
     from app.bridge.backends import Backends
+    from app.bridge.caps import Caps
     from app.bridge.live import Live
 
 
 class DashboardPage(QWidget):
-    def __init__(self, live: "Live", backends: "Backends", parent: QWidget | None = None) -> None:
+    def __init__(self, live: "Live", backends: "Backends", caps: "Caps", parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.live = live
         self.backends = backends
+        self.caps = caps
         self.selected: str | None = None
 
         self.sessions_model = SessionsModel(self)
@@ -64,6 +66,9 @@ class DashboardPage(QWidget):
         self.unpin_button = QPushButton("Unpin")
         self.unpin_button.setToolTip("Let the selected session follow the active backend again")
         self.unpin_button.clicked.connect(self._unpin_selected)
+        self.cap_button = QPushButton("Cost cap…")
+        self.cap_button.setToolTip("Stop the selected session once it has spent this much (other sessions go on)")
+        self.cap_button.clicked.connect(self._ask_cap)
         pin_shortcut = QAction(self)
         pin_shortcut.setShortcut(QKeySequence("Ctrl+P"))
         pin_shortcut.triggered.connect(lambda: self.pin_button.showMenu() if self.selected else None)
@@ -80,6 +85,7 @@ class DashboardPage(QWidget):
         head.addWidget(self.summary, 1)
         head.addWidget(self.pin_button)
         head.addWidget(self.unpin_button)
+        head.addWidget(self.cap_button)
         tl.addLayout(head)
         tl.addWidget(self.sessions_view)
 
@@ -235,9 +241,31 @@ class DashboardPage(QWidget):
         self.recent_model.set_rows(self.live.recent_requests(sid, limit=50))
         self._update_buttons()
 
+    def _ask_cap(self) -> None:
+        from PySide6.QtWidgets import QInputDialog
+
+        sid = self.selected
+        if not sid:
+            return
+        now = self.caps.session_cap(sid)
+        amount, ok = QInputDialog.getDouble(
+            self, "Cost cap for this session",
+            "Stop this session once it has spent (US$; 0 removes the cap set here):", now[1] if now else 5.0,
+            0.0, 1_000_000.0, 2)
+        if ok:
+            self.set_cap_for_selected(amount or None)
+
+    def set_cap_for_selected(self, amount: float | None) -> None:
+        if self.selected:
+            self.caps.set_session_cap(self.selected, amount)
+            self._update_buttons()
+
     def _update_buttons(self) -> None:
         has = bool(self.selected)
         self.pin_button.setEnabled(has)
+        self.cap_button.setEnabled(has)
+        cap = self.caps.session_cap(self.selected) if self.selected else None
+        self.cap_button.setText(f"Cap {fmt_usd(cap[1])}" if cap else "Cost cap…")
         s = self.live.session(self.selected) if self.selected else None
         self.unpin_button.setEnabled(bool(s and s.pinned_backend))
 

@@ -349,6 +349,7 @@ class SettingsPage(QWidget):
         t.insertRow(r)
         scope = QComboBox()
         scope.addItem("All backends", "all")
+        scope.addItem("Each session", "session")  # a cap per Claude Code session; its period does not apply
         for bv in self.backends.backends():
             scope.addItem(bv.id, f"backend:{bv.id}")
         period = QComboBox()
