@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from app import config_file as cfgmod
-from app.config import ActiveSelection, BackendConfig, BudgetConfig, Config, ConfigError, RoutesConfig
+from app.config import ActiveSelection, BackendConfig, BudgetConfig, Config, ConfigError, PriceConfig, RoutesConfig
 from app.events import EventHub, EventQueue, RequestFinished
 from app.paths import PathError, Paths, default_paths
 from app.proxy.backends import probe
@@ -338,7 +338,7 @@ class Engine:
 
     def save_settings(self, *, port: int | None = None, budgets: list[BudgetConfig] | None = None,
                       capture: str | None = None, routes: RoutesConfig | None = None,
-                      ollama_url: str | None = None) -> None:
+                      ollama_url: str | None = None, prices: list[PriceConfig] | None = None) -> None:
         config: Config | None = None
         if ollama_url is not None:
             config = cfgmod.save_section(self.config_path, "ollama", {"url": ollama_url})
@@ -354,6 +354,11 @@ class Engine:
                 for b in budgets])
         if capture is not None:
             config = cfgmod.save_section(self.config_path, "ledger", {"capture": capture})
+        if prices is not None:  # [[prices]]: $ per million tokens (the Prices dialog in Settings)
+            config = cfgmod.save_section(self.config_path, "prices", [
+                {k: v for k, v in (("model", p.model), ("backend", p.backend), ("input", p.input),
+                                   ("output", p.output), ("cache_write", p.cache_write),
+                                   ("cache_read", p.cache_read)) if v is not None} for p in prices])
         if config is not None:
             self._apply(config)
 

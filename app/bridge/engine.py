@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
-from app.config import ActiveSelection, BackendConfig, BudgetConfig, Config, RoutesConfig
+from app.config import ActiveSelection, BackendConfig, BudgetConfig, Config, PriceConfig, RoutesConfig
 from app.events import EventQueue
 from app.paths import Paths
 from app.proxy.backends.probe import TestResult
@@ -67,7 +67,7 @@ class EngineApi(Protocol):
     def save_backends(self, backends: list[BackendConfig], active: ActiveSelection | None = None) -> None: ...
     def save_settings(self, *, port: int | None = None, budgets: list[BudgetConfig] | None = None,
                       capture: str | None = None, routes: RoutesConfig | None = None,
-                      ollama_url: str | None = None) -> None: ...
+                      ollama_url: str | None = None, prices: list[PriceConfig] | None = None) -> None: ...
     def reload(self) -> bool: ...
 
     # secrets

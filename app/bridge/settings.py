@@ -12,7 +12,7 @@ from PySide6.QtCore import QFileSystemWatcher, QObject, QTimer, Signal, Slot
 from app.bridge.convert import sentence
 from app.bridge.engine import EngineApi
 from app.bridge.notices import Notices
-from app.config import BudgetConfig, Config, ConfigError, RoutesConfig
+from app.config import BudgetConfig, Config, ConfigError, PriceConfig, RoutesConfig
 from app.services import autostart, claude_settings
 from app.services import claude_code as cc
 from app.views.data import BudgetView, ClaudeCodeView, GatewayView, SettingsView
@@ -132,6 +132,14 @@ class Settings(QObject):
             self.budgetsSaved.emit()
         return ok
 
+    def prices(self) -> list[PriceConfig]:
+        """The config's own [[prices]] (they win over the built-in table)."""
+        cfg = self._config()
+        return list(cfg.prices) if cfg is not None else []
+
+    def save_prices(self, prices: list[PriceConfig]) -> bool:
+        return self._save(prices=prices)
+
     def save_capture(self, mode: str) -> bool:
         return self._save(capture=mode)
 
@@ -140,12 +148,13 @@ class Settings(QObject):
         return self._save(ollama_url=url.strip())
 
     def _save(self, *, port: int | None = None, budgets: list[BudgetConfig] | None = None,
-              capture: str | None = None, routes: RoutesConfig | None = None, ollama_url: str | None = None) -> bool:
+              capture: str | None = None, routes: RoutesConfig | None = None, ollama_url: str | None = None,
+              prices: list[PriceConfig] | None = None) -> bool:
         if self._engine is None:
             return False
         try:
             self._engine.save_settings(port=port, budgets=budgets, capture=capture, routes=routes,
-                                       ollama_url=ollama_url)
+                                       ollama_url=ollama_url, prices=prices)
         except Exception as exc:
             self._notices.say("error", "The settings were not saved",
                               str(exc) if isinstance(exc, ConfigError) else sentence(exc), key="settings")

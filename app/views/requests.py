@@ -10,11 +10,13 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
     QDialogButtonBox,
+    QFileDialog,
     QFormLayout,
     QHBoxLayout,
     QHeaderView,
     QLabel,
     QLineEdit,
+    QMessageBox,
     QPlainTextEdit,
     QPushButton,
     QTabWidget,
@@ -105,6 +107,9 @@ class RequestsPage(QWidget):
         self.reload_button.setShortcut(QKeySequence("F5"))
         self.reload_button.clicked.connect(self.reload)
         self.count = QLabel()
+        self.export_button = QPushButton("Export CSV…")
+        self.export_button.setToolTip("Save the requests shown (filters apply) as a CSV file")
+        self.export_button.clicked.connect(self._ask_export)
 
         bar = QHBoxLayout()
         bar.addWidget(SectionLabel("Requests"))
@@ -112,6 +117,7 @@ class RequestsPage(QWidget):
         bar.addWidget(self.backend_filter)
         bar.addWidget(self.status_filter)
         bar.addWidget(self.reload_button)
+        bar.addWidget(self.export_button)
         lay = QVBoxLayout(self)
         lay.addLayout(bar)
         lay.addWidget(self.view)
@@ -214,3 +220,27 @@ class RequestsPage(QWidget):
         dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         self._dialogs = [d for d in self._dialogs if d.isVisible()] + [dlg]
         dlg.show()
+
+    # ------------------------------------------------------------ export
+
+    def shown_records(self) -> list[RequestRecord]:
+        """The rows the table shows now, in its order (filters and sorting apply)."""
+        rows = []
+        for i in range(self.proxy.rowCount()):
+            src = self.proxy.mapToSource(self.proxy.index(i, 0))
+            rows.append(self.model.row(src.row()))
+        return rows
+
+    def export_csv(self, path: str) -> None:
+        from app.bridge.export import requests_csv
+
+        with open(path, "w", encoding="utf-8", newline="") as f:
+            f.write(requests_csv(self.shown_records()))
+
+    def _ask_export(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export requests", "patchbay-requests.csv", "CSV files (*.csv)")
+        if path:
+            try:
+                self.export_csv(path)
+            except OSError as exc:
+                QMessageBox.warning(self, "Not exported", f"{path} could not be written: {exc.strerror or exc}.")

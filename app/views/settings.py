@@ -179,6 +179,10 @@ class SettingsPage(QWidget):
         brow = QHBoxLayout()
         brow.addWidget(self.budget_add)
         brow.addWidget(self.budget_remove)
+        self.prices_button = QPushButton("Prices…")
+        self.prices_button.setToolTip("Set what a model costs ($ per million tokens): the [[prices]] of the config")
+        self.prices_button.clicked.connect(self.open_prices)
+        brow.addWidget(self.prices_button)
         brow.addStretch(1)
         brow.addWidget(self.budget_save)
         bl.addWidget(self.budget_table)
@@ -367,11 +371,11 @@ class SettingsPage(QWidget):
         action = QComboBox()
         action.addItem("Block further requests", "block")
         action.addItem("Only warn", "warn")
-        for bv in self.backends.backends():
-            if bv.is_local:
-                first = bv.models[0] if bv.models else None
-                action.addItem(f"Switch to {bv.id}" + (f" · {first}" if first else ""),
-                               f"downgrade:{bv.id}" + (f",{first}" if first else ""))
+        # downgrade: go on, on another backend (local ones first: free), as the 429's advice says
+        for bv in sorted(self.backends.backends(), key=lambda x: not x.is_local):
+            first = bv.models[0] if bv.models else None
+            action.addItem(f"Downgrade to {bv.id}" + (f" · {first}" if first else ""),
+                           f"downgrade:{bv.id}" + (f",{first}" if first else ""))
         spent = QLabel("—")
         spent.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         if b is not None:
@@ -382,7 +386,7 @@ class SettingsPage(QWidget):
             i = action.findData(b.action)
             if i < 0:
                 target, _, model = b.action.removeprefix("downgrade:").partition(",")
-                label = f"Switch to {target}" + (f" · {model}" if model else "") \
+                label = f"Downgrade to {target}" + (f" · {model}" if model else "") \
                     if b.action.startswith("downgrade:") else b.action
                 action.addItem(label, b.action)
                 i = action.count() - 1
@@ -409,6 +413,11 @@ class SettingsPage(QWidget):
 
     def budgets_from_table(self) -> list[BudgetConfig]:
         return [b for b in (self._row_budget(r) for r in range(self.budget_table.rowCount())) if b is not None]
+
+    def open_prices(self) -> None:
+        from app.views.prices import PricesDialog
+
+        PricesDialog(self.settings, self).open()
 
     def save_budgets(self) -> None:
         self.settings.save_budgets(self.budgets_from_table())

@@ -11,10 +11,13 @@ from PySide6.QtCore import QPointF, Qt, QTimer
 from PySide6.QtGui import QColor, QCursor, QHideEvent, QPalette, QResizeEvent, QShowEvent
 from PySide6.QtWidgets import (
     QComboBox,
+    QFileDialog,
     QGridLayout,
     QHBoxLayout,
     QHeaderView,
     QLabel,
+    QMessageBox,
+    QPushButton,
     QSplitter,
     QToolTip,
     QVBoxLayout,
@@ -136,6 +139,10 @@ class SpendPage(QWidget):
         bar.addWidget(self.totals, 1)
         bar.addWidget(self.bucket)
         bar.addWidget(self.group)
+        self.export_button = QPushButton("Export CSV…")
+        self.export_button.setToolTip("Save the spend shown (per bucket and backend or model) as a CSV file")
+        self.export_button.clicked.connect(self._ask_export)
+        bar.addWidget(self.export_button)
 
         left = QWidget()
         ll = QVBoxLayout(left)
@@ -380,6 +387,27 @@ class SpendPage(QWidget):
             if pts:
                 out[k] = pts
         return out
+
+
+    # ------------------------------------------------------------ export
+
+    def export_csv(self, path: str) -> bool:
+        """False when nothing is loaded yet."""
+        from app.bridge.export import spend_csv
+
+        if self.data is None:
+            return False
+        with open(path, "w", encoding="utf-8", newline="") as f:
+            f.write(spend_csv(self.data))
+        return True
+
+    def _ask_export(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export spend", "patchbay-spend.csv", "CSV files (*.csv)")
+        if path:
+            try:
+                self.export_csv(path)
+            except OSError as exc:
+                QMessageBox.warning(self, "Not exported", f"{path} could not be written: {exc.strerror or exc}.")
 
 
 def action_words(action: str) -> str:
