@@ -19,6 +19,9 @@ def add_connect_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--disable-nonessential-traffic", action="store_true",
                    help="also set CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1 (no telemetry, error reports or "
                         "update checks from Claude Code)")
+    p.add_argument("--allow-nonessential-traffic", action="store_true",
+                   help="remove CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC again (without either flag, what is set "
+                        "now, e.g. by the app, is kept)")
     for name in claude_code.ALIASES:
         p.add_argument(f"--{name}", metavar="BACKEND,MODEL",
                        help=f"send Claude Code's {name} model there (sets {cs.ALIAS_KEYS[name]}), so its requests "
@@ -75,9 +78,10 @@ def run_connect(args: argparse.Namespace, config_path: Path | None) -> int:
                 return _fail(f"--{name} {target}: write BACKEND,MODEL (for example {backend},"
                              f"{(config.backend(backend).models or ('model-name',))[0]}).")
             aliases[name] = target
+    nonessential, statusline, kept = _kept_choices(args, paths, config.path, aliases)
     try:
-        result = claude_code.connect(paths, url, token, nonessential=args.disable_nonessential_traffic,
-                                     aliases=aliases, statusline=args.statusline,
+        result = claude_code.connect(paths, url, token, nonessential=nonessential,
+                                     aliases=aliases, statusline=statusline,
                                      config_path=config.path)
     except cs.SettingsFileError as exc:
         return _fail(str(exc))
@@ -90,7 +94,43 @@ def run_connect(args: argparse.Namespace, config_path: Path | None) -> int:
         print(f"Already connected: {result.path} points Claude Code at Patchbay ({url}).")
     if result.skipped:
         print(f"  left your own {', '.join(result.skipped)} as it is (Patchbay never replaces it).")
+    if kept:
+        print(f"  kept what was chosen before (in the app or an earlier connect): {', '.join(kept)}.")
     return 0
+
+
+def _kept_choices(args: argparse.Namespace, paths: Any, config_path: Path | None,
+                  aliases: dict[str, str]) -> tuple[bool, bool, list[str]]:
+    """settings.json is the one source of truth for Claude Code's options: a connect from a terminal keeps
+    what is set there now (the app's "turn off non-essential traffic", model aliases, the statusline)
+    unless a flag says otherwise. Fills ``aliases`` in place; returns (nonessential, statusline, kept)."""
+    import json
+
+    from app.services import claude_code
+    from app.services import claude_settings as cs
+
+    try:
+        now = json.loads(cs.settings_path().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        now = {}
+    raw_env = now.get("env") if isinstance(now, dict) else None
+    env: dict[str, Any] = raw_env if isinstance(raw_env, dict) else {}
+    kept: list[str] = []
+    nonessential = bool(args.disable_nonessential_traffic)
+    if not nonessential and not args.allow_nonessential_traffic and env.get(cs.NONESSENTIAL) == "1":
+        nonessential = True
+        kept.append(f"{cs.NONESSENTIAL}=1 (--allow-nonessential-traffic removes it)")
+    for name, target in claude_code.alias_values(cs.settings_path()).items():
+        if name not in aliases:
+            aliases[name] = target
+            kept.append(f"{cs.ALIAS_KEYS[name]}={target}")
+    statusline = bool(args.statusline)
+    ours = claude_code.statusline_command(paths, config_path)
+    line = now.get(cs.STATUS_LINE) if isinstance(now, dict) else None
+    if not statusline and isinstance(line, dict) and line.get("command") == ours:
+        statusline = True
+        kept.append("the Patchbay statusline")
+    return nonessential, statusline, kept
 
 
 def run_disconnect(args: argparse.Namespace, config_path: Path | None) -> int:
