@@ -26,7 +26,20 @@ fi
 # reinstall only when the project's requirements changed since the last install
 stamp="$VENV/.patchbay-installed${extras:+-$extras}"
 if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
-  echo "patchbay: installing dependencies${extras:+ (with $extras)}" >&2
-  "$VENV/bin/python" -m pip install -q -e "$ROOT${extras:+[$extras]}" >&2
+  echo "patchbay: installing dependencies${extras:+ (with $extras)}: the first time about 2 minutes and" \
+       "290 MB; a line every 10 packages" >&2
+  started=$SECONDS
+  # pip's own output is long and alarming; its progress is shown as a count, its errors in full
+  "$VENV/bin/python" -m pip install --progress-bar off -e "$ROOT${extras:+[$extras]}" 2>&1 | {
+    n=0
+    while IFS= read -r line; do
+      case "$line" in
+        Collecting*) n=$((n + 1)); [ $((n % 10)) -eq 0 ] && echo "patchbay:   $n packages fetched (now ${line#Collecting })" >&2 ;;
+        ERROR*|error:*) echo "$line" >&2 ;;
+      esac
+    done
+    echo "patchbay:   $n packages fetched" >&2
+  }
+  echo "patchbay: installed in $((SECONDS - started)) s" >&2
   touch "$stamp"
 fi
