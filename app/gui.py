@@ -234,7 +234,15 @@ def run_gui(config_path: Path | None) -> int:
     _log_qt_messages()
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
+    from app.paths import default_paths
+    from app.single_instance import SingleInstance, instance_key
+
+    instance = SingleInstance(instance_key(default_paths().data_dir))
+    if not instance.claim():
+        print("patchbay: Patchbay is already running; its window was brought to the front.", file=sys.stderr)
+        return 0
     main = App(config_path)
+    instance.activated.connect(main.show_window)
     main.ends_process = True
     main.show_window()  # the window first, the gateway once it is on screen: the user sees something at once
 
