@@ -35,6 +35,7 @@ from PySide6.QtWidgets import (
 from app.config import DEFAULT_TOKEN_TTL_S, ActiveSelection, BackendConfig, cloud_base_url, default_auth
 from app.units import plural
 from app.views.data import TestOutcome
+from app.views.error_text import breakable, readable_error
 from app.views.icons import backend_color, health_icon
 from app.views.theme import STATE_COLORS
 from app.views.widgets import SectionLabel
@@ -657,8 +658,10 @@ class BackendsPage(QWidget):
                                      f"{ttft}. {_esc(out.message)}")
         else:
             status = f"HTTP {out.status}: " if out.status else ""
+            said = status + readable_error(out.message)  # the message out of a JSON/HTML body, wrappable
             self.test_result.setText(f"<span style='color:{STATE_COLORS['error']}'>✗ Failed</span> — "
-                                     f"{_esc(status + out.message)}")
+                                     f"{_esc(breakable(said))}")
+            self.test_result.setToolTip(status + out.message)
         self._refresh_list_labels()
 
     def fetch_models(self) -> None:
