@@ -37,7 +37,7 @@ from app.units import plural
 from app.views.data import TestOutcome
 from app.views.error_text import breakable, readable_error
 from app.views.icons import backend_color, health_icon
-from app.views.theme import STATE_COLORS
+from app.views.theme import SELECTION_MARKER, STATE_COLORS
 from app.views.widgets import SectionLabel
 
 if TYPE_CHECKING:
@@ -101,6 +101,7 @@ class BackendsPage(QWidget):
         # ---- list
         self.list = QListWidget()
         self.list.setAccessibleName("Backends")
+        self.list.setStyleSheet(SELECTION_MARKER)
         self.list.setDragDropMode(QAbstractItemView.DragDropMode.InternalMove)
         self.list.model().rowsMoved.connect(self._on_rows_moved)
         self.list.currentRowChanged.connect(self._on_select)

@@ -24,7 +24,7 @@ from app.units import plural
 from app.views.banner import Banner
 from app.views.data import GatewayView, LedgerView, UserMessage
 from app.views.icons import app_icon, backend_color, dot_icon
-from app.views.theme import STATE_COLORS, fmt_usd
+from app.views.theme import SELECTION_MARKER, STATE_COLORS, fmt_usd
 
 if TYPE_CHECKING:
     from app.bridge.main import Bridge
@@ -135,6 +135,7 @@ class MainWindow(QMainWindow):
         self.nav.setFixedWidth(150)
         self.nav.setFrameShape(QListWidget.Shape.NoFrame)
         self.nav.setSpacing(2)
+        self.nav.setStyleSheet(SELECTION_MARKER)
         self.stack = QStackedWidget()
         self._pages: dict[str, QWidget] = {}
         self._placeholders: dict[str, QWidget] = {}
