@@ -136,5 +136,6 @@ def short_session(session_id: str | None) -> str:
 # The selected row of a list (the page list, the backends list) carries a bar of its own at the left,
 # in a fixed accent, so it shows where a desktop style's (inactive) highlight is as dark as the list.
 SELECTION_ACCENT = "#4e79a7"
-SELECTION_MARKER = (f"QListView::item:selected {{ border-left: 4px solid {SELECTION_ACCENT}; font-weight: bold; }}"
-                    "QListView::item { border-left: 4px solid transparent; }")
+SELECTION_MARKER = ("QListView::item { border-left: 4px solid transparent; }"
+                    f"QListView::item:selected {{ border-left: 4px solid {SELECTION_ACCENT}; font-weight: bold; "
+                    "background: rgba(78, 121, 167, 70); color: palette(text); }")
