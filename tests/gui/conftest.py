@@ -168,6 +168,9 @@ def start_app(qtbot, qasync_loop, patchbay_home) -> Iterator[Callable[..., Runni
 
     def start(config: Path | None = None, *, expect_ok: bool = True, **kw: Any) -> Running:
         app = App(config, use_system_tray=False, **kw)
+        # pytest-qt closes the window before this fixture quits the app; with no tray, closing is Quit,
+        # which asks while Claude Code is connected (tests/gui/test_quit.py): no modal question then
+        app.ask_on_quit = lambda *_a: ("cancel", False)
         apps.append(app)
         qtbot.addWidget(app.window)
         ok = app.start()

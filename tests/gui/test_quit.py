@@ -50,6 +50,7 @@ def _env(claude_dir: Path) -> dict[str, Any]:
 def test_quit_while_connected_asks_and_disconnect_puts_claude_code_back(start_app, config_file, claude_dir,
                                                                        qtbot) -> None:
     r = start_app(config_file)
+    r.app.ask_on_quit = None  # the real question
     assert r.bridge.settings.connect_claude_code()
     assert _env(claude_dir).get("ANTHROPIC_BASE_URL") == r.url
     seen: list[str] = []
@@ -77,6 +78,7 @@ def test_keep_serving_in_the_background_answers_claude_code_until_the_app_takes_
         port = s.getsockname()[1]
     config_file = write_config(patchbay_home / "config.toml", upstreams[0].url, upstreams[1].url, port=port)
     r = start_app(config_file)
+    r.app.ask_on_quit = None  # the real question
     assert r.bridge.settings.connect_claude_code()
     url, token = r.url, r.bridge.settings.gateway_token()
     seen: list[str] = []
