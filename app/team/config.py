@@ -255,7 +255,7 @@ def check_budget_scopes(items: Any, team: TeamConfig | None, backend_ids: Iterab
 def budget_scope_problem(scope: Any, team: TeamConfig | None, ids: set[str]) -> tuple[str, str] | None:
     """(what is wrong, what to write), or None for a usable scope."""
     team_help = ' "each-user", "user:EMAIL", "group:NAME",' if team is not None else ""
-    fix = f'Write scope = "all", "session",{team_help} or "backend:<id>".'
+    fix = f'Write scope = "all",{team_help} "session" or "backend:<id>".'
     if not isinstance(scope, str):
         return f"has scope = {scope!r}", fix
     kind, _, value = scope.partition(":")
