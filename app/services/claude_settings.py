@@ -536,10 +536,27 @@ def _undo(text: str, e: Entry, state: State) -> tuple[str, bool]:
     if current is None:
         return text, True
     if not same_value(current, e.ours):
-        return text, False
+        return _undo_header_line(text, obj, e, current, state)
     if e.before is None:
         return remove_member(text, obj, e.key, empty_inner=state.env_inner if e.where == "env" else state.top_inner), True
     return set_member(text, obj, e.key, e.before), True
+
+
+def _undo_header_line(text: str, obj: Node, e: Entry, current: str, state: State) -> tuple[str, bool]:
+    """``ANTHROPIC_CUSTOM_HEADERS`` edited since we connected (a header of the user's added): only
+    our ``x-patchbay-token`` line goes, the user's lines stay. Any other key: left alone (False)."""
+    from app.services import claude_auth as ca
+
+    value, ours = _str(current), _str(e.ours)
+    line = next((ln for ln in (ours or "").splitlines() if ln.split(":", 1)[0].strip().lower() == ca.TOKEN_HEADER),
+                None)
+    if e.where != "env" or e.key != ca.CUSTOM_HEADERS or value is None or line is None or \
+            not ca.has_header(value, ca.TOKEN_HEADER, line.split(":", 1)[1].strip()):
+        return text, False
+    rest = ca.drop_header(value)
+    if rest is None:
+        return remove_member(text, obj, e.key, empty_inner=state.env_inner), True
+    return set_member(text, obj, e.key, json.dumps(rest, ensure_ascii=False)), True
 
 
 # --------------------------------------------------------------------------- status
@@ -560,7 +577,8 @@ def status(path: Path, state_file: Path, gateway_url: str, token: str) -> Status
     if state is not None and state.settings_path != str(path):
         state = None
     base = _str(_raw(text, env, BASE_URL))
-    ours_now = base == gateway_url and _str(_raw(text, env, AUTH_TOKEN)) == token
+    ours_now = base == gateway_url and (_str(_raw(text, env, AUTH_TOKEN)) == token or
+                                        _token_header(_str(_raw(text, env, "ANTHROPIC_CUSTOM_HEADERS")), token))
     edited = state is not None and _digest(data) != state.written_sha256
     options: list[str] = []
     if _raw(text, env, NONESSENTIAL) is not None:
@@ -590,3 +608,9 @@ def status(path: Path, state_file: Path, gateway_url: str, token: str) -> Status
                       "replaces that (Disconnect puts it back).", base, False, opts)
     return Status("not_connected", path, f"Claude Code does not use Patchbay yet. Connect adds its keys to the env "
                   f"of {path}; everything else in it stays as it is.", None, False, opts)
+
+
+def _token_header(headers: str | None, token: str) -> bool:
+    from app.services import claude_auth as ca
+
+    return ca.has_header(headers, ca.TOKEN_HEADER, token)
