@@ -16,7 +16,14 @@ import pytest
 
 from tests.fakes.chunks import anthropic_message, anthropic_text_events
 from tests.fakes.subscription import API_KEY, OAUTH_BETA, OAUTH_TOKEN, AccountGuard
-from tests.fakes.upstreams import AnthropicJSON, AnthropicStream, FakeUpstream, ReceivedRequest, Response
+from tests.fakes.upstreams import (
+    AnthropicJSON,
+    AnthropicStream,
+    FakeUpstream,
+    ReceivedRequest,
+    Response,
+    anthropic_error,
+)
 from tests.gateway.conftest import TOKEN, Gateway, config_text
 
 USER = [{"role": "user", "content": "hello"}]
@@ -166,3 +173,23 @@ def test_beyond_loopback_the_token_header_is_needed_and_the_bearer_still_goes_on
         assert up.requests[-1].headers["authorization"] == f"Bearer {OAUTH_TOKEN}" and guard.refused == []
         assert http.get("/health", headers={"x-patchbay-token": TOKEN}).status_code == 200
         assert http.get("/v1/models", headers={"x-patchbay-token": TOKEN}).status_code == 200
+
+
+def test_an_upstream_that_quotes_the_credential_back_leaks_it_nowhere(start_gateway: Any) -> None:
+    """An upstream's 401 that repeats the bearer it got: the client, the request log (its row's
+    error text) and the live view see it redacted."""
+    def echo(req: ReceivedRequest) -> Response:
+        return anthropic_error(401, "authentication_error",
+                               f"Invalid bearer token {req.headers.get('authorization', '')[7:]} for this account")
+
+    with FakeUpstream(wire="anthropic", guard=echo) as up:
+        g: Gateway = start_gateway(config_text([{"id": "anthropic", "kind": "anthropic", "base_url": up.url,
+                                                 "auth": "client"}], active="anthropic"))
+        for stream in (False, True):
+            r = httpx.post(g.url + "/v1/messages", headers={"authorization": f"Bearer {OAUTH_TOKEN}", **SUB},
+                           json={"model": "claude-fake", "max_tokens": 5, "messages": USER, "stream": stream})
+            assert r.status_code == 401 and r.json()["error"]["type"] == "authentication_error"
+            assert OAUTH_TOKEN not in r.text and "Invalid bearer token" in r.text
+        assert up.requests[-1].headers["authorization"] == f"Bearer {OAUTH_TOKEN}"  # it did get it
+        rows = g.finished(2)
+        assert len(rows) == 2 and all(OAUTH_TOKEN not in repr(e) and TOKEN not in repr(e) for e in g.events())
