@@ -175,6 +175,8 @@ def connect(paths: "Paths", url: str, token: str, *, nonessential: bool = False,
     headers = ca.settings_env(current).get(CUSTOM_HEADERS)
     headers = headers if isinstance(headers, str) else None
     as_token = ca.uses_token(choice, ca.detect(settings=current, own_token=token))
+    if not as_token:
+        cs.drop_stale_token(path, state_file(paths), backup_dir(paths), token)
     top: dict[str, Any] = {}
     if statusline:
         top[cs.STATUS_LINE] = {"type": "command", "command": statusline_command(paths, config_path), "padding": 0}

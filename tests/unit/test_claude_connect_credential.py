@@ -106,3 +106,15 @@ def test_what_detect_sees(home: Path, env: dict[str, str], settings: dict[str, o
     text = ca.describe("auto", cred)
     assert ("Patchbay's token (no Anthropic account)" in text) == (kind == "none")
     assert "sk-ant" not in text and "vault" not in text  # never the credential itself
+
+
+def test_a_connection_made_the_old_way_is_called_out_of_date(home: Path, paths: Paths) -> None:
+    """The token as ANTHROPIC_AUTH_TOKEN alone (an older Patchbay's Connect) hides a login: the app
+    and `patchbay connect` say to connect again, which moves the token into its header."""
+    settings = home / ".claude" / "settings.json"
+    settings.write_text(json.dumps({"env": {"ANTHROPIC_BASE_URL": URL, "ANTHROPIC_AUTH_TOKEN": TOKEN}}))
+    st = claude_code.status(paths, URL, TOKEN)
+    assert st.state == "outdated" and "old way" in st.message
+    (home / ".claude" / ".credentials.json").write_text(LOGIN)
+    claude_code.connect(paths, URL, TOKEN)
+    assert "ANTHROPIC_AUTH_TOKEN" not in _env(home) and claude_code.status(paths, URL, TOKEN).connected
