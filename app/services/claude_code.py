@@ -309,8 +309,13 @@ def claude_command(paths: "Paths", url: str, token: str, args: list[str], *, bac
     overrides = {cs.BASE_URL: url, cs.HINT_HEADERS: "1"}
     if ca.uses_token(choice, cred):
         overrides[cs.AUTH_TOKEN] = token
-    elif env.get(cs.AUTH_TOKEN) == token:
-        env.pop(cs.AUTH_TOKEN)  # left by an older `eval "$(patchbay env)"`: it would hide the user's login
+    else:
+        if env.get(cs.AUTH_TOKEN) == token:
+            env.pop(cs.AUTH_TOKEN)  # left by an older `eval "$(patchbay env)"`: it would hide the user's login
+        if settings_env.get(cs.AUTH_TOKEN) == token:
+            # left in settings.json by an older Connect: an empty value in --settings outranks it and
+            # lets the login through (measured, docs/protocol.md §1)
+            overrides[cs.AUTH_TOKEN] = ""
     headers = merged_headers(existing, pin, token)
     assert headers is not None
     overrides[CUSTOM_HEADERS] = headers

@@ -85,6 +85,17 @@ def test_a_users_own_login_is_left_in_place(paths: Paths, claude: Path, tmp_path
     assert env["ANTHROPIC_AUTH_TOKEN"] == "t"  # the user's choice wins
 
 
+def test_a_token_an_older_connect_left_in_settings_json_is_outranked(paths: Paths, claude: Path, tmp_path: Path):
+    """settings.json's env beats the process's; the --settings file beats settings.json, and an empty
+    ANTHROPIC_AUTH_TOKEN there lets Claude Code's own login through."""
+    cfg = tmp_path / "home" / ".claude"
+    cfg.mkdir(parents=True)
+    (cfg / ".credentials.json").write_text('{"claudeAiOauth": {"accessToken": "sk-ant-oat01-x"}}')
+    (cfg / "settings.json").write_text('{"env": {"ANTHROPIC_AUTH_TOKEN": "t"}}')
+    argv, env = claude_code.claude_command(paths, "http://u", "t", [], environ={})
+    assert json.loads(Path(argv[2]).read_text())["env"]["ANTHROPIC_AUTH_TOKEN"] == "" == env["ANTHROPIC_AUTH_TOKEN"]
+
+
 def test_our_options_stop_at_the_first_argument_for_claude():
     from app.services.claude_cli import parse_claude
 
