@@ -6,12 +6,12 @@
 - **Routes**: a backend with a stored key (any ``auth`` but ``client``) needs the gateway token;
   a ``client`` backend forwards the caller's own key and is open on loopback. Bound beyond
   loopback (``--host 0.0.0.0``), every route, ``/v1/models`` and ``/health`` need the token.
+  ``authorize`` is asked of the route a request is finally sent to: after budget admission,
+  failover and routing rules, not only the one first chosen.
 - **Where the token travels**: in Patchbay's own header ``x-patchbay-token`` (Claude Code adds it
   from ``ANTHROPIC_CUSTOM_HEADERS``), which leaves ``Authorization`` / ``x-api-key`` to the
   user's own Anthropic credential (a subscription's OAuth token, an API key); or, as set-ups made
   before that header did, as the Bearer / ``x-api-key`` itself (docs/protocol.md §1).
-  ``authorize`` is asked of the route a request is finally sent to: after budget admission,
-  failover and routing rules, not only the one first chosen.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from app.config import BackendConfig, is_loopback_host
 from app.proxy.exchange import GatewayError
 
 TOKEN_HEADER = "x-patchbay-token"  # the gateway token, beside the client's own credential
+TOKEN_HEADER_B = TOKEN_HEADER.encode()
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 
 

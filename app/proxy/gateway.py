@@ -206,7 +206,7 @@ class Gateway:
             bearer = authorization[7:].strip()
         # the gateway token in Patchbay's own header leaves Authorization / x-api-key to the user's
         # own Anthropic credential; set-ups from before that header send it as one of those
-        own_header = _h(headers, access.TOKEN_HEADER.encode())
+        own_header = _h(headers, access.TOKEN_HEADER_B)
         presented = bool(api_key or bearer or own_header)
         is_exposed = access.exposed(snap.settings.host)
         team = snap.team
@@ -549,7 +549,7 @@ class Gateway:
         key = _h(headers, b"x-api-key")
         auth = _h(headers, b"authorization") or ""
         bearer = auth[7:].strip() if auth[:7].lower() == "bearer " else None
-        own = _h(headers, access.TOKEN_HEADER.encode())
+        own = _h(headers, access.TOKEN_HEADER_B)
         return (self._token_ok(own, snap) or self._token_ok(key, snap) or self._token_ok(bearer, snap),
                 bool(key or bearer or own))
 
