@@ -118,3 +118,9 @@ def test_a_connection_made_the_old_way_is_called_out_of_date(home: Path, paths: 
     (home / ".claude" / ".credentials.json").write_text(LOGIN)
     claude_code.connect(paths, URL, TOKEN)
     assert "ANTHROPIC_AUTH_TOKEN" not in _env(home) and claude_code.status(paths, URL, TOKEN).connected
+
+
+def test_what_connect_writes_is_the_header_the_gateway_reads() -> None:
+    from app.proxy.access import TOKEN_HEADER
+
+    assert ca.TOKEN_HEADER == TOKEN_HEADER
