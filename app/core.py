@@ -21,7 +21,7 @@ from app.proxy.backends import probe
 from app.proxy.backends.probe import TestResult
 from app.proxy.routing import Pin
 from app.proxy.server import GatewayStartError, ProxyRuntime
-from app.services import claude_code, claude_settings, secrets
+from app.services import claude_auth, claude_code, claude_settings, secrets
 
 if TYPE_CHECKING:
     from app.services.ledger_open import LedgerHealth
@@ -357,8 +357,16 @@ class Engine:
 
     # ------------------------------------------------------------------ Claude Code
 
-    def claude_code_env(self) -> dict[str, str]:
-        return {"ANTHROPIC_BASE_URL": self.url, "ANTHROPIC_AUTH_TOKEN": self.token}
+    def claude_code_env(self, credential: str = "auto") -> dict[str, str]:
+        """What points Claude Code here: the token in its own header, ANTHROPIC_AUTH_TOKEN only for a
+        user without an Anthropic login or key (app/services/claude_auth.py)."""
+        cred = claude_code.credential(self.token)
+        return claude_auth.env_values(self.url, self.token, token_as_credential=claude_auth.uses_token(credential, cred),
+                                      existing_headers=None)
+
+    def claude_code_credential(self, credential: str = "auto") -> str:
+        """One sentence: which credential Claude Code will send through Patchbay after Connect."""
+        return claude_auth.describe(credential, claude_code.credential(self.token))
 
     def claude_settings_path(self) -> Path:
         return claude_settings.settings_path()
@@ -370,10 +378,10 @@ class Engine:
         return self.claude_code_status().connected
 
     def connect_claude_code(self, *, nonessential: bool = False, aliases: dict[str, str] | None = None,
-                            statusline: bool = False) -> claude_settings.ConnectResult:
+                            statusline: bool = False, credential: str = "auto") -> claude_settings.ConnectResult:
         """Put our keys into ~/.claude/settings.json, changing nothing else in it (see claude_settings)."""
         return claude_code.connect(self.paths, self.url, self.token, nonessential=nonessential, aliases=aliases,
-                                   statusline=statusline, config_path=self.config_path)
+                                   statusline=statusline, config_path=self.config_path, choice=credential)
 
     def disconnect_claude_code(self) -> claude_settings.DisconnectResult:
         return claude_code.disconnect(self.paths, self.url)

@@ -17,7 +17,8 @@ import threading
 _SECRET_KEYS = (b"authorization", b"proxy-authorization", b"x-api-key", b"api-key", b"api_key", b"apikey",
                 b"x-goog-api-key", b"access_token", b"refresh_token", b"id_token", b"client_secret", b"secret_key",
                 b"password", b"aws_secret_access_key", b"aws_session_token", b"cookie", b"set-cookie",
-                b"anthropic_auth_token", b"anthropic_api_key", b"openai_api_key")
+                b"anthropic_auth_token", b"anthropic_api_key", b"openai_api_key", b"x-patchbay-token",
+                b"accesstoken", b"refreshtoken")
 _TOKEN_RES = (  # each starts with a literal, so the regex engine can jump between candidates
     re.compile(rb"sk-[A-Za-z0-9_\-]{16,}"),
     re.compile(rb"AKIA[0-9A-Z]{16}"),

@@ -90,6 +90,7 @@ class Incoming:
     identity: Identity | None = None  # team mode: who sent it, verified
     groups: tuple[str, ...] = ()  # team mode: the caller's [[team.groups]]
     client_addr: str | None = None
+    authed: bool = False  # carried the gateway token (in any header) or a verified identity
 
 
     def who(self) -> dict[str, Any]:

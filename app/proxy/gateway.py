@@ -204,15 +204,18 @@ class Gateway:
         bearer = None
         if authorization and authorization[:7].lower() == "bearer ":
             bearer = authorization[7:].strip()
-        presented = bool(api_key or bearer)
+        # the gateway token in Patchbay's own header leaves Authorization / x-api-key to the user's
+        # own Anthropic credential; set-ups from before that header send it as one of those
+        own_header = _h(headers, access.TOKEN_HEADER_B)
+        presented = bool(api_key or bearer or own_header)
         is_exposed = access.exposed(snap.settings.host)
         team = snap.team
         identity: Identity | None = None
         client_addr = _client_addr(scope)
         if team is not None:  # who it is, verified, before reading (up to 32 MB of) the body
             identity = await team.identify(scope["headers"])  # no ledger row for a stranger: like the token
-        elif not (self._token_ok(api_key, snap) or self._token_ok(bearer, snap)) and (
-                is_exposed or not any(b.config.auth == "client" for b in snap.backends.values())):
+        elif not (self._token_ok(own_header, snap) or self._token_ok(api_key, snap) or self._token_ok(bearer, snap)) \
+                and (is_exposed or not any(b.config.auth == "client" for b in snap.backends.values())):
             raise access.token_needed(presented, is_exposed)  # before reading (up to 32 MB of) the body
         raw = await read_body(receive, headers, snap.settings.max_body_bytes)
         # the newest snapshot, read after the last wait before its backends are claimed: a backend
@@ -234,7 +237,7 @@ class Gateway:
         bearer_is_token = self._token_ok(bearer, snap)
         # team mode: a verified person may use the stored-key backends (no backend forwards the
         # caller's credential there: the config refuses auth = "client" in team mode)
-        authed = identity is not None or key_is_token or bearer_is_token
+        authed = identity is not None or key_is_token or bearer_is_token or self._token_ok(own_header, snap)
         session_id = _h(headers, b"x-claude-code-session-id") or session_from_metadata(body)
         inc = Incoming(
             body=body, raw=raw, api_key=api_key, bearer=bearer, authorization=authorization,
@@ -242,7 +245,7 @@ class Gateway:
             user_agent=_h(headers, b"user-agent"), session_id=session_id,
             agent_id=_h(headers, b"x-claude-code-agent-id"),
             api_key_is_token=key_is_token or identity is not None, bearer_is_token=bearer_is_token or identity is not None,
-            identity=identity, groups=groups, client_addr=client_addr,
+            identity=identity, groups=groups, client_addr=client_addr, authed=authed,
         )
         allow = None
         if team is not None and identity is not None and team.groups:
@@ -427,7 +430,7 @@ class Gateway:
 
     def _may_use(self, snap: Snapshot, route: Route, inc: Incoming) -> bool:
         b = snap.backends.get(route.backend)
-        if b is None or not access.may_use(b.config, inc.api_key_is_token or inc.bearer_is_token,
+        if b is None or not access.may_use(b.config, inc.authed or inc.api_key_is_token or inc.bearer_is_token,
                                            access.exposed(snap.settings.host)):
             return False
         team, identity = snap.team, inc.identity
@@ -546,7 +549,9 @@ class Gateway:
         key = _h(headers, b"x-api-key")
         auth = _h(headers, b"authorization") or ""
         bearer = auth[7:].strip() if auth[:7].lower() == "bearer " else None
-        return self._token_ok(key, snap) or self._token_ok(bearer, snap), bool(key or bearer)
+        own = _h(headers, access.TOKEN_HEADER_B)
+        return (self._token_ok(own, snap) or self._token_ok(key, snap) or self._token_ok(bearer, snap),
+                bool(key or bearer or own))
 
     async def _models(self, scope: dict[str, Any], send: Send) -> None:
         snap = self.snap
@@ -576,7 +581,8 @@ class Gateway:
             authed, _presented = self._authed(headers, snap)
             if not authed:
                 raise GatewayError(401, "authentication_error",
-                                   "GET /metrics needs the gateway token (Authorization: Bearer …), or set "
+                                   f"GET /metrics needs the gateway token (the {access.TOKEN_HEADER} header, or Authorization: "
+                                   "Bearer …), or set "
                                    "public = true in a [metrics] section for a scraper inside a private network.")
         render = self.metrics
         assert render is not None

@@ -425,6 +425,25 @@ def remove_gateway_model(path: Path, backup_dir: Path) -> str | None:
     return value
 
 
+def drop_stale_token(path: Path, state_file: Path, backup_dir: Path, token: str) -> bool:
+    """Remove ``ANTHROPIC_AUTH_TOKEN`` when it holds the gateway token but no record says Patchbay
+    wrote it (set by hand, or by a Patchbay that kept no record): there it would hide the user's
+    own login. True when it went (a backup first)."""
+    path = _real(path)
+    old = load_state(state_file)
+    if old is not None and any(e.key == AUTH_TOKEN for e in old.entries):
+        return False  # connect's own record undoes it
+    data, text = _read(path)
+    if text is None:
+        return False
+    env = _env(path, _parse(path, text))
+    if env is None or _str(_raw(text, env, AUTH_TOKEN)) != token:
+        return False
+    _backup(path, data or b"", backup_dir)
+    _write(path, remove_member(text, env, AUTH_TOKEN))
+    return True
+
+
 def disconnect(path: Path, state_file: Path, backup_dir: Path, *, gateway_url: str | None = None,
                remove_model: bool = False) -> DisconnectResult:
     """Undo :func:`connect`: each key we set gets back its old value or goes away, when it still
@@ -443,7 +462,8 @@ def disconnect(path: Path, state_file: Path, backup_dir: Path, *, gateway_url: s
     if state is None or state.settings_path != str(path):
         if gateway_url and _str(_raw(text, env, BASE_URL)) == gateway_url:
             state = State(str(path), [Entry("env", BASE_URL, None, _raw(text, env, BASE_URL) or ""),
-                                      Entry("env", AUTH_TOKEN, None, _raw(text, env, AUTH_TOKEN) or "")])
+                                      Entry("env", AUTH_TOKEN, None, _raw(text, env, AUTH_TOKEN) or "")]
+                          + _header_entry(_str(_raw(text, env, "ANTHROPIC_CUSTOM_HEADERS"))))
         else:
             model = gateway_model(text)
             if model is not None and remove_model:
@@ -536,10 +556,27 @@ def _undo(text: str, e: Entry, state: State) -> tuple[str, bool]:
     if current is None:
         return text, True
     if not same_value(current, e.ours):
-        return text, False
+        return _undo_header_line(text, obj, e, current, state)
     if e.before is None:
         return remove_member(text, obj, e.key, empty_inner=state.env_inner if e.where == "env" else state.top_inner), True
     return set_member(text, obj, e.key, e.before), True
+
+
+def _undo_header_line(text: str, obj: Node, e: Entry, current: str, state: State) -> tuple[str, bool]:
+    """``ANTHROPIC_CUSTOM_HEADERS`` edited since we connected (a header of the user's added): only
+    our ``x-patchbay-token`` line goes, the user's lines stay. Any other key: left alone (False)."""
+    from app.services import claude_auth as ca
+
+    value, ours = _str(current), _str(e.ours)
+    line = next((ln for ln in (ours or "").splitlines() if ln.split(":", 1)[0].strip().lower() == ca.TOKEN_HEADER),
+                None)
+    if e.where != "env" or e.key != ca.CUSTOM_HEADERS or value is None or line is None or \
+            not ca.has_header(value, ca.TOKEN_HEADER, line.split(":", 1)[1].strip()):
+        return text, False
+    rest = ca.drop_header(value)
+    if rest is None:
+        return remove_member(text, obj, e.key, empty_inner=state.env_inner), True
+    return set_member(text, obj, e.key, json.dumps(rest, ensure_ascii=False)), True
 
 
 # --------------------------------------------------------------------------- status
@@ -560,7 +597,8 @@ def status(path: Path, state_file: Path, gateway_url: str, token: str) -> Status
     if state is not None and state.settings_path != str(path):
         state = None
     base = _str(_raw(text, env, BASE_URL))
-    ours_now = base == gateway_url and _str(_raw(text, env, AUTH_TOKEN)) == token
+    header = _token_header(_str(_raw(text, env, "ANTHROPIC_CUSTOM_HEADERS")), token)
+    ours_now = base == gateway_url and (_str(_raw(text, env, AUTH_TOKEN)) == token or header)
     edited = state is not None and _digest(data) != state.written_sha256
     options: list[str] = []
     if _raw(text, env, NONESSENTIAL) is not None:
@@ -581,6 +619,10 @@ def status(path: Path, state_file: Path, gateway_url: str, token: str) -> Status
         if not changed and not ours_now:
             return Status("outdated", path, f"{path} points Claude Code at Patchbay with an old address or token. "
                           "Connect again to update it.", base, edited, opts)
+    if ours_now and not header:  # connected by an older Patchbay
+        return Status("outdated", path, f"{path} points Claude Code at Patchbay the old way: the token as "
+                      "ANTHROPIC_AUTH_TOKEN, which takes the place of a Claude subscription login or API key. Connect "
+                      "again to send the token in its own header instead.", base, edited, opts)
     if ours_now:
         note = (" It was edited since Patchbay connected (by you or another tool); Patchbay's keys are still in "
                 "place.") if edited else ""
@@ -590,3 +632,18 @@ def status(path: Path, state_file: Path, gateway_url: str, token: str) -> Status
                       "replaces that (Disconnect puts it back).", base, False, opts)
     return Status("not_connected", path, f"Claude Code does not use Patchbay yet. Connect adds its keys to the env "
                   f"of {path}; everything else in it stays as it is.", None, False, opts)
+
+
+def _header_entry(headers: str | None) -> list[Entry]:
+    """Without a record of what connect wrote: our token line of ANTHROPIC_CUSTOM_HEADERS, as an
+    entry whose undo removes just that line."""
+    from app.services import claude_auth as ca
+
+    ours = [ln for ln in (headers or "").splitlines() if ln.split(":", 1)[0].strip().lower() == ca.TOKEN_HEADER]
+    return [Entry("env", ca.CUSTOM_HEADERS, None, json.dumps(ours[0]))] if ours else []
+
+
+def _token_header(headers: str | None, token: str) -> bool:
+    from app.services import claude_auth as ca
+
+    return ca.has_header(headers, ca.TOKEN_HEADER, token)

@@ -209,6 +209,7 @@ class ClaudeCodeView:
     options: tuple[str, ...] = ()  # nonessential, aliases, statusline: in the file now
     aliases: tuple[tuple[str, str], ...] = ()  # (haiku|sonnet|opus, "backend,model") in the file now
     path_note: str = ""  # why this file (e.g. PATCHBAY_HOME is set, yet this is the everyday settings.json)
+    credential: str = ""  # which credential Claude Code will send after Connect, in a sentence
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,8 @@ Claude Code CLI) talking over loopback to fake upstreams.
   (``PATCHBAY_HOME``: config, ledger, logs) and can run other ``patchbay`` commands against it
   (``gw.cli("usage", "--json")``).
 - ``run_claude(prompt, base_url=..., cwd=...)``: one headless ``claude -p`` run with a throwaway
-  ``HOME`` and the environment docs/protocol.md lists.
+  ``HOME`` and the environment docs/protocol.md lists; ``home=`` gives it a HOME of the test's
+  (e.g. one holding a subscription login), ``token=None`` leaves ANTHROPIC_AUTH_TOKEN out.
 """
 
 from __future__ import annotations
@@ -85,17 +86,18 @@ def run_claude(claude_bin: Path, tmp_path: Path) -> Callable[..., ClaudeResult]:
         *,
         base_url: str,
         cwd: Path,
-        token: str = GATEWAY_TOKEN,
+        token: str | None = GATEWAY_TOKEN,
         args: Sequence[str] = ("--output-format", "json", "--allowedTools", "Write"),
         timeout_s: float = 120.0,
         extra_env: dict[str, str] | None = None,
+        home: Path | None = None,
     ) -> ClaudeResult:
-        home = tmp_path / "claude-home"
+        home = home or tmp_path / "claude-home"
         home.mkdir(exist_ok=True)
         env = _base_env() | {
             "HOME": str(home),
             "ANTHROPIC_BASE_URL": base_url,
-            "ANTHROPIC_AUTH_TOKEN": token,
+            **({"ANTHROPIC_AUTH_TOKEN": token} if token is not None else {}),
             "DISABLE_TELEMETRY": "1",
             "DISABLE_ERROR_REPORTING": "1",
             "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",

@@ -17,7 +17,8 @@ from app.services.jsonspans import JSONTextError, scan, set_member
 
 URL = "http://127.0.0.1:8787"
 TOKEN = "pb-token-123"
-VALUES = {cs.BASE_URL: URL, cs.AUTH_TOKEN: TOKEN}
+# what Connect writes for a user without an Anthropic login (app/services/claude_auth.py)
+VALUES = {cs.BASE_URL: URL, cs.AUTH_TOKEN: TOKEN, "ANTHROPIC_CUSTOM_HEADERS": f"x-patchbay-token: {TOKEN}"}
 
 HOOKS_FILE = """{
   "$schema": "https://json.schemastore.org/claude-code-settings.json",
@@ -145,7 +146,8 @@ def test_a_file_that_did_not_exist_is_created_and_removed_again(files):
     cs.connect(path, state, backups, VALUES)
     assert json.loads(path.read_text()) == {"env": VALUES}
     assert path.read_text() == ('{\n  "env": {\n    "ANTHROPIC_BASE_URL": "http://127.0.0.1:8787",\n'
-                                '    "ANTHROPIC_AUTH_TOKEN": "pb-token-123"\n  }\n}\n')
+                                '    "ANTHROPIC_AUTH_TOKEN": "pb-token-123",\n'
+                                '    "ANTHROPIC_CUSTOM_HEADERS": "x-patchbay-token: pb-token-123"\n  }\n}\n')
     out = cs.disconnect(path, state, backups)
     assert out.removed_file and not path.exists()
 
@@ -191,7 +193,8 @@ def test_reconnect_with_a_new_token_still_restores_the_first_original(files):
     original = SAMPLES["our keys with other values"]
     path.write_text(original)
     cs.connect(path, state, backups, VALUES)
-    cs.connect(path, state, backups, {cs.BASE_URL: "http://127.0.0.1:9999", cs.AUTH_TOKEN: "new"})
+    cs.connect(path, state, backups, {cs.BASE_URL: "http://127.0.0.1:9999", cs.AUTH_TOKEN: "new",
+                                      "ANTHROPIC_CUSTOM_HEADERS": "x-patchbay-token: new"})
     assert json.loads(path.read_text())["env"][cs.AUTH_TOKEN] == "new"
     assert cs.status(path, state, URL, TOKEN).state == "outdated"
     assert cs.status(path, state, "http://127.0.0.1:9999", "new").state == "connected"

@@ -21,6 +21,7 @@ from app.proxy.thinking import for_anthropic_format, note_message, note_signatur
 from app.proxy.translate.response import error_type_for_status as error_type_for
 
 # upstream response headers worth passing on (rate limits, request ids, retry advice)
+OAUTH_BETA = "oauth-2025-04-20"  # what a Claude subscription's OAuth bearer comes with
 _FORWARD_PREFIXES = (b"anthropic-", b"x-ratelimit", b"retry-after", b"request-id", b"x-request-id",
                      b"x-should-retry")
 
@@ -140,20 +141,27 @@ class AnthropicBackend(Backend):
             "accept-encoding": "identity",
             "anthropic-version": inc.anthropic_version or "2023-06-01",
         }
-        if inc.anthropic_beta:
-            h["anthropic-beta"] = inc.anthropic_beta
+        own = False  # the client's own Authorization goes on
         if self.config.auth == "client":
-            # the caller pays with its own key; never forward our own gateway token
+            # the caller pays with its own credential, as it came (a subscription's OAuth bearer with
+            # its beta, or an API key); never our own gateway token, which has its own header
             if inc.api_key and not inc.api_key_is_token:
                 h["x-api-key"] = inc.api_key
             if inc.authorization and not inc.bearer_is_token:
                 h["authorization"] = inc.authorization
+                own = True
         elif credential:
             h["x-api-key"] = credential
             if self.tokens is not None:
                 # a token from a command goes in both headers, as Claude Code's apiKeyHelper does:
                 # an Anthropic-format gateway reads x-api-key, an identity-aware proxy the Bearer
                 h["authorization"] = f"Bearer {credential}"
+        beta = inc.anthropic_beta
+        if beta and not own and OAUTH_BETA in beta:
+            # the OAuth beta announces a subscription's Bearer, which this upstream does not get
+            beta = ",".join(b for b in beta.split(",") if b.strip() != OAUTH_BETA)
+        if beta:
+            h["anthropic-beta"] = beta
         h.update(self.extra_headers())
         return h
 
