@@ -12,7 +12,8 @@ The first rule that applies decides, and its name is recorded (``Route.rule``, t
    which it keeps as the default for new sessions). It replaces the *main* model only: without a
    pin, rules 3–9 still apply (a subagent still goes to ``[routes] subagent``…), and it decides
    where no rule does;
-3. ``web_search`` — the request offers a server tool of type ``web_search_*``;
+3. ``web_search`` — the request offers a server tool of type ``web_search_*`` or ``web_fetch_*``
+   (:mod:`app.proxy.server_tools` also keeps such requests off ``openai`` backends when pinned);
 4. ``long_context`` — the estimated input tokens (``app.proxy.tokens``) exceed ``long_context_threshold``;
 5. ``compaction`` — Claude Code says so (``x-claude-code-request-class: compaction``);
 6. ``subagent`` — Claude Code says so (request class ``subagent``), or, without hints, the
@@ -80,6 +81,10 @@ def wants_thinking(body: Mapping[str, Any]) -> bool:
     return asks_for_reasoning(body)
 
 
+# the server tools the ``web_search`` rule takes (Claude Code's WebSearch and WebFetch)
+WEB_TOOL_PREFIXES = ("web_search", "web_fetch")
+
+
 def offers_web_search(body: Mapping[str, Any]) -> bool:
     tools = body.get("tools")
     if not isinstance(tools, list):
@@ -87,7 +92,7 @@ def offers_web_search(body: Mapping[str, Any]) -> bool:
     for t in tools:
         if isinstance(t, dict):
             kind = t.get("type")
-            if isinstance(kind, str) and kind.startswith("web_search"):
+            if isinstance(kind, str) and kind.startswith(WEB_TOOL_PREFIXES):
                 return True
     return False
 
@@ -224,12 +229,19 @@ class RoutingTable:
         return Route(bid, self.model_for(backend, model or None, requested_model), rule, requested_model)
 
     def _target(self, target: RouteTarget, requested_model: str, rule: str) -> Route:
-        backend = self.backends[target.backend]  # the config checked that it exists
-        # a rule or a fallback serves the request in place of the model the client named: for an
-        # explicit ``backend,model`` that is the model part, never the spec itself
+        # the config checked that the backend exists
+        return self.route_to(self.backends[target.backend], target.model, requested_model, rule)
+
+    def route_to(self, backend: BackendConfig, model: str | None, requested_model: str, rule: str) -> Route:
+        """A route to ``backend`` (``model``, else :meth:`model_for` picks) that serves the request in
+        place of the model the client named: for an explicit ``backend,model`` that is the model
+        part, never the spec itself."""
         wanted = requested_model.partition(",")[2].strip() if "," in requested_model else requested_model
-        return Route(backend.id, self.model_for(backend, target.model, wanted or requested_model), rule,
-                     requested_model)
+        return Route(backend.id, self.model_for(backend, model, wanted or requested_model), rule, requested_model)
+
+    def target_route(self, target: RouteTarget, requested_model: str, rule: str) -> Route:
+        """The route to a ``[routes]`` target."""
+        return self._target(target, requested_model, rule)
 
     def fallbacks(self, route: Route) -> list[Route]:
         """The ``[routes] fallback`` targets to try after ``route`` failed, in order, without
