@@ -21,7 +21,7 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Mapping
 
 from app.services import claude_settings as cs
 
@@ -142,7 +142,7 @@ def _team_ledger(config: Path) -> bool:
 def connection_values(url: str, token: str, *, nonessential: bool = False,
                       aliases: dict[str, str] | None = None) -> dict[str, str]:
     # HINT_HEADERS: Claude Code (2.1.273+) then says what each request is for, which [routes] reads
-    values = {cs.BASE_URL: url, cs.AUTH_TOKEN: token, cs.HINT_HEADERS: "1"}
+    values = {cs.BASE_URL: url, cs.AUTH_TOKEN: token, cs.HINT_HEADERS: "1", cs.TOOL_SEARCH: "true"}
     if nonessential:
         values[cs.NONESSENTIAL] = "1"
     for name, target in (aliases or {}).items():
@@ -159,8 +159,17 @@ def connect(paths: "Paths", url: str, token: str, *, nonessential: bool = False,
     top: dict[str, Any] = {}
     if statusline:
         top[cs.STATUS_LINE] = {"type": "command", "command": statusline_command(paths, config_path), "padding": 0}
-    return cs.connect(settings or cs.settings_path(), state_file(paths), backup_dir(paths),
-                      connection_values(url, token, nonessential=nonessential, aliases=aliases), top)
+    values = connection_values(url, token, nonessential=nonessential, aliases=aliases)
+    _keep_users_tool_search(values, _user_settings_env(settings))
+    return cs.connect(settings or cs.settings_path(), state_file(paths), backup_dir(paths), values, top)
+
+
+def _keep_users_tool_search(values: dict[str, str], *envs: Mapping[str, Any]) -> None:
+    """A user who set ENABLE_TOOL_SEARCH (false, auto:N…) keeps their choice."""
+    for env in envs:
+        own = env.get(cs.TOOL_SEARCH)
+        if isinstance(own, str) and own != values.get(cs.TOOL_SEARCH):
+            values.pop(cs.TOOL_SEARCH, None)
 
 
 def disconnect(paths: "Paths", url: str | None, settings: Path | None = None, *,
@@ -246,9 +255,9 @@ def merged_headers(existing: str | None, pin: str | None) -> str | None:
     return "\n".join(lines) if lines else None
 
 
-def _user_settings_env() -> dict[str, Any]:
+def _user_settings_env(path: Path | None = None) -> dict[str, Any]:
     try:
-        env = json.loads(cs.settings_path().read_text(encoding="utf-8")).get("env")
+        env = json.loads((path or cs.settings_path()).read_text(encoding="utf-8")).get("env")
     except (OSError, ValueError, AttributeError):
         return {}
     return env if isinstance(env, dict) else {}
@@ -291,7 +300,8 @@ def claude_command(paths: "Paths", url: str, token: str, args: list[str], *, bac
     # the headers Claude Code would use: settings.json's win over the environment's
     existing = settings_env.get(CUSTOM_HEADERS) if isinstance(settings_env.get(CUSTOM_HEADERS), str) \
         else env.get(CUSTOM_HEADERS)
-    overrides = {cs.BASE_URL: url, cs.AUTH_TOKEN: token, cs.HINT_HEADERS: "1"}
+    overrides = {cs.BASE_URL: url, cs.AUTH_TOKEN: token, cs.HINT_HEADERS: "1", cs.TOOL_SEARCH: "true"}
+    _keep_users_tool_search(overrides, settings_env, env)
     headers = merged_headers(existing, pin)
     if headers is not None:
         overrides[CUSTOM_HEADERS] = headers

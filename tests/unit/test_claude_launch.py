@@ -39,6 +39,7 @@ def test_the_pin_joins_the_users_own_headers(paths: Paths, claude: Path):
     assert argv[0] == str(claude) and argv[1] == "--settings" and argv[3:] == ["-p", "hi", "--model", "sonnet"]
     expected = {"ANTHROPIC_BASE_URL": "http://127.0.0.1:8787", "ANTHROPIC_AUTH_TOKEN": "tok",
                 "CLAUDE_CODE_GATEWAY_HINT_HEADERS": "1",  # Claude Code's own hints feed [routes]
+                "ENABLE_TOOL_SEARCH": "true",  # MCP tools load on demand (tool_reference is translated)
                 "ANTHROPIC_CUSTOM_HEADERS": "X-Team: blue\nx-patchbay-pin: ollama,qwen3-coder:30b"}
     assert {k: env[k] for k in expected} == expected and env["PATH"] == "/bin"
     settings = Path(argv[2])
@@ -62,7 +63,13 @@ def test_no_pin_and_no_headers_leaves_the_variable_out(paths: Paths, claude: Pat
     assert "ANTHROPIC_CUSTOM_HEADERS" not in env
     assert json.loads(Path(argv[2]).read_text()) == {"env": {"ANTHROPIC_BASE_URL": "http://u",
                                                              "ANTHROPIC_AUTH_TOKEN": "t",
-                                                             "CLAUDE_CODE_GATEWAY_HINT_HEADERS": "1"}}
+                                                             "CLAUDE_CODE_GATEWAY_HINT_HEADERS": "1",
+                                                             "ENABLE_TOOL_SEARCH": "true"}}
+
+
+def test_a_users_own_tool_search_setting_is_kept(paths: Paths, claude: Path):
+    argv, env = claude_code.claude_command(paths, "http://u", "t", [], environ={"ENABLE_TOOL_SEARCH": "false"})
+    assert env["ENABLE_TOOL_SEARCH"] == "false" and "ENABLE_TOOL_SEARCH" not in Path(argv[2]).read_text()
 
 
 def test_our_options_stop_at_the_first_argument_for_claude():
