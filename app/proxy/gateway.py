@@ -20,7 +20,7 @@ import orjson
 from app import __version__
 from app.config import GatewaySettings, RoutesConfig
 from app.events import EventHub, RequestFinished, RequestStarted, Usage
-from app.proxy import access
+from app.proxy import access, server_tools
 from app.proxy.backends.base import Backend, clamp_output, upstream_failure
 from app.proxy.exchange import (
     JSON_HEADERS,
@@ -257,8 +257,11 @@ class Gateway:
         routed = snap.table.resolve(body["model"], session_id, _h(headers, b"x-patchbay-pin"), body=body,
                                     subagent=inc.agent_id is not None, hints=Hints.from_headers(headers),
                                     allow=allow)
+        if not isinstance(routed, Refusal) and not count:  # WebSearch never reaches a model that would invent it
+            routed = server_tools.place(snap.table, routed, body, _own_credential(inc),
+                                        lambda r: self._may_use(snap, r, inc))
         if isinstance(routed, Refusal):
-            refused = GatewayError(routed.status, routed.error_type, routed.message)
+            refused = GatewayError(routed.status, routed.error_type, routed.message, headers=list(routed.headers))
             self._record_invalid(headers, raw, count, refused, body, who=who)
             raise refused
         if team is not None and identity is not None:
@@ -308,7 +311,9 @@ class Gateway:
         health = self._health_for(snap)
         # the chosen route, then [routes] fallback; a backend whose breaker is open is skipped
         # while another can serve, and tried anyway (as its trial) when none can
-        candidates = [route] + [r for r in snap.table.fallbacks(route) if self._may_use(snap, r, inc)]
+        candidates = [route] + [r for r in snap.table.fallbacks(route) if self._may_use(snap, r, inc)
+                                and (server_tools.can_run(snap.backends[r.backend].config)
+                                     or not server_tools.server_tools(body))]
         if not health.acquire(route.backend):
             nxt = await self._next_candidate(candidates, 0, health, snap, None, inc, request_id)
             if nxt is None:
@@ -658,6 +663,11 @@ def _who(identity: Identity | None, groups: tuple[str, ...], client_addr: str | 
     """The event fields that say who sent a request (never their credential)."""
     return {"user": identity.user if identity is not None else None, "groups": groups,
             "identity_source": identity.source if identity is not None else None, "client_addr": client_addr}
+
+
+def _own_credential(inc: Incoming) -> bool:
+    """The client sent an Anthropic credential of its own (not the gateway token)."""
+    return bool(inc.api_key and not inc.api_key_is_token) or bool(inc.bearer and not inc.bearer_is_token)
 
 
 def _host_header(scope: dict[str, Any]) -> bytes | None:

@@ -21,7 +21,7 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Mapping
 
 from app.services import claude_auth as ca
 from app.services import claude_settings as cs
@@ -149,6 +149,7 @@ def connection_values(url: str, token: str, *, nonessential: bool = False,
     # HINT_HEADERS: Claude Code (2.1.273+) then says what each request is for, which [routes] reads
     values = ca.env_values(url, token, token_as_credential=token_as_credential, existing_headers=existing_headers)
     values[cs.HINT_HEADERS] = "1"
+    values[cs.TOOL_SEARCH] = "true"
     if nonessential:
         values[cs.NONESSENTIAL] = "1"
     for name, target in (aliases or {}).items():
@@ -180,9 +181,18 @@ def connect(paths: "Paths", url: str, token: str, *, nonessential: bool = False,
     top: dict[str, Any] = {}
     if statusline:
         top[cs.STATUS_LINE] = {"type": "command", "command": statusline_command(paths, config_path), "padding": 0}
-    return cs.connect(path, state_file(paths), backup_dir(paths),
-                      connection_values(url, token, nonessential=nonessential, aliases=aliases,
-                                        token_as_credential=as_token, existing_headers=headers), top)
+    values = connection_values(url, token, nonessential=nonessential, aliases=aliases,
+                               token_as_credential=as_token, existing_headers=headers)
+    _keep_users_tool_search(values, ca.settings_env(current))
+    return cs.connect(path, state_file(paths), backup_dir(paths), values, top)
+
+
+def _keep_users_tool_search(values: dict[str, str], *envs: Mapping[str, Any]) -> None:
+    """A user who set ENABLE_TOOL_SEARCH (false, auto:N…) keeps their choice."""
+    for env in envs:
+        own = env.get(cs.TOOL_SEARCH)
+        if isinstance(own, str) and own != values.get(cs.TOOL_SEARCH):
+            values.pop(cs.TOOL_SEARCH, None)
 
 
 def disconnect(paths: "Paths", url: str | None, settings: Path | None = None, *,
@@ -306,7 +316,8 @@ def claude_command(paths: "Paths", url: str, token: str, args: list[str], *, bac
     existing = settings_env.get(CUSTOM_HEADERS) if isinstance(settings_env.get(CUSTOM_HEADERS), str) \
         else env.get(CUSTOM_HEADERS)
     cred = ca.detect(env, settings=user_settings, own_token=token)
-    overrides = {cs.BASE_URL: url, cs.HINT_HEADERS: "1"}
+    overrides = {cs.BASE_URL: url, cs.HINT_HEADERS: "1", cs.TOOL_SEARCH: "true"}
+    _keep_users_tool_search(overrides, settings_env, env)
     if ca.uses_token(choice, cred):
         overrides[cs.AUTH_TOKEN] = token
     else:

@@ -40,6 +40,9 @@ BASE_URL = "ANTHROPIC_BASE_URL"
 AUTH_TOKEN = "ANTHROPIC_AUTH_TOKEN"
 NONESSENTIAL = "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"
 HINT_HEADERS = "CLAUDE_CODE_GATEWAY_HINT_HEADERS"  # Claude Code says what each request is for (routing)
+# deferred tools + ToolSearch (MCP tools loaded on demand: about half the prompt in a session with
+# many of them); safe behind Patchbay, which shows every backend's model what a tool_reference loaded
+TOOL_SEARCH = "ENABLE_TOOL_SEARCH"
 MODEL = "model"  # where `/model` saves its choice
 ALIAS_KEYS = {"haiku": "ANTHROPIC_DEFAULT_HAIKU_MODEL", "sonnet": "ANTHROPIC_DEFAULT_SONNET_MODEL",
               "opus": "ANTHROPIC_DEFAULT_OPUS_MODEL"}

@@ -39,6 +39,7 @@ def test_the_pin_joins_the_users_own_headers(paths: Paths, claude: Path):
     assert argv[0] == str(claude) and argv[1] == "--settings" and argv[3:] == ["-p", "hi", "--model", "sonnet"]
     expected = {"ANTHROPIC_BASE_URL": "http://127.0.0.1:8787", "ANTHROPIC_AUTH_TOKEN": "tok",
                 "CLAUDE_CODE_GATEWAY_HINT_HEADERS": "1",  # Claude Code's own hints feed [routes]
+                "ENABLE_TOOL_SEARCH": "true",  # MCP tools load on demand (tool_reference is translated)
                 "ANTHROPIC_CUSTOM_HEADERS": "X-Team: blue\nx-patchbay-pin: ollama,qwen3-coder:30b\nx-patchbay-token: tok"}
     assert {k: env[k] for k in expected} == expected and env["PATH"] == "/bin"
     settings = Path(argv[2])
@@ -62,7 +63,8 @@ def test_without_an_anthropic_login_the_token_is_also_the_credential(paths: Path
     assert json.loads(Path(argv[2]).read_text()) == {"env": {"ANTHROPIC_BASE_URL": "http://u",
                                                              "CLAUDE_CODE_GATEWAY_HINT_HEADERS": "1",
                                                              "ANTHROPIC_AUTH_TOKEN": "t",
-                                                             "ANTHROPIC_CUSTOM_HEADERS": "x-patchbay-token: t"}}
+                                                             "ANTHROPIC_CUSTOM_HEADERS": "x-patchbay-token: t",
+                                                             "ENABLE_TOOL_SEARCH": "true"}}
 
 
 @pytest.mark.parametrize("login", ["credentials file", "api key", "oauth env"])
@@ -94,6 +96,11 @@ def test_a_token_an_older_connect_left_in_settings_json_is_outranked(paths: Path
     (cfg / "settings.json").write_text('{"env": {"ANTHROPIC_AUTH_TOKEN": "t"}}')
     argv, env = claude_code.claude_command(paths, "http://u", "t", [], environ={})
     assert json.loads(Path(argv[2]).read_text())["env"]["ANTHROPIC_AUTH_TOKEN"] == "" == env["ANTHROPIC_AUTH_TOKEN"]
+
+
+def test_a_users_own_tool_search_setting_is_kept(paths: Paths, claude: Path):
+    argv, env = claude_code.claude_command(paths, "http://u", "t", [], environ={"ENABLE_TOOL_SEARCH": "false"})
+    assert env["ENABLE_TOOL_SEARCH"] == "false" and "ENABLE_TOOL_SEARCH" not in Path(argv[2]).read_text()
 
 
 def test_our_options_stop_at_the_first_argument_for_claude():

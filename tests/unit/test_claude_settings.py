@@ -487,5 +487,20 @@ def test_connect_turns_on_claude_codes_hint_headers(files, tmp_path: Path):
     paths.ensure()
     claude_code.connect(paths, URL, TOKEN, settings=path)
     assert json.loads(path.read_text())["env"][cs.HINT_HEADERS] == "1"
+    assert json.loads(path.read_text())["env"][cs.TOOL_SEARCH] == "true"
     out = claude_code.disconnect(paths, URL, settings=path)
     assert out.removed_file and not path.exists()
+
+
+def test_connect_keeps_the_users_own_tool_search_setting(files, tmp_path: Path):
+    from app.paths import Paths
+    from app.services import claude_code
+
+    path, _state, _backups = files
+    path.write_text('{"env": {"ENABLE_TOOL_SEARCH": "auto:5"}}')
+    paths = Paths(tmp_path / "cfg", tmp_path / "data", tmp_path / "logs")
+    paths.ensure()
+    claude_code.connect(paths, URL, TOKEN, settings=path)
+    assert json.loads(path.read_text())["env"][cs.TOOL_SEARCH] == "auto:5"
+    claude_code.disconnect(paths, URL, settings=path)
+    assert json.loads(path.read_text()) == {"env": {"ENABLE_TOOL_SEARCH": "auto:5"}}
