@@ -72,6 +72,11 @@ class Engine:
         self.budgets = BudgetGuard(self.config.budgets, self.prices, publish=self.hub.publish, reader=self.reader)
         self.hub.add(self.ledger.sink)
         self.hub.add(self.budgets.sink)
+        from app.services.subscription_state import SubscriptionState, limits_file
+
+        # a subscription's usage windows, for patchbay usage and the status line (beside the ledger)
+        self.subscription = SubscriptionState(limits_file(self.paths.ledger_file.parent))
+        self.hub.add(self.subscription.sink)
         if gui:
             self.hub.add(self.events.put, deltas=True)
         try:

@@ -36,6 +36,7 @@ from app.proxy.hints import Hints
 from app.proxy.request_body import ClientGone, cwd_of, parse_body, prompt_of, read_body, session_from_metadata
 from app.proxy.routing import Admission, Refusal, Route, RoutingTable
 from app.proxy.sse import PING, encode
+from app.proxy.subscription import SUBSCRIPTION, served_under_subscription
 from app.proxy.team import TeamGate
 from app.team.identity import Identity
 
@@ -282,7 +283,7 @@ class Gateway:
         if self.paused:  # recorded (the window counts them) and answered so that Claude Code stops retrying
             self._record_refusal(request_id, routed, inc, stream, PAUSED)
             raise GatewayError(PAUSED.status, PAUSED.error_type, PAUSED.message, headers=PAUSED_HEADERS)
-        if snap.admission is not None:
+        if snap.admission is not None and _plan(snap, routed, inc) is None:  # a subscription spends no money
             decision = await self._admit(snap, routed, request_id, body, inc)
             if isinstance(decision, Refusal):
                 self._record_refusal(request_id, routed, inc, stream, decision)
@@ -398,6 +399,7 @@ class Gateway:
             self.served += 1
             if ex.status == 0:
                 ex.status = 499 if ex.client_gone else 500
+            ex.plan = _plan(snap, ex.route, inc)
             self.hub.publish(ex.record(snap.capture))
             _release(held)
 
@@ -641,6 +643,14 @@ async def _plain(send: Send, status: int, body: bytes, headers: list[tuple[bytes
 
 async def _json(send: Send, status: int, obj: Any) -> None:
     await _plain(send, status, orjson.dumps(obj), JSON_HEADERS)
+
+
+def _plan(snap: Snapshot, route: Route, inc: Incoming) -> str | None:
+    """``"subscription"`` when ``route`` is served under the caller's Claude subscription."""
+    b = snap.backends.get(route.backend)
+    if b is not None and served_under_subscription(b.config, inc.bearer, inc.anthropic_beta, inc.bearer_is_token):
+        return SUBSCRIPTION
+    return None
 
 
 def _client_addr(scope: dict[str, Any]) -> str | None:
