@@ -11,7 +11,7 @@ import threading
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from app import config_file as cfgmod
 from app.config import ActiveSelection, BackendConfig, BudgetConfig, Config, ConfigError, RoutesConfig
@@ -212,6 +212,10 @@ class Engine:
         return LedgerHealth(describe(self.config.ledger, self.paths), self.ledger.degraded, self.ledger.spooled,
                             adm.on_unreachable if unchecked else None, adm.degraded if unchecked else None,
                             bool(getattr(self.ledger.store, "read_only", False)))
+
+    def subscription_windows(self) -> Mapping[str, Mapping[str, object]]:
+        """Each backend's last known Claude subscription windows (app/services/subscription_state.py)."""
+        return self.subscription.snapshot()
 
     def start(self) -> None:
         try:

@@ -50,6 +50,7 @@ class SessionState:
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0
+    api_equiv_usd: float = 0.0  # what a Claude subscription paid for, at API prices (not spend)
     unpriced: bool = False
     last_rate: float = 0.0
     rate_samples: collections.deque[tuple[float, int]] = field(default_factory=collections.deque)
@@ -99,4 +100,5 @@ class SessionState:
             input_tokens=self.input_tokens, output_tokens=self.output_tokens + live_out,
             tokens_per_s=self.rate(now), cost_usd=self.cost_usd + live_cost, unpriced=self.unpriced,
             first_seen=self.first_seen, last_seen=self.last_seen, client=self.client, estimated=bool(self.in_flight),
+            api_equiv_usd=self.api_equiv_usd,
         )
