@@ -196,6 +196,8 @@ class SpendData:
     total_requests: int = 0
     unpriced_requests: int = 0
     keys: tuple[str, ...] = field(default=())
+    api_equiv_usd: float = 0.0  # requests a Claude subscription paid for, at API prices: not in total_cost
+    plan_requests: int = 0
 
 
 @dataclass(frozen=True, slots=True)

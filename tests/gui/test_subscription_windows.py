@@ -60,6 +60,8 @@ def test_the_plans_windows_show_in_the_tray_and_the_dashboard(start_app, patchba
     r = start_app(_config(patchbay_home / "config.toml", plan.url))
     tray = r.app.tray
     dash = r.window.page("dashboard")
+    spend = r.window.page("spend")
+    spend.live = True  # follow new requests although another page is showing
     # no subscription traffic yet: nothing shown anywhere
     assert not tray.plan_action.isVisible() and "Claude plan" not in tray.tooltip()
     assert dash.plan is not None and dash.plan.isHidden()
@@ -86,6 +88,11 @@ def test_the_plans_windows_show_in_the_tray_and_the_dashboard(start_app, patchba
     session = dash.sessions_model.row(dash.sessions_model.find("plan-s"))
     assert session.cost_usd == 0.0 and session.api_equiv_usd == pytest.approx(value)
     assert dash.sessions_model.item(dash.sessions_model.find("plan-s"), 7).text() == "$0.048 API-equiv."
+
+    # the Spend page: nothing spent, the plan's value said apart
+    wait_for(qtbot, lambda: spend.data is not None and spend.data.plan_requests == 1)
+    assert spend.data.total_cost == 0.0
+    assert spend.totals.text().endswith("· $0.048 API-equiv. paid by the Claude plan (1 request, not spent)")
 
     # a later answer moves the windows at once
     plan.windows.five_hour = 0.91
