@@ -283,7 +283,7 @@ class Gateway:
         if self.paused:  # recorded (the window counts them) and answered so that Claude Code stops retrying
             self._record_refusal(request_id, routed, inc, stream, PAUSED)
             raise GatewayError(PAUSED.status, PAUSED.error_type, PAUSED.message, headers=PAUSED_HEADERS)
-        if snap.admission is not None and _plan(snap, routed, inc) is None:  # a subscription spends no money
+        if snap.admission is not None:
             decision = await self._admit(snap, routed, request_id, body, inc)
             if isinstance(decision, Refusal):
                 self._record_refusal(request_id, routed, inc, stream, decision)
@@ -449,15 +449,20 @@ class Gateway:
                      inc: Incoming) -> Route | Refusal:
         """The budgets' decision for ``route``: the one call into admission. A hook with ``reserve``
         (app/services/admission.py) reserves the expected cost off the loop, against the sender's
-        own and their groups' budgets too in team mode; a plain one decides from memory."""
+        own and their groups' budgets too in team mode; a plain one decides from memory. A route a
+        Claude subscription pays for spends no money: only budgets with include_subscription see it."""
         adm = snap.admission
         if adm is None:
+            return route
+        subscription = _plan(snap, route, inc) is not None
+        if subscription and not getattr(adm, "counts_subscription", False):
             return route
         reserve = getattr(adm, "reserve", None)
         if reserve is None:
             return adm(route)
         user = inc.identity.user if inc.identity is not None else None
-        result: Route | Refusal = await reserve(route, request_id, body, user, inc.groups)
+        result: Route | Refusal = await reserve(route, request_id, body, user, inc.groups, subscription=subscription) \
+            if subscription else await reserve(route, request_id, body, user, inc.groups)
         return result
 
     async def _next_candidate(self, candidates: list[Route], i: int, health: HealthBoard, snap: Snapshot,

@@ -179,12 +179,17 @@ def _insert_values(n: int) -> str:
 
 # the new rows' cost into every live budget counter whose scope and period they fall in: all rows,
 # a backend's, a person's (user_id), a group's (one of the comma-joined groups)
+# ("plan+<scope>" counters, of budgets with include_subscription = true, also take the API-equivalent
+# value of the rows served under a Claude subscription)
 _SETTLE = (
     "UPDATE budget_counters c SET spent = c.spent + x.cost FROM (SELECT k.scope, k.period_start, k.period_end, "
-    "sum(r.cost_usd) AS cost FROM budget_counters k JOIN requests r ON r.request_id = ANY(%s) "
-    "AND r.cost_usd IS NOT NULL AND r.started_at >= k.period_start AND r.started_at < k.period_end "
-    "AND (k.scope = 'all' OR k.scope = 'backend:' || r.backend OR k.scope = 'user:' || r.user_id OR "
-    "(left(k.scope, 6) = 'group:' AND strpos(',' || r.groups || ',', ',' || substr(k.scope, 7) || ',') > 0)) "
+    "sum(coalesce(r.cost_usd, 0.0) + CASE WHEN left(k.scope, 5) = 'plan+' THEN coalesce(r.api_equiv_usd, 0.0) "
+    "ELSE 0.0 END) AS cost FROM (SELECT *, regexp_replace(scope, '^plan\\+', '') AS s FROM budget_counters) k "
+    "JOIN requests r ON r.request_id = ANY(%s) "
+    "AND (r.cost_usd IS NOT NULL OR r.api_equiv_usd IS NOT NULL) "
+    "AND r.started_at >= k.period_start AND r.started_at < k.period_end "
+    "AND (k.s = 'all' OR k.s = 'backend:' || r.backend OR k.s = 'user:' || r.user_id OR "
+    "(left(k.s, 6) = 'group:' AND strpos(',' || r.groups || ',', ',' || substr(k.s, 7) || ',') > 0)) "
     "GROUP BY 1, 2, 3) x "
     "WHERE c.scope = x.scope AND c.period_start = x.period_start AND c.period_end = x.period_end"
 )

@@ -330,11 +330,13 @@ class LedgerReader:
             return sorted(out, key=lambda t: t.bucket_start or 0.0)
         return sorted(out, key=lambda t: (-t.cost_usd, -t.requests, t.key))
 
-    def subscription_totals(self, since: float | None, until: float | None = None) -> SubscriptionTotals:
-        """Requests served under a Claude subscription in ``[since, until)`` and their value at API
-        prices: shown apart from spend (their ``cost_usd`` is 0)."""
+    def subscription_totals(self, since: float | None, until: float | None = None,
+                            backend: str | None = None) -> SubscriptionTotals:
+        """Requests served under a Claude subscription in ``[since, until)`` (on one backend, or all)
+        and their value at API prices: shown apart from spend (their ``cost_usd`` is 0)."""
+        where, params = ("AND backend = ?", [backend]) if backend else ("", [])
         rows = self._q("SELECT count(*), total(api_equiv_usd) FROM requests WHERE plan = 'subscription' AND "
-                       "started_at >= ? AND started_at < ?", [since or 0.0, until or 1e18])
+                       f"started_at >= ? AND started_at < ? {where}", [since or 0.0, until or 1e18, *params])
         n, value = rows[0] if rows else (0, 0.0)
         return SubscriptionTotals(int(n or 0), float(value or 0.0))
 

@@ -33,6 +33,10 @@ R_ID, R_START, R_END, R_SESSION, R_CLIENT = 0, 1, 2, 3, 4
 R_BACKEND, R_MODEL, R_STATUS, R_ERRTYPE = 6, 8, 10, 11
 R_IN, R_OUT, R_CW, R_CR, R_COST = 16, 17, 18, 19, 20
 R_USER, R_GROUPS = 25, 26
+R_EQUIV = 30  # api_equiv_usd: a subscription row's value at API prices
+# a budget with include_subscription = true charges the counter "plan+<scope>": the scope's spend plus
+# the API-equivalent value of its requests served under a Claude subscription
+PLAN_PREFIX = "plan+"
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +103,7 @@ def stored_group(name: str) -> str:
 def row_in_scope(scope: str, row: tuple[Any, ...]) -> bool:
     """Whether a request row counts towards a budget counter of ``scope``: ``all``, ``backend:ID``,
     ``user:ID`` (the row's user_id), ``group:NAME`` (one of the row's comma-joined groups)."""
+    scope = scope.removeprefix(PLAN_PREFIX)
     kind, _, value = scope.partition(":")
     if scope == "all":
         return True
@@ -118,8 +123,9 @@ def counter_increments(counters: Sequence[tuple[str, float, float]], rows: Seque
     out = []
     for scope, start, end in counters:
         total = 0.0
+        plan = scope.startswith(PLAN_PREFIX)
         for row in rows:
-            cost = row[R_COST]
+            cost = (row[R_COST] or 0.0) + ((row[R_EQUIV] or 0.0) if plan and len(row) > R_EQUIV else 0.0)
             if cost and start <= row[R_START] < end and row_in_scope(scope, row):
                 total += cost
         if total:

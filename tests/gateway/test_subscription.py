@@ -33,7 +33,7 @@ PROMPT = {"model": "claude-fake", "max_tokens": 1000, "messages": [{"role": "use
 ONE_ANSWER = (12_000 * SONNET_PRICES[0] + 800 * SONNET_PRICES[1]) / 1e6
 
 
-def _config(url: str, budget_usd: float) -> str:
+def _config(url: str, budget_usd: float, budget_extra: str = "") -> str:
     i, o, cw, cr = SONNET_PRICES
     return f'''
 [gateway]
@@ -61,6 +61,7 @@ scope = "all"
 period = "day"
 limit_usd = {budget_usd}
 action = "block"
+{budget_extra}
 '''
 
 
@@ -153,3 +154,24 @@ def test_subscription_rows_are_marked_and_never_charged_to_a_budget(
         if f.is_file():
             assert OAUTH_TOKEN.encode() not in f.read_bytes(), f
 
+
+
+def test_a_budget_that_asks_for_it_counts_the_plans_api_equivalent_value(
+        patchbay_home: Path, plan: SubscriptionAPI, monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "PATCHBAY_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    eng = start_engine(patchbay_home, _config(plan.url, 0.01, "include_subscription = true"))
+    try:
+        sub = anthropic.Anthropic(base_url=eng.url, auth_token=OAUTH_TOKEN, max_retries=0,
+                                  default_headers={"anthropic-beta": OAUTH_BETA})
+        assert sub.messages.create(**PROMPT).stop_reason == "end_turn"  # type: ignore[arg-type]
+        assert eng.ledger.drain(10)
+        with pytest.raises(anthropic.RateLimitError) as refused:  # $0.048 of value counted against $0.01
+            sub.messages.create(**PROMPT)  # type: ignore[arg-type]
+        assert "is used up: $0.048 of $0.01 spent today on all backends" in \
+            refused.value.body["error"]["message"]  # type: ignore[index]
+        assert [s.spent_usd for s in eng.budgets.status()] == [pytest.approx(ONE_ANSWER)]
+        rows = _rows(patchbay_home)
+        assert [(r[0], r[1]) for r in rows if r[3] == 200] == [("subscription", 0.0)]  # still no money spent
+    finally:
+        eng.stop()
