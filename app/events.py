@@ -49,6 +49,7 @@ class RequestStarted:
     groups: tuple[str, ...] = ()  # team mode: their [[team.groups]]
     identity_source: str | None = None  # team mode: "iap" | "alb" | "cloudflare" | "oidc" | "keys"
     client_addr: str | None = None  # the address the request came from
+    plan: str | None = None  # "subscription": the caller's Claude subscription pays (no money is spent)
 
 
 DeltaKind = Literal["text", "thinking", "tool_use", "tool_input"]

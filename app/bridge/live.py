@@ -202,7 +202,7 @@ class Live(QObject):
         s = self._session(sid, ev.started_at)
         s.last_seen = max(s.last_seen, ev.started_at)
         s.backend, s.model = ev.backend, ev.model
-        s.in_flight[ev.request_id] = LiveRequest(ev.backend, ev.model, ev.started_at)
+        s.in_flight[ev.request_id] = LiveRequest(ev.backend, ev.model, ev.started_at, plan=ev.plan)
         if ev.cwd:
             s.cwd = ev.cwd
         if ev.prompt and not s.prompt:

@@ -28,6 +28,7 @@ class LiveRequest:
     model: str
     started_at: float
     chars: int = 0  # streamed so far (text, thinking, tool input)
+    plan: str | None = None  # "subscription": a Claude subscription pays, its output costs no money
 
     @property
     def output_tokens(self) -> int:
@@ -91,6 +92,8 @@ class SessionState:
         live_cost = 0.0
         if cost is not None:
             for r in self.in_flight.values():
+                if r.plan is not None:
+                    continue
                 live_cost += cost(r.backend, r.model, Usage(output_tokens=r.output_tokens), r.started_at) or 0.0
         return SessionView(
             session_id=self.session_id, label=session_label(self.session_id, self.cwd, self.prompt), cwd=self.cwd,

@@ -332,7 +332,7 @@ class Gateway:
             self.hub.publish(RequestStarted(
                 request_id, ex.wall0, session_id, inc.user_agent, route.rule, route.backend, route.requested_model,
                 route.model, stream, inc.agent_id,
-                cwd_of(body) if want else None, prompt_of(body) if want else None, **who,
+                cwd_of(body) if want else None, prompt_of(body) if want else None, **who, plan=_plan(snap, route, inc),
             ))
         except Exception:  # the live view must never cost the request its answer
             log.exception("request %s: the live view's start event could not be built", request_id)

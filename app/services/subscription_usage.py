@@ -50,7 +50,7 @@ def subscription_lines(part: Mapping[str, Any] | None) -> list[str]:
         return []
     n = int(part["requests"])
     lines = [f"Claude subscription: {n:,} request{'s' if n != 1 else ''}, {equiv(float(part['api_equiv_usd']))} "
-             "(paid by the plan: not in the cost above, never counted against a budget)"]
+             "(paid by the plan: not in the cost above)"]
     for backend, st in part["windows"].items():
         lines.append(f"  {backend}: {st['text']}")
     return lines

@@ -54,6 +54,7 @@ class SubscriptionAPI:
         self.model = model
         self.usage = usage
         self.credentials: list[str] = []
+        self.delay_s = 0.0  # between the events of a streamed answer
         self.up = FakeUpstream(self._answer, wire="anthropic", models=(model,), guard=self._guard)
 
     def __enter__(self) -> "SubscriptionAPI":
@@ -92,6 +93,6 @@ class SubscriptionAPI:
         headers = self.windows.headers() if oauth else {}
         if req.is_stream:
             return AnthropicStream(anthropic_text_events("Hello from the plan.", model=self.model, usage=self.usage),
-                                   headers=headers)
+                                   headers=headers, delay_s=self.delay_s)
         return AnthropicJSON(anthropic_message("Hello from the plan.", model=self.model, usage=self.usage),
                              headers=headers)

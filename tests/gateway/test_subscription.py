@@ -65,12 +65,17 @@ action = "block"
 '''
 
 
-def _usage_json() -> tuple[int, dict[str, Any]]:
+def _usage(argv: list[str]) -> tuple[int, str]:
     parser = argparse.ArgumentParser(prog="patchbay usage")
     usage_cli.add_arguments(parser)
     out, err = io.StringIO(), io.StringIO()
-    code = usage_cli.run(parser.parse_args(["--json", "--since", "today"]), default_paths(), out=out, err=err)
-    return code, json.loads(out.getvalue())
+    code = usage_cli.run(parser.parse_args(argv), default_paths(), out=out, err=err)
+    return code, out.getvalue()
+
+
+def _usage_json() -> tuple[int, dict[str, Any]]:
+    code, text = _usage(["--json", "--since", "today"])
+    return code, json.loads(text)
 
 
 def _rows(home: Path) -> list[tuple[object, ...]]:
@@ -142,6 +147,10 @@ def test_subscription_rows_are_marked_and_never_charged_to_a_budget(
         assert window["seven_day"]["utilization"] == 0.21
         reset = time.strftime("%H:%M", time.localtime(plan.windows.five_hour_reset))
         assert window["text"] == f"5 h window 63 % · resets {reset} · week 21 %"
+        code, text = _usage(["--since", "today"])
+        assert code == 0
+        assert f"Claude subscription: 3 requests, {fmt_money(3 * ONE_ANSWER)} API-equiv. (paid by the plan: not in " \
+            f"the cost above)\n  anthropic: 5 h window 63 % · resets {reset} · week 21 %" in text
         # the status line: the session's value (not spend) and the windows
         text = statusline.line({"session_id": "S-plan"}, patchbay_home / "data" / "usage.sqlite3",
                                patchbay_home / "config.toml")

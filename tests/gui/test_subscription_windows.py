@@ -3,6 +3,7 @@ requests' price as API-equivalent value (muted), and nothing at all without subs
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -45,12 +46,16 @@ output = 15.0
 
 
 def _ask_with_plan(r: Any, qtbot: Any) -> None:
+    """One streamed request with the subscription's token (off the GUI thread; ``qtbot`` None: on this thread)."""
     def call() -> Any:
         c = anthropic.Anthropic(base_url=r.url, auth_token=OAUTH_TOKEN, max_retries=0, timeout=20.0,
                                 default_headers={"anthropic-beta": OAUTH_BETA, "X-Claude-Code-Session-Id": "plan-s"})
         with c.messages.stream(model="claude-fake", max_tokens=64, messages=[{"role": "user", "content": "hi"}]) as s:
             return s.get_final_message()
 
+    if qtbot is None:
+        call()
+        return
     send_in_thread(qtbot, call)
 
 
@@ -99,3 +104,20 @@ def test_the_plans_windows_show_in_the_tray_and_the_dashboard(start_app, patchba
     _ask_with_plan(r, qtbot)
     wait_for(qtbot, lambda: dash.plan.bars["5 h window"].value() == 91)
     assert tray.plan_action.text().startswith("Claude plan: 5 h window 91 %")
+
+
+def test_a_streaming_subscription_request_is_not_estimated_as_spend(start_app, patchbay_home: Path,
+                                                                     plan: SubscriptionAPI, qtbot,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    r = start_app(_config(patchbay_home / "config.toml", plan.url))
+    dash = r.window.page("dashboard")
+    plan.delay_s = 0.25  # the answer streams for a few seconds
+    worker = threading.Thread(target=_ask_with_plan, args=(r, None), daemon=True)
+    worker.start()
+    wait_for(qtbot, lambda: (s := r.bridge.live.session("plan-s")) is not None and s.in_flight and s.output_tokens > 0)
+    streaming = r.bridge.live.session("plan-s")
+    assert streaming.estimated and streaming.cost_usd == 0.0  # its output so far costs the user nothing
+    wait_for(qtbot, lambda: not worker.is_alive())
+    wait_for(qtbot, lambda: dash.sessions_model.find("plan-s") >= 0
+             and dash.sessions_model.item(dash.sessions_model.find("plan-s"), 7).text() == "$0.048 API-equiv.")
