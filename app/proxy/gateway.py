@@ -653,7 +653,8 @@ async def _json(send: Send, status: int, obj: Any) -> None:
 def _plan(snap: Snapshot, route: Route, inc: Incoming) -> str | None:
     """``"subscription"`` when ``route`` is served under the caller's Claude subscription."""
     b = snap.backends.get(route.backend)
-    if b is not None and served_under_subscription(b.config, inc.bearer, inc.anthropic_beta, inc.bearer_is_token):
+    if b is not None and served_under_subscription(b.config, inc.bearer, inc.anthropic_beta, inc.bearer_is_token,
+                                                   inc.api_key, inc.api_key_is_token):
         return SUBSCRIPTION
     return None
 

@@ -22,22 +22,29 @@ from app.events import SubscriptionLimits
 
 OAUTH_BETA = "oauth-2025-04-20"
 OAUTH_TOKEN_PREFIX = "sk-ant-oat"  # a claude.ai OAuth access token (sk-ant-oat01-…)
+API_KEY_PREFIX = "sk-ant-api"  # an Anthropic API key (sk-ant-api03-…), also sent as a bearer by the SDK
 SUBSCRIPTION = "subscription"  # RequestFinished.plan and the ledger's ``plan`` column
 PREFIX = "anthropic-ratelimit-unified-"
 
+
 def is_oauth(bearer: str | None, beta: str | None) -> bool:
-    """The client's credential is a claude.ai OAuth token (a subscription login)."""
-    if bearer and bearer.startswith(OAUTH_TOKEN_PREFIX):
-        return True
-    return bool(beta) and OAUTH_BETA in (b.strip() for b in (beta or "").split(","))
+    """The client's bearer is a claude.ai OAuth token (a subscription login): its ``sk-ant-oat``
+    prefix, or the OAuth beta beside it (Anthropic then takes the bearer as OAuth, or refuses it)."""
+    if not bearer or bearer.startswith(API_KEY_PREFIX):  # an API key as a bearer is money, whatever the betas
+        return False
+    return bearer.startswith(OAUTH_TOKEN_PREFIX) or OAUTH_BETA in (b.strip() for b in (beta or "").split(","))
 
 
 def served_under_subscription(backend: BackendConfig, bearer: str | None, beta: str | None,
-                              bearer_is_token: bool = False) -> bool:
+                              bearer_is_token: bool = False, api_key: str | None = None,
+                              api_key_is_token: bool = False) -> bool:
     """Whether ``backend`` serves this request under the caller's subscription: an Anthropic
-    backend that forwards the caller's own credential, and that credential is an OAuth token
-    (never Patchbay's own gateway token)."""
+    backend that forwards the caller's own credential, and that credential is an OAuth bearer
+    (never Patchbay's own gateway token). An API key forwarded beside it is money: a request that
+    carries one is never counted as the plan's (no budget can be dodged with an added beta)."""
     if backend.kind != "anthropic" or backend.auth != "client" or bearer_is_token:
+        return False
+    if api_key and not api_key_is_token:
         return False
     return is_oauth(bearer, beta)
 

@@ -101,7 +101,9 @@ def test_subscription_rows_are_marked_and_never_charged_to_a_budget(
         sub = anthropic.Anthropic(base_url=eng.url, auth_token=OAUTH_TOKEN, max_retries=0,
                                   default_headers={"anthropic-beta": f"claude-code-20250219,{OAUTH_BETA}",
                                                    "x-claude-code-session-id": "S-plan"})
-        keyed = anthropic.Anthropic(base_url=eng.url, api_key=API_KEY, max_retries=0)
+        # an API key is money even with the OAuth beta beside it: no budget is dodged by adding it
+        keyed = anthropic.Anthropic(base_url=eng.url, api_key=API_KEY, max_retries=0,
+                                    default_headers={"anthropic-beta": OAUTH_BETA})
         # two subscription answers, each worth far more than the $0.01 budget: both served
         for _ in range(2):
             with sub.messages.stream(**PROMPT) as s:  # type: ignore[arg-type]
