@@ -115,7 +115,7 @@ class DashboardPage(QWidget):
         rh = self.recent_view.horizontalHeader()
         rh.setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
         rh.setMinimumSectionSize(40)
-        fit_columns(self.recent_view, {0: "00:00:00", 2: "● deepseek", 4: "200", 5: "12k/1.2k", 6: "$0.012 API-equiv.",
+        fit_columns(self.recent_view, {0: "00:00:00", 2: "● deepseek", 4: "200", 5: "12k/1.2k", 6: "$0.0021",
                                        7: "1.2 s", 8: "12.3 s"})
         self.recent_fit = ColumnFitter(self.recent_view, 3, [2, 4, 7], min_stretch=90)  # Backend, Status, TTFT
         right = QWidget()
