@@ -206,7 +206,9 @@ class DashboardPage(QWidget):
         self.sessions_model.set_rows(sessions)
         live = sum(1 for s in sessions if s.in_flight)
         cost = sum(s.cost_usd for s in sessions)
-        self.summary.setText(f"  {plural(len(sessions), 'session')} · {live} streaming · {fmt_usd(cost)} so far")
+        value = sum(s.api_equiv_usd for s in sessions)  # paid by a Claude plan: said apart, never as spend
+        plan = f" · {fmt_usd(value)} API-equiv. on the Claude plan" if value else ""
+        self.summary.setText(f"  {plural(len(sessions), 'session')} · {live} streaming · {fmt_usd(cost)} so far{plan}")
         if self.selected is None and sessions:
             self.select_session(sessions[0].session_id)
         self._update_buttons()

@@ -93,6 +93,7 @@ def test_the_plans_windows_show_in_the_tray_and_the_dashboard(start_app, patchba
     session = dash.sessions_model.row(dash.sessions_model.find("plan-s"))
     assert session.cost_usd == 0.0 and session.api_equiv_usd == pytest.approx(value)
     assert dash.sessions_model.item(dash.sessions_model.find("plan-s"), 7).text() == "$0.048 API-equiv."
+    wait_for(qtbot, lambda: dash.summary.text().endswith("· $0.00 so far · $0.048 API-equiv. on the Claude plan"))
 
     # the Spend page: nothing spent, the plan's value said apart
     wait_for(qtbot, lambda: spend.data is not None and spend.data.plan_requests == 1)
