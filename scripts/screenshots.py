@@ -795,7 +795,9 @@ async def shoot_plan(args: argparse.Namespace) -> int:
     traffic = Traffic(app.bridge.gateway().url, OAUTH_TOKEN, sessions=SESSIONS[:3], turns=2,
                       headers={"anthropic-beta": f"claude-code-20250219,{OAUTH_BETA}"})
     traffic.start()
-    await wait_until(lambda: bool(app.bridge.subscription.text()), 10.0)
+    await wait_until(lambda: bool(app.bridge.subscription.text()), 60.0)
+    if not app.bridge.subscription.text():
+        raise SystemExit("no subscription answer reached the app within a minute: nothing to show")
     await settle(4.0)
     win.show_page("dashboard")
     dash = win.page("dashboard")
