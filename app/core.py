@@ -11,7 +11,7 @@ import threading
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from app import config_file as cfgmod
 from app.config import ActiveSelection, BackendConfig, BudgetConfig, Config, ConfigError, RoutesConfig
@@ -72,6 +72,11 @@ class Engine:
         self.budgets = BudgetGuard(self.config.budgets, self.prices, publish=self.hub.publish, reader=self.reader)
         self.hub.add(self.ledger.sink)
         self.hub.add(self.budgets.sink)
+        from app.services.subscription_state import SubscriptionState, limits_file
+
+        # a subscription's usage windows, for patchbay usage and the status line (beside the ledger)
+        self.subscription = SubscriptionState(limits_file(self.paths.ledger_file.parent))
+        self.hub.add(self.subscription.sink)
         if gui:
             self.hub.add(self.events.put, deltas=True)
         try:
@@ -210,6 +215,10 @@ class Engine:
         return LedgerHealth(describe(self.config.ledger, self.paths), self.ledger.degraded, self.ledger.spooled,
                             adm.on_unreachable if unchecked else None, adm.degraded if unchecked else None,
                             bool(getattr(self.ledger.store, "read_only", False)))
+
+    def subscription_windows(self) -> Mapping[str, Mapping[str, object]]:
+        """Each backend's last known Claude subscription windows (app/services/subscription_state.py)."""
+        return self.subscription.snapshot()
 
     def start(self) -> None:
         try:

@@ -8,7 +8,7 @@ may give another), and mypy checks that :class:`app.core.Engine` satisfies this 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
+from typing import Mapping, Protocol
 
 from app.config import ActiveSelection, BackendConfig, BudgetConfig, Config, RoutesConfig
 from app.events import EventQueue
@@ -53,6 +53,8 @@ class EngineApi(Protocol):
 
     # the ledger (a team's PostgreSQL can be away: rows wait in the spool)
     def ledger_health(self) -> LedgerHealth: ...
+    # a Claude subscription's last known usage windows per backend (SubscriptionLimits fields)
+    def subscription_windows(self) -> Mapping[str, Mapping[str, object]]: ...
 
     # routing
     def switch(self, backend: str, model: str | None) -> None: ...

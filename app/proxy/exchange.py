@@ -9,13 +9,14 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping
 
 import orjson
 
 from app.events import ContentDelta, EventHub, RequestFinished, Usage
 from app.proxy.routing import Route
 from app.proxy.sse import encode
+from app.proxy.subscription import parse_unified
 from app.proxy.tokens import estimate_tokens
 from app.scrub import scrub, scrub_text
 
@@ -112,7 +113,7 @@ class Exchange:
         "started", "finished", "status", "error_type", "error_message", "ttft", "stop_reason",
         "served_model", "input_tokens", "output_tokens", "cache_creation", "cache_read",
         "last_write", "captured", "client_gone", "attempts", "hold_open_until", "interrupted", "extra_headers",
-        "on_done",
+        "on_done", "plan",
     )
 
     def __init__(self, request_id: str, route: Route, incoming: Incoming, stream: bool, send: Send,
@@ -152,6 +153,7 @@ class Exchange:
         # and final usage known): budget admission learns the real cost before the client can
         # send its next request, so this one's reservation never counts at its estimate then
         self.on_done: Callable[["Exchange"], None] | None = None
+        self.plan: str | None = None  # "subscription": the caller's Claude subscription pays (the gateway decides)
 
     def retry(self, route: Route) -> None:
         """Start the next attempt (failover) on ``route``. Only before anything reached the
@@ -265,6 +267,12 @@ class Exchange:
                     self.delta(i, "tool_use", block.get("name", ""))
                     self.delta(i, "tool_input", orjson.dumps(block.get("input", {})).decode())
 
+    def note_limits(self, headers: Mapping[str, str]) -> None:
+        """Publish the subscription's usage windows an upstream's answer carries, if any."""
+        limits = parse_unified(headers, self.route.backend)
+        if limits is not None:
+            self.hub.publish(limits)
+
     def delta(self, index: int, kind: str, text: str) -> None:
         if text or kind == "tool_use":
             self.hub.publish(ContentDelta(self.request_id, self.incoming.session_id, index, kind, text))  # type: ignore[arg-type]
@@ -322,5 +330,6 @@ class Exchange:
             response_body=b"".join(self.captured) if keep and self.captured is not None else None,
             interrupted=interrupted,
             endpoint=endpoint,
+            plan=self.plan,
             **inc.who(),
         )

@@ -36,6 +36,7 @@ from app.proxy.hints import Hints
 from app.proxy.request_body import ClientGone, cwd_of, parse_body, prompt_of, read_body, session_from_metadata
 from app.proxy.routing import Admission, Refusal, Route, RoutingTable
 from app.proxy.sse import PING, encode
+from app.proxy.subscription import SUBSCRIPTION, served_under_subscription
 from app.proxy.team import TeamGate
 from app.team.identity import Identity
 
@@ -339,7 +340,7 @@ class Gateway:
             self.hub.publish(RequestStarted(
                 request_id, ex.wall0, session_id, inc.user_agent, route.rule, route.backend, route.requested_model,
                 route.model, stream, inc.agent_id,
-                cwd_of(body) if want else None, prompt_of(body) if want else None, **who,
+                cwd_of(body) if want else None, prompt_of(body) if want else None, **who, plan=_plan(snap, route, inc),
             ))
         except Exception:  # the live view must never cost the request its answer
             log.exception("request %s: the live view's start event could not be built", request_id)
@@ -406,6 +407,7 @@ class Gateway:
             self.served += 1
             if ex.status == 0:
                 ex.status = 499 if ex.client_gone else 500
+            ex.plan = _plan(snap, ex.route, inc)
             self.hub.publish(ex.record(snap.capture))
             _release(held)
 
@@ -455,15 +457,20 @@ class Gateway:
                      inc: Incoming) -> Route | Refusal:
         """The budgets' decision for ``route``: the one call into admission. A hook with ``reserve``
         (app/services/admission.py) reserves the expected cost off the loop, against the sender's
-        own and their groups' budgets too in team mode; a plain one decides from memory."""
+        own and their groups' budgets too in team mode; a plain one decides from memory. A route a
+        Claude subscription pays for spends no money: only budgets with include_subscription see it."""
         adm = snap.admission
         if adm is None:
+            return route
+        subscription = _plan(snap, route, inc) is not None
+        if subscription and not getattr(adm, "counts_subscription", False):
             return route
         reserve = getattr(adm, "reserve", None)
         if reserve is None:
             return adm(route)
         user = inc.identity.user if inc.identity is not None else None
-        result: Route | Refusal = await reserve(route, request_id, body, user, inc.groups)
+        result: Route | Refusal = await reserve(route, request_id, body, user, inc.groups, subscription=subscription) \
+            if subscription else await reserve(route, request_id, body, user, inc.groups)
         return result
 
     async def _next_candidate(self, candidates: list[Route], i: int, health: HealthBoard, snap: Snapshot,
@@ -652,6 +659,15 @@ async def _plain(send: Send, status: int, body: bytes, headers: list[tuple[bytes
 
 async def _json(send: Send, status: int, obj: Any) -> None:
     await _plain(send, status, orjson.dumps(obj), JSON_HEADERS)
+
+
+def _plan(snap: Snapshot, route: Route, inc: Incoming) -> str | None:
+    """``"subscription"`` when ``route`` is served under the caller's Claude subscription."""
+    b = snap.backends.get(route.backend)
+    if b is not None and served_under_subscription(b.config, inc.bearer, inc.anthropic_beta, inc.bearer_is_token,
+                                                   inc.api_key, inc.api_key_is_token):
+        return SUBSCRIPTION
+    return None
 
 
 def _client_addr(scope: dict[str, Any]) -> str | None:

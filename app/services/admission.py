@@ -42,6 +42,7 @@ from app.events import RequestFinished, Usage
 from app.proxy.routing import Refusal, Route
 from app.services.admission_store import BudgetStore, CounterKey, Numbers
 from app.services.budgets import block_refusal, budget_matches, period_bounds, warning_headers
+from app.services.ledger_store import PLAN_PREFIX
 from app.services.pricing import PriceBook
 from app.team.policy import subject_of
 from app.team_config import DEFAULT_RESERVE_OUTPUT
@@ -113,13 +114,21 @@ class Admission:
 
     # ------------------------------------------------------------------ finished requests
 
+    @property
+    def counts_subscription(self) -> bool:
+        """Some budget counts what a Claude subscription's requests are worth (include_subscription):
+        the gateway then admits those requests too."""
+        return any(b.include_subscription for b in self.budgets)
+
     def sink(self, event: object) -> None:
         """EventHub sink: a finished request's real cost, so that its hold counts at that cost until
-        its row settles it (see admission_store.py). O(1), never raises."""
+        its row settles it (see admission_store.py). O(1), never raises. A request a Claude
+        subscription paid for holds only on include_subscription counters: its API-equivalent value."""
         if type(event) is not RequestFinished or event.endpoint != "messages":
             return
         try:
-            cost = float(self.prices.cost_of(event) or 0.0)
+            cost = float((self.prices.api_equivalent(event) if event.plan == "subscription"
+                          else self.prices.cost_of(event)) or 0.0)
         except Exception:
             cost = 0.0
         self._note_cost(event.request_id, cost)
@@ -204,22 +213,29 @@ class Admission:
     # ------------------------------------------------------------------ admission
 
     async def reserve(self, route: Route, request_id: str, body: Mapping[str, Any], user: str | None = None,
-                      groups: tuple[str, ...] = ()) -> Route | Refusal:
+                      groups: tuple[str, ...] = (), subscription: bool = False) -> Route | Refusal:
         """The gateway's call (off its loop: the transaction runs on a worker thread). ``user`` and
-        ``groups``: the verified sender in team mode (their budgets apply), None in single-user mode."""
+        ``groups``: the verified sender in team mode (their budgets apply), None in single-user mode.
+        ``subscription``: a Claude subscription pays; only include_subscription budgets apply."""
         if not self.budgets:
             return route
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, self.reserve_sync, route, request_id, body, True, user, groups)
+        return await loop.run_in_executor(self._pool, self.reserve_sync, route, request_id, body, True, user, groups,
+                                          subscription)
 
     def __call__(self, route: Route) -> Route | Refusal:  # the plain Admission hook: decide, hold nothing
         return self.reserve_sync(route, "", {"max_tokens": 1, "messages": []}, hold=False)
 
     def reserve_sync(self, route: Route, request_id: str, body: Mapping[str, Any], hold: bool = True,
-                     user: str | None = None, groups: tuple[str, ...] = ()) -> Route | Refusal:
+                     user: str | None = None, groups: tuple[str, ...] = (),
+                     subscription: bool = False) -> Route | Refusal:
         # the budgets that apply to this sender, each with the counter it charges: a person's
-        # (each-user, user:) and their groups' budgets only in team mode (see policy.subject_of)
-        subjects = {b: s for b in self.budgets if (s := subject_of(b.scope, user, groups)) is not None}
+        # (each-user, user:) and their groups' budgets only in team mode (see policy.subject_of);
+        # an include_subscription budget charges "plan+<subject>", and is the only kind a request
+        # a Claude subscription pays for falls under
+        subjects = {b: (PLAN_PREFIX + s if b.include_subscription else s) for b in self.budgets
+                    if (s := subject_of(b.scope, user, groups)) is not None
+                    and (b.include_subscription or not subscription)}
         budgets = tuple(subjects)
         if not budgets:
             return route
@@ -290,7 +306,8 @@ class Admission:
             block = next(((b, s, h) for _i, b, s, h in over if b.action == "block"), None)
             if block is not None:
                 b, spent, held = block
-                return block_refusal(b, spent, keys[b][2], now, self._tz, held, subject=keys[b][0])
+                return block_refusal(b, spent, keys[b][2], now, self._tz, held,
+                                     subject=keys[b][0].removeprefix(PLAN_PREFIX))
             return route
         return route
 

@@ -23,7 +23,7 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence, TypeVar
 
-from app.services.ledger_store import stored_group
+from app.services.ledger_store import PLAN_PREFIX, stored_group
 from app.team_config import TeamLedger
 
 T = TypeVar("T")
@@ -58,6 +58,14 @@ def _spent_params(start: float, end: float, subject: str) -> tuple[str, list[Any
     ``all`` and backend counters read the hourly rollups for the whole hours (the request rows of
     old hours may have been pruned); the rollups know no person, so a person's or a group's
     counter reads their request rows."""
+    if subject.startswith(PLAN_PREFIX):  # spend plus what a Claude subscription's requests are worth
+        sql, params = _spent_params(start, end, subject[len(PLAN_PREFIX):])
+        kind, _, value = subject[len(PLAN_PREFIX):].partition(":")
+        where = {"all": "", "backend": " AND backend = ?", "user": " AND user_id = ?",
+                 "group": " AND instr(',' || groups || ',', ?) > 0"}[kind if value else "all"]
+        extra = [] if not where else [f",{stored_group(value)}," if kind == "group" else value]
+        return (f"SELECT ({sql}) + (SELECT total(api_equiv_usd) FROM requests WHERE plan = 'subscription' AND "
+                f"started_at >= ? AND started_at < ?{where})", [*params, start, end, *extra])
     kind, _, value = subject.partition(":")
     if kind in ("user", "group"):
         where = "user_id = ?" if kind == "user" else "instr(',' || groups || ',', ?) > 0"

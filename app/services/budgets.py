@@ -112,9 +112,16 @@ def budget_status_from_ledger(budgets: tuple[BudgetConfig, ...], reader: "Ledger
     out = []
     for b in budgets:
         start, reset = period_bounds(b.period, now, tz)
-        spent = reader.spent(start, _scope_backend(b.scope))
+        spent = _spent(reader, start, _scope_backend(b.scope), b.include_subscription)
         out.append(BudgetStatus(b, spent, b.limit_usd, spent / b.limit_usd, reset, _state(b, spent), start))
     return out
+
+
+def _spent(reader: "LedgerReader", start: float, backend: str | None, plan: bool) -> float:
+    """What a budget's scope spent since ``start``; with include_subscription (``plan``) also what
+    the requests a Claude subscription paid for are worth at API prices."""
+    spent = reader.spent(start, backend)
+    return spent + reader.subscription_totals(start, None, backend).api_equiv_usd if plan else spent
 
 
 def _spent_by(subject: str) -> str:
@@ -196,6 +203,7 @@ class _Spend:
     resets_at: float
     spent: float = 0.0
     unpriced: int = 0
+    plan: bool = False  # include_subscription: a Claude subscription's requests count at their API-equivalent value
 
 
 @dataclass
@@ -218,7 +226,7 @@ class BudgetGuard:
         self._lock = threading.Lock()  # sink vs reconfigure; admit only reads
         self._prices = prices
         self._backends = backends if backends is not None else prices.backends
-        self._spends: dict[tuple[str | None, str], _Spend] = {}
+        self._spends: dict[tuple[str | None, str, bool], _Spend] = {}
         self._budgets: tuple[_Budget, ...] = ()
         self.reconfigure(budgets, prices)
 
@@ -232,9 +240,9 @@ class BudgetGuard:
         budgets = tuple(b for b in budgets if not b.is_team_scope)
         now = self._now()
         old_spends = self._spends
-        wanted: dict[tuple[str | None, str], _Spend] = {}
+        wanted: dict[tuple[str | None, str, bool], _Spend] = {}
         for b in budgets:
-            key = (_scope_backend(b.scope), b.period)
+            key = (_scope_backend(b.scope), b.period, b.include_subscription)
             if key in wanted:
                 continue
             start, reset = period_bounds(b.period, now, self._tz)
@@ -243,14 +251,14 @@ class BudgetGuard:
                 wanted[key] = prev
             else:
                 try:
-                    spent = self._reader.spent(start, key[0]) if self._reader is not None else 0.0
+                    spent = _spent(self._reader, start, key[0], key[2]) if self._reader is not None else 0.0
                 except Exception:  # a team ledger that does not answer yet: admission reads the real numbers
                     spent = 0.0
-                wanted[key] = _Spend(b.period, key[0], start, reset, spent)
+                wanted[key] = _Spend(b.period, key[0], start, reset, spent, plan=key[2])
         old = {(x.config.scope, x.config.period, x.config.limit_usd, x.config.warn_at): x for x in self._budgets}
         new = []
         for b in budgets:
-            spend = wanted[(_scope_backend(b.scope), b.period)]
+            spend = wanted[(_scope_backend(b.scope), b.period, b.include_subscription)]
             prev_b = old.get((b.scope, b.period, b.limit_usd, b.warn_at))
             nb = _Budget(b, spend)
             # Already past a line when configured (or at start-up): no alert now, only on crossing.
@@ -332,6 +340,7 @@ class BudgetGuard:
         if not self._budgets:
             return
         cost = self._prices.cost_of(ev)
+        value = self._prices.api_equivalent(ev) or 0.0  # a Claude subscription paid: counted by include_subscription
         alerts: list[BudgetAlert] = []
         with self._lock:
             now = self._now()
@@ -343,8 +352,8 @@ class BudgetGuard:
                     if cost is None:
                         s.unpriced += 1
                     else:
-                        s.spent += cost
-            if cost is None or cost == 0:
+                        s.spent += cost + (value if s.plan else 0.0)
+            if cost is None or (cost == 0 and not value):
                 return
             for b in self._budgets:
                 if id(b.spend) not in seen:

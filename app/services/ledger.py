@@ -309,10 +309,11 @@ class Ledger:
                 continue
             try:
                 cost = prices.cost_of(ev)
+                api_equiv = prices.api_equivalent(ev)
             except Exception:
-                cost = None
+                cost = api_equiv = None
             try:
-                row = _row(ev, cost, self.instance)
+                row = _row(ev, cost, self.instance, api_equiv)
                 body = None
                 if (ev.request_body is not None or ev.response_body is not None) and should_capture(settings, ev):
                     body = (_compress(ev.request_body), _compress(ev.response_body))

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from app.paths import make_private_dir, make_private_file
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 class LedgerError(Exception):
@@ -162,7 +162,15 @@ _V5 = """
 CREATE INDEX requests_user ON requests(user_id, started_at);
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5)  # MIGRATIONS[n] takes a file from version n to n + 1
+# v6: requests served under a Claude subscription (the caller's OAuth login forwarded to Anthropic):
+# ``plan`` = 'subscription', ``cost_usd`` 0 (no money spent, so no spending total or budget counts
+# them) and their value at API prices in ``api_equiv_usd``, shown apart as "API-equivalent"
+_V6 = """
+ALTER TABLE requests ADD COLUMN plan TEXT;
+ALTER TABLE requests ADD COLUMN api_equiv_usd REAL;
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6)  # MIGRATIONS[n] takes a file from version n to n + 1
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 

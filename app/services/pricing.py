@@ -325,7 +325,18 @@ class PriceBook:
 
     def cost_of(self, finished: RequestFinished) -> float | None:
         """Dollars for one finished request, priced at the time it started (so off-peak rates
-        come out the same in the ledger, the budgets and on every page). None when unpriced."""
+        come out the same in the ledger, the budgets and on every page). None when unpriced.
+        A request served under a Claude subscription spends no money: 0 (its value at API
+        prices is :meth:`api_equivalent`)."""
+        if finished.plan == "subscription":
+            return 0.0
+        return self.cost(finished.backend, finished.model, finished.usage, at=finished.started_at)
+
+    def api_equivalent(self, finished: RequestFinished) -> float | None:
+        """What a request served under a subscription would have cost at API prices (None for
+        any other request, and when unpriced): shown as value, never counted as spend."""
+        if finished.plan != "subscription":
+            return None
         return self.cost(finished.backend, finished.model, finished.usage, at=finished.started_at)
 
     def entries(self) -> list[tuple[str, str, Price]]:

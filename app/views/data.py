@@ -43,6 +43,7 @@ class RequestRecord:
     client: str | None = None
     stream: bool = True
     in_flight: bool = False
+    api_equiv_usd: float | None = None  # served under a Claude subscription: its value at API prices (cost 0)
 
     @property
     def ok(self) -> bool:
@@ -83,6 +84,7 @@ class SessionView:
     last_seen: float
     client: str | None = None
     estimated: bool = False  # a request streams: its output tokens and cost are estimates until it ends
+    api_equiv_usd: float = 0.0  # requests a Claude subscription paid for: their value at API prices, not spend
 
     @property
     def tokens(self) -> int:
@@ -194,6 +196,8 @@ class SpendData:
     total_requests: int = 0
     unpriced_requests: int = 0
     keys: tuple[str, ...] = field(default=())
+    api_equiv_usd: float = 0.0  # requests a Claude subscription paid for, at API prices: not in total_cost
+    plan_requests: int = 0
 
 
 @dataclass(frozen=True, slots=True)

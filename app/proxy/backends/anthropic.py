@@ -192,6 +192,7 @@ class AnthropicBackend(Backend):
     async def relay(self, ex: Exchange, resp: httpx.Response) -> None:
         """Answer the client from an Anthropic-format upstream response (an error, a whole
         message, or an SSE stream forwarded as it arrives)."""
+        ex.note_limits(resp.headers)  # a subscription's usage windows (docs/protocol.md §6)
         try:
             if resp.status_code >= 400:
                 raw = await resp.aread()
