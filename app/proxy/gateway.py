@@ -33,6 +33,7 @@ from app.proxy.exchange import (
 )
 from app.proxy.health import HealthBoard
 from app.proxy.hints import Hints
+from app.proxy.memory import BodyRoom, Hold, tune_malloc
 from app.proxy.request_body import ClientGone, cwd_of, parse_body, prompt_of, read_body, session_from_metadata
 from app.proxy.routing import Admission, Refusal, Route, RoutingTable
 from app.proxy.sse import PING, encode
@@ -93,6 +94,8 @@ class Gateway:
         # GET /metrics: the Prometheus text (app/proxy/metrics.py), and whether it needs no token
         self.metrics: Callable[[], bytes] | None = None
         self.metrics_public = False
+        self.bodies = BodyRoom()  # request bodies held at once (app/proxy/memory.py)
+        tune_malloc()
 
     # ------------------------------------------------------------------ ASGI entry
 
@@ -119,12 +122,10 @@ class Gateway:
             return
         try:
             access.check_host(_host_header(scope), self.snap.settings.allowed_hosts)
-            if path == "/v1/messages":
+            if path == "/v1/messages" or path == "/v1/messages/count_tokens":
                 _allow(method, "POST")
-                await self._messages(scope, receive, send, count=False)
-            elif path == "/v1/messages/count_tokens":
-                _allow(method, "POST")
-                await self._messages(scope, receive, send, count=True)
+                async with self.bodies.hold() as hold:
+                    await self._messages(scope, receive, send, count=path != "/v1/messages", hold=hold)
             elif path == "/v1/models":
                 _allow(method, "GET")
                 await self._models(scope, send)
@@ -195,7 +196,8 @@ class Gateway:
 
     # ------------------------------------------------------------------ /v1/messages
 
-    async def _messages(self, scope: dict[str, Any], receive: Receive, send: Send, *, count: bool) -> None:
+    async def _messages(self, scope: dict[str, Any], receive: Receive, send: Send, *, count: bool,
+                        hold: Hold | None = None) -> None:
         snap = self.snap
         headers = self._headers(scope)
         self._check_origin(headers, snap)
@@ -214,7 +216,7 @@ class Gateway:
         elif not (self._token_ok(api_key, snap) or self._token_ok(bearer, snap)) and (
                 is_exposed or not any(b.config.auth == "client" for b in snap.backends.values())):
             raise access.token_needed(presented, is_exposed)  # before reading (up to 32 MB of) the body
-        raw = await read_body(receive, headers, snap.settings.max_body_bytes)
+        raw = await read_body(receive, headers, snap.settings.max_body_bytes, hold)
         # the newest snapshot, read after the last wait before its backends are claimed: a backend
         # edited while this body was arriving is retired, and closes only once nobody holds it
         snap = self.snap

@@ -17,8 +17,11 @@ Each behaviour is a coroutine ``(writer, head, body)``; ``BEHAVIOURS`` lists the
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+import struct
 import threading
+import zlib
 from typing import Any, Awaitable, Callable
 
 from tests.fakes import chunks as _chunks
@@ -34,8 +37,10 @@ def _chunked(parts: list[bytes]) -> bytes:
 
 
 def _head(status: int, ctype: str, *, chunked: bool = False, length: int | None = None,
-          reason: str = "OK") -> bytes:
+          reason: str = "OK", encoding: str | None = None) -> bytes:
     lines = [f"HTTP/1.1 {status} {reason}", f"content-type: {ctype}"]
+    if encoding is not None:
+        lines.append(f"content-encoding: {encoding}")
     if chunked:
         lines.append("transfer-encoding: chunked")
     if length is not None:
@@ -165,7 +170,33 @@ async def echo_key_401(w: Writer, h: dict[str, str], body: bytes) -> None:
     await w.drain()
 
 
+@functools.cache
+def gzip_bomb(inflated: int = 1 << 30, step: int = 8 << 20) -> bytes:
+    """A valid gzip body of ~1 MB that inflates to ``inflated`` zero bytes (1 GiB), built in ~2 s:
+    one 8 MiB block of zeros compressed after a full flush is the same bytes every time, so it is
+    repeated, and the trailer's CRC and length are written for the whole."""
+    zeros = bytes(step)
+    c = zlib.compressobj(9, zlib.DEFLATED, 31)
+    first = c.compress(zeros) + c.flush(zlib.Z_FULL_FLUSH)
+    again = c.compress(zeros) + c.flush(zlib.Z_FULL_FLUSH)
+    end = c.flush(zlib.Z_FINISH)[:-8]
+    n = inflated // step
+    crc = 0
+    for _ in range(n):
+        crc = zlib.crc32(zeros, crc)
+    return first + again * (n - 1) + end + struct.pack("<II", crc, (n * step) & 0xFFFFFFFF)
+
+
+async def gzip_bomb_200(w: Writer, h: dict[str, str], body: bytes) -> None:
+    """A whole answer gzipped although the request said ``accept-encoding: identity``: 1 MB that
+    inflates to 1 GiB."""
+    data = gzip_bomb()
+    w.write(_head(200, "application/json", length=len(data), encoding="gzip") + data)
+    await w.drain()
+
+
 BEHAVIOURS: dict[str, Behaviour] = {
+    "gzip_bomb_200": gzip_bomb_200,
     "sse_unended": sse_unended, "openai_done_unended": openai_done_unended, "cut_mid_body": cut_mid_body,
     "stall_mid_body": stall_mid_body, "html_200": html_200, "index_html_200": index_html_200,
     "error_json_200": error_json_200, "odd_openai_chunks": odd_openai_chunks, "quota_in_stream": quota_in_stream,

@@ -36,6 +36,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.eventstream import EventStreamBuffer, ParserError
 
 from app.model_limits import limit_for
+from app.proxy.answer_body import read_whole
 from app.proxy.backends.anthropic import AnthropicTap
 from app.proxy.backends.base import Backend, clamp_output, refused_betas, undefer_tools, upstream_error_message
 from app.proxy.credentials import AwsCredentials
@@ -138,7 +139,7 @@ class BedrockBackend(Backend):
     async def _raise_for_status(self, resp: httpx.Response) -> None:
         if resp.status_code < 400:
             return
-        raw = await resp.aread()
+        raw = await read_whole(resp, self.who)
         _t, msg = upstream_error_message(raw, f"HTTP {resp.status_code} from Bedrock")
         status = resp.status_code
         retry = [(b"retry-after", v.encode()) for k, v in resp.headers.items() if k.lower() == "retry-after"]
