@@ -166,7 +166,8 @@ class Engine:
         return self.admission
 
     def _setup_metrics(self) -> None:
-        from app.proxy.metrics import GatewayMetrics
+        from app.proxy.metrics import GatewayMetrics, configured_models
+        from app.services.pricing import FREE_LOCAL
 
         def cost(ev: RequestFinished) -> float | None:
             return self.prices.cost_of(ev)
@@ -174,8 +175,14 @@ class Engine:
         def budgets() -> list[tuple[str, float]]:
             return [(st.budget.label, st.fraction) for st in self.budgets.status()]
 
+        def known(backend: str, model: str) -> bool:  # a model name worth its own label
+            if model in configured_models(self.config):
+                return True
+            price = self.prices.price_for(backend, model)
+            return price is not None and price is not FREE_LOCAL  # a local backend "prices" any name
+
         self.metrics = GatewayMetrics(cost, queue=lambda: self.ledger.queued, spool=lambda: self.ledger.spooled,
-                                      budgets=budgets)
+                                      budgets=budgets, known=known)
         self.hub.add(self.metrics.sink)
         self.runtime.gateway.metrics = self.metrics.render
         self.runtime.gateway.metrics_public = self.config.metrics.public
