@@ -195,8 +195,34 @@ async def gzip_bomb_200(w: Writer, h: dict[str, str], body: bytes) -> None:
     await w.drain()
 
 
+async def drip_200(w: Writer, h: dict[str, str], body: bytes) -> None:
+    """A JSON answer that promises 10 kB and sends one byte every 0.2 s (each read is quick, the
+    whole never comes)."""
+    w.write(_head(200, "application/json", length=10_000) + b"{")
+    await w.drain()
+    for _ in range(9_999):
+        await asyncio.sleep(0.2)
+        w.write(b" ")
+        await w.drain()
+
+
+HUGE_BYTES = 200 << 20
+sent = {"huge_200": 0}  # bytes the last huge_200 answer got to write before the reader hung up
+
+
+async def huge_200(w: Writer, h: dict[str, str], body: bytes) -> None:
+    """A 200 MB JSON answer (Content-Length given), written 1 MB at a time."""
+    sent["huge_200"] = 0
+    w.write(_head(200, "application/json", length=HUGE_BYTES))
+    piece = b" " * (1 << 20)
+    for _ in range(HUGE_BYTES // len(piece)):
+        w.write(piece)
+        await w.drain()
+        sent["huge_200"] += len(piece)
+
+
 BEHAVIOURS: dict[str, Behaviour] = {
-    "gzip_bomb_200": gzip_bomb_200,
+    "gzip_bomb_200": gzip_bomb_200, "drip_200": drip_200, "huge_200": huge_200,
     "sse_unended": sse_unended, "openai_done_unended": openai_done_unended, "cut_mid_body": cut_mid_body,
     "stall_mid_body": stall_mid_body, "html_200": html_200, "index_html_200": index_html_200,
     "error_json_200": error_json_200, "odd_openai_chunks": odd_openai_chunks, "quota_in_stream": quota_in_stream,
