@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 from app import config_file as cfgmod
 from app.config import ActiveSelection, BackendConfig, BudgetConfig, Config, ConfigError, RoutesConfig
 from app.events import EventHub, EventQueue, RequestFinished
+from app.logsafe import one_line
 from app.paths import PathError, Paths, default_paths
 from app.proxy.backends import probe
 from app.proxy.backends.probe import TestResult
@@ -395,6 +396,6 @@ def finished_line(ev: RequestFinished) -> str:
     u = ev.usage
     status = "ok" if ev.error_type is None else f"{ev.status} {ev.error_type}"
     ttft = f"{ev.ttft_ms:.0f}ms" if ev.ttft_ms is not None else "-"
-    return (f"{ev.backend}/{ev.model} {status} in={u.input_tokens} out={u.output_tokens} "
+    return one_line(f"{ev.backend}/{ev.model} {status} in={u.input_tokens} out={u.output_tokens} "
             f"cache_r={u.cache_read_input_tokens} cache_w={u.cache_creation_input_tokens} ttft={ttft} "
-            f"total={ev.duration_ms:.0f}ms session={(ev.session_id or '-')[:8]}")
+            f"total={ev.duration_ms:.0f}ms session={(ev.session_id or '-')[:8]}")  # the model is the client's

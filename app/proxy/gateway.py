@@ -34,7 +34,15 @@ from app.proxy.exchange import (
 from app.proxy.health import HealthBoard
 from app.proxy.hints import Hints
 from app.proxy.memory import BodyRoom, Hold, tune_malloc
-from app.proxy.request_body import ClientGone, cwd_of, parse_body, prompt_of, read_body, session_from_metadata
+from app.proxy.request_body import (
+    ClientGone,
+    cwd_of,
+    forwarded_header,
+    parse_body,
+    prompt_of,
+    read_body,
+    session_from_metadata,
+)
 from app.proxy.routing import Admission, Refusal, Route, RoutingTable
 from app.proxy.sse import PING, encode
 from app.proxy.team import TeamGate
@@ -240,7 +248,8 @@ class Gateway:
         session_id = _h(headers, b"x-claude-code-session-id") or session_from_metadata(body)
         inc = Incoming(
             body=body, raw=raw, api_key=api_key, bearer=bearer, authorization=authorization,
-            anthropic_version=_h(headers, b"anthropic-version"), anthropic_beta=_h(headers, b"anthropic-beta"),
+            anthropic_version=forwarded_header(headers, b"anthropic-version"),
+            anthropic_beta=forwarded_header(headers, b"anthropic-beta"),
             user_agent=_h(headers, b"user-agent"), session_id=session_id,
             agent_id=_h(headers, b"x-claude-code-agent-id"),
             api_key_is_token=key_is_token or identity is not None, bearer_is_token=bearer_is_token or identity is not None,

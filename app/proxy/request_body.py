@@ -75,6 +75,23 @@ async def read_body(receive: Receive, headers: dict[bytes, bytes], limit: int, h
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
+_HEADER_TEXT = re.compile(rb"^[\x20-\x7e\t]*$")
+
+
+def forwarded_header(headers: dict[bytes, bytes], name: bytes) -> str | None:
+    """A client header Patchbay passes on upstream (``anthropic-version``, ``anthropic-beta``), or a
+    400 when it holds anything but printable ASCII, which no upstream header may carry."""
+    v = headers.get(name)
+    if v is None:
+        return None
+    if not _HEADER_TEXT.match(v):
+        raise GatewayError(400, "invalid_request_error",
+                           f"The {name.decode()} header holds characters other than printable ASCII. Send it as "
+                           'the API documents it, e.g. anthropic-version: 2023-06-01 and anthropic-beta: '
+                           "a comma-separated list of beta names.")
+    return v.decode("ascii")
+
+
 def parse_body(raw: bytes, count: bool) -> dict[str, Any]:
     if not raw.strip():
         raise GatewayError(400, "invalid_request_error",

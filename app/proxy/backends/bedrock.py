@@ -47,6 +47,8 @@ from app.proxy.translate.response import error_type_for_status
 
 log = logging.getLogger("patchbay.bedrock")
 
+MAX_MODEL_ID = 2048  # Bedrock's own limit on a modelId (InvokeModel's API reference)
+
 BEDROCK_VERSION = "bedrock-2023-05-31"
 EVENTSTREAM = "application/vnd.amazon.eventstream"
 
@@ -113,6 +115,15 @@ class BedrockBackend(Backend):
     # ------------------------------------------------------------------ requests
 
     def model_url(self, model: str, action: str) -> str:
+        """The runtime URL for ``model``: the id is one path segment ("/" escaped), and an id that
+        is no Bedrock model id ("." or "..", which would climb out of /model/, over Bedrock's
+        2048 characters, or holding control characters) is a 400 before anything is sent."""
+        if model in (".", "..") or not 0 < len(model) <= MAX_MODEL_ID or not model.isprintable():
+            shown = model if len(model) <= 80 else model[:80] + "…"
+            raise GatewayError(400, "invalid_request_error",
+                               f"model: {shown!r} is not a Bedrock model id. Send a model id or inference "
+                               f"profile ARN of at most {MAX_MODEL_ID} printable characters, e.g. "
+                               '"us.anthropic.claude-sonnet-4-5-20250929-v1:0".')
         return f"{self.config.base_url}/model/{quote(model, safe=':')}/{action}"
 
     async def _open(self, url: str, body: bytes, accept: str) -> httpx.Response:
