@@ -143,7 +143,7 @@ class KeysVerifier:
                 record = self.store.lookup(secret)
             except KeyStoreError as exc:
                 log.warning("identity: the team key store cannot be asked: %s", exc)
-                raise IdentityUnavailable(UNAVAILABLE, source="keys") from None
+                raise IdentityUnavailable(UNAVAILABLE, source="keys", final=True) from None
             return self._remember(h, now, record)
         asking = self._asking.get(h)
         if asking is None:  # one lookup per key at a time, however many requests carry it
@@ -163,7 +163,7 @@ class KeysVerifier:
             record = await asyncio.shield(asking)
         except KeyStoreError as exc:
             log.warning("identity: the team key store cannot be asked: %s", exc)
-            raise IdentityUnavailable(UNAVAILABLE, source="keys") from None
+            raise IdentityUnavailable(UNAVAILABLE, source="keys", final=True) from None
         return self._remember(h, now, record)
 
     def _remember(self, h: str, now: float, record: KeyRecord | None) -> KeyRecord | None:
