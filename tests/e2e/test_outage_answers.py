@@ -1,10 +1,12 @@
-"""The team's PostgreSQL goes down under a gateway set to ``on_unreachable = "closed"``: the real
-Claude Code CLI must stop at once and show Patchbay's sentence, for each identity source (a team
-key: its lookup fails; an OIDC token: the budget check fails) and each way Claude Code holds the
-credential (``ANTHROPIC_AUTH_TOKEN``; an ``apiKeyHelper``, as ``patchbay team join`` writes).
+"""Answers the real Claude Code CLI must take as final, stopping at once with Patchbay's sentence,
+with the credential in ``ANTHROPIC_AUTH_TOKEN`` and from an ``apiKeyHelper`` (as ``patchbay team
+join`` writes) alike:
 
-Before, the budget refusal was 503 ``overloaded_error`` (3 tries, then "The API is at capacity")
-and a team key's lookup failure a plain 503 that Claude Code kept retrying for minutes.
+- the team's PostgreSQL is down under ``on_unreachable = "closed"``, for each identity source (a
+  team key: its lookup fails; an OIDC token: the budget check fails). Before, the budget refusal was
+  503 ``overloaded_error`` (3 tries, then "The API is at capacity") and a team key's lookup failure
+  a plain 503 that Claude Code kept retrying for minutes;
+- a revoked team key. Before, Claude Code retried the 401 11-13 times over 3-4 minutes.
 """
 
 from __future__ import annotations
@@ -101,3 +103,28 @@ def test_claude_code_stops_at_once_with_patchbays_words_while_the_database_is_do
               f"{shown}")
     for (name, how), (took, shown, out) in results.items():
         assert took < 20.0 and shown, f"{name} via {how}: {took:.1f} s\n{out}"
+
+
+def test_claude_code_stops_at_once_on_a_revoked_key(tmp_path: Path, claude_bin: Path) -> None:
+    with FakeUpstream(lambda req: AnthropicStream(anthropic_text_events("hi", model="priced")),
+                      wire="anthropic") as up:
+        gw = spawn_gateway(serve_config(up.url, extra='\n[team]\nidentity = ["keys"]\n'), tmp_path / "gw")
+        try:
+            made = gw.cli("team", "key", "create", ALICE, "--config", str(gw.config_path))
+            assert made.returncode == 0, made.stderr
+            key = made.stdout.strip()
+            listed = json.loads(gw.cli("team", "key", "list", "--json", "--config", str(gw.config_path)).stdout)
+            assert gw.cli("team", "key", "revoke", listed[0]["id"], "--config", str(gw.config_path)).returncode == 0
+            time.sleep(0.6)  # past the verifier's cache
+            results = {}
+            for helper in (False, True):
+                how = "apiKeyHelper" if helper else "ANTHROPIC_AUTH_TOKEN"
+                results[how] = claude(claude_bin, tmp_path / "revoked", gw.url, key, helper)
+        finally:
+            gw.stop()
+        assert not [r for r in up.requests if r.path.endswith("/v1/messages")], "a revoked key reaches nothing"
+    for how, (took, out) in results.items():
+        print(f"revoked key via {how}: Claude Code exited after {took:.1f} s, Patchbay's words shown: "
+              f"{'was revoked' in out}")
+    for how, (took, out) in results.items():
+        assert took < 20.0 and "was revoked" in out and key not in out, f"{how}: {took:.1f} s\n{out[-800:]}"
