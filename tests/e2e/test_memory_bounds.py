@@ -2,7 +2,8 @@
 
 - an upstream that gzips its whole answer although asked not to: 1 MB that inflates to 1 GiB
   (the gateway inflated it whole, +2-3 GB);
-- 24 clients each sending a 30 MB body at once (the gateway reached 2.7 GB and kept 2 GB).
+- 24 clients each sending a 30 MB body at once (the gateway reached 2.7 GB and kept 2 GB);
+- an event stream that starts an event and sends 300 MB without ending it.
 
 The gateway must stay under 600 MB resident during each and come back below 200 MB after, and
 answer every request: the bomb with a 502 that says what the upstream did, every big body with
@@ -103,6 +104,25 @@ def test_gzip_bomb_answer_is_refused_without_inflating_it(
     with pytest.raises(anthropic.APIStatusError) as err2:
         client.messages.create(model="claude-sonnet-4-5", max_tokens=64, messages=[{"role": "user", "content": "hi"}])
     assert err2.value.status_code == 502 and "HTML page" in str(err2.value)
+
+
+def test_an_event_that_never_ends_is_cut_at_the_limit(
+        hostile: HostileUpstream, start_gateway: Callable[..., GatewayProcess]) -> None:
+    hostile.behave("sse_no_boundary")
+    gw = start_gateway("anthropic", hostile.url, model="claude-sonnet-4-5")
+    client = anthropic.Anthropic(base_url=gw.url, api_key=gw.token, max_retries=0, timeout=120)
+    with RSSWatch(gw.proc.pid) as watch:
+        before = watch.rss()
+        with pytest.raises(anthropic.APIStatusError) as err:
+            with client.messages.stream(model="claude-sonnet-4-5", max_tokens=64,
+                                        messages=[{"role": "user", "content": "hi"}]) as s:
+                s.get_final_message()
+    after = watch.settled(AFTER_LIMIT)
+    print(f"300 MB without an event's end: rss before {before / MB:.0f} MB, peak {watch.peak / MB:.0f} MB, "
+          f"after {after / MB:.0f} MB")
+    assert "without ending an event" in str(err.value) and "bug in Patchbay" not in str(err.value)
+    assert watch.peak < PEAK_LIMIT, f"peak {watch.peak / MB:.0f} MB"
+    assert after < AFTER_LIMIT, f"after {after / MB:.0f} MB"
 
 
 def _big_body(size: int) -> bytes:

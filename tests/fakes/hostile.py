@@ -221,8 +221,19 @@ async def huge_200(w: Writer, h: dict[str, str], body: bytes) -> None:
         sent["huge_200"] += len(piece)
 
 
+async def sse_no_boundary(w: Writer, h: dict[str, str], body: bytes) -> None:
+    """An event stream that starts an event and never ends it: 300 MB of one ``data:`` line."""
+    w.write(_head(200, "text/event-stream", chunked=True) + _chunked([b"event: content_block_delta\ndata: "]))
+    piece = _chunked([b"x" * (1 << 20)])
+    for _ in range(300):
+        w.write(piece)
+        await w.drain()
+    w.write(b"0\r\n\r\n")
+    await w.drain()
+
+
 BEHAVIOURS: dict[str, Behaviour] = {
-    "gzip_bomb_200": gzip_bomb_200, "drip_200": drip_200, "huge_200": huge_200,
+    "gzip_bomb_200": gzip_bomb_200, "drip_200": drip_200, "huge_200": huge_200, "sse_no_boundary": sse_no_boundary,
     "sse_unended": sse_unended, "openai_done_unended": openai_done_unended, "cut_mid_body": cut_mid_body,
     "stall_mid_body": stall_mid_body, "html_200": html_200, "index_html_200": index_html_200,
     "error_json_200": error_json_200, "odd_openai_chunks": odd_openai_chunks, "quota_in_stream": quota_in_stream,

@@ -17,7 +17,7 @@ from app.model_limits import limit_for
 from app.proxy.answer_body import read_whole
 from app.proxy.backends.base import Backend, clamp_output, drain, join_url, upstream_error_message
 from app.proxy.exchange import JSON_HEADERS, SSE_HEADERS, Exchange, GatewayError
-from app.proxy.sse import SSEParser
+from app.proxy.sse import MAX_EVENT_BYTES, SSEParser, event_too_large
 from app.proxy.thinking import for_anthropic_format, note_message, note_signature, signing_family
 from app.proxy.translate.response import error_type_for_status as error_type_for
 
@@ -59,6 +59,9 @@ class AnthropicTap:
         elif end >= 0:
             cut = end + 2
         else:
+            if len(buf) > MAX_EVENT_BYTES:
+                self.tail = b""
+                raise event_too_large(len(buf))
             self.tail = buf
             return b""
         ready, self.tail = buf[:cut], buf[cut:]
