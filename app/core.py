@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 from app import config_file as cfgmod
 from app.config import ActiveSelection, BackendConfig, BudgetConfig, Config, ConfigError, RoutesConfig
 from app.events import EventHub, EventQueue, RequestFinished
+from app.logsafe import one_line
 from app.paths import PathError, Paths, default_paths
 from app.proxy.backends import probe
 from app.proxy.backends.probe import TestResult
@@ -174,7 +175,8 @@ class Engine:
         return self.admission
 
     def _setup_metrics(self) -> None:
-        from app.proxy.metrics import GatewayMetrics
+        from app.proxy.metrics import GatewayMetrics, configured_models
+        from app.services.pricing import FREE_LOCAL
 
         def cost(ev: RequestFinished) -> float | None:
             return self.prices.cost_of(ev)
@@ -182,8 +184,14 @@ class Engine:
         def budgets() -> list[tuple[str, float]]:
             return [(st.budget.label, st.fraction) for st in self.budgets.status()]
 
+        def known(backend: str, model: str) -> bool:  # a model name worth its own label
+            if model in configured_models(self.config):
+                return True
+            price = self.prices.price_for(backend, model)
+            return price is not None and price is not FREE_LOCAL  # a local backend "prices" any name
+
         self.metrics = GatewayMetrics(cost, queue=lambda: self.ledger.queued, spool=lambda: self.ledger.spooled,
-                                      budgets=budgets)
+                                      budgets=budgets, known=known)
         self.hub.add(self.metrics.sink)
         self.runtime.gateway.metrics = self.metrics.render
         self.runtime.gateway.metrics_public = self.config.metrics.public
@@ -411,6 +419,6 @@ def finished_line(ev: RequestFinished) -> str:
     u = ev.usage
     status = "ok" if ev.error_type is None else f"{ev.status} {ev.error_type}"
     ttft = f"{ev.ttft_ms:.0f}ms" if ev.ttft_ms is not None else "-"
-    return (f"{ev.backend}/{ev.model} {status} in={u.input_tokens} out={u.output_tokens} "
+    return one_line(f"{ev.backend}/{ev.model} {status} in={u.input_tokens} out={u.output_tokens} "
             f"cache_r={u.cache_read_input_tokens} cache_w={u.cache_creation_input_tokens} ttft={ttft} "
-            f"total={ev.duration_ms:.0f}ms session={(ev.session_id or '-')[:8]}")
+            f"total={ev.duration_ms:.0f}ms session={(ev.session_id or '-')[:8]}")  # the model is the client's

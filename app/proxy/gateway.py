@@ -33,7 +33,16 @@ from app.proxy.exchange import (
 )
 from app.proxy.health import HealthBoard
 from app.proxy.hints import Hints
-from app.proxy.request_body import ClientGone, cwd_of, parse_body, prompt_of, read_body, session_from_metadata
+from app.proxy.memory import BodyRoom, Hold, tune_malloc
+from app.proxy.request_body import (
+    ClientGone,
+    cwd_of,
+    forwarded_header,
+    parse_body,
+    prompt_of,
+    read_body,
+    session_from_metadata,
+)
 from app.proxy.routing import Admission, Refusal, Route, RoutingTable
 from app.proxy.sse import PING, encode
 from app.proxy.subscription import SUBSCRIPTION, served_under_subscription
@@ -94,6 +103,8 @@ class Gateway:
         # GET /metrics: the Prometheus text (app/proxy/metrics.py), and whether it needs no token
         self.metrics: Callable[[], bytes] | None = None
         self.metrics_public = False
+        self.bodies = BodyRoom()  # request bodies held at once (app/proxy/memory.py)
+        tune_malloc()
 
     # ------------------------------------------------------------------ ASGI entry
 
@@ -120,12 +131,10 @@ class Gateway:
             return
         try:
             access.check_host(_host_header(scope), self.snap.settings.allowed_hosts)
-            if path == "/v1/messages":
+            if path == "/v1/messages" or path == "/v1/messages/count_tokens":
                 _allow(method, "POST")
-                await self._messages(scope, receive, send, count=False)
-            elif path == "/v1/messages/count_tokens":
-                _allow(method, "POST")
-                await self._messages(scope, receive, send, count=True)
+                async with self.bodies.hold() as hold:
+                    await self._messages(scope, receive, send, count=path != "/v1/messages", hold=hold)
             elif path == "/v1/models":
                 _allow(method, "GET")
                 await self._models(scope, send)
@@ -196,7 +205,8 @@ class Gateway:
 
     # ------------------------------------------------------------------ /v1/messages
 
-    async def _messages(self, scope: dict[str, Any], receive: Receive, send: Send, *, count: bool) -> None:
+    async def _messages(self, scope: dict[str, Any], receive: Receive, send: Send, *, count: bool,
+                        hold: Hold | None = None) -> None:
         snap = self.snap
         headers = self._headers(scope)
         self._check_origin(headers, snap)
@@ -218,7 +228,7 @@ class Gateway:
         elif not (self._token_ok(own_header, snap) or self._token_ok(api_key, snap) or self._token_ok(bearer, snap)) \
                 and (is_exposed or not any(b.config.auth == "client" for b in snap.backends.values())):
             raise access.token_needed(presented, is_exposed)  # before reading (up to 32 MB of) the body
-        raw = await read_body(receive, headers, snap.settings.max_body_bytes)
+        raw = await read_body(receive, headers, snap.settings.max_body_bytes, hold)
         # the newest snapshot, read after the last wait before its backends are claimed: a backend
         # edited while this body was arriving is retired, and closes only once nobody holds it
         snap = self.snap
@@ -242,7 +252,8 @@ class Gateway:
         session_id = _h(headers, b"x-claude-code-session-id") or session_from_metadata(body)
         inc = Incoming(
             body=body, raw=raw, api_key=api_key, bearer=bearer, authorization=authorization,
-            anthropic_version=_h(headers, b"anthropic-version"), anthropic_beta=_h(headers, b"anthropic-beta"),
+            anthropic_version=forwarded_header(headers, b"anthropic-version"),
+            anthropic_beta=forwarded_header(headers, b"anthropic-beta"),
             user_agent=_h(headers, b"user-agent"), session_id=session_id,
             agent_id=_h(headers, b"x-claude-code-agent-id"),
             api_key_is_token=key_is_token or identity is not None, bearer_is_token=bearer_is_token or identity is not None,

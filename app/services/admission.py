@@ -44,6 +44,7 @@ from app.services.admission_store import BudgetStore, CounterKey, Numbers
 from app.services.budgets import block_refusal, budget_matches, period_bounds, warning_headers
 from app.services.ledger_store import PLAN_PREFIX
 from app.services.pricing import PriceBook
+from app.team.identity import STOP_RETRYING
 from app.team.policy import subject_of
 from app.team_config import DEFAULT_RESERVE_OUTPUT
 
@@ -273,9 +274,12 @@ class Admission:
                     log.warning("%s on_unreachable = %s.", reason, self.on_unreachable)
                 self.degraded = reason
                 self._retry_at = time.monotonic() + RETRY_S
-            if self.on_unreachable == "closed":
-                return Refusal(503, "overloaded_error", f"{self.degraded} This gateway is set to refuse requests "
-                               "then ([ledger] on_unreachable = \"closed\"); try again in a minute.")
+            if self.on_unreachable == "closed":  # not overloaded_error, which Claude Code retries and words
+                # as "The API is at capacity": a 503 of another type with x-should-retry: false ends at
+                # once and shows this sentence, whatever the credential's source (docs/protocol.md)
+                return Refusal(503, "api_error", f"{self.degraded} This gateway is set to refuse requests "
+                               "then ([ledger] on_unreachable = \"closed\"); try again in a minute.",
+                               headers=STOP_RETRYING)
             return route
         if self.degraded is not None:
             log.info("budgets can be checked again")

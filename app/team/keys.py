@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable, Protocol, Sequence
 
-from app.team.identity import AuthError, Headers, Identity, IdentityUnavailable, bearer
+from app.team.identity import STOP_RETRYING, AuthError, Headers, Identity, IdentityUnavailable, bearer
 
 log = logging.getLogger("patchbay.team")
 
@@ -110,6 +110,28 @@ class KeyStore(Protocol):
         ...
 
 
+def refused(message: str, headers: Headers) -> AuthError:
+    """A team key no retry will make good (unknown, revoked, expired): Claude Code must stop at once
+    and show ``message``. 401 with ``x-should-retry: false`` does that for a key in
+    ``ANTHROPIC_AUTH_TOKEN`` or ``ANTHROPIC_API_KEY``; a key from an ``apiKeyHelper`` (what ``patchbay
+    team join`` writes; Claude Code sends it as both ``x-api-key`` and ``Authorization: Bearer``) is
+    retried on a 401 or 403 even so, for minutes, and only a 429 with that header ends it (measured
+    with the CLI 2.1.332, docs/team.md)."""
+    err = AuthError(message, source="keys")
+    err.headers = list(STOP_RETRYING)
+    if from_helper(headers):
+        err.status, err.error_type = 429, "permission_error"
+    return err
+
+
+def from_helper(headers: Headers) -> bool:
+    """Whether the credential came as Claude Code sends an apiKeyHelper's output: the same value in
+    ``x-api-key`` and ``Authorization: Bearer``."""
+    key = (headers.get("x-api-key") or "").strip()
+    auth = (headers.get("authorization") or "").strip()
+    return bool(key) and auth[:7].lower() == "bearer " and auth[7:].strip() == key
+
+
 def _day(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
@@ -143,7 +165,7 @@ class KeysVerifier:
                 record = self.store.lookup(secret)
             except KeyStoreError as exc:
                 log.warning("identity: the team key store cannot be asked: %s", exc)
-                raise IdentityUnavailable(UNAVAILABLE, source="keys") from None
+                raise IdentityUnavailable(UNAVAILABLE, source="keys", final=True) from None
             return self._remember(h, now, record)
         asking = self._asking.get(h)
         if asking is None:  # one lookup per key at a time, however many requests carry it
@@ -163,7 +185,7 @@ class KeysVerifier:
             record = await asyncio.shield(asking)
         except KeyStoreError as exc:
             log.warning("identity: the team key store cannot be asked: %s", exc)
-            raise IdentityUnavailable(UNAVAILABLE, source="keys") from None
+            raise IdentityUnavailable(UNAVAILABLE, source="keys", final=True) from None
         return self._remember(h, now, record)
 
     def _remember(self, h: str, now: float, record: KeyRecord | None) -> KeyRecord | None:
@@ -178,17 +200,17 @@ class KeysVerifier:
             return None
         record = await self._record(secret)
         if record is None:
-            raise AuthError("Patchbay: this team key is not one this gateway issued (or it was deleted). Ask your "
-                            "Patchbay admin for a key: `patchbay team key create YOUR-EMAIL`.", source="keys")
+            raise refused("Patchbay: this team key is not one this gateway issued (or it was deleted). Ask your "
+                          "Patchbay admin for a key: `patchbay team key create YOUR-EMAIL`.", headers)
         status = record.status(self._wall())
         if status == "revoked":
             assert record.revoked_at is not None
-            raise AuthError(f"Patchbay: the team key {record.id} was revoked on {_day(record.revoked_at)}. Ask your "
-                            "Patchbay admin for a new one.", source="keys")
+            raise refused(f"Patchbay: the team key {record.id} was revoked on {_day(record.revoked_at)}. Ask your "
+                          "Patchbay admin for a new one.", headers)
         if status == "expired":
             assert record.expires_at is not None
-            raise AuthError(f"Patchbay: the team key {record.id} expired on {_day(record.expires_at)}. Ask your "
-                            "Patchbay admin for a new one.", source="keys")
+            raise refused(f"Patchbay: the team key {record.id} expired on {_day(record.expires_at)}. Ask your "
+                          "Patchbay admin for a new one.", headers)
         return Identity(record.user, record.groups, "keys", key_id=record.id)
 
     async def aclose(self) -> None:

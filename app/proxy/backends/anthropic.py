@@ -14,9 +14,10 @@ import httpx
 import orjson
 
 from app.model_limits import limit_for
+from app.proxy.answer_body import read_whole
 from app.proxy.backends.base import Backend, clamp_output, drain, join_url, upstream_error_message
 from app.proxy.exchange import JSON_HEADERS, SSE_HEADERS, Exchange, GatewayError
-from app.proxy.sse import SSEParser
+from app.proxy.sse import MAX_EVENT_BYTES, SSEParser, event_too_large
 from app.proxy.thinking import for_anthropic_format, note_message, note_signature, signing_family
 from app.proxy.translate.response import error_type_for_status as error_type_for
 
@@ -59,6 +60,9 @@ class AnthropicTap:
         elif end >= 0:
             cut = end + 2
         else:
+            if len(buf) > MAX_EVENT_BYTES:
+                self.tail = b""
+                raise event_too_large(len(buf))
             self.tail = buf
             return b""
         ready, self.tail = buf[:cut], buf[cut:]
@@ -195,14 +199,14 @@ class AnthropicBackend(Backend):
         ex.note_limits(resp.headers)  # a subscription's usage windows (docs/protocol.md §6)
         try:
             if resp.status_code >= 400:
-                raw = await resp.aread()
+                raw = await read_whole(resp, self.who)
                 etype, msg = upstream_error_message(raw, f"HTTP {resp.status_code} from the upstream")
                 raise GatewayError(resp.status_code, etype or error_type_for(resp.status_code), msg,
                                    raw_body=raw if _is_anthropic_error(raw) else None,
                                    headers=forwarded_headers(resp))
             ctype = resp.headers.get("content-type", "")
             if "text/event-stream" not in ctype:
-                raw = await resp.aread()
+                raw = await read_whole(resp, self.who)
                 ex.observe_message(self._message_or_raise(raw, ctype))
                 if not ex.started:
                     await ex.answer(resp.status_code, JSON_HEADERS + forwarded_headers(resp), raw)

@@ -12,6 +12,7 @@ import orjson
 
 from app.model_limits import limit_for
 from app.provider_quirks import quirks_for
+from app.proxy.answer_body import read_whole
 from app.proxy.backends.base import Backend, drain, upstream_error_message
 from app.proxy.exchange import JSON_HEADERS, SSE_HEADERS, Exchange, GatewayError
 from app.proxy.reasoning_store import STORE
@@ -64,7 +65,7 @@ class OpenAIBackend(Backend):
     async def _raise_for_status(self, resp: httpx.Response) -> None:
         if resp.status_code < 400:
             return
-        raw = await resp.aread()
+        raw = await read_whole(resp, self.who)
         status, err = openai_error_to_anthropic(resp.status_code, raw)
         e = err.get("error", {})
         retry = [(b"retry-after", v.encode()) for k, v in resp.headers.items() if k.lower() == "retry-after"]
@@ -161,7 +162,7 @@ class OpenAIBackend(Backend):
         ctype = resp.headers.get("content-type", "").lower()
         if "text/event-stream" in ctype or not ("html" in ctype or "json" in ctype):
             return
-        raw = await resp.aread()
+        raw = await read_whole(resp, self.who)
         _t, said = upstream_error_message(raw, "an empty body")
         kind = "an HTML page" if "html" in ctype else "JSON"
         raise GatewayError(502, "api_error",
