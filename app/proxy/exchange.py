@@ -7,6 +7,7 @@ The gateway creates an ``Exchange`` per request; a backend adapter answers throu
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
@@ -16,7 +17,7 @@ import orjson
 from app.events import ContentDelta, EventHub, RequestFinished, Usage
 from app.proxy.routing import Route
 from app.proxy.sse import encode
-from app.proxy.tokens import estimate_tokens
+from app.proxy.tokens import estimate_tokens, text_tokens
 from app.scrub import scrub, scrub_text
 
 if TYPE_CHECKING:
@@ -111,7 +112,7 @@ class Exchange:
         "started", "finished", "status", "error_type", "error_message", "ttft", "stop_reason",
         "served_model", "input_tokens", "output_tokens", "cache_creation", "cache_read",
         "last_write", "captured", "client_gone", "attempts", "hold_open_until", "interrupted", "extra_headers",
-        "on_done",
+        "on_done", "streamed_tokens", "usage_final",
     )
 
     def __init__(self, request_id: str, route: Route, incoming: Incoming, stream: bool, send: Send,
@@ -151,6 +152,11 @@ class Exchange:
         # and final usage known): budget admission learns the real cost before the client can
         # send its next request, so this one's reservation never counts at its estimate then
         self.on_done: Callable[["Exchange"], None] | None = None
+        # the output forwarded so far, estimated from the text, thinking and tool JSON of the deltas
+        # (``count_output``): what an answer cut short is charged when the upstream's final usage
+        # never came (``usage_final``: its message_delta usage, a whole message's, a usage chunk)
+        self.streamed_tokens = 0.0
+        self.usage_final = False
 
     def retry(self, route: Route) -> None:
         """Start the next attempt (failover) on ``route``. Only before anything reached the
@@ -164,6 +170,8 @@ class Exchange:
         self.stop_reason = None
         self.served_model = route.model
         self.input_tokens = self.output_tokens = self.cache_creation = self.cache_read = 0
+        self.streamed_tokens = 0.0
+        self.usage_final = False
         if self.captured is not None:
             self.captured = []
         self.attempts += 1
@@ -241,10 +249,17 @@ class Exchange:
         if v is not None:
             self.cache_read = v
 
+    def count_output(self, text: str) -> None:
+        """A piece of output (text, thinking, tool JSON) forwarded to the client: counted as it
+        streams, so an answer cut short is charged for what it delivered."""
+        if text:
+            self.streamed_tokens += text_tokens(text.encode("utf-8", "replace"))
+
     def observe_message(self, msg: dict[str, Any]) -> None:
         """Learn from a whole (non-streamed) Anthropic message: usage, stop reason, the live view."""
         if isinstance(msg.get("usage"), dict):
             self.set_usage(msg["usage"])
+            self.usage_final = True
         if msg.get("model"):
             self.served_model = msg["model"]
         self.stop_reason = msg.get("stop_reason")
@@ -284,17 +299,26 @@ class Exchange:
     def usage(self) -> Usage:
         return Usage(self.input_tokens, self.output_tokens, self.cache_creation, self.cache_read)
 
-    def record(self, capture_mode: str, endpoint: str = "messages") -> RequestFinished:
-        end = time.perf_counter()
+    def _usage_of(self, cut: bool) -> tuple[Usage, str | None]:
+        """The usage to record, and how it was counted: None for the upstream's own numbers;
+        ``"streamed"`` for an answer cut short before its final usage came, whose output is at
+        least what was forwarded (``streamed_tokens``) and whose prompt, where the upstream never
+        said, is Patchbay's estimate: the provider bills both."""
         usage = self.usage
-        interrupted = self.interrupted or (self.stream and self.started and not self.finished)
-        if interrupted and not usage.input_tokens and endpoint == "messages":
-            # the provider bills the prompt of an answer cut short: record our estimate of it
+        if not cut or self.usage_final:
+            return usage, None
+        inp, out = usage.input_tokens, max(usage.output_tokens, math.ceil(self.streamed_tokens))
+        if not inp:
             try:
-                usage = Usage(estimate_tokens(self.incoming.body), usage.output_tokens, usage.cache_creation_input_tokens,
-                              usage.cache_read_input_tokens)
+                inp = estimate_tokens(self.incoming.body)
             except Exception:
                 pass
+        return Usage(inp, out, usage.cache_creation_input_tokens, usage.cache_read_input_tokens), "streamed"
+
+    def record(self, capture_mode: str, endpoint: str = "messages") -> RequestFinished:
+        end = time.perf_counter()
+        interrupted = self.interrupted or (self.stream and self.started and not self.finished)
+        usage, counted = self._usage_of(interrupted and endpoint == "messages")
         keep = capture_mode == "all" or (capture_mode == "errors" and self.error_type is not None)
         inc = self.incoming
         return RequestFinished(
@@ -320,6 +344,7 @@ class Exchange:
             request_body=inc.raw if keep else None,
             response_body=b"".join(self.captured) if keep and self.captured is not None else None,
             interrupted=interrupted,
+            usage_counted=counted,
             endpoint=endpoint,
             **inc.who(),
         )

@@ -39,7 +39,10 @@ def should_capture(settings: LedgerSettings, ev: RequestFinished) -> bool:
     return False
 
 
-def _row(ev: RequestFinished, cost: float | None, instance: str | None = None) -> tuple[Any, ...]:
+def _row(ev: RequestFinished, cost: float | None, instance: str | None = None,
+         priced_by: str | None = None) -> tuple[Any, ...]:
+    """``priced_by``: the stated fallback price a model the table does not know was charged at
+    (``PriceBook.priced_by``); None when the table priced it."""
     u = ev.usage
     return (
         str(ev.request_id), float(ev.started_at), float(ev.ended_at), ev.session_id, ev.client, ev.route,
@@ -47,7 +50,7 @@ def _row(ev: RequestFinished, cost: float | None, instance: str | None = None) -
         scrub_text(ev.error_message), ev.stop_reason, ev.ttft_ms, float(ev.duration_ms), int(u.input_tokens),
         int(u.output_tokens), int(u.cache_creation_input_tokens), int(u.cache_read_input_tokens), cost,
         int(ev.attempts), ev.agent_id, instance, 1 if ev.interrupted else 0,
-        ev.user, groups_text(ev.groups), ev.identity_source, ev.client_addr,
+        ev.user, groups_text(ev.groups), ev.identity_source, ev.client_addr, ev.usage_counted, priced_by,
     )
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from app.paths import make_private_dir, make_private_file
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 class LedgerError(Exception):
@@ -162,7 +162,16 @@ _V5 = """
 CREATE INDEX requests_user ON requests(user_id, started_at);
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5)  # MIGRATIONS[n] takes a file from version n to n + 1
+# v6: how a row's usage was counted and priced. ``usage_counted`` "streamed": an answer cut short
+# before the upstream's final usage, its output counted from what was forwarded (else NULL: the
+# upstream's numbers); ``priced_by``: the fallback price a model the price table does not know was
+# charged at (else NULL: the table's own price).
+_V6 = """
+ALTER TABLE requests ADD COLUMN usage_counted TEXT;
+ALTER TABLE requests ADD COLUMN priced_by TEXT;
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6)  # MIGRATIONS[n] takes a file from version n to n + 1
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 
