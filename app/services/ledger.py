@@ -309,10 +309,11 @@ class Ledger:
                 continue
             try:
                 cost = prices.cost_of(ev)
+                priced_by = prices.priced_by(ev.backend, ev.model) if cost is not None else None
             except Exception:
-                cost = None
+                cost = priced_by = None
             try:
-                row = _row(ev, cost, self.instance)
+                row = _row(ev, cost, self.instance, priced_by)
                 body = None
                 if (ev.request_body is not None or ev.response_body is not None) and should_capture(settings, ev):
                     body = (_compress(ev.request_body), _compress(ev.response_body))

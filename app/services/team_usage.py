@@ -111,6 +111,27 @@ def _window_totals(reader: "LedgerReader", ranges: Sequence[tuple[float, float]]
     return float(rows[0][0] or 0.0), int(rows[0][1] or 0)
 
 
+# --------------------------------------------------------------------------- fallback prices
+
+
+@dataclass(frozen=True, slots=True)
+class FallbackPriced:
+    """Requests for a model the price table does not know, charged at a fallback price."""
+
+    model: str
+    priced_by: str  # which fallback (the row's ``priced_by``)
+    requests: int
+    cost_usd: float
+
+
+def fallback_priced(reader: "LedgerReader", start: float, end: float) -> list[FallbackPriced]:
+    """The [start, end) rows priced at a fallback (app/services/pricing.py), by model, dearest first."""
+    rows = reader._q("SELECT model, priced_by, count(*), total(cost_usd) FROM requests WHERE priced_by IS NOT NULL "
+                     "AND started_at >= ? AND started_at < ? GROUP BY 1, 2", [start, end])
+    out = [FallbackPriced(str(m), str(p), int(n), float(c or 0.0)) for m, p, n, c in rows]
+    return sorted(out, key=lambda f: (-f.cost_usd, f.model))
+
+
 # --------------------------------------------------------------------------- budgets
 
 
