@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 KEY_COLUMNS = ("Key", "User", "Groups", "Status", "Created", "Expires", "Created by")  # dates in UTC
 AUDIT_COLUMNS = ("When (UTC)", "Who", "Action", "Subject", "What")
-BUDGET_COLUMNS = ("User or group", "Budget", "Spent", "Limit", "Used", "State", "Resets")
+BUDGET_COLUMNS = ("Who", "Budget", "Spent", "Limit", "Used", "State", "Resets")
 TABS = ("Spend", "Budgets", "Keys", "Audit trail")
 
 
@@ -98,7 +98,7 @@ def fallback_words(rows: tuple[tuple[str, str, int, float], ...]) -> str:
 
 
 def budget_label(b: TeamBudgetView) -> str:
-    each = "each user" if b.scope == "each-user" else b.kind
+    each = "each user" if b.scope == "each-user" else b.kind  # user, group, all, backend
     return f"{each} / {b.period} {fmt_usd(b.limit_usd)}"
 
 
@@ -302,13 +302,13 @@ class TeamPage(QWidget):
         over = [b for b in budgets if b.state == "limit"]
         warn = [b for b in budgets if b.state == "warn"]
         if not budgets:
-            self.budget_note.setText("No per-user or per-group budgets, or nobody has spent against one this "
-                                     "period. Add [[budgets]] with scope = \"each-user\", \"user:EMAIL\" or "
-                                     "\"group:NAME\" to the config.")
+            self.budget_note.setText("No budgets, or nobody has spent against a per-person one this period. Add "
+                                     "[[budgets]] with scope = \"each-user\", \"user:EMAIL\", \"group:NAME\" or "
+                                     "\"all\" to the config.")
             self.budget_summary.setText("")
         else:
             self.budget_note.setText("Spent this period, from the ledger's rows (for each-user budgets: everyone "
-                                     "who sent a request this period), most used first.")
+                                     "who sent a request this period, most used first; for \"all\": every request).")
             parts = []
             if over:
                 parts.append(f"<span style='color:{STATE_COLORS['error']}'><b>{len(over)} at the limit</b></span>")
