@@ -303,7 +303,8 @@ class Exchange:
         """The usage to record, and how it was counted: None for the upstream's own numbers;
         ``"streamed"`` for an answer cut short before its final usage came, whose output is at
         least what was forwarded (``streamed_tokens``) and whose prompt, where the upstream never
-        said, is Patchbay's estimate: the provider bills both."""
+        said, is Patchbay's estimate: the provider bills both; ``"estimated"`` for a whole
+        (non-streamed) answer the client left before it came: its prompt, estimated."""
         usage = self.usage
         if not cut or self.usage_final:
             return usage, None
@@ -313,7 +314,8 @@ class Exchange:
                 inp = estimate_tokens(self.incoming.body)
             except Exception:
                 pass
-        return Usage(inp, out, usage.cache_creation_input_tokens, usage.cache_read_input_tokens), "streamed"
+        counted = "streamed" if self.stream else "estimated"
+        return Usage(inp, out, usage.cache_creation_input_tokens, usage.cache_read_input_tokens), counted
 
     def record(self, capture_mode: str, endpoint: str = "messages") -> RequestFinished:
         end = time.perf_counter()

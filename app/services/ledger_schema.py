@@ -162,10 +162,11 @@ _V5 = """
 CREATE INDEX requests_user ON requests(user_id, started_at);
 """
 
-# v6: how a row's usage was counted and priced. ``usage_counted`` "streamed": an answer cut short
-# before the upstream's final usage, its output counted from what was forwarded (else NULL: the
-# upstream's numbers); ``priced_by``: the fallback price a model the price table does not know was
-# charged at (else NULL: the table's own price).
+# v6: how a row's usage was counted and priced. ``usage_counted``: "streamed", an answer cut short
+# before the upstream's final usage, its output counted from what was forwarded; "estimated", a
+# whole answer the client left before it came, its prompt estimated; NULL, the upstream's numbers.
+# ``priced_by``: the fallback price a model the price table does not know was charged at (NULL:
+# the table's own price).
 _V6 = """
 ALTER TABLE requests ADD COLUMN usage_counted TEXT;
 ALTER TABLE requests ADD COLUMN priced_by TEXT;
