@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 log = logging.getLogger("patchbay.gateway")
+_COUNT_BATCH = 32_768  # characters of forwarded output estimated at once (count_output)
 
 
 def error_body(error_type: str, message: str, request_id: str | None = None) -> bytes:
@@ -112,7 +113,7 @@ class Exchange:
         "started", "finished", "status", "error_type", "error_message", "ttft", "stop_reason",
         "served_model", "input_tokens", "output_tokens", "cache_creation", "cache_read",
         "last_write", "captured", "client_gone", "attempts", "hold_open_until", "interrupted", "extra_headers",
-        "on_done", "streamed_tokens", "usage_final",
+        "on_done", "_out_tokens", "_out_pending", "_out_pending_chars", "usage_final",
     )
 
     def __init__(self, request_id: str, route: Route, incoming: Incoming, stream: bool, send: Send,
@@ -153,9 +154,12 @@ class Exchange:
         # send its next request, so this one's reservation never counts at its estimate then
         self.on_done: Callable[["Exchange"], None] | None = None
         # the output forwarded so far, estimated from the text, thinking and tool JSON of the deltas
-        # (``count_output``): what an answer cut short is charged when the upstream's final usage
-        # never came (``usage_final``: its message_delta usage, a whole message's, a usage chunk)
-        self.streamed_tokens = 0.0
+        # (``count_output``, ``streamed_tokens``): what an answer cut short is charged when the
+        # upstream's final usage never came (``usage_final``: its message_delta usage, a whole
+        # message's, a usage chunk)
+        self._out_tokens = 0.0
+        self._out_pending: list[str] = []
+        self._out_pending_chars = 0
         self.usage_final = False
 
     def retry(self, route: Route) -> None:
@@ -170,7 +174,9 @@ class Exchange:
         self.stop_reason = None
         self.served_model = route.model
         self.input_tokens = self.output_tokens = self.cache_creation = self.cache_read = 0
-        self.streamed_tokens = 0.0
+        self._out_tokens = 0.0
+        self._out_pending = []
+        self._out_pending_chars = 0
         self.usage_final = False
         if self.captured is not None:
             self.captured = []
@@ -252,8 +258,23 @@ class Exchange:
     def count_output(self, text: str) -> None:
         """A piece of output (text, thinking, tool JSON) forwarded to the client: counted as it
         streams, so an answer cut short is charged for what it delivered."""
-        if text:
-            self.streamed_tokens += text_tokens(text.encode("utf-8", "replace"))
+        if text:  # kept, and estimated a batch at a time: one delta costs a list append
+            self._out_pending.append(text)
+            self._out_pending_chars += len(text)
+            if self._out_pending_chars >= _COUNT_BATCH:
+                self._count_pending()
+
+    def _count_pending(self) -> None:
+        if self._out_pending:
+            self._out_tokens += text_tokens("".join(self._out_pending).encode("utf-8", "replace"))
+            self._out_pending = []
+            self._out_pending_chars = 0
+
+    @property
+    def streamed_tokens(self) -> float:
+        """The estimated tokens of the output forwarded so far."""
+        self._count_pending()
+        return self._out_tokens
 
     def observe_message(self, msg: dict[str, Any]) -> None:
         """Learn from a whole (non-streamed) Anthropic message: usage, stop reason, the live view."""
