@@ -9,7 +9,8 @@ Where budgets are enforced (``fallback``: a ``[team]`` or any ``[[budgets]]``) n
 one the table does not know (a made-up name, a new alias) is priced at a stated fallback, a
 ``[[prices]]`` entry with ``model = "*"`` (for its backend, else for any), else the dearest price
 known on its backend (its provider's table and the user's prices; for a backend of no known
-provider, the list-price providers' too). Its ``source`` starts with ``FALLBACK_SOURCE`` and
+provider, Anthropic's list prices where it serves Claude (an Anthropic-format, Bedrock or Vertex
+backend), else every list-price provider's). Its ``source`` starts with ``FALLBACK_SOURCE`` and
 ``priced_by`` names it, for the ledger row, ``patchbay check`` and the Team page.
 
 Everything here is plain data and pure functions; lookups are memoised, so the gateway thread
@@ -40,6 +41,7 @@ CACHE_READ_FACTOR = 0.1  # × input, where a price gives no cache-read figure
 LOCAL_SOURCE = "local backend: free unless you set a price"
 CONFIG_SOURCE = "your config.toml [[prices]]"
 FALLBACK_SOURCE = "fallback: "  # the start of a fallback price's source
+_CLAUDE_KINDS = frozenset({"anthropic", "bedrock", "vertex"})  # backends that serve Claude models
 ANY_MODEL = "*"  # a [[prices]] model that prices every name the table does not know
 
 
@@ -341,7 +343,13 @@ class PriceBook:
         known = [(pc.model, _user_price(pc)) for pc in self.overrides
                  if pc.model != ANY_MODEL and pc.backend in (None, bid)]
         provider = self.provider_of(backend)
-        sellers = [provider] if provider is not None else list(self._list_providers)
+        b = self._backend(backend)
+        if provider is not None:
+            sellers = [provider]
+        elif b is not None and b.kind in _CLAUDE_KINDS and "anthropic" in self._list_providers:
+            sellers = ["anthropic"]  # a company gateway or a cloud serving Claude: Claude's prices
+        else:
+            sellers = list(self._list_providers)
         known += [(m, p) for prov, m, _a, p in self.table.models if prov in sellers]
         if not known:
             return None
