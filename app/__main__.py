@@ -275,6 +275,10 @@ def cmd_check(args: argparse.Namespace) -> int:
         print("No known output limit for " + ", ".join(f"{b},{m}" for b, m in unknown) + ": their max_tokens goes "
               "out as the client asks (Claude Code asks for up to 128000). Where a server refuses that, set "
               "max_output_tokens for its backend.")
+    from app.services.price_fallback import fallback_lines
+
+    for line in fallback_lines(config):
+        print(line)
     return 0
 
 

@@ -90,6 +90,10 @@ class RequestFinished:
     request_body: bytes | None = None  # only when capture is on
     response_body: bytes | None = None
     interrupted: bool = False  # the answer stopped part-way; usage is what was known then
+    # how the usage was counted: None, the upstream's numbers; "streamed", an answer cut short
+    # before its final usage came, its output counted from what was forwarded; "estimated", a whole
+    # answer the client left before it came, its prompt estimated (Exchange._usage_of)
+    usage_counted: str | None = None
     endpoint: str = "messages"  # or "count_tokens"
     user: str | None = None  # team mode: the verified person (never their token or key)
     groups: tuple[str, ...] = ()

@@ -7,6 +7,7 @@ The gateway creates an ``Exchange`` per request; a backend adapter answers throu
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping
@@ -17,7 +18,7 @@ from app.events import ContentDelta, EventHub, RequestFinished, Usage
 from app.proxy.routing import Route
 from app.proxy.sse import encode
 from app.proxy.subscription import parse_unified
-from app.proxy.tokens import estimate_tokens
+from app.proxy.tokens import estimate_tokens, text_tokens
 from app.scrub import scrub, scrub_text
 
 if TYPE_CHECKING:
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 log = logging.getLogger("patchbay.gateway")
+_COUNT_BATCH = 32_768  # characters of forwarded output estimated at once (count_output)
 
 
 def error_body(error_type: str, message: str, request_id: str | None = None) -> bytes:
@@ -113,7 +115,7 @@ class Exchange:
         "started", "finished", "status", "error_type", "error_message", "ttft", "stop_reason",
         "served_model", "input_tokens", "output_tokens", "cache_creation", "cache_read",
         "last_write", "captured", "client_gone", "attempts", "hold_open_until", "interrupted", "extra_headers",
-        "on_done", "plan",
+        "on_done", "plan", "_out_tokens", "_out_pending", "_out_pending_chars", "usage_final",
     )
 
     def __init__(self, request_id: str, route: Route, incoming: Incoming, stream: bool, send: Send,
@@ -154,6 +156,14 @@ class Exchange:
         # send its next request, so this one's reservation never counts at its estimate then
         self.on_done: Callable[["Exchange"], None] | None = None
         self.plan: str | None = None  # "subscription": the caller's Claude subscription pays (the gateway decides)
+        # the output forwarded so far, estimated from the text, thinking and tool JSON of the deltas
+        # (``count_output``, ``streamed_tokens``): what an answer cut short is charged when the
+        # upstream's final usage never came (``usage_final``: its message_delta usage, a whole
+        # message's, a usage chunk)
+        self._out_tokens = 0.0
+        self._out_pending: list[str] = []
+        self._out_pending_chars = 0
+        self.usage_final = False
 
     def retry(self, route: Route) -> None:
         """Start the next attempt (failover) on ``route``. Only before anything reached the
@@ -167,6 +177,10 @@ class Exchange:
         self.stop_reason = None
         self.served_model = route.model
         self.input_tokens = self.output_tokens = self.cache_creation = self.cache_read = 0
+        self._out_tokens = 0.0
+        self._out_pending = []
+        self._out_pending_chars = 0
+        self.usage_final = False
         if self.captured is not None:
             self.captured = []
         self.attempts += 1
@@ -244,10 +258,32 @@ class Exchange:
         if v is not None:
             self.cache_read = v
 
+    def count_output(self, text: str) -> None:
+        """A piece of output (text, thinking, tool JSON) forwarded to the client: counted as it
+        streams, so an answer cut short is charged for what it delivered."""
+        if text:  # kept, and estimated a batch at a time: one delta costs a list append
+            self._out_pending.append(text)
+            self._out_pending_chars += len(text)
+            if self._out_pending_chars >= _COUNT_BATCH:
+                self._count_pending()
+
+    def _count_pending(self) -> None:
+        if self._out_pending:
+            self._out_tokens += text_tokens("".join(self._out_pending).encode("utf-8", "replace"))
+            self._out_pending = []
+            self._out_pending_chars = 0
+
+    @property
+    def streamed_tokens(self) -> float:
+        """The estimated tokens of the output forwarded so far."""
+        self._count_pending()
+        return self._out_tokens
+
     def observe_message(self, msg: dict[str, Any]) -> None:
         """Learn from a whole (non-streamed) Anthropic message: usage, stop reason, the live view."""
         if isinstance(msg.get("usage"), dict):
             self.set_usage(msg["usage"])
+            self.usage_final = True
         if msg.get("model"):
             self.served_model = msg["model"]
         self.stop_reason = msg.get("stop_reason")
@@ -293,17 +329,28 @@ class Exchange:
     def usage(self) -> Usage:
         return Usage(self.input_tokens, self.output_tokens, self.cache_creation, self.cache_read)
 
-    def record(self, capture_mode: str, endpoint: str = "messages") -> RequestFinished:
-        end = time.perf_counter()
+    def _usage_of(self, cut: bool) -> tuple[Usage, str | None]:
+        """The usage to record, and how it was counted: None for the upstream's own numbers;
+        ``"streamed"`` for an answer cut short before its final usage came, whose output is at
+        least what was forwarded (``streamed_tokens``) and whose prompt, where the upstream never
+        said, is Patchbay's estimate: the provider bills both; ``"estimated"`` for a whole
+        (non-streamed) answer the client left before it came: its prompt, estimated."""
         usage = self.usage
-        interrupted = self.interrupted or (self.stream and self.started and not self.finished)
-        if interrupted and not usage.input_tokens and endpoint == "messages":
-            # the provider bills the prompt of an answer cut short: record our estimate of it
+        if not cut or self.usage_final:
+            return usage, None
+        inp, out = usage.input_tokens, max(usage.output_tokens, math.ceil(self.streamed_tokens))
+        if not inp:
             try:
-                usage = Usage(estimate_tokens(self.incoming.body), usage.output_tokens, usage.cache_creation_input_tokens,
-                              usage.cache_read_input_tokens)
+                inp = estimate_tokens(self.incoming.body)
             except Exception:
                 pass
+        counted = "streamed" if self.stream else "estimated"
+        return Usage(inp, out, usage.cache_creation_input_tokens, usage.cache_read_input_tokens), counted
+
+    def record(self, capture_mode: str, endpoint: str = "messages") -> RequestFinished:
+        end = time.perf_counter()
+        interrupted = self.interrupted or (self.stream and self.started and not self.finished)
+        usage, counted = self._usage_of(interrupted and endpoint == "messages")
         keep = capture_mode == "all" or (capture_mode == "errors" and self.error_type is not None)
         inc = self.incoming
         return RequestFinished(
@@ -329,6 +376,7 @@ class Exchange:
             request_body=inc.raw if keep else None,
             response_body=b"".join(self.captured) if keep and self.captured is not None else None,
             interrupted=interrupted,
+            usage_counted=counted,
             endpoint=endpoint,
             plan=self.plan,
             **inc.who(),

@@ -368,6 +368,7 @@ class Gateway:
                 verdict = False
                 try:
                     try:
+                        _policy_holds(snap, ex)
                         await backend.messages(ex)
                     except (httpx.HTTPError, httpx.StreamError) as exc:  # cut or stalled mid-read
                         raise upstream_failure(backend.config, exc) from None
@@ -428,6 +429,7 @@ class Gateway:
         try:
             try:
                 try:
+                    _policy_holds(snap, ex)
                     await backend.count_tokens(ex)
                 except (httpx.HTTPError, httpx.StreamError) as exc:
                     raise upstream_failure(backend.config, exc) from None
@@ -695,6 +697,15 @@ def _who(identity: Identity | None, groups: tuple[str, ...], client_addr: str | 
 def _own_credential(inc: Incoming) -> bool:
     """The client sent an Anthropic credential of its own (not the gateway token)."""
     return bool(inc.api_key and not inc.api_key_is_token) or bool(inc.bearer and not inc.bearer_is_token)
+
+
+def _policy_holds(snap: Snapshot, ex: Exchange) -> None:
+    """Team mode: the model about to be sent upstream is one the sender's groups allow, whatever
+    path chose it (a pin, a rule, a fallback, a downgrade): the one check no route can skip, just
+    before each upstream call. Raises ``PolicyDenied`` (403 ``permission_error`` naming the rule)."""
+    team, identity = snap.team, ex.incoming.identity
+    if team is not None and identity is not None:
+        team.check(identity, ex.route)
 
 
 def _host_header(scope: dict[str, Any]) -> bytes | None:

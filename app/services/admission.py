@@ -251,7 +251,7 @@ class Admission:
         keys = {b: (subjects[b], *bounds[b]) for b in budgets}
 
         def decide(numbers: Numbers) -> tuple[Route | Refusal, list[tuple[CounterKey, float]]]:
-            final = self._decide(route, budgets, keys, numbers, now)
+            final = self._decide(route, budgets, keys, numbers, now, team=user is not None)
             if isinstance(final, Refusal) or not hold:
                 return final, []
             self._warn(request_id, final, budgets, keys, numbers)
@@ -287,7 +287,7 @@ class Admission:
         return result
 
     def _decide(self, route: Route, budgets: tuple[BudgetConfig, ...], keys: dict[BudgetConfig, CounterKey],
-                numbers: Numbers, now: float) -> Route | Refusal:
+                numbers: Numbers, now: float, team: bool = False) -> Route | Refusal:
         applied: set[int] = set()
         for _ in range(len(budgets) + 1):
             over = []
@@ -311,7 +311,7 @@ class Admission:
             if block is not None:
                 b, spent, held = block
                 return block_refusal(b, spent, keys[b][2], now, self._tz, held,
-                                     subject=keys[b][0].removeprefix(PLAN_PREFIX))
+                                     subject=keys[b][0].removeprefix(PLAN_PREFIX), team=team)
             return route
         return route
 

@@ -136,12 +136,13 @@ def _spent_by(subject: str) -> str:
 
 
 def block_refusal(budget: BudgetConfig, spent: float, resets_at: float, now: float, tz: tzinfo | None,
-                  held: float = 0.0, subject: str | None = None) -> Refusal:
+                  held: float = 0.0, subject: str | None = None, team: bool = False) -> Refusal:
     """The 429 of a used-up ``block`` budget. ``held``: what requests still in flight have reserved
     against it (admission's holds), said apart from what is spent. ``subject``: the counter it
     charges (``user:alice@corp.example`` for an each-user budget); the budget's scope by default.
     The budget's ``blocked_message`` (whom to ask, on a team gateway) ends the message; without one a
-    person's or group's budget sends them to their admin, a single user to their settings."""
+    person's or group's budget, and any budget on a team gateway (``team``: an org-wide ``all`` or
+    ``backend:`` one too), sends them to their admin; a single user to their settings."""
     subject = subject or budget.scope
     period = {"day": "today", "week": "this week", "month": "this month"}.get(budget.period, f"this {budget.period}")
     scope = _spent_by(subject)
@@ -159,10 +160,12 @@ def block_refusal(budget: BudgetConfig, spent: float, resets_at: float, now: flo
         advice = budget.blocked_message.strip()
     elif budget.is_team_scope:
         advice = "To go on now, ask your Patchbay admin to raise this budget or to move you to another one."
+    elif team:
+        advice = "To go on now, ask your Patchbay admin: this budget is the team gateway's, set in its config."
     else:
         advice = ("To go on now, raise limit_usd for this budget in Patchbay's settings, or set its action to "
                   "\"downgrade:<backend>,<model>\" to continue on a cheaper or local model.")
-    clock = "the gateway's local time" if budget.is_team_scope else "local time"
+    clock = "the gateway's local time" if budget.is_team_scope or team else "local time"
     message = f"Patchbay budget \"{budget.label}\" {state} resets {format_reset(resets_at, now, tz)} ({clock}). {advice}"
     retry = str(max(1, int(math.ceil(resets_at - now)))).encode()
     return Refusal(429, "billing_error", message, (

@@ -310,10 +310,11 @@ class Ledger:
             try:
                 cost = prices.cost_of(ev)
                 api_equiv = prices.api_equivalent(ev)
+                priced_by = prices.priced_by(ev.backend, ev.model) if cost is not None or api_equiv is not None else None
             except Exception:
-                cost = api_equiv = None
+                cost = api_equiv = priced_by = None
             try:
-                row = _row(ev, cost, self.instance, api_equiv)
+                row = _row(ev, cost, self.instance, api_equiv, priced_by)
                 body = None
                 if (ev.request_body is not None or ev.response_body is not None) and should_capture(settings, ev):
                     body = (_compress(ev.request_body), _compress(ev.response_body))

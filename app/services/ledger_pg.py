@@ -28,7 +28,7 @@ from app.services.ledger import LedgerError, LedgerReader
 from app.services.ledger_store import COUNT_COLUMNS, ROW_COLUMNS, Prepared, rollups
 from app.team_config import TeamLedger
 
-PG_SCHEMA_VERSION = 3
+PG_SCHEMA_VERSION = 4
 MIGRATE_LOCK = 0x50617463  # pg_advisory_lock key for migrations ("Patc")
 BUDGET_LOCK = 0x68626179  # pg_advisory_xact_lock key around budget counters ("hbay")
 
@@ -151,7 +151,13 @@ ALTER TABLE requests ADD COLUMN plan TEXT;
 ALTER TABLE requests ADD COLUMN api_equiv_usd DOUBLE PRECISION;
 """
 
-PG_MIGRATIONS: tuple[str, ...] = (_PG_V1, _PG_V2, _PG_V3)  # PG_MIGRATIONS[n] takes the schema from version n to n + 1
+# v4: how a row's usage was counted and priced (as in the SQLite ledger's v7)
+_PG_V4 = """
+ALTER TABLE requests ADD COLUMN usage_counted TEXT;
+ALTER TABLE requests ADD COLUMN priced_by TEXT;
+"""
+
+PG_MIGRATIONS: tuple[str, ...] = (_PG_V1, _PG_V2, _PG_V3, _PG_V4)  # PG_MIGRATIONS[n] takes the schema from version n to n + 1
 assert len(PG_MIGRATIONS) == PG_SCHEMA_VERSION
 
 _PG_TYPES = {"request_id": "text", "started_at": "float8", "ended_at": "float8", "stream": "int2", "status": "int4",

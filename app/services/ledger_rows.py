@@ -40,9 +40,11 @@ def should_capture(settings: LedgerSettings, ev: RequestFinished) -> bool:
 
 
 def _row(ev: RequestFinished, cost: float | None, instance: str | None = None,
-         api_equiv: float | None = None) -> tuple[Any, ...]:
+         api_equiv: float | None = None, priced_by: str | None = None) -> tuple[Any, ...]:
     """A ``requests`` row (ROW_COLUMNS). A request served under a subscription has ``cost``
-    0 (no money spent), ``plan`` "subscription" and its API-price value in ``api_equiv``."""
+    0 (no money spent), ``plan`` "subscription" and its API-price value in ``api_equiv``.
+    ``priced_by``: the stated fallback price a model the table does not know was charged at
+    (``PriceBook.priced_by``); None when the table priced it."""
     u = ev.usage
     return (
         str(ev.request_id), float(ev.started_at), float(ev.ended_at), ev.session_id, ev.client, ev.route,
@@ -51,6 +53,7 @@ def _row(ev: RequestFinished, cost: float | None, instance: str | None = None,
         int(u.output_tokens), int(u.cache_creation_input_tokens), int(u.cache_read_input_tokens), cost,
         int(ev.attempts), ev.agent_id, instance, 1 if ev.interrupted else 0,
         ev.user, groups_text(ev.groups), ev.identity_source, ev.client_addr, ev.plan, api_equiv,
+        ev.usage_counted, priced_by,
     )
 
 

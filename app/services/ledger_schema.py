@@ -18,7 +18,7 @@ from pathlib import Path
 
 from app.paths import make_private_dir, make_private_file
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 
 class LedgerError(Exception):
@@ -170,7 +170,17 @@ ALTER TABLE requests ADD COLUMN plan TEXT;
 ALTER TABLE requests ADD COLUMN api_equiv_usd REAL;
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6)  # MIGRATIONS[n] takes a file from version n to n + 1
+# v7: how a row's usage was counted and priced. ``usage_counted``: "streamed", an answer cut short
+# before the upstream's final usage, its output counted from what was forwarded; "estimated", a
+# whole answer the client left before it came, its prompt estimated; NULL, the upstream's numbers.
+# ``priced_by``: the fallback price a model the price table does not know was charged at (NULL:
+# the table's own price).
+_V7 = """
+ALTER TABLE requests ADD COLUMN usage_counted TEXT;
+ALTER TABLE requests ADD COLUMN priced_by TEXT;
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)  # MIGRATIONS[n] takes a file from version n to n + 1
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 

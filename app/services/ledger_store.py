@@ -25,7 +25,7 @@ ROW_COLUMNS = ("request_id", "started_at", "ended_at", "session_id", "client", "
                "model", "stream", "status", "error_type", "error_message", "stop_reason", "ttft_ms", "duration_ms",
                "input_tokens", "output_tokens", "cache_write_tokens", "cache_read_tokens", "cost_usd", "attempts",
                "agent_id", "instance", "interrupted", "user_id", "groups", "identity_source", "client_addr", "plan",
-               "api_equiv_usd")
+               "api_equiv_usd", "usage_counted", "priced_by")
 # the columns of a count_tokens row (``Prepared.count``), kept apart from the requests
 COUNT_COLUMNS = ("request_id", "started_at", "session_id", "client", "backend", "model", "status", "error_type",
                  "error_message", "duration_ms")

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Sequence, TextIO
 
 from app.paths import Paths
-from app.services.budgets import budget_status_from_ledger, format_reset
+from app.services.budgets import format_reset
 from app.services.ledger import LedgerError, LedgerReader, SessionSummary, TotalsRow
 from app.services.ledger_open import open_reader
 from app.services.subscription_usage import subscription_lines, subscription_part
@@ -296,10 +296,15 @@ def _budgets(reader: LedgerReader, cfg_path: Path, out: TextIO, now: float, tz: 
             return  # the config's own command reports its errors
         if not cfg.budgets:
             return
+        from app.services.team_usage import budget_rows
+
         lines = []
-        for st in budget_status_from_ledger(cfg.budgets, reader, now, tz):
-            lines.append(f"  {st.budget.label}: {money(st.spent_usd)} spent ({st.fraction:.0%}), "
-                         f"{st.state}, resets {format_reset(st.resets_at, now, tz)}; action {st.budget.action}")
+        # a person's or group's budget against their own rows, one line each (not the whole
+        # ledger's spend against one person's limit); the org-wide ones against every row
+        for r in budget_rows(reader, cfg.budgets, now=now, tz=tz):
+            who = "" if r.kind in ("all", "backend") else f" {r.subject}"
+            lines.append(f"  {r.budget.label}{who}: {money(r.spent_usd)} spent ({r.fraction:.0%}), "
+                         f"{r.state}, resets {format_reset(r.resets_at, now, tz)}; action {r.budget.action}")
         print("\nBudgets:\n" + "\n".join(lines), file=out)
     except LedgerError:
         return

@@ -373,6 +373,9 @@ class TeamView:
     spend_by_user: TeamSpendView | None = None  # the last 30 days per day (None: not read yet, or unreadable)
     spend_by_group: TeamSpendView | None = None
     budgets: tuple[TeamBudgetView, ...] = ()  # each-user, user: and group: budgets, config order
+    # this month's requests for models the price table does not know, charged at a fallback price:
+    # (model, the fallback, requests, dollars), dearest first
+    fallback_priced: tuple[tuple[str, str, int, float], ...] = ()
     # an admin's look at a team ledger ([ledger] url without [team]): the policy is the one a gateway
     # last recorded in the audit trail (who, when, from which config file); None: none recorded yet
     admin_view: bool = False

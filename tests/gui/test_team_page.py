@@ -181,6 +181,8 @@ def test_budget_states_many_users_and_long_emails_on_the_team_page(tmp_path: Pat
     table = page.budgets
     assert [table.horizontalHeaderItem(c).text() for c in range(table.columnCount())] == list(BUDGET_COLUMNS)
     rows = [[table.item(r, c).text() for c in range(6)] for r in range(table.rowCount())]
+    # the org-wide budget first (config order): every request this month counts
+    assert rows.pop(0) == ["everyone", "all / month $1,000", "$27.90", "$1,000", "3%", "ok"]
     assert rows[:4] == [
         ["alice@corp.example", "each user / month $10.00", "$12.00", "$10.00", "120%", "downgraded"],
         ["bob@lab.example", "each user / month $10.00", "$8.40", "$10.00", "84%", "warn"],
@@ -190,11 +192,11 @@ def test_budget_states_many_users_and_long_emails_on_the_team_page(tmp_path: Pat
     assert len(rows) == 12 + 2  # every user seen this month, then bob's own and the group's
     assert rows[-2][:6] == ["bob@lab.example", "user / day $8.00", "$8.40", "$8.00", "105%", "blocked"]
     assert rows[-1][:6] == ["research", "group / month $100", "$9.30", "$100", "9%", "ok"]
-    assert table.item(0, 5).toolTip() == "at the limit: requests go to anthropic · claude-haiku-4-5 until it resets"
-    assert table.item(0, 5).foreground().color().name() == STATE_COLORS["error"]
-    assert table.item(1, 5).foreground().color().name() == STATE_COLORS["warn"]
-    assert table.item(2, 5).foreground().color().name() == STATE_COLORS["ok"]
-    assert table.item(3, 0).toolTip() == LONG
+    assert table.item(1, 5).toolTip() == "at the limit: requests go to anthropic · claude-haiku-4-5 until it resets"
+    assert table.item(1, 5).foreground().color().name() == STATE_COLORS["error"]
+    assert table.item(2, 5).foreground().color().name() == STATE_COLORS["warn"]
+    assert table.item(3, 5).foreground().color().name() == STATE_COLORS["ok"]
+    assert table.item(4, 0).toolTip() == LONG
     assert "2 at the limit" in page.budget_summary.text() and "1 past the warn line" in page.budget_summary.text()
     assert page.tabs.tabText(1) == "Budgets (2 at the limit)"
 

@@ -36,6 +36,11 @@ def forwarded_headers(resp: httpx.Response) -> list[tuple[bytes, bytes]]:
     return out
 
 
+# the output a content_block_delta carries, by delta type: (its field, the live view's kind)
+_OUTPUT_FIELDS = {"text_delta": ("text", "text"), "thinking_delta": ("thinking", "thinking"),
+                  "input_json_delta": ("partial_json", "tool_input")}
+
+
 class AnthropicTap:
     """Reads a copy of an Anthropic SSE stream. ``feed`` returns the bytes that end on an
     event boundary (to forward now); the rest waits for its end."""
@@ -80,19 +85,17 @@ class AnthropicTap:
                     note_signature(self.family, orjson.loads(data)["delta"].get("signature"))
                 except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
                     pass
-            if self.want_deltas:
-                try:
-                    ev = orjson.loads(data)
-                    d = ev["delta"]
-                    t = d.get("type")
-                    if t == "text_delta":
-                        ex.delta(ev["index"], "text", d.get("text", ""))
-                    elif t == "thinking_delta":
-                        ex.delta(ev["index"], "thinking", d.get("thinking", ""))
-                    elif t == "input_json_delta":
-                        ex.delta(ev["index"], "tool_input", d.get("partial_json", ""))
-                except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
-                    pass
+            try:  # counted as it streams: an answer cut short is charged for what it delivered
+                ev = orjson.loads(data)
+                d = ev["delta"]
+                field = _OUTPUT_FIELDS.get(d.get("type"))
+                if field is not None:
+                    piece = d.get(field[0], "")
+                    ex.count_output(piece)
+                    if self.want_deltas:
+                        ex.delta(ev["index"], field[1], piece)
+            except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+                pass
             return
         if name == b"message_start":
             try:
@@ -108,6 +111,7 @@ class AnthropicTap:
                 ev = orjson.loads(data)
                 if isinstance(ev.get("usage"), dict):
                     ex.set_usage(ev["usage"])
+                    ex.usage_final = True
                 sr = (ev.get("delta") or {}).get("stop_reason")
                 if sr:
                     ex.stop_reason = sr

@@ -180,6 +180,7 @@ class OpenAIBackend(Backend):
         ex.output_tokens = u.output_tokens
         ex.cache_creation = u.cache_creation_input_tokens
         ex.cache_read = u.cache_read_input_tokens
+        ex.usage_final = tr.usage_reported
         ex.stop_reason = tr.stop_reason
         if tr.model:
             ex.served_model = tr.model
