@@ -20,7 +20,7 @@ import orjson
 from app import __version__
 from app.config import GatewaySettings, RoutesConfig
 from app.events import EventHub, RequestFinished, RequestStarted, Usage
-from app.proxy import access
+from app.proxy import access, stops
 from app.proxy.backends.base import Backend, clamp_output, upstream_failure
 from app.proxy.exchange import (
     JSON_HEADERS,
@@ -352,15 +352,16 @@ class Gateway:
                     except (httpx.HTTPError, httpx.StreamError) as exc:  # cut or stalled mid-read
                         raise upstream_failure(backend.config, exc) from None
                 except GatewayError as exc:
+                    key_refused = stops.credential_refused(backend.config, exc)  # its key: another may serve
                     exc = scrubbed(exc, inc)
                     failover = exc.status in RETRYABLE or exc.status >= 500
                     if failover:
                         health.failure(route.backend, f"{exc.status} {exc.message}")
                         verdict = True
                     nxt = await self._next_candidate(candidates, i, health, snap, ex, inc, request_id) \
-                        if failover and not ex.started else None
+                        if (failover or key_refused) and not ex.started else None
                     if nxt is None:
-                        await self._fail(ex, exc)
+                        await self._fail(ex, stops.refused_answer(backend.config, exc) if key_refused else exc)
                         break
                     log.info("request %s: %s answered %s; trying %s", request_id, route.backend, exc.status,
                              nxt[1].backend)
