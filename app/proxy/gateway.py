@@ -10,7 +10,6 @@ import asyncio
 import hmac
 import logging
 import time
-import uuid
 from dataclasses import dataclass, replace
 from typing import Any, Awaitable, Callable
 
@@ -20,7 +19,7 @@ import orjson
 from app import __version__
 from app.config import GatewaySettings, RoutesConfig
 from app.events import EventHub, RequestFinished, RequestStarted, Usage
-from app.proxy import access, stops
+from app.proxy import access, request_ids, stops
 from app.proxy.backends.base import Backend, clamp_output, upstream_failure
 from app.proxy.exchange import (
     JSON_HEADERS,
@@ -109,6 +108,9 @@ class Gateway:
             return
         method = scope["method"]
         path = scope["path"]
+        request_id = request_ids.new_id()  # on the answer's headers, its error body and its ledger row
+        scope["patchbay.request_id"] = request_id
+        send = request_ids.stamped(send, request_id)
         if len(path) > 1 and path.endswith("/"):
             path = path.rstrip("/")
         if method == "HEAD":
@@ -146,7 +148,8 @@ class Gateway:
                                    f"Patchbay does not serve {method} {scope['path']}. It serves POST /v1/messages, "
                                    "POST /v1/messages/count_tokens, GET /v1/models and GET /health.")
         except GatewayError as exc:
-            await _plain(send, exc.status, exc.raw_body or error_body(exc.error_type, exc.message),
+            await _plain(send, exc.status, request_ids.with_id(exc.raw_body, request_id) if exc.raw_body
+                         else error_body(exc.error_type, exc.message, request_id),
                          JSON_HEADERS + exc.headers)
         except ClientGone:
             return
@@ -155,7 +158,7 @@ class Gateway:
             try:
                 await _plain(send, 500, error_body("api_error", f"Patchbay failed while handling this request "
                                                    f"({type(exc).__name__}). This is a bug in Patchbay; the log "
-                                                   "file has the details."), JSON_HEADERS)
+                                                   "file has the details.", request_id), JSON_HEADERS)
             except Exception:
                 pass  # the answer had already begun: uvicorn closes the connection
 
@@ -227,7 +230,7 @@ class Gateway:
         try:
             body = parse_body(raw, count)
         except GatewayError as exc:  # a row in the request log even for a body we refuse
-            self._record_invalid(headers, raw, count, exc, who=who)
+            self._record_invalid(scope, headers, raw, count, exc, who=who)
             raise
 
         key_is_token = self._token_ok(api_key, snap)
@@ -256,13 +259,13 @@ class Gateway:
                                     allow=allow)
         if isinstance(routed, Refusal):
             refused = GatewayError(routed.status, routed.error_type, routed.message)
-            self._record_invalid(headers, raw, count, refused, body, who=who)
+            self._record_invalid(scope, headers, raw, count, refused, body, who=who)
             raise refused
         if team is not None and identity is not None:
             try:
                 allowed = team.check(identity, routed)
             except GatewayError as exc:
-                self._record_invalid(headers, raw, count, exc, body, who=who)
+                self._record_invalid(scope, headers, raw, count, exc, body, who=who)
                 raise
             capped = allowed.cap(body.get("max_tokens")) if not count else None
             if capped is not None and capped != body.get("max_tokens"):
@@ -272,7 +275,7 @@ class Gateway:
         backend = snap.backends[routed.backend]
         access.authorize(backend.config, authed, is_exposed, presented)
         stream = bool(body.get("stream")) and not count
-        request_id = "req_" + uuid.uuid4().hex[:24]
+        request_id: str = scope["patchbay.request_id"]
         if count:
             await self._count(snap, backend, Exchange(request_id, routed, inc, False, send, self.hub))
             return
@@ -477,15 +480,16 @@ class Gateway:
             return j, r
         return None
 
-    def _record_invalid(self, headers: dict[bytes, bytes], raw: bytes, count: bool, exc: GatewayError,
-                        body: dict[str, Any] | None = None, *, who: dict[str, Any] | None = None) -> None:
+    def _record_invalid(self, scope: dict[str, Any], headers: dict[bytes, bytes], raw: bytes, count: bool,
+                        exc: GatewayError, body: dict[str, Any] | None = None, *,
+                        who: dict[str, Any] | None = None) -> None:
         """A request refused before it had a route (a body that is not a request, an unknown
         backend, paused) still gets its row, with no backend."""
         model = body.get("model") if isinstance(body, dict) else None
         model = model if isinstance(model, str) else ""
         now = time.time()
         self.hub.publish(RequestFinished(
-            request_id="req_" + uuid.uuid4().hex[:24], started_at=now, ended_at=now,
+            request_id=scope["patchbay.request_id"], started_at=now, ended_at=now,
             session_id=_h(headers, b"x-claude-code-session-id"), client=_h(headers, b"user-agent"), route="refused",
             backend="", requested_model=model, model=model, stream=False, status=exc.status,
             error_type=exc.error_type, error_message=exc.message, ttft_ms=None, duration_ms=0.0, usage=Usage(),
@@ -507,11 +511,12 @@ class Gateway:
         if not ex.started:
             ex.fail(exc.error_type, exc.message, exc.status)
             await ex.answer(exc.status, JSON_HEADERS + exc.headers,
-                            exc.raw_body or error_body(exc.error_type, exc.message, ex.request_id))
+                            request_ids.with_id(exc.raw_body, ex.request_id) if exc.raw_body
+                            else error_body(exc.error_type, exc.message, ex.request_id))
         elif not ex.finished:
             ex.fail(exc.error_type, exc.message)
-            await ex.write(encode("error", {"type": "error", "error": {"type": exc.error_type,
-                                                                                 "message": exc.message}}))
+            await ex.write(encode("error", {"type": "error", "error": {"type": exc.error_type, "message": exc.message},
+                                            "request_id": ex.request_id}))
             await ex.end()
 
     async def _watch(self, receive: Receive, ex: Exchange, task: asyncio.Task[Any]) -> None:
