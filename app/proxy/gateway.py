@@ -130,6 +130,9 @@ class Gateway:
             elif path == "/v1/models":
                 _allow(method, "GET")
                 await self._models(scope, send)
+            elif path.startswith("/v1/models/"):
+                _allow(method, "GET")
+                await self._models(scope, send, path[len("/v1/models/"):])
             elif path == "/health":
                 _allow(method, "GET")
                 await self._health(scope, send)
@@ -142,7 +145,8 @@ class Gateway:
             elif path == "/":
                 await _json(send, 200, {"name": "Patchbay", "version": __version__,
                                         "endpoints": ["POST /v1/messages", "POST /v1/messages/count_tokens",
-                                                      "GET /v1/models", "GET /health", "GET /ready"]})
+                                                      "GET /v1/models", "GET /v1/models/{model_id}", "GET /health",
+                                                      "GET /ready"]})
             else:
                 raise GatewayError(404, "not_found_error",
                                    f"Patchbay does not serve {method} {scope['path']}. It serves POST /v1/messages, "
@@ -554,7 +558,9 @@ class Gateway:
         bearer = auth[7:].strip() if auth[:7].lower() == "bearer " else None
         return self._token_ok(key, snap) or self._token_ok(bearer, snap), bool(key or bearer)
 
-    async def _models(self, scope: dict[str, Any], send: Send) -> None:
+    async def _models(self, scope: dict[str, Any], send: Send, model_id: str | None = None) -> None:
+        """GET /v1/models (the list), or GET /v1/models/{model_id}: one entry, by its id
+        (``backend,model``) or by a model name alone (its first backend)."""
         snap = self.snap
         headers = self._headers(scope)
         self._check_origin(headers, snap)
@@ -570,6 +576,14 @@ class Gateway:
                     continue  # team mode: only what this person's groups allow
                 data.append({"type": "model", "id": f"{b.id},{m}", "display_name": f"{m} ({b.id})",
                              "created_at": "1970-01-01T00:00:00Z"})
+        if model_id is not None:
+            found = next((d for d in data if d["id"] == model_id), None) or \
+                next((d for d in data if d["id"].split(",", 1)[1] == model_id), None)
+            if found is None:
+                raise GatewayError(404, "not_found_error", f"model: {model_id} (GET /v1/models lists the models "
+                                   "Patchbay serves, written backend,model)")
+            await _json(send, 200, found)
+            return
         await _json(send, 200, {"data": data, "has_more": False,
                                 "first_id": data[0]["id"] if data else None,
                                 "last_id": data[-1]["id"] if data else None})
