@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 import orjson
@@ -109,7 +109,7 @@ class Exchange:
     __slots__ = (
         "request_id", "route", "incoming", "stream", "send", "hub", "want_deltas", "t0", "wall0",
         "started", "finished", "status", "error_type", "error_message", "ttft", "stop_reason",
-        "served_model", "input_tokens", "output_tokens", "cache_creation", "cache_read",
+        "served_model", "input_tokens", "output_tokens", "cache_creation", "cache_read", "cache_1h",
         "last_write", "captured", "client_gone", "attempts", "hold_open_until", "interrupted", "extra_headers",
         "on_done",
     )
@@ -137,6 +137,7 @@ class Exchange:
         self.output_tokens = 0
         self.cache_creation = 0
         self.cache_read = 0
+        self.cache_1h = 0  # of cache_creation, written for one hour
         self.last_write = self.t0
         self.captured: list[bytes] | None = [] if capture else None
         self.client_gone = False
@@ -163,7 +164,7 @@ class Exchange:
         self.ttft = None
         self.stop_reason = None
         self.served_model = route.model
-        self.input_tokens = self.output_tokens = self.cache_creation = self.cache_read = 0
+        self.input_tokens = self.output_tokens = self.cache_creation = self.cache_read = self.cache_1h = 0
         if self.captured is not None:
             self.captured = []
         self.attempts += 1
@@ -240,6 +241,9 @@ class Exchange:
         v = usage.get("cache_read_input_tokens")
         if v is not None:
             self.cache_read = v
+        split = usage.get("cache_creation")  # {"ephemeral_5m_input_tokens", "ephemeral_1h_input_tokens"}
+        if isinstance(split, dict) and isinstance(split.get("ephemeral_1h_input_tokens"), int):
+            self.cache_1h = split["ephemeral_1h_input_tokens"]
 
     def observe_message(self, msg: dict[str, Any]) -> None:
         """Learn from a whole (non-streamed) Anthropic message: usage, stop reason, the live view."""
@@ -282,7 +286,7 @@ class Exchange:
 
     @property
     def usage(self) -> Usage:
-        return Usage(self.input_tokens, self.output_tokens, self.cache_creation, self.cache_read)
+        return Usage(self.input_tokens, self.output_tokens, self.cache_creation, self.cache_read, self.cache_1h)
 
     def record(self, capture_mode: str, endpoint: str = "messages") -> RequestFinished:
         end = time.perf_counter()
@@ -291,8 +295,7 @@ class Exchange:
         if interrupted and not usage.input_tokens and endpoint == "messages":
             # the provider bills the prompt of an answer cut short: record our estimate of it
             try:
-                usage = Usage(estimate_tokens(self.incoming.body), usage.output_tokens, usage.cache_creation_input_tokens,
-                              usage.cache_read_input_tokens)
+                usage = replace(usage, input_tokens=estimate_tokens(self.incoming.body))
             except Exception:
                 pass
         keep = capture_mode == "all" or (capture_mode == "errors" and self.error_type is not None)
