@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable
 import orjson
 
 from app.events import ContentDelta, EventHub, RequestFinished, Usage
+from app.proxy import request_ids
 from app.proxy.routing import Route
 from app.proxy.sse import encode
 from app.proxy.tokens import estimate_tokens
@@ -176,6 +177,7 @@ class Exchange:
         self.status = status
         if self.extra_headers and 200 <= status < 300:
             headers = _with(headers, self.extra_headers)
+        headers = request_ids.with_header(headers, self.request_id)
         await self.send({"type": "http.response.start", "status": status, "headers": headers})
 
     async def write(self, data: bytes) -> None:
@@ -204,6 +206,7 @@ class Exchange:
         self.status = status
         if self.extra_headers and 200 <= status < 300:
             headers = _with(headers, self.extra_headers)
+        headers = request_ids.with_header(headers, self.request_id)
         if self.captured is not None:
             self.captured.append(body)
         if self.on_done is not None and self.stop_reason is not None:

@@ -110,6 +110,7 @@ class Gateway:
         path = scope["path"]
         request_id = request_ids.new_id()  # on the answer's headers, its error body and its ledger row
         scope["patchbay.request_id"] = request_id
+        scope["patchbay.send"] = send  # unwrapped: an Exchange adds the header itself
         send = request_ids.stamped(send, request_id)
         if len(path) > 1 and path.endswith("/"):
             path = path.rstrip("/")
@@ -281,7 +282,8 @@ class Gateway:
         stream = bool(body.get("stream")) and not count
         request_id: str = scope["patchbay.request_id"]
         if count:
-            await self._count(snap, backend, Exchange(request_id, routed, inc, False, send, self.hub))
+            await self._count(snap, backend, Exchange(request_id, routed, inc, False, scope["patchbay.send"],
+                                                      self.hub))
             return
 
         route: Route = routed
@@ -327,7 +329,8 @@ class Gateway:
         for b in held:
             b.inflight += 1
 
-        ex = Exchange(request_id, route, inc, stream, send, self.hub, capture=snap.capture != "off")
+        ex = Exchange(request_id, route, inc, stream, scope["patchbay.send"], self.hub,
+                      capture=snap.capture != "off")
         ex.extra_headers = extra
         finished_early = getattr(snap.admission, "finished_early", None)
         if finished_early is not None:  # its real cost, before the client can send the next request
