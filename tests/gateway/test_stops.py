@@ -110,3 +110,16 @@ def test_a_backend_that_is_down_still_fails_over(start_gateway, anthropic_up):
         + '\n\n[routes]\nfallback = ["b"]\n')
     with gw.client().messages.stream(model="m", max_tokens=5, messages=USER) as s:
         assert s.get_final_text() == "served by b"
+
+
+def test_a_backend_whose_name_does_not_resolve_stops_the_client_too(start_gateway):
+    url = "https://patchbay-test.invalid/v1"  # .invalid never resolves (RFC 2606)
+    gw = start_gateway(config_text([{"id": "remote", "kind": "openai", "base_url": url, "auth": "none",
+                                     "models": ["m"]}], active="remote"))
+    with pytest.raises(anthropic.APIStatusError) as info:
+        gw.client(max_retries=5).messages.create(model="m", max_tokens=5, messages=USER)
+    err = info.value
+    assert err.status_code == 502 and err.response.headers["x-should-retry"] == "false"
+    message = err.response.json()["error"]["message"]
+    assert message.startswith(f'The backend "remote" at {url} could not be reached (')
+    assert "check the address (base_url)" in message
