@@ -10,7 +10,12 @@ after one try instead, with a sentence naming the backend and the fix:
   ``apiKeyHelper`` (team mode) Claude Code retries those even when told not to; a 424 it never
   retries, with either credential source, and it adds no "server-side issue" advice;
 - a backend that does not answer at all (connection refused, DNS, TLS): **502** ``api_error`` with
-  ``x-should-retry: false``.
+  ``x-should-retry: false``;
+- a key Patchbay cannot find (not stored, a variable not set): 401 with ``x-should-retry: false``
+  (nothing went upstream; :class:`CredentialMissing`).
+
+A 403 may be about something else than the key (OpenRouter's moderation, a region): its sentence
+says what the provider said and offers the key's fix only "if it is about the key".
 
 A ``client`` backend's 401 is about the user's own credential (an expired subscription token that
 Claude Code refreshes): it is passed through unchanged, and this module leaves it alone.
@@ -96,10 +101,12 @@ def refused_answer(config: BackendConfig, exc: GatewayError) -> GatewayError:
     """The answer for a refused credential: names the backend, quotes the provider, says the fix."""
     kind = _auth_kind(config.auth)
     fields = {"id": config.id, "var": config.env_var or ""}
-    what = _CREDENTIAL_WHAT[kind].format(**fields)
+    fix = _CREDENTIAL_FIX[kind].format(**fields)
     said = defused(" ".join(exc.message.split()))[:500] or "no reason given"
-    message = (f"{what} refused by its provider ({exc.status}: {said}); "
-               f"{_CREDENTIAL_FIX[kind].format(**fields)}.")
+    if exc.status == 403:
+        message = f"the provider of backend {config.id} refused this request (403: {said}); if it is about the key, {fix}."
+    else:
+        message = f"{_CREDENTIAL_WHAT[kind].format(**fields)} refused by its provider ({exc.status}: {said}); {fix}."
     return GatewayError(CREDENTIAL_REFUSED, "api_error", message[0].upper() + message[1:], headers=[DONT_RETRY])
 
 

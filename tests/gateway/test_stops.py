@@ -123,3 +123,20 @@ def test_a_backend_whose_name_does_not_resolve_stops_the_client_too(start_gatewa
     message = err.response.json()["error"]["message"]
     assert message.startswith(f'The backend "remote" at {url} could not be reached (')
     assert "check the address (base_url)" in message
+
+
+def test_a_403_names_what_the_provider_said_and_offers_the_key_fix_only_if_it_is_about_the_key(start_gateway):
+    from tests.fakes import openai_error
+
+    moderated = openai_error(403, "Your chosen model requires moderation and your input was flagged", "forbidden")
+    with FakeUpstream(moderated, wire="openai", models=("m",)) as up:
+        secrets.set_api_key("router", GOOD)
+        gw = start_gateway(config_text([{"id": "router", "kind": "openai", "base_url": up.url + "/v1",
+                                         "auth": "keyring", "models": ["m"]}], active="router"))
+        with pytest.raises(anthropic.APIStatusError) as info:
+            gw.client(max_retries=5).messages.create(model="m", max_tokens=5, messages=USER)
+    assert info.value.status_code == 424 and info.value.response.headers["x-should-retry"] == "false"
+    assert info.value.response.json()["error"]["message"] == (
+        "The provider of backend router refused this request (403: Your chosen model requires moderation and your "
+        "input was flagged); if it is about the key, set a new one with `patchbay key set router` or in "
+        "Settings → Backends.")
