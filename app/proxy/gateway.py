@@ -362,14 +362,15 @@ class Gateway:
                     except (httpx.HTTPError, httpx.StreamError) as exc:  # cut or stalled mid-read
                         raise upstream_failure(backend.config, exc) from None
                 except GatewayError as exc:
-                    key_refused = stops.credential_refused(backend.config, exc)  # its key: another may serve
+                    key_refused = stops.credential_refused(backend.config, exc)
+                    no_key = key_refused or isinstance(exc, stops.CredentialMissing)  # another backend may serve
                     exc = scrubbed(exc, inc)
                     failover = exc.status in RETRYABLE or exc.status >= 500
                     if failover:
                         health.failure(route.backend, f"{exc.status} {exc.message}")
                         verdict = True
                     nxt = await self._next_candidate(candidates, i, health, snap, ex, inc, request_id) \
-                        if (failover or key_refused) and not ex.started else None
+                        if (failover or no_key) and not ex.started else None
                     if nxt is None:
                         await self._fail(ex, stops.refused_answer(backend.config, exc) if key_refused else exc)
                         break

@@ -140,3 +140,17 @@ def test_a_403_names_what_the_provider_said_and_offers_the_key_fix_only_if_it_is
         "The provider of backend router refused this request (403: Your chosen model requires moderation and your "
         "input was flagged); if it is about the key, set a new one with `patchbay key set router` or in "
         "Settings → Backends.")
+
+
+def test_a_backend_with_no_key_stored_fails_over_to_the_fallback(start_gateway, openai_up):
+    openai_up.enqueue(OpenAIStream(openai_text_chunks("served by the fallback")))
+    text = config_text([{"id": "nokey", "kind": "openai", "base_url": openai_up.url + "/v1", "auth": "keyring",
+                         "models": ["m"]},
+                        {"id": "spare", "kind": "openai", "base_url": openai_up.url + "/v1", "auth": "none",
+                         "models": ["gpt-fake"]}], active="nokey", model="m")
+    gw = start_gateway(text + '\n\n[routes]\nfallback = ["spare,gpt-fake"]\n')
+    with gw.client().messages.stream(model="m", max_tokens=5, messages=USER) as s:
+        assert s.get_final_text() == "served by the fallback"
+    (done,) = gw.finished(1)
+    assert (done.backend, done.attempts, done.status) == ("spare", 2, 200)
+    assert len(openai_up.requests) == 1  # nothing went out without a key
