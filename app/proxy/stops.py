@@ -70,13 +70,18 @@ _LOGIN_WORDS = re.compile(r"(?i)\bx-api-key\b|\bapi[ _-]?key\b")
 
 
 class CredentialMissing(GatewayError):
-    """Patchbay has no credential to send for a backend (a key not stored, a variable not set):
-    nothing went upstream, so this is not a refusal; it is answered as raised."""
+    """Patchbay has no credential to send for a backend (a key not stored, a variable not set, a
+    token command that fails): nothing went upstream, so this is not a refusal. Answered as raised,
+    worded without "API key" and with ``x-should-retry: false``."""
+
+    def __init__(self, status: int, error_type: str, message: str, *,
+                 headers: list[tuple[bytes, bytes]] | None = None) -> None:
+        super().__init__(status, error_type, defused(message), headers=[DONT_RETRY] if headers is None else headers)
 
 
 def missing(text: str) -> CredentialMissing:
     """The answer for a backend whose credential Patchbay cannot find (``text`` says which)."""
-    return CredentialMissing(401, "authentication_error", f"Patchbay: {defused(text)}", headers=[DONT_RETRY])
+    return CredentialMissing(401, "authentication_error", f"Patchbay: {text}")
 
 
 def _auth_kind(auth: str) -> str:

@@ -154,3 +154,14 @@ def test_a_backend_with_no_key_stored_fails_over_to_the_fallback(start_gateway, 
     (done,) = gw.finished(1)
     assert (done.backend, done.attempts, done.status) == ("spare", 2, 200)
     assert len(openai_up.requests) == 1  # nothing went out without a key
+
+
+def test_a_key_not_stored_is_said_without_login_words_and_not_retried(start_gateway, openai_up):
+    gw = start_gateway(config_text([{"id": "deepseek", "kind": "openai", "base_url": openai_up.url + "/v1",
+                                     "auth": "keyring", "models": ["m"]}], active="deepseek", model="m"))
+    with pytest.raises(anthropic.AuthenticationError) as info:
+        gw.client(max_retries=5).messages.create(model="m", max_tokens=5, messages=USER)
+    assert info.value.response.headers["x-should-retry"] == "false"
+    message = info.value.response.json()["error"]["message"]
+    assert 'No key is stored for the backend "deepseek"' in message and "`patchbay key set deepseek`" in message
+    assert not any(w in message for w in LOGIN_WORDS) and openai_up.requests == []
