@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping
 import orjson
 
 from app.events import ContentDelta, EventHub, RequestFinished, Usage
+from app.proxy import request_ids
 from app.proxy.routing import Route
 from app.proxy.sse import encode
 from app.proxy.subscription import parse_unified
@@ -113,7 +114,7 @@ class Exchange:
     __slots__ = (
         "request_id", "route", "incoming", "stream", "send", "hub", "want_deltas", "t0", "wall0",
         "started", "finished", "status", "error_type", "error_message", "ttft", "stop_reason",
-        "served_model", "input_tokens", "output_tokens", "cache_creation", "cache_read",
+        "served_model", "input_tokens", "output_tokens", "cache_creation", "cache_read", "cache_1h",
         "last_write", "captured", "client_gone", "attempts", "hold_open_until", "interrupted", "extra_headers",
         "on_done", "plan", "_out_tokens", "_out_pending", "_out_pending_chars", "usage_final",
     )
@@ -141,6 +142,7 @@ class Exchange:
         self.output_tokens = 0
         self.cache_creation = 0
         self.cache_read = 0
+        self.cache_1h = 0  # of cache_creation, written for one hour
         self.last_write = self.t0
         self.captured: list[bytes] | None = [] if capture else None
         self.client_gone = False
@@ -176,7 +178,7 @@ class Exchange:
         self.ttft = None
         self.stop_reason = None
         self.served_model = route.model
-        self.input_tokens = self.output_tokens = self.cache_creation = self.cache_read = 0
+        self.input_tokens = self.output_tokens = self.cache_creation = self.cache_read = self.cache_1h = 0
         self._out_tokens = 0.0
         self._out_pending = []
         self._out_pending_chars = 0
@@ -192,6 +194,7 @@ class Exchange:
         self.status = status
         if self.extra_headers and 200 <= status < 300:
             headers = _with(headers, self.extra_headers)
+        headers = request_ids.with_header(headers, self.request_id)
         await self.send({"type": "http.response.start", "status": status, "headers": headers})
 
     async def write(self, data: bytes) -> None:
@@ -220,6 +223,7 @@ class Exchange:
         self.status = status
         if self.extra_headers and 200 <= status < 300:
             headers = _with(headers, self.extra_headers)
+        headers = request_ids.with_header(headers, self.request_id)
         if self.captured is not None:
             self.captured.append(body)
         if self.on_done is not None and self.stop_reason is not None:
@@ -257,6 +261,9 @@ class Exchange:
         v = usage.get("cache_read_input_tokens")
         if v is not None:
             self.cache_read = v
+        split = usage.get("cache_creation")  # {"ephemeral_5m_input_tokens", "ephemeral_1h_input_tokens"}
+        if isinstance(split, dict) and isinstance(split.get("ephemeral_1h_input_tokens"), int):
+            self.cache_1h = split["ephemeral_1h_input_tokens"]
 
     def count_output(self, text: str) -> None:
         """A piece of output (text, thinking, tool JSON) forwarded to the client: counted as it
@@ -327,7 +334,7 @@ class Exchange:
 
     @property
     def usage(self) -> Usage:
-        return Usage(self.input_tokens, self.output_tokens, self.cache_creation, self.cache_read)
+        return Usage(self.input_tokens, self.output_tokens, self.cache_creation, self.cache_read, self.cache_1h)
 
     def _usage_of(self, cut: bool) -> tuple[Usage, str | None]:
         """The usage to record, and how it was counted: None for the upstream's own numbers;
@@ -345,7 +352,8 @@ class Exchange:
             except Exception:
                 pass
         counted = "streamed" if self.stream else "estimated"
-        return Usage(inp, out, usage.cache_creation_input_tokens, usage.cache_read_input_tokens), counted
+        return Usage(inp, out, usage.cache_creation_input_tokens, usage.cache_read_input_tokens,
+                     usage.cache_creation_1h_input_tokens), counted
 
     def record(self, capture_mode: str, endpoint: str = "messages") -> RequestFinished:
         end = time.perf_counter()

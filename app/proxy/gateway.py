@@ -10,7 +10,6 @@ import asyncio
 import hmac
 import logging
 import time
-import uuid
 from dataclasses import dataclass, replace
 from typing import Any, Awaitable, Callable
 
@@ -20,7 +19,7 @@ import orjson
 from app import __version__
 from app.config import GatewaySettings, RoutesConfig
 from app.events import EventHub, RequestFinished, RequestStarted, Usage
-from app.proxy import access, server_tools
+from app.proxy import access, request_ids, server_tools, stops
 from app.proxy.backends.base import Backend, clamp_output, upstream_failure
 from app.proxy.exchange import (
     JSON_HEADERS,
@@ -121,6 +120,10 @@ class Gateway:
             return
         method = scope["method"]
         path = scope["path"]
+        request_id = request_ids.new_id()  # on the answer's headers, its error body and its ledger row
+        scope["patchbay.request_id"] = request_id
+        scope["patchbay.send"] = send  # unwrapped: an Exchange adds the header itself
+        send = request_ids.stamped(send, request_id)
         if len(path) > 1 and path.endswith("/"):
             path = path.rstrip("/")
         if method == "HEAD":
@@ -138,6 +141,9 @@ class Gateway:
             elif path == "/v1/models":
                 _allow(method, "GET")
                 await self._models(scope, send)
+            elif path.startswith("/v1/models/"):
+                _allow(method, "GET")
+                await self._models(scope, send, path[len("/v1/models/"):])
             elif path == "/health":
                 _allow(method, "GET")
                 await self._health(scope, send)
@@ -150,13 +156,15 @@ class Gateway:
             elif path == "/":
                 await _json(send, 200, {"name": "Patchbay", "version": __version__,
                                         "endpoints": ["POST /v1/messages", "POST /v1/messages/count_tokens",
-                                                      "GET /v1/models", "GET /health", "GET /ready"]})
+                                                      "GET /v1/models", "GET /v1/models/{model_id}", "GET /health",
+                                                      "GET /ready"]})
             else:
                 raise GatewayError(404, "not_found_error",
                                    f"Patchbay does not serve {method} {scope['path']}. It serves POST /v1/messages, "
                                    "POST /v1/messages/count_tokens, GET /v1/models and GET /health.")
         except GatewayError as exc:
-            await _plain(send, exc.status, exc.raw_body or error_body(exc.error_type, exc.message),
+            await _plain(send, exc.status, request_ids.with_id(exc.raw_body, request_id) if exc.raw_body
+                         else error_body(exc.error_type, exc.message, request_id),
                          JSON_HEADERS + exc.headers)
         except ClientGone:
             return
@@ -165,7 +173,7 @@ class Gateway:
             try:
                 await _plain(send, 500, error_body("api_error", f"Patchbay failed while handling this request "
                                                    f"({type(exc).__name__}). This is a bug in Patchbay; the log "
-                                                   "file has the details."), JSON_HEADERS)
+                                                   "file has the details.", request_id), JSON_HEADERS)
             except Exception:
                 pass  # the answer had already begun: uvicorn closes the connection
 
@@ -241,7 +249,7 @@ class Gateway:
         try:
             body = parse_body(raw, count)
         except GatewayError as exc:  # a row in the request log even for a body we refuse
-            self._record_invalid(headers, raw, count, exc, who=who)
+            self._record_invalid(scope, headers, raw, count, exc, who=who)
             raise
 
         key_is_token = self._token_ok(api_key, snap)
@@ -274,13 +282,13 @@ class Gateway:
                                         lambda r: self._may_use(snap, r, inc))
         if isinstance(routed, Refusal):
             refused = GatewayError(routed.status, routed.error_type, routed.message, headers=list(routed.headers))
-            self._record_invalid(headers, raw, count, refused, body, who=who)
+            self._record_invalid(scope, headers, raw, count, refused, body, who=who)
             raise refused
         if team is not None and identity is not None:
             try:
                 allowed = team.check(identity, routed)
             except GatewayError as exc:
-                self._record_invalid(headers, raw, count, exc, body, who=who)
+                self._record_invalid(scope, headers, raw, count, exc, body, who=who)
                 raise
             capped = allowed.cap(body.get("max_tokens")) if not count else None
             if capped is not None and capped != body.get("max_tokens"):
@@ -290,9 +298,10 @@ class Gateway:
         backend = snap.backends[routed.backend]
         access.authorize(backend.config, authed, is_exposed, presented)
         stream = bool(body.get("stream")) and not count
-        request_id = "req_" + uuid.uuid4().hex[:24]
+        request_id: str = scope["patchbay.request_id"]
         if count:
-            await self._count(snap, backend, Exchange(request_id, routed, inc, False, send, self.hub))
+            await self._count(snap, backend, Exchange(request_id, routed, inc, False, scope["patchbay.send"],
+                                                      self.hub))
             return
 
         route: Route = routed
@@ -340,7 +349,8 @@ class Gateway:
         for b in held:
             b.inflight += 1
 
-        ex = Exchange(request_id, route, inc, stream, send, self.hub, capture=snap.capture != "off")
+        ex = Exchange(request_id, route, inc, stream, scope["patchbay.send"], self.hub,
+                      capture=snap.capture != "off")
         ex.extra_headers = extra
         finished_early = getattr(snap.admission, "finished_early", None)
         if finished_early is not None:  # its real cost, before the client can send the next request
@@ -373,15 +383,17 @@ class Gateway:
                     except (httpx.HTTPError, httpx.StreamError) as exc:  # cut or stalled mid-read
                         raise upstream_failure(backend.config, exc) from None
                 except GatewayError as exc:
+                    key_refused = stops.credential_refused(backend.config, exc)
+                    no_key = key_refused or isinstance(exc, stops.CredentialMissing)  # another backend may serve
                     exc = scrubbed(exc, inc)
                     failover = exc.status in RETRYABLE or exc.status >= 500
                     if failover:
                         health.failure(route.backend, f"{exc.status} {exc.message}")
                         verdict = True
                     nxt = await self._next_candidate(candidates, i, health, snap, ex, inc, request_id) \
-                        if failover and not ex.started else None
+                        if (failover or no_key) and not ex.started else None
                     if nxt is None:
-                        await self._fail(ex, exc)
+                        await self._fail(ex, stops.refused_answer(backend.config, exc) if key_refused else exc)
                         break
                     log.info("request %s: %s answered %s; trying %s", request_id, route.backend, exc.status,
                              nxt[1].backend)
@@ -504,15 +516,16 @@ class Gateway:
             return j, r
         return None
 
-    def _record_invalid(self, headers: dict[bytes, bytes], raw: bytes, count: bool, exc: GatewayError,
-                        body: dict[str, Any] | None = None, *, who: dict[str, Any] | None = None) -> None:
+    def _record_invalid(self, scope: dict[str, Any], headers: dict[bytes, bytes], raw: bytes, count: bool,
+                        exc: GatewayError, body: dict[str, Any] | None = None, *,
+                        who: dict[str, Any] | None = None) -> None:
         """A request refused before it had a route (a body that is not a request, an unknown
         backend, paused) still gets its row, with no backend."""
         model = body.get("model") if isinstance(body, dict) else None
         model = model if isinstance(model, str) else ""
         now = time.time()
         self.hub.publish(RequestFinished(
-            request_id="req_" + uuid.uuid4().hex[:24], started_at=now, ended_at=now,
+            request_id=scope["patchbay.request_id"], started_at=now, ended_at=now,
             session_id=_h(headers, b"x-claude-code-session-id"), client=_h(headers, b"user-agent"), route="refused",
             backend="", requested_model=model, model=model, stream=False, status=exc.status,
             error_type=exc.error_type, error_message=exc.message, ttft_ms=None, duration_ms=0.0, usage=Usage(),
@@ -534,11 +547,12 @@ class Gateway:
         if not ex.started:
             ex.fail(exc.error_type, exc.message, exc.status)
             await ex.answer(exc.status, JSON_HEADERS + exc.headers,
-                            exc.raw_body or error_body(exc.error_type, exc.message, ex.request_id))
+                            request_ids.with_id(exc.raw_body, ex.request_id) if exc.raw_body
+                            else error_body(exc.error_type, exc.message, ex.request_id))
         elif not ex.finished:
             ex.fail(exc.error_type, exc.message)
-            await ex.write(encode("error", {"type": "error", "error": {"type": exc.error_type,
-                                                                                 "message": exc.message}}))
+            await ex.write(encode("error", {"type": "error", "error": {"type": exc.error_type, "message": exc.message},
+                                            "request_id": ex.request_id}))
             await ex.end()
 
     async def _watch(self, receive: Receive, ex: Exchange, task: asyncio.Task[Any]) -> None:
@@ -578,7 +592,9 @@ class Gateway:
         return (self._token_ok(own, snap) or self._token_ok(key, snap) or self._token_ok(bearer, snap),
                 bool(key or bearer or own))
 
-    async def _models(self, scope: dict[str, Any], send: Send) -> None:
+    async def _models(self, scope: dict[str, Any], send: Send, model_id: str | None = None) -> None:
+        """GET /v1/models (the list), or GET /v1/models/{model_id}: one entry, by its id
+        (``backend,model``) or by a model name alone (its first backend)."""
         snap = self.snap
         headers = self._headers(scope)
         self._check_origin(headers, snap)
@@ -594,6 +610,14 @@ class Gateway:
                     continue  # team mode: only what this person's groups allow
                 data.append({"type": "model", "id": f"{b.id},{m}", "display_name": f"{m} ({b.id})",
                              "created_at": "1970-01-01T00:00:00Z"})
+        if model_id is not None:
+            found = next((d for d in data if d["id"] == model_id), None) or \
+                next((d for d in data if d["id"].split(",", 1)[1] == model_id), None)
+            if found is None:
+                raise GatewayError(404, "not_found_error", f"model: {model_id} (GET /v1/models lists the models "
+                                   "Patchbay serves, written backend,model)")
+            await _json(send, 200, found)
+            return
         await _json(send, 200, {"data": data, "has_more": False,
                                 "first_id": data[0]["id"] if data else None,
                                 "last_id": data[-1]["id"] if data else None})

@@ -95,6 +95,9 @@ class State:
     before_sha256: str = ""  # the bytes before the first connect ("" for a file that was absent)
     # digests of each top-level value (and each env member, as "env.NAME") before the first connect
     before_members: dict[str, str] | None = None
+    # the top-level "model" before the first connect (its raw JSON text; None: absent), so that
+    # `disconnect --remove-model` puts the user's own choice back in place of a backend,model
+    model_before: str | None = None
 
     def to_json(self) -> str:
         d: dict[str, Any] = {"version": STATE_VERSION, **self.__dict__}
@@ -132,6 +135,7 @@ class DisconnectResult:
     identical: bool = False  # byte for byte what the file held before connect
     gateway_model: str | None = None  # a "model": "backend,model" left in the file
     removed_model: str | None = None  # the one removed on request
+    restored_model: str | None = None  # what "model" held before Patchbay connected, put back in its place
 
     def summary(self) -> str:
         """What Disconnect did, in sentences: what was put back, what was left and why."""
@@ -147,7 +151,10 @@ class DisconnectResult:
                              "saves a setting).")
             else:
                 parts.append(f"Patchbay's keys in {self.path} are back to what they held before it connected.")
-        if self.removed_model:
+        if self.removed_model and self.restored_model is not None:
+            parts.append(f'Put back "model": "{self.restored_model}" (what it held before Patchbay connected) in place '
+                         f'of "{self.removed_model}", which Claude Code\'s /model had saved.')
+        elif self.removed_model:
             parts.append(f'Removed "model": "{self.removed_model}", which Claude Code\'s /model had saved.')
         if self.message:
             parts.append(self.message)
@@ -344,10 +351,12 @@ def connect(path: Path, state_file: Path, backup_dir: Path, values: dict[str, st
                   env_absent=env is None, env_inner="", top_inner="")
     state.before_sha256 = _digest(data) if data is not None else ""
     state.before_members = members_digest(text)
+    state.model_before = _raw(work, root, MODEL)
     if reuse and old:
         state.file_before, state.file_absent = old.file_before, old.file_absent
         state.env_absent, state.env_inner, state.top_inner = old.env_absent, old.env_inner, old.top_inner
         state.before_sha256, state.before_members = old.before_sha256, old.before_members
+        state.model_before = old.model_before
     if not root.members and not (reuse and old):
         state.top_inner = work[root.start + 1 : root.end - 1]
     if env is not None and not env.members and not (reuse and old):
@@ -408,9 +417,15 @@ def gateway_model(text: str) -> str | None:
     return value if isinstance(value, str) and "," in value and value.split(",", 1)[0].strip() else None
 
 
-def _drop_model(text: str, state: State | None) -> str:
+def _drop_model(text: str, state: State | None) -> tuple[str, str | None]:
+    """``text`` without its ``"model"``, or with the user's own from before Patchbay connected put
+    back (``state.model_before``, unless that was a backend,model name too); and the value put back."""
     root = scan(text)
-    return remove_member(text, root, MODEL, empty_inner=state.top_inner if state else "")
+    earlier = state.model_before if state is not None else None
+    value = _str(earlier)
+    if earlier is not None and value is not None and gateway_model(json.dumps({MODEL: value})) is None:
+        return set_member(text, root, MODEL, earlier), value
+    return remove_member(text, root, MODEL, empty_inner=state.top_inner if state else ""), None
 
 
 def remove_gateway_model(path: Path, backup_dir: Path) -> str | None:
@@ -424,7 +439,7 @@ def remove_gateway_model(path: Path, backup_dir: Path) -> str | None:
     if value is None:
         return None
     _backup(path, data or b"", backup_dir)
-    _write(path, _drop_model(text, None))
+    _write(path, _drop_model(text, None)[0])
     return value
 
 
@@ -486,9 +501,10 @@ def disconnect(path: Path, state_file: Path, backup_dir: Path, *, gateway_url: s
     model = gateway_model(new)
     if model is not None and before is not None and before.get(MODEL) == _canon(model):
         model = None  # it was there before Patchbay connected: the user's own
-    removed_model = None
+    removed_model = restored_model = None
     if model is not None and remove_model:
-        new, removed_model, model = _drop_model(new, state), model, None
+        new, restored_model = _drop_model(new, state)
+        removed_model, model = model, None
     root = scan(new)
     env_found = root.get("env")
     if state.env_absent and env_found and env_found[-1].value.kind == "object" and not env_found[-1].value.members:
@@ -509,7 +525,8 @@ def disconnect(path: Path, state_file: Path, backup_dir: Path, *, gateway_url: s
             _write(path, state.file_before or "")
         state_file.unlink(missing_ok=True)
         return DisconnectResult(path, True, None, removed_file=removed_file, kept=tuple(kept),
-                                same_settings=True, identical=not state.file_absent, removed_model=removed_model)
+                                same_settings=True, identical=not state.file_absent, removed_model=removed_model,
+                                restored_model=restored_model)
     backup = None
     if new != text:
         backup = _backup(path, data or b"", backup_dir)
@@ -531,7 +548,7 @@ def disconnect(path: Path, state_file: Path, backup_dir: Path, *, gateway_url: s
     same = (now == before and not kept) if before is not None else None
     return DisconnectResult(path, new != text, backup, kept=tuple(kept), message=" ".join(notes), others=others,
                             same_settings=same, identical=identical, gateway_model=model,
-                            removed_model=removed_model)
+                            removed_model=removed_model, restored_model=restored_model)
 
 
 def _names(keys: "tuple[str, ...] | list[str]") -> str:

@@ -38,6 +38,7 @@ from app.paths import RESOURCES
 PRICE_TABLE = RESOURCES / "prices.toml"
 CACHE_WRITE_FACTOR = 1.25  # × input, where a price gives no cache-write figure
 CACHE_READ_FACTOR = 0.1  # × input, where a price gives no cache-read figure
+CACHE_WRITE_1H_FACTOR = 2.0  # × input: a 1-hour cache write (Anthropic's price; 5 minutes is 1.25×)
 LOCAL_SOURCE = "local backend: free unless you set a price"
 CONFIG_SOURCE = "your config.toml [[prices]]"
 FALLBACK_SOURCE = "fallback: "  # the start of a fallback price's source
@@ -72,6 +73,7 @@ class Rates:
     output: float
     cache_write: float
     cache_read: float
+    cache_write_1h: float
 
 
 @dataclass(frozen=True)
@@ -99,14 +101,16 @@ class Price:
         cw = p.cache_write if p.cache_write is not None else p.input * CACHE_WRITE_FACTOR
         cr = p.cache_read if p.cache_read is not None else p.input * CACHE_READ_FACTOR
         m = self.offpeak.multiplier(at) if self.offpeak is not None else 1.0
-        return Rates(p.input * m, p.output * m, cw * m, cr * m)
+        return Rates(p.input * m, p.output * m, cw * m, cr * m, p.input * CACHE_WRITE_1H_FACTOR * m)
 
     def cost(self, usage: Usage, at: float | None = None) -> float:
         r = self.rates(usage, at)
+        hour = min(usage.cache_creation_1h_input_tokens, usage.cache_creation_input_tokens)
         return (
             usage.input_tokens * r.input
             + usage.output_tokens * r.output
-            + usage.cache_creation_input_tokens * r.cache_write
+            + (usage.cache_creation_input_tokens - hour) * r.cache_write
+            + hour * r.cache_write_1h
             + usage.cache_read_input_tokens * r.cache_read
         ) / 1_000_000
 

@@ -504,3 +504,26 @@ def test_connect_keeps_the_users_own_tool_search_setting(files, tmp_path: Path):
     assert json.loads(path.read_text())["env"][cs.TOOL_SEARCH] == "auto:5"
     claude_code.disconnect(paths, URL, settings=path)
     assert json.loads(path.read_text()) == {"env": {"ENABLE_TOOL_SEARCH": "auto:5"}}
+
+
+def test_remove_model_puts_back_the_model_the_user_had_before_connecting(files):
+    path, state, backups = files
+    path.write_text('{\n  "model": "opus",\n  "hooks": {}\n}\n')
+    cs.connect(path, state, backups, VALUES)
+    claude_code_saves(path, model="deepseek,deepseek-chat")  # /model deepseek,deepseek-chat while connected
+    cs.connect(path, state, backups, VALUES)  # a reconnect (new token, new port) keeps what was there first
+    out = cs.disconnect(path, state, backups, remove_model=True)
+    assert json.loads(path.read_text()) == {"model": "opus", "hooks": {}}
+    assert (out.removed_model, out.restored_model, out.gateway_model) == ("deepseek,deepseek-chat", "opus", None)
+    assert ('Put back "model": "opus" (what it held before Patchbay connected) in place of '
+            '"deepseek,deepseek-chat"') in out.summary()
+
+
+def test_remove_model_removes_it_where_there_was_none_before(files):
+    path, state, backups = files
+    path.write_text('{"hooks": {}}')
+    cs.connect(path, state, backups, VALUES)
+    claude_code_saves(path, model="deepseek,deepseek-chat")
+    out = cs.disconnect(path, state, backups, remove_model=True)
+    assert json.loads(path.read_text()) == {"hooks": {}} and out.restored_model is None
+    assert out.removed_model == "deepseek,deepseek-chat"

@@ -11,6 +11,7 @@ import orjson
 
 from app import scrub
 from app.config import DEFAULT_MAX_CONNECTIONS, DEFAULT_TOKEN_TTL_S, BackendConfig, GatewaySettings
+from app.proxy import stops
 from app.proxy.answer_body import inflating, read_whole
 from app.proxy.credentials import CommandToken, TokenSource
 from app.proxy.exchange import JSON_HEADERS, Exchange, GatewayError
@@ -72,7 +73,7 @@ class Backend:
         if self._key_error is not None:
             self.refresh_key()  # the user may have added it since
             if self._key_error is not None:
-                raise GatewayError(401, "authentication_error", f"Patchbay: {self._key_error}")
+                raise stops.missing(self._key_error)
         return self._key
 
     def token_source(self) -> TokenSource | None:
@@ -188,11 +189,8 @@ def upstream_failure(config: BackendConfig, exc: Exception) -> GatewayError:
     """The GatewayError (502, or 504 for a timeout) that says how talking to ``config`` failed:
     connecting, sending, or reading an answer that was cut or stalled part-way."""
     where = f'the backend "{config.id}" at {config.base_url}'
-    if isinstance(exc, httpx.ConnectError):
-        return GatewayError(
-            502, "api_error",
-            f"Patchbay could not connect to {where} ({_reason(exc)}). Check that it is running and that "
-            "base_url is right.")
+    if isinstance(exc, httpx.ConnectError):  # refused, DNS, TLS: no retry helps, Claude Code stops at once
+        return stops.not_answering(config, _reason(exc))
     if isinstance(exc, httpx.TimeoutException):
         return GatewayError(504, "timeout_error", f"{where[0].upper()}{where[1:]} did not answer in time.")
     if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError, httpx.StreamError)):

@@ -19,7 +19,7 @@ from app.proxy.reasoning_store import STORE
 from app.proxy.sse import SSEParser
 from app.proxy.thinking import keep_reasoning, reasoning_signature
 from app.proxy.translate.quirks import apply_quirks
-from app.proxy.translate.request import to_openai_request
+from app.proxy.translate.request import stop_sequences_of, to_openai_request
 from app.proxy.translate.response import openai_error_to_anthropic, openai_response_to_anthropic
 from app.proxy.translate.stream import OpenAIStreamTranslator, encode_events
 from app.proxy.translate.structured import explain_refusal
@@ -91,7 +91,8 @@ class OpenAIBackend(Backend):
             await self._refuse_non_stream(resp)
             # message_start carries an estimate (≈ 4 bytes a token); message_delta has the real count
             tr = OpenAIStreamTranslator(ex.route.model, input_tokens=max(1, len(ex.incoming.raw) // 4),
-                                        signature=reasoning_signature(self.config.id))
+                                        signature=reasoning_signature(self.config.id),
+                                        stop_sequences=stop_sequences_of(ex.incoming.body))
             if ex.want_deltas:
                 tr.on_delta = ex.delta
             if not ex.started:
@@ -198,7 +199,8 @@ class OpenAIBackend(Backend):
                 _t, msg = upstream_error_message(raw, "error")
                 raise GatewayError(502, "api_error", f'The backend "{self.config.id}" answered 200 with an error: {msg}')
             message = openai_response_to_anthropic(obj, requested_model=ex.route.model,
-                                                   signature=reasoning_signature(self.config.id))
+                                                   signature=reasoning_signature(self.config.id),
+                                                   stop_sequences=stop_sequences_of(ex.incoming.body))
         except (orjson.JSONDecodeError, ValueError, KeyError, TypeError, IndexError) as exc:
             raise GatewayError(502, "api_error",
                                f'The backend "{self.config.id}" answered with something that is not a chat '

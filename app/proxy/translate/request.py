@@ -103,11 +103,9 @@ def to_openai_request(
         if value is not None:
             out[key] = value
 
-    stops = body.get("stop_sequences")
-    if isinstance(stops, list):
-        stops = [s for s in stops if isinstance(s, str) and s]
-        if stops:
-            out["stop"] = stops[:4]  # OpenAI's limit; more would be refused outright
+    stops = stop_sequences_of(body)
+    if stops:
+        out["stop"] = list(stops)
 
     if stream:
         out["stream"] = True
@@ -424,3 +422,12 @@ def _tool_choice(choice: dict[str, Any]) -> Any:
     if kind == "tool" and isinstance(choice.get("name"), str):
         return {"type": "function", "function": {"name": choice["name"]}}
     return None
+
+
+def stop_sequences_of(body: dict[str, Any]) -> tuple[str, ...]:
+    """The request's ``stop_sequences`` sent upstream as ``stop``: OpenAI takes at most 4 (more
+    would be refused outright); the answer names the one that matched (translate/response.py)."""
+    stops = body.get("stop_sequences")
+    if not isinstance(stops, list):
+        return ()
+    return tuple(s for s in stops if isinstance(s, str) and s)[:4]
