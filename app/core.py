@@ -162,6 +162,8 @@ class Engine:
                     pass
 
             threading.Thread(target=forget, name="patchbay-forget-holds", daemon=True).start()
+            if isinstance(store, PgBudgets):  # PostgreSQL answers again: budgets are checked again at once
+                store.on_revived = self.admission.revived
             self.hub.add(self.admission.sink)  # a finished request's hold counts at its real cost from then on
         else:
             self.admission.reconfigure(self.config.budgets, self.prices, reserve_output_tokens=team.reserve_output_tokens,

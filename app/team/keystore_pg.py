@@ -92,6 +92,7 @@ class PgKeyStore:
 
         from app.services.ledger import LedgerError
         from app.services.ledger_pg import connect_kwargs, describe
+        from app.services.pg_revive import watcher
 
         self.url = url
         self.where = f"the PostgreSQL ledger at {describe(url)}"
@@ -99,9 +100,14 @@ class PgKeyStore:
             kwargs = {"autocommit": True, **connect_kwargs(team)}
         except LedgerError as exc:  # the password's environment variable or keychain entry is missing
             raise KeyStoreError(str(exc)) from None
-        self._pool = ConnectionPool(url, min_size=1, max_size=max_size, kwargs=kwargs, open=False, timeout=2.0,
-                                    name="patchbay-team-keys")
+        self._new_pool = lambda: ConnectionPool(url, min_size=1, max_size=max_size, kwargs=kwargs, open=False,
+                                                timeout=2.0, name="patchbay-team-keys")
+        self._pool = self._new_pool()
         self._down: tuple[float, str] | None = None  # (until when, why): fail at once, not after a timeout each
+        # while the database is away (pg_revive probes it) every call fails at once; once it answers
+        # a fresh pool connects at once, instead of after the old one's reconnect backoff
+        self._reviver = watcher(url, kwargs)
+        self._reviver.watch(self._revive)
         self._lock = threading.Lock()
         self._pool.open(wait=False)
         self._ready = False  # the tables are known to be there
@@ -127,7 +133,7 @@ class PgKeyStore:
         from psycopg_pool import PoolTimeout
 
         down = self._down
-        if down is not None and time.monotonic() < down[0]:
+        if down is not None and (time.monotonic() < down[0] or self._reviver.is_down):
             raise KeyStoreUnavailable(down[1])
         if not self._ready and not setup:
             self._ensure()
@@ -146,6 +152,7 @@ class PgKeyStore:
                    "runs and [ledger] url points at it.")
             with self._lock:
                 self._down = (time.monotonic() + 1.0, msg)
+            self._reviver.down()
             raise KeyStoreUnavailable(msg) from None
         except psycopg.errors.InsufficientPrivilege as exc:
             if "append-only" in str(exc):  # the audit trail's own trigger, not the role's rights
@@ -157,6 +164,18 @@ class PgKeyStore:
                                 "[ledger] user may create and use the tables team_keys and team_audit.") from None
         self._down = None
         return result
+
+    def _revive(self) -> None:
+        """``pg_revive``: the database answers again."""
+        from app.services.pg_revive import close_later
+
+        if self._pool.closed:  # closed for good
+            return
+        old, self._pool = self._pool, self._new_pool()
+        self._pool.open(wait=False)
+        close_later(old)
+        with self._lock:
+            self._down = None
 
     def _ensure_schema(self, conn: Any) -> None:
         if conn.execute(_COMPLETE, (list(APPEND_ONLY),)).fetchone()[0]:
