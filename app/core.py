@@ -121,7 +121,12 @@ class Engine:
             except KeyStoreError as exc:
                 raise StartError(str(exc)) from None
         record_policy(self._key_store, config)
-        return build_chain(config.team, keys=self._key_store if "keys" in config.team.identity else None)
+        from app.team.keys import OUTAGE_GRACE_S
+
+        # "open": a key verified before an outage keeps working through it (bounded); "closed": it does not
+        grace = OUTAGE_GRACE_S if config.ledger.team.on_unreachable == "open" else 0.0
+        return build_chain(config.team, keys=self._key_store if "keys" in config.team.identity else None,
+                           keys_outage_grace_s=grace)
 
     def _look_at_team(self) -> None:
         """An admin's app: ``[ledger] url`` names the team's PostgreSQL, but this gateway stays
@@ -298,7 +303,8 @@ class Engine:
         self.ledger.reconfigure(self.prices, self.config.ledger)
         self.budgets.reconfigure(self.config.budgets, self.prices)
         self.runtime.set_admission(self._admission())
-        team_changed = self.config.team != self.runtime.config.team
+        team_changed = (self.config.team != self.runtime.config.team  # on_unreachable: the keys' outage grace
+                        or self.config.ledger.team.on_unreachable != self.runtime.config.ledger.team.on_unreachable)
         chain = self._identity_chain(self.config) if team_changed else None
         if not team_changed and self.config.team is not None and self._key_store is not None:
             from app.team.audit import record_policy
