@@ -14,7 +14,9 @@ asked from a small thread pool of the verifier's own, never on the event loop: a
 does not answer must not stall every other request. The SQLite file's point read (microseconds)
 is asked inline. A store that cannot be
 reached (``KeyStoreError``) is 503 ``api_error`` (``IdentityUnavailable``): it is not the
-caller's bad credential, and Claude Code retries a 503.
+caller's bad credential, and Claude Code retries a 503. With ``[ledger] on_unreachable = "open"``
+a key read from the store keeps that answer while the store is away, for up to ``OUTAGE_GRACE_S``
+after the read (docs/team.md, "Outages"): verified keys keep working, revoked ones stay refused.
 """
 
 from __future__ import annotations

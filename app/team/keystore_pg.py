@@ -14,8 +14,10 @@ and a read-only admin connection that finds the tables made never needs to write
   role only SELECT and INSERT on ``team_audit`` for a trail that even a stolen gateway password
   cannot rewrite.)
 
-A database that does not answer raises ``KeyStoreUnavailable`` (the verifier answers 503), and for
-a second after that every call fails at once instead of waiting for the pool's timeout again. One
+A database that does not answer raises ``KeyStoreUnavailable`` (the verifier answers 503, or a
+verified key's last answer), and until it answers again (``app/services/pg_revive.py`` probes it;
+at least a second) every call fails at once instead of waiting for the pool's timeout again; then
+a fresh pool connects at once. One
 that does not answer when the store is made is no error: the gateway starts (as it does with its
 ledger), and the first call that reaches the database makes the tables.
 """
