@@ -127,7 +127,12 @@ class Engine:
             except KeyStoreError as exc:
                 raise StartError(str(exc)) from None
         record_policy(self._key_store, config)
-        return build_chain(config.team, keys=self._key_store if "keys" in config.team.identity else None)
+        from app.team.keys import OUTAGE_GRACE_S
+
+        # "open": a key verified before an outage keeps working through it (bounded); "closed": it does not
+        grace = OUTAGE_GRACE_S if config.ledger.team.on_unreachable == "open" else 0.0
+        return build_chain(config.team, keys=self._key_store if "keys" in config.team.identity else None,
+                           keys_outage_grace_s=grace)
 
     def _look_at_team(self) -> None:
         """An admin's app: ``[ledger] url`` names the team's PostgreSQL, but this gateway stays
@@ -168,6 +173,8 @@ class Engine:
                     pass
 
             threading.Thread(target=forget, name="patchbay-forget-holds", daemon=True).start()
+            if isinstance(store, PgBudgets):  # PostgreSQL answers again: budgets are checked again at once
+                store.on_revived = self.admission.revived
             self.hub.add(self.admission.sink)  # a finished request's hold counts at its real cost from then on
         else:
             self.admission.reconfigure(self.config.budgets, self.prices, reserve_output_tokens=team.reserve_output_tokens,
@@ -313,7 +320,8 @@ class Engine:
         self.ledger.reconfigure(self.prices, self.config.ledger)
         self.budgets.reconfigure(self.config.budgets, self.prices)
         self.runtime.set_admission(self._admission())
-        team_changed = self.config.team != self.runtime.config.team
+        team_changed = (self.config.team != self.runtime.config.team  # on_unreachable: the keys' outage grace
+                        or self.config.ledger.team.on_unreachable != self.runtime.config.ledger.team.on_unreachable)
         chain = self._identity_chain(self.config) if team_changed else None
         if not team_changed and self.config.team is not None and self._key_store is not None:
             from app.team.audit import record_policy

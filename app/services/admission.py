@@ -109,6 +109,14 @@ class Admission:
         if on_unreachable is not None:
             self.on_unreachable = on_unreachable
 
+    def revived(self) -> None:
+        """The store's database answers again (``pg_revive``): the next request asks it at once, and
+        ``/ready`` stops saying that budgets cannot be checked."""
+        self._retry_at = 0.0
+        if self.degraded is not None:
+            log.info("budgets can be checked again")
+            self.degraded = None
+
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self.store.close()

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence, TypeVar
 
 from app.services.ledger_store import PLAN_PREFIX, stored_group
+from app.services.pg_revive import close_later, unreachable, watcher
 from app.team_config import TeamLedger
 
 T = TypeVar("T")
@@ -186,16 +187,40 @@ class PgBudgets:
         from app.services.ledger_pg import connect_kwargs
 
         self.url = url
-        self._pool = ConnectionPool(url, min_size=1, max_size=max_size, open=False, timeout=3.0,
-                                    kwargs={"autocommit": True, **connect_kwargs(team)}, name="patchbay-admission")
+        kwargs = {"autocommit": True, **connect_kwargs(team)}
+        self._new_pool = lambda: ConnectionPool(url, min_size=1, max_size=max_size, open=False, timeout=3.0,
+                                                kwargs=kwargs, name="patchbay-admission")
+        self._pool = self._new_pool()
         self._pool.open(wait=False)
+        # after an outage: a fresh pool at once (not the old one's reconnect backoff), then on_revived
+        self.on_revived: Callable[[], None] | None = None
+        self._reviver = watcher(url, kwargs)
+        self._reviver.watch(self._revive)
+
+    def _revive(self) -> None:
+        if self._pool.closed:  # closed for good (the gateway stopped)
+            return
+        old, self._pool = self._pool, self._new_pool()
+        self._pool.open(wait=False)
+        close_later(old)
+        if self.on_revived is not None:
+            self.on_revived()
 
     def reserve(self, request_id: str, instance: str, keys: Sequence[CounterKey], decide: Decide[T],
                 now: float, expires_at: float, settling: Settling | None = None) -> T:
+        want = sorted(set(keys))
+        try:
+            return self._reserve(self._pool, request_id, instance, want, decide, now, expires_at, settling)
+        except Exception as exc:
+            if unreachable(exc):  # no connection at all (PoolTimeout), or one that broke
+                self._reviver.down()
+            raise
+
+    def _reserve(self, pool: Any, request_id: str, instance: str, want: list[CounterKey], decide: Decide[T],
+                 now: float, expires_at: float, settling: Settling | None) -> T:
         from app.services.ledger_pg import BUDGET_LOCK, pg_sql
 
-        want = sorted(set(keys))
-        with self._pool.connection() as conn:
+        with pool.connection() as conn:
             try:
                 # round trip 1: BEGIN, the lock, and every counter with what its live holds reserve
                 # (each statement sees what committed before it started: the read comes after the lock)

@@ -225,6 +225,11 @@ class Ledger:
             time.sleep(0.02)
         return True
 
+    def retry_now(self) -> None:
+        """The store answers again (``pg_revive``'s probe): drain the spool now, not after the backoff."""
+        self._retry_at = 0.0
+        self._wake.set()
+
     def reconfigure(self, prices: PriceBook, settings: LedgerSettings) -> None:
         """New prices (for records written from now on) and capture/retention settings."""
         self._prices = prices
