@@ -111,7 +111,7 @@ class Exchange:
         "started", "finished", "status", "error_type", "error_message", "ttft", "stop_reason",
         "served_model", "input_tokens", "output_tokens", "cache_creation", "cache_read",
         "last_write", "captured", "client_gone", "attempts", "hold_open_until", "interrupted", "extra_headers",
-        "on_done",
+        "on_done", "meter", "streamed_chars",
     )
 
     def __init__(self, request_id: str, route: Route, incoming: Incoming, stream: bool, send: Send,
@@ -151,6 +151,16 @@ class Exchange:
         # and final usage known): budget admission learns the real cost before the client can
         # send its next request, so this one's reservation never counts at its estimate then
         self.on_done: Callable[["Exchange"], None] | None = None
+        # budget admission's check before each write of a stream (app/services/hold_meter.py): None
+        # to go on, or the sentence the stream stops with; and the characters of text, thinking and
+        # tool input delivered so far, which it counts the output by
+        self.meter: Callable[["Exchange"], Awaitable[str | None]] | None = None
+        self.streamed_chars = 0
+
+    @property
+    def counts_deltas(self) -> bool:
+        """Adapters hand each delta to ``delta`` (the live view shows them, the meter counts them)."""
+        return self.want_deltas or self.meter is not None
 
     def retry(self, route: Route) -> None:
         """Start the next attempt (failover) on ``route``. Only before anything reached the
@@ -164,6 +174,7 @@ class Exchange:
         self.stop_reason = None
         self.served_model = route.model
         self.input_tokens = self.output_tokens = self.cache_creation = self.cache_read = 0
+        self.streamed_chars = 0
         if self.captured is not None:
             self.captured = []
         self.attempts += 1
@@ -187,6 +198,13 @@ class Exchange:
             data = scrub(data, _client_secrets(self.incoming))
         if self.captured is not None:
             self.captured.append(data)
+        if self.meter is not None and (b"content_block_delta" in data or b"message_start" in data) and \
+                b"message_delta" not in data:  # content still to come (never a ping, nor the answer's end)
+            stop = await self.meter(self)
+            if stop is not None:  # the budget is used up: the gateway ends the stream with an error event
+                self.meter = None
+                self.interrupted = True  # the meter set output_tokens to what was delivered
+                raise GatewayError(402, "billing_error", stop)
         if self.on_done is not None and self.stop_reason is not None:
             self._done()
         await self.send({"type": "http.response.body", "body": data, "more_body": True})
@@ -265,7 +283,8 @@ class Exchange:
                     self.delta(i, "tool_input", orjson.dumps(block.get("input", {})).decode())
 
     def delta(self, index: int, kind: str, text: str) -> None:
-        if text or kind == "tool_use":
+        self.streamed_chars += len(text)
+        if self.want_deltas and (text or kind == "tool_use"):
             self.hub.publish(ContentDelta(self.request_id, self.incoming.session_id, index, kind, text))  # type: ignore[arg-type]
 
     def fail(self, error_type: str, message: str, status: int | None = None) -> None:

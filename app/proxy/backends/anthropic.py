@@ -47,7 +47,7 @@ class AnthropicTap:
         self.tail = b""
         self.saw_stop = False
         self.saw_error = False
-        self.want_deltas = ex.want_deltas
+        self.want_deltas = ex.counts_deltas
 
     def feed(self, chunk: bytes) -> bytes:
         buf = self.tail + chunk if self.tail else chunk

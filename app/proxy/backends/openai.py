@@ -87,7 +87,7 @@ class OpenAIBackend(Backend):
             # message_start carries an estimate (≈ 4 bytes a token); message_delta has the real count
             tr = OpenAIStreamTranslator(ex.route.model, input_tokens=max(1, len(ex.incoming.raw) // 4),
                                         signature=reasoning_signature(self.config.id))
-            if ex.want_deltas:
+            if ex.counts_deltas:
                 tr.on_delta = ex.delta
             if not ex.started:
                 await ex.start(200, SSE_HEADERS)
