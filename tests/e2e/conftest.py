@@ -159,12 +159,14 @@ class GatewayProcess:
 
 
 def spawn_gateway(config_text: str, home: Path, *, token: str = GATEWAY_TOKEN, timeout_s: float = 20.0,
-                  extra_args: Sequence[str] = ()) -> GatewayProcess:
-    """Start ``python -m app serve --config … --port 0`` and wait for its listening line."""
+                  extra_args: Sequence[str] = (), env_extra: dict[str, str] | None = None) -> GatewayProcess:
+    """Start ``python -m app serve --config … --port 0`` and wait for its listening line.
+    ``env_extra``: more environment (e.g. libfaketime's, to run its clock ahead)."""
     home.mkdir(parents=True, exist_ok=True)
     config_path = home / "test-config.toml"
     config_path.write_text(config_text)
-    env = _base_env() | {"PATCHBAY_HOME": str(home), "PATCHBAY_TOKEN": token, "PYTHONUNBUFFERED": "1"}
+    env = _base_env() | {"PATCHBAY_HOME": str(home), "PATCHBAY_TOKEN": token, "PYTHONUNBUFFERED": "1"} | \
+        (env_extra or {})
     proc = subprocess.Popen(
         [sys.executable, "-m", "app", "serve", "--config", str(config_path), "--port", "0", *extra_args],
         cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
