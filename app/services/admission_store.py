@@ -225,10 +225,19 @@ class PgBudgets:
         self._pool = ConnectionPool(url, min_size=1, max_size=max_size, open=False, timeout=3.0,
                                     kwargs={"autocommit": True, **connect_kwargs(team)}, name="patchbay-admission")
         self._pool.open(wait=False)
+        self._team = team
         self._offset = 0.0  # the database's clock minus this machine's, as of the last transaction
 
     def clock(self) -> float:
         return time.time() + self._offset
+
+    def connect(self) -> Any:
+        """A connection of its own (the heartbeat's, hold_reaper.py)."""
+        import psycopg
+
+        from app.services.ledger_pg import connect_kwargs
+
+        return psycopg.connect(self.url, autocommit=True, **connect_kwargs(self._team))
 
     def reserve(self, request_id: str, instance: str, keys: Sequence[CounterKey], decide: Decide[T],
                 now: float, ttl_s: float, settling: Settling | None = None, meta: Meta | None = None,
