@@ -3,15 +3,18 @@
 Before the upstream call the gateway asks ``Admission.reserve(route, request_id, body)``. In one
 transaction of the ledger's database (``admission_store.py``) it reads each budget's spend for
 its period plus what live reservations hold, decides (pass, downgrade, block, as
-``[[budgets]] action`` says), and reserves the request's expected cost against every budget the
-final route falls under: estimated input tokens × input price + min(``max_tokens``, the output
-bound) × output price. The output bound is ``[ledger] reserve_output_tokens`` when set, else the
-95th percentile of the output of the last 200 successful requests in the ledger, else 4096 — Claude
-Code sends ``max_tokens`` 128000, and a worst-case reservation of that would block a $20 budget
-after two Opus requests. The finished request's ledger row settles the reservation to the real
-cost (or to nothing, for a failure); a hold of an instance that died expires after ``hold_ttl_s``.
-So the spend after a burst exceeds a limit by at most what requests in flight used beyond their
-reservations.
+``[[budgets]] action`` says), and holds the request's expected cost against every budget the final
+route falls under. A whole (non-streamed) answer cannot be stopped part-way: it holds its prompt
+and min(``max_tokens``, the output bound): ``[ledger] reserve_output_tokens`` when set, else the
+95th percentile of the last 200 outputs, else 4096. A stream holds its prompt at its expected price
+(recent prompts' real price against their uncached one) with the rest up to its dearest as
+*exposure*, and the output recent streams wrote, never more than the room left; its hold then
+follows its real cost and it stops at the cap (``hold_meter.py``). A request is refused only when
+even its cheapest prompt does not fit; while others are in flight it waits (``_Wait``) for them to
+settle instead. The finished request's ledger row settles the reservation to the real cost (or to
+nothing, for a failure); the holds of an instance that died are charged by a live one within a
+minute (``hold_reaper.py``), and any hold expires after ``hold_ttl_s`` in any case. docs/team.md
+says why the spend ends within a write per stopped stream of the cap.
 
 In team mode the gateway passes the verified sender: ``each-user`` and ``user:EMAIL`` budgets
 charge the counter ``user:<id>``, ``group:NAME`` the counter of that group when the sender is in it
