@@ -30,12 +30,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests import budget_cases as cases  # noqa: E402
-from tests.e2e.conftest import spawn_gateway  # noqa: E402
+from tests.e2e.conftest import GatewayProcess, spawn_gateway  # noqa: E402
 from tests.pg import PgServer  # noqa: E402
 from tests.serve_config import OPUS_PRICES, serve_config  # noqa: E402
 
 
-def _burst(url: str, gws: list, case: str, n: int, limit: float) -> tuple:  # type: ignore[type-arg]
+Result = tuple[str, int, float, int, int, int, int, float, int]
+
+
+def _burst(url: str, gws: list[GatewayProcess], case: str, n: int, limit: float) -> Result:
     user = f"{case}{n}@corp.example"
     key = subprocess.run([sys.executable, "-m", "app", "team", "key", "create", user, "--config",
                           str(gws[0].config_path)], cwd=ROOT, env=gws[0].env, capture_output=True, text=True,
@@ -64,7 +67,7 @@ def main() -> int:
     levels = [int(x) for x in args.concurrency.split(",")]
     up = cases.upstream()
     pg = PgServer().start()
-    results = []
+    results: list[Result] = []
     try:
         for case in args.cases.split(","):
             with tempfile.TemporaryDirectory() as tmp:
