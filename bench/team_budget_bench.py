@@ -34,7 +34,6 @@ from tests.e2e.conftest import GatewayProcess, spawn_gateway  # noqa: E402
 from tests.pg import PgServer  # noqa: E402
 from tests.serve_config import OPUS_PRICES, serve_config  # noqa: E402
 
-
 Result = tuple[str, int, float, int, int, int, int, float, int]
 
 
