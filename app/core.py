@@ -70,6 +70,7 @@ class Engine:
         except LedgerError as exc:
             raise StartError(str(exc)) from None
         self.admission: Any = None  # app.services.admission.Admission, made with the first budget
+        self._heartbeat: Any = None  # app.services.hold_reaper.Heartbeat, with a PostgreSQL ledger
         self.budgets = BudgetGuard(self.config.budgets, self.prices, publish=self.hub.publish, reader=self.reader)
         self.hub.add(self.ledger.sink)
         self.hub.add(self.budgets.sink)
@@ -172,9 +173,14 @@ class Engine:
                 except Exception:
                     pass
 
-            threading.Thread(target=forget, name="patchbay-forget-holds", daemon=True).start()
-            if isinstance(store, PgBudgets):  # PostgreSQL answers again: budgets are checked again at once
-                store.on_revived = self.admission.revived
+            if isinstance(store, PgBudgets):  # heartbeats: a dead instance's requests are charged within a minute
+                from app.services.hold_reaper import Heartbeat
+
+                self._heartbeat = Heartbeat(store.connect, self.instance, self.admission.hold_ttl_s)
+                self._heartbeat.start()  # its first beat charges what this instance's previous run held
+                store.on_revived = self.admission.revived  # PostgreSQL answers again: budgets are checked at once
+            else:
+                threading.Thread(target=forget, name="patchbay-forget-holds", daemon=True).start()
             self.hub.add(self.admission.sink)  # a finished request's hold counts at its real cost from then on
         else:
             self.admission.reconfigure(self.config.budgets, self.prices, reserve_output_tokens=team.reserve_output_tokens,
@@ -252,6 +258,8 @@ class Engine:
         if self.status_cache is not None:
             self.status_cache.stop()
         self.ledger.close()
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
         if self.admission is not None:
             self.admission.close()
         from app.proxy.reasoning_store import STORE

@@ -117,6 +117,7 @@ class Exchange:
         "served_model", "input_tokens", "output_tokens", "cache_creation", "cache_read", "cache_1h",
         "last_write", "captured", "client_gone", "attempts", "hold_open_until", "interrupted", "extra_headers",
         "on_done", "plan", "_out_tokens", "_out_pending", "_out_pending_chars", "usage_final",
+        "meter", "streamed_chars",
     )
 
     def __init__(self, request_id: str, route: Route, incoming: Incoming, stream: bool, send: Send,
@@ -166,6 +167,16 @@ class Exchange:
         self._out_pending: list[str] = []
         self._out_pending_chars = 0
         self.usage_final = False
+        # budget admission's check before each write of a stream (app/services/hold_meter.py): None
+        # to go on, or the sentence the stream stops with; and the characters of text, thinking and
+        # tool input delivered so far, which it counts the output by
+        self.meter: Callable[["Exchange"], Awaitable[str | None]] | None = None
+        self.streamed_chars = 0
+
+    @property
+    def counts_deltas(self) -> bool:
+        """Adapters hand each delta to ``delta`` (the live view shows them, the meter counts them)."""
+        return self.want_deltas or self.meter is not None
 
     def retry(self, route: Route) -> None:
         """Start the next attempt (failover) on ``route``. Only before anything reached the
@@ -183,6 +194,7 @@ class Exchange:
         self._out_pending = []
         self._out_pending_chars = 0
         self.usage_final = False
+        self.streamed_chars = 0
         if self.captured is not None:
             self.captured = []
         self.attempts += 1
@@ -207,6 +219,13 @@ class Exchange:
             data = scrub(data, _client_secrets(self.incoming))
         if self.captured is not None:
             self.captured.append(data)
+        if self.meter is not None and (b"content_block_delta" in data or b"message_start" in data) and \
+                b"message_delta" not in data:  # content still to come (never a ping, nor the answer's end)
+            stop = await self.meter(self)
+            if stop is not None:  # the budget is used up: the gateway ends the stream with an error event
+                self.meter = None
+                self.interrupted = True  # its row is charged for the output it delivered (_usage_of)
+                raise GatewayError(402, "billing_error", stop)
         if self.on_done is not None and self.stop_reason is not None:
             self._done()
         await self.send({"type": "http.response.body", "body": data, "more_body": True})
@@ -317,7 +336,8 @@ class Exchange:
             self.hub.publish(limits)
 
     def delta(self, index: int, kind: str, text: str) -> None:
-        if text or kind == "tool_use":
+        self.streamed_chars += len(text)
+        if self.want_deltas and (text or kind == "tool_use"):
             self.hub.publish(ContentDelta(self.request_id, self.incoming.session_id, index, kind, text))  # type: ignore[arg-type]
 
     def fail(self, error_type: str, message: str, status: int | None = None) -> None:

@@ -352,6 +352,9 @@ class Gateway:
         ex = Exchange(request_id, route, inc, stream, scope["patchbay.send"], self.hub,
                       capture=snap.capture != "off")
         ex.extra_headers = extra
+        meter = getattr(snap.admission, "meter", None)
+        if meter is not None and stream:  # a stream's budget hold follows its cost; it stops at the cap
+            ex.meter = meter
         finished_early = getattr(snap.admission, "finished_early", None)
         if finished_early is not None:  # its real cost, before the client can send the next request
             ex.on_done = lambda e: finished_early(e.request_id, e.route.backend, e.served_model or e.route.model,

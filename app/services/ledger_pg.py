@@ -28,9 +28,10 @@ from app.services.ledger import LedgerError, LedgerReader
 from app.services.ledger_store import COUNT_COLUMNS, ROW_COLUMNS, Prepared, rollups
 from app.team_config import TeamLedger
 
-PG_SCHEMA_VERSION = 4
+PG_SCHEMA_VERSION = 5
 MIGRATE_LOCK = 0x50617463  # pg_advisory_lock key for migrations ("Patc")
 BUDGET_LOCK = 0x68626179  # pg_advisory_xact_lock key around budget counters ("hbay")
+DB_NOW = "extract(epoch from clock_timestamp())"  # the time every instance agrees on: the database's
 
 _PG_V1 = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -157,7 +158,18 @@ ALTER TABLE requests ADD COLUMN usage_counted TEXT;
 ALTER TABLE requests ADD COLUMN priced_by TEXT;
 """
 
-PG_MIGRATIONS: tuple[str, ...] = (_PG_V1, _PG_V2, _PG_V3, _PG_V4)  # PG_MIGRATIONS[n] takes the schema from version n to n + 1
+# v5: as the SQLite ledger's v8: a reservation's worst case (``exposure``), what another instance
+# needs to write the row of a request whose instance died (``started_at``, ``detail``), and each
+# instance's heartbeat, in the database's own time (app/services/hold_reaper.py)
+_PG_V5 = """
+ALTER TABLE budget_holds ADD COLUMN exposure DOUBLE PRECISION NOT NULL DEFAULT 0;
+ALTER TABLE budget_holds ADD COLUMN started_at DOUBLE PRECISION;
+ALTER TABLE budget_holds ADD COLUMN detail TEXT;
+CREATE INDEX budget_holds_instance ON budget_holds(instance);
+CREATE TABLE instances(instance TEXT PRIMARY KEY, seen_at DOUBLE PRECISION NOT NULL);
+"""
+
+PG_MIGRATIONS: tuple[str, ...] = (_PG_V1, _PG_V2, _PG_V3, _PG_V4, _PG_V5)  # PG_MIGRATIONS[n] takes the schema from version n to n + 1
 assert len(PG_MIGRATIONS) == PG_SCHEMA_VERSION
 
 _PG_TYPES = {"request_id": "text", "started_at": "float8", "ended_at": "float8", "stream": "int2", "status": "int4",
@@ -396,7 +408,8 @@ class PgStore:
 
     def housekeep(self, settings: LedgerSettings, now: float) -> None:
         conn = self._connection()
-        conn.execute("DELETE FROM budget_holds WHERE expires_at < %s", (now,))
+        # the database's clock, not this instance's: one running ahead would drop the others' live holds
+        conn.execute(f"DELETE FROM budget_holds WHERE expires_at < {DB_NOW}")
         conn.execute("DELETE FROM budget_counters WHERE period_end < %s", (now - 40 * 86400,))
         if settings.capture_retention_days is not None:
             conn.execute("DELETE FROM bodies WHERE captured_at < %s", (now - settings.capture_retention_days * 86400,))

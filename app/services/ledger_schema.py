@@ -18,7 +18,7 @@ from pathlib import Path
 
 from app.paths import make_private_dir, make_private_file
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 
 class LedgerError(Exception):
@@ -180,7 +180,18 @@ ALTER TABLE requests ADD COLUMN usage_counted TEXT;
 ALTER TABLE requests ADD COLUMN priced_by TEXT;
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)  # MIGRATIONS[n] takes a file from version n to n + 1
+# v8: a reservation's worst case and what a row of it needs (app/services/admission.py, hold_reaper.py):
+# ``exposure`` is what a stream may still cost beyond its hold until the upstream says what its prompt
+# cost; ``started_at`` and ``detail`` (JSON: who, where, which model) let another instance write the
+# row of a request whose instance died; ``instances`` holds each instance's heartbeat.
+_V8 = """
+ALTER TABLE budget_holds ADD COLUMN exposure REAL NOT NULL DEFAULT 0;
+ALTER TABLE budget_holds ADD COLUMN started_at REAL;
+ALTER TABLE budget_holds ADD COLUMN detail TEXT;
+CREATE TABLE instances(instance TEXT PRIMARY KEY, seen_at REAL NOT NULL);
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8)  # MIGRATIONS[n] takes a file from version n to n + 1
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 

@@ -162,7 +162,8 @@ class GatewayProcess:
 
 def spawn_gateway(config_text: str, home: Path, *, token: str = GATEWAY_TOKEN, timeout_s: float = 20.0,
                   extra_args: Sequence[str] = (), extra_env: dict[str, str] | None = None) -> GatewayProcess:
-    """Start ``python -m app serve --config … --port 0`` and wait for its listening line."""
+    """Start ``python -m app serve --config … --port 0`` and wait for its listening line.
+    ``extra_env``: more environment (e.g. libfaketime's, to run its clock ahead)."""
     home.mkdir(parents=True, exist_ok=True)
     config_path = home / "test-config.toml"
     config_path.write_text(config_text)

@@ -133,12 +133,14 @@ oidc_audience = "patchbay"
 [[budgets]]
 scope = "each-user"
 period = "day"
-limit_usd = 0.000001
+limit_usd = 0.01
 action = "downgrade:cloud,{OPUS}"
 ''')
         try:
-            up.enqueue(AnthropicJSON(anthropic_message(model=HAIKU, usage=(10, 5))))
-            assert _post(eng.url, idp).status_code == 200  # its cost uses the budget up
+            # the prompt fits the budget (a request whose prompt alone cannot fit counts as over it);
+            # its answer, 100,000 output tokens, uses the budget up
+            up.enqueue(AnthropicJSON(anthropic_message(model=HAIKU, usage=(10, 100_000))))
+            assert _post(eng.url, idp).status_code == 200
             assert eng.ledger.drain(10)
             r = _post(eng.url, idp)  # over the budget: its downgrade leads to Opus
             assert r.status_code == 403, r.text

@@ -41,6 +41,18 @@ _OUTPUT_FIELDS = {"text_delta": ("text", "text"), "thinking_delta": ("thinking",
                   "input_json_delta": ("partial_json", "tool_input")}
 
 
+def events_of(chunk: bytes) -> list[bytes]:
+    """``chunk`` cut after each blank line (an SSE event's end); the rest, if any, last."""
+    out = []
+    start = 0
+    while (end := chunk.find(b"\n\n", start)) >= 0:
+        out.append(chunk[start:end + 2])
+        start = end + 2
+    if start < len(chunk):
+        out.append(chunk[start:])
+    return out
+
+
 class AnthropicTap:
     """Reads a copy of an Anthropic SSE stream. ``feed`` returns the bytes that end on an
     event boundary (to forward now); the rest waits for its end."""
@@ -54,7 +66,7 @@ class AnthropicTap:
         self.tail = b""
         self.saw_stop = False
         self.saw_error = False
-        self.want_deltas = ex.want_deltas
+        self.want_deltas = ex.counts_deltas
 
     def feed(self, chunk: bytes) -> bytes:
         buf = self.tail + chunk if self.tail else chunk
@@ -224,9 +236,12 @@ class AnthropicBackend(Backend):
             chunks = resp.aiter_raw()
             try:
                 async for chunk in chunks:
-                    ready = tap.feed(chunk)
-                    if ready:
-                        await ex.write(ready)
+                    # a budget's meter checks each event: a stream stops at the cap before the event
+                    # that passes it, not before a whole network read of them
+                    for piece in (events_of(chunk) if ex.meter is not None else (chunk,)):
+                        ready = tap.feed(piece)
+                        if ready:
+                            await ex.write(ready)
                     if tap.saw_stop or tap.saw_error:
                         break  # the answer is complete: never wait for the upstream to close
             except httpx.HTTPError as exc:

@@ -93,7 +93,7 @@ class OpenAIBackend(Backend):
             tr = OpenAIStreamTranslator(ex.route.model, input_tokens=max(1, len(ex.incoming.raw) // 4),
                                         signature=reasoning_signature(self.config.id),
                                         stop_sequences=stop_sequences_of(ex.incoming.body))
-            if ex.want_deltas:
+            if ex.counts_deltas:
                 tr.on_delta = ex.delta
             if not ex.started:
                 await ex.start(200, SSE_HEADERS)
