@@ -203,10 +203,12 @@ class _Body(httpx.AsyncByteStream):
 
 def raw_chunks(resp: httpx.Response) -> AsyncIterator[bytes]:
     """``resp``'s body as it comes off the wire, like ``resp.aiter_raw()``. A body of this
-    transport is read directly: httpx's ``aiter_raw`` and ``BoundAsyncStream`` are two more
-    async generators to step through (and a chunker) per chunk, which a paced stream pays on
-    every wake-up. Close ``resp`` afterwards as usual."""
-    body = getattr(resp.stream, "_stream", None)
+    transport is read directly: httpx's ``aiter_raw`` (and, for a response that came through
+    httpx's client, its ``BoundAsyncStream``) are more async generators to step through, and a
+    chunker, per chunk, which a paced stream pays on every wake-up. Close ``resp`` afterwards."""
+    body: Any = resp.stream  # the transport's own answer (Backend.open), or httpx's wrapper of it
+    if type(body) is not _Body:
+        body = getattr(body, "_stream", None)
     if type(body) is _Body and not resp.is_stream_consumed and not resp.is_closed:
         resp.is_stream_consumed = True
         return body.__aiter__()

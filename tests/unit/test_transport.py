@@ -686,6 +686,7 @@ def test_backend_open_gives_a_full_httpx_response(run: Runner, up: FakeUpstream)
     up.enqueue(Raw(200, headers={"content-type": "application/json; charset=utf-8"}, body='{"größe": 1}'))
     up.enqueue(Raw(429, headers={"retry-after": "3"}, body=b'{"error": "slow down"}'))
     up.enqueue(OpenAIStream(CHUNKS, split="awkward"))
+    up.enqueue(OpenAIStream(CHUNKS, split="awkward"))
     backend = Backend(BackendConfig(id="f", kind="openai", base_url=up.url, auth="none"), GatewaySettings(), keys=resolve_backend_key)
 
     async def go() -> None:
@@ -703,6 +704,12 @@ def test_backend_open_gives_a_full_httpx_response(run: Runner, up: FakeUpstream)
             resp = await backend.open(backend.client.build_request("POST", up.url + "/v1/x", content=b"{}"))
             try:
                 assert b"".join([p async for p in resp.aiter_raw()]) == BODY
+            finally:
+                await resp.aclose()
+            resp = await backend.open(backend.client.build_request("POST", up.url + "/v1/x", content=b"{}"))
+            try:  # the backends' reader: the same bytes, read off the transport's own body
+                assert b"".join([p async for p in raw_chunks(resp)]) == BODY
+                assert resp.is_stream_consumed
             finally:
                 await resp.aclose()
         finally:
