@@ -55,7 +55,7 @@ from gateway_bench import (  # noqa: E402
 CCR_VERSION = "2.0.0"
 CCR_DIR = REPO / ".cache" / "ccr"
 CCR_CLI = CCR_DIR / "node_modules" / "@musistudio" / "claude-code-router" / "dist" / "cli.js"
-COUNTS = {"stream": (200, 60), "cc": (150, 40), "paced": (10, 4), "ttfb": (200, 60)}  # (full, quick)
+COUNTS = {"stream": (200, 60), "cc": (160, 40), "paced": (12, 4)}  # requests per row and round (full, quick)
 ROWS = (("stream", "CPU per 50-chunk stream, ms"), ("cc", "CPU per Claude Code-sized request, ms"),
         ("paced", "CPU per paced stream (50 x 20 ms), ms"), ("ttfb", "added time to first byte p50, ms"))
 
@@ -196,31 +196,36 @@ def _with_headers(data: bytes, headers: dict[str, str]) -> bytes:
     return head + extra + b"\r\n\r\n" + body
 
 
-async def one_round(peers: list[Peer], up: Upstream, quick: bool) -> dict[str, dict[str, float]]:
-    """Each row for each peer once; {peer: {row: value}}."""
+async def one_round(peers: list[Peer], up: Upstream, quick: bool, blocks: int) -> dict[str, dict[str, float]]:
+    """Each row for each peer once, {peer: {row: value}}. A row's requests are split into
+    ``blocks`` slices and the peers take turns slice by slice, so a burst of load from elsewhere
+    on the machine falls on all of them alike."""
     q = 1 if quick else 0
-    out: dict[str, dict[str, float]] = {p.name: {} for p in peers}
-    for load in ("stream", "paced"):
-        up.phase(load)
-        n = COUNTS[load][q]
-        warm = 2 if load == "paced" else 20
-        direct = await _run_load(up.port, openai_request(up.port, True), n, 1, b"[DONE]", warm)
-        for p in peers:
-            req = _with_headers(anthropic_request(p.port, True, None), p.headers)
-            s = await _run_load(p.port, req, n, 1, b"message_stop", warm, probe=p.cpu_s)
-            if s.errors:
-                print(f"  {p.name}: {s.errors} failed {load} requests", flush=True)
-            out[p.name][load] = s.cpu_s / n * 1000
+    cpu: dict[str, dict[str, float]] = {p.name: {} for p in peers}
+    ttfb: dict[str, list[float]] = {p.name: [] for p in peers}
+    direct_ttfb: list[float] = []
+    for load in ("stream", "paced", "cc"):
+        up.phase("paced" if load == "paced" else "stream")
+        n = max(1, COUNTS[load][q] // blocks)
+        warm = 2 if load == "paced" else 10
+        for b in range(blocks):
             if load == "stream":
-                out[p.name]["ttfb"] = (pct(s.ttfb, .5) - pct(direct.ttfb, .5)) * 1000
-    up.phase("stream")
-    n = COUNTS["cc"][q]
+                d = await _run_load(up.port, openai_request(up.port, True), n, 1, b"[DONE]", warm)
+                direct_ttfb += d.ttfb
+            for p in peers:
+                if load == "cc":
+                    req, tail = claude_code_sized(p.port, p.headers), b"}"
+                else:
+                    req, tail = _with_headers(anthropic_request(p.port, True, None), p.headers), b"message_stop"
+                s = await _run_load(p.port, req, n, 1, tail, warm if b == 0 else 1, probe=p.cpu_s)
+                if s.errors:
+                    print(f"  {p.name}: {s.errors} failed {load} requests", flush=True)
+                cpu[p.name][load] = cpu[p.name].get(load, 0.0) + s.cpu_s / (n * blocks) * 1000
+                if load == "stream":
+                    ttfb[p.name] += s.ttfb
     for p in peers:
-        s = await _run_load(p.port, claude_code_sized(p.port, p.headers), n, 1, b"}", 10, probe=p.cpu_s)
-        if s.errors:
-            print(f"  {p.name}: {s.errors} failed Claude Code-sized requests", flush=True)
-        out[p.name]["cc"] = s.cpu_s / n * 1000
-    return out
+        cpu[p.name]["ttfb"] = (pct(ttfb[p.name], .5) - pct(direct_ttfb, .5)) * 1000
+    return cpu
 
 
 def report(names: list[str], rounds: list[dict[str, dict[str, float]]], ref: str | None) -> None:
@@ -245,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Patchbay against claude-code-router and LiteLLM, one run.")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="smaller samples")
+    ap.add_argument("--blocks", type=int, default=4, help="slices per row that the peers take turns on")
     ap.add_argument("--base", type=Path, action="append", default=[],
                     help="another Patchbay checkout to run beside this one (repeatable), e.g. /tmp/pb-base")
     ap.add_argument("--no-ccr", action="store_true", help="leave claude-code-router out")
@@ -271,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
             rounds = []
             for i in range(args.rounds):
                 order = peers[i % len(peers):] + peers[:i % len(peers)]
-                rounds.append(uvloop.run(one_round(order, up, args.quick)))
+                rounds.append(uvloop.run(one_round(order, up, args.quick, args.blocks)))
                 print(f"round {i + 1}: " + "; ".join(
                     f"{n} " + " ".join(f"{k}={v:.2f}" for k, v in r.items()) for n, r in rounds[-1].items()),
                     flush=True)
