@@ -14,7 +14,7 @@ the price table prices) and it is short and printable; any other is ``"other"``.
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -87,6 +87,16 @@ class GatewayMetrics:
                               ["backend"], buckets=_TTFT_BUCKETS, registry=r)
         self.inflight = Gauge("patchbay_requests_in_flight", "Requests being served now", registry=r)
         r.register(_Callbacks(queue, spool, budgets))
+        # labelled children by label values: ``labels()`` takes a lock and rebuilds its key on
+        # every call (five calls a request); the children themselves live as long as the registry
+        self._kids: dict[tuple[object, ...], Any] = {}
+
+    def _kid(self, metric: Any, *values: str) -> Any:
+        key = (metric, *values)
+        kid = self._kids.get(key)
+        if kid is None:
+            kid = self._kids[key] = metric.labels(*values)
+        return kid
 
     def sink(self, event: object) -> None:
         t = type(event)
@@ -99,21 +109,21 @@ class GatewayMetrics:
                 self._started.discard(ev.request_id)
                 self.inflight.dec()
             model = self.model_label(ev.backend, ev.model)
-            self.requests.labels(ev.backend, model, str(ev.status)).inc()
+            self._kid(self.requests, ev.backend, model, str(ev.status)).inc()
             u = ev.usage
             for kind, n in (("input", u.input_tokens), ("output", u.output_tokens),
                             ("cache_write", u.cache_creation_input_tokens), ("cache_read", u.cache_read_input_tokens)):
                 if n:
-                    self.tokens.labels(ev.backend, model, kind).inc(n)
+                    self._kid(self.tokens, ev.backend, model, kind).inc(n)
             try:
                 c = self._cost(ev)
             except Exception:
                 c = None
             if c:
-                self.cost.labels(ev.backend, model).inc(c)
-            self.duration.labels(ev.backend).observe(ev.duration_ms / 1000.0)
+                self._kid(self.cost, ev.backend, model).inc(c)
+            self._kid(self.duration, ev.backend).observe(ev.duration_ms / 1000.0)
             if ev.ttft_ms is not None:
-                self.ttft.labels(ev.backend).observe(ev.ttft_ms / 1000.0)
+                self._kid(self.ttft, ev.backend).observe(ev.ttft_ms / 1000.0)
 
     def model_label(self, backend: str, model: str) -> str:
         """``model`` where it is a known, well-formed name and there is room; else ``"other"``."""

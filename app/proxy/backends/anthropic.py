@@ -20,6 +20,7 @@ from app.proxy.exchange import JSON_HEADERS, SSE_HEADERS, Exchange, GatewayError
 from app.proxy.sse import MAX_EVENT_BYTES, SSEParser, event_too_large
 from app.proxy.thinking import for_anthropic_format, note_message, note_signature, signing_family
 from app.proxy.translate.response import error_type_for_status as error_type_for
+from app.proxy.transport import raw_chunks
 
 # upstream response headers worth passing on (rate limits, request ids, retry advice)
 OAUTH_BETA = "oauth-2025-04-20"  # what a Claude subscription's OAuth bearer comes with
@@ -233,7 +234,7 @@ class AnthropicBackend(Backend):
             if not ex.started:
                 await ex.start(200, SSE_HEADERS + forwarded_headers(resp))
             tap = AnthropicTap(ex, signing_family(self.config))
-            chunks = resp.aiter_raw()
+            chunks = raw_chunks(resp)
             try:
                 async for chunk in chunks:
                     # a budget's meter checks each event: a stream stops at the cap before the event

@@ -23,6 +23,7 @@ from app.proxy.translate.request import stop_sequences_of, to_openai_request
 from app.proxy.translate.response import openai_error_to_anthropic, openai_response_to_anthropic
 from app.proxy.translate.stream import OpenAIStreamTranslator, encode_events
 from app.proxy.translate.structured import explain_refusal
+from app.proxy.transport import raw_chunks
 
 log = logging.getLogger("patchbay.backends")
 
@@ -100,7 +101,7 @@ class OpenAIBackend(Backend):
             await ex.write(encode_events(tr.start()))
             parser = SSEParser()
             done = False
-            chunks = resp.aiter_raw()
+            chunks = raw_chunks(resp)
             try:
                 async for chunk in chunks:
                     events: list[tuple[str, dict[str, Any]]] = []
@@ -110,7 +111,10 @@ class OpenAIBackend(Backend):
                             break
                         if not data:
                             continue
-                        obj = _loads_lenient(data)
+                        try:
+                            obj = orjson.loads(data)
+                        except orjson.JSONDecodeError:
+                            obj = _loads_lenient(data)
                         if obj is None:
                             continue  # a keep-alive comment or junk line: nothing to translate
                         if not isinstance(obj, dict):
