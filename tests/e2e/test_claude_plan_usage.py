@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import REPO, _base_env, spawn_gateway
-from tests.fakes.plan_api import OAUTH_TOKEN, SubscriptionAPI
+from tests.fakes.subscription import OAUTH_TOKEN, SubscriptionAPI, credentials_json
 
 CONFIG = '''[gateway]
 port = 0
@@ -40,11 +40,8 @@ output = 15.0
 def _signed_in_home(home: Path) -> Path:
     """A HOME where Claude Code is logged in with a Max subscription (Linux keeps it in this file)."""
     (home / ".claude").mkdir(parents=True)
-    creds = {"claudeAiOauth": {"accessToken": OAUTH_TOKEN, "refreshToken": "sk-ant-ort01-FAKErefresh",
-                               "expiresAt": int((time.time() + 30 * 86400) * 1000),
-                               "scopes": ["user:inference", "user:profile"], "subscriptionType": "max"}}
     f = home / ".claude" / ".credentials.json"
-    f.write_text(json.dumps(creds))
+    f.write_text(json.dumps(credentials_json()))
     f.chmod(0o600)
     (home / ".claude.json").write_text(json.dumps({"hasCompletedOnboarding": True}))
     return home

@@ -25,7 +25,7 @@ import pytest
 from app.paths import default_paths
 from app.services import statusline, usage_cli
 from app.units import fmt_money
-from tests.fakes.plan_api import API_KEY, OAUTH_BETA, OAUTH_TOKEN, SubscriptionAPI
+from tests.fakes.subscription import API_KEY, OAUTH_BETA, OAUTH_TOKEN, SubscriptionAPI
 from tests.serve_config import SONNET_PRICES, start_engine
 
 PROMPT = {"model": "claude-fake", "max_tokens": 1000, "messages": [{"role": "user", "content": "hello"}]}

@@ -11,7 +11,7 @@ from typing import Any
 import anthropic
 import pytest
 
-from tests.fakes.plan_api import OAUTH_BETA, OAUTH_TOKEN, SubscriptionAPI
+from tests.fakes.subscription import OAUTH_BETA, OAUTH_TOKEN, SubscriptionAPI
 from tests.gui.conftest import send_in_thread, wait_for
 
 
