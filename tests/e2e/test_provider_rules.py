@@ -59,6 +59,11 @@ def _old_tool_turn(provider: Any) -> dict[str, Any]:
     return msgs[tool_turns(msgs)[0]]
 
 
+def _serving(provider: Any) -> FakeUpstream:
+    """An OpenAI-format fake that answers as ``provider`` and refuses what its guard refuses."""
+    return FakeUpstream(provider.respond, wire="openai", guard=provider.guard)
+
+
 @contextmanager
 def _gateway(config: str, home: Path) -> Iterator[GatewayProcess]:
     gw = spawn_gateway(config, home)
@@ -81,7 +86,7 @@ def _write(run_claude: Callable[..., ClaudeResult], gw: GatewayProcess, workdir:
 def test_thinking_model_tool_loop_and_continue(run_claude: Callable[..., ClaudeResult], workdir: Path,
                                                tmp_path: Path, wording: str, model: str) -> None:
     provider = DeepSeekThinking(workdir, wording=wording, model=model)
-    with FakeUpstream(provider.respond, wire="openai", guard=provider.guard) as up:
+    with _serving(provider) as up:
         with _gateway(_config(("ds", up.url, model)), tmp_path / "patchbay-home") as gw:
             _write(run_claude, gw, workdir, provider, 1)
             _write(run_claude, gw, workdir, provider, 2)
@@ -94,7 +99,7 @@ def test_model_switch_onto_deepseek_after_a_tool_call_elsewhere(run_claude: Call
     plain = PlainOpenAI(workdir)
     deepseek = DeepSeekThinking(workdir)
     with FakeUpstream(plain.respond, wire="openai") as oai, \
-            FakeUpstream(deepseek.respond, wire="openai", guard=deepseek.guard) as ds:
+            _serving(deepseek) as ds:
         config = _config(("oai", oai.url, "gpt-fake"), ("ds", ds.url, "deepseek-reasoner"))
         with _gateway(config, tmp_path / "patchbay-home") as gw:
             _write(run_claude, gw, workdir, plain, 1)
@@ -107,7 +112,7 @@ def test_deepseek_reasoning_survives_a_gateway_restart(run_claude: Callable[...,
                                                        tmp_path: Path) -> None:
     provider = DeepSeekThinking(workdir)
     home = tmp_path / "patchbay-home"
-    with FakeUpstream(provider.respond, wire="openai", guard=provider.guard) as up:
+    with _serving(provider) as up:
         config = _config(("ds", up.url, "deepseek-reasoner"))
         with _gateway(config, home) as gw:
             _write(run_claude, gw, workdir, provider, 1)
@@ -120,7 +125,7 @@ def test_openrouter_gemini_tool_loop_echoes_reasoning_details(run_claude: Callab
                                                              workdir: Path, tmp_path: Path) -> None:
     provider = OpenRouterGemini(workdir)
     home = tmp_path / "patchbay-home"
-    with FakeUpstream(provider.respond, wire="openai", guard=provider.guard) as up:
+    with _serving(provider) as up:
         config = _config(("openrouter", up.url, OpenRouterGemini.model))
         with _gateway(config, home) as gw:
             _write(run_claude, gw, workdir, provider, 1)
@@ -134,7 +139,7 @@ def test_mistral_tool_loop_with_nine_character_ids(run_claude: Callable[..., Cla
                                                    tmp_path: Path) -> None:
     provider = MistralIds(workdir)
     home = tmp_path / "patchbay-home"
-    with FakeUpstream(provider.respond, wire="openai", guard=provider.guard) as up:
+    with _serving(provider) as up:
         config = _config(("mistral", up.url, MistralIds.model))
         with _gateway(config, home) as gw:
             _write(run_claude, gw, workdir, provider, 1)
