@@ -6,6 +6,7 @@ quoting one, a header). A newline in it would start a line that looks like Patch
 shows stderr. ``one_line`` writes every C0/C1 control character (tab aside) and the Unicode line
 and paragraph separators as ``\\n``, ``\\x1b``, ``\\u2028``; ``OneLineFilter`` applies it to each
 record's message on both log handlers (a traceback keeps its lines: Patchbay's own text).
+``MessageFilter`` is the shell both log filters share (this one and ``app.scrub.ScrubFilter``).
 """
 
 from __future__ import annotations
@@ -22,15 +23,30 @@ def one_line(text: str) -> str:
     return text.translate(_ESCAPES)
 
 
-class OneLineFilter(logging.Filter):
-    """Escapes control characters in each record's final message."""
+class MessageFilter(logging.Filter):
+    """A logging filter that rewrites each record's final message with ``rewrite``."""
 
-    def filter(self, record: logging.LogRecord) -> bool:
+    def rewrite(self, msg: str) -> str:
+        return msg
+
+    def rewrite_message(self, record: logging.LogRecord) -> bool:
+        """Rewrite the record's message; False (and nothing done) when its format string is broken."""
         try:
             msg = record.getMessage()
         except Exception:  # a broken format string: leave it to logging's own error handling
-            return True
-        safe = one_line(msg)
-        if safe != msg:
-            record.msg, record.args = safe, None
+            return False
+        new = self.rewrite(msg)
+        if new != msg:
+            record.msg, record.args = new, None
         return True
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        self.rewrite_message(record)
+        return True
+
+
+class OneLineFilter(MessageFilter):
+    """Escapes control characters in each record's final message."""
+
+    def rewrite(self, msg: str) -> str:
+        return one_line(msg)

@@ -27,6 +27,9 @@ from typing import Any, Callable, Iterator, Sequence
 
 import pytest
 
+from tests.fakes.chunks import anthropic_text_events
+from tests.fakes.upstreams import AnthropicStream, FakeUpstream
+
 REPO = Path(__file__).resolve().parents[2]
 CLAUDE_VERSION = "2.1.332"
 DEFAULT_CLAUDE = REPO / ".cache" / "claude-code" / "node_modules" / ".bin" / "claude"
@@ -215,6 +218,16 @@ def start_gateway(tmp_path: Path) -> Iterator[Callable[..., GatewayProcess]]:
     yield start
     for gw in started:
         gw.stop()
+
+
+@pytest.fixture
+def priced_upstream() -> Iterator[FakeUpstream]:
+    """A fake Anthropic API whose every answer streams "hi there" as the model "priced" (12 in, 3 out)."""
+    up = FakeUpstream(lambda req: AnthropicStream(
+        anthropic_text_events("hi there", pieces=2, model="priced", usage=(12, 3, 0, 0))),
+        wire="anthropic", record=False).start()
+    yield up
+    up.stop()
 
 
 @pytest.fixture

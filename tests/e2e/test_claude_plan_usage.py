@@ -16,35 +16,15 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import REPO, _base_env, spawn_gateway
-from tests.fakes.plan_api import OAUTH_TOKEN, SubscriptionAPI
-
-CONFIG = '''[gateway]
-port = 0
-
-[[backends]]
-id = "anthropic"
-kind = "anthropic"
-base_url = "{url}"
-auth = "client"
-
-[active]
-backend = "anthropic"
-
-[[prices]]
-model = "claude-fake"
-input = 3.0
-output = 15.0
-'''
+from tests.fakes.subscription import OAUTH_TOKEN, SubscriptionAPI, credentials_json
+from tests.serve_config import client_config
 
 
 def _signed_in_home(home: Path) -> Path:
     """A HOME where Claude Code is logged in with a Max subscription (Linux keeps it in this file)."""
     (home / ".claude").mkdir(parents=True)
-    creds = {"claudeAiOauth": {"accessToken": OAUTH_TOKEN, "refreshToken": "sk-ant-ort01-FAKErefresh",
-                               "expiresAt": int((time.time() + 30 * 86400) * 1000),
-                               "scopes": ["user:inference", "user:profile"], "subscriptionType": "max"}}
     f = home / ".claude" / ".credentials.json"
-    f.write_text(json.dumps(creds))
+    f.write_text(json.dumps(credentials_json()))
     f.chmod(0o600)
     (home / ".claude.json").write_text(json.dumps({"hasCompletedOnboarding": True}))
     return home
@@ -57,7 +37,7 @@ def _patchbay(env: dict[str, str], *args: str, stdin: str | None = None) -> subp
 
 def test_claude_code_on_a_subscription_is_marked_and_shows_its_windows(claude_bin: Path, tmp_path: Path) -> None:
     with SubscriptionAPI() as api:
-        gw = spawn_gateway(CONFIG.format(url=api.url), tmp_path / "patchbay-home")
+        gw = spawn_gateway(client_config(api.url, models=False), tmp_path / "patchbay-home")
         try:
             home = _signed_in_home(tmp_path / "user-home")
             work = tmp_path / "work"

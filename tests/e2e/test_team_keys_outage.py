@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
-from typing import Iterator
 
 import anthropic
 import pytest
@@ -28,8 +27,7 @@ from app.team.identity import IdentityUnavailable
 from app.team.keys import OUTAGE_GRACE_S, KeysVerifier
 from app.team.keystore_pg import PgKeyStore
 from tests.e2e.conftest import GatewayProcess, spawn_gateway
-from tests.fakes.chunks import anthropic_text_events
-from tests.fakes.upstreams import AnthropicStream, FakeUpstream
+from tests.fakes.upstreams import FakeUpstream
 from tests.pg import PgServer
 from tests.serve_config import serve_config
 
@@ -37,22 +35,6 @@ pytestmark = [pytest.mark.e2e]
 
 TOKEN = "pb-keys-outage"
 BODY = {"model": "priced", "max_tokens": 64, "messages": [{"role": "user", "content": "hello"}]}
-
-
-@pytest.fixture
-def own_pg() -> Iterator[PgServer]:
-    server = PgServer().start()  # this test stops its server: not the shared one
-    yield server
-    server.destroy()
-
-
-@pytest.fixture
-def upstream() -> Iterator[FakeUpstream]:
-    up = FakeUpstream(lambda req: AnthropicStream(
-        anthropic_text_events("hi there", pieces=2, model="priced", usage=(12, 3, 0, 0))),
-        wire="anthropic", record=False).start()
-    yield up
-    up.stop()
 
 
 def answer(gw: GatewayProcess, key: str) -> str:
@@ -76,13 +58,13 @@ def until(check: "object", limit_s: float) -> float:
 
 
 def test_verified_keys_keep_working_through_an_outage_when_open(tmp_path: Path, own_pg: PgServer,
-                                                                upstream: FakeUpstream) -> None:
+                                                                priced_upstream: FakeUpstream) -> None:
     url = own_pg.create_db()
     store = PgKeyStore(url)
     alice = store.create("alice@corp.example")[1]
     bob_record, bob = store.create("bob@corp.example")
     carol = store.create("carol@corp.example")[1]
-    gws = {mode: spawn_gateway(serve_config(upstream.url, port0=False, ledger_url=url,
+    gws = {mode: spawn_gateway(serve_config(priced_upstream.url, port0=False, ledger_url=url,
                                             extra=f'on_unreachable = "{mode}"\n\n[team]\nidentity = ["keys"]\n'),
                                tmp_path / f"home-{mode}", token=TOKEN) for mode in ("open", "closed")}
     try:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import anthropic
 import httpx
@@ -22,8 +22,7 @@ import psycopg
 import pytest
 
 from tests.e2e.conftest import GatewayProcess, spawn_gateway
-from tests.fakes.chunks import anthropic_text_events
-from tests.fakes.upstreams import AnthropicStream, FakeUpstream
+from tests.fakes.upstreams import FakeUpstream
 from tests.pg import PgServer
 from tests.serve_config import OPUS_PRICES, serve_config
 
@@ -33,22 +32,6 @@ TOKEN = "pb-outage-token"
 BODY = {"model": "priced", "max_tokens": 64, "messages": [{"role": "user", "content": "hello"}]}
 OUTAGE_S = 8.0  # a pool's reconnect backoff is 1, 2, 4, 8 s by then: its next try would come seconds late
 PROMPT_S = 1.0  # the goal: budgets and /ready within this long of the database answering
-
-
-@pytest.fixture
-def own_pg() -> Iterator[PgServer]:
-    server = PgServer().start()  # this test stops its server: not the shared one
-    yield server
-    server.destroy()
-
-
-@pytest.fixture
-def upstream() -> Iterator[FakeUpstream]:
-    up = FakeUpstream(lambda req: AnthropicStream(
-        anthropic_text_events("hi there", pieces=2, model="priced", usage=(12, 3, 0, 0))),
-        wire="anthropic", record=False).start()
-    yield up
-    up.stop()
 
 
 def outcome(gw: GatewayProcess) -> str:
@@ -77,9 +60,9 @@ def first_after(t0: float, probe: Callable[[], bool], limit_s: float) -> float |
 
 
 def test_budgets_and_ready_come_back_within_a_second_of_postgres(tmp_path: Path, own_pg: PgServer,
-                                                                 upstream: FakeUpstream) -> None:
+                                                                 priced_upstream: FakeUpstream) -> None:
     url = own_pg.create_db()
-    gws = {mode: spawn_gateway(serve_config(upstream.url, port0=False, prices=OPUS_PRICES, budget_usd=0.0001,
+    gws = {mode: spawn_gateway(serve_config(priced_upstream.url, port0=False, prices=OPUS_PRICES, budget_usd=0.0001,
                                             ledger_url=url, extra=f'on_unreachable = "{mode}"\n'),
                                tmp_path / f"home-{mode}", token=TOKEN) for mode in ("closed", "open")}
     try:

@@ -25,8 +25,8 @@ import pytest
 from app.paths import default_paths
 from app.services import statusline, usage_cli
 from app.units import fmt_money
-from tests.fakes.plan_api import API_KEY, OAUTH_BETA, OAUTH_TOKEN, SubscriptionAPI
-from tests.serve_config import SONNET_PRICES, start_engine
+from tests.fakes.subscription import API_KEY, OAUTH_BETA, OAUTH_TOKEN, SubscriptionAPI
+from tests.serve_config import SONNET_PRICES, client_config, start_engine
 
 PROMPT = {"model": "claude-fake", "max_tokens": 1000, "messages": [{"role": "user", "content": "hello"}]}
 # what one answer's usage (12,000 in, 800 out) costs at Sonnet prices: far past the $0.01 budget
@@ -34,35 +34,14 @@ ONE_ANSWER = (12_000 * SONNET_PRICES[0] + 800 * SONNET_PRICES[1]) / 1e6
 
 
 def _config(url: str, budget_usd: float, budget_extra: str = "") -> str:
-    i, o, cw, cr = SONNET_PRICES
-    return f'''
-[gateway]
-port = 0
-
-[[backends]]
-id = "anthropic"
-kind = "anthropic"
-base_url = "{url}"
-auth = "client"
-models = ["claude-fake"]
-
-[active]
-backend = "anthropic"
-
-[[prices]]
-model = "claude-fake"
-input = {i}
-output = {o}
-cache_write = {cw}
-cache_read = {cr}
-
+    return client_config(url, prices=SONNET_PRICES, extra=f'''
 [[budgets]]
 scope = "all"
 period = "day"
 limit_usd = {budget_usd}
 action = "block"
 {budget_extra}
-'''
+''')
 
 
 def _usage(argv: list[str]) -> tuple[int, str]:

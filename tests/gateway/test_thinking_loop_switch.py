@@ -7,17 +7,15 @@ rule (and the signature rule) with the API's wording."""
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import pytest
 
-from app.proxy.thinking import BOOK
 from tests.fakes import (
     AnthropicStream,
     FakeUpstream,
     OpenAIStream,
-    ThinkingSigner,
     anthropic_tool_use_events,
     openai_error,
     openai_tool_call_chunks,
@@ -31,16 +29,7 @@ CLEAR = {"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]}
 ASK = {"role": "user", "content": "read a.txt"}
 
 
-@pytest.fixture(autouse=True)
-def fresh_book() -> Iterator[None]:
-    BOOK.clear()
-    yield
-    BOOK.clear()
-
-
-@pytest.fixture
-def signer() -> ThinkingSigner:
-    return ThinkingSigner()
+pytestmark = pytest.mark.usefixtures("fresh_book")
 
 
 @pytest.fixture

@@ -11,8 +11,9 @@ from typing import Any
 import anthropic
 import pytest
 
-from tests.fakes.plan_api import OAUTH_BETA, OAUTH_TOKEN, SubscriptionAPI
+from tests.fakes.subscription import OAUTH_BETA, OAUTH_TOKEN, SubscriptionAPI
 from tests.gui.conftest import send_in_thread, wait_for
+from tests.serve_config import client_config
 
 
 @pytest.fixture
@@ -23,25 +24,7 @@ def plan() -> Any:
 
 def _config(path: Path, url: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f'''
-[gateway]
-port = 0
-
-[[backends]]
-id = "anthropic"
-kind = "anthropic"
-base_url = "{url}"
-auth = "client"
-models = ["claude-fake"]
-
-[active]
-backend = "anthropic"
-
-[[prices]]
-model = "claude-fake"
-input = 3.0
-output = 15.0
-''', encoding="utf-8")
+    path.write_text(client_config(url), encoding="utf-8")
     return path
 
 

@@ -11,15 +11,11 @@ from pathlib import Path
 from app.bridge.jobs import Jobs
 from app.bridge.notices import Notices
 from app.bridge.team import Team
-from app.bridge.team_read import read_team
 from app.config import parse_config
 from app.events import Usage, finished_request
-from app.services.budgets import period_bounds
-from app.services.ledger import Ledger, LedgerReader
-from app.services.pricing import PriceBook
-from app.team.keystore_sqlite import SqliteKeyStore
 from app.views.team import TeamPage
 from tests.gateway.conftest import config_text
+from tests.gui.conftest import halfway_today, team_view
 
 TEAM = '''
 [team]
@@ -32,22 +28,11 @@ def test_rows_priced_by_fallback_get_a_note_on_the_team_page(tmp_path: Path, qtb
                                      "auth": "none", "local": False}], active="anthropic") + TEAM)
     ledger_file = tmp_path / "usage.sqlite3"
     now = time.time()
-    today = period_bounds("day", now)[0]
-    at = today + (now - today) / 2
-    led = Ledger(ledger_file, prices=PriceBook.load(cfg))
-    led.start()
-    for i, model in enumerate(["claude-mystery-9", "claude-mystery-9", "claude-sonnet-4-5"]):
-        e = finished_request(f"r{i}", at, model=model, usage=Usage(0, 10_000))
-        led.record(dataclasses.replace(e, user="alice@corp.example", identity_source="keys"))
-    assert led.flush()
-    led.close()
-    store, reader = SqliteKeyStore(ledger_file), LedgerReader(ledger_file)
-    try:
-        assert cfg.team is not None
-        view, problem = read_team(cfg.team, store, reader, cfg.budgets, now=now)
-    finally:
-        reader.close()
-        store.close()
+    at = halfway_today(now)
+    events = [dataclasses.replace(finished_request(f"r{i}", at, model=model, usage=Usage(0, 10_000)),
+                                  user="alice@corp.example", identity_source="keys")
+              for i, model in enumerate(["claude-mystery-9", "claude-mystery-9", "claude-sonnet-4-5"])]
+    view, problem = team_view(cfg, ledger_file, events, now)
     assert problem is None
     # Opus's $75 a million output tokens, the dearest the table knows for Anthropic, twice
     assert view.fallback_priced == (("claude-mystery-9", "the dearest known price on anthropic (claude-opus-4-1)",

@@ -23,7 +23,7 @@ from tests.books import raw_rows
 from tests.fakes.chunks import anthropic_text_events
 from tests.fakes.idp import FakeIdP
 from tests.fakes.upstreams import AnthropicStream, FakeUpstream
-from tests.serve_config import OPUS_PRICES, serve_config, start_engine
+from tests.serve_config import OPUS_PRICES, each_user_budget, oidc_team, serve_config, start_engine
 
 ALICE = "alice@corp.example"
 TEXT = "word " * 32_000  # 160,000 characters: about 36,000 tokens
@@ -33,21 +33,8 @@ BODY = {"model": "priced", "max_tokens": 64000, "stream": True, "messages": [{"r
 
 
 def team_config(upstream: str, idp: FakeIdP, limit_usd: float, ledger: str = "") -> str:
-    return serve_config(upstream, prices=OPUS_PRICES, extra=f'''
-[team]
-identity = ["oidc"]
-oidc_issuer = "{idp.oidc_issuer}"
-oidc_audience = "patchbay"
-
-[[team.groups]]
-name = "eng"
-members = ["*@corp.example"]
-
-[[budgets]]
-scope = "each-user"
-period = "day"
-limit_usd = {limit_usd}
-{ledger}''')
+    return serve_config(upstream, prices=OPUS_PRICES,
+                        extra=oidc_team(idp.oidc_issuer) + each_user_budget(limit_usd) + ledger)
 
 
 def long_answer(delay_s: float = 0.002) -> FakeUpstream:

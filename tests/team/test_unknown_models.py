@@ -23,7 +23,7 @@ from tests.fakes.chunks import anthropic_message
 from tests.fakes.idp import FakeIdP
 from tests.fakes.upstreams import AnthropicJSON, FakeUpstream
 from tests.gateway.conftest import config_text
-from tests.serve_config import start_engine
+from tests.serve_config import each_user_budget, oidc_team, start_engine
 
 ALICE = "alice@corp.example"
 USAGE = (1000, 10_000)  # at Opus's $15 / $75 a million: $0.765 a request
@@ -35,22 +35,8 @@ def team_config(upstream: str, idp: FakeIdP, extra: str = "") -> str:
     """The backend ``anthropic`` on the fake (not local: a loopback backend is free by default),
     the client's model name sent as it is."""
     return config_text([{"id": "anthropic", "kind": "anthropic", "base_url": upstream, "auth": "none",
-                         "local": False, "models": ["claude-opus-4-1"]}], active="anthropic") + f'''
-
-[team]
-identity = ["oidc"]
-oidc_issuer = "{idp.oidc_issuer}"
-oidc_audience = "patchbay"
-
-[[team.groups]]
-name = "eng"
-members = ["*@corp.example"]
-
-[[budgets]]
-scope = "each-user"
-period = "day"
-limit_usd = 1.0
-{extra}'''
+                         "local": False, "models": ["claude-opus-4-1"]}], active="anthropic") + "\n" \
+        + oidc_team(idp.oidc_issuer) + each_user_budget(1.0) + extra
 
 
 @pytest.fixture

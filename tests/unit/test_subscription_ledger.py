@@ -10,24 +10,9 @@ from app.config import parse_config
 from app.events import Usage, finished_request
 from app.services.pricing import PriceBook
 from tests.books import Books
+from tests.serve_config import SONNET_PRICES, client_config
 
-CONFIG = '''
-[[backends]]
-id = "anthropic"
-kind = "anthropic"
-base_url = "https://api.anthropic.com"
-auth = "client"
-
-[active]
-backend = "anthropic"
-
-[[prices]]
-model = "claude-fake"
-input = 3.0
-output = 15.0
-cache_write = 3.75
-cache_read = 0.3
-'''
+CONFIG = client_config("https://api.anthropic.com", prices=SONNET_PRICES, models=False, gateway=False)
 T = 1_780_000_000.0
 
 
