@@ -36,6 +36,9 @@ def _parser() -> argparse.ArgumentParser:
     e = sub.add_parser("env", help="print the shell lines that point Claude Code at the gateway")
     e.add_argument("--config", type=Path, dest="sub_config")
     e.add_argument("--shell", choices=["posix", "fish", "powershell"], default="posix")
+    e.add_argument("--credential", choices=["auto", "own", "token"], default="auto",
+                   help="which credential Claude Code sends (default auto: your own login or key if Patchbay finds "
+                        "one, else Patchbay's token)")
 
     u = sub.add_parser("usage", help="what requests cost, from the usage ledger")
     from app.services import usage_cli
@@ -207,19 +210,11 @@ def cmd_env(args: argparse.Namespace) -> int:
     except (ConfigError, OSError) as exc:
         print(f"patchbay: {exc}", file=sys.stderr)
         return 2
+    from app.services.claude_cli import print_env
     from app.services.claude_code import client_url
 
     token, _ = secrets.gateway_token(paths.token_file)
-    url = client_url(paths, config)
-    pairs = [("ANTHROPIC_BASE_URL", url), ("ANTHROPIC_AUTH_TOKEN", token)]
-    for name, value in pairs:
-        if args.shell == "fish":
-            print(f"set -gx {name} {value}")
-        elif args.shell == "powershell":
-            print(f'$env:{name} = "{value}"')
-        else:
-            print(f"export {name}={value}")
-    return 0
+    return print_env(client_url(paths, config), token, args.shell, args.credential)
 
 
 def cmd_key(args: argparse.Namespace) -> int:
@@ -280,6 +275,10 @@ def cmd_check(args: argparse.Namespace) -> int:
         print("No known output limit for " + ", ".join(f"{b},{m}" for b, m in unknown) + ": their max_tokens goes "
               "out as the client asks (Claude Code asks for up to 128000). Where a server refuses that, set "
               "max_output_tokens for its backend.")
+    from app.services.price_fallback import fallback_lines
+
+    for line in fallback_lines(config):
+        print(line)
     return 0
 
 

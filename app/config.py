@@ -114,6 +114,9 @@ class BudgetConfig:
     warn_at: float = 0.8
     action: str = "block"  # block | warn | downgrade:<backend>,<model>
     blocked_message: str | None = None  # what a blocked user reads: whom to ask (team budgets)
+    # count requests a Claude subscription paid for at their API-equivalent value (off by default:
+    # they spend no money); such a budget charges the counter "plan+<scope>"
+    include_subscription: bool = False
 
     @property
     def is_team_scope(self) -> bool:
@@ -445,7 +448,7 @@ def _parse_budgets(items: Any, ids: set[str], where: _Where, team: Any = None) -
         raise where.fail("budgets must be [[budgets]] tables", "Write each budget as a [[budgets]] section.",
                          key="budgets")
     out = []
-    known = {"scope", "period", "limit_usd", "warn_at", "action", "blocked_message"}
+    known = {"scope", "period", "limit_usd", "warn_at", "action", "blocked_message", "include_subscription"}
     start = 0
     for n, t in enumerate(items, 1):
         line = where.line_of(r"^\s*\[\[\s*budgets\s*\]\]", start=start)
@@ -486,8 +489,13 @@ def _parse_budgets(items: Any, ids: set[str], where: _Where, team: Any = None) -
         if not ok:
             raise where.fail(f"budget #{n} has action = {action!r}",
                              'Write "block", "warn" or "downgrade:<backend>,<model>".', line=line)
+        plan = t.get("include_subscription", False)
+        if not isinstance(plan, bool):
+            raise where.fail(f"budget #{n} has include_subscription = {plan!r}",
+                             "Write true (count what a Claude subscription's requests are worth at API prices) or "
+                             "false.", line=line)
         out.append(BudgetConfig(scope, period, float(limit), float(warn_at), action,
-                                blocked.strip() if isinstance(blocked, str) else None))
+                                blocked.strip() if isinstance(blocked, str) else None, plan))
     return out
 
 

@@ -104,6 +104,7 @@ backend = "anthropic"
 # limit_usd = 20.0
 # warn_at = 0.8
 # action = "block"     # block | warn | downgrade:<backend>,<model>
+# include_subscription = false   # true: also count a Claude subscription's requests at their API price
 '''
 
 

@@ -11,17 +11,18 @@ import threading
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from app import config_file as cfgmod
 from app.config import ActiveSelection, BackendConfig, BudgetConfig, Config, ConfigError, PriceConfig, RoutesConfig
 from app.events import EventHub, EventQueue, RequestFinished
+from app.logsafe import one_line
 from app.paths import PathError, Paths, default_paths
 from app.proxy.backends import probe
 from app.proxy.backends.probe import TestResult
 from app.proxy.routing import Pin
 from app.proxy.server import GatewayStartError, ProxyRuntime
-from app.services import claude_code, claude_settings, secrets
+from app.services import claude_auth, claude_code, claude_settings, secrets
 
 if TYPE_CHECKING:
     from app.services.ledger_open import LedgerHealth
@@ -69,9 +70,16 @@ class Engine:
         except LedgerError as exc:
             raise StartError(str(exc)) from None
         self.admission: Any = None  # app.services.admission.Admission, made with the first budget
+        self._heartbeat: Any = None  # app.services.hold_reaper.Heartbeat, with a PostgreSQL ledger
         self.budgets = BudgetGuard(self.config.budgets, self.prices, publish=self.hub.publish, reader=self.reader)
         self.hub.add(self.ledger.sink)
         self.hub.add(self.budgets.sink)
+        from app.services.subscription_state import SubscriptionState, limits_file
+
+        # a subscription's usage windows, for patchbay usage and the status line (beside the ledger)
+        self.subscription = SubscriptionState(limits_file(self.paths.ledger_file.parent))
+        self.hub.add(self.subscription.sink)
+
         from app.services.session_caps import SessionCaps
 
         self.session_caps = SessionCaps(self.config.budgets, self.prices)  # scope = "session", and the app's
@@ -127,7 +135,12 @@ class Engine:
             except KeyStoreError as exc:
                 raise StartError(str(exc)) from None
         record_policy(self._key_store, config)
-        return build_chain(config.team, keys=self._key_store if "keys" in config.team.identity else None)
+        from app.team.keys import OUTAGE_GRACE_S
+
+        # "open": a key verified before an outage keeps working through it (bounded); "closed": it does not
+        grace = OUTAGE_GRACE_S if config.ledger.team.on_unreachable == "open" else 0.0
+        return build_chain(config.team, keys=self._key_store if "keys" in config.team.identity else None,
+                           keys_outage_grace_s=grace)
 
     def _look_at_team(self) -> None:
         """An admin's app: ``[ledger] url`` names the team's PostgreSQL, but this gateway stays
@@ -167,7 +180,14 @@ class Engine:
                 except Exception:
                     pass
 
-            threading.Thread(target=forget, name="patchbay-forget-holds", daemon=True).start()
+            if isinstance(store, PgBudgets):  # heartbeats: a dead instance's requests are charged within a minute
+                from app.services.hold_reaper import Heartbeat
+
+                self._heartbeat = Heartbeat(store.connect, self.instance, self.admission.hold_ttl_s)
+                self._heartbeat.start()  # its first beat charges what this instance's previous run held
+                store.on_revived = self.admission.revived  # PostgreSQL answers again: budgets are checked at once
+            else:
+                threading.Thread(target=forget, name="patchbay-forget-holds", daemon=True).start()
             self.hub.add(self.admission.sink)  # a finished request's hold counts at its real cost from then on
         else:
             self.admission.reconfigure(self.config.budgets, self.prices, reserve_output_tokens=team.reserve_output_tokens,
@@ -175,7 +195,8 @@ class Engine:
         return self.admission
 
     def _setup_metrics(self) -> None:
-        from app.proxy.metrics import GatewayMetrics
+        from app.proxy.metrics import GatewayMetrics, configured_models
+        from app.services.pricing import FREE_LOCAL
 
         def cost(ev: RequestFinished) -> float | None:
             return self.prices.cost_of(ev)
@@ -183,8 +204,14 @@ class Engine:
         def budgets() -> list[tuple[str, float]]:
             return [(st.budget.label, st.fraction) for st in self.budgets.status()]
 
+        def known(backend: str, model: str) -> bool:  # a model name worth its own label
+            if model in configured_models(self.config):
+                return True
+            price = self.prices.price_for(backend, model)
+            return price is not None and price is not FREE_LOCAL  # a local backend "prices" any name
+
         self.metrics = GatewayMetrics(cost, queue=lambda: self.ledger.queued, spool=lambda: self.ledger.spooled,
-                                      budgets=budgets)
+                                      budgets=budgets, known=known)
         self.hub.add(self.metrics.sink)
         self.runtime.gateway.metrics = self.metrics.render
         self.runtime.gateway.metrics_public = self.config.metrics.public
@@ -217,6 +244,10 @@ class Engine:
                             adm.on_unreachable if unchecked else None, adm.degraded if unchecked else None,
                             bool(getattr(self.ledger.store, "read_only", False)))
 
+    def subscription_windows(self) -> Mapping[str, Mapping[str, object]]:
+        """Each backend's last known Claude subscription windows (app/services/subscription_state.py)."""
+        return self.subscription.snapshot()
+
     def start(self) -> None:
         try:
             self.runtime.start()
@@ -235,6 +266,8 @@ class Engine:
         if self.status_cache is not None:
             self.status_cache.stop()
         self.ledger.close()
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
         if self.admission is not None:
             self.admission.close()
         from app.proxy.reasoning_store import STORE
@@ -320,7 +353,8 @@ class Engine:
         self.budgets.reconfigure(self.config.budgets, self.prices)
         self.session_caps.reconfigure(self.config.budgets, self.prices)
         self.runtime.set_admission(self._admission())
-        team_changed = self.config.team != self.runtime.config.team
+        team_changed = (self.config.team != self.runtime.config.team  # on_unreachable: the keys' outage grace
+                        or self.config.ledger.team.on_unreachable != self.runtime.config.ledger.team.on_unreachable)
         chain = self._identity_chain(self.config) if team_changed else None
         if not team_changed and self.config.team is not None and self._key_store is not None:
             from app.team.audit import record_policy
@@ -386,8 +420,16 @@ class Engine:
 
     # ------------------------------------------------------------------ Claude Code
 
-    def claude_code_env(self) -> dict[str, str]:
-        return {"ANTHROPIC_BASE_URL": self.url, "ANTHROPIC_AUTH_TOKEN": self.token}
+    def claude_code_env(self, credential: str = "auto") -> dict[str, str]:
+        """What points Claude Code here: the token in its own header, ANTHROPIC_AUTH_TOKEN only for a
+        user without an Anthropic login or key (app/services/claude_auth.py)."""
+        cred = claude_code.credential(self.token)
+        return claude_auth.env_values(self.url, self.token, token_as_credential=claude_auth.uses_token(credential, cred),
+                                      existing_headers=None)
+
+    def claude_code_credential(self, credential: str = "auto") -> str:
+        """One sentence: which credential Claude Code will send through Patchbay after Connect."""
+        return claude_auth.describe(credential, claude_code.credential(self.token))
 
     def claude_settings_path(self) -> Path:
         return claude_settings.settings_path()
@@ -399,10 +441,10 @@ class Engine:
         return self.claude_code_status().connected
 
     def connect_claude_code(self, *, nonessential: bool = False, aliases: dict[str, str] | None = None,
-                            statusline: bool = False) -> claude_settings.ConnectResult:
+                            statusline: bool = False, credential: str = "auto") -> claude_settings.ConnectResult:
         """Put our keys into ~/.claude/settings.json, changing nothing else in it (see claude_settings)."""
         return claude_code.connect(self.paths, self.url, self.token, nonessential=nonessential, aliases=aliases,
-                                   statusline=statusline, config_path=self.config_path)
+                                   statusline=statusline, config_path=self.config_path, choice=credential)
 
     def disconnect_claude_code(self) -> claude_settings.DisconnectResult:
         return claude_code.disconnect(self.paths, self.url)
@@ -423,6 +465,6 @@ def finished_line(ev: RequestFinished) -> str:
     u = ev.usage
     status = "ok" if ev.error_type is None else f"{ev.status} {ev.error_type}"
     ttft = f"{ev.ttft_ms:.0f}ms" if ev.ttft_ms is not None else "-"
-    return (f"{ev.backend}/{ev.model} {status} in={u.input_tokens} out={u.output_tokens} "
+    return one_line(f"{ev.backend}/{ev.model} {status} in={u.input_tokens} out={u.output_tokens} "
             f"cache_r={u.cache_read_input_tokens} cache_w={u.cache_creation_input_tokens} ttft={ttft} "
-            f"total={ev.duration_ms:.0f}ms session={(ev.session_id or '-')[:8]}")
+            f"total={ev.duration_ms:.0f}ms session={(ev.session_id or '-')[:8]}")  # the model is the client's

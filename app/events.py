@@ -20,6 +20,9 @@ class Usage:
     output_tokens: int = 0
     cache_creation_input_tokens: int = 0
     cache_read_input_tokens: int = 0
+    # of cache_creation_input_tokens, those written for one hour (usage.cache_creation
+    # .ephemeral_1h_input_tokens), priced higher than the 5-minute ones (app/services/pricing.py)
+    cache_creation_1h_input_tokens: int = 0
 
     @property
     def total(self) -> int:
@@ -49,6 +52,7 @@ class RequestStarted:
     groups: tuple[str, ...] = ()  # team mode: their [[team.groups]]
     identity_source: str | None = None  # team mode: "iap" | "alb" | "cloudflare" | "oidc" | "keys"
     client_addr: str | None = None  # the address the request came from
+    plan: str | None = None  # "subscription": the caller's Claude subscription pays (no money is spent)
 
 
 DeltaKind = Literal["text", "thinking", "tool_use", "tool_input"]
@@ -89,11 +93,16 @@ class RequestFinished:
     request_body: bytes | None = None  # only when capture is on
     response_body: bytes | None = None
     interrupted: bool = False  # the answer stopped part-way; usage is what was known then
+    # how the usage was counted: None, the upstream's numbers; "streamed", an answer cut short
+    # before its final usage came, its output counted from what was forwarded; "estimated", a whole
+    # answer the client left before it came, its prompt estimated (Exchange._usage_of)
+    usage_counted: str | None = None
     endpoint: str = "messages"  # or "count_tokens"
     user: str | None = None  # team mode: the verified person (never their token or key)
     groups: tuple[str, ...] = ()
     identity_source: str | None = None
     client_addr: str | None = None
+    plan: str | None = None  # "subscription": served under the caller's Claude subscription (not money spent)
 
 
 def finished_request(request_id: str, started_at: float, *, backend: str = "anthropic",
@@ -103,7 +112,8 @@ def finished_request(request_id: str, started_at: float, *, backend: str = "anth
                      requested_model: str | None = None, stream: bool = True, status: int = 200,
                      error_type: str | None = None, error_message: str | None = None, ttft_ms: float | None = None,
                      stop_reason: str | None = None, attempts: int = 1, agent_id: str | None = None,
-                     request_body: bytes | None = None, response_body: bytes | None = None) -> RequestFinished:
+                     request_body: bytes | None = None, response_body: bytes | None = None,
+                     plan: str | None = None) -> RequestFinished:
     """The one way tests, benches and scripts make a :class:`RequestFinished` (the gateway
     builds its own from the exchange): everything but the id and the start has a default, the
     end follows from the duration, and the model asked for is the one served unless given."""
@@ -114,7 +124,7 @@ def finished_request(request_id: str, started_at: float, *, backend: str = "anth
         requested_model=model if requested_model is None else requested_model, model=model, stream=stream,
         status=status, error_type=error_type, error_message=error_message, ttft_ms=ttft_ms,
         duration_ms=duration_ms, usage=usage, stop_reason=stop_reason, attempts=attempts, agent_id=agent_id,
-        request_body=request_body, response_body=response_body,
+        request_body=request_body, response_body=response_body, plan=plan,
     )
 
 
@@ -152,7 +162,30 @@ class BackendHealth:
     trial: bool = False  # half-open: one trial request is being let through
 
 
-Event = Union[RequestStarted, ContentDelta, RequestFinished, BudgetAlert, GatewayState, BackendHealth]
+@dataclass(frozen=True, slots=True)
+class SubscriptionLimits:
+    """A Claude subscription's usage windows, from an answer's ``anthropic-ratelimit-unified-*``
+    headers (app/proxy/subscription.py): utilisation as a fraction, resets in Unix seconds."""
+
+    backend: str
+    observed_at: float
+    status: str | None = None  # allowed | allowed_warning | rejected
+    representative_claim: str | None = None  # the window that binds: five_hour | seven_day | …
+    reset: float | None = None
+    five_hour_utilization: float | None = None
+    five_hour_reset: float | None = None
+    five_hour_status: str | None = None
+    seven_day_utilization: float | None = None
+    seven_day_reset: float | None = None
+    seven_day_status: str | None = None
+    overage_status: str | None = None
+    overage_utilization: float | None = None
+    overage_reset: float | None = None
+    overage_disabled_reason: str | None = None
+
+
+Event = Union[RequestStarted, ContentDelta, RequestFinished, BudgetAlert, GatewayState, BackendHealth,
+              SubscriptionLimits]
 
 
 class EventQueue:

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any, cast
 
+from app.logsafe import OneLineFilter
 from app.paths import make_private_dir
 from app.scrub import ScrubFilter
 
@@ -27,6 +28,7 @@ class PrivateLogHandler(logging.handlers.RotatingFileHandler):
         self._failed = False
         super().__init__(path, **kw)
         self.addFilter(ScrubFilter())
+        self.addFilter(OneLineFilter())
 
     def _open(self) -> io.TextIOWrapper:
         fd = os.open(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
@@ -60,4 +62,5 @@ def stderr_handler(verbose: bool) -> logging.Handler:
     sh.setLevel(logging.WARNING if not verbose else logging.INFO)
     sh.setFormatter(logging.Formatter("patchbay: %(message)s"))
     sh.addFilter(ScrubFilter())
+    sh.addFilter(OneLineFilter())
     return sh

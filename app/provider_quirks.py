@@ -22,6 +22,7 @@ Rules (the names ``quirks = [...]`` accepts):
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -76,8 +77,10 @@ def _host_matches(url: str, suffix: str) -> bool:
     return host == suffix or host.endswith("." + suffix)
 
 
+@functools.lru_cache(maxsize=512)
 def table_quirks(base_url: str, model: str) -> frozenset[str]:
-    """The rules :data:`RULES` gives a backend at ``base_url`` serving ``model``."""
+    """The rules :data:`RULES` gives a backend at ``base_url`` serving ``model``. Cached: every
+    request asks (two URL parses and up to five regex searches each time otherwise)."""
     name = model.lower()
     found: set[str] = set()
     for rule in RULES:

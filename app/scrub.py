@@ -14,10 +14,13 @@ import logging
 import re
 import threading
 
+from app.logsafe import MessageFilter
+
 _SECRET_KEYS = (b"authorization", b"proxy-authorization", b"x-api-key", b"api-key", b"api_key", b"apikey",
                 b"x-goog-api-key", b"access_token", b"refresh_token", b"id_token", b"client_secret", b"secret_key",
                 b"password", b"aws_secret_access_key", b"aws_session_token", b"cookie", b"set-cookie",
-                b"anthropic_auth_token", b"anthropic_api_key", b"openai_api_key")
+                b"anthropic_auth_token", b"anthropic_api_key", b"openai_api_key", b"x-patchbay-token",
+                b"accesstoken", b"refreshtoken")
 _TOKEN_RES = (  # each starts with a literal, so the regex engine can jump between candidates
     re.compile(rb"sk-[A-Za-z0-9_\-]{16,}"),
     re.compile(rb"AKIA[0-9A-Z]{16}"),
@@ -94,17 +97,15 @@ def scrub_text(text: str | None, extra: tuple[str, ...] = ()) -> str | None:
     return scrub(text.encode("utf-8", "surrogateescape"), extra).decode("utf-8", "replace")
 
 
-class ScrubFilter(logging.Filter):
+class ScrubFilter(MessageFilter):
     """A logging filter that scrubs each record's final message (and its traceback text)."""
 
+    def rewrite(self, msg: str) -> str:
+        return scrub_text(msg) or ""
+
     def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            msg = record.getMessage()
-        except Exception:  # a broken format string: leave it to logging's own error handling
+        if not self.rewrite_message(record):
             return True
-        clean = scrub_text(msg) or ""
-        if clean != msg:
-            record.msg, record.args = clean, None
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:

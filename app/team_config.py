@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Any, Callable
+from urllib.parse import parse_qsl, urlsplit
 
 TEAM_KEYS = {"url", "password", "on_unreachable", "reserve_output_tokens", "instance"}
 ON_UNREACHABLE = ("open", "closed")
@@ -21,6 +22,7 @@ DEFAULT_RESERVE_OUTPUT = 4096  # output tokens reserved per request when the use
 
 _URL = re.compile(r"^postgres(?:ql)?://[^\s]+$")
 _PASSWORD = re.compile(r"^(none|keyring|env:[A-Za-z_][A-Za-z0-9_]*)$")
+_SECRET_PARAMS = ("password", "sslpassword")  # libpq's connection parameters that are secrets
 
 
 @dataclass(frozen=True)
@@ -42,10 +44,14 @@ def parse_team_ledger(t: dict[str, Any], fail: Fail) -> TeamLedger:
             raise fail(f"ledger.url is {url!r}",
                        'Write a PostgreSQL address, e.g. url = "postgresql://patchbay@db.internal:5432/patchbay", '
                        "or leave url out to keep the local SQLite ledger.", "url")
-        if re.match(r"^postgres(?:ql)?://[^/@\s]*:[^/@\s]*@", url):
-            raise fail("ledger.url holds a password",
+        in_query = sorted({k.strip().lower() for k, _ in parse_qsl(urlsplit(url.strip()).query,
+                                                                    keep_blank_values=True)} & set(_SECRET_PARAMS))
+        if in_query or re.match(r"^postgres(?:ql)?://[^/@\s]*:[^/@\s]*@", url):
+            where = f" (?{in_query[0]}=)" if in_query else ""
+            raise fail(f"ledger.url holds a password{where}",
                        'Take the password out of the address and write password = "env:PATCHBAY_DB_PASSWORD" '
-                       '(or "keyring"); the config never holds a secret.', "url")
+                       '(or "keyring"), or keep password = "none" and give it to PostgreSQL through the '
+                       "PGPASSWORD environment variable or a .pgpass file; the config never holds a secret.", "url")
         url = url.strip()
     password = t.get("password", "none")
     if not isinstance(password, str) or not _PASSWORD.match(password):

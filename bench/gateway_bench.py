@@ -286,7 +286,8 @@ def pct(xs: Sequence[float], q: float) -> float:
 
 
 class Gateway:
-    def __init__(self, kind: str, upstream_port: int, home: Path, backend_extra: str = "") -> None:
+    def __init__(self, kind: str, upstream_port: int, home: Path, backend_extra: str = "",
+                 repo: Path = REPO) -> None:
         base_url = f"http://127.0.0.1:{upstream_port}" + ("/v1" if kind == "openai" else "")
         home.mkdir(parents=True, exist_ok=True)
         cfg = home / "bench-config.toml"
@@ -305,7 +306,7 @@ class Gateway:
         self.t_spawn = time.perf_counter()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "app", "serve", "--config", str(cfg), "--port", "0", "--quiet"],
-            cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            cwd=repo, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             text=True,
         )
         self.lines: list[str] = []

@@ -8,6 +8,7 @@ window, its tray icon and the tray menu are the ones a user meets on a plain Lin
     .venv/bin/python scripts/screenshots.py --dark          # the desktop's own dark theme
     .venv/bin/python scripts/screenshots.py --case fresh    # a fresh install with little data
     .venv/bin/python scripts/screenshots.py --case small    # the window at its 900x600 minimum
+    .venv/bin/python scripts/screenshots.py --case plan     # a Claude subscription's windows (dashboard, tray)
     .venv/bin/python scripts/screenshots.py --case team     # the Team page of a team gateway
     .venv/bin/python scripts/screenshots.py --case team-fresh  # ...with no team request yet
     .venv/bin/python scripts/screenshots.py --case team-admin  # an admin's read-only look (PostgreSQL)
@@ -437,8 +438,9 @@ class Traffic:
     """Claude-Code-like sessions sending streamed turns to the gateway until stopped."""
 
     def __init__(self, url: str, token: str, sessions: tuple[tuple[str, str, str, str], ...] = SESSIONS,
-                 turns: int | None = None) -> None:
+                 turns: int | None = None, headers: dict[str, str] | None = None) -> None:
         self.url, self.token = url, token
+        self.headers = headers or {}  # e.g. a subscription login's anthropic-beta
         self.sessions, self.turns = sessions, turns  # turns: per session, then it stops (None: until stopped)
         self.stop = threading.Event()
         self.threads: list[threading.Thread] = []
@@ -454,7 +456,8 @@ class Traffic:
 
         client = anthropic.Anthropic(base_url=self.url, api_key=self.token, max_retries=0, timeout=30.0,
                                      default_headers={"X-Claude-Code-Session-Id": sid,
-                                                      "User-Agent": "claude-cli/2.1.332 (external, sdk-cli)"})
+                                                      "User-Agent": "claude-cli/2.1.332 (external, sdk-cli)",
+                                                      **self.headers})
         rnd = random.Random(i)
         time.sleep(i * 0.35)
         turn = 0
@@ -676,14 +679,14 @@ async def shoot(args: argparse.Namespace) -> int:
     return 0
 
 
-async def shoot_tray(app: Any, out: Path, suffix: str, tray_host: bool) -> None:
+async def shoot_tray(app: Any, out: Path, suffix: str, tray_host: bool, name: str = "tray") -> None:
     """The tray menu as a left click opens it: the real tray host's panel, icon and menu, from the screen."""
     from PySide6.QtCore import QPoint, QRect, Qt
     from PySide6.QtGui import QColor, QGuiApplication, QPainter, QPixmap
 
     tray = app.tray
     tray.update_spend()
-    path = out / f"tray{suffix}.png"
+    path = out / f"{name}{suffix}.png"
     if tray_host and tray.icon is not None:
         app.window.hide()  # the desktop as it is with the window closed into the tray
         await settle(0.5)
@@ -763,6 +766,51 @@ class Desktop:
                 p.wait(5)
             except Exception:  # noqa: BLE001
                 p.kill()
+
+
+# --------------------------------------------------------------------------- the plan case
+
+
+async def shoot_plan(args: argparse.Namespace) -> int:
+    """Claude Code signed in with a Claude subscription (its OAuth token through the default
+    ``anthropic`` backend): the Dashboard's plan strip and the tray menu's plan line (docs/plan-*.png)."""
+    from app.gui import App
+    from app.paths import default_paths
+    from app.services.hardware import HardwareSampler
+    from tests.fakes.subscription import OAUTH_BETA, OAUTH_TOKEN, SubscriptionAPI
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    suffix = "-dark" if args.dark else ""
+    paths = default_paths()
+    api = SubscriptionAPI(model="claude-sonnet-4-5")
+    api.windows.five_hour, api.windows.seven_day = 0.63, 0.21
+    api.up.start()
+    write_fresh_config(paths.config_file, api.url)
+    app = App(paths.config_file, use_system_tray=False, hardware_factory=lambda: HardwareSampler([]))
+    assert app.start(), [m.text for m in app.window.messages()]
+    win = app.window
+    win.resize(1320, 860)
+    app.show_window()
+    traffic = Traffic(app.bridge.gateway().url, OAUTH_TOKEN, sessions=SESSIONS[:3], turns=2,
+                      headers={"anthropic-beta": f"claude-code-20250219,{OAUTH_BETA}"})
+    traffic.start()
+    await wait_until(lambda: bool(app.bridge.subscription.text()), 60.0)
+    if not app.bridge.subscription.text():
+        raise SystemExit("no subscription answer reached the app within a minute: nothing to show")
+    await settle(4.0)
+    win.show_page("dashboard")
+    dash = win.page("dashboard")
+    dash.select_session(SESSIONS[0][0])
+    await settle(0.8)
+    pm = win.grab()
+    pm.save(str(out / f"plan-dashboard{suffix}.png"))
+    print(f"saved {out / f'plan-dashboard{suffix}.png'} ({pm.width()}x{pm.height()})", flush=True)
+    await shoot_tray(app, out, suffix, False, name="plan-tray")
+    traffic.join()
+    app.quit()
+    api.up.stop()
+    return 0
 
 
 # --------------------------------------------------------------------------- the team cases
@@ -1055,11 +1103,13 @@ def main() -> int:
     ap.add_argument("--out", default=str(ROOT / "docs"), help="where the PNGs go (default: docs/)")
     ap.add_argument("--dark", action="store_true",
                     help="a dark desktop theme (GTK Adwaita:dark, followed by Qt); adds -dark to the file names")
-    ap.add_argument("--case", choices=("full", "fresh", "small", "team", "team-fresh", "team-admin"), default="full",
+    ap.add_argument("--case", choices=("full", "fresh", "small", "plan", "team", "team-fresh", "team-admin"),
+                    default="full",
                     help="full: every page with two weeks of data; fresh: a new install with little data; "
                          "small: the window at its minimum size (files get a fresh-/small- prefix); "
                          "team: the Team page of a team gateway (docs/team*.png); team-fresh: with no requests; "
-                         "team-admin: an admin's read-only look at a team's PostgreSQL (docs/team-admin*.png)")
+                         "team-admin: an admin's read-only look at a team's PostgreSQL (docs/team-admin*.png); "
+                         "plan: Claude Code signed in with a Claude subscription (docs/plan-*.png)")
     ap.add_argument("--desktop", action=argparse.BooleanOptionalAction, default=None,
                     help="start Xvfb, openbox and trayer (default: when no DISPLAY is set)")
     args = ap.parse_args()
@@ -1090,7 +1140,8 @@ def main() -> int:
         loop = qasync.QEventLoop(qapp)
         asyncio.set_event_loop(loop)
         with loop:
-            return loop.run_until_complete(shoot_team(args) if args.case.startswith("team") else shoot(args))
+            shots = shoot_team if args.case.startswith("team") else shoot_plan if args.case == "plan" else shoot
+            return loop.run_until_complete(shots(args))
     finally:
         if desktop is not None:
             desktop.close()

@@ -62,6 +62,14 @@ def stream_until_refused(urls: list[str], streams: int, token: str, body: dict[s
                 with lock:
                     refusals.append(exc.body["error"]["type"])  # type: ignore[index]
                 return
+            except anthropic.APIStatusError as exc:  # an answer stopped at the budget's limit (in-stream error)
+                err = exc.body.get("error") if isinstance(exc.body, dict) else None
+                if not isinstance(err, dict) or err.get("type") != "billing_error":
+                    raise
+                with lock:
+                    served[k] += 1  # answered in part, and charged for what it delivered
+                    refusals.append("billing_error")
+                return
             with lock:
                 served[k] += 1
 

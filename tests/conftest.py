@@ -51,3 +51,15 @@ def pg_server() -> Iterator["PgServer"]:
         yield server
     finally:
         server.destroy()
+
+
+@pytest.fixture
+def own_pg() -> Iterator["PgServer"]:
+    """A PostgreSQL server of the test's own, for tests that stop and restart it (not the shared one)."""
+    from tests.pg import PgServer
+
+    server = PgServer().start()
+    try:
+        yield server
+    finally:
+        server.destroy()

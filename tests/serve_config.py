@@ -55,3 +55,38 @@ def start_engine(home: Path, config: str) -> Engine:
     eng = Engine()
     eng.start()
     return eng
+
+
+def client_config(url: str, *, prices: tuple[float, ...] = (3.0, 15.0), models: bool = True,
+                  gateway: bool = True, extra: str = "") -> str:
+    """The default ``anthropic`` backend on ``url`` with ``auth = "client"`` (the user's own
+    credential, e.g. a Claude subscription's OAuth bearer, goes on as it came), active, and
+    claude-fake's ``[[prices]]``: (input, output) or all four of ``OPUS_PRICES``' fields.
+    ``models`` false leaves the backend's model list out; ``gateway`` false the ``[gateway]`` table."""
+    text = '\n[gateway]\nport = 0\n' if gateway else ""
+    text += f'\n[[backends]]\nid = "anthropic"\nkind = "anthropic"\nbase_url = "{url}"\nauth = "client"\n'
+    text += 'models = ["claude-fake"]\n' if models else ""
+    text += '\n[active]\nbackend = "anthropic"\n\n[[prices]]\nmodel = "claude-fake"\n'
+    for name, price in zip(("input", "output", "cache_write", "cache_read"), prices):
+        text += f"{name} = {price}\n"
+    return text + extra
+
+
+def oidc_team(issuer: str) -> str:
+    """A ``[team]`` table that trusts the OIDC issuer (audience "patchbay") and a group "eng" of
+    everyone at corp.example."""
+    return f'''
+[team]
+identity = ["oidc"]
+oidc_issuer = "{issuer}"
+oidc_audience = "patchbay"
+
+[[team.groups]]
+name = "eng"
+members = ["*@corp.example"]
+'''
+
+
+def each_user_budget(limit_usd: float) -> str:
+    """A daily ``each-user`` budget table of ``limit_usd`` (its action: the default)."""
+    return f'\n[[budgets]]\nscope = "each-user"\nperiod = "day"\nlimit_usd = {limit_usd}\n'

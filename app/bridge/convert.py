@@ -57,7 +57,7 @@ def started_line(ev: RequestStarted) -> str:
     return f"{clock}  → {ev.backend} · {ev.model}{how}"
 
 
-def finished_line(ev: RequestFinished, cost: float | None) -> str:
+def finished_line(ev: RequestFinished, cost: float | None, api_equiv: float | None = None) -> str:
     """The stream's line when a request ends: its error, or its time, first token, tokens and cost."""
     if ev.error_type is not None or ev.status >= 400:
         return f"✗ {ev.status or ''} {ev.error_type or ''}: {ev.error_message or 'no details'}".replace("  ", " ")
@@ -66,7 +66,9 @@ def finished_line(ev: RequestFinished, cost: float | None) -> str:
     if ev.ttft_ms is not None:
         parts.append(f"first token {ev.ttft_ms:.0f} ms")
     parts.append(f"{u.input_tokens + u.cache_read_input_tokens} in / {u.output_tokens} out")
-    if cost is not None:
+    if api_equiv is not None:  # paid by a Claude subscription: its value, not spend
+        parts.append(f"{fmt_money(api_equiv)} API-equiv.")
+    elif cost is not None:
         parts.append(fmt_money(cost))
     return " · ".join(parts)
 
@@ -94,7 +96,7 @@ def record_from_started(ev: RequestStarted) -> RequestRecord:
     )
 
 
-def record_from_finished(ev: RequestFinished, cost: float | None) -> RequestRecord:
+def record_from_finished(ev: RequestFinished, cost: float | None, api_equiv: float | None = None) -> RequestRecord:
     u = ev.usage
     return RequestRecord(
         request_id=ev.request_id, started_at=ev.started_at, session_id=ev.session_id or "",
@@ -103,7 +105,7 @@ def record_from_finished(ev: RequestFinished, cost: float | None) -> RequestReco
         input_tokens=u.input_tokens, output_tokens=u.output_tokens,
         cache_read_tokens=u.cache_read_input_tokens, cache_write_tokens=u.cache_creation_input_tokens,
         cost_usd=cost, ttft_ms=ev.ttft_ms, duration_ms=ev.duration_ms, stop_reason=ev.stop_reason,
-        client=ev.client, stream=ev.stream,
+        client=ev.client, stream=ev.stream, api_equiv_usd=api_equiv,
     )
 
 
@@ -116,7 +118,7 @@ def record_from_row(row: RequestRow) -> RequestRecord:
         input_tokens=row.input_tokens, output_tokens=row.output_tokens,
         cache_read_tokens=row.cache_read_tokens, cache_write_tokens=row.cache_write_tokens,
         cost_usd=row.cost_usd, ttft_ms=row.ttft_ms, duration_ms=row.duration_ms, stop_reason=row.stop_reason,
-        client=row.client, stream=row.stream,
+        client=row.client, stream=row.stream, api_equiv_usd=row.api_equiv_usd,
     )
 
 
@@ -187,6 +189,8 @@ def detail(d: LedgerDetail | RequestRecord) -> RequestDetail:
         ("Output tokens", str(rec.output_tokens)),
         ("Cost", "no price known" if rec.cost_usd is None else f"${rec.cost_usd:.6f}"),
     ]
+    if rec.api_equiv_usd is not None:  # paid by a Claude subscription: value, not spend
+        fields.append(("API-equivalent (paid by the Claude plan)", f"${rec.api_equiv_usd:.6f}"))
     if isinstance(d, RequestRecord):
         return RequestDetail(rec, tuple(fields), None, None)
     return RequestDetail(rec, tuple(fields), _body_text(d.request_body), _body_text(d.response_body))

@@ -10,6 +10,7 @@ import time
 
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
+from app import events as published
 from app.bridge.convert import (
     coalesce,
     finished_line,
@@ -50,6 +51,7 @@ class Live(QObject):
     gatewayState = Signal(object)  # GatewayState, for the bridge's life cycle
     backendHealth = Signal(object)  # BackendHealth (a circuit breaker changed), for the backends part
     pausedRefusals = Signal(int)  # requests refused since the gateway was paused
+    subscriptionLimits = Signal(object)  # SubscriptionLimits (a subscription's usage windows), for its part
 
     def __init__(self, jobs: Jobs, notices: Notices, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -99,8 +101,7 @@ class Live(QObject):
     def _seeded(self, result: list[RequestRecord] | None, error: BaseException | None) -> None:
         if error is not None or not result:
             return
-        known = {r.request_id for r in self._recent}
-        live = {sid for sid, s in self._sessions.items() if s.backend}  # seen since this start: theirs stands
+        known, live = {r.request_id for r in self._recent}, {sid for sid, s in self._sessions.items() if s.backend}
         for rec in sorted(result, key=lambda r: r.started_at):
             if rec.request_id in known:
                 continue
@@ -110,12 +111,12 @@ class Live(QObject):
             s.first_seen = min(s.first_seen, rec.started_at)
             s.last_seen = max(s.last_seen, rec.started_at + rec.duration_ms / 1000)
             s.requests += 1
-            if rec.session_id not in live:  # oldest first: the session's latest backend wins, not its first
-                s.backend, s.model = rec.backend, rec.model
+            s.backend, s.model = (s.backend, s.model) if rec.session_id in live else (rec.backend, rec.model)
             s.input_tokens += rec.input_tokens + rec.cache_read_tokens + rec.cache_write_tokens
             s.output_tokens += rec.output_tokens
             if rec.cost_usd is not None:
                 s.cost_usd += rec.cost_usd
+            s.api_equiv_usd += rec.api_equiv_usd or 0.0
             if not rec.ok:
                 s.errors += 1
             self._recent.appendleft(rec)
@@ -171,6 +172,8 @@ class Live(QObject):
                 self.gatewayState.emit(ev)
             elif type(ev) is BackendHealth:
                 self.backendHealth.emit(ev)
+            elif type(ev) is published.SubscriptionLimits:
+                self.subscriptionLimits.emit(ev)
         flush()
         for p in pieces:
             s = self._sessions.get(p.session_id)
@@ -199,7 +202,7 @@ class Live(QObject):
         s = self._session(sid, ev.started_at)
         s.last_seen = max(s.last_seen, ev.started_at)
         s.backend, s.model = ev.backend, ev.model
-        s.in_flight[ev.request_id] = LiveRequest(ev.backend, ev.model, ev.started_at)
+        s.in_flight[ev.request_id] = LiveRequest(ev.backend, ev.model, ev.started_at, plan=ev.plan)
         if ev.cwd:
             s.cwd = ev.cwd
         if ev.prompt and not s.prompt:
@@ -235,7 +238,9 @@ class Live(QObject):
             s.last_rate = u.output_tokens / (gen_ms / 1000.0)
         if not s.in_flight:
             s.rate_samples.clear()
-        rec = record_from_finished(ev, cost)
+        api_equiv = eng.prices.api_equivalent(ev)
+        s.api_equiv_usd += api_equiv or 0.0
+        rec = record_from_finished(ev, cost, api_equiv)
         self._live.pop(ev.request_id, None)
         self._recent.append(rec)
         if (ev.status, ev.error_type, ev.error_message) == (PAUSED.status, PAUSED.error_type, PAUSED.message):
@@ -243,7 +248,7 @@ class Live(QObject):
             self.pausedRefusals.emit(self.refused_while_paused)
         failed = ev.error_type is not None or ev.status >= 400
         s.errors += failed
-        return rec, StreamPiece(sid, ev.request_id, 10_000, "error" if failed else "meta", finished_line(ev, cost))
+        return rec, StreamPiece(sid, ev.request_id, 10_000, "error" if failed else "meta", finished_line(ev, cost, api_equiv))
 
     # ------------------------------------------------------------------ reads (cheap, GUI thread)
 

@@ -26,6 +26,7 @@ from app.bridge.live import Live
 from app.bridge.monitor import HardwareFactory, Monitor
 from app.bridge.notices import Notices
 from app.bridge.settings import Settings
+from app.bridge.subscription import Subscription
 from app.bridge.team import Team
 from app.bridge.usage import Usage
 from app.config import ConfigError
@@ -77,6 +78,7 @@ class Bridge(QObject):
                                  parent=self)
         self.team = Team(self.jobs, self.notices, self)
         self.ledger = LedgerWatch(self.notices, self)
+        self.subscription = Subscription(self)
         self.caps = Caps(self)
         self._parts = (self.live, self.backends, self.usage, self.monitor, self.settings, self.team, self.ledger,
                        self.caps)
@@ -86,6 +88,7 @@ class Bridge(QObject):
         # what one part learns, another needs: wired here, once
         self.live.gatewayState.connect(self._on_gateway_state)
         self.live.backendHealth.connect(self.backends.on_backend_health)
+        self.live.subscriptionLimits.connect(self.subscription.on_limits)
         self.live.budgetAlert.connect(self.usage.on_budget_alert)
         self.live.requestStarted.connect(self.usage.requestStarted)
         self.live.requestFinished.connect(self.usage.on_finished)
@@ -137,6 +140,7 @@ class Bridge(QObject):
         self.monitor.attach(eng)
         self.team.attach(eng)
         self.ledger.attach(eng)
+        self.subscription.attach(eng)
         self.live.start_seeding()
         self.backends.backendsChanged.emit()
         self.backends.activeChanged.emit(*self.backends.active())

@@ -28,6 +28,7 @@ class LiveRequest:
     model: str
     started_at: float
     chars: int = 0  # streamed so far (text, thinking, tool input)
+    plan: str | None = None  # "subscription": a Claude subscription pays, its output costs no money
 
     @property
     def output_tokens(self) -> int:
@@ -50,6 +51,7 @@ class SessionState:
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0
+    api_equiv_usd: float = 0.0  # what a Claude subscription paid for, at API prices (not spend)
     unpriced: bool = False
     last_rate: float = 0.0
     rate_samples: collections.deque[tuple[float, int]] = field(default_factory=collections.deque)
@@ -90,6 +92,8 @@ class SessionState:
         live_cost = 0.0
         if cost is not None:
             for r in self.in_flight.values():
+                if r.plan is not None:
+                    continue
                 live_cost += cost(r.backend, r.model, Usage(output_tokens=r.output_tokens), r.started_at) or 0.0
         return SessionView(
             session_id=self.session_id, label=session_label(self.session_id, self.cwd, self.prompt), cwd=self.cwd,
@@ -99,4 +103,5 @@ class SessionState:
             input_tokens=self.input_tokens, output_tokens=self.output_tokens + live_out,
             tokens_per_s=self.rate(now), cost_usd=self.cost_usd + live_cost, unpriced=self.unpriced,
             first_seen=self.first_seen, last_seen=self.last_seen, client=self.client, estimated=bool(self.in_flight),
+            api_equiv_usd=self.api_equiv_usd,
         )

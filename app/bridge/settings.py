@@ -41,6 +41,7 @@ class Settings(QObject):
         self._watcher: QFileSystemWatcher | None = None
         self._stamp: Stamp | None = None
         self._cc_view: ClaudeCodeView | None = None
+        self.claude_credential = "auto"  # which credential Connect gives Claude Code (set_claude_credential)
         self._timer = QTimer(self)
         self._timer.setInterval(WATCH_MS)
         self._timer.timeout.connect(self._claude_settings_touched)
@@ -196,14 +197,21 @@ class Settings(QObject):
         if eng is None:
             return ClaudeCodeView(False, path, (), path_note=note)
         try:
-            env = dict(eng.claude_code_env())
+            env = dict(eng.claude_code_env(self.claude_credential))
             st = eng.claude_code_status()
+            said = eng.claude_code_credential(self.claude_credential)
         except Exception as exc:
             return ClaudeCodeView(False, path, (), "invalid", sentence(exc), path_note=note)
         recorded = cc.state_file(eng.paths).exists()
         return ClaudeCodeView(st.connected, str(st.path), tuple(env.items()), st.state, st.message, recorded,
                               st.edited_since, tuple(st.options), tuple(sorted(cc.alias_values(st.path).items())),
-                              path_note=note)
+                              path_note=note, credential=said)
+
+    def set_claude_credential(self, choice: str) -> None:
+        """Which credential Connect gives Claude Code: "auto" (the user's own login or key where
+        Patchbay finds one, else Patchbay's token) or "token" (Patchbay's token, no Anthropic account)."""
+        self.claude_credential = choice
+        self.settingsChanged.emit()
 
     def connect_claude_code(self, *, nonessential: bool = False, aliases: dict[str, str] | None = None,
                             statusline: bool = False) -> bool:
@@ -212,7 +220,7 @@ class Settings(QObject):
             return False
         try:
             result = self._engine.connect_claude_code(nonessential=nonessential, aliases=aliases,
-                                                      statusline=statusline)
+                                                      statusline=statusline, credential=self.claude_credential)
         except Exception as exc:
             self._notices.say("error", "Claude Code was not connected", sentence(exc), key="claude")
             self._claude_settings_touched()
@@ -220,7 +228,8 @@ class Settings(QObject):
         extra = f" The previous file is saved as {result.backup}." if result.backup else ""
         if result.skipped:
             extra += f" Your own {', '.join(result.skipped)} was kept as it is."
-        self._notices.say("info", "Claude Code connected", f"{result.path} now points Claude Code at Patchbay. "
+        said = self._engine.claude_code_credential(self.claude_credential)
+        self._notices.say("info", "Claude Code connected", f"{result.path} now points Claude Code at Patchbay. {said} "
                           f"New Claude Code sessions use it; restart the ones already open.{extra}", key="claude")
         self._claude_code_changed()
         return True

@@ -9,7 +9,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Sequence
 
 from app.config import BudgetConfig
-from app.services.team_usage import BudgetRow, SpendOverTime, budget_rows, daily_spend
+from app.services.team_usage import BudgetRow, SpendOverTime, budget_rows, daily_spend, fallback_priced
 from app.views.data import TeamAuditView, TeamBudgetView, TeamKeyView, TeamSeriesView, TeamSpendView, TeamView
 
 if TYPE_CHECKING:
@@ -62,7 +62,8 @@ def read_team(team: "TeamConfig | None", store: "TeamStore", reader: "LedgerRead
         by_group = tuple((t.key, t.requests, t.cost_usd) for t in reader.totals(start, end, "group"))
         users, groups = daily_spend(reader, "user", now=now), daily_spend(reader, "group", now=now)
         states = tuple(budget_view(r) for r in budget_rows(reader, budgets or (), now=now))
+        fallback = tuple((f.model, f.priced_by, f.requests, f.cost_usd) for f in fallback_priced(reader, start, end))
     except Exception as exc:  # noqa: BLE001 - said on the page's notice; the keys still show
         return base, str(exc) or type(exc).__name__
     return replace(base, by_user=by_user, by_group=by_group, spend_by_user=spend_view(users),
-                   spend_by_group=spend_view(groups), budgets=states), None
+                   spend_by_group=spend_view(groups), budgets=states, fallback_priced=fallback), None

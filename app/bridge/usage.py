@@ -175,10 +175,12 @@ class Usage(QObject):
             tpm = tuple(tokens_per_minute(r) for r in reader.tokens_per_minute(until - 3 * 3600, until))
             tops = tuple(top_session(r, labels) for r in reader.top_sessions(since, 10))
             keys = tuple(sorted({p.key for p in series}, key=lambda k: -sum(x.cost_usd for x in series if x.key == k)))
+            plan = reader.subscription_totals(since, until)
             return SpendData(b, by, since, until, BUCKET_SECONDS[b], series, tpm, tops,
                              tuple(budget_view(s) for s in guard.status()),
                              total_cost=sum(p.cost_usd for p in series), total_requests=sum(p.requests for p in series),
-                             unpriced_requests=sum(p.unpriced_requests for p in raw), keys=keys)
+                             unpriced_requests=sum(p.unpriced_requests for p in raw), keys=keys,
+                             api_equiv_usd=plan.api_equiv_usd, plan_requests=plan.requests)
 
         def done(result: SpendData | None, error: BaseException | None) -> None:
             if error is not None:

@@ -8,6 +8,10 @@
   loopback (``--host 0.0.0.0``), every route, ``/v1/models`` and ``/health`` need the token.
   ``authorize`` is asked of the route a request is finally sent to: after budget admission,
   failover and routing rules, not only the one first chosen.
+- **Where the token travels**: in Patchbay's own header ``x-patchbay-token`` (Claude Code adds it
+  from ``ANTHROPIC_CUSTOM_HEADERS``), which leaves ``Authorization`` / ``x-api-key`` to the
+  user's own Anthropic credential (a subscription's OAuth token, an API key); or, as set-ups made
+  before that header did, as the Bearer / ``x-api-key`` itself (docs/protocol.md §1).
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import ipaddress
 from app.config import BackendConfig, is_loopback_host
 from app.proxy.exchange import GatewayError
 
+TOKEN_HEADER = "x-patchbay-token"  # the gateway token, beside the client's own credential
+TOKEN_HEADER_B = TOKEN_HEADER.encode()
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 
 
@@ -71,12 +77,14 @@ def may_use(backend: BackendConfig, authed: bool, is_exposed: bool) -> bool:
 
 
 def token_needed(presented: bool, is_exposed: bool) -> GatewayError:
-    what = "a key that is not the gateway token" if presented else "no credentials"
+    what = "a credential that is not the gateway token" if presented else "no credentials"
     why = " Patchbay listens beyond this machine, so every request needs it." if is_exposed else ""
     return GatewayError(
         401, "authentication_error",
-        f"Patchbay needs its gateway token (the request carried {what}).{why} Set ANTHROPIC_AUTH_TOKEN to the "
-        "token that `patchbay env` prints (or the Settings page shows).",
+        f"Patchbay needs its gateway token (the request carried {what}).{why} Send it in the {TOKEN_HEADER} "
+        f"header: `patchbay connect` (or the app's Connect) sets ANTHROPIC_CUSTOM_HEADERS to "
+        f'"{TOKEN_HEADER}: <token>" for Claude Code, `patchbay env` prints it for a shell. Your own Anthropic '
+        "login or key stays where it is. Without an Anthropic account, ANTHROPIC_AUTH_TOKEN=<token> works too.",
     )
 
 

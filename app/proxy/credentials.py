@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from app.proxy.exchange import GatewayError
+from app.proxy.stops import CredentialMissing  # Patchbay found no credential: nothing was refused
 
 log = logging.getLogger("patchbay.credentials")
 
@@ -105,14 +106,14 @@ async def run_token_command(backend_id: str, command: str, timeout_s: float) -> 
             stderr=asyncio.subprocess.PIPE, env=os.environ.copy(),
         )
     except OSError as exc:
-        raise GatewayError(401, "authentication_error",
+        raise CredentialMissing(401, "authentication_error",
                            f"Patchbay: {what} could not be started ({exc.strerror or exc}). {fix}") from None
     try:
         out, err = await asyncio.wait_for(proc.communicate(), timeout_s)
     except asyncio.TimeoutError:
         proc.kill()
         await proc.wait()
-        raise GatewayError(401, "authentication_error",
+        raise CredentialMissing(401, "authentication_error",
                            f"Patchbay: {what} did not finish within {timeout_s:g} s, so it was stopped. {fix}") from None
     except asyncio.CancelledError:
         if proc.returncode is None:
@@ -121,12 +122,12 @@ async def run_token_command(backend_id: str, command: str, timeout_s: float) -> 
     tail = err.decode("utf-8", "replace").strip()[-400:]
     if proc.returncode != 0:
         said = f" It said: {tail}" if tail else " It printed nothing on stderr."
-        raise GatewayError(401, "authentication_error",
+        raise CredentialMissing(401, "authentication_error",
                            f"Patchbay: {what} failed with exit code {proc.returncode}.{said} {fix}")
     tok = out.decode("utf-8", "replace").strip()
     if not tok or "\n" in tok:
         said = "nothing" if not tok else "more than one line"
-        raise GatewayError(401, "authentication_error",
+        raise CredentialMissing(401, "authentication_error",
                            f"Patchbay: {what} printed {said} on stdout; it must print the token alone. {fix}")
     return tok
 
@@ -186,14 +187,14 @@ class GoogleToken(TokenSource):
                 self._http = urllib3.PoolManager()
             self._creds.refresh(Request(self._http))
         except google.auth.exceptions.DefaultCredentialsError as exc:
-            raise GatewayError(
+            raise CredentialMissing(
                 401, "authentication_error",
                 f'Patchbay found no Google credentials for the backend "{self.backend_id}" ({_first_line(exc)}). '
                 "Run `gcloud auth application-default login`, or point GOOGLE_APPLICATION_CREDENTIALS at a "
                 "service-account key file, then try again.",
             ) from None
         except google.auth.exceptions.GoogleAuthError as exc:
-            raise GatewayError(
+            raise CredentialMissing(
                 401, "authentication_error",
                 f'Patchbay could not get a Google access token for the backend "{self.backend_id}": '
                 f"{_first_line(exc)}. Run `gcloud auth application-default login` again, or check the key file.",
@@ -231,7 +232,7 @@ class AwsCredentials:
                 session = botocore.session.Session(profile=self.profile)
                 creds = session.get_credentials()
                 if creds is None:
-                    raise GatewayError(
+                    raise CredentialMissing(
                         401, "authentication_error",
                         f'Patchbay found no AWS credentials for the backend "{self.backend_id}"'
                         f"{f' (profile {self.profile!r})' if self.profile else ''}. Run `aws configure` or "
@@ -241,13 +242,13 @@ class AwsCredentials:
                 self._creds = creds
             return self._creds.get_frozen_credentials()
         except botocore.exceptions.ProfileNotFound:
-            raise GatewayError(
+            raise CredentialMissing(
                 401, "authentication_error",
                 f'The backend "{self.backend_id}" names the AWS profile {self.profile!r}, which is not in '
                 "~/.aws/config. Fix profile in the config, or create it with `aws configure --profile`.",
             ) from None
         except botocore.exceptions.BotoCoreError as exc:
-            raise GatewayError(
+            raise CredentialMissing(
                 401, "authentication_error",
                 f'Patchbay could not get AWS credentials for the backend "{self.backend_id}": {exc}. '
                 "Log in again (e.g. `aws sso login`) and retry.",

@@ -7,16 +7,19 @@ The gateway creates an ``Exchange`` per request; a backend adapter answers throu
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping
 
 import orjson
 
 from app.events import ContentDelta, EventHub, RequestFinished, Usage
+from app.proxy import request_ids
 from app.proxy.routing import Route
 from app.proxy.sse import encode
-from app.proxy.tokens import estimate_tokens
+from app.proxy.subscription import parse_unified
+from app.proxy.tokens import estimate_tokens, text_tokens
 from app.scrub import scrub, scrub_text
 
 if TYPE_CHECKING:
@@ -24,6 +27,7 @@ if TYPE_CHECKING:
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 log = logging.getLogger("patchbay.gateway")
+_COUNT_BATCH = 32_768  # characters of forwarded output estimated at once (count_output)
 
 
 def error_body(error_type: str, message: str, request_id: str | None = None) -> bytes:
@@ -90,6 +94,7 @@ class Incoming:
     identity: Identity | None = None  # team mode: who sent it, verified
     groups: tuple[str, ...] = ()  # team mode: the caller's [[team.groups]]
     client_addr: str | None = None
+    authed: bool = False  # carried the gateway token (in any header) or a verified identity
 
 
     def who(self) -> dict[str, Any]:
@@ -109,9 +114,10 @@ class Exchange:
     __slots__ = (
         "request_id", "route", "incoming", "stream", "send", "hub", "want_deltas", "t0", "wall0",
         "started", "finished", "status", "error_type", "error_message", "ttft", "stop_reason",
-        "served_model", "input_tokens", "output_tokens", "cache_creation", "cache_read",
+        "served_model", "input_tokens", "output_tokens", "cache_creation", "cache_read", "cache_1h",
         "last_write", "captured", "client_gone", "attempts", "hold_open_until", "interrupted", "extra_headers",
-        "on_done",
+        "on_done", "plan", "_out_tokens", "_out_pending", "_out_pending_chars", "usage_final",
+        "meter", "streamed_chars",
     )
 
     def __init__(self, request_id: str, route: Route, incoming: Incoming, stream: bool, send: Send,
@@ -137,6 +143,7 @@ class Exchange:
         self.output_tokens = 0
         self.cache_creation = 0
         self.cache_read = 0
+        self.cache_1h = 0  # of cache_creation, written for one hour
         self.last_write = self.t0
         self.captured: list[bytes] | None = [] if capture else None
         self.client_gone = False
@@ -151,6 +158,25 @@ class Exchange:
         # and final usage known): budget admission learns the real cost before the client can
         # send its next request, so this one's reservation never counts at its estimate then
         self.on_done: Callable[["Exchange"], None] | None = None
+        self.plan: str | None = None  # "subscription": the caller's Claude subscription pays (the gateway decides)
+        # the output forwarded so far, estimated from the text, thinking and tool JSON of the deltas
+        # (``count_output``, ``streamed_tokens``): what an answer cut short is charged when the
+        # upstream's final usage never came (``usage_final``: its message_delta usage, a whole
+        # message's, a usage chunk)
+        self._out_tokens = 0.0
+        self._out_pending: list[str] = []
+        self._out_pending_chars = 0
+        self.usage_final = False
+        # budget admission's check before each write of a stream (app/services/hold_meter.py): None
+        # to go on, or the sentence the stream stops with; and the characters of text, thinking and
+        # tool input delivered so far, which it counts the output by
+        self.meter: Callable[["Exchange"], Awaitable[str | None]] | None = None
+        self.streamed_chars = 0
+
+    @property
+    def counts_deltas(self) -> bool:
+        """Adapters hand each delta to ``delta`` (the live view shows them, the meter counts them)."""
+        return self.want_deltas or self.meter is not None
 
     def retry(self, route: Route) -> None:
         """Start the next attempt (failover) on ``route``. Only before anything reached the
@@ -163,7 +189,12 @@ class Exchange:
         self.ttft = None
         self.stop_reason = None
         self.served_model = route.model
-        self.input_tokens = self.output_tokens = self.cache_creation = self.cache_read = 0
+        self.input_tokens = self.output_tokens = self.cache_creation = self.cache_read = self.cache_1h = 0
+        self._out_tokens = 0.0
+        self._out_pending = []
+        self._out_pending_chars = 0
+        self.usage_final = False
+        self.streamed_chars = 0
         if self.captured is not None:
             self.captured = []
         self.attempts += 1
@@ -175,6 +206,7 @@ class Exchange:
         self.status = status
         if self.extra_headers and 200 <= status < 300:
             headers = _with(headers, self.extra_headers)
+        headers = request_ids.with_header(headers, self.request_id)
         await self.send({"type": "http.response.start", "status": status, "headers": headers})
 
     async def write(self, data: bytes) -> None:
@@ -187,6 +219,13 @@ class Exchange:
             data = scrub(data, _client_secrets(self.incoming))
         if self.captured is not None:
             self.captured.append(data)
+        if self.meter is not None and (b"content_block_delta" in data or b"message_start" in data) and \
+                b"message_delta" not in data:  # content still to come (never a ping, nor the answer's end)
+            stop = await self.meter(self)
+            if stop is not None:  # the budget is used up: the gateway ends the stream with an error event
+                self.meter = None
+                self.interrupted = True  # its row is charged for the output it delivered (_usage_of)
+                raise GatewayError(402, "billing_error", stop)
         if self.on_done is not None and self.stop_reason is not None:
             self._done()
         await self.send({"type": "http.response.body", "body": data, "more_body": True})
@@ -203,6 +242,7 @@ class Exchange:
         self.status = status
         if self.extra_headers and 200 <= status < 300:
             headers = _with(headers, self.extra_headers)
+        headers = request_ids.with_header(headers, self.request_id)
         if self.captured is not None:
             self.captured.append(body)
         if self.on_done is not None and self.stop_reason is not None:
@@ -240,11 +280,36 @@ class Exchange:
         v = usage.get("cache_read_input_tokens")
         if v is not None:
             self.cache_read = v
+        split = usage.get("cache_creation")  # {"ephemeral_5m_input_tokens", "ephemeral_1h_input_tokens"}
+        if isinstance(split, dict) and isinstance(split.get("ephemeral_1h_input_tokens"), int):
+            self.cache_1h = split["ephemeral_1h_input_tokens"]
+
+    def count_output(self, text: str) -> None:
+        """A piece of output (text, thinking, tool JSON) forwarded to the client: counted as it
+        streams, so an answer cut short is charged for what it delivered."""
+        if text:  # kept, and estimated a batch at a time: one delta costs a list append
+            self._out_pending.append(text)
+            self._out_pending_chars += len(text)
+            if self._out_pending_chars >= _COUNT_BATCH:
+                self._count_pending()
+
+    def _count_pending(self) -> None:
+        if self._out_pending:
+            self._out_tokens += text_tokens("".join(self._out_pending).encode("utf-8", "replace"))
+            self._out_pending = []
+            self._out_pending_chars = 0
+
+    @property
+    def streamed_tokens(self) -> float:
+        """The estimated tokens of the output forwarded so far."""
+        self._count_pending()
+        return self._out_tokens
 
     def observe_message(self, msg: dict[str, Any]) -> None:
         """Learn from a whole (non-streamed) Anthropic message: usage, stop reason, the live view."""
         if isinstance(msg.get("usage"), dict):
             self.set_usage(msg["usage"])
+            self.usage_final = True
         if msg.get("model"):
             self.served_model = msg["model"]
         self.stop_reason = msg.get("stop_reason")
@@ -264,8 +329,15 @@ class Exchange:
                     self.delta(i, "tool_use", block.get("name", ""))
                     self.delta(i, "tool_input", orjson.dumps(block.get("input", {})).decode())
 
+    def note_limits(self, headers: Mapping[str, str]) -> None:
+        """Publish the subscription's usage windows an upstream's answer carries, if any."""
+        limits = parse_unified(headers, self.route.backend)
+        if limits is not None:
+            self.hub.publish(limits)
+
     def delta(self, index: int, kind: str, text: str) -> None:
-        if text or kind == "tool_use":
+        self.streamed_chars += len(text)
+        if self.want_deltas and (text or kind == "tool_use"):
             self.hub.publish(ContentDelta(self.request_id, self.incoming.session_id, index, kind, text))  # type: ignore[arg-type]
 
     def fail(self, error_type: str, message: str, status: int | None = None) -> None:
@@ -282,19 +354,31 @@ class Exchange:
 
     @property
     def usage(self) -> Usage:
-        return Usage(self.input_tokens, self.output_tokens, self.cache_creation, self.cache_read)
+        return Usage(self.input_tokens, self.output_tokens, self.cache_creation, self.cache_read, self.cache_1h)
+
+    def _usage_of(self, cut: bool) -> tuple[Usage, str | None]:
+        """The usage to record, and how it was counted: None for the upstream's own numbers;
+        ``"streamed"`` for an answer cut short before its final usage came, whose output is at
+        least what was forwarded (``streamed_tokens``) and whose prompt, where the upstream never
+        said, is Patchbay's estimate: the provider bills both; ``"estimated"`` for a whole
+        (non-streamed) answer the client left before it came: its prompt, estimated."""
+        usage = self.usage
+        if not cut or self.usage_final:
+            return usage, None
+        inp, out = usage.input_tokens, max(usage.output_tokens, math.ceil(self.streamed_tokens))
+        if not inp:
+            try:
+                inp = estimate_tokens(self.incoming.body)
+            except Exception:
+                pass
+        counted = "streamed" if self.stream else "estimated"
+        return Usage(inp, out, usage.cache_creation_input_tokens, usage.cache_read_input_tokens,
+                     usage.cache_creation_1h_input_tokens), counted
 
     def record(self, capture_mode: str, endpoint: str = "messages") -> RequestFinished:
         end = time.perf_counter()
-        usage = self.usage
         interrupted = self.interrupted or (self.stream and self.started and not self.finished)
-        if interrupted and not usage.input_tokens and endpoint == "messages":
-            # the provider bills the prompt of an answer cut short: record our estimate of it
-            try:
-                usage = Usage(estimate_tokens(self.incoming.body), usage.output_tokens, usage.cache_creation_input_tokens,
-                              usage.cache_read_input_tokens)
-            except Exception:
-                pass
+        usage, counted = self._usage_of(interrupted and endpoint == "messages")
         keep = capture_mode == "all" or (capture_mode == "errors" and self.error_type is not None)
         inc = self.incoming
         return RequestFinished(
@@ -320,6 +404,8 @@ class Exchange:
             request_body=inc.raw if keep else None,
             response_body=b"".join(self.captured) if keep and self.captured is not None else None,
             interrupted=interrupted,
+            usage_counted=counted,
             endpoint=endpoint,
+            plan=self.plan,
             **inc.who(),
         )

@@ -10,7 +10,6 @@ import asyncio
 import hmac
 import logging
 import time
-import uuid
 from dataclasses import dataclass, replace
 from typing import Any, Awaitable, Callable
 
@@ -20,7 +19,7 @@ import orjson
 from app import __version__
 from app.config import GatewaySettings, RoutesConfig
 from app.events import EventHub, RequestFinished, RequestStarted, Usage
-from app.proxy import access
+from app.proxy import access, request_ids, server_tools, stops
 from app.proxy.backends.base import Backend, clamp_output, upstream_failure
 from app.proxy.exchange import (
     JSON_HEADERS,
@@ -33,9 +32,19 @@ from app.proxy.exchange import (
 )
 from app.proxy.health import HealthBoard
 from app.proxy.hints import Hints
-from app.proxy.request_body import ClientGone, cwd_of, parse_body, prompt_of, read_body, session_from_metadata
+from app.proxy.memory import BodyRoom, Hold, tune_malloc
+from app.proxy.request_body import (
+    ClientGone,
+    cwd_of,
+    forwarded_header,
+    parse_body,
+    prompt_of,
+    read_body,
+    session_from_metadata,
+)
 from app.proxy.routing import Admission, Refusal, Route, RoutingTable
 from app.proxy.sse import PING, encode
+from app.proxy.subscription import SUBSCRIPTION, served_under_subscription
 from app.proxy.team import TeamGate
 from app.team.identity import Identity
 
@@ -94,6 +103,8 @@ class Gateway:
         # GET /metrics: the Prometheus text (app/proxy/metrics.py), and whether it needs no token
         self.metrics: Callable[[], bytes] | None = None
         self.metrics_public = False
+        self.bodies = BodyRoom()  # request bodies held at once (app/proxy/memory.py)
+        tune_malloc()
 
     # ------------------------------------------------------------------ ASGI entry
 
@@ -110,6 +121,10 @@ class Gateway:
             return
         method = scope["method"]
         path = scope["path"]
+        request_id = request_ids.new_id()  # on the answer's headers, its error body and its ledger row
+        scope["patchbay.request_id"] = request_id
+        scope["patchbay.send"] = send  # unwrapped: an Exchange adds the header itself
+        send = request_ids.stamped(send, request_id)
         if len(path) > 1 and path.endswith("/"):
             path = path.rstrip("/")
         if method == "HEAD":
@@ -120,15 +135,16 @@ class Gateway:
             return
         try:
             access.check_host(_host_header(scope), self.snap.settings.allowed_hosts)
-            if path == "/v1/messages":
+            if path == "/v1/messages" or path == "/v1/messages/count_tokens":
                 _allow(method, "POST")
-                await self._messages(scope, receive, send, count=False)
-            elif path == "/v1/messages/count_tokens":
-                _allow(method, "POST")
-                await self._messages(scope, receive, send, count=True)
+                async with self.bodies.hold() as hold:
+                    await self._messages(scope, receive, send, count=path != "/v1/messages", hold=hold)
             elif path == "/v1/models":
                 _allow(method, "GET")
                 await self._models(scope, send)
+            elif path.startswith("/v1/models/"):
+                _allow(method, "GET")
+                await self._models(scope, send, path[len("/v1/models/"):])
             elif path == "/health":
                 _allow(method, "GET")
                 await self._health(scope, send)
@@ -141,13 +157,15 @@ class Gateway:
             elif path == "/":
                 await _json(send, 200, {"name": "Patchbay", "version": __version__,
                                         "endpoints": ["POST /v1/messages", "POST /v1/messages/count_tokens",
-                                                      "GET /v1/models", "GET /health", "GET /ready"]})
+                                                      "GET /v1/models", "GET /v1/models/{model_id}", "GET /health",
+                                                      "GET /ready"]})
             else:
                 raise GatewayError(404, "not_found_error",
                                    f"Patchbay does not serve {method} {scope['path']}. It serves POST /v1/messages, "
                                    "POST /v1/messages/count_tokens, GET /v1/models and GET /health.")
         except GatewayError as exc:
-            await _plain(send, exc.status, exc.raw_body or error_body(exc.error_type, exc.message),
+            await _plain(send, exc.status, request_ids.with_id(exc.raw_body, request_id) if exc.raw_body
+                         else error_body(exc.error_type, exc.message, request_id),
                          JSON_HEADERS + exc.headers)
         except ClientGone:
             return
@@ -156,7 +174,7 @@ class Gateway:
             try:
                 await _plain(send, 500, error_body("api_error", f"Patchbay failed while handling this request "
                                                    f"({type(exc).__name__}). This is a bug in Patchbay; the log "
-                                                   "file has the details."), JSON_HEADERS)
+                                                   "file has the details.", request_id), JSON_HEADERS)
             except Exception:
                 pass  # the answer had already begun: uvicorn closes the connection
 
@@ -196,7 +214,8 @@ class Gateway:
 
     # ------------------------------------------------------------------ /v1/messages
 
-    async def _messages(self, scope: dict[str, Any], receive: Receive, send: Send, *, count: bool) -> None:
+    async def _messages(self, scope: dict[str, Any], receive: Receive, send: Send, *, count: bool,
+                        hold: Hold | None = None) -> None:
         snap = self.snap
         headers = self._headers(scope)
         self._check_origin(headers, snap)
@@ -205,17 +224,20 @@ class Gateway:
         bearer = None
         if authorization and authorization[:7].lower() == "bearer ":
             bearer = authorization[7:].strip()
-        presented = bool(api_key or bearer)
+        # the gateway token in Patchbay's own header leaves Authorization / x-api-key to the user's
+        # own Anthropic credential; set-ups from before that header send it as one of those
+        own_header = _h(headers, access.TOKEN_HEADER_B)
+        presented = bool(api_key or bearer or own_header)
         is_exposed = access.exposed(snap.settings.host)
         team = snap.team
         identity: Identity | None = None
         client_addr = _client_addr(scope)
         if team is not None:  # who it is, verified, before reading (up to 32 MB of) the body
             identity = await team.identify(scope["headers"])  # no ledger row for a stranger: like the token
-        elif not (self._token_ok(api_key, snap) or self._token_ok(bearer, snap)) and (
-                is_exposed or not any(b.config.auth == "client" for b in snap.backends.values())):
+        elif not (self._token_ok(own_header, snap) or self._token_ok(api_key, snap) or self._token_ok(bearer, snap)) \
+                and (is_exposed or not any(b.config.auth == "client" for b in snap.backends.values())):
             raise access.token_needed(presented, is_exposed)  # before reading (up to 32 MB of) the body
-        raw = await read_body(receive, headers, snap.settings.max_body_bytes)
+        raw = await read_body(receive, headers, snap.settings.max_body_bytes, hold)
         # the newest snapshot, read after the last wait before its backends are claimed: a backend
         # edited while this body was arriving is retired, and closes only once nobody holds it
         snap = self.snap
@@ -228,22 +250,23 @@ class Gateway:
         try:
             body = parse_body(raw, count)
         except GatewayError as exc:  # a row in the request log even for a body we refuse
-            self._record_invalid(headers, raw, count, exc, who=who)
+            self._record_invalid(scope, headers, raw, count, exc, who=who)
             raise
 
         key_is_token = self._token_ok(api_key, snap)
         bearer_is_token = self._token_ok(bearer, snap)
         # team mode: a verified person may use the stored-key backends (no backend forwards the
         # caller's credential there: the config refuses auth = "client" in team mode)
-        authed = identity is not None or key_is_token or bearer_is_token
+        authed = identity is not None or key_is_token or bearer_is_token or self._token_ok(own_header, snap)
         session_id = _h(headers, b"x-claude-code-session-id") or session_from_metadata(body)
         inc = Incoming(
             body=body, raw=raw, api_key=api_key, bearer=bearer, authorization=authorization,
-            anthropic_version=_h(headers, b"anthropic-version"), anthropic_beta=_h(headers, b"anthropic-beta"),
+            anthropic_version=forwarded_header(headers, b"anthropic-version"),
+            anthropic_beta=forwarded_header(headers, b"anthropic-beta"),
             user_agent=_h(headers, b"user-agent"), session_id=session_id,
             agent_id=_h(headers, b"x-claude-code-agent-id"),
             api_key_is_token=key_is_token or identity is not None, bearer_is_token=bearer_is_token or identity is not None,
-            identity=identity, groups=groups, client_addr=client_addr,
+            identity=identity, groups=groups, client_addr=client_addr, authed=authed,
         )
         allow = None
         if team is not None and identity is not None and team.groups:
@@ -255,15 +278,18 @@ class Gateway:
         routed = snap.table.resolve(body["model"], session_id, _h(headers, b"x-patchbay-pin"), body=body,
                                     subagent=inc.agent_id is not None, hints=Hints.from_headers(headers),
                                     allow=allow)
+        if not isinstance(routed, Refusal) and not count:  # WebSearch never reaches a model that would invent it
+            routed = server_tools.place(snap.table, routed, body, _own_credential(inc),
+                                        lambda r: self._may_use(snap, r, inc))
         if isinstance(routed, Refusal):
-            refused = GatewayError(routed.status, routed.error_type, routed.message)
-            self._record_invalid(headers, raw, count, refused, body, who=who)
+            refused = GatewayError(routed.status, routed.error_type, routed.message, headers=list(routed.headers))
+            self._record_invalid(scope, headers, raw, count, refused, body, who=who)
             raise refused
         if team is not None and identity is not None:
             try:
                 allowed = team.check(identity, routed)
             except GatewayError as exc:
-                self._record_invalid(headers, raw, count, exc, body, who=who)
+                self._record_invalid(scope, headers, raw, count, exc, body, who=who)
                 raise
             capped = allowed.cap(body.get("max_tokens")) if not count else None
             if capped is not None and capped != body.get("max_tokens"):
@@ -273,9 +299,10 @@ class Gateway:
         backend = snap.backends[routed.backend]
         access.authorize(backend.config, authed, is_exposed, presented)
         stream = bool(body.get("stream")) and not count
-        request_id = "req_" + uuid.uuid4().hex[:24]
+        request_id: str = scope["patchbay.request_id"]
         if count:
-            await self._count(snap, backend, Exchange(request_id, routed, inc, False, send, self.hub))
+            await self._count(snap, backend, Exchange(request_id, routed, inc, False, scope["patchbay.send"],
+                                                      self.hub))
             return
 
         route: Route = routed
@@ -315,7 +342,9 @@ class Gateway:
         health = self._health_for(snap)
         # the chosen route, then [routes] fallback; a backend whose breaker is open is skipped
         # while another can serve, and tried anyway (as its trial) when none can
-        candidates = [route] + [r for r in snap.table.fallbacks(route) if self._may_use(snap, r, inc)]
+        candidates = [route] + [r for r in snap.table.fallbacks(route) if self._may_use(snap, r, inc)
+                                and (server_tools.can_run(snap.backends[r.backend].config)
+                                     or not server_tools.server_tools(body))]
         if not health.acquire(route.backend):
             nxt = await self._next_candidate(candidates, 0, health, snap, None, inc, request_id)
             if nxt is None:
@@ -330,8 +359,12 @@ class Gateway:
         for b in held:
             b.inflight += 1
 
-        ex = Exchange(request_id, route, inc, stream, send, self.hub, capture=snap.capture != "off")
+        ex = Exchange(request_id, route, inc, stream, scope["patchbay.send"], self.hub,
+                      capture=snap.capture != "off")
         ex.extra_headers = extra
+        meter = getattr(snap.admission, "meter", None)
+        if meter is not None and stream:  # a stream's budget hold follows its cost; it stops at the cap
+            ex.meter = meter
         finished_early = getattr(snap.admission, "finished_early", None)
         if finished_early is not None:  # its real cost, before the client can send the next request
             ex.on_done = lambda e: finished_early(e.request_id, e.route.backend, e.served_model or e.route.model,
@@ -341,7 +374,7 @@ class Gateway:
             self.hub.publish(RequestStarted(
                 request_id, ex.wall0, session_id, inc.user_agent, route.rule, route.backend, route.requested_model,
                 route.model, stream, inc.agent_id,
-                cwd_of(body) if want else None, prompt_of(body) if want else None, **who,
+                cwd_of(body) if want else None, prompt_of(body) if want else None, **who, plan=_plan(snap, route, inc),
             ))
         except Exception:  # the live view must never cost the request its answer
             log.exception("request %s: the live view's start event could not be built", request_id)
@@ -358,19 +391,22 @@ class Gateway:
                 verdict = False
                 try:
                     try:
+                        _policy_holds(snap, ex)
                         await backend.messages(ex)
                     except (httpx.HTTPError, httpx.StreamError) as exc:  # cut or stalled mid-read
                         raise upstream_failure(backend.config, exc) from None
                 except GatewayError as exc:
+                    key_refused = stops.credential_refused(backend.config, exc)
+                    no_key = key_refused or isinstance(exc, stops.CredentialMissing)  # another backend may serve
                     exc = scrubbed(exc, inc)
                     failover = exc.status in RETRYABLE or exc.status >= 500
                     if failover:
                         health.failure(route.backend, f"{exc.status} {exc.message}")
                         verdict = True
                     nxt = await self._next_candidate(candidates, i, health, snap, ex, inc, request_id) \
-                        if failover and not ex.started else None
+                        if (failover or no_key) and not ex.started else None
                     if nxt is None:
-                        await self._fail(ex, exc)
+                        await self._fail(ex, stops.refused_answer(backend.config, exc) if key_refused else exc)
                         break
                     log.info("request %s: %s answered %s; trying %s", request_id, route.backend, exc.status,
                              nxt[1].backend)
@@ -408,6 +444,7 @@ class Gateway:
             self.served += 1
             if ex.status == 0:
                 ex.status = 499 if ex.client_gone else 500
+            ex.plan = _plan(snap, ex.route, inc)
             self.hub.publish(ex.record(snap.capture))
             _release(held)
 
@@ -417,6 +454,7 @@ class Gateway:
         try:
             try:
                 try:
+                    _policy_holds(snap, ex)
                     await backend.count_tokens(ex)
                 except (httpx.HTTPError, httpx.StreamError) as exc:
                     raise upstream_failure(backend.config, exc) from None
@@ -437,7 +475,7 @@ class Gateway:
 
     def _may_use(self, snap: Snapshot, route: Route, inc: Incoming) -> bool:
         b = snap.backends.get(route.backend)
-        if b is None or not access.may_use(b.config, inc.api_key_is_token or inc.bearer_is_token,
+        if b is None or not access.may_use(b.config, inc.authed or inc.api_key_is_token or inc.bearer_is_token,
                                            access.exposed(snap.settings.host)):
             return False
         team, identity = snap.team, inc.identity
@@ -457,15 +495,20 @@ class Gateway:
                      inc: Incoming) -> Route | Refusal:
         """The budgets' decision for ``route``: the one call into admission. A hook with ``reserve``
         (app/services/admission.py) reserves the expected cost off the loop, against the sender's
-        own and their groups' budgets too in team mode; a plain one decides from memory."""
+        own and their groups' budgets too in team mode; a plain one decides from memory. A route a
+        Claude subscription pays for spends no money: only budgets with include_subscription see it."""
         adm = snap.admission
         if adm is None:
+            return route
+        subscription = _plan(snap, route, inc) is not None
+        if subscription and not getattr(adm, "counts_subscription", False):
             return route
         reserve = getattr(adm, "reserve", None)
         if reserve is None:
             return adm(route)
         user = inc.identity.user if inc.identity is not None else None
-        result: Route | Refusal = await reserve(route, request_id, body, user, inc.groups)
+        result: Route | Refusal = await reserve(route, request_id, body, user, inc.groups, subscription=subscription) \
+            if subscription else await reserve(route, request_id, body, user, inc.groups)
         return result
 
     async def _next_candidate(self, candidates: list[Route], i: int, health: HealthBoard, snap: Snapshot,
@@ -486,15 +529,16 @@ class Gateway:
             return j, r
         return None
 
-    def _record_invalid(self, headers: dict[bytes, bytes], raw: bytes, count: bool, exc: GatewayError,
-                        body: dict[str, Any] | None = None, *, who: dict[str, Any] | None = None) -> None:
+    def _record_invalid(self, scope: dict[str, Any], headers: dict[bytes, bytes], raw: bytes, count: bool,
+                        exc: GatewayError, body: dict[str, Any] | None = None, *,
+                        who: dict[str, Any] | None = None) -> None:
         """A request refused before it had a route (a body that is not a request, an unknown
         backend, paused) still gets its row, with no backend."""
         model = body.get("model") if isinstance(body, dict) else None
         model = model if isinstance(model, str) else ""
         now = time.time()
         self.hub.publish(RequestFinished(
-            request_id="req_" + uuid.uuid4().hex[:24], started_at=now, ended_at=now,
+            request_id=scope["patchbay.request_id"], started_at=now, ended_at=now,
             session_id=_h(headers, b"x-claude-code-session-id"), client=_h(headers, b"user-agent"), route="refused",
             backend="", requested_model=model, model=model, stream=False, status=exc.status,
             error_type=exc.error_type, error_message=exc.message, ttft_ms=None, duration_ms=0.0, usage=Usage(),
@@ -516,11 +560,12 @@ class Gateway:
         if not ex.started:
             ex.fail(exc.error_type, exc.message, exc.status)
             await ex.answer(exc.status, JSON_HEADERS + exc.headers,
-                            exc.raw_body or error_body(exc.error_type, exc.message, ex.request_id))
+                            request_ids.with_id(exc.raw_body, ex.request_id) if exc.raw_body
+                            else error_body(exc.error_type, exc.message, ex.request_id))
         elif not ex.finished:
             ex.fail(exc.error_type, exc.message)
-            await ex.write(encode("error", {"type": "error", "error": {"type": exc.error_type,
-                                                                                 "message": exc.message}}))
+            await ex.write(encode("error", {"type": "error", "error": {"type": exc.error_type, "message": exc.message},
+                                            "request_id": ex.request_id}))
             await ex.end()
 
     async def _watch(self, receive: Receive, ex: Exchange, task: asyncio.Task[Any]) -> None:
@@ -556,9 +601,13 @@ class Gateway:
         key = _h(headers, b"x-api-key")
         auth = _h(headers, b"authorization") or ""
         bearer = auth[7:].strip() if auth[:7].lower() == "bearer " else None
-        return self._token_ok(key, snap) or self._token_ok(bearer, snap), bool(key or bearer)
+        own = _h(headers, access.TOKEN_HEADER_B)
+        return (self._token_ok(own, snap) or self._token_ok(key, snap) or self._token_ok(bearer, snap),
+                bool(key or bearer or own))
 
-    async def _models(self, scope: dict[str, Any], send: Send) -> None:
+    async def _models(self, scope: dict[str, Any], send: Send, model_id: str | None = None) -> None:
+        """GET /v1/models (the list), or GET /v1/models/{model_id}: one entry, by its id
+        (``backend,model``) or by a model name alone (its first backend)."""
         snap = self.snap
         headers = self._headers(scope)
         self._check_origin(headers, snap)
@@ -574,6 +623,14 @@ class Gateway:
                     continue  # team mode: only what this person's groups allow
                 data.append({"type": "model", "id": f"{b.id},{m}", "display_name": f"{m} ({b.id})",
                              "created_at": "1970-01-01T00:00:00Z"})
+        if model_id is not None:
+            found = next((d for d in data if d["id"] == model_id), None) or \
+                next((d for d in data if d["id"].split(",", 1)[1] == model_id), None)
+            if found is None:
+                raise GatewayError(404, "not_found_error", f"model: {model_id} (GET /v1/models lists the models "
+                                   "Patchbay serves, written backend,model)")
+            await _json(send, 200, found)
+            return
         await _json(send, 200, {"data": data, "has_more": False,
                                 "first_id": data[0]["id"] if data else None,
                                 "last_id": data[-1]["id"] if data else None})
@@ -586,7 +643,8 @@ class Gateway:
             authed, _presented = self._authed(headers, snap)
             if not authed:
                 raise GatewayError(401, "authentication_error",
-                                   "GET /metrics needs the gateway token (Authorization: Bearer …), or set "
+                                   f"GET /metrics needs the gateway token (the {access.TOKEN_HEADER} header, or Authorization: "
+                                   "Bearer …), or set "
                                    "public = true in a [metrics] section for a scraper inside a private network.")
         render = self.metrics
         assert render is not None
@@ -653,6 +711,15 @@ async def _json(send: Send, status: int, obj: Any) -> None:
     await _plain(send, status, orjson.dumps(obj), JSON_HEADERS)
 
 
+def _plan(snap: Snapshot, route: Route, inc: Incoming) -> str | None:
+    """``"subscription"`` when ``route`` is served under the caller's Claude subscription."""
+    b = snap.backends.get(route.backend)
+    if b is not None and served_under_subscription(b.config, inc.bearer, inc.anthropic_beta, inc.bearer_is_token,
+                                                   inc.api_key, inc.api_key_is_token):
+        return SUBSCRIPTION
+    return None
+
+
 def _client_addr(scope: dict[str, Any]) -> str | None:
     client = scope.get("client")
     return str(client[0]) if client else None
@@ -662,6 +729,20 @@ def _who(identity: Identity | None, groups: tuple[str, ...], client_addr: str | 
     """The event fields that say who sent a request (never their credential)."""
     return {"user": identity.user if identity is not None else None, "groups": groups,
             "identity_source": identity.source if identity is not None else None, "client_addr": client_addr}
+
+
+def _own_credential(inc: Incoming) -> bool:
+    """The client sent an Anthropic credential of its own (not the gateway token)."""
+    return bool(inc.api_key and not inc.api_key_is_token) or bool(inc.bearer and not inc.bearer_is_token)
+
+
+def _policy_holds(snap: Snapshot, ex: Exchange) -> None:
+    """Team mode: the model about to be sent upstream is one the sender's groups allow, whatever
+    path chose it (a pin, a rule, a fallback, a downgrade): the one check no route can skip, just
+    before each upstream call. Raises ``PolicyDenied`` (403 ``permission_error`` naming the rule)."""
+    team, identity = snap.team, ex.incoming.identity
+    if team is not None and identity is not None:
+        team.check(identity, ex.route)
 
 
 def _host_header(scope: dict[str, Any]) -> bytes | None:

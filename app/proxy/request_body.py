@@ -13,6 +13,7 @@ from typing import Any, Awaitable, Callable
 import orjson
 
 from app.proxy.exchange import GatewayError
+from app.proxy.memory import Hold
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 
@@ -29,7 +30,9 @@ class ClientGone(Exception):
     """The client hung up before it finished sending its request."""
 
 
-async def read_body(receive: Receive, headers: dict[bytes, bytes], limit: int) -> bytes:
+async def read_body(receive: Receive, headers: dict[bytes, bytes], limit: int, hold: Hold | None = None) -> bytes:
+    """The whole body, within ``limit``; ``hold`` takes room for it (app/proxy/memory.py) before
+    it is read: its content-length at once, else chunk by chunk."""
     cl = headers.get(b"content-length")
     too_big = GatewayError(
         413, "request_too_large",
@@ -38,10 +41,13 @@ async def read_body(receive: Receive, headers: dict[bytes, bytes], limit: int) -
     )
     if cl is not None:
         try:
-            if int(cl) > limit:
-                raise too_big
+            length = int(cl)
         except ValueError:
             raise GatewayError(400, "invalid_request_error", "The Content-Length header is not a number.") from None
+        if length > limit:
+            raise too_big
+        if hold is not None:
+            await hold.take(length)
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -61,10 +67,29 @@ async def read_body(receive: Receive, headers: dict[bytes, bytes], limit: int) -
             size += len(body)
             if size > limit:
                 raise too_big
+            if hold is not None and cl is None:
+                await hold.take(len(body))
             chunks.append(body)
         if not msg.get("more_body", False):
             break
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+_HEADER_TEXT = re.compile(rb"^[\x20-\x7e\t]*$")
+
+
+def forwarded_header(headers: dict[bytes, bytes], name: bytes) -> str | None:
+    """A client header Patchbay passes on upstream (``anthropic-version``, ``anthropic-beta``), or a
+    400 when it holds anything but printable ASCII, which no upstream header may carry."""
+    v = headers.get(name)
+    if v is None:
+        return None
+    if not _HEADER_TEXT.match(v):
+        raise GatewayError(400, "invalid_request_error",
+                           f"The {name.decode()} header holds characters other than printable ASCII. Send it as "
+                           'the API documents it, e.g. anthropic-version: 2023-06-01 and anthropic-beta: '
+                           "a comma-separated list of beta names.")
+    return v.decode("ascii")
 
 
 def parse_body(raw: bytes, count: bool) -> dict[str, Any]:

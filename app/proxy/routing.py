@@ -6,9 +6,14 @@ so requests in flight finish where they started.
 The first rule that applies decides, and its name is recorded (``Route.rule``, the ledger's
 ``route`` column):
 
-1. ``explicit`` — the model is written ``backend,model`` (Claude Code's ``/model deepseek,deepseek-chat``);
-2. ``pin`` — the ``x-patchbay-pin`` header, then a session pinned in the app;
-3. ``web_search`` — the request offers a server tool of type ``web_search_*``;
+1. ``pin`` — the ``x-patchbay-pin`` header, then a session pinned in the app (a pinned session
+   goes where the pin says, or to the ``explicit`` model if it names one: no rule applies);
+2. ``explicit`` — the model is written ``backend,model`` (Claude Code's ``/model deepseek,deepseek-chat``,
+   which it keeps as the default for new sessions). It replaces the *main* model only: without a
+   pin, rules 3–9 still apply (a subagent still goes to ``[routes] subagent``…), and it decides
+   where no rule does;
+3. ``web_search`` — the request offers a server tool of type ``web_search_*`` or ``web_fetch_*``
+   (:mod:`app.proxy.server_tools` also keeps such requests off ``openai`` backends when pinned);
 4. ``long_context`` — the estimated input tokens (``app.proxy.tokens``) exceed ``long_context_threshold``;
 5. ``compaction`` — Claude Code says so (``x-claude-code-request-class: compaction``);
 6. ``subagent`` — Claude Code says so (request class ``subagent``), or, without hints, the
@@ -16,7 +21,8 @@ The first rule that applies decides, and its name is recorded (``Route.rule``, t
 7. ``background`` — with Claude Code's hints: titles, summaries and other ``auxiliary`` work not
    marked ``main`` (:mod:`app.proxy.hints`); without them :func:`is_background`;
 8. ``think`` — an explicit reasoning request: thinking ``enabled`` with a budget, or a high effort;
-9. ``image`` — a message holds an image block (also inside a tool result);
+9. ``image`` — the turn being answered (the last user message) holds an image block, also inside
+   a tool result: an image earlier in the history does not keep the session there;
 10. ``active`` — the backend chosen in the app.
 
 Rules 3–9 come from ``[routes]``; one whose target is unset is skipped (and costs nothing).
@@ -75,6 +81,10 @@ def wants_thinking(body: Mapping[str, Any]) -> bool:
     return asks_for_reasoning(body)
 
 
+# the server tools the ``web_search`` rule takes (Claude Code's WebSearch and WebFetch)
+WEB_TOOL_PREFIXES = ("web_search", "web_fetch")
+
+
 def offers_web_search(body: Mapping[str, Any]) -> bool:
     tools = body.get("tools")
     if not isinstance(tools, list):
@@ -82,7 +92,41 @@ def offers_web_search(body: Mapping[str, Any]) -> bool:
     for t in tools:
         if isinstance(t, dict):
             kind = t.get("type")
-            if isinstance(kind, str) and kind.startswith("web_search"):
+            if isinstance(kind, str) and kind.startswith(WEB_TOOL_PREFIXES):
+                return True
+    return False
+
+
+def last_turn(messages: list[Any]) -> dict[str, Any] | None:
+    """The last message that is not a mid-conversation ``system`` one (Claude Code puts those
+    after the user's turn), or None."""
+    for m in reversed(messages):
+        if isinstance(m, dict) and m.get("role") != "system":
+            return m
+    return None
+
+
+def image_in_turn(body: Mapping[str, Any]) -> bool:
+    """Whether the turn being answered — the last message (past any ``system`` ones), when it is
+    the user's — holds an image
+    block, directly or inside one of its tool results. One screenshot earlier in the session does
+    not: the model has seen it, and the session stays where the user put it."""
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return False
+    last = last_turn(messages)
+    if last is None or last.get("role") != "user":
+        return False
+    content = last.get("content")
+    for block in content if isinstance(content, list) else ():
+        if not isinstance(block, dict):
+            continue
+        kind = block.get("type")
+        if kind == "image":
+            return True
+        inner = block.get("content")
+        if kind == "tool_result" and isinstance(inner, list):
+            if any(isinstance(b, dict) and b.get("type") == "image" for b in inner):
                 return True
     return False
 
@@ -92,11 +136,8 @@ def classify(body: Mapping[str, Any], subagent: bool, routes: RoutesConfig, hint
     ``hints``: Claude Code's hint headers, where it sent them (they replace the guesses)."""
     if routes.web_search is not None and offers_web_search(body):
         return "web_search"
-    tokens = images = -1
-    if routes.long_context is not None or routes.image is not None:
-        tokens, images = scan(body)  # type: ignore[arg-type]
-        if routes.long_context is not None and tokens > routes.long_context_threshold:
-            return "long_context"
+    if routes.long_context is not None and scan(body)[0] > routes.long_context_threshold:  # type: ignore[arg-type]
+        return "long_context"
     if hints is not None:
         if routes.compaction is not None and hints.is_compaction:
             return "compaction"
@@ -111,7 +152,7 @@ def classify(body: Mapping[str, Any], subagent: bool, routes: RoutesConfig, hint
             return "background"
     if routes.think is not None and wants_thinking(body):
         return "think"
-    if routes.image is not None and images > 0:
+    if routes.image is not None and image_in_turn(body):
         return "image"
     return None
 
@@ -188,8 +229,19 @@ class RoutingTable:
         return Route(bid, self.model_for(backend, model or None, requested_model), rule, requested_model)
 
     def _target(self, target: RouteTarget, requested_model: str, rule: str) -> Route:
-        backend = self.backends[target.backend]  # the config checked that it exists
-        return Route(backend.id, self.model_for(backend, target.model, requested_model), rule, requested_model)
+        # the config checked that the backend exists
+        return self.route_to(self.backends[target.backend], target.model, requested_model, rule)
+
+    def route_to(self, backend: BackendConfig, model: str | None, requested_model: str, rule: str) -> Route:
+        """A route to ``backend`` (``model``, else :meth:`model_for` picks) that serves the request in
+        place of the model the client named: for an explicit ``backend,model`` that is the model
+        part, never the spec itself."""
+        wanted = requested_model.partition(",")[2].strip() if "," in requested_model else requested_model
+        return Route(backend.id, self.model_for(backend, model, wanted or requested_model), rule, requested_model)
+
+    def target_route(self, target: RouteTarget, requested_model: str, rule: str) -> Route:
+        """The route to a ``[routes]`` target."""
+        return self._target(target, requested_model, rule)
 
     def fallbacks(self, route: Route) -> list[Route]:
         """The ``[routes] fallback`` targets to try after ``route`` failed, in order, without
@@ -212,30 +264,42 @@ class RoutingTable:
         caller's groups allow) skips a session pin or a rule whose target it refuses; a route the
         client named itself (explicit, the pin header) and the active one are returned as they are,
         for the gateway to refuse by name."""
-        # "backend,model" routes explicitly (Claude Code's `/model deepseek,deepseek-chat`).
+        # "backend,model" (Claude Code's `/model deepseek,deepseek-chat`) replaces the main model
+        explicit: Route | None = None
         if "," in requested_model:
-            return self._named(requested_model, requested_model, "explicit", f"the model {requested_model!r}")
+            named = self._named(requested_model, requested_model, "explicit", f"the model {requested_model!r}")
+            if isinstance(named, Refusal):
+                return named
+            explicit = named
         # `x-patchbay-pin: backend[,model]` pins one client (`patchbay claude --backend X` sends it through
         # ANTHROPIC_CUSTOM_HEADERS), so the pin lives exactly as long as that Claude Code process.
         if pin_header:
-            return self._named(pin_header, requested_model, "pin",
-                               f"the x-patchbay-pin header {pin_header!r}")
-        if session_id is not None:
-            pin = self.pins.get(session_id)
-            if pin is not None and pin.backend in self.backends:
-                backend = self.backends[pin.backend]
-                r = Route(pin.backend, self.model_for(backend, pin.model, requested_model), "pin", requested_model)
-                if allow is None or allow(r.backend, r.model, requested_model):
-                    return r
+            return explicit or self._named(pin_header, requested_model, "pin",
+                                           f"the x-patchbay-pin header {pin_header!r}")
+        pinned = self._session_pin(session_id, requested_model, allow)
+        if pinned is not None:
+            return explicit or pinned
         if body is not None:
             rule = classify(body, subagent, self.routes, hints)
             if rule is not None:
                 r = self._target(self.routes.target(rule), requested_model, rule)  # type: ignore[arg-type]
                 if allow is None or allow(r.backend, r.model, requested_model):
                     return r
+        if explicit is not None:
+            return explicit
         backend = self.backends[self.active_backend]
         return Route(backend.id, self.model_for(backend, self.active_model, requested_model), "active",
                      requested_model)
+
+    def _session_pin(self, session_id: str | None, requested_model: str,
+                     allow: Callable[[str, str, str], bool] | None) -> Route | None:
+        """The route of a session pinned in the app, where there is one and ``allow`` lets it be."""
+        pin = self.pins.get(session_id) if session_id is not None else None
+        if pin is None or pin.backend not in self.backends:
+            return None
+        backend = self.backends[pin.backend]
+        r = Route(pin.backend, self.model_for(backend, pin.model, requested_model), "pin", requested_model)
+        return r if allow is None or allow(r.backend, r.model, requested_model) else None
 
 
 # Decides whether a routed request may go ahead (budgets). Runs on the gateway's loop: must be quick.

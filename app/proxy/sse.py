@@ -6,7 +6,19 @@ keeps the tail and only yields whole events, without decoding what it does not n
 
 from __future__ import annotations
 
+import httpx
 import orjson
+
+# the most an upstream may send without ending an event (a Messages stream's events are a few kB);
+# past it the stream is broken off instead of holding an ever longer tail
+MAX_EVENT_BYTES = 16 << 20
+
+
+def event_too_large(size: int) -> httpx.DecodingError:
+    """What a stream that sent ``size`` bytes without ending an event is broken off with (an httpx
+    error, so it ends like any broken stream: an ``error`` event to the client)."""
+    return httpx.DecodingError(f"the upstream sent {size >> 20} MB without ending an event, more than "
+                               f"Patchbay's limit of {MAX_EVENT_BYTES >> 20} MB")
 
 
 class SSEParser:
@@ -34,6 +46,9 @@ class SSEParser:
         buf = self._buf + chunk if self._buf else chunk
         end = buf.rfind(b"\n\n")
         if end < 0:
+            if len(buf) > MAX_EVENT_BYTES:
+                self._buf = b""
+                raise event_too_large(len(buf))
             self._buf = buf
             return []
         self._buf = buf[end + 2 :]

@@ -17,6 +17,15 @@ must not carry foreign blocks there:
   noted as signed by another family. Blocks that family signed — and blocks nobody noted (a
   gateway restarted since) — go unchanged; ``redacted_thinking`` always does. When nothing is
   dropped the request body is not touched at all (passthrough stays byte-exact).
+- A tool loop that started elsewhere (an ``openai`` backend, a failover, a ``[routes]`` rule)
+  reaches Claude with an assistant turn that does not open with a thinking block. With
+  ``thinking: {"type": "enabled"}`` Anthropic refuses that (400 "messages.N.content.0.type:
+  Expected `thinking` or `redacted_thinking`, but found `tool_use`. When `thinking` is enabled, a
+  final `assistant` message must start with a thinking block …"), and says how to avoid it:
+  disable thinking. :func:`fit_thinking_mode` does that for that one request (the next turn,
+  after the loop ends, thinks again), with the ``clear_thinking_*`` context edit that needs
+  thinking on. ``adaptive`` thinking is optional for the model, so a turn without a thinking
+  block is valid there and is left alone.
 
 The other direction: an ``openai`` backend gets thinking back as ``reasoning_content`` only for
 its own reasoning (DeepSeek's thinking mode needs it back on turns with tool calls), for blocks
@@ -102,9 +111,78 @@ def _foreign(block: Mapping[str, Any], family: str) -> bool:
 
 
 def for_anthropic_format(body: dict[str, Any], family: str) -> dict[str, Any]:
-    """``body`` without the thinking blocks ``family`` did not sign: the same object when there
-    are none (the caller may then forward the client's bytes), else a new body (the client's
-    messages are never changed). An assistant message left empty goes too.
+    """``body`` made valid for ``family``'s thinking rules: without the thinking blocks it did not
+    sign, and without thinking where the tool loop being answered has none to send back
+    (:func:`fit_thinking_mode`: Anthropic's rule, which servers that copy its API copy too). The same object when nothing changes (the caller may then forward
+    the client's bytes), else a new body (the client's messages are never changed)."""
+    out = _without_foreign(body, family)
+    return fit_thinking_mode(out)
+
+
+def _opens_with_thinking(message: Any) -> bool:
+    content = message.get("content") if isinstance(message, dict) else None
+    if not isinstance(content, list) or not content:
+        return False
+    first = content[0]
+    return isinstance(first, dict) and first.get("type") in ("thinking", "redacted_thinking")
+
+
+def loop_start(messages: list[Any]) -> int | None:
+    """The index of the assistant message that opened the tool loop being answered: the request
+    ends with tool results (and perhaps ``system`` messages), and this is the first assistant message after the user's last own
+    words. None when the request is not inside a tool loop."""
+    end = len(messages)
+    while end and isinstance(messages[end - 1], dict) and messages[end - 1].get("role") == "system":
+        end -= 1  # Claude Code's mid-conversation system messages come after the turn
+    if not end or not _is_tool_results(messages[end - 1]):
+        return None
+    start = None
+    for i in range(end - 1, -1, -1):
+        m = messages[i]
+        if not isinstance(m, dict):
+            return start
+        if m.get("role") == "assistant":
+            start = i
+        elif m.get("role") != "system" and not _is_tool_results(m):
+            return start
+    return start
+
+
+def _is_tool_results(message: Any) -> bool:
+    if not isinstance(message, dict) or message.get("role") != "user":
+        return False
+    content = message.get("content")
+    return isinstance(content, list) and any(isinstance(b, dict) and b.get("type") == "tool_result"
+                                             for b in content)
+
+
+def fit_thinking_mode(body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` with thinking switched off when it is ``enabled`` but the tool loop being answered
+    opened without a thinking block (Anthropic's documented way out: "To avoid this requirement,
+    disable `thinking`"); the ``clear_thinking_*`` context edits go with it (Anthropic: "strategy
+    requires `thinking` to be enabled"). The same object otherwise."""
+    thinking = body.get("thinking")
+    messages = body.get("messages")
+    if not isinstance(thinking, dict) or thinking.get("type") != "enabled" or type(messages) is not list:
+        return body
+    start = loop_start(messages)
+    if start is None or _opens_with_thinking(messages[start]):
+        return body
+    out = {k: v for k, v in body.items() if k != "thinking"}
+    cm = body.get("context_management")
+    if isinstance(cm, dict) and isinstance(cm.get("edits"), list):
+        edits = [e for e in cm["edits"] if not (isinstance(e, dict) and str(e.get("type", "")).startswith(
+            "clear_thinking"))]
+        if edits:
+            out["context_management"] = dict(cm, edits=edits)
+        else:
+            out.pop("context_management")
+    return out
+
+
+def _without_foreign(body: dict[str, Any], family: str) -> dict[str, Any]:
+    """``body`` without the thinking blocks ``family`` did not sign (an assistant message left
+    empty goes too); the same object when there are none.
 
     A plain walk over the assistant messages: about 1.5 µs for a 20 KB subagent request without
     thinking blocks, cheaper than searching the raw bytes (bench/routing_bench.py)."""

@@ -35,7 +35,7 @@ from typing import Any, AsyncIterator
 import httptools
 import httpx
 
-__all__ = ["HttptoolsTransport", "env_proxy_for"]
+__all__ = ["HttptoolsTransport", "env_proxy_for", "raw_chunks"]
 
 _HIGH_WATER = 1 << 20  # unread body bytes that pause reading from the socket
 _DEFAULT_PORTS = {b"http": 80, b"https": 443}
@@ -79,7 +79,7 @@ class _Body(httpx.AsyncByteStream):
     """A response body fed by the connection's parser callbacks and read by one consumer."""
 
     __slots__ = ("_conn", "_chunks", "_size", "_done", "_error", "_waiter", "_timeout", "_request",
-                 "_paused", "_loop")
+                 "_paused", "_loop", "_timer", "_deadline")
 
     def __init__(self, conn: _Connection, timeout: float | None, request: httpx.Request) -> None:
         self._conn: _Connection | None = conn
@@ -92,6 +92,10 @@ class _Body(httpx.AsyncByteStream):
         self._request = request
         self._paused = False
         self._loop = conn.loop
+        # the read timeout: one timer per body, re-armed only when it fires early (not a timer
+        # made and cancelled per chunk: a paced stream pays that on every wake-up)
+        self._timer: asyncio.TimerHandle | None = None
+        self._deadline = 0.0
 
     # ---- producer side (called from the protocol)
 
@@ -107,6 +111,7 @@ class _Body(httpx.AsyncByteStream):
 
     def finish(self) -> None:
         self._done = True
+        self._stop_timer()
         self._conn = None  # the connection is released; nothing here may touch it again
         w = self._waiter
         if w is not None and not w.done():
@@ -118,6 +123,7 @@ class _Body(httpx.AsyncByteStream):
         self._done = True
         self._error = exc
         self._conn = None
+        self._stop_timer()
         w = self._waiter
         if w is not None and not w.done():
             w.set_result(None)
@@ -151,17 +157,36 @@ class _Body(httpx.AsyncByteStream):
         loop = self._loop
         fut: asyncio.Future[None] = loop.create_future()
         self._waiter = fut
-        timer = loop.call_later(self._timeout, _expire, fut) if self._timeout is not None else None
+        if self._timeout is not None:
+            self._deadline = loop.time() + self._timeout
+            if self._timer is None:
+                self._timer = loop.call_at(self._deadline, self._on_timer)
         try:
             await fut
         finally:
             self._waiter = None
-            if timer is not None:
-                timer.cancel()
         if fut.result() is _TIMED_OUT:
             raise httpx.ReadTimeout("The upstream sent nothing within the read timeout.", request=self._request)
 
+    def _on_timer(self) -> None:
+        """The read timer fired: expire the waiting reader if its deadline passed, else re-arm
+        for the deadline the latest wait set (none waiting: the next wait arms a new timer)."""
+        self._timer = None
+        w = self._waiter
+        if w is None or w.done() or self._done:
+            return
+        if self._loop.time() >= self._deadline:
+            w.set_result(_TIMED_OUT)
+        else:
+            self._timer = self._loop.call_at(self._deadline, self._on_timer)
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
     def _abandon(self) -> None:
+        self._stop_timer()
         conn = self._conn
         if not self._done:
             self._done = True
@@ -174,6 +199,20 @@ class _Body(httpx.AsyncByteStream):
     async def aclose(self) -> None:
         if not self._done or self._conn is not None:
             self._abandon()
+
+
+def raw_chunks(resp: httpx.Response) -> AsyncIterator[bytes]:
+    """``resp``'s body as it comes off the wire, like ``resp.aiter_raw()``. A body of this
+    transport is read directly: httpx's ``aiter_raw`` (and, for a response that came through
+    httpx's client, its ``BoundAsyncStream``) are more async generators to step through, and a
+    chunker, per chunk, which a paced stream pays on every wake-up. Close ``resp`` afterwards."""
+    body: Any = resp.stream  # the transport's own answer (Backend.open), or httpx's wrapper of it
+    if type(body) is not _Body:
+        body = getattr(body, "_stream", None)
+    if type(body) is _Body and not resp.is_stream_consumed and not resp.is_closed:
+        resp.is_stream_consumed = True
+        return body.__aiter__()
+    return resp.aiter_raw()
 
 
 _TIMED_OUT: Any = object()

@@ -6,7 +6,14 @@ counter that does not exist yet from the rows already in the ledger, reads what 
 live reservations hold, lets ``decide`` choose, and stores the reservations it asks for, replacing
 any this request held before (a fallback re-admits under the same id). The ledger writer settles a
 reservation when the request's row arrives: its cost goes into the counters and the hold goes, in
-the row's own transaction. A hold of an instance that died expires at ``expires_at``.
+the row's own transaction. A hold of an instance that died expires ``ttl_s`` after it was made
+(``hold_reaper.py`` writes its row sooner, from the instance's heartbeat).
+
+Each hold has an ``amount`` (counted against the limit) and an ``exposure``: what the request may
+still cost beyond it until the upstream says what its prompt cost (admission.py). On PostgreSQL
+every time a hold is compared with or stamped by is the database's (``DB_NOW``), so an instance
+whose clock runs ahead or behind neither ignores the others' holds nor has its own ignored;
+``clock()`` is this instance's time corrected by the database's, for the budgets' periods.
 
 Between a request's end and its row's commit (the writer batches, the upstream's body may still be
 draining) its hold would still count at the estimate, and the client's next request (Claude Code
@@ -20,16 +27,21 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence, TypeVar
 
-from app.services.ledger_store import stored_group
+from app.services.ledger_pg import DB_NOW
+from app.services.ledger_store import PLAN_PREFIX, stored_group
+from app.services.pg_revive import close_later, unreachable, watcher
 from app.team_config import TeamLedger
 
 T = TypeVar("T")
 CounterKey = tuple[str, float, float]  # (scope, period start, period end)
-Numbers = dict[CounterKey, tuple[float, float]]  # key -> (spent, held by live reservations)
-Decide = Callable[[Numbers], tuple[T, Sequence[tuple[CounterKey, float]]]]
+Numbers = dict[CounterKey, tuple[float, float, float]]  # key -> (spent, held by live holds, their exposure)
+Hold = tuple[CounterKey, float, float]  # (counter, amount, exposure)
+Decide = Callable[[Numbers], tuple[T, Sequence[Hold]]]
+Meta = tuple[float, str]  # a hold's (request start, detail as JSON): what its row needs (hold_reaper.py)
 Settling = Mapping[str, float]  # request id -> the real cost of a finished request, its row not yet written
 
 _SPENT = ("SELECT (SELECT total(cost_usd) FROM usage_hourly WHERE hour_start >= ? AND hour_start < ?{b}) + "
@@ -38,17 +50,30 @@ _SPENT = ("SELECT (SELECT total(cost_usd) FROM usage_hourly WHERE hour_start >= 
 
 
 _PG_NUMBERS = (
-    "SELECT c.scope, c.period_start, c.period_end, c.spent, (SELECT coalesce(sum(h.amount), 0.0) FROM budget_holds h "
-    "WHERE h.scope = c.scope AND h.period_start = c.period_start AND h.expires_at > %s AND h.request_id <> %s) "
-    "FROM budget_counters c WHERE (c.scope, c.period_start, c.period_end) IN "
+    "SELECT c.scope, c.period_start, c.period_end, c.spent, coalesce(h.held, 0.0), coalesce(h.exposed, 0.0) "
+    "FROM budget_counters c LEFT JOIN LATERAL (SELECT sum(amount) AS held, sum(exposure) AS exposed FROM "
+    f"budget_holds h WHERE h.scope = c.scope AND h.period_start = c.period_start AND h.expires_at > {DB_NOW} "
+    "AND h.request_id <> %s) h ON true WHERE (c.scope, c.period_start, c.period_end) IN "
     "(SELECT * FROM unnest(%s::text[], %s::float8[], %s::float8[]))"
 )
 
+_PG_HELD = ("SELECT coalesce(sum(amount), 0.0), coalesce(sum(exposure), 0.0) FROM budget_holds WHERE scope = %s AND "
+            f"period_start = %s AND expires_at > {DB_NOW} AND request_id <> %s")
 
 _PG_HOLD = (
-    "INSERT INTO budget_holds SELECT %s, s, p, a, %s, %s FROM unnest(%s::text[], %s::float8[], %s::float8[]) "
-    "AS x(s, p, a) ON CONFLICT (request_id, scope, period_start) DO UPDATE SET amount = excluded.amount, "
-    "expires_at = excluded.expires_at"
+    f"INSERT INTO budget_holds SELECT %s, s, p, a, %s, {DB_NOW} + %s, e, %s, %s "
+    "FROM unnest(%s::text[], %s::float8[], %s::float8[], %s::float8[]) "
+    "AS x(s, p, a, e) ON CONFLICT (request_id, scope, period_start) DO UPDATE SET amount = excluded.amount, "
+    "expires_at = excluded.expires_at, exposure = excluded.exposure, "
+    "started_at = coalesce(excluded.started_at, budget_holds.started_at), "
+    "detail = coalesce(excluded.detail, budget_holds.detail)"
+)
+
+
+_PG_GROW = (
+    f"UPDATE budget_holds h SET amount = x.a, exposure = x.e, expires_at = {DB_NOW} + %s FROM unnest(%s::text[], "
+    "%s::float8[], %s::float8[], %s::float8[]) AS x(s, p, a, e) WHERE h.request_id = %s AND h.scope = x.s AND "
+    "h.period_start = x.p"
 )
 
 
@@ -58,6 +83,14 @@ def _spent_params(start: float, end: float, subject: str) -> tuple[str, list[Any
     ``all`` and backend counters read the hourly rollups for the whole hours (the request rows of
     old hours may have been pruned); the rollups know no person, so a person's or a group's
     counter reads their request rows."""
+    if subject.startswith(PLAN_PREFIX):  # spend plus what a Claude subscription's requests are worth
+        sql, params = _spent_params(start, end, subject[len(PLAN_PREFIX):])
+        kind, _, value = subject[len(PLAN_PREFIX):].partition(":")
+        where = {"all": "", "backend": " AND backend = ?", "user": " AND user_id = ?",
+                 "group": " AND instr(',' || groups || ',', ?) > 0"}[kind if value else "all"]
+        extra = [] if not where else [f",{stored_group(value)}," if kind == "group" else value]
+        return (f"SELECT ({sql}) + (SELECT total(api_equiv_usd) FROM requests WHERE plan = 'subscription' AND "
+                f"started_at >= ? AND started_at < ?{where})", [*params, start, end, *extra])
     kind, _, value = subject.partition(":")
     if kind in ("user", "group"):
         where = "user_id = ?" if kind == "user" else "instr(',' || groups || ',', ?) > 0"
@@ -75,20 +108,25 @@ def _spent_params(start: float, end: float, subject: str) -> tuple[str, list[Any
 
 
 def count_at_cost(numbers: Numbers, holds: Iterable[Sequence[Any]], settling: Settling) -> None:
-    """Count each still-live hold ``(request_id, scope, period_start, amount)`` of a finished
-    request at its real cost: out of what is held, into what is spent."""
-    for rid, scope, start, amount in holds:
+    """Count each still-live hold ``(request_id, scope, period_start, amount, exposure)`` of a
+    finished request at its real cost: out of what is held, into what is spent."""
+    for rid, scope, start, amount, exposure in holds:
         cost = settling.get(rid)
         if cost is None:
             continue
-        for key, (spent, held) in numbers.items():
+        for key, (spent, held, exposed) in numbers.items():
             if key[0] == scope and key[1] == float(start):
-                numbers[key] = (spent + cost, max(0.0, held - float(amount)))
+                numbers[key] = (spent + cost, max(0.0, held - float(amount)), max(0.0, exposed - float(exposure)))
 
 
 class BudgetStore(Protocol):
+    """``reserve`` with ``grow``: the request already holds; its holds are updated, never made
+    again (a row that settled them meanwhile has the last word)."""
+
     def reserve(self, request_id: str, instance: str, keys: Sequence[CounterKey], decide: Decide[T],
-                now: float, expires_at: float, settling: Settling | None = None) -> T: ...
+                now: float, ttl_s: float, settling: Settling | None = None, meta: Meta | None = None,
+                grow: bool = False) -> T: ...
+    def clock(self) -> float: ...
     def recent_outputs(self, limit: int) -> list[int]: ...
     def forget_instance(self, instance: str, expiring_before: float) -> int: ...
     def close(self) -> None: ...
@@ -111,13 +149,17 @@ class SqliteBudgets:
             self._local.conn = conn
         return conn
 
+    def clock(self) -> float:
+        return time.time()  # one instance on one machine: its own clock is the only one
+
     def reserve(self, request_id: str, instance: str, keys: Sequence[CounterKey], decide: Decide[T],
-                now: float, expires_at: float, settling: Settling | None = None) -> T:
+                now: float, ttl_s: float, settling: Settling | None = None, meta: Meta | None = None,
+                grow: bool = False) -> T:
         with self._lock:
-            return self._reserve(request_id, instance, keys, decide, now, expires_at, settling)
+            return self._reserve(request_id, instance, keys, decide, now, now + ttl_s, settling, meta, grow)
 
     def _reserve(self, request_id: str, instance: str, keys: Sequence[CounterKey], decide: Decide[T],
-                 now: float, expires_at: float, settling: Settling | None) -> T:
+                 now: float, expires_at: float, settling: Settling | None, meta: Meta | None, grow: bool) -> T:
         conn = self._conn()
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -131,22 +173,33 @@ class SqliteBudgets:
                     conn.execute("INSERT INTO budget_counters VALUES (?,?,?,?)", (*key, spent))
                 else:
                     spent = float(row[0])
-                held = conn.execute("SELECT total(amount) FROM budget_holds WHERE scope = ? AND period_start = ? "
-                                    "AND expires_at > ? AND request_id != ?",
-                                    (key[0], key[1], now, request_id)).fetchone()[0]
-                numbers[key] = (spent, float(held or 0.0))
+                held, exposed = conn.execute("SELECT total(amount), total(exposure) FROM budget_holds WHERE "
+                                             "scope = ? AND period_start = ? AND expires_at > ? AND request_id != ?",
+                                             (key[0], key[1], now, request_id)).fetchone()
+                numbers[key] = (spent, float(held or 0.0), float(exposed or 0.0))
             if settling:
                 ids = [i for i in settling if i != request_id]
                 for n in range(0, len(ids), 500):
                     chunk = ids[n:n + 500]
                     count_at_cost(numbers, conn.execute(
-                        "SELECT request_id, scope, period_start, amount FROM budget_holds WHERE expires_at > ? AND "
+                        "SELECT request_id, scope, period_start, amount, exposure FROM budget_holds WHERE expires_at > ? AND "
                         f"request_id IN ({','.join('?' for _ in chunk)})", (now, *chunk)).fetchall(), settling)
             result, holds = decide(numbers)
-            conn.execute("DELETE FROM budget_holds WHERE request_id = ?", (request_id,))
+            if grow:
+                conn.executemany("UPDATE budget_holds SET amount = ?, exposure = ?, expires_at = ? WHERE request_id = ? "
+                                 "AND scope = ? AND period_start = ?",
+                                 [(amount, exposure, expires_at, request_id, k[0], k[1]) for k, amount, exposure in holds])
+                holds = []
+            if meta is None and holds:  # a hold that grows keeps what its row needs
+                meta = conn.execute("SELECT started_at, detail FROM budget_holds WHERE request_id = ? LIMIT 1",
+                                    (request_id,)).fetchone()
+            if not grow:
+                conn.execute("DELETE FROM budget_holds WHERE request_id = ?", (request_id,))
             if holds:
-                conn.executemany("INSERT OR REPLACE INTO budget_holds VALUES (?,?,?,?,?,?)",
-                                 [(request_id, k[0], k[1], amount, instance, expires_at) for k, amount in holds])
+                started, detail = meta or (None, None)
+                conn.executemany("INSERT OR REPLACE INTO budget_holds VALUES (?,?,?,?,?,?,?,?,?)",
+                                 [(request_id, k[0], k[1], amount, instance, expires_at, exposure, started, detail)
+                                  for k, amount, exposure in holds])
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -178,32 +231,74 @@ class PgBudgets:
         from app.services.ledger_pg import connect_kwargs
 
         self.url = url
-        self._pool = ConnectionPool(url, min_size=1, max_size=max_size, open=False, timeout=3.0,
-                                    kwargs={"autocommit": True, **connect_kwargs(team)}, name="patchbay-admission")
+        kwargs = {"autocommit": True, **connect_kwargs(team)}
+        self._new_pool = lambda: ConnectionPool(url, min_size=1, max_size=max_size, open=False, timeout=3.0,
+                                                kwargs=kwargs, name="patchbay-admission")
+        self._pool = self._new_pool()
         self._pool.open(wait=False)
+        # after an outage: a fresh pool at once (not the old one's reconnect backoff), then on_revived
+        self.on_revived: Callable[[], None] | None = None
+        self._reviver = watcher(url, kwargs)
+        self._reviver.watch(self._revive)
+        self._team = team
+        self._offset = 0.0  # the database's clock minus this machine's, as of the last transaction
+
+    def clock(self) -> float:
+        return time.time() + self._offset
+
+    def connect(self) -> Any:
+        """A connection of its own (the heartbeat's, hold_reaper.py)."""
+        import psycopg
+
+        from app.services.ledger_pg import connect_kwargs
+
+        return psycopg.connect(self.url, autocommit=True, **connect_kwargs(self._team))
+
+    def _revive(self) -> None:
+        if self._pool.closed:  # closed for good (the gateway stopped)
+            return
+        old, self._pool = self._pool, self._new_pool()
+        self._pool.open(wait=False)
+        close_later(old)
+        if self.on_revived is not None:
+            self.on_revived()
 
     def reserve(self, request_id: str, instance: str, keys: Sequence[CounterKey], decide: Decide[T],
-                now: float, expires_at: float, settling: Settling | None = None) -> T:
+                now: float, ttl_s: float, settling: Settling | None = None, meta: Meta | None = None,
+                grow: bool = False) -> T:
+        want = sorted(set(keys))
+        try:
+            return self._reserve(self._pool, request_id, instance, want, decide, ttl_s, settling, meta, grow)
+        except Exception as exc:
+            if unreachable(exc):  # no connection at all (PoolTimeout), or one that broke
+                self._reviver.down()
+            raise
+
+    def _reserve(self, pool: Any, request_id: str, instance: str, want: list[CounterKey], decide: Decide[T],
+                 ttl_s: float, settling: Settling | None, meta: Meta | None, grow: bool) -> T:
         from app.services.ledger_pg import BUDGET_LOCK, pg_sql
 
-        want = sorted(set(keys))
-        with self._pool.connection() as conn:
+        with pool.connection() as conn:
             try:
                 # round trip 1: BEGIN, the lock, and every counter with what its live holds reserve
                 # (each statement sees what committed before it started: the read comes after the lock)
                 with conn.pipeline():
                     conn.execute("BEGIN")
                     conn.execute("SELECT pg_advisory_xact_lock(%s)", (BUDGET_LOCK,))
+                    clock = conn.execute(f"SELECT {DB_NOW}")
                     cur = conn.cursor()
-                    cur.execute(_PG_NUMBERS, (now, request_id, [k[0] for k in want], [k[1] for k in want],
+                    cur.execute(_PG_NUMBERS, (request_id, [k[0] for k in want], [k[1] for k in want],
                                               [k[2] for k in want]))
                     ids = [i for i in settling or () if i != request_id]
                     mine = conn.cursor()
                     if ids:
-                        mine.execute("SELECT request_id, scope, period_start, amount FROM budget_holds WHERE "
-                                     "request_id = ANY(%s) AND expires_at > %s", (ids, now))
-                numbers: Numbers = {(r[0], float(r[1]), float(r[2])): (float(r[3]), float(r[4])) for r in
-                                    cur.fetchall()}
+                        mine.execute("SELECT request_id, scope, period_start, amount, exposure FROM budget_holds "
+                                     f"WHERE request_id = ANY(%s) AND expires_at > {DB_NOW}", (ids,))
+                row = clock.fetchone()
+                if row is not None:
+                    self._offset = float(row[0]) - time.time()
+                numbers: Numbers = {(r[0], float(r[1]), float(r[2])): (float(r[3]), float(r[4]), float(r[5]))
+                                    for r in cur.fetchall()}
                 finished_holds = mine.fetchall() if ids else []
                 for key in want:
                     if key in numbers:
@@ -211,19 +306,22 @@ class PgBudgets:
                     sql, params = _spent_params(key[1], key[2], key[0])
                     spent = float((conn.execute(pg_sql(sql), params).fetchone() or (0.0,))[0] or 0.0)
                     conn.execute("INSERT INTO budget_counters VALUES (%s,%s,%s,%s)", (*key, spent))
-                    held = conn.execute("SELECT coalesce(sum(amount), 0.0) FROM budget_holds WHERE scope = %s AND "
-                                        "period_start = %s AND expires_at > %s AND request_id != %s",
-                                        (key[0], key[1], now, request_id)).fetchone() or (0.0,)
-                    numbers[key] = (spent, float(held[0] or 0.0))
+                    held = conn.execute(_PG_HELD, (key[0], key[1], request_id)).fetchone() or (0.0, 0.0)
+                    numbers[key] = (spent, float(held[0] or 0.0), float(held[1] or 0.0))
                 if finished_holds and settling:
                     count_at_cost(numbers, finished_holds, settling)
                 result, holds = decide(numbers)
                 # round trip 2: the holds and the COMMIT. A hold this request had on another scope
                 # (before a fallback re-admitted it elsewhere) stays until its row settles them all.
+                started, detail = meta or (None, None)
                 with conn.pipeline():
-                    if holds:
-                        conn.execute(_PG_HOLD, (request_id, instance, expires_at, [k[0] for k, _a in holds],
-                                                [k[1] for k, _a in holds], [a for _k, a in holds]))
+                    if holds and grow:
+                        conn.execute(_PG_GROW, (ttl_s, [k[0] for k, _a, _e in holds], [k[1] for k, _a, _e in holds],
+                                                [a for _k, a, _e in holds], [e for _k, _a, e in holds], request_id))
+                    elif holds:
+                        conn.execute(_PG_HOLD, (request_id, instance, ttl_s, started, detail,
+                                                [k[0] for k, _a, _e in holds], [k[1] for k, _a, _e in holds],
+                                                [a for _k, a, _e in holds], [e for _k, _a, e in holds]))
                     conn.execute("COMMIT")
             except BaseException:
                 if not conn.broken:

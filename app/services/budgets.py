@@ -112,9 +112,16 @@ def budget_status_from_ledger(budgets: tuple[BudgetConfig, ...], reader: "Ledger
     out = []
     for b in (b for b in budgets if b.scope != "session"):  # a session cap is no period's (session_caps.py)
         start, reset = period_bounds(b.period, now, tz)
-        spent = reader.spent(start, _scope_backend(b.scope))
+        spent = _spent(reader, start, _scope_backend(b.scope), b.include_subscription)
         out.append(BudgetStatus(b, spent, b.limit_usd, spent / b.limit_usd, reset, _state(b, spent), start))
     return out
+
+
+def _spent(reader: "LedgerReader", start: float, backend: str | None, plan: bool) -> float:
+    """What a budget's scope spent since ``start``; with include_subscription (``plan``) also what
+    the requests a Claude subscription paid for are worth at API prices."""
+    spent = reader.spent(start, backend)
+    return spent + reader.subscription_totals(start, None, backend).api_equiv_usd if plan else spent
 
 
 def _spent_by(subject: str) -> str:
@@ -129,12 +136,13 @@ def _spent_by(subject: str) -> str:
 
 
 def block_refusal(budget: BudgetConfig, spent: float, resets_at: float, now: float, tz: tzinfo | None,
-                  held: float = 0.0, subject: str | None = None) -> Refusal:
+                  held: float = 0.0, subject: str | None = None, team: bool = False) -> Refusal:
     """The 429 of a used-up ``block`` budget. ``held``: what requests still in flight have reserved
     against it (admission's holds), said apart from what is spent. ``subject``: the counter it
     charges (``user:alice@corp.example`` for an each-user budget); the budget's scope by default.
     The budget's ``blocked_message`` (whom to ask, on a team gateway) ends the message; without one a
-    person's or group's budget sends them to their admin, a single user to their settings."""
+    person's or group's budget, and any budget on a team gateway (``team``: an org-wide ``all`` or
+    ``backend:`` one too), sends them to their admin; a single user to their settings."""
     subject = subject or budget.scope
     period = {"day": "today", "week": "this week", "month": "this month"}.get(budget.period, f"this {budget.period}")
     scope = _spent_by(subject)
@@ -152,10 +160,12 @@ def block_refusal(budget: BudgetConfig, spent: float, resets_at: float, now: flo
         advice = budget.blocked_message.strip()
     elif budget.is_team_scope:
         advice = "To go on now, ask your Patchbay admin to raise this budget or to move you to another one."
+    elif team:
+        advice = "To go on now, ask your Patchbay admin: this budget is the team gateway's, set in its config."
     else:
         advice = ("To go on now, raise limit_usd for this budget in Patchbay's settings, or set its action to "
                   "\"downgrade:<backend>,<model>\" to continue on a cheaper or local model.")
-    clock = "the gateway's local time" if budget.is_team_scope else "local time"
+    clock = "the gateway's local time" if budget.is_team_scope or team else "local time"
     message = f"Patchbay budget \"{budget.label}\" {state} resets {format_reset(resets_at, now, tz)} ({clock}). {advice}"
     retry = str(max(1, int(math.ceil(resets_at - now)))).encode()
     return Refusal(429, "billing_error", message, (
@@ -196,6 +206,7 @@ class _Spend:
     resets_at: float
     spent: float = 0.0
     unpriced: int = 0
+    plan: bool = False  # include_subscription: a Claude subscription's requests count at their API-equivalent value
 
 
 @dataclass
@@ -218,7 +229,7 @@ class BudgetGuard:
         self._lock = threading.Lock()  # sink vs reconfigure; admit only reads
         self._prices = prices
         self._backends = backends if backends is not None else prices.backends
-        self._spends: dict[tuple[str | None, str], _Spend] = {}
+        self._spends: dict[tuple[str | None, str, bool], _Spend] = {}
         self._budgets: tuple[_Budget, ...] = ()
         self.reconfigure(budgets, prices)
 
@@ -232,9 +243,9 @@ class BudgetGuard:
         budgets = tuple(b for b in budgets if not b.is_team_scope and b.scope != "session")  # session: session_caps.py
         now = self._now()
         old_spends = self._spends
-        wanted: dict[tuple[str | None, str], _Spend] = {}
+        wanted: dict[tuple[str | None, str, bool], _Spend] = {}
         for b in budgets:
-            key = (_scope_backend(b.scope), b.period)
+            key = (_scope_backend(b.scope), b.period, b.include_subscription)
             if key in wanted:
                 continue
             start, reset = period_bounds(b.period, now, self._tz)
@@ -243,14 +254,14 @@ class BudgetGuard:
                 wanted[key] = prev
             else:
                 try:
-                    spent = self._reader.spent(start, key[0]) if self._reader is not None else 0.0
+                    spent = _spent(self._reader, start, key[0], key[2]) if self._reader is not None else 0.0
                 except Exception:  # a team ledger that does not answer yet: admission reads the real numbers
                     spent = 0.0
-                wanted[key] = _Spend(b.period, key[0], start, reset, spent)
+                wanted[key] = _Spend(b.period, key[0], start, reset, spent, plan=key[2])
         old = {(x.config.scope, x.config.period, x.config.limit_usd, x.config.warn_at): x for x in self._budgets}
         new = []
         for b in budgets:
-            spend = wanted[(_scope_backend(b.scope), b.period)]
+            spend = wanted[(_scope_backend(b.scope), b.period, b.include_subscription)]
             prev_b = old.get((b.scope, b.period, b.limit_usd, b.warn_at))
             nb = _Budget(b, spend)
             # Already past a line when configured (or at start-up): no alert now, only on crossing.
@@ -332,6 +343,7 @@ class BudgetGuard:
         if not self._budgets:
             return
         cost = self._prices.cost_of(ev)
+        value = self._prices.api_equivalent(ev) or 0.0  # a Claude subscription paid: counted by include_subscription
         alerts: list[BudgetAlert] = []
         with self._lock:
             now = self._now()
@@ -343,8 +355,8 @@ class BudgetGuard:
                     if cost is None:
                         s.unpriced += 1
                     else:
-                        s.spent += cost
-            if cost is None or cost == 0:
+                        s.spent += cost + (value if s.plan else 0.0)
+            if cost is None or (cost == 0 and not value):
                 return
             for b in self._budgets:
                 if id(b.spend) not in seen:

@@ -26,14 +26,22 @@ def add_connect_arguments(p: argparse.ArgumentParser) -> None:
         p.add_argument(f"--{name}", metavar="BACKEND,MODEL",
                        help=f"send Claude Code's {name} model there (sets {cs.ALIAS_KEYS[name]}), so its requests "
                             "are easy to tell apart")
+    p.add_argument("--credential", choices=("auto", "own", "token"), default="auto", help=_credential_help())
     p.add_argument("--statusline", action="store_true",
                    help="show backend, model and spend under Claude Code's prompt (only if you have no statusLine "
                         "of your own)")
 
 
+def _credential_help() -> str:
+    from app.services.claude_auth import CHOICE_HELP
+
+    return CHOICE_HELP
+
+
 def add_claude_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", help="pin this Claude Code session to a backend")
     p.add_argument("--model", help="and to this model of it")
+    p.add_argument("--credential", choices=("auto", "own", "token"), default="auto", help=_credential_help())
     p.add_argument("--config", type=Path, dest="sub_config", help="config file")
     p.add_argument("claude_args", nargs=argparse.REMAINDER, help="passed to claude unchanged")
 
@@ -58,6 +66,7 @@ def _fail(text: str) -> int:
 
 def run_connect(args: argparse.Namespace, config_path: Path | None) -> int:
     from app.config import ConfigError
+    from app.services import claude_auth as ca
     from app.services import claude_code
     from app.services import claude_settings as cs
     from app.services.secrets import SecretError
@@ -82,7 +91,7 @@ def run_connect(args: argparse.Namespace, config_path: Path | None) -> int:
     try:
         result = claude_code.connect(paths, url, token, nonessential=nonessential,
                                      aliases=aliases, statusline=statusline,
-                                     config_path=config.path)
+                                     config_path=config.path, choice=args.credential)
     except cs.SettingsFileError as exc:
         return _fail(str(exc))
     if result.changed:
@@ -92,6 +101,7 @@ def run_connect(args: argparse.Namespace, config_path: Path | None) -> int:
         print("  New Claude Code sessions use it; restart the ones already open. `patchbay disconnect` undoes it.")
     else:
         print(f"Already connected: {result.path} points Claude Code at Patchbay ({url}).")
+    print("  " + ca.describe(args.credential, claude_code.credential(token)))
     if result.skipped:
         print(f"  left your own {', '.join(result.skipped)} as it is (Patchbay never replaces it).")
     if kept:
@@ -133,6 +143,46 @@ def _kept_choices(args: argparse.Namespace, paths: Any, config_path: Path | None
     return nonessential, statusline, kept
 
 
+def _shell_line(shell: str, name: str, value: str | None) -> str:
+    """Set (or, for None, unset) one variable in ``shell``'s syntax; a value may span lines."""
+    import shlex
+
+    if shell == "fish":
+        return f"set -e {name}" if value is None else f"set -gx {name} {shlex.quote(value)}"
+    if shell == "powershell":
+        if value is None:
+            return f"Remove-Item Env:{name} -ErrorAction SilentlyContinue"
+        return f"$env:{name} = '" + value.replace("'", "''") + "'"
+    return f"unset {name}" if value is None else f"export {name}={shlex.quote(value)}"
+
+
+def print_env(url: str, token: str, shell: str, choice: str) -> int:
+    """`patchbay env`: the lines that point Claude Code at the gateway in this shell. The token goes
+    in ANTHROPIC_CUSTOM_HEADERS (merged with the shell's own headers); ANTHROPIC_AUTH_TOKEN only for
+    a user without an Anthropic login or key (app/services/claude_auth.py). Which credential
+    Claude Code will send is said on stderr, so `eval "$(patchbay env)"` stays clean."""
+    import os
+
+    from app.services import claude_auth as ca
+    from app.services import claude_code
+    from app.services import claude_settings as cs
+
+    settings = ca.read_settings(cs.settings_path())
+    cred = ca.detect(os.environ, settings=settings, own_token=token)
+    as_token = ca.uses_token(choice, cred)
+    values = ca.env_values(url, token, token_as_credential=as_token,
+                           existing_headers=os.environ.get(ca.CUSTOM_HEADERS))
+    for name, value in values.items():
+        print(_shell_line(shell, name, value))
+    if not as_token and os.environ.get(ca.AUTH_TOKEN) == token:  # left by an older `patchbay env`
+        print(_shell_line(shell, ca.AUTH_TOKEN, None))
+    print(f"patchbay: {ca.describe(choice, cred)}", file=sys.stderr)
+    if isinstance(ca.settings_env(settings).get(claude_code.CUSTOM_HEADERS), str):
+        print(f"patchbay: note: {cs.settings_path()} sets {ca.CUSTOM_HEADERS} itself, which Claude Code prefers "
+              "over this shell's; `patchbay connect` merges the token line into it.", file=sys.stderr)
+    return 0
+
+
 def run_disconnect(args: argparse.Namespace, config_path: Path | None) -> int:
     from app.config import ConfigError
     from app.services import claude_code
@@ -171,11 +221,11 @@ def parse_claude(argv: list[str]) -> argparse.Namespace:
         if a == "--":
             i += 1
             break
-        if a in ("--backend", "--model", "--config") and i + 1 < len(argv):
+        if a in ("--backend", "--model", "--config", "--credential") and i + 1 < len(argv):
             ours += [a, argv[i + 1]]
             i += 2
             continue
-        if a.startswith(("--backend=", "--model=", "--config=")) or a in ("-h", "--help"):
+        if a.startswith(("--backend=", "--model=", "--config=", "--credential=")) or a in ("-h", "--help"):
             ours.append(a)
             i += 1
             continue
@@ -203,7 +253,7 @@ def run_claude(argv: list[str]) -> int:
                      f"{', '.join(b.id for b in config.backends)}.")
     try:
         cmd, env = claude_code.claude_command(paths, url, token, list(args.claude_args), backend=args.backend,
-                                              model=args.model)
+                                              model=args.model, choice=args.credential)
         claude_code.check_gateway(url)
         return claude_code.launch(cmd, env)
     except claude_code.LaunchError as exc:

@@ -21,8 +21,9 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Mapping
 
+from app.services import claude_auth as ca
 from app.services import claude_settings as cs
 
 if TYPE_CHECKING:
@@ -140,9 +141,15 @@ def _team_ledger(config: Path) -> bool:
 
 
 def connection_values(url: str, token: str, *, nonessential: bool = False,
-                      aliases: dict[str, str] | None = None) -> dict[str, str]:
+                      aliases: dict[str, str] | None = None, token_as_credential: bool = False,
+                      existing_headers: str | None = None) -> dict[str, str]:
+    """The env keys Connect writes: the address, the token in its own header (the user's other
+    custom headers kept), ANTHROPIC_AUTH_TOKEN only for a user without an Anthropic credential
+    (app/services/claude_auth.py), and what the user ticked."""
     # HINT_HEADERS: Claude Code (2.1.273+) then says what each request is for, which [routes] reads
-    values = {cs.BASE_URL: url, cs.AUTH_TOKEN: token, cs.HINT_HEADERS: "1"}
+    values = ca.env_values(url, token, token_as_credential=token_as_credential, existing_headers=existing_headers)
+    values[cs.HINT_HEADERS] = "1"
+    values[cs.TOOL_SEARCH] = "true"
     if nonessential:
         values[cs.NONESSENTIAL] = "1"
     for name, target in (aliases or {}).items():
@@ -153,14 +160,39 @@ def connection_values(url: str, token: str, *, nonessential: bool = False,
     return values
 
 
+def credential(token: str, settings: Path | None = None) -> ca.Credential:
+    """The user's own Anthropic credential as Claude Code would find it (never its value)."""
+    return ca.detect(settings=ca.read_settings(settings or cs.settings_path()), own_token=token)
+
+
 def connect(paths: "Paths", url: str, token: str, *, nonessential: bool = False,
             aliases: dict[str, str] | None = None, statusline: bool = False,
-            config_path: Path | None = None, settings: Path | None = None) -> cs.ConnectResult:
+            config_path: Path | None = None, settings: Path | None = None,
+            choice: str = "auto") -> cs.ConnectResult:
+    """Point Claude Code at Patchbay in settings.json. ``choice``: which credential it sends
+    (``auto`` / ``own`` / ``token``, app/services/claude_auth.py)."""
+    path = settings or cs.settings_path()
+    current = ca.read_settings(path)
+    headers = ca.settings_env(current).get(CUSTOM_HEADERS)
+    headers = headers if isinstance(headers, str) else None
+    as_token = ca.uses_token(choice, ca.detect(settings=current, own_token=token))
+    if not as_token:
+        cs.drop_stale_token(path, state_file(paths), backup_dir(paths), token)
     top: dict[str, Any] = {}
     if statusline:
         top[cs.STATUS_LINE] = {"type": "command", "command": statusline_command(paths, config_path), "padding": 0}
-    return cs.connect(settings or cs.settings_path(), state_file(paths), backup_dir(paths),
-                      connection_values(url, token, nonessential=nonessential, aliases=aliases), top)
+    values = connection_values(url, token, nonessential=nonessential, aliases=aliases,
+                               token_as_credential=as_token, existing_headers=headers)
+    _keep_users_tool_search(values, ca.settings_env(current))
+    return cs.connect(path, state_file(paths), backup_dir(paths), values, top)
+
+
+def _keep_users_tool_search(values: dict[str, str], *envs: Mapping[str, Any]) -> None:
+    """A user who set ENABLE_TOOL_SEARCH (false, auto:N…) keeps their choice."""
+    for env in envs:
+        own = env.get(cs.TOOL_SEARCH)
+        if isinstance(own, str) and own != values.get(cs.TOOL_SEARCH):
+            values.pop(cs.TOOL_SEARCH, None)
 
 
 def disconnect(paths: "Paths", url: str | None, settings: Path | None = None, *,
@@ -237,21 +269,9 @@ def pin_value(backend: str | None, model: str | None) -> str | None:
     return f"{backend},{model}" if model else backend
 
 
-def merged_headers(existing: str | None, pin: str | None) -> str | None:
-    """``ANTHROPIC_CUSTOM_HEADERS`` (one ``Name: value`` per line) with our pin, keeping the user's others."""
-    lines = [ln for ln in (existing or "").splitlines()
-             if ln.strip() and ln.split(":", 1)[0].strip().lower() != PIN_HEADER]
-    if pin:
-        lines.append(f"{PIN_HEADER}: {pin}")
-    return "\n".join(lines) if lines else None
-
-
-def _user_settings_env() -> dict[str, Any]:
-    try:
-        env = json.loads(cs.settings_path().read_text(encoding="utf-8")).get("env")
-    except (OSError, ValueError, AttributeError):
-        return {}
-    return env if isinstance(env, dict) else {}
+def merged_headers(existing: str | None, pin: str | None, token: str | None = None) -> str | None:
+    """``ANTHROPIC_CUSTOM_HEADERS`` (one ``Name: value`` per line) with our pin and token, keeping the user's others."""
+    return ca.merge_header(ca.merge_header(existing, PIN_HEADER, pin), ca.TOKEN_HEADER, token)
 
 
 def _private_settings(paths: "Paths", overrides: dict[str, str]) -> Path:
@@ -282,22 +302,35 @@ def _private_settings(paths: "Paths", overrides: dict[str, str]) -> Path:
 
 
 def claude_command(paths: "Paths", url: str, token: str, args: list[str], *, backend: str | None = None,
-                   model: str | None = None, environ: dict[str, str] | None = None) -> tuple[list[str], dict[str, str]]:
-    """The argv and environment that start Claude Code through the gateway (and pinned)."""
+                   model: str | None = None, environ: dict[str, str] | None = None,
+                   choice: str = "auto") -> tuple[list[str], dict[str, str]]:
+    """The argv and environment that start Claude Code through the gateway (and pinned). The
+    token rides in its own header; ANTHROPIC_AUTH_TOKEN carries it only for a user without an
+    Anthropic credential of their own (``choice``, app/services/claude_auth.py)."""
     claude = find_claude()
     env = dict(os.environ if environ is None else environ)
     pin = pin_value(backend, model)
-    settings_env = _user_settings_env()
+    user_settings = ca.read_settings(cs.settings_path())
+    settings_env = ca.settings_env(user_settings)
     # the headers Claude Code would use: settings.json's win over the environment's
     existing = settings_env.get(CUSTOM_HEADERS) if isinstance(settings_env.get(CUSTOM_HEADERS), str) \
         else env.get(CUSTOM_HEADERS)
-    overrides = {cs.BASE_URL: url, cs.AUTH_TOKEN: token, cs.HINT_HEADERS: "1"}
-    headers = merged_headers(existing, pin)
-    if headers is not None:
-        overrides[CUSTOM_HEADERS] = headers
+    cred = ca.detect(env, settings=user_settings, own_token=token)
+    overrides = {cs.BASE_URL: url, cs.HINT_HEADERS: "1", cs.TOOL_SEARCH: "true"}
+    _keep_users_tool_search(overrides, settings_env, env)
+    if ca.uses_token(choice, cred):
+        overrides[cs.AUTH_TOKEN] = token
+    else:
+        if env.get(cs.AUTH_TOKEN) == token:
+            env.pop(cs.AUTH_TOKEN)  # left by an older `eval "$(patchbay env)"`: it would hide the user's login
+        if settings_env.get(cs.AUTH_TOKEN) == token:
+            # left in settings.json by an older Connect: an empty value in --settings outranks it and
+            # lets the login through (measured, docs/protocol.md §1)
+            overrides[cs.AUTH_TOKEN] = ""
+    headers = merged_headers(existing, pin, token)
+    assert headers is not None
+    overrides[CUSTOM_HEADERS] = headers
     env.update(overrides)
-    if headers is None:
-        env.pop(CUSTOM_HEADERS, None)
     argv = [claude, "--settings", str(_private_settings(paths, overrides)), *args]
     return argv, env
 

@@ -40,6 +40,9 @@ BASE_URL = "ANTHROPIC_BASE_URL"
 AUTH_TOKEN = "ANTHROPIC_AUTH_TOKEN"
 NONESSENTIAL = "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"
 HINT_HEADERS = "CLAUDE_CODE_GATEWAY_HINT_HEADERS"  # Claude Code says what each request is for (routing)
+# deferred tools + ToolSearch (MCP tools loaded on demand: about half the prompt in a session with
+# many of them); safe behind Patchbay, which shows every backend's model what a tool_reference loaded
+TOOL_SEARCH = "ENABLE_TOOL_SEARCH"
 MODEL = "model"  # where `/model` saves its choice
 ALIAS_KEYS = {"haiku": "ANTHROPIC_DEFAULT_HAIKU_MODEL", "sonnet": "ANTHROPIC_DEFAULT_SONNET_MODEL",
               "opus": "ANTHROPIC_DEFAULT_OPUS_MODEL"}
@@ -92,6 +95,9 @@ class State:
     before_sha256: str = ""  # the bytes before the first connect ("" for a file that was absent)
     # digests of each top-level value (and each env member, as "env.NAME") before the first connect
     before_members: dict[str, str] | None = None
+    # the top-level "model" before the first connect (its raw JSON text; None: absent), so that
+    # `disconnect --remove-model` puts the user's own choice back in place of a backend,model
+    model_before: str | None = None
 
     def to_json(self) -> str:
         d: dict[str, Any] = {"version": STATE_VERSION, **self.__dict__}
@@ -129,6 +135,7 @@ class DisconnectResult:
     identical: bool = False  # byte for byte what the file held before connect
     gateway_model: str | None = None  # a "model": "backend,model" left in the file
     removed_model: str | None = None  # the one removed on request
+    restored_model: str | None = None  # what "model" held before Patchbay connected, put back in its place
 
     def summary(self) -> str:
         """What Disconnect did, in sentences: what was put back, what was left and why."""
@@ -144,7 +151,10 @@ class DisconnectResult:
                              "saves a setting).")
             else:
                 parts.append(f"Patchbay's keys in {self.path} are back to what they held before it connected.")
-        if self.removed_model:
+        if self.removed_model and self.restored_model is not None:
+            parts.append(f'Put back "model": "{self.restored_model}" (what it held before Patchbay connected) in place '
+                         f'of "{self.removed_model}", which Claude Code\'s /model had saved.')
+        elif self.removed_model:
             parts.append(f'Removed "model": "{self.removed_model}", which Claude Code\'s /model had saved.')
         if self.message:
             parts.append(self.message)
@@ -341,10 +351,12 @@ def connect(path: Path, state_file: Path, backup_dir: Path, values: dict[str, st
                   env_absent=env is None, env_inner="", top_inner="")
     state.before_sha256 = _digest(data) if data is not None else ""
     state.before_members = members_digest(text)
+    state.model_before = _raw(work, root, MODEL)
     if reuse and old:
         state.file_before, state.file_absent = old.file_before, old.file_absent
         state.env_absent, state.env_inner, state.top_inner = old.env_absent, old.env_inner, old.top_inner
         state.before_sha256, state.before_members = old.before_sha256, old.before_members
+        state.model_before = old.model_before
     if not root.members and not (reuse and old):
         state.top_inner = work[root.start + 1 : root.end - 1]
     if env is not None and not env.members and not (reuse and old):
@@ -405,9 +417,15 @@ def gateway_model(text: str) -> str | None:
     return value if isinstance(value, str) and "," in value and value.split(",", 1)[0].strip() else None
 
 
-def _drop_model(text: str, state: State | None) -> str:
+def _drop_model(text: str, state: State | None) -> tuple[str, str | None]:
+    """``text`` without its ``"model"``, or with the user's own from before Patchbay connected put
+    back (``state.model_before``, unless that was a backend,model name too); and the value put back."""
     root = scan(text)
-    return remove_member(text, root, MODEL, empty_inner=state.top_inner if state else "")
+    earlier = state.model_before if state is not None else None
+    value = _str(earlier)
+    if earlier is not None and value is not None and gateway_model(json.dumps({MODEL: value})) is None:
+        return set_member(text, root, MODEL, earlier), value
+    return remove_member(text, root, MODEL, empty_inner=state.top_inner if state else ""), None
 
 
 def remove_gateway_model(path: Path, backup_dir: Path) -> str | None:
@@ -421,8 +439,27 @@ def remove_gateway_model(path: Path, backup_dir: Path) -> str | None:
     if value is None:
         return None
     _backup(path, data or b"", backup_dir)
-    _write(path, _drop_model(text, None))
+    _write(path, _drop_model(text, None)[0])
     return value
+
+
+def drop_stale_token(path: Path, state_file: Path, backup_dir: Path, token: str) -> bool:
+    """Remove ``ANTHROPIC_AUTH_TOKEN`` when it holds the gateway token but no record says Patchbay
+    wrote it (set by hand, or by a Patchbay that kept no record): there it would hide the user's
+    own login. True when it went (a backup first)."""
+    path = _real(path)
+    old = load_state(state_file)
+    if old is not None and any(e.key == AUTH_TOKEN for e in old.entries):
+        return False  # connect's own record undoes it
+    data, text = _read(path)
+    if text is None:
+        return False
+    env = _env(path, _parse(path, text))
+    if env is None or _str(_raw(text, env, AUTH_TOKEN)) != token:
+        return False
+    _backup(path, data or b"", backup_dir)
+    _write(path, remove_member(text, env, AUTH_TOKEN))
+    return True
 
 
 def disconnect(path: Path, state_file: Path, backup_dir: Path, *, gateway_url: str | None = None,
@@ -443,7 +480,8 @@ def disconnect(path: Path, state_file: Path, backup_dir: Path, *, gateway_url: s
     if state is None or state.settings_path != str(path):
         if gateway_url and _str(_raw(text, env, BASE_URL)) == gateway_url:
             state = State(str(path), [Entry("env", BASE_URL, None, _raw(text, env, BASE_URL) or ""),
-                                      Entry("env", AUTH_TOKEN, None, _raw(text, env, AUTH_TOKEN) or "")])
+                                      Entry("env", AUTH_TOKEN, None, _raw(text, env, AUTH_TOKEN) or "")]
+                          + _header_entry(_str(_raw(text, env, "ANTHROPIC_CUSTOM_HEADERS"))))
         else:
             model = gateway_model(text)
             if model is not None and remove_model:
@@ -463,9 +501,10 @@ def disconnect(path: Path, state_file: Path, backup_dir: Path, *, gateway_url: s
     model = gateway_model(new)
     if model is not None and before is not None and before.get(MODEL) == _canon(model):
         model = None  # it was there before Patchbay connected: the user's own
-    removed_model = None
+    removed_model = restored_model = None
     if model is not None and remove_model:
-        new, removed_model, model = _drop_model(new, state), model, None
+        new, restored_model = _drop_model(new, state)
+        removed_model, model = model, None
     root = scan(new)
     env_found = root.get("env")
     if state.env_absent and env_found and env_found[-1].value.kind == "object" and not env_found[-1].value.members:
@@ -486,7 +525,8 @@ def disconnect(path: Path, state_file: Path, backup_dir: Path, *, gateway_url: s
             _write(path, state.file_before or "")
         state_file.unlink(missing_ok=True)
         return DisconnectResult(path, True, None, removed_file=removed_file, kept=tuple(kept),
-                                same_settings=True, identical=not state.file_absent, removed_model=removed_model)
+                                same_settings=True, identical=not state.file_absent, removed_model=removed_model,
+                                restored_model=restored_model)
     backup = None
     if new != text:
         backup = _backup(path, data or b"", backup_dir)
@@ -508,7 +548,7 @@ def disconnect(path: Path, state_file: Path, backup_dir: Path, *, gateway_url: s
     same = (now == before and not kept) if before is not None else None
     return DisconnectResult(path, new != text, backup, kept=tuple(kept), message=" ".join(notes), others=others,
                             same_settings=same, identical=identical, gateway_model=model,
-                            removed_model=removed_model)
+                            removed_model=removed_model, restored_model=restored_model)
 
 
 def _names(keys: "tuple[str, ...] | list[str]") -> str:
@@ -536,10 +576,27 @@ def _undo(text: str, e: Entry, state: State) -> tuple[str, bool]:
     if current is None:
         return text, True
     if not same_value(current, e.ours):
-        return text, False
+        return _undo_header_line(text, obj, e, current, state)
     if e.before is None:
         return remove_member(text, obj, e.key, empty_inner=state.env_inner if e.where == "env" else state.top_inner), True
     return set_member(text, obj, e.key, e.before), True
+
+
+def _undo_header_line(text: str, obj: Node, e: Entry, current: str, state: State) -> tuple[str, bool]:
+    """``ANTHROPIC_CUSTOM_HEADERS`` edited since we connected (a header of the user's added): only
+    our ``x-patchbay-token`` line goes, the user's lines stay. Any other key: left alone (False)."""
+    from app.services import claude_auth as ca
+
+    value, ours = _str(current), _str(e.ours)
+    line = next((ln for ln in (ours or "").splitlines() if ln.split(":", 1)[0].strip().lower() == ca.TOKEN_HEADER),
+                None)
+    if e.where != "env" or e.key != ca.CUSTOM_HEADERS or value is None or line is None or \
+            not ca.has_header(value, ca.TOKEN_HEADER, line.split(":", 1)[1].strip()):
+        return text, False
+    rest = ca.drop_header(value)
+    if rest is None:
+        return remove_member(text, obj, e.key, empty_inner=state.env_inner), True
+    return set_member(text, obj, e.key, json.dumps(rest, ensure_ascii=False)), True
 
 
 # --------------------------------------------------------------------------- status
@@ -560,7 +617,8 @@ def status(path: Path, state_file: Path, gateway_url: str, token: str) -> Status
     if state is not None and state.settings_path != str(path):
         state = None
     base = _str(_raw(text, env, BASE_URL))
-    ours_now = base == gateway_url and _str(_raw(text, env, AUTH_TOKEN)) == token
+    header = _token_header(_str(_raw(text, env, "ANTHROPIC_CUSTOM_HEADERS")), token)
+    ours_now = base == gateway_url and (_str(_raw(text, env, AUTH_TOKEN)) == token or header)
     edited = state is not None and _digest(data) != state.written_sha256
     options: list[str] = []
     if _raw(text, env, NONESSENTIAL) is not None:
@@ -581,6 +639,10 @@ def status(path: Path, state_file: Path, gateway_url: str, token: str) -> Status
         if not changed and not ours_now:
             return Status("outdated", path, f"{path} points Claude Code at Patchbay with an old address or token. "
                           "Connect again to update it.", base, edited, opts)
+    if ours_now and not header:  # connected by an older Patchbay
+        return Status("outdated", path, f"{path} points Claude Code at Patchbay the old way: the token as "
+                      "ANTHROPIC_AUTH_TOKEN, which takes the place of a Claude subscription login or API key. Connect "
+                      "again to send the token in its own header instead.", base, edited, opts)
     if ours_now:
         note = (" It was edited since Patchbay connected (by you or another tool); Patchbay's keys are still in "
                 "place.") if edited else ""
@@ -590,3 +652,18 @@ def status(path: Path, state_file: Path, gateway_url: str, token: str) -> Status
                       "replaces that (Disconnect puts it back).", base, False, opts)
     return Status("not_connected", path, f"Claude Code does not use Patchbay yet. Connect adds its keys to the env "
                   f"of {path}; everything else in it stays as it is.", None, False, opts)
+
+
+def _header_entry(headers: str | None) -> list[Entry]:
+    """Without a record of what connect wrote: our token line of ANTHROPIC_CUSTOM_HEADERS, as an
+    entry whose undo removes just that line."""
+    from app.services import claude_auth as ca
+
+    ours = [ln for ln in (headers or "").splitlines() if ln.split(":", 1)[0].strip().lower() == ca.TOKEN_HEADER]
+    return [Entry("env", ca.CUSTOM_HEADERS, None, json.dumps(ours[0]))] if ours else []
+
+
+def _token_header(headers: str | None, token: str) -> bool:
+    from app.services import claude_auth as ca
+
+    return ca.has_header(headers, ca.TOKEN_HEADER, token)

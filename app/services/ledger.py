@@ -225,6 +225,11 @@ class Ledger:
             time.sleep(0.02)
         return True
 
+    def retry_now(self) -> None:
+        """The store answers again (``pg_revive``'s probe): drain the spool now, not after the backoff."""
+        self._retry_at = 0.0
+        self._wake.set()
+
     def reconfigure(self, prices: PriceBook, settings: LedgerSettings) -> None:
         """New prices (for records written from now on) and capture/retention settings."""
         self._prices = prices
@@ -309,10 +314,12 @@ class Ledger:
                 continue
             try:
                 cost = prices.cost_of(ev)
+                api_equiv = prices.api_equivalent(ev)
+                priced_by = prices.priced_by(ev.backend, ev.model) if cost is not None or api_equiv is not None else None
             except Exception:
-                cost = None
+                cost = api_equiv = priced_by = None
             try:
-                row = _row(ev, cost, self.instance)
+                row = _row(ev, cost, self.instance, api_equiv, priced_by)
                 body = None
                 if (ev.request_body is not None or ev.response_body is not None) and should_capture(settings, ev):
                     body = (_compress(ev.request_body), _compress(ev.response_body))

@@ -44,8 +44,25 @@ def open_writer(settings: LedgerSettings, paths: Paths, prices: PriceBook, insta
     from app.services.ledger_pg import PgStore
     from app.services.spool import Spool
 
-    return Ledger(paths.ledger_file, prices=prices, settings=settings, store=PgStore(url, settings.team),
-                  spool=Spool(spool_path(paths)), instance=instance)
+    ledger = Ledger(paths.ledger_file, prices=prices, settings=settings, store=PgStore(url, settings.team),
+                    spool=Spool(spool_path(paths)), instance=instance)
+    _watch_outages(ledger, url, settings)
+    return ledger
+
+
+def _watch_outages(ledger: Ledger, url: str, settings: LedgerSettings) -> None:
+    """While the store is away, ``pg_revive`` probes it; the spool drains the moment it answers
+    (so ``/ready`` is 200 again then), not after the writer's backoff of up to 5 s."""
+    from app.services.ledger import LedgerError
+    from app.services.ledger_pg import connect_kwargs
+    from app.services.pg_revive import watcher
+
+    try:
+        reviver = watcher(url, connect_kwargs(settings.team))
+    except LedgerError:
+        return  # no password to connect with: the writer's start says so
+    ledger.on_degraded = lambda reason: reviver.down() if reason is not None else None
+    reviver.watch(ledger.retry_now)
 
 
 def open_reader(settings: LedgerSettings, paths: Paths, tz: tzinfo | None = None) -> LedgerReader:

@@ -28,9 +28,10 @@ from app.services.ledger import LedgerError, LedgerReader
 from app.services.ledger_store import COUNT_COLUMNS, ROW_COLUMNS, Prepared, rollups
 from app.team_config import TeamLedger
 
-PG_SCHEMA_VERSION = 2
+PG_SCHEMA_VERSION = 5
 MIGRATE_LOCK = 0x50617463  # pg_advisory_lock key for migrations ("Patc")
 BUDGET_LOCK = 0x68626179  # pg_advisory_xact_lock key around budget counters ("hbay")
+DB_NOW = "extract(epoch from clock_timestamp())"  # the time every instance agrees on: the database's
 
 _PG_V1 = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -144,13 +145,37 @@ CREATE TABLE token_counts(
 CREATE INDEX token_counts_started ON token_counts(started_at);
 """
 
-PG_MIGRATIONS: tuple[str, ...] = (_PG_V1, _PG_V2)  # PG_MIGRATIONS[n] takes the schema from version n to n + 1
+# v3: requests served under a Claude subscription: ``plan`` = 'subscription', ``cost_usd`` 0 and
+# their value at API prices in ``api_equiv_usd`` (as in the SQLite ledger's v6)
+_PG_V3 = """
+ALTER TABLE requests ADD COLUMN plan TEXT;
+ALTER TABLE requests ADD COLUMN api_equiv_usd DOUBLE PRECISION;
+"""
+
+# v4: how a row's usage was counted and priced (as in the SQLite ledger's v7)
+_PG_V4 = """
+ALTER TABLE requests ADD COLUMN usage_counted TEXT;
+ALTER TABLE requests ADD COLUMN priced_by TEXT;
+"""
+
+# v5: as the SQLite ledger's v8: a reservation's worst case (``exposure``), what another instance
+# needs to write the row of a request whose instance died (``started_at``, ``detail``), and each
+# instance's heartbeat, in the database's own time (app/services/hold_reaper.py)
+_PG_V5 = """
+ALTER TABLE budget_holds ADD COLUMN exposure DOUBLE PRECISION NOT NULL DEFAULT 0;
+ALTER TABLE budget_holds ADD COLUMN started_at DOUBLE PRECISION;
+ALTER TABLE budget_holds ADD COLUMN detail TEXT;
+CREATE INDEX budget_holds_instance ON budget_holds(instance);
+CREATE TABLE instances(instance TEXT PRIMARY KEY, seen_at DOUBLE PRECISION NOT NULL);
+"""
+
+PG_MIGRATIONS: tuple[str, ...] = (_PG_V1, _PG_V2, _PG_V3, _PG_V4, _PG_V5)  # PG_MIGRATIONS[n] takes the schema from version n to n + 1
 assert len(PG_MIGRATIONS) == PG_SCHEMA_VERSION
 
 _PG_TYPES = {"request_id": "text", "started_at": "float8", "ended_at": "float8", "stream": "int2", "status": "int4",
              "ttft_ms": "float8", "duration_ms": "float8", "input_tokens": "int8", "output_tokens": "int8",
              "cache_write_tokens": "int8", "cache_read_tokens": "int8", "cost_usd": "float8", "attempts": "int4",
-             "interrupted": "int2"}
+             "interrupted": "int2", "api_equiv_usd": "float8"}
 # a batch goes in by COPY into a session-local table, then one INSERT ... SELECT that skips the
 # request ids already stored (by this instance's retry or anyone's) and says which were new
 _STAGE = ("CREATE TEMP TABLE IF NOT EXISTS requests_in ("
@@ -172,12 +197,17 @@ def _insert_values(n: int) -> str:
 
 # the new rows' cost into every live budget counter whose scope and period they fall in: all rows,
 # a backend's, a person's (user_id), a group's (one of the comma-joined groups)
+# ("plan+<scope>" counters, of budgets with include_subscription = true, also take the API-equivalent
+# value of the rows served under a Claude subscription)
 _SETTLE = (
     "UPDATE budget_counters c SET spent = c.spent + x.cost FROM (SELECT k.scope, k.period_start, k.period_end, "
-    "sum(r.cost_usd) AS cost FROM budget_counters k JOIN requests r ON r.request_id = ANY(%s) "
-    "AND r.cost_usd IS NOT NULL AND r.started_at >= k.period_start AND r.started_at < k.period_end "
-    "AND (k.scope = 'all' OR k.scope = 'backend:' || r.backend OR k.scope = 'user:' || r.user_id OR "
-    "(left(k.scope, 6) = 'group:' AND strpos(',' || r.groups || ',', ',' || substr(k.scope, 7) || ',') > 0)) "
+    "sum(coalesce(r.cost_usd, 0.0) + CASE WHEN left(k.scope, 5) = 'plan+' THEN coalesce(r.api_equiv_usd, 0.0) "
+    "ELSE 0.0 END) AS cost FROM (SELECT *, regexp_replace(scope, '^plan\\+', '') AS s FROM budget_counters) k "
+    "JOIN requests r ON r.request_id = ANY(%s) "
+    "AND (r.cost_usd IS NOT NULL OR r.api_equiv_usd IS NOT NULL) "
+    "AND r.started_at >= k.period_start AND r.started_at < k.period_end "
+    "AND (k.s = 'all' OR k.s = 'backend:' || r.backend OR k.s = 'user:' || r.user_id OR "
+    "(left(k.s, 6) = 'group:' AND strpos(',' || r.groups || ',', ',' || substr(k.s, 7) || ',') > 0)) "
     "GROUP BY 1, 2, 3) x "
     "WHERE c.scope = x.scope AND c.period_start = x.period_start AND c.period_end = x.period_end"
 )
@@ -378,7 +408,8 @@ class PgStore:
 
     def housekeep(self, settings: LedgerSettings, now: float) -> None:
         conn = self._connection()
-        conn.execute("DELETE FROM budget_holds WHERE expires_at < %s", (now,))
+        # the database's clock, not this instance's: one running ahead would drop the others' live holds
+        conn.execute(f"DELETE FROM budget_holds WHERE expires_at < {DB_NOW}")
         conn.execute("DELETE FROM budget_counters WHERE period_end < %s", (now - 40 * 86400,))
         if settings.capture_retention_days is not None:
             conn.execute("DELETE FROM bodies WHERE captured_at < %s", (now - settings.capture_retention_days * 86400,))

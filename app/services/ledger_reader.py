@@ -23,6 +23,7 @@ from app.services.ledger_rows import (
     RequestRow,
     SeriesPoint,
     SessionSummary,
+    SubscriptionTotals,
     TokenRate,
     TotalsRow,
     _decompress,
@@ -35,7 +36,7 @@ __all__ = ["Bucket", "LedgerReader", "RequestDetail", "RequestRow", "SeriesPoint
 
 _ROW_COLS = ("request_id, started_at, ended_at, session_id, client, route, backend, requested_model, model, stream, "
              "status, error_type, error_message, stop_reason, ttft_ms, duration_ms, input_tokens, output_tokens, "
-             "cache_write_tokens, cache_read_tokens, cost_usd, attempts, agent_id, interrupted")
+             "cache_write_tokens, cache_read_tokens, cost_usd, attempts, agent_id, interrupted, plan, api_equiv_usd")
 _ORDERABLE = {"started_at", "ended_at", "duration_ms", "ttft_ms", "cost_usd", "input_tokens", "output_tokens",
               "cache_read_tokens", "cache_write_tokens", "status", "backend", "model", "session_id", "requested_model"}
 _AGG = ("count(*), sum(status >= 400 OR error_type IS NOT NULL), sum(cost_usd IS NULL), total(cost_usd), "
@@ -44,7 +45,7 @@ _AGG = ("count(*), sum(status >= 400 OR error_type IS NOT NULL), sum(cost_usd IS
 
 def _to_row(r: Sequence[Any]) -> RequestRow:
     return RequestRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], bool(r[9]), r[10], r[11], r[12], r[13],
-                      r[14], r[15], r[16], r[17], r[18], r[19], r[20], r[21], r[22], bool(r[23]))
+                      r[14], r[15], r[16], r[17], r[18], r[19], r[20], r[21], r[22], bool(r[23]), r[24], r[25])
 
 
 class LedgerReader:
@@ -328,6 +329,16 @@ class LedgerReader:
         if by in ("day", "hour"):
             return sorted(out, key=lambda t: t.bucket_start or 0.0)
         return sorted(out, key=lambda t: (-t.cost_usd, -t.requests, t.key))
+
+    def subscription_totals(self, since: float | None, until: float | None = None,
+                            backend: str | None = None) -> SubscriptionTotals:
+        """Requests served under a Claude subscription in ``[since, until)`` (on one backend, or all)
+        and their value at API prices: shown apart from spend (their ``cost_usd`` is 0)."""
+        where, params = ("AND backend = ?", [backend]) if backend else ("", [])
+        rows = self._q("SELECT count(*), total(api_equiv_usd) FROM requests WHERE plan = 'subscription' AND "
+                       f"started_at >= ? AND started_at < ? {where}", [since or 0.0, until or 1e18, *params])
+        n, value = rows[0] if rows else (0, 0.0)
+        return SubscriptionTotals(int(n or 0), float(value or 0.0))
 
     def spent(self, since: float, backend: str | None = None) -> float:
         """Dollars spent on priced requests started at or after ``since`` (on one backend, or all)."""

@@ -39,7 +39,12 @@ def should_capture(settings: LedgerSettings, ev: RequestFinished) -> bool:
     return False
 
 
-def _row(ev: RequestFinished, cost: float | None, instance: str | None = None) -> tuple[Any, ...]:
+def _row(ev: RequestFinished, cost: float | None, instance: str | None = None,
+         api_equiv: float | None = None, priced_by: str | None = None) -> tuple[Any, ...]:
+    """A ``requests`` row (ROW_COLUMNS). A request served under a subscription has ``cost``
+    0 (no money spent), ``plan`` "subscription" and its API-price value in ``api_equiv``.
+    ``priced_by``: the stated fallback price a model the table does not know was charged at
+    (``PriceBook.priced_by``); None when the table priced it."""
     u = ev.usage
     return (
         str(ev.request_id), float(ev.started_at), float(ev.ended_at), ev.session_id, ev.client, ev.route,
@@ -47,7 +52,8 @@ def _row(ev: RequestFinished, cost: float | None, instance: str | None = None) -
         scrub_text(ev.error_message), ev.stop_reason, ev.ttft_ms, float(ev.duration_ms), int(u.input_tokens),
         int(u.output_tokens), int(u.cache_creation_input_tokens), int(u.cache_read_input_tokens), cost,
         int(ev.attempts), ev.agent_id, instance, 1 if ev.interrupted else 0,
-        ev.user, groups_text(ev.groups), ev.identity_source, ev.client_addr,
+        ev.user, groups_text(ev.groups), ev.identity_source, ev.client_addr, ev.plan, api_equiv,
+        ev.usage_counted, priced_by,
     )
 
 
@@ -137,10 +143,16 @@ class RequestRow:
     attempts: int
     agent_id: str | None
     interrupted: bool = False
+    plan: str | None = None  # "subscription": served under a Claude subscription (cost_usd 0)
+    api_equiv_usd: float | None = None  # such a request's value at API prices (not money spent)
 
     @property
     def unpriced(self) -> bool:
         return self.cost_usd is None
+
+    @property
+    def subscription(self) -> bool:
+        return self.plan == "subscription"
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +161,14 @@ class RequestDetail:
     request_body: bytes | None  # decompressed, secrets scrubbed; None when not captured
     response_body: bytes | None
     captured: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionTotals:
+    """Requests served under a Claude subscription in a period: their value at API prices."""
+
+    requests: int
+    api_equiv_usd: float
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from app.paths import make_private_dir, make_private_file
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 8
 
 
 class LedgerError(Exception):
@@ -162,7 +162,36 @@ _V5 = """
 CREATE INDEX requests_user ON requests(user_id, started_at);
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5)  # MIGRATIONS[n] takes a file from version n to n + 1
+# v6: requests served under a Claude subscription (the caller's OAuth login forwarded to Anthropic):
+# ``plan`` = 'subscription', ``cost_usd`` 0 (no money spent, so no spending total or budget counts
+# them) and their value at API prices in ``api_equiv_usd``, shown apart as "API-equivalent"
+_V6 = """
+ALTER TABLE requests ADD COLUMN plan TEXT;
+ALTER TABLE requests ADD COLUMN api_equiv_usd REAL;
+"""
+
+# v7: how a row's usage was counted and priced. ``usage_counted``: "streamed", an answer cut short
+# before the upstream's final usage, its output counted from what was forwarded; "estimated", a
+# whole answer the client left before it came, its prompt estimated; NULL, the upstream's numbers.
+# ``priced_by``: the fallback price a model the price table does not know was charged at (NULL:
+# the table's own price).
+_V7 = """
+ALTER TABLE requests ADD COLUMN usage_counted TEXT;
+ALTER TABLE requests ADD COLUMN priced_by TEXT;
+"""
+
+# v8: a reservation's worst case and what a row of it needs (app/services/admission.py, hold_reaper.py):
+# ``exposure`` is what a stream may still cost beyond its hold until the upstream says what its prompt
+# cost; ``started_at`` and ``detail`` (JSON: who, where, which model) let another instance write the
+# row of a request whose instance died; ``instances`` holds each instance's heartbeat.
+_V8 = """
+ALTER TABLE budget_holds ADD COLUMN exposure REAL NOT NULL DEFAULT 0;
+ALTER TABLE budget_holds ADD COLUMN started_at REAL;
+ALTER TABLE budget_holds ADD COLUMN detail TEXT;
+CREATE TABLE instances(instance TEXT PRIMARY KEY, seen_at REAL NOT NULL);
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8)  # MIGRATIONS[n] takes a file from version n to n + 1
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 

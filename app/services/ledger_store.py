@@ -24,7 +24,8 @@ HOUR = 3600
 ROW_COLUMNS = ("request_id", "started_at", "ended_at", "session_id", "client", "route", "backend", "requested_model",
                "model", "stream", "status", "error_type", "error_message", "stop_reason", "ttft_ms", "duration_ms",
                "input_tokens", "output_tokens", "cache_write_tokens", "cache_read_tokens", "cost_usd", "attempts",
-               "agent_id", "instance", "interrupted", "user_id", "groups", "identity_source", "client_addr")
+               "agent_id", "instance", "interrupted", "user_id", "groups", "identity_source", "client_addr", "plan",
+               "api_equiv_usd", "usage_counted", "priced_by")
 # the columns of a count_tokens row (``Prepared.count``), kept apart from the requests
 COUNT_COLUMNS = ("request_id", "started_at", "session_id", "client", "backend", "model", "status", "error_type",
                  "error_message", "duration_ms")
@@ -32,6 +33,10 @@ R_ID, R_START, R_END, R_SESSION, R_CLIENT = 0, 1, 2, 3, 4
 R_BACKEND, R_MODEL, R_STATUS, R_ERRTYPE = 6, 8, 10, 11
 R_IN, R_OUT, R_CW, R_CR, R_COST = 16, 17, 18, 19, 20
 R_USER, R_GROUPS = 25, 26
+R_EQUIV = 30  # api_equiv_usd: a subscription row's value at API prices
+# a budget with include_subscription = true charges the counter "plan+<scope>": the scope's spend plus
+# the API-equivalent value of its requests served under a Claude subscription
+PLAN_PREFIX = "plan+"
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +103,7 @@ def stored_group(name: str) -> str:
 def row_in_scope(scope: str, row: tuple[Any, ...]) -> bool:
     """Whether a request row counts towards a budget counter of ``scope``: ``all``, ``backend:ID``,
     ``user:ID`` (the row's user_id), ``group:NAME`` (one of the row's comma-joined groups)."""
+    scope = scope.removeprefix(PLAN_PREFIX)
     kind, _, value = scope.partition(":")
     if scope == "all":
         return True
@@ -117,8 +123,9 @@ def counter_increments(counters: Sequence[tuple[str, float, float]], rows: Seque
     out = []
     for scope, start, end in counters:
         total = 0.0
+        plan = scope.startswith(PLAN_PREFIX)
         for row in rows:
-            cost = row[R_COST]
+            cost = (row[R_COST] or 0.0) + ((row[R_EQUIV] or 0.0) if plan and len(row) > R_EQUIV else 0.0)
             if cost and start <= row[R_START] < end and row_in_scope(scope, row):
                 total += cost
         if total:

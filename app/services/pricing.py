@@ -5,6 +5,14 @@ date it was taken); a user's ``[[prices]]`` in the config override or extend it.
 costs nothing unless the user gives it a price. A model with no price at all is *unpriced*:
 ``price_for`` and ``cost`` answer ``None``, never a silent ``0``.
 
+Where budgets are enforced (``fallback``: a ``[team]`` or any ``[[budgets]]``) no model name is free:
+one the table does not know (a made-up name, a new alias) is priced at a stated fallback, a
+``[[prices]]`` entry with ``model = "*"`` (for its backend, else for any), else the dearest price
+known on its backend (its provider's table and the user's prices; for a backend of no known
+provider, Anthropic's list prices where it serves Claude (an Anthropic-format, Bedrock or Vertex
+backend), else every list-price provider's). Its ``source`` starts with ``FALLBACK_SOURCE`` and
+``priced_by`` names it, for the ledger row, ``patchbay check`` and the Team page.
+
 Everything here is plain data and pure functions; lookups are memoised, so the gateway thread
 can price a finished request in a few microseconds.
 """
@@ -30,8 +38,12 @@ from app.paths import RESOURCES
 PRICE_TABLE = RESOURCES / "prices.toml"
 CACHE_WRITE_FACTOR = 1.25  # × input, where a price gives no cache-write figure
 CACHE_READ_FACTOR = 0.1  # × input, where a price gives no cache-read figure
+CACHE_WRITE_1H_FACTOR = 2.0  # × input: a 1-hour cache write (Anthropic's price; 5 minutes is 1.25×)
 LOCAL_SOURCE = "local backend: free unless you set a price"
 CONFIG_SOURCE = "your config.toml [[prices]]"
+FALLBACK_SOURCE = "fallback: "  # the start of a fallback price's source
+_CLAUDE_KINDS = frozenset({"anthropic", "bedrock", "vertex"})  # backends that serve Claude models
+ANY_MODEL = "*"  # a [[prices]] model that prices every name the table does not know
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +73,7 @@ class Rates:
     output: float
     cache_write: float
     cache_read: float
+    cache_write_1h: float
 
 
 @dataclass(frozen=True)
@@ -88,14 +101,16 @@ class Price:
         cw = p.cache_write if p.cache_write is not None else p.input * CACHE_WRITE_FACTOR
         cr = p.cache_read if p.cache_read is not None else p.input * CACHE_READ_FACTOR
         m = self.offpeak.multiplier(at) if self.offpeak is not None else 1.0
-        return Rates(p.input * m, p.output * m, cw * m, cr * m)
+        return Rates(p.input * m, p.output * m, cw * m, cr * m, p.input * CACHE_WRITE_1H_FACTOR * m)
 
     def cost(self, usage: Usage, at: float | None = None) -> float:
         r = self.rates(usage, at)
+        hour = min(usage.cache_creation_1h_input_tokens, usage.cache_creation_input_tokens)
         return (
             usage.input_tokens * r.input
             + usage.output_tokens * r.output
-            + usage.cache_creation_input_tokens * r.cache_write
+            + (usage.cache_creation_input_tokens - hour) * r.cache_write
+            + hour * r.cache_write_1h
             + usage.cache_read_input_tokens * r.cache_read
         ) / 1_000_000
 
@@ -123,7 +138,10 @@ class _Index:
         if p is None:
             p = self.exact.get(_light(m))
         if p is None:
-            p = self.canon.get(canonical_model(m))
+            c = canonical_model(m)
+            p = self.canon.get(c)
+            if p is None and c.endswith("-0"):  # Anthropic's claude-opus-4-0 is claude-opus-4
+                p = self.canon.get(c[:-2])
         return p
 
 
@@ -225,6 +243,7 @@ class PriceBook:
     table: PriceTable
     overrides: tuple[PriceConfig, ...] = ()
     backends: Mapping[str, BackendConfig] = field(default_factory=lambda: MappingProxyType({}))
+    fallback: bool = False  # price names the table does not know at a stated fallback (module docstring)
     _idx: dict[str, _Index] = field(init=False, repr=False, compare=False)
     _user_any: _Index = field(init=False, repr=False, compare=False)
     _user_by_backend: dict[str, _Index] = field(init=False, repr=False, compare=False)
@@ -251,7 +270,8 @@ class PriceBook:
     @classmethod
     def load(cls, config: Config, table: PriceTable | None = None) -> "PriceBook":
         return cls(table if table is not None else PriceTable.load(), tuple(config.prices),
-                   MappingProxyType({b.id: b for b in config.backends}))
+                   MappingProxyType({b.id: b for b in config.backends}),
+                   fallback=bool(config.budgets) or config.team is not None)
 
     # ------------------------------------------------------------------ lookups
 
@@ -312,7 +332,39 @@ class PriceBook:
                     p = Price(p.input, p.output, p.cache_write, p.cache_read, p.source, p.as_of,
                               p.long_prompt_above, p.long_prompt, None)
                 return p
-        return None
+        return self.fallback_price(backend) if self.fallback else None
+
+    def fallback_price(self, backend: BackendConfig | str) -> Price | None:
+        """What a model the table does not know is charged on ``backend`` (see the module
+        docstring); None where nothing is known there at all."""
+        bid = backend.id if isinstance(backend, BackendConfig) else str(backend)
+        for pc in self.overrides:
+            if pc.model == ANY_MODEL and pc.backend == bid:
+                return _fallback(_user_price(pc), f'your [[prices]] model = "*" for {bid}')
+        for pc in self.overrides:
+            if pc.model == ANY_MODEL and pc.backend is None:
+                return _fallback(_user_price(pc), 'your [[prices]] model = "*"')
+        known = [(pc.model, _user_price(pc)) for pc in self.overrides
+                 if pc.model != ANY_MODEL and pc.backend in (None, bid)]
+        provider = self.provider_of(backend)
+        b = self._backend(backend)
+        if provider is not None:
+            sellers = [provider]
+        elif b is not None and b.kind in _CLAUDE_KINDS and "anthropic" in self._list_providers:
+            sellers = ["anthropic"]  # a company gateway or a cloud serving Claude: Claude's prices
+        else:
+            sellers = list(self._list_providers)
+        known += [(m, p) for prov, m, _a, p in self.table.models if prov in sellers]
+        if not known:
+            return None
+        model, dearest = max(known, key=lambda mp: (mp[1].output, mp[1].input))
+        return _fallback(dearest, f"the dearest known price on {bid} ({model})")
+
+    def priced_by(self, backend: BackendConfig | str, model: str) -> str | None:
+        """The fallback ``model`` was priced at on ``backend`` (a row's ``priced_by``), or None
+        when the table or the user's prices know it."""
+        p = self.price_for(backend, model)
+        return p.source[len(FALLBACK_SOURCE):] if p is not None and p.source.startswith(FALLBACK_SOURCE) else None
 
     def cost(self, backend: BackendConfig | str, model: str, usage: Usage, at: float | None = None) -> float | None:
         """Dollars for one request, or None when the model is unpriced. ``at`` (the request's
@@ -325,7 +377,18 @@ class PriceBook:
 
     def cost_of(self, finished: RequestFinished) -> float | None:
         """Dollars for one finished request, priced at the time it started (so off-peak rates
-        come out the same in the ledger, the budgets and on every page). None when unpriced."""
+        come out the same in the ledger, the budgets and on every page). None when unpriced.
+        A request served under a Claude subscription spends no money: 0 (its value at API
+        prices is :meth:`api_equivalent`)."""
+        if finished.plan == "subscription":
+            return 0.0
+        return self.cost(finished.backend, finished.model, finished.usage, at=finished.started_at)
+
+    def api_equivalent(self, finished: RequestFinished) -> float | None:
+        """What a request served under a subscription would have cost at API prices (None for
+        any other request, and when unpriced): shown as value, never counted as spend."""
+        if finished.plan != "subscription":
+            return None
         return self.cost(finished.backend, finished.model, finished.usage, at=finished.started_at)
 
     def entries(self) -> list[tuple[str, str, Price]]:
@@ -339,6 +402,11 @@ class PriceBook:
         if isinstance(backend, BackendConfig):
             return backend
         return self.backends.get(backend)
+
+
+def _fallback(p: Price, why: str) -> Price:
+    return Price(p.input, p.output, p.cache_write, p.cache_read, FALLBACK_SOURCE + why, p.as_of,
+                 p.long_prompt_above, p.long_prompt, None)
 
 
 def _user_price(pc: PriceConfig) -> Price:

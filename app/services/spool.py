@@ -12,13 +12,13 @@ from __future__ import annotations
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import orjson
 
 from app.paths import make_private_dir, make_private_file
 from app.services.ledger import LedgerError, make_private
-from app.services.ledger_store import Prepared
+from app.services.ledger_store import ROW_COLUMNS, Prepared
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS spool(
@@ -30,6 +30,14 @@ CREATE TABLE IF NOT EXISTS spool(
     count INTEGER NOT NULL DEFAULT 0
 )
 """
+
+
+def _padded(row: list[Any], count: bool) -> tuple[Any, ...]:
+    """A spooled row as the store takes it now: a row spooled by an older Patchbay lacks the
+    columns added since (they are NULL for it)."""
+    if count or len(row) >= len(ROW_COLUMNS):
+        return tuple(row)
+    return tuple(row) + (None,) * (len(ROW_COLUMNS) - len(row))
 
 
 class SpoolError(LedgerError):
@@ -97,7 +105,7 @@ class Spool:
                                 "LIMIT ?", (limit,)).fetchall()
         if not rows:
             return None, []
-        return rows[-1][0], [Prepared(tuple(orjson.loads(r[1])), (r[2], r[3]) if r[4] else None, bool(r[5]))
+        return rows[-1][0], [Prepared(_padded(orjson.loads(r[1]), bool(r[5])), (r[2], r[3]) if r[4] else None, bool(r[5]))
                              for r in rows]
 
     def delete_through(self, seq: int) -> None:

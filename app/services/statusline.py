@@ -27,6 +27,7 @@ try:
 except ImportError:  # imported alone by the installed command (-I -S): app/ is two folders up from here
     sys.path.append(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
     from app.units import fmt_money
+from app.subscription_windows import LIMITS_NAME, latest, windows_text  # imports only time
 
 # no pathlib, typing, urllib or (usually) tomllib here: each costs milliseconds of import on every run
 HOUR = 3600
@@ -173,6 +174,31 @@ def ledger_facts(conn: sqlite3.Connection, session_id: str | None, now: float
     return backend, model, cost, float(today or 0.0)
 
 
+def subscription_value(conn: sqlite3.Connection, session_id: str | None) -> float:
+    """What the session's requests served under a Claude subscription are worth at API prices
+    (they cost no money: the session's cost leaves them out). 0 for any other session, and on a
+    ledger without the column (the team status cache)."""
+    if not session_id:
+        return 0.0
+    try:
+        row = conn.execute("SELECT total(api_equiv_usd) FROM requests WHERE session_id = ? AND plan = 'subscription'",
+                           (session_id,)).fetchone()
+    except sqlite3.Error:
+        return 0.0
+    return float(row[0] or 0.0) if row else 0.0
+
+
+def subscription_windows(ledger: str | os.PathLike[str], now: float) -> str:
+    """"5 h window 63 % · resets 14:20 · week 21 %" from the file the gateway keeps beside the
+    ledger; "" when there is none (no subscription traffic: nothing is shown)."""
+    try:
+        with open(os.path.join(os.path.dirname(os.path.abspath(ledger)), LIMITS_NAME), encoding="utf-8") as fh:
+            data = loads(fh.read())
+    except (OSError, ValueError):
+        return ""
+    return windows_text(latest(data.get("backends")) if isinstance(data, dict) else None, now)
+
+
 def line(payload: dict[str, object], ledger: str | os.PathLike[str], config_path: str | os.PathLike[str] | None,
          now: float | None = None) -> str:
     now = time.time() if now is None else now
@@ -180,11 +206,12 @@ def line(payload: dict[str, object], ledger: str | os.PathLike[str], config_path
     session_id = sid if isinstance(sid, str) else None
     backend = model = None
     cost: float | None = None
-    today = 0.0
+    today = value = 0.0
     conn = _open(ledger)
     if conn is not None:
         try:
             backend, model, cost, today = ledger_facts(conn, session_id, now)
+            value = subscription_value(conn, session_id)
         except sqlite3.Error:
             pass
         finally:
@@ -196,8 +223,16 @@ def line(payload: dict[str, object], ledger: str | os.PathLike[str], config_path
         if model is None and isinstance(m, dict):
             model = m.get("id") or m.get("display_name")
     parts = [backend or "patchbay", model or "?"]
-    parts.append(f"{_usd(cost or 0.0)} session")
+    if value and cost:
+        parts.append(f"{_usd(cost)} + {_usd(value)} API-equiv. session")
+    elif value:
+        parts.append(f"{_usd(value)} API-equiv. session")  # paid by the plan, not spent
+    else:
+        parts.append(f"{_usd(cost or 0.0)} session")
     parts.append(f"{_usd(today)}/{_limit(limit)} today" if limit else f"{_usd(today)} today")
+    windows = subscription_windows(ledger, now)
+    if windows:
+        parts.append(windows)
     return " · ".join(parts)
 
 

@@ -194,8 +194,9 @@ def check(url: str, credential: str, timeout_s: float = 15.0) -> str:
 
     try:
         with httpx.Client(timeout=timeout_s) as http:
-            r = http.get(f"{url}/v1/models", headers={"x-api-key": credential,
-                                                       "authorization": f"Bearer {credential}"})
+            # the bearer alone: a refused key then gets the plain 401 (sent in both headers, as Claude
+            # Code's apiKeyHelper does, it gets a 429 that stops Claude Code's retries: docs/team.md)
+            r = http.get(f"{url}/v1/models", headers={"authorization": f"Bearer {credential}"})
     except httpx.HTTPError as exc:
         raise JoinError(f"Patchbay could not reach {url} ({type(exc).__name__}). Check the address and your "
                         "network (VPN?), or pass --no-check to join anyway.") from None

@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     from app.services.ledger import LedgerReader
 
 By = Literal["user", "group"]
+# whose budget a row is: a user's, a group's, the whole team's (``all``) or a backend's
+Kind = Literal["user", "group", "all", "backend"]
+EVERYONE = "everyone"  # the subject of an ``all`` budget's row
 NONE_KEY = "-"  # rows without a user (or group) recorded, as in `patchbay usage --by user`
 TOP = 8  # series drawn on their own; past that, the rest fold into one "others" series
 DAYS = 30
@@ -111,6 +114,27 @@ def _window_totals(reader: "LedgerReader", ranges: Sequence[tuple[float, float]]
     return float(rows[0][0] or 0.0), int(rows[0][1] or 0)
 
 
+# --------------------------------------------------------------------------- fallback prices
+
+
+@dataclass(frozen=True, slots=True)
+class FallbackPriced:
+    """Requests for a model the price table does not know, charged at a fallback price."""
+
+    model: str
+    priced_by: str  # which fallback (the row's ``priced_by``)
+    requests: int
+    cost_usd: float
+
+
+def fallback_priced(reader: "LedgerReader", start: float, end: float) -> list[FallbackPriced]:
+    """The [start, end) rows priced at a fallback (app/services/pricing.py), by model, dearest first."""
+    rows = reader._q("SELECT model, priced_by, count(*), total(cost_usd) FROM requests WHERE priced_by IS NOT NULL "
+                     "AND started_at >= ? AND started_at < ? GROUP BY 1, 2", [start, end])
+    out = [FallbackPriced(str(m), str(p), int(n), float(c or 0.0)) for m, p, n, c in rows]
+    return sorted(out, key=lambda f: (-f.cost_usd, f.model))
+
+
 # --------------------------------------------------------------------------- budgets
 
 
@@ -118,8 +142,8 @@ def _window_totals(reader: "LedgerReader", ranges: Sequence[tuple[float, float]]
 class BudgetRow:
     """One person's (or group's) standing against one team budget this period."""
 
-    subject: str  # "alice@corp.example" or a group's name
-    kind: By  # whose budget: a user's or a group's
+    subject: str  # "alice@corp.example", a group's name, "everyone" (``all``) or a backend's id
+    kind: Kind  # whose budget: a user's, a group's, the whole team's or a backend's
     budget: BudgetConfig
     index: int  # position in [[budgets]]
     spent_usd: float
@@ -154,12 +178,22 @@ def _period_totals(reader: "LedgerReader", start: float, end: float, by: By) -> 
     return out
 
 
+def _requests(reader: "LedgerReader", start: float, end: float, backend: str | None) -> int:
+    sql = "SELECT count(*) FROM requests WHERE started_at >= ? AND started_at < ?"
+    params: list[object] = [start, end]
+    if backend is not None:
+        sql += " AND backend = ?"
+        params.append(backend)
+    return int(reader._q(sql, params)[0][0] or 0)
+
+
 def budget_rows(reader: "LedgerReader", budgets: Sequence[BudgetConfig], *, now: float | None = None,
                 tz: tzinfo | None = None) -> list[BudgetRow]:
-    """Every ``each-user``, ``user:EMAIL`` and ``group:NAME`` budget's state now: for
-    ``each-user`` a row per user seen in its period, for the others one row (at $0 when nobody
-    spent yet). Spent is the sum of the period's rows' ``cost_usd`` (what the gateway's counters
-    hold once settled). In config order, each-user rows most used first."""
+    """Every budget's state now: for ``each-user`` a row per user seen in its period, for the
+    others (``user:EMAIL``, ``group:NAME``, the org-wide ``all`` and ``backend:ID``) one row (at $0
+    when nobody spent yet). Spent is the sum of the period's rows' ``cost_usd`` (what the gateway's
+    counters hold once settled): a person's or group's own rows for theirs, every row (of that
+    backend) for an org-wide one. In config order, each-user rows most used first."""
     now = time.time() if now is None else now
     tz = tz if tz is not None else getattr(reader, "tz", None)
     cache: dict[tuple[float, float, By], dict[str, tuple[float, int, str]]] = {}
@@ -171,18 +205,21 @@ def budget_rows(reader: "LedgerReader", budgets: Sequence[BudgetConfig], *, now:
 
     out: list[BudgetRow] = []
     for i, b in enumerate(budgets):
-        if not b.is_team_scope:
-            continue
         start, reset = period_bounds(b.period, now, tz)
         kind, _, value = b.scope.partition(":")
 
-        def row(subject: str, by: By, spent: float, n: int, b: BudgetConfig = b, i: int = i,
+        def row(subject: str, by: Kind, spent: float, n: int, b: BudgetConfig = b, i: int = i,
                 start: float = start, reset: float = reset) -> BudgetRow:
             return BudgetRow(subject, by, b, i, spent, n, start, reset, _state(b, spent))
 
         if b.scope == "each-user":
             rows = [row(shown, "user", cost, n) for cost, n, shown in totals(start, reset, "user").values()]
             out.extend(sorted(rows, key=lambda r: (-r.spent_usd, r.subject)))
+        elif b.scope == "all" or kind == "backend":
+            backend = value if kind == "backend" else None
+            spent = reader.spent(start, backend)
+            out.append(row(EVERYONE if backend is None else backend, "all" if backend is None else "backend",
+                           spent, _requests(reader, start, reset, backend)))
         elif kind == "user":
             cost, n, _ = totals(start, reset, "user").get(value.lower(), (0.0, 0, value))
             out.append(row(value, "user", cost, n))

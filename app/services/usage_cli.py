@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Sequence, TextIO
 
 from app.paths import Paths
-from app.services.budgets import budget_status_from_ledger, format_reset
+from app.services.budgets import format_reset
 from app.services.ledger import LedgerError, LedgerReader, SessionSummary, TotalsRow
 from app.services.ledger_open import open_reader
+from app.services.subscription_usage import subscription_lines, subscription_part
 from app.units import fmt_money
 
 if TYPE_CHECKING:
@@ -241,9 +242,13 @@ def _totals(reader: LedgerReader, paths: Paths, since: float, until: float, by: 
         return 2
     rows = reader.totals(since, until, group)
     total = _sum(rows)
+    sub = subscription_part(reader, paths.ledger_file.parent, since, until, now)
     if as_json:
-        json.dump({"since": _iso(since, tz), "until": _iso(until, tz), "by": by,
-                   "rows": [_row_dict(r) for r in rows], "total": _row_dict(total)}, out, indent=2)
+        doc: dict[str, Any] = {"since": _iso(since, tz), "until": _iso(until, tz), "by": by,
+                               "rows": [_row_dict(r) for r in rows], "total": _row_dict(total)}
+        if sub is not None:  # requests paid by a Claude subscription: value, not spend
+            doc["subscription"] = sub
+        json.dump(doc, out, indent=2)
         out.write("\n")
         return 0
     if as_csv:
@@ -272,6 +277,8 @@ def _totals(reader: LedgerReader, paths: Paths, since: float, until: float, by: 
         n = total.unpriced_requests
         print(f"\n{n:,} request{'s' if n != 1 else ''} used a model with no price and {'are' if n != 1 else 'is'} "
               "not in the cost. Add a [[prices]] entry for that model in Patchbay's settings.", file=out)
+    if sub is not None:
+        print("\n" + "\n".join(subscription_lines(sub)), file=out)
     _budgets(reader, config_path, out, now, tz)
     return 0
 
@@ -289,10 +296,15 @@ def _budgets(reader: LedgerReader, cfg_path: Path, out: TextIO, now: float, tz: 
             return  # the config's own command reports its errors
         if not cfg.budgets:
             return
+        from app.services.team_usage import budget_rows
+
         lines = []
-        for st in budget_status_from_ledger(cfg.budgets, reader, now, tz):
-            lines.append(f"  {st.budget.label}: {money(st.spent_usd)} spent ({st.fraction:.0%}), "
-                         f"{st.state}, resets {format_reset(st.resets_at, now, tz)}; action {st.budget.action}")
+        # a person's or group's budget against their own rows, one line each (not the whole
+        # ledger's spend against one person's limit); the org-wide ones against every row
+        for r in budget_rows(reader, cfg.budgets, now=now, tz=tz):
+            who = "" if r.kind in ("all", "backend") else f" {r.subject}"
+            lines.append(f"  {r.budget.label}{who}: {money(r.spent_usd)} spent ({r.fraction:.0%}), "
+                         f"{r.state}, resets {format_reset(r.resets_at, now, tz)}; action {r.budget.action}")
         print("\nBudgets:\n" + "\n".join(lines), file=out)
     except LedgerError:
         return

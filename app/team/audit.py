@@ -5,7 +5,10 @@ plain data, and what changed since the policy last recorded.
 (identity sources, audiences, claims), ``[[team.groups]]`` and every ``[[budgets]]``. A gateway
 records ``config.loaded`` when it starts or reloads with a policy whose digest differs from the
 last one recorded in the ledger database; ``changes`` names what differs, e.g.
-``group "eng" models: ['claude-sonnet-*'] -> ['claude-*']``.
+``group "eng" models: ['claude-sonnet-*'] -> ['claude-*']`` or
+``budget "each-user / day" limit_usd: 20.0 -> 50.0``. The entry's actor is the gateway's
+``user@host``; ``config_owner`` adds who owns the config file (on POSIX), the nearest thing to
+who edited it that the gateway can know.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ import getpass
 import hashlib
 import json
 import logging
+import os
 import socket
+from pathlib import Path
 from typing import Any
 
 log = logging.getLogger("patchbay.team")
@@ -73,9 +78,41 @@ def changes(before: dict[str, Any] | None, after: dict[str, Any]) -> list[str]:
             if old_groups[name].get(field) != value:
                 out.append(f'group "{name}" {field}: {old_groups[name].get(field)!r} -> {value!r}')
     out += [f'group "{name}" removed' for name in old_groups if name not in new_groups]
-    if before.get("budgets") != after["budgets"]:
-        out.append(f"budgets: {len(before.get('budgets') or [])} -> {len(after['budgets'])} rows, changed")
+    return out + _budget_changes(before.get("budgets") or [], after["budgets"])
+
+
+def _budget_key(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Budgets by ``scope / period`` (a second one with the same, by its position too)."""
+    out: dict[str, dict[str, Any]] = {}
+    for n, b in enumerate(rows, 1):
+        key = f"{b.get('scope')} / {b.get('period')}"
+        out[key if key not in out else f"{key} (#{n})"] = b
     return out
+
+
+def _budget_changes(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> list[str]:
+    """Each budget added, removed, or changed field by field, before -> after."""
+    old, new = _budget_key(before), _budget_key(after)
+    out = []
+    for key, b in new.items():
+        if key not in old:
+            out.append(f'budget "{key}" added: limit_usd {b.get("limit_usd")!r}, action {b.get("action")!r}')
+            continue
+        for field in sorted(set(b) | set(old[key])):
+            if old[key].get(field) != b.get(field):
+                out.append(f'budget "{key}" {field}: {old[key].get(field)!r} -> {b.get(field)!r}')
+    out += [f'budget "{key}" removed (limit_usd {b.get("limit_usd")!r})' for key, b in old.items() if key not in new]
+    return out
+
+
+def _owner(path: Any) -> str | None:
+    """The owner of the config file, where the system says (POSIX); None otherwise."""
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.stat(Path(path)).st_uid).pw_name
+    except (ImportError, KeyError, OSError, TypeError):
+        return None
 
 
 def record_policy(store: Any, config: Any, who: str | None = None) -> bool:
@@ -93,9 +130,12 @@ def record_policy(store: Any, config: Any, who: str | None = None) -> bool:
         previous = last[-1].detail if last else None
         if previous is not None and previous.get("digest") == d:
             return False
-        store.record(who or actor(), "config.loaded", str(config.path or "<config>"),
-                     {"digest": d, "policy": policy,
-                      "changes": changes(previous.get("policy") if previous else None, policy)})
+        detail = {"digest": d, "policy": policy,
+                  "changes": changes(previous.get("policy") if previous else None, policy)}
+        owner = _owner(config.path) if config.path else None
+        if owner is not None:
+            detail["config_owner"] = owner
+        store.record(who or actor(), "config.loaded", str(config.path or "<config>"), detail)
     except KeyStoreError as exc:
         log.error("audit: the policy of %s is not in the audit trail yet: %s", config.path or "the config", exc)
         return False

@@ -1,9 +1,11 @@
-"""``patchbay team budgets``: each person's and group's standing against the team budgets, for an
-admin without the desktop app (the Team page's Budgets tab, as text).
+"""``patchbay team budgets``: each person's and group's standing against the team budgets, and the
+org-wide ones (``all``, ``backend:ID``), for an admin without the desktop app (the Team page's
+Budgets tab, as text).
 
     patchbay team budgets [--config FILE] [--json]
 
-It reads the config's ``[[budgets]]`` (``each-user``, ``user:EMAIL``, ``group:NAME``) and the
+It reads the config's ``[[budgets]]`` (``each-user``, ``user:EMAIL``, ``group:NAME``, ``all``,
+``backend:ID``) and the
 ledger that config names (the shared PostgreSQL ledger, or this machine's file), through
 ``app.services.team_usage.budget_rows``: spent this period from the request rows, the limit, the
 share used, the state (ok, warn past ``warn_at``, at the limit: blocked, downgraded or warned) and
@@ -52,10 +54,9 @@ def run_budgets(args: argparse.Namespace, out: TextIO | None = None, err: TextIO
     except ConfigError as exc:
         print(f"patchbay: {exc}", file=err)
         return 2
-    team_budgets = [b for b in config.budgets if b.is_team_scope]
-    if not team_budgets:
-        print(f"{config_path} has no per-person or per-group budgets ([[budgets]] with scope = \"each-user\", "
-              "\"user:EMAIL\" or \"group:NAME\").", file=out)
+    if not config.budgets:
+        print(f"{config_path} has no budgets ([[budgets]] with scope = \"each-user\", \"user:EMAIL\", "
+              "\"group:NAME\", \"all\" or \"backend:ID\").", file=out)
         return 0
     try:
         reader = open_reader(config.ledger, paths)

@@ -13,10 +13,11 @@ from app.team.keys import KeyStore, KeysVerifier
 from app.team.oidc import OIDCVerifier
 
 
-def build_chain(team: TeamConfig, *, keys: KeyStore | None = None,
-                client: httpx.AsyncClient | None = None) -> IdentityChain:
+def build_chain(team: TeamConfig, *, keys: KeyStore | None = None, client: httpx.AsyncClient | None = None,
+                keys_outage_grace_s: float = 0.0) -> IdentityChain:
     """``keys`` is required when ``identity`` lists "keys". ``client`` is shared by the sources
-    that fetch signing keys (one is made per source when None)."""
+    that fetch signing keys (one is made per source when None). ``keys_outage_grace_s``: how long a
+    verified key's last answer stands while the key store cannot be reached (``KeysVerifier``)."""
     verifiers: list[Verifier] = []
     skew = team.clock_skew_s
     for source in team.identity:
@@ -43,5 +44,5 @@ def build_chain(team: TeamConfig, *, keys: KeyStore | None = None,
         elif source == "keys":
             if keys is None:
                 raise ValueError('identity lists "keys" but no key store was given')
-            verifiers.append(KeysVerifier(keys))
+            verifiers.append(KeysVerifier(keys, outage_grace_s=keys_outage_grace_s))
     return IdentityChain(verifiers)

@@ -360,5 +360,7 @@ def _summary(action: str, detail: dict[str, Any]) -> str:
     if action == "key.revoked":
         return f"of {detail.get('user')}"
     if action == "config.loaded":
-        return "; ".join(detail.get("changes") or []) or f"policy {detail.get('digest')}"
+        said = "; ".join(detail.get("changes") or []) or f"policy {detail.get('digest')}"
+        owner = detail.get("config_owner")
+        return f"{said} (config file owned by {owner})" if owner else said
     return json.dumps(detail, sort_keys=True)

@@ -51,11 +51,19 @@ class AuthError(GatewayError):
         self.source = source
 
 
-class IdentityUnavailable(GatewayError):
-    """An identity provider's signing keys cannot be fetched: 503 ``api_error`` (not the caller's fault)."""
+# On an error answer with this header Claude Code stops at once and shows the message, whatever
+# the credential's source, where a 503 overloaded_error is retried and shown as "The API is at
+# capacity" (docs/protocol.md, "What Claude Code does with an error").
+STOP_RETRYING: tuple[tuple[bytes, bytes], ...] = ((b"x-should-retry", b"false"),)
 
-    def __init__(self, message: str, *, source: str | None = None) -> None:
-        super().__init__(503, "api_error", message)
+
+class IdentityUnavailable(GatewayError):
+    """An identity provider's signing keys cannot be fetched: 503 ``api_error`` (not the caller's fault).
+    ``final``: an outage that retrying at once will not end (the team's database is down), so Claude
+    Code is told to stop and show the message."""
+
+    def __init__(self, message: str, *, source: str | None = None, final: bool = False) -> None:
+        super().__init__(503, "api_error", message, headers=list(STOP_RETRYING) if final else None)
         self.source = source
 
 

@@ -12,15 +12,25 @@ Rules, the same for both:
 - a JWK set is also refreshed when older than ``max_age_s``; a refetch replaces the whole set,
   so a key the IdP stopped publishing stops verifying (rotation is followed both ways);
 - a fetch that fails keeps the keys already known and raises ``IdentityUnavailable`` (503) only
-  when the key asked for is not among them.
+  when the key asked for is not among them;
+- a fetch has one deadline for the whole of it (``timeout_s``, not per read: an endpoint that
+  drips a byte a second cannot hold requests for a minute), and stops reading past
+  ``MAX_DOC_BYTES`` (a 200 MB document is never read whole), inflated size counted where the
+  endpoint compressed it although asked not to;
+- ``PemKeyCache`` asks its endpoint about key ids it does not know only ``UNKNOWN_KID_BURST``
+  times at once and then once per ``UNKNOWN_KID_EVERY_S``, whatever the ids (300 requests with
+  made-up key ids made 300 fetches); ids the endpoint said it lacks are remembered (negative
+  cache) for ``refetch_interval_s``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import time
+import zlib
 from typing import Any, Callable
 
 import httpx
@@ -32,6 +42,8 @@ from app.team.identity import AuthError, IdentityUnavailable
 log = logging.getLogger("patchbay.team")
 
 MAX_DOC_BYTES = 1 << 20
+UNKNOWN_KID_BURST = 3  # fetches for unknown key ids allowed at once ...
+UNKNOWN_KID_EVERY_S = 10.0  # ... and then one per this many seconds
 _KID_RE = re.compile(r"^[A-Za-z0-9._\-]{1,128}$")
 
 
@@ -43,29 +55,93 @@ class _Fetcher:
         self._own = client is None
         self._timeout_s = timeout_s
 
-    async def get(self, url: str, source: str, what: str) -> httpx.Response | None:
-        """The response (200), None for 404, or IdentityUnavailable for anything else."""
+    async def get(self, url: str, source: str, what: str) -> bytes | None:
+        """The body of a 200 (at most ``MAX_DOC_BYTES``), None for 404, or IdentityUnavailable for
+        anything else: another status, a failure, a body too large, no whole answer within ``timeout_s``."""
         if self._client is None:
             self._client = httpx.AsyncClient(timeout=self._timeout_s, follow_redirects=True)
+        client = self._client
+
+        def unavailable(why: str) -> IdentityUnavailable:
+            return IdentityUnavailable(
+                f"Patchbay could not fetch {what} from {url} ({why}), so it cannot check who sent this request. "
+                "Try again in a moment; if it persists, check that this server can reach that address.",
+                source=source)
+
         try:
-            resp = await self._client.get(url, headers={"accept": "application/json, application/x-pem-file, */*"})
+            async with asyncio.timeout(self._timeout_s):
+                async with client.stream("GET", url, headers={
+                        "accept": "application/json, application/x-pem-file, */*",
+                        "accept-encoding": "identity"}) as resp:
+                    if resp.status_code == 404:
+                        return None
+                    if resp.status_code != 200:
+                        raise unavailable(f"HTTP {resp.status_code}")
+                    body = await _read_capped(resp)
+        except TimeoutError:
+            raise unavailable(f"no whole answer within {self._timeout_s:g} s") from None
         except httpx.HTTPError as exc:
-            raise IdentityUnavailable(
-                f"Patchbay could not fetch {what} from {url} ({type(exc).__name__}), so it cannot check who sent "
-                "this request. Try again in a moment; if it persists, check that this server can reach that "
-                "address.", source=source) from None
-        if resp.status_code == 404:
-            return None
-        if resp.status_code != 200 or len(resp.content) > MAX_DOC_BYTES:
-            raise IdentityUnavailable(
-                f"Patchbay could not fetch {what} from {url} (HTTP {resp.status_code}), so it cannot check who "
-                "sent this request. Try again in a moment.", source=source)
-        return resp
+            raise unavailable(type(exc).__name__) from None
+        if body is None:
+            raise unavailable(f"larger than {MAX_DOC_BYTES >> 20} MB")
+        return body
 
     async def aclose(self) -> None:
         if self._own and self._client is not None:
             await self._client.aclose()
             self._client = None
+
+
+async def _read_capped(resp: httpx.Response) -> bytes | None:
+    """The body, or None once it passes MAX_DOC_BYTES (inflated, where it came gzip/deflate)."""
+    encoding = resp.headers.get("content-encoding", "identity").strip().lower()
+    inflate = None
+    if encoding in ("gzip", "x-gzip", "deflate"):
+        inflate = zlib.decompressobj(47 if encoding != "deflate" else zlib.MAX_WBITS)
+    elif encoding not in ("", "identity"):
+        raise httpx.DecodingError(f"content-encoding {encoding} that Patchbay asked not to get")
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in resp.aiter_raw():
+        if inflate is not None:
+            try:
+                chunk = inflate.decompress(chunk, MAX_DOC_BYTES + 1 - size)
+            except zlib.error as exc:
+                raise httpx.DecodingError(str(exc)) from None
+        size += len(chunk)
+        if size > MAX_DOC_BYTES:
+            return None
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def json_doc(body: bytes) -> object:
+    """``body`` as JSON, or None."""
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
+
+
+class _UnknownKidBudget:
+    """Fetches allowed for key ids not in the cache: a token bucket of ``burst``, one back per ``every_s``."""
+
+    def __init__(self, clock: Callable[[], float], burst: int = UNKNOWN_KID_BURST,
+                 every_s: float = UNKNOWN_KID_EVERY_S) -> None:
+        self._clock = clock
+        self.burst = burst
+        self.every_s = every_s
+        self._tokens = float(burst)
+        self._at = clock()
+
+    def take(self) -> bool:
+        now = self._clock()
+        self._tokens = min(float(self.burst), self._tokens + (now - self._at) / self.every_s)
+        self._at = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
 
 
 class JWKSCache:
@@ -130,17 +206,15 @@ class JWKSCache:
                 assert self._resolve_url is not None
                 self.url = await self._resolve_url(self._fetcher)
             assert self.url is not None
-            resp = await self._fetcher.get(self.url, self.source, "the signing keys")
-            if resp is None:
+            body = await self._fetcher.get(self.url, self.source, "the signing keys")
+            if body is None:
                 raise IdentityUnavailable(
                     f"Patchbay found no signing keys at {self.url} (HTTP 404). Check the gateway's [team] "
                     "settings for this identity source.", source=self.source)
-            try:
-                doc = resp.json()
-            except ValueError:
+            doc = json_doc(body)
+            if doc is None:
                 raise IdentityUnavailable(f"The signing keys at {self.url} are not JSON, so Patchbay cannot "
-                                          "check credentials. Check the [team] settings.",
-                                          source=self.source) from None
+                                          "check credentials. Check the [team] settings.", source=self.source)
             self._keys = parse_jwk_set(doc)
             self._last_error = None
             log.info("identity: %s publishes %d signing key(s) at %s", self.source, len(self._keys), self.url)
@@ -191,6 +265,7 @@ class PemKeyCache:
         self._fetcher = _Fetcher(client, timeout_s)
         self._keys: dict[str, Any] = {}
         self._missing: dict[str, float] = {}  # kid → when the endpoint last said it has no such key
+        self._unknown = _UnknownKidBudget(clock)
         self._lock = asyncio.Lock()
         self.fetches = 0
 
@@ -206,6 +281,11 @@ class PemKeyCache:
             if key is None:
                 asked = self._missing.get(kid)
                 if asked is None or self._clock() - asked >= self.refetch_interval_s:
+                    if not self._unknown.take():  # too many unknown ids just now: not asked, so not "unpublished"
+                        raise IdentityUnavailable(
+                            f"Patchbay does not know the signing key {kid!r} yet and has asked {self.base_url} "
+                            "about unknown keys too often in the last seconds, so it cannot check this credential "
+                            f"now. Try again in {self._unknown.every_s:g} seconds.", source=self.source)
                     key = await self._fetch(kid)
         if key is None:
             raise AuthError(f"Patchbay: the load balancer's credential is signed with the key {kid!r}, which the "
@@ -217,11 +297,11 @@ class PemKeyCache:
         self.fetches += 1
         url = f"{self.base_url}/{kid}"
         self._missing[kid] = self._clock()
-        resp = await self._fetcher.get(url, self.source, "the load balancer's signing key")
-        if resp is None:
+        body = await self._fetcher.get(url, self.source, "the load balancer's signing key")
+        if body is None:
             return None
         try:
-            key = serialization.load_pem_public_key(resp.content)
+            key = serialization.load_pem_public_key(body)
         except ValueError:
             raise IdentityUnavailable(f"The signing key at {url} is not a PEM public key, so Patchbay cannot check "
                                       "the load balancer's credential. Check alb_region / alb_keys_url.",

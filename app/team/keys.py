@@ -14,7 +14,9 @@ asked from a small thread pool of the verifier's own, never on the event loop: a
 does not answer must not stall every other request. The SQLite file's point read (microseconds)
 is asked inline. A store that cannot be
 reached (``KeyStoreError``) is 503 ``api_error`` (``IdentityUnavailable``): it is not the
-caller's bad credential, and Claude Code retries a 503.
+caller's bad credential, and Claude Code retries a 503. With ``[ledger] on_unreachable = "open"``
+a key read from the store keeps that answer while the store is away, for up to ``OUTAGE_GRACE_S``
+after the read (docs/team.md, "Outages"): verified keys keep working, revoked ones stay refused.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable, Protocol, Sequence
 
-from app.team.identity import AuthError, Headers, Identity, IdentityUnavailable, bearer
+from app.team.identity import STOP_RETRYING, AuthError, Headers, Identity, IdentityUnavailable, bearer
 
 log = logging.getLogger("patchbay.team")
 
@@ -84,6 +86,10 @@ class KeyStoreUnavailable(KeyStoreError):
     says where and what to do, never the password or a key."""
 
 
+# with ``[ledger] on_unreachable = "open"``: how long after its last real answer a key's answer stands
+# while the key store cannot be reached (a revocation made meanwhile cannot be seen before then)
+OUTAGE_GRACE_S = 600.0
+
 UNAVAILABLE = ("Patchbay cannot check team keys right now: the team's key store (the gateway's ledger database) "
                "does not answer. This is not a problem with your key: try again in a moment, and tell your "
                "Patchbay admin if it lasts.")
@@ -110,6 +116,28 @@ class KeyStore(Protocol):
         ...
 
 
+def refused(message: str, headers: Headers) -> AuthError:
+    """A team key no retry will make good (unknown, revoked, expired): Claude Code must stop at once
+    and show ``message``. 401 with ``x-should-retry: false`` does that for a key in
+    ``ANTHROPIC_AUTH_TOKEN`` or ``ANTHROPIC_API_KEY``; a key from an ``apiKeyHelper`` (what ``patchbay
+    team join`` writes; Claude Code sends it as both ``x-api-key`` and ``Authorization: Bearer``) is
+    retried on a 401 or 403 even so, for minutes, and only a 429 with that header ends it (measured
+    with the CLI 2.1.332, docs/team.md)."""
+    err = AuthError(message, source="keys")
+    err.headers = list(STOP_RETRYING)
+    if from_helper(headers):
+        err.status, err.error_type = 429, "permission_error"
+    return err
+
+
+def from_helper(headers: Headers) -> bool:
+    """Whether the credential came as Claude Code sends an apiKeyHelper's output: the same value in
+    ``x-api-key`` and ``Authorization: Bearer``."""
+    key = (headers.get("x-api-key") or "").strip()
+    auth = (headers.get("authorization") or "").strip()
+    return bool(key) and auth[:7].lower() == "bearer " and auth[7:].strip() == key
+
+
 def _day(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
@@ -120,17 +148,22 @@ class KeysVerifier:
     source = "keys"
 
     def __init__(self, store: KeyStore, *, ttl_s: float = 0.5, clock: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], float] = time.time, max_entries: int = 4096) -> None:
+                 wall: Callable[[], float] = time.time, max_entries: int = 4096, outage_grace_s: float = 0.0) -> None:
         if ttl_s >= 1.0:
             raise ValueError("ttl_s must stay under a second: revocations must reach every instance within one")
         self.store = store
         self.ttl_s = ttl_s
+        # while the store cannot be reached, a key's last answer (active, revoked, unknown) stands for
+        # this long after it was read (0: not at all; ``[ledger] on_unreachable = "open"`` sets
+        # OUTAGE_GRACE_S, see docs/team.md "Outages")
+        self.outage_grace_s = outage_grace_s
         self._clock = clock
         self._wall = wall
         self._max = max_entries
         self._cache: dict[str, tuple[float, KeyRecord | None]] = {}  # hash → (looked up at, record)
         self._asking: dict[str, asyncio.Future[KeyRecord | None]] = {}  # hash → the lookup under way
         self._pool: ThreadPoolExecutor | None = None
+        self._outage = False  # answering from the cache because the store is away (logged once)
 
     async def _record(self, secret: str) -> KeyRecord | None:
         h = key_hash(secret)
@@ -142,8 +175,7 @@ class KeysVerifier:
             try:
                 record = self.store.lookup(secret)
             except KeyStoreError as exc:
-                log.warning("identity: the team key store cannot be asked: %s", exc)
-                raise IdentityUnavailable(UNAVAILABLE, source="keys") from None
+                return self._unreachable(h, now, exc)
             return self._remember(h, now, record)
         asking = self._asking.get(h)
         if asking is None:  # one lookup per key at a time, however many requests carry it
@@ -162,11 +194,25 @@ class KeysVerifier:
         try:
             record = await asyncio.shield(asking)
         except KeyStoreError as exc:
-            log.warning("identity: the team key store cannot be asked: %s", exc)
-            raise IdentityUnavailable(UNAVAILABLE, source="keys") from None
+            return self._unreachable(h, now, exc)
         return self._remember(h, now, record)
 
+    def _unreachable(self, h: str, now: float, exc: KeyStoreError) -> KeyRecord | None:
+        """The store cannot be asked: the key's last answer while it is at most ``outage_grace_s``
+        old (a database that is away, not one that refused), else 503 ``IdentityUnavailable``."""
+        hit = self._cache.get(h)
+        if isinstance(exc, KeyStoreUnavailable) and hit is not None and now - hit[0] < self.outage_grace_s:
+            if not self._outage:
+                log.warning("identity: the team key store cannot be asked (%s); keys verified in the last %.0f s "
+                            "keep their last answer meanwhile ([ledger] on_unreachable = \"open\")", exc,
+                            self.outage_grace_s)
+                self._outage = True
+            return hit[1]  # its looked-up time stays: the grace counts from the last real answer
+        log.warning("identity: the team key store cannot be asked: %s", exc)
+        raise IdentityUnavailable(UNAVAILABLE, source="keys", final=True) from None
+
     def _remember(self, h: str, now: float, record: KeyRecord | None) -> KeyRecord | None:
+        self._outage = False
         if len(self._cache) >= self._max:
             self._cache.clear()
         self._cache[h] = (now, record)
@@ -178,17 +224,17 @@ class KeysVerifier:
             return None
         record = await self._record(secret)
         if record is None:
-            raise AuthError("Patchbay: this team key is not one this gateway issued (or it was deleted). Ask your "
-                            "Patchbay admin for a key: `patchbay team key create YOUR-EMAIL`.", source="keys")
+            raise refused("Patchbay: this team key is not one this gateway issued (or it was deleted). Ask your "
+                          "Patchbay admin for a key: `patchbay team key create YOUR-EMAIL`.", headers)
         status = record.status(self._wall())
         if status == "revoked":
             assert record.revoked_at is not None
-            raise AuthError(f"Patchbay: the team key {record.id} was revoked on {_day(record.revoked_at)}. Ask your "
-                            "Patchbay admin for a new one.", source="keys")
+            raise refused(f"Patchbay: the team key {record.id} was revoked on {_day(record.revoked_at)}. Ask your "
+                          "Patchbay admin for a new one.", headers)
         if status == "expired":
             assert record.expires_at is not None
-            raise AuthError(f"Patchbay: the team key {record.id} expired on {_day(record.expires_at)}. Ask your "
-                            "Patchbay admin for a new one.", source="keys")
+            raise refused(f"Patchbay: the team key {record.id} expired on {_day(record.expires_at)}. Ask your "
+                          "Patchbay admin for a new one.", headers)
         return Identity(record.user, record.groups, "keys", key_id=record.id)
 
     async def aclose(self) -> None:

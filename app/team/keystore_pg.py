@@ -14,8 +14,10 @@ and a read-only admin connection that finds the tables made never needs to write
   role only SELECT and INSERT on ``team_audit`` for a trail that even a stolen gateway password
   cannot rewrite.)
 
-A database that does not answer raises ``KeyStoreUnavailable`` (the verifier answers 503), and for
-a second after that every call fails at once instead of waiting for the pool's timeout again. One
+A database that does not answer raises ``KeyStoreUnavailable`` (the verifier answers 503, or a
+verified key's last answer), and until it answers again (``app/services/pg_revive.py`` probes it;
+at least a second) every call fails at once instead of waiting for the pool's timeout again; then
+a fresh pool connects at once. One
 that does not answer when the store is made is no error: the gateway starts (as it does with its
 ledger), and the first call that reaches the database makes the tables.
 """
@@ -92,6 +94,7 @@ class PgKeyStore:
 
         from app.services.ledger import LedgerError
         from app.services.ledger_pg import connect_kwargs, describe
+        from app.services.pg_revive import watcher
 
         self.url = url
         self.where = f"the PostgreSQL ledger at {describe(url)}"
@@ -99,9 +102,14 @@ class PgKeyStore:
             kwargs = {"autocommit": True, **connect_kwargs(team)}
         except LedgerError as exc:  # the password's environment variable or keychain entry is missing
             raise KeyStoreError(str(exc)) from None
-        self._pool = ConnectionPool(url, min_size=1, max_size=max_size, kwargs=kwargs, open=False, timeout=2.0,
-                                    name="patchbay-team-keys")
+        self._new_pool = lambda: ConnectionPool(url, min_size=1, max_size=max_size, kwargs=kwargs, open=False,
+                                                timeout=2.0, name="patchbay-team-keys")
+        self._pool = self._new_pool()
         self._down: tuple[float, str] | None = None  # (until when, why): fail at once, not after a timeout each
+        # while the database is away (pg_revive probes it) every call fails at once; once it answers
+        # a fresh pool connects at once, instead of after the old one's reconnect backoff
+        self._reviver = watcher(url, kwargs)
+        self._reviver.watch(self._revive)
         self._lock = threading.Lock()
         self._pool.open(wait=False)
         self._ready = False  # the tables are known to be there
@@ -127,7 +135,7 @@ class PgKeyStore:
         from psycopg_pool import PoolTimeout
 
         down = self._down
-        if down is not None and time.monotonic() < down[0]:
+        if down is not None and (time.monotonic() < down[0] or self._reviver.is_down):
             raise KeyStoreUnavailable(down[1])
         if not self._ready and not setup:
             self._ensure()
@@ -146,6 +154,7 @@ class PgKeyStore:
                    "runs and [ledger] url points at it.")
             with self._lock:
                 self._down = (time.monotonic() + 1.0, msg)
+            self._reviver.down()
             raise KeyStoreUnavailable(msg) from None
         except psycopg.errors.InsufficientPrivilege as exc:
             if "append-only" in str(exc):  # the audit trail's own trigger, not the role's rights
@@ -157,6 +166,18 @@ class PgKeyStore:
                                 "[ledger] user may create and use the tables team_keys and team_audit.") from None
         self._down = None
         return result
+
+    def _revive(self) -> None:
+        """``pg_revive``: the database answers again."""
+        from app.services.pg_revive import close_later
+
+        if self._pool.closed:  # closed for good
+            return
+        old, self._pool = self._pool, self._new_pool()
+        self._pool.open(wait=False)
+        close_later(old)
+        with self._lock:
+            self._down = None
 
     def _ensure_schema(self, conn: Any) -> None:
         if conn.execute(_COMPLETE, (list(APPEND_ONLY),)).fetchone()[0]:

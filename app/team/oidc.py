@@ -18,7 +18,7 @@ import httpx
 
 from app.config import is_loopback_url
 from app.team.identity import Headers, Identity, IdentityUnavailable, bearer
-from app.team.jwks import JWKSCache
+from app.team.jwks import JWKSCache, json_doc
 from app.team.jwtverify import (
     ASYMMETRIC,
     JWTRules,
@@ -57,13 +57,8 @@ class OIDCVerifier:
 
     async def _discover(self, fetcher: Any) -> str:
         url = f"{self.issuer}/.well-known/openid-configuration"
-        resp = await fetcher.get(url, "oidc", "the OIDC discovery document")
-        doc = None
-        if resp is not None:
-            try:
-                doc = resp.json()
-            except ValueError:
-                doc = None
+        body = await fetcher.get(url, "oidc", "the OIDC discovery document")
+        doc = json_doc(body) if body is not None else None
         if not isinstance(doc, dict):
             raise IdentityUnavailable(f"Patchbay found no OIDC discovery document at {url}. Check oidc_issuer, or "
                                       "set oidc_jwks_url in [team].", source="oidc")

@@ -5,7 +5,11 @@
   one of the groups their identity carries (the IdP's groups claim, a key's ``--group``), or the
   group's own name is one of those groups.
 - ``decide``: may this person send this request to this backend and model? Allowed when any of
-  their groups allows both (patterns are globs, case-insensitive); the output cap is the most
+  their groups allows both (patterns are globs, case-insensitive). The model is the one the
+  upstream is asked for, matched as written and in its comparable forms (``app/model_ids.py``:
+  a Bedrock id ``us.anthropic.claude-sonnet-4-5-20250929-v1:0`` matches ``claude-sonnet-*``);
+  the name the client asked for never widens it (a pin, a ``[routes]`` rule, a fallback or a
+  downgrade may send something else upstream). The output cap is the most
   generous among the groups that allow it. Otherwise a refusal naming the rule, which
   ``PolicyDenied`` turns into 403 ``permission_error``. With no groups configured everyone
   verified may use everything (identity and budgets only).
@@ -21,6 +25,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Sequence
 
+from app.model_ids import canonical_model, light_model
 from app.proxy.exchange import GatewayError
 from app.team.config import GroupPolicy
 from app.team.identity import Identity
@@ -86,8 +91,9 @@ def _names(items: tuple[str, ...] | None) -> str:
 
 def decide(groups: Sequence[GroupPolicy], identity: Identity, backend: str, model: str,
            *, requested_model: str | None = None) -> Decision:
-    """``model`` is what the backend will be asked for; ``requested_model`` what the client named
-    (either matching a group's patterns is enough: an admin may write either)."""
+    """``model`` is what the backend will be asked for, the name the groups' patterns must allow;
+    ``requested_model`` what the client named, shown in a refusal only: a client that names an
+    allowed model while a pin or a rule sends another upstream gets no further for it."""
     if not groups:
         return Decision(True, ())
     mine = user_groups(groups, identity)
@@ -96,7 +102,7 @@ def decide(groups: Sequence[GroupPolicy], identity: Identity, backend: str, mode
             f"Patchbay: {identity.user} is in none of this team gateway's groups, so it may not use any backend. "
             "Ask your Patchbay admin to add you to a [[team.groups]] members list."))
     policies = [g for g in groups if g.name in mine]
-    names = [m for m in (model, requested_model) if m]
+    names = [model, light_model(model), canonical_model(model)] if model else []
     by_backend = [g for g in policies if allows_backend(g, backend)]
     shown = model if not requested_model or requested_model == model else f"{requested_model} ({model})"
     label = ", ".join(f'"{g.name}"' for g in policies)

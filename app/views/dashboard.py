@@ -22,6 +22,7 @@ from app.units import plural
 from app.views.data import RequestRecord, StreamPiece
 from app.views.icons import backend_color, dot_icon
 from app.views.models import KEY_ROLE, RequestsModel, SessionsModel
+from app.views.plan_strip import PlanStrip
 from app.views.stream import StreamView
 from app.views.theme import fmt_usd
 from app.views.widgets import ColumnFitter, ElidedLabel, SectionLabel, fit_columns, make_table
@@ -30,14 +31,18 @@ if TYPE_CHECKING:
     from app.bridge.backends import Backends
     from app.bridge.caps import Caps
     from app.bridge.live import Live
+    from app.bridge.subscription import Subscription
 
 
 class DashboardPage(QWidget):
-    def __init__(self, live: "Live", backends: "Backends", caps: "Caps", parent: QWidget | None = None) -> None:
+    def __init__(self, live: "Live", backends: "Backends", caps: "Caps", subscription: "Subscription | None" = None,
+                 parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.live = live
         self.backends = backends
         self.caps = caps
+        # a Claude subscription's windows above the sessions; hidden without subscription traffic
+        self.plan = PlanStrip(subscription) if subscription is not None else None
         self.selected: str | None = None
 
         self.sessions_model = SessionsModel(self)
@@ -52,7 +57,7 @@ class DashboardPage(QWidget):
         hh.setMinimumSectionSize(40)
         # widths from the font in use (under a larger font every column still fits its header and a value)
         fit_columns(self.sessions_view, {1: "a41e0b77", 2: "● openrouter 📌", 3: "claude-sonnet-4-5", 4: "12 (1 live)",
-                                         5: "88 tok/s", 6: "≈1.5M", 7: "≈$12.30", 8: "streaming"})
+                                         5: "88 tok/s", 6: "≈1.5M", 7: "$12.30 API-equiv.", 8: "streaming"})
         self.sessions_fit = ColumnFitter(self.sessions_view, 0, [1, 3, 2], min_stretch=150)  # Id, Model, Backend
         self.sessions_view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.sessions_view.customContextMenuRequested.connect(self._context_menu)
@@ -150,6 +155,8 @@ class DashboardPage(QWidget):
         bottom.splitterMoved.connect(self._split_moved)
         split.splitterMoved.connect(self._split_moved)
         lay = QVBoxLayout(self)
+        if self.plan is not None:
+            lay.addWidget(self.plan)
         lay.addWidget(split)
         self.page_layout = lay
 
@@ -206,7 +213,9 @@ class DashboardPage(QWidget):
         self.sessions_model.set_rows(sessions)
         live = sum(1 for s in sessions if s.in_flight)
         cost = sum(s.cost_usd for s in sessions)
-        self.summary.setText(f"  {plural(len(sessions), 'session')} · {live} streaming · {fmt_usd(cost)} so far")
+        value = sum(s.api_equiv_usd for s in sessions)  # paid by a Claude plan: said apart, never as spend
+        plan = f" · {fmt_usd(value)} API-equiv. on the Claude plan" if value else ""
+        self.summary.setText(f"  {plural(len(sessions), 'session')} · {live} streaming · {fmt_usd(cost)} so far{plan}")
         if self.selected is None and sessions:
             self.select_session(sessions[0].session_id)
         self._update_buttons()

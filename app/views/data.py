@@ -43,6 +43,7 @@ class RequestRecord:
     client: str | None = None
     stream: bool = True
     in_flight: bool = False
+    api_equiv_usd: float | None = None  # served under a Claude subscription: its value at API prices (cost 0)
 
     @property
     def ok(self) -> bool:
@@ -83,6 +84,7 @@ class SessionView:
     last_seen: float
     client: str | None = None
     estimated: bool = False  # a request streams: its output tokens and cost are estimates until it ends
+    api_equiv_usd: float = 0.0  # requests a Claude subscription paid for: their value at API prices, not spend
 
     @property
     def tokens(self) -> int:
@@ -194,6 +196,8 @@ class SpendData:
     total_requests: int = 0
     unpriced_requests: int = 0
     keys: tuple[str, ...] = field(default=())
+    api_equiv_usd: float = 0.0  # requests a Claude subscription paid for, at API prices: not in total_cost
+    plan_requests: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +213,7 @@ class ClaudeCodeView:
     options: tuple[str, ...] = ()  # nonessential, aliases, statusline: in the file now
     aliases: tuple[tuple[str, str], ...] = ()  # (haiku|sonnet|opus, "backend,model") in the file now
     path_note: str = ""  # why this file (e.g. PATCHBAY_HOME is set, yet this is the everyday settings.json)
+    credential: str = ""  # which credential Claude Code will send after Connect, in a sentence
 
 
 @dataclass(frozen=True, slots=True)
@@ -368,6 +373,9 @@ class TeamView:
     spend_by_user: TeamSpendView | None = None  # the last 30 days per day (None: not read yet, or unreadable)
     spend_by_group: TeamSpendView | None = None
     budgets: tuple[TeamBudgetView, ...] = ()  # each-user, user: and group: budgets, config order
+    # this month's requests for models the price table does not know, charged at a fallback price:
+    # (model, the fallback, requests, dollars), dearest first
+    fallback_priced: tuple[tuple[str, str, int, float], ...] = ()
     # an admin's look at a team ledger ([ledger] url without [team]): the policy is the one a gateway
     # last recorded in the audit trail (who, when, from which config file); None: none recorded yet
     admin_view: bool = False

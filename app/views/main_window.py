@@ -41,7 +41,7 @@ def _page_factory(name: str) -> Callable[["Bridge"], QWidget]:
         if name == "dashboard":
             from app.views.dashboard import DashboardPage
 
-            return DashboardPage(bridge.live, bridge.backends, bridge.caps)
+            return DashboardPage(bridge.live, bridge.backends, bridge.caps, bridge.subscription)
         if name == "backends":
             from app.views.backends import BackendsPage
 

@@ -200,6 +200,26 @@ _LIVE = QColor(STATE_COLORS["ok"])
 _ERROR = QColor(STATE_COLORS["error"])
 
 
+_MUTED = QColor("#8c8c8c")  # value shown but not spent (a Claude subscription paid)
+_PLAN_TIP = "Paid by your Claude subscription; at API prices it would have cost"
+
+
+def equiv(value: float | None) -> str:
+    """A subscription's value at API prices, never read as spend: "$1.20 API-equiv."."""
+    return f"{fmt_usd(value)} API-equiv."
+
+
+def _request_cost(r: RequestRecord) -> str:
+    return equiv(r.api_equiv_usd) if r.api_equiv_usd is not None else fmt_usd(r.cost_usd)
+
+
+def _session_cost(s: SessionView) -> str:
+    spent = ("≈" if s.estimated and s.cost_usd else "") + fmt_usd(s.cost_usd, unpriced=s.unpriced)
+    if not s.api_equiv_usd:
+        return spent
+    return equiv(s.api_equiv_usd) if not s.cost_usd else f"{spent} + {equiv(s.api_equiv_usd)}"
+
+
 _ESTIMATE = ("\nStill streaming: its output is estimated from the text so far (≈ 4 characters a token) "
              "and its input is counted when the upstream reports it at the end.")
 
@@ -217,10 +237,11 @@ class SessionsModel(RowsModel):
         Column("Tok/s", lambda s: fmt_rate(s.tokens_per_s), lambda s: float(s.tokens_per_s), R),
         Column("Tokens", lambda s: ("≈" if s.estimated else "") + fmt_tokens(s.tokens), lambda s: float(s.tokens), R,
                 tip=lambda s: f"{s.input_tokens:,} in · {s.output_tokens:,} out" + (_ESTIMATE if s.estimated else "")),
-        Column("Cost", lambda s: ("≈" if s.estimated and s.cost_usd else "") + fmt_usd(s.cost_usd, unpriced=s.unpriced),
-                lambda s: float(s.cost_usd), R,
+        Column("Cost", _session_cost, lambda s: float(s.cost_usd), R,
                 tip=lambda s: usd_tip(s.cost_usd) + ("; some requests had no known price" if s.unpriced else "")
-                + (_ESTIMATE if s.estimated else "")),
+                + (f"\n{_PLAN_TIP}: {fmt_usd(s.api_equiv_usd)}" if s.api_equiv_usd else "")
+                + (_ESTIMATE if s.estimated else ""),
+                color=lambda s: _MUTED if s.api_equiv_usd and not s.cost_usd else None),
         Column("Last", lambda s: "streaming" if s.in_flight else fmt_ago(s.last_seen),
                 lambda s: float(s.last_seen) + (1e9 if s.in_flight else 0.0), R,
                 tip=lambda s: time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(s.last_seen)),
@@ -287,8 +308,10 @@ class RequestsModel(RowsModel):
                 f"{fmt_tokens(r.output_tokens)}", lambda r: float(r.tokens), R,
                 tip=lambda r: f"{r.input_tokens:,} in, {r.cache_read_tokens:,} cache read, "
                 f"{r.cache_write_tokens:,} cache write, {r.output_tokens:,} out"),
-        Column("Cost", lambda r: fmt_usd(r.cost_usd), lambda r: -1.0 if r.cost_usd is None else float(r.cost_usd), R,
-                tip=lambda r: usd_tip(r.cost_usd) or "no known price"),
+        Column("Cost", _request_cost, lambda r: -1.0 if r.cost_usd is None else float(r.cost_usd), R,
+                tip=lambda r: f"{_PLAN_TIP}: {usd_tip(r.api_equiv_usd)}" if r.api_equiv_usd is not None
+                else usd_tip(r.cost_usd) or "no known price",
+                color=lambda r: _MUTED if r.api_equiv_usd is not None else None),
         Column("TTFT", lambda r: fmt_ms(r.ttft_ms), lambda r: -1.0 if r.ttft_ms is None else float(r.ttft_ms), R),
         Column("Latency", lambda r: "…" if r.in_flight else fmt_ms(r.duration_ms), lambda r: float(r.duration_ms), R),
         Column("search", _search_text, hidden=True),

@@ -82,7 +82,7 @@ class RequestsPage(QWidget):
         hh.setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
         hh.setMinimumSectionSize(40)
         fit_columns(self.view, {0: "00:00:00", 1: "a41e0b77", 2: "● openrouter", 4: "529 overloaded", 5: "120k → 1.2k",
-                                6: "$0.0021", 7: "1.2 s", 8: "12.3 s"})
+                                6: "$0.012 API-equiv.", 7: "1.2 s", 8: "12.3 s"})
         self.fit = ColumnFitter(self.view, 3, [2, 7, 1], min_stretch=120)  # Backend, TTFT, Session
         self.view.activated.connect(self._open)
         self.view.doubleClicked.connect(self._open)

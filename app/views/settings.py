@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt
@@ -88,7 +89,7 @@ class SettingsPage(QWidget):
         tl = QLabel("&Token:")
         tl.setBuddy(self.token)
         gf.addRow(tl, trow)
-        gf.addRow("", QLabel("Clients send it as ANTHROPIC_AUTH_TOKEN; nothing else may use the gateway."))
+        gf.addRow("", QLabel("Clients send it in the x-patchbay-token header; nothing else may use the gateway."))
         col.addWidget(gw)
 
         # ---- Claude Code
@@ -105,6 +106,13 @@ class SettingsPage(QWidget):
         self.cc_nonessential = QCheckBox("Also turn off Claude Code's non-essential traffic")
         self.cc_nonessential.setToolTip("Telemetry, error reports and update checks: sets "
                                         "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1")
+        self.cc_use_token = QCheckBox("Use Patchbay's token instead of my Anthropic login")
+        self.cc_use_token.setToolTip("For use without an Anthropic account: Claude Code then sends Patchbay's token "
+                                     "(ANTHROPIC_AUTH_TOKEN) instead of your subscription login or API key, so an "
+                                     "Anthropic backend that forwards your own credential gets none")
+        self.cc_use_token.toggled.connect(self._use_token)
+        self.cc_credential = QLabel()  # which credential Claude Code will send, said before Connect
+        self.cc_credential.setWordWrap(True)
         self.cc_statusline = QCheckBox("Show backend, model and spend in Claude Code's status line")
         self.cc_statusline.setToolTip("Only where you have no statusLine of your own")
         aliases = QWidget()
@@ -148,6 +156,8 @@ class SettingsPage(QWidget):
         once.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         cl.addWidget(self.cc_state)
         cl.addWidget(self.cc_env)
+        cl.addWidget(self.cc_credential)
+        cl.addWidget(self.cc_use_token)
         cl.addWidget(self.cc_nonessential)
         cl.addWidget(self.cc_statusline)
         cl.addWidget(self.cc_alias_help)
@@ -293,11 +303,18 @@ class SettingsPage(QWidget):
         what = "Connect changes" if not cc.connected else "Connected through"
         note = f"<br>{_esc(cc.path_note)}" if cc.path_note else ""
         self.cc_target.setText(f"{what} <code>{_esc(cc.settings_path)}</code>{note}")
-        self.cc_connect.setToolTip(f"Adds ANTHROPIC_BASE_URL and ANTHROPIC_AUTH_TOKEN (and what you ticked) to the env "
-                                   f"of {cc.settings_path}; every other byte of that file is kept, and a backup is "
-                                   "made first")
+        self.cc_connect.setToolTip(f"Adds ANTHROPIC_BASE_URL and Patchbay's token as an x-patchbay-token line of "
+                                   f"ANTHROPIC_CUSTOM_HEADERS (and what you ticked) to the env of {cc.settings_path}; "
+                                   "every other byte of that file is kept, and a backup is made first")
+        self.cc_credential.setText(cc.credential)
+        self.cc_use_token.blockSignals(True)
+        self.cc_use_token.setChecked(self.settings.claude_credential == "token")
+        self.cc_use_token.blockSignals(False)
         self.cc_env.setText("<br>".join(
             f"<code>{_esc(k)}={_esc(_mask(k, v))}</code>" for k, v in cc.env))
+
+    def _use_token(self, on: bool) -> None:
+        self.settings.set_claude_credential("token" if on else "auto")
 
     def connect_claude(self) -> None:
         aliases = {name: str(c.currentData()) for name, c in self.cc_alias.items() if c.currentData()}
@@ -343,7 +360,7 @@ class SettingsPage(QWidget):
 
     def _copy_exports(self) -> None:
         cc = self.settings.claude_code()
-        QGuiApplication.clipboard().setText("\n".join(f"export {k}={v}" for k, v in cc.env))
+        QGuiApplication.clipboard().setText("\n".join(f"export {k}={shlex.quote(v)}" for k, v in cc.env))
 
     # ------------------------------------------------------------ budgets
 
@@ -444,6 +461,9 @@ class SettingsPage(QWidget):
 def _mask(key: str, value: str) -> str:
     if "TOKEN" in key or "KEY" in key:
         return value[:4] + "…" + value[-2:] if len(value) > 8 else "…"
+    if key == "ANTHROPIC_CUSTOM_HEADERS":  # its x-patchbay-token line holds the gateway token
+        return "\n".join(f"{ln.split(':', 1)[0]}: {_mask('TOKEN', ln.split(':', 1)[1].strip())}"
+                         if ln.lower().startswith("x-patchbay-token:") else ln for ln in value.splitlines())
     return value
 
 

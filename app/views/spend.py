@@ -236,7 +236,9 @@ class SpendPage(QWidget):
         self._draw_budgets(self._budgets)
         self.top_model.set_rows(list(data.top_sessions))
         unpriced = f" · {data.unpriced_requests} without a known price" if data.unpriced_requests else ""
-        self.totals.setText(f"  {fmt_usd(data.total_cost)} over {plural(data.total_requests, 'request')}{unpriced}")
+        plan = (f" · {fmt_usd(data.api_equiv_usd)} API-equiv. paid by the Claude plan ({plural(data.plan_requests, 'request')}, "
+                "not spent)") if data.plan_requests else ""
+        self.totals.setText(f"  {fmt_usd(data.total_cost)} over {plural(data.total_requests, 'request')}{unpriced}{plan}")
 
     def _draw_cost(self, data: SpendData) -> None:
         plot = self.cost_plot

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 KEY_COLUMNS = ("Key", "User", "Groups", "Status", "Created", "Expires", "Created by")  # dates in UTC
 AUDIT_COLUMNS = ("When (UTC)", "Who", "Action", "Subject", "What")
-BUDGET_COLUMNS = ("User or group", "Budget", "Spent", "Limit", "Used", "State", "Resets")
+BUDGET_COLUMNS = ("Who", "Budget", "Spent", "Limit", "Used", "State", "Resets")
 TABS = ("Spend", "Budgets", "Keys", "Audit trail")
 
 
@@ -87,8 +87,18 @@ def state_words(b: TeamBudgetView) -> tuple[str, str]:
     return "over", "past the limit: this budget only warns"
 
 
+def fallback_words(rows: tuple[tuple[str, str, int, float], ...]) -> str:
+    """The Spend tab's note on this month's requests priced at a fallback ("" when none)."""
+    if not rows:
+        return ""
+    shown = "; ".join(f"{model}: {n:,} at {by}, {fmt_usd(cost)}" for model, by, n, cost in rows[:5])
+    more = f"; and {len(rows) - 5} more" if len(rows) > 5 else ""
+    return (f"Priced by fallback this month: models the price table does not know ({shown}{more}). Add a "
+            "[[prices]] entry for a model to charge its own price.")
+
+
 def budget_label(b: TeamBudgetView) -> str:
-    each = "each user" if b.scope == "each-user" else b.kind
+    each = "each user" if b.scope == "each-user" else b.kind  # user, group, all, backend
     return f"{each} / {b.period} {fmt_usd(b.limit_usd)}"
 
 
@@ -169,6 +179,10 @@ class TeamPage(QWidget):
             col.addWidget(table)
             month.addLayout(col, 1)
         sl.addLayout(month, 2)
+        self.fallback_note = QLabel()  # requests priced at a fallback: the admin should price them
+        self.fallback_note.setWordWrap(True)
+        self.fallback_note.setVisible(False)
+        sl.addWidget(self.fallback_note)
         self.tabs.addTab(spend, TABS[0])
 
         # Budgets: each person's and group's standing this period
@@ -256,6 +270,8 @@ class TeamPage(QWidget):
                 table.setItem(r, 1, _item(f"{requests:,}", right=True))
                 table.setItem(r, 2, _item(fmt_usd(cost), right=True))
         self.chart.set_data(view.spend_by_user, view.spend_by_group)
+        self.fallback_note.setText(fallback_words(view.fallback_priced))
+        self.fallback_note.setVisible(bool(view.fallback_priced))
         self._show_budgets(view.budgets)
         self.audit.setRowCount(len(view.audit))
         for r, a in enumerate(view.audit):
@@ -286,13 +302,13 @@ class TeamPage(QWidget):
         over = [b for b in budgets if b.state == "limit"]
         warn = [b for b in budgets if b.state == "warn"]
         if not budgets:
-            self.budget_note.setText("No per-user or per-group budgets, or nobody has spent against one this "
-                                     "period. Add [[budgets]] with scope = \"each-user\", \"user:EMAIL\" or "
-                                     "\"group:NAME\" to the config.")
+            self.budget_note.setText("No budgets, or nobody has spent against a per-person one this period. Add "
+                                     "[[budgets]] with scope = \"each-user\", \"user:EMAIL\", \"group:NAME\" or "
+                                     "\"all\" to the config.")
             self.budget_summary.setText("")
         else:
             self.budget_note.setText("Spent this period, from the ledger's rows (for each-user budgets: everyone "
-                                     "who sent a request this period), most used first.")
+                                     "who sent a request this period, most used first; for \"all\": every request).")
             parts = []
             if over:
                 parts.append(f"<span style='color:{STATE_COLORS['error']}'><b>{len(over)} at the limit</b></span>")

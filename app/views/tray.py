@@ -1,5 +1,6 @@
 """The tray / menu-bar icon and its menu: backends as a radio group, the active backend's models,
-pause/resume, today's spend against the budget, open the window, quit.
+pause/resume, today's spend against the budget, a Claude subscription's usage windows (when there
+are any), open the window, quit.
 
 Where the platform has no system tray (``QSystemTrayIcon.isSystemTrayAvailable()`` is False, e.g.
 offscreen), the menu still exists and works; only the icon is missing.
@@ -59,6 +60,10 @@ class Tray(QObject):
         self.pause_action.toggled.connect(self._pause_toggled)
         self.spend_action = QAction("Today: $0.00", self)
         self.spend_action.setEnabled(False)
+        # the Claude subscription's usage windows; hidden while there are none (no subscription traffic)
+        self.plan_action = QAction("", self)
+        self.plan_action.setEnabled(False)
+        self.plan_action.setVisible(False)
         self.cc_status_action = QAction("Claude Code: …", self)
         self.cc_status_action.setEnabled(False)
         self.cc_action = QAction("Connect Claude Code", self)
@@ -81,6 +86,7 @@ class Tray(QObject):
         bridge.backends.backendsChanged.connect(self.rebuild)
         bridge.backends.activeChanged.connect(lambda *_: self.sync_active())
         bridge.backends.modelsListed.connect(self._on_models)
+        bridge.subscription.windowsChanged.connect(self.sync_plan)
         bridge.usage.spendTodayChanged.connect(lambda _v: self.update_spend())
         bridge.usage.budgetsChanged.connect(lambda _v: self.update_spend())
         bridge.trayStateChanged.connect(lambda _s: self.update_icon())
@@ -117,6 +123,7 @@ class Tray(QObject):
         m.addAction(self.pause_action)
         m.addSeparator()
         m.addAction(self.spend_action)
+        m.addAction(self.plan_action)
         m.addSeparator()
         m.addAction(self.cc_status_action)
         m.addAction(self.cc_action)
@@ -127,6 +134,14 @@ class Tray(QObject):
         self.sync_paused()
         self.update_spend()
         self.sync_claude_code(self.bridge.settings.claude_code())
+        self.sync_plan(self.bridge.subscription.text())
+
+    def sync_plan(self, text: str) -> None:
+        """The subscription's windows as one line of the menu (and the tooltip); none: hidden."""
+        self.plan_action.setText(f"Claude plan: {text}" if text else "")
+        self.plan_action.setVisible(bool(text))
+        if self.icon is not None:
+            self.icon.setToolTip(self.tooltip())
 
     def sync_active(self) -> None:
         backend, model = self.bridge.backends.active()
@@ -304,8 +319,10 @@ class Tray(QObject):
         words = {"ok": "", "warn": " — near a budget", "error": " — needs attention", "paused": " — paused",
                  "stopped": " — stopped"}.get(state, "")
         hw = self.bridge.monitor.hardware_summary() if self.bridge.backends.active_is_local() else ""
+        plan = self.bridge.subscription.text()
         return (f"Patchbay: {backend or 'no backend'}{(' · ' + model) if model else ''}"
-                f" · today {fmt_usd(self.bridge.usage.spend_today())}{words}" + (f"\n{hw}" if hw else ""))
+                f" · today {fmt_usd(self.bridge.usage.spend_today())}{words}" + (f"\n{hw}" if hw else "")
+                + (f"\nClaude plan: {plan}" if plan else ""))
 
     def notify(self, msg: UserMessage) -> None:
         if self.icon is None or not msg.notify:

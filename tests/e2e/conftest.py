@@ -8,7 +8,8 @@ Claude Code CLI) talking over loopback to fake upstreams.
   (``PATCHBAY_HOME``: config, ledger, logs) and can run other ``patchbay`` commands against it
   (``gw.cli("usage", "--json")``).
 - ``run_claude(prompt, base_url=..., cwd=...)``: one headless ``claude -p`` run with a throwaway
-  ``HOME`` and the environment docs/protocol.md lists.
+  ``HOME`` and the environment docs/protocol.md lists; ``home=`` gives it a HOME of the test's
+  (e.g. one holding a subscription login), ``token=None`` leaves ANTHROPIC_AUTH_TOKEN out.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import pytest
+
+from tests.fakes.chunks import anthropic_text_events
+from tests.fakes.upstreams import AnthropicStream, FakeUpstream
 
 REPO = Path(__file__).resolve().parents[2]
 CLAUDE_VERSION = "2.1.332"
@@ -85,24 +89,24 @@ def run_claude(claude_bin: Path, tmp_path: Path) -> Callable[..., ClaudeResult]:
         *,
         base_url: str,
         cwd: Path,
-        token: str = GATEWAY_TOKEN,
+        token: str | None = GATEWAY_TOKEN,  # None: no ANTHROPIC_AUTH_TOKEN (a login or an apiKeyHelper in HOME)
         args: Sequence[str] = ("--output-format", "json", "--allowedTools", "Write"),
         timeout_s: float = 120.0,
         extra_env: dict[str, str] | None = None,
+        home: Path | None = None,
     ) -> ClaudeResult:
-        home = tmp_path / "claude-home"
+        home = home or tmp_path / "claude-home"
         home.mkdir(exist_ok=True)
         env = _base_env() | {
             "HOME": str(home),
             "ANTHROPIC_BASE_URL": base_url,
-            "ANTHROPIC_AUTH_TOKEN": token,
             "DISABLE_TELEMETRY": "1",
             "DISABLE_ERROR_REPORTING": "1",
             "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
             "DISABLE_AUTOUPDATER": "1",
             "CLAUDE_CODE_MAX_RETRIES": "1",  # a broken gateway should fail the test fast, not after 10 retries
             "API_TIMEOUT_MS": "60000",
-        } | (extra_env or {})
+        } | ({"ANTHROPIC_AUTH_TOKEN": token} if token is not None else {}) | (extra_env or {})
         t0 = time.monotonic()
         try:
             proc = subprocess.run([str(claude_bin), "-p", prompt, *args], cwd=cwd, env=env, capture_output=True,
@@ -119,11 +123,12 @@ def run_claude(claude_bin: Path, tmp_path: Path) -> Callable[..., ClaudeResult]:
 # --------------------------------------------------------------------------- the gateway
 
 
-def gateway_config(backend_kind: str, base_url: str, model: str = "fake-model", backend_id: str = "fake") -> str:
+def gateway_config(backend_kind: str, base_url: str, model: str = "fake-model", backend_id: str = "fake",
+                   auth: str = "none") -> str:
     return (
         "[gateway]\nport = 0\n\n"
         "[[backends]]\n"
-        f'id = "{backend_id}"\nkind = "{backend_kind}"\nbase_url = "{base_url}"\nauth = "none"\n'
+        f'id = "{backend_id}"\nkind = "{backend_kind}"\nbase_url = "{base_url}"\nauth = "{auth}"\n'
         f'models = ["{model}"]\n\n'
         f'[active]\nbackend = "{backend_id}"\nmodel = "{model}"\n'
     )
@@ -159,12 +164,14 @@ class GatewayProcess:
 
 
 def spawn_gateway(config_text: str, home: Path, *, token: str = GATEWAY_TOKEN, timeout_s: float = 20.0,
-                  extra_args: Sequence[str] = ()) -> GatewayProcess:
-    """Start ``python -m app serve --config … --port 0`` and wait for its listening line."""
+                  extra_args: Sequence[str] = (), extra_env: dict[str, str] | None = None) -> GatewayProcess:
+    """Start ``python -m app serve --config … --port 0`` and wait for its listening line.
+    ``extra_env``: more environment (e.g. libfaketime's, to run its clock ahead)."""
     home.mkdir(parents=True, exist_ok=True)
     config_path = home / "test-config.toml"
     config_path.write_text(config_text)
-    env = _base_env() | {"PATCHBAY_HOME": str(home), "PATCHBAY_TOKEN": token, "PYTHONUNBUFFERED": "1"}
+    env = _base_env() | {"PATCHBAY_HOME": str(home), "PATCHBAY_TOKEN": token, "PYTHONUNBUFFERED": "1"} | \
+        (extra_env or {})
     proc = subprocess.Popen(
         [sys.executable, "-m", "app", "serve", "--config", str(config_path), "--port", "0", *extra_args],
         cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
@@ -201,15 +208,26 @@ def start_gateway(tmp_path: Path) -> Iterator[Callable[..., GatewayProcess]]:
     started: list[GatewayProcess] = []
 
     def start(backend_kind: str, upstream_base_url: str, *, model: str = "fake-model",
-              token: str = GATEWAY_TOKEN) -> GatewayProcess:
-        gw = spawn_gateway(gateway_config(backend_kind, upstream_base_url, model), tmp_path / "patchbay-home",
-                           token=token)
+              token: str = GATEWAY_TOKEN, backend_id: str = "fake", auth: str = "none",
+              extra_env: dict[str, str] | None = None) -> GatewayProcess:
+        gw = spawn_gateway(gateway_config(backend_kind, upstream_base_url, model, backend_id, auth),
+                           tmp_path / "patchbay-home", token=token, extra_env=extra_env)
         started.append(gw)
         return gw
 
     yield start
     for gw in started:
         gw.stop()
+
+
+@pytest.fixture
+def priced_upstream() -> Iterator[FakeUpstream]:
+    """A fake Anthropic API whose every answer streams "hi there" as the model "priced" (12 in, 3 out)."""
+    up = FakeUpstream(lambda req: AnthropicStream(
+        anthropic_text_events("hi there", pieces=2, model="priced", usage=(12, 3, 0, 0))),
+        wire="anthropic", record=False).start()
+    yield up
+    up.stop()
 
 
 @pytest.fixture

@@ -163,7 +163,7 @@ def test_connect_and_disconnect_commands(two_backends, tmp_path: Path) -> None:
     assert data["env"]["ANTHROPIC_BASE_URL"] == gw.url  # the running gateway's port, not the config's port = 0
     assert data["env"]["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] == "1"
     assert data["env"]["ANTHROPIC_DEFAULT_HAIKU_MODEL"] == "o,gpt-default"
-    assert data["env"]["ANTHROPIC_CUSTOM_HEADERS"] == "X-User-Header: kept"
+    assert data["env"]["ANTHROPIC_CUSTOM_HEADERS"] == f"X-User-Header: kept\nx-patchbay-token: {gw.token}"
     assert data["statusLine"]["type"] == "command" and "statusline" in data["statusLine"]["command"]
     assert data["hooks"] == json.loads(USER_SETTINGS)["hooks"]
 

@@ -12,8 +12,9 @@ on another backend, and a gateway restart between the two runs.
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import pytest
 
@@ -58,19 +59,37 @@ def _old_tool_turn(provider: Any) -> dict[str, Any]:
     return msgs[tool_turns(msgs)[0]]
 
 
+def _serving(provider: Any) -> FakeUpstream:
+    """An OpenAI-format fake that answers as ``provider`` and refuses what its guard refuses."""
+    return FakeUpstream(provider.respond, wire="openai", guard=provider.guard)
+
+
+@contextmanager
+def _gateway(config: str, home: Path) -> Iterator[GatewayProcess]:
+    gw = spawn_gateway(config, home)
+    try:
+        yield gw
+    finally:
+        gw.stop()
+
+
+def _write(run_claude: Callable[..., ClaudeResult], gw: GatewayProcess, workdir: Path, provider: Any, n: int,
+           prompt: str = "", model: str = "") -> None:
+    """Claude Code writes ``file{n}.txt`` through ``gw``: the first in a new session, later ones
+    with ``--continue`` (and ``--model`` when given); the file is right and the provider refused nothing."""
+    prompt = prompt or ("write the file" if n == 1 else "write another file")
+    args = (("--model", model) if model else ()) + (WRITE if n == 1 else CONTINUE)
+    _wrote(run_claude(prompt, base_url=gw.url, cwd=workdir, args=args), workdir / f"file{n}.txt", provider, gw)
+
+
 @pytest.mark.parametrize("wording,model", [("deepseek", "deepseek-reasoner"), ("kimi", "kimi-k2.5")])
 def test_thinking_model_tool_loop_and_continue(run_claude: Callable[..., ClaudeResult], workdir: Path,
                                                tmp_path: Path, wording: str, model: str) -> None:
     provider = DeepSeekThinking(workdir, wording=wording, model=model)
-    with FakeUpstream(provider.respond, wire="openai", guard=provider.guard) as up:
-        gw = spawn_gateway(_config(("ds", up.url, model)), tmp_path / "patchbay-home")
-        try:
-            first = run_claude("write the file", base_url=gw.url, cwd=workdir, args=WRITE)
-            _wrote(first, workdir / "file1.txt", provider, gw)
-            second = run_claude("write another file", base_url=gw.url, cwd=workdir, args=CONTINUE)
-            _wrote(second, workdir / "file2.txt", provider, gw)
-        finally:
-            gw.stop()
+    with _serving(provider) as up:
+        with _gateway(_config(("ds", up.url, model)), tmp_path / "patchbay-home") as gw:
+            _write(run_claude, gw, workdir, provider, 1)
+            _write(run_claude, gw, workdir, provider, 2)
     # Claude Code sent the old tool call without its thinking; the reasoning went back anyway
     assert _old_tool_turn(provider)["reasoning_content"] == DeepSeekThinking.REASONING
 
@@ -80,17 +99,11 @@ def test_model_switch_onto_deepseek_after_a_tool_call_elsewhere(run_claude: Call
     plain = PlainOpenAI(workdir)
     deepseek = DeepSeekThinking(workdir)
     with FakeUpstream(plain.respond, wire="openai") as oai, \
-            FakeUpstream(deepseek.respond, wire="openai", guard=deepseek.guard) as ds:
+            _serving(deepseek) as ds:
         config = _config(("oai", oai.url, "gpt-fake"), ("ds", ds.url, "deepseek-reasoner"))
-        gw = spawn_gateway(config, tmp_path / "patchbay-home")
-        try:
-            first = run_claude("write the file", base_url=gw.url, cwd=workdir, args=WRITE)
-            _wrote(first, workdir / "file1.txt", plain, gw)
-            second = run_claude("now on deepseek", base_url=gw.url, cwd=workdir,
-                                args=("--model", "ds,deepseek-reasoner", *CONTINUE))
-            _wrote(second, workdir / "file2.txt", deepseek, gw)
-        finally:
-            gw.stop()
+        with _gateway(config, tmp_path / "patchbay-home") as gw:
+            _write(run_claude, gw, workdir, plain, 1)
+            _write(run_claude, gw, workdir, deepseek, 2, "now on deepseek", model="ds,deepseek-reasoner")
     # the other backend never reasoned: DeepSeek gets the empty string it accepts
     assert _old_tool_turn(deepseek)["reasoning_content"] == ""
 
@@ -99,20 +112,12 @@ def test_deepseek_reasoning_survives_a_gateway_restart(run_claude: Callable[...,
                                                        tmp_path: Path) -> None:
     provider = DeepSeekThinking(workdir)
     home = tmp_path / "patchbay-home"
-    with FakeUpstream(provider.respond, wire="openai", guard=provider.guard) as up:
+    with _serving(provider) as up:
         config = _config(("ds", up.url, "deepseek-reasoner"))
-        gw = spawn_gateway(config, home)
-        try:
-            _wrote(run_claude("write the file", base_url=gw.url, cwd=workdir, args=WRITE),
-                   workdir / "file1.txt", provider, gw)
-        finally:
-            gw.stop()
-        gw = spawn_gateway(config, home)
-        try:
-            _wrote(run_claude("write another file", base_url=gw.url, cwd=workdir, args=CONTINUE),
-                   workdir / "file2.txt", provider, gw)
-        finally:
-            gw.stop()
+        with _gateway(config, home) as gw:
+            _write(run_claude, gw, workdir, provider, 1)
+        with _gateway(config, home) as gw:
+            _write(run_claude, gw, workdir, provider, 2)
     assert _old_tool_turn(provider)["reasoning_content"] == DeepSeekThinking.REASONING
 
 
@@ -120,20 +125,12 @@ def test_openrouter_gemini_tool_loop_echoes_reasoning_details(run_claude: Callab
                                                              workdir: Path, tmp_path: Path) -> None:
     provider = OpenRouterGemini(workdir)
     home = tmp_path / "patchbay-home"
-    with FakeUpstream(provider.respond, wire="openai", guard=provider.guard) as up:
+    with _serving(provider) as up:
         config = _config(("openrouter", up.url, OpenRouterGemini.model))
-        gw = spawn_gateway(config, home)
-        try:
-            _wrote(run_claude("write the file", base_url=gw.url, cwd=workdir, args=WRITE),
-                   workdir / "file1.txt", provider, gw)
-        finally:
-            gw.stop()
-        gw = spawn_gateway(config, home)  # and after a restart, in a continued session
-        try:
-            _wrote(run_claude("write another file", base_url=gw.url, cwd=workdir, args=CONTINUE),
-                   workdir / "file2.txt", provider, gw)
-        finally:
-            gw.stop()
+        with _gateway(config, home) as gw:
+            _write(run_claude, gw, workdir, provider, 1)
+        with _gateway(config, home) as gw:  # and after a restart, in a continued session
+            _write(run_claude, gw, workdir, provider, 2)
     details = _old_tool_turn(provider)["reasoning_details"]
     assert [d["type"] for d in details] == ["reasoning.text", "reasoning.encrypted"]
 
@@ -142,22 +139,14 @@ def test_mistral_tool_loop_with_nine_character_ids(run_claude: Callable[..., Cla
                                                    tmp_path: Path) -> None:
     provider = MistralIds(workdir)
     home = tmp_path / "patchbay-home"
-    with FakeUpstream(provider.respond, wire="openai", guard=provider.guard) as up:
+    with _serving(provider) as up:
         config = _config(("mistral", up.url, MistralIds.model))
-        gw = spawn_gateway(config, home)
-        try:
-            _wrote(run_claude("write the file", base_url=gw.url, cwd=workdir, args=WRITE),
-                   workdir / "file1.txt", provider, gw)
+        with _gateway(config, home) as gw:
+            _write(run_claude, gw, workdir, provider, 1)
             first_id = provider.issued[0]
             assert _old_tool_turn(provider)["tool_calls"][0]["id"] == first_id
-        finally:
-            gw.stop()
-        gw = spawn_gateway(config, home)
-        try:
-            _wrote(run_claude("write another file", base_url=gw.url, cwd=workdir, args=CONTINUE),
-                   workdir / "file2.txt", provider, gw)
-        finally:
-            gw.stop()
+        with _gateway(config, home) as gw:
+            _write(run_claude, gw, workdir, provider, 2)
     # the id Mistral gave its first call comes back to it unchanged, even after the restart
     msgs = provider.served[-1]["messages"]
     assert [msgs[n]["tool_calls"][0]["id"] for n in tool_turns(msgs)][0] == first_id

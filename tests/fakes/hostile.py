@@ -17,8 +17,11 @@ Each behaviour is a coroutine ``(writer, head, body)``; ``BEHAVIOURS`` lists the
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+import struct
 import threading
+import zlib
 from typing import Any, Awaitable, Callable
 
 from tests.fakes import chunks as _chunks
@@ -34,8 +37,10 @@ def _chunked(parts: list[bytes]) -> bytes:
 
 
 def _head(status: int, ctype: str, *, chunked: bool = False, length: int | None = None,
-          reason: str = "OK") -> bytes:
+          reason: str = "OK", encoding: str | None = None) -> bytes:
     lines = [f"HTTP/1.1 {status} {reason}", f"content-type: {ctype}"]
+    if encoding is not None:
+        lines.append(f"content-encoding: {encoding}")
     if chunked:
         lines.append("transfer-encoding: chunked")
     if length is not None:
@@ -165,7 +170,70 @@ async def echo_key_401(w: Writer, h: dict[str, str], body: bytes) -> None:
     await w.drain()
 
 
+@functools.cache
+def gzip_bomb(inflated: int = 1 << 30, step: int = 8 << 20) -> bytes:
+    """A valid gzip body of ~1 MB that inflates to ``inflated`` zero bytes (1 GiB), built in ~2 s:
+    one 8 MiB block of zeros compressed after a full flush is the same bytes every time, so it is
+    repeated, and the trailer's CRC and length are written for the whole."""
+    zeros = bytes(step)
+    c = zlib.compressobj(9, zlib.DEFLATED, 31)
+    first = c.compress(zeros) + c.flush(zlib.Z_FULL_FLUSH)
+    again = c.compress(zeros) + c.flush(zlib.Z_FULL_FLUSH)
+    end = c.flush(zlib.Z_FINISH)[:-8]
+    n = inflated // step
+    crc = 0
+    for _ in range(n):
+        crc = zlib.crc32(zeros, crc)
+    return first + again * (n - 1) + end + struct.pack("<II", crc, (n * step) & 0xFFFFFFFF)
+
+
+async def gzip_bomb_200(w: Writer, h: dict[str, str], body: bytes) -> None:
+    """A whole answer gzipped although the request said ``accept-encoding: identity``: 1 MB that
+    inflates to 1 GiB."""
+    data = gzip_bomb()
+    w.write(_head(200, "application/json", length=len(data), encoding="gzip") + data)
+    await w.drain()
+
+
+async def drip_200(w: Writer, h: dict[str, str], body: bytes) -> None:
+    """A JSON answer that promises 10 kB and sends one byte every 0.2 s (each read is quick, the
+    whole never comes)."""
+    w.write(_head(200, "application/json", length=10_000) + b"{")
+    await w.drain()
+    for _ in range(9_999):
+        await asyncio.sleep(0.2)
+        w.write(b" ")
+        await w.drain()
+
+
+HUGE_BYTES = 200 << 20
+sent = {"huge_200": 0}  # bytes the last huge_200 answer got to write before the reader hung up
+
+
+async def huge_200(w: Writer, h: dict[str, str], body: bytes) -> None:
+    """A 200 MB JSON answer (Content-Length given), written 1 MB at a time."""
+    sent["huge_200"] = 0
+    w.write(_head(200, "application/json", length=HUGE_BYTES))
+    piece = b" " * (1 << 20)
+    for _ in range(HUGE_BYTES // len(piece)):
+        w.write(piece)
+        await w.drain()
+        sent["huge_200"] += len(piece)
+
+
+async def sse_no_boundary(w: Writer, h: dict[str, str], body: bytes) -> None:
+    """An event stream that starts an event and never ends it: 300 MB of one ``data:`` line."""
+    w.write(_head(200, "text/event-stream", chunked=True) + _chunked([b"event: content_block_delta\ndata: "]))
+    piece = _chunked([b"x" * (1 << 20)])
+    for _ in range(300):
+        w.write(piece)
+        await w.drain()
+    w.write(b"0\r\n\r\n")
+    await w.drain()
+
+
 BEHAVIOURS: dict[str, Behaviour] = {
+    "gzip_bomb_200": gzip_bomb_200, "drip_200": drip_200, "huge_200": huge_200, "sse_no_boundary": sse_no_boundary,
     "sse_unended": sse_unended, "openai_done_unended": openai_done_unended, "cut_mid_body": cut_mid_body,
     "stall_mid_body": stall_mid_body, "html_200": html_200, "index_html_200": index_html_200,
     "error_json_200": error_json_200, "odd_openai_chunks": odd_openai_chunks, "quota_in_stream": quota_in_stream,

@@ -442,7 +442,60 @@ class ThinkingSigner:
                     text = f"messages.{n}.content.{m}: Invalid signature in thinking block"
                     self.refused.append(text)
                     return anthropic_error(400, "invalid_request_error", text)
+        text = thinking_mode_problem(body)
+        if text is not None:
+            self.refused.append(text)
+            return anthropic_error(400, "invalid_request_error", text)
         return None
+
+
+# Anthropic's wording (as its API answers it, quoted in anthropics/claude-code#8677 and n8n-io/n8n#22550)
+_MUST_START = ("messages.{n}.content.0.type: Expected `thinking` or `redacted_thinking`, but found `{found}`. "
+               "When `thinking` is enabled, a final `assistant` message must start with a thinking block "
+               "(preceeding the lastmost set of `tool_use` and `tool_result` blocks). We recommend you include "
+               "thinking blocks from previous turns. To avoid this requirement, disable `thinking`. Please consult "
+               "our documentation at https://docs.claude.com/en/docs/build-with-claude/extended-thinking")
+_CLEAR_NEEDS = "`{edit}` strategy requires `thinking` to be enabled"  # anthropics/claude-code#11971
+
+
+def thinking_mode_problem(body: JSON) -> str | None:
+    """What Anthropic's API says about a request whose thinking setting does not fit its history:
+    with ``thinking: {"type": "enabled"}``, the assistant message that opened the tool loop being
+    answered (the request ends with tool results) must start with a thinking block; a
+    ``clear_thinking_*`` context edit needs thinking on. None: the request is fine."""
+    thinking = body.get("thinking")
+    on = isinstance(thinking, dict) and thinking.get("type") in ("enabled", "adaptive")
+    cm = body.get("context_management")
+    for edit in (cm.get("edits") if isinstance(cm, dict) else None) or ():
+        kind = edit.get("type") if isinstance(edit, dict) else None
+        if isinstance(kind, str) and kind.startswith("clear_thinking") and not on:
+            return _CLEAR_NEEDS.format(edit=kind)
+    if not (isinstance(thinking, dict) and thinking.get("type") == "enabled"):
+        return None  # adaptive: thinking is optional for the model, so a turn may open without it
+    messages = body.get("messages") or []
+
+    def tool_results(m: Any) -> bool:
+        c = m.get("content") if isinstance(m, dict) and m.get("role") == "user" else None
+        return isinstance(c, list) and any(isinstance(b, dict) and b.get("type") == "tool_result" for b in c)
+
+    turn = [m for m in messages if not (isinstance(m, dict) and m.get("role") == "system")]
+    if not turn or not tool_results(turn[-1]):
+        return None
+    start = None
+    for i in range(len(messages) - 1, -1, -1):
+        m = messages[i]
+        if isinstance(m, dict) and m.get("role") == "assistant":
+            start = i
+        elif not tool_results(m) and not (isinstance(m, dict) and m.get("role") == "system"):
+            break
+    if start is None:
+        return None
+    content = messages[start].get("content")
+    first = content[0] if isinstance(content, list) and content else {"type": "text"}
+    found = first.get("type") if isinstance(first, dict) else "text"
+    if found in ("thinking", "redacted_thinking"):
+        return None
+    return _MUST_START.format(n=start, found=found)
 
 
 class ResponseFormatCheck:

@@ -13,7 +13,9 @@ import pytest
 from app.config import Config, parse_config
 from app.events import Event, EventHub, EventQueue, RequestFinished
 from app.proxy.server import ProxyRuntime
+from app.proxy.thinking import BOOK
 from app.services.secrets import resolve_backend_key
+from tests.fakes import ThinkingSigner
 from tests.fakes.upstreams import FakeUpstream
 
 TOKEN = "pb-test-token"
@@ -66,6 +68,20 @@ def config_text(backends: list[dict[str, object]], active: str, model: str | Non
         lines.append("")
     lines += ["[active]", f'backend = "{active}"'] + ([f'model = "{model}"'] if model else [])
     return "\n".join(lines)
+
+
+@pytest.fixture
+def fresh_book() -> Iterator[None]:
+    """The gateway's book of thinking signatures (``app.proxy.thinking.BOOK``) empty before and after the test."""
+    BOOK.clear()
+    yield
+    BOOK.clear()
+
+
+@pytest.fixture
+def signer() -> ThinkingSigner:
+    """An Anthropic fake's guard that signs its own thinking and refuses blocks it did not sign."""
+    return ThinkingSigner()
 
 
 @pytest.fixture

@@ -165,8 +165,10 @@ def test_a_wrong_secret_is_refused_with_the_upstreams_words(monkeypatch, bedrock
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
     monkeypatch.setenv("AWS_SESSION_TOKEN", ST)
     gw = start_gateway(config_text([_bedrock_backend(bedrock.url, auth="aws")], active="aws"))
-    with pytest.raises(anthropic.PermissionDeniedError) as info:
+    with pytest.raises(anthropic.APIStatusError) as info:
         gw.client().messages.create(model="claude-x", max_tokens=5, messages=USER, stream=True)
+    # refused credentials Patchbay holds: 424, and Claude Code told not to retry (app/proxy/stops.py)
+    assert info.value.status_code == 424 and info.value.response.headers["x-should-retry"] == "false"
     msg = info.value.body["error"]["message"]
     assert "signature we calculated does not match" in msg and "bedrock:InvokeModel" in msg
     assert bedrock.signed_by == []

@@ -191,8 +191,11 @@ def test_engine_connects_claude_code_to_its_own_address_and_disconnects(engine: 
     assert result.path == path
     data = json.loads(path.read_text())
     assert data["hooks"] == {"Stop": []} and data["statusLine"] == {"type": "command"}
+    # no Anthropic login in that Claude Code folder: the token is also its credential
     assert data["env"] == {"DISABLE_TELEMETRY": "1", "ANTHROPIC_BASE_URL": engine.url, "ANTHROPIC_AUTH_TOKEN": TOKEN,
-                           "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "CLAUDE_CODE_GATEWAY_HINT_HEADERS": "1"}
+                           "ANTHROPIC_CUSTOM_HEADERS": f"x-patchbay-token: {TOKEN}",
+                           "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "CLAUDE_CODE_GATEWAY_HINT_HEADERS": "1",
+                           "ENABLE_TOOL_SEARCH": "true"}
     assert engine.claude_code_connected()
     # the running gateway leaves its address for `patchbay claude`
     runtime = json.loads((engine.paths.data_dir / "gateway.json").read_text())

@@ -151,7 +151,7 @@ def test_a_401_quoting_the_stored_key_never_reaches_the_client_or_the_log(gw, ho
     caplog.set_level(logging.INFO)
     r = _post(gw, "keyed,claude-fake", stream)
     assert hostile.requests[-1][0]["x-api-key"] == SECRET  # the upstream did get it
-    assert r.status_code == 401
+    assert r.status_code == 424  # a stored key refused: the client is told not to retry (app/proxy/stops.py)
     assert SECRET not in r.text and "[redacted]" in r.text
     rec = _last(gw)
     assert SECRET not in (rec.error_message or "")

@@ -24,13 +24,6 @@ from tests.serve_config import serve_config, start_engine
 TOKEN = "pb-spool-token"
 
 
-@pytest.fixture
-def own_pg():
-    server = PgServer().start()  # this test stops its server: not the shared one
-    yield server
-    server.destroy()
-
-
 def test_postgres_away_mid_load_spools_then_drains_without_duplicates(own_pg: PgServer, patchbay_home: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATCHBAY_TOKEN", TOKEN)

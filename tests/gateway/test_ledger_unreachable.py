@@ -1,6 +1,7 @@
 """A team ledger that does not answer at start-up: the gateway starts anyway, rows wait in the
 spool, ``/ready`` says why, and ``[ledger] on_unreachable`` decides what budgets do meanwhile:
-"open" lets requests through, "closed" answers 503 ``overloaded_error``."""
+"open" lets requests through, "closed" answers 503 ``api_error`` with ``x-should-retry: false`` (so
+Claude Code stops and shows the sentence, tests/e2e/test_outage_answers.py)."""
 
 from __future__ import annotations
 
@@ -38,7 +39,8 @@ def test_budgets_while_the_database_is_away(mode: str, patchbay_home: Path, monk
                 client.messages.create(**body)  # type: ignore[arg-type]
             assert info.value.status_code == 503
             err = info.value.body["error"]  # type: ignore[index]
-            assert err["type"] == "overloaded_error" and 'on_unreachable = "closed"' in err["message"]
+            assert err["type"] == "api_error" and 'on_unreachable = "closed"' in err["message"]
+            assert info.value.response.headers["x-should-retry"] == "false"
             assert "Traceback" not in err["message"] and TOKEN not in err["message"]
         ready = httpx.get(eng.url + "/ready")
         assert ready.status_code == 503

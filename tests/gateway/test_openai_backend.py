@@ -163,7 +163,8 @@ def test_unreachable_backend_is_a_clear_502(start_gateway):
     with pytest.raises(anthropic.APIStatusError) as info:
         gw.client().messages.create(model="m", max_tokens=5, messages=USER)
     assert info.value.status_code == 502
-    assert 'could not connect to the backend "gone"' in str(info.value)
+    assert 'The backend "gone" at http://127.0.0.1:9/v1 is not answering' in str(info.value)
+    assert info.value.response.headers["x-should-retry"] == "false"  # no retry helps: Claude Code stops at once
 
 
 def test_request_started_names_session_and_route(two_backends, openai_up):

@@ -91,8 +91,11 @@ def test_upstream_error_body_is_forwarded_verbatim(gw, anthropic_up):
     with pytest.raises(anthropic.APIStatusError) as info:
         gw.client().messages.create(model="claude-x", max_tokens=5, messages=USER, stream=True)
     assert info.value.status_code == 529
+    # the upstream's body as it came, but for its request_id: ours, the one in the header and the ledger
+    rid = info.value.response.headers["request-id"]
     assert info.value.body == {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"},
-                               "request_id": "req_fake"}
+                               "request_id": rid}
+    assert rid.startswith("req_") and rid != "req_fake"
     assert info.value.response.headers.get("retry-after") == "7"
 
 

@@ -5,13 +5,12 @@ thinking and refuses blocks it did not sign, as the real API does."""
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any
 
 import orjson
 import pytest
 
 from app.proxy.backends.bedrock import bedrock_body
-from app.proxy.thinking import BOOK
 from tests.fakes import (
     AnthropicStream,
     FakeUpstream,
@@ -25,16 +24,7 @@ from tests.gateway.conftest import config_text
 USER = {"role": "user", "content": "think about it"}
 
 
-@pytest.fixture(autouse=True)
-def fresh_book() -> Iterator[None]:
-    BOOK.clear()
-    yield
-    BOOK.clear()
-
-
-@pytest.fixture
-def signer() -> ThinkingSigner:
-    return ThinkingSigner()
+pytestmark = pytest.mark.usefixtures("fresh_book")
 
 
 @pytest.fixture

@@ -92,9 +92,12 @@ def test_a_401_refreshes_once_and_retries(issuer, company, start_gateway):
 def test_a_second_401_reaches_the_client_after_one_retry(issuer, company, start_gateway):
     gw = _gateway(start_gateway, company.url, issuer.command)
     issuer.accepted.clear()  # the command's token is never accepted (wrong audience, say)
-    with pytest.raises(anthropic.AuthenticationError) as info:
+    with pytest.raises(anthropic.APIStatusError) as info:
         gw.client().messages.create(model="claude-x", max_tokens=5, messages=USER)
+    # a credential Patchbay holds, refused: Claude Code is told not to retry (app/proxy/stops.py)
+    assert info.value.status_code == 424 and info.value.response.headers["x-should-retry"] == "false"
     assert "invalid or expired identity token" in str(info.value)  # the upstream's own words
+    assert "from its auth command" in str(info.value)
     assert len(company.requests) == 2 and issuer.runs == 2
 
 

@@ -12,11 +12,19 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import anthropic
 import pytest
 
+from app.bridge.team_read import read_team
+from app.config import Config
+from app.events import RequestFinished
+from app.services.budgets import period_bounds
+from app.services.ledger import Ledger, LedgerReader
+from app.services.pricing import PriceBook
+from app.team.keystore_sqlite import SqliteKeyStore
+from app.views.data import TeamView
 from tests.fakes.upstreams import FakeUpstream
 
 pytestmark = pytest.mark.gui
@@ -190,3 +198,28 @@ def wait_for(qtbot: Any, pred: Callable[[], Any], timeout: float = 10.0) -> None
 
 def now() -> float:
     return time.time()
+
+
+def halfway_today(now: float) -> float:
+    """A moment today (and this month) before ``now``, whenever the test runs."""
+    today = period_bounds("day", now)[0]
+    return today + (now - today) / 2
+
+
+def team_view(cfg: Config, ledger_file: Path, events: Iterable[RequestFinished],
+              now: float) -> tuple[TeamView, str | None]:
+    """Record ``events`` in a real SQLite ledger at ``ledger_file`` (priced by ``cfg``), then read the
+    team's view of it as the bridge does (``read_team``): the view and the problem, if any."""
+    led = Ledger(ledger_file, prices=PriceBook.load(cfg))
+    led.start()
+    for e in events:
+        led.record(e)
+    assert led.flush()
+    led.close()
+    store, reader = SqliteKeyStore(ledger_file), LedgerReader(ledger_file)
+    try:
+        assert cfg.team is not None
+        return read_team(cfg.team, store, reader, cfg.budgets, now=now)
+    finally:
+        reader.close()
+        store.close()

@@ -6,7 +6,7 @@ the database is back and the spool drained. A real PostgreSQL (tests/pg.py), sto
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -21,14 +21,6 @@ limit_usd = 5.0
 action = "block"
 """
 
-
-@pytest.fixture
-def own_pg() -> Iterator[PgServer]:
-    server = PgServer().start()  # this test stops its server: not the shared one
-    try:
-        yield server
-    finally:
-        server.destroy()
 
 
 def _ledger_messages(running: Any) -> list[Any]:

@@ -50,8 +50,9 @@ def test_a_refused_key_does_not_turn_the_backend_red(start_app, config_file, ups
     finished = []
     r.bridge.live.requestFinished.connect(finished.append)
     a.enqueue(anthropic_error(401, "authentication_error", "invalid x-api-key"))
-    with pytest.raises(anthropic.AuthenticationError):
+    with pytest.raises(anthropic.APIStatusError) as info:  # a key refused: 424, Claude Code stops (app/proxy/stops.py)
         ask(r, qtbot, "hello", stream=False)
+    assert info.value.status_code == 424
     wait_for(qtbot, lambda: finished)
     qtbot.wait(200)  # a few ticks: any health change would have arrived by now
     assert r.bridge.tray_state() == "ok"

@@ -15,18 +15,13 @@ from app.__main__ import main as cli
 from app.bridge.jobs import Jobs
 from app.bridge.notices import Notices
 from app.bridge.team import Team
-from app.bridge.team_read import read_team
 from app.config import parse_config
 from app.events import Usage, finished_request
-from app.services.budgets import period_bounds
-from app.services.ledger import Ledger, LedgerReader
-from app.services.pricing import PriceBook
-from app.team.keystore_sqlite import SqliteKeyStore
 from app.views.team import BUDGET_COLUMNS, TeamPage
 from app.views.team_spend import EMPTY
 from app.views.theme import STATE_COLORS
 from tests.gateway.conftest import config_text
-from tests.gui.conftest import wait_for
+from tests.gui.conftest import halfway_today, team_view, wait_for
 
 TEAM = '''
 [team]
@@ -153,26 +148,13 @@ def test_budget_states_many_users_and_long_emails_on_the_team_page(tmp_path: Pat
                                      "auth": "none", "local": False}], active="anthropic") + TEAM + BUDGETS)
     ledger_file = tmp_path / "usage.sqlite3"
     now = time.time()
-    today = period_bounds("day", now)[0]
-    at = today + (now - today) / 2  # today (and this month), whenever the test runs
-    led = Ledger(ledger_file, prices=PriceBook.load(cfg))
-    led.start()
-    for e in [_spend("alice@corp.example", ("eng",), 12.0, at),       # over its $10: downgraded
+    at = halfway_today(now)
+    spends = [_spend("alice@corp.example", ("eng",), 12.0, at),       # over its $10: downgraded
               _spend("bob@lab.example", ("research",), 8.4, at),      # past 80 %; bob's own $8/day: blocked
               _spend("carol@corp.example", ("eng",), 3.0, at),        # ok
               _spend(LONG, ("research",), 0.9, at),
-              *[_spend(f"dev{i:02d}@corp.example", ("eng",), 0.1 * (i + 1), at) for i in range(8)]]:
-        led.record(e)
-    assert led.flush()
-    led.close()
-    store = SqliteKeyStore(ledger_file)
-    reader = LedgerReader(ledger_file)
-    try:
-        assert cfg.team is not None
-        view, problem = read_team(cfg.team, store, reader, cfg.budgets, now=now)
-    finally:
-        reader.close()
-        store.close()
+              *[_spend(f"dev{i:02d}@corp.example", ("eng",), 0.1 * (i + 1), at) for i in range(8)]]
+    view, problem = team_view(cfg, ledger_file, spends, now)
     assert problem is None
     page = TeamPage(Team(Jobs(), Notices()))
     qtbot.addWidget(page)
@@ -181,6 +163,8 @@ def test_budget_states_many_users_and_long_emails_on_the_team_page(tmp_path: Pat
     table = page.budgets
     assert [table.horizontalHeaderItem(c).text() for c in range(table.columnCount())] == list(BUDGET_COLUMNS)
     rows = [[table.item(r, c).text() for c in range(6)] for r in range(table.rowCount())]
+    # the org-wide budget first (config order): every request this month counts
+    assert rows.pop(0) == ["everyone", "all / month $1,000", "$27.90", "$1,000", "3%", "ok"]
     assert rows[:4] == [
         ["alice@corp.example", "each user / month $10.00", "$12.00", "$10.00", "120%", "downgraded"],
         ["bob@lab.example", "each user / month $10.00", "$8.40", "$10.00", "84%", "warn"],
@@ -190,11 +174,11 @@ def test_budget_states_many_users_and_long_emails_on_the_team_page(tmp_path: Pat
     assert len(rows) == 12 + 2  # every user seen this month, then bob's own and the group's
     assert rows[-2][:6] == ["bob@lab.example", "user / day $8.00", "$8.40", "$8.00", "105%", "blocked"]
     assert rows[-1][:6] == ["research", "group / month $100", "$9.30", "$100", "9%", "ok"]
-    assert table.item(0, 5).toolTip() == "at the limit: requests go to anthropic · claude-haiku-4-5 until it resets"
-    assert table.item(0, 5).foreground().color().name() == STATE_COLORS["error"]
-    assert table.item(1, 5).foreground().color().name() == STATE_COLORS["warn"]
-    assert table.item(2, 5).foreground().color().name() == STATE_COLORS["ok"]
-    assert table.item(3, 0).toolTip() == LONG
+    assert table.item(1, 5).toolTip() == "at the limit: requests go to anthropic · claude-haiku-4-5 until it resets"
+    assert table.item(1, 5).foreground().color().name() == STATE_COLORS["error"]
+    assert table.item(2, 5).foreground().color().name() == STATE_COLORS["warn"]
+    assert table.item(3, 5).foreground().color().name() == STATE_COLORS["ok"]
+    assert table.item(4, 0).toolTip() == LONG
     assert "2 at the limit" in page.budget_summary.text() and "1 past the warn line" in page.budget_summary.text()
     assert page.tabs.tabText(1) == "Budgets (2 at the limit)"
 

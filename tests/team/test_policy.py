@@ -52,10 +52,13 @@ def test_a_refusal_is_a_403_permission_error_naming_the_rule() -> None:
     assert "team policy" in err.message and "contractors" in err.message
 
 
-def test_either_the_requested_or_the_upstream_model_name_may_match() -> None:
+def test_the_upstream_model_decides_in_any_of_its_spellings_and_the_requested_name_never_widens_it() -> None:
     bedrock_id = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
-    assert not decide(GROUPS, ALICE, "bedrock", bedrock_id).allowed
+    assert decide(GROUPS, ALICE, "bedrock", bedrock_id).allowed  # claude-sonnet-* in Bedrock's spelling
     assert decide(GROUPS, ALICE, "bedrock", bedrock_id, requested_model="claude-sonnet-4-5").allowed
+    # a pin or a rule sending Opus upstream for a request that named an allowed model is refused
+    sneaky = decide(GROUPS, ALICE, "bedrock", "claude-opus-4-1", requested_model="claude-sonnet-4-5")
+    assert not sneaky.allowed and sneaky.rule == 'team.groups "eng", "research" models'
     msg = decide(GROUPS, ALICE, "bedrock", "claude-opus-4-1", requested_model="opus").message or ""
     assert "opus (claude-opus-4-1)" in msg
 

@@ -23,7 +23,7 @@ from tests.books import raw_rows
 from tests.burst import priced_burst, stream_until_refused
 from tests.fakes.idp import FakeIdP
 from tests.fakes.upstreams import FakeUpstream
-from tests.serve_config import OPUS_PRICES, serve_config, start_engine
+from tests.serve_config import OPUS_PRICES, each_user_budget, oidc_team, serve_config, start_engine
 
 LIMIT = 3.0
 BURST = priced_burst("Summarise what changed in this module and why it matters. ", 500)
@@ -40,25 +40,11 @@ kind = "anthropic"
 base_url = "{local}"
 auth = "none"
 models = ["qwen3-coder"]
-
-[team]
-identity = ["oidc"]
-oidc_issuer = "{idp.oidc_issuer}"
-oidc_audience = "patchbay"
-
-[[team.groups]]
-name = "eng"
-members = ["*@corp.example"]
-
+{oidc_team(idp.oidc_issuer)}
 [[team.groups]]
 name = "lab"
 members = ["*@lab.example"]
-
-[[budgets]]
-scope = "each-user"
-period = "day"
-limit_usd = {LIMIT}
-blocked_message = "{ASK}"
+{each_user_budget(LIMIT)}blocked_message = "{ASK}"
 
 [[budgets]]
 scope = "group:lab"

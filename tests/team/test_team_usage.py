@@ -122,7 +122,7 @@ def test_budget_state_per_user_and_group_this_period(books: Books):
         _ev("n1", NOW - 60, None, (), 5.0),                              # no user: no each-user row
     ])
     budgets = (
-        BudgetConfig("all", "month", 1000.0),  # not a team budget: not on the Team page
+        BudgetConfig("all", "month", 1000.0),  # the org-wide budget: every row this month, its own line
         BudgetConfig("each-user", "month", 10.0, 0.8, "downgrade:ollama,qwen3-coder:30b"),
         BudgetConfig("user:Dave@Corp.example", "week", 5.0),
         BudgetConfig("user:bob@lab.example", "day", 8.0, 0.5, "block", "Ask Erin."),
@@ -134,8 +134,9 @@ def test_budget_state_per_user_and_group_this_period(books: Books):
         rows = budget_rows(reader, budgets, now=NOW)
     finally:
         reader.close()
-    seen = [(r.index, r.subject, r.kind, round(r.spent_usd, 6), r.state) for r in rows]
+    seen = [(r.index, r.subject, r.kind, round(r.spent_usd, 4), r.state) for r in rows]
     assert seen == [
+        (0, "everyone", "all", 28.4, "ok"),  # 12 + 8.4 + 3 + 5 (no user), not last month's 50
         (1, "alice@corp.example", "user", 12.0, "limit"),
         (1, "bob@lab.example", "user", 8.4, "warn"),
         (1, "carol@corp.example", "user", 3.0, "ok"),
@@ -144,10 +145,10 @@ def test_budget_state_per_user_and_group_this_period(books: Books):
         (4, "eng", "group", 15.0, "warn"),
         (5, "research", "group", 8.4, "ok"),
     ]
-    alice = rows[0]
+    alice = rows[1]
     assert alice.fraction == pytest.approx(1.2) and alice.requests == 1
     assert (alice.period_start, alice.resets_at) == period_bounds("month", NOW, TZ)
-    assert rows[3].resets_at == period_bounds("week", NOW, TZ)[1]
+    assert rows[4].resets_at == period_bounds("week", NOW, TZ)[1]
 
 
 def test_last_days_are_local_days_across_a_dst_change():

@@ -17,7 +17,8 @@ from app.services.jsonspans import JSONTextError, scan, set_member
 
 URL = "http://127.0.0.1:8787"
 TOKEN = "pb-token-123"
-VALUES = {cs.BASE_URL: URL, cs.AUTH_TOKEN: TOKEN}
+# what Connect writes for a user without an Anthropic login (app/services/claude_auth.py)
+VALUES = {cs.BASE_URL: URL, cs.AUTH_TOKEN: TOKEN, "ANTHROPIC_CUSTOM_HEADERS": f"x-patchbay-token: {TOKEN}"}
 
 HOOKS_FILE = """{
   "$schema": "https://json.schemastore.org/claude-code-settings.json",
@@ -145,7 +146,8 @@ def test_a_file_that_did_not_exist_is_created_and_removed_again(files):
     cs.connect(path, state, backups, VALUES)
     assert json.loads(path.read_text()) == {"env": VALUES}
     assert path.read_text() == ('{\n  "env": {\n    "ANTHROPIC_BASE_URL": "http://127.0.0.1:8787",\n'
-                                '    "ANTHROPIC_AUTH_TOKEN": "pb-token-123"\n  }\n}\n')
+                                '    "ANTHROPIC_AUTH_TOKEN": "pb-token-123",\n'
+                                '    "ANTHROPIC_CUSTOM_HEADERS": "x-patchbay-token: pb-token-123"\n  }\n}\n')
     out = cs.disconnect(path, state, backups)
     assert out.removed_file and not path.exists()
 
@@ -191,7 +193,8 @@ def test_reconnect_with_a_new_token_still_restores_the_first_original(files):
     original = SAMPLES["our keys with other values"]
     path.write_text(original)
     cs.connect(path, state, backups, VALUES)
-    cs.connect(path, state, backups, {cs.BASE_URL: "http://127.0.0.1:9999", cs.AUTH_TOKEN: "new"})
+    cs.connect(path, state, backups, {cs.BASE_URL: "http://127.0.0.1:9999", cs.AUTH_TOKEN: "new",
+                                      "ANTHROPIC_CUSTOM_HEADERS": "x-patchbay-token: new"})
     assert json.loads(path.read_text())["env"][cs.AUTH_TOKEN] == "new"
     assert cs.status(path, state, URL, TOKEN).state == "outdated"
     assert cs.status(path, state, "http://127.0.0.1:9999", "new").state == "connected"
@@ -484,5 +487,43 @@ def test_connect_turns_on_claude_codes_hint_headers(files, tmp_path: Path):
     paths.ensure()
     claude_code.connect(paths, URL, TOKEN, settings=path)
     assert json.loads(path.read_text())["env"][cs.HINT_HEADERS] == "1"
+    assert json.loads(path.read_text())["env"][cs.TOOL_SEARCH] == "true"
     out = claude_code.disconnect(paths, URL, settings=path)
     assert out.removed_file and not path.exists()
+
+
+def test_connect_keeps_the_users_own_tool_search_setting(files, tmp_path: Path):
+    from app.paths import Paths
+    from app.services import claude_code
+
+    path, _state, _backups = files
+    path.write_text('{"env": {"ENABLE_TOOL_SEARCH": "auto:5"}}')
+    paths = Paths(tmp_path / "cfg", tmp_path / "data", tmp_path / "logs")
+    paths.ensure()
+    claude_code.connect(paths, URL, TOKEN, settings=path)
+    assert json.loads(path.read_text())["env"][cs.TOOL_SEARCH] == "auto:5"
+    claude_code.disconnect(paths, URL, settings=path)
+    assert json.loads(path.read_text()) == {"env": {"ENABLE_TOOL_SEARCH": "auto:5"}}
+
+
+def test_remove_model_puts_back_the_model_the_user_had_before_connecting(files):
+    path, state, backups = files
+    path.write_text('{\n  "model": "opus",\n  "hooks": {}\n}\n')
+    cs.connect(path, state, backups, VALUES)
+    claude_code_saves(path, model="deepseek,deepseek-chat")  # /model deepseek,deepseek-chat while connected
+    cs.connect(path, state, backups, VALUES)  # a reconnect (new token, new port) keeps what was there first
+    out = cs.disconnect(path, state, backups, remove_model=True)
+    assert json.loads(path.read_text()) == {"model": "opus", "hooks": {}}
+    assert (out.removed_model, out.restored_model, out.gateway_model) == ("deepseek,deepseek-chat", "opus", None)
+    assert ('Put back "model": "opus" (what it held before Patchbay connected) in place of '
+            '"deepseek,deepseek-chat"') in out.summary()
+
+
+def test_remove_model_removes_it_where_there_was_none_before(files):
+    path, state, backups = files
+    path.write_text('{"hooks": {}}')
+    cs.connect(path, state, backups, VALUES)
+    claude_code_saves(path, model="deepseek,deepseek-chat")
+    out = cs.disconnect(path, state, backups, remove_model=True)
+    assert json.loads(path.read_text()) == {"hooks": {}} and out.restored_model is None
+    assert out.removed_model == "deepseek,deepseek-chat"

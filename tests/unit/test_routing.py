@@ -9,7 +9,7 @@ import pytest
 
 from app.config import ConfigError, RouteTarget, parse_config
 from app.proxy.health import Breaker, HealthBoard
-from app.proxy.routing import Pin, Route, RoutingTable, is_background
+from app.proxy.routing import Pin, Refusal, Route, RoutingTable, is_background
 from tests.fakes import bodies
 
 BASE = '''
@@ -95,12 +95,14 @@ def test_each_rule_routes_to_its_target_and_is_recorded(b: dict[str, Any], rule:
     assert (r.rule, r.backend, r.model, r.requested_model) == (rule, backend, model, b["model"])
 
 
-def test_precedence_explicit_then_pin_then_the_rules_in_order():
+def test_precedence_pin_then_the_rules_in_order_then_explicit():
     t = table().with_pin("s1", Pin("local", "small"))
     everything = body(tools=WEB + [{"name": "x", "input_schema": {}}], messages=LONG_MSG + IMAGE_MSG,
                       thinking={"type": "enabled", "budget_tokens": 2000}, max_tokens=100,
                       model="claude-haiku-5-5")
+    # a pinned client keeps its explicit model (a pin switches the rules off)
     assert route(dict(everything, model="big,m1"), t=t, session="s1", pin_header="local").rule == "explicit"
+    assert route(dict(everything, model="big,m1"), t=t, session="s1").rule == "explicit"
     assert route(everything, t=t, session="s1", pin_header="big").rule == "pin"
     r = route(everything, t=t, session="s1")
     assert (r.rule, r.backend, r.model) == ("pin", "local", "small")
@@ -115,6 +117,50 @@ def test_precedence_explicit_then_pin_then_the_rules_in_order():
     assert route(everything, t=t).rule == "think"
     everything.pop("thinking")
     assert route(everything, t=t).rule == "image"
+
+
+def test_an_explicit_model_replaces_the_main_model_only():
+    """`/model big,m1` (which Claude Code keeps as the default for new sessions) leaves every
+    [routes] rule on: only the requests no rule takes go to big,m1."""
+    t = table()
+    for b, rule, backend, model in [
+        (body(tools=WEB), "web_search", "main", "claude-search"),
+        (body(messages=LONG_MSG), "long_context", "big", "gemini-long"),
+        (body(tools=None, max_tokens=512), "background", "local", "small"),
+        (body(thinking={"type": "enabled", "budget_tokens": 4000}), "think", "big", "claude-opus-think"),
+        (body(messages=IMAGE_MSG), "image", "local", "qwen3-coder:30b"),
+        (body(), "explicit", "big", "m1"),
+    ]:
+        r = route(dict(b, model="big,m1"), t=t)
+        assert (r.rule, r.backend, r.model, r.requested_model) == (rule, backend, model, "big,m1")
+    t = table(BASE + '[routes]\nsubagent = "big"\n')
+    r = route(dict(body(), model="local,small"), t=t, subagent=True)
+    # a rule target without a model gets the explicit model's name, never the "backend,model" spec
+    assert (r.rule, r.backend, r.model) == ("subagent", "big", "small")
+    assert route(dict(body(), model="local,small"), t=t).rule == "explicit"
+
+
+def test_an_unknown_explicit_backend_is_refused_even_with_rules():
+    r = table().resolve("nowhere,x", None, None, body=body(model="nowhere,x", tools=WEB))
+    assert isinstance(r, Refusal) and r.status == 400 and "'nowhere'" in r.message
+
+
+def test_only_an_image_in_the_turn_being_answered_routes_to_image():
+    """[routes] image is not sticky: after one screenshot the session goes back where it was."""
+    shot = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBO"}}
+    t = table(BASE + '[routes]\nimage = "local"\n')
+    history = [{"role": "user", "content": [shot, {"type": "text", "text": "what is this?"}]},
+               {"role": "assistant", "content": [{"type": "text", "text": "a cat"}]}]
+    assert route(body(messages=history[:1]), t=t).rule == "image"
+    assert route(body(messages=history + [{"role": "user", "content": "and now?"}]), t=t).rule == "active"
+    loop = history + [
+        {"role": "user", "content": "take a screenshot"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "shot", "input": {}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": [shot]}]}]
+    assert route(body(messages=loop), t=t).rule == "image"  # the tool's screenshot is in this turn
+    later = loop + [{"role": "assistant", "content": [{"type": "tool_use", "id": "t2", "name": "Read", "input": {}}]},
+                    {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t2", "content": "text"}]}]
+    assert route(body(messages=later), t=t).rule == "active"
 
 
 def test_a_rule_without_a_target_is_skipped():

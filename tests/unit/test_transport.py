@@ -18,7 +18,7 @@ import pytest
 
 from app.config import BackendConfig, GatewaySettings
 from app.proxy.backends.base import Backend
-from app.proxy.transport import _HIGH_WATER, HttptoolsTransport, env_proxy_for
+from app.proxy.transport import _HIGH_WATER, HttptoolsTransport, env_proxy_for, raw_chunks
 from app.services.secrets import resolve_backend_key
 from tests.fakes.chunks import anthropic_text_events, openai_text_chunks
 from tests.fakes.upstreams import AnthropicStream, Drop, FakeUpstream, OpenAIStream, Raw
@@ -257,6 +257,28 @@ def test_read_timeouts_before_the_head_and_mid_body(run: Runner, up: FakeUpstrea
 
     run(go)
     assert up.connections == 2  # a timed-out connection is never reused
+
+
+def test_a_stream_outlasting_the_read_timeout_in_short_gaps_arrives_whole(run: Runner, up: FakeUpstream) -> None:
+    """The read timeout is per gap, not per body: one timer per body, re-armed when it fires
+    early, must neither cut a live stream nor outlive it (and raw_chunks reads the same bytes)."""
+    up.enqueue(OpenAIStream(CHUNKS[:12], delay_s=0.05))  # ~0.6 s in all, 0.05 s gaps
+    up.enqueue(OpenAIStream(CHUNKS[:12], delay_s=0.05))
+    up.enqueue(OpenAIStream(CHUNKS[:3], delay_s=0.6))  # then a gap longer than the timeout
+
+    async def go() -> None:
+        async with client(timeout=httpx.Timeout(5.0, read=0.2)) as c:
+            for reader in (lambda r: r.aiter_raw(), raw_chunks):
+                async with c.stream("POST", up.url + "/v1/chat/completions", content=b"{}") as r:
+                    data = b"".join([part async for part in reader(r)])
+                assert data == stream_bytes(CHUNKS[:12])
+                assert [h for h in _pending_timers(asyncio.get_running_loop()) if "_Body" in repr(h)] == []
+            with pytest.raises(httpx.ReadTimeout):
+                async with c.stream("POST", up.url + "/v1/chat/completions", content=b"{}") as r:
+                    async for _ in raw_chunks(r):
+                        pass
+
+    run(go)
 
 
 def test_connect_refused_raises_connect_error(run: Runner) -> None:
@@ -664,6 +686,7 @@ def test_backend_open_gives_a_full_httpx_response(run: Runner, up: FakeUpstream)
     up.enqueue(Raw(200, headers={"content-type": "application/json; charset=utf-8"}, body='{"größe": 1}'))
     up.enqueue(Raw(429, headers={"retry-after": "3"}, body=b'{"error": "slow down"}'))
     up.enqueue(OpenAIStream(CHUNKS, split="awkward"))
+    up.enqueue(OpenAIStream(CHUNKS, split="awkward"))
     backend = Backend(BackendConfig(id="f", kind="openai", base_url=up.url, auth="none"), GatewaySettings(), keys=resolve_backend_key)
 
     async def go() -> None:
@@ -681,6 +704,12 @@ def test_backend_open_gives_a_full_httpx_response(run: Runner, up: FakeUpstream)
             resp = await backend.open(backend.client.build_request("POST", up.url + "/v1/x", content=b"{}"))
             try:
                 assert b"".join([p async for p in resp.aiter_raw()]) == BODY
+            finally:
+                await resp.aclose()
+            resp = await backend.open(backend.client.build_request("POST", up.url + "/v1/x", content=b"{}"))
+            try:  # the backends' reader: the same bytes, read off the transport's own body
+                assert b"".join([p async for p in raw_chunks(resp)]) == BODY
+                assert resp.is_stream_consumed
             finally:
                 await resp.aclose()
         finally:

@@ -14,13 +14,16 @@ import httpx
 import orjson
 
 from app.model_limits import limit_for
+from app.proxy.answer_body import read_whole
 from app.proxy.backends.base import Backend, clamp_output, drain, join_url, upstream_error_message
 from app.proxy.exchange import JSON_HEADERS, SSE_HEADERS, Exchange, GatewayError
-from app.proxy.sse import SSEParser
+from app.proxy.sse import MAX_EVENT_BYTES, SSEParser, event_too_large
 from app.proxy.thinking import for_anthropic_format, note_message, note_signature, signing_family
 from app.proxy.translate.response import error_type_for_status as error_type_for
+from app.proxy.transport import raw_chunks
 
 # upstream response headers worth passing on (rate limits, request ids, retry advice)
+OAUTH_BETA = "oauth-2025-04-20"  # what a Claude subscription's OAuth bearer comes with
 _FORWARD_PREFIXES = (b"anthropic-", b"x-ratelimit", b"retry-after", b"request-id", b"x-request-id",
                      b"x-should-retry")
 
@@ -31,6 +34,23 @@ def forwarded_headers(resp: httpx.Response) -> list[tuple[bytes, bytes]]:
         lk = k.lower()
         if lk.startswith(_FORWARD_PREFIXES):
             out.append((lk, v))
+    return out
+
+
+# the output a content_block_delta carries, by delta type: (its field, the live view's kind)
+_OUTPUT_FIELDS = {"text_delta": ("text", "text"), "thinking_delta": ("thinking", "thinking"),
+                  "input_json_delta": ("partial_json", "tool_input")}
+
+
+def events_of(chunk: bytes) -> list[bytes]:
+    """``chunk`` cut after each blank line (an SSE event's end); the rest, if any, last."""
+    out = []
+    start = 0
+    while (end := chunk.find(b"\n\n", start)) >= 0:
+        out.append(chunk[start:end + 2])
+        start = end + 2
+    if start < len(chunk):
+        out.append(chunk[start:])
     return out
 
 
@@ -47,7 +67,7 @@ class AnthropicTap:
         self.tail = b""
         self.saw_stop = False
         self.saw_error = False
-        self.want_deltas = ex.want_deltas
+        self.want_deltas = ex.counts_deltas
 
     def feed(self, chunk: bytes) -> bytes:
         buf = self.tail + chunk if self.tail else chunk
@@ -58,6 +78,9 @@ class AnthropicTap:
         elif end >= 0:
             cut = end + 2
         else:
+            if len(buf) > MAX_EVENT_BYTES:
+                self.tail = b""
+                raise event_too_large(len(buf))
             self.tail = buf
             return b""
         ready, self.tail = buf[:cut], buf[cut:]
@@ -75,19 +98,17 @@ class AnthropicTap:
                     note_signature(self.family, orjson.loads(data)["delta"].get("signature"))
                 except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
                     pass
-            if self.want_deltas:
-                try:
-                    ev = orjson.loads(data)
-                    d = ev["delta"]
-                    t = d.get("type")
-                    if t == "text_delta":
-                        ex.delta(ev["index"], "text", d.get("text", ""))
-                    elif t == "thinking_delta":
-                        ex.delta(ev["index"], "thinking", d.get("thinking", ""))
-                    elif t == "input_json_delta":
-                        ex.delta(ev["index"], "tool_input", d.get("partial_json", ""))
-                except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
-                    pass
+            try:  # counted as it streams: an answer cut short is charged for what it delivered
+                ev = orjson.loads(data)
+                d = ev["delta"]
+                field = _OUTPUT_FIELDS.get(d.get("type"))
+                if field is not None:
+                    piece = d.get(field[0], "")
+                    ex.count_output(piece)
+                    if self.want_deltas:
+                        ex.delta(ev["index"], field[1], piece)
+            except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+                pass
             return
         if name == b"message_start":
             try:
@@ -103,6 +124,7 @@ class AnthropicTap:
                 ev = orjson.loads(data)
                 if isinstance(ev.get("usage"), dict):
                     ex.set_usage(ev["usage"])
+                    ex.usage_final = True
                 sr = (ev.get("delta") or {}).get("stop_reason")
                 if sr:
                     ex.stop_reason = sr
@@ -140,20 +162,27 @@ class AnthropicBackend(Backend):
             "accept-encoding": "identity",
             "anthropic-version": inc.anthropic_version or "2023-06-01",
         }
-        if inc.anthropic_beta:
-            h["anthropic-beta"] = inc.anthropic_beta
+        own = False  # the client's own Authorization goes on
         if self.config.auth == "client":
-            # the caller pays with its own key; never forward our own gateway token
+            # the caller pays with its own credential, as it came (a subscription's OAuth bearer with
+            # its beta, or an API key); never our own gateway token, which has its own header
             if inc.api_key and not inc.api_key_is_token:
                 h["x-api-key"] = inc.api_key
             if inc.authorization and not inc.bearer_is_token:
                 h["authorization"] = inc.authorization
+                own = True
         elif credential:
             h["x-api-key"] = credential
             if self.tokens is not None:
                 # a token from a command goes in both headers, as Claude Code's apiKeyHelper does:
                 # an Anthropic-format gateway reads x-api-key, an identity-aware proxy the Bearer
                 h["authorization"] = f"Bearer {credential}"
+        beta = inc.anthropic_beta
+        if beta and not own and OAUTH_BETA in beta:
+            # the OAuth beta announces a subscription's Bearer, which this upstream does not get
+            beta = ",".join(b for b in beta.split(",") if b.strip() != OAUTH_BETA)
+        if beta:
+            h["anthropic-beta"] = beta
         h.update(self.extra_headers())
         return h
 
@@ -184,16 +213,17 @@ class AnthropicBackend(Backend):
     async def relay(self, ex: Exchange, resp: httpx.Response) -> None:
         """Answer the client from an Anthropic-format upstream response (an error, a whole
         message, or an SSE stream forwarded as it arrives)."""
+        ex.note_limits(resp.headers)  # a subscription's usage windows (docs/protocol.md §6)
         try:
             if resp.status_code >= 400:
-                raw = await resp.aread()
+                raw = await read_whole(resp, self.who)
                 etype, msg = upstream_error_message(raw, f"HTTP {resp.status_code} from the upstream")
                 raise GatewayError(resp.status_code, etype or error_type_for(resp.status_code), msg,
                                    raw_body=raw if _is_anthropic_error(raw) else None,
                                    headers=forwarded_headers(resp))
             ctype = resp.headers.get("content-type", "")
             if "text/event-stream" not in ctype:
-                raw = await resp.aread()
+                raw = await read_whole(resp, self.who)
                 ex.observe_message(self._message_or_raise(raw, ctype))
                 if not ex.started:
                     await ex.answer(resp.status_code, JSON_HEADERS + forwarded_headers(resp), raw)
@@ -204,12 +234,15 @@ class AnthropicBackend(Backend):
             if not ex.started:
                 await ex.start(200, SSE_HEADERS + forwarded_headers(resp))
             tap = AnthropicTap(ex, signing_family(self.config))
-            chunks = resp.aiter_raw()
+            chunks = raw_chunks(resp)
             try:
                 async for chunk in chunks:
-                    ready = tap.feed(chunk)
-                    if ready:
-                        await ex.write(ready)
+                    # a budget's meter checks each event: a stream stops at the cap before the event
+                    # that passes it, not before a whole network read of them
+                    for piece in (events_of(chunk) if ex.meter is not None else (chunk,)):
+                        ready = tap.feed(piece)
+                        if ready:
+                            await ex.write(ready)
                     if tap.saw_stop or tap.saw_error:
                         break  # the answer is complete: never wait for the upstream to close
             except httpx.HTTPError as exc:

@@ -11,6 +11,8 @@ import orjson
 
 from app import scrub
 from app.config import DEFAULT_MAX_CONNECTIONS, DEFAULT_TOKEN_TTL_S, BackendConfig, GatewaySettings
+from app.proxy import stops
+from app.proxy.answer_body import inflating, read_whole
 from app.proxy.credentials import CommandToken, TokenSource
 from app.proxy.exchange import JSON_HEADERS, Exchange, GatewayError
 from app.proxy.tokens import estimate_tokens
@@ -71,7 +73,7 @@ class Backend:
         if self._key_error is not None:
             self.refresh_key()  # the user may have added it since
             if self._key_error is not None:
-                raise GatewayError(401, "authentication_error", f"Patchbay: {self._key_error}")
+                raise stops.missing(self._key_error)
         return self._key
 
     def token_source(self) -> TokenSource | None:
@@ -94,7 +96,7 @@ class Backend:
         credential = await self.credential()
         resp = await self.open(build(credential))
         if resp.status_code == 401 and self.tokens is not None:
-            await resp.aread()
+            await read_whole(resp, self.who)
             await resp.aclose()
             log.info('backend "%s" refused its token (401): fetching a new one and retrying once', self.config.id)
             await self.tokens.refresh(credential)
@@ -133,7 +135,7 @@ class Backend:
                 raise  # no credential (a key not stored, a token command that fails): say so
             return None
         try:
-            return resp.status_code, await resp.aread()
+            return resp.status_code, await read_whole(resp, self.who)
         finally:
             await resp.aclose()
 
@@ -145,7 +147,7 @@ class Backend:
         """The whole body of an answer that is not an error (one that is raises), connection released."""
         try:
             await self._raise_for_status(resp)
-            return await resp.aread()
+            return await read_whole(resp, self.who)
         finally:
             await resp.aclose()
 
@@ -163,25 +165,32 @@ class Backend:
         try:
             transport = self._transport
             if transport is None:
-                return await self.client.send(request, stream=True)
-            # straight to our transport: httpx's client layer (auth and redirect wrappers, cookie
-            # jar, hooks) costs ~0.3 ms a request and does nothing for us (no auth, no redirects)
-            resp = await transport.handle_async_request(request)
-            resp.request = request
-            return resp
+                resp = await self.client.send(request, stream=True)
+            else:
+                # to our transport: httpx's client layer (auth and redirect wrappers, cookie jar,
+                # hooks) costs ~0.3 ms a request and does nothing for us (no auth, no redirects)
+                resp = await transport.handle_async_request(request)
+                resp.request = request
         except (httpx.HTTPError, httpx.StreamError) as exc:
             raise upstream_failure(self.config, exc) from None
+        try:
+            return inflating(resp, self.who)  # a compressed answer inflates in bounded steps
+        except GatewayError:
+            await resp.aclose()
+            raise
+
+    @property
+    def who(self) -> str:
+        """This upstream, as error texts name it."""
+        return f'The backend "{self.config.id}"'
 
 
 def upstream_failure(config: BackendConfig, exc: Exception) -> GatewayError:
     """The GatewayError (502, or 504 for a timeout) that says how talking to ``config`` failed:
     connecting, sending, or reading an answer that was cut or stalled part-way."""
     where = f'the backend "{config.id}" at {config.base_url}'
-    if isinstance(exc, httpx.ConnectError):
-        return GatewayError(
-            502, "api_error",
-            f"Patchbay could not connect to {where} ({_reason(exc)}). Check that it is running and that "
-            "base_url is right.")
+    if isinstance(exc, httpx.ConnectError):  # refused, DNS, TLS: no retry helps, Claude Code stops at once
+        return stops.not_answering(config, _reason(exc))
     if isinstance(exc, httpx.TimeoutException):
         return GatewayError(504, "timeout_error", f"{where[0].upper()}{where[1:]} did not answer in time.")
     if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError, httpx.StreamError)):
@@ -242,7 +251,7 @@ async def refused_betas(resp: httpx.Response) -> bool:
     not know (which ones differ by model), where Anthropic ignores them. Reads the body."""
     if resp.status_code != 400:
         return False
-    return b"invalid beta flag" in (await resp.aread()).lower()
+    return b"invalid beta flag" in (await read_whole(resp, "The upstream")).lower()
 
 
 def clamp_output(body: dict[str, Any], limit: int | None) -> bool:

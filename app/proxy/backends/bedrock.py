@@ -36,6 +36,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.eventstream import EventStreamBuffer, ParserError
 
 from app.model_limits import limit_for
+from app.proxy.answer_body import read_whole
 from app.proxy.backends.anthropic import AnthropicTap
 from app.proxy.backends.base import Backend, clamp_output, refused_betas, undefer_tools, upstream_error_message
 from app.proxy.credentials import AwsCredentials
@@ -45,6 +46,8 @@ from app.proxy.thinking import CLAUDE, for_anthropic_format, note_message
 from app.proxy.translate.response import error_type_for_status
 
 log = logging.getLogger("patchbay.bedrock")
+
+MAX_MODEL_ID = 2048  # Bedrock's own limit on a modelId (InvokeModel's API reference)
 
 BEDROCK_VERSION = "bedrock-2023-05-31"
 EVENTSTREAM = "application/vnd.amazon.eventstream"
@@ -112,6 +115,15 @@ class BedrockBackend(Backend):
     # ------------------------------------------------------------------ requests
 
     def model_url(self, model: str, action: str) -> str:
+        """The runtime URL for ``model``: the id is one path segment ("/" escaped), and an id that
+        is no Bedrock model id ("." or "..", which would climb out of /model/, over Bedrock's
+        2048 characters, or holding control characters) is a 400 before anything is sent."""
+        if model in (".", "..") or not 0 < len(model) <= MAX_MODEL_ID or not model.isprintable():
+            shown = model if len(model) <= 80 else model[:80] + "…"
+            raise GatewayError(400, "invalid_request_error",
+                               f"model: {shown!r} is not a Bedrock model id. Send a model id or inference "
+                               f"profile ARN of at most {MAX_MODEL_ID} printable characters, e.g. "
+                               '"us.anthropic.claude-sonnet-4-5-20250929-v1:0".')
         return f"{self.config.base_url}/model/{quote(model, safe=':')}/{action}"
 
     async def _open(self, url: str, body: bytes, accept: str) -> httpx.Response:
@@ -138,7 +150,7 @@ class BedrockBackend(Backend):
     async def _raise_for_status(self, resp: httpx.Response) -> None:
         if resp.status_code < 400:
             return
-        raw = await resp.aread()
+        raw = await read_whole(resp, self.who)
         _t, msg = upstream_error_message(raw, f"HTTP {resp.status_code} from Bedrock")
         status = resp.status_code
         retry = [(b"retry-after", v.encode()) for k, v in resp.headers.items() if k.lower() == "retry-after"]

@@ -12,16 +12,18 @@ import orjson
 
 from app.model_limits import limit_for
 from app.provider_quirks import quirks_for
+from app.proxy.answer_body import read_whole
 from app.proxy.backends.base import Backend, drain, upstream_error_message
 from app.proxy.exchange import JSON_HEADERS, SSE_HEADERS, Exchange, GatewayError
 from app.proxy.reasoning_store import STORE
 from app.proxy.sse import SSEParser
 from app.proxy.thinking import keep_reasoning, reasoning_signature
 from app.proxy.translate.quirks import apply_quirks
-from app.proxy.translate.request import to_openai_request
+from app.proxy.translate.request import stop_sequences_of, to_openai_request
 from app.proxy.translate.response import openai_error_to_anthropic, openai_response_to_anthropic
 from app.proxy.translate.stream import OpenAIStreamTranslator, encode_events
 from app.proxy.translate.structured import explain_refusal
+from app.proxy.transport import raw_chunks
 
 log = logging.getLogger("patchbay.backends")
 
@@ -64,7 +66,7 @@ class OpenAIBackend(Backend):
     async def _raise_for_status(self, resp: httpx.Response) -> None:
         if resp.status_code < 400:
             return
-        raw = await resp.aread()
+        raw = await read_whole(resp, self.who)
         status, err = openai_error_to_anthropic(resp.status_code, raw)
         e = err.get("error", {})
         retry = [(b"retry-after", v.encode()) for k, v in resp.headers.items() if k.lower() == "retry-after"]
@@ -90,15 +92,16 @@ class OpenAIBackend(Backend):
             await self._refuse_non_stream(resp)
             # message_start carries an estimate (≈ 4 bytes a token); message_delta has the real count
             tr = OpenAIStreamTranslator(ex.route.model, input_tokens=max(1, len(ex.incoming.raw) // 4),
-                                        signature=reasoning_signature(self.config.id))
-            if ex.want_deltas:
+                                        signature=reasoning_signature(self.config.id),
+                                        stop_sequences=stop_sequences_of(ex.incoming.body))
+            if ex.counts_deltas:
                 tr.on_delta = ex.delta
             if not ex.started:
                 await ex.start(200, SSE_HEADERS)
             await ex.write(encode_events(tr.start()))
             parser = SSEParser()
             done = False
-            chunks = resp.aiter_raw()
+            chunks = raw_chunks(resp)
             try:
                 async for chunk in chunks:
                     events: list[tuple[str, dict[str, Any]]] = []
@@ -108,7 +111,10 @@ class OpenAIBackend(Backend):
                             break
                         if not data:
                             continue
-                        obj = _loads_lenient(data)
+                        try:
+                            obj = orjson.loads(data)
+                        except orjson.JSONDecodeError:
+                            obj = _loads_lenient(data)
                         if obj is None:
                             continue  # a keep-alive comment or junk line: nothing to translate
                         if not isinstance(obj, dict):
@@ -161,7 +167,7 @@ class OpenAIBackend(Backend):
         ctype = resp.headers.get("content-type", "").lower()
         if "text/event-stream" in ctype or not ("html" in ctype or "json" in ctype):
             return
-        raw = await resp.aread()
+        raw = await read_whole(resp, self.who)
         _t, said = upstream_error_message(raw, "an empty body")
         kind = "an HTML page" if "html" in ctype else "JSON"
         raise GatewayError(502, "api_error",
@@ -179,6 +185,7 @@ class OpenAIBackend(Backend):
         ex.output_tokens = u.output_tokens
         ex.cache_creation = u.cache_creation_input_tokens
         ex.cache_read = u.cache_read_input_tokens
+        ex.usage_final = tr.usage_reported
         ex.stop_reason = tr.stop_reason
         if tr.model:
             ex.served_model = tr.model
@@ -196,7 +203,8 @@ class OpenAIBackend(Backend):
                 _t, msg = upstream_error_message(raw, "error")
                 raise GatewayError(502, "api_error", f'The backend "{self.config.id}" answered 200 with an error: {msg}')
             message = openai_response_to_anthropic(obj, requested_model=ex.route.model,
-                                                   signature=reasoning_signature(self.config.id))
+                                                   signature=reasoning_signature(self.config.id),
+                                                   stop_sequences=stop_sequences_of(ex.incoming.body))
         except (orjson.JSONDecodeError, ValueError, KeyError, TypeError, IndexError) as exc:
             raise GatewayError(502, "api_error",
                                f'The backend "{self.config.id}" answered with something that is not a chat '

@@ -53,6 +53,7 @@ def to_openai_request(
     _collect_system(body.get("system"), system_parts)
 
     messages: list[dict[str, Any]] = []
+    known = _tools_by_name(body.get("tools"))  # what a ToolSearch result's tool_reference names
     waiting: list[str] = []  # tool_call ids of the last assistant message not yet answered
     for msg in body.get("messages") or ():
         if not isinstance(msg, dict):
@@ -70,7 +71,7 @@ def to_openai_request(
                 calls = converted.get("tool_calls")
                 waiting = [c["id"] for c in calls] if calls else []
             continue
-        _user_messages(content, waiting, messages)
+        _user_messages(content, waiting, messages, known)
         waiting = []
 
     if system_parts:
@@ -102,11 +103,9 @@ def to_openai_request(
         if value is not None:
             out[key] = value
 
-    stops = body.get("stop_sequences")
-    if isinstance(stops, list):
-        stops = [s for s in stops if isinstance(s, str) and s]
-        if stops:
-            out["stop"] = stops[:4]  # OpenAI's limit; more would be refused outright
+    stops = stop_sequences_of(body)
+    if stops:
+        out["stop"] = list(stops)
 
     if stream:
         out["stream"] = True
@@ -216,7 +215,8 @@ def _answer_missing(waiting: list[str], messages: list[dict[str, Any]]) -> None:
     waiting.clear()
 
 
-def _user_messages(content: Any, waiting: list[str], messages: list[dict[str, Any]]) -> None:
+def _user_messages(content: Any, waiting: list[str], messages: list[dict[str, Any]],
+                   known: Mapping[str, Mapping[str, Any]] | None = None) -> None:
     if isinstance(content, str):
         _answer_missing(waiting, messages)
         messages.append({"role": "user", "content": content if content.strip() else EMPTY_USER})
@@ -232,7 +232,7 @@ def _user_messages(content: Any, waiting: list[str], messages: list[dict[str, An
         kind = block.get("type")
         if kind == "tool_result":
             call_id = str(block.get("tool_use_id") or "")
-            text, images = _tool_result_content(block)
+            text, images = _tool_result_content(block, known or {})
             if call_id in open_ids:
                 open_ids.discard(call_id)
                 answered.append(call_id)
@@ -321,8 +321,11 @@ def _document_part(block: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def _tool_result_content(block: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
-    """(text for the tool message, images to pass in the user message after it)."""
+def _tool_result_content(block: dict[str, Any],
+                         known: Mapping[str, Mapping[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
+    """(text for the tool message, images to pass in the user message after it). A
+    ``tool_reference`` (what ToolSearch returns: Anthropic's API loads that deferred tool) becomes
+    the tool's name, description and parameters, so the model knows what it can now call."""
     content = block.get("content")
     images: list[dict[str, Any]] = []
     if isinstance(content, str):
@@ -341,6 +344,8 @@ def _tool_result_content(block: dict[str, Any]) -> tuple[str, list[dict[str, Any
                 part = _document_part(item)
                 if part is not None and part["type"] == "text":
                     texts.append(part["text"])
+            elif kind == "tool_reference":
+                texts.append(_loaded_tool(item.get("tool_name"), known))
             elif isinstance(item.get("text"), str):
                 texts.append(item["text"])
         text = "\n".join(t for t in texts if t)
@@ -355,6 +360,28 @@ def _tool_result_content(block: dict[str, Any]) -> tuple[str, list[dict[str, Any
 
 # ---------------------------------------------------------------------------------------------
 # tools
+
+
+def _tools_by_name(tools: Any) -> dict[str, Mapping[str, Any]]:
+    return {t["name"]: t for t in tools if isinstance(t, dict) and isinstance(t.get("name"), str)} \
+        if isinstance(tools, list) else {}
+
+
+def _loaded_tool(name: Any, known: Mapping[str, Mapping[str, Any]]) -> str:
+    """A loaded deferred tool, told in words: Anthropic's API expands a ``tool_reference`` into the
+    tool's definition; an OpenAI-compatible model gets the same facts as text (the tool itself is
+    in this request's ``tools``, which Claude Code sends with ``defer_loading: true``)."""
+    tool = known.get(name) if isinstance(name, str) else None
+    if tool is None:
+        return f"Tool loaded: {name}."
+    text = f"Tool loaded: {name} (you can call it now)."
+    description = tool.get("description")
+    if isinstance(description, str) and description.strip():
+        text += f"\nDescription: {description.strip()}"
+    schema = tool.get("input_schema")
+    if isinstance(schema, dict):
+        text += f"\nParameters (JSON schema): {_dumps({k: v for k, v in schema.items() if k != '$schema'})}"
+    return text
 
 
 def _tools(tools: Any) -> list[dict[str, Any]]:
@@ -395,3 +422,12 @@ def _tool_choice(choice: dict[str, Any]) -> Any:
     if kind == "tool" and isinstance(choice.get("name"), str):
         return {"type": "function", "function": {"name": choice["name"]}}
     return None
+
+
+def stop_sequences_of(body: dict[str, Any]) -> tuple[str, ...]:
+    """The request's ``stop_sequences`` sent upstream as ``stop``: OpenAI takes at most 4 (more
+    would be refused outright); the answer names the one that matched (translate/response.py)."""
+    stops = body.get("stop_sequences")
+    if not isinstance(stops, list):
+        return ()
+    return tuple(s for s in stops if isinstance(s, str) and s)[:4]

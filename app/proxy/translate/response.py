@@ -147,8 +147,22 @@ def _glued(text: str) -> tuple[str, dict[str, Any]] | None:
 # non-streaming answers
 
 
+def matched_stop(choice: dict[str, Any], text: str, sequences: tuple[str, ...]) -> str | None:
+    """Which of the request's ``stop_sequences`` ended an answer whose ``finish_reason`` is "stop".
+
+    OpenAI itself says only "stop" and leaves the string out of the text, so nothing tells it
+    from the model's own end there; vLLM names the string in ``stop_reason``, SGLang and LMDeploy
+    in ``matched_stop``, and a server that keeps the string in the text ends the text with it.
+    """
+    for name in ("stop_reason", "matched_stop"):
+        named = choice.get(name)
+        if type(named) is str and named in sequences:
+            return named
+    return next((s for s in sequences if text.endswith(s)), None)
+
+
 def openai_response_to_anthropic(resp: dict[str, Any], *, requested_model: str | None = None,
-                                 signature: str = "") -> dict[str, Any]:
+                                 signature: str = "", stop_sequences: tuple[str, ...] = ()) -> dict[str, Any]:
     """A ``chat.completion`` object → an Anthropic ``message`` object.
 
     Blocks come in the order thinking, text, tool_use; the content is never an empty list.
@@ -189,14 +203,17 @@ def openai_response_to_anthropic(resp: dict[str, Any], *, requested_model: str |
 
     finish = choice.get("finish_reason")
     usage = usage_from_openai(resp.get("usage"))
+    reason = stop_reason_for(finish, had_tool_calls=bool(tool_calls))
+    matched = matched_stop(choice, text or "", stop_sequences) if reason == "end_turn" and finish == "stop" \
+        and stop_sequences else None
     return {
         "id": new_message_id(),
         "type": "message",
         "role": "assistant",
         "model": resp.get("model") or requested_model or "",
         "content": content,
-        "stop_reason": stop_reason_for(finish, had_tool_calls=bool(tool_calls)),
-        "stop_sequence": None,
+        "stop_reason": "stop_sequence" if matched is not None else reason,
+        "stop_sequence": matched,
         "usage": usage_dict(usage),
     }
 

@@ -24,6 +24,7 @@ from app.events import Usage
 from app.proxy.translate.ids import new_message_id, tool_use_id_for
 from app.proxy.translate.response import (
     error_type_for_stream_error,
+    matched_stop,
     normalize_tool_arguments,
     stop_reason_for,
     usage_dict,
@@ -93,6 +94,8 @@ class OpenAIStreamTranslator:
         self.reasoning_parts: list[str] = []  # the reasoning text as it came (app.proxy.reasoning_store)
         self.reasoning_details: list[Any] = []  # OpenRouter's reasoning_details items as they came
         self._stop_sequences = tuple(stop_sequences or ())
+        self._tail_len = max((len(x) for x in self._stop_sequences), default=0)
+        self._tail = ""  # the text's last characters, where a server that keeps the stop string has it
         self._input_estimate = input_tokens
         self._usage: Usage | None = None
         self._out_chars = 0
@@ -299,6 +302,8 @@ class OpenAIStreamTranslator:
             self._open_block(_TEXT, {"type": "text", "text": ""}, out)
             self.first_content_seen = True
         self._out_chars += len(text)
+        if self._tail_len:
+            self._tail = (self._tail + text)[-self._tail_len:]
         index = self._open_index
         out.append(
             (
@@ -460,10 +465,8 @@ class OpenAIStreamTranslator:
 
     def _finish_reason(self, finish: Any, choice: dict[str, Any], out: list[tuple[str, dict[str, Any]]]) -> None:
         self.finish_reason = finish
-        if finish == "stop":
-            matched = choice.get("stop_reason")  # vLLM names the stop string it hit
-            if type(matched) is str and matched in self._stop_sequences:
-                self.stop_sequence = matched
+        if finish == "stop" and self._stop_sequences:
+            self.stop_sequence = matched_stop(choice, self._tail, self._stop_sequences)
         elif finish == "error":
             out.extend(self.fail("api_error", "The upstream stopped its answer with an error. Try again."))
             return
