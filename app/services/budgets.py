@@ -356,10 +356,18 @@ class BudgetGuard:
                         s.unpriced += 1
                     else:
                         s.spent += cost + (value if s.plan else 0.0)
-            if cost is None or (cost == 0 and not value):
-                return
-            for b in self._budgets:
-                if id(b.spend) not in seen:
+            if ev.error_type == "billing_error":  # refused, or stopped at its limit, by a budget it names:
+                # that budget is reached although what was spent may stay just under it (an answer is
+                # stopped before the part that would not fit)
+                for b in self._budgets:
+                    c = b.config
+                    if not b.limited and f'budget "{c.label}"' in (ev.error_message or ""):
+                        b.limited = b.warned = True
+                        alerts.append(BudgetAlert(c.label, "limit", b.spend.spent, c.limit_usd,
+                                                  b.spend.resets_at, c.action))
+            priced = not (cost is None or (cost == 0 and not value))
+            for b in self._budgets if priced else ():
+                if id(b.spend) not in seen or b.limited:
                     continue
                 spent, c = b.spend.spent, b.config
                 if not b.limited and spent >= c.limit_usd:
@@ -380,6 +388,7 @@ class BudgetGuard:
             self._roll(now)
             return [
                 BudgetStatus(b.config, b.spend.spent, b.config.limit_usd, b.spend.spent / b.config.limit_usd,
-                             b.spend.resets_at, _state(b.config, b.spend.spent), b.spend.start, b.spend.unpriced)
+                             b.spend.resets_at, "limit" if b.limited else _state(b.config, b.spend.spent),
+                             b.spend.start, b.spend.unpriced)
                 for b in self._budgets
             ]
