@@ -47,7 +47,7 @@ from app.config import BackendConfig, BudgetConfig
 from app.events import RequestFinished, Usage
 from app.proxy.routing import Refusal, Route
 from app.services.admission_store import BudgetStore, CounterKey, Hold, Numbers
-from app.services.budgets import block_refusal, budget_matches, period_bounds, warning_headers
+from app.services.budgets import block_refusal, budget_matches, downgrade_model, period_bounds, warning_headers
 from app.services.hold_meter import (
     OUTPUT_FLOOR,
     Flight,
@@ -522,7 +522,7 @@ class Admission:
                 target, model = b.downgrade_to  # type: ignore[misc]
                 if target == route.backend and (model is None or model == route.model):
                     continue
-                route = Route(target, self._model_on(target, model, route.requested_model), f"budget:{b.label}",
+                route = Route(target, downgrade_model(self.backends, target, model, route.requested_model), f"budget:{b.label}",
                               route.requested_model)
                 continue
             block = next(((b, s, h) for _i, b, s, h in over if b.action == "block"), None)
@@ -533,10 +533,3 @@ class Admission:
             return route
         return route
 
-    def _model_on(self, backend_id: str, wanted: str | None, requested: str) -> str:
-        if wanted:
-            return wanted
-        b = self.backends.get(backend_id)
-        if b is None or b.kind == "anthropic" or not b.models or requested in b.models:
-            return requested
-        return b.models[0]

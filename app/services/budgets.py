@@ -311,7 +311,7 @@ class BudgetGuard:
                 applied.add(i)
                 if target == route.backend and (model is None or model == route.model):
                     continue  # already where the budget sends it
-                route = Route(target, self._model_on(target, model, route.requested_model),
+                route = Route(target, downgrade_model(self._backends, target, model, route.requested_model),
                               f"budget:{b.config.label}", route.requested_model)
                 continue
             block = next((b for _i, b in over if b.config.action == "block"), None)
@@ -320,13 +320,6 @@ class BudgetGuard:
             return route  # only "warn" budgets are over: let it through
         return route
 
-    def _model_on(self, backend_id: str, wanted: str | None, requested: str) -> str:
-        if wanted:
-            return wanted
-        b = self._backends.get(backend_id)
-        if b is None or b.kind == "anthropic" or not b.models or requested in b.models:
-            return requested
-        return b.models[0]
 
     # ------------------------------------------------------------------ accounting
 
@@ -392,3 +385,15 @@ class BudgetGuard:
                              b.spend.start, b.spend.unpriced)
                 for b in self._budgets
             ]
+
+
+def downgrade_model(backends: Mapping[str, BackendConfig], backend_id: str, wanted: str | None,
+                    requested: str) -> str:
+    """The model a downgrade to ``backend_id`` asks for: the one it names, else the one asked for
+    where that backend can serve it, else its first listed model."""
+    if wanted:
+        return wanted
+    b = backends.get(backend_id)
+    if b is None or b.kind == "anthropic" or not b.models or requested in b.models:
+        return requested
+    return b.models[0]

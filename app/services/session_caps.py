@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Mapping
 from app.config import BackendConfig, BudgetConfig
 from app.events import RequestFinished
 from app.proxy.routing import Refusal, Route
+from app.services.budgets import downgrade_model
 from app.services.pricing import PriceBook
 from app.units import fmt_money
 
@@ -106,17 +107,10 @@ class SessionCaps:
         if action.startswith("downgrade:"):
             backend, _, model = action[len("downgrade:"):].partition(",")
             backend, wanted = backend.strip(), model.strip() or None
-            return Route(backend, self._model_on(backend, wanted, route.requested_model), "budget:session",
+            return Route(backend, downgrade_model(self._backends, backend, wanted, route.requested_model), "budget:session",
                          route.requested_model)
         return session_refusal(session_id, spent, limit, from_app)
 
-    def _model_on(self, backend_id: str, wanted: str | None, requested: str) -> str:
-        if wanted:
-            return wanted
-        b = self._backends.get(backend_id)
-        if b is None or b.kind == "anthropic" or not b.models or requested in b.models:
-            return requested
-        return b.models[0]
 
     def sink(self, event: object) -> None:
         """EventHub sink: a finished request's cost counts against its session. Never raises."""
