@@ -27,8 +27,8 @@ from typing import Any, Callable, Sequence
 
 import orjson
 
-from app.services.ledger_pg import _SETTLE, _UPSERT_HOUR, _UPSERT_SESSION, BUDGET_LOCK, DB_NOW, _insert_values
-from app.services.ledger_store import ROW_COLUMNS, rollups, stored_group
+from app.services.ledger_pg import _SETTLE, BUDGET_LOCK, DB_NOW, _insert_values, write_rollups
+from app.services.ledger_store import ROW_COLUMNS, stored_group
 
 log = logging.getLogger("patchbay.admission")
 
@@ -96,11 +96,8 @@ def reap(conn: Any, dead_after_s: float = DEAD_AFTER_S, own: tuple[str, float] =
             new |= {r[0] for r in conn.execute(_insert_values(len(chunk)), [v for r in chunk for v in r]).fetchall()}
         stored = [r for r in rows if r[0] in new]
         if stored:
-            hourly, sessions = rollups(stored)
             with conn.cursor() as cur:
-                cur.executemany(_UPSERT_HOUR, hourly)
-                if sessions:
-                    cur.executemany(_UPSERT_SESSION, sessions)
+                write_rollups(cur, stored)
             conn.execute(_SETTLE, ([r[0] for r in stored],))
     if stored:
         log.warning("charged %d requests of a Patchbay instance that stopped (%s) at what they held",

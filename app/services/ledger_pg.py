@@ -237,6 +237,15 @@ _INSERT_BODY = ("INSERT INTO bodies VALUES (%s,%s,%s,%s,%s) ON CONFLICT (request
                 "response = excluded.response")
 
 
+def write_rollups(cur: Any, stored: Sequence[tuple[Any, ...]]) -> None:
+    """Add newly stored request rows to the hourly and per-session rollups (the writer's batches,
+    and the rows hold_reaper.py writes for a dead instance's requests)."""
+    hourly, sessions = rollups(stored)
+    cur.executemany(_UPSERT_HOUR, hourly)
+    if sessions:
+        cur.executemany(_UPSERT_SESSION, sessions)
+
+
 def describe(url: str) -> str:
     """host:port/db of a PostgreSQL URL, never its password."""
     u = urlsplit(url)
@@ -380,11 +389,8 @@ class PgStore:
             stored = [r for r in rows if r[0] in new]
             with conn.pipeline():
                 if stored:
-                    hourly, sessions = rollups(stored)
                     with conn.cursor() as cur:
-                        cur.executemany(_UPSERT_HOUR, hourly)
-                        if sessions:
-                            cur.executemany(_UPSERT_SESSION, sessions)
+                        write_rollups(cur, stored)
                         bodies = [(p.row[0], p.row[2], "zlib", p.body[0], p.body[1]) for p in batch
                                   if p.body is not None and not p.count and p.row[0] in new]
                         if bodies:
