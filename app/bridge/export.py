@@ -46,3 +46,9 @@ def spend_csv(data: SpendData) -> str:
     for p in sorted(data.series, key=lambda p: (p.bucket_start, p.key)):
         w.writerow([_when(p.bucket_start), p.key, _num(p.cost_usd), p.tokens, p.requests])
     return out.getvalue()
+
+
+def save(path: str, text: str) -> None:
+    """Write one export to ``path`` (raises OSError; the page says what went wrong)."""
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        f.write(text)

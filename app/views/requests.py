@@ -10,13 +10,11 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
     QDialogButtonBox,
-    QFileDialog,
     QFormLayout,
     QHBoxLayout,
     QHeaderView,
     QLabel,
     QLineEdit,
-    QMessageBox,
     QPlainTextEdit,
     QPushButton,
     QTabWidget,
@@ -25,6 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.units import plural
+from app.views.csv_export import ask_and_export
 from app.views.data import RequestDetail, RequestRecord
 from app.views.models import KEY_ROLE, RequestsModel
 from app.views.widgets import ColumnFitter, SectionLabel, fit_columns, make_table
@@ -232,15 +231,9 @@ class RequestsPage(QWidget):
         return rows
 
     def export_csv(self, path: str) -> None:
-        from app.bridge.export import requests_csv
+        from app.bridge.export import requests_csv, save
 
-        with open(path, "w", encoding="utf-8", newline="") as f:
-            f.write(requests_csv(self.shown_records()))
+        save(path, requests_csv(self.shown_records()))
 
     def _ask_export(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Export requests", "patchbay-requests.csv", "CSV files (*.csv)")
-        if path:
-            try:
-                self.export_csv(path)
-            except OSError as exc:
-                QMessageBox.warning(self, "Not exported", f"{path} could not be written: {exc.strerror or exc}.")
+        ask_and_export(self, "Export requests", "patchbay-requests.csv", self.export_csv)

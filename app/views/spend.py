@@ -11,12 +11,10 @@ from PySide6.QtCore import QPointF, Qt, QTimer
 from PySide6.QtGui import QColor, QCursor, QHideEvent, QPalette, QResizeEvent, QShowEvent
 from PySide6.QtWidgets import (
     QComboBox,
-    QFileDialog,
     QGridLayout,
     QHBoxLayout,
     QHeaderView,
     QLabel,
-    QMessageBox,
     QPushButton,
     QSplitter,
     QToolTip,
@@ -26,6 +24,7 @@ from PySide6.QtWidgets import (
 
 from app.units import plural
 from app.views.axes import MoneyAxis, PercentAxis, TokenAxis, nice_top
+from app.views.csv_export import ask_and_export
 from app.views.data import BudgetView, RequestRecord, SpendData
 from app.views.icons import backend_color
 from app.views.models import TopSessionsModel
@@ -395,21 +394,15 @@ class SpendPage(QWidget):
 
     def export_csv(self, path: str) -> bool:
         """False when nothing is loaded yet."""
-        from app.bridge.export import spend_csv
+        from app.bridge.export import save, spend_csv
 
         if self.data is None:
             return False
-        with open(path, "w", encoding="utf-8", newline="") as f:
-            f.write(spend_csv(self.data))
+        save(path, spend_csv(self.data))
         return True
 
     def _ask_export(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Export spend", "patchbay-spend.csv", "CSV files (*.csv)")
-        if path:
-            try:
-                self.export_csv(path)
-            except OSError as exc:
-                QMessageBox.warning(self, "Not exported", f"{path} could not be written: {exc.strerror or exc}.")
+        ask_and_export(self, "Export spend", "patchbay-spend.csv", self.export_csv)
 
 
 def action_words(action: str) -> str:
