@@ -16,7 +16,10 @@ def test_pins_current_backends_window_size_and_page_survive_a_restart(start_app,
     ask(r, qtbot, "first on alpha", session="s-moved")
     r.bridge.backends.switch("beta", "gpt-other")
     ask(r, qtbot, "then on beta", session="s-moved")
-    wait_for(qtbot, lambda: r.bridge.live.session("s-moved").backend == "beta")
+    # both requests finished in the live view: the model shown is then the one the upstream reported
+    wait_for(qtbot, lambda: (s := r.bridge.live.session("s-moved")) is not None and s.requests == 2
+             and not s.in_flight)
+    assert r.bridge.live.session("s-moved").backend == "beta"
     was = r.bridge.live.session("s-moved")
     r.bridge.backends.switch("alpha", None)  # the active backend again: what the pinned one must not get
     r.window.resize(1010, 690)
