@@ -174,10 +174,11 @@ class RequestsPage(QWidget):
 
     def _on_record(self, rec: RequestRecord) -> None:
         if not self.isVisible():  # no table work for a hidden page under a flood: catch up when shown
-            if self._loaded:
-                self._pending[rec.request_id] = rec
-                while len(self._pending) > MAX_ROWS:
-                    self._pending.pop(next(iter(self._pending)))
+            # Kept even before the first load: the ledger commits a moment after the gateway reports,
+            # so a page first opened just after a request finished would otherwise miss that row.
+            self._pending[rec.request_id] = rec
+            while len(self._pending) > MAX_ROWS:
+                self._pending.pop(next(iter(self._pending)))
             return
         self.model.add_or_update(rec, limit=MAX_ROWS)
 
