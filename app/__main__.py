@@ -41,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
                         "one, else Patchbay's token)")
 
     u = sub.add_parser("usage", help="what requests cost, from the usage ledger")
-    from app.services import usage_cli
+    from app.cli import usage as usage_cli
 
     usage_cli.add_arguments(u)
 
@@ -53,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("check", help="check the config file and say what is wrong with it")
     c.add_argument("--config", type=Path, dest="sub_config")
 
-    from app.services import claude_cli
+    from app.cli import claude as claude_cli
 
     claude_cli.add_connect_arguments(sub.add_parser(
         "connect", help="point Claude Code at the gateway in ~/.claude/settings.json (keeps everything else)"))
@@ -65,12 +65,12 @@ def _parser() -> argparse.ArgumentParser:
     claude_cli.add_claude_arguments(sub.add_parser(
         "claude", help="start Claude Code through the gateway for this session only: "
                        "patchbay claude [--backend B [--model M]] [claude args…]"))
-    from app.services import ledger_cli
+    from app.cli import ledger as ledger_cli
 
     ledger_cli.add_arguments(sub.add_parser("ledger", help="the usage ledger: check it, or migrate it to PostgreSQL"))
     sl = sub.add_parser("statusline", help="one line for Claude Code's statusLine setting (reads its JSON on stdin)")
     sl.add_argument("--config", type=Path, dest="sub_config")
-    from app.team.cli import add_team_commands
+    from app.cli.team_keys import add_team_commands
 
     add_team_commands(sub)
 
@@ -106,7 +106,7 @@ def _config_path(args: argparse.Namespace) -> Path | None:
 
 
 def _setup_logging(log_dir: Path, verbose: bool) -> None:
-    from app.logfile import PrivateLogHandler, stderr_handler
+    from app.logs.file import PrivateLogHandler, stderr_handler
 
     root = logging.getLogger()
     root.setLevel(logging.INFO)
@@ -199,9 +199,9 @@ def _reload(engine: Engine) -> None:
 
 def cmd_env(args: argparse.Namespace) -> int:
     from app.config import ConfigError
-    from app.config_file import load_or_create
+    from app.config.disk import load_or_create
+    from app.host import secrets
     from app.paths import default_paths
-    from app.services import secrets
 
     paths = default_paths()
     try:
@@ -210,8 +210,8 @@ def cmd_env(args: argparse.Namespace) -> int:
     except (ConfigError, OSError) as exc:
         print(f"patchbay: {exc}", file=sys.stderr)
         return 2
-    from app.services.claude_cli import print_env
-    from app.services.claude_code import client_url
+    from app.claude.connect import client_url
+    from app.cli.claude import print_env
 
     token, _ = secrets.gateway_token(paths.token_file)
     return print_env(client_url(paths, config), token, args.shell, args.credential)
@@ -221,9 +221,9 @@ def cmd_key(args: argparse.Namespace) -> int:
     import getpass
 
     from app.config import ConfigError
-    from app.config_file import load_or_create
+    from app.config.disk import load_or_create
+    from app.host import secrets
     from app.paths import default_paths
-    from app.services import secrets
 
     paths = default_paths()
     try:
@@ -257,7 +257,7 @@ def cmd_key(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from app.config import ConfigError
-    from app.config_file import load_config
+    from app.config.disk import load_config
     from app.paths import default_paths
     from app.units import plural
 
@@ -268,14 +268,14 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"patchbay: {exc}", file=sys.stderr)
         return 2
     print(f"{path}: OK ({plural(len(config.backends), 'backend')}, active: {config.active.backend})")
-    from app.model_limits import unknown_models
+    from app.catalog.output_limits import unknown_models
 
     unknown = unknown_models(config.backends)
     if unknown:
         print("No known output limit for " + ", ".join(f"{b},{m}" for b, m in unknown) + ": their max_tokens goes "
               "out as the client asks (Claude Code asks for up to 128000). Where a server refuses that, set "
               "max_output_tokens for its backend.")
-    from app.services.price_fallback import fallback_lines
+    from app.catalog.unknown_prices import fallback_lines
 
     for line in fallback_lines(config):
         print(line)
@@ -297,18 +297,18 @@ def main(argv: list[str] | None = None) -> int:
     if rest[:1] == ["claude"] and "--selftest" not in head:
         # everything after our own options belongs to claude, unparsed; a --config written before
         # the command goes with ours
-        from app.services import claude_cli
+        from app.cli import claude as claude_cli
 
         config = [a for a in head if a != "--selftest"]
         return claude_cli.run_claude(config + rest[1:])
     if rest[:1] == ["statusline"] and "-h" not in rest and "--help" not in rest and "--selftest" not in argv:
         # run after every Claude Code message: skip building the whole parser (it imports the ledger)
-        from app.services import claude_cli
+        from app.cli import claude as claude_cli
 
         return claude_cli.run_statusline(argparse.Namespace(), _fast_config(rest[1:]) or _fast_config(head))
     args = _parser().parse_args(argv)
     if args.selftest or getattr(args, "sub_selftest", False):
-        from app.selftest import run
+        from app.cli.selftest import run
 
         return run()
     if args.command == "serve":
@@ -316,13 +316,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "env":
         return cmd_env(args)
     if args.command == "usage":
+        from app.cli import usage as usage_cli
         from app.paths import default_paths
-        from app.services import usage_cli
 
         return usage_cli.run(args, default_paths(), config_path=_config_path(args))
     if args.command == "ledger":
+        from app.cli import ledger as ledger_cli
         from app.paths import default_paths
-        from app.services import ledger_cli
 
         return ledger_cli.run(args, default_paths(), _config_path(args))
     if args.command == "key":
@@ -330,20 +330,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check":
         return cmd_check(args)
     if args.command in ("connect", "disconnect", "statusline"):
-        from app.services import claude_cli
+        from app.cli import claude as claude_cli
 
         command = {"connect": claude_cli.run_connect, "disconnect": claude_cli.run_disconnect,
                    "statusline": claude_cli.run_statusline}[args.command]
         return command(args, _config_path(args))
     if args.command == "team":
         return int(args.team_run(args))
-    from app.gui_extra import missing_gui_modules, no_gui_message
+    from app.desktop.extra import missing_gui_modules, no_gui_message
 
     if missing_gui_modules():
         print(f"patchbay: {no_gui_message(missing_gui_modules())}", file=sys.stderr)
         return 2
     os.environ.setdefault("QT_API", "pyside6")
-    from app.startup import ensure_window_possible
+    from app.desktop.startup import ensure_window_possible
 
     if not ensure_window_possible():  # no display, or Qt's X11 libraries missing: say so before Qt aborts
         return 2

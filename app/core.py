@@ -13,19 +13,22 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-from app import config_file as cfgmod
+from app.claude import auth as claude_auth
+from app.claude import connect as claude_code
+from app.claude import settings as claude_settings
 from app.config import ActiveSelection, BackendConfig, BudgetConfig, Config, ConfigError, PriceConfig, RoutesConfig
+from app.config import disk as cfgmod
 from app.events import EventHub, EventQueue, RequestFinished
-from app.logsafe import one_line
+from app.host import secrets
+from app.logs.oneline import one_line
 from app.paths import PathError, Paths, default_paths
 from app.proxy.backends import probe
 from app.proxy.backends.probe import TestResult
 from app.proxy.routing import Pin
 from app.proxy.server import GatewayStartError, ProxyRuntime
-from app.services import claude_auth, claude_code, claude_settings, secrets
 
 if TYPE_CHECKING:
-    from app.services.ledger_open import LedgerHealth
+    from app.ledger.opener import LedgerHealth
     from app.team.keystore import TeamStore
 
 log = logging.getLogger("patchbay")
@@ -38,10 +41,10 @@ class StartError(Exception):
 class Engine:
     def __init__(self, config_path: Path | None = None, *, paths: Paths | None = None, gui: bool = False,
                  host: str | None = None, port: int | None = None) -> None:
-        from app.services.budgets import BudgetGuard
-        from app.services.ledger_open import open_reader, open_writer
-        from app.services.ledger_store import default_instance
-        from app.services.pricing import PriceBook
+        from app.budgets.limits import BudgetGuard
+        from app.catalog.prices import PriceBook
+        from app.ledger.opener import open_reader, open_writer
+        from app.ledger.store import default_instance
 
         self.paths = paths or default_paths()
         try:
@@ -60,7 +63,7 @@ class Engine:
         self.events = EventQueue()
         self.hub = EventHub()
         self.prices = PriceBook.load(self.config)
-        from app.services.ledger import LedgerError
+        from app.ledger.writer import LedgerError
 
         self.instance = self.config.ledger.team.instance or default_instance(self.config.gateway.port)
         self.ledger = open_writer(self.config.ledger, self.paths, self.prices, self.instance)
@@ -69,18 +72,18 @@ class Engine:
             self.reader = open_reader(self.config.ledger, self.paths)
         except LedgerError as exc:
             raise StartError(str(exc)) from None
-        self.admission: Any = None  # app.services.admission.Admission, made with the first budget
-        self._heartbeat: Any = None  # app.services.hold_reaper.Heartbeat, with a PostgreSQL ledger
+        self.admission: Any = None  # app.budgets.admission.Admission, made with the first budget
+        self._heartbeat: Any = None  # app.budgets.hold_reaper.Heartbeat, with a PostgreSQL ledger
         self.budgets = BudgetGuard(self.config.budgets, self.prices, publish=self.hub.publish, reader=self.reader)
         self.hub.add(self.ledger.sink)
         self.hub.add(self.budgets.sink)
-        from app.services.subscription_state import SubscriptionState, limits_file
+        from app.claude.subscription_state import SubscriptionState, limits_file
 
         # a subscription's usage windows, for patchbay usage and the status line (beside the ledger)
         self.subscription = SubscriptionState(limits_file(self.paths.ledger_file.parent))
         self.hub.add(self.subscription.sink)
 
-        from app.services.session_caps import SessionCaps
+        from app.budgets.session_caps import SessionCaps
 
         self.session_caps = SessionCaps(self.config.budgets, self.prices)  # scope = "session", and the app's
         self.session_caps.seed(self.reader)
@@ -104,7 +107,7 @@ class Engine:
         self._setup_metrics()
         self.status_cache: Any = None
         if self.config.ledger.team.url:
-            from app.services.status_cache import CACHE_NAME, StatusCache
+            from app.claude.status_cache import CACHE_NAME, StatusCache
 
             self.status_cache = StatusCache(self.reader, self.paths.data_dir / CACHE_NAME)
         self.ledger.on_commit = self._committed
@@ -128,7 +131,8 @@ class Engine:
         from app.team.chain import build_chain
 
         if self._key_store is None:  # issued keys and the audit trail live in the ledger database
-            from app.team.keystore import KeyStoreError, open_key_store
+            from app.team.keystore import KeyStoreError
+            from app.team.keystore_open import open_key_store
 
             try:
                 self._key_store = open_key_store(config, self.paths)
@@ -146,7 +150,8 @@ class Engine:
         """An admin's app: ``[ledger] url`` names the team's PostgreSQL, but this gateway stays
         single-user (no ``[team]``). The Team page reads the keys and the audit trail from there
         (a read-only role is enough); this config is no team policy, so none is recorded."""
-        from app.team.keystore import KeyStoreError, open_key_store
+        from app.team.keystore import KeyStoreError
+        from app.team.keystore_open import open_key_store
 
         try:
             self._key_store = open_key_store(self.config, self.paths)
@@ -160,13 +165,13 @@ class Engine:
         return self._key_store if self.config.team is not None or self.config.ledger.team.url else None
 
     def _admission(self) -> Any:
-        """Budget admission with reservations in the ledger's database (app/services/admission.py)."""
-        if not any(b.scope != "session" for b in self.config.budgets):  # session caps: app/services/session_caps.py
+        """Budget admission with reservations in the ledger's database (app/budgets/admission.py)."""
+        if not any(b.scope != "session" for b in self.config.budgets):  # session caps: app/budgets/session_caps.py
             return None
         team = self.config.ledger.team
         if self.admission is None:
-            from app.services.admission import Admission
-            from app.services.admission_store import BudgetStore, PgBudgets, SqliteBudgets
+            from app.budgets.admission import Admission
+            from app.budgets.store import BudgetStore, PgBudgets, SqliteBudgets
 
             store: BudgetStore = PgBudgets(team.url, team) if team.url else SqliteBudgets(self.paths.ledger_file)
             self.admission = Admission(self.config.budgets, self.prices, store, instance=self.instance,
@@ -181,7 +186,7 @@ class Engine:
                     pass
 
             if isinstance(store, PgBudgets):  # heartbeats: a dead instance's requests are charged within a minute
-                from app.services.hold_reaper import Heartbeat
+                from app.budgets.hold_reaper import Heartbeat
 
                 self._heartbeat = Heartbeat(store.connect, self.instance, self.admission.hold_ttl_s)
                 self._heartbeat.start()  # its first beat charges what this instance's previous run held
@@ -195,8 +200,8 @@ class Engine:
         return self.admission
 
     def _setup_metrics(self) -> None:
+        from app.catalog.prices import FREE_LOCAL
         from app.proxy.metrics import GatewayMetrics, configured_models
-        from app.services.pricing import FREE_LOCAL
 
         def cost(ev: RequestFinished) -> float | None:
             return self.prices.cost_of(ev)
@@ -236,7 +241,7 @@ class Engine:
     def ledger_health(self) -> LedgerHealth:
         """The ledger's state now: where it is, why rows
         wait in the spool and how many, and what budgets do meanwhile. Reads attributes only."""
-        from app.services.ledger_open import LedgerHealth, describe
+        from app.ledger.opener import LedgerHealth, describe
 
         adm = self.admission
         unchecked = adm is not None and adm.degraded is not None
@@ -245,7 +250,7 @@ class Engine:
                             bool(getattr(self.ledger.store, "read_only", False)))
 
     def subscription_windows(self) -> Mapping[str, Mapping[str, object]]:
-        """Each backend's last known Claude subscription windows (app/services/subscription_state.py)."""
+        """Each backend's last known Claude subscription windows (app/claude/subscription_state.py)."""
         return self.subscription.snapshot()
 
     def start(self) -> None:
@@ -313,14 +318,14 @@ class Engine:
         self._save_pins()
 
     def _save_pins(self) -> None:
-        from app.services import session_pins
+        from app.desktop import pins as session_pins
 
         session_pins.save(self.paths.data_dir / session_pins.FILE_NAME,
                           {sid: (p.backend, p.model) for sid, p in self.runtime.pins.items()})
 
     def _restore_pins(self) -> None:
         """The pins of the last run (session-pins.json), for backends still configured."""
-        from app.services import session_pins
+        from app.desktop import pins as session_pins
 
         saved = session_pins.load(self.paths.data_dir / session_pins.FILE_NAME, (b.id for b in self.config.backends))
         for sid, (backend, model) in saved.items():
@@ -345,7 +350,7 @@ class Engine:
         return True
 
     def _apply(self, config: Config) -> None:
-        from app.services.pricing import PriceBook
+        from app.catalog.prices import PriceBook
 
         self.config = self._with_overrides(config)
         self.prices = PriceBook.load(self.config)
@@ -422,7 +427,7 @@ class Engine:
 
     def claude_code_env(self, credential: str = "auto") -> dict[str, str]:
         """What points Claude Code here: the token in its own header, ANTHROPIC_AUTH_TOKEN only for a
-        user without an Anthropic login or key (app/services/claude_auth.py)."""
+        user without an Anthropic login or key (app/claude/auth.py)."""
         cred = claude_code.credential(self.token)
         return claude_auth.env_values(self.url, self.token, token_as_credential=claude_auth.uses_token(credential, cred),
                                       existing_headers=None)

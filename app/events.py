@@ -21,7 +21,7 @@ class Usage:
     cache_creation_input_tokens: int = 0
     cache_read_input_tokens: int = 0
     # of cache_creation_input_tokens, those written for one hour (usage.cache_creation
-    # .ephemeral_1h_input_tokens), priced higher than the 5-minute ones (app/services/pricing.py)
+    # .ephemeral_1h_input_tokens), priced higher than the 5-minute ones (app/catalog/prices.py)
     cache_creation_1h_input_tokens: int = 0
 
     @property

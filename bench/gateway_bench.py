@@ -69,8 +69,17 @@ def _text_pieces() -> str:
 
 def _upstream_main(wire: str, conn: Connection) -> None:
     """Runs in a child process: a FakeUpstream whose answers follow the phase the parent sets."""
-    from tests.fakes import (AnthropicJSON, AnthropicStream, FakeUpstream, OpenAIJSON, OpenAIStream,
-                             anthropic_message, anthropic_text_events, openai_completion, openai_text_chunks)
+    from tests.fakes import (
+        AnthropicJSON,
+        AnthropicStream,
+        FakeUpstream,
+        OpenAIJSON,
+        OpenAIStream,
+        anthropic_message,
+        anthropic_text_events,
+        openai_completion,
+        openai_text_chunks,
+    )
 
     text = _text_pieces()
     if wire == "openai":

@@ -19,6 +19,7 @@ from app.bridge.backends import Backends
 from app.bridge.caps import Caps
 from app.bridge.config_watch import ConfigWatch
 from app.bridge.convert import sentence
+from app.bridge.data import GatewayView, UserMessage
 from app.bridge.engine import EngineApi, EngineFactory
 from app.bridge.jobs import Jobs
 from app.bridge.ledger_watch import LedgerWatch
@@ -32,7 +33,6 @@ from app.bridge.usage import Usage
 from app.config import ConfigError
 from app.events import GatewayState
 from app.paths import Paths, default_paths
-from app.views.data import GatewayView, UserMessage
 
 log = logging.getLogger("app.bridge")
 

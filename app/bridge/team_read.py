@@ -1,6 +1,6 @@
 """What the Team page shows, read in one go on the jobs thread: the keys and the audit trail (the
 team key store), this month's spend by user and group, the last 30 days per day, and each
-per-user and per-group budget's state (the ledger, through ``app.services.team_usage``)."""
+per-user and per-group budget's state (the ledger, through ``app.budgets.team_usage``)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Sequence
 
+from app.bridge.data_team import TeamAuditView, TeamBudgetView, TeamKeyView, TeamSeriesView, TeamSpendView, TeamView
+from app.budgets.team_usage import BudgetRow, SpendOverTime, budget_rows, daily_spend, fallback_priced
 from app.config import BudgetConfig
-from app.services.team_usage import BudgetRow, SpendOverTime, budget_rows, daily_spend, fallback_priced
-from app.views.data import TeamAuditView, TeamBudgetView, TeamKeyView, TeamSeriesView, TeamSpendView, TeamView
 
 if TYPE_CHECKING:
-    from app.services.ledger import LedgerReader
-    from app.team.config import TeamConfig
+    from app.config.team import TeamConfig
+    from app.ledger.writer import LedgerReader
     from app.team.keystore import TeamStore
 
 AUDIT_SHOWN = 500
@@ -37,14 +37,14 @@ def read_team(team: "TeamConfig | None", store: "TeamStore", reader: "LedgerRead
     cannot be read now still leaves the keys and the audit trail to show. ``team`` None: an
     admin's look at a team ledger, with the policy (identity, groups, budgets) that a gateway
     last recorded in the audit trail instead of this app's own config."""
-    from app.team.cli import _summary
     from app.team.recorded import recorded_policy
+    from app.team.wording import audit_summary
 
     now = time.time() if now is None else now
     keys = tuple(TeamKeyView(r.id, r.user, r.groups, r.status(now), r.created_at, r.expires_at, r.created_by)
                  for r in reversed(store.list_keys()))
     entries = store.audit()
-    audit = tuple(TeamAuditView(e.at, e.actor, e.action, e.subject, _summary(e.action, e.detail))
+    audit = tuple(TeamAuditView(e.at, e.actor, e.action, e.subject, audit_summary(e.action, e.detail))
                   for e in reversed(entries[-AUDIT_SHOWN:]))
     if team is not None:
         base = TeamView(True, tuple(team.identity), tuple(g.name for g in team.groups), keys, audit)
@@ -55,7 +55,7 @@ def read_team(team: "TeamConfig | None", store: "TeamStore", reader: "LedgerRead
                         audit, admin_view=True, policy_by=recorded.actor if recorded else None,
                         policy_at=recorded.at if recorded else None, policy_file=recorded.subject if recorded else None)
     try:
-        from app.services.budgets import period_bounds
+        from app.budgets.limits import period_bounds
 
         start, end = period_bounds("month", now, reader.tz)
         by_user = tuple((t.key, t.requests, t.cost_usd) for t in reader.totals(start, end, "user"))

@@ -24,8 +24,8 @@ from app.proxy.backends.base import Backend, clamp_output, upstream_failure
 from app.proxy.exchange import (
     JSON_HEADERS,
     SSE_HEADERS,
+    ApiError,
     Exchange,
-    GatewayError,
     Incoming,
     error_body,
     scrubbed,
@@ -92,7 +92,7 @@ class Gateway:
         self.snap = snapshot
         self.hub = hub
         self.paused = False
-        self.session_caps: Any = None  # app/services/session_caps.py: a session past its cost cap, before budgets
+        self.session_caps: Any = None  # app/budgets/session_caps.py: a session past its cost cap, before budgets
         self.started_at = time.time()
         self.served = 0
         self.health = HealthBoard(hub.publish)
@@ -160,10 +160,10 @@ class Gateway:
                                                       "GET /v1/models", "GET /v1/models/{model_id}", "GET /health",
                                                       "GET /ready"]})
             else:
-                raise GatewayError(404, "not_found_error",
+                raise ApiError(404, "not_found_error",
                                    f"Patchbay does not serve {method} {scope['path']}. It serves POST /v1/messages, "
                                    "POST /v1/messages/count_tokens, GET /v1/models and GET /health.")
-        except GatewayError as exc:
+        except ApiError as exc:
             await _plain(send, exc.status, request_ids.with_id(exc.raw_body, request_id) if exc.raw_body
                          else error_body(exc.error_type, exc.message, request_id),
                          JSON_HEADERS + exc.headers)
@@ -188,7 +188,7 @@ class Gateway:
         if origin is not None:
             o = origin.decode("latin-1")
             if o not in snap.settings.allowed_origins:
-                raise GatewayError(
+                raise ApiError(
                     403, "permission_error",
                     f"Patchbay refuses requests from web pages (Origin: {o}). If you trust this page, add "
                     f'"{o}" to allowed_origins in the [gateway] section of the config.',
@@ -249,7 +249,7 @@ class Gateway:
         who = _who(identity, groups, client_addr)
         try:
             body = parse_body(raw, count)
-        except GatewayError as exc:  # a row in the request log even for a body we refuse
+        except ApiError as exc:  # a row in the request log even for a body we refuse
             self._record_invalid(scope, headers, raw, count, exc, who=who)
             raise
 
@@ -282,13 +282,13 @@ class Gateway:
             routed = server_tools.place(snap.table, routed, body, _own_credential(inc),
                                         lambda r: self._may_use(snap, r, inc))
         if isinstance(routed, Refusal):
-            refused = GatewayError(routed.status, routed.error_type, routed.message, headers=list(routed.headers))
+            refused = ApiError(routed.status, routed.error_type, routed.message, headers=list(routed.headers))
             self._record_invalid(scope, headers, raw, count, refused, body, who=who)
             raise refused
         if team is not None and identity is not None:
             try:
                 allowed = team.check(identity, routed)
-            except GatewayError as exc:
+            except ApiError as exc:
                 self._record_invalid(scope, headers, raw, count, exc, body, who=who)
                 raise
             capped = allowed.cap(body.get("max_tokens")) if not count else None
@@ -309,12 +309,12 @@ class Gateway:
         extra: tuple[tuple[bytes, bytes], ...] = ()  # what admission adds to a successful answer
         if self.paused:  # recorded (the window counts them) and answered so that Claude Code stops retrying
             self._record_refusal(request_id, routed, inc, stream, PAUSED)
-            raise GatewayError(PAUSED.status, PAUSED.error_type, PAUSED.message, headers=PAUSED_HEADERS)
+            raise ApiError(PAUSED.status, PAUSED.error_type, PAUSED.message, headers=PAUSED_HEADERS)
         if self.session_caps is not None:
             capped = self.session_caps.admit(routed, inc.session_id)
             if isinstance(capped, Refusal):
                 self._record_refusal(request_id, routed, inc, stream, capped)
-                raise GatewayError(capped.status, capped.error_type, capped.message, headers=list(capped.headers))
+                raise ApiError(capped.status, capped.error_type, capped.message, headers=list(capped.headers))
             if capped is not routed:  # downgraded: the route taken must be one this client may use
                 backend = snap.backends.get(capped.backend, backend)
                 access.authorize(backend.config, authed, is_exposed, presented)
@@ -323,7 +323,7 @@ class Gateway:
             decision = await self._admit(snap, route, request_id, body, inc)
             if isinstance(decision, Refusal):
                 self._record_refusal(request_id, routed, inc, stream, decision)
-                raise GatewayError(decision.status, decision.error_type, decision.message,
+                raise ApiError(decision.status, decision.error_type, decision.message,
                                    headers=list(decision.headers))
             route = decision
             headers_for = getattr(snap.admission, "headers_for", None)
@@ -336,7 +336,7 @@ class Gateway:
                 access.authorize(backend.config, authed, is_exposed, presented)
                 if team is not None and identity is not None and route is not routed:
                     team.check(identity, route)  # a downgrade stays inside what the person's groups allow
-            except GatewayError as exc:  # its row settles the reservation just made: no hold is left behind
+            except ApiError as exc:  # its row settles the reservation just made: no hold is left behind
                 self._record_refusal(request_id, route, inc, stream, Refusal(exc.status, exc.error_type, exc.message))
                 raise
         health = self._health_for(snap)
@@ -395,7 +395,7 @@ class Gateway:
                         await backend.messages(ex)
                     except (httpx.HTTPError, httpx.StreamError) as exc:  # cut or stalled mid-read
                         raise upstream_failure(backend.config, exc) from None
-                except GatewayError as exc:
+                except ApiError as exc:
                     key_refused = stops.credential_refused(backend.config, exc)
                     no_key = key_refused or isinstance(exc, stops.CredentialMissing)  # another backend may serve
                     exc = scrubbed(exc, inc)
@@ -430,7 +430,7 @@ class Gateway:
             ex.interrupted = True
         except Exception as exc:  # our own bug: still answer in Anthropic's shape, and say so
             log.exception("request %s failed inside Patchbay", request_id)
-            await self._fail(ex, GatewayError(
+            await self._fail(ex, ApiError(
                 500, "api_error",
                 f"Patchbay failed while handling this request ({type(exc).__name__}: {exc}). This is a bug in "
                 "Patchbay; the log file has the details.",
@@ -458,13 +458,13 @@ class Gateway:
                     await backend.count_tokens(ex)
                 except (httpx.HTTPError, httpx.StreamError) as exc:
                     raise upstream_failure(backend.config, exc) from None
-            except GatewayError as exc:
+            except ApiError as exc:
                 await self._fail(ex, scrubbed(exc, ex.incoming))
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             log.exception("request %s (count_tokens) failed inside Patchbay", ex.request_id)
-            await self._fail(ex, GatewayError(
+            await self._fail(ex, ApiError(
                 500, "api_error", f"Patchbay failed while counting tokens ({type(exc).__name__}: {exc}). This is "
                 "a bug in Patchbay; the log file has the details."))
         finally:
@@ -494,7 +494,7 @@ class Gateway:
     async def _admit(self, snap: Snapshot, route: Route, request_id: str, body: dict[str, Any],
                      inc: Incoming) -> Route | Refusal:
         """The budgets' decision for ``route``: the one call into admission. A hook with ``reserve``
-        (app/services/admission.py) reserves the expected cost off the loop, against the sender's
+        (app/budgets/admission.py) reserves the expected cost off the loop, against the sender's
         own and their groups' budgets too in team mode; a plain one decides from memory. A route a
         Claude subscription pays for spends no money: only budgets with include_subscription see it."""
         adm = snap.admission
@@ -530,7 +530,7 @@ class Gateway:
         return None
 
     def _record_invalid(self, scope: dict[str, Any], headers: dict[bytes, bytes], raw: bytes, count: bool,
-                        exc: GatewayError, body: dict[str, Any] | None = None, *,
+                        exc: ApiError, body: dict[str, Any] | None = None, *,
                         who: dict[str, Any] | None = None) -> None:
         """A request refused before it had a route (a body that is not a request, an unknown
         backend, paused) still gets its row, with no backend."""
@@ -554,7 +554,7 @@ class Gateway:
             ttft_ms=None, duration_ms=0.0, usage=Usage(), agent_id=inc.agent_id, **inc.who(),
         ))
 
-    async def _fail(self, ex: Exchange, exc: GatewayError) -> None:
+    async def _fail(self, ex: Exchange, exc: ApiError) -> None:
         exc = scrubbed(exc, ex.incoming)
         log.info("request %s: %s %s", ex.request_id, exc.status, exc.message)
         if not ex.started:
@@ -627,7 +627,7 @@ class Gateway:
             found = next((d for d in data if d["id"] == model_id), None) or \
                 next((d for d in data if d["id"].split(",", 1)[1] == model_id), None)
             if found is None:
-                raise GatewayError(404, "not_found_error", f"model: {model_id} (GET /v1/models lists the models "
+                raise ApiError(404, "not_found_error", f"model: {model_id} (GET /v1/models lists the models "
                                    "Patchbay serves, written backend,model)")
             await _json(send, 200, found)
             return
@@ -642,7 +642,7 @@ class Gateway:
         if not self.metrics_public:
             authed, _presented = self._authed(headers, snap)
             if not authed:
-                raise GatewayError(401, "authentication_error",
+                raise ApiError(401, "authentication_error",
                                    f"GET /metrics needs the gateway token (the {access.TOKEN_HEADER} header, or Authorization: "
                                    "Bearer …), or set "
                                    "public = true in a [metrics] section for a scraper inside a private network.")
@@ -673,7 +673,7 @@ class Gateway:
             # alone, and only a verified person sees what runs here
             try:
                 await snap.team.identify(scope["headers"])
-            except GatewayError:
+            except ApiError:
                 await _json(send, 200, {"status": "paused" if self.paused else "ok"})
                 return
         elif access.exposed(snap.settings.host):  # beyond loopback: what runs here is nobody else's business
@@ -693,7 +693,7 @@ class Gateway:
 
 def _allow(method: str, expected: str) -> None:
     if method != expected:
-        raise GatewayError(405, "invalid_request_error", f"This endpoint takes {expected}, not {method}.")
+        raise ApiError(405, "invalid_request_error", f"This endpoint takes {expected}, not {method}.")
 
 
 def _h(headers: dict[bytes, bytes], name: bytes) -> str | None:

@@ -15,9 +15,9 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from app import scrub
 from app.config import BackendConfig, Config
 from app.events import BackendHealth, EventHub, GatewayState
+from app.logs import scrub
 from app.proxy.backends.base import Backend, KeyLookup
 from app.proxy.gateway import Gateway, Snapshot
 from app.proxy.routing import Admission, Pin, RoutingTable

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import httpx
 
+from app.config.team import TeamConfig
 from app.team.alb import ALBVerifier
 from app.team.cloudflare import CloudflareVerifier
-from app.team.config import TeamConfig
 from app.team.iap import IAPVerifier
 from app.team.identity import IdentityChain, Verifier
 from app.team.keys import KeyStore, KeysVerifier

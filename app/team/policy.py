@@ -6,7 +6,7 @@
   group's own name is one of those groups.
 - ``decide``: may this person send this request to this backend and model? Allowed when any of
   their groups allows both (patterns are globs, case-insensitive). The model is the one the
-  upstream is asked for, matched as written and in its comparable forms (``app/model_ids.py``:
+  upstream is asked for, matched as written and in its comparable forms (``app/catalog/model_ids.py``:
   a Bedrock id ``us.anthropic.claude-sonnet-4-5-20250929-v1:0`` matches ``claude-sonnet-*``);
   the name the client asked for never widens it (a pin, a ``[routes]`` rule, a fallback or a
   downgrade may send something else upstream). The output cap is the most
@@ -16,7 +16,7 @@
 - ``permitted``: the routing candidates (rules, pins, failover) a person may use, in order.
 - ``subject_of``: the counter a ``[[budgets]]`` row charges for a request's sender, or None when
   it does not apply to them: ``each-user`` → ``user:EMAIL`` of this user; ``user:EMAIL``,
-  ``group:NAME``, ``all``, ``backend:ID`` as written, when they apply (admission, app/services/admission.py).
+  ``group:NAME``, ``all``, ``backend:ID`` as written, when they apply (admission, app/budgets/admission.py).
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Sequence
 
-from app.model_ids import canonical_model, light_model
-from app.proxy.exchange import GatewayError
-from app.team.config import GroupPolicy
+from app.catalog.model_ids import canonical_model, light_model
+from app.config.team import GroupPolicy
+from app.errors import ApiError
 from app.team.identity import Identity
 
 
@@ -77,7 +77,7 @@ class Decision:
         return self.max_output_tokens if requested is None else min(requested, self.max_output_tokens)
 
 
-class PolicyDenied(GatewayError):
+class PolicyDenied(ApiError):
     """A verified person asking for what their groups do not allow: 403 ``permission_error``."""
 
     def __init__(self, decision: Decision) -> None:

@@ -32,9 +32,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.bridge.data import TestOutcome
 from app.config import DEFAULT_TOKEN_TTL_S, ActiveSelection, BackendConfig, cloud_base_url, default_auth
 from app.units import plural
-from app.views.data import TestOutcome
 from app.views.error_text import breakable, readable_error
 from app.views.icons import backend_color, health_icon
 from app.views.theme import SELECTION_MARKER, STATE_COLORS

@@ -20,9 +20,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.bridge.data import GatewayView, LedgerView, UserMessage
 from app.units import plural
 from app.views.banner import Banner
-from app.views.data import GatewayView, LedgerView, UserMessage
 from app.views.icons import app_icon, backend_color, dot_icon
 from app.views.theme import SELECTION_MARKER, STATE_COLORS, fmt_usd
 

@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 from PySide6.QtCore import QModelIndex, QRegularExpression, QSortFilterProxyModel, Qt
 from PySide6.QtGui import QColor, QStandardItem, QStandardItemModel
 
-from app.views.data import RequestRecord, SessionView, TopSession
+from app.bridge.data import RequestRecord, SessionView, TopSession
 from app.views.icons import backend_color, dot_icon
 from app.views.theme import (
     STATE_COLORS,

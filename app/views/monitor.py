@@ -31,9 +31,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.bridge.data_host import HardwareView, LocalModelView, OllamaView, PullView
 from app.units import fmt_bytes
 from app.views.axes import left_axis_for
-from app.views.data import HardwareView, LocalModelView, OllamaView, PullView
 from app.views.models import Column, R, RowsModel, key_of
 from app.views.plot import Plot
 from app.views.theme import STATE_COLORS, fmt_ago, series_color

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QWidget
 
-from app.subscription_windows import clock
+from app.claude.subscription_windows import clock
 from app.views.widgets import SectionLabel
 
 if TYPE_CHECKING:

@@ -27,8 +27,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.bridge.data import BudgetView, ClaudeCodeView, GatewayView
 from app.config import BUDGET_PERIODS, BudgetConfig
-from app.views.data import BudgetView, ClaudeCodeView, GatewayView
 from app.views.routes import RoutesBox
 from app.views.theme import STATE_COLORS, fmt_usd
 from app.views.widgets import SectionLabel

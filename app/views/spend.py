@@ -22,10 +22,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.bridge.data import BudgetView, RequestRecord, SpendData
 from app.units import plural
 from app.views.axes import MoneyAxis, PercentAxis, TokenAxis, nice_top
 from app.views.csv_export import ask_and_export
-from app.views.data import BudgetView, RequestRecord, SpendData
 from app.views.icons import backend_color
 from app.views.models import TopSessionsModel
 from app.views.plot import Plot

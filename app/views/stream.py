@@ -8,7 +8,7 @@ from PySide6.QtCore import QEvent
 from PySide6.QtGui import QFont, QFontDatabase, QTextCharFormat, QTextCursor
 from PySide6.QtWidgets import QPlainTextEdit, QWidget
 
-from app.views.data import StreamPiece
+from app.bridge.data import StreamPiece
 from app.views.theme import kind_color
 
 MAX_BLOCKS = 4000

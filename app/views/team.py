@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.views.data import TeamBudgetView, TeamView
+from app.bridge.data_team import TeamBudgetView, TeamView
 from app.views.team_spend import TeamSpendChart
 from app.views.theme import STATE_COLORS, fmt_usd
 from app.views.widgets import ItemTable, SectionLabel

@@ -11,10 +11,10 @@ from PySide6.QtCore import QPointF, Qt
 from PySide6.QtGui import QColor, QCursor
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QToolTip, QVBoxLayout, QWidget
 
-from app.backend_colors import assign_colors
+from app.bridge.data_team import TeamSeriesView, TeamSpendView
 from app.units import plural
 from app.views.axes import MoneyAxis, nice_top
-from app.views.data import TeamSeriesView, TeamSpendView
+from app.views.colors import assign_colors
 from app.views.plot import Plot
 from app.views.theme import fmt_usd, usd_tip
 from app.views.widgets import SectionLabel

@@ -15,7 +15,7 @@ from PySide6.QtCore import QObject, QPoint, Signal
 from PySide6.QtGui import QAction, QActionGroup, QCursor, QIcon
 from PySide6.QtWidgets import QMenu, QSystemTrayIcon
 
-from app.views.data import ClaudeCodeView, UserMessage
+from app.bridge.data import ClaudeCodeView, UserMessage
 from app.views.icons import state_icon
 from app.views.theme import fmt_usd
 

@@ -17,10 +17,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from app.catalog.prices import PriceBook  # noqa: E402
 from app.config import LedgerSettings, parse_config  # noqa: E402
 from app.events import Usage, finished_request  # noqa: E402
-from app.services.ledger import Ledger  # noqa: E402
-from app.services.pricing import PriceBook  # noqa: E402
+from app.ledger.writer import Ledger  # noqa: E402
 
 CONFIG = """
 [[backends]]
@@ -50,8 +50,8 @@ def main() -> int:
 
     prices = PriceBook.load(parse_config(CONFIG))
     if len(sys.argv) > 3:
-        from app.services.ledger_pg import PgStore
-        from app.services.spool import Spool
+        from app.ledger.pg import PgStore
+        from app.ledger.spool import Spool
 
         ledger = Ledger(path, prices=prices, settings=LedgerSettings(capture="all"), store=PgStore(sys.argv[3]),
                         spool=Spool(path), instance=f"writer-{prefix}")

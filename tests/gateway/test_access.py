@@ -13,11 +13,11 @@ import httpx
 import orjson
 import pytest
 
+from app.catalog.prices import PriceBook
 from app.config import parse_config
 from app.events import EventHub, EventQueue, RequestFinished
+from app.host.secrets import resolve_backend_key
 from app.proxy.server import ProxyRuntime
-from app.services.pricing import PriceBook
-from app.services.secrets import resolve_backend_key
 from tests.fakes.chunks import anthropic_text_events
 from tests.fakes.upstreams import AnthropicStream, FakeUpstream, OpenAIStream, Raw
 from tests.gateway.conftest import TOKEN, Gateway, config_text
@@ -60,7 +60,7 @@ def _post(url: str, headers: dict[str, str] | None = None, **body: object) -> ht
 
 
 def test_a_budget_downgrade_to_a_keyed_backend_needs_the_token(two_ups, monkeypatch):
-    from app.services.budgets import BudgetGuard
+    from app.budgets.limits import BudgetGuard
 
     a, b = two_ups
     monkeypatch.setenv("PB_STORED_KEY", STORED)
@@ -97,9 +97,9 @@ def test_a_reserved_downgrade_refused_for_want_of_the_token_leaves_no_hold(two_u
     request's cost: its ledger row settles that hold, so no phantom reservation blocks later ones."""
     import sqlite3
 
-    from app.services.admission import Admission
-    from app.services.admission_store import SqliteBudgets
-    from app.services.ledger import Ledger
+    from app.budgets.admission import Admission
+    from app.budgets.store import SqliteBudgets
+    from app.ledger.writer import Ledger
 
     a, b = two_ups
     monkeypatch.setenv("PB_STORED_KEY", STORED)
@@ -353,7 +353,7 @@ def test_an_interrupted_stream_is_recorded_with_its_prompt_and_marked(start_gate
 
 def test_interrupted_rows_and_token_counts_reach_the_ledger(tmp_path):
     from app.events import Usage
-    from app.services.ledger import Ledger, LedgerReader
+    from app.ledger.writer import Ledger, LedgerReader
 
     path = tmp_path / "usage.sqlite3"
     led = Ledger(path, prices=PriceBook.load(parse_config(config_text(

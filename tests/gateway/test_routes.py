@@ -12,12 +12,12 @@ from typing import Any, Iterator
 import anthropic
 import pytest
 
+from app.catalog.prices import PriceBook
 from app.config import parse_config
 from app.events import BackendHealth, EventHub, EventQueue
+from app.host.secrets import resolve_backend_key
+from app.ledger.writer import Ledger, LedgerReader
 from app.proxy.server import ProxyRuntime
-from app.services.ledger import Ledger, LedgerReader
-from app.services.pricing import PriceBook
-from app.services.secrets import resolve_backend_key
 from tests.fakes import AnthropicStream, Drop, FakeUpstream, Raw, anthropic_error, anthropic_text_events, bodies
 from tests.gateway.conftest import TOKEN, Gateway, config_text
 
@@ -105,7 +105,7 @@ def test_claude_code_shaped_requests_route_end_to_end(start_gateway, ups):
 
 
 def test_the_budget_applies_to_the_backend_the_rule_chose(ups):
-    from app.services.budgets import BudgetGuard
+    from app.budgets.limits import BudgetGuard
 
     text = config_text([{"id": k, "kind": "anthropic", "base_url": u.url, "auth": "none", "local": False}
                         for k, u in ups.items()], active="a")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ruamel.yaml import YAML
 
-from app.config_file import load_config
+from app.config.disk import load_config
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from app.config import ConfigError
+from app.config.team import GroupPolicy, load_team
 from app.team.chain import build_chain
-from app.team.config import GroupPolicy, load_team
 from app.team.iap import IAP_JWKS_URL
 
 BACKENDS = """

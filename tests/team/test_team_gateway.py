@@ -14,12 +14,12 @@ import anthropic
 import httpx
 import pytest
 
+from app.catalog.prices import PriceBook
 from app.config import ConfigError, parse_config
 from app.events import EventHub, EventQueue, RequestStarted
+from app.host.secrets import resolve_backend_key
+from app.ledger.writer import Ledger, LedgerReader
 from app.proxy.server import ProxyRuntime
-from app.services.ledger import Ledger, LedgerReader
-from app.services.pricing import PriceBook
-from app.services.secrets import resolve_backend_key
 from app.team.chain import build_chain
 from app.team.keystore_sqlite import SqliteKeyStore
 from tests.fakes.chunks import anthropic_text_events

@@ -7,12 +7,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from app.budgets.limits import BudgetGuard, budget_status_from_ledger, period_bounds
+from app.catalog.prices import PriceBook
 from app.config import BudgetConfig, parse_config
 from app.events import BudgetAlert, RequestFinished, RequestStarted, Usage, finished_request
+from app.ledger.writer import Ledger, LedgerReader
 from app.proxy.routing import Refusal, Route
-from app.services.budgets import BudgetGuard, budget_status_from_ledger, period_bounds
-from app.services.ledger import Ledger, LedgerReader
-from app.services.pricing import PriceBook
 
 UTC = ZoneInfo("UTC")
 BERLIN = ZoneInfo("Europe/Berlin")

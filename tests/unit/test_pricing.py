@@ -7,15 +7,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.config import parse_config
-from app.events import Usage
-from app.services.pricing import (
+from app.catalog.prices import (
     CACHE_READ_FACTOR,
     CACHE_WRITE_FACTOR,
     PriceBook,
     PriceTable,
     canonical_model,
 )
+from app.config import parse_config
+from app.events import Usage
 
 BASE = """
 [[backends]]

@@ -13,10 +13,11 @@ from typing import Any
 import httpx
 import orjson
 
-from app.model_limits import limit_for
+from app.catalog.output_limits import limit_for
+from app.errors import ApiError
 from app.proxy.answer_body import read_whole
 from app.proxy.backends.base import Backend, clamp_output, drain, join_url, upstream_error_message
-from app.proxy.exchange import JSON_HEADERS, SSE_HEADERS, Exchange, GatewayError
+from app.proxy.exchange import JSON_HEADERS, SSE_HEADERS, Exchange
 from app.proxy.sse import MAX_EVENT_BYTES, SSEParser, event_too_large
 from app.proxy.thinking import for_anthropic_format, note_message, note_signature, signing_family
 from app.proxy.translate.response import error_type_for_status as error_type_for
@@ -218,7 +219,7 @@ class AnthropicBackend(Backend):
             if resp.status_code >= 400:
                 raw = await read_whole(resp, self.who)
                 etype, msg = upstream_error_message(raw, f"HTTP {resp.status_code} from the upstream")
-                raise GatewayError(resp.status_code, etype or error_type_for(resp.status_code), msg,
+                raise ApiError(resp.status_code, etype or error_type_for(resp.status_code), msg,
                                    raw_body=raw if _is_anthropic_error(raw) else None,
                                    headers=forwarded_headers(resp))
             ctype = resp.headers.get("content-type", "")
@@ -273,10 +274,10 @@ class AnthropicBackend(Backend):
             return obj
         if isinstance(obj, dict) and ("error" in obj or obj.get("type") == "error"):
             etype, said = upstream_error_message(raw, "an error without details")
-            raise GatewayError(502, "api_error", f'The backend "{self.config.id}" answered 200 with an error: {said}')
+            raise ApiError(502, "api_error", f'The backend "{self.config.id}" answered 200 with an error: {said}')
         kind = "an HTML page" if "html" in ctype.lower() or raw.lstrip()[:1] == b"<" else "something else"
         text = raw.decode("utf-8", "replace").strip()[:200]
-        raise GatewayError(
+        raise ApiError(
             502, "api_error",
             f'The backend "{self.config.id}" answered 200 with {kind}, not a message ({text!r}). Check its base_url: '
             "a login page or a proxy may stand in the way.")
@@ -299,7 +300,7 @@ class AnthropicBackend(Backend):
                 return
             if status not in (404, 405, 501):
                 etype, msg = upstream_error_message(raw, f"HTTP {status} from the upstream")
-                raise GatewayError(status, etype or error_type_for(status), msg,
+                raise ApiError(status, etype or error_type_for(status), msg,
                                    raw_body=raw if _is_anthropic_error(raw) else None)
         # the upstream cannot count (Ollama, some servers): estimate
         await self.answer_estimate(ex)

@@ -4,7 +4,7 @@ Shaped like Anthropic's own (a ``01`` version marker and 22 base62 characters), 
 that look at the prefix, or at the allowed characters ``[A-Za-z0-9_]``, accept them.
 128 random bits each: unique across processes and restarts without any shared counter.
 
-Nine-character tool-call ids (Mistral's rule, ``app.provider_quirks.TOOL_ID_9``) both ways,
+Nine-character tool-call ids (Mistral's rule, ``app.config.providers.TOOL_ID_9``) both ways,
 with no state: a ``toolu_`` id minted for an upstream call whose id is already nine letters and
 digits carries that id right after ``toolu_01`` (:func:`tool_use_id_for`), and
 :func:`nine_char_id` reads it back from there, so the upstream sees its own ids again. Any other
