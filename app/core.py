@@ -436,9 +436,6 @@ class Engine:
         """One sentence: which credential Claude Code will send through Patchbay after Connect."""
         return claude_auth.describe(credential, claude_code.credential(self.token))
 
-    def claude_settings_path(self) -> Path:
-        return claude_settings.settings_path()
-
     def claude_code_status(self) -> claude_settings.Status:
         return claude_code.status(self.paths, self.url, self.token)
 

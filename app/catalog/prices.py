@@ -114,10 +114,6 @@ class Price:
             + usage.cache_read_input_tokens * r.cache_read
         ) / 1_000_000
 
-    @property
-    def is_free(self) -> bool:
-        return self.input == 0 and self.output == 0 and not self.cache_write and not self.cache_read
-
 
 FREE_LOCAL = Price(0.0, 0.0, 0.0, 0.0, LOCAL_SOURCE, "")
 

@@ -344,9 +344,6 @@ class LedgerReader:
         """Dollars spent on priced requests started at or after ``since`` (on one backend, or all)."""
         return float(sum(v[3] for v in self._agg(since, None, "all", "none", backend).values()))
 
-    def unpriced_since(self, since: float, backend: str | None = None) -> int:
-        return int(sum(v[2] for v in self._agg(since, None, "all", "none", backend).values()))
-
     def count(self) -> int:
         return int(self._q("SELECT count(*) FROM requests")[0][0])
 

@@ -132,10 +132,6 @@ class HealthBoard:
         if b.state != before:
             self._changed(backend, b)
 
-    def cooling_ends(self, backend: str) -> float:
-        b = self._breakers.get(backend)
-        return 0.0 if b is None or b.state == "closed" else b.open_until
-
     def success(self, backend: str) -> None:
         b = self._breakers.get(backend)
         if b is None:

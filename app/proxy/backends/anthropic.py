@@ -19,7 +19,7 @@ from app.proxy.answer_body import read_whole
 from app.proxy.backends.base import Backend, clamp_output, drain, join_url, upstream_error_message
 from app.proxy.exchange import JSON_HEADERS, SSE_HEADERS, Exchange
 from app.proxy.sse import MAX_EVENT_BYTES, SSEParser, event_too_large
-from app.proxy.thinking import for_anthropic_format, note_message, note_signature, signing_family
+from app.proxy.thinking import for_anthropic_format, note_signature, signing_family
 from app.proxy.translate.response import error_type_for_status as error_type_for
 from app.proxy.transport import raw_chunks
 
@@ -281,15 +281,6 @@ class AnthropicBackend(Backend):
             502, "api_error",
             f'The backend "{self.config.id}" answered 200 with {kind}, not a message ({text!r}). Check its base_url: '
             "a login page or a proxy may stand in the way.")
-
-    def _observe_message(self, ex: Exchange, raw: bytes) -> None:
-        try:
-            msg = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            return
-        if isinstance(msg, dict):
-            ex.observe_message(msg)
-            note_message(signing_family(self.config), msg)
 
     async def count_tokens(self, ex: Exchange) -> None:
         got = await self.counted(self.send(lambda credential: self.count_request(ex, credential)))

@@ -126,10 +126,6 @@ class OpenAIStreamTranslator:
         return self._done
 
     @property
-    def blocks_emitted(self) -> int:
-        return self._next_index
-
-    @property
     def tool_use_ids(self) -> list[str]:
         """The ``toolu_`` ids of the tool calls this answer made, in order."""
         return [c.tool_id for c in self._calls]
