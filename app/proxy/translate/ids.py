@@ -1,4 +1,4 @@
-"""Fresh Anthropic-style ids: ``msg_…``, ``toolu_…`` and ``req_…``.
+"""Fresh Anthropic-style ids: ``msg_…`` and ``toolu_…`` (request ids: ``app/proxy/request_ids.py``).
 
 Shaped like Anthropic's own (a ``01`` version marker and 22 base62 characters), so clients
 that look at the prefix, or at the allowed characters ``[A-Za-z0-9_]``, accept them.
@@ -66,6 +66,3 @@ def nine_char_id(tool_id: str, salt: int = 0) -> str:
         chars.append(_ALPHABET[rem])
     return "".join(chars)
 
-
-def new_request_id() -> str:
-    return "req_01" + _base62()
