@@ -21,20 +21,9 @@ from app.catalog.prices import PriceBook  # noqa: E402
 from app.config import LedgerSettings, parse_config  # noqa: E402
 from app.events import Usage, finished_request  # noqa: E402
 from app.ledger.writer import Ledger  # noqa: E402
+from tests.config_text import ANTHROPIC_CLIENT, OLLAMA
 
-CONFIG = """
-[[backends]]
-id = "anthropic"
-kind = "anthropic"
-base_url = "https://api.anthropic.com"
-auth = "client"
-
-[[backends]]
-id = "ollama"
-kind = "anthropic"
-base_url = "http://localhost:11434"
-auth = "none"
-"""
+CONFIG = ANTHROPIC_CLIENT + OLLAMA
 
 BODY = b'{"model":"claude-sonnet-4-5","messages":[{"role":"user","content":"' + b"x" * 3000 + b'"}]}'
 

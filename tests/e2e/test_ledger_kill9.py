@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from app.ledger.writer import LedgerReader
+from tests.config_text import ANTHROPIC_CLIENT
 
 HELPER = Path(__file__).with_name("ledger_writer_proc.py")
 ACK = re.compile(r"^ACK (\S+) END$")
@@ -160,10 +161,4 @@ def test_kill_9_with_a_postgres_ledger_keeps_every_acknowledged_row_in_postgres_
     assert hourly == len(stored) and not in_spool(spool)
 
 
-HELPER_CONFIG = """
-[[backends]]
-id = "anthropic"
-kind = "anthropic"
-base_url = "https://api.anthropic.com"
-auth = "client"
-"""
+HELPER_CONFIG = ANTHROPIC_CLIENT

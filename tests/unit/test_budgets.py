@@ -13,23 +13,12 @@ from app.config import BudgetConfig, parse_config
 from app.events import BudgetAlert, RequestFinished, RequestStarted, Usage, finished_request
 from app.ledger.writer import Ledger, LedgerReader
 from app.proxy.routing import Refusal, Route
+from tests.config_text import ANTHROPIC_CLIENT, OPENROUTER
 
 UTC = ZoneInfo("UTC")
 BERLIN = ZoneInfo("Europe/Berlin")
 
-CONFIG = """
-[[backends]]
-id = "anthropic"
-kind = "anthropic"
-base_url = "https://api.anthropic.com"
-auth = "client"
-
-[[backends]]
-id = "openrouter"
-kind = "openai"
-base_url = "https://openrouter.ai/api/v1"
-auth = "env:OPENROUTER_API_KEY"
-models = ["anthropic/claude-sonnet-4.5"]
+CONFIG = ANTHROPIC_CLIENT + OPENROUTER + """models = ["anthropic/claude-sonnet-4.5"]
 
 [[backends]]
 id = "ollama"

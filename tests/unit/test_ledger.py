@@ -26,27 +26,10 @@ from app.events import BudgetAlert, ContentDelta, RequestFinished, Usage, finish
 from app.ledger.writer import SCHEMA_VERSION, Ledger, LedgerError, LedgerReader, open_db, scrub
 from app.paths import Paths
 from tests.books import Books
+from tests.config_text import ANTHROPIC_CLIENT, OLLAMA, OPENROUTER
 
 UTC = ZoneInfo("UTC")
-CONFIG = """
-[[backends]]
-id = "anthropic"
-kind = "anthropic"
-base_url = "https://api.anthropic.com"
-auth = "client"
-
-[[backends]]
-id = "openrouter"
-kind = "openai"
-base_url = "https://openrouter.ai/api/v1"
-auth = "env:OPENROUTER_API_KEY"
-
-[[backends]]
-id = "ollama"
-kind = "anthropic"
-base_url = "http://localhost:11434"
-auth = "none"
-"""
+CONFIG = ANTHROPIC_CLIENT + OPENROUTER + OLLAMA
 PRICES = PriceBook.load(parse_config(CONFIG))
 RECENT = time.time() - 86400  # inside the capture retention (14 days)
 
