@@ -63,7 +63,7 @@ class Engine:
         self.events = EventQueue()
         self.hub = EventHub()
         self.prices = PriceBook.load(self.config)
-        from app.ledger.writer import LedgerError
+        from app.ledger.schema import LedgerError
 
         self.instance = self.config.ledger.team.instance or default_instance(self.config.gateway.port)
         self.ledger = open_writer(self.config.ledger, self.paths, self.prices, self.instance)

@@ -28,7 +28,8 @@ from app.budgets.limits import period_bounds  # noqa: E402
 from app.catalog.prices import PriceBook  # noqa: E402
 from app.config import LedgerSettings, parse_config  # noqa: E402
 from app.events import RequestFinished, Usage, finished_request  # noqa: E402
-from app.ledger.writer import Ledger, LedgerReader  # noqa: E402
+from app.ledger.reader import LedgerReader
+from app.ledger.writer import Ledger
 
 CONFIG = """
 [[backends]]

@@ -8,7 +8,8 @@ from typing import Any
 
 from app.catalog.prices import PriceBook
 from app.config import LedgerSettings
-from app.ledger.writer import Ledger, LedgerReader
+from app.ledger.reader import LedgerReader
+from app.ledger.writer import Ledger
 
 
 class Books:

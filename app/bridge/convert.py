@@ -13,8 +13,8 @@ from app.bridge.data_host import GpuView, HardwareView
 from app.budgets.limits import BudgetStatus
 from app.events import ContentDelta, RequestFinished, RequestStarted
 from app.host.hardware import Sample
-from app.ledger.writer import RequestDetail as LedgerDetail
-from app.ledger.writer import RequestRow, SessionSummary, TokenRate
+from app.ledger.rows import RequestDetail as LedgerDetail
+from app.ledger.rows import RequestRow, SessionSummary, TokenRate
 from app.units import fmt_money
 
 

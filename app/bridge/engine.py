@@ -17,7 +17,8 @@ from app.claude.settings import ConnectResult, DisconnectResult, Status
 from app.config import ActiveSelection, BackendConfig, BudgetConfig, Config, PriceConfig, RoutesConfig
 from app.events import EventQueue
 from app.ledger.opener import LedgerHealth
-from app.ledger.writer import Ledger, LedgerReader
+from app.ledger.reader import LedgerReader
+from app.ledger.writer import Ledger
 from app.paths import Paths
 from app.proxy.backends.probe import TestResult
 from app.proxy.routing import Pin

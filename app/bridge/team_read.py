@@ -14,7 +14,7 @@ from app.config import BudgetConfig
 
 if TYPE_CHECKING:
     from app.config.team import TeamConfig
-    from app.ledger.writer import LedgerReader
+    from app.ledger.reader import LedgerReader
     from app.team.keystore import TeamStore
 
 AUDIT_SHOWN = 500

@@ -23,7 +23,7 @@ from app.bridge.engine import EngineApi
 from app.bridge.jobs import Jobs
 from app.bridge.notices import Notices
 from app.events import BudgetAlert
-from app.ledger.writer import Bucket
+from app.ledger.rows import Bucket
 from app.units import fmt_money
 
 BUCKET_SECONDS: dict[Bucket, float] = {"hour": 3600.0, "day": 86400.0, "month": 30 * 86400.0}

@@ -24,7 +24,7 @@ from app.proxy.routing import Refusal, Route
 from app.units import fmt_money
 
 if TYPE_CHECKING:
-    from app.ledger.writer import LedgerReader
+    from app.ledger.reader import LedgerReader
 
 BudgetState = Literal["ok", "warn", "limit"]
 

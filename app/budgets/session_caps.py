@@ -23,7 +23,7 @@ from app.proxy.routing import Refusal, Route
 from app.units import fmt_money
 
 if TYPE_CHECKING:
-    from app.ledger.writer import LedgerReader
+    from app.ledger.reader import LedgerReader
 
 SESSION_SCOPE = "session"
 SEED_SINCE_S = 7 * 24 * 3600  # sessions older than this are not looked up at start

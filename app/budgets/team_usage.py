@@ -23,7 +23,7 @@ from app.budgets.limits import BudgetState, _state, period_bounds
 from app.config import BudgetConfig
 
 if TYPE_CHECKING:
-    from app.ledger.writer import LedgerReader
+    from app.ledger.reader import LedgerReader
 
 By = Literal["user", "group"]
 # whose budget a row is: a user's, a group's, the whole team's (``all``) or a backend's

@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 from typing import TextIO
 
+from app.ledger.schema import SCHEMA_VERSION, LedgerError
 from app.ledger.store import COUNT_COLUMNS, ROW_COLUMNS, Prepared
-from app.ledger.writer import SCHEMA_VERSION, LedgerError
 from app.paths import Paths
 
 BATCH = 5000

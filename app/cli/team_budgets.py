@@ -38,7 +38,7 @@ def run_budgets(args: argparse.Namespace, out: TextIO | None = None, err: TextIO
     from app.config import ConfigError
     from app.config.disk import load_config
     from app.ledger.opener import open_reader
-    from app.ledger.writer import LedgerError
+    from app.ledger.schema import LedgerError
     from app.paths import default_paths
 
     out = out or sys.stdout

@@ -170,7 +170,7 @@ def open_store(args: argparse.Namespace) -> tuple[Any, str]:
     from app.cli.common import named_config
     from app.config import ConfigError
     from app.config.disk import load_config
-    from app.ledger.writer import LedgerError
+    from app.ledger.schema import LedgerError
     from app.paths import default_paths
     from app.team.keystore import KeyStoreError
     from app.team.keystore_open import open_key_store

@@ -23,7 +23,9 @@ from typing import TYPE_CHECKING, Any, Literal, Sequence, TextIO
 from app.budgets.limits import format_reset
 from app.claude.subscription_usage import subscription_lines, subscription_part
 from app.ledger.opener import open_reader
-from app.ledger.writer import LedgerError, LedgerReader, SessionSummary, TotalsRow
+from app.ledger.reader import LedgerReader
+from app.ledger.rows import SessionSummary, TotalsRow
+from app.ledger.schema import LedgerError
 from app.paths import Paths
 from app.units import fmt_money
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from app.catalog.prices import PriceBook
 from app.config import LedgerSettings
-from app.ledger.writer import Ledger, LedgerReader
+from app.ledger.reader import LedgerReader
+from app.ledger.writer import Ledger
 from app.paths import Paths
 
 SPOOL_NAME = "ledger-spool.sqlite3"
@@ -55,7 +56,7 @@ def _watch_outages(ledger: Ledger, url: str, settings: LedgerSettings) -> None:
     (so ``/ready`` is 200 again then), not after the writer's backoff of up to 5 s."""
     from app.ledger.pg import connect_kwargs
     from app.ledger.pg_revive import watcher
-    from app.ledger.writer import LedgerError
+    from app.ledger.schema import LedgerError
 
     try:
         reviver = watcher(url, connect_kwargs(settings.team))

@@ -25,8 +25,9 @@ from urllib.parse import urlsplit
 
 from app.config import LedgerSettings
 from app.config.ledger import TeamLedger
+from app.ledger.reader import LedgerReader
+from app.ledger.schema import LedgerError
 from app.ledger.store import COUNT_COLUMNS, ROW_COLUMNS, Prepared, rollups
-from app.ledger.writer import LedgerError, LedgerReader
 
 PG_SCHEMA_VERSION = 5
 MIGRATE_LOCK = 0x50617463  # pg_advisory_lock key for migrations ("Patc")

@@ -1,10 +1,10 @@
 """One ledger row, both ways: what the writer makes of a ``RequestFinished``, and the typed rows
 the readers answer with.
 
-Writing: ``_row`` and ``_count_row`` give the ``requests`` and ``token_counts`` tuples in the order
+Writing: ``request_row`` and ``count_row`` give the ``requests`` and ``token_counts`` tuples in the order
 of ``ROW_COLUMNS`` / ``COUNT_COLUMNS`` (app/ledger/store.py), every store's input;
 error messages are scrubbed. Bodies are kept only when ``should_capture`` says so, scrubbed and
-zlib-compressed by ``_compress``.
+zlib-compressed by ``compressed_body``.
 
 Reading: ``RequestRow``, ``RequestDetail`` (with the bodies ``_decompress`` gives back),
 ``SessionSummary``, ``SeriesPoint``, ``TokenRate`` and ``TotalsRow`` are what ``LedgerReader``
@@ -27,7 +27,7 @@ Bucket = Literal["hour", "day", "month"]
 
 # =========================================================================== writing
 
-def _compress(data: bytes | None) -> bytes | None:
+def compressed_body(data: bytes | None) -> bytes | None:
     return None if data is None else zlib.compress(scrub(data), 6)
 
 
@@ -39,7 +39,7 @@ def should_capture(settings: LedgerSettings, ev: RequestFinished) -> bool:
     return False
 
 
-def _row(ev: RequestFinished, cost: float | None, instance: str | None = None,
+def request_row(ev: RequestFinished, cost: float | None, instance: str | None = None,
          api_equiv: float | None = None, priced_by: str | None = None) -> tuple[Any, ...]:
     """A ``requests`` row (ROW_COLUMNS). A request served under a subscription has ``cost``
     0 (no money spent), ``plan`` "subscription" and its API-price value in ``api_equiv``.
@@ -62,7 +62,7 @@ def groups_text(groups: tuple[str, ...]) -> str | None:
     return ",".join(stored_group(g) for g in groups) if groups else None
 
 
-def _count_row(ev: RequestFinished) -> tuple[Any, ...]:
+def count_row(ev: RequestFinished) -> tuple[Any, ...]:
     """A count_tokens call as a token_counts row (COUNT_COLUMNS)."""
     return (str(ev.request_id), float(ev.started_at), ev.session_id, ev.client, ev.backend, ev.model,
             int(ev.status), ev.error_type, scrub_text(ev.error_message), float(ev.duration_ms))

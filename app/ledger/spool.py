@@ -16,8 +16,8 @@ from typing import Any, Sequence
 
 import orjson
 
+from app.ledger.schema import LedgerError, make_private
 from app.ledger.store import ROW_COLUMNS, Prepared
-from app.ledger.writer import LedgerError, make_private
 from app.paths import make_private_dir, make_private_file
 
 _SCHEMA = """

@@ -25,10 +25,7 @@ This file is the writer. The rest of the ledger, one part a file:
 - app/ledger/rows.py: a row both ways: built from a ``RequestFinished``, read back typed;
 - app/ledger/reader.py: ``LedgerReader`` and its queries;
 - app/ledger/store.py: the ``Store`` protocol and the rollups every store shares
-  (ledger_pg.py is the PostgreSQL store).
-
-The names other modules import from here (``LedgerReader``, ``LedgerError``, ``open_db``, the row
-types…) are re-exported, so ``from app.ledger.writer import …`` keeps working.
+  (pg.py is the PostgreSQL store).
 """
 
 from __future__ import annotations
@@ -46,31 +43,15 @@ from typing import Any, Callable, Sequence
 from app.catalog.prices import PriceBook
 from app.config import LedgerSettings
 from app.events import RequestFinished
-from app.ledger.reader import LedgerReader
 from app.ledger.rows import (
-    Bucket,
-    RequestDetail,
-    RequestRow,
-    SeriesPoint,
-    SessionSummary,
-    TokenRate,
-    TotalsRow,
-    _compress,
-    _count_row,
-    _row,
-    groups_text,
+    compressed_body,
+    count_row,
+    request_row,
     should_capture,
 )
-from app.ledger.schema import MIGRATIONS, SCHEMA_VERSION, LedgerError, make_private, open_db
-from app.ledger.sqlite import SqliteStore, delete_expired
+from app.ledger.schema import LedgerError
+from app.ledger.sqlite import SqliteStore
 from app.ledger.store import HOUR, Prepared, Store
-from app.logs.scrub import REDACTED, scrub, scrub_text
-
-__all__ = [
-    "MAX_BATCH", "MIGRATIONS", "REDACTED", "SCHEMA_VERSION", "Bucket", "Ledger", "LedgerError", "LedgerReader",
-    "RequestDetail", "RequestRow", "SeriesPoint", "SessionSummary", "SqliteStore", "TokenRate", "TotalsRow",
-    "delete_expired", "groups_text", "make_private", "open_db", "scrub", "scrub_text", "should_capture",
-]
 
 log = logging.getLogger("patchbay.ledger")
 
@@ -307,7 +288,7 @@ class Ledger:
         for _seq, ev in batch:
             if ev.endpoint == "count_tokens":  # free: kept apart, never in the spending rollups
                 try:
-                    out.append(Prepared(_count_row(ev), count=True))
+                    out.append(Prepared(count_row(ev), count=True))
                 except Exception as exc:
                     self._report(f"A usage record ({getattr(ev, 'request_id', '?')!r}) could not be stored: "
                                  f"{exc}. Please report this as a Patchbay bug.")
@@ -319,10 +300,10 @@ class Ledger:
             except Exception:
                 cost = api_equiv = priced_by = None
             try:
-                row = _row(ev, cost, self.instance, api_equiv, priced_by)
+                row = request_row(ev, cost, self.instance, api_equiv, priced_by)
                 body = None
                 if (ev.request_body is not None or ev.response_body is not None) and should_capture(settings, ev):
-                    body = (_compress(ev.request_body), _compress(ev.response_body))
+                    body = (compressed_body(ev.request_body), compressed_body(ev.response_body))
             except Exception as exc:  # a malformed event must not block every record after it
                 self._report(f"A usage record ({getattr(ev, 'request_id', '?')!r}) could not be stored: {exc}. "
                              "Please report this as a Patchbay bug.")

@@ -94,7 +94,7 @@ class PgKeyStore:
 
         from app.ledger.pg import connect_kwargs, describe
         from app.ledger.pg_revive import watcher
-        from app.ledger.writer import LedgerError
+        from app.ledger.schema import LedgerError
 
         self.url = url
         self.where = f"the PostgreSQL ledger at {describe(url)}"

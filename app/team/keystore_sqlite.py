@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from app.ledger.writer import open_db
+from app.ledger.schema import open_db
 from app.team.identity import normalise_user
 from app.team.keys import KeyRecord, key_hash, new_key_id, new_secret
 from app.team.keystore import AUDIT_COLUMNS, AuditEntry, KeyStoreError, created_detail, dumps, entry_of, key_columns

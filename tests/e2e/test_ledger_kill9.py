@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from app.ledger.writer import LedgerReader
+from app.ledger.reader import LedgerReader
 from tests.config_text import ANTHROPIC_CLIENT
 
 HELPER = Path(__file__).with_name("ledger_writer_proc.py")

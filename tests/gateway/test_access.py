@@ -353,7 +353,8 @@ def test_an_interrupted_stream_is_recorded_with_its_prompt_and_marked(start_gate
 
 def test_interrupted_rows_and_token_counts_reach_the_ledger(tmp_path):
     from app.events import Usage
-    from app.ledger.writer import Ledger, LedgerReader
+    from app.ledger.reader import LedgerReader
+    from app.ledger.writer import Ledger
 
     path = tmp_path / "usage.sqlite3"
     led = Ledger(path, prices=PriceBook.load(parse_config(config_text(

@@ -16,7 +16,8 @@ from app.catalog.prices import PriceBook
 from app.config import parse_config
 from app.events import BackendHealth, EventHub, EventQueue
 from app.host.secrets import resolve_backend_key
-from app.ledger.writer import Ledger, LedgerReader
+from app.ledger.reader import LedgerReader
+from app.ledger.writer import Ledger
 from app.proxy.server import ProxyRuntime
 from tests.fakes import AnthropicStream, Drop, FakeUpstream, Raw, anthropic_error, anthropic_text_events, bodies
 from tests.gateway.conftest import TOKEN, Gateway, config_text

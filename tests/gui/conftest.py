@@ -23,7 +23,8 @@ from app.budgets.limits import period_bounds
 from app.catalog.prices import PriceBook
 from app.config import Config
 from app.events import RequestFinished
-from app.ledger.writer import Ledger, LedgerReader
+from app.ledger.reader import LedgerReader
+from app.ledger.writer import Ledger
 from app.team.keystore_sqlite import SqliteKeyStore
 from tests.fakes.upstreams import FakeUpstream
 

@@ -12,7 +12,8 @@ import pytest
 
 from app.catalog.prices import PriceBook
 from app.config import parse_config
-from app.ledger.writer import Ledger, LedgerReader
+from app.ledger.reader import LedgerReader
+from app.ledger.writer import Ledger
 from app.team.identity import AuthError, Identity, IdentityChain
 from app.team.keys import KEY_PREFIX, KeysVerifier, key_hash
 from app.team.keystore_sqlite import SqliteKeyStore

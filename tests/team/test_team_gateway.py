@@ -18,7 +18,8 @@ from app.catalog.prices import PriceBook
 from app.config import ConfigError, parse_config
 from app.events import EventHub, EventQueue, RequestStarted
 from app.host.secrets import resolve_backend_key
-from app.ledger.writer import Ledger, LedgerReader
+from app.ledger.reader import LedgerReader
+from app.ledger.writer import Ledger
 from app.proxy.server import ProxyRuntime
 from app.team.chain import build_chain
 from app.team.keystore_sqlite import SqliteKeyStore

@@ -11,7 +11,8 @@ from app.budgets.limits import BudgetGuard, budget_status_from_ledger, period_bo
 from app.catalog.prices import PriceBook
 from app.config import BudgetConfig, parse_config
 from app.events import BudgetAlert, RequestFinished, RequestStarted, Usage, finished_request
-from app.ledger.writer import Ledger, LedgerReader
+from app.ledger.reader import LedgerReader
+from app.ledger.writer import Ledger
 from app.proxy.routing import Refusal, Route
 from tests.config_text import ANTHROPIC_CLIENT, OPENROUTER
 

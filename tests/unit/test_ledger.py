@@ -23,7 +23,10 @@ from app.catalog.prices import PriceBook
 from app.cli import usage as usage_cli
 from app.config import LedgerSettings, parse_config
 from app.events import BudgetAlert, ContentDelta, RequestFinished, Usage, finished_request
-from app.ledger.writer import SCHEMA_VERSION, Ledger, LedgerError, LedgerReader, open_db, scrub
+from app.ledger.reader import LedgerReader
+from app.ledger.schema import SCHEMA_VERSION, LedgerError, open_db
+from app.ledger.writer import Ledger
+from app.logs.scrub import scrub
 from app.paths import Paths
 from tests.books import Books
 from tests.config_text import ANTHROPIC_CLIENT, OLLAMA, OPENROUTER

@@ -14,7 +14,9 @@ import pytest
 from app.cli import ledger as ledger_cli
 from app.config import LedgerSettings
 from app.ledger.pg import PG_SCHEMA_VERSION, PgLedgerReader, PgStore
-from app.ledger.writer import SCHEMA_VERSION, Ledger, LedgerError, LedgerReader
+from app.ledger.reader import LedgerReader
+from app.ledger.schema import SCHEMA_VERSION, LedgerError
+from app.ledger.writer import Ledger
 from app.paths import Paths
 from tests.unit.test_ledger import KNOWN, PRICES, UTC, at, ev
 

@@ -20,7 +20,8 @@ import pytest
 
 from app.catalog.prices import PriceBook
 from app.config import ConfigError, parse_config
-from app.ledger.writer import Ledger, LedgerError, open_db
+from app.ledger.schema import LedgerError, open_db
+from app.ledger.writer import Ledger
 from app.logs.file import PrivateLogHandler
 from app.paths import PathError, Paths
 
