@@ -15,10 +15,11 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from app.config import BackendConfig, Config
+from app.config import Config
 from app.events import BackendHealth, EventHub, GatewayState
 from app.logs import scrub
 from app.proxy.backends.base import Backend, KeyLookup
+from app.proxy.backends.factory import make_backend
 from app.proxy.gateway import Gateway, Snapshot
 from app.proxy.routing import Admission, Pin, RoutingTable
 from app.proxy.team import TeamGate
@@ -29,26 +30,6 @@ log = logging.getLogger("patchbay.server")
 
 class GatewayStartError(Exception):
     """The gateway could not start. ``str()`` says why and what to do."""
-
-
-def make_backend(config: BackendConfig, settings: Any, keys: KeyLookup) -> Backend:
-    if config.kind == "anthropic":
-        from app.proxy.backends.anthropic import AnthropicBackend
-
-        return AnthropicBackend(config, settings, keys=keys)
-    if config.kind == "openai":
-        from app.proxy.backends.openai import OpenAIBackend
-
-        return OpenAIBackend(config, settings, keys=keys)
-    if config.kind == "bedrock":
-        from app.proxy.backends.bedrock import BedrockBackend
-
-        return BedrockBackend(config, settings, keys=keys)
-    if config.kind == "vertex":
-        from app.proxy.backends.vertex import VertexBackend
-
-        return VertexBackend(config, settings, keys=keys)
-    raise ValueError(f"unknown backend kind {config.kind!r}")
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:

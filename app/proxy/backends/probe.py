@@ -14,9 +14,9 @@ from app.config import DEFAULT_OLLAMA_URL, BackendConfig, GatewaySettings
 from app.errors import ApiError
 from app.events import EventHub
 from app.proxy.backends.base import KeyLookup, join_url
+from app.proxy.backends.factory import make_backend
 from app.proxy.exchange import Exchange, Incoming
 from app.proxy.routing import Route
-from app.proxy.server import make_backend
 
 
 @dataclass(frozen=True)
