@@ -21,6 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from app.cli.common import render_table
 from app.units import fmt_money
 
 
@@ -84,8 +85,5 @@ def run_budgets(args: argparse.Namespace, out: TextIO | None = None, err: TextIO
     if len(table) == 1:
         print("Nobody has spent anything under the team budgets this period.", file=out)
         return 0
-    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
-    for row in table:
-        print("  ".join(cell.rjust(w) if i in (2, 3, 4) else cell.ljust(w)
-                        for i, (cell, w) in enumerate(zip(row, widths))).rstrip(), file=out)
+    print(render_table(table[0], table[1:], [i in (2, 3, 4) for i in range(len(table[0]))]), file=out)
     return 0

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from app.cli.common import render_table
 from app.team.wording import audit_summary, parse_expiry, parse_since, when
 
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -247,9 +248,7 @@ def run(args: argparse.Namespace) -> int:
             rows = [("ID", "USER", "GROUPS", "CREATED (UTC)", "EXPIRES (UTC)", "STATUS")] + [
                 (r.id, r.user, ",".join(r.groups) or "-", when(r.created_at), when(r.expires_at), r.status(now))
                 for r in records]
-            widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-            for row in rows:
-                print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+            print(render_table(rows[0], rows[1:], [False] * len(rows[0])))
             return 0
         if args.key_command == "revoke":
             before = {r.id: r for r in store.list_keys()}.get(args.id)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal, Sequence, TextIO
 
 from app.budgets.limits import format_reset
 from app.claude.subscription_usage import subscription_lines, subscription_part
+from app.cli.common import render_table
 from app.ledger.opener import open_reader
 from app.ledger.reader import LedgerReader
 from app.ledger.rows import SessionSummary, TotalsRow
@@ -127,23 +128,6 @@ def duration(seconds: float) -> str:
     if s < 3600:
         return f"{s // 60}m {s % 60:02d}s"
     return f"{s // 3600}h {(s % 3600) // 60:02d}m"
-
-
-def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[bool],
-                 footer: Sequence[str] | None = None) -> str:
-    """Columns aligned to their widest cell; numbers right-aligned; a rule above the footer."""
-    allrows = [list(headers), *[list(r) for r in rows]] + ([list(footer)] if footer else [])
-    widths = [max(len(r[i]) for r in allrows) for i in range(len(headers))]
-
-    def line(cells: Sequence[str]) -> str:
-        return "  ".join(c.rjust(w) if right[i] else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
-
-    out = [line(headers)]
-    out += [line(r) for r in rows]
-    if footer:
-        out.append("  ".join("-" * w for w in widths))
-        out.append(line(footer))
-    return "\n".join(out)
 
 
 def _sum(rows: Sequence[TotalsRow]) -> TotalsRow:

@@ -46,7 +46,7 @@ def parse_backends(items: Any, where: Where) -> list[BackendConfig]:
         line = where.backend_line(bid)
         start = (line or 1) - 1
 
-        def at(key: str) -> int | None:
+        def at(key: str, start: int = start, line: int | None = line) -> int | None:
             return where.line_of(rf"^\s*{key}\s*=", start=start) or line
 
         unknown_keys(t, known, f"backend {bid!r}: ", where, start=start)

@@ -201,7 +201,7 @@ def _parse_groups(items: Any, where: Where, ids: set[str] | None) -> tuple[Group
         if not isinstance(g, dict):
             raise where.fail(f"group #{n} is not a table", "Write it as a [[team.groups]] section.", key=ctx)
 
-        def at(key: str) -> int | None:
+        def at(key: str, start: int = start, line: int | None = line) -> int | None:
             return where.line_of(rf"^\s*{key}\s*=", start=start) or line
 
         unknown_keys(g, _GROUP_KNOWN, ctx, where, start=start)

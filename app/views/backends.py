@@ -613,7 +613,7 @@ class BackendsPage(QWidget):
             return False
         ids = [b.id for b in self.items]
         active, model = self.backends.active()
-        renamed = {o: b.id for o, b in zip(self.original_ids, self.items) if o is not None}
+        renamed = {o: b.id for o, b in zip(self.original_ids, self.items, strict=True) if o is not None}
         new_active: ActiveSelection | None = None
         if active in renamed and renamed[active] != active:
             new_active = ActiveSelection(renamed[active], model)

@@ -116,7 +116,7 @@ class TeamSpendChart(QWidget):
                                    brush=pg.mkBrush(color), pen=pg.mkPen(color.darker(115), width=0.5))
             self.plot.addItem(item)
             self._bars.append(item)
-            base = [b + c for b, c in zip(base, s.costs)]
+            base = [b + c for b, c in zip(base, s.costs, strict=True)]
             name = series_name(s, view.by)
             legend.append(f"<span style='color:{color.name()}'>■</span>&nbsp;{_esc(elide_middle(name))}"
                           f"&nbsp;{fmt_usd(s.total_usd)}")
