@@ -26,12 +26,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--selftest", action="store_true",
                    help="check that this installation works (gateway, price table, GUI libraries) and exit")
     sub = p.add_subparsers(dest="command")
+    from app.paths import default_paths
 
     s = sub.add_parser("serve", help="run the gateway headless (no window)")
     s.add_argument("--config", type=Path, dest="sub_config", help="config file")
     s.add_argument("--host", help="address to listen on (default from the config: 127.0.0.1)")
     s.add_argument("--port", type=int, help="port to listen on (0 picks a free one)")
     s.add_argument("--quiet", action="store_true", help="do not print a line per request")
+    s.set_defaults(run=cmd_serve)
 
     e = sub.add_parser("env", help="print the shell lines that point Claude Code at the gateway")
     e.add_argument("--config", type=Path, dest="sub_config")
@@ -39,37 +41,47 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--credential", choices=["auto", "own", "token"], default="auto",
                    help="which credential Claude Code sends (default auto: your own login or key if Patchbay finds "
                         "one, else Patchbay's token)")
+    e.set_defaults(run=cmd_env)
 
     u = sub.add_parser("usage", help="what requests cost, from the usage ledger")
     from app.cli import usage as usage_cli
 
     usage_cli.add_arguments(u)
+    u.set_defaults(run=lambda a: usage_cli.run(a, default_paths(), config_path=_config_path(a)))
 
     k = sub.add_parser("key", help="store or remove a backend's API key (the OS keychain, else a private file)")
     k.add_argument("action", choices=["set", "delete", "status"])
     k.add_argument("backend", help="the backend id from the config")
     k.add_argument("--config", type=Path, dest="sub_config")
+    k.set_defaults(run=cmd_key)
 
     c = sub.add_parser("check", help="check the config file and say what is wrong with it")
     c.add_argument("--config", type=Path, dest="sub_config")
+    c.set_defaults(run=cmd_check)
 
     from app.cli import claude as claude_cli
 
-    claude_cli.add_connect_arguments(sub.add_parser(
-        "connect", help="point Claude Code at the gateway in ~/.claude/settings.json (keeps everything else)"))
+    cn = sub.add_parser("connect", help="point Claude Code at the gateway in ~/.claude/settings.json (keeps everything "
+                                        "else)")
+    claude_cli.add_connect_arguments(cn)
+    cn.set_defaults(run=lambda a: claude_cli.run_connect(a, _config_path(a)))
     d = sub.add_parser("disconnect", help="put ~/.claude/settings.json back as it was before `patchbay connect`")
     d.add_argument("--config", type=Path, dest="sub_config")
     d.add_argument("--remove-model", action="store_true",
                    help='also remove a "model": "backend,model" that Claude Code\'s /model saved (Anthropic would '
                         "refuse that name)")
+    d.set_defaults(run=lambda a: claude_cli.run_disconnect(a, _config_path(a)))
     claude_cli.add_claude_arguments(sub.add_parser(
         "claude", help="start Claude Code through the gateway for this session only: "
                        "patchbay claude [--backend B [--model M]] [claude args…]"))
     from app.cli import ledger as ledger_cli
 
-    ledger_cli.add_arguments(sub.add_parser("ledger", help="the usage ledger: check it, or migrate it to PostgreSQL"))
+    lg = sub.add_parser("ledger", help="the usage ledger: check it, or migrate it to PostgreSQL")
+    ledger_cli.add_arguments(lg)
+    lg.set_defaults(run=lambda a: ledger_cli.run(a, default_paths(), _config_path(a)))
     sl = sub.add_parser("statusline", help="one line for Claude Code's statusLine setting (reads its JSON on stdin)")
     sl.add_argument("--config", type=Path, dest="sub_config")
+    sl.set_defaults(run=lambda a: claude_cli.run_statusline(a, _config_path(a)))
     from app.cli.team_keys import add_team_commands
 
     add_team_commands(sub)
@@ -311,32 +323,8 @@ def main(argv: list[str] | None = None) -> int:
         from app.cli.selftest import run
 
         return run()
-    if args.command == "serve":
-        return cmd_serve(args)
-    if args.command == "env":
-        return cmd_env(args)
-    if args.command == "usage":
-        from app.cli import usage as usage_cli
-        from app.paths import default_paths
-
-        return usage_cli.run(args, default_paths(), config_path=_config_path(args))
-    if args.command == "ledger":
-        from app.cli import ledger as ledger_cli
-        from app.paths import default_paths
-
-        return ledger_cli.run(args, default_paths(), _config_path(args))
-    if args.command == "key":
-        return cmd_key(args)
-    if args.command == "check":
-        return cmd_check(args)
-    if args.command in ("connect", "disconnect", "statusline"):
-        from app.cli import claude as claude_cli
-
-        command = {"connect": claude_cli.run_connect, "disconnect": claude_cli.run_disconnect,
-                   "statusline": claude_cli.run_statusline}[args.command]
-        return command(args, _config_path(args))
-    if args.command == "team":
-        return int(args.team_run(args))
+    if getattr(args, "run", None) is not None:  # every command sets the function that runs it
+        return int(args.run(args))
     from app.desktop.extra import missing_gui_modules, no_gui_message
 
     if missing_gui_modules():

@@ -30,7 +30,7 @@ def add_budgets_command(tsub: Any) -> None:
     b.add_argument("--json", action="store_true", help="print JSON")
     b.add_argument("--config", type=Path, dest="key_config", metavar="FILE",
                    help="the gateways' config: its [[budgets]] and the ledger its [ledger] names")
-    b.set_defaults(team_run=run_budgets)
+    b.set_defaults(run=run_budgets)
 
 
 def run_budgets(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:

@@ -32,7 +32,7 @@ _GROUP_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-:@]*$")
 
 
 def add_team_commands(subparsers: Any) -> None:
-    """Adds ``patchbay team …`` to the top-level subparsers; ``args.team_run(args)`` runs it."""
+    """Adds ``patchbay team …`` to the top-level subparsers; ``args.run(args)`` runs it."""
     t = subparsers.add_parser("team", help="team gateway: join one, or issue, list and revoke per-user keys")
     tsub = t.add_subparsers(dest="team_command", required=True, metavar="{join,leave,credential,key,audit,budgets}")
     j = tsub.add_parser("join", help="point Claude Code at a team gateway (~/.claude/settings.json; `leave` undoes)")
@@ -42,12 +42,12 @@ def add_team_commands(subparsers: Any) -> None:
                         "--audiences=patchbay); without it, your team key is asked for and kept in the OS keychain (else a private file)")
     j.add_argument("--no-check", action="store_true", help="do not ask the gateway first whether it accepts you")
     j.add_argument("--settings", type=Path, metavar="FILE", help=argparse.SUPPRESS)
-    j.set_defaults(team_run=run_join)
+    j.set_defaults(run=run_join)
     lv = tsub.add_parser("leave", help="undo `patchbay team join` exactly, and forget the stored team key")
     lv.add_argument("--settings", type=Path, metavar="FILE", help=argparse.SUPPRESS)
-    lv.set_defaults(team_run=run_leave)
+    lv.set_defaults(run=run_leave)
     cr = tsub.add_parser("credential", help="print the stored team key (Claude Code's apiKeyHelper runs this)")
-    cr.set_defaults(team_run=run_credential)
+    cr.set_defaults(run=run_credential)
     au = tsub.add_parser("audit", help="the admin actions: keys created and revoked, policies loaded")
     au.add_argument("--since", metavar="WHEN", help="7d, 24h, 12w or a date YYYY-MM-DD (UTC); default: all")
     fmt = au.add_mutually_exclusive_group()
@@ -57,7 +57,7 @@ def add_team_commands(subparsers: Any) -> None:
                     help="a SQLite ledger file holding the audit trail (default: the config's ledger)")
     au.add_argument("--config", type=Path, dest="key_config", metavar="FILE",
                     help="the gateways' config: its [ledger] says where the audit trail is")
-    au.set_defaults(team_run=run_audit)
+    au.set_defaults(run=run_audit)
     from app.cli.team_budgets import add_budgets_command
 
     add_budgets_command(tsub)
@@ -80,7 +80,7 @@ def add_team_commands(subparsers: Any) -> None:
         p.add_argument("--config", type=Path, dest="key_config", metavar="FILE",
                        help="the gateways' config: its [ledger] says where the keys are (PostgreSQL or this "
                             "machine's ledger file)")
-    k.set_defaults(team_run=run)
+    k.set_defaults(run=run)
 
 
 def _err(text: str) -> int:
