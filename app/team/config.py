@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from app.config import ConfigError, _get, _unknown_keys, _Where
+from app.team.admin_config import AdminKey, parse_admin
 from app.team.iap import IAP_JWKS_URL
 from app.team.identity import SOURCES
 from app.team.oidc import secure_url
@@ -78,6 +79,8 @@ class TeamConfig:
     groups_claim: str | None = "groups"
     clock_skew_s: float = 30.0
     groups: tuple[GroupPolicy, ...] = ()
+    admin_keys: tuple[AdminKey, ...] = ()  # [[team.admin_keys]]: the Admin API's keys (app/team/admin_config.py)
+    admin_groups: tuple[str, ...] = ()  # people in these groups may use the Admin API
 
     def group(self, name: str) -> GroupPolicy | None:
         for g in self.groups:
@@ -89,7 +92,7 @@ class TeamConfig:
 _STR_KEYS = ("iap_audience", "iap_jwks_url", "alb_arn", "alb_region", "alb_keys_url", "cloudflare_team",
              "cloudflare_audience", "cloudflare_certs_url", "oidc_issuer", "oidc_audience", "oidc_jwks_url",
              "user_claim", "groups_claim")
-_KNOWN = set(_STR_KEYS) | {"identity", "clock_skew_s", "groups"}
+_KNOWN = set(_STR_KEYS) | {"identity", "clock_skew_s", "groups", "admin_keys", "admin_groups"}
 _GROUP_KNOWN = {"name", "members", "backends", "models", "max_output_tokens"}
 
 
@@ -178,11 +181,12 @@ def parse_team(t: Any, where: _Where, backend_ids: Iterable[str] | None = None) 
         raise where.fail(f"team.clock_skew_s is {skew!r}", "Write a number of seconds between 0 and 300 (30 is usual).",
                          line=at("clock_skew_s"))
     groups = _parse_groups(t.get("groups", []), where, set(backend_ids) if backend_ids is not None else None)
+    admin_keys, admin_groups = parse_admin(t, where, at)
     return TeamConfig(
         identity=tuple(identity), iap_jwks_url=values["iap_jwks_url"] or IAP_JWKS_URL,
         user_claim=values["user_claim"] or "email",
         groups_claim=values["groups_claim"] or "groups",
-        clock_skew_s=float(skew), groups=groups,
+        clock_skew_s=float(skew), groups=groups, admin_keys=admin_keys, admin_groups=admin_groups,
         **{k: values[k] for k in _STR_KEYS if k not in ("iap_jwks_url", "user_claim", "groups_claim")})
 
 
