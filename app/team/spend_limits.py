@@ -282,3 +282,22 @@ def source_json(cap: Cap) -> dict[str, Any]:
     if cap.budget is not None:
         src["config_scope"] = cap.budget.scope
     return src
+
+
+def _cap_words(obj: dict[str, Any]) -> str:
+    scope = obj.get("scope") or {}
+    who = scope.get("user_id") or scope.get("rbac_group_id") or "organization"
+    amount = obj.get("amount")
+    money = "unlimited" if amount is None else f"${int(amount) / 100:,.2f}"
+    return f"{who} {obj.get('period')} {money} ({obj.get('action', 'block')})"
+
+
+def change_summary(before: dict[str, Any] | None, after: dict[str, Any] | None) -> str:
+    """An audit entry of a spend limit in a few words: "alice@corp.example daily $5.00 (block) -> …"."""
+    if before is None and after is not None:
+        return f"set {_cap_words(after)}"
+    if after is None and before is not None:
+        return f"deleted {_cap_words(before)}"
+    if before is not None and after is not None:
+        return f"{_cap_words(before)} -> {_cap_words(after)}"
+    return "-"
