@@ -64,10 +64,10 @@ def admin(gw: GatewayProcess, key: str = ADMIN_KEY) -> httpx.Client:
     return httpx.Client(base_url=gw.url, headers={"x-api-key": key}, timeout=10)
 
 
-def quick_upstream() -> FakeUpstream:
+def quick_upstream(record: bool = False) -> FakeUpstream:
     return FakeUpstream(lambda req: AnthropicStream(
         anthropic_text_events("x" * 20, pieces=2, model="priced", usage=(QUICK_IN, QUICK_OUT, 0, 0))),
-        wire="anthropic", record=False).start()
+        wire="anthropic", record=record).start()
 
 
 def stream(url: str, token: str, body: dict[str, Any] = QUICK) -> None:
