@@ -101,6 +101,11 @@ class Engine:
         self.runtime = ProxyRuntime(self.config, token=self.token, hub=self.hub, admission=self._admission(),
                                     keys=secrets.resolve_backend_key, identity=self._identity_chain(self.config))
         self.runtime.gateway.not_ready = self.not_ready
+        self._limits: Any = None  # team mode: the Admin API's spend limits, read again every 0.25 s
+        if self.config.team is not None:
+            from app.admin.setup import attach
+
+            self._limits = attach(self)
         self.runtime.gateway.session_caps = self.session_caps
         if self.config.team is None and self.config.ledger.team.url:
             self._look_at_team()
@@ -166,8 +171,8 @@ class Engine:
 
     def _admission(self) -> Any:
         """Budget admission with reservations in the ledger's database (app/budgets/admission.py)."""
-        if not any(b.scope != "session" for b in self.config.budgets):  # session caps: app/budgets/session_caps.py
-            return None
+        if not any(b.scope != "session" for b in self.config.budgets) and self.config.team is None:
+            return None  # session caps: app/budgets/session_caps.py; a team's caps may come from the Admin API
         team = self.config.ledger.team
         if self.admission is None:
             from app.budgets.admission import Admission
@@ -273,6 +278,8 @@ class Engine:
         self.ledger.close()
         if self._heartbeat is not None:
             self._heartbeat.stop()
+        if self._limits is not None:
+            self._limits.stop()
         if self.admission is not None:
             self.admission.close()
         from app.proxy.reasoning_store import STORE

@@ -29,6 +29,7 @@ from app.bridge.notices import Notices
 from app.bridge.settings import Settings
 from app.bridge.subscription import Subscription
 from app.bridge.team import Team
+from app.bridge.team_caps import TeamCaps
 from app.bridge.usage import Usage
 from app.config import ConfigError
 from app.events import GatewayState
@@ -77,11 +78,12 @@ class Bridge(QObject):
         self.settings = Settings(self.notices, config_path=self.config_path, autostart_config=config_path,
                                  parent=self)
         self.team = Team(self.jobs, self.notices, self)
+        self.team_caps = TeamCaps(self.jobs, self.notices, self)  # the Team page's Caps tab
         self.ledger = LedgerWatch(self.notices, self)
         self.subscription = Subscription(self)
         self.caps = Caps(self)
         self._parts = (self.live, self.backends, self.usage, self.monitor, self.settings, self.team, self.ledger,
-                       self.caps)
+                       self.caps, self.team_caps)
         self.config_watch = ConfigWatch(self)
         self.config_watch.changed.connect(self.reload_config)
 
@@ -139,6 +141,7 @@ class Bridge(QObject):
         self.caps.attach(eng)
         self.monitor.attach(eng)
         self.team.attach(eng)
+        self.team_caps.attach(eng)
         self.ledger.attach(eng)
         self.subscription.attach(eng)
         self.live.start_seeding()

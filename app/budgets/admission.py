@@ -62,6 +62,7 @@ from app.ledger.store import PLAN_PREFIX
 from app.proxy.routing import Refusal, Route
 from app.team.identity import STOP_RETRYING
 from app.team.policy import subject_of
+from app.team.spend_limits import budgets_for
 
 log = logging.getLogger("patchbay.admission")
 
@@ -128,6 +129,9 @@ class Admission:
         self._warnings: collections.OrderedDict[str, tuple[tuple[bytes, bytes], ...]] = collections.OrderedDict()
         # streams this instance admitted with a hold, whose hold follows their cost (hold_meter.py)
         self._flights: collections.OrderedDict[str, Flight] = collections.OrderedDict()
+        # team mode: the Admin API's spend limits (app/team/spend_limits_store.py::LimitWatcher, its
+        # ``limits`` read again every 0.25 s); a person's cap among them replaces the config's (budgets_for)
+        self.spend_limits: Any = None
         self.reconfigure(budgets, prices, backends)
 
     def reconfigure(self, budgets: tuple[BudgetConfig, ...], prices: PriceBook,
@@ -348,7 +352,7 @@ class Admission:
         """The gateway's call (off its loop: the transaction runs on a worker thread). ``user`` and
         ``groups``: the verified sender in team mode (their budgets apply), None in single-user mode.
         Near the cap a stream may wait a moment (``_Wait``) for another's prompt cost to be known."""
-        if not self.budgets:
+        if not self.budgets and not (self.spend_limits is not None and self.spend_limits.limits):
             return route
         loop = asyncio.get_running_loop()
         deadline = time.monotonic() + WAIT_S
@@ -395,7 +399,7 @@ class Admission:
         # (each-user, user:) and their groups' budgets only in team mode (see policy.subject_of);
         # an include_subscription budget charges "plan+<subject>", and is the only kind a request
         # a Claude subscription pays for falls under
-        subjects = {b: (PLAN_PREFIX + s if b.include_subscription else s) for b in self.budgets
+        subjects = {b: (PLAN_PREFIX + s if b.include_subscription else s) for b in self._budgets_for(user, groups)
                     if (s := subject_of(b.scope, user, groups)) is not None
                     and (b.include_subscription or not subscription)}
         budgets = tuple(subjects)
@@ -467,6 +471,13 @@ class Admission:
             log.info("budgets can be checked again")
             self.degraded = None
         return result
+
+    def _budgets_for(self, user: str | None, groups: tuple[str, ...]) -> tuple[BudgetConfig, ...]:
+        """The config's budgets, with a person's per-seat cap from the Admin API where it applies."""
+        watcher = self.spend_limits
+        if watcher is None or user is None or not watcher.limits:
+            return self.budgets
+        return budgets_for(self.budgets, watcher.limits, user, groups)
 
     def _fly(self, request_id: str, flight: Flight) -> None:
         with self._lock:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
+from app.config.admin import AdminKey, parse_admin
 from app.config.reading import ConfigError, Where, get_key, secure_url, unknown_keys
 
 # the identity sources a [team] may list, in the order a request is checked when all are on
@@ -79,6 +80,8 @@ class TeamConfig:
     groups_claim: str | None = "groups"
     clock_skew_s: float = 30.0
     groups: tuple[GroupPolicy, ...] = ()
+    admin_keys: tuple[AdminKey, ...] = ()  # [[team.admin_keys]]: the Admin API's keys (app/config/admin.py)
+    admin_groups: tuple[str, ...] = ()  # people in these groups may use the Admin API
 
     def group(self, name: str) -> GroupPolicy | None:
         for g in self.groups:
@@ -90,7 +93,7 @@ class TeamConfig:
 _STR_KEYS = ("iap_audience", "iap_jwks_url", "alb_arn", "alb_region", "alb_keys_url", "cloudflare_team",
              "cloudflare_audience", "cloudflare_certs_url", "oidc_issuer", "oidc_audience", "oidc_jwks_url",
              "user_claim", "groups_claim")
-_KNOWN = set(_STR_KEYS) | {"identity", "clock_skew_s", "groups"}
+_KNOWN = set(_STR_KEYS) | {"identity", "clock_skew_s", "groups", "admin_keys", "admin_groups"}
 _GROUP_KNOWN = {"name", "members", "backends", "models", "max_output_tokens"}
 
 
@@ -179,11 +182,12 @@ def parse_team(t: Any, where: Where, backend_ids: Iterable[str] | None = None) -
         raise where.fail(f"team.clock_skew_s is {skew!r}", "Write a number of seconds between 0 and 300 (30 is usual).",
                          line=at("clock_skew_s"))
     groups = _parse_groups(t.get("groups", []), where, set(backend_ids) if backend_ids is not None else None)
+    admin_keys, admin_groups = parse_admin(t, where, at)
     return TeamConfig(
         identity=tuple(identity), iap_jwks_url=values["iap_jwks_url"] or IAP_JWKS_URL,
         user_claim=values["user_claim"] or "email",
         groups_claim=values["groups_claim"] or "groups",
-        clock_skew_s=float(skew), groups=groups,
+        clock_skew_s=float(skew), groups=groups, admin_keys=admin_keys, admin_groups=admin_groups,
         **{k: values[k] for k in _STR_KEYS if k not in ("iap_jwks_url", "user_claim", "groups_claim")})
 
 

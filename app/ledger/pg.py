@@ -29,7 +29,7 @@ from app.ledger.reader import LedgerReader
 from app.ledger.schema import LedgerError
 from app.ledger.store import COUNT_COLUMNS, ROW_COLUMNS, Prepared, rollups
 
-PG_SCHEMA_VERSION = 5
+PG_SCHEMA_VERSION = 6
 MIGRATE_LOCK = 0x50617463  # pg_advisory_lock key for migrations ("Patc")
 BUDGET_LOCK = 0x68626179  # pg_advisory_xact_lock key around budget counters ("hbay")
 DB_NOW = "extract(epoch from clock_timestamp())"  # the time every instance agrees on: the database's
@@ -170,7 +170,25 @@ CREATE INDEX budget_holds_instance ON budget_holds(instance);
 CREATE TABLE instances(instance TEXT PRIMARY KEY, seen_at DOUBLE PRECISION NOT NULL);
 """
 
-PG_MIGRATIONS: tuple[str, ...] = (_PG_V1, _PG_V2, _PG_V3, _PG_V4, _PG_V5)  # PG_MIGRATIONS[n] takes the schema from version n to n + 1
+# v6: as the SQLite ledger's v9: spend limits set through the Admin API (app/team/spend_limits.py)
+_PG_V6 = """
+CREATE TABLE spend_limits(
+    id TEXT PRIMARY KEY,
+    scope_type TEXT NOT NULL,
+    scope_id TEXT NOT NULL,
+    period TEXT NOT NULL,
+    amount_cents BIGINT,
+    action TEXT NOT NULL DEFAULT 'block',
+    warn_at DOUBLE PRECISION NOT NULL DEFAULT 0.8,
+    blocked_message TEXT,
+    created_at DOUBLE PRECISION NOT NULL,
+    updated_at DOUBLE PRECISION NOT NULL,
+    updated_by TEXT NOT NULL,
+    UNIQUE(scope_type, scope_id, period)
+);
+"""
+
+PG_MIGRATIONS: tuple[str, ...] = (_PG_V1, _PG_V2, _PG_V3, _PG_V4, _PG_V5, _PG_V6)  # PG_MIGRATIONS[n] takes the schema from version n to n + 1
 assert len(PG_MIGRATIONS) == PG_SCHEMA_VERSION
 
 _PG_TYPES = {"request_id": "text", "started_at": "float8", "ended_at": "float8", "stream": "int2", "status": "int4",

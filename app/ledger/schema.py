@@ -18,7 +18,7 @@ from pathlib import Path
 
 from app.paths import make_private_dir, make_private_file
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 
 class LedgerError(Exception):
@@ -191,7 +191,26 @@ ALTER TABLE budget_holds ADD COLUMN detail TEXT;
 CREATE TABLE instances(instance TEXT PRIMARY KEY, seen_at REAL NOT NULL);
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8)  # MIGRATIONS[n] takes a file from version n to n + 1
+# v9: spend limits set through the Admin API (app/team/spend_limits.py): one row per scope and period,
+# ``amount_cents`` NULL = unlimited; every instance reads them again within a second
+_V9 = """
+CREATE TABLE spend_limits(
+    id TEXT PRIMARY KEY,
+    scope_type TEXT NOT NULL,
+    scope_id TEXT NOT NULL,
+    period TEXT NOT NULL,
+    amount_cents INTEGER,
+    action TEXT NOT NULL DEFAULT 'block',
+    warn_at REAL NOT NULL DEFAULT 0.8,
+    blocked_message TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    updated_by TEXT NOT NULL,
+    UNIQUE(scope_type, scope_id, period)
+);
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9)  # MIGRATIONS[n] takes a file from version n to n + 1
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 

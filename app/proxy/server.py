@@ -118,6 +118,8 @@ class ProxyRuntime:
         # on stop, how long requests in flight may go on (stop accepting, finish, then close);
         # `patchbay serve` sets what Cloud Run / Kubernetes allow between SIGTERM and the kill
         self.drain_s = 3.0
+        # team mode: the ASGI app of /v1/organizations/… (app/admin/api.py), beside the gateway
+        self.admin: Any = None
 
     # ------------------------------------------------------------------ properties
 
@@ -249,7 +251,7 @@ class ProxyRuntime:
 
         raise_descriptor_limit()
         cfg = uvicorn.Config(
-            self.gateway, lifespan="off", http=GuardedHttpToolsProtocol, loop="none", log_config=None,
+            self._app, interface="asgi3", lifespan="off", http=GuardedHttpToolsProtocol, loop="none", log_config=None,
             log_level="warning", access_log=False, timeout_keep_alive=120,
             timeout_graceful_shutdown=max(1, round(self.drain_s)), server_header=False, date_header=False,
             proxy_headers=False,
@@ -286,6 +288,14 @@ class ProxyRuntime:
                 sock.close()
             except OSError:
                 pass
+
+    async def _app(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """The Admin API's paths to it where there is one (team mode), all else to the gateway."""
+        admin = self.admin
+        if admin is not None and scope.get("type") == "http" and scope.get("path", "").startswith("/v1/organizations/"):
+            await admin(scope, receive, send)
+        else:
+            await self.gateway(scope, receive, send)
 
     def stop(self, timeout: float | None = None) -> None:
         timeout = self.drain_s + 7.0 if timeout is None else timeout

@@ -60,4 +60,8 @@ def audit_summary(action: str, detail: dict[str, Any]) -> str:
         said = "; ".join(detail.get("changes") or []) or f"policy {detail.get('digest')}"
         owner = detail.get("config_owner")
         return f"{said} (config file owned by {owner})" if owner else said
+    if action.startswith("spend_limit."):  # the Admin API's caps (app/team/spend_limits_store.py)
+        from app.team.spend_limits import change_summary
+
+        return change_summary(detail.get("before"), detail.get("after"))
     return json.dumps(detail, sort_keys=True)

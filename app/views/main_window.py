@@ -61,7 +61,7 @@ def _page_factory(name: str) -> Callable[["Bridge"], QWidget]:
         if name == "team":
             from app.views.team import TeamPage
 
-            return TeamPage(bridge.team)
+            return TeamPage(bridge.team, bridge.team_caps)
         from app.views.settings import SettingsPage
 
         return SettingsPage(bridge.settings, bridge.backends)

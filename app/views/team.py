@@ -32,6 +32,7 @@ from app.views.widgets import ItemTable, SectionLabel
 
 if TYPE_CHECKING:
     from app.bridge.team import Team
+    from app.bridge.team_caps import TeamCaps
 
 KEY_COLUMNS = ("Key", "User", "Groups", "Status", "Created", "Expires", "Created by")  # dates in UTC
 AUDIT_COLUMNS = ("When (UTC)", "Who", "Action", "Subject", "What")
@@ -147,7 +148,7 @@ def _tab(*widgets: tuple[QWidget, int]) -> QWidget:
 
 
 class TeamPage(QWidget):
-    def __init__(self, team: "Team") -> None:
+    def __init__(self, team: "Team", caps: "TeamCaps | None" = None) -> None:
         super().__init__()
         self.team = team
         lay = QVBoxLayout(self)
@@ -234,6 +235,11 @@ class TeamPage(QWidget):
 
         self.audit = _table(AUDIT_COLUMNS, stretch=4, empty="No admin action recorded yet")
         self.tabs.addTab(_tab((self.audit, 1)), TABS[3])
+        if caps is not None:  # every per-person cap and where it came from; set one (app/views/team_caps.py)
+            from app.views.team_caps import CapsTab
+
+            self.caps_tab = CapsTab(caps)
+            self.tabs.addTab(self.caps_tab, "Caps")
 
         team.changed.connect(self.show_view)
         team.keyCreated.connect(self._created)

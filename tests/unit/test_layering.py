@@ -13,7 +13,7 @@ QT = ("PySide6", "shiboken6", "qasync", "pyqtgraph", "PyQt5", "PyQt6")
 # Packages from the ground up: each may import those before it, never one after it (``__main__`` and ``gui`` are
 # the entry points on top). Modules directly in app/ (events, errors, paths, units, core) have their own place.
 LAYERS = ("paths", "units", "errors", "events", "logs", "config", "catalog", "host", "ledger", "team", "proxy",
-          "budgets", "claude", "desktop", "core", "bridge", "views", "cli", "gui", "__main__")
+          "budgets", "admin", "claude", "desktop", "core", "bridge", "views", "cli", "gui", "__main__")
 # Below the bridge nothing imports Qt; the one exception holds the desktop app's single-instance socket.
 NO_QT = ("proxy", "config", "catalog", "host", "ledger", "team", "budgets", "claude", "desktop", "logs")
 QT_ALLOWED = {"desktop/single_instance.py"}
