@@ -39,7 +39,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import tzinfo
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import orjson
 
@@ -62,6 +62,9 @@ from app.services.pricing import PriceBook
 from app.team.identity import STOP_RETRYING
 from app.team.policy import subject_of
 from app.team_config import DEFAULT_RESERVE_OUTPUT
+
+if TYPE_CHECKING:
+    from app.proxy.admit import AdmissionHook
 
 log = logging.getLogger("patchbay.admission")
 
@@ -533,3 +536,7 @@ class Admission:
             return route
         return route
 
+
+
+if TYPE_CHECKING:  # the gateway's budget hook (app/proxy/admit.py) is this class: mypy holds the two together
+    _HOOK: type[AdmissionHook] = Admission
