@@ -366,7 +366,7 @@ class Admission:
             await asyncio.sleep(pause)
             pause = min(0.25, pause * 1.5)
 
-    def __call__(self, route: Route) -> Route | Refusal:  # the plain Admission hook: decide, hold nothing
+    def __call__(self, route: Route) -> Route | Refusal:  # the decision alone, holding nothing (tests ask it)
         return self.reserve_sync(route, "", {"max_tokens": 1, "messages": []}, hold=False)
 
     def input_range(self, route: Route, input_tokens: int, at: float) -> tuple[float, float, float]:
