@@ -29,7 +29,7 @@ from app.bridge.session_names import FILE_NAME as NAMES_FILE
 from app.bridge.session_names import SessionNames
 from app.bridge.sessions import CostFn, LiveRequest, SessionState
 from app.events import BackendHealth, BudgetAlert, ContentDelta, GatewayState, RequestFinished, RequestStarted
-from app.proxy.gateway import PAUSED
+from app.proxy.admit import PAUSED
 from app.proxy.routing import Pin
 
 TICK_MS = 40  # ≈ 25 Hz

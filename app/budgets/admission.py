@@ -39,7 +39,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import tzinfo
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import orjson
 
@@ -63,6 +63,9 @@ from app.proxy.routing import Refusal, Route
 from app.team.identity import STOP_RETRYING
 from app.team.policy import subject_of
 from app.team.spend_limits import budgets_for
+
+if TYPE_CHECKING:
+    from app.proxy.snapshot import AdmissionHook
 
 log = logging.getLogger("patchbay.admission")
 
@@ -367,7 +370,7 @@ class Admission:
             await asyncio.sleep(pause)
             pause = min(0.25, pause * 1.5)
 
-    def __call__(self, route: Route) -> Route | Refusal:  # the plain Admission hook: decide, hold nothing
+    def __call__(self, route: Route) -> Route | Refusal:  # the decision alone, holding nothing (tests ask it)
         return self.reserve_sync(route, "", {"max_tokens": 1, "messages": []}, hold=False)
 
     def input_range(self, route: Route, input_tokens: int, at: float) -> tuple[float, float, float]:
@@ -544,3 +547,7 @@ class Admission:
             return route
         return route
 
+
+
+if TYPE_CHECKING:  # the gateway's budget hook (app/proxy/admit.py) is this class: mypy holds the two together
+    _HOOK: type[AdmissionHook] = Admission

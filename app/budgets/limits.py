@@ -1,11 +1,11 @@
-"""Spending limits, and the decision for the next request.
+"""Spending limits: their periods, their state, their alerts, and the words of a refusal.
 
-``BudgetGuard.admit`` is the gateway's Admission hook: it runs on the gateway loop for every
-request, reads only in-memory numbers (O(number of budgets), no I/O), and answers the route
-unchanged, a downgraded route, or a refusal. ``BudgetGuard.sink`` adds each finished request's
-cost to the budgets it falls under (by the backend it actually went to) and publishes a
-``BudgetAlert`` once per period when a budget crosses its warn line and once when it reaches its
-limit. A request already streaming is never cut off: budgets only decide at admission.
+The decision for the next request (pass, downgrade, block) is admission's alone
+(``app/budgets/admission.py``, the gateway's budget hook), which uses the periods, matching,
+refusal and warning headers defined here. ``BudgetGuard`` keeps each budget's spend in memory for
+the window and the tray: ``sink`` adds each finished request's cost to the budgets it falls under
+(by the backend it actually went to) and publishes a ``BudgetAlert`` once per period when a budget
+crosses its warn line and once when it reaches its limit; ``status`` says where each one stands.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Callable, Literal, Mapping
 from app.catalog.prices import PriceBook
 from app.config import BackendConfig, BudgetConfig
 from app.events import BudgetAlert, RequestFinished
-from app.proxy.routing import Refusal, Route
+from app.proxy.routing import Refusal
 from app.units import fmt_money
 
 if TYPE_CHECKING:
@@ -220,23 +220,20 @@ class _Budget:
 class BudgetGuard:
     def __init__(self, budgets: tuple[BudgetConfig, ...], prices: PriceBook, *,
                  publish: Callable[[BudgetAlert], None], now: Callable[[], float] = time.time,
-                 reader: "LedgerReader | None" = None, tz: tzinfo | None = None,
-                 backends: Mapping[str, BackendConfig] | None = None) -> None:
+                 reader: "LedgerReader | None" = None, tz: tzinfo | None = None) -> None:
         self._publish = publish
         self._now = now
         self._reader = reader
         self._tz = tz
-        self._lock = threading.Lock()  # sink vs reconfigure; admit only reads
+        self._lock = threading.Lock()  # sink vs reconfigure
         self._prices = prices
-        self._backends = backends if backends is not None else prices.backends
         self._spends: dict[tuple[str | None, str, bool], _Spend] = {}
         self._budgets: tuple[_Budget, ...] = ()
         self.reconfigure(budgets, prices)
 
     # ------------------------------------------------------------------ config
 
-    def reconfigure(self, budgets: tuple[BudgetConfig, ...], prices: PriceBook,
-                    backends: Mapping[str, BackendConfig] | None = None) -> None:
+    def reconfigure(self, budgets: tuple[BudgetConfig, ...], prices: PriceBook) -> None:
         """New budgets or prices. Spend already counted for a scope and period is kept; a new
         scope is seeded from the ledger (this reads the disk: call it off the gateway loop).
         Per-person and per-group budgets (team scopes) are not this guard's: they are left out."""
@@ -270,8 +267,6 @@ class BudgetGuard:
             new.append(nb)
         with self._lock:
             self._prices = prices
-            if backends is not None or prices.backends:
-                self._backends = backends if backends is not None else prices.backends
             self._spends = wanted
             self._budgets = tuple(new)
 
@@ -286,40 +281,6 @@ class BudgetGuard:
                 for b in self._budgets:
                     if b.spend is s:
                         b.warned = b.limited = False
-
-    # ------------------------------------------------------------------ admission
-
-    def admit(self, route: Route) -> Route | Refusal:
-        """The gateway's Admission hook. In-memory only."""
-        now = self._now()
-        budgets = self._budgets
-        if not budgets:
-            return route
-        if any(now >= b.spend.resets_at for b in budgets):
-            with self._lock:
-                self._roll(now)
-        applied: set[int] = set()
-        for _ in range(len(budgets) + 1):
-            over = [(i, b) for i, b in enumerate(budgets)
-                    if i not in applied and b.spend.spent >= b.config.limit_usd
-                    and budget_matches(b.config, route.backend)]
-            if not over:
-                return route
-            down = next(((i, b, to) for i, b in over if (to := b.config.downgrade_to) is not None), None)
-            if down is not None:
-                i, b, (target, model) = down
-                applied.add(i)
-                if target == route.backend and (model is None or model == route.model):
-                    continue  # already where the budget sends it
-                route = Route(target, downgrade_model(self._backends, target, model, route.requested_model),
-                              f"budget:{b.config.label}", route.requested_model)
-                continue
-            block = next((b for _i, b in over if b.config.action == "block"), None)
-            if block is not None:
-                return block_refusal(block.config, block.spend.spent, block.spend.resets_at, now, self._tz)
-            return route  # only "warn" budgets are over: let it through
-        return route
-
 
     # ------------------------------------------------------------------ accounting
 

@@ -378,18 +378,7 @@ def connect(path: Path, state_file: Path, backup_dir: Path, values: dict[str, st
         earlier = prev.get((where, key))
         state.entries.append(Entry(where, key, earlier.before if earlier else _raw(new, obj, key), raw))
         new = set_member(new, obj, key, raw)
-    expected = json.loads(work.lstrip("\ufeff"))
-    for (where, key), e in prev.items():
-        if not any(w == where and k == key for w, k, _ in wanted):
-            target = expected if where == "top" else expected.get("env", {})
-            if e.before is None:
-                target.pop(key, None)
-            else:
-                target[key] = json.loads(e.before)
-    expected.setdefault("env", {})
-    expected["env"].update(values)
-    for k, v in top_keys.items():
-        expected[k] = v
+    expected = _expected(work, prev, wanted, values, top_keys)
     if json.loads(new.lstrip("\ufeff")) != expected:  # never write what we did not mean
         raise SettingsFileError(f"Patchbay could not edit {path} safely, so it changed nothing. Please report this "
                                 "with a copy of the file (without secrets).")
@@ -405,6 +394,25 @@ def connect(path: Path, state_file: Path, backup_dir: Path, values: dict[str, st
 
     atomic_write(state_file, state.to_json())
     return ConnectResult(path, changed, backup, skipped)
+
+
+def _expected(work: str, prev: dict[tuple[str, str], Entry], wanted: list[tuple[str, str, str]],
+              values: dict[str, str], top_keys: dict[str, Any]) -> Any:
+    """What the settings must hold after :func:`connect`, worked out on the parsed JSON: the keys
+    an earlier connect set and this one does not back as they were, then ``values`` and ``top_keys``."""
+    expected = json.loads(work.lstrip("\ufeff"))
+    for (where, key), e in prev.items():
+        if not any(w == where and k == key for w, k, _ in wanted):
+            target = expected if where == "top" else expected.get("env", {})
+            if e.before is None:
+                target.pop(key, None)
+            else:
+                target[key] = json.loads(e.before)
+    expected.setdefault("env", {})
+    expected["env"].update(values)
+    for k, v in top_keys.items():
+        expected[k] = v
+    return expected
 
 
 def gateway_model(text: str) -> str | None:
@@ -532,6 +540,16 @@ def disconnect(path: Path, state_file: Path, backup_dir: Path, *, gateway_url: s
         backup = _backup(path, data or b"", backup_dir)
         _write(path, new)
     state_file.unlink(missing_ok=True)
+    identical = bool(state.before_sha256) and _digest(new.encode("utf-8")) == state.before_sha256
+    same = (now == before and not kept) if before is not None else None
+    return DisconnectResult(path, new != text, backup, kept=tuple(kept),
+                            message=_disconnect_notes(path, state, kept, others, model), others=others,
+                            same_settings=same, identical=identical, gateway_model=model,
+                            removed_model=removed_model, restored_model=restored_model)
+
+
+def _disconnect_notes(path: Path, state: State, kept: list[str], others: tuple[str, ...], model: str | None) -> str:
+    """What :func:`disconnect` tells the user it left as it was, and why."""
     notes: list[str] = []
     if kept:
         notes.append(f"{_names(kept)} changed since Patchbay connected (not to what Patchbay wrote), so Patchbay left "
@@ -544,11 +562,7 @@ def disconnect(path: Path, state_file: Path, backup_dir: Path, *, gateway_url: s
                      f"{_names(others)}.")
     if model is not None:
         notes.append(_model_note(model).strip())
-    identical = bool(state.before_sha256) and _digest(new.encode("utf-8")) == state.before_sha256
-    same = (now == before and not kept) if before is not None else None
-    return DisconnectResult(path, new != text, backup, kept=tuple(kept), message=" ".join(notes), others=others,
-                            same_settings=same, identical=identical, gateway_model=model,
-                            removed_model=removed_model, restored_model=restored_model)
+    return " ".join(notes)
 
 
 def _names(keys: "tuple[str, ...] | list[str]") -> str:

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Callable, Mapping, Union
+from typing import Any, Callable, Mapping
 
 from app.config import BackendConfig, Config, RoutesConfig, RouteTarget
 from app.proxy.hints import Hints, asks_for_reasoning, is_classifier_shape
@@ -300,7 +300,3 @@ class RoutingTable:
         backend = self.backends[pin.backend]
         r = Route(pin.backend, self.model_for(backend, pin.model, requested_model), "pin", requested_model)
         return r if allow is None or allow(r.backend, r.model, requested_model) else None
-
-
-# Decides whether a routed request may go ahead (budgets). Runs on the gateway's loop: must be quick.
-Admission = Callable[[Route], Union[Route, Refusal]]

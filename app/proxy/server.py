@@ -20,8 +20,10 @@ from app.events import BackendHealth, EventHub, GatewayState
 from app.logs import scrub
 from app.proxy.backends.base import Backend, KeyLookup
 from app.proxy.backends.factory import make_backend
-from app.proxy.gateway import Gateway, Snapshot
-from app.proxy.routing import Admission, Pin, RoutingTable
+from app.proxy.closing import close_soon
+from app.proxy.gateway import Gateway
+from app.proxy.routing import Pin, RoutingTable
+from app.proxy.snapshot import AdmissionHook, Snapshot
 from app.proxy.team import TeamGate
 from app.team.identity import IdentityChain
 
@@ -95,7 +97,8 @@ def bind_socket(host: str, port: int) -> socket.socket:
 
 class ProxyRuntime:
     def __init__(self, config: Config, *, token: str | None, hub: EventHub | None = None,
-                 admission: Admission | None = None, keys: KeyLookup, identity: IdentityChain | None = None) -> None:
+                 admission: AdmissionHook | None = None, keys: KeyLookup,
+                 identity: IdentityChain | None = None) -> None:
         """``identity``: in team mode (``config.team`` set) the chain that verifies every caller."""
         self.hub = hub or EventHub()
         self._identity = identity
@@ -207,7 +210,7 @@ class ProxyRuntime:
         loop = self._loop
         if loop is not None and loop.is_running():
             # on the loop, where requests claim backends: one that claimed it meanwhile closes it later
-            loop.call_soon_threadsafe(lambda: asyncio.ensure_future(backend.aclose()) if backend.inflight == 0
+            loop.call_soon_threadsafe(lambda: close_soon(backend.aclose()) if backend.inflight == 0
                                       else None)
 
     def _swap(self, snap: Snapshot) -> None:
@@ -323,7 +326,7 @@ class ProxyRuntime:
                 old, self._identity = self._identity, identity
                 loop = self._loop
                 if old is not None and loop is not None and loop.is_running():
-                    loop.call_soon_threadsafe(lambda: asyncio.ensure_future(old.aclose()))
+                    loop.call_soon_threadsafe(lambda: close_soon(old.aclose()))
             restart = (config.gateway.host, config.gateway.port) != (self._config.gateway.host,
                                                                      self._config.gateway.port)
             self._config = config
@@ -338,7 +341,7 @@ class ProxyRuntime:
             scrub.remember(token)
             self._swap(replace(self.gateway.snap, token=token))
 
-    def set_admission(self, admission: Admission | None) -> None:
+    def set_admission(self, admission: AdmissionHook | None) -> None:
         with self._lock:
             self._admission = admission
             self._swap(replace(self.gateway.snap, admission=admission))
