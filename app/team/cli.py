@@ -34,7 +34,7 @@ _UNIT = {"h": 3600, "d": 86400, "w": 7 * 86400}
 def add_team_commands(subparsers: Any) -> None:
     """Adds ``patchbay team …`` to the top-level subparsers; ``args.team_run(args)`` runs it."""
     t = subparsers.add_parser("team", help="team gateway: join one, or issue, list and revoke per-user keys")
-    tsub = t.add_subparsers(dest="team_command", required=True, metavar="{join,leave,credential,key,audit,budgets}")
+    tsub = t.add_subparsers(dest="team_command", required=True, metavar="{join,leave,credential,key,login,audit,budgets}")
     j = tsub.add_parser("join", help="point Claude Code at a team gateway (~/.claude/settings.json; `leave` undoes)")
     j.add_argument("url", help="the team gateway's address, e.g. https://patchbay.corp.example")
     j.add_argument("--key-command", metavar="CMD",
@@ -61,6 +61,9 @@ def add_team_commands(subparsers: Any) -> None:
     from app.team.budgets_cli import add_budgets_command
 
     add_budgets_command(tsub)
+    from app.team.login.cli import add_login_command
+
+    add_login_command(tsub)
     k = tsub.add_parser("key", help="per-user keys (only their hash is stored, in the ledger database)")
     ksub = k.add_subparsers(dest="key_command", required=True, metavar="{create,list,revoke}")
     c = ksub.add_parser("create", help="issue a key for a person and print it once")

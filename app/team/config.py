@@ -29,6 +29,7 @@ from typing import Any, Iterable
 from app.config import ConfigError, _get, _unknown_keys, _Where
 from app.team.iap import IAP_JWKS_URL
 from app.team.identity import SOURCES
+from app.team.login.settings import LoginConfig, parse_login
 from app.team.oidc import secure_url
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
@@ -78,6 +79,7 @@ class TeamConfig:
     groups_claim: str | None = "groups"
     clock_skew_s: float = 30.0
     groups: tuple[GroupPolicy, ...] = ()
+    login: LoginConfig | None = None  # [team.login]: Claude Code's /login (app/team/login/)
 
     def group(self, name: str) -> GroupPolicy | None:
         for g in self.groups:
@@ -89,7 +91,7 @@ class TeamConfig:
 _STR_KEYS = ("iap_audience", "iap_jwks_url", "alb_arn", "alb_region", "alb_keys_url", "cloudflare_team",
              "cloudflare_audience", "cloudflare_certs_url", "oidc_issuer", "oidc_audience", "oidc_jwks_url",
              "user_claim", "groups_claim")
-_KNOWN = set(_STR_KEYS) | {"identity", "clock_skew_s", "groups"}
+_KNOWN = set(_STR_KEYS) | {"identity", "clock_skew_s", "groups", "login"}
 _GROUP_KNOWN = {"name", "members", "backends", "models", "max_output_tokens"}
 
 
@@ -178,11 +180,12 @@ def parse_team(t: Any, where: _Where, backend_ids: Iterable[str] | None = None) 
         raise where.fail(f"team.clock_skew_s is {skew!r}", "Write a number of seconds between 0 and 300 (30 is usual).",
                          line=at("clock_skew_s"))
     groups = _parse_groups(t.get("groups", []), where, set(backend_ids) if backend_ids is not None else None)
+    login = parse_login(t.get("login"), where, identity=tuple(identity), issuer=values["oidc_issuer"])
     return TeamConfig(
         identity=tuple(identity), iap_jwks_url=values["iap_jwks_url"] or IAP_JWKS_URL,
         user_claim=values["user_claim"] or "email",
         groups_claim=values["groups_claim"] or "groups",
-        clock_skew_s=float(skew), groups=groups,
+        clock_skew_s=float(skew), groups=groups, login=login,
         **{k: values[k] for k in _STR_KEYS if k not in ("iap_jwks_url", "user_claim", "groups_claim")})
 
 
