@@ -118,3 +118,109 @@ def test_claude_code_signed_in_through_patchbay_runs_a_tool_turn_and_a_revocatio
             log = gw.log()
             for secret in (access, tokens["refresh_token"], tokens["device_code"], issuer.client_secret):
                 assert secret not in log
+
+
+def claude_login(claude_bin: Path, home: Path, public: str) -> tuple[list[dict[str, object]], int]:
+    """``claude auth login --gateway-json`` answered as a program answers it (GATEWAY-PROTOCOL.md §1.1),
+    the browser leg played when the ``polling`` screen shows the code. (screens, exit code)"""
+    from tests.fakes.browser import Browser
+
+    settings = home / ".claude" / "settings.json"
+    settings.parent.mkdir(parents=True, exist_ok=True)
+    settings.write_text(json.dumps({"forceLoginMethod": "gateway", "forceLoginGatewayUrl": public}))
+    env = _base_env() | {"HOME": str(home), "CLAUDE_GATEWAY_ALLOW_LOOPBACK": "1", "DISABLE_AUTOUPDATER": "1",
+                         "BROWSER": "true"}
+    proc = subprocess.Popen([str(claude_bin), "auth", "login", "--gateway-json"], env=env, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert proc.stdin is not None and proc.stdout is not None
+    screens: list[dict[str, object]] = []
+    timer = threading.Timer(60, proc.kill)
+    timer.start()
+    try:
+        for line in proc.stdout:
+            screen = json.loads(line)
+            screens.append(screen)
+            if screen.get("state") in ("url_input", "trust_prompt", "confirm_account"):
+                proc.stdin.write(json.dumps({"state": screen["state"], "shown": screen.get("shown"),
+                                             "accept": True}) + "\n")
+                proc.stdin.flush()
+            elif screen.get("state") == "polling":
+                browser = Browser()
+                done = browser.sign_in(str(screen["browserUrl"]))
+                browser.close()
+                assert done.status_code == 200 and "signed in as" in done.text, done.text
+        return screens, proc.wait(10)
+    finally:
+        timer.cancel()
+
+
+def test_real_login_in_the_cli_then_a_signed_in_turn_a_rotating_refresh_and_logout_revoking(
+        tmp_path: Path, pg_server: object, claude_bin: Path, run_claude: Callable[..., ClaudeResult],
+        workdir: Path) -> None:
+    url = pg_server.create_db()  # type: ignore[attr-defined]
+    port = free_port()
+    public = f"http://127.0.0.1:{port}"
+    target = workdir / "hello.txt"
+    home = tmp_path / "claude-home"
+    with FakeUpstream(anthropic_responder(str(target)), wire="anthropic") as up, \
+            FakeIssuer(redirect_uri=f"{public}/oauth/callback") as issuer:
+        text = serve_config(up.url, model="fake-model", port0=False, ledger_url=url) + login_team(issuer, public)
+        gw = spawn_gateway(text, tmp_path / "gw", extra_args=("--port", str(port)),
+                           extra_env={SECRET_ENV: issuer.client_secret})
+        try:
+            screens, rc = claude_login(claude_bin, home, public)
+            states = [s.get("state") for s in screens]
+            assert rc == 0 and states[-1] == "done", screens
+            assert "trust_prompt" in states and "polling" in states
+            cred_file = home / ".claude" / ".credentials.json"
+            stored = json.loads(cred_file.read_text())["enterpriseGateway"]
+            assert stored["url"] == public and stored["revocationEndpoint"] == f"{public}/oauth/revoke"
+            first_refresh = stored["idpRefreshToken"]
+
+            # signed in ("pinned"): no ANTHROPIC_AUTH_TOKEN, no CLAUDE_CODE_USE_GATEWAY; a tool turn
+            result = run_claude(PROMPT, base_url=public, cwd=workdir, token=None, home=home,
+                                extra_env={"CLAUDE_GATEWAY_ALLOW_LOOPBACK": "1"})
+            assert result.returncode == 0 and target.read_text() == CONTENT, result.describe()
+
+            # 2 minutes left: the CLI refreshes first (GATEWAY-PROTOCOL.md §9) and gets a new refresh token
+            creds = json.loads(cred_file.read_text())
+            creds["enterpriseGateway"]["expiresAt"] = int(time.time() * 1000) + 120_000
+            cred_file.write_text(json.dumps(creds))
+            target.unlink()
+            again = run_claude(PROMPT, base_url=public, cwd=workdir, token=None, home=home,
+                               extra_env={"CLAUDE_GATEWAY_ALLOW_LOOPBACK": "1"})
+            assert again.returncode == 0 and target.exists(), again.describe()
+            renewed = json.loads(cred_file.read_text())["enterpriseGateway"]
+            assert renewed["idpRefreshToken"] != first_refresh and renewed["jwt"] != stored["jwt"]
+            assert renewed["expiresAt"] > time.time() * 1000 + 3000_000
+            with httpx.Client(base_url=public, timeout=10, trust_env=False) as http:
+                reused = http.post("/oauth/token", data={"grant_type": "refresh_token",
+                                                         "refresh_token": first_refresh})
+                assert reused.status_code == 401 and reused.json()["error"] == "invalid_grant"
+
+                # the reuse revoked the sign-in: the CLI's current token is refused, and it stops at once
+                time.sleep(0.6)
+                r = http.post("/v1/messages/count_tokens", headers={"authorization": f"Bearer {renewed['jwt']}"},
+                              json={"model": "fake-model", "messages": [{"role": "user", "content": "x"}]})
+                assert r.status_code == 401 and r.headers["x-should-retry"] == "false", r.text
+            stopped = run_claude(PROMPT, base_url=public, cwd=workdir, token=None, home=home,
+                                 extra_env={"CLAUDE_GATEWAY_ALLOW_LOOPBACK": "1"}, timeout_s=60)
+            assert stopped.returncode != 0 and stopped.seconds < 20, stopped.describe()
+
+            # a fresh sign-in, then `claude auth logout` revokes it through the advertised endpoint
+            screens, rc = claude_login(claude_bin, home, public)
+            assert rc == 0, screens
+            token = json.loads(cred_file.read_text())["enterpriseGateway"]["jwt"]
+            out = subprocess.run([str(claude_bin), "auth", "logout"], env=_base_env() | {
+                "HOME": str(home), "CLAUDE_GATEWAY_ALLOW_LOOPBACK": "1"}, capture_output=True, text=True,
+                timeout=60, stdin=subprocess.DEVNULL)
+            assert out.returncode == 0 and not cred_file.exists(), out.stderr
+            time.sleep(0.6)
+            with httpx.Client(base_url=public, timeout=10, trust_env=False) as http:
+                r = http.post("/v1/messages/count_tokens", headers={"authorization": f"Bearer {token}"},
+                              json={"model": "fake-model", "messages": [{"role": "user", "content": "x"}]})
+            assert r.status_code == 401 and "signed out" in r.text, r.text
+        finally:
+            gw.stop()
+        log = gw.log()
+        assert first_refresh not in log and stored["jwt"] not in log and issuer.client_secret not in log
