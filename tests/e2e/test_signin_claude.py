@@ -118,6 +118,19 @@ def test_claude_code_signed_in_through_patchbay_runs_a_tool_turn_and_a_revocatio
             log = gw.log()
             for secret in (access, tokens["refresh_token"], tokens["device_code"], issuer.client_secret):
                 assert secret not in log
+        import psycopg
+
+        with psycopg.connect(url) as conn:
+            rows = conn.execute("SELECT user_id, groups, identity_source FROM requests WHERE status = 200").fetchall()
+            leaked = conn.execute("SELECT count(*) FROM requests WHERE error_message LIKE %s", (f"%{access[-20:]}%",)
+                                  ).fetchone()
+        assert rows and all(r[0] == ALICE and "eng" in (r[1] or "") and r[2] == "login" for r in rows), rows
+        assert leaked == (0,)
+        audit = admin_cli(tmp_path / "admin", config, "audit", "--json")
+        actions = [(e["action"], e["detail"].get("user")) for e in json.loads(audit.stdout)
+                   if e["action"].startswith("login.")]
+        assert actions == [("login.signed_in", ALICE), ("login.revoked", ALICE)], actions
+        assert access not in audit.stdout and tokens["refresh_token"] not in audit.stdout
 
 
 def claude_login(claude_bin: Path, home: Path, public: str) -> tuple[list[dict[str, object]], int]:
