@@ -259,3 +259,15 @@ def test_team_login_config_errors_are_sentences(tmp_path: Path) -> None:
                       'client_secret = "env:X"\n')
     assert ok.team is not None and ok.team.login is not None
     assert (ok.team.login.public_url, ok.team.login.client_secret) == ("https://gw.example", "env:X")
+
+
+def test_the_verification_page_stops_an_address_that_guesses_codes(gw: Gw) -> None:
+    d = gw.http.post("/oauth/device_authorization", data={"surface": "claude_code"}).json()
+    b = Browser()
+    b.http.follow_redirects = False
+    for i in range(10):
+        r = b.http.post(f"{gw.url}/device", data={"user_code": f"BCDF-GH{i:02d}"}, headers={"origin": gw.url})
+        assert r.status_code == 400 and "unknown" in r.text
+    blocked = b.http.post(f"{gw.url}/device", data={"user_code": d["user_code"]}, headers={"origin": gw.url})
+    assert blocked.status_code == 429 and "Too many wrong codes" in blocked.text
+    b.close()

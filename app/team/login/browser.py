@@ -84,12 +84,20 @@ async def device_page(svc: Any, scope: dict[str, Any], receive: Receive, send: S
     if scope["method"] != "POST":
         await _problem(svc, send, 405, TITLE, "This page takes GET or POST.")
         return
+    address = (scope.get("client") or ("?", 0))[0]
+    wait = svc.wrong_codes.blocked(address)
+    if wait is not None:
+        await _problem(svc, send, 429, TITLE, f"Too many wrong codes came from your address. Try again in "
+                                              f"{wait / 60:.0f} minutes, with the code Claude Code shows.")
+        return
     code = await _posted_code(svc, scope, receive, send)
     if code is None:
         return
     try:
         dev = await svc.run(lambda: svc.store.device(user_code=code))
         if dev is None or dev.status != "pending" or time.time() >= dev.expires_at:
+            if dev is None:
+                svc.wrong_codes.wrong(address)
             await _problem(svc, send, 400, TITLE, "This code is unknown, expired or already used. Start the "
                                                   "sign-in again from Claude Code (/login).")
             return

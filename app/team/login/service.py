@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Awaitable, Callable, TypeVar
 
 from app.team.config import TeamConfig
+from app.team.login.guesses import WrongCodes
 from app.team.login.idp import IdP
 from app.team.login.settings import LoginConfig, client_secret
 from app.team.login.store import LoginStore
@@ -39,6 +40,7 @@ class LoginService:
         self.store = store
         self.idp = IdP(team, self.config, client_secret(self.config))  # LoginSecretError: a start error
         self._audit = audit
+        self.wrong_codes = WrongCodes()  # the verification page's guard against guessed user codes
         self._signer: Signer | None = None
         self._signer_lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
