@@ -175,6 +175,9 @@ def test_a_forged_token_is_refused(gw: Gw) -> None:
     assert_refused(gw.ask(other_key), "not signed by this gateway")
     unsigned = jwt.encode(real, None, algorithm="none", headers={"kid": kid})  # type: ignore[arg-type]
     assert_refused(gw.ask(unsigned), "not signed by this gateway")
+    no_kid = jwt.encode(real, b"z" * 32, algorithm="HS256")  # our shape without our key id
+    assert_refused(gw.ask(no_kid), "not signed by this gateway")
+    assert_refused(gw.ask("garbage-bearer"), "neither a sign-in token")
 
 
 def test_a_wrong_state_or_another_browser_cannot_finish_a_sign_in(gw: Gw) -> None:
