@@ -274,3 +274,32 @@ def test_the_verification_page_stops_an_address_that_guesses_codes(gw: Gw) -> No
     blocked = b.http.post(f"{gw.url}/device", data={"user_code": d["user_code"]}, headers={"origin": gw.url})
     assert blocked.status_code == 429 and "Too many wrong codes" in blocked.text
     b.close()
+
+
+def test_the_admin_revokes_one_sign_in_by_id_with_the_team_cli(gw: Gw) -> None:
+    import json
+    import subprocess
+    import sys
+
+    from tests.e2e.conftest import REPO, _base_env
+
+    keep, gone = sign_in(gw.url), sign_in(gw.url)
+    ledger = str(gw.engine.paths.ledger_file)
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "app", "team", "login", *args, "--ledger", ledger], cwd=REPO,
+                              env=_base_env() | {"PATCHBAY_HOME": str(gw.engine.paths.data_dir.parent / "admin")},
+                              capture_output=True, text=True, timeout=60)
+
+    listed = cli("list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    ids = [s["id"] for s in json.loads(listed.stdout)]
+    sid = jwt.decode(gone["access_token"], options={"verify_signature": False})["sid"]
+    assert len(ids) == 2 and sid in ids
+    out = cli("revoke", sid)
+    assert out.returncode == 0 and sid in out.stdout, out.stderr
+    time.sleep(0.6)
+    assert_refused(gw.ask(gone["access_token"]), "revoked", sid)
+    assert gw.ask(keep["access_token"]).status_code == 200  # the other sign-in goes on
+    assert cli("revoke", sid).returncode == 2  # nothing left to revoke: said, not silent
+    assert cli("revoke").returncode == 2
