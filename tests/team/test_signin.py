@@ -303,3 +303,21 @@ def test_the_admin_revokes_one_sign_in_by_id_with_the_team_cli(gw: Gw) -> None:
     assert gw.ask(keep["access_token"]).status_code == 200  # the other sign-in goes on
     assert cli("revoke", sid).returncode == 2  # nothing left to revoke: said, not silent
     assert cli("revoke").returncode == 2
+
+
+def test_the_idp_token_endpoint_down_at_the_callback_is_a_503_page_and_the_code_can_be_finished_later(
+        gw: Gw) -> None:
+    d = gw.http.post("/oauth/device_authorization", data={"surface": "claude_code"}).json()
+    b = Browser()
+    b.http.follow_redirects = False
+    go = b.http.post(f"{gw.url}/device", data={"user_code": d["user_code"]}, headers={"origin": gw.url})
+    back = b.http.get(go.headers["location"]).headers["location"]
+    gw.issuer.down = True
+    r = b.http.get(back)
+    assert r.status_code == 503 and "cannot be reached" in r.text and "bug" not in r.text.lower()
+    assert "code=" not in r.text and "state=" not in r.text
+    gw.issuer.down = False
+    b.http.follow_redirects = True
+    assert "signed in as" in b.sign_in(d["verification_uri_complete"]).text
+    b.close()
+    assert poll(gw.http, gw.url, d["device_code"]).status_code == 200
