@@ -12,6 +12,8 @@
   single-use, bound to its client and ``redirect_uri``, and its PKCE verifier must hash to the
   challenge; errors in RFC 6749 §5.2's shape and words (``invalid_grant``, ``invalid_client``).
   Answers ``id_token`` (RS256, ``aud`` = client_id, ``nonce``, ``email_verified``, ``groups``).
+  ``grant_type=refresh_token``: rotating (each use gives a new one, the old one dies); a person in
+  ``removed`` gets ``invalid_grant``; the fresh ID token carries ``groups`` as they are now.
 - ``down = True``: every endpoint answers 503, as an IdP in an outage does.
 """
 
@@ -52,6 +54,8 @@ class FakeIssuer:
     down: bool = False
     deny_next: bool = False
     codes: dict[str, _Code] = field(default_factory=dict)
+    removed: set[str] = field(default_factory=set)  # people the IdP no longer signs in (refresh: invalid_grant)
+    refresh_tokens: dict[str, str] = field(default_factory=dict)  # live refresh token -> person
 
     def __post_init__(self) -> None:
         self.key = make_key("RS256")
@@ -117,6 +121,11 @@ class FakeIssuer:
 
         if form.get("client_id") != self.client_id or form.get("client_secret") != self.client_secret:
             return error("invalid_client", "Client authentication failed.", 401)
+        if form.get("grant_type") == "refresh_token":
+            user = self.refresh_tokens.pop(form.get("refresh_token", ""), None)
+            if user is None or user in self.removed:
+                return error("invalid_grant", "The refresh token is invalid, expired or revoked.")
+            return self._tokens(user, None)
         if form.get("grant_type") != "authorization_code":
             return error("unsupported_grant_type", "The authorization grant type is not supported.")
         grant = self.codes.get(form.get("code", ""))
@@ -128,10 +137,18 @@ class FakeIssuer:
         if digest != grant.challenge:
             return error("invalid_grant", "PKCE verification failed.")
         grant.used = True
+        return self._tokens(grant.user, grant.nonce, grant.groups)
+
+    def _tokens(self, user: str, nonce: str | None, groups: list[str] | None = None) -> Response:
+        """A token answer: an ID token (the person's groups as they are now) and a new, rotating refresh token."""
         now = int(time.time())
-        claims: dict[str, Any] = {"iss": self.url, "aud": self.client_id, "sub": "sub-" + grant.user,
-                                  "email": grant.user, "email_verified": True, "groups": grant.groups,
-                                  "nonce": grant.nonce, "iat": now, "exp": now + 600}
+        claims: dict[str, Any] = {"iss": self.url, "aud": self.client_id, "sub": "sub-" + user, "email": user,
+                                  "email_verified": True, "groups": list(self.groups if groups is None else groups),
+                                  "iat": now, "exp": now + 600}
+        if nonce is not None:
+            claims["nonce"] = nonce
         id_token = jwt.encode(claims, self.key.private, algorithm="RS256", headers={"kid": self.key.kid})
+        refresh = secrets.token_urlsafe(24)
+        self.refresh_tokens[refresh] = user
         return JSONResponse({"access_token": secrets.token_urlsafe(24), "token_type": "Bearer", "expires_in": 600,
-                             "id_token": id_token, "refresh_token": secrets.token_urlsafe(24)})
+                             "id_token": id_token, "refresh_token": refresh})

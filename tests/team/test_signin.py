@@ -321,3 +321,32 @@ def test_the_idp_token_endpoint_down_at_the_callback_is_a_503_page_and_the_code_
     assert "signed in as" in b.sign_in(d["verification_uri_complete"]).text
     b.close()
     assert poll(gw.http, gw.url, d["device_code"]).status_code == 200
+
+
+def test_each_refresh_asks_the_idp_so_group_changes_arrive_and_a_removed_person_is_cut_off(gw: Gw) -> None:
+    t = sign_in(gw.url)
+    gw.issuer.groups = ["eng", "research"]  # changed at the IdP
+    r = gw.refresh(t["refresh_token"])
+    assert r.status_code == 200, r.text
+    t2 = r.json()
+    assert jwt.decode(t2["access_token"], options={"verify_signature": False})["groups"] == ["eng", "research"]
+    path = gw.engine.paths.ledger_file
+    ledger = b"".join(p.read_bytes() for p in path.parent.glob(path.name + "*"))  # the file and its WAL
+    assert b"login_refresh" in ledger
+    for idp_token in gw.issuer.refresh_tokens:  # kept sealed under the client's refresh token, never readable
+        assert idp_token.encode() not in ledger
+
+    gw.issuer.down = True  # the IdP cannot say: 503, the refresh token is not spent, the token keeps working
+    down = gw.refresh(t2["refresh_token"])
+    assert down.status_code == 503 and down.json()["error"] == "temporarily_unavailable"
+    assert gw.ask(t2["access_token"]).status_code == 200
+    gw.issuer.down = False
+    t3 = gw.refresh(t2["refresh_token"])
+    assert t3.status_code == 200, t3.text
+
+    gw.issuer.removed.add(ALICE)  # left the company
+    gone = gw.refresh(t3.json()["refresh_token"])
+    assert gone.status_code == 401 and gone.json()["error"] == "invalid_grant"
+    assert "no longer signs you in" in gone.json()["error_description"]
+    time.sleep(0.6)
+    assert_refused(gw.ask(t3.json()["access_token"]), "revoked", "no longer signs you in")

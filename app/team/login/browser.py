@@ -139,6 +139,12 @@ async def deny(svc: Any, scope: dict[str, Any], receive: Receive, send: Send) ->
                    "This code is unknown or no longer waiting.")
 
 
+def _sealed(idp_refresh: str | None, seal_key: str | None) -> str | None:
+    from app.team.login.sealed import seal_to
+
+    return seal_to(seal_key, idp_refresh) if idp_refresh and seal_key else None
+
+
 async def callback(svc: Any, scope: dict[str, Any], receive: Receive, send: Send) -> None:
     q = query(scope)
     state = q.get("state", "")
@@ -162,8 +168,9 @@ async def callback(svc: Any, scope: dict[str, Any], receive: Receive, send: Send
             await _problem(svc, send, 200, "Sign-in denied", "Your company's sign-in service did not sign you in "
                                                              f"({q['error'][:64]}). Claude Code will say so.")
             return
-        user, groups = await svc.idp.exchange(q.get("code", ""), dev.verifier or "", dev.nonce or "")
-        if not await svc.run(lambda: svc.store.settle(dev.device_hash, "approved", user, groups)):
+        user, groups, idp_refresh = await svc.idp.exchange(q.get("code", ""), dev.verifier or "", dev.nonce or "")
+        if not await svc.run(lambda: svc.store.settle(dev.device_hash, "approved", user, groups,
+                                                      _sealed(idp_refresh, dev.seal_key))):
             await _problem(svc, send, 400, TITLE, "This code is no longer waiting. Start again from Claude Code.")
             return
     except IdPUnavailable as exc:

@@ -101,11 +101,10 @@ class IdP:
         base = meta["authorization_endpoint"]
         return f"{base}{'&' if '?' in base else '?'}{urlencode(query)}"
 
-    async def exchange(self, code: str, verifier: str, nonce: str) -> tuple[str, tuple[str, ...]]:
-        """(person, groups) from the ID token the code buys."""
+    async def _token(self, form: dict[str, str], doing: str) -> dict[str, Any]:
+        """The token endpoint's 200 body for ``form`` (client authentication added)."""
         meta = await self.metadata()
-        form = {"grant_type": "authorization_code", "code": code, "redirect_uri": self.redirect_uri,
-                "client_id": self.login.client_id, "code_verifier": verifier}
+        form = form | {"client_id": self.login.client_id}
         if self._secret is not None:
             form["client_secret"] = self._secret
         try:
@@ -120,15 +119,13 @@ class IdP:
             raise self._down(f"its token endpoint answered HTTP {resp.status_code}")
         if resp.status_code != 200:
             error = str(body.get("error", "an error"))[:64]
-            raise IdPRefused(f"The company's sign-in service refused to finish the sign-in ({error}). Start again "
-                             "from Claude Code (/login).")
-        id_token = body.get("id_token")
-        if not isinstance(id_token, str):
-            raise IdPRefused("The company's sign-in service sent no ID token. Ask your Patchbay admin to allow "
-                             "the openid scope for the client Patchbay uses.")
+            raise IdPRefused(f"The company's sign-in service refused to {doing} ({error}).")
+        return body
+
+    async def _claims(self, id_token: str, nonce: str | None) -> tuple[str, tuple[str, ...]]:
         try:
             claims = await verify(id_token, self._rules, self._oidc.keys.get)
-            if claims.get("nonce") != nonce:
+            if nonce is not None and claims.get("nonce") != nonce:
                 raise IdPRefused("The ID token from the company's sign-in service is not the one this sign-in "
                                  "asked for (its nonce differs). Start again from Claude Code (/login).")
             return claim_user(claims, self._oidc.user_claim, self._rules), claim_groups(claims,
@@ -137,6 +134,35 @@ class IdP:
             raise self._down(exc.message) from None
         except AuthError as exc:
             raise IdPRefused(exc.message.removeprefix("Patchbay: ")) from None
+
+    async def exchange(self, code: str, verifier: str, nonce: str) -> tuple[str, tuple[str, ...], str | None]:
+        """(person, groups, the IdP's refresh token if it gave one) from the ID token the code buys."""
+        body = await self._token({"grant_type": "authorization_code", "code": code,
+                                  "redirect_uri": self.redirect_uri, "code_verifier": verifier},
+                                 "finish the sign-in")
+        id_token = body.get("id_token")
+        if not isinstance(id_token, str):
+            raise IdPRefused("The company's sign-in service sent no ID token. Ask your Patchbay admin to allow "
+                             "the openid scope for the client Patchbay uses.")
+        user, groups = await self._claims(id_token, nonce)
+        refresh = body.get("refresh_token")
+        return user, groups, refresh if isinstance(refresh, str) and refresh else None
+
+    async def refresh(self, refresh_token: str, user: str) -> tuple[str, tuple[str, ...] | None]:
+        """Asks the IdP whether the person is still signed in there: (its refresh token to keep, the
+        groups of a fresh ID token or None when it sent none). ``IdPRefused``: they are not (removed,
+        disabled, signed out); ``IdPUnavailable``: it cannot say now."""
+        body = await self._token({"grant_type": "refresh_token", "refresh_token": refresh_token},
+                                 "renew the sign-in")
+        new = body.get("refresh_token")
+        keep = new if isinstance(new, str) and new else refresh_token
+        id_token = body.get("id_token")
+        if not isinstance(id_token, str):
+            return keep, None
+        who, groups = await self._claims(id_token, None)
+        if who != user:
+            raise IdPRefused("The company's sign-in service renewed the sign-in for another person.")
+        return keep, groups
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -23,6 +23,8 @@ from typing import Any
 
 import jwt
 
+from app.team.login.idp import IdPRefused, IdPUnavailable
+from app.team.login.sealed import seal, unseal, unseal_with_code
 from app.team.login.store import Device, LoginStoreError, new_session_id
 from app.team.login.tokens import REFRESH_TTL_S, new_refresh_token
 from app.team.login.web import FormTooLarge, Receive, Send, oauth_error, read_form, send_json
@@ -149,7 +151,9 @@ async def _device_grant(svc: Any, device_code: str, send: Send) -> None:
         return
     session_id = new_session_id()
     refresh = new_refresh_token()
-    if not await svc.run(lambda: svc.store.consume(dev, session_id, refresh, now + REFRESH_TTL_S)):
+    idp = unseal_with_code(dev.idp_refresh, device_code) if dev.idp_refresh else None
+    kept = seal(idp, refresh) if idp else None  # from now on under the refresh token (sealed.py)
+    if not await svc.run(lambda: svc.store.consume(dev, session_id, refresh, now + REFRESH_TTL_S, kept)):
         await oauth_error(send, 400, "invalid_grant", "This device code was already used. Sign in again.")
         return
     assert dev.user is not None
@@ -168,7 +172,12 @@ async def _refresh_grant(svc: Any, refresh_token: str, send: Send) -> None:
         await oauth_error(send, 400, "invalid_request", "refresh_token is missing.")
         return
     new = new_refresh_token()
-    status, session = await svc.run(lambda: svc.store.rotate(refresh_token, new, time.time() + REFRESH_TTL_S))
+    checked = await _ask_idp(svc, refresh_token, new, send)
+    if checked is False:
+        return
+    kept, groups = checked if checked is not True else (None, None)
+    status, session = await svc.run(lambda: svc.store.rotate(refresh_token, new, time.time() + REFRESH_TTL_S,
+                                                             idp_refresh=kept, groups=groups))
     if status == "ok":
         await _tokens(svc, send, session.id, session.user, session.groups, new)
         return
@@ -178,6 +187,36 @@ async def _refresh_grant(svc: Any, refresh_token: str, send: Send) -> None:
         await svc.audit("patchbay", "login.revoked", session.id, {"user": session.user, "why": "refresh reused"})
     # 401 invalid_grant: Claude Code drops its refresh token (the deprovisioning hook, §6.2)
     await oauth_error(send, 401, "invalid_grant", _REFUSED[status] + " Sign in again with /login.")
+
+
+async def _ask_idp(svc: Any, refresh_token: str, new: str, send: Send) -> bool | tuple[str, tuple[str, ...] | None]:
+    """Before a refresh: the IdP still signs the person in? True: nothing to ask (no IdP refresh token
+    kept, or the token is not usable: the store says why); (IdP refresh token sealed for ``new``,
+    groups or None); False: answered already (401 and the sign-in revoked, or 503)."""
+    sealed = await svc.run(lambda: svc.store.idp_refresh_of(refresh_token))
+    idp_token = unseal(sealed, refresh_token) if sealed else None
+    if idp_token is None:
+        return True
+    sid = await svc.run(lambda: svc.store.session_of_refresh(refresh_token))
+    session = await svc.run(lambda: svc.store.session(sid)) if sid else None
+    if session is None:
+        return True
+    try:
+        keep, groups = await svc.idp.refresh(idp_token, session.user)
+    except IdPUnavailable as exc:
+        log.warning("sign-in: a refresh of %s could not ask the IdP: %s", session.user, exc)
+        await oauth_error(send, 503, "temporarily_unavailable", "The company's sign-in service cannot be reached "
+                          "right now; your current token keeps working until it expires. Try again later.")
+        return False
+    except IdPRefused as exc:
+        revoked = await svc.run(lambda: svc.store.revoke(session_id=session.id, by="the identity provider",
+                                                         why="the company's sign-in service no longer signs you in"))
+        for s in revoked:
+            await svc.audit("patchbay", "login.revoked", s.id, {"user": s.user, "why": str(exc)})
+        await oauth_error(send, 401, "invalid_grant", "The company's sign-in service no longer signs you in. "
+                                                      "Sign in again with /login.")
+        return False
+    return seal(keep, new), groups
 
 
 async def revoke(svc: Any, scope: dict[str, Any], receive: Receive, send: Send) -> None:

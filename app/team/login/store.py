@@ -26,7 +26,7 @@ import secrets
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence, TypeVar
 
@@ -49,7 +49,9 @@ SCHEMA = (
     verifier TEXT,
     user_id TEXT,
     groups TEXT,
-    session_id TEXT
+    session_id TEXT,
+    idp_refresh TEXT,
+    seal_key TEXT
 )""",
     "CREATE INDEX IF NOT EXISTS login_devices_state ON login_devices(state_hash)",
     """CREATE TABLE IF NOT EXISTS login_sessions (
@@ -68,14 +70,15 @@ SCHEMA = (
     session_id TEXT NOT NULL,
     created_at {real} NOT NULL,
     expires_at {real} NOT NULL,
-    used_at {real}
+    used_at {real},
+    idp_refresh TEXT
 )""",
     "CREATE INDEX IF NOT EXISTS login_refresh_session ON login_refresh(session_id)",
 )
 
 SESSION_COLS = "id, user_id, groups, created_at, refreshed_at, revoked_at, revoked_by, revoked_why"
 DEVICE_COLS = ("device_hash, user_code, created_at, expires_at, interval_s, polled_at, status, state_hash, "
-               "browser_hash, nonce, verifier, user_id, groups, session_id")
+               "browser_hash, nonce, verifier, user_id, groups, session_id, idp_refresh, seal_key")
 
 
 def digest(value: str) -> str:
@@ -122,6 +125,8 @@ class Device:
     user: str | None
     groups: tuple[str, ...]
     session_id: str | None
+    idp_refresh: str | None = None  # sealed to ``seal_key`` (sealed.py)
+    seal_key: str | None = None  # the public key derived from the device code
 
 
 def _groups(value: Any) -> tuple[str, ...]:
@@ -136,7 +141,7 @@ def session_of(row: Sequence[Any]) -> Session:
 
 def device_of(row: Sequence[Any]) -> Device:
     return Device(row[0], row[1], float(row[2]), float(row[3]), float(row[4]), row[5], row[6], row[7], row[8],
-                  row[9], row[10], row[11], _groups(row[12]), row[13])
+                  row[9], row[10], row[11], _groups(row[12]), row[13], row[14], row[15])
 
 
 class LoginStore:
@@ -163,9 +168,12 @@ class LoginStore:
     # ------------------------------------------------------------------ device codes
 
     def new_device(self, device_code: str, user_code: str, expires_at: float, interval_s: float) -> None:
+        from app.team.login.sealed import device_public_key
+
         self._run(lambda ex: ex("INSERT INTO login_devices (device_hash, user_code, created_at, expires_at, "
-                                "interval_s) VALUES (?, ?, ?, ?, ?)",
-                                (digest(device_code), user_code, time.time(), expires_at, interval_s)), write=True)
+                                "interval_s, seal_key) VALUES (?, ?, ?, ?, ?, ?)",
+                                (digest(device_code), user_code, time.time(), expires_at, interval_s,
+                                 device_public_key(device_code))), write=True)
 
     def device(self, *, device_code: str | None = None, user_code: str | None = None,
                state: str | None = None) -> Device | None:
@@ -192,37 +200,47 @@ class LoginStore:
             "UPDATE login_devices SET state_hash = NULL WHERE device_hash = ? AND state_hash = ?",
             (device_hash, digest(state))).rowcount, write=True))
 
-    def settle(self, device_hash: str, status: str, user: str | None = None, groups: Sequence[str] = ()) -> bool:
-        """pending → approved (with the person) or denied; the state can be used once."""
+    def settle(self, device_hash: str, status: str, user: str | None = None, groups: Sequence[str] = (),
+               idp_refresh: str | None = None) -> bool:
+        """pending → approved (with the person, and the IdP's refresh token sealed) or denied."""
         return bool(self._run(lambda ex: ex(
-            "UPDATE login_devices SET status = ?, user_id = ?, groups = ?, state_hash = NULL, verifier = NULL, "
-            "nonce = NULL "
-            "WHERE device_hash = ? AND status = 'pending'",
-            (status, user, json.dumps(list(groups)), device_hash)).rowcount, write=True))
+            "UPDATE login_devices SET status = ?, user_id = ?, groups = ?, idp_refresh = ?, state_hash = NULL, "
+            "verifier = NULL, nonce = NULL WHERE device_hash = ? AND status = 'pending'",
+            (status, user, json.dumps(list(groups)), idp_refresh, device_hash)).rowcount, write=True))
 
     def polled(self, device_hash: str, at: float, interval_s: float) -> None:
         self._run(lambda ex: ex("UPDATE login_devices SET polled_at = ?, interval_s = ? WHERE device_hash = ?",
                                 (at, interval_s, device_hash)), write=True)
 
-    def consume(self, device: Device, session_id: str, refresh_token: str, refresh_expires: float) -> bool:
+    def consume(self, device: Device, session_id: str, refresh_token: str, refresh_expires: float,
+                idp_refresh: str | None = None) -> bool:
         """approved → consumed, in one transaction with the new session and its first refresh token.
         False when another poll took it first."""
         def work(ex: Exec) -> bool:
             now = time.time()
-            if not ex("UPDATE login_devices SET status = 'consumed', session_id = ? WHERE device_hash = ? AND "
-                      "status = 'approved'", (session_id, device.device_hash)).rowcount:
+            if not ex("UPDATE login_devices SET status = 'consumed', session_id = ?, idp_refresh = NULL WHERE "
+                      "device_hash = ? AND status = 'approved'", (session_id, device.device_hash)).rowcount:
                 return False
             ex("INSERT INTO login_sessions (id, user_id, groups, created_at) VALUES (?, ?, ?, ?)",
                (session_id, device.user, json.dumps(list(device.groups)), now))
-            ex("INSERT INTO login_refresh (token_hash, session_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
-               (digest(refresh_token), session_id, now, refresh_expires))
+            ex("INSERT INTO login_refresh (token_hash, session_id, created_at, expires_at, idp_refresh) VALUES "
+               "(?, ?, ?, ?, ?)", (digest(refresh_token), session_id, now, refresh_expires, idp_refresh))
             return True
 
         return self._run(work, write=True)
 
     # ------------------------------------------------------------------ refresh tokens
 
-    def rotate(self, refresh_token: str, new_token: str, new_expires: float) -> tuple[str, Session | None]:
+    def idp_refresh_of(self, refresh_token: str) -> str | None:
+        """The sealed IdP refresh token stored with a refresh token still usable, else None."""
+        row = self._run(lambda ex: ex(
+            "SELECT r.idp_refresh FROM login_refresh r JOIN login_sessions s ON s.id = r.session_id WHERE "
+            "r.token_hash = ? AND r.used_at IS NULL AND s.revoked_at IS NULL AND r.expires_at > ?",
+            (digest(refresh_token), time.time())).fetchone())
+        return row[0] if row else None
+
+    def rotate(self, refresh_token: str, new_token: str, new_expires: float, *, idp_refresh: str | None = None,
+               groups: Sequence[str] | None = None) -> tuple[str, Session | None]:
         """("ok", session) after the old token is spent and the new one stored; ("unknown" | "expired" |
         "revoked", session?) refused; ("reused", session): the token was spent before, and the whole
         sign-in is revoked now."""
@@ -245,8 +263,12 @@ class LoginStore:
                 return "reused", session
             if float(row[2]) <= now:
                 return "expired", session
-            ex("INSERT INTO login_refresh (token_hash, session_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
-               (digest(new_token), session.id, now, new_expires))
+            ex("INSERT INTO login_refresh (token_hash, session_id, created_at, expires_at, idp_refresh) VALUES "
+               "(?, ?, ?, ?, ?)", (digest(new_token), session.id, now, new_expires, idp_refresh))
+            if groups is not None:  # the IdP's groups as of this refresh
+                ex("UPDATE login_sessions SET refreshed_at = ?, groups = ? WHERE id = ?",
+                   (now, json.dumps(list(groups)), session.id))
+                return "ok", replace(session, groups=tuple(groups), refreshed_at=now)
             ex("UPDATE login_sessions SET refreshed_at = ? WHERE id = ?", (now, session.id))
             return "ok", session
 
