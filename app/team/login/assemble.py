@@ -24,6 +24,10 @@ def open_sign_in(config: Any, paths: Any, store: LoginStore | None, team_store: 
         if store is None:
             store = open_login_store(config, paths)
         audit = team_store.record if team_store is not None else None
-        return LoginService(team, store, audit=audit), store
+        from app.team.keys import OUTAGE_GRACE_S
+
+        # "open": a sign-in checked before an outage keeps working through it (bounded), as team keys do
+        grace = OUTAGE_GRACE_S if config.ledger.team.on_unreachable == "open" else 0.0
+        return LoginService(team, store, audit=audit, outage_grace_s=grace), store
     except (LoginStoreError, LoginSecretError) as exc:
         raise SignInError(str(exc)) from None

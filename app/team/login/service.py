@@ -33,7 +33,8 @@ Audit = Callable[[str, str, str, dict[str, Any]], None]  # (actor, action, subje
 
 
 class LoginService:
-    def __init__(self, team: TeamConfig, store: LoginStore, *, audit: Audit | None = None) -> None:
+    def __init__(self, team: TeamConfig, store: LoginStore, *, audit: Audit | None = None,
+                 outage_grace_s: float = 0.0) -> None:
         assert team.login is not None
         self.team = team
         self.config: LoginConfig = team.login
@@ -44,7 +45,8 @@ class LoginService:
         self._signer: Signer | None = None
         self._signer_lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
-        self.verifier = LoginVerifier(store, self.signer, leeway_s=min(team.clock_skew_s, 5.0), on_close=self.aclose)
+        self.verifier = LoginVerifier(store, self.signer, leeway_s=min(team.clock_skew_s, 5.0), on_close=self.aclose,
+                                      outage_grace_s=outage_grace_s)
 
     @property
     def public_url(self) -> str:

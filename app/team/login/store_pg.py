@@ -24,15 +24,21 @@ class PgLoginStore(LoginStore):
 
         from app.services.ledger import LedgerError
         from app.services.ledger_pg import connect_kwargs, describe
+        from app.services.pg_revive import watcher
 
         self.where = f"the PostgreSQL ledger at {describe(url)}"
         try:
             kwargs = {"autocommit": True, **connect_kwargs(team)}
         except LedgerError as exc:
             raise LoginStoreError(str(exc)) from None
-        self._pool = ConnectionPool(url, min_size=1, max_size=max_size, kwargs=kwargs, open=False, timeout=2.0,
-                                    name="patchbay-login")
+        self._new_pool = lambda: ConnectionPool(url, min_size=1, max_size=max_size, kwargs=kwargs, open=False,
+                                                timeout=2.0, name="patchbay-login")
+        self._pool = self._new_pool()
         self._pool.open(wait=False)
+        # while the database is away (pg_revive probes it every 250 ms) calls fail at once; once it
+        # answers, a fresh pool connects at once instead of after the old one's backoff
+        self._reviver = watcher(url, kwargs)
+        self._reviver.watch(self._revive)
         self._ready = False
         self._down_until = 0.0
         try:
@@ -56,17 +62,29 @@ class PgLoginStore(LoginStore):
         import psycopg
         from psycopg_pool import PoolTimeout
 
-        if time.monotonic() < self._down_until:
+        if time.monotonic() < self._down_until or self._reviver.is_down:
             raise LoginStoreUnavailable(f"Patchbay cannot reach {self.where} for sign-ins right now.")
         try:
             with self._pool.connection() as conn:
                 return work(conn)
         except (psycopg.OperationalError, PoolTimeout) as exc:
             self._down_until = time.monotonic() + 0.25
+            self._reviver.down()
             raise LoginStoreUnavailable(f"Patchbay cannot reach {self.where} for sign-ins ({_why(exc)}). Check that "
                                         "the database runs and [ledger] url points at it.") from None
         except psycopg.Error as exc:
             raise LoginStoreError(f"{self.where} refused a sign-in statement ({_why(exc)}).") from None
+
+    def _revive(self) -> None:
+        """``pg_revive``: the database answers again."""
+        from app.services.pg_revive import close_later
+
+        if self._pool.closed:
+            return
+        old, self._pool = self._pool, self._new_pool()
+        self._pool.open(wait=False)
+        close_later(old)
+        self._down_until = 0.0
 
     def _run(self, work: Callable[[Exec], T], *, write: bool = False) -> T:
         if not self._ready:

@@ -27,7 +27,7 @@ import jwt
 from app.team.identity import STOP_RETRYING, AuthError, Headers, Identity, IdentityUnavailable, bearer
 from app.team.jwtverify import _peek_header
 from app.team.keys import KEY_PREFIX
-from app.team.login.store import LoginStore, LoginStoreError, Session
+from app.team.login.store import LoginStore, LoginStoreError, LoginStoreUnavailable, Session
 from app.team.login.tokens import KID_PREFIX, Signer
 
 log = logging.getLogger("patchbay.team")
@@ -49,6 +49,13 @@ class _Verified:
     identity: Identity
 
 
+def _unavailable(exc: LoginStoreError) -> IdentityUnavailable:
+    log.warning("identity: sign-ins cannot be checked: %s", exc)
+    return IdentityUnavailable("Patchbay cannot check sign-ins right now: the team's database does not answer. "
+                               "This is not a problem with your sign-in: try again in a moment, and tell your "
+                               "Patchbay admin if it lasts.", source="login", final=True)
+
+
 def _ours(header: dict[str, object]) -> bool:
     """A token shaped like Patchbay's: its key id, its type, or HMAC (which no IdP source accepts)."""
     return str(header.get("kid", "")).startswith(KID_PREFIX) or header.get("typ") == "at+jwt" or \
@@ -67,7 +74,7 @@ class LoginVerifier:
 
     def __init__(self, store: LoginStore, signer: Callable[[], Signer], *, ttl_s: float = 0.5,
                  leeway_s: float = 0.0, max_entries: int = 8192,
-                 on_close: Callable[[], Awaitable[None]] | None = None) -> None:
+                 on_close: Callable[[], Awaitable[None]] | None = None, outage_grace_s: float = 0.0) -> None:
         if ttl_s >= 1.0:
             raise ValueError("ttl_s must stay under a second: revocations must reach every instance within one")
         self.store = store
@@ -80,6 +87,10 @@ class LoginVerifier:
         self._asking: dict[str, asyncio.Future[Session | None]] = {}
         self._pool: ThreadPoolExecutor | None = None
         self._on_close = on_close  # the sign-in service's own clean-up (its IdP client): the chain owns this
+        # while the store cannot be reached, a sign-in's last state stands for this long after it was read
+        # (0: not at all; [ledger] on_unreachable = "open" sets the team keys' OUTAGE_GRACE_S)
+        self.outage_grace_s = outage_grace_s
+        self._outage = False
 
     async def verify(self, headers: Headers) -> Identity | None:
         token = bearer(headers)
@@ -107,7 +118,10 @@ class LoginVerifier:
         return await self._first_time(token, header)
 
     async def _first_time(self, token: str, header: dict[str, object]) -> Identity:
-        signer = await self._in_thread(self._signer)
+        try:
+            signer = await self._in_thread(self._signer)
+        except LoginStoreError as exc:
+            raise _unavailable(exc) from None
         if header.get("kid") != signer.kid or header.get("alg") != "HS256":
             raise refused("this access token was not signed by this gateway (unknown key or algorithm). "
                           + SIGN_IN_AGAIN)
@@ -133,11 +147,24 @@ class LoginVerifier:
 
     async def _check_session(self, sid: str) -> None:
         state = self._sessions.get(sid)
-        if state is None or time.monotonic() - state[0] >= self.ttl_s:
-            session = await self._read(sid)
-            if len(self._sessions) >= self._max:
-                self._sessions.clear()
-            state = self._sessions[sid] = (time.monotonic(), session)
+        now = time.monotonic()
+        if state is None or now - state[0] >= self.ttl_s:
+            try:
+                session = await self._read(sid)
+            except LoginStoreError as exc:
+                if not (isinstance(exc, LoginStoreUnavailable) and state is not None
+                        and now - state[0] < self.outage_grace_s):
+                    raise _unavailable(exc) from None
+                if not self._outage:  # [ledger] on_unreachable = "open": the last answer stands, bounded
+                    log.warning("identity: sign-ins cannot be checked (%s); sign-ins checked in the last %.0f s "
+                                "keep their last answer meanwhile", exc, self.outage_grace_s)
+                    self._outage = True
+                # its read time stays: the grace counts from the last real answer
+            else:
+                self._outage = False
+                if len(self._sessions) >= self._max:
+                    self._sessions.clear()
+                state = self._sessions[sid] = (time.monotonic(), session)
         session = state[1]
         if session is None:
             raise refused("this access token belongs to a sign-in this gateway does not know. " + SIGN_IN_AGAIN)
@@ -156,18 +183,11 @@ class LoginVerifier:
         return await asyncio.shield(asking)
 
     async def _in_thread(self, work: Callable[[], T]) -> T:
-        try:
-            if not self.store.lookup_blocks:
-                return work()
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="patchbay-login")
-            return await asyncio.get_running_loop().run_in_executor(self._pool, work)
-        except LoginStoreError as exc:
-            log.warning("identity: sign-ins cannot be checked: %s", exc)
-            raise IdentityUnavailable("Patchbay cannot check sign-ins right now: the team's database does not "
-                                      "answer. This is not a problem with your sign-in: try again in a moment, "
-                                      "and tell your Patchbay admin if it lasts.", source="login",
-                                      final=True) from None
+        if not self.store.lookup_blocks:
+            return work()
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="patchbay-login")
+        return await asyncio.get_running_loop().run_in_executor(self._pool, work)
 
     async def aclose(self) -> None:
         pool, self._pool = self._pool, None
