@@ -350,3 +350,19 @@ def test_each_refresh_asks_the_idp_so_group_changes_arrive_and_a_removed_person_
     assert "no longer signs you in" in gone.json()["error_description"]
     time.sleep(0.6)
     assert_refused(gw.ask(t3.json()["access_token"]), "revoked", "no longer signs you in")
+
+
+def test_old_device_codes_and_refresh_tokens_are_cleared_by_later_sign_ins(gw: Gw) -> None:
+    import sqlite3
+
+    first = sign_in(gw.url)
+    db = sqlite3.connect(gw.engine.paths.ledger_file)
+    db.execute("UPDATE login_devices SET expires_at = expires_at - 2 * 86400")
+    db.execute("UPDATE login_refresh SET expires_at = 0")
+    db.commit()
+    sign_in(gw.url)
+    devices = db.execute("SELECT count(*) FROM login_devices").fetchone()[0]
+    refresh = db.execute("SELECT count(*) FROM login_refresh").fetchone()[0]
+    db.close()
+    assert (devices, refresh) == (1, 1)
+    assert gw.refresh(first["refresh_token"]).json()["error"] == "invalid_grant"  # past its end: unknown

@@ -74,6 +74,8 @@ SCHEMA = (
     idp_refresh TEXT
 )""",
     "CREATE INDEX IF NOT EXISTS login_refresh_session ON login_refresh(session_id)",
+    "CREATE INDEX IF NOT EXISTS login_refresh_expires ON login_refresh(expires_at)",
+    "CREATE INDEX IF NOT EXISTS login_devices_expires ON login_devices(expires_at)",
 )
 
 SESSION_COLS = "id, user_id, groups, created_at, refreshed_at, revoked_at, revoked_by, revoked_why"
@@ -170,10 +172,17 @@ class LoginStore:
     def new_device(self, device_code: str, user_code: str, expires_at: float, interval_s: float) -> None:
         from app.team.login.sealed import device_public_key
 
-        self._run(lambda ex: ex("INSERT INTO login_devices (device_hash, user_code, created_at, expires_at, "
-                                "interval_s, seal_key) VALUES (?, ?, ?, ?, ?, ?)",
-                                (digest(device_code), user_code, time.time(), expires_at, interval_s,
-                                 device_public_key(device_code))), write=True)
+        def work(ex: Exec) -> None:
+            now = time.time()
+            # housekeeping with each new sign-in: device codes a day past their end, refresh tokens past theirs
+            # (a spent one is kept until then: presenting it again revokes its sign-in)
+            ex("DELETE FROM login_devices WHERE expires_at < ?", (now - 86400,))
+            ex("DELETE FROM login_refresh WHERE expires_at < ?", (now,))
+            ex("INSERT INTO login_devices (device_hash, user_code, created_at, expires_at, interval_s, seal_key) "
+               "VALUES (?, ?, ?, ?, ?, ?)", (digest(device_code), user_code, now, expires_at, interval_s,
+                                             device_public_key(device_code)))
+
+        self._run(work, write=True)
 
     def device(self, *, device_code: str | None = None, user_code: str | None = None,
                state: str | None = None) -> Device | None:
