@@ -366,3 +366,15 @@ def test_old_device_codes_and_refresh_tokens_are_cleared_by_later_sign_ins(gw: G
     db.close()
     assert (devices, refresh) == (1, 1)
     assert gw.refresh(first["refresh_token"]).json()["error"] == "invalid_grant"  # past its end: unknown
+
+
+def test_the_idps_own_tokens_still_identify_through_the_oidc_source_beside_sign_ins(gw: Gw) -> None:
+    import jwt as pyjwt
+
+    now = int(time.time())
+    claims = {"iss": gw.issuer.url, "aud": gw.issuer.client_id, "sub": "sub-bob", "email": "bob@corp.example",
+              "email_verified": True, "groups": ["eng"], "iat": now, "exp": now + 600}
+    for typ in ("JWT", "at+jwt"):  # an ID token, and an IdP access token shaped per RFC 9068
+        token = pyjwt.encode(claims, gw.issuer.key.private, algorithm="RS256",
+                             headers={"kid": gw.issuer.key.kid, "typ": typ})
+        assert gw.ask(token).status_code == 200

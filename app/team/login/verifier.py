@@ -57,9 +57,9 @@ def _unavailable(exc: LoginStoreError) -> IdentityUnavailable:
 
 
 def _ours(header: dict[str, object]) -> bool:
-    """A token shaped like Patchbay's: its key id, its type, or HMAC (which no IdP source accepts)."""
-    return str(header.get("kid", "")).startswith(KID_PREFIX) or header.get("typ") == "at+jwt" or \
-        header.get("alg") == "HS256"
+    """A token shaped like Patchbay's: its key id, or HMAC (which no IdP source accepts). Not its
+    ``typ``: an IdP's own RFC 9068 access tokens say ``at+jwt`` too, and are the oidc source's."""
+    return str(header.get("kid", "")).startswith(KID_PREFIX) or header.get("alg") == "HS256"
 
 
 _PROXY_HEADERS = ("x-goog-iap-jwt-assertion", "x-amzn-oidc-data", "cf-access-jwt-assertion")
