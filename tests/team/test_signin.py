@@ -378,3 +378,7 @@ def test_the_idps_own_tokens_still_identify_through_the_oidc_source_beside_sign_
         token = pyjwt.encode(claims, gw.issuer.key.private, algorithm="RS256",
                              headers={"kid": gw.issuer.key.kid, "typ": typ})
         assert gw.ask(token).status_code == 200
+        expired = pyjwt.encode(claims | {"iat": now - 1200, "exp": now - 600}, gw.issuer.key.private,
+                               algorithm="RS256", headers={"kid": gw.issuer.key.kid, "typ": typ})
+        refused = gw.ask(expired)  # the oidc source's own sentence, not a sign-in's
+        assert refused.status_code == 401 and "identity token" in refused.json()["error"]["message"], refused.text
