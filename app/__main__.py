@@ -325,6 +325,9 @@ def main(argv: list[str] | None = None) -> int:
         return run()
     if getattr(args, "run", None) is not None:  # every command sets the function that runs it
         return int(args.run(args))
+    if args.command is not None:  # a command group without its subcommand: never the desktop app
+        _parser().parse_args([*argv, "--help"])
+        return 2
     from app.desktop.extra import missing_gui_modules, no_gui_message
 
     if missing_gui_modules():

@@ -95,11 +95,14 @@ class Engine:
         except secrets.SecretError as exc:
             raise StartError(str(exc)) from None
         self._key_store: Any = None
+        self._login: Any = None  # [team.login]: Claude Code's /login (app/team/login/)
+        self._login_store: Any = None
         from app.proxy.reasoning_store import STORE
 
         STORE.attach(self.paths.data_dir)  # reasoning that providers need back survives a restart
         self.runtime = ProxyRuntime(self.config, token=self.token, hub=self.hub, admission=self._admission(),
                                     keys=secrets.resolve_backend_key, identity=self._identity_chain(self.config))
+        self.runtime.set_routes(self._login.routes() if self._login is not None else {})
         self.runtime.gateway.not_ready = self.not_ready
         self._limits: Any = None  # team mode: the Admin API's spend limits, read again every 0.25 s
         if self.config.team is not None:
@@ -148,8 +151,14 @@ class Engine:
 
         # "open": a key verified before an outage keeps working through it (bounded); "closed": it does not
         grace = OUTAGE_GRACE_S if config.ledger.team.on_unreachable == "open" else 0.0
+        from app.team.login.assemble import SignInError, open_sign_in
+
+        try:
+            self._login, self._login_store = open_sign_in(config, self.paths, self._login_store, self._key_store)
+        except SignInError as exc:
+            raise StartError(str(exc)) from None
         return build_chain(config.team, keys=self._key_store if "keys" in config.team.identity else None,
-                           keys_outage_grace_s=grace)
+                           keys_outage_grace_s=grace, login=self._login.verifier if self._login else None)
 
     def _look_at_team(self) -> None:
         """An admin's app: ``[ledger] url`` names the team's PostgreSQL, but this gateway stays
@@ -273,6 +282,8 @@ class Engine:
         claude_code.remove_runtime_file(self.paths)
         if self._key_store is not None:
             self._key_store.close()
+        if self._login_store is not None:
+            self._login_store.close()
         if self.status_cache is not None:
             self.status_cache.stop()
         self.ledger.close()
@@ -374,6 +385,8 @@ class Engine:
             record_policy(self._key_store, self.config)  # new budgets are new policy too
         self.runtime.gateway.metrics_public = self.config.metrics.public
         self.runtime.apply(self.config, identity=chain)
+        if chain is not None:
+            self.runtime.set_routes(self._login.routes() if self._login is not None else {})
 
     def save_backends(self, backends: list[BackendConfig], active: ActiveSelection | None = None) -> None:
         ids = [b.id for b in backends]

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import getpass
+import socket
+import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 
 def named_config(args: argparse.Namespace) -> Path | None:
@@ -29,3 +32,52 @@ def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: S
         out.append("  ".join("-" * w for w in widths))
         out.append(line(footer))
     return "\n".join(out)
+
+
+def fail(text: str) -> int:
+    """Say what went wrong on stderr, as ``patchbay: …``; the exit status of a refused command."""
+    print(f"patchbay: {text}", file=sys.stderr)
+    return 2
+
+
+def admin_name() -> str:
+    """Who runs this admin command, for the audit trail: ``user@host``."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def open_store(args: argparse.Namespace) -> tuple[Any, str]:
+    """The key store these commands use, and how to name it: ``--ledger PATH`` (a SQLite ledger
+    file), else the ledger of the config (``--config FILE``, or the default one when it exists):
+    PostgreSQL when its ``[ledger] url`` is set. Raises ``KeyStoreError`` with a sentence."""
+    from app.cli.common import named_config
+    from app.config import ConfigError
+    from app.config.disk import load_config
+    from app.ledger.schema import LedgerError
+    from app.paths import default_paths
+    from app.team.keystore import KeyStoreError
+    from app.team.keystore_open import open_key_store
+    from app.team.keystore_sqlite import SqliteKeyStore
+
+    paths = default_paths()
+    try:
+        if args.ledger:
+            return SqliteKeyStore(args.ledger), str(args.ledger)
+        given = named_config(args)
+        config_path = given or paths.config_file
+        if not config_path.exists():
+            if given:
+                raise KeyStoreError(f"there is no config file {config_path}. Name the gateways' config with "
+                                    "--config FILE, or a SQLite ledger file with --ledger PATH.")
+            return SqliteKeyStore(paths.ledger_file), str(paths.ledger_file)
+        try:
+            config = load_config(config_path)
+        except ConfigError as exc:
+            raise KeyStoreError(f"{exc} (the keys live in the ledger this config names, so fix it first)") from None
+        store = open_key_store(config, paths)
+        return store, str(getattr(store, "where", None) or paths.ledger_file)
+    except LedgerError as exc:
+        raise KeyStoreError(str(exc)) from None

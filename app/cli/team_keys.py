@@ -18,13 +18,12 @@ import argparse
 import getpass
 import json
 import re
-import socket
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from app.cli.common import render_table
+from app.cli.common import admin_name, fail, open_store, render_table
 from app.team.wording import audit_summary, parse_expiry, parse_since, when
 
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -34,7 +33,7 @@ _GROUP_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-:@]*$")
 def add_team_commands(subparsers: Any) -> None:
     """Adds ``patchbay team …`` to the top-level subparsers; ``args.run(args)`` runs it."""
     t = subparsers.add_parser("team", help="team gateway: join one, or issue, list and revoke per-user keys")
-    tsub = t.add_subparsers(dest="team_command", required=True, metavar="{join,leave,credential,key,audit,budgets}")
+    tsub = t.add_subparsers(dest="team_command", required=True, metavar="{join,leave,credential,key,login,audit,budgets}")
     j = tsub.add_parser("join", help="point Claude Code at a team gateway (~/.claude/settings.json; `leave` undoes)")
     j.add_argument("url", help="the team gateway's address, e.g. https://patchbay.corp.example")
     j.add_argument("--key-command", metavar="CMD",
@@ -61,6 +60,9 @@ def add_team_commands(subparsers: Any) -> None:
     from app.cli.team_budgets import add_budgets_command
 
     add_budgets_command(tsub)
+    from app.cli.team_login import add_login_command
+
+    add_login_command(tsub)
     k = tsub.add_parser("key", help="per-user keys (only their hash is stored, in the ledger database)")
     ksub = k.add_subparsers(dest="key_command", required=True, metavar="{create,list,revoke}")
     c = ksub.add_parser("create", help="issue a key for a person and print it once")
@@ -81,11 +83,6 @@ def add_team_commands(subparsers: Any) -> None:
                        help="the gateways' config: its [ledger] says where the keys are (PostgreSQL or this "
                             "machine's ledger file)")
     k.set_defaults(run=run)
-
-
-def _err(text: str) -> int:
-    print(f"patchbay: {text}", file=sys.stderr)
-    return 2
 
 
 def _read_key() -> str:
@@ -113,7 +110,7 @@ def run_join(args: argparse.Namespace) -> int:
             tj.store_key(credential)
         joined = tj.join(paths, url, key_command=args.key_command, settings=args.settings)
     except (tj.JoinError, cs.SettingsFileError, NoKeychainError, PathError) as exc:
-        return _err(str(exc))
+        return fail(str(exc))
     res = joined.result
     print(f"Joined: {res.path} now points Claude Code at the team gateway {url}"
           + (f" ({offered})." if offered else "."))
@@ -134,7 +131,7 @@ def run_leave(args: argparse.Namespace) -> int:
         paths = default_paths()
         result, forgot = tj.leave(paths, settings=args.settings)
     except (cs.SettingsFileError, PathError) as exc:
-        return _err(str(exc))
+        return fail(str(exc))
     print(("Left the team gateway: " if result.changed or result.removed_file else "") + result.summary())
     if forgot:
         print("  the stored team key is removed.")
@@ -148,54 +145,12 @@ def run_credential(args: argparse.Namespace) -> int:
     try:
         key = tj.stored_key()
     except NoKeychainError as exc:
-        return _err(str(exc))
+        return fail(str(exc))
     if key is None:
-        return _err("no team key is stored on this machine. Run `patchbay team join URL` and paste the key your "
+        return fail("no team key is stored on this machine. Run `patchbay team join URL` and paste the key your "
                     "Patchbay admin gave you.")
     print(key)
     return 0
-
-
-def _admin() -> str:
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "unknown"
-    return f"{user}@{socket.gethostname()}"
-
-
-def open_store(args: argparse.Namespace) -> tuple[Any, str]:
-    """The key store these commands use, and how to name it: ``--ledger PATH`` (a SQLite ledger
-    file), else the ledger of the config (``--config FILE``, or the default one when it exists):
-    PostgreSQL when its ``[ledger] url`` is set. Raises ``KeyStoreError`` with a sentence."""
-    from app.cli.common import named_config
-    from app.config import ConfigError
-    from app.config.disk import load_config
-    from app.ledger.schema import LedgerError
-    from app.paths import default_paths
-    from app.team.keystore import KeyStoreError
-    from app.team.keystore_open import open_key_store
-    from app.team.keystore_sqlite import SqliteKeyStore
-
-    paths = default_paths()
-    try:
-        if args.ledger:
-            return SqliteKeyStore(args.ledger), str(args.ledger)
-        given = named_config(args)
-        config_path = given or paths.config_file
-        if not config_path.exists():
-            if given:
-                raise KeyStoreError(f"there is no config file {config_path}. Name the gateways' config with "
-                                    "--config FILE, or a SQLite ledger file with --ledger PATH.")
-            return SqliteKeyStore(paths.ledger_file), str(paths.ledger_file)
-        try:
-            config = load_config(config_path)
-        except ConfigError as exc:
-            raise KeyStoreError(f"{exc} (the keys live in the ledger this config names, so fix it first)") from None
-        store = open_key_store(config, paths)
-        return store, str(getattr(store, "where", None) or paths.ledger_file)
-    except LedgerError as exc:
-        raise KeyStoreError(str(exc)) from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -226,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.key_command == "create":
             record, secret = store.create(email, tuple(dict.fromkeys(args.group)), expires_at=expires,
-                                          created_by=_admin())
+                                          created_by=admin_name())
             print(secret, flush=True)
             groups = ", ".join(record.groups) or "none (the [[team.groups]] members patterns decide)"
             print(f"Created the team key {record.id} for {record.user} (groups: {groups}; expires: "
@@ -252,7 +207,7 @@ def run(args: argparse.Namespace) -> int:
             return 0
         if args.key_command == "revoke":
             before = {r.id: r for r in store.list_keys()}.get(args.id)
-            revoked = store.revoke(args.id, revoked_by=_admin())
+            revoked = store.revoke(args.id, revoked_by=admin_name())
             if revoked is None:
                 print(f"patchbay: there is no team key {args.id!r} in {path}. `patchbay team key list` shows "
                       "the ids.", file=sys.stderr)
@@ -265,7 +220,7 @@ def run(args: argparse.Namespace) -> int:
                       "within a second.")
             return 0
     except KeyStoreError as exc:
-        return _err(str(exc))
+        return fail(str(exc))
     finally:
         store.close()
     return 2
@@ -279,15 +234,15 @@ def run_audit(args: argparse.Namespace) -> int:
     try:
         since = parse_since(args.since, time.time()) if args.since else None
     except ValueError as exc:
-        return _err(str(exc))
+        return fail(str(exc))
     try:
         store, _where = open_store(args)
     except KeyStoreError as exc:
-        return _err(str(exc))
+        return fail(str(exc))
     try:
         entries = store.audit(since=since)
     except KeyStoreError as exc:
-        return _err(str(exc))
+        return fail(str(exc))
     finally:
         store.close()
     if args.json:

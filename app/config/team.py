@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from app.config.admin import AdminKey, parse_admin
+from app.config.login import LoginConfig, parse_login
 from app.config.reading import ConfigError, Where, get_key, secure_url, unknown_keys
 
 # the identity sources a [team] may list, in the order a request is checked when all are on
@@ -82,6 +83,7 @@ class TeamConfig:
     groups: tuple[GroupPolicy, ...] = ()
     admin_keys: tuple[AdminKey, ...] = ()  # [[team.admin_keys]]: the Admin API's keys (app/config/admin.py)
     admin_groups: tuple[str, ...] = ()  # people in these groups may use the Admin API
+    login: LoginConfig | None = None  # [team.login]: Claude Code's /login (app/team/login/; parsed in app/config/login.py)
 
     def group(self, name: str) -> GroupPolicy | None:
         for g in self.groups:
@@ -93,7 +95,7 @@ class TeamConfig:
 _STR_KEYS = ("iap_audience", "iap_jwks_url", "alb_arn", "alb_region", "alb_keys_url", "cloudflare_team",
              "cloudflare_audience", "cloudflare_certs_url", "oidc_issuer", "oidc_audience", "oidc_jwks_url",
              "user_claim", "groups_claim")
-_KNOWN = set(_STR_KEYS) | {"identity", "clock_skew_s", "groups", "admin_keys", "admin_groups"}
+_KNOWN = set(_STR_KEYS) | {"identity", "clock_skew_s", "groups", "admin_keys", "admin_groups", "login"}
 _GROUP_KNOWN = {"name", "members", "backends", "models", "max_output_tokens"}
 
 
@@ -183,11 +185,13 @@ def parse_team(t: Any, where: Where, backend_ids: Iterable[str] | None = None) -
                          line=at("clock_skew_s"))
     groups = _parse_groups(t.get("groups", []), where, set(backend_ids) if backend_ids is not None else None)
     admin_keys, admin_groups = parse_admin(t, where, at)
+    login = parse_login(t.get("login"), where, identity=tuple(identity), issuer=values["oidc_issuer"])
     return TeamConfig(
         identity=tuple(identity), iap_jwks_url=values["iap_jwks_url"] or IAP_JWKS_URL,
         user_claim=values["user_claim"] or "email",
         groups_claim=values["groups_claim"] or "groups",
         clock_skew_s=float(skew), groups=groups, admin_keys=admin_keys, admin_groups=admin_groups,
+        login=login,
         **{k: values[k] for k in _STR_KEYS if k not in ("iap_jwks_url", "user_claim", "groups_claim")})
 
 

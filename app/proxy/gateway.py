@@ -70,6 +70,9 @@ class Gateway:
         self.metrics: Callable[[], bytes] | None = None
         self.metrics_public = False
         self.bodies = BodyRoom()  # request bodies held at once (app/proxy/memory.py)
+        # more routes by exact path (ProxyRuntime.set_routes: [team.login]'s sign-in endpoints), each an
+        # ASGI callable that answers in its own shape
+        self.extra_routes: dict[str, Callable[[dict[str, Any], Receive, Send], Awaitable[None]]] = {}
         tune_malloc()
 
     # ------------------------------------------------------------------ ASGI entry
@@ -120,6 +123,8 @@ class Gateway:
             elif path == "/metrics" and self.metrics is not None:
                 _allow(method, "GET")
                 await self._metrics(scope, send)
+            elif path in self.extra_routes:
+                await self.extra_routes[path](scope, receive, send)
             elif path == "/":
                 await _json(send, 200, {"name": "Patchbay", "version": __version__,
                                         "endpoints": ["POST /v1/messages", "POST /v1/messages/count_tokens",

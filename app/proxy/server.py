@@ -341,6 +341,11 @@ class ProxyRuntime:
             scrub.remember(token)
             self._swap(replace(self.gateway.snap, token=token))
 
+    def set_routes(self, routes: dict[str, Any]) -> None:
+        """More routes by exact path (``[team.login]``'s sign-in endpoints: ``LoginService.routes``),
+        replacing the previous set in one assignment."""
+        self.gateway.extra_routes = dict(routes)
+
     def set_admission(self, admission: AdmissionHook | None) -> None:
         with self._lock:
             self._admission = admission

@@ -25,7 +25,8 @@ from app.errors import ApiError
 log = logging.getLogger("patchbay.team")
 
 SOURCE_NAMES = {"iap": "Google IAP", "alb": "the AWS load balancer", "cloudflare": "Cloudflare Access",
-                "oidc": "the OIDC provider", "keys": "a Patchbay team key"}
+                "oidc": "the OIDC provider", "keys": "a Patchbay team key",
+                "login": "a Patchbay sign-in"}  # "login": [team.login], not listed in identity
 
 Headers = Mapping[str, str]  # lower-case names, as ASGI delivers them
 
@@ -133,7 +134,8 @@ def missing_message(sources: Sequence[str]) -> str:
             "alb": "the x-amzn-oidc-data header the AWS load balancer adds",
             "cloudflare": "the Cf-Access-Jwt-Assertion header Cloudflare Access adds",
             "oidc": "an identity token from the OIDC provider as Authorization: Bearer",
-            "keys": "a Patchbay team key as Authorization: Bearer or x-api-key"}
+            "keys": "a Patchbay team key as Authorization: Bearer or x-api-key",
+            "login": "the access token Claude Code's /login got from this gateway"}
     wanted = "; or ".join(what[s] for s in sources)
     return (f"Patchbay: this team gateway needs to know who you are, and the request carried no credential it "
             f"accepts. Send {wanted}. A developer sets this up once with `patchbay team join URL`.")
