@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
 from app.config import ConfigError, _get, _unknown_keys, _Where
 from app.team.iap import IAP_JWKS_URL
 from app.team.identity import SOURCES
+from app.team.managed_config import TelemetryConfig, parse_managed_settings, parse_telemetry
 from app.team.oidc import secure_url
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
@@ -58,6 +59,8 @@ class GroupPolicy:
     backends: tuple[str, ...] | None = None
     models: tuple[str, ...] | None = None
     max_output_tokens: int | None = None
+    # [team.groups.managed_settings]: served at GET /managed/settings (app/team/managed.py)
+    managed_settings: dict[str, Any] | None = field(default=None, hash=False)
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,7 @@ class TeamConfig:
     groups_claim: str | None = "groups"
     clock_skew_s: float = 30.0
     groups: tuple[GroupPolicy, ...] = ()
+    telemetry: TelemetryConfig = TelemetryConfig()  # [team.telemetry] (app/team/managed_config.py)
 
     def group(self, name: str) -> GroupPolicy | None:
         for g in self.groups:
@@ -89,8 +93,8 @@ class TeamConfig:
 _STR_KEYS = ("iap_audience", "iap_jwks_url", "alb_arn", "alb_region", "alb_keys_url", "cloudflare_team",
              "cloudflare_audience", "cloudflare_certs_url", "oidc_issuer", "oidc_audience", "oidc_jwks_url",
              "user_claim", "groups_claim")
-_KNOWN = set(_STR_KEYS) | {"identity", "clock_skew_s", "groups"}
-_GROUP_KNOWN = {"name", "members", "backends", "models", "max_output_tokens"}
+_KNOWN = set(_STR_KEYS) | {"identity", "clock_skew_s", "groups", "telemetry"}
+_GROUP_KNOWN = {"name", "members", "backends", "models", "max_output_tokens", "managed_settings"}
 
 
 def load_team(text: str, path: Path | None = None) -> TeamConfig | None:
@@ -183,6 +187,8 @@ def parse_team(t: Any, where: _Where, backend_ids: Iterable[str] | None = None) 
         user_claim=values["user_claim"] or "email",
         groups_claim=values["groups_claim"] or "groups",
         clock_skew_s=float(skew), groups=groups,
+        telemetry=parse_telemetry(t.get("telemetry"), lambda what, fix: where.fail(
+            what, fix, line=where.line_of(r"^\s*\[\s*team\.telemetry\s*\]"), key="team.telemetry")),
         **{k: values[k] for k in _STR_KEYS if k not in ("iap_jwks_url", "user_claim", "groups_claim")})
 
 
@@ -231,8 +237,21 @@ def _parse_groups(items: Any, where: _Where, ids: set[str] | None) -> tuple[Grou
         if mot is not None and (not isinstance(mot, int) or isinstance(mot, bool) or mot <= 0):
             raise where.fail(f'group "{name}" max_output_tokens is {mot!r}', "Write a positive whole number.",
                              line=at("max_output_tokens"))
-        out.append(GroupPolicy(name, lists["members"] or (), lists["backends"], lists["models"], mot))
+        pats = lists["models"]
+        managed = parse_managed_settings(
+            name, g.get("managed_settings"), lambda m: _allows(pats, m),
+            lambda what, fix: where.fail(what, fix, line=where.line_of(
+                r"^\s*\[\s*team\.groups\.managed_settings", start=start) or line))
+        out.append(GroupPolicy(name, lists["members"] or (), lists["backends"], lists["models"], mot, managed))
     return tuple(out)
+
+
+def _allows(patterns: tuple[str, ...] | None, model: str) -> bool:
+    """``models`` patterns allow ``model``, matched as the gateway matches it (app/team/policy.py)."""
+    from app.model_ids import canonical_model, light_model
+    from app.team.policy import allows_model
+
+    return allows_model(GroupPolicy("_", models=patterns), [model, light_model(model), canonical_model(model)])
 
 
 def check_budget_scopes(items: Any, team: TeamConfig | None, backend_ids: Iterable[str], where: _Where) -> None:
