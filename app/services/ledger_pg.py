@@ -28,7 +28,7 @@ from app.services.ledger import LedgerError, LedgerReader
 from app.services.ledger_store import COUNT_COLUMNS, ROW_COLUMNS, Prepared, rollups
 from app.team_config import TeamLedger
 
-PG_SCHEMA_VERSION = 5
+PG_SCHEMA_VERSION = 6
 MIGRATE_LOCK = 0x50617463  # pg_advisory_lock key for migrations ("Patc")
 BUDGET_LOCK = 0x68626179  # pg_advisory_xact_lock key around budget counters ("hbay")
 DB_NOW = "extract(epoch from clock_timestamp())"  # the time every instance agrees on: the database's
@@ -169,7 +169,25 @@ CREATE INDEX budget_holds_instance ON budget_holds(instance);
 CREATE TABLE instances(instance TEXT PRIMARY KEY, seen_at DOUBLE PRECISION NOT NULL);
 """
 
-PG_MIGRATIONS: tuple[str, ...] = (_PG_V1, _PG_V2, _PG_V3, _PG_V4, _PG_V5)  # PG_MIGRATIONS[n] takes the schema from version n to n + 1
+# v6: as the SQLite ledger's v9: Claude Code's OTLP telemetry per person (app/team/telemetry.py)
+_PG_V6 = """
+CREATE TABLE telemetry(
+    id BIGSERIAL PRIMARY KEY,
+    received_at DOUBLE PRECISION NOT NULL,
+    user_id TEXT NOT NULL,
+    groups TEXT,
+    signal TEXT NOT NULL,
+    name TEXT NOT NULL,
+    session_id TEXT,
+    value DOUBLE PRECISION,
+    detail TEXT,
+    attrs TEXT
+);
+CREATE INDEX telemetry_time ON telemetry(received_at);
+CREATE INDEX telemetry_user ON telemetry(user_id, received_at);
+"""
+
+PG_MIGRATIONS: tuple[str, ...] = (_PG_V1, _PG_V2, _PG_V3, _PG_V4, _PG_V5, _PG_V6)  # PG_MIGRATIONS[n] takes the schema from version n to n + 1
 assert len(PG_MIGRATIONS) == PG_SCHEMA_VERSION
 
 _PG_TYPES = {"request_id": "text", "started_at": "float8", "ended_at": "float8", "stream": "int2", "status": "int4",

@@ -125,9 +125,10 @@ def test_settings_wrapper_checksum_and_etag_304_until_a_sighup_changes_them(team
     assert r.headers["cache-control"] == "private, no-cache"
     assert settings["env"]["TEAM"] == "eng" and settings["model"] == "claude-sonnet-4-6"
     assert settings["permissions"] == {"deny": ["WebFetch"], "allow": ["Bash(ls)"], "defaultMode": "default"}
-    # what makes Claude Code work best through Patchbay
+    # what makes Claude Code work best through Patchbay, and the telemetry export (collected by default)
     for key, value in {"CLAUDE_CODE_GATEWAY_HINT_HEADERS": "1", "ENABLE_TOOL_SEARCH": "true",
-                       "CLAUDE_CODE_ENABLE_GATEWAY_MODEL_DISCOVERY": "1"}.items():
+                       "CLAUDE_CODE_ENABLE_GATEWAY_MODEL_DISCOVERY": "1", "CLAUDE_CODE_ENABLE_TELEMETRY": "1",
+                       "OTEL_METRICS_EXPORTER": "otlp", "OTEL_LOGS_EXPORTER": "otlp"}.items():
         assert settings["env"][key] == value
 
     etag = r.headers["etag"]
