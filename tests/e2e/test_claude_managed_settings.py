@@ -119,6 +119,7 @@ def test_signed_in_claude_code_runs_with_its_groups_settings_and_stops_on_a_revo
             assert third.returncode != 0
             assert "no longer accepts this session" in third.stdout + third.stderr, third.stdout + third.stderr
             assert _models_asked(up, seen) == [], "no model request after the settings fetch was refused"
+            print(f"revoked key: the CLI stopped after {took:.1f} s")
             assert took < 30, f"the CLI stopped after {took:.1f}s instead of retrying"
         finally:
             gw.stop()
