@@ -25,7 +25,6 @@ import httpx
 from app.proxy.exchange import GatewayError
 from app.team.identity import Identity
 from app.team.managed_config import TelemetryConfig
-from app.team.otlp import NotOTLP, parse
 from app.team.telemetry_store import TelemetryStore
 
 log = logging.getLogger("patchbay.telemetry")
@@ -53,6 +52,8 @@ class TelemetryIntake:
                      identity: Identity, groups: tuple[str, ...]) -> None:
         cfg = self.config
         if cfg.collect and self.store is not None:
+            from app.team.otlp import NotOTLP, parse  # protobuf: only once telemetry comes (~30 ms to import)
+
             try:
                 rows = parse(signal, content_type, body)
             except NotOTLP as exc:

@@ -18,9 +18,10 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, Sequence
 
-from app.team.otlp import Row
+if TYPE_CHECKING:
+    from app.team.otlp import Row
 
 INSERT = ("INSERT INTO telemetry(received_at, user_id, groups, signal, name, session_id, value, detail, attrs) "
           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
@@ -108,7 +109,7 @@ class TelemetryStore:
                 self._drop()  # a connection the server closed is replaced at the next call
                 raise
 
-    def insert(self, user: str, groups: Sequence[str], rows: Sequence[Row], at: float | None = None) -> None:
+    def insert(self, user: str, groups: Sequence[str], rows: Sequence["Row"], at: float | None = None) -> None:
         at = time.time() if at is None else at
         g = ",".join(groups) or None
         self._run(INSERT, [(at, user, g, r.signal, r.name, r.session_id, r.value, r.detail, r.attrs) for r in rows])
