@@ -20,9 +20,11 @@ import pytest
 from google.protobuf.json_format import MessageToJson
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric, NumberDataPoint
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from app.services.ledger_pg import PgLedgerReader
 from app.team.telemetry_store import summaries
@@ -153,7 +155,13 @@ def test_exports_are_kept_under_the_identified_person_and_pruned_after_the_reten
             r = _post(gw, keys[BOB], "/v1/metrics", gzip.compress(metrics("s-b1", 5, 0, claimed_user=ALICE)),
                       **PROTOBUF, **{"content-encoding": "gzip"})
             assert r.status_code == 200
+            spans = ExportTraceServiceRequest()
+            spans.resource_spans.add().scope_spans.add().spans.append(Span(
+                name="claude_code.llm_request", start_time_unix_nano=10**18, end_time_unix_nano=10**18 + 250_000_000,
+                attributes=[_kv("session.id", "s-a1")]))
+            assert _post(gw, keys[ALICE], "/v1/traces", spans.SerializeToString(), **PROTOBUF).status_code == 200
             rows = _rows(gw)
+            assert (ALICE, "traces", "claude_code.llm_request", "s-a1", 250.0) in [r[:5] for r in rows]
             names = [r[2] for r in rows]
             assert "old" not in names and "recent" in names, "31 days old: deleted; 29 days: kept (30 by default)"
             bob = [r for r in rows if r[0] == BOB]
