@@ -59,6 +59,7 @@ async def identify(snap: Snapshot, scope: dict[str, Any]) -> Identity:
         return await snap.team.identify(scope["headers"])
     except AuthError as exc:
         final = AuthError(exc.message, source=exc.source)
+        final.status, final.error_type = exc.status, exc.error_type  # a helper's refused key stays a 429
         final.headers = [*(h for h in exc.headers if h[0] != b"x-should-retry"), *STOP_RETRYING]
         raise final from None
 

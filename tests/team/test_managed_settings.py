@@ -206,3 +206,24 @@ def test_an_unidentified_caller_gets_401_that_claude_code_does_not_retry(team: T
     assert body["type"] == "error" and body["error"]["type"] == "authentication_error"
     assert body["request_id"] == r.headers["request-id"]
     assert "pbk_not_a_real_key" not in r.text
+
+
+
+def test_a_revoked_key_sent_as_an_api_key_helper_sends_it_stays_the_429_that_ends_claude_code(team: Team) -> None:
+    """Claude Code sends an apiKeyHelper's output as both headers and retries a 401 for minutes
+    there; the key verifier's 429 (docs/team.md) is kept on these endpoints too."""
+    listed = json.loads(team.gw.cli("team", "key", "list", "--json").stdout)
+    bob_key = next(k for k in listed if k["user"] == BOB)
+    assert team.gw.cli("team", "key", "revoke", bob_key["id"]).returncode == 0
+    time.sleep(1.0)  # the verifier asks the store again within 0.5 s
+
+    def fetch(who: str) -> httpx.Response:
+        key = team.keys[who]
+        return httpx.get(team.gw.url + "/managed/settings", headers={"authorization": f"Bearer {key}",
+                                                                     "x-api-key": key}, timeout=15)
+
+    assert fetch(ALICE).status_code == 200
+    r = fetch(BOB)
+    assert (r.status_code, r.json()["error"]["type"], r.headers["x-should-retry"]) == (429, "permission_error", "false")
+    alone = team.get("/managed/settings", BOB)
+    assert (alone.status_code, alone.headers["x-should-retry"]) == (401, "false")
