@@ -5,6 +5,7 @@ each person's Claude Code activity from its telemetry (``app.team.telemetry_stor
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Sequence
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from app.team.config import TeamConfig
     from app.team.keystore import TeamStore
 
+log = logging.getLogger("patchbay.team")
 AUDIT_SHOWN = 500
 ACTIVITY_DAYS = 30  # the Claude Code tab's window (telemetry is kept 30 days by default)
 
@@ -73,9 +75,13 @@ def read_team(team: "TeamConfig | None", store: "TeamStore", reader: "LedgerRead
         users, groups = daily_spend(reader, "user", now=now), daily_spend(reader, "group", now=now)
         states = tuple(budget_view(r) for r in budget_rows(reader, budgets or (), now=now))
         fallback = tuple((f.model, f.priced_by, f.requests, f.cost_usd) for f in fallback_priced(reader, start, end))
-        activity = activity_views(reader, now)
     except Exception as exc:  # noqa: BLE001 - said on the page's notice; the keys still show
         return base, str(exc) or type(exc).__name__
+    try:
+        activity = activity_views(reader, now)
+    except Exception:  # noqa: BLE001 - a ledger without the telemetry table yet: the tab stays empty
+        log.info("the Team page read no Claude Code telemetry", exc_info=True)
+        activity = ()
     return replace(base, by_user=by_user, by_group=by_group, spend_by_user=spend_view(users),
                    spend_by_group=spend_view(groups), budgets=states, fallback_priced=fallback,
                    activity=activity, activity_days=ACTIVITY_DAYS), None
