@@ -53,14 +53,9 @@ class Reader(Protocol):
 
 
 def summaries(reader: Reader, since: float) -> tuple[PersonTelemetry, ...]:
-    """Per person, what their Claude Code reported since ``since`` (newest schema only: an older
-    ledger has no such table, which reads as nothing reported)."""
-    try:
-        rows = reader.query(SUMMARY, (since,))
-    except Exception as exc:  # noqa: BLE001 - a ledger from before v9 / PG v6 has no table yet
-        if "telemetry" in str(exc):
-            return ()
-        raise
+    """Per person, what their Claude Code reported since ``since`` (raises what the reader raises,
+    e.g. for a ledger from before the table)."""
+    rows = reader.query(SUMMARY, (since,))
     return tuple(PersonTelemetry(str(r[0]), int(r[1] or 0), int(r[2] or 0), int(r[3] or 0), int(r[4] or 0),
                                  int(r[5] or 0), int(r[6] or 0), float(r[7] or 0)) for r in rows)
 
