@@ -30,6 +30,9 @@ from app.team.telemetry_store import TelemetryStore
 log = logging.getLogger("patchbay.telemetry")
 
 PRUNE_EVERY_S = 600.0
+# rows kept from one export: Claude Code's carry tens; a client sending an 8 MB export of tiny
+# points cannot make the gateway write a million rows
+MAX_ROWS_PER_EXPORT = 5000
 FORWARD_TIMEOUT_S = 10.0
 
 
@@ -59,6 +62,10 @@ class TelemetryIntake:
             except NotOTLP as exc:
                 raise GatewayError(400, "invalid_request_error", f"Patchbay: the body of POST /v1/{signal} is "
                                    f"{exc}. Send OTLP/HTTP as protobuf or JSON.") from None
+            if len(rows) > MAX_ROWS_PER_EXPORT:
+                log.warning("telemetry from %s: %d rows in one export, keeping the first %d", identity.user,
+                            len(rows), MAX_ROWS_PER_EXPORT)
+                rows = rows[:MAX_ROWS_PER_EXPORT]
             if rows:
                 await asyncio.to_thread(self._keep, identity.user, groups, rows)
         if cfg.forward_to:
