@@ -113,6 +113,8 @@ class Engine:
         if self.config.team is None and self.config.ledger.team.url:
             self._look_at_team()
         self._setup_metrics()
+        self._telemetry: Any = None  # app.team.telemetry.TelemetryIntake, in team mode
+        self._setup_telemetry()
         self.status_cache: Any = None
         if self.config.ledger.team.url:
             from app.claude.status_cache import CACHE_NAME, StatusCache
@@ -235,6 +237,13 @@ class Engine:
         self.runtime.gateway.metrics = self.metrics.render
         self.runtime.gateway.metrics_public = self.config.metrics.public
 
+    def _setup_telemetry(self) -> None:
+        """Team mode: where Claude Code's OTLP export goes (app/team/telemetry.py)."""
+        from app.team.telemetry import intake_for
+
+        self._telemetry = intake_for(self.config, self.paths.ledger_file, self._telemetry)
+        self.runtime.gateway.telemetry = self._telemetry
+
     def _committed(self, ids: Sequence[str]) -> None:
         """The ledger's on_commit (its writer thread): these rows are in the ledger now."""
         if self.admission is not None:
@@ -284,6 +293,8 @@ class Engine:
             self._key_store.close()
         if self._login_store is not None:
             self._login_store.close()
+        if self._telemetry is not None and self._telemetry.store is not None:
+            self._telemetry.store.close()
         if self.status_cache is not None:
             self.status_cache.stop()
         self.ledger.close()
@@ -387,6 +398,7 @@ class Engine:
         self.runtime.apply(self.config, identity=chain)
         if chain is not None:
             self.runtime.set_routes(self._login.routes() if self._login is not None else {})
+        self._setup_telemetry()
 
     def save_backends(self, backends: list[BackendConfig], active: ActiveSelection | None = None) -> None:
         ids = [b.id for b in backends]

@@ -66,6 +66,21 @@ class TeamBudgetView:
 
 
 @dataclass(frozen=True, slots=True)
+class TeamActivityView:
+    """One person's Claude Code activity from its telemetry: sessions, lines changed, tool
+    decisions (accepted / rejected) and API errors its client saw."""
+
+    user: str
+    sessions: int
+    lines_added: int
+    lines_removed: int
+    accepted: int
+    rejected: int
+    errors: int
+    last_seen: float
+
+
+@dataclass(frozen=True, slots=True)
 class TeamView:
     enabled: bool  # this app's gateway runs in team mode ([team] in its config), or its ledger is a team's
     identity: tuple[str, ...] = ()
@@ -87,3 +102,7 @@ class TeamView:
     policy_by: str | None = None
     policy_at: float | None = None
     policy_file: str | None = None
+    # what each person's Claude Code reported over its OTLP telemetry (app/team/telemetry_store.py),
+    # over the last ``activity_days``; busiest first
+    activity: tuple[TeamActivityView, ...] = ()
+    activity_days: int = 30

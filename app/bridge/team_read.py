@@ -1,14 +1,24 @@
 """What the Team page shows, read in one go on the jobs thread: the keys and the audit trail (the
-team key store), this month's spend by user and group, the last 30 days per day, and each
-per-user and per-group budget's state (the ledger, through ``app.budgets.team_usage``)."""
+team key store), this month's spend by user and group, the last 30 days per day, each
+per-user and per-group budget's state (the ledger, through ``app.budgets.team_usage``), and
+each person's Claude Code activity from its telemetry (``app.team.telemetry_store``)."""
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Sequence
 
-from app.bridge.data_team import TeamAuditView, TeamBudgetView, TeamKeyView, TeamSeriesView, TeamSpendView, TeamView
+from app.bridge.data_team import (
+    TeamActivityView,
+    TeamAuditView,
+    TeamBudgetView,
+    TeamKeyView,
+    TeamSeriesView,
+    TeamSpendView,
+    TeamView,
+)
 from app.budgets.team_usage import BudgetRow, SpendOverTime, budget_rows, daily_spend, fallback_priced
 from app.config import BudgetConfig
 
@@ -17,7 +27,9 @@ if TYPE_CHECKING:
     from app.ledger.reader import LedgerReader
     from app.team.keystore import TeamStore
 
+log = logging.getLogger("patchbay.team")
 AUDIT_SHOWN = 500
+ACTIVITY_DAYS = 30  # the Claude Code tab's window (telemetry is kept 30 days by default)
 
 
 def spend_view(s: SpendOverTime) -> TeamSpendView:
@@ -65,5 +77,21 @@ def read_team(team: "TeamConfig | None", store: "TeamStore", reader: "LedgerRead
         fallback = tuple((f.model, f.priced_by, f.requests, f.cost_usd) for f in fallback_priced(reader, start, end))
     except Exception as exc:  # noqa: BLE001 - said on the page's notice; the keys still show
         return base, str(exc) or type(exc).__name__
+    try:
+        activity = activity_views(reader, now)
+    except Exception:  # noqa: BLE001 - a ledger without the telemetry table yet: the tab stays empty
+        log.info("the Team page read no Claude Code telemetry", exc_info=True)
+        activity = ()
     return replace(base, by_user=by_user, by_group=by_group, spend_by_user=spend_view(users),
-                   spend_by_group=spend_view(groups), budgets=states, fallback_priced=fallback), None
+                   spend_by_group=spend_view(groups), budgets=states, fallback_priced=fallback,
+                   activity=activity, activity_days=ACTIVITY_DAYS), None
+
+
+def activity_views(reader: "LedgerReader", now: float) -> tuple[TeamActivityView, ...]:
+    """Each person's Claude Code telemetry over the last ``ACTIVITY_DAYS``, busiest first."""
+    from app.team.telemetry_store import summaries
+
+    rows = summaries(reader, now - ACTIVITY_DAYS * 86400)
+    views = [TeamActivityView(p.user, p.sessions, p.lines_added, p.lines_removed, p.accepted, p.rejected, p.errors,
+                              p.last_seen) for p in rows]
+    return tuple(sorted(views, key=lambda v: (-v.sessions, -(v.lines_added + v.lines_removed), v.user)))

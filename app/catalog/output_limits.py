@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from app.catalog.model_ids import canonical_model
+from app.config.model_ids import canonical_model
 
 if TYPE_CHECKING:
     from app.config import BackendConfig

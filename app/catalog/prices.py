@@ -28,10 +28,10 @@ from types import MappingProxyType
 from typing import Any, Iterable, Mapping
 from urllib.parse import urlsplit
 
-from app.catalog.model_ids import DIGIT_DOT as _DIGIT_DOT  # noqa: F401 - canonical_model is part of this module's interface
-from app.catalog.model_ids import canonical_model
-from app.catalog.model_ids import light_model as _light
 from app.config import BackendConfig, Config, PriceConfig
+from app.config.model_ids import DIGIT_DOT as _DIGIT_DOT  # noqa: F401 - canonical_model is part of this module's interface
+from app.config.model_ids import canonical_model
+from app.config.model_ids import light_model as _light
 from app.events import RequestFinished, Usage
 from app.paths import RESOURCES
 

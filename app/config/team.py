@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 from app.config.admin import AdminKey, parse_admin
 from app.config.login import LoginConfig, parse_login
+from app.config.managed import TelemetryConfig, parse_managed_settings, parse_telemetry
 from app.config.reading import ConfigError, Where, get_key, secure_url, unknown_keys
 
 # the identity sources a [team] may list, in the order a request is checked when all are on
@@ -61,6 +63,8 @@ class GroupPolicy:
     backends: tuple[str, ...] | None = None
     models: tuple[str, ...] | None = None
     max_output_tokens: int | None = None
+    # [team.groups.managed_settings]: served at GET /managed/settings (app/team/managed.py)
+    managed_settings: dict[str, Any] | None = field(default=None, hash=False)
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,7 @@ class TeamConfig:
     admin_keys: tuple[AdminKey, ...] = ()  # [[team.admin_keys]]: the Admin API's keys (app/config/admin.py)
     admin_groups: tuple[str, ...] = ()  # people in these groups may use the Admin API
     login: LoginConfig | None = None  # [team.login]: Claude Code's /login (app/team/login/; parsed in app/config/login.py)
+    telemetry: TelemetryConfig = TelemetryConfig()  # [team.telemetry] (app/config/managed.py)
 
     def group(self, name: str) -> GroupPolicy | None:
         for g in self.groups:
@@ -95,8 +100,8 @@ class TeamConfig:
 _STR_KEYS = ("iap_audience", "iap_jwks_url", "alb_arn", "alb_region", "alb_keys_url", "cloudflare_team",
              "cloudflare_audience", "cloudflare_certs_url", "oidc_issuer", "oidc_audience", "oidc_jwks_url",
              "user_claim", "groups_claim")
-_KNOWN = set(_STR_KEYS) | {"identity", "clock_skew_s", "groups", "admin_keys", "admin_groups", "login"}
-_GROUP_KNOWN = {"name", "members", "backends", "models", "max_output_tokens"}
+_KNOWN = set(_STR_KEYS) | {"identity", "clock_skew_s", "groups", "admin_keys", "admin_groups", "login", "telemetry"}
+_GROUP_KNOWN = {"name", "members", "backends", "models", "max_output_tokens", "managed_settings"}
 
 
 def load_team(text: str, path: Path | None = None) -> TeamConfig | None:
@@ -192,6 +197,8 @@ def parse_team(t: Any, where: Where, backend_ids: Iterable[str] | None = None) -
         groups_claim=values["groups_claim"] or "groups",
         clock_skew_s=float(skew), groups=groups, admin_keys=admin_keys, admin_groups=admin_groups,
         login=login,
+        telemetry=parse_telemetry(t.get("telemetry"), lambda what, fix: where.fail(
+            what, fix, line=where.line_of(r"^\s*\[\s*team\.telemetry\s*\]"), key="team.telemetry")),
         **{k: values[k] for k in _STR_KEYS if k not in ("iap_jwks_url", "user_claim", "groups_claim")})
 
 
@@ -240,8 +247,19 @@ def _parse_groups(items: Any, where: Where, ids: set[str] | None) -> tuple[Group
         if mot is not None and (not isinstance(mot, int) or isinstance(mot, bool) or mot <= 0):
             raise where.fail(f'group "{name}" max_output_tokens is {mot!r}', "Write a positive whole number.",
                              line=at("max_output_tokens"))
-        out.append(GroupPolicy(name, lists["members"] or (), lists["backends"], lists["models"], mot))
+        pats = lists["models"]
+        managed = parse_managed_settings(
+            name, g.get("managed_settings"), lambda m: _allows(pats, m),
+            lambda what, fix: where.fail(what, fix, line=where.line_of(
+                r"^\s*\[\s*team\.groups\.managed_settings", start=start) or line))
+        out.append(GroupPolicy(name, lists["members"] or (), lists["backends"], lists["models"], mot, managed))
     return tuple(out)
+
+
+def _allows(patterns: tuple[str, ...] | None, model: str) -> bool:
+    """``models`` patterns allow ``model``, matched as the gateway matches it (app/team/policy.py)."""
+    from app.config.model_ids import canonical_model, light_model
+    return allows_model(GroupPolicy("_", models=patterns), [model, light_model(model), canonical_model(model)])
 
 
 def check_budget_scopes(items: Any, team: TeamConfig | None, backend_ids: Iterable[str], where: Where) -> None:
@@ -285,3 +303,13 @@ def budget_scope_problem(scope: Any, team: TeamConfig | None, ids: set[str]) -> 
                     f"Write one of the groups ({names}), or add a [[team.groups]] with that name.")
         return None
     return f"has scope = {scope!r}", fix
+
+
+def pattern_match(pattern: str, value: str) -> bool:
+    """A group's ``members`` / ``backends`` / ``models`` pattern against a name: shell-style, any case."""
+    return fnmatchcase(value.lower(), pattern.lower())
+
+
+def allows_model(group: GroupPolicy, models: Sequence[str]) -> bool:
+    """``group`` may use a model known by any of these names (the gateway's check and the config's)."""
+    return group.models is None or any(pattern_match(p, m) for p in group.models for m in models if m)

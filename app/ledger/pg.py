@@ -29,7 +29,7 @@ from app.ledger.reader import LedgerReader
 from app.ledger.schema import LedgerError
 from app.ledger.store import COUNT_COLUMNS, ROW_COLUMNS, Prepared, rollups
 
-PG_SCHEMA_VERSION = 6
+PG_SCHEMA_VERSION = 7
 MIGRATE_LOCK = 0x50617463  # pg_advisory_lock key for migrations ("Patc")
 BUDGET_LOCK = 0x68626179  # pg_advisory_xact_lock key around budget counters ("hbay")
 DB_NOW = "extract(epoch from clock_timestamp())"  # the time every instance agrees on: the database's
@@ -188,7 +188,25 @@ CREATE TABLE spend_limits(
 );
 """
 
-PG_MIGRATIONS: tuple[str, ...] = (_PG_V1, _PG_V2, _PG_V3, _PG_V4, _PG_V5, _PG_V6)  # PG_MIGRATIONS[n] takes the schema from version n to n + 1
+# v7: as the SQLite ledger's v10: Claude Code's OTLP telemetry per person (app/team/telemetry.py)
+_PG_V7 = """
+CREATE TABLE telemetry(
+    id BIGSERIAL PRIMARY KEY,
+    received_at DOUBLE PRECISION NOT NULL,
+    user_id TEXT NOT NULL,
+    groups TEXT,
+    signal TEXT NOT NULL,
+    name TEXT NOT NULL,
+    session_id TEXT,
+    value DOUBLE PRECISION,
+    detail TEXT,
+    attrs TEXT
+);
+CREATE INDEX telemetry_time ON telemetry(received_at);
+CREATE INDEX telemetry_user ON telemetry(user_id, received_at);
+"""
+
+PG_MIGRATIONS: tuple[str, ...] = (_PG_V1, _PG_V2, _PG_V3, _PG_V4, _PG_V5, _PG_V6, _PG_V7)  # PG_MIGRATIONS[n] takes the schema from version n to n + 1
 assert len(PG_MIGRATIONS) == PG_SCHEMA_VERSION
 
 _PG_TYPES = {"request_id": "text", "started_at": "float8", "ended_at": "float8", "stream": "int2", "status": "int4",

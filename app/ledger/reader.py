@@ -94,6 +94,11 @@ class LedgerReader:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def query(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
+        """Rows of one SELECT written for SQLite (the PostgreSQL reader respells it): for readers
+        of tables of their own, e.g. app/team/telemetry_store.py."""
+        return self._q(sql, params)
+
     def _q(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
         with self._lock:
             try:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from app.paths import make_private_dir, make_private_file
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 
 
 class LedgerError(Exception):
@@ -210,7 +210,28 @@ CREATE TABLE spend_limits(
 );
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9)  # MIGRATIONS[n] takes a file from version n to n + 1
+# v10: Claude Code's OTLP telemetry in team mode (app/team/telemetry.py): one row per metric point,
+# log event or span, attributed to the person the gateway identified (``user_id``, ``groups``
+# comma-joined as in ``requests``), pruned after ``[team.telemetry] retention_days``. ``detail`` is
+# the one attribute the Team page's summaries group by (lines "added"/"removed", a decision).
+_V10 = """
+CREATE TABLE telemetry(
+    id INTEGER PRIMARY KEY,
+    received_at REAL NOT NULL,
+    user_id TEXT NOT NULL,
+    groups TEXT,
+    signal TEXT NOT NULL,
+    name TEXT NOT NULL,
+    session_id TEXT,
+    value REAL,
+    detail TEXT,
+    attrs TEXT
+);
+CREATE INDEX telemetry_time ON telemetry(received_at);
+CREATE INDEX telemetry_user ON telemetry(user_id, received_at);
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10)  # MIGRATIONS[n] takes a file from version n to n + 1
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 

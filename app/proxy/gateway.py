@@ -17,7 +17,7 @@ import orjson
 from app import __version__
 from app.config import RoutesConfig
 from app.events import EventHub, RequestFinished, RequestStarted, Usage
-from app.proxy import access, admit, phases, request_ids, server_tools, stops
+from app.proxy import access, admit, phases, request_ids, server_tools, stops, team_endpoints
 from app.proxy.backends.base import Backend, upstream_failure
 from app.proxy.closing import close_soon
 from app.proxy.exchange import (
@@ -35,6 +35,7 @@ from app.proxy.request_body import ClientGone, cwd_of, parse_body, prompt_of, re
 from app.proxy.routing import Refusal, Route
 from app.proxy.snapshot import SessionCapsHook, Snapshot
 from app.proxy.sse import PING, encode
+from app.proxy.team_catalog import catalog
 
 log = logging.getLogger("patchbay.gateway")
 
@@ -69,6 +70,8 @@ class Gateway:
         # GET /metrics: the Prometheus text (app/proxy/metrics.py), and whether it needs no token
         self.metrics: Callable[[], bytes] | None = None
         self.metrics_public = False
+        # team mode: where Claude Code's OTLP export goes (app/proxy/team_endpoints.py); None: dropped
+        self.telemetry: team_endpoints.TelemetryIntake | None = None
         self.bodies = BodyRoom()  # request bodies held at once (app/proxy/memory.py)
         # more routes by exact path (ProxyRuntime.set_routes: [team.login]'s sign-in endpoints), each an
         # ASGI callable that answers in its own shape
@@ -123,6 +126,8 @@ class Gateway:
             elif path == "/metrics" and self.metrics is not None:
                 _allow(method, "GET")
                 await self._metrics(scope, send)
+            elif path in team_endpoints.PATHS and self.snap.team is not None:
+                await self._team_endpoint(scope, receive, send, path, method)
             elif path in self.extra_routes:
                 await self.extra_routes[path](scope, receive, send)
             elif path == "/":
@@ -462,6 +467,18 @@ class Gateway:
 
     # ------------------------------------------------------------------ other routes
 
+    async def _team_endpoint(self, scope: dict[str, Any], receive: Receive, send: Send, path: str,
+                             method: str) -> None:
+        """Team mode: /managed/settings and Claude Code's OTLP export (app/proxy/team_endpoints.py)."""
+        snap = self.snap
+        phases.check_origin(self._headers(scope), snap)
+        if path == team_endpoints.SETTINGS_PATH:
+            _allow(method, "GET")
+            await team_endpoints.managed_settings(snap, scope, send, self.telemetry is not None)
+        else:
+            _allow(method, "POST")
+            await team_endpoints.telemetry(snap, scope, receive, send, path, self.telemetry)
+
     def _authed(self, headers: dict[bytes, bytes], snap: Snapshot) -> tuple[bool, bool]:
         """(carries the gateway token, carries any credential)"""
         key = phases.header(headers, b"x-api-key")
@@ -479,19 +496,18 @@ class Gateway:
         phases.check_origin(headers, snap)
         active = snap.table.backends[snap.table.active_backend]
         team = snap.team
-        identity = await team.identify(scope["headers"]) if team is not None else None
+        identity = await team_endpoints.identify(snap, scope) if team is not None else None
         authed, presented = self._authed(headers, snap)
         access.authorize(active, authed or identity is not None, access.exposed(snap.settings.host), presented)
-        data = []
-        for b in snap.table.backends.values():
-            for m in b.models:
-                if team is not None and identity is not None and not team.allows(identity, b.id, m, m):
-                    continue  # team mode: only what this person's groups allow
-                data.append({"type": "model", "id": f"{b.id},{m}", "display_name": f"{m} ({b.id})",
-                             "created_at": "1970-01-01T00:00:00Z"})
+        if team is not None and identity is not None:  # only what this person's groups admit (app/proxy/team_catalog.py)
+            entries = [(e.id, e.model, e.backend) for e in catalog(snap.table, team, identity).listed]
+        else:
+            entries = [(f"{b.id},{m}", m, b.id) for b in snap.table.backends.values() for m in b.models]
+        data = [{"type": "model", "id": i, "display_name": m if i == m else f"{m} ({b})",
+                 "created_at": "1970-01-01T00:00:00Z"} for i, m, b in entries]
         if model_id is not None:
             found = next((d for d in data if d["id"] == model_id), None) or \
-                next((d for d in data if d["id"].split(",", 1)[1] == model_id), None)
+                next((d for d in data if d["id"].split(",", 1)[-1] == model_id), None)
             if found is None:
                 raise ApiError(404, "not_found_error", f"model: {model_id} (GET /v1/models lists the models "
                                    "Patchbay serves, written backend,model)")

@@ -163,7 +163,8 @@ def test_models_lists_only_what_the_group_allows(team: Team):
     with httpx.Client(base_url=team.rt.url, timeout=10) as http:
         assert http.get("/v1/models").status_code == 401
         ids = [m["id"] for m in http.get("/v1/models", headers=team.alice()).json()["data"]]
-    assert ids == ["main,claude-sonnet-4-5"]
+    # Anthropic-style ids (GATEWAY-PROTOCOL §11): the plain name reaches exactly main,claude-sonnet-4-5
+    assert ids == ["claude-sonnet-4-5"]
 
 
 # --------------------------------------------------------------------------- routing inside the policy
