@@ -129,7 +129,7 @@ class PgCpu:
 # --------------------------------------------------------------------------- the two gateways
 
 
-def patchbay_config(upstream_port: int, ledger_url: str) -> str:
+def patchbay_config(upstream_port: int, ledger_url: str, budget: bool = True) -> str:
     i, o, cw, cr = SONNET_PRICES
     return f'''
 [[backends]]
@@ -155,17 +155,19 @@ url = "{ledger_url}"
 [team]
 identity = ["keys"]
 
+''' + ('''
 [[budgets]]
 scope = "each-user"
 period = "day"
 limit_usd = 100000
 action = "block"
-'''
+''' if budget else "")
 
 
-def start_patchbay(home: Path, upstream_port: int, ledger_url: str, workers: int) -> tuple[GatewayProcess, str]:
+def start_patchbay(home: Path, upstream_port: int, ledger_url: str, workers: int,
+                   budget: bool = True) -> tuple[GatewayProcess, str]:
     args = ["--quiet"] + (["--workers", str(workers)] if workers > 1 else [])
-    gw = spawn_gateway(patchbay_config(upstream_port, ledger_url), home, extra_args=args)
+    gw = spawn_gateway(patchbay_config(upstream_port, ledger_url, budget), home, extra_args=args)
     key = gw.cli("team", "key", "create", USER, "--config", str(gw.config_path))
     if key.returncode != 0:
         gw.stop()
@@ -299,11 +301,31 @@ def show(rows: list[Row], direct: Row) -> None:
         print(f"| {r.name} / claude gateway | " + " | ".join(f"{x:.2f}×" for x in ratios) + " | |")
 
 
+def profile(pid: int, port: int, data: bytes, n: int, tmp: Path) -> str:
+    """py-spy's view of one load through Patchbay: the top functions by self and total share."""
+    import shutil
+
+    from profile_gateway import summarise
+
+    spy_bin = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    raw = tmp / "stacks.txt"
+    spy = subprocess.Popen([spy_bin, "record", "--pid", str(pid), "--format", "raw", "-r", "500", "-o", str(raw),
+                            "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)
+    asyncio.run(_run_load(port, data, n, CONCURRENCY, b"message_stop", warmup=10))
+    spy.send_signal(2)
+    spy.wait(30)
+    return summarise(raw, 40)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Team mode against claude gateway (same upstream, client, PostgreSQL).")
     ap.add_argument("--requests", type=int, default=600, help="measured streams per gateway and round")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--workers", type=int, default=1, help="also run `patchbay serve --workers N` (N > 1)")
+    ap.add_argument("--profile", type=Path, help="after the rounds, py-spy Patchbay (one process, every thread, "
+                    "idle ones left out) during one more load and write the top functions to this file")
+    ap.add_argument("--no-budget", action="store_true", help="Patchbay without its budget (what admission costs)")
     args = ap.parse_args(argv)
     why = why_no_claude_gateway()
     up = Upstream("anthropic")
@@ -317,11 +339,11 @@ def main(argv: list[str] | None = None) -> int:
             home = Path(tmp)
             pgcpu = PgCpu(pg)
             subjects: list[tuple[str, int, int, Any, bytes]] = []  # (name, pid, port, stopper, request bytes)
-            pb, key = start_patchbay(home / "patchbay", up.port, pg.create_db(), 1)
+            pb, key = start_patchbay(home / "patchbay", up.port, pg.create_db(), 1, not args.no_budget)
             pb_port = int(pb.url.rsplit(":", 1)[1])
             subjects.append(("patchbay", pb.proc.pid, pb_port, pb, body(pb_port, {"x-api-key": key})))
             if args.workers > 1:
-                pbw, keyw = start_patchbay(home / "patchbay-w", up.port, pg.create_db(), args.workers)
+                pbw, keyw = start_patchbay(home / "patchbay-w", up.port, pg.create_db(), args.workers, not args.no_budget)
                 port_w = int(pbw.url.rsplit(":", 1)[1])
                 subjects.append((f"patchbay --workers {args.workers}", pbw.proc.pid, port_w, pbw,
                                  body(port_w, {"x-api-key": keyw})))
@@ -341,6 +363,9 @@ def main(argv: list[str] | None = None) -> int:
                         s, pg_s = measure(port, data, args.requests, lambda pid=pid: tree_cpu(pid), pgcpu)
                         record(row, s, pg_s, args.requests)
                         row.rss_mb = tree_rss_mb(pid)
+                if args.profile is not None:
+                    _name, pid, port, _gw, data = subjects[0]
+                    args.profile.write_text(profile(pid, port, data, args.requests, Path(tmp)))
             finally:
                 for _name, _pid, _port, stopper, _data in subjects:
                     stopper.stop()
