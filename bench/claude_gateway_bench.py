@@ -315,6 +315,7 @@ def profile(pid: int, port: int, data: bytes, n: int, tmp: Path) -> str:
     asyncio.run(_run_load(port, data, n, CONCURRENCY, b"message_stop", warmup=10))
     spy.send_signal(2)
     spy.wait(30)
+    shutil.copy(raw, tmp.parent / "claude-gateway-bench-stacks.txt") if os.environ.get("KEEP_STACKS") else None
     return summarise(raw, 40)
 
 
