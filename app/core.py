@@ -38,6 +38,7 @@ class StartError(Exception):
 class Engine:
     def __init__(self, config_path: Path | None = None, *, paths: Paths | None = None, gui: bool = False,
                  host: str | None = None, port: int | None = None) -> None:
+        from app.serve_workers import worker_instance  # a worker of `serve --workers N`: an instance of its own
         from app.services.budgets import BudgetGuard
         from app.services.ledger_open import open_reader, open_writer
         from app.services.ledger_store import default_instance
@@ -62,7 +63,7 @@ class Engine:
         self.prices = PriceBook.load(self.config)
         from app.services.ledger import LedgerError
 
-        self.instance = self.config.ledger.team.instance or default_instance(self.config.gateway.port)
+        self.instance = worker_instance(self.config.ledger.team.instance or default_instance(self.config.gateway.port))
         self.ledger = open_writer(self.config.ledger, self.paths, self.prices, self.instance)
         try:
             self.ledger.start()
