@@ -316,11 +316,13 @@ class Admission:
     def covers(self, request_id: str, nbytes: int) -> bool:
         """A stream's hold covers ``nbytes`` more of its answer, however many output tokens they
         count as (``CHARS_PER_TOKEN``), with the margin the meter keeps: the gateway may forward
-        them in one write checked once (the cut can only fall after them)."""
+        them in one write checked once. The meter still checks before that write, with what the
+        bytes said (a prompt price they reveal above its expected one, which the exposure covers,
+        is seen there): a cut then withholds the whole read, never lets more through."""
         f = self._flights.get(request_id)
         if f is None:
             return True
-        if f.cut is not None or f.pending is not None or not f.known:
+        if f.cut is not None or f.pending is not None:
             return False
         tokens = math.ceil(nbytes / CHARS_PER_TOKEN)
         bound = float(self.prices.cost(f.backend, f.model, Usage(0, tokens), at=f.at) or 0.0)

@@ -116,3 +116,28 @@ def test_a_stream_on_a_lease_grows_in_memory_and_a_finished_one_frees_its_charge
         assert adm.leases.charge_of(rid) < charge  # its real cost now
     finally:
         adm.close()
+
+
+def test_a_read_is_forwarded_whole_only_when_the_hold_covers_it(books: Books) -> None:
+    """Far from the cap a stream on a lease grows in memory to cover a whole upstream read (one
+    write, one meter check); near the cap a stream's hold does not cover it, and the gateway checks
+    each event as before (the stream stops before the event that passes the cap)."""
+    now = time.time()
+    stream = dict(BODY, stream=True)
+    near = admission(books, 0.2, now=now, reserve=4000, instance="i2")
+    try:
+        assert near.reserve_sync(ROUTE, "n1", stream) == ROUTE  # the exact path: a hold of its own
+        assert near.leases.keys_of("n1") is None
+        assert near.covers("n1", 60_000) is False  # ~20,000 output tokens' worth of bytes
+    finally:
+        near.close()
+    far = admission(books, 1000.0, now=now, reserve=4000)
+    try:
+        for i in range(LEASE_AFTER + 1):
+            assert far.reserve_sync(ROUTE, f"s{i}", stream) == ROUTE
+        rid = f"s{LEASE_AFTER}"
+        before, charge = far.leases.renewals, far.leases.charge_of(rid)
+        assert far.covers(rid, 60_000) is True
+        assert far.leases.charge_of(rid) > charge and far.leases.renewals == before  # in memory
+    finally:
+        far.close()
