@@ -61,6 +61,18 @@ def announce_ready() -> bool:
     return True
 
 
+def _die_with_parent() -> None:
+    """In the worker, before it runs (Linux): SIGTERM when the supervisor dies, even by SIGKILL, so no
+    orphan keeps serving on the port."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except OSError:
+            pass
+
+
 def _refusal(config_path: Path | None, workers: int) -> tuple[str | None, str, int]:
     """(why --workers cannot run, host, port) from the config the workers will load."""
     from app.config import ConfigError
@@ -143,7 +155,8 @@ def run(args: argparse.Namespace, config_path: Path | None, drain_s: float) -> i
             r, w = os.pipe()
             env = dict(os.environ, **{WORKER_ENV: str(i), READY_FD_ENV: str(w), REUSE_ENV: "1",
                                       MULTIPROC_ENV: metrics_dir})
-            procs.append(subprocess.Popen(cmd, env=env, pass_fds=(w,), stdin=subprocess.DEVNULL))
+            procs.append(subprocess.Popen(cmd, env=env, pass_fds=(w,), stdin=subprocess.DEVNULL,
+                                          preexec_fn=_die_with_parent))
             os.close(w)
             pipes.append(r)
         if not _wait_ready(procs, pipes):

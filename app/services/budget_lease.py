@@ -53,6 +53,7 @@ class Lease:
     keys: tuple[CounterKey, ...]
     amount: float = 0.0  # what its rows in the database hold on each counter
     members: dict[str, float] = field(default_factory=dict)  # request id -> its charge now
+    since: dict[str, float] = field(default_factory=dict)  # request id -> when it joined (monotonic)
     used: float = 0.0  # the members' charges plus the settled ones' costs since the last renewal
     renewed_at: float = -math.inf
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -84,6 +85,7 @@ class Leases:
             if lease.used + charge > lease.amount or lease.amount <= 0:
                 return False
             lease.members[request_id] = charge
+            lease.since[request_id] = time.monotonic()
             lease.used += charge
         self._of[request_id] = lease
         return True
@@ -105,6 +107,7 @@ class Leases:
         def decide(numbers: Numbers) -> tuple[bool, list[tuple[CounterKey, float, float]]]:
             nonlocal granted
             with lease.lock:  # under the database's budget lock: no settlement runs meanwhile
+                self._expire(lease)
                 base = sum(lease.members.values())
                 room = room_of(numbers) - base
                 chunk = LEASE_REQUESTS * charge
@@ -112,6 +115,7 @@ class Leases:
                         (far and room - charge >= LEASE_FAR * chunk) or (not far and charge <= room)):
                     granted = True
                     lease.members[request_id] = lease.members.get(request_id, 0.0) + charge
+                    lease.since.setdefault(request_id, time.monotonic())
                     base += charge
                     lease.amount = base + (chunk if far else 0.0)
                 else:
@@ -127,6 +131,7 @@ class Leases:
                     lease.members[request_id] -= charge
                     if lease.members[request_id] <= 0:
                         del lease.members[request_id]
+                        lease.since.pop(request_id, None)
                 lease.amount = 0.0
             raise
         self.renewals += 1
@@ -139,6 +144,15 @@ class Leases:
                     del self._by_keys[keys]
             self.store.release(lease.id)
         return granted
+
+    def _expire(self, lease: Lease) -> None:
+        """Members older than a hold may live (their rows never came: a hold would have expired
+        too) stop counting (under ``lease.lock``)."""
+        old = time.monotonic() - self.ttl_s
+        for rid in [r for r, t in lease.since.items() if t < old]:
+            lease.members.pop(rid, None)
+            lease.since.pop(rid, None)
+            self._of.pop(rid, None)
 
     def grow(self, request_id: str, charge: float) -> bool | None:
         """A stream on a lease now needs ``charge``: True if that fits in memory, False if not
@@ -183,6 +197,7 @@ class Leases:
             if lease is not None:
                 with lease.lock:
                     lease.members.pop(i, None)
+                    lease.since.pop(i, None)
 
     def close(self) -> None:
         """The instance stops (its requests have ended): its leases' rows go. The rows of requests

@@ -104,3 +104,31 @@ def test_workers_refuse_a_sqlite_ledger(tmp_path: Path, upstream: FakeUpstream) 
                           text=True, timeout=60)
     assert done.returncode == 2
     assert "--workers needs the PostgreSQL ledger ([ledger] url)" in done.stderr
+
+
+def test_workers_stop_when_their_supervisor_is_killed(tmp_path: Path, pg_server: object,
+                                                     upstream: FakeUpstream) -> None:
+    """SIGKILL leaves the supervisor no chance to stop them: the workers go on their own (Linux's
+    parent-death signal), so no orphan keeps serving on the port."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the parent-death signal is Linux's")
+    url = pg_server.create_db()  # type: ignore[attr-defined]
+    gw = spawn_gateway(serve_config(upstream.url, port0=False, prices=OPUS_PRICES, ledger_url=url, extra=TEAM),
+                       tmp_path / "home", extra_args=["--workers", "2", "--quiet"], timeout_s=60)
+    m = re.search(r"2 worker processes: (\d+), (\d+)", gw.log())
+    assert m is not None, gw.log()
+    pids = [int(m.group(1)), int(m.group(2))]
+    gw.proc.kill()
+    gw.proc.wait(10)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and any(_alive(p) for p in pids):
+        time.sleep(0.1)
+    assert not any(_alive(p) for p in pids), gw.log()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"  # a zombie has exited (its parent is gone, init reaps it)
+    except FileNotFoundError:
+        return False
