@@ -46,7 +46,7 @@ import orjson
 from app.config import BackendConfig, BudgetConfig
 from app.events import RequestFinished, Usage
 from app.proxy.routing import Refusal, Route
-from app.services.admission_store import BudgetStore, CounterKey, Hold, Numbers
+from app.services.admission_store import BudgetStore, CounterKey, Hold, Meta, Numbers
 from app.services.budget_lease import Leases
 from app.services.budgets import block_refusal, budget_matches, downgrade_model, period_bounds, warning_headers
 from app.services.hold_meter import (
@@ -404,20 +404,25 @@ class Admission:
 
     def _lease_admit(self, route: Route, request_id: str, body: Mapping[str, Any], budgets: tuple[BudgetConfig, ...],
                      keys: dict[BudgetConfig, CounterKey], input_tokens: int, now: float, stream: bool,
-                     team: bool) -> bool:
+                     user: str | None, groups: tuple[str, ...]) -> bool:
         """Off the loop: the lease, renewed in one transaction when the request does not fit it
-        (``budget_lease.py``). False: the exact per-request path decides."""
+        (``budget_lease.py``). False: the exact per-request path decides. The lease's rows carry
+        the sender, as a hold's do: the reaper charges a dead instance's lease to them."""
         if any(b.include_subscription for b in budgets):
             return False
+        meta = (now, orjson.dumps({"user_id": user, "groups": list(groups), "backend": route.backend,
+                                   "model": route.model, "requested_model": route.requested_model,
+                                   "route": "budget lease", "stream": stream}).decode())
         try:
-            return self._on_lease(route, request_id, body, budgets, keys, input_tokens, now, stream, team, renew=True)
+            return self._on_lease(route, request_id, body, budgets, keys, input_tokens, now, stream, user is not None,
+                                  renew=True, meta=meta)
         except Exception as exc:  # the database is away: the per-request path says what on_unreachable wants
             log.debug("request %s: no lease (%s)", request_id, exc)
             return False
 
     def _on_lease(self, route: Route, request_id: str, body: Mapping[str, Any], budgets: tuple[BudgetConfig, ...],
                   keys: dict[BudgetConfig, CounterKey], input_tokens: int, now: float, stream: bool, team: bool,
-                  renew: bool) -> bool:
+                  renew: bool, meta: Meta | None = None) -> bool:
         matching = tuple(b for b in budgets if budget_matches(b, route.backend))
         held = tuple(sorted({keys[b] for b in matching}))
         if not held:
@@ -429,7 +434,7 @@ class Admission:
             if not renew or time.monotonic() < self._near.get(held, 0.0) or not self._busy(held):
                 return False
             if not self.leases.renew(held, request_id, amount + exposure, self._lease_room(matching, keys), now,
-                                     self._settling_costs()):
+                                     self._settling_costs(), meta=meta):
                 self._near[held] = time.monotonic() + NEAR_RECHECK_S  # near a cap: the exact path for a while
                 if len(self._near) > SETTLING_MAX:
                     self._near.clear()
@@ -588,7 +593,7 @@ class Admission:
         keys = {b: (subjects[b], *bounds[b]) for b in budgets}
         stream = bool(body.get("stream"))
         if hold and not subscription and self._lease_admit(route, request_id, body, budgets, keys, input_tokens, now,
-                                                            stream, user is not None):
+                                                            stream, user, groups):
             return route
 
         def decide(numbers: Numbers) -> tuple[Route | Refusal, list[Hold]]:

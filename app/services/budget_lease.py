@@ -38,7 +38,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from app.services.admission_store import BudgetStore, CounterKey, Numbers, Settling
+from app.services.admission_store import BudgetStore, CounterKey, Meta, Numbers, Settling
 
 LEASE_REQUESTS = 32  # a lease holds room for about this many requests like the one that renewed it
 LEASE_FAR = 4  # it is granted only while the room left is at least this many such leases
@@ -91,10 +91,11 @@ class Leases:
         return True
 
     def renew(self, keys: tuple[CounterKey, ...], request_id: str | None, charge: float, room_of: RoomOf,
-              now: float, settling: Settling | None = None, far: bool = True) -> bool:
+              now: float, settling: Settling | None = None, far: bool = True, meta: Meta | None = None) -> bool:
         """One transaction: set the lease to what its unsettled requests hold, plus ``charge`` for
         ``request_id`` (a new request, or more for a stream it covers) and room for more requests
-        when ``far``; True when ``request_id`` got its charge. Not far enough (or no room): the
+        when ``far``; True when ``request_id`` got its charge. ``meta``: the sender and route its
+        rows record (the hold reaper's row for a dead instance's lease names them). Not far enough (or no room): the
         lease shrinks to its requests' charges and ``request_id`` gets nothing from it."""
         with self._lock:
             lease = self._by_keys.get(keys)
@@ -124,7 +125,7 @@ class Leases:
                 return granted, [(k, lease.amount, 0.0) for k in keys]
 
         try:
-            self.store.reserve(lease.id, self.instance, list(keys), decide, now, self.ttl_s, settling)
+            self.store.reserve(lease.id, self.instance, list(keys), decide, now, self.ttl_s, settling, meta)
         except BaseException:
             with lease.lock:  # the row keeps what it held; nothing more is admitted on it until one succeeds
                 if granted and request_id is not None:

@@ -141,3 +141,26 @@ def test_a_read_is_forwarded_whole_only_when_the_hold_covers_it(books: Books) ->
         assert far.leases.charge_of(rid) > charge and far.leases.renewals == before  # in memory
     finally:
         far.close()
+
+
+@pytest.mark.parametrize("books", ["pg"], indirect=True)  # the reaper runs on PostgreSQL
+def test_a_dead_instances_lease_is_charged_to_its_sender_by_the_reaper(books: Books) -> None:
+    import psycopg
+
+    from app.services.hold_reaper import reap
+
+    now = time.time()
+    dead = admission(books, 1000.0, now=now, reserve=4000, instance="dead")
+    for i in range(LEASE_AFTER + 3):
+        assert dead.reserve_sync(ROUTE, f"d{i}", BODY, user="alice@corp.example", groups=("eng",)) == ROUTE
+    [(lease_id, amount)] = books.raw("SELECT request_id, amount FROM budget_holds WHERE substr(request_id, 1, 6) = "
+                                     "'lease:'")
+    dead.store.close()  # killed: no clean stop gives its lease back
+    with psycopg.connect(books.url, autocommit=True) as conn:
+        conn.execute("INSERT INTO instances VALUES ('dead', extract(epoch from clock_timestamp()) - 100)")
+        written = reap(conn)
+    assert lease_id in written
+    [(user, groups, cost, status)] = books.raw(f"SELECT user_id, groups, cost_usd, status FROM requests WHERE "
+                                               f"request_id = '{lease_id}'")
+    assert (user, groups, status) == ("alice@corp.example", "eng", 499)
+    assert cost == pytest.approx(amount)  # at most one lease above what its requests cost
