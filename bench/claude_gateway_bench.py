@@ -301,21 +301,20 @@ def show(rows: list[Row], direct: Row) -> None:
         print(f"| {r.name} / claude gateway | " + " | ".join(f"{x:.2f}×" for x in ratios) + " | |")
 
 
-def profile(pid: int, port: int, data: bytes, n: int, tmp: Path) -> str:
-    """py-spy's view of one load through Patchbay: the top functions by self and total share."""
+def profile(pid: int, port: int, data: bytes, n: int, raw: Path) -> str:
+    """py-spy's view of one load through Patchbay: the top functions by self and total share
+    (py-spy's collapsed stacks are left in ``raw``)."""
     import shutil
 
     from profile_gateway import summarise
 
     spy_bin = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    raw = tmp / "stacks.txt"
     spy = subprocess.Popen([spy_bin, "record", "--pid", str(pid), "--format", "raw", "-r", "500", "-o", str(raw),
                             "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(1.0)
     asyncio.run(_run_load(port, data, n, CONCURRENCY, b"message_stop", warmup=10))
     spy.send_signal(2)
     spy.wait(30)
-    shutil.copy(raw, tmp.parent / "claude-gateway-bench-stacks.txt") if os.environ.get("KEEP_STACKS") else None
     return summarise(raw, 40)
 
 
@@ -325,7 +324,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--workers", type=int, default=1, help="also run `patchbay serve --workers N` (N > 1)")
     ap.add_argument("--profile", type=Path, help="after the rounds, py-spy Patchbay (one process, every thread, "
-                    "idle ones left out) during one more load and write the top functions to this file")
+                    "idle ones left out) during one more load and write the top functions to this file (the "
+                    "raw stacks beside it, .stacks.txt)")
     ap.add_argument("--no-budget", action="store_true", help="Patchbay without its budget (what admission costs)")
     args = ap.parse_args(argv)
     why = why_no_claude_gateway()
@@ -366,7 +366,8 @@ def main(argv: list[str] | None = None) -> int:
                         row.rss_mb = tree_rss_mb(pid)
                 if args.profile is not None:
                     _name, pid, port, _gw, data = subjects[0]
-                    args.profile.write_text(profile(pid, port, data, args.requests, Path(tmp)))
+                    args.profile.write_text(profile(pid, port, data, args.requests,
+                                                    args.profile.with_suffix(".stacks.txt")))
             finally:
                 for _name, _pid, _port, stopper, _data in subjects:
                     stopper.stop()
