@@ -33,6 +33,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--host", help="address to listen on (default from the config: 127.0.0.1)")
     s.add_argument("--port", type=int, help="port to listen on (0 picks a free one)")
     s.add_argument("--quiet", action="store_true", help="do not print a line per request")
+    s.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="run N gateway processes on the port, to use N cores (needs the PostgreSQL ledger)")
     s.set_defaults(run=cmd_serve)
 
     e = sub.add_parser("env", help="print the shell lines that point Claude Code at the gateway")
@@ -136,6 +138,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from app.core import Engine, StartError, finished_line
     from app.events import RequestFinished
 
+    if args.workers != 1:  # a supervisor of N worker processes (app/cli/serve_workers.py)
+        from app.cli.serve_workers import run
+
+        return run(args, _config_path(args), _drain_s())
     try:
         engine = Engine(_config_path(args), host=args.host, port=args.port)
     except StartError as exc:
@@ -155,21 +161,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         engine.ledger.close()
         print(f"patchbay: {exc}", file=sys.stderr)
         return 2
-    active = engine.config.active
-    if engine.runtime.exposed:
-        print(f"Patchbay gateway listening on http://{engine.runtime.listen_address} (reachable from other "
-              f"machines; on this one: {engine.url})", file=sys.stderr, flush=True)
-        print("  warning: not on loopback, so every request (also to `client` backends), /v1/models and /health "
-              "need the gateway token; host names clients use must be listed in allowed_hosts ([gateway])",
-              file=sys.stderr, flush=True)
+    from app.cli.serve_workers import announce_ready
+
+    if announce_ready():  # a worker of `serve --workers N`: its supervisor prints the listening line
+        print(f"patchbay: worker {os.getpid()} listening ({engine.instance})", file=sys.stderr, flush=True)
     else:
-        print(f"Patchbay gateway listening on {engine.url}", file=sys.stderr, flush=True)
-    print(f"  config: {engine.config_path}\n  active: {active.backend}"
-          f"{' / ' + active.model if active.model else ''}\n  run `patchbay env` for the lines that point "
-          "Claude Code here", file=sys.stderr, flush=True)
-    if engine.token_source == "file":
-        print(f"  note: no OS keychain here, so the gateway token is kept in {engine.paths.token_file} "
-              "(readable only by you). Set PATCHBAY_TOKEN to choose it yourself.", file=sys.stderr, flush=True)
+        _banner(engine)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:
@@ -188,6 +185,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print("patchbay: stopping (finishing requests in flight)...", file=sys.stderr, flush=True)
     engine.stop()
     return 0
+
+
+def _banner(engine: Engine) -> None:
+    active = engine.config.active
+    if engine.runtime.exposed:
+        print(f"Patchbay gateway listening on http://{engine.runtime.listen_address} (reachable from other "
+              f"machines; on this one: {engine.url})", file=sys.stderr, flush=True)
+        print("  warning: not on loopback, so every request (also to `client` backends), /v1/models and /health "
+              "need the gateway token; host names clients use must be listed in allowed_hosts ([gateway])",
+              file=sys.stderr, flush=True)
+    else:
+        print(f"Patchbay gateway listening on {engine.url}", file=sys.stderr, flush=True)
+    print(f"  config: {engine.config_path}\n  active: {active.backend}"
+          f"{' / ' + active.model if active.model else ''}\n  run `patchbay env` for the lines that point "
+          "Claude Code here", file=sys.stderr, flush=True)
+    if engine.token_source == "file":
+        print(f"  note: no OS keychain here, so the gateway token is kept in {engine.paths.token_file} "
+              "(readable only by you). Set PATCHBAY_TOKEN to choose it yourself.", file=sys.stderr, flush=True)
 
 
 def _drain_s() -> float:

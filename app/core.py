@@ -44,7 +44,10 @@ class Engine:
         from app.budgets.limits import BudgetGuard
         from app.catalog.prices import PriceBook
         from app.ledger.opener import open_reader, open_writer
-        from app.ledger.store import default_instance
+        from app.ledger.store import (
+            default_instance,
+            worker_instance,  # a worker of `serve --workers N`: an instance of its own
+        )
 
         self.paths = paths or default_paths()
         try:
@@ -65,7 +68,7 @@ class Engine:
         self.prices = PriceBook.load(self.config)
         from app.ledger.schema import LedgerError
 
-        self.instance = self.config.ledger.team.instance or default_instance(self.config.gateway.port)
+        self.instance = worker_instance(self.config.ledger.team.instance or default_instance(self.config.gateway.port))
         self.ledger = open_writer(self.config.ledger, self.paths, self.prices, self.instance)
         try:
             self.ledger.start()

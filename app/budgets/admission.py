@@ -39,11 +39,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import tzinfo
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import orjson
 
 from app.budgets.hold_meter import (
+    CHARS_PER_TOKEN,
     OUTPUT_FLOOR,
     Flight,
     Metered,
@@ -52,8 +53,9 @@ from app.budgets.hold_meter import (
     grant,
     step_for,
 )
+from app.budgets.lease import Leases
 from app.budgets.limits import block_refusal, budget_matches, downgrade_model, period_bounds, warning_headers
-from app.budgets.store import BudgetStore, CounterKey, Hold, Numbers
+from app.budgets.store import BudgetStore, CounterKey, Hold, Meta, Numbers
 from app.catalog.prices import PriceBook
 from app.config import BackendConfig, BudgetConfig
 from app.config.ledger import DEFAULT_RESERVE_OUTPUT
@@ -75,6 +77,8 @@ P95_SAMPLE = 200
 P95_REFRESH_S = 300.0
 WAIT_S = 20.0  # the longest a request waits near the cap for another's prompt cost to be known
 SETTLING_MAX = 4096  # finished requests remembered until their rows are written (a bound, not a target)
+NEAR_RECHECK_S = 1.0  # a person found near a cap is not offered a lease again for this long
+LEASE_AFTER, BUSY_S = 8, 5.0  # counters with this many requests within BUSY_S seconds are worth a lease
 
 
 class _StillDown(Exception):
@@ -135,12 +139,17 @@ class Admission:
         # team mode: the Admin API's spend limits (app/team/spend_limits_store.py::LimitWatcher, its
         # ``limits`` read again every 0.25 s); a person's cap among them replaces the config's (budgets_for)
         self.spend_limits: Any = None
+        # far from every cap, requests are admitted on a lease without a database round trip (budget_lease.py)
+        self.leases = Leases(store, instance, hold_ttl_s)
+        self._near: dict[tuple[CounterKey, ...], float] = {}  # counters found near a cap -> when to look again
+        self._recent: dict[tuple[CounterKey, ...], tuple[int, float]] = {}  # counters -> (requests, since when)
         self.reconfigure(budgets, prices, backends)
 
     def reconfigure(self, budgets: tuple[BudgetConfig, ...], prices: PriceBook,
                     backends: Mapping[str, BackendConfig] | None = None, reserve_output_tokens: int | None = None,
                     on_unreachable: str | None = None) -> None:
         self.budgets = tuple(b for b in budgets if b.scope != "session")  # session caps: session_caps.py
+        self.leases.clear()
         self.prices = prices
         self.backends = backends if backends is not None else prices.backends
         if reserve_output_tokens is not None:
@@ -157,6 +166,7 @@ class Admission:
             self.degraded = None
 
     def close(self) -> None:
+        self.leases.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._grow_pool.shutdown(wait=False, cancel_futures=True)
         self.store.close()
@@ -199,6 +209,7 @@ class Admission:
         self._note_cost(request_id, cost)
 
     def _note_cost(self, request_id: str, cost: float) -> None:
+        self.leases.finished(request_id, cost)
         now = time.monotonic()
         with self._lock:
             self._settling[request_id] = (cost, now)
@@ -213,6 +224,7 @@ class Admission:
         with self._lock:
             for i in ids:
                 self._settling.pop(i, None)
+        self.leases.settled(ids)
 
     def headers_for(self, request_id: str) -> tuple[tuple[bytes, bytes], ...]:
         """The headers the answer to an admitted request carries (the gateway asks once): Anthropic's
@@ -308,8 +320,34 @@ class Admission:
         # (Exchange.streamed_tokens, marked "streamed"); the meter's own count is a cautious bound
         return f.cut
 
+    def covers(self, request_id: str, nbytes: int) -> bool:
+        """A stream's hold covers ``nbytes`` more of its answer, however many output tokens they
+        count as (``CHARS_PER_TOKEN``), with the margin the meter keeps: the gateway may forward
+        them in one write checked once. The meter still checks before that write, with what the
+        bytes said (a prompt price they reveal above its expected one, which the exposure covers,
+        is seen there): a cut then withholds the whole read, never lets more through."""
+        f = self._flights.get(request_id)
+        if f is None:
+            return True
+        if f.cut is not None or f.pending is not None:
+            return False
+        tokens = math.ceil(nbytes / CHARS_PER_TOKEN)
+        bound = float(self.prices.cost(f.backend, f.model, Usage(0, tokens), at=f.at) or 0.0)
+        need = f.cost + 2 * f.lookahead + bound
+        if need <= f.held:
+            return True
+        if self.leases.grow(request_id, need + f.exposure):  # on a lease with room: the hold grows in memory
+            f.held = need
+            return True
+        return False
+
     async def _regrow_async(self, request_id: str, f: Flight, step: float, known: bool, may_cut: bool) -> None:
         try:
+            exposure = 0.0 if known else f.exposure
+            want = f.cost + 2 * f.lookahead + step
+            if self.leases.grow(request_id, want + exposure):  # on a lease with room: in memory, on the loop
+                f.held, f.exposure = want, exposure
+                return
             loop = asyncio.get_running_loop()
             await loop.run_in_executor(self._grow_pool, self._regrow, request_id, f, f.cost, step, known, may_cut)
         finally:
@@ -324,6 +362,9 @@ class Admission:
         stream waits for this (its hold is used up); ahead of that, no room only keeps the hold."""
         now = self._clock()
         exposure = 0.0 if known else f.exposure
+        if self.leases.keys_of(request_id) is not None:
+            self._regrow_leased(request_id, f, cost, step, exposure, may_cut, now)
+            return
 
         def decide(numbers: Numbers) -> tuple[tuple[float, Any], list[Hold]]:
             amount, over = grant(f, cost, step, numbers, keep=f.held)
@@ -348,6 +389,144 @@ class Admission:
         log.info("request %s: stopped at the budget %s (%.4f spent, %.4f held by others, this one %.4f)",
                  request_id, budget.label, spent, others, cost)
 
+    # ------------------------------------------------------------------ far from every cap: a lease
+
+    def _lease_fast(self, route: Route, request_id: str, body: Mapping[str, Any], user: str | None,
+                    groups: tuple[str, ...]) -> bool:
+        """On the gateway's loop, no I/O: admit the request on its counters' lease if it fits."""
+        subjects = {b: s for b in self.budgets if not b.include_subscription
+                    and (s := subject_of(b.scope, user, groups)) is not None}
+        if not subjects or any(b.include_subscription for b in self.budgets):
+            return False
+        from app.proxy.tokens import estimate_tokens
+
+        now = self._clock()
+        try:
+            input_tokens = estimate_tokens(dict(body)) if body.get("messages") else 0
+        except Exception:
+            return False
+        keys = {b: (s, *period_bounds(b.period, now, self._tz)) for b, s in subjects.items()}
+        return self._on_lease(route, request_id, body, tuple(subjects), keys, input_tokens, now,
+                              bool(body.get("stream")), user is not None, renew=False)
+
+    def _lease_admit(self, route: Route, request_id: str, body: Mapping[str, Any], budgets: tuple[BudgetConfig, ...],
+                     keys: dict[BudgetConfig, CounterKey], input_tokens: int, now: float, stream: bool,
+                     user: str | None, groups: tuple[str, ...]) -> bool:
+        """Off the loop: the lease, renewed in one transaction when the request does not fit it
+        (``budget_lease.py``). False: the exact per-request path decides. The lease's rows carry
+        the sender, as a hold's do: the reaper charges a dead instance's lease to them."""
+        if any(b.include_subscription for b in budgets):
+            return False
+        meta = (now, orjson.dumps({"user_id": user, "groups": list(groups), "backend": route.backend,
+                                   "model": route.model, "requested_model": route.requested_model,
+                                   "route": "budget lease", "stream": stream}).decode())
+        try:
+            return self._on_lease(route, request_id, body, budgets, keys, input_tokens, now, stream, user is not None,
+                                  renew=True, meta=meta)
+        except Exception as exc:  # the database is away: the per-request path says what on_unreachable wants
+            log.debug("request %s: no lease (%s)", request_id, exc)
+            return False
+
+    def _on_lease(self, route: Route, request_id: str, body: Mapping[str, Any], budgets: tuple[BudgetConfig, ...],
+                  keys: dict[BudgetConfig, CounterKey], input_tokens: int, now: float, stream: bool, team: bool,
+                  renew: bool, meta: Meta | None = None) -> bool:
+        matching = tuple(b for b in budgets if budget_matches(b, route.backend))
+        held = tuple(sorted({keys[b] for b in matching}))
+        if not held:
+            return False
+        amount, exposure, low, plain = self._charge(route, body, input_tokens, now, stream)
+        if amount + exposure <= 0:
+            return False
+        if not self.leases.take(held, request_id, amount + exposure):
+            if not renew or time.monotonic() < self._near.get(held, 0.0) or not self._busy(held):
+                return False
+            if not self.leases.renew(held, request_id, amount + exposure, self._lease_room(matching, keys), now,
+                                     self._settling_costs(), meta=meta):
+                self._near[held] = time.monotonic() + NEAR_RECHECK_S  # near a cap: the exact path for a while
+                if len(self._near) > SETTLING_MAX:
+                    self._near.clear()
+                return False
+        if stream:
+            self._fly(request_id, Flight(held, block_limits(budgets, keys, route.backend, budget_matches),
+                                         route.backend, route.model, now, low, amount, exposure=exposure,
+                                         input_plain=plain, cost=low, team=team))
+        return True
+
+    def _busy(self, held: tuple[CounterKey, ...]) -> bool:
+        """These counters saw ``LEASE_AFTER`` requests within ``BUSY_S`` (this one included): a lease
+        pays off. Someone who sends a request now and then keeps the exact per-request path."""
+        now = time.monotonic()
+        count, since = self._recent.get(held, (0, now))
+        if now - since > BUSY_S:
+            count, since = 0, now
+        self._recent[held] = (count + 1, since)
+        if len(self._recent) > SETTLING_MAX:
+            self._recent.clear()
+        return count + 1 >= LEASE_AFTER
+
+    @staticmethod
+    def _lease_room(budgets: tuple[BudgetConfig, ...], keys: dict[BudgetConfig, CounterKey],
+                    seen: list[Numbers] | None = None, warn: bool = True) -> Callable[[Numbers], float]:
+        """The room under every budget's warning threshold (its limit at most) beside what is spent,
+        held and exposed: a lease never admits a request whose answer should carry a warning.
+        ``warn`` false (a stream admitted already grows): up to the limit beside what is spent and
+        held, as ``hold_meter.grant`` counts it."""
+        def room(numbers: Numbers) -> float:
+            if seen is not None:
+                seen.append(numbers)
+            free = [b.limit_usd * (min(1.0, b.warn_at) if warn else 1.0)
+                    - sum(numbers.get(keys[b], (0.0, 0.0, 0.0))[:3 if warn else 2]) for b in budgets]
+            return min(free) if free else math.inf
+        return room
+
+    def _charge(self, route: Route, body: Mapping[str, Any], input_tokens: int, now: float,
+                stream: bool) -> tuple[float, float, float, float]:
+        """What admission would hold for the request: (amount, exposure, the prompt's expected price,
+        its uncached price); a stream's prompt at its expected price, the rest up to its dearest exposed."""
+        amount = self.estimate(route, body, input_tokens, now)
+        if not stream:
+            return amount, 0.0, 0.0, 0.0
+        plain = self.input_cost(route, input_tokens, now)
+        _cheapest, low, high = self.input_range(route, input_tokens, now)
+        return max(0.0, amount - plain + low), max(0.0, high - low), low, plain
+
+    def _regrow_leased(self, request_id: str, f: Flight, cost: float, step: float, exposure: float, may_cut: bool,
+                       now: float) -> None:
+        """A stream admitted on a lease: its charge follows its cost in memory while the lease has
+        room; then one renewal asks for exactly what it needs more (no room: it stops at the cap)."""
+        want = cost + 2 * f.lookahead + step
+        if self.leases.grow(request_id, want + exposure):
+            f.held, f.exposure = want, exposure
+            return
+        keys = self.leases.keys_of(request_id)
+        seen: list[Numbers] = []
+        budgets = tuple({b for _limit, b in f.limits.values()})
+        by_key = {b: k for k, (_limit, b) in f.limits.items()}
+        try:  # as hold_meter.grant: the next write and a margin, plus a step where it fits
+            ok = False
+            for want in (want, cost + 2 * f.lookahead):
+                ok = keys is not None and self.leases.renew(
+                    keys, request_id, want + exposure - self.leases.charge_of(request_id),
+                    self._lease_room(budgets, by_key, seen, warn=False), now, far=False)
+                if ok:
+                    break
+        except Exception as exc:  # the database is away: the stream goes on (admission says so at once)
+            log.warning("request %s: its budget lease could not grow (%s)", request_id, exc)
+            f.held = want
+            return
+        if ok:
+            f.held, f.exposure = want, exposure
+            return
+        if not may_cut or not seen:
+            return
+        key, (limit, budget) = min(f.limits.items(), key=lambda kv: kv[1][0] - sum(seen[-1].get(kv[0], (0.0, 0.0, 0.0))))
+        spent, held, exposed = seen[-1].get(key, (0.0, 0.0, 0.0))
+        refusal = block_refusal(budget, spent, key[2], now, self._tz, held + exposed,
+                                subject=key[0].removeprefix(PLAN_PREFIX), team=f.team)
+        f.cut = f"This answer was stopped at the budget's limit. {refusal.message}"
+        log.info("request %s: stopped at the budget %s (lease: %.4f spent, %.4f held, this one %.4f)",
+                 request_id, budget.label, spent, held + exposed, cost)
+
     # ------------------------------------------------------------------ admission
 
     async def reserve(self, route: Route, request_id: str, body: Mapping[str, Any], user: str | None = None,
@@ -356,6 +535,8 @@ class Admission:
         ``groups``: the verified sender in team mode (their budgets apply), None in single-user mode.
         Near the cap a stream may wait a moment (``_Wait``) for another's prompt cost to be known."""
         if not self.budgets and not (self.spend_limits is not None and self.spend_limits.limits):
+            return route
+        if not subscription and self._lease_fast(route, request_id, body, user, groups):
             return route
         loop = asyncio.get_running_loop()
         deadline = time.monotonic() + WAIT_S
@@ -418,6 +599,9 @@ class Admission:
         bounds = {b: period_bounds(b.period, now, self._tz) for b in budgets}
         keys = {b: (subjects[b], *bounds[b]) for b in budgets}
         stream = bool(body.get("stream"))
+        if hold and not subscription and self._lease_admit(route, request_id, body, budgets, keys, input_tokens, now,
+                                                            stream, user, groups):
+            return route
 
         def decide(numbers: Numbers) -> tuple[Route | Refusal, list[Hold]]:
             cheapest = self.input_range(route, input_tokens, now)[0] if hold else 0.0

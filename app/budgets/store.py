@@ -129,6 +129,7 @@ class BudgetStore(Protocol):
     def clock(self) -> float: ...
     def recent_outputs(self, limit: int) -> list[int]: ...
     def forget_instance(self, instance: str, expiring_before: float) -> int: ...
+    def release(self, request_id: str) -> None: ...  # drop the holds of a lease given back (budget_lease.py)
     def close(self) -> None: ...
 
 
@@ -211,6 +212,10 @@ class SqliteBudgets:
         rows = self._conn().execute("SELECT output_tokens FROM requests WHERE status < 400 AND output_tokens > 0 "
                                     "ORDER BY started_at DESC LIMIT ?", (limit,)).fetchall()
         return [int(r[0]) for r in rows]
+
+    def release(self, request_id: str) -> None:
+        with self._lock:
+            self._conn().execute("DELETE FROM budget_holds WHERE request_id = ?", (request_id,))
 
     def forget_instance(self, instance: str, expiring_before: float) -> int:
         with self._lock:
@@ -337,6 +342,10 @@ class PgBudgets:
             rows = conn.execute("SELECT output_tokens FROM requests WHERE status < 400 AND output_tokens > 0 "
                                 "ORDER BY started_at DESC LIMIT %s", (limit,)).fetchall()
         return [int(r[0]) for r in rows]
+
+    def release(self, request_id: str) -> None:
+        with self._pool.connection() as conn:
+            conn.execute("DELETE FROM budget_holds WHERE request_id = %s", (request_id,))
 
     def forget_instance(self, instance: str, expiring_before: float) -> int:
         with self._pool.connection() as conn:

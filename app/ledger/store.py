@@ -131,3 +131,12 @@ def counter_increments(counters: Sequence[tuple[str, float, float]], rows: Seque
         if total:
             out.append((total, scope, start, end))
     return sorted(out, key=lambda x: (x[1], x[2], x[3]))
+
+
+WORKER_ENV = "PATCHBAY_WORKER"  # set by `serve --workers N` (app/cli/serve_workers.py) in each worker
+
+
+def worker_instance(base: str) -> str:
+    """The ledger instance name of this process: ``base`` alone, or ``base/w<i>`` in a worker."""
+    i = os.environ.get(WORKER_ENV)
+    return f"{base}/w{i}" if i else base

@@ -67,11 +67,15 @@ def _quiet_server_class() -> Any:
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
+    from app.proxy.listen import allow_reuse, reuse_port
+
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         if hasattr(socket, "SO_REUSEADDR") and not hasattr(socket, "SO_EXCLUSIVEADDRUSE"):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port():  # one of `serve --workers N`'s processes (app/proxy/listen.py)
+            allow_reuse(sock)
         sock.bind((host, port))
         sock.listen(2048)
         sock.setblocking(False)

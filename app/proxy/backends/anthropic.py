@@ -239,8 +239,9 @@ class AnthropicBackend(Backend):
             try:
                 async for chunk in chunks:
                     # a budget's meter checks each event: a stream stops at the cap before the event
-                    # that passes it, not before a whole network read of them
-                    for piece in (events_of(chunk) if ex.meter is not None else (chunk,)):
+                    # that passes it, not before a whole network read of them (unless its hold covers the read)
+                    for piece in (events_of(chunk) if ex.meter is not None and not ex.meter_covers(len(chunk))
+                                  else (chunk,)):
                         ready = tap.feed(piece)
                         if ready:
                             await ex.write(ready)
