@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import logging
 import socket
 import sys
 from pathlib import Path
@@ -81,3 +82,24 @@ def open_store(args: argparse.Namespace) -> tuple[Any, str]:
         return store, str(getattr(store, "where", None) or paths.ledger_file)
     except LedgerError as exc:
         raise KeyStoreError(str(exc)) from None
+
+
+def config_path(args: argparse.Namespace) -> Path | None:
+    """The config file the command names (after it, or the global ``--config`` before it), or None."""
+    return getattr(args, "sub_config", None) or args.config
+
+
+def setup_logging(log_dir: Path, verbose: bool) -> None:
+    """The log file (owner-only, scrubbed) and stderr for this process."""
+    from app.logs.file import PrivateLogHandler, stderr_handler
+
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        fh = PrivateLogHandler(log_dir / "patchbay.log", maxBytes=5_000_000, backupCount=3, encoding="utf-8")
+        fh.setFormatter(fmt)
+        root.addHandler(fh)
+    except OSError:
+        pass
+    root.addHandler(stderr_handler(verbose))
