@@ -9,9 +9,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from app.claude import auth as claude_auth
 from app.claude import connect as claude_code
@@ -178,7 +179,7 @@ class Engine:
             log.warning("The Team page cannot read the team ledger: %s", exc)
 
     @property
-    def team_store(self) -> "TeamStore | None":
+    def team_store(self) -> TeamStore | None:
         """The issued keys and the audit trail (in the ledger database): in team mode, and on an
         admin's app whose ledger is the team's PostgreSQL; None otherwise."""
         return self._key_store if self.config.team is not None or self.config.ledger.team.url else None

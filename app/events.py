@@ -10,8 +10,9 @@ from __future__ import annotations
 import collections
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Literal, Union
+from typing import Literal
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,8 +185,8 @@ class SubscriptionLimits:
     overage_disabled_reason: str | None = None
 
 
-Event = Union[RequestStarted, ContentDelta, RequestFinished, BudgetAlert, GatewayState, BackendHealth,
-              SubscriptionLimits]
+Event = (RequestStarted | ContentDelta | RequestFinished | BudgetAlert | GatewayState | BackendHealth
+         | SubscriptionLimits)
 
 
 class EventQueue:

@@ -23,7 +23,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 from urllib.parse import parse_qs
 
 import orjson
@@ -277,7 +278,7 @@ class AdminApi:
                 "period_to_date_spend": cents_text(spent[cap.period].get(user, 0.0))})
         sort = q.get("sort", [None])[-1]
         if sort == "spend_desc":
-            data = [d for _s, _i, d in sorted(((-x, i, d) for i, (x, d) in enumerate(zip(spends, data))),
+            data = [d for _s, _i, d in sorted(((-x, i, d) for i, (x, d) in enumerate(zip(spends, data, strict=True))),
                                                key=lambda t: (t[0], t[1]))]
         elif sort is not None:
             raise _bad(f"sort: Invalid enum value. Expected 'spend_desc', received {sort!r}")

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from app.bridge.data import BudgetView, RequestDetail, RequestRecord, StreamPiece, TopSession
 from app.bridge.data_host import GpuView, HardwareView

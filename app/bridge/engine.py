@@ -7,8 +7,9 @@ may give another), and mypy checks that :class:`app.core.Engine` satisfies this 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping, Protocol
+from typing import Protocol
 
 from app.budgets.limits import BudgetGuard
 from app.budgets.session_caps import SessionCaps

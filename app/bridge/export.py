@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Iterable
 
 from app.bridge.data import RequestRecord, SpendData
 

@@ -4,8 +4,8 @@ last stretch of its stream (what the dashboard shows when the session is selecte
 from __future__ import annotations
 
 import collections
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Callable
 
 from app.bridge.convert import session_label
 from app.bridge.data import SessionView, StreamPiece

@@ -8,7 +8,8 @@ is told so in words."""
 from __future__ import annotations
 
 import logging
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 

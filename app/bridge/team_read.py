@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 from app.bridge.data_team import (
     TeamActivityView,
@@ -43,7 +44,7 @@ def budget_view(r: BudgetRow) -> TeamBudgetView:
                           r.state, b.action, r.resets_at, r.word)
 
 
-def read_team(team: "TeamConfig | None", store: "TeamStore", reader: "LedgerReader",
+def read_team(team: TeamConfig | None, store: TeamStore, reader: LedgerReader,
               budgets: Sequence[BudgetConfig] | None, now: float | None = None) -> tuple[TeamView, str | None]:
     """The page's view, and why the spend could not be read (None when it could): a ledger that
     cannot be read now still leaves the keys and the audit trail to show. ``team`` None: an
@@ -87,7 +88,7 @@ def read_team(team: "TeamConfig | None", store: "TeamStore", reader: "LedgerRead
                    activity=activity, activity_days=ACTIVITY_DAYS), None
 
 
-def activity_views(reader: "LedgerReader", now: float) -> tuple[TeamActivityView, ...]:
+def activity_views(reader: LedgerReader, now: float) -> tuple[TeamActivityView, ...]:
     """Each person's Claude Code telemetry over the last ``ACTIVITY_DAYS``, busiest first."""
     from app.team.telemetry_store import summaries
 

@@ -5,7 +5,8 @@ thread. The Spend and Requests pages' part."""
 from __future__ import annotations
 
 import time
-from typing import Callable, Literal
+from collections.abc import Callable
+from typing import Literal
 
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 

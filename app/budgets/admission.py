@@ -36,10 +36,11 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import tzinfo
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -504,7 +505,8 @@ class Admission:
         by_key = {b: k for k, (_limit, b) in f.limits.items()}
         try:  # as hold_meter.grant: the next write and a margin, plus a step where it fits
             ok = False
-            for want in (want, cost + 2 * f.lookahead):
+            for ask in (want, cost + 2 * f.lookahead):
+                want = ask  # the amount last asked for is what the stream holds, whatever the answer
                 ok = keys is not None and self.leases.renew(
                     keys, request_id, want + exposure - self.leases.charge_of(request_id),
                     self._lease_room(budgets, by_key, seen, warn=False), now, far=False)

@@ -35,8 +35,8 @@ import math
 import os
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 from app.budgets.store import BudgetStore, CounterKey, Meta, Numbers, Settling
 

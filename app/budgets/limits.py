@@ -13,9 +13,10 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
-from typing import TYPE_CHECKING, Callable, Literal, Mapping
+from typing import TYPE_CHECKING, Literal
 
 from app.catalog.prices import PriceBook
 from app.config import BackendConfig, BudgetConfig
@@ -105,7 +106,7 @@ def _state(budget: BudgetConfig, spent: float) -> BudgetState:
     return "ok"
 
 
-def budget_status_from_ledger(budgets: tuple[BudgetConfig, ...], reader: "LedgerReader",
+def budget_status_from_ledger(budgets: tuple[BudgetConfig, ...], reader: LedgerReader,
                               now: float | None = None, tz: tzinfo | None = None) -> list[BudgetStatus]:
     """Each budget's state read from the ledger (for the CLI or a GUI without a live guard)."""
     now = time.time() if now is None else now
@@ -117,7 +118,7 @@ def budget_status_from_ledger(budgets: tuple[BudgetConfig, ...], reader: "Ledger
     return out
 
 
-def _spent(reader: "LedgerReader", start: float, backend: str | None, plan: bool) -> float:
+def _spent(reader: LedgerReader, start: float, backend: str | None, plan: bool) -> float:
     """What a budget's scope spent since ``start``; with include_subscription (``plan``) also what
     the requests a Claude subscription paid for are worth at API prices."""
     spent = reader.spent(start, backend)
@@ -220,7 +221,7 @@ class _Budget:
 class BudgetGuard:
     def __init__(self, budgets: tuple[BudgetConfig, ...], prices: PriceBook, *,
                  publish: Callable[[BudgetAlert], None], now: Callable[[], float] = time.time,
-                 reader: "LedgerReader | None" = None, tz: tzinfo | None = None) -> None:
+                 reader: LedgerReader | None = None, tz: tzinfo | None = None) -> None:
         self._publish = publish
         self._now = now
         self._reader = reader

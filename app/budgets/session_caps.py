@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import TYPE_CHECKING, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from app.budgets.limits import downgrade_model
 from app.catalog.prices import PriceBook
@@ -59,7 +60,7 @@ class SessionCaps:
         self._prices = prices
         self._backends = backends if backends is not None else prices.backends
 
-    def seed(self, reader: "LedgerReader", now: float | None = None) -> None:
+    def seed(self, reader: LedgerReader, now: float | None = None) -> None:
         """What sessions spent before this start (reads the disk: call it off the gateway loop)."""
         now = time.time() if now is None else now
         try:

@@ -15,9 +15,10 @@ Days are local days (the reader's ``tz``, DST-correct: the bounds come from
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import tzinfo
-from typing import TYPE_CHECKING, Literal, Sequence
+from typing import TYPE_CHECKING, Literal
 
 from app.budgets.limits import BudgetState, _state, period_bounds
 from app.config import BudgetConfig
@@ -67,7 +68,7 @@ def _keys(value: str | None, by: By) -> list[str]:
     return [value] if by == "user" else [k for k in value.split(",") if k] or [NONE_KEY]
 
 
-def daily_spend(reader: "LedgerReader", by: By, *, days: int = DAYS, top: int = TOP, now: float | None = None
+def daily_spend(reader: LedgerReader, by: By, *, days: int = DAYS, top: int = TOP, now: float | None = None
                 ) -> SpendOverTime:
     """Spend per local day over the last ``days`` days (today included) per user or group: the
     ``top`` most expensive on their own, the rest folded into one "others" series (when there are
@@ -106,7 +107,7 @@ def daily_spend(reader: "LedgerReader", by: By, *, days: int = DAYS, top: int = 
     return SpendOverTime(by, tuple(start for start, _ in ranges), tuple(series), total, requests)
 
 
-def _window_totals(reader: "LedgerReader", ranges: Sequence[tuple[float, float]]) -> tuple[float, int]:
+def _window_totals(reader: LedgerReader, ranges: Sequence[tuple[float, float]]) -> tuple[float, int]:
     if not ranges:
         return 0.0, 0
     rows = reader._q("SELECT total(cost_usd), count(*) FROM requests WHERE started_at >= ? AND started_at < ?",
@@ -127,7 +128,7 @@ class FallbackPriced:
     cost_usd: float
 
 
-def fallback_priced(reader: "LedgerReader", start: float, end: float) -> list[FallbackPriced]:
+def fallback_priced(reader: LedgerReader, start: float, end: float) -> list[FallbackPriced]:
     """The [start, end) rows priced at a fallback (app/catalog/prices.py), by model, dearest first."""
     rows = reader._q("SELECT model, priced_by, count(*), total(cost_usd) FROM requests WHERE priced_by IS NOT NULL "
                      "AND started_at >= ? AND started_at < ? GROUP BY 1, 2", [start, end])
@@ -166,7 +167,7 @@ class BudgetRow:
         return "blocked" if action == "block" else "downgraded" if action.startswith("downgrade:") else "over"
 
 
-def _period_totals(reader: "LedgerReader", start: float, end: float, by: By) -> dict[str, tuple[float, int, str]]:
+def _period_totals(reader: LedgerReader, start: float, end: float, by: By) -> dict[str, tuple[float, int, str]]:
     """lower-cased key -> (dollars, requests, key as recorded) for [start, end)."""
     out: dict[str, tuple[float, int, str]] = {}
     for t in reader.totals(start, end, by):
@@ -178,7 +179,7 @@ def _period_totals(reader: "LedgerReader", start: float, end: float, by: By) -> 
     return out
 
 
-def _requests(reader: "LedgerReader", start: float, end: float, backend: str | None) -> int:
+def _requests(reader: LedgerReader, start: float, end: float, backend: str | None) -> int:
     sql = "SELECT count(*) FROM requests WHERE started_at >= ? AND started_at < ?"
     params: list[object] = [start, end]
     if backend is not None:
@@ -187,7 +188,7 @@ def _requests(reader: "LedgerReader", start: float, end: float, backend: str | N
     return int(reader._q(sql, params)[0][0] or 0)
 
 
-def budget_rows(reader: "LedgerReader", budgets: Sequence[BudgetConfig], *, now: float | None = None,
+def budget_rows(reader: LedgerReader, budgets: Sequence[BudgetConfig], *, now: float | None = None,
                 tz: tzinfo | None = None) -> list[BudgetRow]:
     """Every budget's state now: for ``each-user`` a row per user seen in its period, for the
     others (``user:EMAIL``, ``group:NAME``, the org-wide ``all`` and ``backend:ID``) one row (at $0

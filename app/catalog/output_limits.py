@@ -78,13 +78,13 @@ def output_limit(model: str) -> int | None:
     return OUTPUT_LIMITS.get(canonical_model(model))
 
 
-def limit_for(backend: "BackendConfig", model: str) -> int | None:
+def limit_for(backend: BackendConfig, model: str) -> int | None:
     """What ``max_tokens`` is clamped to on ``backend`` for ``model``: the backend's own
     ``max_output_tokens`` where set (the user knows their server), else the model's known limit."""
     return backend.max_output_tokens or output_limit(model)
 
 
-def unknown_models(backends: "list[BackendConfig] | tuple[BackendConfig, ...]") -> list[tuple[str, str]]:
+def unknown_models(backends: list[BackendConfig] | tuple[BackendConfig, ...]) -> list[tuple[str, str]]:
     """(backend id, model) for each configured model whose output limit nobody knows: neither the
     table nor the backend's ``max_output_tokens``. Their ``max_tokens`` goes out unclamped."""
     out: list[tuple[str, str]] = []

@@ -22,10 +22,11 @@ from __future__ import annotations
 import re
 import time
 import tomllib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Iterable, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 from app.config import BackendConfig, Config, PriceConfig
@@ -88,7 +89,7 @@ class Price:
     as_of: str
     # Optional refinements (the shipped table uses them; a user's price never does):
     long_prompt_above: int | None = None  # prompts above this many tokens use ``long_prompt``
-    long_prompt: "Price | None" = None
+    long_prompt: Price | None = None
     offpeak: OffPeak | None = None
 
     def rates(self, usage: Usage | None = None, at: float | None = None) -> Rates:
@@ -179,7 +180,7 @@ class PriceTable:
     models: tuple[tuple[str, str, tuple[str, ...], Price], ...]  # provider, model, aliases, price
 
     @classmethod
-    def load(cls, path: Path = PRICE_TABLE) -> "PriceTable":
+    def load(cls, path: Path = PRICE_TABLE) -> PriceTable:
         try:
             raw = tomllib.loads(path.read_text(encoding="utf-8"))
         except (OSError, tomllib.TOMLDecodeError) as exc:
@@ -187,7 +188,7 @@ class PriceTable:
         return cls.parse(raw, str(path))
 
     @classmethod
-    def parse(cls, raw: Mapping[str, Any], where: str = "<prices>") -> "PriceTable":
+    def parse(cls, raw: Mapping[str, Any], where: str = "<prices>") -> PriceTable:
         providers: dict[str, Provider] = {}
         for name, t in raw.get("provider", {}).items():
             offpeak = None
@@ -264,7 +265,7 @@ class PriceBook:
         object.__setattr__(self, "_memo", {})
 
     @classmethod
-    def load(cls, config: Config, table: PriceTable | None = None) -> "PriceBook":
+    def load(cls, config: Config, table: PriceTable | None = None) -> PriceBook:
         return cls(table if table is not None else PriceTable.load(), tuple(config.prices),
                    MappingProxyType({b.id: b for b in config.backends}),
                    fallback=bool(config.budgets) or config.team is not None)

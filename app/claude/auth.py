@@ -22,9 +22,10 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 TOKEN_HEADER = "x-patchbay-token"  # the name app/proxy/access.py reads
 CUSTOM_HEADERS = "ANTHROPIC_CUSTOM_HEADERS"

@@ -20,8 +20,9 @@ import os
 import shlex
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 from app.claude import auth as ca
 from app.claude import settings as cs
@@ -39,7 +40,7 @@ class LaunchError(Exception):
     """``patchbay claude`` cannot start Claude Code. ``str()`` is a sentence for the user."""
 
 
-def gateway_url(config: "Config") -> str:
+def gateway_url(config: Config) -> str:
     """The address clients use: a wildcard listen address is reached over loopback."""
     host = config.gateway.host
     if host in ("0.0.0.0", "::"):
@@ -49,12 +50,12 @@ def gateway_url(config: "Config") -> str:
     return f"http://{host}:{config.gateway.port}"
 
 
-def runtime_file(paths: "Paths") -> Path:
+def runtime_file(paths: Paths) -> Path:
     """Where a running gateway writes its address (its port may differ from the config's: ``--port 0``)."""
     return paths.data_dir / "gateway.json"
 
 
-def write_runtime_file(paths: "Paths", url: str, config_path: Path | None = None) -> None:
+def write_runtime_file(paths: Paths, url: str, config_path: Path | None = None) -> None:
     from app.config.disk import atomic_write
 
     info = {"url": url, "pid": os.getpid(), "config": str(config_path) if config_path else None}
@@ -64,7 +65,7 @@ def write_runtime_file(paths: "Paths", url: str, config_path: Path | None = None
         pass
 
 
-def remove_runtime_file(paths: "Paths") -> None:
+def remove_runtime_file(paths: Paths) -> None:
     try:
         if json.loads(runtime_file(paths).read_text(encoding="utf-8")).get("pid") == os.getpid():
             runtime_file(paths).unlink()
@@ -72,7 +73,7 @@ def remove_runtime_file(paths: "Paths") -> None:
         pass
 
 
-def _runtime(paths: "Paths") -> dict[str, Any]:
+def _runtime(paths: Paths) -> dict[str, Any]:
     try:
         info = json.loads(runtime_file(paths).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -80,7 +81,7 @@ def _runtime(paths: "Paths") -> dict[str, Any]:
     return info if isinstance(info, dict) else {}
 
 
-def client_url(paths: "Paths", config: "Config") -> str:
+def client_url(paths: Paths, config: Config) -> str:
     """Where clients reach the gateway: the one running now, whose port may differ from the
     config's (``serve --port N``, or ``port = 0``), else the address the config gives."""
     info = _runtime(paths)
@@ -93,7 +94,7 @@ def client_url(paths: "Paths", config: "Config") -> str:
     return gateway_url(config)
 
 
-def running_config(paths: "Paths") -> Path | None:
+def running_config(paths: Paths) -> Path | None:
     """The config file the last gateway started with (``patchbay serve --config F``), if it still exists."""
     config = _runtime(paths).get("config")
     return Path(config) if isinstance(config, str) and Path(config).is_file() else None
@@ -102,15 +103,15 @@ def running_config(paths: "Paths") -> Path | None:
 # --------------------------------------------------------------------------- settings.json
 
 
-def state_file(paths: "Paths") -> Path:
+def state_file(paths: Paths) -> Path:
     return paths.data_dir / "claude-code-connection.json"
 
 
-def backup_dir(paths: "Paths") -> Path:
+def backup_dir(paths: Paths) -> Path:
     return paths.data_dir / "claude-settings-backups"
 
 
-def statusline_command(paths: "Paths", config_path: Path | None = None) -> str:
+def statusline_command(paths: Paths, config_path: Path | None = None) -> str:
     """The ``statusLine`` command: this interpreter imports the stdlib-only status line module
     alone, isolated (``-I``: no user site, no PYTHON* variables, not the project's folder on
     sys.path) and without site set-up (``-S``), which keeps each run to a few tens of milliseconds.
@@ -165,7 +166,7 @@ def credential(token: str, settings: Path | None = None) -> ca.Credential:
     return ca.detect(settings=ca.read_settings(settings or cs.settings_path()), own_token=token)
 
 
-def connect(paths: "Paths", url: str, token: str, *, nonessential: bool = False,
+def connect(paths: Paths, url: str, token: str, *, nonessential: bool = False,
             aliases: dict[str, str] | None = None, statusline: bool = False,
             config_path: Path | None = None, settings: Path | None = None,
             choice: str = "auto") -> cs.ConnectResult:
@@ -195,18 +196,18 @@ def _keep_users_tool_search(values: dict[str, str], *envs: Mapping[str, Any]) ->
             values.pop(cs.TOOL_SEARCH, None)
 
 
-def disconnect(paths: "Paths", url: str | None, settings: Path | None = None, *,
+def disconnect(paths: Paths, url: str | None, settings: Path | None = None, *,
                remove_model: bool = False) -> cs.DisconnectResult:
     return cs.disconnect(settings or cs.settings_path(), state_file(paths), backup_dir(paths), gateway_url=url,
                          remove_model=remove_model)
 
 
-def remove_gateway_model(paths: "Paths", settings: Path | None = None) -> str | None:
+def remove_gateway_model(paths: Paths, settings: Path | None = None) -> str | None:
     """Remove a ``"model": "backend,model"`` that ``/model`` saved (after Disconnect)."""
     return cs.remove_gateway_model(settings or cs.settings_path(), backup_dir(paths))
 
 
-def status(paths: "Paths", url: str, token: str, settings: Path | None = None) -> cs.Status:
+def status(paths: Paths, url: str, token: str, settings: Path | None = None) -> cs.Status:
     return cs.status(settings or cs.settings_path(), state_file(paths), url, token)
 
 
@@ -274,7 +275,7 @@ def merged_headers(existing: str | None, pin: str | None, token: str | None = No
     return ca.merge_header(ca.merge_header(existing, PIN_HEADER, pin), ca.TOKEN_HEADER, token)
 
 
-def _private_settings(paths: "Paths", overrides: dict[str, str]) -> Path:
+def _private_settings(paths: Paths, overrides: dict[str, str]) -> Path:
     """A 0600 settings file for ``claude --settings``, named by its content (runs with the same
     pin share it; a run never changes another's)."""
     import hashlib
@@ -301,7 +302,7 @@ def _private_settings(paths: "Paths", overrides: dict[str, str]) -> Path:
     return dest
 
 
-def claude_command(paths: "Paths", url: str, token: str, args: list[str], *, backend: str | None = None,
+def claude_command(paths: Paths, url: str, token: str, args: list[str], *, backend: str | None = None,
                    model: str | None = None, environ: dict[str, str] | None = None,
                    choice: str = "auto") -> tuple[list[str], dict[str, str]]:
     """The argv and environment that start Claude Code through the gateway (and pinned). The

@@ -35,7 +35,7 @@ class Member:
     key: str
     key_start: int
     key_end: int
-    value: "Node"
+    value: Node
 
 
 @dataclass

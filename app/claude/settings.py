@@ -30,9 +30,10 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from app.claude.jsonspans import JSONTextError, Node, remove_member, scan, set_member
 
@@ -105,7 +106,7 @@ class State:
         return json.dumps(d, indent=2) + "\n"
 
     @classmethod
-    def from_json(cls, text: str) -> "State":
+    def from_json(cls, text: str) -> State:
         d = json.loads(text)
         if not isinstance(d, dict) or d.get("version") != STATE_VERSION:
             raise ValueError("unknown state layout")
@@ -565,7 +566,7 @@ def _disconnect_notes(path: Path, state: State, kept: list[str], others: tuple[s
     return " ".join(notes)
 
 
-def _names(keys: "tuple[str, ...] | list[str]") -> str:
+def _names(keys: tuple[str, ...] | list[str]) -> str:
     return ", ".join(f'"{k}"' for k in keys)
 
 

@@ -9,8 +9,9 @@ shown when there was no subscription traffic.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from app.claude.subscription_state import limits_file, read_states
 from app.claude.subscription_windows import windows, windows_text

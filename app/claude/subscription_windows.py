@@ -11,7 +11,7 @@ Standard library only, and nothing but ``time``: the status line imports this mo
 from __future__ import annotations
 
 import time
-from typing import Mapping
+from collections.abc import Mapping
 
 LIMITS_NAME = "subscription-limits.json"  # in the data dir, beside the ledger
 STALE_S = 7 * 86400.0  # a state older than a week says nothing about either window

@@ -44,11 +44,11 @@ class Joined:
     helper: str
 
 
-def state_file(paths: "Paths") -> Path:
+def state_file(paths: Paths) -> Path:
     return paths.data_dir / "claude-code-team.json"
 
 
-def backup_dir(paths: "Paths") -> Path:
+def backup_dir(paths: Paths) -> Path:
     return paths.data_dir / "claude-settings-backups"
 
 
@@ -122,7 +122,7 @@ def forget_key() -> bool:
     return found
 
 
-def join(paths: "Paths", url: str, *, key_command: str | None = None, settings: Path | None = None) -> Joined:
+def join(paths: Paths, url: str, *, key_command: str | None = None, settings: Path | None = None) -> Joined:
     """Point Claude Code at the team gateway ``url`` (the key, if any, is already stored)."""
     from app.claude import connect as claude_code
 
@@ -155,7 +155,7 @@ def join(paths: "Paths", url: str, *, key_command: str | None = None, settings: 
     return Joined(result, helper)
 
 
-def _connect(path: Path, paths: "Paths", env: dict[str, str], top: dict[str, str]) -> cs.ConnectResult:
+def _connect(path: Path, paths: Paths, env: dict[str, str], top: dict[str, str]) -> cs.ConnectResult:
     state = state_file(paths)
     old = cs.load_state(state)
     if old is not None:
@@ -164,7 +164,7 @@ def _connect(path: Path, paths: "Paths", env: dict[str, str], top: dict[str, str
     return cs.connect(path, state, backup_dir(paths), env, top)
 
 
-def leave(paths: "Paths", settings: Path | None = None) -> tuple[cs.DisconnectResult, bool]:
+def leave(paths: Paths, settings: Path | None = None) -> tuple[cs.DisconnectResult, bool]:
     """Undo :func:`join` exactly; also forget the stored team key. (result, key forgotten)"""
     path = settings or cs.settings_path()
     result = cs.disconnect(path, state_file(paths), backup_dir(paths))

@@ -7,8 +7,9 @@ import getpass
 import logging
 import socket
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 
 def named_config(args: argparse.Namespace) -> Path | None:

@@ -16,9 +16,10 @@ import json
 import re
 import sys
 import time
+from collections.abc import Sequence
 from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Sequence, TextIO
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 from app.budgets.limits import format_reset
 from app.claude.subscription_usage import subscription_lines, subscription_part
@@ -206,7 +207,7 @@ _GROUPS: dict[str, Literal["day", "hour", "backend", "model", "session", "user",
     "group": "group"}
 
 
-def _team_settings(config_path: Path) -> "LedgerSettings | None":
+def _team_settings(config_path: Path) -> LedgerSettings | None:
     """The [ledger] settings when they name a team (PostgreSQL) ledger; None: the local file."""
     from app.config import ConfigError
     from app.config.disk import load_config

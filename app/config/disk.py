@@ -6,8 +6,9 @@ file, atomically, so a bad save never leaves a config that cannot load).
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from app.config.model import ActiveSelection, BackendConfig, Config
 from app.config.parse import parse_config

@@ -12,8 +12,9 @@ and what budgets do while it cannot be reached. ``config.py`` calls ``parse_team
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 TEAM_KEYS = {"url", "password", "on_unreachable", "reserve_output_tokens", "instance"}

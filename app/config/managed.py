@@ -24,8 +24,9 @@ the settings pushed can never disagree with what the gateway admits. A ``model``
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from app.config.reading import ConfigError, secure_url
 

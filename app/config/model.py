@@ -170,7 +170,7 @@ class RouteTarget:
         return f"{self.backend},{self.model}" if self.model else self.backend
 
     @classmethod
-    def parse(cls, spec: str) -> "RouteTarget":
+    def parse(cls, spec: str) -> RouteTarget:
         backend, _, model = spec.partition(",")
         return cls(backend.strip(), model.strip() or None)
 
@@ -229,5 +229,5 @@ class Config:
                 return b
         return None
 
-    def with_active(self, backend: str, model: str | None) -> "Config":
+    def with_active(self, backend: str, model: str | None) -> Config:
         return replace(self, active=ActiveSelection(backend, model))

@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from app.config.admin import AdminKey, parse_admin
 from app.config.login import LoginConfig, parse_login
@@ -247,11 +248,15 @@ def _parse_groups(items: Any, where: Where, ids: set[str] | None) -> tuple[Group
         if mot is not None and (not isinstance(mot, int) or isinstance(mot, bool) or mot <= 0):
             raise where.fail(f'group "{name}" max_output_tokens is {mot!r}', "Write a positive whole number.",
                              line=at("max_output_tokens"))
-        pats = lists["models"]
-        managed = parse_managed_settings(
-            name, g.get("managed_settings"), lambda m: _allows(pats, m),
-            lambda what, fix: where.fail(what, fix, line=where.line_of(
-                r"^\s*\[\s*team\.groups\.managed_settings", start=start) or line))
+        settings_line = where.line_of(r"^\s*\[\s*team\.groups\.managed_settings", start=start) or line
+
+        def allowed(model: str, patterns: tuple[str, ...] | None = lists["models"]) -> bool:
+            return _allows(patterns, model)
+
+        def fail(what: str, fix: str, at_line: int | None = settings_line) -> ConfigError:
+            return where.fail(what, fix, line=at_line)
+
+        managed = parse_managed_settings(name, g.get("managed_settings"), allowed, fail)
         out.append(GroupPolicy(name, lists["members"] or (), lists["backends"], lists["models"], mot, managed))
     return tuple(out)
 

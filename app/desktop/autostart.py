@@ -14,8 +14,9 @@ import os
 import plistlib
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping, Protocol
+from typing import Protocol
 
 from app.config import ConfigError
 from app.config.disk import atomic_write
@@ -87,7 +88,7 @@ class XdgAutostart(_EntryFile):
         self.path = config_home / "autostart" / DESKTOP_NAME
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> "XdgAutostart":
+    def from_env(cls, environ: Mapping[str, str]) -> XdgAutostart:
         base = environ.get("XDG_CONFIG_HOME") or str(Path(environ.get("HOME") or Path.home()) / ".config")
         return cls(Path(base))
 

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 PID_FILE = "background-gateway.pid"
 
 
-def pid_file(paths: "Paths") -> Path:
+def pid_file(paths: Paths) -> Path:
     return paths.data_dir / PID_FILE
 
 
@@ -36,7 +36,7 @@ def serve_command(config_path: Path, port: int) -> list[str]:
     return head + ["serve", "--config", str(config_path), "--port", str(port), "--quiet"]
 
 
-def start(paths: "Paths", config_path: Path, port: int, token: str, *, wait_s: float = 15.0) -> int:
+def start(paths: Paths, config_path: Path, port: int, token: str, *, wait_s: float = 15.0) -> int:
     """Start the headless gateway on ``port``; returns its pid once it answers /health.
 
     The token goes in the child's environment (readable by this user only), so Claude Code's stored
@@ -68,7 +68,7 @@ def _answers(port: int) -> bool:
         return False
 
 
-def running_pid(paths: "Paths") -> int | None:
+def running_pid(paths: Paths) -> int | None:
     """The pid of a background gateway this app started that still runs, else None."""
     try:
         pid = int(pid_file(paths).read_text(encoding="utf-8").strip())
@@ -86,7 +86,7 @@ def running_pid(paths: "Paths") -> int | None:
     return None
 
 
-def stop(paths: "Paths", *, wait_s: float = 12.0) -> bool:
+def stop(paths: Paths, *, wait_s: float = 12.0) -> bool:
     """End the background gateway (it finishes requests in flight first). True when one was running."""
     pid = running_pid(paths)
     if pid is None:

@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 FILE_NAME = "session-pins.json"
 KEEP_S = 7 * 24 * 3600

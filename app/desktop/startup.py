@@ -16,9 +16,9 @@ import ctypes
 import ctypes.util
 import os
 import sys
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Mapping
 
 # soname -> the package that provides it, per package manager: apt (Debian, Ubuntu), dnf (Fedora,
 # RHEL), pacman (Arch), zypper (openSUSE).

@@ -21,9 +21,10 @@ import contextlib
 import json
 import re
 import time
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, AsyncIterator, Iterable
+from typing import Any
 
 import httpx
 

@@ -19,8 +19,9 @@ import os
 import re
 import threading
 import time
+from collections.abc import Iterable, Sequence
 from decimal import Decimal
-from typing import Any, Iterable, Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 from app.config import LedgerSettings

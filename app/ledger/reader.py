@@ -13,9 +13,10 @@ import math
 import sqlite3
 import threading
 import time
+from collections.abc import Iterable, Sequence
 from datetime import datetime, tzinfo
 from pathlib import Path
-from typing import Any, Iterable, Literal, Sequence
+from typing import Any, Literal
 
 from app.ledger.rows import (
     Bucket,
@@ -88,7 +89,7 @@ class LedgerReader:
         with self._lock:
             self._conn.close()
 
-    def __enter__(self) -> "LedgerReader":
+    def __enter__(self) -> LedgerReader:
         return self
 
     def __exit__(self, *exc: object) -> None:

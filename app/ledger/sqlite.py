@@ -10,8 +10,9 @@ per-session rollups and the budget counters move in the same transaction as the 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from app.config import LedgerSettings
 from app.ledger.schema import open_db

@@ -37,8 +37,9 @@ import logging
 import sqlite3
 import threading
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from app.catalog.prices import PriceBook
 from app.config import LedgerSettings

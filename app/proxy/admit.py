@@ -11,8 +11,9 @@ raised as a ``ApiError``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from app.errors import ApiError
 from app.proxy import phases

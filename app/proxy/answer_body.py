@@ -17,7 +17,7 @@ chunk, so a 1 MB gzip bomb becomes a 1 GB bytes object (then a few copies). Here
 from __future__ import annotations
 
 import zlib
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import httpx
 

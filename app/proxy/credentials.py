@@ -110,7 +110,7 @@ async def run_token_command(backend_id: str, command: str, timeout_s: float) -> 
                            f"Patchbay: {what} could not be started ({exc.strerror or exc}). {fix}") from None
     try:
         out, err = await asyncio.wait_for(proc.communicate(), timeout_s)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         proc.kill()
         await proc.wait()
         raise CredentialMissing(401, "authentication_error",

@@ -17,9 +17,10 @@ the ``snapshot`` dict in one assignment, so another thread may read it without a
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Callable, Literal, Mapping
+from typing import Literal
 
 from app.events import BackendHealth
 

@@ -24,8 +24,9 @@ import ctypes.util
 import logging
 import sys
 import time
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator
+from typing import Any
 
 from app.errors import ApiError
 

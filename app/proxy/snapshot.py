@@ -4,8 +4,9 @@ Protocols so the gateway never imports the services that implement them."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping, Protocol
+from typing import Any, Protocol
 
 from app.config import GatewaySettings
 from app.events import Usage

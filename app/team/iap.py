@@ -9,7 +9,7 @@ without going through IAP can write it.
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import httpx
 

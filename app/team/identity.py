@@ -17,8 +17,9 @@ token or key text, nor anything PyJWT said about it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Protocol, Sequence
+from typing import Protocol
 
 from app.errors import ApiError
 

@@ -10,8 +10,9 @@ instance using that ledger sees the same keys: the SQLite ledger file for a sing
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol
 
 from app.team.keys import KeyRecord, KeyStoreError, KeyStoreUnavailable
 

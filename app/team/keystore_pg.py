@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable, Sequence, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from app.config.ledger import TeamLedger
 from app.team.identity import normalise_user

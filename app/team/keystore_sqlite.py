@@ -12,8 +12,9 @@ import json
 import sqlite3
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from app.ledger.schema import open_db
 from app.team.identity import normalise_user

@@ -12,7 +12,8 @@ like a JWT is left to the next source (a Patchbay team key, say).
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import httpx
 

@@ -17,8 +17,9 @@ project; ``google.protobuf.json_format`` reads the JSON form of the same message
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import orjson
 from google.protobuf import json_format

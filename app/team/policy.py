@@ -21,8 +21,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from app.config.model_ids import canonical_model, light_model
 from app.config.team import GroupPolicy, allows_model, pattern_match

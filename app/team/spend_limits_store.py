@@ -21,8 +21,9 @@ import logging
 import sqlite3
 import threading
 import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 from app.config.ledger import TeamLedger
 from app.team.keystore import AuditEntry, entry_of
@@ -233,7 +234,7 @@ class LimitWatcher:
         self._failing = False
         self._thread = threading.Thread(target=self._loop, name="patchbay-spend-limits", daemon=True)
 
-    def start(self) -> "LimitWatcher":
+    def start(self) -> LimitWatcher:
         self._thread.start()
         return self
 

@@ -16,9 +16,10 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from app.team.otlp import Row
@@ -104,7 +105,7 @@ class TelemetryStore:
                 self._drop()  # a connection the server closed is replaced at the next call
                 raise
 
-    def insert(self, user: str, groups: Sequence[str], rows: Sequence["Row"], at: float | None = None) -> None:
+    def insert(self, user: str, groups: Sequence[str], rows: Sequence[Row], at: float | None = None) -> None:
         at = time.time() if at is None else at
         g = ",".join(groups) or None
         self._run(INSERT, [(at, user, g, r.signal, r.name, r.session_id, r.value, r.detail, r.attrs) for r in rows])

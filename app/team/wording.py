@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 SPAN_RE = re.compile(r"^(\d+)\s*(h|d|w)$", re.I)
@@ -24,7 +24,7 @@ def parse_expiry(text: str, now: float) -> float | None:
             raise ValueError("--expires must lie in the future: write e.g. 90d.")
         return now + n * UNIT[m.group(2)]
     try:
-        day = datetime.strptime(t, "%Y-%m-%d").replace(tzinfo=timezone.utc)
+        day = datetime.strptime(t, "%Y-%m-%d").replace(tzinfo=UTC)
     except ValueError:
         raise ValueError(f"--expires {text!r} is not a span or a date: write 90d, 12w, 24h, "
                          "a date such as 2027-03-01, or never.") from None
@@ -40,14 +40,14 @@ def parse_since(text: str, now: float) -> float:
     if m:
         return now - int(m.group(1)) * UNIT[m.group(2)]
     try:
-        return datetime.strptime(t, "%Y-%m-%d").replace(tzinfo=timezone.utc).timestamp()
+        return datetime.strptime(t, "%Y-%m-%d").replace(tzinfo=UTC).timestamp()
     except ValueError:
         raise ValueError(f"--since {text!r} is not a span or a date: write 7d, 24h, 12w or a date such as "
                          "2027-03-01.") from None
 
 
 def when(ts: float | None) -> str:
-    return "never" if ts is None else datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M")
+    return "never" if ts is None else datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M")
 
 
 def audit_summary(action: str, detail: dict[str, Any]) -> str:

@@ -87,7 +87,7 @@ KIND_LABELS = {"anthropic": "Anthropic Messages API", "openai": "OpenAI Chat Com
 
 
 class BackendsPage(QWidget):
-    def __init__(self, backends: "Backends", parent: QWidget | None = None) -> None:
+    def __init__(self, backends: Backends, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.backends = backends
         self._fetching: str | None = None  # the backend whose model list is being fetched

@@ -13,7 +13,7 @@ from __future__ import annotations
 import colorsys
 import re
 import zlib
-from typing import Iterable
+from collections.abc import Iterable
 
 # Eleven colours at one relative luminance (about 0.23): contrast about 3.7:1 on white and 4.4:1 on
 # #1e1e1e, so a dot, a bar or a line reads in light and in dark mode alike. Pairwise CIE76 distance

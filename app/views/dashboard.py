@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 
 class DashboardPage(QWidget):
-    def __init__(self, live: "Live", backends: "Backends", caps: "Caps", subscription: "Subscription | None" = None,
+    def __init__(self, live: Live, backends: Backends, caps: Caps, subscription: Subscription | None = None,
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.live = live

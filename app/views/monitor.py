@@ -193,7 +193,7 @@ class _Series:
 
 
 class MonitorPage(QWidget):
-    def __init__(self, monitor: "Monitor", parent: QWidget | None = None) -> None:
+    def __init__(self, monitor: Monitor, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.monitor = monitor
         self.history: collections.deque[HardwareView] = collections.deque(monitor.hardware_history(), maxlen=600)
@@ -413,7 +413,7 @@ class MonitorPage(QWidget):
             shown = list(o.warnings[:4])
             more = len(o.warnings) - len(shown)
             self.warnings_label.setText(f"<span style='color:{STATE_COLORS['warn']}'>⚠</span> " +
-                                        "<br><span style='color:{0}'>⚠</span> ".format(STATE_COLORS["warn"]).join(
+                                        f"<br><span style='color:{STATE_COLORS['warn']}'>⚠</span> ".join(
                                             _esc(w) for w in shown) + (f"<br>… and {more} more" if more > 0 else ""))
             self.warnings_label.show()
         else:

@@ -23,7 +23,7 @@ _CHUNK = "QProgressBar::chunk {{ background: {color}; }}"
 
 
 class PlanStrip(QWidget):
-    def __init__(self, subscription: "Subscription", parent: QWidget | None = None) -> None:
+    def __init__(self, subscription: Subscription, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.subscription = subscription
         self.setAccessibleName("Claude plan usage windows")

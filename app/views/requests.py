@@ -69,7 +69,7 @@ class RequestDetailDialog(QDialog):
 
 
 class RequestsPage(QWidget):
-    def __init__(self, usage: "Usage", backends: "Backends", parent: QWidget | None = None) -> None:
+    def __init__(self, usage: Usage, backends: Backends, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.usage = usage
         self.backends = backends

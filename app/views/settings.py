@@ -43,7 +43,7 @@ CAPTURE_LABELS = (("off", "Off: keep only the log line of each request"),
 
 
 class SettingsPage(QWidget):
-    def __init__(self, settings: "Settings", backends: "Backends", parent: QWidget | None = None) -> None:
+    def __init__(self, settings: Settings, backends: Backends, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.settings = settings
         self.backends = backends

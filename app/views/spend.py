@@ -66,7 +66,7 @@ def _key_color(key: str, i: int, group_by: str) -> QColor:
 
 
 class SpendPage(QWidget):
-    def __init__(self, usage: "Usage", parent: QWidget | None = None) -> None:
+    def __init__(self, usage: Usage, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.usage = usage
         self.data: SpendData | None = None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from PySide6.QtCore import QEvent
 from PySide6.QtGui import QFont, QFontDatabase, QTextCharFormat, QTextCursor

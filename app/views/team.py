@@ -151,7 +151,7 @@ def _tab(*widgets: tuple[QWidget, int]) -> QWidget:
 
 
 class TeamPage(QWidget):
-    def __init__(self, team: "Team", caps: "TeamCaps | None" = None) -> None:
+    def __init__(self, team: Team, caps: TeamCaps | None = None) -> None:
         super().__init__()
         self.team = team
         lay = QVBoxLayout(self)

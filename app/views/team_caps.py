@@ -51,7 +51,7 @@ def _table() -> QTableWidget:
 
 
 class CapsTab(QWidget):
-    def __init__(self, caps: "TeamCaps") -> None:
+    def __init__(self, caps: TeamCaps) -> None:
         super().__init__()
         self.caps = caps
         lay = QVBoxLayout(self)

@@ -34,7 +34,7 @@ class Tray(QObject):
     openRequested = Signal()
     quitRequested = Signal()
 
-    def __init__(self, bridge: "Bridge", parent: QObject | None = None, *, use_system_tray: bool | None = None) -> None:
+    def __init__(self, bridge: Bridge, parent: QObject | None = None, *, use_system_tray: bool | None = None) -> None:
         super().__init__(parent)
         self.bridge = bridge
         self.menu = QMenu()

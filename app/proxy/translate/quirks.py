@@ -19,7 +19,8 @@ Reasoning is looked up before ids are renamed: the notes are kept under the clie
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from app.config.providers import FOREIGN_REASONING, REASONING_CONTENT, REASONING_DETAILS, TOOL_ID_9
 from app.proxy.reasoning_store import Recalled

@@ -16,7 +16,8 @@ Hot path: one dict lookup per field, no copies, no regexes.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import orjson
 

@@ -14,8 +14,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import Any, TypeVar
 
 from app.config.login import LoginConfig
 from app.config.team import TeamConfig

@@ -26,9 +26,10 @@ import secrets
 import sqlite3
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 Exec = Callable[[str, Sequence[Any]], Any]  # (sql with ?, args) -> cursor

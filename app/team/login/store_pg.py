@@ -10,7 +10,8 @@ endpoints a ``temporarily_unavailable``); its message names the database, never 
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from app.config.ledger import TeamLedger
 from app.team.login.store import SCHEMA, Exec, LoginStore, LoginStoreError, LoginStoreUnavailable, T

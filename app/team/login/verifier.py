@@ -17,10 +17,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Awaitable, Callable, TypeVar
+from datetime import UTC, datetime
+from typing import TypeVar
 
 import jwt
 
@@ -169,7 +170,7 @@ class LoginVerifier:
         if session is None:
             raise refused("this access token belongs to a sign-in this gateway does not know. " + SIGN_IN_AGAIN)
         if session.revoked_at is not None:
-            when = datetime.fromtimestamp(session.revoked_at, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+            when = datetime.fromtimestamp(session.revoked_at, UTC).strftime("%Y-%m-%d %H:%M UTC")
             raise refused(f"this sign-in ({session.id}) was revoked on {when}"
                           f"{' (' + session.revoked_why + ')' if session.revoked_why else ''}. " + SIGN_IN_AGAIN)
 

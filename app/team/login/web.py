@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import html
 import json
+from collections.abc import Awaitable, Callable
 from http.cookies import SimpleCookie
-from typing import Any, Awaitable, Callable
+from typing import Any
 from urllib.parse import parse_qs
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
