@@ -34,7 +34,7 @@ from typing import Any, Protocol, TypeVar
 
 from app.config.ledger import TeamLedger
 from app.ledger.pg import DB_NOW
-from app.ledger.pg_revive import close_later, unreachable, watcher
+from app.ledger.pg_revive import unreachable, watcher
 from app.ledger.store import PLAN_PREFIX, stored_group
 
 T = TypeVar("T")
@@ -265,7 +265,10 @@ class PgBudgets:
             return
         old, self._pool = self._pool, self._new_pool()
         self._pool.open(wait=False)
-        close_later(old)
+        # Closed now, not later: a request still waiting for a connection of the old pool (its reconnect
+        # backoff) fails at once with PoolClosed and ``reserve`` asks the new one, instead of waiting out
+        # the pool's timeout; a connection in use is closed when it is given back (psycopg_pool's rule).
+        threading.Thread(target=old.close, kwargs={"timeout": 1.0}, name="patchbay-old-pool", daemon=True).start()
         if self.on_revived is not None:
             self.on_revived()
 
@@ -273,9 +276,12 @@ class PgBudgets:
                 now: float, ttl_s: float, settling: Settling | None = None, meta: Meta | None = None,
                 grow: bool = False) -> T:
         want = sorted(set(keys))
+        pool = self._pool
         try:
-            return self._reserve(self._pool, request_id, instance, want, decide, ttl_s, settling, meta, grow)
+            return self._reserve(pool, request_id, instance, want, decide, ttl_s, settling, meta, grow)
         except Exception as exc:
+            if self._pool is not pool and _pool_lost(exc):  # the database came back while this one waited
+                return self._reserve(self._pool, request_id, instance, want, decide, ttl_s, settling, meta, grow)
             if unreachable(exc):  # no connection at all (PoolTimeout), or one that broke
                 self._reviver.down()
             raise
@@ -355,3 +361,10 @@ class PgBudgets:
 
     def close(self) -> None:
         self._pool.close(timeout=1.0)
+
+
+def _pool_lost(exc: BaseException) -> bool:
+    """``exc`` came from a pool that was closed or could not connect: worth one try on its replacement."""
+    from psycopg_pool import PoolClosed
+
+    return isinstance(exc, PoolClosed) or unreachable(exc)
