@@ -45,7 +45,9 @@ class Metered(Protocol):
     output_tokens: int
     cache_creation: int
     cache_read: int
-    streamed_chars: int
+
+    @property
+    def streamed_chars(self) -> int: ...
 
 
 @dataclass

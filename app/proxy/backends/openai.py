@@ -16,6 +16,7 @@ from app.proxy.answer_body import read_whole
 from app.proxy.backends.base import Backend, drain, upstream_error_message
 from app.proxy.exchange import JSON_HEADERS, SSE_HEADERS, Exchange, GatewayError
 from app.proxy.reasoning_store import STORE
+from app.proxy.relay import relay
 from app.proxy.sse import SSEParser
 from app.proxy.thinking import keep_reasoning, reasoning_signature
 from app.proxy.translate.quirks import apply_quirks
@@ -23,7 +24,6 @@ from app.proxy.translate.request import stop_sequences_of, to_openai_request
 from app.proxy.translate.response import openai_error_to_anthropic, openai_response_to_anthropic
 from app.proxy.translate.stream import OpenAIStreamTranslator, encode_events
 from app.proxy.translate.structured import explain_refusal
-from app.proxy.transport import raw_chunks
 
 log = logging.getLogger("patchbay.backends")
 
@@ -101,32 +101,33 @@ class OpenAIBackend(Backend):
             await ex.write(encode_events(tr.start()))
             parser = SSEParser()
             done = False
-            chunks = raw_chunks(resp)
+
+            def handle(chunk: bytes) -> bytes:  # one upstream read → its Anthropic events (app/proxy/relay.py)
+                nonlocal done
+                events: list[tuple[str, dict[str, Any]]] = []
+                for _name, data in parser.feed(chunk):
+                    if data == b"[DONE]":
+                        done = True
+                        break
+                    if not data:
+                        continue
+                    try:
+                        obj = orjson.loads(data)
+                    except orjson.JSONDecodeError:
+                        obj = _loads_lenient(data)
+                    if obj is None:
+                        continue  # a keep-alive comment or junk line: nothing to translate
+                    if not isinstance(obj, dict):
+                        tr.skipped += 1
+                        continue
+                    events += tr.feed(obj)
+                    if ex.ttft is None and tr.first_content_seen:
+                        ex.first_token()
+                return encode_events(events)
+
             try:
-                async for chunk in chunks:
-                    events: list[tuple[str, dict[str, Any]]] = []
-                    for _name, data in parser.feed(chunk):
-                        if data == b"[DONE]":
-                            done = True
-                            break
-                        if not data:
-                            continue
-                        try:
-                            obj = orjson.loads(data)
-                        except orjson.JSONDecodeError:
-                            obj = _loads_lenient(data)
-                        if obj is None:
-                            continue  # a keep-alive comment or junk line: nothing to translate
-                        if not isinstance(obj, dict):
-                            tr.skipped += 1
-                            continue
-                        events += tr.feed(obj)
-                        if ex.ttft is None and tr.first_content_seen:
-                            ex.first_token()
-                    if events:
-                        await ex.write(encode_events(events))
-                    if done or tr.done:
-                        break  # the answer is complete: never wait for the upstream to close
+                # the answer is complete at [DONE] or the translator's end: never wait for the upstream to close
+                chunks = await relay(resp, ex, handle, lambda: done or tr.done)
             except asyncio.CancelledError:  # the client left: keep what is known of the usage so far
                 self._finish_from(ex, tr)
                 raise
