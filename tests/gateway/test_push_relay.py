@@ -1,0 +1,97 @@
+"""Streams relayed by push (app/proxy/relay.py): the gateway on a real port, fake upstreams
+pacing their chunks, the official SDK (or a raw reader) as the client. Each upstream read is
+translated and written from the upstream connection's callback (the request's task is not woken
+per read); a client that reads slower than the upstream writes still gets every byte, in order."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from app.proxy import transport
+from tests.fakes.chunks import anthropic_text_events, openai_text_chunks
+from tests.fakes.upstreams import AnthropicStream, FakeUpstream, OpenAIStream
+from tests.gateway.conftest import TOKEN, config_text
+
+USER = [{"role": "user", "content": "hello"}]
+TEXT = "Paced streams cost one wake-up per chunk; the task need not be one of them. " * 3
+
+
+@pytest.fixture
+def waits(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """How often a request's task waited for an upstream read (``_Body._wait``), and how often
+    it handed reading over to push (``_Body.pump``, where it exists)."""
+    counts = {"wait": 0, "pump": 0}
+    real_wait = transport._Body._wait
+
+    async def counted_wait(self: Any) -> None:
+        counts["wait"] += 1
+        await real_wait(self)
+
+    monkeypatch.setattr(transport._Body, "_wait", counted_wait)
+    real_pump = getattr(transport._Body, "pump", None)
+    if real_pump is not None:
+        async def counted_pump(self: Any, sink: Any) -> None:
+            counts["pump"] += 1
+            await real_pump(self, sink)
+
+        monkeypatch.setattr(transport._Body, "pump", counted_pump)
+    return counts
+
+
+def test_a_paced_openai_stream_wakes_the_task_once_not_per_chunk(two_backends, openai_up, waits):
+    chunks = openai_text_chunks(TEXT, pieces=30, usage=(40, 30))
+    openai_up.enqueue(OpenAIStream(chunks, delay_s=0.01))
+    with two_backends.client().messages.stream(model="claude-sonnet-4-5", max_tokens=500, messages=USER) as s:
+        msg = s.get_final_message()
+    assert msg.content[0].text == TEXT and msg.stop_reason == "end_turn"
+    assert msg.usage.output_tokens == 30
+    fin = two_backends.finished(1)[0]
+    assert fin.status == 200 and fin.error_type is None and fin.ttft_ms is not None
+    assert waits["wait"] <= 3, waits  # pulled, it was one per chunk (30+)
+
+
+def test_a_paced_passthrough_is_forwarded_byte_for_byte_without_waking_the_task(
+        anthropic_up: FakeUpstream, start_gateway, waits):  # type: ignore[no-untyped-def]
+    events = anthropic_text_events(TEXT, pieces=30, usage=(12, 30, 0, 0))
+    body = b"".join(AnthropicStream.frame(e) for e in events)
+    anthropic_up.enqueue(AnthropicStream(events, delay_s=0.01))
+    gw = start_gateway(config_text([{"id": "claude", "kind": "anthropic", "base_url": anthropic_up.url,
+                                     "auth": "none"}], active="claude"), deltas=False)
+    with httpx.Client(base_url=gw.url, timeout=10) as c, c.stream(
+            "POST", "/v1/messages", headers={"x-api-key": TOKEN, "anthropic-version": "2023-06-01"},
+            json={"model": "claude-fake", "max_tokens": 100, "messages": USER, "stream": True}) as r:
+        got = b"".join(r.iter_raw())
+    assert got == body  # the upstream's events, unchanged
+    fin = gw.finished(1)[0]
+    assert fin.status == 200 and fin.usage.output_tokens == 30 and fin.usage_counted is None
+    assert waits["wait"] <= 3, waits
+
+
+def test_a_slow_client_gets_a_large_stream_whole_and_in_order(two_backends, openai_up, waits):
+    piece = "".join(chr(0x41 + i % 26) for i in range(4000))
+    text = "".join(f"<{i}>" + piece for i in range(1500))  # ~6 MB: more than the sockets buffer
+    openai_up.enqueue(OpenAIStream(openai_text_chunks(text, pieces=1500, usage=(40, 1500)), split="frame"))
+    out: list[str] = []
+    with httpx.Client(base_url=two_backends.url, timeout=30) as c, c.stream(
+            "POST", "/v1/messages", headers={"x-api-key": TOKEN, "anthropic-version": "2023-06-01"},
+            json={"model": "claude-sonnet-4-5", "max_tokens": 500, "messages": USER, "stream": True}) as r:
+        time.sleep(1.0)  # read nothing for a while: the gateway's writes back up
+        buf = b""
+        for part in r.iter_bytes():
+            time.sleep(0.0005)
+            buf += part
+            *events, buf = buf.split(b"\n\n")
+            for ev in events:
+                data = ev.partition(b"data: ")[2]
+                obj = orjson.loads(data) if data else {}
+                if obj.get("type") == "content_block_delta":
+                    out.append(obj["delta"]["text"])
+    assert "".join(out) == text
+    fin = two_backends.finished(1)[0]
+    assert fin.status == 200 and fin.usage.output_tokens == 1500
+    assert waits["pump"] >= 2, waits  # the task took over while the client lagged, then handed back
