@@ -248,8 +248,15 @@ class Exchange:
         await self.send({"type": "http.response.body", "body": data, "more_body": True})
 
     async def end(self, data: bytes = b"") -> None:
-        if self.captured is not None and data:
-            self.captured.append(data)
+        """End the stream; ``data``, its last events, goes in the same write (as ``write`` would)."""
+        if data:
+            if self.meter is not None:  # its check comes first, as for any write
+                await self.write(data)
+                data = b""
+            else:
+                data = self._outgoing(data)
+                if self.on_done is not None and self.stop_reason is not None:
+                    self._done()
         self.finished = True
         await self.send({"type": "http.response.body", "body": data, "more_body": False})
 

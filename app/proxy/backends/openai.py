@@ -156,8 +156,7 @@ class OpenAIBackend(Backend):
                 ex.fail("api_error", msg)
                 tail = tr.fail("api_error", ex.error_message or msg)
             self._finish_from(ex, tr)
-            await ex.write(encode_events(tail))
-            await ex.end()
+            await ex.end(encode_events(tail))  # one write: the last events and the body's end
             await drain(chunks)
         finally:
             await resp.aclose()
