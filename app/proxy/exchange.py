@@ -203,6 +203,19 @@ class Exchange:
         headers = request_ids.with_header(headers, self.request_id)
         await self.send({"type": "http.response.start", "status": status, "headers": headers})
 
+    async def open_with(self, status: int, headers: list[tuple[bytes, bytes]], data: bytes) -> None:
+        """``start``, then ``write(data)``, in one write to the client where the server allows
+        (app/proxy/direct_write.py): the first bytes of the answer reach it a write sooner."""
+        direct = self._direct
+        if direct is None or self.started:
+            if not self.started:
+                await self.start(status, headers)
+            await self.write(data)
+            return
+        with direct.held_head():
+            await self.start(status, headers)
+            await self.write(data)
+
     def _outgoing(self, data: bytes) -> bytes:
         self.last_write = time.perf_counter()
         if b"event: error" in data:  # an upstream's error event may quote a key it was sent

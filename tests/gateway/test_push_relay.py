@@ -95,3 +95,36 @@ def test_a_slow_client_gets_a_large_stream_whole_and_in_order(two_backends, open
     fin = two_backends.finished(1)[0]
     assert fin.status == 200 and fin.usage.output_tokens == 1500
     assert waits["pump"] >= 2, waits  # the task took over while the client lagged, then handed back
+
+
+def test_the_head_and_message_start_leave_in_one_write(two_backends, openai_up, monkeypatch):
+    """The client's first byte is the answer's first event, not a head alone: one write (one
+    syscall and one wake-up of the client) sooner."""
+    from uvicorn.protocols.http import httptools_impl
+
+    writes: list[bytes] = []
+
+    class Recorder:
+        def __init__(self, real: Any) -> None:
+            self._real = real
+
+        def write(self, data: bytes) -> None:
+            writes.append(bytes(data))
+            self._real.write(data)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._real, name)
+
+    real_init = httptools_impl.RequestResponseCycle.__init__
+
+    def init(self: Any, *a: Any, **kw: Any) -> None:
+        real_init(self, *a, **kw)
+        self.transport = Recorder(self.transport)
+
+    monkeypatch.setattr(httptools_impl.RequestResponseCycle, "__init__", init)
+    openai_up.enqueue(OpenAIStream(openai_text_chunks(TEXT, pieces=5, usage=(40, 5)), delay_s=0.01))
+    with two_backends.client().messages.stream(model="claude-sonnet-4-5", max_tokens=500, messages=USER) as s:
+        msg = s.get_final_message()
+    assert msg.content[0].text == TEXT
+    assert writes[0].startswith(b"HTTP/1.1 200") and b"event: message_start" in writes[0], writes[:2]
+    assert b"".join(writes).count(b"HTTP/1.1") == 1

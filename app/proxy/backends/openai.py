@@ -96,9 +96,7 @@ class OpenAIBackend(Backend):
                                         stop_sequences=stop_sequences_of(ex.incoming.body))
             if ex.counts_deltas:
                 tr.on_delta = ex.delta
-            if not ex.started:
-                await ex.start(200, SSE_HEADERS)
-            await ex.write(encode_events(tr.start()))
+            await ex.open_with(200, SSE_HEADERS, encode_events(tr.start()))  # started by a ping, or now
             parser = SSEParser()
             done = False
 
