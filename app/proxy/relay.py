@@ -17,7 +17,7 @@ would raise them.
 
 from __future__ import annotations
 
-from typing import AsyncIterator, Callable
+from typing import AsyncIterator, Callable, NamedTuple
 
 import httpx
 
@@ -26,6 +26,11 @@ from app.proxy.transport import raw_chunks, stream_of
 
 Handle = Callable[[bytes], bytes]  # one upstream read → the bytes for the client (b"" for none)
 Stop = Callable[[], bool]  # the answer is complete: read no further
+
+
+class Relayed(NamedTuple):
+    chunks: AsyncIterator[bytes]  # what is left of the body, for draining (``backends.base.drain``)
+    last: bytes  # the answer's last bytes, not yet written: the caller ends the stream with them
 
 
 class _Pushed:
@@ -37,56 +42,73 @@ class _Pushed:
         self.ex = ex
         self.handle = handle
         self.stop = stop
-        self.held = b""  # translated, not yet written: the task writes it (the client was not ready)
+        self.held = b""  # translated, not yet written: the task writes it (or ends the answer with it)
         self.error: Exception | None = None
 
     def __call__(self, chunk: bytes) -> bool:
         try:
             out = self.handle(chunk)
+            if self.stop():  # the answer's last bytes: they go with its end, in one write
+                self.held = out
+                return False
             if out and not self.ex.write_now(out):
                 self.held = out
                 return False
-            return not self.stop()
+            return True
         except Exception as exc:  # raised in the task (httpx errors end the stream as a cut would)
             self.error = exc
             return False
 
 
-async def relay(resp: httpx.Response, ex: Exchange, handle: Handle, stop: Stop) -> AsyncIterator[bytes]:
-    """Forward ``resp``'s body through ``handle`` until ``stop()`` or its end. Returns the body's
-    iterator, for draining what is left of it (``backends.base.drain``)."""
+async def relay(resp: httpx.Response, ex: Exchange, handle: Handle, stop: Stop,
+                opening: tuple[int, list[tuple[bytes, bytes]]] | None = None) -> Relayed:
+    """Forward ``resp``'s body through ``handle`` until ``stop()`` or its end; the bytes of the read
+    that completed the answer come back unwritten (``Relayed.last``). ``opening``: the answer's
+    status and headers, when it is not started yet: sent with the first read if it is already here."""
     body = stream_of(resp)
     if body is None:  # not this transport's body: pulled, as httpx gives it
+        if opening is not None and not ex.started:
+            await ex.start(*opening)
         chunks = raw_chunks(resp)
         async for chunk in chunks:
             out = handle(chunk)
+            if stop():
+                return Relayed(chunks, out)
             if out:
                 await ex.write(out)
-            if stop():
-                break
-        return chunks
+        return Relayed(chunks, b"")
+    if opening is not None:
+        try:
+            data = body.take()
+            first = handle(data) if data else b""
+        except BaseException:
+            if not ex.started:  # a read that fails finds the answer open, as it always did
+                await ex.start(*opening)
+            raise
+        await ex.open_with(opening[0], opening[1], first)  # the head and the first events: one write
+        if stop():
+            return Relayed(body.__aiter__(), b"")
     sink = _Pushed(ex, handle, stop)
     while True:
         data = body.take()  # what came while the task had it (raises a broken body's error)
         if data:
             out = handle(data)
+            if stop():
+                return Relayed(body.__aiter__(), out)
             if out:
                 await ex.write(out)
-            if stop():
-                break
             continue
         if body.ended:
-            break
+            return Relayed(body.__aiter__(), b"")
         if ex.can_write_now():
             await body.pump(sink)
             if sink.error is not None:
                 error, sink.error = sink.error, None
                 raise error
-            if sink.held:
-                out, sink.held = sink.held, b""
-                await ex.write(out)
+            out, sink.held = sink.held, b""
             if stop():
-                break
+                return Relayed(body.__aiter__(), out)
+            if out:
+                await ex.write(out)
         else:
             await body.wait()
-    return body.__aiter__()

@@ -128,3 +128,44 @@ def test_the_head_and_message_start_leave_in_one_write(two_backends, openai_up, 
     assert msg.content[0].text == TEXT
     assert writes[0].startswith(b"HTTP/1.1 200") and b"event: message_start" in writes[0], writes[:2]
     assert b"".join(writes).count(b"HTTP/1.1") == 1
+
+
+def test_a_passthrough_opens_with_its_first_event_and_ends_with_its_last(anthropic_up: FakeUpstream,
+                                                                          start_gateway, monkeypatch):  # type: ignore[no-untyped-def]
+    """Claude Code's usual path: the head goes out with message_start when the upstream sent them
+    together, and message_stop with the body's end: two writes fewer to the client."""
+    from uvicorn.protocols.http import httptools_impl
+
+    writes: list[bytes] = []
+
+    class Recorder:
+        def __init__(self, real: Any) -> None:
+            self._real = real
+
+        def write(self, data: bytes) -> None:
+            writes.append(bytes(data))
+            self._real.write(data)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._real, name)
+
+    real_init = httptools_impl.RequestResponseCycle.__init__
+
+    def init(self: Any, *a: Any, **kw: Any) -> None:
+        real_init(self, *a, **kw)
+        self.transport = Recorder(self.transport)
+
+    monkeypatch.setattr(httptools_impl.RequestResponseCycle, "__init__", init)
+    events = anthropic_text_events(TEXT, pieces=5, usage=(12, 5, 0, 0))
+    body = b"".join(AnthropicStream.frame(e) for e in events)
+    anthropic_up.enqueue(AnthropicStream(events, delay_s=0.005))  # the head with message_start, then paced
+    gw = start_gateway(config_text([{"id": "claude", "kind": "anthropic", "base_url": anthropic_up.url,
+                                     "auth": "none"}], active="claude"), deltas=False)
+    with httpx.Client(base_url=gw.url, timeout=10) as c, c.stream(
+            "POST", "/v1/messages", headers={"x-api-key": TOKEN, "anthropic-version": "2023-06-01"},
+            json={"model": "claude-fake", "max_tokens": 100, "messages": USER, "stream": True}) as r:
+        got = b"".join(r.iter_raw())
+    assert got == body
+    assert writes[0].startswith(b"HTTP/1.1 200") and b"event: message_start" in writes[0], writes[:1]
+    assert writes[-1].endswith(b"0\r\n\r\n") and b"event: message_stop" in writes[-1], writes[-1:]
+    assert gw.finished(1)[0].status == 200

@@ -18,7 +18,7 @@ from app.proxy.answer_body import read_whole
 from app.proxy.backends.base import Backend, clamp_output, drain, join_url, upstream_error_message
 from app.proxy.exchange import JSON_HEADERS, SSE_HEADERS, Exchange, GatewayError
 from app.proxy.output_count import delta_output
-from app.proxy.relay import relay
+from app.proxy.relay import Relayed, relay
 from app.proxy.sse import MAX_EVENT_BYTES, SSEParser, event_too_large
 from app.proxy.thinking import for_anthropic_format, note_message, note_signature, signing_family
 from app.proxy.translate.response import error_type_for_status as error_type_for
@@ -225,13 +225,15 @@ class AnthropicBackend(Backend):
                     await ex.write(raw)
                     await ex.end()
                 return
-            if not ex.started:
-                await ex.start(200, SSE_HEADERS + forwarded_headers(resp))
+            opening = None if ex.started else (200, SSE_HEADERS + forwarded_headers(resp))
+            if opening is not None and ex.meter is not None:
+                await ex.start(*opening)
+                opening = None
             tap = AnthropicTap(ex, signing_family(self.config))
             try:
                 # the answer is complete at message_stop or an error: never wait for the upstream to close
-                chunks = await (relay(resp, ex, tap.feed, lambda: tap.saw_stop or tap.saw_error)
-                                if ex.meter is None else self._metered(ex, tap, raw_chunks(resp)))
+                chunks, last = await (relay(resp, ex, tap.feed, lambda: tap.saw_stop or tap.saw_error, opening)
+                                      if ex.meter is None else self._metered(ex, tap, raw_chunks(resp)))
             except httpx.HTTPError as exc:
                 msg = (f'The connection to the backend "{self.config.id}" broke mid-stream '
                        f"({type(exc).__name__}: {exc or 'closed'}). The answer is incomplete; retry the request.")
@@ -243,13 +245,13 @@ class AnthropicBackend(Backend):
                 msg = (f'The backend "{self.config.id}" ended its stream before the message was complete. '
                        "The answer is incomplete; retry the request.")
                 ex.interrupted = True
-                await ex.write(ex.error_event("api_error", msg))
-            await ex.end()
+                last += ex.error_event("api_error", msg)
+            await ex.end(last)  # the last events and the body's end: one write
             await drain(chunks)
         finally:
             await resp.aclose()
 
-    async def _metered(self, ex: Exchange, tap: AnthropicTap, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    async def _metered(self, ex: Exchange, tap: AnthropicTap, chunks: AsyncIterator[bytes]) -> Relayed:
         """Relay a stream a budget's meter checks: event by event, so it stops at the cap before
         the event that passes it, not before a whole network read of them."""
         async for chunk in chunks:
@@ -259,7 +261,7 @@ class AnthropicBackend(Backend):
                     await ex.write(ready)
             if tap.saw_stop or tap.saw_error:
                 break
-        return chunks
+        return Relayed(chunks, b"")
 
     def _message_or_raise(self, raw: bytes, ctype: str) -> dict[str, Any]:
         """A whole answer must be a Messages object. A 200 with a captive portal's HTML page, an

@@ -125,7 +125,7 @@ class OpenAIBackend(Backend):
 
             try:
                 # the answer is complete at [DONE] or the translator's end: never wait for the upstream to close
-                chunks = await relay(resp, ex, handle, lambda: done or tr.done)
+                chunks, last = await relay(resp, ex, handle, lambda: done or tr.done)
             except asyncio.CancelledError:  # the client left: keep what is known of the usage so far
                 self._finish_from(ex, tr)
                 raise
@@ -141,7 +141,7 @@ class OpenAIBackend(Backend):
             self._skipped_note(tr)
             if tr.error is not None:  # the upstream said why inside its stream: its words, both places
                 self._finish_from(ex, tr)
-                await ex.end()
+                await ex.end(last)
                 await drain(chunks)
                 return
             if done or tr.finish_reason or tr.stop_reason:
@@ -154,7 +154,7 @@ class OpenAIBackend(Backend):
                 ex.fail("api_error", msg)
                 tail = tr.fail("api_error", ex.error_message or msg)
             self._finish_from(ex, tr)
-            await ex.end(encode_events(tail))  # one write: the last events and the body's end
+            await ex.end(last + encode_events(tail))  # one write: the last events and the body's end
             await drain(chunks)
         finally:
             await resp.aclose()
