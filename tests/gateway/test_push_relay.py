@@ -72,29 +72,76 @@ def test_a_paced_passthrough_is_forwarded_byte_for_byte_without_waking_the_task(
     assert waits["wait"] <= 3, waits
 
 
-def test_a_slow_client_gets_a_large_stream_whole_and_in_order(two_backends, openai_up, waits):
+def _slow_read(url: str, body: dict[str, Any]) -> bytes:
+    """POST ``body`` from a socket with a small receive buffer that reads nothing for a second,
+    then slowly: the gateway's writes back up whatever the machine's socket buffer sizes."""
+    import socket
+    from urllib.parse import urlsplit
+
+    import httptools
+
+    u = urlsplit(url)
+    raw = orjson.dumps(body)
+    got: list[bytes] = []
+    done: list[bool] = []
+
+    class Parser:
+        def on_body(self, data: bytes) -> None:
+            got.append(data)
+
+        def on_message_complete(self) -> None:
+            done.append(True)
+
+    p = httptools.HttpResponseParser(Parser())
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+        sock.connect((u.hostname, u.port))
+        sock.sendall(b"POST /v1/messages HTTP/1.1\r\nhost: " + u.netloc.encode() + b"\r\ncontent-type: application/json\r\n"
+                     b"x-api-key: " + TOKEN.encode() + b"\r\nanthropic-version: 2023-06-01\r\n"
+                     b"content-length: %d\r\n\r\n" % len(raw) + raw)
+        time.sleep(0.5)
+        sock.settimeout(30)
+        while not done:
+            data = sock.recv(8192)
+            if not data:
+                break
+            p.feed_data(data)
+            time.sleep(0.0002)
+    return b"".join(got)
+
+
+def test_a_slow_client_gets_a_large_stream_whole_and_in_order(two_backends, openai_up, monkeypatch):
+    from app.proxy import direct_write
+
+    lagged = []
+    real_ready = direct_write.DirectWriter.ready
+
+    def ready(self: Any) -> bool:
+        ok = real_ready(self)
+        if not ok:
+            lagged.append(True)
+        return ok
+
+    monkeypatch.setattr(direct_write.DirectWriter, "ready", ready)
     piece = "".join(chr(0x41 + i % 26) for i in range(4000))
-    text = "".join(f"<{i}>" + piece for i in range(1500))  # ~6 MB: more than the sockets buffer
-    openai_up.enqueue(OpenAIStream(openai_text_chunks(text, pieces=1500, usage=(40, 1500)), split="frame"))
-    out: list[str] = []
-    with httpx.Client(base_url=two_backends.url, timeout=30) as c, c.stream(
-            "POST", "/v1/messages", headers={"x-api-key": TOKEN, "anthropic-version": "2023-06-01"},
-            json={"model": "claude-sonnet-4-5", "max_tokens": 500, "messages": USER, "stream": True}) as r:
-        time.sleep(1.0)  # read nothing for a while: the gateway's writes back up
-        buf = b""
-        for part in r.iter_bytes():
-            time.sleep(0.0005)
-            buf += part
-            *events, buf = buf.split(b"\n\n")
-            for ev in events:
-                data = ev.partition(b"data: ")[2]
-                obj = orjson.loads(data) if data else {}
-                if obj.get("type") == "content_block_delta":
-                    out.append(obj["delta"]["text"])
+    text = "".join(f"<{i}>" + piece for i in range(1500))  # ~6 MB
+    # still coming after the client caught up: the relay hands reading back to push then
+    openai_up.enqueue(OpenAIStream(openai_text_chunks(text, pieces=1500, usage=(40, 1500)), delay_s=0.0005,
+                                   split=4096))
+    stream = _slow_read(two_backends.url, {"model": "claude-sonnet-4-5", "max_tokens": 500, "messages": USER,
+                                           "stream": True})
+    assert stream[:200].startswith(b"event: message_start"), stream[:300]
+    out = []
+    for ev in stream.split(b"\n\n"):
+        data = ev.partition(b"data: ")[2]
+        obj = orjson.loads(data) if data else {}
+        if obj.get("type") == "content_block_delta":
+            out.append(obj["delta"]["text"])
     assert "".join(out) == text
+    assert stream.endswith(b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n")
     fin = two_backends.finished(1)[0]
     assert fin.status == 200 and fin.usage.output_tokens == 1500
-    assert waits["pump"] >= 2, waits  # the task took over while the client lagged, then handed back
+    assert lagged  # the client fell behind: the task wrote (awaiting the drain) instead of the callback
 
 
 def test_the_head_and_message_start_leave_in_one_write(two_backends, openai_up, monkeypatch):
