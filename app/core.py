@@ -9,23 +9,27 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-from app import config_file as cfgmod
+from app.claude import auth as claude_auth
+from app.claude import connect as claude_code
+from app.claude import settings as claude_settings
 from app.config import ActiveSelection, BackendConfig, BudgetConfig, Config, ConfigError, PriceConfig, RoutesConfig
+from app.config import disk as cfgmod
 from app.events import EventHub, EventQueue, RequestFinished
-from app.logsafe import one_line
+from app.host import secrets
+from app.logs.oneline import one_line
 from app.paths import PathError, Paths, default_paths
 from app.proxy.backends import probe
 from app.proxy.backends.probe import TestResult
 from app.proxy.routing import Pin
 from app.proxy.server import GatewayStartError, ProxyRuntime
-from app.services import claude_auth, claude_code, claude_settings, secrets
 
 if TYPE_CHECKING:
-    from app.services.ledger_open import LedgerHealth
+    from app.ledger.opener import LedgerHealth
     from app.team.keystore import TeamStore
 
 log = logging.getLogger("patchbay")
@@ -38,10 +42,13 @@ class StartError(Exception):
 class Engine:
     def __init__(self, config_path: Path | None = None, *, paths: Paths | None = None, gui: bool = False,
                  host: str | None = None, port: int | None = None) -> None:
-        from app.services.budgets import BudgetGuard
-        from app.services.ledger_open import open_reader, open_writer
-        from app.services.ledger_store import default_instance
-        from app.services.pricing import PriceBook
+        from app.budgets.limits import BudgetGuard
+        from app.catalog.prices import PriceBook
+        from app.ledger.opener import open_reader, open_writer
+        from app.ledger.store import (
+            default_instance,
+            worker_instance,  # a worker of `serve --workers N`: an instance of its own
+        )
 
         self.paths = paths or default_paths()
         try:
@@ -60,27 +67,27 @@ class Engine:
         self.events = EventQueue()
         self.hub = EventHub()
         self.prices = PriceBook.load(self.config)
-        from app.services.ledger import LedgerError
+        from app.ledger.schema import LedgerError
 
-        self.instance = self.config.ledger.team.instance or default_instance(self.config.gateway.port)
+        self.instance = worker_instance(self.config.ledger.team.instance or default_instance(self.config.gateway.port))
         self.ledger = open_writer(self.config.ledger, self.paths, self.prices, self.instance)
         try:
             self.ledger.start()
             self.reader = open_reader(self.config.ledger, self.paths)
         except LedgerError as exc:
             raise StartError(str(exc)) from None
-        self.admission: Any = None  # app.services.admission.Admission, made with the first budget
-        self._heartbeat: Any = None  # app.services.hold_reaper.Heartbeat, with a PostgreSQL ledger
+        self.admission: Any = None  # app.budgets.admission.Admission, made with the first budget
+        self._heartbeat: Any = None  # app.budgets.hold_reaper.Heartbeat, with a PostgreSQL ledger
         self.budgets = BudgetGuard(self.config.budgets, self.prices, publish=self.hub.publish, reader=self.reader)
         self.hub.add(self.ledger.sink)
         self.hub.add(self.budgets.sink)
-        from app.services.subscription_state import SubscriptionState, limits_file
+        from app.claude.subscription_state import SubscriptionState, limits_file
 
         # a subscription's usage windows, for patchbay usage and the status line (beside the ledger)
         self.subscription = SubscriptionState(limits_file(self.paths.ledger_file.parent))
         self.hub.add(self.subscription.sink)
 
-        from app.services.session_caps import SessionCaps
+        from app.budgets.session_caps import SessionCaps
 
         self.session_caps = SessionCaps(self.config.budgets, self.prices)  # scope = "session", and the app's
         self.session_caps.seed(self.reader)
@@ -92,19 +99,29 @@ class Engine:
         except secrets.SecretError as exc:
             raise StartError(str(exc)) from None
         self._key_store: Any = None
+        self._login: Any = None  # [team.login]: Claude Code's /login (app/team/login/)
+        self._login_store: Any = None
         from app.proxy.reasoning_store import STORE
 
         STORE.attach(self.paths.data_dir)  # reasoning that providers need back survives a restart
         self.runtime = ProxyRuntime(self.config, token=self.token, hub=self.hub, admission=self._admission(),
                                     keys=secrets.resolve_backend_key, identity=self._identity_chain(self.config))
+        self.runtime.set_routes(self._login.routes() if self._login is not None else {})
         self.runtime.gateway.not_ready = self.not_ready
+        self._limits: Any = None  # team mode: the Admin API's spend limits, read again every 0.25 s
+        if self.config.team is not None:
+            from app.admin.setup import attach
+
+            self._limits = attach(self)
         self.runtime.gateway.session_caps = self.session_caps
         if self.config.team is None and self.config.ledger.team.url:
             self._look_at_team()
         self._setup_metrics()
+        self._telemetry: Any = None  # app.team.telemetry.TelemetryIntake, in team mode
+        self._setup_telemetry()
         self.status_cache: Any = None
         if self.config.ledger.team.url:
-            from app.services.status_cache import CACHE_NAME, StatusCache
+            from app.claude.status_cache import CACHE_NAME, StatusCache
 
             self.status_cache = StatusCache(self.reader, self.paths.data_dir / CACHE_NAME)
         self.ledger.on_commit = self._committed
@@ -128,7 +145,8 @@ class Engine:
         from app.team.chain import build_chain
 
         if self._key_store is None:  # issued keys and the audit trail live in the ledger database
-            from app.team.keystore import KeyStoreError, open_key_store
+            from app.team.keystore import KeyStoreError
+            from app.team.keystore_open import open_key_store
 
             try:
                 self._key_store = open_key_store(config, self.paths)
@@ -139,14 +157,21 @@ class Engine:
 
         # "open": a key verified before an outage keeps working through it (bounded); "closed": it does not
         grace = OUTAGE_GRACE_S if config.ledger.team.on_unreachable == "open" else 0.0
+        from app.team.login.assemble import SignInError, open_sign_in
+
+        try:
+            self._login, self._login_store = open_sign_in(config, self.paths, self._login_store, self._key_store)
+        except SignInError as exc:
+            raise StartError(str(exc)) from None
         return build_chain(config.team, keys=self._key_store if "keys" in config.team.identity else None,
-                           keys_outage_grace_s=grace)
+                           keys_outage_grace_s=grace, login=self._login.verifier if self._login else None)
 
     def _look_at_team(self) -> None:
         """An admin's app: ``[ledger] url`` names the team's PostgreSQL, but this gateway stays
         single-user (no ``[team]``). The Team page reads the keys and the audit trail from there
         (a read-only role is enough); this config is no team policy, so none is recorded."""
-        from app.team.keystore import KeyStoreError, open_key_store
+        from app.team.keystore import KeyStoreError
+        from app.team.keystore_open import open_key_store
 
         try:
             self._key_store = open_key_store(self.config, self.paths)
@@ -154,19 +179,19 @@ class Engine:
             log.warning("The Team page cannot read the team ledger: %s", exc)
 
     @property
-    def team_store(self) -> "TeamStore | None":
+    def team_store(self) -> TeamStore | None:
         """The issued keys and the audit trail (in the ledger database): in team mode, and on an
         admin's app whose ledger is the team's PostgreSQL; None otherwise."""
         return self._key_store if self.config.team is not None or self.config.ledger.team.url else None
 
     def _admission(self) -> Any:
-        """Budget admission with reservations in the ledger's database (app/services/admission.py)."""
-        if not any(b.scope != "session" for b in self.config.budgets):  # session caps: app/services/session_caps.py
-            return None
+        """Budget admission with reservations in the ledger's database (app/budgets/admission.py)."""
+        if not any(b.scope != "session" for b in self.config.budgets) and self.config.team is None:
+            return None  # session caps: app/budgets/session_caps.py; a team's caps may come from the Admin API
         team = self.config.ledger.team
         if self.admission is None:
-            from app.services.admission import Admission
-            from app.services.admission_store import BudgetStore, PgBudgets, SqliteBudgets
+            from app.budgets.admission import Admission
+            from app.budgets.store import BudgetStore, PgBudgets, SqliteBudgets
 
             store: BudgetStore = PgBudgets(team.url, team) if team.url else SqliteBudgets(self.paths.ledger_file)
             self.admission = Admission(self.config.budgets, self.prices, store, instance=self.instance,
@@ -181,7 +206,7 @@ class Engine:
                     pass
 
             if isinstance(store, PgBudgets):  # heartbeats: a dead instance's requests are charged within a minute
-                from app.services.hold_reaper import Heartbeat
+                from app.budgets.hold_reaper import Heartbeat
 
                 self._heartbeat = Heartbeat(store.connect, self.instance, self.admission.hold_ttl_s)
                 self._heartbeat.start()  # its first beat charges what this instance's previous run held
@@ -195,8 +220,8 @@ class Engine:
         return self.admission
 
     def _setup_metrics(self) -> None:
+        from app.catalog.prices import FREE_LOCAL
         from app.proxy.metrics import GatewayMetrics, configured_models
-        from app.services.pricing import FREE_LOCAL
 
         def cost(ev: RequestFinished) -> float | None:
             return self.prices.cost_of(ev)
@@ -215,6 +240,13 @@ class Engine:
         self.hub.add(self.metrics.sink)
         self.runtime.gateway.metrics = self.metrics.render
         self.runtime.gateway.metrics_public = self.config.metrics.public
+
+    def _setup_telemetry(self) -> None:
+        """Team mode: where Claude Code's OTLP export goes (app/team/telemetry.py)."""
+        from app.team.telemetry import intake_for
+
+        self._telemetry = intake_for(self.config, self.paths.ledger_file, self._telemetry)
+        self.runtime.gateway.telemetry = self._telemetry
 
     def _committed(self, ids: Sequence[str]) -> None:
         """The ledger's on_commit (its writer thread): these rows are in the ledger now."""
@@ -236,7 +268,7 @@ class Engine:
     def ledger_health(self) -> LedgerHealth:
         """The ledger's state now: where it is, why rows
         wait in the spool and how many, and what budgets do meanwhile. Reads attributes only."""
-        from app.services.ledger_open import LedgerHealth, describe
+        from app.ledger.opener import LedgerHealth, describe
 
         adm = self.admission
         unchecked = adm is not None and adm.degraded is not None
@@ -245,7 +277,7 @@ class Engine:
                             bool(getattr(self.ledger.store, "read_only", False)))
 
     def subscription_windows(self) -> Mapping[str, Mapping[str, object]]:
-        """Each backend's last known Claude subscription windows (app/services/subscription_state.py)."""
+        """Each backend's last known Claude subscription windows (app/claude/subscription_state.py)."""
         return self.subscription.snapshot()
 
     def start(self) -> None:
@@ -263,11 +295,17 @@ class Engine:
         claude_code.remove_runtime_file(self.paths)
         if self._key_store is not None:
             self._key_store.close()
+        if self._login_store is not None:
+            self._login_store.close()
+        if self._telemetry is not None and self._telemetry.store is not None:
+            self._telemetry.store.close()
         if self.status_cache is not None:
             self.status_cache.stop()
         self.ledger.close()
         if self._heartbeat is not None:
             self._heartbeat.stop()
+        if self._limits is not None:
+            self._limits.stop()
         if self.admission is not None:
             self.admission.close()
         from app.proxy.reasoning_store import STORE
@@ -313,14 +351,14 @@ class Engine:
         self._save_pins()
 
     def _save_pins(self) -> None:
-        from app.services import session_pins
+        from app.desktop import pins as session_pins
 
         session_pins.save(self.paths.data_dir / session_pins.FILE_NAME,
                           {sid: (p.backend, p.model) for sid, p in self.runtime.pins.items()})
 
     def _restore_pins(self) -> None:
         """The pins of the last run (session-pins.json), for backends still configured."""
-        from app.services import session_pins
+        from app.desktop import pins as session_pins
 
         saved = session_pins.load(self.paths.data_dir / session_pins.FILE_NAME, (b.id for b in self.config.backends))
         for sid, (backend, model) in saved.items():
@@ -345,7 +383,7 @@ class Engine:
         return True
 
     def _apply(self, config: Config) -> None:
-        from app.services.pricing import PriceBook
+        from app.catalog.prices import PriceBook
 
         self.config = self._with_overrides(config)
         self.prices = PriceBook.load(self.config)
@@ -362,6 +400,9 @@ class Engine:
             record_policy(self._key_store, self.config)  # new budgets are new policy too
         self.runtime.gateway.metrics_public = self.config.metrics.public
         self.runtime.apply(self.config, identity=chain)
+        if chain is not None:
+            self.runtime.set_routes(self._login.routes() if self._login is not None else {})
+        self._setup_telemetry()
 
     def save_backends(self, backends: list[BackendConfig], active: ActiveSelection | None = None) -> None:
         ids = [b.id for b in backends]
@@ -422,7 +463,7 @@ class Engine:
 
     def claude_code_env(self, credential: str = "auto") -> dict[str, str]:
         """What points Claude Code here: the token in its own header, ANTHROPIC_AUTH_TOKEN only for a
-        user without an Anthropic login or key (app/services/claude_auth.py)."""
+        user without an Anthropic login or key (app/claude/auth.py)."""
         cred = claude_code.credential(self.token)
         return claude_auth.env_values(self.url, self.token, token_as_credential=claude_auth.uses_token(credential, cred),
                                       existing_headers=None)
@@ -430,9 +471,6 @@ class Engine:
     def claude_code_credential(self, credential: str = "auto") -> str:
         """One sentence: which credential Claude Code will send through Patchbay after Connect."""
         return claude_auth.describe(credential, claude_code.credential(self.token))
-
-    def claude_settings_path(self) -> Path:
-        return claude_settings.settings_path()
 
     def claude_code_status(self) -> claude_settings.Status:
         return claude_code.status(self.paths, self.url, self.token)

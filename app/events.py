@@ -10,8 +10,9 @@ from __future__ import annotations
 import collections
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Literal, Union
+from typing import Literal
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,7 +22,7 @@ class Usage:
     cache_creation_input_tokens: int = 0
     cache_read_input_tokens: int = 0
     # of cache_creation_input_tokens, those written for one hour (usage.cache_creation
-    # .ephemeral_1h_input_tokens), priced higher than the 5-minute ones (app/services/pricing.py)
+    # .ephemeral_1h_input_tokens), priced higher than the 5-minute ones (app/catalog/prices.py)
     cache_creation_1h_input_tokens: int = 0
 
     @property
@@ -184,8 +185,8 @@ class SubscriptionLimits:
     overage_disabled_reason: str | None = None
 
 
-Event = Union[RequestStarted, ContentDelta, RequestFinished, BudgetAlert, GatewayState, BackendHealth,
-              SubscriptionLimits]
+Event = (RequestStarted | ContentDelta | RequestFinished | BudgetAlert | GatewayState | BackendHealth
+         | SubscriptionLimits)
 
 
 class EventQueue:

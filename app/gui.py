@@ -69,14 +69,14 @@ class App(QObject):
         return eng.paths if eng is not None else (self._given_paths or default_paths())
 
     def _state(self) -> Any:
-        from app.services.desktop_state import FILE_NAME, DesktopState
+        from app.desktop.state import FILE_NAME, DesktopState
 
         if self._desktop_state is None:
             self._desktop_state = DesktopState(self._paths().data_dir / FILE_NAME)
         return self._desktop_state
 
     def start(self) -> bool:
-        from app.services import background_gateway
+        from app.desktop import background as background_gateway
 
         if background_gateway.stop(self._paths()):  # left serving by the last Quit: this window takes over
             log.info("ended the background gateway the last Quit left running")
@@ -145,7 +145,7 @@ class App(QObject):
     def _quit_to_background(self, url: str) -> None:
         from urllib.parse import urlsplit
 
-        from app.services import background_gateway
+        from app.desktop import background as background_gateway
 
         paths, config, token = self._paths(), self.bridge.config_path(), self.bridge.settings.gateway_token()
         port = urlsplit(url).port or 0
@@ -234,8 +234,8 @@ def run_gui(config_path: Path | None) -> int:
     _log_qt_messages()
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
+    from app.desktop.single_instance import SingleInstance, instance_key
     from app.paths import default_paths
-    from app.single_instance import SingleInstance, instance_key
 
     instance = SingleInstance(instance_key(default_paths().data_dir))
     if not instance.claim():

@@ -69,8 +69,17 @@ def _text_pieces() -> str:
 
 def _upstream_main(wire: str, conn: Connection) -> None:
     """Runs in a child process: a FakeUpstream whose answers follow the phase the parent sets."""
-    from tests.fakes import (AnthropicJSON, AnthropicStream, FakeUpstream, OpenAIJSON, OpenAIStream,
-                             anthropic_message, anthropic_text_events, openai_completion, openai_text_chunks)
+    from tests.fakes import (
+        AnthropicJSON,
+        AnthropicStream,
+        FakeUpstream,
+        OpenAIJSON,
+        OpenAIStream,
+        anthropic_message,
+        anthropic_text_events,
+        openai_completion,
+        openai_text_chunks,
+    )
 
     text = _text_pieces()
     if wire == "openai":
@@ -287,7 +296,7 @@ def pct(xs: Sequence[float], q: float) -> float:
 
 class Gateway:
     def __init__(self, kind: str, upstream_port: int, home: Path, backend_extra: str = "",
-                 repo: Path = REPO) -> None:
+                 repo: Path = REPO, extra_args: Sequence[str] = ()) -> None:
         base_url = f"http://127.0.0.1:{upstream_port}" + ("/v1" if kind == "openai" else "")
         home.mkdir(parents=True, exist_ok=True)
         cfg = home / "bench-config.toml"
@@ -305,7 +314,7 @@ class Gateway:
                     "AWS_CONFIG_FILE": str(home / "no-aws-config"), "AWS_EC2_METADATA_DISABLED": "true"}
         self.t_spawn = time.perf_counter()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "app", "serve", "--config", str(cfg), "--port", "0", "--quiet"],
+            [sys.executable, "-m", "app", "serve", "--config", str(cfg), "--port", "0", "--quiet", *extra_args],
             cwd=repo, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             text=True,
         )
@@ -335,12 +344,14 @@ class Gateway:
         ``schedstat`` (nanoseconds; psutil's user + sys ticks at 10 ms, too coarse for a few
         hundred requests); elsewhere psutil's user + system."""
         total = 0
-        try:
-            for tid in os.listdir(f"/proc/{self.proc.pid}/task"):
-                with open(f"/proc/{self.proc.pid}/task/{tid}/schedstat", "rb") as f:
-                    total += int(f.read().split()[0])
+        try:  # with `serve --workers N`: the supervisor and its workers
+            pids = [self.proc.pid, *(c.pid for c in self.ps.children(recursive=True))]
+            for pid in pids:
+                for tid in os.listdir(f"/proc/{pid}/task"):
+                    with open(f"/proc/{pid}/task/{tid}/schedstat", "rb") as f:
+                        total += int(f.read().split()[0])
             return total / 1e9
-        except (OSError, ValueError, IndexError):
+        except (OSError, ValueError, IndexError, psutil.Error):
             t = self.ps.cpu_times()
             return t.user + t.system
 

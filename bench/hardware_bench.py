@@ -23,7 +23,7 @@ from typing import Callable
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app.services.hardware import (  # noqa: E402
+from app.host.hardware import (  # noqa: E402
     AmdSysfsSampler,
     HardwareSampler,
     NvmlSampler,

@@ -24,11 +24,12 @@ from typing import Any, Callable, Iterator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from app.budgets.limits import period_bounds  # noqa: E402
+from app.catalog.prices import PriceBook  # noqa: E402
 from app.config import LedgerSettings, parse_config  # noqa: E402
 from app.events import RequestFinished, Usage, finished_request  # noqa: E402
-from app.services.budgets import period_bounds  # noqa: E402
-from app.services.ledger import Ledger, LedgerReader  # noqa: E402
-from app.services.pricing import PriceBook  # noqa: E402
+from app.ledger.reader import LedgerReader
+from app.ledger.writer import Ledger
 
 CONFIG = """
 [[backends]]

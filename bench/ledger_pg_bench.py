@@ -29,14 +29,14 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from ledger_bench import CONFIG, cli_queries, dashboard_queries, events  # noqa: E402
 
+from app.budgets.admission import Admission  # noqa: E402
+from app.budgets.store import PgBudgets, SqliteBudgets  # noqa: E402
+from app.catalog.prices import PriceBook  # noqa: E402
 from app.config import BudgetConfig, parse_config  # noqa: E402
+from app.ledger.pg import PgLedgerReader, PgStore  # noqa: E402
+from app.ledger.spool import Spool  # noqa: E402
+from app.ledger.writer import Ledger  # noqa: E402
 from app.proxy.routing import Route  # noqa: E402
-from app.services.admission import Admission  # noqa: E402
-from app.services.admission_store import PgBudgets, SqliteBudgets  # noqa: E402
-from app.services.ledger import Ledger  # noqa: E402
-from app.services.ledger_pg import PgLedgerReader, PgStore  # noqa: E402
-from app.services.pricing import PriceBook  # noqa: E402
-from app.services.spool import Spool  # noqa: E402
 from tests.pg import PgServer  # noqa: E402
 
 

@@ -36,8 +36,8 @@ def main() -> int:
     keyring.set_keyring(MemoryKeyring())
     import psutil
     import qasync
-
     import screenshots as shots
+
     from app.gui import App, make_application
 
     qapp = make_application([sys.argv[0]])

@@ -3,6 +3,7 @@
     .venv/bin/python bench/scale_bench.py                       # 300 and 600 concurrent streams
     .venv/bin/python bench/scale_bench.py --concurrency 300 --rounds 2
     .venv/bin/python bench/scale_bench.py --cap 200             # add a row with the old 200-connection cap
+    .venv/bin/python bench/scale_bench.py --workers 2 --concurrency 600,1200   # serve --workers 2 (PostgreSQL)
 
 Each of ``c`` keep-alive connections sends ``rounds`` streamed ``POST /v1/messages`` one after
 another; the fake upstream (tests/fakes, its own process) answers each with 50 SSE events, 20 ms
@@ -13,6 +14,10 @@ passthrough backend, the default ``max_connections``). Columns: requests/s over 
 (one warm-up round excluded), time to the first body byte p50 / p99, total p50, errors, the
 gateway process's CPU (% of one core; its event loop runs on one), and Patchbay's requests/s as a
 share of the direct call's (target: within 10 % at 600).
+
+``--workers N`` adds two rows on a throwaway PostgreSQL ledger (tests/pg.py; ``--workers`` refuses
+SQLite): one process, and ``patchbay serve --workers N``; the CPU column is then the supervisor and
+all its workers together (% of one core, so it may pass 100).
 
 The client, the fake upstream and the gateway share this machine's cores: on a small box the
 client and the upstream are limited as much as the gateway is, so read the ratio, not the
@@ -80,7 +85,8 @@ def show(r: Row, direct: Row | None) -> None:
           f"{r.errors:>5}{cpu:>8}  {share}", flush=True)
 
 
-async def run(concurrency: list[int], rounds: int, cap: int | None, home: Path) -> list[Row]:
+async def run(concurrency: list[int], rounds: int, cap: int | None, home: Path, workers: int = 0,
+              ledger_url: str | None = None) -> list[Row]:
     up = Upstream("anthropic")
     rows: list[Row] = []
     try:
@@ -89,6 +95,11 @@ async def run(concurrency: list[int], rounds: int, cap: int | None, home: Path) 
         if cap is not None:
             gateways.append((f"patchbay (max_connections {cap})",
                              Gateway("anthropic", up.port, home / f"cap{cap}", f"max_connections = {cap}")))
+        if workers and ledger_url:  # the [ledger] table follows the backend's keys (its own table)
+            ledger = f'\n[ledger]\nurl = "{ledger_url}"\n'
+            gateways.append(("patchbay, PostgreSQL ledger", Gateway("anthropic", up.port, home / "pg1", ledger)))
+            gateways.append((f"patchbay --workers {workers}, PostgreSQL",
+                             Gateway("anthropic", up.port, home / "pgw", ledger, extra_args=["--workers", str(workers)])))
         try:
             for c in concurrency:
                 n = c * rounds
@@ -114,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--concurrency", default="300,600", help="comma-separated stream counts (default 300,600)")
     ap.add_argument("--rounds", type=int, default=3, help="measured requests per connection (default 3)")
     ap.add_argument("--cap", type=int, help="also run a gateway whose backend sets this max_connections")
+    ap.add_argument("--workers", type=int, default=0, help="also run `serve --workers N` (and one process) on a "
+                    "throwaway PostgreSQL ledger")
     args = ap.parse_args(argv)
     try:
         import uvloop
@@ -127,8 +140,18 @@ def main(argv: list[str] | None = None) -> int:
           f"{' '.join(f'{x:.2f}' for x in psutil.getloadavg())}. Times in ms.")
     print(HEADER)
     t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="patchbay-scale-") as tmp:
-        runner(run(cs, args.rounds, args.cap, Path(tmp)))
+    pg = None
+    if args.workers:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+        from tests.pg import PgServer
+
+        pg = PgServer().start()
+    try:
+        with tempfile.TemporaryDirectory(prefix="patchbay-scale-") as tmp:
+            runner(run(cs, args.rounds, args.cap, Path(tmp), args.workers, pg.create_db() if pg else None))
+    finally:
+        if pg is not None:
+            pg.destroy()
     print(f"\nbench took {time.perf_counter() - t0:.0f} s")
     return 0
 

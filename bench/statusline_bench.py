@@ -35,10 +35,10 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from ledger_bench import CONFIG, events  # noqa: E402
 
+from app.catalog.prices import PriceBook  # noqa: E402
+from app.claude import statusline  # noqa: E402
 from app.config import LedgerSettings, parse_config  # noqa: E402
-from app.services import statusline  # noqa: E402
-from app.services.ledger import Ledger  # noqa: E402
-from app.services.pricing import PriceBook  # noqa: E402
+from app.ledger.writer import Ledger  # noqa: E402
 
 
 def _child_cpu() -> float:
@@ -104,8 +104,8 @@ def main() -> int:
         # `python -m app statusline` reads PATCHBAY_HOME/config.toml
         (home / "config.toml").write_text(config.read_text())
         py = sys.executable
+        from app.claude.connect import statusline_command
         from app.paths import Paths
-        from app.services.claude_code import statusline_command
 
         installed = shlex.split(statusline_command(Paths(home, home / "data", home / "logs"), config))
         variants = [

@@ -241,7 +241,7 @@ class ScriptedGpu:
                  procs=[(4242, used - 600 * 1024**2)])
 
     def sampler(self) -> Any:
-        from app.services.hardware import HardwareSampler, NvmlSampler
+        from app.host.hardware import HardwareSampler, NvmlSampler
 
         outer = self
 
@@ -258,7 +258,7 @@ def backfill_monitor(bridge: Any, gpu: ScriptedGpu) -> None:
 
     import psutil
 
-    from app.services.hardware import GpuSample, HostSample, Sample
+    from app.host.hardware import GpuSample, HostSample, Sample
 
     now = time.time()
     vm = psutil.virtual_memory()
@@ -380,10 +380,10 @@ cache_read = 0.14
 
 def backfill(config_path: Path, ledger_file: Path) -> int:
     """Two weeks of plausible usage, written through the real Ledger API before the app starts."""
-    from app.config_file import load_config
+    from app.catalog.prices import PriceBook
+    from app.config.disk import load_config
     from app.events import Usage, finished_request
-    from app.services.ledger import Ledger
-    from app.services.pricing import PriceBook
+    from app.ledger.writer import Ledger
 
     cfg = load_config(config_path)
     ledger = Ledger(ledger_file, prices=PriceBook.load(cfg), settings=cfg.ledger)
@@ -522,8 +522,8 @@ async def shoot(args: argparse.Namespace) -> int:
     from PySide6.QtWidgets import QScrollArea, QSystemTrayIcon
 
     from app.gui import App
+    from app.host.hardware import HardwareSampler
     from app.paths import default_paths
-    from app.services.hardware import HardwareSampler
     from app.views.main_window import MIN_SIZE
 
     out = Path(args.out)
@@ -775,8 +775,8 @@ async def shoot_plan(args: argparse.Namespace) -> int:
     """Claude Code signed in with a Claude subscription (its OAuth token through the default
     ``anthropic`` backend): the Dashboard's plan strip and the tray menu's plan line (docs/plan-*.png)."""
     from app.gui import App
+    from app.host.hardware import HardwareSampler
     from app.paths import default_paths
-    from app.services.hardware import HardwareSampler
     from tests.fakes.subscription import OAUTH_BETA, OAUTH_TOKEN, SubscriptionAPI
 
     out = Path(args.out)
@@ -895,11 +895,11 @@ def backfill_team(config_path: Path, ledger_file: Path) -> int:
     (into the ledger the config names: the SQLite ``ledger_file``, or its [ledger] url)."""
     import dataclasses
 
-    from app.config_file import load_config
+    from app.catalog.prices import PriceBook
+    from app.config.disk import load_config
     from app.events import Usage, finished_request
+    from app.ledger.opener import open_reader, open_writer
     from app.paths import Paths
-    from app.services.ledger_open import open_reader, open_writer
-    from app.services.pricing import PriceBook
 
     cfg = load_config(config_path)
     paths = Paths(ledger_file.parent, ledger_file.parent, ledger_file.parent)
@@ -927,7 +927,7 @@ def backfill_team(config_path: Path, ledger_file: Path) -> int:
                 n += 1
     # whatever the date: one person past the limit, one past the warn line, one over a weekly cap;
     # what is missing is spread over the period's days so far (no one-day tower on a Monday)
-    from app.services.budgets import period_bounds
+    from app.budgets.limits import period_bounds
 
     day, week = period_bounds("day", now)[0], period_bounds("week", now)[0]
     ledger.flush(30.0)
@@ -978,8 +978,8 @@ def issue_team_keys(ledger_file: Path, url: str | None = None) -> None:
 async def shoot_team(args: argparse.Namespace) -> int:
     """The Team page: Spend (by user, by group), Budgets, Keys, Audit trail; and the small window."""
     from app.gui import App
+    from app.host.hardware import HardwareSampler
     from app.paths import default_paths
-    from app.services.hardware import HardwareSampler
     from app.views.main_window import MIN_SIZE
 
     out = Path(args.out)
@@ -1046,7 +1046,7 @@ def team_admin_ledger(paths: Any, a_url: str, ol_url: str) -> Any:
     the policy they recorded; a role that may only read it; this app's config naming only that."""
     import psycopg
 
-    from app.config_file import load_config
+    from app.config.disk import load_config
     from app.team.audit import record_policy
     from app.team.keystore_pg import PgKeyStore
     from tests.pg import PgServer

@@ -6,9 +6,10 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from app.catalog.prices import PriceBook
 from app.config import LedgerSettings
-from app.services.ledger import Ledger, LedgerReader
-from app.services.pricing import PriceBook
+from app.ledger.reader import LedgerReader
+from app.ledger.writer import Ledger
 
 
 class Books:
@@ -21,8 +22,8 @@ class Books:
     def ledger(self, prices: PriceBook, settings: LedgerSettings = LedgerSettings(), **kw: Any) -> Ledger:
         if self.url is None:
             return Ledger(self.path, prices=prices, settings=settings, **kw)
-        from app.services.ledger_pg import PgStore
-        from app.services.spool import Spool
+        from app.ledger.pg import PgStore
+        from app.ledger.spool import Spool
 
         return Ledger(self.path, prices=prices, settings=settings, store=PgStore(self.url),
                       spool=Spool(self.tmp / "ledger-spool.sqlite3"), **kw)
@@ -30,7 +31,7 @@ class Books:
     def reader(self, tz: Any = None) -> LedgerReader:
         if self.url is None:
             return LedgerReader(self.path, tz=tz)
-        from app.services.ledger_pg import PgLedgerReader
+        from app.ledger.pg import PgLedgerReader
 
         return PgLedgerReader(self.url, tz=tz)
 
@@ -49,7 +50,7 @@ def raw_rows(path: Path, url: str | None, sql: str, params: tuple[Any, ...] = ()
             conn.close()
     import psycopg
 
-    from app.services.ledger_pg import pg_sql
+    from app.ledger.pg import pg_sql
 
     with psycopg.connect(url) as pc:
         return [tuple(bytes(v) if isinstance(v, memoryview) else v for v in r)

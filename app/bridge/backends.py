@@ -9,14 +9,14 @@ import os
 from PySide6.QtCore import QObject, Signal, Slot
 
 from app.bridge.convert import sentence
+from app.bridge.data import BackendView, TestOutcome
 from app.bridge.engine import EngineApi
 from app.bridge.jobs import Jobs
 from app.bridge.notices import Notices
+from app.catalog.output_limits import output_limit
 from app.config import BACKEND_KINDS, ActiveSelection, BackendConfig, Config, ConfigError
 from app.events import BackendHealth
-from app.model_limits import output_limit
 from app.proxy.backends.probe import TestResult, is_ollama_url
-from app.views.data import BackendView, TestOutcome
 
 
 class Backends(QObject):
@@ -101,13 +101,13 @@ class Backends(QObject):
 
     def key_store_label(self) -> str:
         """Where a stored API key goes, in words: the OS keychain, or the private file where none exists."""
-        from app.services.secrets import store_label
+        from app.host.secrets import store_label
 
         return store_label()
 
     def keychain_available(self) -> bool:
         """Whether the OS has a keychain Patchbay can store keys in (a bare Linux desktop may not)."""
-        from app.services.secrets import keychain_available
+        from app.host.secrets import keychain_available
 
         return keychain_available()
 

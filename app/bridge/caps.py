@@ -1,4 +1,4 @@
-"""Per-session cost caps as the Dashboard sets them for one live session (app/services/session_caps.py)."""
+"""Per-session cost caps as the Dashboard sets them for one live session (app/budgets/session_caps.py)."""
 
 from __future__ import annotations
 

@@ -1,28 +1,21 @@
 """Typed conversions from the core's types (events, ledger rows, budget and hardware samples)
-to the frozen view data of :mod:`app.views.data`. Pure functions: no Qt, no I/O."""
+to the frozen view data of :mod:`app.bridge.data`. Pure functions: no Qt, no I/O."""
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
+from app.bridge.data import BudgetView, RequestDetail, RequestRecord, StreamPiece, TopSession
+from app.bridge.data_host import GpuView, HardwareView
+from app.budgets.limits import BudgetStatus
 from app.events import ContentDelta, RequestFinished, RequestStarted
-from app.services.budgets import BudgetStatus
-from app.services.hardware import Sample
-from app.services.ledger import RequestDetail as LedgerDetail
-from app.services.ledger import RequestRow, SessionSummary, TokenRate
+from app.host.hardware import Sample
+from app.ledger.rows import RequestDetail as LedgerDetail
+from app.ledger.rows import RequestRow, SessionSummary, TokenRate
 from app.units import fmt_money
-from app.views.data import (
-    BudgetView,
-    GpuView,
-    HardwareView,
-    RequestDetail,
-    RequestRecord,
-    StreamPiece,
-    TopSession,
-)
 
 
 def sentence(exc: BaseException) -> str:

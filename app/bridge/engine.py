@@ -7,20 +7,22 @@ may give another), and mypy checks that :class:`app.core.Engine` satisfies this 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping, Protocol
+from typing import Protocol
 
+from app.budgets.limits import BudgetGuard
+from app.budgets.session_caps import SessionCaps
+from app.catalog.prices import PriceBook
+from app.claude.settings import ConnectResult, DisconnectResult, Status
 from app.config import ActiveSelection, BackendConfig, BudgetConfig, Config, PriceConfig, RoutesConfig
 from app.events import EventQueue
+from app.ledger.opener import LedgerHealth
+from app.ledger.reader import LedgerReader
+from app.ledger.writer import Ledger
 from app.paths import Paths
 from app.proxy.backends.probe import TestResult
 from app.proxy.routing import Pin
-from app.services.budgets import BudgetGuard
-from app.services.claude_settings import ConnectResult, DisconnectResult, Status
-from app.services.ledger import Ledger, LedgerReader
-from app.services.ledger_open import LedgerHealth
-from app.services.pricing import PriceBook
-from app.services.session_caps import SessionCaps
 from app.team.keystore import TeamStore
 
 
@@ -33,7 +35,7 @@ class EngineApi(Protocol):
     ledger: Ledger
     reader: LedgerReader
     budgets: BudgetGuard
-    session_caps: SessionCaps  # per-session cost caps (app/services/session_caps.py)
+    session_caps: SessionCaps  # per-session cost caps (app/budgets/session_caps.py)
 
     @property
     def team_store(self) -> TeamStore | None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Iterable
 
-from app.views.data import RequestRecord, SpendData
+from app.bridge.data import RequestRecord, SpendData
 
 REQUEST_COLUMNS = ("started_at", "request_id", "session_id", "backend", "model", "requested_model", "route",
                    "status", "error_type", "input_tokens", "output_tokens", "cache_read_tokens",

@@ -10,11 +10,11 @@ import time
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
+from app.bridge.data import LedgerView
 from app.bridge.engine import EngineApi
 from app.bridge.notices import Notices
-from app.services.ledger_open import LedgerHealth
+from app.ledger.opener import LedgerHealth
 from app.units import plural
-from app.views.data import LedgerView
 
 POLL_MS = 1000
 RESAY_S = 30.0  # the banner (and the log line it makes) gives a new count at most this often

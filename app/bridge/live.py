@@ -21,6 +21,7 @@ from app.bridge.convert import (
     session_label,
     started_line,
 )
+from app.bridge.data import RequestRecord, SessionView, StreamPiece
 from app.bridge.engine import EngineApi
 from app.bridge.jobs import Jobs
 from app.bridge.notices import Notices
@@ -28,9 +29,8 @@ from app.bridge.session_names import FILE_NAME as NAMES_FILE
 from app.bridge.session_names import SessionNames
 from app.bridge.sessions import CostFn, LiveRequest, SessionState
 from app.events import BackendHealth, BudgetAlert, ContentDelta, GatewayState, RequestFinished, RequestStarted
-from app.proxy.gateway import PAUSED
+from app.proxy.admit import PAUSED
 from app.proxy.routing import Pin
-from app.views.data import RequestRecord, SessionView, StreamPiece
 
 TICK_MS = 40  # ≈ 25 Hz
 DRAIN_LIMIT = 8000  # events handled per tick at most; the rest wait for the next tick

@@ -19,6 +19,7 @@ from app.bridge.backends import Backends
 from app.bridge.caps import Caps
 from app.bridge.config_watch import ConfigWatch
 from app.bridge.convert import sentence
+from app.bridge.data import GatewayView, UserMessage
 from app.bridge.engine import EngineApi, EngineFactory
 from app.bridge.jobs import Jobs
 from app.bridge.ledger_watch import LedgerWatch
@@ -28,11 +29,11 @@ from app.bridge.notices import Notices
 from app.bridge.settings import Settings
 from app.bridge.subscription import Subscription
 from app.bridge.team import Team
+from app.bridge.team_caps import TeamCaps
 from app.bridge.usage import Usage
 from app.config import ConfigError
 from app.events import GatewayState
 from app.paths import Paths, default_paths
-from app.views.data import GatewayView, UserMessage
 
 log = logging.getLogger("app.bridge")
 
@@ -77,11 +78,12 @@ class Bridge(QObject):
         self.settings = Settings(self.notices, config_path=self.config_path, autostart_config=config_path,
                                  parent=self)
         self.team = Team(self.jobs, self.notices, self)
+        self.team_caps = TeamCaps(self.jobs, self.notices, self)  # the Team page's Caps tab
         self.ledger = LedgerWatch(self.notices, self)
         self.subscription = Subscription(self)
         self.caps = Caps(self)
         self._parts = (self.live, self.backends, self.usage, self.monitor, self.settings, self.team, self.ledger,
-                       self.caps)
+                       self.caps, self.team_caps)
         self.config_watch = ConfigWatch(self)
         self.config_watch.changed.connect(self.reload_config)
 
@@ -139,6 +141,7 @@ class Bridge(QObject):
         self.caps.attach(eng)
         self.monitor.attach(eng)
         self.team.attach(eng)
+        self.team_caps.attach(eng)
         self.ledger.attach(eng)
         self.subscription.attach(eng)
         self.live.start_seeding()

@@ -8,18 +8,20 @@ import asyncio
 import collections
 import logging
 import time
-from typing import Any, Callable, Coroutine
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
 from app.bridge.convert import hardware_view, sentence
+from app.bridge.data import RequestRecord
+from app.bridge.data_host import HardwareView, LocalModelView, OllamaView, PullView
 from app.bridge.engine import EngineApi
 from app.bridge.jobs import Jobs
 from app.bridge.notices import Notices
-from app.services.hardware import HardwareSampler, Sample, SamplerThread
-from app.services.ollama import OllamaError, OllamaMonitor, OllamaState, PullMeter, check_model_name, model_warnings
-from app.services.throughput import Throughput
-from app.views.data import HardwareView, LocalModelView, OllamaView, PullView, RequestRecord
+from app.host.hardware import HardwareSampler, Sample, SamplerThread
+from app.host.ollama import OllamaError, OllamaMonitor, OllamaState, PullMeter, check_model_name, model_warnings
+from app.host.throughput import Throughput
 
 log = logging.getLogger("app.bridge")
 

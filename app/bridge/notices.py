@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import QObject, Signal
 
-from app.views.data import UserMessage
+from app.bridge.data import UserMessage
 
 
 class Notices(QObject):

@@ -12,7 +12,7 @@ import json
 import logging
 from pathlib import Path
 
-from app.config_file import atomic_write
+from app.config.disk import atomic_write
 
 log = logging.getLogger("app.bridge")
 KEEP = 1000  # sessions remembered (the most recently seen)

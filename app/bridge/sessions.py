@@ -4,13 +4,13 @@ last stretch of its stream (what the dashboard shows when the session is selecte
 from __future__ import annotations
 
 import collections
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Callable
 
 from app.bridge.convert import session_label
+from app.bridge.data import SessionView, StreamPiece
 from app.events import Usage
 from app.proxy.routing import Pin
-from app.views.data import SessionView, StreamPiece
 
 STREAM_CHARS_PER_SESSION = 60_000  # what the dashboard keeps to show when a session is selected
 RATE_WINDOW_S = 5.0

@@ -4,18 +4,19 @@ noticing edits made by anything else). The Settings page's part."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from PySide6.QtCore import QFileSystemWatcher, QObject, QTimer, Signal, Slot
 
 from app.bridge.convert import sentence
+from app.bridge.data import BudgetView, ClaudeCodeView, GatewayView, SettingsView
 from app.bridge.engine import EngineApi
 from app.bridge.notices import Notices
+from app.claude import connect as cc
+from app.claude import settings as claude_settings
 from app.config import BudgetConfig, Config, ConfigError, PriceConfig, RoutesConfig
-from app.services import autostart, claude_settings
-from app.services import claude_code as cc
-from app.views.data import BudgetView, ClaudeCodeView, GatewayView, SettingsView
+from app.desktop import autostart
 
 WATCH_MS = 5000  # settings.json is also stat'ed this often (a watcher can miss a replaced file)
 Stamp = tuple[str, int | None, int | None, int | None]

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
 from app.bridge.engine import EngineApi
+from app.claude.subscription_windows import latest, windows, windows_text
 from app.events import SubscriptionLimits
-from app.subscription_windows import latest, windows, windows_text
 
 RECHECK_MS = 60_000  # a window that resets drops out within a minute
 

@@ -9,12 +9,12 @@ import time
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
+from app.bridge.data_team import TeamView
 from app.bridge.engine import EngineApi
 from app.bridge.jobs import Jobs
 from app.bridge.notices import Notices
 from app.bridge.team_read import read_team
 from app.team.keys import KeyStoreError, KeyStoreReadOnly
-from app.views.data import TeamView
 
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 REFRESH_MS = 15_000  # spend by user and group, and keys the CLI changed
@@ -91,7 +91,7 @@ class Team(QObject):
     def create_key(self, email: str, groups: list[str], expires: str = "never") -> bool:
         """Issue a key; its secret goes out once through ``keyCreated``. False (with a notice) if not."""
         from app.team.audit import actor
-        from app.team.cli import parse_expiry
+        from app.team.wording import parse_expiry
 
         eng = self._engine
         store = eng.team_store if eng is not None else None

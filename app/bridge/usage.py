@@ -5,7 +5,8 @@ thread. The Spend and Requests pages' part."""
 from __future__ import annotations
 
 import time
-from typing import Callable, Literal
+from collections.abc import Callable
+from typing import Literal
 
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
@@ -18,13 +19,13 @@ from app.bridge.convert import (
     tokens_per_minute,
     top_session,
 )
+from app.bridge.data import BudgetView, RequestDetail, RequestRecord, SeriesPoint, SpendData
 from app.bridge.engine import EngineApi
 from app.bridge.jobs import Jobs
 from app.bridge.notices import Notices
 from app.events import BudgetAlert
-from app.services.ledger import Bucket
+from app.ledger.rows import Bucket
 from app.units import fmt_money
-from app.views.data import BudgetView, RequestDetail, RequestRecord, SeriesPoint, SpendData
 
 BUCKET_SECONDS: dict[Bucket, float] = {"hour": 3600.0, "day": 86400.0, "month": 30 * 86400.0}
 BUCKET_SPAN: dict[Bucket, float] = {"hour": 24 * 3600.0, "day": 30 * 86400.0, "month": 365 * 86400.0}

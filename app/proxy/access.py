@@ -20,7 +20,7 @@ import functools
 import ipaddress
 
 from app.config import BackendConfig, is_loopback_host
-from app.proxy.exchange import GatewayError
+from app.errors import ApiError
 
 TOKEN_HEADER = "x-patchbay-token"  # the gateway token, beside the client's own credential
 TOKEN_HEADER_B = TOKEN_HEADER.encode()
@@ -64,7 +64,7 @@ def check_host(host: bytes | None, allowed: tuple[str, ...]) -> None:
         return
     value = host.decode("latin-1")
     if not host_allowed(value, allowed):
-        raise GatewayError(
+        raise ApiError(
             403, "permission_error",
             f"Patchbay does not answer requests addressed to {_hostname(value)!r} (the Host header): a web page "
             "may be trying to reach it through a rebound DNS name. Use http://127.0.0.1 or localhost, or add "
@@ -76,10 +76,10 @@ def may_use(backend: BackendConfig, authed: bool, is_exposed: bool) -> bool:
     return authed or (backend.auth == "client" and not is_exposed)
 
 
-def token_needed(presented: bool, is_exposed: bool) -> GatewayError:
+def token_needed(presented: bool, is_exposed: bool) -> ApiError:
     what = "a credential that is not the gateway token" if presented else "no credentials"
     why = " Patchbay listens beyond this machine, so every request needs it." if is_exposed else ""
-    return GatewayError(
+    return ApiError(
         401, "authentication_error",
         f"Patchbay needs its gateway token (the request carried {what}).{why} Send it in the {TOKEN_HEADER} "
         f"header: `patchbay connect` (or the app's Connect) sets ANTHROPIC_CUSTOM_HEADERS to "

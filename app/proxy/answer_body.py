@@ -17,11 +17,11 @@ chunk, so a 1 MB gzip bomb becomes a 1 GB bytes object (then a few copies). Here
 from __future__ import annotations
 
 import zlib
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import httpx
 
-from app.proxy.exchange import GatewayError
+from app.errors import ApiError
 
 __all__ = ["MAX_ANSWER_BYTES", "STEP_BYTES", "inflating", "read_whole"]
 
@@ -83,7 +83,7 @@ def inflating(resp: httpx.Response, who: str) -> httpx.Response:
     if encoding in ("", "identity"):
         return resp
     if encoding not in _WBITS:
-        raise GatewayError(502, "api_error", f"{who} answered with content-encoding {encoding!r}, which Patchbay "
+        raise ApiError(502, "api_error", f"{who} answered with content-encoding {encoding!r}, which Patchbay "
                            "asked it not to use (accept-encoding: identity) and cannot read. Turn compression off "
                            "on the backend or on the proxy in front of it.")
     stream = resp.stream
@@ -108,12 +108,12 @@ async def read_whole(resp: httpx.Response, who: str, limit: int = MAX_ANSWER_BYT
             if size > limit:
                 parts.clear()
                 await resp.aclose()
-                raise GatewayError(502, "api_error", f"{who} sent an answer larger than Patchbay's limit of "
+                raise ApiError(502, "api_error", f"{who} sent an answer larger than Patchbay's limit of "
                                    f"{limit >> 20} MB, so Patchbay dropped it. A Messages answer is far smaller; "
                                    "check the backend's base_url and anything between Patchbay and it.")
             parts.append(chunk)
     except httpx.DecodingError as exc:
-        raise GatewayError(502, "api_error", f"{exc}. Retry the request; if it keeps happening, check the backend "
+        raise ApiError(502, "api_error", f"{exc}. Retry the request; if it keeps happening, check the backend "
                            "or anything between Patchbay and it.") from None
     data = parts[0] if len(parts) == 1 else b"".join(parts)
     resp._content = data

@@ -14,7 +14,7 @@ import os
 import time
 from typing import Any
 
-from app.proxy.exchange import GatewayError
+from app.errors import ApiError
 from app.proxy.stops import CredentialMissing  # Patchbay found no credential: nothing was refused
 
 log = logging.getLogger("patchbay.credentials")
@@ -67,7 +67,7 @@ class CommandToken(TokenSource):
         if task is not None and not task.done():  # a run already under way (an early refresh)
             try:
                 await asyncio.shield(task)
-            except GatewayError:
+            except ApiError:
                 pass
         if self._token is not None and self._token != stale:
             return  # renewed meanwhile, by the run above or for another request
@@ -96,7 +96,7 @@ def _log_background_failure(task: asyncio.Task[str]) -> None:
 
 async def run_token_command(backend_id: str, command: str, timeout_s: float) -> str:
     """Run ``command`` through the shell and return its stdout, stripped, or raise a
-    GatewayError whose message says what failed and what to do."""
+    ApiError whose message says what failed and what to do."""
     what = f'The token command of the backend "{backend_id}" (`{command}`)'
     fix = ("Run the command in a terminal to see what it needs (often a fresh login, e.g. `gcloud auth login`), "
            'or change auth = "command:..." in the config.')
@@ -110,7 +110,7 @@ async def run_token_command(backend_id: str, command: str, timeout_s: float) -> 
                            f"Patchbay: {what} could not be started ({exc.strerror or exc}). {fix}") from None
     try:
         out, err = await asyncio.wait_for(proc.communicate(), timeout_s)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         proc.kill()
         await proc.wait()
         raise CredentialMissing(401, "authentication_error",
@@ -172,7 +172,7 @@ class GoogleToken(TokenSource):
             import urllib3
             from google.auth.transport.urllib3 import Request
         except ImportError as exc:  # an installation without what pyproject.toml declares
-            raise GatewayError(
+            raise ApiError(
                 500, "api_error",
                 f'This Patchbay installation lacks a library the backend "{self.backend_id}" (Vertex) needs: '
                 f"{_first_line(exc)} Reinstall Patchbay (`pip install --upgrade patchbay`, or `./patchbay` from a "

@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping
 
 import orjson
 
+from app.errors import ApiError
 from app.events import ContentDelta, EventHub, RequestFinished, Usage
+from app.logs.scrub import scrub, scrub_text
 from app.proxy import request_ids
 from app.proxy.direct_write import direct_writer
 from app.proxy.output_count import OutputCount
@@ -22,7 +24,6 @@ from app.proxy.routing import Route
 from app.proxy.sse import encode
 from app.proxy.subscription import parse_unified
 from app.proxy.tokens import estimate_tokens
-from app.scrub import scrub, scrub_text
 
 if TYPE_CHECKING:
     from app.team.identity import Identity
@@ -38,20 +39,7 @@ def error_body(error_type: str, message: str, request_id: str | None = None) -> 
     return orjson.dumps(body)
 
 
-class GatewayError(Exception):
-    """An error answered in Anthropic's shape. Raised before or during an exchange."""
-
-    def __init__(self, status: int, error_type: str, message: str, *, raw_body: bytes | None = None,
-                 headers: list[tuple[bytes, bytes]] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.error_type = error_type
-        self.message = message
-        self.raw_body = raw_body  # an upstream's own error body, forwarded unchanged
-        self.headers = headers or []
-
-
-def scrubbed(exc: GatewayError, inc: Incoming | None) -> GatewayError:
+def scrubbed(exc: ApiError, inc: Incoming | None) -> ApiError:
     """``exc`` with every credential removed from its message and body (an upstream's 401 may
     quote the key it was sent): what the client, the log and the ledger get."""
     extra = _client_secrets(inc)
@@ -59,7 +47,7 @@ def scrubbed(exc: GatewayError, inc: Incoming | None) -> GatewayError:
     raw = scrub(exc.raw_body, extra) if exc.raw_body else exc.raw_body
     if message == exc.message and raw == exc.raw_body:
         return exc
-    return GatewayError(exc.status, exc.error_type, message, raw_body=raw, headers=exc.headers)
+    return ApiError(exc.status, exc.error_type, message, raw_body=raw, headers=exc.headers)
 
 
 def _client_secrets(inc: Incoming | None) -> tuple[str, ...]:
@@ -165,7 +153,7 @@ class Exchange:
         # chunk; ``streamed_tokens``), and what the meter prices (``streamed_chars``)
         self.output = OutputCount()
         self.usage_final = False
-        # budget admission's check before each write of a stream (app/services/hold_meter.py): None
+        # budget admission's check before each write of a stream (app/budgets/hold_meter.py): None
         # to go on, or the sentence the stream stops with
         self.meter: Callable[["Exchange"], Awaitable[str | None]] | None = None
         self._direct = direct_writer(send)  # write_now's way to the client, where the server allows
@@ -202,6 +190,12 @@ class Exchange:
             headers = _with(headers, self.extra_headers)
         headers = request_ids.with_header(headers, self.request_id)
         await self.send({"type": "http.response.start", "status": status, "headers": headers})
+
+    def meter_covers(self, n: int) -> bool:
+        """The budget meter's hold covers ``n`` more bytes of this stream whatever they say (far from
+        the cap): they may go in one write, checked once, instead of one check and write per event."""
+        covers = getattr(getattr(self.meter, "__self__", None), "covers", None)
+        return bool(covers is not None and covers(self.request_id, n))
 
     async def open_with(self, status: int, headers: list[tuple[bytes, bytes]], data: bytes) -> None:
         """``start``, then ``write(data)``, in one write to the client where the server allows
@@ -255,7 +249,7 @@ class Exchange:
             if stop is not None:  # the budget is used up: the gateway ends the stream with an error event
                 self.meter = None
                 self.interrupted = True  # its row is charged for the output it delivered (_usage_of)
-                raise GatewayError(402, "billing_error", stop)
+                raise ApiError(402, "billing_error", stop)
         if self.on_done is not None and self.stop_reason is not None:
             self._done()
         await self.send({"type": "http.response.body", "body": data, "more_body": True})

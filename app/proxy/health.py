@@ -17,9 +17,10 @@ the ``snapshot`` dict in one assignment, so another thread may read it without a
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Callable, Literal, Mapping
+from typing import Literal
 
 from app.events import BackendHealth
 
@@ -131,10 +132,6 @@ class HealthBoard:
         b.force()
         if b.state != before:
             self._changed(backend, b)
-
-    def cooling_ends(self, backend: str) -> float:
-        b = self._breakers.get(backend)
-        return 0.0 if b is None or b.state == "closed" else b.open_until
 
     def success(self, backend: str) -> None:
         b = self._breakers.get(backend)

@@ -15,8 +15,9 @@ each kind of request sends, recorded from the real CLI (``tests/fixtures/claude_
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 REQUEST_CLASS = b"x-claude-code-request-class"
 FIRST_PARTY_CLASS = b"x-claude-1p-request-class"
@@ -39,7 +40,7 @@ class Hints:
     agent_type: str | None = None
 
     @classmethod
-    def from_headers(cls, headers: Mapping[bytes, bytes]) -> "Hints | None":
+    def from_headers(cls, headers: Mapping[bytes, bytes]) -> Hints | None:
         """The hints in ``headers`` (lower-case names), or None where the client sent none."""
         code = headers.get(REQUEST_CLASS)
         first = headers.get(FIRST_PARTY_CLASS)

@@ -24,10 +24,11 @@ import ctypes.util
 import logging
 import sys
 import time
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator
+from typing import Any
 
-from app.proxy.exchange import GatewayError
+from app.errors import ApiError
 
 log = logging.getLogger("patchbay.gateway")
 
@@ -104,8 +105,8 @@ class BodyRoom:
                 self._last_trim = now
                 asyncio.get_running_loop().call_soon(trim)  # once this request's objects are gone
 
-    def _full(self, n: int) -> GatewayError:
-        return GatewayError(
+    def _full(self, n: int) -> ApiError:
+        return ApiError(
             503, "overloaded_error",
             f"Patchbay is holding {self.in_use >> 20} MB of other requests' bodies, its limit of {self.limit >> 20} "
             f"MB, and this request's {max(1, n >> 20)} MB did not fit within {self.wait_s:g} s. Nothing was sent "

@@ -14,7 +14,9 @@ the price table prices) and it is short and printable; any other is ``"other"``.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+import os
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -85,8 +87,18 @@ class GatewayMetrics:
                                   buckets=_DURATION_BUCKETS, registry=r)
         self.ttft = Histogram("patchbay_time_to_first_token_seconds", "Time to the upstream's first content byte",
                               ["backend"], buckets=_TTFT_BUCKETS, registry=r)
-        self.inflight = Gauge("patchbay_requests_in_flight", "Requests being served now", registry=r)
+        self.inflight = Gauge("patchbay_requests_in_flight", "Requests being served now", registry=r,
+                              multiprocess_mode="livesum")
         r.register(_Callbacks(queue, spool, budgets))
+        # `serve --workers N` (app/cli/serve_workers.py): every worker's counters, summed from their files
+        self._shared: CollectorRegistry | None = None
+        path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if path:
+            from prometheus_client.multiprocess import MultiProcessCollector
+
+            self._shared = CollectorRegistry()
+            MultiProcessCollector(self._shared, path)
+            self._shared.register(_Callbacks(queue, spool, budgets))
         # labelled children by label values: ``labels()`` takes a lock and rebuilds its key on
         # every call (five calls a request); the children themselves live as long as the registry
         self._kids: dict[tuple[object, ...], Any] = {}
@@ -141,4 +153,4 @@ class GatewayMetrics:
         return model
 
     def render(self) -> bytes:
-        return bytes(generate_latest(self.registry))
+        return bytes(generate_latest(self._shared or self.registry))

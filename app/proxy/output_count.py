@@ -4,7 +4,7 @@ budget's meter prices as the stream goes.
 Every piece of output the client got (text, thinking and tool input; a tool's name is not
 counted) is counted once, here, and read two ways: ``tokens()`` (the row of a stream cut before the upstream's final usage
 came: ``app.proxy.tokens.text_tokens`` of the text) and ``chars()`` (the meter, at its own cautious
-characters per token, app/services/hold_meter.py).
+characters per token, app/budgets/hold_meter.py).
 
 Counting is kept cheap on the hot path. A piece costs a list append; pieces are estimated a batch
 at a time. A passthrough stream that nobody watches live and no budget meters does not even parse

@@ -2,7 +2,7 @@
 
 DeepSeek's thinking models and Kimi refuse an assistant tool-call message without
 ``reasoning_content``; OpenRouter's Gemini 3 refuses one without the ``reasoning_details``
-(encrypted thought signatures) it came with (``app.provider_quirks``). Within one Claude Code
+(encrypted thought signatures) it came with (``app.config.providers``). Within one Claude Code
 process the thinking blocks come back in the history, but ``claude --continue`` / ``--resume``
 and ``/model`` drop them, and ``reasoning_details`` never reach the client at all. So every
 answer of an ``openai`` backend that made tool calls and reasoned is noted here, under each
@@ -23,9 +23,10 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import orjson
 

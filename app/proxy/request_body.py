@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import re
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import orjson
 
-from app.proxy.exchange import GatewayError
+from app.errors import ApiError
 from app.proxy.memory import Hold
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -34,7 +35,7 @@ async def read_body(receive: Receive, headers: dict[bytes, bytes], limit: int, h
     """The whole body, within ``limit``; ``hold`` takes room for it (app/proxy/memory.py) before
     it is read: its content-length at once, else chunk by chunk."""
     cl = headers.get(b"content-length")
-    too_big = GatewayError(
+    too_big = ApiError(
         413, "request_too_large",
         f"The request body is larger than Patchbay's limit of {limit // (1024 * 1024)} MB. Send less "
         "(fewer or smaller images/documents), or raise max_body_mb in the [gateway] section.",
@@ -43,7 +44,7 @@ async def read_body(receive: Receive, headers: dict[bytes, bytes], limit: int, h
         try:
             length = int(cl)
         except ValueError:
-            raise GatewayError(400, "invalid_request_error", "The Content-Length header is not a number.") from None
+            raise ApiError(400, "invalid_request_error", "The Content-Length header is not a number.") from None
         if length > limit:
             raise too_big
         if hold is not None:
@@ -55,7 +56,7 @@ async def read_body(receive: Receive, headers: dict[bytes, bytes], limit: int, h
             async with asyncio.timeout(BODY_IDLE_TIMEOUT_S):
                 msg = await receive()
         except TimeoutError:
-            raise GatewayError(
+            raise ApiError(
                 408, "invalid_request_error",
                 f"The request body stopped arriving (nothing for {BODY_IDLE_TIMEOUT_S:g} s, {size} bytes so "
                 "far). Send the whole body; Patchbay closes this connection.",
@@ -85,7 +86,7 @@ def forwarded_header(headers: dict[bytes, bytes], name: bytes) -> str | None:
     if v is None:
         return None
     if not _HEADER_TEXT.match(v):
-        raise GatewayError(400, "invalid_request_error",
+        raise ApiError(400, "invalid_request_error",
                            f"The {name.decode()} header holds characters other than printable ASCII. Send it as "
                            'the API documents it, e.g. anthropic-version: 2023-06-01 and anthropic-beta: '
                            "a comma-separated list of beta names.")
@@ -94,42 +95,42 @@ def forwarded_header(headers: dict[bytes, bytes], name: bytes) -> str | None:
 
 def parse_body(raw: bytes, count: bool) -> dict[str, Any]:
     if not raw.strip():
-        raise GatewayError(400, "invalid_request_error",
+        raise ApiError(400, "invalid_request_error",
                            "The request body is empty. Send a JSON object with model, max_tokens and messages.")
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise GatewayError(400, "invalid_request_error", f"The request body is not valid JSON: {exc}.") from None
+        raise ApiError(400, "invalid_request_error", f"The request body is not valid JSON: {exc}.") from None
     if not isinstance(body, dict):
-        raise GatewayError(400, "invalid_request_error",
+        raise ApiError(400, "invalid_request_error",
                            f"The request body must be a JSON object, not {type(body).__name__}.")
     if _too_deep(body):  # C speed; counting the brackets first took longer (2 passes over the bytes)
-        raise GatewayError(400, "invalid_request_error",
+        raise ApiError(400, "invalid_request_error",
                            f"The request body is nested more than {MAX_DEPTH} levels deep, more than Patchbay "
                            "(and the Messages API) accept. Flatten the deepest value.")
     model = body.get("model")
     if not isinstance(model, str) or not model.strip():
-        raise GatewayError(400, "invalid_request_error",
+        raise ApiError(400, "invalid_request_error",
                            "model: Field required. Send a model name, e.g. \"claude-sonnet-4-5\", or "
                            "\"<backend>,<model>\" to pick a Patchbay backend.")
     msgs = body.get("messages")
     if not isinstance(msgs, list):
-        raise GatewayError(400, "invalid_request_error",
+        raise ApiError(400, "invalid_request_error",
                            "messages: Field required. Send a list of {role, content} messages.")
     if not msgs:
-        raise GatewayError(400, "invalid_request_error", "messages: at least one message is required.")
+        raise ApiError(400, "invalid_request_error", "messages: at least one message is required.")
     for i, m in enumerate(msgs):
         if not isinstance(m, dict) or m.get("role") not in ("user", "assistant", "system") or "content" not in m:
-            raise GatewayError(400, "invalid_request_error",
+            raise ApiError(400, "invalid_request_error",
                                f"messages.{i}: each message needs a role (\"user\" or \"assistant\") and content.")
     if not count:
         mt = body.get("max_tokens")
         if not isinstance(mt, int) or isinstance(mt, bool) or mt < 1:
-            raise GatewayError(400, "invalid_request_error",
+            raise ApiError(400, "invalid_request_error",
                                "max_tokens: Field required. Send a positive whole number, e.g. 4096.")
         st = body.get("stream", False)
         if not isinstance(st, bool):
-            raise GatewayError(400, "invalid_request_error", "stream: must be true or false.")
+            raise ApiError(400, "invalid_request_error", "stream: must be true or false.")
     return body
 
 

@@ -11,7 +11,8 @@ its support; an upstream error body forwarded as it came gets our id in its ``re
 from __future__ import annotations
 
 import uuid
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import orjson
 

@@ -32,9 +32,10 @@ order (rule ``fallback:<n>``, counting from 1).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Callable, Mapping, Union
+from typing import Any
 
 from app.config import BackendConfig, Config, RoutesConfig, RouteTarget
 from app.proxy.hints import Hints, asks_for_reasoning, is_classifier_shape
@@ -182,7 +183,7 @@ class RoutingTable:
     routes: RoutesConfig = field(default_factory=RoutesConfig)
 
     @classmethod
-    def from_config(cls, config: Config, pins: Mapping[str, Pin] | None = None) -> "RoutingTable":
+    def from_config(cls, config: Config, pins: Mapping[str, Pin] | None = None) -> RoutingTable:
         return cls(
             MappingProxyType({b.id: b for b in config.backends}),
             config.active.backend,
@@ -191,10 +192,10 @@ class RoutingTable:
             config.routes,
         )
 
-    def with_active(self, backend: str, model: str | None) -> "RoutingTable":
+    def with_active(self, backend: str, model: str | None) -> RoutingTable:
         return RoutingTable(self.backends, backend, model, self.pins, self.routes)
 
-    def with_pin(self, session_id: str, pin: Pin | None) -> "RoutingTable":
+    def with_pin(self, session_id: str, pin: Pin | None) -> RoutingTable:
         pins = dict(self.pins)
         if pin is None:
             pins.pop(session_id, None)
@@ -300,7 +301,3 @@ class RoutingTable:
         backend = self.backends[pin.backend]
         r = Route(pin.backend, self.model_for(backend, pin.model, requested_model), "pin", requested_model)
         return r if allow is None or allow(r.backend, r.model, requested_model) else None
-
-
-# Decides whether a routed request may go ahead (budgets). Runs on the gateway's loop: must be quick.
-Admission = Callable[[Route], Union[Route, Refusal]]

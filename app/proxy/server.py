@@ -15,12 +15,15 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from app import scrub
-from app.config import BackendConfig, Config
+from app.config import Config
 from app.events import BackendHealth, EventHub, GatewayState
+from app.logs import scrub
 from app.proxy.backends.base import Backend, KeyLookup
-from app.proxy.gateway import Gateway, Snapshot
-from app.proxy.routing import Admission, Pin, RoutingTable
+from app.proxy.backends.factory import make_backend
+from app.proxy.closing import close_soon
+from app.proxy.gateway import Gateway
+from app.proxy.routing import Pin, RoutingTable
+from app.proxy.snapshot import AdmissionHook, Snapshot
 from app.proxy.team import TeamGate
 from app.team.identity import IdentityChain
 
@@ -29,26 +32,6 @@ log = logging.getLogger("patchbay.server")
 
 class GatewayStartError(Exception):
     """The gateway could not start. ``str()`` says why and what to do."""
-
-
-def make_backend(config: BackendConfig, settings: Any, keys: KeyLookup) -> Backend:
-    if config.kind == "anthropic":
-        from app.proxy.backends.anthropic import AnthropicBackend
-
-        return AnthropicBackend(config, settings, keys=keys)
-    if config.kind == "openai":
-        from app.proxy.backends.openai import OpenAIBackend
-
-        return OpenAIBackend(config, settings, keys=keys)
-    if config.kind == "bedrock":
-        from app.proxy.backends.bedrock import BedrockBackend
-
-        return BedrockBackend(config, settings, keys=keys)
-    if config.kind == "vertex":
-        from app.proxy.backends.vertex import VertexBackend
-
-        return VertexBackend(config, settings, keys=keys)
-    raise ValueError(f"unknown backend kind {config.kind!r}")
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:
@@ -84,11 +67,15 @@ def _quiet_server_class() -> Any:
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
+    from app.proxy.listen import allow_reuse, reuse_port
+
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         if hasattr(socket, "SO_REUSEADDR") and not hasattr(socket, "SO_EXCLUSIVEADDRUSE"):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port():  # one of `serve --workers N`'s processes (app/proxy/listen.py)
+            allow_reuse(sock)
         sock.bind((host, port))
         sock.listen(2048)
         sock.setblocking(False)
@@ -114,7 +101,8 @@ def bind_socket(host: str, port: int) -> socket.socket:
 
 class ProxyRuntime:
     def __init__(self, config: Config, *, token: str | None, hub: EventHub | None = None,
-                 admission: Admission | None = None, keys: KeyLookup, identity: IdentityChain | None = None) -> None:
+                 admission: AdmissionHook | None = None, keys: KeyLookup,
+                 identity: IdentityChain | None = None) -> None:
         """``identity``: in team mode (``config.team`` set) the chain that verifies every caller."""
         self.hub = hub or EventHub()
         self._identity = identity
@@ -137,6 +125,8 @@ class ProxyRuntime:
         # on stop, how long requests in flight may go on (stop accepting, finish, then close);
         # `patchbay serve` sets what Cloud Run / Kubernetes allow between SIGTERM and the kill
         self.drain_s = 3.0
+        # team mode: the ASGI app of /v1/organizations/… (app/admin/api.py), beside the gateway
+        self.admin: Any = None
 
     # ------------------------------------------------------------------ properties
 
@@ -224,7 +214,7 @@ class ProxyRuntime:
         loop = self._loop
         if loop is not None and loop.is_running():
             # on the loop, where requests claim backends: one that claimed it meanwhile closes it later
-            loop.call_soon_threadsafe(lambda: asyncio.ensure_future(backend.aclose()) if backend.inflight == 0
+            loop.call_soon_threadsafe(lambda: close_soon(backend.aclose()) if backend.inflight == 0
                                       else None)
 
     def _swap(self, snap: Snapshot) -> None:
@@ -268,7 +258,7 @@ class ProxyRuntime:
 
         raise_descriptor_limit()
         cfg = uvicorn.Config(
-            self.gateway, lifespan="off", http=GuardedHttpToolsProtocol, loop="none", log_config=None,
+            self._app, interface="asgi3", lifespan="off", http=GuardedHttpToolsProtocol, loop="none", log_config=None,
             log_level="warning", access_log=False, timeout_keep_alive=120,
             timeout_graceful_shutdown=max(1, round(self.drain_s)), server_header=False, date_header=False,
             proxy_headers=False,
@@ -306,6 +296,14 @@ class ProxyRuntime:
             except OSError:
                 pass
 
+    async def _app(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """The Admin API's paths to it where there is one (team mode), all else to the gateway."""
+        admin = self.admin
+        if admin is not None and scope.get("type") == "http" and scope.get("path", "").startswith("/v1/organizations/"):
+            await admin(scope, receive, send)
+        else:
+            await self.gateway(scope, receive, send)
+
     def stop(self, timeout: float | None = None) -> None:
         timeout = self.drain_s + 7.0 if timeout is None else timeout
         with self._lock:
@@ -332,7 +330,7 @@ class ProxyRuntime:
                 old, self._identity = self._identity, identity
                 loop = self._loop
                 if old is not None and loop is not None and loop.is_running():
-                    loop.call_soon_threadsafe(lambda: asyncio.ensure_future(old.aclose()))
+                    loop.call_soon_threadsafe(lambda: close_soon(old.aclose()))
             restart = (config.gateway.host, config.gateway.port) != (self._config.gateway.host,
                                                                      self._config.gateway.port)
             self._config = config
@@ -347,7 +345,12 @@ class ProxyRuntime:
             scrub.remember(token)
             self._swap(replace(self.gateway.snap, token=token))
 
-    def set_admission(self, admission: Admission | None) -> None:
+    def set_routes(self, routes: dict[str, Any]) -> None:
+        """More routes by exact path (``[team.login]``'s sign-in endpoints: ``LoginService.routes``),
+        replacing the previous set in one assignment."""
+        self.gateway.extra_routes = dict(routes)
+
+    def set_admission(self, admission: AdmissionHook | None) -> None:
         with self._lock:
             self._admission = admission
             self._swap(replace(self.gateway.snap, admission=admission))

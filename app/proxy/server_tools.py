@@ -22,7 +22,8 @@ get the request as it is: they answer for themselves if they cannot run a tool.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from app.config import BackendConfig
 from app.proxy.routing import Refusal, Route, RoutingTable

@@ -27,7 +27,7 @@ import re
 from urllib.parse import urlsplit
 
 from app.config import BackendConfig
-from app.proxy.exchange import GatewayError
+from app.errors import ApiError
 
 DONT_RETRY = (b"x-should-retry", b"false")
 CREDENTIAL_REFUSED = 424  # Failed Dependency: what Patchbay depends on (the backend's credential) failed
@@ -69,7 +69,7 @@ _LOCAL_SERVERS: tuple[tuple[str, int, tuple[str, ...], str], ...] = (
 _LOGIN_WORDS = re.compile(r"(?i)\bx-api-key\b|\bapi[ _-]?key\b")
 
 
-class CredentialMissing(GatewayError):
+class CredentialMissing(ApiError):
     """Patchbay has no credential to send for a backend (a key not stored, a variable not set, a
     token command that fails): nothing went upstream, so this is not a refusal. Answered as raised,
     worded without "API key" and with ``x-should-retry: false``."""
@@ -97,12 +97,12 @@ def defused(text: str) -> str:
     return _LOGIN_WORDS.sub("key", text)
 
 
-def credential_refused(config: BackendConfig, exc: GatewayError) -> bool:
+def credential_refused(config: BackendConfig, exc: ApiError) -> bool:
     """True when ``exc`` is ``config``'s provider refusing the credential Patchbay sent for it."""
     return config.auth != "client" and exc.status in (401, 403) and not isinstance(exc, CredentialMissing)
 
 
-def refused_answer(config: BackendConfig, exc: GatewayError) -> GatewayError:
+def refused_answer(config: BackendConfig, exc: ApiError) -> ApiError:
     """The answer for a refused credential: names the backend, quotes the provider, says the fix."""
     kind = _auth_kind(config.auth)
     fields = {"id": config.id, "var": config.env_var or ""}
@@ -112,7 +112,7 @@ def refused_answer(config: BackendConfig, exc: GatewayError) -> GatewayError:
         message = f"the provider of backend {config.id} refused this request (403: {said}); if it is about the key, {fix}."
     else:
         message = f"{_CREDENTIAL_WHAT[kind].format(**fields)} refused by its provider ({exc.status}: {said}); {fix}."
-    return GatewayError(CREDENTIAL_REFUSED, "api_error", message[0].upper() + message[1:], headers=[DONT_RETRY])
+    return ApiError(CREDENTIAL_REFUSED, "api_error", message[0].upper() + message[1:], headers=[DONT_RETRY])
 
 
 def _local_server(config: BackendConfig) -> tuple[str, str] | None:
@@ -125,7 +125,7 @@ def _local_server(config: BackendConfig) -> tuple[str, str] | None:
     return None
 
 
-def not_answering(config: BackendConfig, reason: str) -> GatewayError:
+def not_answering(config: BackendConfig, reason: str) -> ApiError:
     """The answer for a backend that could not be reached at all (refused, DNS, TLS)."""
     url = config.base_url
     local = _local_server(config) if config.is_local else None
@@ -140,4 +140,4 @@ def not_answering(config: BackendConfig, reason: str) -> GatewayError:
         message = (f'The backend "{config.id}" at {url} could not be reached ({defused(reason)}): check the '
                    "address (base_url), this machine's network and the provider's status page, or switch "
                    "backend in Patchbay.")
-    return GatewayError(502, "api_error", message, headers=[DONT_RETRY])
+    return ApiError(502, "api_error", message, headers=[DONT_RETRY])

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Mapping
+from collections.abc import Mapping
 
 from app.config import BackendConfig
 from app.events import SubscriptionLimits

@@ -15,8 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.config.team import GroupPolicy
 from app.proxy.routing import Route
-from app.team.config import GroupPolicy
 from app.team.identity import Identity, IdentityChain
 from app.team.policy import Decision, PolicyDenied, decide, user_groups
 

@@ -30,7 +30,7 @@ must not carry foreign blocks there:
 The other direction: an ``openai`` backend gets thinking back as ``reasoning_content`` only for
 its own reasoning (DeepSeek's thinking mode needs it back on turns with tool calls), for blocks
 of unknown origin (unsigned), and — for backends that use it, DeepSeek — for other providers'
-reasoning too (:func:`wants_foreign_reasoning`, a rule of ``app.provider_quirks``).
+reasoning too (:func:`wants_foreign_reasoning`, a rule of ``app.config.providers``).
 """
 
 from __future__ import annotations
@@ -38,11 +38,12 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 from app.config import BackendConfig
-from app.provider_quirks import FOREIGN_REASONING, quirks_for
+from app.config.providers import FOREIGN_REASONING, quirks_for
 
 TAG = "patchbay:"
 CLAUDE = "claude"  # the family of Anthropic's API, Bedrock and Vertex
@@ -230,7 +231,7 @@ def note_message(family: str, message: Mapping[str, Any]) -> None:
 
 def wants_foreign_reasoning(config: BackendConfig, model: str) -> bool:
     """Whether an ``openai`` backend uses other providers' reasoning given back as
-    ``reasoning_content`` (the ``foreign_reasoning`` rule of ``app.provider_quirks``: DeepSeek's
+    ``reasoning_content`` (the ``foreign_reasoning`` rule of ``app.config.providers``: DeepSeek's
     thinking mode requires reasoning on turns with tool calls, wherever it came from; other
     upstreams have no use for another model's reasoning, and some refuse the field)."""
     return FOREIGN_REASONING in quirks_for(config, model)

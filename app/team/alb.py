@@ -11,7 +11,8 @@ signature covers the segments exactly as sent, so nothing may be stripped before
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import httpx
 

@@ -39,6 +39,11 @@ def policy_of(config: Any) -> dict[str, Any]:
     team = config.team
     settings = {k: v for k, v in dataclasses.asdict(team).items() if k != "groups"}
     settings["identity"] = list(team.identity)
+    for key in ("admin_keys", "admin_groups"):  # who may use the Admin API (as JSON keeps it; absent when none)
+        if settings.get(key):
+            settings[key] = [dict(x) if isinstance(x, dict) else x for x in settings[key]]
+        else:
+            settings.pop(key, None)
     return {
         "team": settings,
         "groups": {g.name: {"members": list(g.members),

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import httpx
 
+from app.config.team import TeamConfig
 from app.team.alb import ALBVerifier
 from app.team.cloudflare import CloudflareVerifier
-from app.team.config import TeamConfig
 from app.team.iap import IAPVerifier
 from app.team.identity import IdentityChain, Verifier
 from app.team.keys import KeyStore, KeysVerifier
@@ -14,11 +14,12 @@ from app.team.oidc import OIDCVerifier
 
 
 def build_chain(team: TeamConfig, *, keys: KeyStore | None = None, client: httpx.AsyncClient | None = None,
-                keys_outage_grace_s: float = 0.0) -> IdentityChain:
+                keys_outage_grace_s: float = 0.0, login: Verifier | None = None) -> IdentityChain:
     """``keys`` is required when ``identity`` lists "keys". ``client`` is shared by the sources
     that fetch signing keys (one is made per source when None). ``keys_outage_grace_s``: how long a
-    verified key's last answer stands while the key store cannot be reached (``KeysVerifier``)."""
-    verifiers: list[Verifier] = []
+    verified key's last answer stands while the key store cannot be reached (``KeysVerifier``).
+    ``login``: the verifier of Patchbay's own sign-in tokens (``app/team/login``), asked first."""
+    verifiers: list[Verifier] = [login] if login is not None else []  # [team.login]: its tokens first
     skew = team.clock_skew_s
     for source in team.identity:
         if source == "iap":

@@ -8,7 +8,7 @@ the Access application's AUD tag, ``iss`` is the team domain.
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import httpx
 

@@ -9,15 +9,15 @@ without going through IAP can write it.
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import httpx
 
+from app.config.team import IAP_JWKS_URL
 from app.team.assertion import AssertionVerifier
 from app.team.jwks import JWKSCache
 from app.team.jwtverify import JWTRules
 
-IAP_JWKS_URL = "https://www.gstatic.com/iap/verify/public_key-jwk"
 IAP_ISSUER = "https://cloud.google.com/iap"
 HEADER = "x-goog-iap-jwt-assertion"
 

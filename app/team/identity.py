@@ -8,7 +8,7 @@ verifiers in order; the first ``Identity`` wins. When none gives one, the chain 
 verifier's error (a present-but-bad credential explains more than "no credential"), or, when no
 credential was there at all, one error naming the sources this gateway accepts.
 
-Every error is a ``GatewayError`` in Anthropic's shape: 401 ``authentication_error`` for any
+Every error is a ``ApiError`` in Anthropic's shape: 401 ``authentication_error`` for any
 credential problem (never 403: Claude Code does not run its ``apiKeyHelper`` again after a 403),
 503 ``api_error`` when an identity provider's keys cannot be fetched. Messages never contain the
 token or key text, nor anything PyJWT said about it.
@@ -17,16 +17,17 @@ token or key text, nor anything PyJWT said about it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Protocol, Sequence
+from typing import Protocol
 
-from app.proxy.exchange import GatewayError
+from app.errors import ApiError
 
 log = logging.getLogger("patchbay.team")
 
-SOURCES = ("iap", "alb", "cloudflare", "oidc", "keys")
 SOURCE_NAMES = {"iap": "Google IAP", "alb": "the AWS load balancer", "cloudflare": "Cloudflare Access",
-                "oidc": "the OIDC provider", "keys": "a Patchbay team key"}
+                "oidc": "the OIDC provider", "keys": "a Patchbay team key",
+                "login": "a Patchbay sign-in"}  # "login": [team.login], not listed in identity
 
 Headers = Mapping[str, str]  # lower-case names, as ASGI delivers them
 
@@ -35,7 +36,7 @@ Headers = Mapping[str, str]  # lower-case names, as ASGI delivers them
 class Identity:
     """A verified person. ``user`` is their e-mail (or the configured ``user_claim``), lower-cased
     when it is an e-mail; ``groups`` are what the source asserted (the IdP's groups claim, or a
-    key's ``--group``); ``source`` is one of ``SOURCES``; ``key_id`` names the issued key, if any."""
+    key's ``--group``); ``source`` is one of ``app.config.team.SOURCES``; ``key_id`` names the issued key, if any."""
 
     user: str
     groups: tuple[str, ...] = ()
@@ -43,7 +44,7 @@ class Identity:
     key_id: str | None = None
 
 
-class AuthError(GatewayError):
+class AuthError(ApiError):
     """A credential that is missing, malformed, expired or wrongly signed: 401 ``authentication_error``."""
 
     def __init__(self, message: str, *, source: str | None = None) -> None:
@@ -57,7 +58,7 @@ class AuthError(GatewayError):
 STOP_RETRYING: tuple[tuple[bytes, bytes], ...] = ((b"x-should-retry", b"false"),)
 
 
-class IdentityUnavailable(GatewayError):
+class IdentityUnavailable(ApiError):
     """An identity provider's signing keys cannot be fetched: 503 ``api_error`` (not the caller's fault).
     ``final``: an outage that retrying at once will not end (the team's database is down), so Claude
     Code is told to stop and show the message."""
@@ -109,7 +110,7 @@ class IdentityChain:
         return tuple(v.source for v in self.verifiers)
 
     async def identify(self, headers: Headers) -> Identity:
-        first: GatewayError | None = None
+        first: ApiError | None = None
         for verifier in self.verifiers:
             try:
                 found = await verifier.verify(headers)
@@ -134,7 +135,8 @@ def missing_message(sources: Sequence[str]) -> str:
             "alb": "the x-amzn-oidc-data header the AWS load balancer adds",
             "cloudflare": "the Cf-Access-Jwt-Assertion header Cloudflare Access adds",
             "oidc": "an identity token from the OIDC provider as Authorization: Bearer",
-            "keys": "a Patchbay team key as Authorization: Bearer or x-api-key"}
+            "keys": "a Patchbay team key as Authorization: Bearer or x-api-key",
+            "login": "the access token Claude Code's /login got from this gateway"}
     wanted = "; or ".join(what[s] for s in sources)
     return (f"Patchbay: this team gateway needs to know who you are, and the request carried no credential it "
             f"accepts. Send {wanted}. A developer sets this up once with `patchbay team join URL`.")

@@ -26,10 +26,11 @@ import hashlib
 import logging
 import secrets
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Callable, Protocol, Sequence
+from datetime import UTC, datetime
+from typing import Protocol
 
 from app.team.identity import STOP_RETRYING, AuthError, Headers, Identity, IdentityUnavailable, bearer
 
@@ -139,7 +140,7 @@ def from_helper(headers: Headers) -> bool:
 
 
 def _day(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 class KeysVerifier:

@@ -1,4 +1,4 @@
-"""What the two key stores share, and ``open_key_store``: the one that goes with the ledger.
+"""What the two key stores share (``keystore_open.open_key_store`` picks the one that goes with the ledger).
 
 Issued team keys and the admin's audit trail live in the ledger's own database, so that every
 instance using that ledger sees the same keys: the SQLite ledger file for a single-instance team
@@ -10,14 +10,11 @@ instance using that ledger sees the same keys: the SQLite ledger file for a sing
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, Sequence
+from typing import Any, Protocol
 
 from app.team.keys import KeyRecord, KeyStoreError, KeyStoreUnavailable
-
-if TYPE_CHECKING:
-    from app.config import Config
-    from app.paths import Paths
 
 
 def key_columns(user: str) -> str:
@@ -27,7 +24,7 @@ def key_columns(user: str) -> str:
 
 
 __all__ = ["AuditEntry", "KeyStoreError", "KeyStoreUnavailable", "TeamStore", "entry_of", "key_columns",
-           "open_key_store", "record_of"]
+           "record_of"]
 
 AUDIT_COLUMNS = "seq, at, actor, action, subject, detail"
 
@@ -87,16 +84,3 @@ class TeamStore(Protocol):
     def audit(self, *, since: float | None = None, action: str | None = None) -> list[AuditEntry]: ...
 
     def close(self) -> None: ...
-
-
-def open_key_store(config: Config, paths: Paths) -> TeamStore:
-    """The key store of ``config``'s ledger: PostgreSQL when ``[ledger] url`` is set, else the
-    SQLite ledger file. Raises ``KeyStoreError`` (or ``LedgerError``) with a sentence."""
-    team = config.ledger.team
-    if team.url:
-        from app.team.keystore_pg import PgKeyStore
-
-        return PgKeyStore(team.url, team)
-    from app.team.keystore_sqlite import SqliteKeyStore
-
-    return SqliteKeyStore(paths.ledger_file)

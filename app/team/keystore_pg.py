@@ -15,7 +15,7 @@ and a read-only admin connection that finds the tables made never needs to write
   cannot rewrite.)
 
 A database that does not answer raises ``KeyStoreUnavailable`` (the verifier answers 503, or a
-verified key's last answer), and until it answers again (``app/services/pg_revive.py`` probes it;
+verified key's last answer), and until it answers again (``app/ledger/pg_revive.py`` probes it;
 at least a second) every call fails at once instead of waiting for the pool's timeout again; then
 a fresh pool connects at once. One
 that does not answer when the store is made is no error: the gateway starts (as it does with its
@@ -26,8 +26,10 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable, Sequence, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
+from app.config.ledger import TeamLedger
 from app.team.identity import normalise_user
 from app.team.keys import (
     KeyRecord,
@@ -39,7 +41,6 @@ from app.team.keys import (
     new_secret,
 )
 from app.team.keystore import AUDIT_COLUMNS, AuditEntry, created_detail, entry_of, key_columns, record_of
-from app.team_config import TeamLedger
 
 T = TypeVar("T")
 
@@ -92,9 +93,9 @@ class PgKeyStore:
     def __init__(self, url: str, team: TeamLedger = TeamLedger(), *, max_size: int = 4) -> None:
         from psycopg_pool import ConnectionPool
 
-        from app.services.ledger import LedgerError
-        from app.services.ledger_pg import connect_kwargs, describe
-        from app.services.pg_revive import watcher
+        from app.ledger.pg import connect_kwargs, describe
+        from app.ledger.pg_revive import watcher
+        from app.ledger.schema import LedgerError
 
         self.url = url
         self.where = f"the PostgreSQL ledger at {describe(url)}"
@@ -169,7 +170,7 @@ class PgKeyStore:
 
     def _revive(self) -> None:
         """``pg_revive``: the database answers again."""
-        from app.services.pg_revive import close_later
+        from app.ledger.pg_revive import close_later
 
         if self._pool.closed:  # closed for good
             return

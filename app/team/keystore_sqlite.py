@@ -12,10 +12,11 @@ import json
 import sqlite3
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from app.services.ledger import open_db
+from app.ledger.schema import open_db
 from app.team.identity import normalise_user
 from app.team.keys import KeyRecord, key_hash, new_key_id, new_secret
 from app.team.keystore import AUDIT_COLUMNS, AuditEntry, KeyStoreError, created_detail, dumps, entry_of, key_columns

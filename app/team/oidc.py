@@ -12,11 +12,12 @@ like a JWT is left to the next source (a Patchbay team key, say).
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import httpx
 
-from app.config import is_loopback_url
+from app.config.reading import secure_url
 from app.team.identity import Headers, Identity, IdentityUnavailable, bearer
 from app.team.jwks import JWKSCache, json_doc
 from app.team.jwtverify import (
@@ -32,10 +33,6 @@ from app.team.jwtverify import (
 
 # Google writes either form into its ID tokens' iss.
 _ALIASES = {"https://accounts.google.com": ("https://accounts.google.com", "accounts.google.com")}
-
-
-def secure_url(url: str) -> bool:
-    return url.startswith("https://") or (url.startswith("http://") and is_loopback_url(url))
 
 
 class OIDCVerifier:

@@ -6,7 +6,7 @@
   group's own name is one of those groups.
 - ``decide``: may this person send this request to this backend and model? Allowed when any of
   their groups allows both (patterns are globs, case-insensitive). The model is the one the
-  upstream is asked for, matched as written and in its comparable forms (``app/model_ids.py``:
+  upstream is asked for, matched as written and in its comparable forms (``app/config/model_ids.py``:
   a Bedrock id ``us.anthropic.claude-sonnet-4-5-20250929-v1:0`` matches ``claude-sonnet-*``);
   the name the client asked for never widens it (a pin, a ``[routes]`` rule, a fallback or a
   downgrade may send something else upstream). The output cap is the most
@@ -16,23 +16,18 @@
 - ``permitted``: the routing candidates (rules, pins, failover) a person may use, in order.
 - ``subject_of``: the counter a ``[[budgets]]`` row charges for a request's sender, or None when
   it does not apply to them: ``each-user`` → ``user:EMAIL`` of this user; ``user:EMAIL``,
-  ``group:NAME``, ``all``, ``backend:ID`` as written, when they apply (admission, app/services/admission.py).
+  ``group:NAME``, ``all``, ``backend:ID`` as written, when they apply (admission, app/budgets/admission.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from fnmatch import fnmatchcase
-from typing import Sequence
 
-from app.model_ids import canonical_model, light_model
-from app.proxy.exchange import GatewayError
-from app.team.config import GroupPolicy
+from app.config.model_ids import canonical_model, light_model
+from app.config.team import GroupPolicy, allows_model, pattern_match
+from app.errors import ApiError
 from app.team.identity import Identity
-
-
-def _match(pattern: str, value: str) -> bool:
-    return fnmatchcase(value.lower(), pattern.lower())
 
 
 def user_groups(groups: Sequence[GroupPolicy], identity: Identity) -> tuple[str, ...]:
@@ -45,21 +40,17 @@ def user_groups(groups: Sequence[GroupPolicy], identity: Identity) -> tuple[str,
             continue
         for m in g.members:
             if m.startswith("group:"):
-                if any(_match(m[6:], c) for c in claimed):
+                if any(pattern_match(m[6:], c) for c in claimed):
                     out.append(g.name)
                     break
-            elif _match(m, identity.user):
+            elif pattern_match(m, identity.user):
                 out.append(g.name)
                 break
     return tuple(out)
 
 
 def allows_backend(group: GroupPolicy, backend: str) -> bool:
-    return group.backends is None or any(_match(p, backend) for p in group.backends)
-
-
-def allows_model(group: GroupPolicy, models: Sequence[str]) -> bool:
-    return group.models is None or any(_match(p, m) for p in group.models for m in models if m)
+    return group.backends is None or any(pattern_match(p, backend) for p in group.backends)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +68,7 @@ class Decision:
         return self.max_output_tokens if requested is None else min(requested, self.max_output_tokens)
 
 
-class PolicyDenied(GatewayError):
+class PolicyDenied(ApiError):
     """A verified person asking for what their groups do not allow: 403 ``permission_error``."""
 
     def __init__(self, decision: Decision) -> None:

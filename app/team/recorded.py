@@ -53,7 +53,7 @@ def _field(d: dict[str, Any], key: str, kind: type) -> Any:
     return v if isinstance(v, kind) else kind()
 
 
-def policy_from(entry: "AuditEntry") -> RecordedPolicy:
+def policy_from(entry: AuditEntry) -> RecordedPolicy:
     """A ``config.loaded`` entry's policy (``app.team.audit.policy_of``'s shape), read leniently:
     a field that is missing or odd is left out, never an exception."""
     policy = _field(entry.detail if isinstance(entry.detail, dict) else {}, "policy", dict)
@@ -65,7 +65,7 @@ def policy_from(entry: "AuditEntry") -> RecordedPolicy:
                           tuple(str(g) for g in groups), tuple(budgets), len(rows) - len(budgets))
 
 
-def recorded_policy(store: "TeamStore") -> RecordedPolicy | None:
+def recorded_policy(store: TeamStore) -> RecordedPolicy | None:
     """The newest ``config.loaded`` policy in ``store``'s audit trail; None when no gateway has
     recorded one yet. Raises what the store raises (``KeyStoreError``)."""
     entries = store.audit(action="config.loaded")

@@ -32,9 +32,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.bridge.data import TestOutcome
 from app.config import DEFAULT_TOKEN_TTL_S, ActiveSelection, BackendConfig, cloud_base_url, default_auth
 from app.units import plural
-from app.views.data import TestOutcome
 from app.views.error_text import breakable, readable_error
 from app.views.icons import backend_color, health_icon
 from app.views.theme import SELECTION_MARKER, STATE_COLORS
@@ -87,7 +87,7 @@ KIND_LABELS = {"anthropic": "Anthropic Messages API", "openai": "OpenAI Chat Com
 
 
 class BackendsPage(QWidget):
-    def __init__(self, backends: "Backends", parent: QWidget | None = None) -> None:
+    def __init__(self, backends: Backends, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.backends = backends
         self._fetching: str | None = None  # the backend whose model list is being fetched
@@ -613,7 +613,7 @@ class BackendsPage(QWidget):
             return False
         ids = [b.id for b in self.items]
         active, model = self.backends.active()
-        renamed = {o: b.id for o, b in zip(self.original_ids, self.items) if o is not None}
+        renamed = {o: b.id for o, b in zip(self.original_ids, self.items, strict=True) if o is not None}
         new_active: ActiveSelection | None = None
         if active in renamed and renamed[active] != active:
             new_active = ActiveSelection(renamed[active], model)

@@ -10,7 +10,7 @@ from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QToolButton, QVBoxLayout, QWidget
 
-from app.views.data import UserMessage
+from app.bridge.data import UserMessage
 from app.views.theme import STATE_COLORS
 
 INFO_TIMEOUT_MS = 15_000

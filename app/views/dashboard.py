@@ -18,8 +18,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.bridge.data import RequestRecord, StreamPiece
 from app.units import plural
-from app.views.data import RequestRecord, StreamPiece
 from app.views.icons import backend_color, dot_icon
 from app.views.models import KEY_ROLE, RequestsModel, SessionsModel
 from app.views.plan_strip import PlanStrip
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 
 class DashboardPage(QWidget):
-    def __init__(self, live: "Live", backends: "Backends", caps: "Caps", subscription: "Subscription | None" = None,
+    def __init__(self, live: Live, backends: Backends, caps: Caps, subscription: Subscription | None = None,
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.live = live

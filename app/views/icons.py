@@ -3,19 +3,19 @@ the app icon. Drawn, not loaded, so the tray can show any backend and state with
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QBrush, QColor, QFont, QIcon, QPainter, QPainterPath, QPen, QPixmap
 
-from app.backend_colors import assign_colors, color_for
+from app.views.colors import assign_colors, color_for
 from app.views.theme import STATE_COLORS
 
 ICON_SIZES = (16, 22, 24, 32, 48, 64, 128, 256)
 
 
-_ASSIGNED: dict[str, str] = {}  # the configured backends' colours (app.backend_colors.assign_colors)
+_ASSIGNED: dict[str, str] = {}  # the configured backends' colours (app.views.colors.assign_colors)
 
 
 def use_backends(backend_ids: Iterable[str]) -> None:

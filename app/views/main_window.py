@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
@@ -20,9 +21,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.bridge.data import GatewayView, LedgerView, UserMessage
 from app.units import plural
 from app.views.banner import Banner
-from app.views.data import GatewayView, LedgerView, UserMessage
 from app.views.icons import app_icon, backend_color, dot_icon
 from app.views.theme import SELECTION_MARKER, STATE_COLORS, fmt_usd
 
@@ -34,10 +35,10 @@ PAGES = (("dashboard", "Dashboard"), ("backends", "Backends"), ("spend", "Spend"
 AS_REQUESTED = "as requested"
 
 
-def _page_factory(name: str) -> Callable[["Bridge"], QWidget]:
+def _page_factory(name: str) -> Callable[[Bridge], QWidget]:
     # Pages are built when first shown (pyqtgraph and friends load only then): a faster start.
     # Each page gets only the parts of the bridge it uses.
-    def make(bridge: "Bridge") -> QWidget:
+    def make(bridge: Bridge) -> QWidget:
         if name == "dashboard":
             from app.views.dashboard import DashboardPage
 
@@ -61,7 +62,7 @@ def _page_factory(name: str) -> Callable[["Bridge"], QWidget]:
         if name == "team":
             from app.views.team import TeamPage
 
-            return TeamPage(bridge.team)
+            return TeamPage(bridge.team, bridge.team_caps)
         from app.views.settings import SettingsPage
 
         return SettingsPage(bridge.settings, bridge.backends)
@@ -75,7 +76,7 @@ class MainWindow(QMainWindow):
     quitRequested = Signal()
     hiddenToTray = Signal()  # the first time the window closes into the tray
 
-    def __init__(self, bridge: "Bridge", *, keep_running_in_tray: bool = False) -> None:
+    def __init__(self, bridge: Bridge, *, keep_running_in_tray: bool = False) -> None:
         super().__init__()
         self.bridge = bridge
         self.keep_running_in_tray = keep_running_in_tray

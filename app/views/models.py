@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from PySide6.QtCore import QModelIndex, QRegularExpression, QSortFilterProxyModel, Qt
 from PySide6.QtGui import QColor, QStandardItem, QStandardItemModel
 
-from app.views.data import RequestRecord, SessionView, TopSession
+from app.bridge.data import RequestRecord, SessionView, TopSession
 from app.views.icons import backend_color, dot_icon
 from app.views.theme import (
     STATE_COLORS,

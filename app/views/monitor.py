@@ -31,9 +31,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.bridge.data_host import HardwareView, LocalModelView, OllamaView, PullView
 from app.units import fmt_bytes
 from app.views.axes import left_axis_for
-from app.views.data import HardwareView, LocalModelView, OllamaView, PullView
 from app.views.models import Column, R, RowsModel, key_of
 from app.views.plot import Plot
 from app.views.theme import STATE_COLORS, fmt_ago, series_color
@@ -193,7 +193,7 @@ class _Series:
 
 
 class MonitorPage(QWidget):
-    def __init__(self, monitor: "Monitor", parent: QWidget | None = None) -> None:
+    def __init__(self, monitor: Monitor, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.monitor = monitor
         self.history: collections.deque[HardwareView] = collections.deque(monitor.hardware_history(), maxlen=600)
@@ -413,7 +413,7 @@ class MonitorPage(QWidget):
             shown = list(o.warnings[:4])
             more = len(o.warnings) - len(shown)
             self.warnings_label.setText(f"<span style='color:{STATE_COLORS['warn']}'>⚠</span> " +
-                                        "<br><span style='color:{0}'>⚠</span> ".format(STATE_COLORS["warn"]).join(
+                                        f"<br><span style='color:{STATE_COLORS['warn']}'>⚠</span> ".join(
                                             _esc(w) for w in shown) + (f"<br>… and {more} more" if more > 0 else ""))
             self.warnings_label.show()
         else:

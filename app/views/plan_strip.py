@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QWidget
 
-from app.subscription_windows import clock
+from app.claude.subscription_windows import clock
 from app.views.widgets import SectionLabel
 
 if TYPE_CHECKING:
@@ -23,7 +23,7 @@ _CHUNK = "QProgressBar::chunk {{ background: {color}; }}"
 
 
 class PlanStrip(QWidget):
-    def __init__(self, subscription: "Subscription", parent: QWidget | None = None) -> None:
+    def __init__(self, subscription: Subscription, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.subscription = subscription
         self.setAccessibleName("Claude plan usage windows")

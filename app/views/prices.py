@@ -31,7 +31,7 @@ def _fmt(v: float | None) -> str:
 
 
 class PricesDialog(QDialog):
-    def __init__(self, settings: "Settings", parent: QWidget | None = None) -> None:
+    def __init__(self, settings: Settings, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.settings = settings
         self.setWindowTitle("Prices")

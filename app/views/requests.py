@@ -22,9 +22,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.bridge.data import RequestDetail, RequestRecord
 from app.units import plural
 from app.views.csv_export import ask_and_export
-from app.views.data import RequestDetail, RequestRecord
 from app.views.models import KEY_ROLE, RequestsModel
 from app.views.widgets import ColumnFitter, SectionLabel, fit_columns, make_table
 
@@ -69,7 +69,7 @@ class RequestDetailDialog(QDialog):
 
 
 class RequestsPage(QWidget):
-    def __init__(self, usage: "Usage", backends: "Backends", parent: QWidget | None = None) -> None:
+    def __init__(self, usage: Usage, backends: Backends, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.usage = usage
         self.backends = backends

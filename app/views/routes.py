@@ -39,7 +39,7 @@ UNSET = "— not routed (skip this rule) —"
 
 
 class RoutesBox(QGroupBox):
-    def __init__(self, settings: "Settings", backends: "Backends", parent: QWidget | None = None) -> None:
+    def __init__(self, settings: Settings, backends: Backends, parent: QWidget | None = None) -> None:
         super().__init__("Routing", parent)
         self.settings = settings
         self.backends = backends

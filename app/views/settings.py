@@ -27,8 +27,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.bridge.data import BudgetView, ClaudeCodeView, GatewayView
 from app.config import BUDGET_PERIODS, BudgetConfig
-from app.views.data import BudgetView, ClaudeCodeView, GatewayView
 from app.views.routes import RoutesBox
 from app.views.theme import STATE_COLORS, fmt_usd
 from app.views.widgets import SectionLabel
@@ -43,7 +43,7 @@ CAPTURE_LABELS = (("off", "Off: keep only the log line of each request"),
 
 
 class SettingsPage(QWidget):
-    def __init__(self, settings: "Settings", backends: "Backends", parent: QWidget | None = None) -> None:
+    def __init__(self, settings: Settings, backends: Backends, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.settings = settings
         self.backends = backends

@@ -22,10 +22,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.bridge.data import BudgetView, RequestRecord, SpendData
 from app.units import plural
 from app.views.axes import MoneyAxis, PercentAxis, TokenAxis, nice_top
 from app.views.csv_export import ask_and_export
-from app.views.data import BudgetView, RequestRecord, SpendData
 from app.views.icons import backend_color
 from app.views.models import TopSessionsModel
 from app.views.plot import Plot
@@ -66,7 +66,7 @@ def _key_color(key: str, i: int, group_by: str) -> QColor:
 
 
 class SpendPage(QWidget):
-    def __init__(self, usage: "Usage", parent: QWidget | None = None) -> None:
+    def __init__(self, usage: Usage, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.usage = usage
         self.data: SpendData | None = None
@@ -255,7 +255,7 @@ class SpendPage(QWidget):
                                    brush=pg.mkBrush(color), pen=pg.mkPen(color.darker(115), width=0.5))
             plot.addItem(item)
             self._bars.append(item)
-            base = [b + v for b, v in zip(base, values)]
+            base = [b + v for b, v in zip(base, values, strict=True)]
             legend.append(f"<span style='color:{color.name()}'>■</span>&nbsp;{_esc(key)} "
                           f"{fmt_usd(sum(values))}")
         self.legend.setText("&nbsp;&nbsp; ".join(legend))
@@ -384,7 +384,7 @@ class SpendPage(QWidget):
         present = {(p.key, p.bucket_start) for p in data.series} if data else set()
         out: dict[str, list[tuple[float, float]]] = {}
         for k, vals in rows:
-            pts = [(s, v) for s, v in zip(starts, vals) if v or (k, s) in present]
+            pts = [(s, v) for s, v in zip(starts, vals, strict=True) if v or (k, s) in present]
             if pts:
                 out[k] = pts
         return out

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from PySide6.QtCore import QEvent
 from PySide6.QtGui import QFont, QFontDatabase, QTextCharFormat, QTextCursor
 from PySide6.QtWidgets import QPlainTextEdit, QWidget
 
-from app.views.data import StreamPiece
+from app.bridge.data import StreamPiece
 from app.views.theme import kind_color
 
 MAX_BLOCKS = 4000

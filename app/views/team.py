@@ -1,6 +1,6 @@
 """Team: an admin's view of a team gateway, in tabs: spend per day by user or group with this
 month's totals (Spend), each person's and group's budget state (Budgets), the issued keys
-(create, revoke) and the audit trail. Shown when the app's gateway runs in team mode, or when its
+(create, revoke), the audit trail, and each person's Claude Code activity from its telemetry. Shown when the app's gateway runs in team mode, or when its
 [ledger] url is a team's PostgreSQL (an admin's look: the policy a gateway recorded)."""
 
 from __future__ import annotations
@@ -25,18 +25,22 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.views.data import TeamBudgetView, TeamView
+from app.bridge.data_team import TeamBudgetView, TeamView
 from app.views.team_spend import TeamSpendChart
 from app.views.theme import STATE_COLORS, fmt_usd
 from app.views.widgets import ItemTable, SectionLabel
 
 if TYPE_CHECKING:
     from app.bridge.team import Team
+    from app.bridge.team_caps import TeamCaps
 
 KEY_COLUMNS = ("Key", "User", "Groups", "Status", "Created", "Expires", "Created by")  # dates in UTC
 AUDIT_COLUMNS = ("When (UTC)", "Who", "Action", "Subject", "What")
 BUDGET_COLUMNS = ("Who", "Budget", "Spent", "Limit", "Used", "State", "Resets")
-TABS = ("Spend", "Budgets", "Keys", "Audit trail")
+TABS = ("Spend", "Budgets", "Keys", "Audit trail", "Claude Code")
+# each person's Claude Code telemetry (OTLP to the team gateway): sessions, lines changed, tool decisions, errors
+ACTIVITY_COLUMNS = ("Who", "Sessions", "Lines +", "Lines −", "Tools accepted", "Tools rejected", "API errors",
+                    "Last report (UTC)")
 
 
 def _when(ts: float | None) -> str:
@@ -147,7 +151,7 @@ def _tab(*widgets: tuple[QWidget, int]) -> QWidget:
 
 
 class TeamPage(QWidget):
-    def __init__(self, team: "Team") -> None:
+    def __init__(self, team: Team, caps: TeamCaps | None = None) -> None:
         super().__init__()
         self.team = team
         lay = QVBoxLayout(self)
@@ -234,6 +238,17 @@ class TeamPage(QWidget):
 
         self.audit = _table(AUDIT_COLUMNS, stretch=4, empty="No admin action recorded yet")
         self.tabs.addTab(_tab((self.audit, 1)), TABS[3])
+        if caps is not None:  # every per-person cap and where it came from; set one (app/views/team_caps.py)
+            from app.views.team_caps import CapsTab
+
+            self.caps_tab = CapsTab(caps)
+            self.tabs.addTab(self.caps_tab, "Caps")
+
+        # Claude Code: what each person's client reported over its telemetry
+        self.activity_note = QLabel()
+        self.activity_note.setWordWrap(True)
+        self.activity = _table(ACTIVITY_COLUMNS, stretch=0, empty="No Claude Code telemetry received yet")
+        self.tabs.addTab(_tab((self.activity_note, 0), (self.activity, 1)), TABS[4])
 
         team.changed.connect(self.show_view)
         team.keyCreated.connect(self._created)
@@ -277,10 +292,25 @@ class TeamPage(QWidget):
         for r, a in enumerate(view.audit):
             for c, text in enumerate((_when(a.at), a.actor, a.action, a.subject, a.summary)):
                 self.audit.setItem(r, c, _item(text))
+        self._show_activity(view)
         _cap(self.keys, {6: 160})
         _cap(self.audit, {1: 180, 3: 220})
         self.tabs.setTabText(2, f"{TABS[2]} ({sum(k.status == 'active' for k in view.keys)} active)")
         self._selection()
+
+    def _show_activity(self, view: TeamView) -> None:
+        self.activity_note.setText(
+            f"The last {view.activity_days} days, from the telemetry each person's Claude Code sends the team gateway "
+            "(pushed with the managed settings; [team.telemetry] in the gateway's config). Lines are those Claude "
+            "Code's edits added and removed; tool decisions are the person's answers to permission prompts.")
+        self.activity.setRowCount(len(view.activity))
+        for r, a in enumerate(view.activity):
+            cells = (_item(a.user, tip=a.user), *(_item(f"{n:,}", right=True) for n in (
+                a.sessions, a.lines_added, a.lines_removed, a.accepted, a.rejected, a.errors)), _item(_when(a.last_seen)))
+            for c, item in enumerate(cells):
+                if c == 6 and a.errors:
+                    item.setForeground(QColor(STATE_COLORS["error"]))
+                self.activity.setItem(r, c, item)
 
     def _show_budgets(self, budgets: tuple[TeamBudgetView, ...]) -> None:
         self.budgets.setRowCount(len(budgets))

@@ -11,10 +11,10 @@ from PySide6.QtCore import QPointF, Qt
 from PySide6.QtGui import QColor, QCursor
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QToolTip, QVBoxLayout, QWidget
 
-from app.backend_colors import assign_colors
+from app.bridge.data_team import TeamSeriesView, TeamSpendView
 from app.units import plural
 from app.views.axes import MoneyAxis, nice_top
-from app.views.data import TeamSeriesView, TeamSpendView
+from app.views.colors import assign_colors
 from app.views.plot import Plot
 from app.views.theme import fmt_usd, usd_tip
 from app.views.widgets import SectionLabel
@@ -116,7 +116,7 @@ class TeamSpendChart(QWidget):
                                    brush=pg.mkBrush(color), pen=pg.mkPen(color.darker(115), width=0.5))
             self.plot.addItem(item)
             self._bars.append(item)
-            base = [b + c for b, c in zip(base, s.costs)]
+            base = [b + c for b, c in zip(base, s.costs, strict=True)]
             name = series_name(s, view.by)
             legend.append(f"<span style='color:{color.name()}'>■</span>&nbsp;{_esc(elide_middle(name))}"
                           f"&nbsp;{fmt_usd(s.total_usd)}")

@@ -44,11 +44,6 @@ def series_color(i: int) -> QColor:
     return QColor(SERIES_COLORS[i % len(SERIES_COLORS)])
 
 
-def is_dark(palette: QPalette | None = None) -> bool:
-    pal = palette or QGuiApplication.palette()
-    return pal.color(QPalette.ColorRole.Window).lightness() < 128
-
-
 def kind_color(kind: str, palette: QPalette | None = None) -> QColor:
     name = KIND_COLORS.get(kind, "")
     if not name:

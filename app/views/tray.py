@@ -15,7 +15,7 @@ from PySide6.QtCore import QObject, QPoint, Signal
 from PySide6.QtGui import QAction, QActionGroup, QCursor, QIcon
 from PySide6.QtWidgets import QMenu, QSystemTrayIcon
 
-from app.views.data import ClaudeCodeView, UserMessage
+from app.bridge.data import ClaudeCodeView, UserMessage
 from app.views.icons import state_icon
 from app.views.theme import fmt_usd
 
@@ -34,7 +34,7 @@ class Tray(QObject):
     openRequested = Signal()
     quitRequested = Signal()
 
-    def __init__(self, bridge: "Bridge", parent: QObject | None = None, *, use_system_tray: bool | None = None) -> None:
+    def __init__(self, bridge: Bridge, parent: QObject | None = None, *, use_system_tray: bool | None = None) -> None:
         super().__init__(parent)
         self.bridge = bridge
         self.menu = QMenu()

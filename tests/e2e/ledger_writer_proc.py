@@ -17,24 +17,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from app.catalog.prices import PriceBook  # noqa: E402
 from app.config import LedgerSettings, parse_config  # noqa: E402
 from app.events import Usage, finished_request  # noqa: E402
-from app.services.ledger import Ledger  # noqa: E402
-from app.services.pricing import PriceBook  # noqa: E402
+from app.ledger.writer import Ledger  # noqa: E402
+from tests.config_text import ANTHROPIC_CLIENT, OLLAMA
 
-CONFIG = """
-[[backends]]
-id = "anthropic"
-kind = "anthropic"
-base_url = "https://api.anthropic.com"
-auth = "client"
-
-[[backends]]
-id = "ollama"
-kind = "anthropic"
-base_url = "http://localhost:11434"
-auth = "none"
-"""
+CONFIG = ANTHROPIC_CLIENT + OLLAMA
 
 BODY = b'{"model":"claude-sonnet-4-5","messages":[{"role":"user","content":"' + b"x" * 3000 + b'"}]}'
 
@@ -50,8 +39,8 @@ def main() -> int:
 
     prices = PriceBook.load(parse_config(CONFIG))
     if len(sys.argv) > 3:
-        from app.services.ledger_pg import PgStore
-        from app.services.spool import Spool
+        from app.ledger.pg import PgStore
+        from app.ledger.spool import Spool
 
         ledger = Ledger(path, prices=prices, settings=LedgerSettings(capture="all"), store=PgStore(sys.argv[3]),
                         spool=Spool(path), instance=f"writer-{prefix}")

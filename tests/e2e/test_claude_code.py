@@ -118,7 +118,7 @@ def _check_claude_wrote_the_file(result: ClaudeResult, target: Path, up: FakeUps
 
 def _check_the_gateway_recorded(gw: GatewayProcess, expected: list[tuple[int, int, int, int]]) -> None:
     """Both model turns reached the ledger with their usage (input, output, cache read, cache write)."""
-    from app.services.ledger import LedgerReader
+    from app.ledger.reader import LedgerReader
 
     gw.stop()  # a clean stop flushes the ledger writer
     reader = LedgerReader(gw.home / "data" / "usage.sqlite3")

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.e2e
 @pytest.mark.parametrize("hints", ["1", ""])
 def test_claude_code_main_turns_stay_on_the_active_backend(run_claude: Callable[..., ClaudeResult],
                                                            workdir: Path, tmp_path: Path, hints: str) -> None:
-    from app.services.ledger import LedgerReader
+    from app.ledger.reader import LedgerReader
 
     target = workdir / "hello.txt"
     with FakeUpstream(anthropic_responder(str(target)), wire="anthropic") as deep, \

@@ -51,7 +51,7 @@ def _backends(**ups: tuple[str, FakeUpstream]) -> str:
 
 
 def _rows(home: Path) -> list[tuple[str, str, str]]:
-    from app.services.ledger import LedgerReader
+    from app.ledger.reader import LedgerReader
 
     reader = LedgerReader(home / "data" / "usage.sqlite3")
     try:

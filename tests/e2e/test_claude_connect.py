@@ -115,7 +115,7 @@ def test_patchbay_claude_pins_that_run_only(two_backends, claude_bin: Path, tmp_
 
     assert (home / ".claude" / "settings.json").read_text() == USER_SETTINGS
     gw.stop()
-    from app.services.ledger import LedgerReader
+    from app.ledger.reader import LedgerReader
 
     with LedgerReader(gw.home / "data" / "usage.sqlite3") as reader:
         rows = reader.requests(limit=100)

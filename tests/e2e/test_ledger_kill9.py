@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from app.services.ledger import LedgerReader
+from app.ledger.reader import LedgerReader
+from tests.config_text import ANTHROPIC_CLIENT
 
 HELPER = Path(__file__).with_name("ledger_writer_proc.py")
 ACK = re.compile(r"^ACK (\S+) END$")
@@ -132,10 +133,10 @@ def in_spool(spool: Path) -> set[str]:
 
 def test_kill_9_with_a_postgres_ledger_keeps_every_acknowledged_row_in_postgres_or_the_spool(
         tmp_path: Path, pg_server: object) -> None:
-    from app.services.ledger import Ledger
-    from app.services.ledger_pg import PgStore
-    from app.services.pricing import PriceBook
-    from app.services.spool import Spool
+    from app.catalog.prices import PriceBook
+    from app.ledger.pg import PgStore
+    from app.ledger.spool import Spool
+    from app.ledger.writer import Ledger
 
     url = pg_server.create_db()  # type: ignore[attr-defined]
     spool = tmp_path / "ledger-spool.sqlite3"
@@ -160,10 +161,4 @@ def test_kill_9_with_a_postgres_ledger_keeps_every_acknowledged_row_in_postgres_
     assert hourly == len(stored) and not in_spool(spool)
 
 
-HELPER_CONFIG = """
-[[backends]]
-id = "anthropic"
-kind = "anthropic"
-base_url = "https://api.anthropic.com"
-auth = "client"
-"""
+HELPER_CONFIG = ANTHROPIC_CLIENT

@@ -113,7 +113,7 @@ def test_claude_code_through_team_join_with_a_per_user_key(tmp_path: Path, claud
         finally:
             gw.stop()
 
-        from app.services.ledger import LedgerReader
+        from app.ledger.reader import LedgerReader
 
         with LedgerReader(gw.home / "data" / "usage.sqlite3") as reader:
             rows = [r for r in reader.requests(limit=100) if r.status == 200]

@@ -18,7 +18,13 @@ from urllib.parse import parse_qsl
 from tests.fakes import chunks as _chunks
 from tests.fakes.eventstream import bedrock_chunk, bedrock_exception
 from tests.fakes.upstreams import (
-    AnthropicJSON, FakeUpstream, JSONResponse, ReceivedRequest, Response, Split, _compile,
+    AnthropicJSON,
+    FakeUpstream,
+    JSONResponse,
+    ReceivedRequest,
+    Response,
+    Split,
+    _compile,
 )
 
 EVENTSTREAM = "application/vnd.amazon.eventstream"

@@ -12,9 +12,9 @@ import pytest
 
 from app.config import Config, parse_config
 from app.events import Event, EventHub, EventQueue, RequestFinished
+from app.host.secrets import resolve_backend_key
 from app.proxy.server import ProxyRuntime
 from app.proxy.thinking import BOOK
-from app.services.secrets import resolve_backend_key
 from tests.fakes import ThinkingSigner
 from tests.fakes.upstreams import FakeUpstream
 

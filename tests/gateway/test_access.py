@@ -13,11 +13,12 @@ import httpx
 import orjson
 import pytest
 
+from app.catalog.prices import PriceBook
 from app.config import parse_config
 from app.events import EventHub, EventQueue, RequestFinished
+from app.host.secrets import resolve_backend_key
 from app.proxy.server import ProxyRuntime
-from app.services.pricing import PriceBook
-from app.services.secrets import resolve_backend_key
+from tests.budget_engine import LedgerBudgets
 from tests.fakes.chunks import anthropic_text_events
 from tests.fakes.upstreams import AnthropicStream, FakeUpstream, OpenAIStream, Raw
 from tests.gateway.conftest import TOKEN, Gateway, config_text
@@ -59,18 +60,17 @@ def _post(url: str, headers: dict[str, str] | None = None, **body: object) -> ht
 # --------------------------------------------------------------------------- 1: the route finally taken
 
 
-def test_a_budget_downgrade_to_a_keyed_backend_needs_the_token(two_ups, monkeypatch):
-    from app.services.budgets import BudgetGuard
-
+def test_a_budget_downgrade_to_a_keyed_backend_needs_the_token(two_ups, monkeypatch, tmp_path):
     a, b = two_ups
     monkeypatch.setenv("PB_STORED_KEY", STORED)
     text = _mine_and_keyed(a, b)
     text += '\n\n[[budgets]]\nscope = "backend:mine"\nperiod = "day"\nlimit_usd = 0.01\naction = "downgrade:keyed"\n'
     cfg = parse_config(text)
     hub = EventHub()
-    guard = BudgetGuard(cfg.budgets, PriceBook.load(cfg), publish=hub.publish)
-    hub.add(guard.sink)
-    rt = ProxyRuntime(cfg, token=TOKEN, hub=hub, keys=resolve_backend_key, admission=guard.admit)
+    books = LedgerBudgets(cfg.budgets, PriceBook.load(cfg), tmp_path)
+    guard = books.admission  # the product's budget engine; called with a route alone, it decides and holds nothing
+    hub.add(books.sink)
+    rt = ProxyRuntime(cfg, token=TOKEN, hub=hub, keys=resolve_backend_key, admission=guard)
     rt.start()
     try:
         a.enqueue(AnthropicStream(anthropic_text_events("spent", 2, usage=(1_000_000, 100_000),
@@ -78,7 +78,7 @@ def test_a_budget_downgrade_to_a_keyed_backend_needs_the_token(two_ups, monkeypa
         r = _post(rt.url, {"x-api-key": "sk-ant-users-own-key-000000"}, model="claude-sonnet-4-5", stream=True)
         assert r.status_code == 200
         deadline = time.monotonic() + 5
-        while guard.admit(rt.gateway.snap.table.resolve("claude-sonnet-4-5", None)).backend != "keyed":  # type: ignore[union-attr]
+        while guard(rt.gateway.snap.table.resolve("claude-sonnet-4-5", None)).backend != "keyed":  # type: ignore[union-attr]
             assert time.monotonic() < deadline, "the budget never reached its limit"
             time.sleep(0.02)
         before = len(b.requests)
@@ -90,6 +90,7 @@ def test_a_budget_downgrade_to_a_keyed_backend_needs_the_token(two_ups, monkeypa
         assert r.status_code == 200 and b.requests[-1].headers["x-api-key"] == STORED
     finally:
         rt.stop(timeout=5)
+        books.close()
 
 
 def test_a_reserved_downgrade_refused_for_want_of_the_token_leaves_no_hold(two_ups, monkeypatch, tmp_path):
@@ -97,9 +98,9 @@ def test_a_reserved_downgrade_refused_for_want_of_the_token_leaves_no_hold(two_u
     request's cost: its ledger row settles that hold, so no phantom reservation blocks later ones."""
     import sqlite3
 
-    from app.services.admission import Admission
-    from app.services.admission_store import SqliteBudgets
-    from app.services.ledger import Ledger
+    from app.budgets.admission import Admission
+    from app.budgets.store import SqliteBudgets
+    from app.ledger.writer import Ledger
 
     a, b = two_ups
     monkeypatch.setenv("PB_STORED_KEY", STORED)
@@ -353,7 +354,8 @@ def test_an_interrupted_stream_is_recorded_with_its_prompt_and_marked(start_gate
 
 def test_interrupted_rows_and_token_counts_reach_the_ledger(tmp_path):
     from app.events import Usage
-    from app.services.ledger import Ledger, LedgerReader
+    from app.ledger.reader import LedgerReader
+    from app.ledger.writer import Ledger
 
     path = tmp_path / "usage.sqlite3"
     led = Ledger(path, prices=PriceBook.load(parse_config(config_text(

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from app.catalog.prices import PriceBook
 from app.config import parse_config
 from app.events import Usage
-from app.services.pricing import PriceBook
 from tests.fakes import AnthropicJSON, AnthropicStream, anthropic_message, anthropic_text_events
 from tests.gateway.conftest import config_text
 

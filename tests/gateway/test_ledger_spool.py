@@ -91,12 +91,12 @@ def test_a_store_reconnected_after_a_restart_writes_large_batches_again(own_pg: 
     dies with the session, so a new connection must make its own: before, the store kept
     believing it existed and every large batch after a restart failed, so a spool never drained."""
     from app.events import finished_request
-    from app.services.ledger_pg import SMALL_BATCH, PgStore
-    from app.services.ledger_rows import _row
-    from app.services.ledger_store import Prepared
+    from app.ledger.pg import SMALL_BATCH, PgStore
+    from app.ledger.rows import request_row
+    from app.ledger.store import Prepared
 
     def batch(start: int) -> list[Prepared]:
-        return [Prepared(_row(finished_request(f"r{start + i}", time.time()), 0.01)) for i in range(SMALL_BATCH + 4)]
+        return [Prepared(request_row(finished_request(f"r{start + i}", time.time()), 0.01)) for i in range(SMALL_BATCH + 4)]
 
     url = own_pg.create_db()
     store = PgStore(url)

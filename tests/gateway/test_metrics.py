@@ -89,8 +89,8 @@ def test_the_upstream_pool_cap_is_per_backend_with_a_default_that_does_not_bite(
                                                                                  upstream: FakeUpstream,
                                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     from app.config import DEFAULT_MAX_CONNECTIONS, parse_config
-    from app.proxy.server import make_backend
-    from app.services.secrets import resolve_backend_key
+    from app.host.secrets import resolve_backend_key
+    from app.proxy.backends.factory import make_backend
 
     monkeypatch.setenv("PATCHBAY_TOKEN", TOKEN)
     cfg = parse_config(f'[[backends]]\nid = "a"\nkind = "anthropic"\nbase_url = "{upstream.url}"\nauth = "none"\n'

@@ -10,8 +10,8 @@ import orjson
 import pytest
 
 from app.__main__ import main
+from app.catalog.output_limits import output_limit, unknown_models
 from app.config import parse_config
-from app.model_limits import output_limit, unknown_models
 from tests.fakes import AnthropicStream, FakeUpstream, OpenAIStream, anthropic_text_events, openai_text_chunks
 from tests.gateway.conftest import TOKEN, config_text
 

@@ -12,13 +12,25 @@ from typing import Any, Iterator
 import anthropic
 import pytest
 
+from app.catalog.prices import PriceBook
 from app.config import parse_config
 from app.events import BackendHealth, EventHub, EventQueue
+from app.host.secrets import resolve_backend_key
+from app.ledger.reader import LedgerReader
+from app.ledger.writer import Ledger
 from app.proxy.server import ProxyRuntime
-from app.services.ledger import Ledger, LedgerReader
-from app.services.pricing import PriceBook
-from app.services.secrets import resolve_backend_key
-from tests.fakes import AnthropicStream, Drop, FakeUpstream, Raw, anthropic_error, anthropic_text_events, bodies
+from tests.budget_engine import LedgerBudgets
+from tests.fakes import (
+    AnthropicJSON,
+    AnthropicStream,
+    Drop,
+    FakeUpstream,
+    Raw,
+    anthropic_error,
+    anthropic_message,
+    anthropic_text_events,
+    bodies,
+)
 from tests.gateway.conftest import TOKEN, Gateway, config_text
 
 USER = [{"role": "user", "content": "hi"}]
@@ -104,9 +116,7 @@ def test_claude_code_shaped_requests_route_end_to_end(start_gateway, ups):
         ("background", "b"), ("background", "b"), ("active", "a"), ("long_context", "c")]
 
 
-def test_the_budget_applies_to_the_backend_the_rule_chose(ups):
-    from app.services.budgets import BudgetGuard
-
+def test_the_budget_applies_to_the_backend_the_rule_chose(ups, tmp_path):
     text = config_text([{"id": k, "kind": "anthropic", "base_url": u.url, "auth": "none", "local": False}
                         for k, u in ups.items()], active="a")
     text += ('\n\n[[budgets]]\nscope = "backend:b"\nperiod = "day"\nlimit_usd = 0.01\naction = "block"\n'
@@ -114,16 +124,18 @@ def test_the_budget_applies_to_the_backend_the_rule_chose(ups):
     cfg = parse_config(text)
     hub = EventHub()
     q = EventQueue()
-    guard = BudgetGuard(cfg.budgets, PriceBook.load(cfg), publish=hub.publish)
-    hub.add(guard.sink)
+    books = LedgerBudgets(cfg.budgets, PriceBook.load(cfg), tmp_path)  # the product's budget engine
+    hub.add(books.sink)
     hub.add(q.put)
-    rt = ProxyRuntime(cfg, token=TOKEN, hub=hub, admission=guard.admit, keys=resolve_backend_key)
+    rt = ProxyRuntime(cfg, token=TOKEN, hub=hub, admission=books.admission, keys=resolve_backend_key)
     rt.start()
     try:
         gw = Gateway(rt, q)
-        ups["b"].enqueue(AnthropicStream(anthropic_text_events("spent", 2, usage=(1_000_000, 100_000),
-                                                               model="claude-sonnet-4-5")))
-        assert text_of(gw, tools=[], max_tokens=100, model="claude-sonnet-4-5") == "spent"
+        # a whole answer: the budget engine stops a stream at the cap, but cannot stop this part-way
+        ups["b"].enqueue(AnthropicJSON(anthropic_message("spent", usage=(1_000_000, 100_000),
+                                                         model="claude-sonnet-4-5")))
+        spent = gw.client().messages.create(tools=[], max_tokens=100, model="claude-sonnet-4-5", messages=USER)
+        assert [b.text for b in spent.content if b.type == "text"] == ["spent"]
         gw.finished(1)
         with pytest.raises(anthropic.RateLimitError):  # the background rule chose b, and b is over its budget
             text_of(gw, tools=[], max_tokens=100, model="claude-sonnet-4-5")
@@ -133,6 +145,7 @@ def test_the_budget_applies_to_the_backend_the_rule_chose(ups):
             ("background", "b", 200), ("background", "b", 429), ("active", "a", 200)]
     finally:
         rt.stop(timeout=5)
+        books.close()
 
 
 # --------------------------------------------------------------------------- failover

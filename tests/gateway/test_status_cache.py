@@ -8,7 +8,8 @@ from pathlib import Path
 import anthropic
 import pytest
 
-from app.services import claude_code, statusline
+from app.claude import connect as claude_code
+from app.claude import statusline
 from tests.fakes.chunks import anthropic_text_events
 from tests.fakes.upstreams import AnthropicStream, FakeUpstream
 from tests.serve_config import SONNET_PRICES, serve_config, start_engine

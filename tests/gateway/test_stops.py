@@ -9,7 +9,7 @@ import socket
 import anthropic
 import pytest
 
-from app.services import secrets
+from app.host import secrets
 from tests.fakes import AnthropicStream, FakeUpstream, OpenAIStream, anthropic_text_events, openai_text_chunks
 from tests.fakes.keys import KeyCheck
 from tests.gateway.conftest import config_text

@@ -22,8 +22,9 @@ import anthropic
 import orjson
 import pytest
 
+from app.claude import statusline
+from app.cli import usage as usage_cli
 from app.paths import default_paths
-from app.services import statusline, usage_cli
 from app.units import fmt_money
 from tests.fakes.subscription import API_KEY, OAUTH_BETA, OAUTH_TOKEN, SubscriptionAPI
 from tests.serve_config import SONNET_PRICES, client_config, start_engine

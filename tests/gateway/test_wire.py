@@ -130,7 +130,7 @@ def test_missing_api_key_is_a_sentence(start_gateway, anthropic_up, monkeypatch)
 
 
 def test_keychain_key_is_used_once_stored(start_gateway, anthropic_up):
-    from app.services import secrets
+    from app.host import secrets
 
     gw = start_gateway(config_text([{"id": "k", "kind": "anthropic", "base_url": anthropic_up.url}], active="k"))
     secrets.set_api_key("k", "sk-from-keychain")

@@ -17,14 +17,15 @@ from typing import Any, Callable, Iterable, Iterator
 import anthropic
 import pytest
 
+from app.bridge.data_team import TeamView
 from app.bridge.team_read import read_team
+from app.budgets.limits import period_bounds
+from app.catalog.prices import PriceBook
 from app.config import Config
 from app.events import RequestFinished
-from app.services.budgets import period_bounds
-from app.services.ledger import Ledger, LedgerReader
-from app.services.pricing import PriceBook
+from app.ledger.reader import LedgerReader
+from app.ledger.writer import Ledger
 from app.team.keystore_sqlite import SqliteKeyStore
-from app.views.data import TeamView
 from tests.fakes.upstreams import FakeUpstream
 
 pytestmark = pytest.mark.gui

@@ -1,4 +1,4 @@
-"""A backend's ``quirks = [...]`` (app/provider_quirks.py) is not on the Backends page's form:
+"""A backend's ``quirks = [...]`` (app/config/providers.py) is not on the Backends page's form:
 editing that backend there and saving keeps the line as the config file has it."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from app.config_file import load_config
+from app.config.disk import load_config
 
 pytestmark = pytest.mark.gui
 

@@ -1,5 +1,5 @@
 """Backend colours in the window: distinct for the configured backends, even when two ids would pick
-the same colour on their own (app/backend_colors.py does the choosing; App keeps it current)."""
+the same colour on their own (app/views/colors.py does the choosing; App keeps it current)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 from PySide6.QtGui import QColor
 
-from app.backend_colors import assign_colors, preferred_slot
+from app.views.colors import assign_colors, preferred_slot
 from tests.gui.conftest import write_config
 
 

@@ -9,7 +9,7 @@ import keyring
 import pytest
 from PySide6.QtWidgets import QPushButton
 
-from tests.gui.conftest import ask, write_config, wait_for
+from tests.gui.conftest import ask, wait_for, write_config
 
 
 def _free_port() -> int:
@@ -112,7 +112,7 @@ action = "block"
 """)
     r = start_app(cfg)
     # 10 in + 5 out at $3/$15 per million = $0.000105: the answer is stopped at the limit, charged
-    # for what it delivered (app/services/hold_meter.py)
+    # for what it delivered (app/budgets/hold_meter.py)
     with pytest.raises(anthropic.APIStatusError, match="stopped at the budget's limit"):
         ask(r, qtbot, "spend it all")
     wait_for(qtbot, lambda: any((m.key or "").startswith("budget:") for m in r.window.messages()))

@@ -94,7 +94,7 @@ def test_session_names_survive_a_restart(start_app, config_file, qtbot) -> None:
     r.app.quit()  # the names are written when the gateway stops
 
     r2 = start_app(config_file)
-    wait_for(qtbot, lambda: (s := r2.bridge.live.session("s-named")) is not None)  # brought back from the ledger
+    wait_for(qtbot, lambda: r2.bridge.live.session("s-named") is not None)  # brought back from the ledger
     assert r2.bridge.live.session("s-named").label == "webshop"  # not "s-named"[:8]
     assert r2.bridge.live.session_labels()["s-named"] == "webshop"  # Spend's top sessions use these
 
@@ -129,7 +129,7 @@ def test_errors_the_window_shows_are_written_to_the_log(start_app, config_file, 
 
 
 def test_without_a_gpu_no_axes_are_drawn_under_the_note(start_app, config_file, qtbot) -> None:
-    from app.services.hardware import HardwareSampler
+    from app.host.hardware import HardwareSampler
 
     r = start_app(config_file, hardware_factory=lambda: HardwareSampler([]))
     r.window.show_page("monitor")

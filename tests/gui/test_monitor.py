@@ -9,7 +9,7 @@ from typing import Any, Iterator
 import pytest
 from PySide6.QtWidgets import QInputDialog, QMessageBox
 
-from app.services.hardware import HardwareSampler, NvmlSampler
+from app.host.hardware import HardwareSampler, NvmlSampler
 from tests.fakes.chunks import anthropic_text_events
 from tests.fakes.nvml import FakeNvml
 from tests.fakes.ollama import FakeOllama

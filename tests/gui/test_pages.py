@@ -9,7 +9,7 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLineEdit, QMessageBox
 
-from app.config_file import load_config
+from app.config.disk import load_config
 from tests.fakes.upstreams import openai_error
 from tests.gui.conftest import ask, send_in_thread, wait_for
 

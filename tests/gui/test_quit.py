@@ -15,7 +15,7 @@ import pytest
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox
 
-from app.services import background_gateway
+from app.desktop import background as background_gateway
 from tests.gui.conftest import wait_for, write_config
 
 

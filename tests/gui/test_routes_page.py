@@ -4,7 +4,7 @@ real gateway and fake upstreams behind them."""
 from __future__ import annotations
 
 from app.config import RouteTarget
-from app.config_file import load_config
+from app.config.disk import load_config
 from tests.fakes import anthropic_error
 from tests.gui.conftest import ask, wait_for, write_config
 

@@ -8,8 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from app.desktop.single_instance import SingleInstance, instance_key
 from app.paths import default_paths
-from app.single_instance import SingleInstance, instance_key
 
 REPO = Path(__file__).resolve().parents[2]
 

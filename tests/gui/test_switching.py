@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from app.config_file import load_config
+from app.config.disk import load_config
 from tests.fakes.chunks import anthropic_text_events
 from tests.fakes.upstreams import AnthropicStream
 from tests.gui.conftest import ask, send_in_thread, wait_for

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import psycopg
 
+from app.budgets.limits import period_bounds
+from app.catalog.prices import PriceBook
 from app.config import parse_config
 from app.events import Usage, finished_request
-from app.services.budgets import period_bounds
-from app.services.ledger import Ledger
-from app.services.ledger_pg import PgStore
-from app.services.pricing import PriceBook
-from app.services.spool import Spool
+from app.ledger.pg import PgStore
+from app.ledger.spool import Spool
+from app.ledger.writer import Ledger
 from app.team.audit import record_policy
 from app.team.keystore_pg import PgKeyStore
 from tests.gateway.conftest import config_text
@@ -152,10 +152,10 @@ def test_an_admin_looks_at_the_team_ledger_with_a_read_only_role(start_app, pg_s
 
 
 def test_before_any_gateway_recorded_its_policy_the_page_says_so(qtbot):
+    from app.bridge.data_team import TeamView
     from app.bridge.jobs import Jobs
     from app.bridge.notices import Notices
     from app.bridge.team import Team
-    from app.views.data import TeamView
     from app.views.team import TeamPage
 
     page = TeamPage(Team(Jobs(), Notices()))

@@ -1,5 +1,5 @@
 """The Team page says which requests were priced at a fallback: a team gateway charges a model the
-price table does not know at a stated fallback (app/services/pricing.py), and the admin reading the
+price table does not know at a stated fallback (app/catalog/prices.py), and the admin reading the
 spend should know which numbers rest on it. From a real ledger file, read as the bridge reads it."""
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from PySide6.QtWidgets import QSystemTrayIcon
 
-from app.config_file import load_config
+from app.config.disk import load_config
 from tests.fakes.upstreams import FakeUpstream
 from tests.gui.conftest import ask, wait_for, write_config
 

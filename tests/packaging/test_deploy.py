@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ruamel.yaml import YAML
 
-from app.config_file import load_config
+from app.config.disk import load_config
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 
@@ -102,3 +102,17 @@ def test_the_cloud_run_service_probes_the_port_and_takes_secrets_from_secret_man
         assert "value" not in env[secret] and env[secret]["valueFrom"]["secretKeyRef"]["name"]
     assert float(env["PATCHBAY_DRAIN_S"]["value"]) < 10  # Cloud Run's SIGTERM grace
     assert spec["timeoutSeconds"] >= 600  # Claude Code streams run long
+
+
+def test_the_stack_hands_the_team_config_its_secrets_from_the_environment() -> None:
+    cfg = load_config(DEPLOY / "config.toml")
+    assert cfg.team is not None and "oidc" in cfg.team.identity and cfg.team.admin_groups
+    assert all(b.auth != "client" for b in cfg.backends)  # team mode forwards no caller's credential
+    needed = {b.auth[4:] for b in cfg.backends if b.auth.startswith("env:")} | \
+        {k.key[4:] for k in cfg.team.admin_keys} | {cfg.ledger.team.password[4:]}
+    assert needed == {"ANTHROPIC_API_KEY", "PATCHBAY_ADMIN_KEY", "PATCHBAY_DB_PASSWORD"}
+    for name, g in yaml("compose.yaml")["services"].items():
+        if name.startswith("gateway"):
+            assert all(g["environment"][v].startswith("${") for v in needed)
+    env = {e["name"]: e for e in yaml("cloudrun.yaml")["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert all("value" not in env[v] and env[v]["valueFrom"]["secretKeyRef"]["name"] for v in needed)

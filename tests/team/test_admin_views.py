@@ -22,8 +22,8 @@ import pytest
 from app.__main__ import main as cli
 from app.core import Engine
 from app.events import Usage, finished_request
+from app.ledger.writer import Ledger
 from app.paths import default_paths
-from app.services.ledger import Ledger
 from tests.fakes.chunks import anthropic_message
 from tests.fakes.idp import FakeIdP
 from tests.fakes.upstreams import AnthropicJSON, FakeUpstream

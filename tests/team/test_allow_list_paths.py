@@ -13,12 +13,12 @@ from typing import Any, Iterator
 import httpx
 import pytest
 
+from app.catalog.prices import PriceBook
 from app.config import parse_config
 from app.events import EventHub, EventQueue
+from app.host.secrets import resolve_backend_key
+from app.ledger.writer import Ledger
 from app.proxy.server import ProxyRuntime
-from app.services.ledger import Ledger
-from app.services.pricing import PriceBook
-from app.services.secrets import resolve_backend_key
 from app.team.chain import build_chain
 from app.team.keystore_sqlite import SqliteKeyStore
 from tests.fakes.chunks import anthropic_message

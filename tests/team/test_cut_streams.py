@@ -119,7 +119,7 @@ def test_twelve_cut_opus_streams_are_charged_for_what_they_delivered(engines: li
     assert all(r[2] == 1 and r[3] == "streamed" for r in got), got
     assert 0.8 * delivered <= charged <= 1.25 * delivered
     # a cut stream would deliver ~10,000 Opus tokens (~$0.75): near the $1 budget the meter stops
-    # them at its limit (app/services/hold_meter.py), and then the budget refuses the rest
+    # them at its limit (app/budgets/hold_meter.py), and then the budget refuses the rest
     assert served >= 2 and statuses[served:] == [429] * (12 - served), statuses
     assert 0.9 <= spent <= 1.05, spent
 

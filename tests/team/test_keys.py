@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from app.catalog.prices import PriceBook
 from app.config import parse_config
-from app.services.ledger import Ledger, LedgerReader
-from app.services.pricing import PriceBook
+from app.ledger.reader import LedgerReader
+from app.ledger.writer import Ledger
 from app.team.identity import AuthError, Identity, IdentityChain
 from app.team.keys import KEY_PREFIX, KeysVerifier, key_hash
 from app.team.keystore_sqlite import SqliteKeyStore

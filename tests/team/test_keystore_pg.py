@@ -18,14 +18,14 @@ import pytest
 
 from app.config import parse_config
 from app.events import EventHub
+from app.host.secrets import resolve_backend_key
 from app.paths import Paths
 from app.proxy.server import ProxyRuntime
-from app.services.secrets import resolve_backend_key
 from app.team.audit import record_policy
 from app.team.chain import build_chain
 from app.team.identity import AuthError, IdentityUnavailable
 from app.team.keys import KeysVerifier, key_hash
-from app.team.keystore import open_key_store
+from app.team.keystore_open import open_key_store
 from app.team.keystore_pg import PgKeyStore
 from app.team.keystore_sqlite import SqliteKeyStore
 from tests.fakes.upstreams import FakeUpstream

@@ -3,9 +3,9 @@ routing candidates, and which budgets a request charges."""
 
 from __future__ import annotations
 
+from app.budgets.limits import budget_matches
 from app.config import BudgetConfig
-from app.services.budgets import budget_matches
-from app.team.config import GroupPolicy
+from app.config.team import GroupPolicy
 from app.team.identity import Identity
 from app.team.policy import Decision, PolicyDenied, decide, permitted, subject_of, user_groups
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from app.bridge.team_read import read_team
 from app.config import BudgetConfig, parse_config
-from app.services.ledger_pg import PgLedgerReader
+from app.ledger.pg import PgLedgerReader
 from app.team.audit import digest, policy_of, record_policy
 from app.team.keystore import AuditEntry
 from app.team.keystore_pg import PgKeyStore

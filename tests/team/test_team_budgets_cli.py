@@ -13,10 +13,10 @@ import pytest
 from app.__main__ import main as cli
 from app.config import LedgerSettings
 from app.events import Usage, finished_request
+from app.ledger.pg import PgStore
+from app.ledger.spool import Spool
+from app.ledger.writer import Ledger
 from app.paths import default_paths
-from app.services.ledger import Ledger
-from app.services.ledger_pg import PgStore
-from app.services.spool import Spool
 from tests.unit.test_ledger import PRICES
 
 CONFIG = '''

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from app.__main__ import main
-from app.team.cli import parse_expiry
 from app.team.identity import AuthError
 from app.team.keys import KEY_PREFIX, KeysVerifier
 from app.team.keystore_sqlite import SqliteKeyStore
+from app.team.wording import parse_expiry
 
 ROOT = Path(__file__).resolve().parents[2]
 

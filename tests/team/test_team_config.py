@@ -8,17 +8,12 @@ from pathlib import Path
 import pytest
 
 from app.config import ConfigError
+from app.config.team import GroupPolicy, load_team
 from app.team.chain import build_chain
-from app.team.config import GroupPolicy, load_team
 from app.team.iap import IAP_JWKS_URL
+from tests.config_text import ANTHROPIC_CLIENT
 
-BACKENDS = """
-[[backends]]
-id = "anthropic"
-kind = "anthropic"
-base_url = "https://api.anthropic.com"
-auth = "client"
-
+BACKENDS = ANTHROPIC_CLIENT + """
 [[backends]]
 id = "ollama"
 kind = "anthropic"

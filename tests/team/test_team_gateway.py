@@ -14,12 +14,13 @@ import anthropic
 import httpx
 import pytest
 
+from app.catalog.prices import PriceBook
 from app.config import ConfigError, parse_config
 from app.events import EventHub, EventQueue, RequestStarted
+from app.host.secrets import resolve_backend_key
+from app.ledger.reader import LedgerReader
+from app.ledger.writer import Ledger
 from app.proxy.server import ProxyRuntime
-from app.services.ledger import Ledger, LedgerReader
-from app.services.pricing import PriceBook
-from app.services.secrets import resolve_backend_key
 from app.team.chain import build_chain
 from app.team.keystore_sqlite import SqliteKeyStore
 from tests.fakes.chunks import anthropic_text_events
@@ -162,7 +163,8 @@ def test_models_lists_only_what_the_group_allows(team: Team):
     with httpx.Client(base_url=team.rt.url, timeout=10) as http:
         assert http.get("/v1/models").status_code == 401
         ids = [m["id"] for m in http.get("/v1/models", headers=team.alice()).json()["data"]]
-    assert ids == ["main,claude-sonnet-4-5"]
+    # Anthropic-style ids (GATEWAY-PROTOCOL §11): the plain name reaches exactly main,claude-sonnet-4-5
+    assert ids == ["claude-sonnet-4-5"]
 
 
 # --------------------------------------------------------------------------- routing inside the policy

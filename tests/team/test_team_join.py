@@ -18,8 +18,8 @@ import pytest
 from app.__main__ import main as cli
 from app.config import parse_config
 from app.events import EventHub
+from app.host.secrets import resolve_backend_key
 from app.proxy.server import ProxyRuntime
-from app.services.secrets import resolve_backend_key
 from app.team.chain import build_chain
 from app.team.keystore_sqlite import SqliteKeyStore
 from tests.fakes.upstreams import FakeUpstream
@@ -106,7 +106,7 @@ def test_join_refuses_what_it_cannot_do_safely(patchbay_home, tmp_path, monkeypa
 
 
 def test_the_helper_command_prints_the_key_from_the_keychain_in_a_process_of_its_own(tmp_path):
-    from app.services.team_join import credential_command
+    from app.claude.team_join import credential_command
 
     ring = tmp_path / "ring.json"
     ring.write_text(json.dumps({"patchbay/team-key": "pbk_" + "k" * 43}))

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from app.__main__ import main as cli
+from app.catalog.prices import PriceBook
 from app.config import parse_config
 from app.events import Usage, finished_request
-from app.services.pricing import PriceBook
 from tests.books import Books
 from tests.gateway.conftest import config_text
 

@@ -1,4 +1,4 @@
-"""The Team page's numbers (app/services/team_usage.py) on both stores, SQLite and the real
+"""The Team page's numbers (app/budgets/team_usage.py) on both stores, SQLite and the real
 PostgreSQL of tests/pg.py: spend per local day by user and by group with the rest folded into
 "others", and each person's and group's budget state (ok, warn past warn_at, limit)."""
 
@@ -11,11 +11,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from app.budgets.limits import period_bounds
+from app.budgets.team_usage import budget_rows, daily_spend, last_days
+from app.catalog.prices import PriceBook
 from app.config import BudgetConfig, parse_config
 from app.events import Usage, finished_request
-from app.services.budgets import period_bounds
-from app.services.pricing import PriceBook
-from app.services.team_usage import budget_rows, daily_spend, last_days
 from tests.books import Books
 from tests.gateway.conftest import config_text
 

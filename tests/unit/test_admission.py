@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from app.budgets.admission import Admission
+from app.budgets.store import PgBudgets, SqliteBudgets
 from app.config import BudgetConfig, LedgerSettings
+from app.config.ledger import DEFAULT_RESERVE_OUTPUT
 from app.events import RequestFinished, Usage
 from app.proxy.routing import Refusal, Route
-from app.services.admission import Admission
-from app.services.admission_store import PgBudgets, SqliteBudgets
-from app.team_config import DEFAULT_RESERVE_OUTPUT
 from tests.books import Books
 from tests.unit.test_ledger import PRICES
 
@@ -161,7 +161,7 @@ def test_a_budget_full_of_holds_says_what_is_spent_and_what_is_held(books: Books
 
 
 def test_a_used_up_budget_with_holds_says_both() -> None:
-    from app.services.budgets import block_refusal
+    from app.budgets.limits import block_refusal
 
     b = BudgetConfig("all", "day", 0.10, 0.8, "block")
     now = time.time()

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from app.services import autostart
-from app.services.autostart import LaunchAgent, RunEntry, XdgAutostart, for_platform, launch_command
+from app.desktop import autostart
+from app.desktop.autostart import LaunchAgent, RunEntry, XdgAutostart, for_platform, launch_command
 
 
 class DictRegistry:

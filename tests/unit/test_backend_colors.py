@@ -1,4 +1,4 @@
-"""Backend colours (app/backend_colors.py): distinct, stable across restarts, readable light and dark."""
+"""Backend colours (app/views/colors.py): distinct, stable across restarts, readable light and dark."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from app.backend_colors import PALETTE, assign_colors, color_for, preferred_slot
+from app.views.colors import PALETTE, assign_colors, color_for, preferred_slot
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -85,7 +85,7 @@ def test_the_issue_case_brand_names_that_used_to_share_a_colour() -> None:
 def test_the_same_colours_in_a_new_process() -> None:
     ids = ["anthropic", "openrouter", "deepseek", "ollama", "groq", "x1", "x2", "x3", "x4", "x5", "x6", "x7", "x8"]
     here = assign_colors(ids)
-    code = f"import json; from app.backend_colors import assign_colors; print(json.dumps(assign_colors({ids!r})))"
+    code = f"import json; from app.views.colors import assign_colors; print(json.dumps(assign_colors({ids!r})))"
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True,
                          env={"PYTHONHASHSEED": "12345", "PATH": ""}).stdout
     import json

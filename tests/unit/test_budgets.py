@@ -3,33 +3,25 @@ from __future__ import annotations
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import Callable, Iterator
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from app.budgets.limits import BudgetGuard, budget_status_from_ledger, period_bounds
+from app.catalog.prices import PriceBook
 from app.config import BudgetConfig, parse_config
 from app.events import BudgetAlert, RequestFinished, RequestStarted, Usage, finished_request
+from app.ledger.reader import LedgerReader
+from app.ledger.writer import Ledger
 from app.proxy.routing import Refusal, Route
-from app.services.budgets import BudgetGuard, budget_status_from_ledger, period_bounds
-from app.services.ledger import Ledger, LedgerReader
-from app.services.pricing import PriceBook
+from tests.budget_engine import LedgerBudgets
+from tests.config_text import ANTHROPIC_CLIENT, OPENROUTER
 
 UTC = ZoneInfo("UTC")
 BERLIN = ZoneInfo("Europe/Berlin")
 
-CONFIG = """
-[[backends]]
-id = "anthropic"
-kind = "anthropic"
-base_url = "https://api.anthropic.com"
-auth = "client"
-
-[[backends]]
-id = "openrouter"
-kind = "openai"
-base_url = "https://openrouter.ai/api/v1"
-auth = "env:OPENROUTER_API_KEY"
-models = ["anthropic/claude-sonnet-4.5"]
+CONFIG = ANTHROPIC_CLIENT + OPENROUTER + """models = ["anthropic/claude-sonnet-4.5"]
 
 [[backends]]
 id = "ollama"
@@ -70,6 +62,33 @@ def guard(*budgets: BudgetConfig, clock: Clock, alerts: list[BudgetAlert] | None
           reader: LedgerReader | None = None) -> BudgetGuard:
     sink = alerts.append if alerts is not None else (lambda a: None)
     return BudgetGuard(budgets, PRICES, publish=sink, now=clock, reader=reader, tz=UTC)
+
+
+Engine = Callable[..., LedgerBudgets]
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    """The decision for the next request is the product's budget engine (app/budgets/admission.py),
+    over a ledger of its own: ``engine(*budgets, clock=…)``; ``.spend(row)`` counts a finished
+    request, ``.admission(route)`` decides (holding nothing)."""
+    made: list[LedgerBudgets] = []
+
+    def make(*budgets: BudgetConfig, clock: Clock) -> LedgerBudgets:
+        folder = tmp_path / f"ledger{len(made)}"
+        folder.mkdir()
+        made.append(LedgerBudgets(budgets, PRICES, folder, now=clock, tz=UTC))
+        return made[-1]
+
+    yield make
+    for e in made:
+        e.close()
+
+
+def spend(ev: RequestFinished, g: BudgetGuard, e: LedgerBudgets) -> None:
+    """One finished request, heard by the window's guard and written to the engine's ledger."""
+    g.sink(ev)
+    e.spend(ev)
 
 
 # --------------------------------------------------------------------------- periods
@@ -155,13 +174,13 @@ def test_other_events_and_garbage_are_ignored() -> None:
 # --------------------------------------------------------------------------- admission
 
 
-def test_block_answers_429_naming_budget_spend_and_reset() -> None:
+def test_block_answers_429_naming_budget_spend_and_reset(engine: Engine) -> None:
     clock = Clock(at(2026, 11, 26, 15))
-    g = guard(BudgetConfig("all", "day", 10.0, 0.8, "block"), clock=clock)
+    e = engine(BudgetConfig("all", "day", 10.0, 0.8, "block"), clock=clock)
     r = route()
-    assert g.admit(r) is r
-    g.sink(finished("anthropic", clock.t, Usage(2_100_000)))  # $10.50
-    out = g.admit(r)
+    assert e.admission(r) is r
+    e.spend(finished("anthropic", clock.t, Usage(2_100_000)))  # $10.50
+    out = e.admission(r)
     assert isinstance(out, Refusal)
     assert out.status == 429 and out.error_type == "billing_error"
     assert dict(out.headers)[b"x-should-retry"] == b"false"
@@ -172,32 +191,33 @@ def test_block_answers_429_naming_budget_spend_and_reset() -> None:
     assert "limit_usd" in msg and "downgrade" in msg  # says what to do
 
 
-def test_downgrade_sends_requests_to_the_named_backend() -> None:
+def test_downgrade_sends_requests_to_the_named_backend(engine: Engine) -> None:
     clock = Clock(at(2026, 11, 26))
     b = BudgetConfig("backend:openrouter", "week", 5.0, 0.8, "downgrade:ollama,qwen3-coder:30b")
-    g = guard(b, clock=clock)
-    g.sink(finished("openrouter", clock.t, Usage(1_200_000), model="anthropic/claude-opus-4.8"))  # $6
-    out = g.admit(Route("openrouter", "anthropic/claude-sonnet-4.5", "active", "claude-sonnet-5-5"))
+    e = engine(b, clock=clock)
+    e.spend(finished("openrouter", clock.t, Usage(1_200_000), model="anthropic/claude-opus-4.8"))  # $6
+    out = e.admission(Route("openrouter", "anthropic/claude-sonnet-4.5", "active", "claude-sonnet-5-5"))
     assert out == Route("ollama", "qwen3-coder:30b", f"budget:{b.label}", "claude-sonnet-5-5")
     # another backend is not in this budget's scope
     r = route("anthropic")
-    assert g.admit(r) is r
+    assert e.admission(r) is r
 
 
-def test_downgrade_without_a_model_uses_the_backends_first_model() -> None:
+def test_downgrade_without_a_model_uses_the_backends_first_model(engine: Engine) -> None:
     clock = Clock(at(2026, 11, 26))
-    g = guard(BudgetConfig("all", "day", 1.0, 0.5, "downgrade:ollama"), clock=clock)
-    g.sink(finished("anthropic", clock.t))
-    out = g.admit(route())
+    e = engine(BudgetConfig("all", "day", 1.0, 0.5, "downgrade:ollama"), clock=clock)
+    e.spend(finished("anthropic", clock.t))
+    out = e.admission(route())
     assert isinstance(out, Route) and (out.backend, out.model) == ("ollama", "qwen3-coder:30b")
 
 
-def test_warn_action_lets_requests_through() -> None:
+def test_warn_action_lets_requests_through(engine: Engine) -> None:
     clock = Clock(at(2026, 11, 26))
-    g = guard(BudgetConfig("all", "day", 1.0, 0.5, "warn"), clock=clock)
-    g.sink(finished("anthropic", clock.t))
+    budget = BudgetConfig("all", "day", 1.0, 0.5, "warn")
+    g, e = guard(budget, clock=clock), engine(budget, clock=clock)
+    spend(finished("anthropic", clock.t), g, e)
     r = route()
-    assert g.admit(r) is r
+    assert e.admission(r) is r
     assert g.status()[0].state == "limit"
 
 
@@ -214,43 +234,45 @@ def test_downgraded_requests_count_against_the_backend_they_went_to() -> None:
     assert st["backend:ollama"].spent_usd == 0.0
 
 
-def test_a_downgrade_target_is_still_subject_to_other_budgets() -> None:
+def test_a_downgrade_target_is_still_subject_to_other_budgets(engine: Engine) -> None:
     clock = Clock(at(2026, 11, 26))
-    g = guard(BudgetConfig("backend:anthropic", "day", 1.0, 0.8, "downgrade:openrouter,anthropic/claude-sonnet-4.5"),
-              BudgetConfig("all", "day", 1.0, 0.8, "block"), clock=clock)
-    g.sink(finished("anthropic", clock.t))
-    assert isinstance(g.admit(route()), Refusal)  # "all" blocks wherever the request goes
+    e = engine(BudgetConfig("backend:anthropic", "day", 1.0, 0.8, "downgrade:openrouter,anthropic/claude-sonnet-4.5"),
+               BudgetConfig("all", "day", 1.0, 0.8, "block"), clock=clock)
+    e.spend(finished("anthropic", clock.t))
+    assert isinstance(e.admission(route()), Refusal)  # "all" blocks wherever the request goes
 
 
-def test_a_downgrade_keeps_working_when_the_all_budget_downgrades_to_a_local_model() -> None:
+def test_a_downgrade_keeps_working_when_the_all_budget_downgrades_to_a_local_model(engine: Engine) -> None:
     clock = Clock(at(2026, 11, 26))
-    g = guard(BudgetConfig("all", "day", 1.0, 0.8, "downgrade:ollama,qwen3-coder:30b"), clock=clock)
-    g.sink(finished("anthropic", clock.t))
-    out = g.admit(route())
+    e = engine(BudgetConfig("all", "day", 1.0, 0.8, "downgrade:ollama,qwen3-coder:30b"), clock=clock)
+    e.spend(finished("anthropic", clock.t))
+    out = e.admission(route())
     assert isinstance(out, Route) and out.backend == "ollama"
-    out2 = g.admit(Route("ollama", "gpt-oss:20b", "explicit", "ollama,gpt-oss:20b"))
+    out2 = e.admission(Route("ollama", "gpt-oss:20b", "explicit", "ollama,gpt-oss:20b"))
     assert isinstance(out2, Route) and out2.backend == "ollama"
 
 
-def test_admission_uses_the_spend_known_when_it_runs() -> None:
+def test_admission_uses_the_spend_known_when_it_runs(engine: Engine) -> None:
     clock = Clock(at(2026, 11, 26))
-    g = guard(BudgetConfig("all", "day", 5.0, 0.8, "block"), clock=clock)
-    first, second = g.admit(route()), g.admit(route())  # both in flight under the limit
+    budget = BudgetConfig("all", "day", 5.0, 0.8, "block")
+    g, e = guard(budget, clock=clock), engine(budget, clock=clock)
+    first, second = e.admission(route()), e.admission(route())  # both in flight under the limit
     assert isinstance(first, Route) and isinstance(second, Route)
-    g.sink(finished("anthropic", clock.t, rid="1"))
-    g.sink(finished("anthropic", clock.t, rid="2"))  # both finish; spend ends above the limit
+    spend(finished("anthropic", clock.t, rid="1"), g, e)
+    spend(finished("anthropic", clock.t, rid="2"), g, e)  # both finish; spend ends above the limit
     assert g.status()[0].spent_usd == pytest.approx(10.0)
-    assert isinstance(g.admit(route()), Refusal)
+    assert isinstance(e.admission(route()), Refusal)
 
 
-def test_the_budget_resets_with_its_period() -> None:
+def test_the_budget_resets_with_its_period(engine: Engine) -> None:
     clock = Clock(at(2026, 11, 26, 23, 0))
     alerts: list[BudgetAlert] = []
-    g = guard(BudgetConfig("all", "day", 5.0, 0.8, "block"), clock=clock, alerts=alerts)
-    g.sink(finished("anthropic", clock.t))
-    assert isinstance(g.admit(route()), Refusal)
+    budget = BudgetConfig("all", "day", 5.0, 0.8, "block")
+    g, e = guard(budget, clock=clock, alerts=alerts), engine(budget, clock=clock)
+    spend(finished("anthropic", clock.t), g, e)
+    assert isinstance(e.admission(route()), Refusal)
     clock.t = at(2026, 11, 27, 0, 0)
-    assert isinstance(g.admit(route()), Route)
+    assert isinstance(e.admission(route()), Route)
     st = g.status()[0]
     assert st.spent_usd == 0 and st.resets_at == at(2026, 11, 28, 0) and st.state == "ok"
     # a request that started before midnight and finished after does not count for the new day
@@ -268,15 +290,18 @@ def test_unpriced_requests_add_nothing_but_are_counted() -> None:
     assert st.spent_usd == 0 and st.unpriced_requests == 1
 
 
-def test_reconfigure_keeps_the_spend_of_a_scope() -> None:
+def test_reconfigure_keeps_the_spend_of_a_scope(engine: Engine) -> None:
     clock = Clock(at(2026, 11, 26))
     alerts: list[BudgetAlert] = []
-    g = guard(BudgetConfig("all", "day", 100.0), clock=clock, alerts=alerts)
-    g.sink(finished("anthropic", clock.t))
-    g.reconfigure((BudgetConfig("all", "day", 4.0, 0.8, "block"),), PRICES)
+    budget = BudgetConfig("all", "day", 100.0)
+    g, e = guard(budget, clock=clock, alerts=alerts), engine(budget, clock=clock)
+    spend(finished("anthropic", clock.t), g, e)
+    tighter = (BudgetConfig("all", "day", 4.0, 0.8, "block"),)
+    g.reconfigure(tighter, PRICES)
+    e.admission.reconfigure(tighter, PRICES)
     st = g.status()[0]
     assert st.spent_usd == pytest.approx(5.0) and st.state == "limit"
-    assert isinstance(g.admit(route()), Refusal)
+    assert isinstance(e.admission(route()), Refusal)
     assert alerts == []  # already over when configured: no alert until the next crossing
 
 

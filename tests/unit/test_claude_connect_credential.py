@@ -1,6 +1,6 @@
 """Connect leaves the user's own Anthropic credential in place: the gateway token goes into
 ANTHROPIC_CUSTOM_HEADERS (merged with the user's headers), ANTHROPIC_AUTH_TOKEN only for a user
-without a login or key; Disconnect takes out exactly our line (app/services/claude_auth.py)."""
+without a login or key; Disconnect takes out exactly our line (app/claude/auth.py)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from app.claude import auth as ca
+from app.claude import connect as claude_code
 from app.paths import Paths
-from app.services import claude_auth as ca
-from app.services import claude_code
 
 URL = "http://127.0.0.1:8787"
 TOKEN = "pb-token-0123456789"

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from app.claude import connect as claude_code
 from app.paths import Paths
-from app.services import claude_code
 
 
 @pytest.fixture
@@ -104,7 +104,7 @@ def test_a_users_own_tool_search_setting_is_kept(paths: Paths, claude: Path):
 
 
 def test_our_options_stop_at_the_first_argument_for_claude():
-    from app.services.claude_cli import parse_claude
+    from app.cli.claude import parse_claude
 
     ns = parse_claude(["--backend", "o", "--model=m1", "-p", "hi", "--model", "opus"])
     assert (ns.backend, ns.model, ns.claude_args) == ("o", "m1", ["-p", "hi", "--model", "opus"])

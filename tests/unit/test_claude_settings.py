@@ -12,12 +12,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.services import claude_settings as cs
-from app.services.jsonspans import JSONTextError, scan, set_member
+from app.claude import settings as cs
+from app.claude.jsonspans import JSONTextError, scan, set_member
 
 URL = "http://127.0.0.1:8787"
 TOKEN = "pb-token-123"
-# what Connect writes for a user without an Anthropic login (app/services/claude_auth.py)
+# what Connect writes for a user without an Anthropic login (app/claude/auth.py)
 VALUES = {cs.BASE_URL: URL, cs.AUTH_TOKEN: TOKEN, "ANTHROPIC_CUSTOM_HEADERS": f"x-patchbay-token: {TOKEN}"}
 
 HOOKS_FILE = """{
@@ -479,8 +479,8 @@ def test_a_backend_model_the_user_had_before_connecting_is_theirs(files):
 
 
 def test_connect_turns_on_claude_codes_hint_headers(files, tmp_path: Path):
+    from app.claude import connect as claude_code
     from app.paths import Paths
-    from app.services import claude_code
 
     path, _state, _backups = files
     paths = Paths(tmp_path / "cfg", tmp_path / "data", tmp_path / "logs")
@@ -493,8 +493,8 @@ def test_connect_turns_on_claude_codes_hint_headers(files, tmp_path: Path):
 
 
 def test_connect_keeps_the_users_own_tool_search_setting(files, tmp_path: Path):
+    from app.claude import connect as claude_code
     from app.paths import Paths
-    from app.services import claude_code
 
     path, _state, _backups = files
     path.write_text('{"env": {"ENABLE_TOOL_SEARCH": "auto:5"}}')

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from app.config import ActiveSelection, BackendConfig, ConfigError, parse_config
-from app.config_file import DEFAULT_CONFIG, load_config, load_or_create, save_active, save_backends
+from app.config.disk import DEFAULT_CONFIG, load_config, load_or_create, save_active, save_backends
 
 GOOD = '''
 [gateway]
@@ -210,7 +210,7 @@ def test_saving_cloud_backends_keeps_their_keys_and_leaves_derived_endpoints_out
 
 def test_saving_backends_keeps_a_blank_line_before_the_next_table(tmp_path):
     from app.config import BackendConfig
-    from app.config_file import load_config, load_or_create, save_backends
+    from app.config.disk import load_config, load_or_create, save_backends
 
     path = tmp_path / "config.toml"
     cfg = load_or_create(path)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from app.services.hardware import (
+from app.host.hardware import (
     AmdSysfsSampler,
     AppleSampler,
     HardwareSampler,
@@ -18,7 +18,7 @@ from app.services.hardware import (
     Unavailable,
     parse_ioreg,
 )
-from app.services.throughput import Throughput
+from app.host.throughput import Throughput
 from tests.fakes.nvml import FakeNvml
 
 GiB = 1024**3

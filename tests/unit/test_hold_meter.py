@@ -1,4 +1,4 @@
-"""The meter's rule (app/services/hold_meter.py): a stream's hold grows inside the room the block
+"""The meter's rule (app/budgets/hold_meter.py): a stream's hold grows inside the room the block
 budgets leave, a stream stops before a write that does not fit, and the output is counted from
 what was delivered."""
 
@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import pytest
 
+from app.budgets.hold_meter import CHARS_PER_TOKEN, Flight, block_limits, grant, output_tokens
 from app.config import BudgetConfig
-from app.services.hold_meter import CHARS_PER_TOKEN, Flight, block_limits, grant, output_tokens
 
 KEY = ("user:a@corp.example", 0.0, 86400.0)
 CAP = BudgetConfig("each-user", "day", 1.0, 0.8, "block")

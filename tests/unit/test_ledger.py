@@ -19,34 +19,20 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from app.catalog.prices import PriceBook
+from app.cli import usage as usage_cli
 from app.config import LedgerSettings, parse_config
 from app.events import BudgetAlert, ContentDelta, RequestFinished, Usage, finished_request
+from app.ledger.reader import LedgerReader
+from app.ledger.schema import SCHEMA_VERSION, LedgerError, open_db
+from app.ledger.writer import Ledger
+from app.logs.scrub import scrub
 from app.paths import Paths
-from app.services import usage_cli
-from app.services.ledger import SCHEMA_VERSION, Ledger, LedgerError, LedgerReader, open_db, scrub
-from app.services.pricing import PriceBook
 from tests.books import Books
+from tests.config_text import ANTHROPIC_CLIENT, OLLAMA, OPENROUTER
 
 UTC = ZoneInfo("UTC")
-CONFIG = """
-[[backends]]
-id = "anthropic"
-kind = "anthropic"
-base_url = "https://api.anthropic.com"
-auth = "client"
-
-[[backends]]
-id = "openrouter"
-kind = "openai"
-base_url = "https://openrouter.ai/api/v1"
-auth = "env:OPENROUTER_API_KEY"
-
-[[backends]]
-id = "ollama"
-kind = "anthropic"
-base_url = "http://localhost:11434"
-auth = "none"
-"""
+CONFIG = ANTHROPIC_CLIENT + OPENROUTER + OLLAMA
 PRICES = PriceBook.load(parse_config(CONFIG))
 RECENT = time.time() - 86400  # inside the capture retention (14 days)
 
@@ -125,8 +111,8 @@ def test_interrupted_rows_and_token_counts_are_kept_apart_on_either_store(books:
 
 def test_a_count_tokens_row_keeps_its_table_through_the_spool(tmp_path: Path) -> None:
     """The spool (PostgreSQL away) hands a count_tokens row back as one, and is owner-only."""
-    from app.services.ledger_store import Prepared
-    from app.services.spool import Spool
+    from app.ledger.spool import Spool
+    from app.ledger.store import Prepared
 
     spool = Spool(tmp_path / "data" / "ledger-spool.sqlite3")
     spool.open()

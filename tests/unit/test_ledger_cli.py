@@ -11,12 +11,14 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from app.cli import ledger as ledger_cli
 from app.config import LedgerSettings
+from app.ledger.pg import PG_SCHEMA_VERSION, PgLedgerReader, PgStore
+from app.ledger.reader import LedgerReader
+from app.ledger.schema import SCHEMA_VERSION, LedgerError
+from app.ledger.writer import Ledger
 from app.paths import Paths
-from app.services import ledger_cli
-from app.services.ledger import SCHEMA_VERSION, Ledger, LedgerError, LedgerReader
-from app.services.ledger_pg import PG_SCHEMA_VERSION, PgLedgerReader, PgStore
-from tests.unit.test_ledger import KNOWN, PRICES, UTC, ev, at
+from tests.unit.test_ledger import KNOWN, PRICES, UTC, at, ev
 
 
 def cli(paths: Paths, *argv: str) -> tuple[int, str, str]:

@@ -9,8 +9,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from app.proxy.backends.probe import is_ollama_url
-from app.services.ollama import (
+from app.host.ollama import (
     OllamaClient,
     OllamaError,
     OllamaMonitor,
@@ -19,6 +18,7 @@ from app.services.ollama import (
     model_warnings,
     parse_ps,
 )
+from app.proxy.backends.probe import is_ollama_url
 from tests.fakes.ollama import FakeOllama
 
 GB = 1_000_000_000

@@ -1,12 +1,12 @@
-"""The stated fallback price of a model name the price table does not know (app/services/pricing.py):
+"""The stated fallback price of a model name the price table does not know (app/catalog/prices.py):
 only where budgets are enforced, a configured ``[[prices]] model = "*"`` first, else the dearest
 price known on the backend; and Anthropic's ``-0`` aliases resolve to the model they name."""
 
 from __future__ import annotations
 
+from app.catalog.prices import PriceBook
 from app.config import parse_config
 from app.events import Usage
-from app.services.pricing import PriceBook
 
 BACKENDS = '''
 [[backends]]

@@ -7,35 +7,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.config import parse_config
-from app.events import Usage
-from app.services.pricing import (
+from app.catalog.prices import (
     CACHE_READ_FACTOR,
     CACHE_WRITE_FACTOR,
     PriceBook,
     PriceTable,
     canonical_model,
 )
+from app.config import parse_config
+from app.events import Usage
+from tests.config_text import ANTHROPIC_CLIENT, OLLAMA, OPENROUTER
 
-BASE = """
-[[backends]]
-id = "anthropic"
-kind = "anthropic"
-base_url = "https://api.anthropic.com"
-auth = "client"
-
-[[backends]]
-id = "ollama"
-kind = "anthropic"
-base_url = "http://localhost:11434"
-auth = "none"
-
-[[backends]]
-id = "openrouter"
-kind = "openai"
-base_url = "https://openrouter.ai/api/v1"
-auth = "env:OPENROUTER_API_KEY"
-
+BASE = ANTHROPIC_CLIENT + OLLAMA + OPENROUTER + """
 [[backends]]
 id = "deepseek"
 kind = "openai"

@@ -1,4 +1,4 @@
-"""The provider rules table (app/provider_quirks.py) and the ``quirks = [...]`` override in config."""
+"""The provider rules table (app/config/providers.py) and the ``quirks = [...]`` override in config."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from app.config import BackendConfig, ConfigError, parse_config
-from app.config_file import load_config, save_backends
-from app.provider_quirks import quirks_for, table_quirks
+from app.config.disk import load_config, save_backends
+from app.config.providers import quirks_for, table_quirks
 from app.proxy.thinking import keep_reasoning
 
 CONFIG = '''

@@ -6,7 +6,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from app.proxy.exchange import GatewayError
+from app.errors import ApiError
 from app.proxy.request_body import MAX_DEPTH, parse_body
 
 
@@ -19,6 +19,6 @@ def body_of_depth(depth: int, pad: int = 0) -> bytes:
 @pytest.mark.parametrize("pad", [0, 40_000])
 def test_max_depth_passes_and_one_more_is_refused(pad: int) -> None:
     assert parse_body(body_of_depth(MAX_DEPTH, pad), False)["model"] == "m"
-    with pytest.raises(GatewayError) as err:
+    with pytest.raises(ApiError) as err:
         parse_body(body_of_depth(MAX_DEPTH + 1, pad), False)
     assert err.value.status == 400 and str(MAX_DEPTH) in err.value.message

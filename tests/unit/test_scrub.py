@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from app import scrub
+from app.logs import scrub
 
 
 def test_a_remembered_secret_without_a_known_shape_is_redacted():

@@ -9,7 +9,7 @@ import keyring
 import pytest
 from keyring.backends import null
 
-from app.services import secrets
+from app.host import secrets
 from tests.fakes.keyring_backend import MemoryKeyring
 
 

@@ -1,4 +1,4 @@
-"""The check before Qt starts (app/startup.py): a display, and the system libraries Qt's window plugin
+"""The check before Qt starts (app/desktop/startup.py): a display, and the system libraries Qt's window plugin
 links. The library lookup is a parameter (``resolver``), so "absent" is a resolver that does not find
 them; the real loader and ``python -m app`` in a controlled environment are tested as well."""
 
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from app import startup
-from app.selftest import SelftestFailure, check_window_libraries
+from app.cli.selftest import SelftestFailure, check_window_libraries
+from app.desktop import startup
 
 REPO = Path(__file__).resolve().parents[2]
 DEBIAN = {"ID": "debian", "VERSION_ID": "12"}

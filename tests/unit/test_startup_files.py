@@ -18,11 +18,12 @@ from typing import Iterator
 
 import pytest
 
+from app.catalog.prices import PriceBook
 from app.config import ConfigError, parse_config
-from app.logfile import PrivateLogHandler
+from app.ledger.schema import LedgerError, open_db
+from app.ledger.writer import Ledger
+from app.logs.file import PrivateLogHandler
 from app.paths import PathError, Paths
-from app.services.ledger import Ledger, LedgerError, open_db
-from app.services.pricing import PriceBook
 
 BACKEND = '[[backends]]\nid = "a"\nkind = "anthropic"\nbase_url = "http://127.0.0.1:9"\nauth = "none"\n'
 PRICES = PriceBook.load(parse_config(BACKEND))
@@ -112,7 +113,7 @@ def test_a_full_disk_gives_one_line_on_stderr_not_a_traceback_per_log_line(tmp_p
     code = (
         "import logging, sys\n"
         "from pathlib import Path\n"
-        "from app.logfile import PrivateLogHandler\n"
+        "from app.logs.file import PrivateLogHandler\n"
         f"h = PrivateLogHandler(Path({str(link)!r}))\n"
         "log = logging.getLogger('t'); log.addHandler(h); log.setLevel(logging.INFO)\n"
         "for i in range(5): log.info('line %d', i)\n"

@@ -11,11 +11,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from app.catalog.prices import PriceBook
+from app.claude import statusline
 from app.config import LedgerSettings, parse_config
 from app.events import RequestFinished, Usage, finished_request
-from app.services import statusline
-from app.services.ledger import Ledger
-from app.services.pricing import PriceBook
+from app.ledger.writer import Ledger
 
 CONFIG = """
 [[backends]]

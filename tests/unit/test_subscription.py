@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import httpx
 
+from app.claude.subscription_windows import windows_text
 from app.config import BackendConfig
 from app.proxy.subscription import parse_unified, served_under_subscription
-from app.subscription_windows import windows_text
 
 CLIENT = BackendConfig(id="anthropic", kind="anthropic", base_url="https://api.anthropic.com", auth="client")
 STORED = BackendConfig(id="company", kind="anthropic", base_url="https://llm.corp.example", auth="keychain")

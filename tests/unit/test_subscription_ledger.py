@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from app.catalog.prices import PriceBook
 from app.config import parse_config
 from app.events import Usage, finished_request
-from app.services.pricing import PriceBook
 from tests.books import Books
 from tests.serve_config import SONNET_PRICES, client_config
 

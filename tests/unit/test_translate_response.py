@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from app.events import Usage
-from app.proxy.translate.ids import new_message_id, new_request_id, new_tool_use_id
+from app.proxy.translate.ids import new_message_id, new_tool_use_id
 from app.proxy.translate.response import (
     normalize_tool_arguments,
     openai_error_to_anthropic,
@@ -164,4 +164,4 @@ def test_ids_are_unique_and_well_formed() -> None:
     assert len(made) == 2000
     for tool_id in list(made)[:50]:
         assert tool_id.startswith("toolu_01") and len(tool_id) == 30 and tool_id[6:].isalnum()
-    assert new_message_id().startswith("msg_01") and new_request_id().startswith("req_01")
+    assert new_message_id().startswith("msg_01")

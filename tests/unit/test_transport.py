@@ -17,9 +17,9 @@ import httpx
 import pytest
 
 from app.config import BackendConfig, GatewaySettings
+from app.host.secrets import resolve_backend_key
 from app.proxy.backends.base import Backend
 from app.proxy.transport import _HIGH_WATER, HttptoolsTransport, env_proxy_for, raw_chunks
-from app.services.secrets import resolve_backend_key
 from tests.fakes.chunks import anthropic_text_events, openai_text_chunks
 from tests.fakes.upstreams import AnthropicStream, Drop, FakeUpstream, OpenAIStream, Raw
 

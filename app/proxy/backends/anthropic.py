@@ -13,14 +13,15 @@ from typing import Any, AsyncIterator
 import httpx
 import orjson
 
-from app.model_limits import limit_for
+from app.catalog.output_limits import limit_for
+from app.errors import ApiError
 from app.proxy.answer_body import read_whole
 from app.proxy.backends.base import Backend, clamp_output, drain, join_url, upstream_error_message
-from app.proxy.exchange import JSON_HEADERS, SSE_HEADERS, Exchange, GatewayError
+from app.proxy.exchange import JSON_HEADERS, SSE_HEADERS, Exchange
 from app.proxy.output_count import delta_output
 from app.proxy.relay import Relayed, relay
 from app.proxy.sse import MAX_EVENT_BYTES, SSEParser, event_too_large
-from app.proxy.thinking import for_anthropic_format, note_message, note_signature, signing_family
+from app.proxy.thinking import for_anthropic_format, note_signature, signing_family
 from app.proxy.translate.response import error_type_for_status as error_type_for
 from app.proxy.transport import raw_chunks
 
@@ -212,7 +213,7 @@ class AnthropicBackend(Backend):
             if resp.status_code >= 400:
                 raw = await read_whole(resp, self.who)
                 etype, msg = upstream_error_message(raw, f"HTTP {resp.status_code} from the upstream")
-                raise GatewayError(resp.status_code, etype or error_type_for(resp.status_code), msg,
+                raise ApiError(resp.status_code, etype or error_type_for(resp.status_code), msg,
                                    raw_body=raw if _is_anthropic_error(raw) else None,
                                    headers=forwarded_headers(resp))
             ctype = resp.headers.get("content-type", "")
@@ -253,9 +254,10 @@ class AnthropicBackend(Backend):
 
     async def _metered(self, ex: Exchange, tap: AnthropicTap, chunks: AsyncIterator[bytes]) -> Relayed:
         """Relay a stream a budget's meter checks: event by event, so it stops at the cap before
-        the event that passes it, not before a whole network read of them."""
+        the event that passes it, not before a whole network read of them (unless its hold covers the read)."""
         async for chunk in chunks:
-            for piece in events_of(chunk):
+            # one write, checked once, where the stream's hold covers the whole read (far from the cap)
+            for piece in (events_of(chunk) if not ex.meter_covers(len(chunk)) else (chunk,)):
                 ready = tap.feed(piece)
                 if ready:
                     await ex.write(ready)
@@ -274,22 +276,13 @@ class AnthropicBackend(Backend):
             return obj
         if isinstance(obj, dict) and ("error" in obj or obj.get("type") == "error"):
             etype, said = upstream_error_message(raw, "an error without details")
-            raise GatewayError(502, "api_error", f'The backend "{self.config.id}" answered 200 with an error: {said}')
+            raise ApiError(502, "api_error", f'The backend "{self.config.id}" answered 200 with an error: {said}')
         kind = "an HTML page" if "html" in ctype.lower() or raw.lstrip()[:1] == b"<" else "something else"
         text = raw.decode("utf-8", "replace").strip()[:200]
-        raise GatewayError(
+        raise ApiError(
             502, "api_error",
             f'The backend "{self.config.id}" answered 200 with {kind}, not a message ({text!r}). Check its base_url: '
             "a login page or a proxy may stand in the way.")
-
-    def _observe_message(self, ex: Exchange, raw: bytes) -> None:
-        try:
-            msg = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            return
-        if isinstance(msg, dict):
-            ex.observe_message(msg)
-            note_message(signing_family(self.config), msg)
 
     async def count_tokens(self, ex: Exchange) -> None:
         got = await self.counted(self.send(lambda credential: self.count_request(ex, credential)))
@@ -300,7 +293,7 @@ class AnthropicBackend(Backend):
                 return
             if status not in (404, 405, 501):
                 etype, msg = upstream_error_message(raw, f"HTTP {status} from the upstream")
-                raise GatewayError(status, etype or error_type_for(status), msg,
+                raise ApiError(status, etype or error_type_for(status), msg,
                                    raw_body=raw if _is_anthropic_error(raw) else None)
         # the upstream cannot count (Ollama, some servers): estimate
         await self.answer_estimate(ex)

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any
 
 import httpx
 import orjson
 
-from app import scrub
 from app.config import DEFAULT_MAX_CONNECTIONS, DEFAULT_TOKEN_TTL_S, BackendConfig, GatewaySettings
+from app.errors import ApiError
+from app.logs import scrub
 from app.proxy import stops
 from app.proxy.answer_body import inflating, read_whole
 from app.proxy.credentials import CommandToken, TokenSource
-from app.proxy.exchange import JSON_HEADERS, Exchange, GatewayError
+from app.proxy.exchange import JSON_HEADERS, Exchange
 from app.proxy.tokens import estimate_tokens
 from app.proxy.transport import HttptoolsTransport, env_proxy_for
 
@@ -23,7 +25,7 @@ log = logging.getLogger("patchbay.backends")
 KeyLookup = Callable[[str, str], str | None]
 """(backend id, auth) -> the stored API key, or None where the auth needs none. Raises an
 exception whose text says what to do when the key is missing (the engine passes
-``app.services.secrets.resolve_backend_key``: the gateway itself knows no keychain)."""
+``app.host.secrets.resolve_backend_key``: the gateway itself knows no keychain)."""
 
 
 class Backend:
@@ -122,7 +124,7 @@ class Backend:
     # ------------------------------------------------------------------ shared helpers
 
     async def _raise_for_status(self, resp: httpx.Response) -> None:
-        """Raise a GatewayError worded for this kind of upstream when ``resp`` is an error."""
+        """Raise a ApiError worded for this kind of upstream when ``resp`` is an error."""
         raise NotImplementedError
 
     async def counted(self, opening: Awaitable[httpx.Response]) -> tuple[int, bytes] | None:
@@ -130,7 +132,7 @@ class Backend:
         (the caller estimates then). A missing credential (401) is raised: the user must hear of it."""
         try:
             resp = await opening
-        except GatewayError as exc:
+        except ApiError as exc:
             if exc.status == 401:
                 raise  # no credential (a key not stored, a token command that fails): say so
             return None
@@ -161,7 +163,7 @@ class Backend:
                              extensions={"timeout": self._timeout})
 
     async def open(self, request: httpx.Request) -> httpx.Response:
-        """Send and return the streaming response, or raise a GatewayError that says what failed."""
+        """Send and return the streaming response, or raise a ApiError that says what failed."""
         try:
             transport = self._transport
             if transport is None:
@@ -175,7 +177,7 @@ class Backend:
             raise upstream_failure(self.config, exc) from None
         try:
             return inflating(resp, self.who)  # a compressed answer inflates in bounded steps
-        except GatewayError:
+        except ApiError:
             await resp.aclose()
             raise
 
@@ -185,20 +187,20 @@ class Backend:
         return f'The backend "{self.config.id}"'
 
 
-def upstream_failure(config: BackendConfig, exc: Exception) -> GatewayError:
-    """The GatewayError (502, or 504 for a timeout) that says how talking to ``config`` failed:
+def upstream_failure(config: BackendConfig, exc: Exception) -> ApiError:
+    """The ApiError (502, or 504 for a timeout) that says how talking to ``config`` failed:
     connecting, sending, or reading an answer that was cut or stalled part-way."""
     where = f'the backend "{config.id}" at {config.base_url}'
     if isinstance(exc, httpx.ConnectError):  # refused, DNS, TLS: no retry helps, Claude Code stops at once
         return stops.not_answering(config, _reason(exc))
     if isinstance(exc, httpx.TimeoutException):
-        return GatewayError(504, "timeout_error", f"{where[0].upper()}{where[1:]} did not answer in time.")
+        return ApiError(504, "timeout_error", f"{where[0].upper()}{where[1:]} did not answer in time.")
     if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError, httpx.StreamError)):
-        return GatewayError(
+        return ApiError(
             502, "api_error",
             f"The connection to {where} broke before its answer was complete ({_reason(exc)}). Retry the "
             "request; if it keeps happening, check the backend or anything between Patchbay and it.")
-    return GatewayError(502, "api_error", f'The request to the backend "{config.id}" failed: {_reason(exc)}.')
+    return ApiError(502, "api_error", f'The request to the backend "{config.id}" failed: {_reason(exc)}.')
 
 
 # after a complete answer, how long the rest of the upstream body (a chunked terminator) may take

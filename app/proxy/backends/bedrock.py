@@ -35,12 +35,13 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.eventstream import EventStreamBuffer, ParserError
 
-from app.model_limits import limit_for
+from app.catalog.output_limits import limit_for
+from app.errors import ApiError
 from app.proxy.answer_body import read_whole
 from app.proxy.backends.anthropic import AnthropicTap
 from app.proxy.backends.base import Backend, clamp_output, refused_betas, undefer_tools, upstream_error_message
 from app.proxy.credentials import AwsCredentials
-from app.proxy.exchange import JSON_HEADERS, SSE_HEADERS, Exchange, GatewayError
+from app.proxy.exchange import JSON_HEADERS, SSE_HEADERS, Exchange
 from app.proxy.sse import encode
 from app.proxy.thinking import CLAUDE, for_anthropic_format, note_message
 from app.proxy.translate.response import error_type_for_status
@@ -120,7 +121,7 @@ class BedrockBackend(Backend):
         2048 characters, or holding control characters) is a 400 before anything is sent."""
         if model in (".", "..") or not 0 < len(model) <= MAX_MODEL_ID or not model.isprintable():
             shown = model if len(model) <= 80 else model[:80] + "…"
-            raise GatewayError(400, "invalid_request_error",
+            raise ApiError(400, "invalid_request_error",
                                f"model: {shown!r} is not a Bedrock model id. Send a model id or inference "
                                f"profile ARN of at most {MAX_MODEL_ID} printable characters, e.g. "
                                '"us.anthropic.claude-sonnet-4-5-20250929-v1:0".')
@@ -154,7 +155,7 @@ class BedrockBackend(Backend):
         _t, msg = upstream_error_message(raw, f"HTTP {resp.status_code} from Bedrock")
         status = resp.status_code
         retry = [(b"retry-after", v.encode()) for k, v in resp.headers.items() if k.lower() == "retry-after"]
-        raise GatewayError(status, error_type_for_status(status), _with_hint(self.config.id, status, msg),
+        raise ApiError(status, error_type_for_status(status), _with_hint(self.config.id, status, msg),
                            headers=retry)
 
     # ------------------------------------------------------------------ model list
@@ -179,7 +180,7 @@ class BedrockBackend(Backend):
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:
-            raise GatewayError(502, "api_error", "Bedrock answered the model list with something that is not JSON.") \
+            raise ApiError(502, "api_error", "Bedrock answered the model list with something that is not JSON.") \
                 from None
 
     async def list_models(self) -> list[str]:
@@ -221,7 +222,7 @@ class BedrockBackend(Backend):
             try:
                 msg = orjson.loads(raw)
             except orjson.JSONDecodeError:
-                raise GatewayError(502, "api_error", f'The backend "{self.config.id}" answered with something '
+                raise ApiError(502, "api_error", f'The backend "{self.config.id}" answered with something '
                                    "that is not JSON.") from None
             if isinstance(msg, dict):
                 ex.observe_message(msg)
@@ -262,7 +263,7 @@ class BedrockBackend(Backend):
                     etype = error_type_for_status(status)
                     text = _with_hint(self.config.id, status, text)
                     if not ex.started:
-                        raise GatewayError(status, etype, text)
+                        raise ApiError(status, etype, text)
                     ex.fail(etype, text)
                     await ex.write(encode("error", {"type": "error", "error": {"type": etype, "message": text}}))
                     await ex.end()
@@ -293,7 +294,7 @@ class BedrockBackend(Backend):
 
     async def _broken(self, ex: Exchange, msg: str) -> None:
         if not ex.started:
-            raise GatewayError(502, "api_error", msg)
+            raise ApiError(502, "api_error", msg)
         ex.fail("api_error", msg)
         await ex.write(encode("error", {"type": "error", "error": {"type": "api_error", "message": msg}}))
         await ex.end()
@@ -321,7 +322,7 @@ class BedrockBackend(Backend):
                     log.info("bedrock count-tokens answered %r; estimating instead", raw[:200])
             elif status in (401, 403):
                 _t, msg = upstream_error_message(raw, f"HTTP {status} from Bedrock")
-                raise GatewayError(status, error_type_for_status(status), _with_hint(self.config.id, status, msg))
+                raise ApiError(status, error_type_for_status(status), _with_hint(self.config.id, status, msg))
         await self.answer_estimate(ex)
 
 

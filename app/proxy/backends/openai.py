@@ -10,11 +10,12 @@ from typing import Any
 import httpx
 import orjson
 
-from app.model_limits import limit_for
-from app.provider_quirks import quirks_for
+from app.catalog.output_limits import limit_for
+from app.config.providers import quirks_for
+from app.errors import ApiError
 from app.proxy.answer_body import read_whole
 from app.proxy.backends.base import Backend, drain, upstream_error_message
-from app.proxy.exchange import JSON_HEADERS, SSE_HEADERS, Exchange, GatewayError
+from app.proxy.exchange import JSON_HEADERS, SSE_HEADERS, Exchange
 from app.proxy.reasoning_store import STORE
 from app.proxy.relay import relay
 from app.proxy.sse import SSEParser
@@ -57,7 +58,7 @@ class OpenAIBackend(Backend):
                                      keep_thinking=keep_reasoning(self.config, ex.route.model))
             apply_quirks(body["messages"], quirks_for(self.config, ex.route.model), self.config.id, STORE.recall)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise GatewayError(400, "invalid_request_error",
+            raise ApiError(400, "invalid_request_error",
                                f"Patchbay could not translate this request for an OpenAI-compatible backend: {exc}") from None
         raw = orjson.dumps(body)
         url = self.config.base_url + "/chat/completions"
@@ -70,17 +71,17 @@ class OpenAIBackend(Backend):
         status, err = openai_error_to_anthropic(resp.status_code, raw)
         e = err.get("error", {})
         retry = [(b"retry-after", v.encode()) for k, v in resp.headers.items() if k.lower() == "retry-after"]
-        raise GatewayError(status, e.get("type", "api_error"), e.get("message", ""), raw_body=orjson.dumps(err),
+        raise ApiError(status, e.get("type", "api_error"), e.get("message", ""), raw_body=orjson.dumps(err),
                            headers=retry)
 
     async def messages(self, ex: Exchange) -> None:
         try:
             await self._messages(ex)
-        except GatewayError as exc:
+        except ApiError as exc:
             why = explain_refusal(exc.status, exc.message, ex.incoming.body, self.config.id)
             if why is None:
                 raise
-            raise GatewayError(exc.status, exc.error_type, why, headers=exc.headers) from None
+            raise ApiError(exc.status, exc.error_type, why, headers=exc.headers) from None
 
     async def _messages(self, ex: Exchange) -> None:
         if not ex.stream:
@@ -168,7 +169,7 @@ class OpenAIBackend(Backend):
         raw = await read_whole(resp, self.who)
         _t, said = upstream_error_message(raw, "an empty body")
         kind = "an HTML page" if "html" in ctype else "JSON"
-        raise GatewayError(502, "api_error",
+        raise ApiError(502, "api_error",
                            f'The backend "{self.config.id}" answered a streaming request with {kind} instead of an '
                            f"event stream: {said[:300]}")
 
@@ -199,12 +200,12 @@ class OpenAIBackend(Backend):
                 raise ValueError("not an object")
             if isinstance(obj.get("error"), (dict, str)):
                 _t, msg = upstream_error_message(raw, "error")
-                raise GatewayError(502, "api_error", f'The backend "{self.config.id}" answered 200 with an error: {msg}')
+                raise ApiError(502, "api_error", f'The backend "{self.config.id}" answered 200 with an error: {msg}')
             message = openai_response_to_anthropic(obj, requested_model=ex.route.model,
                                                    signature=reasoning_signature(self.config.id),
                                                    stop_sequences=stop_sequences_of(ex.incoming.body))
         except (orjson.JSONDecodeError, ValueError, KeyError, TypeError, IndexError) as exc:
-            raise GatewayError(502, "api_error",
+            raise ApiError(502, "api_error",
                                f'The backend "{self.config.id}" answered with something that is not a chat '
                                f"completion ({exc}).") from None
         self._note_reasoning(obj, message)

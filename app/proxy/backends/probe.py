@@ -11,11 +11,12 @@ import httpx
 import orjson
 
 from app.config import DEFAULT_OLLAMA_URL, BackendConfig, GatewaySettings
+from app.errors import ApiError
 from app.events import EventHub
 from app.proxy.backends.base import KeyLookup, join_url
-from app.proxy.exchange import Exchange, GatewayError, Incoming
+from app.proxy.backends.factory import make_backend
+from app.proxy.exchange import Exchange, Incoming
 from app.proxy.routing import Route
-from app.proxy.server import make_backend
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ async def test_backend(backend: BackendConfig, gateway: GatewaySettings, keys: K
     ex = Exchange("test", Route(backend.id, model, "test", model), inc, True, send, EventHub())
     try:
         await adapter.messages(ex)
-    except GatewayError as exc:
+    except ApiError as exc:
         return TestResult(False, None, exc.status, exc.message, model)
     except Exception as exc:  # noqa: BLE001 - shown to the user
         return TestResult(False, None, 0, f"{type(exc).__name__}: {exc}", model)
@@ -94,11 +95,11 @@ async def list_models(backend: BackendConfig, gateway: GatewaySettings, keys: Ke
         if isinstance(adapter, BedrockBackend):
             try:
                 return await adapter.list_models()
-            except GatewayError as exc:
+            except ApiError as exc:
                 raise RuntimeError(f'Could not list the models of "{backend.id}": {exc.message}') from None
         try:
             key = await adapter.credential()
-        except GatewayError as exc:
+        except ApiError as exc:
             if backend.token_command:  # the command failed: that is the news
                 raise RuntimeError(exc.message) from None
             key = None  # no key stored: some servers list their models anyway

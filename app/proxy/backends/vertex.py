@@ -21,7 +21,7 @@ from urllib.parse import quote
 import httpx
 import orjson
 
-from app.model_limits import limit_for
+from app.catalog.output_limits import limit_for
 from app.proxy.backends.anthropic import AnthropicBackend
 from app.proxy.backends.base import clamp_output, refused_betas, undefer_tools
 from app.proxy.credentials import GoogleToken, TokenSource

@@ -1,10 +1,10 @@
-"""Fresh Anthropic-style ids: ``msg_…``, ``toolu_…`` and ``req_…``.
+"""Fresh Anthropic-style ids: ``msg_…`` and ``toolu_…`` (request ids: ``app/proxy/request_ids.py``).
 
 Shaped like Anthropic's own (a ``01`` version marker and 22 base62 characters), so clients
 that look at the prefix, or at the allowed characters ``[A-Za-z0-9_]``, accept them.
 128 random bits each: unique across processes and restarts without any shared counter.
 
-Nine-character tool-call ids (Mistral's rule, ``app.provider_quirks.TOOL_ID_9``) both ways,
+Nine-character tool-call ids (Mistral's rule, ``app.config.providers.TOOL_ID_9``) both ways,
 with no state: a ``toolu_`` id minted for an upstream call whose id is already nine letters and
 digits carries that id right after ``toolu_01`` (:func:`tool_use_id_for`), and
 :func:`nine_char_id` reads it back from there, so the upstream sees its own ids again. Any other
@@ -66,6 +66,3 @@ def nine_char_id(tool_id: str, salt: int = 0) -> str:
         chars.append(_ALPHABET[rem])
     return "".join(chars)
 
-
-def new_request_id() -> str:
-    return "req_01" + _base62()

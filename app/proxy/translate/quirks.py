@@ -1,4 +1,4 @@
-"""Provider rules (``app.provider_quirks``) applied to a translated OpenAI request's messages.
+"""Provider rules (``app.config.providers``) applied to a translated OpenAI request's messages.
 
 :func:`apply_quirks` runs after :func:`app.proxy.translate.request.to_openai_request` and changes
 its (fresh) message list in place:
@@ -19,9 +19,10 @@ Reasoning is looked up before ids are renamed: the notes are kept under the clie
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
-from app.provider_quirks import FOREIGN_REASONING, REASONING_CONTENT, REASONING_DETAILS, TOOL_ID_9
+from app.config.providers import FOREIGN_REASONING, REASONING_CONTENT, REASONING_DETAILS, TOOL_ID_9
 from app.proxy.reasoning_store import Recalled
 from app.proxy.translate.ids import nine_char_id
 

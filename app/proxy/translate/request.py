@@ -17,7 +17,8 @@ Guarantees about the message list produced:
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import orjson
 
@@ -49,34 +50,7 @@ def to_openai_request(
     picks the thinking blocks that may go (``app.proxy.thinking.keep_reasoning``: this backend's
     own reasoning, and other providers' only where the backend uses it).
     """
-    system_parts: list[str] = []
-    _collect_system(body.get("system"), system_parts)
-
-    messages: list[dict[str, Any]] = []
-    known = _tools_by_name(body.get("tools"))  # what a ToolSearch result's tool_reference names
-    waiting: list[str] = []  # tool_call ids of the last assistant message not yet answered
-    for msg in body.get("messages") or ():
-        if not isinstance(msg, dict):
-            continue
-        role = msg.get("role")
-        content = msg.get("content")
-        if role == "system":
-            _collect_system(content, system_parts)
-            continue
-        if role == "assistant":
-            _answer_missing(waiting, messages)
-            converted = _assistant_message(content, include_reasoning, keep_thinking)
-            if converted is not None:
-                messages.append(converted)
-                calls = converted.get("tool_calls")
-                waiting = [c["id"] for c in calls] if calls else []
-            continue
-        _user_messages(content, waiting, messages, known)
-        waiting = []
-
-    if system_parts:
-        messages.insert(0, {"role": "system", "content": "\n\n".join(system_parts)})
-
+    messages = _chat_messages(body, include_reasoning, keep_thinking)
     out: dict[str, Any] = {"model": model, "messages": messages}
 
     tools = _tools(body.get("tools"))
@@ -120,6 +94,41 @@ def to_openai_request(
     if reasoning_effort:
         out["reasoning_effort"] = reasoning_effort
     return out
+
+
+def _chat_messages(body: dict[str, Any], include_reasoning: bool,
+                   keep_thinking: Callable[[Mapping[str, Any]], bool] | None) -> list[dict[str, Any]]:
+    """The Chat Completions ``messages`` of an Anthropic body: one system message first (the
+    ``system`` field and any system turns), then each turn converted, a tool call the next turn
+    leaves unanswered given a placeholder result."""
+    system_parts: list[str] = []
+    _collect_system(body.get("system"), system_parts)
+
+    messages: list[dict[str, Any]] = []
+    known = _tools_by_name(body.get("tools"))  # what a ToolSearch result's tool_reference names
+    waiting: list[str] = []  # tool_call ids of the last assistant message not yet answered
+    for msg in body.get("messages") or ():
+        if not isinstance(msg, dict):
+            continue
+        role = msg.get("role")
+        content = msg.get("content")
+        if role == "system":
+            _collect_system(content, system_parts)
+            continue
+        if role == "assistant":
+            _answer_missing(waiting, messages)
+            converted = _assistant_message(content, include_reasoning, keep_thinking)
+            if converted is not None:
+                messages.append(converted)
+                calls = converted.get("tool_calls")
+                waiting = [c["id"] for c in calls] if calls else []
+            continue
+        _user_messages(content, waiting, messages, known)
+        waiting = []
+
+    if system_parts:
+        messages.insert(0, {"role": "system", "content": "\n\n".join(system_parts)})
+    return messages
 
 
 # ---------------------------------------------------------------------------------------------

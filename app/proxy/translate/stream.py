@@ -16,7 +16,8 @@ Hot path: one dict lookup per field, no copies, no regexes.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import orjson
 
@@ -124,10 +125,6 @@ class OpenAIStreamTranslator:
     @property
     def done(self) -> bool:
         return self._done
-
-    @property
-    def blocks_emitted(self) -> int:
-        return self._next_index
 
     @property
     def tool_use_ids(self) -> list[str]:

@@ -15,7 +15,8 @@ an answer in prose.
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 _NAME_RE = re.compile(r"[^a-zA-Z0-9_-]+")
 DEFAULT_NAME = "response"
