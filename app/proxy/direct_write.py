@@ -15,8 +15,9 @@ development VM), and the time to first byte waits on both.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -145,7 +146,7 @@ class Exchange:
         # called once, just before the client gets the bytes that end the answer (its stop reason
         # and final usage known): budget admission learns the real cost before the client can
         # send its next request, so this one's reservation never counts at its estimate then
-        self.on_done: Callable[["Exchange"], None] | None = None
+        self.on_done: Callable[[Exchange], None] | None = None
         self.plan: str | None = None  # "subscription": the caller's Claude subscription pays (the gateway decides)
         # the output forwarded so far (text, thinking and tool JSON of the deltas), counted once
         # (app/proxy/output_count.py): what an answer cut short is charged when the upstream's final
@@ -155,7 +156,7 @@ class Exchange:
         self.usage_final = False
         # budget admission's check before each write of a stream (app/budgets/hold_meter.py): None
         # to go on, or the sentence the stream stops with
-        self.meter: Callable[["Exchange"], Awaitable[str | None]] | None = None
+        self.meter: Callable[[Exchange], Awaitable[str | None]] | None = None
         self._direct = direct_writer(send)  # write_now's way to the client, where the server allows
 
     @property

@@ -17,7 +17,8 @@ would raise them.
 
 from __future__ import annotations
 
-from typing import AsyncIterator, Callable, NamedTuple
+from collections.abc import AsyncIterator, Callable
+from typing import NamedTuple
 
 import httpx
 

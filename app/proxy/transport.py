@@ -29,8 +29,9 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import deque
+from collections.abc import AsyncIterator, Callable
 from types import TracebackType
-from typing import Any, AsyncIterator, Callable
+from typing import Any
 
 import httptools
 import httpx
@@ -356,7 +357,7 @@ class _Connection(asyncio.Protocol):
         except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
             cause = exc.__context__ if isinstance(exc, httptools.HttpParserCallbackError) else None
             if cause is not None and not isinstance(cause, Exception):
-                raise cause
+                raise cause from exc
             if self.active:
                 self._broken(httpx.RemoteProtocolError(f"The upstream sent malformed HTTP ({exc}).",
                                                        request=self.request))

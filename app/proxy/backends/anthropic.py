@@ -8,7 +8,8 @@ reads a copy for usage, first-token time and the live view.
 
 from __future__ import annotations
 
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import orjson
