@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -83,13 +84,17 @@ def _parser() -> argparse.ArgumentParser:
 
     add_team_commands(sub)
 
-    # the global options work after every command too: `patchbay usage --json --config F`
+    _global_options_after_each_command(sub)
+    return p
+
+
+def _global_options_after_each_command(sub: Any) -> None:
+    """``--config`` and ``--selftest`` work after every command too: ``patchbay usage --json --config F``."""
     for name, sp in sub.choices.items():
         if not any("--config" in a.option_strings for a in sp._actions):
             sp.add_argument("--config", type=Path, dest="sub_config", help="config file")
         if name != "claude" and not any("--selftest" in a.option_strings for a in sp._actions):
             sp.add_argument("--selftest", action="store_true", dest="sub_selftest", help=argparse.SUPPRESS)
-    return p
 
 
 def split_global_options(argv: list[str]) -> tuple[list[str], list[str]]:

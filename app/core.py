@@ -81,17 +81,7 @@ class Engine:
         self.budgets = BudgetGuard(self.config.budgets, self.prices, publish=self.hub.publish, reader=self.reader)
         self.hub.add(self.ledger.sink)
         self.hub.add(self.budgets.sink)
-        from app.claude.subscription_state import SubscriptionState, limits_file
-
-        # a subscription's usage windows, for patchbay usage and the status line (beside the ledger)
-        self.subscription = SubscriptionState(limits_file(self.paths.ledger_file.parent))
-        self.hub.add(self.subscription.sink)
-
-        from app.budgets.session_caps import SessionCaps
-
-        self.session_caps = SessionCaps(self.config.budgets, self.prices)  # scope = "session", and the app's
-        self.session_caps.seed(self.reader)
-        self.hub.add(self.session_caps.sink)
+        self._listen_for_usage()
         if gui:
             self.hub.add(self.events.put, deltas=True)
         try:
@@ -125,6 +115,18 @@ class Engine:
 
             self.status_cache = StatusCache(self.reader, self.paths.data_dir / CACHE_NAME)
         self.ledger.on_commit = self._committed
+
+    def _listen_for_usage(self) -> None:
+        """What follows each finished request besides the ledger and the budgets: a Claude subscription's
+        usage windows (for `patchbay usage` and the status line) and the per-session cost caps."""
+        from app.budgets.session_caps import SessionCaps
+        from app.claude.subscription_state import SubscriptionState, limits_file
+
+        self.subscription = SubscriptionState(limits_file(self.paths.ledger_file.parent))
+        self.hub.add(self.subscription.sink)
+        self.session_caps = SessionCaps(self.config.budgets, self.prices)  # scope = "session", and the app's
+        self.session_caps.seed(self.reader)
+        self.hub.add(self.session_caps.sink)
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -39,9 +39,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 for p in (str(REPO), str(REPO / "bench")):
@@ -297,7 +298,7 @@ def show(rows: list[Row], direct: Row) -> None:
     for r in rows:
         if r is ref:
             continue
-        ratios = [a / b if b else float("nan") for a, b in zip(values(r), values(ref))]
+        ratios = [a / b if b else float("nan") for a, b in zip(values(r), values(ref), strict=False)]
         print(f"| {r.name} / claude gateway | " + " | ".join(f"{x:.2f}×" for x in ratios) + " | |")
 
 

@@ -27,10 +27,11 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -271,11 +272,11 @@ async def _run_load(port: int, data: bytes, n: int, concurrency: int, ok_tail: b
                 ttfb.append(f)
 
     offsets = [i * stagger_s / concurrency for i in range(concurrency)]
-    await asyncio.gather(*(worker(c, max(1, warmup // concurrency), False, d) for c, d in zip(conns, offsets)))
+    await asyncio.gather(*(worker(c, max(1, warmup // concurrency), False, d) for c, d in zip(conns, offsets, strict=False)))
     cpu0 = probe() if probe else 0.0
     t0 = time.perf_counter()
     per = [n // concurrency + (1 if i < n % concurrency else 0) for i in range(concurrency)]
-    await asyncio.gather(*(worker(c, k, True, d) for c, k, d in zip(conns, per, offsets)))
+    await asyncio.gather(*(worker(c, k, True, d) for c, k, d in zip(conns, per, offsets, strict=False)))
     wall = time.perf_counter() - t0
     cpu = (probe() - cpu0) if probe else 0.0
     for c in conns:

@@ -13,8 +13,9 @@ from __future__ import annotations
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import orjson
 
@@ -88,11 +89,11 @@ def main() -> None:
         ref = reference(enc, body)
         size = sum(len(orjson.dumps(body[k])) for k in ("system", "messages", "tools") if body.get(k))
         n = 200 if kb > 10 else 2000
-        t_est = median_us(lambda: estimate_tokens(body), n)
-        t_all = median_us(lambda: every.resolve(body["model"], None, body=body), n)
-        t_none = median_us(lambda: none.resolve(body["model"], None, body=body), n)
-        t_hints = median_us(lambda: every.resolve(body["model"], None, body=body, hints=main_hints), n)
-        t_think = median_us(lambda: for_anthropic_format(body, CLAUDE), n)
+        t_est = median_us(lambda body=body: estimate_tokens(body), n)
+        t_all = median_us(lambda body=body: every.resolve(body["model"], None, body=body), n)
+        t_none = median_us(lambda body=body: none.resolve(body["model"], None, body=body), n)
+        t_hints = median_us(lambda body=body: every.resolve(body["model"], None, body=body, hints=main_hints), n)
+        t_think = median_us(lambda body=body: for_anthropic_format(body, CLAUDE), n)
         rule = every.resolve(body["model"], None, body=body).rule  # type: ignore[union-attr]
         print(f"| {name} | {kb:.1f} | {est} | {ref} | {(est - ref) / ref:+.1%} | {(size / 4 - ref) / ref:+.1%} | "
               f"{t_est:.0f} | {t_all:.0f} | {t_hints:.0f} | {t_none:.1f} | {rule} | {t_think:.1f} |")

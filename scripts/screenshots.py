@@ -404,10 +404,13 @@ def backfill(config_path: Path, ledger_file: Path) -> int:
         if t >= now - 60:
             break
         x = rnd.random()
-        for backend, model, share in mix:
-            x -= share
+        pick = mix[-1]
+        for choice in mix:
+            x -= choice[2]
             if x <= 0:
+                pick = choice
                 break
+        backend, model, _share = pick
         out = int(rnd.lognormvariate(6.0, 0.8))
         dur = 800 + out * rnd.uniform(8, 20)
         err = rnd.random() < 0.025
@@ -923,7 +926,7 @@ def backfill_team(config_path: Path, ledger_file: Path) -> int:
                 e = finished_request(f"req_{uuid.UUID(int=rnd.getrandbits(128)).hex[:24]}", at,
                                      model="claude-sonnet-4-5", usage=Usage(0, out), duration_ms=rnd.uniform(2e3, 9e3))
                 ledger.record(dataclasses.replace(e, user=user, groups=groups, identity_source="keys",
-                                                  client_addr="10.20.0.%d" % rnd.randint(2, 200)))
+                                                  client_addr=f"10.20.0.{rnd.randint(2, 200)}"))
                 n += 1
     # whatever the date: one person past the limit, one past the warn line, one over a weekly cap;
     # what is missing is spread over the period's days so far (no one-day tower on a Monday)

@@ -6,9 +6,10 @@ engine's decision alone (it holds nothing); ``admission`` itself is the gateway'
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import tzinfo
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from app.budgets.admission import Admission
 from app.budgets.store import SqliteBudgets

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 import keyring
 import pytest
@@ -41,7 +42,7 @@ def _no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(scope="session")
-def pg_server() -> Iterator["PgServer"]:
+def pg_server() -> Iterator[PgServer]:
     """One throwaway PostgreSQL server for the whole run (tests/pg.py); each test makes its own
     database with ``pg_server.create_db()``."""
     from tests.pg import PgServer
@@ -54,7 +55,7 @@ def pg_server() -> Iterator["PgServer"]:
 
 
 @pytest.fixture
-def own_pg() -> Iterator["PgServer"]:
+def own_pg() -> Iterator[PgServer]:
     """A PostgreSQL server of the test's own, for tests that stop and restart it (not the shared one)."""
     from tests.pg import PgServer
 

@@ -56,7 +56,7 @@ class PgServer:
             cmd = ["runuser", "-u", "postgres", "--", *cmd]
         return subprocess.run(cmd, check=check, capture_output=True, text=True, timeout=60, cwd=self.root)
 
-    def start(self) -> "PgServer":
+    def start(self) -> PgServer:
         if self._as_root and os.stat("/dev").st_mode & 0o005 != 0o005:
             raise RuntimeError(f"/dev is mode {os.stat('/dev').st_mode & 0o777:o} on this machine, so the postgres user "
                                "cannot open /dev/null and initdb fails. Something made it private (a test that "

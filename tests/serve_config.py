@@ -67,7 +67,7 @@ def client_config(url: str, *, prices: tuple[float, ...] = (3.0, 15.0), models: 
     text += f'\n[[backends]]\nid = "anthropic"\nkind = "anthropic"\nbase_url = "{url}"\nauth = "client"\n'
     text += 'models = ["claude-fake"]\n' if models else ""
     text += '\n[active]\nbackend = "anthropic"\n\n[[prices]]\nmodel = "claude-fake"\n'
-    for name, price in zip(("input", "output", "cache_write", "cache_read"), prices):
+    for name, price in zip(("input", "output", "cache_write", "cache_read"), prices, strict=False):
         text += f"{name} = {price}\n"
     return text + extra
 

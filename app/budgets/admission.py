@@ -642,24 +642,29 @@ class Admission:
             result = self.store.reserve(request_id, self.instance, list(keys.values()), decide, now,
                                         self.hold_ttl_s, self._settling_costs(), meta)
         except Exception as exc:
-            if not isinstance(exc, _StillDown):
-                reason = (f"Patchbay cannot check budgets: the ledger database does not answer "
-                          f"({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}).")
-                if self.degraded is None:
-                    log.warning("%s on_unreachable = %s.", reason, self.on_unreachable)
-                self.degraded = reason
-                self._retry_at = time.monotonic() + RETRY_S
-            if self.on_unreachable == "closed":  # not overloaded_error, which Claude Code retries and words
-                # as "The API is at capacity": a 503 of another type with x-should-retry: false ends at
-                # once and shows this sentence, whatever the credential's source (docs/protocol.md)
-                return Refusal(503, "api_error", f"{self.degraded} This gateway is set to refuse requests "
-                               "then ([ledger] on_unreachable = \"closed\"); try again in a minute.",
-                               headers=STOP_RETRYING)
-            return route
+            return self._store_down(exc, route)
         if self.degraded is not None:
             log.info("budgets can be checked again")
             self.degraded = None
         return result
+
+    def _store_down(self, exc: Exception, route: Route) -> Route | Refusal:
+        """The ledger database did not answer a reservation: say so once, then admit or refuse as
+        ``[ledger] on_unreachable`` says."""
+        if not isinstance(exc, _StillDown):
+            reason = (f"Patchbay cannot check budgets: the ledger database does not answer "
+                      f"({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}).")
+            if self.degraded is None:
+                log.warning("%s on_unreachable = %s.", reason, self.on_unreachable)
+            self.degraded = reason
+            self._retry_at = time.monotonic() + RETRY_S
+        if self.on_unreachable == "closed":  # not overloaded_error, which Claude Code retries and words
+            # as "The API is at capacity": a 503 of another type with x-should-retry: false ends at
+            # once and shows this sentence, whatever the credential's source (docs/protocol.md)
+            return Refusal(503, "api_error", f"{self.degraded} This gateway is set to refuse requests "
+                           "then ([ledger] on_unreachable = \"closed\"); try again in a minute.",
+                           headers=STOP_RETRYING)
+        return route
 
     def _budgets_for(self, user: str | None, groups: tuple[str, ...]) -> tuple[BudgetConfig, ...]:
         """The config's budgets, with a person's per-seat cap from the Admin API where it applies."""

@@ -45,7 +45,9 @@ class Metered(Protocol):
     output_tokens: int
     cache_creation: int
     cache_read: int
-    streamed_chars: int
+
+    @property
+    def streamed_chars(self) -> int: ...
 
 
 @dataclass
@@ -73,7 +75,7 @@ def output_tokens(ex: Metered) -> int:
     return max(int(ex.output_tokens or 0), math.ceil((ex.streamed_chars or 0) / CHARS_PER_TOKEN))
 
 
-def cost_so_far(prices: "PriceBook", f: Flight, ex: Metered) -> float:
+def cost_so_far(prices: PriceBook, f: Flight, ex: Metered) -> float:
     out = output_tokens(ex)
     if ex.input_tokens or ex.cache_read or ex.cache_creation:  # message_start said what the prompt cost
         usage = Usage(int(ex.input_tokens or 0), out, int(ex.cache_creation or 0), int(ex.cache_read or 0))
@@ -82,7 +84,7 @@ def cost_so_far(prices: "PriceBook", f: Flight, ex: Metered) -> float:
     return f.input_low + float(prices.cost(f.backend, f.model, Usage(0, out), at=f.at) or 0.0)
 
 
-def step_for(prices: "PriceBook", f: Flight, ex: Metered) -> float:
+def step_for(prices: PriceBook, f: Flight, ex: Metered) -> float:
     out = output_tokens(ex)
     tokens = max(OUTPUT_STEP, int(out * STEP_FRACTION))
     return float(prices.cost(f.backend, f.model, Usage(0, tokens), at=f.at) or 0.0)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -167,6 +167,27 @@ def parse_team(t: Any, where: Where, backend_ids: Iterable[str] | None = None) -
         if v is not None and not secure_url(v):
             raise where.fail(f"team.{key} is {v!r}",
                              "Write an https:// address (plain http only to this machine's loopback).", line=at(key))
+    _check_source_values(values, where, at)
+    skew = get_key(t, "clock_skew_s", (int, float), where, "team.", 30.0, line=at("clock_skew_s"))
+    if not 0 <= skew <= 300:
+        raise where.fail(f"team.clock_skew_s is {skew!r}", "Write a number of seconds between 0 and 300 (30 is usual).",
+                         line=at("clock_skew_s"))
+    groups = _parse_groups(t.get("groups", []), where, set(backend_ids) if backend_ids is not None else None)
+    admin_keys, admin_groups = parse_admin(t, where, at)
+    login = parse_login(t.get("login"), where, identity=tuple(identity), issuer=values["oidc_issuer"])
+    return TeamConfig(
+        identity=tuple(identity), iap_jwks_url=values["iap_jwks_url"] or IAP_JWKS_URL,
+        user_claim=values["user_claim"] or "email",
+        groups_claim=values["groups_claim"] or "groups",
+        clock_skew_s=float(skew), groups=groups, admin_keys=admin_keys, admin_groups=admin_groups,
+        login=login,
+        telemetry=parse_telemetry(t.get("telemetry"), lambda what, fix: where.fail(
+            what, fix, line=where.line_of(r"^\s*\[\s*team\.telemetry\s*\]"), key="team.telemetry")),
+        **{k: values[k] for k in _STR_KEYS if k not in ("iap_jwks_url", "user_claim", "groups_claim")})
+
+
+def _check_source_values(values: dict[str, Any], where: Where, at: Callable[[str], int | None]) -> None:
+    """The identity sources' own settings: an ALB's ARN and region agree, a Cloudflare team name, claim names."""
     arn = values["alb_arn"]
     if arn is not None and not _ARN_RE.match(arn):
         raise where.fail(f"team.alb_arn is {arn!r}", f"Write the load balancer's ARN, e.g. {_EXAMPLE['alb_arn']}.",
@@ -185,22 +206,6 @@ def parse_team(t: Any, where: Where, backend_ids: Iterable[str] | None = None) -
         v = values[key]
         if v is not None and not _CLAIM_RE.match(v):
             raise where.fail(f"team.{key} is {v!r}", 'Write a claim name, e.g. "email" or "groups".', line=at(key))
-    skew = get_key(t, "clock_skew_s", (int, float), where, "team.", 30.0, line=at("clock_skew_s"))
-    if not 0 <= skew <= 300:
-        raise where.fail(f"team.clock_skew_s is {skew!r}", "Write a number of seconds between 0 and 300 (30 is usual).",
-                         line=at("clock_skew_s"))
-    groups = _parse_groups(t.get("groups", []), where, set(backend_ids) if backend_ids is not None else None)
-    admin_keys, admin_groups = parse_admin(t, where, at)
-    login = parse_login(t.get("login"), where, identity=tuple(identity), issuer=values["oidc_issuer"])
-    return TeamConfig(
-        identity=tuple(identity), iap_jwks_url=values["iap_jwks_url"] or IAP_JWKS_URL,
-        user_claim=values["user_claim"] or "email",
-        groups_claim=values["groups_claim"] or "groups",
-        clock_skew_s=float(skew), groups=groups, admin_keys=admin_keys, admin_groups=admin_groups,
-        login=login,
-        telemetry=parse_telemetry(t.get("telemetry"), lambda what, fix: where.fail(
-            what, fix, line=where.line_of(r"^\s*\[\s*team\.telemetry\s*\]"), key="team.telemetry")),
-        **{k: values[k] for k in _STR_KEYS if k not in ("iap_jwks_url", "user_claim", "groups_claim")})
 
 
 def _parse_groups(items: Any, where: Where, ids: set[str] | None) -> tuple[GroupPolicy, ...]:

@@ -9,8 +9,9 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -18,17 +19,18 @@ from app.errors import ApiError
 from app.events import ContentDelta, EventHub, RequestFinished, Usage
 from app.logs.scrub import scrub, scrub_text
 from app.proxy import request_ids
+from app.proxy.direct_write import direct_writer
+from app.proxy.output_count import OutputCount
 from app.proxy.routing import Route
 from app.proxy.sse import encode
 from app.proxy.subscription import parse_unified
-from app.proxy.tokens import estimate_tokens, text_tokens
+from app.proxy.tokens import estimate_tokens
 
 if TYPE_CHECKING:
     from app.team.identity import Identity
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 log = logging.getLogger("patchbay.gateway")
-_COUNT_BATCH = 32_768  # characters of forwarded output estimated at once (count_output)
 
 
 def error_body(error_type: str, message: str, request_id: str | None = None) -> bytes:
@@ -104,8 +106,7 @@ class Exchange:
         "started", "finished", "status", "error_type", "error_message", "ttft", "stop_reason",
         "served_model", "input_tokens", "output_tokens", "cache_creation", "cache_read", "cache_1h",
         "last_write", "captured", "client_gone", "attempts", "hold_open_until", "interrupted", "extra_headers",
-        "on_done", "plan", "_out_tokens", "_out_pending", "_out_pending_chars", "usage_final",
-        "meter", "streamed_chars",
+        "on_done", "plan", "output", "usage_final", "meter", "_direct",
     )
 
     def __init__(self, request_id: str, route: Route, incoming: Incoming, stream: bool, send: Send,
@@ -145,21 +146,18 @@ class Exchange:
         # called once, just before the client gets the bytes that end the answer (its stop reason
         # and final usage known): budget admission learns the real cost before the client can
         # send its next request, so this one's reservation never counts at its estimate then
-        self.on_done: Callable[["Exchange"], None] | None = None
+        self.on_done: Callable[[Exchange], None] | None = None
         self.plan: str | None = None  # "subscription": the caller's Claude subscription pays (the gateway decides)
-        # the output forwarded so far, estimated from the text, thinking and tool JSON of the deltas
-        # (``count_output``, ``streamed_tokens``): what an answer cut short is charged when the
-        # upstream's final usage never came (``usage_final``: its message_delta usage, a whole
-        # message's, a usage chunk)
-        self._out_tokens = 0.0
-        self._out_pending: list[str] = []
-        self._out_pending_chars = 0
+        # the output forwarded so far (text, thinking and tool JSON of the deltas), counted once
+        # (app/proxy/output_count.py): what an answer cut short is charged when the upstream's final
+        # usage never came (``usage_final``: its message_delta usage, a whole message's, a usage
+        # chunk; ``streamed_tokens``), and what the meter prices (``streamed_chars``)
+        self.output = OutputCount()
         self.usage_final = False
         # budget admission's check before each write of a stream (app/budgets/hold_meter.py): None
-        # to go on, or the sentence the stream stops with; and the characters of text, thinking and
-        # tool input delivered so far, which it counts the output by
-        self.meter: Callable[["Exchange"], Awaitable[str | None]] | None = None
-        self.streamed_chars = 0
+        # to go on, or the sentence the stream stops with
+        self.meter: Callable[[Exchange], Awaitable[str | None]] | None = None
+        self._direct = direct_writer(send)  # write_now's way to the client, where the server allows
 
     @property
     def counts_deltas(self) -> bool:
@@ -178,11 +176,8 @@ class Exchange:
         self.stop_reason = None
         self.served_model = route.model
         self.input_tokens = self.output_tokens = self.cache_creation = self.cache_read = self.cache_1h = 0
-        self._out_tokens = 0.0
-        self._out_pending = []
-        self._out_pending_chars = 0
+        self.output = OutputCount()
         self.usage_final = False
-        self.streamed_chars = 0
         if self.captured is not None:
             self.captured = []
         self.attempts += 1
@@ -203,16 +198,52 @@ class Exchange:
         covers = getattr(getattr(self.meter, "__self__", None), "covers", None)
         return bool(covers is not None and covers(self.request_id, n))
 
-    async def write(self, data: bytes) -> None:
-        """Send stream bytes. Adapters only ever write whole SSE events, so a ping or an error
-        event may follow any write."""
-        if not data:
+    async def open_with(self, status: int, headers: list[tuple[bytes, bytes]], data: bytes) -> None:
+        """``start``, then ``write(data)``, in one write to the client where the server allows
+        (app/proxy/direct_write.py): the first bytes of the answer reach it a write sooner."""
+        direct = self._direct
+        if direct is None or self.started:
+            if not self.started:
+                await self.start(status, headers)
+            await self.write(data)
             return
+        with direct.held_head():
+            await self.start(status, headers)
+            await self.write(data)
+
+    def _outgoing(self, data: bytes) -> bytes:
         self.last_write = time.perf_counter()
         if b"event: error" in data:  # an upstream's error event may quote a key it was sent
             data = scrub(data, _client_secrets(self.incoming))
         if self.captured is not None:
             self.captured.append(data)
+        return data
+
+    def can_write_now(self) -> bool:
+        """``write_now`` would write (no budget meter to ask, the client keeps up)."""
+        direct = self._direct
+        return direct is not None and self.meter is None and direct.ready()
+
+    def write_now(self, data: bytes) -> bool:
+        """``write`` without awaiting, from a protocol callback (app/proxy/relay.py): True when
+        the bytes went out; False when they must go through ``write`` (a budget's meter asks
+        first, the client reads slowly or left, the server is not uvicorn's httptools one)."""
+        direct = self._direct
+        if direct is None or self.meter is not None or not direct.ready():
+            return False
+        if data:
+            data = self._outgoing(data)
+            if self.on_done is not None and self.stop_reason is not None:
+                self._done()
+            direct.write(data)
+        return True
+
+    async def write(self, data: bytes) -> None:
+        """Send stream bytes. Adapters only ever write whole SSE events, so a ping or an error
+        event may follow any write."""
+        if not data:
+            return
+        data = self._outgoing(data)
         if self.meter is not None and (b"content_block_delta" in data or b"message_start" in data) and \
                 b"message_delta" not in data:  # content still to come (never a ping, nor the answer's end)
             stop = await self.meter(self)
@@ -225,8 +256,15 @@ class Exchange:
         await self.send({"type": "http.response.body", "body": data, "more_body": True})
 
     async def end(self, data: bytes = b"") -> None:
-        if self.captured is not None and data:
-            self.captured.append(data)
+        """End the stream; ``data``, its last events, goes in the same write (as ``write`` would)."""
+        if data:
+            if self.meter is not None:  # its check comes first, as for any write
+                await self.write(data)
+                data = b""
+            else:
+                data = self._outgoing(data)
+                if self.on_done is not None and self.stop_reason is not None:
+                    self._done()
         self.finished = True
         await self.send({"type": "http.response.body", "body": data, "more_body": False})
 
@@ -278,26 +316,15 @@ class Exchange:
         if isinstance(split, dict) and isinstance(split.get("ephemeral_1h_input_tokens"), int):
             self.cache_1h = split["ephemeral_1h_input_tokens"]
 
-    def count_output(self, text: str) -> None:
-        """A piece of output (text, thinking, tool JSON) forwarded to the client: counted as it
-        streams, so an answer cut short is charged for what it delivered."""
-        if text:  # kept, and estimated a batch at a time: one delta costs a list append
-            self._out_pending.append(text)
-            self._out_pending_chars += len(text)
-            if self._out_pending_chars >= _COUNT_BATCH:
-                self._count_pending()
-
-    def _count_pending(self) -> None:
-        if self._out_pending:
-            self._out_tokens += text_tokens("".join(self._out_pending).encode("utf-8", "replace"))
-            self._out_pending = []
-            self._out_pending_chars = 0
-
     @property
     def streamed_tokens(self) -> float:
         """The estimated tokens of the output forwarded so far."""
-        self._count_pending()
-        return self._out_tokens
+        return self.output.tokens()
+
+    @property
+    def streamed_chars(self) -> int:
+        """The characters of text, thinking and tool input forwarded so far (the meter's count)."""
+        return self.output.chars()
 
     def observe_message(self, msg: dict[str, Any]) -> None:
         """Learn from a whole (non-streamed) Anthropic message: usage, stop reason, the live view."""
@@ -330,7 +357,9 @@ class Exchange:
             self.hub.publish(limits)
 
     def delta(self, index: int, kind: str, text: str) -> None:
-        self.streamed_chars += len(text)
+        """A piece of output the client got: counted (``output``) and shown in the live view."""
+        if kind != "tool_use":  # a tool's name is shown, not counted
+            self.output.add(text)
         if self.want_deltas and (text or kind == "tool_use"):
             self.hub.publish(ContentDelta(self.request_id, self.incoming.session_id, index, kind, text))  # type: ignore[arg-type]
 

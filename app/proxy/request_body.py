@@ -104,7 +104,7 @@ def parse_body(raw: bytes, count: bool) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_request_error",
                            f"The request body must be a JSON object, not {type(body).__name__}.")
-    if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and _too_deep(body):
+    if _too_deep(body):  # C speed; counting the brackets first took longer (2 passes over the bytes)
         raise ApiError(400, "invalid_request_error",
                            f"The request body is nested more than {MAX_DEPTH} levels deep, more than Patchbay "
                            "(and the Messages API) accept. Flatten the deepest value.")

@@ -35,6 +35,9 @@ class SSEParser:
         self._cr = False  # the last chunk ended in "\r": its "\n" may come next
 
     def feed(self, chunk: bytes) -> list[tuple[bytes, bytes]]:
+        if not self._buf and not self._cr and chunk[-2:] == b"\n\n" and b"\r" not in chunk:
+            # the usual read: whole events and nothing more (the parse below, without its copies)
+            return _events(chunk[:-2].split(b"\n\n"))
         if self._cr:
             self._cr = False
             chunk = b"\r" + chunk
@@ -52,23 +55,36 @@ class SSEParser:
             self._buf = buf
             return []
         self._buf = buf[end + 2 :]
-        out: list[tuple[bytes, bytes]] = []
-        for block in buf[:end].split(b"\n\n"):
-            if not block:
+        return _events(buf[:end].split(b"\n\n"))
+
+
+def _events(blocks: list[bytes]) -> list[tuple[bytes, bytes]]:
+    """Each block's (name, data); blocks with neither are left out."""
+    out: list[tuple[bytes, bytes]] = []
+    for block in blocks:
+        if block[:6] == b"data: " and b"\n" not in block:  # one data line (OpenAI's chunks)
+            out.append((b"", block[6:]))
+            continue
+        if block[:7] == b"event: ":  # an event line, then one data line (Anthropic's events)
+            nl = block.find(b"\n")
+            if nl > 0 and block[nl + 1:nl + 7] == b"data: " and block.find(b"\n", nl + 1) < 0:
+                out.append((block[7:nl].strip(), block[nl + 7:]))
                 continue
-            name = b""
-            data: bytes | None = None
-            for line in block.split(b"\n"):
-                if line.startswith(b"data:"):
-                    value = line[5:]
-                    if value[:1] == b" ":
-                        value = value[1:]
-                    data = value if data is None else data + b"\n" + value
-                elif line.startswith(b"event:"):
-                    name = line[6:].strip()
-            if data is not None or name:
-                out.append((name, data if data is not None else b""))
-        return out
+        if not block:
+            continue
+        name = b""
+        data: bytes | None = None
+        for line in block.split(b"\n"):
+            if line.startswith(b"data:"):
+                value = line[5:]
+                if value[:1] == b" ":
+                    value = value[1:]
+                data = value if data is None else data + b"\n" + value
+            elif line.startswith(b"event:"):
+                name = line[6:].strip()
+        if data is not None or name:
+            out.append((name, data if data is not None else b""))
+    return out
 
 
 def encode(event: str, data: dict) -> bytes:

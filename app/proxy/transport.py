@@ -29,13 +29,14 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import deque
+from collections.abc import AsyncIterator, Callable
 from types import TracebackType
-from typing import Any, AsyncIterator
+from typing import Any
 
 import httptools
 import httpx
 
-__all__ = ["HttptoolsTransport", "env_proxy_for", "raw_chunks"]
+__all__ = ["HttptoolsTransport", "env_proxy_for", "raw_chunks", "stream_of"]
 
 _HIGH_WATER = 1 << 20  # unread body bytes that pause reading from the socket
 _DEFAULT_PORTS = {b"http": 80, b"https": 443}
@@ -79,7 +80,7 @@ class _Body(httpx.AsyncByteStream):
     """A response body fed by the connection's parser callbacks and read by one consumer."""
 
     __slots__ = ("_conn", "_chunks", "_size", "_done", "_error", "_waiter", "_timeout", "_request",
-                 "_paused", "_loop", "_timer", "_deadline")
+                 "_paused", "_loop", "_timer", "_deadline", "sink")
 
     def __init__(self, conn: _Connection, timeout: float | None, request: httpx.Request) -> None:
         self._conn: _Connection | None = conn
@@ -96,6 +97,8 @@ class _Body(httpx.AsyncByteStream):
         # made and cancelled per chunk: a paced stream pays that on every wake-up)
         self._timer: asyncio.TimerHandle | None = None
         self._deadline = 0.0
+        # while ``pump`` runs: called from data_received with what each read brought (see pump)
+        self.sink: Callable[[bytes], bool] | None = None
 
     # ---- producer side (called from the protocol)
 
@@ -106,10 +109,32 @@ class _Body(httpx.AsyncByteStream):
             self._paused = True
             self._conn.pause_reading()
         w = self._waiter
-        if w is not None and not w.done():
+        if w is not None and self.sink is None and not w.done():
             w.set_result(None)
 
+    def flush(self) -> None:
+        """The end of a read (or of the body) while ``pump`` runs: what it brought, to the sink."""
+        chunks = self._chunks
+        sink = self.sink
+        if not chunks or sink is None:
+            return
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        self._chunks = []
+        self._size = 0
+        if self._paused:
+            self._paused = False
+            if self._conn is not None:
+                self._conn.resume_reading()
+        if self._timeout is not None:
+            self._deadline = self._loop.time() + self._timeout
+        if not sink(data):  # the sink wants its task: reading goes on into the queue
+            self.sink = None
+            w = self._waiter
+            if w is not None and not w.done():
+                w.set_result(None)
+
     def finish(self) -> None:
+        self.flush()
         self._done = True
         self._stop_timer()
         self._conn = None  # the connection is released; nothing here may touch it again
@@ -129,6 +154,54 @@ class _Body(httpx.AsyncByteStream):
             w.set_result(None)
 
     # ---- consumer side
+
+    def take(self) -> bytes:
+        """What has arrived and not been read yet (b"" for nothing); the body's error once all that
+        came before it was read."""
+        chunks = self._chunks
+        if chunks:
+            data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            self._chunks = []
+            self._size = 0
+            if self._paused:
+                self._paused = False
+                if self._conn is not None:
+                    self._conn.resume_reading()
+            return data
+        if self._done and self._error is not None:
+            raise self._error
+        return b""
+
+    @property
+    def ended(self) -> bool:
+        """Read to its end (or broken, its error already raised by ``take``)."""
+        return self._done and not self._chunks
+
+    async def wait(self) -> None:
+        """Until more arrives, the body ends, or the read timeout passes (``httpx.ReadTimeout``)."""
+        if self._chunks or self._done:
+            return
+        try:
+            await self._wait()
+        except BaseException:
+            self._abandon()
+            raise
+
+    async def pump(self, sink: Callable[[bytes], bool]) -> None:
+        """Hand what each read brings to ``sink`` straight from the connection's ``data_received``,
+        with no task woken per read, until ``sink`` answers False (it needs its task: the
+        read is its to finish), the body ends or fails, or the read timeout passes
+        (``httpx.ReadTimeout``). Returns at once when something waits to be ``take``n."""
+        if self._chunks or self._done:
+            return
+        self.sink = sink
+        try:
+            await self._wait()
+        except BaseException:
+            self._abandon()
+            raise
+        finally:
+            self.sink = None
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         try:
@@ -201,18 +274,25 @@ class _Body(httpx.AsyncByteStream):
             self._abandon()
 
 
-def raw_chunks(resp: httpx.Response) -> AsyncIterator[bytes]:
-    """``resp``'s body as it comes off the wire, like ``resp.aiter_raw()``. A body of this
-    transport is read directly: httpx's ``aiter_raw`` (and, for a response that came through
-    httpx's client, its ``BoundAsyncStream``) are more async generators to step through, and a
-    chunker, per chunk, which a paced stream pays on every wake-up. Close ``resp`` afterwards."""
+def stream_of(resp: httpx.Response) -> _Body | None:
+    """``resp``'s body when this transport reads it and nobody has started to (marked consumed:
+    the caller reads it with ``take``/``wait``/``pump`` or iterates it); None otherwise."""
     body: Any = resp.stream  # the transport's own answer (Backend.open), or httpx's wrapper of it
     if type(body) is not _Body:
         body = getattr(body, "_stream", None)
     if type(body) is _Body and not resp.is_stream_consumed and not resp.is_closed:
         resp.is_stream_consumed = True
-        return body.__aiter__()
-    return resp.aiter_raw()
+        return body
+    return None
+
+
+def raw_chunks(resp: httpx.Response) -> AsyncIterator[bytes]:
+    """``resp``'s body as it comes off the wire, like ``resp.aiter_raw()``. A body of this
+    transport is read directly: httpx's ``aiter_raw`` (and, for a response that came through
+    httpx's client, its ``BoundAsyncStream``) are more async generators to step through, and a
+    chunker, per chunk, which a paced stream pays on every wake-up. Close ``resp`` afterwards."""
+    body = stream_of(resp)
+    return body.__aiter__() if body is not None else resp.aiter_raw()
 
 
 _TIMED_OUT: Any = object()
@@ -271,10 +351,13 @@ class _Connection(asyncio.Protocol):
         self.got_bytes = True
         try:
             self.parser.feed_data(data)
+            body = self.body
+            if body is not None and body.sink is not None:
+                body.flush()  # one read, one hand-over (the body's end flushes in finish)
         except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
             cause = exc.__context__ if isinstance(exc, httptools.HttpParserCallbackError) else None
             if cause is not None and not isinstance(cause, Exception):
-                raise cause
+                raise cause from exc
             if self.active:
                 self._broken(httpx.RemoteProtocolError(f"The upstream sent malformed HTTP ({exc}).",
                                                        request=self.request))

@@ -21,9 +21,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import pytest
 
@@ -114,7 +115,7 @@ def run_claude(claude_bin: Path, tmp_path: Path) -> Callable[..., ClaudeResult]:
         except subprocess.TimeoutExpired as exc:
             out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
             err = exc.stderr.decode() if isinstance(exc.stderr, bytes) else (exc.stderr or "")
-            raise AssertionError(f"claude did not finish within {timeout_s:.0f}s.\nstdout:\n{out}\nstderr:\n{err}")
+            raise AssertionError(f"claude did not finish within {timeout_s:.0f}s.\nstdout:\n{out}\nstderr:\n{err}") from None
         return ClaudeResult(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - t0)
 
     return run

@@ -13,8 +13,9 @@ fake, so that when only the gateway tests fail, the gateway is at fault.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import pytest
 

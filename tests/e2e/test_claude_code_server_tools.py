@@ -5,8 +5,9 @@ Claude Code gets a 400 at once and hands its message to the model as the tool's 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import pytest
 

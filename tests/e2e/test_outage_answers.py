@@ -14,8 +14,8 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import anthropic
 import pytest
@@ -98,7 +98,7 @@ def test_claude_code_stops_at_once_with_patchbays_words_while_the_database_is_do
                     results[(name, how)] = (took, words in out, out[-600:])
         finally:
             gw.stop()
-    for (name, how), (took, shown, out) in results.items():
+    for (name, how), (took, shown, _out) in results.items():
         print(f"database down, {name} via {how}: Claude Code exited after {took:.1f} s, Patchbay's words shown: "
               f"{shown}")
     for (name, how), (took, shown, out) in results.items():

@@ -6,8 +6,8 @@ after she is refused (his counter is his own)."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import anthropic
 import psycopg

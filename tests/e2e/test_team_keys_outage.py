@@ -48,7 +48,7 @@ def answer(gw: GatewayProcess, key: str) -> str:
     return "ok"
 
 
-def until(check: "object", limit_s: float) -> float:
+def until(check: object, limit_s: float) -> float:
     """Seconds until ``check()`` is true (asked every 50 ms); fails after ``limit_s``."""
     t0 = time.monotonic()
     while not check():  # type: ignore[operator]

@@ -14,7 +14,8 @@ Plain functions returning plain data (dicts, ``(event, data)`` tuples) that
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 JSON = dict[str, Any]
 AnthropicEvent = tuple[str, JSON]
@@ -290,7 +291,7 @@ def anthropic_tool_use_events(
         events += _block(index, {"type": "text", "text": ""},
                          [{"type": "text_delta", "text": p} for p in split_text(text, pieces)])
         index += 1
-    for (name, args), use_id in zip(calls, use_ids):
+    for (name, args), use_id in zip(calls, use_ids, strict=False):
         deltas = [{"type": "input_json_delta", "partial_json": p} for p in split_text(_dumps(dict(args)), pieces)]
         events += _block(index, {"type": "tool_use", "id": use_id, "name": name, "input": {}}, deltas)
         index += 1

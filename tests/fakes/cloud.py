@@ -11,8 +11,9 @@ import hmac
 import json
 import re
 import threading
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 from urllib.parse import parse_qsl
 
 from tests.fakes import chunks as _chunks
@@ -206,7 +207,7 @@ class FakeGoogleAuth(FakeUpstream):
         self._lock = threading.Lock()
         super().__init__(self._respond, wire="anthropic")
 
-    def start(self) -> "FakeGoogleAuth":
+    def start(self) -> FakeGoogleAuth:
         super().start()
         self.key_file = self.directory / "service-account.json"
         self.key_file.write_text(json.dumps({

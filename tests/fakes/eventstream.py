@@ -26,9 +26,10 @@ import base64
 import json
 import struct
 import zlib
-from typing import Any, Mapping, Union
+from collections.abc import Mapping
+from typing import Any
 
-HeaderValue = Union[str, bool, int, bytes]
+HeaderValue = str | bool | int | bytes
 
 _PRELUDE = struct.Struct(">II")
 _CRC = struct.Struct(">I")

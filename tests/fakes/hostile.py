@@ -22,7 +22,8 @@ import json
 import struct
 import threading
 import zlib
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from tests.fakes import chunks as _chunks
 
@@ -261,7 +262,7 @@ class HostileUpstream:
     def behave(self, name: str) -> None:
         self.behaviour = BEHAVIOURS[name]
 
-    def __enter__(self) -> "HostileUpstream":
+    def __enter__(self) -> HostileUpstream:
         self._thread = threading.Thread(target=self._run, name="hostile-upstream", daemon=True)
         self._thread.start()
         if not self._ready.wait(10):

@@ -86,14 +86,14 @@ class FakeIdP:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def start(self) -> "FakeIdP":
+    def start(self) -> FakeIdP:
         self.server.start()
         return self
 
     def stop(self) -> None:
         self.server.stop()
 
-    def __enter__(self) -> "FakeIdP":
+    def __enter__(self) -> FakeIdP:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

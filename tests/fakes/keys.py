@@ -8,7 +8,7 @@ gateway must not pass that on).
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from tests.fakes.upstreams import AnthropicJSON, OpenAIJSON, ReceivedRequest, Response, anthropic_error, openai_error
 

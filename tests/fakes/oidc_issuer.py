@@ -61,7 +61,7 @@ class FakeIssuer:
         self.key = make_key("RS256")
         self.server = FakeUpstream(self._answer, wire="anthropic")
 
-    def __enter__(self) -> "FakeIssuer":
+    def __enter__(self) -> FakeIssuer:
         self.server.start()
         return self
 

@@ -26,9 +26,10 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Callable
+from datetime import UTC, datetime
+from typing import Any
 
 from tests.fakes.upstreams import FakeUpstream, JSONResponse, Raw, ReceivedRequest, Response, _compile, _dumps
 
@@ -46,7 +47,7 @@ def _digest(text: str) -> str:
 
 
 def _rfc3339(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
 
 
 @dataclass
@@ -103,14 +104,14 @@ class FakeOllama:
     def port(self) -> int:
         return self.up.port
 
-    def start(self) -> "FakeOllama":
+    def start(self) -> FakeOllama:
         self.up.start()
         return self
 
     def stop(self) -> None:
         self.up.stop()
 
-    def __enter__(self) -> "FakeOllama":
+    def __enter__(self) -> FakeOllama:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

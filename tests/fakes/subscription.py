@@ -123,7 +123,7 @@ class SubscriptionAPI:
         self.account = AccountGuard(gateway_token=gateway_token)
         self.up = FakeUpstream(self._answer, wire="anthropic", models=(model,), guard=self.account.guard)
 
-    def __enter__(self) -> "SubscriptionAPI":
+    def __enter__(self) -> SubscriptionAPI:
         self.up.start()
         return self
 

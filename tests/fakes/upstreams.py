@@ -33,10 +33,11 @@ import json
 import re
 import socket
 import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from http import HTTPStatus
-from typing import Any, Callable, Iterable, Mapping, Sequence, Union
+from typing import Any
 from urllib.parse import parse_qsl
 
 from tests.fakes import chunks as _chunks
@@ -47,7 +48,7 @@ except ImportError:  # pragma: no cover
     _orjson = None
 
 JSON = dict[str, Any]
-Split = Union[None, str, int]  # None/"frame": one write per chunk; "awkward"; "one"; int: fixed size
+Split = None | str | int  # None/"frame": one write per chunk; "awkward"; "one"; int: fixed size
 
 # --------------------------------------------------------------------------- requests
 
@@ -140,7 +141,7 @@ def awkward_slices(data: bytes, frame_ends: Sequence[int] = ()) -> list[bytes]:
     for end in list(frame_ends)[:8]:
         cuts.add(end - 1)
     edges = [0] + sorted(c for c in cuts if 0 < c < len(data)) + [len(data)]
-    return [data[a:b] for a, b in zip(edges, edges[1:]) if b > a]
+    return [data[a:b] for a, b in zip(edges, edges[1:], strict=False) if b > a]
 
 
 def _slices(frames: Sequence[bytes], split: Split) -> list[bytes]:
@@ -424,7 +425,7 @@ class ThinkingSigner:
         """A streamed answer: a thinking block it signed, then ``text``."""
         return _chunks.anthropic_text_events(text, thinking=thinking, signature=self.sign(thinking), **kw)
 
-    def guard(self, req: ReceivedRequest) -> "Response | None":
+    def guard(self, req: ReceivedRequest) -> Response | None:
         if req.method != "POST" or not req.path.endswith("/messages"):
             return None
         body = req.json
@@ -512,7 +513,7 @@ class ResponseFormatCheck:
         self.supported = supported
         self.seen: list[Any] = []  # every response_format received
 
-    def guard(self, req: ReceivedRequest) -> "Response | None":
+    def guard(self, req: ReceivedRequest) -> Response | None:
         body = req.json
         if req.method != "POST" or not isinstance(body, dict) or "response_format" not in body:
             return None
@@ -617,7 +618,7 @@ class FakeUpstream:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def start(self) -> "FakeUpstream":
+    def start(self) -> FakeUpstream:
         if self._thread is not None:
             return self
         self._ready.clear()  # a stopped fake can start again (same port: a server coming back)
@@ -644,7 +645,7 @@ class FakeUpstream:
         thread.join(5)
         self._thread = None
 
-    def __enter__(self) -> "FakeUpstream":
+    def __enter__(self) -> FakeUpstream:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

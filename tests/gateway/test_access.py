@@ -389,7 +389,7 @@ def _raw(port: int, data: bytes, wait: float = 5.0) -> bytes:
                 if not got:
                     break
                 out += got
-        except (socket.timeout, ConnectionResetError):
+        except (TimeoutError, ConnectionResetError):
             pass
     return out
 

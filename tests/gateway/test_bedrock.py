@@ -8,8 +8,8 @@ import asyncio
 import base64
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import anthropic
 import pytest

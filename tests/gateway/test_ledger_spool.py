@@ -105,7 +105,7 @@ def test_a_store_reconnected_after_a_restart_writes_large_batches_again(own_pg: 
         assert len(store.write(batch(0))) == SMALL_BATCH + 4
         own_pg.stop()
         own_pg.restart()
-        with pytest.raises(Exception):  # the old session is gone: this write fails, and the writer reconnects
+        with pytest.raises(psycopg.Error):  # the old session is gone: this write fails, and the writer reconnects
             store.write(batch(100))
         store.open()
         assert len(store.write(batch(200))) == SMALL_BATCH + 4

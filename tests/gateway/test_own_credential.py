@@ -8,7 +8,8 @@ credential as Anthropic does (tests/fakes/subscription.py)."""
 from __future__ import annotations
 
 import json
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import anthropic
 import httpx

@@ -5,8 +5,9 @@ session does: the tool call and its result, no thinking block."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 

@@ -4,8 +4,8 @@ a JWT-bearer exchange with a fake OAuth token endpoint that checks the assertion
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import anthropic
 import pytest

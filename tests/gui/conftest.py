@@ -10,9 +10,10 @@ import asyncio
 import concurrent.futures
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 import anthropic
 import pytest

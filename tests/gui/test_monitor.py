@@ -3,8 +3,9 @@ psutil for real and NVML through a fake of the pynvml module."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from PySide6.QtWidgets import QInputDialog, QMessageBox

@@ -7,8 +7,9 @@ through the ``x-patchbay-pin`` header, a ``[routes]`` rule, a ``[routes] fallbac
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import pytest

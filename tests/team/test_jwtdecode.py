@@ -9,7 +9,7 @@ are refused by both.
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import jwt
 import pytest

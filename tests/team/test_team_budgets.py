@@ -11,8 +11,8 @@ PostgreSQL: the gateway in-process on a real port, people verified by the fake I
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import anthropic
 import httpx

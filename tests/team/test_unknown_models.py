@@ -10,8 +10,8 @@ entry with ``model = "*"`` sets that fallback instead.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import pytest

@@ -1,4 +1,5 @@
-"""No function over 80 lines under app/proxy, app/services and app/team (docs/architecture.md):
+"""No function over 80 lines anywhere in app/ but the views, where a page's ``__init__`` lays out its widgets
+(docs/architecture.md):
 a reader follows each in one screen, and a long one is a sign that it does several jobs."""
 
 from __future__ import annotations
@@ -7,7 +8,7 @@ import ast
 from pathlib import Path
 
 APP = Path(__file__).resolve().parents[2] / "app"
-PACKAGES = ("proxy", "services", "team")
+EXEMPT = ("views",)  # Qt pages: building a page's widgets in one __init__ reads top to bottom like the page
 MAX_LINES = 80
 
 
@@ -25,8 +26,8 @@ def long_functions(path: Path, root: Path = APP.parent) -> list[str]:
 
 
 def test_no_function_is_longer_than_80_lines() -> None:
-    files = [f for p in PACKAGES for f in sorted((APP / p).rglob("*.py"))]
-    assert len(files) > 50
+    files = sorted(f for f in APP.rglob("*.py") if f.relative_to(APP).parts[0] not in EXEMPT)
+    assert len(files) > 150
     assert [hit for f in files for hit in long_functions(f)] == []
 
 

@@ -153,12 +153,12 @@ def test_throughput_spreads_tokens_over_the_seconds_they_streamed():
     t0 = 1_000_000.0
     tp.add(t0, 500.0, t0 + 4.5, 400)  # 400 tokens from t0+0.5 to t0+4.5: 100 tok/s
     xs, ys = tp.series(t0 + 10)
-    by = dict(zip(xs, ys))
+    by = dict(zip(xs, ys, strict=False))
     assert by[t0] == pytest.approx(50.0) and by[t0 + 1] == pytest.approx(100.0)
     assert by[t0 + 4] == pytest.approx(50.0) and by[t0 + 5] == 0.0
     assert sum(ys) == pytest.approx(400.0) and len(xs) == 60
     assert tp.rate(t0 + 10) == pytest.approx(40.0)
     tp.add(t0 + 5, None, t0 + 5, 30)  # not streamed: all at once
-    assert dict(zip(*tp.series(t0 + 10)))[t0 + 5] == 30.0
+    assert dict(zip(*tp.series(t0 + 10), strict=False))[t0 + 5] == 30.0
     tp.add(t0 + 1000, 0.0, t0 + 1001, 10)  # old seconds are forgotten
     assert min(tp.bins) >= t0 + 1000 - 61

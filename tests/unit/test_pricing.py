@@ -207,7 +207,7 @@ def test_provider_is_found_by_host_then_by_id() -> None:
 def test_cost_is_additive_and_never_negative(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> None:
     pb = book()
     ua, ub = Usage(*a), Usage(*b)
-    both = Usage(*(x + y for x, y in zip(a, b)))
+    both = Usage(*(x + y for x, y in zip(a, b, strict=False)))
     ca = pb.cost("anthropic", "claude-opus-4-8", ua)
     cb = pb.cost("anthropic", "claude-opus-4-8", ub)
     cab = pb.cost("anthropic", "claude-opus-4-8", both)

@@ -275,7 +275,7 @@ class Clock:
 
 def test_breaker_opens_after_n_failures_then_half_open_lets_one_trial_through():
     b = Breaker(threshold=3, base_cooldown_s=30, max_cooldown_s=100)
-    for i in range(2):
+    for _i in range(2):
         assert b.acquire(0)
         b.failure("500", 0)
         assert b.state == "closed" and b.health == "failing"

@@ -494,7 +494,7 @@ def split(draw: st.DrawFn, s: str, max_pieces: int = 6) -> list[str]:
     cuts = sorted(draw(st.sets(st.integers(1, max(1, len(s) - 1)), max_size=max_pieces)))
     cuts = [c for c in cuts if 0 < c < len(s)]
     bounds = [0, *cuts, len(s)]
-    return [s[a:b] for a, b in zip(bounds, bounds[1:])]
+    return [s[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
 
 
 @dataclass

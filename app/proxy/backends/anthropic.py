@@ -8,6 +8,7 @@ reads a copy for usage, first-token time and the live view.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -18,6 +19,8 @@ from app.errors import ApiError
 from app.proxy.answer_body import read_whole
 from app.proxy.backends.base import Backend, clamp_output, drain, join_url, upstream_error_message
 from app.proxy.exchange import JSON_HEADERS, SSE_HEADERS, Exchange
+from app.proxy.output_count import delta_output
+from app.proxy.relay import Relayed, relay
 from app.proxy.sse import MAX_EVENT_BYTES, SSEParser, event_too_large
 from app.proxy.thinking import for_anthropic_format, note_signature, signing_family
 from app.proxy.translate.response import error_type_for_status as error_type_for
@@ -36,11 +39,6 @@ def forwarded_headers(resp: httpx.Response) -> list[tuple[bytes, bytes]]:
         if lk.startswith(_FORWARD_PREFIXES):
             out.append((lk, v))
     return out
-
-
-# the output a content_block_delta carries, by delta type: (its field, the live view's kind)
-_OUTPUT_FIELDS = {"text_delta": ("text", "text"), "thinking_delta": ("thinking", "thinking"),
-                  "input_json_delta": ("partial_json", "tool_input")}
 
 
 def events_of(chunk: bytes) -> list[bytes]:
@@ -99,17 +97,14 @@ class AnthropicTap:
                     note_signature(self.family, orjson.loads(data)["delta"].get("signature"))
                 except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
                     pass
-            try:  # counted as it streams: an answer cut short is charged for what it delivered
-                ev = orjson.loads(data)
-                d = ev["delta"]
-                field = _OUTPUT_FIELDS.get(d.get("type"))
-                if field is not None:
-                    piece = d.get(field[0], "")
-                    ex.count_output(piece)
-                    if self.want_deltas:
-                        ex.delta(ev["index"], field[1], piece)
-            except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
-                pass
+            # counted as it streams: an answer cut short is charged for what it delivered; parsed
+            # now only for the live view or a budget's meter, else when the count is read
+            if self.want_deltas:
+                got = delta_output(data)
+                if got is not None:
+                    ex.delta(*got)
+            else:
+                ex.output.add_event(data)
             return
         if name == b"message_start":
             try:
@@ -232,21 +227,15 @@ class AnthropicBackend(Backend):
                     await ex.write(raw)
                     await ex.end()
                 return
-            if not ex.started:
-                await ex.start(200, SSE_HEADERS + forwarded_headers(resp))
+            opening = None if ex.started else (200, SSE_HEADERS + forwarded_headers(resp))
+            if opening is not None and ex.meter is not None:
+                await ex.start(*opening)
+                opening = None
             tap = AnthropicTap(ex, signing_family(self.config))
-            chunks = raw_chunks(resp)
             try:
-                async for chunk in chunks:
-                    # a budget's meter checks each event: a stream stops at the cap before the event
-                    # that passes it, not before a whole network read of them (unless its hold covers the read)
-                    for piece in (events_of(chunk) if ex.meter is not None and not ex.meter_covers(len(chunk))
-                                  else (chunk,)):
-                        ready = tap.feed(piece)
-                        if ready:
-                            await ex.write(ready)
-                    if tap.saw_stop or tap.saw_error:
-                        break  # the answer is complete: never wait for the upstream to close
+                # the answer is complete at message_stop or an error: never wait for the upstream to close
+                chunks, last = await (relay(resp, ex, tap.feed, lambda: tap.saw_stop or tap.saw_error, opening)
+                                      if ex.meter is None else self._metered(ex, tap, raw_chunks(resp)))
             except httpx.HTTPError as exc:
                 msg = (f'The connection to the backend "{self.config.id}" broke mid-stream '
                        f"({type(exc).__name__}: {exc or 'closed'}). The answer is incomplete; retry the request.")
@@ -258,11 +247,24 @@ class AnthropicBackend(Backend):
                 msg = (f'The backend "{self.config.id}" ended its stream before the message was complete. '
                        "The answer is incomplete; retry the request.")
                 ex.interrupted = True
-                await ex.write(ex.error_event("api_error", msg))
-            await ex.end()
+                last += ex.error_event("api_error", msg)
+            await ex.end(last)  # the last events and the body's end: one write
             await drain(chunks)
         finally:
             await resp.aclose()
+
+    async def _metered(self, ex: Exchange, tap: AnthropicTap, chunks: AsyncIterator[bytes]) -> Relayed:
+        """Relay a stream a budget's meter checks: event by event, so it stops at the cap before
+        the event that passes it, not before a whole network read of them (unless its hold covers the read)."""
+        async for chunk in chunks:
+            # one write, checked once, where the stream's hold covers the whole read (far from the cap)
+            for piece in (events_of(chunk) if not ex.meter_covers(len(chunk)) else (chunk,)):
+                ready = tap.feed(piece)
+                if ready:
+                    await ex.write(ready)
+            if tap.saw_stop or tap.saw_error:
+                break
+        return Relayed(chunks, b"")
 
     def _message_or_raise(self, raw: bytes, ctype: str) -> dict[str, Any]:
         """A whole answer must be a Messages object. A 200 with a captive portal's HTML page, an

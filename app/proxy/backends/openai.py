@@ -17,6 +17,7 @@ from app.proxy.answer_body import read_whole
 from app.proxy.backends.base import Backend, drain, upstream_error_message
 from app.proxy.exchange import JSON_HEADERS, SSE_HEADERS, Exchange
 from app.proxy.reasoning_store import STORE
+from app.proxy.relay import relay
 from app.proxy.sse import SSEParser
 from app.proxy.thinking import keep_reasoning, reasoning_signature
 from app.proxy.translate.quirks import apply_quirks
@@ -24,7 +25,6 @@ from app.proxy.translate.request import stop_sequences_of, to_openai_request
 from app.proxy.translate.response import openai_error_to_anthropic, openai_response_to_anthropic
 from app.proxy.translate.stream import OpenAIStreamTranslator, encode_events
 from app.proxy.translate.structured import explain_refusal
-from app.proxy.transport import raw_chunks
 
 log = logging.getLogger("patchbay.backends")
 
@@ -97,37 +97,36 @@ class OpenAIBackend(Backend):
                                         stop_sequences=stop_sequences_of(ex.incoming.body))
             if ex.counts_deltas:
                 tr.on_delta = ex.delta
-            if not ex.started:
-                await ex.start(200, SSE_HEADERS)
-            await ex.write(encode_events(tr.start()))
+            await ex.open_with(200, SSE_HEADERS, encode_events(tr.start()))  # started by a ping, or now
             parser = SSEParser()
             done = False
-            chunks = raw_chunks(resp)
+
+            def handle(chunk: bytes) -> bytes:  # one upstream read → its Anthropic events (app/proxy/relay.py)
+                nonlocal done
+                events: list[tuple[str, dict[str, Any]]] = []
+                for _name, data in parser.feed(chunk):
+                    if data == b"[DONE]":
+                        done = True
+                        break
+                    if not data:
+                        continue
+                    try:
+                        obj = orjson.loads(data)
+                    except orjson.JSONDecodeError:
+                        obj = _loads_lenient(data)
+                    if obj is None:
+                        continue  # a keep-alive comment or junk line: nothing to translate
+                    if not isinstance(obj, dict):
+                        tr.skipped += 1
+                        continue
+                    events += tr.feed(obj)
+                    if ex.ttft is None and tr.first_content_seen:
+                        ex.first_token()
+                return encode_events(events)
+
             try:
-                async for chunk in chunks:
-                    events: list[tuple[str, dict[str, Any]]] = []
-                    for _name, data in parser.feed(chunk):
-                        if data == b"[DONE]":
-                            done = True
-                            break
-                        if not data:
-                            continue
-                        try:
-                            obj = orjson.loads(data)
-                        except orjson.JSONDecodeError:
-                            obj = _loads_lenient(data)
-                        if obj is None:
-                            continue  # a keep-alive comment or junk line: nothing to translate
-                        if not isinstance(obj, dict):
-                            tr.skipped += 1
-                            continue
-                        events += tr.feed(obj)
-                        if ex.ttft is None and tr.first_content_seen:
-                            ex.first_token()
-                    if events:
-                        await ex.write(encode_events(events))
-                    if done or tr.done:
-                        break  # the answer is complete: never wait for the upstream to close
+                # the answer is complete at [DONE] or the translator's end: never wait for the upstream to close
+                chunks, last = await relay(resp, ex, handle, lambda: done or tr.done)
             except asyncio.CancelledError:  # the client left: keep what is known of the usage so far
                 self._finish_from(ex, tr)
                 raise
@@ -143,7 +142,7 @@ class OpenAIBackend(Backend):
             self._skipped_note(tr)
             if tr.error is not None:  # the upstream said why inside its stream: its words, both places
                 self._finish_from(ex, tr)
-                await ex.end()
+                await ex.end(last)
                 await drain(chunks)
                 return
             if done or tr.finish_reason or tr.stop_reason:
@@ -156,8 +155,7 @@ class OpenAIBackend(Backend):
                 ex.fail("api_error", msg)
                 tail = tr.fail("api_error", ex.error_message or msg)
             self._finish_from(ex, tr)
-            await ex.write(encode_events(tail))
-            await ex.end()
+            await ex.end(last + encode_events(tail))  # one write: the last events and the body's end
             await drain(chunks)
         finally:
             await resp.aclose()
