@@ -25,12 +25,39 @@ log = logging.getLogger(__name__)
 T0 = time.perf_counter()
 
 
+class CollectOnGuiThread(QObject):
+    """Python's cyclic collector runs on whichever thread happens to allocate: the gateway's, the ledger's, a
+    database probe's. Collecting a cycle that holds a Qt object there deadlocks PySide (Qt's mutex taken on one
+    side, the GIL wanted on the other; seen with a qasync future freed by a PostgreSQL probe thread while the GUI
+    thread built a table). While the app runs, automatic collection is off and this collects on the GUI thread,
+    at the collector's own thresholds, twice a second."""
+
+    def __init__(self, interval_ms: int = 500) -> None:
+        super().__init__()
+        self._was_enabled = gc.isenabled()
+        gc.disable()
+        self._timer = QTimer(self)
+        self._timer.timeout.connect(self.check)
+        self._timer.start(interval_ms)
+
+    def check(self) -> None:
+        counts, limits = gc.get_count(), gc.get_threshold()
+        if counts[0] > limits[0]:
+            gc.collect(2 if counts[2] > limits[2] else 1 if counts[1] > limits[1] else 0)
+
+    def stop(self) -> None:
+        self._timer.stop()
+        if self._was_enabled:
+            gc.enable()
+
+
 class App(QObject):
     """Wires the bridge, the window and the tray together."""
 
     def __init__(self, config_path: Path | None = None, *, paths: Any = None, use_system_tray: bool | None = None,
                  engine_factory: Any = None, hardware_factory: Any = None) -> None:
         super().__init__()
+        self.collector = CollectOnGuiThread()  # before any thread of ours allocates
         from app.bridge import Bridge
         from app.views.wheel import install_wheel_guard
 
@@ -164,6 +191,7 @@ class App(QObject):
         self.window.hide()
         self.tray.hide()
         self.bridge.stop()
+        self.collector.stop()
         app = QApplication.instance()
         if app is not None and self.ends_process:
             app.quit()
@@ -192,7 +220,7 @@ class _AfterFirstPaint(QObject):
 
 def settle_memory() -> None:
     """Once the app is up: collect, then freeze what exists into the permanent generation, so the
-    collector's full passes stay short (they run on whichever thread allocates, the gateway's too)."""
+    collector's full passes stay short (``CollectOnGuiThread`` runs them on the GUI thread)."""
     gc.collect()
     gc.freeze()
 

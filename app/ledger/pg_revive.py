@@ -72,6 +72,10 @@ class Reviver:
             started = time.monotonic()
             if self._answers():
                 break
+            with self._lock:
+                if not any(w() is not None for w in self._watchers):  # every watcher is gone: nobody to tell
+                    self._thread = None
+                    return
             time.sleep(max(0.0, self.probe_s - (time.monotonic() - started)))
         with self._lock:
             self.is_down = False
