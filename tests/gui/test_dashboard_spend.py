@@ -25,7 +25,8 @@ def test_finished_request_appears_in_dashboard_and_spend_plot(start_app, config_
     ask(r, qtbot, "What is the answer?", session="sess-1")
 
     wait_for(qtbot, lambda: dash.sessions_model.find("sess-1") >= 0
-             and dash.sessions_model.row(dash.sessions_model.find("sess-1")).requests == 1)
+             and dash.sessions_model.row(dash.sessions_model.find("sess-1")).requests == 1
+             and not dash.sessions_model.row(dash.sessions_model.find("sess-1")).in_flight)  # finished, not started
     s = dash.sessions_model.row(dash.sessions_model.find("sess-1"))
     assert (s.backend, s.model, s.input_tokens, s.output_tokens) == ("alpha", "claude-fake", 1200, 300)
     expected_cost = (1200 * 3.0 + 300 * 15.0) / 1e6

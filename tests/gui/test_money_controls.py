@@ -71,6 +71,6 @@ def test_prices_are_set_in_the_app_and_price_the_next_request(start_app, config_
     assert "input = 30.0" in text and "output = 150.0" in text
     msg = ask(r, qtbot, "hi", session="sess-priced", stream=False)
     want = (msg.usage.input_tokens * 30 + msg.usage.output_tokens * 150) / 1e6
-    wait_for(qtbot, lambda: r.bridge.live.session("sess-priced") is not None
-             and r.bridge.live.session("sess-priced").requests == 1)
+    wait_for(qtbot, lambda: (s := r.bridge.live.session("sess-priced")) is not None
+             and s.requests == 1 and not s.in_flight)  # finished in the live view, not only started
     assert abs(r.bridge.live.session("sess-priced").cost_usd - want) < 1e-12
