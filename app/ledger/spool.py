@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,9 @@ def _padded(row: list[Any], count: bool) -> tuple[Any, ...]:
     return tuple(row) + (None,) * (len(ROW_COLUMNS) - len(row))
 
 
+OPEN_WAIT_S = 10.0  # how long opening waits out another process opening the same file
+
+
 class SpoolError(LedgerError):
     """The spool file cannot be used. ``str()`` is the whole message for the user (a ``LedgerError``,
     so the gateway's start-up says it in a sentence)."""
@@ -56,10 +60,30 @@ class Spool:
     def open(self) -> None:
         if self._conn is not None:
             return
+        deadline = time.monotonic() + OPEN_WAIT_S
+        while True:
+            try:
+                self._conn = self._open()
+                return
+            except sqlite3.OperationalError as exc:
+                # the workers of `serve --workers N` share this file and start together: setting WAL mode
+                # answers "database is locked" at once (no busy wait) while another one does the same
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise self._error(exc) from None
+                time.sleep(0.05)
+            except (sqlite3.Error, OSError) as exc:
+                raise self._error(exc) from None
+
+    def _error(self, exc: BaseException) -> SpoolError:
+        return SpoolError(f"Patchbay cannot open its ledger spool {self.path} ({exc}). Check the data folder's "
+                          "permissions and free space; the spool keeps usage rows while the shared ledger is "
+                          "away.")
+
+    def _open(self) -> sqlite3.Connection:
+        make_private_dir(self.path.parent)
+        make_private_file(self.path)  # before SQLite opens it: its -wal and -shm get this mode
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
         try:
-            make_private_dir(self.path.parent)
-            make_private_file(self.path)  # before SQLite opens it: its -wal and -shm get this mode
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
             conn.execute("PRAGMA journal_mode=WAL").fetchone()
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute(_SCHEMA)
@@ -67,11 +91,10 @@ class Spool:
                 conn.execute("ALTER TABLE spool ADD COLUMN count INTEGER NOT NULL DEFAULT 0")
             make_private(self.path)
             self.pending = int(conn.execute("SELECT count(*) FROM spool").fetchone()[0])
-        except (sqlite3.Error, OSError) as exc:
-            raise SpoolError(f"Patchbay cannot open its ledger spool {self.path} ({exc}). Check the data folder's "
-                             "permissions and free space; the spool keeps usage rows while the shared ledger is "
-                             "away.") from None
-        self._conn = conn
+        except BaseException:
+            conn.close()
+            raise
+        return conn
 
     def close(self) -> None:
         with self._lock:
