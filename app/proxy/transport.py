@@ -206,22 +206,13 @@ class _Body(httpx.AsyncByteStream):
     async def __aiter__(self) -> AsyncIterator[bytes]:
         try:
             while True:
-                chunks = self._chunks
-                if chunks:
-                    data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-                    self._chunks = []
-                    self._size = 0
-                    if self._paused:
-                        self._paused = False
-                        if self._conn is not None:
-                            self._conn.resume_reading()
+                data = self.take()  # raises the body's error once all before it was read
+                if data:
                     yield data
-                    continue
-                if self._done:
-                    if self._error is not None:
-                        raise self._error
+                elif self._done:
                     return
-                await self._wait()
+                else:
+                    await self._wait()
         except BaseException:
             self._abandon()  # cancelled, timed out or broken: the connection cannot be reused
             raise
