@@ -197,7 +197,8 @@ def _with_headers(data: bytes, headers: dict[str, str]) -> bytes:
     return head + extra + b"\r\n\r\n" + body
 
 
-async def one_round(peers: list[Peer], up: Upstream, quick: bool, blocks: int) -> dict[str, dict[str, float]]:
+async def one_round(peers: list[Peer], up: Upstream, quick: bool, blocks: int,
+                    loads: tuple[str, ...] = ("stream", "paced", "cc")) -> dict[str, dict[str, float]]:
     """Each row for each peer once, {peer: {row: value}}. A row's requests are split into
     ``blocks`` slices and the peers take turns slice by slice, so a burst of load from elsewhere
     on the machine falls on all of them alike."""
@@ -205,7 +206,7 @@ async def one_round(peers: list[Peer], up: Upstream, quick: bool, blocks: int) -
     cpu: dict[str, dict[str, float]] = {p.name: {} for p in peers}
     ttfb: dict[str, list[float]] = {p.name: [] for p in peers}
     direct_ttfb: list[float] = []
-    for load in ("stream", "paced", "cc"):
+    for load in loads:
         up.phase("paced" if load == "paced" else "stream")
         n = max(1, COUNTS[load][q] // blocks)
         warm = 2 if load == "paced" else 10
@@ -225,6 +226,8 @@ async def one_round(peers: list[Peer], up: Upstream, quick: bool, blocks: int) -
                 if load == "stream":
                     ttfb[p.name] += s.ttfb
     for p in peers:
+        if not direct_ttfb:
+            continue
         cpu[p.name]["ttfb"] = (pct(ttfb[p.name], .5) - pct(direct_ttfb, .5)) * 1000
     return cpu
 
@@ -234,11 +237,16 @@ def report(names: list[str], rounds: list[dict[str, dict[str, float]]], ref: str
     print("\n" + f"{'':<40}" + "".join(f"{n:>{width}}" for n in names))
     for key, label in ROWS:
         cells = []
+        if not any(key in r[n] for r in rounds for n in names):
+            continue
         for n in names:
             vals = [r[n][key] for r in rounds if key in r[n]]
+            if not vals:
+                cells.append("—")
+                continue
             lo, hi, med = min(vals), max(vals), statistics.median(vals)
             cell = f"{lo:.2f}–{hi:.2f}" if len(vals) > 1 else f"{med:.2f}"
-            if ref and n != ref and key != "ttfb":
+            if ref and n != ref and key != "ttfb" and key in rounds[0].get(ref, {}):
                 ref_med = statistics.median(r[ref][key] for r in rounds)
                 cell += f" ({med / ref_med:.2f}×)"
             cells.append(cell)
@@ -255,6 +263,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--base", type=Path, action="append", default=[],
                     help="another Patchbay checkout to run beside this one (repeatable), e.g. /tmp/pb-base")
     ap.add_argument("--no-ccr", action="store_true", help="leave claude-code-router out")
+    ap.add_argument("--rows", default="stream,paced,cc",
+                    help="which loads to run, comma-separated (stream also gives the first-byte row)")
     ap.add_argument("--json", type=Path, help="also write the per-round figures to this JSON file")
     args = ap.parse_args(argv)
     import uvloop
@@ -278,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
             rounds = []
             for i in range(args.rounds):
                 order = peers[i % len(peers):] + peers[:i % len(peers)]
-                rounds.append(uvloop.run(one_round(order, up, args.quick, args.blocks)))
+                rounds.append(uvloop.run(one_round(order, up, args.quick, args.blocks, tuple(args.rows.split(",")))))
                 print(f"round {i + 1}: " + "; ".join(
                     f"{n} " + " ".join(f"{k}={v:.2f}" for k, v in r.items()) for n, r in rounds[-1].items()),
                     flush=True)
