@@ -60,11 +60,28 @@ class OpenAIStreamReader:
         self.skeleton: tuple[bytes, bytes, int, int] | None = None
 
     def __call__(self, chunk: bytes) -> bytes:
+        if not self.parser.idle or chunk[-2:] != b"\n\n" or b"\r" in chunk:
+            return self._read(chunk)  # an event cut across reads, or CR line ends
+        if chunk.find(b"\n\n") == len(chunk) - 2:  # one whole event: a paced stream's usual read
+            out = self._plain(chunk)
+            return out if out is not None else self._read(chunk)
+        blocks = chunk[:-2].split(b"\n\n")  # whole events that came together
+        parts = []
+        for i, block in enumerate(blocks):
+            out = self._plain(block + b"\n\n")
+            if out is None:  # this one and the rest the general way, in order
+                parts.append(self._read(b"\n\n".join(blocks[i:]) + b"\n\n"))
+                break
+            parts.append(out)
+        return b"".join(parts)
+
+    def _plain(self, event: bytes) -> bytes | None:
+        """A whole event's bytes for the client when it is a plain text chunk (the short ways),
+        else None, nothing read."""
         skeleton = self.skeleton
-        if skeleton is not None and chunk.startswith(skeleton[0]) and chunk.endswith(skeleton[1]) \
-                and self.parser.idle:
+        if skeleton is not None and event.startswith(skeleton[0]) and event.endswith(skeleton[1]):
             # the last plain text chunk's bytes around a new text: the same chunk but for its text
-            literal = chunk[skeleton[2]:skeleton[3]]
+            literal = event[skeleton[2]:skeleton[3]]
             try:
                 text = orjson.loads(literal)
             except orjson.JSONDecodeError:
@@ -73,20 +90,16 @@ class OpenAIStreamReader:
                 out = self.tr.text_delta(text, literal)
                 if out is not None:
                     return out
-        # one whole ``data: {…}`` event and nothing else, nothing held from the read before
-        if chunk[:7] == b"data: {" and chunk[-3:] == b"}\n\n" and chunk.find(b"\n\n") == len(chunk) - 2 \
-                and self.parser.idle and b"\r" not in chunk:
+        if event[:7] == b"data: {" and event[-3:] == b"}\n\n":
             try:
-                text = self.tr.plain_text(orjson.loads(chunk[6:-2]))
+                text = self.tr.plain_text(orjson.loads(event[6:-2]))
             except orjson.JSONDecodeError:
                 text = None
             if text is not None:
                 literal = orjson.dumps(text)
-                self.skeleton = _skeleton(chunk, literal)
-                out = self.tr.text_delta(text, literal)
-                if out is not None:
-                    return out
-        return self._read(chunk)
+                self.skeleton = _skeleton(event, literal)
+                return self.tr.text_delta(text, literal)
+        return None
 
     def _read(self, chunk: bytes) -> bytes:
         tr = self.tr
