@@ -17,16 +17,23 @@ would raise them.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from typing import NamedTuple
+from collections.abc import AsyncIterator
+from typing import NamedTuple, Protocol
 
 import httpx
 
 from app.proxy.exchange import Exchange
 from app.proxy.transport import raw_chunks, stream_of
 
-Handle = Callable[[bytes], bytes]  # one upstream read → the bytes for the client (b"" for none)
-Stop = Callable[[], bool]  # the answer is complete: read no further
+
+class Handler(Protocol):
+    """A backend's reader of one streamed answer: each upstream read → the bytes for the client
+    (b"" for none). ``complete`` turns True with the read that completes the answer (read no
+    further); a plain attribute, not a call, as it is asked after every read."""
+
+    complete: bool
+
+    def __call__(self, chunk: bytes, /) -> bytes: ...
 
 
 class Relayed(NamedTuple):
@@ -37,19 +44,19 @@ class Relayed(NamedTuple):
 class _Pushed:
     """The sink a body calls from ``data_received`` (never raises: what goes wrong waits for the task)."""
 
-    __slots__ = ("ex", "handle", "stop", "held", "error")
+    __slots__ = ("ex", "handle", "held", "error")
 
-    def __init__(self, ex: Exchange, handle: Handle, stop: Stop) -> None:
+    def __init__(self, ex: Exchange, handle: Handler) -> None:
         self.ex = ex
         self.handle = handle
-        self.stop = stop
         self.held = b""  # translated, not yet written: the task writes it (or ends the answer with it)
         self.error: Exception | None = None
 
     def __call__(self, chunk: bytes) -> bool:
         try:
-            out = self.handle(chunk)
-            if self.stop():  # the answer's last bytes: they go with its end, in one write
+            handle = self.handle
+            out = handle(chunk)
+            if handle.complete:  # the answer's last bytes: they go with its end, in one write
                 self.held = out
                 return False
             if out and not self.ex.write_now(out):
@@ -61,9 +68,9 @@ class _Pushed:
             return False
 
 
-async def relay(resp: httpx.Response, ex: Exchange, handle: Handle, stop: Stop,
+async def relay(resp: httpx.Response, ex: Exchange, handle: Handler,
                 opening: tuple[int, list[tuple[bytes, bytes]]] | None = None) -> Relayed:
-    """Forward ``resp``'s body through ``handle`` until ``stop()`` or its end; the bytes of the read
+    """Forward ``resp``'s body through ``handle`` until ``handle.complete`` or its end; the bytes of the read
     that completed the answer come back unwritten (``Relayed.last``). ``opening``: the answer's
     status and headers, when it is not started yet: sent with the first read if it is already here."""
     body = stream_of(resp)
@@ -73,7 +80,7 @@ async def relay(resp: httpx.Response, ex: Exchange, handle: Handle, stop: Stop,
         chunks = raw_chunks(resp)
         async for chunk in chunks:
             out = handle(chunk)
-            if stop():
+            if handle.complete:
                 return Relayed(chunks, out)
             if out:
                 await ex.write(out)
@@ -87,14 +94,14 @@ async def relay(resp: httpx.Response, ex: Exchange, handle: Handle, stop: Stop,
                 await ex.start(*opening)
             raise
         await ex.open_with(opening[0], opening[1], first)  # the head and the first events: one write
-        if stop():
+        if handle.complete:
             return Relayed(body.__aiter__(), b"")
-    sink = _Pushed(ex, handle, stop)
+    sink = _Pushed(ex, handle)
     while True:
         data = body.take()  # what came while the task had it (raises a broken body's error)
         if data:
             out = handle(data)
-            if stop():
+            if handle.complete:
                 return Relayed(body.__aiter__(), out)
             if out:
                 await ex.write(out)
@@ -107,7 +114,7 @@ async def relay(resp: httpx.Response, ex: Exchange, handle: Handle, stop: Stop,
                 error, sink.error = sink.error, None
                 raise error
             out, sink.held = sink.held, b""
-            if stop():
+            if handle.complete:
                 return Relayed(body.__aiter__(), out)
             if out:
                 await ex.write(out)

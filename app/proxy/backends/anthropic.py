@@ -57,7 +57,7 @@ class AnthropicTap:
     """Reads a copy of an Anthropic SSE stream. ``feed`` returns the bytes that end on an
     event boundary (to forward now); the rest waits for its end."""
 
-    __slots__ = ("ex", "parser", "tail", "saw_stop", "saw_error", "want_deltas", "_tool_index", "family")
+    __slots__ = ("ex", "parser", "tail", "saw_stop", "saw_error", "complete", "want_deltas", "_tool_index", "family")
 
     def __init__(self, ex: Exchange, family: str | None = None) -> None:
         self.ex = ex
@@ -66,6 +66,7 @@ class AnthropicTap:
         self.tail = b""
         self.saw_stop = False
         self.saw_error = False
+        self.complete = False  # message_stop or an error came: the answer is complete (app/proxy/relay.py)
         self.want_deltas = ex.counts_deltas
 
     def feed(self, chunk: bytes) -> bytes:
@@ -86,6 +87,8 @@ class AnthropicTap:
         for name, data in self.parser.feed(ready):
             self.observe(name, data)
         return ready
+
+    __call__ = feed  # a relay handler (app/proxy/relay.py)
 
     def observe(self, name: bytes, data: bytes) -> None:
         ex = self.ex
@@ -138,9 +141,9 @@ class AnthropicTap:
                 except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
                     pass
         elif name == b"message_stop":
-            self.saw_stop = True
+            self.saw_stop = self.complete = True
         elif name == b"error":
-            self.saw_error = True
+            self.saw_error = self.complete = True
             try:
                 err = orjson.loads(data)["error"]
                 ex.fail(err.get("type", "api_error"), err.get("message", ""))
@@ -234,7 +237,7 @@ class AnthropicBackend(Backend):
             tap = AnthropicTap(ex, signing_family(self.config))
             try:
                 # the answer is complete at message_stop or an error: never wait for the upstream to close
-                chunks, last = await (relay(resp, ex, tap.feed, lambda: tap.saw_stop or tap.saw_error, opening)
+                chunks, last = await (relay(resp, ex, tap, opening)
                                       if ex.meter is None else self._metered(ex, tap, raw_chunks(resp)))
             except httpx.HTTPError as exc:
                 msg = (f'The connection to the backend "{self.config.id}" broke mid-stream '

@@ -18,8 +18,8 @@ from app.proxy.backends.base import Backend, drain, upstream_error_message
 from app.proxy.exchange import JSON_HEADERS, SSE_HEADERS, Exchange
 from app.proxy.reasoning_store import STORE
 from app.proxy.relay import relay
-from app.proxy.sse import SSEParser
 from app.proxy.thinking import keep_reasoning, reasoning_signature
+from app.proxy.translate.openai_relay import OpenAIStreamReader
 from app.proxy.translate.quirks import apply_quirks
 from app.proxy.translate.request import stop_sequences_of, to_openai_request
 from app.proxy.translate.response import openai_error_to_anthropic, openai_response_to_anthropic
@@ -27,18 +27,6 @@ from app.proxy.translate.stream import OpenAIStreamTranslator, encode_events
 from app.proxy.translate.structured import explain_refusal
 
 log = logging.getLogger("patchbay.backends")
-
-
-def _loads_lenient(data: bytes) -> Any:
-    """A chunk's JSON; invalid UTF-8 inside it becomes U+FFFD instead of losing the chunk."""
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError:
-        pass
-    try:
-        return orjson.loads(data.decode("utf-8", "replace"))
-    except orjson.JSONDecodeError:
-        return None
 
 
 class OpenAIBackend(Backend):
@@ -98,35 +86,10 @@ class OpenAIBackend(Backend):
             if ex.counts_deltas:
                 tr.on_delta = ex.delta
             await ex.open_with(200, SSE_HEADERS, encode_events(tr.start()))  # started by a ping, or now
-            parser = SSEParser()
-            done = False
-
-            def handle(chunk: bytes) -> bytes:  # one upstream read → its Anthropic events (app/proxy/relay.py)
-                nonlocal done
-                events: list[tuple[str, dict[str, Any]]] = []
-                for _name, data in parser.feed(chunk):
-                    if data == b"[DONE]":
-                        done = True
-                        break
-                    if not data:
-                        continue
-                    try:
-                        obj = orjson.loads(data)
-                    except orjson.JSONDecodeError:
-                        obj = _loads_lenient(data)
-                    if obj is None:
-                        continue  # a keep-alive comment or junk line: nothing to translate
-                    if not isinstance(obj, dict):
-                        tr.skipped += 1
-                        continue
-                    events += tr.feed(obj)
-                    if ex.ttft is None and tr.first_content_seen:
-                        ex.first_token()
-                return encode_events(events)
-
+            reader = OpenAIStreamReader(tr, ex.first_token)
             try:
                 # the answer is complete at [DONE] or the translator's end: never wait for the upstream to close
-                chunks, last = await relay(resp, ex, handle, lambda: done or tr.done)
+                chunks, last = await relay(resp, ex, reader)
             except asyncio.CancelledError:  # the client left: keep what is known of the usage so far
                 self._finish_from(ex, tr)
                 raise
@@ -145,7 +108,7 @@ class OpenAIBackend(Backend):
                 await ex.end(last)
                 await drain(chunks)
                 return
-            if done or tr.finish_reason or tr.stop_reason:
+            if reader.done or tr.finish_reason or tr.stop_reason:
                 tail = tr.finish()
                 STORE.remember(self.config.id, tr.tool_use_ids, "".join(tr.reasoning_parts), tr.reasoning_details)
             else:

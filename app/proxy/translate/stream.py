@@ -65,6 +65,10 @@ class _ToolCall:
         return type(value) is dict and len(value) > 0
 
 
+_TEXT_DELTA = b'event: content_block_delta\ndata: {"type":"content_block_delta","index":%d,' \
+              b'"delta":{"type":"text_delta","text":%b}}\n\n'
+
+
 class OpenAIStreamTranslator:
     """Translate one upstream stream. Not thread-safe; one instance per request."""
 
@@ -232,6 +236,49 @@ class OpenAIStreamTranslator:
                 self._finish_reason(finish, choice, out)
                 if self._done:
                     return
+
+    def plain_text(self, chunk: Any) -> str | None:
+        """The text of a parsed chunk that only continues the open text block (most chunks of a
+        streamed answer), or None for anything else: ``feed`` takes it then. Nothing changes here;
+        ``text_delta`` then gives the event (app/proxy/translate/openai_relay.py)."""
+        if self._open_kind != _TEXT or self._done or type(chunk) is not dict or "error" in chunk:
+            return None
+        choices = chunk.get("choices")
+        if type(choices) is not list or len(choices) != 1 or chunk.get("usage"):
+            return None
+        choice = choices[0]
+        if type(choice) is not dict or choice.get("finish_reason") or choice.get("index", 0):
+            return None
+        delta = choice.get("delta")
+        if type(delta) is not dict:
+            return None
+        text = delta.get("content")
+        if type(text) is not str or not text:
+            return None
+        if len(delta) > 1:  # anything else it carries (reasoning, tool calls) must be empty
+            for key, value in delta.items():
+                if value and key != "content" and key != "role":
+                    return None
+        if not self._model_seen:
+            model = chunk.get("model")
+            if model and type(model) is str:
+                self.model = model
+                self._model_seen = True
+        return text
+
+    def text_delta(self, text: str, literal: bytes) -> bytes | None:
+        """The ``content_block_delta`` event's bytes for more ``text`` (not empty) in the open text
+        block, ``literal`` being its JSON string; None, and nothing done, when no text block is open.
+        State and bytes are as ``encode_events(feed(chunk))`` would leave and give."""
+        if self._open_kind != _TEXT or self._done:
+            return None
+        self._out_chars += len(text)
+        if self._tail_len:
+            self._tail = (self._tail + text)[-self._tail_len:]
+        index = self._open_index
+        if self.on_delta is not None:
+            self.on_delta(index, "text", text)
+        return _TEXT_DELTA % (index, literal)
 
     def finish(self) -> list[tuple[str, dict[str, Any]]]:
         """The upstream ended normally: close what is open, then message_delta and message_stop."""
