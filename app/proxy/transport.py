@@ -746,15 +746,11 @@ class HttptoolsTransport(httpx.AsyncBaseTransport):
                 f"Patchbay's upstream client speaks http and https, not {url.scheme!r}.", request=request)
         key = (scheme, url.raw_host, port)
         timeouts: dict[str, float | None] = request.extensions.get("timeout") or {}
-        head = _serialize_head(request)
+        head, close_after = _serialize_head(request)
         try:
             body: bytes | None = request.content
         except httpx.RequestNotRead:
             body = None
-        close_after = False
-        for k, v in request.headers.raw:
-            if k.lower() == b"connection" and v.lower() == b"close":
-                close_after = True
 
         attempts = 0
         while True:
@@ -811,13 +807,17 @@ class HttptoolsTransport(httpx.AsyncBaseTransport):
         await self.aclose()
 
 
-def _serialize_head(request: httpx.Request) -> bytes:
+def _serialize_head(request: httpx.Request) -> tuple[bytes, bool]:
+    """The request line and headers, and whether the request asks to close the connection after."""
     url = request.url
     parts = [request.method.encode("ascii"), b" ", url.raw_path, b" HTTP/1.1\r\n"]
-    has_host = False
+    has_host = close_after = False
     for k, v in request.headers.raw:
-        if not has_host and k.lower() == b"host":
+        lower = k.lower()
+        if lower == b"host":
             has_host = True
+        elif lower == b"connection" and v.lower() == b"close":
+            close_after = True
         if b"\n" in v or b"\r" in v or b"\n" in k or b"\r" in k or b":" in k:
             raise httpx.LocalProtocolError(
                 f"The header {k.decode('latin-1')!r} has a line break or colon where none may be; "
@@ -826,4 +826,4 @@ def _serialize_head(request: httpx.Request) -> bytes:
     if not has_host:
         parts += (b"Host: ", url.netloc, b"\r\n")
     parts.append(b"\r\n")
-    return b"".join(parts)
+    return b"".join(parts), close_after
