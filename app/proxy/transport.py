@@ -407,8 +407,10 @@ class _Connection(asyncio.Protocol):
         self.informational = False
         self.status = status
         te = cl = False
+        rows = []  # what httpx.Headers would hold, built in the loop that reads them anyway
         for name, value in self.headers:
             n = name.lower()
+            rows.append((name, n, value))
             if n == b"transfer-encoding":
                 te = value.lower().rstrip().endswith(_CHUNKED)
                 if not te:
@@ -423,7 +425,7 @@ class _Connection(asyncio.Protocol):
         if waiter is not None and not waiter.done():
             version = b"HTTP/1.0" if self.parser.get_http_version() == "1.0" else b"HTTP/1.1"
             waiter.set_result(httpx.Response(
-                status, headers=self.headers, stream=body,
+                status, headers=headers_of(rows), stream=body,
                 extensions={"http_version": version, "reason_phrase": self.reason.strip()},
             ))
         if self.no_body:  # HEAD: llhttp cannot be told to skip the body, so this connection ends here
@@ -827,3 +829,14 @@ def _serialize_head(request: httpx.Request) -> tuple[bytes, bool]:
         parts += (b"Host: ", url.netloc, b"\r\n")
     parts.append(b"\r\n")
     return b"".join(parts), close_after
+
+
+def headers_of(rows: list[tuple[bytes, bytes, bytes]]) -> httpx.Headers:
+    """``httpx.Headers`` holding ``rows`` (name as sent, name lowercased, value; all bytes) as they
+    are: what ``httpx.Headers([(name, value), ...])`` makes, without two calls a header. An
+    upstream answer's headers are built this way (an Anthropic answer has ~20), and the upstream
+    request's (app/proxy/upstream_request.py)."""
+    h = httpx.Headers.__new__(httpx.Headers)
+    h._list = rows
+    h._encoding = None
+    return h

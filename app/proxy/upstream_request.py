@@ -16,6 +16,8 @@ from typing import Any
 
 import httpx
 
+from app.proxy.transport import headers_of
+
 # header names whose presence changes what httpx adds itself (lowercase)
 _HTTPX_RULED = frozenset({"host", "content-length", "transfer-encoding"})
 
@@ -41,14 +43,12 @@ def post(target: Target, content: bytes, headers: dict[str, str], extensions: di
         key = k.encode("ascii")
         rows.append((key, key.lower(), v.encode("ascii")))
     rows.append((b"Content-Length", b"content-length", b"%d" % len(content)))
-    h = httpx.Headers.__new__(httpx.Headers)
-    h._list = rows
-    h._encoding = None
     req = httpx.Request.__new__(httpx.Request)
     req.method = "POST"
     req.url = target.url
-    req.headers = h
+    req.headers = headers_of(rows)
     req.extensions = dict(extensions)
     req.stream = httpx.ByteStream(content)
     req._content = content
     return req
+

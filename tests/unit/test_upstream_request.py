@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from app.proxy.transport import _serialize_head
+from app.proxy.transport import _serialize_head, headers_of
 from app.proxy.upstream_request import Target, post
 
 CASES = [
@@ -43,3 +43,15 @@ def test_a_header_that_is_not_ascii_is_refused_as_httpx_refuses_it() -> None:
         httpx.Request("POST", "http://h/p", content=b"x", headers={"x-name": "é"})
     with pytest.raises(UnicodeEncodeError):
         post(Target("http://h/p"), b"x", {"x-name": "é"}, {})
+
+
+def test_headers_of_is_the_headers_httpx_builds() -> None:
+    pairs = [(b"Content-Type", b"text/event-stream"), (b"Set-Cookie", b"a=1"), (b"set-cookie", b"b=2"),
+             (b"X-Name", "é".encode())]
+    ours = headers_of([(k, k.lower(), v) for k, v in pairs])
+    theirs = httpx.Headers(pairs)
+    assert ours.raw == theirs.raw and ours.multi_items() == theirs.multi_items()
+    assert ours.encoding == theirs.encoding == "utf-8"
+    assert ours.get("set-cookie") == theirs.get("set-cookie") == "a=1, b=2"
+    resp = httpx.Response(200, headers=ours)
+    assert resp.headers.get("content-type") == "text/event-stream"
