@@ -15,6 +15,7 @@ Pricing" (api-docs.deepseek.com/quick_start/pricing), OpenAI's model pages
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from app.config.model_ids import canonical_model
@@ -69,8 +70,10 @@ OUTPUT_LIMITS: dict[str, int] = {
 }
 
 
+@lru_cache(maxsize=1024)
 def output_limit(model: str) -> int | None:
-    """The model's known output limit, or None where the table does not know the model."""
+    """The model's known output limit, or None where the table does not know the model (kept per
+    model id: the table is fixed, and its lookup by canonical id is six regex passes a request)."""
     m = model.strip().lower()
     exact = OUTPUT_LIMITS.get(m)
     if exact is not None:

@@ -35,26 +35,24 @@ async def read_body(receive: Receive, headers: dict[bytes, bytes], limit: int, h
     """The whole body, within ``limit``; ``hold`` takes room for it (app/proxy/memory.py) before
     it is read: its content-length at once, else chunk by chunk."""
     cl = headers.get(b"content-length")
-    too_big = ApiError(
-        413, "request_too_large",
-        f"The request body is larger than Patchbay's limit of {limit // (1024 * 1024)} MB. Send less "
-        "(fewer or smaller images/documents), or raise max_body_mb in the [gateway] section.",
-    )
     if cl is not None:
         try:
             length = int(cl)
         except ValueError:
             raise ApiError(400, "invalid_request_error", "The Content-Length header is not a number.") from None
         if length > limit:
-            raise too_big
+            raise _too_big(limit)
         if hold is not None:
             await hold.take(length)
     chunks: list[bytes] = []
     size = 0
     while True:
         try:
-            async with asyncio.timeout(BODY_IDLE_TIMEOUT_S):
+            if _arrived(receive):  # no wait, no timer: the whole body of a small request is here
                 msg = await receive()
+            else:
+                async with asyncio.timeout(BODY_IDLE_TIMEOUT_S):
+                    msg = await receive()
         except TimeoutError:
             raise ApiError(
                 408, "invalid_request_error",
@@ -67,13 +65,28 @@ async def read_body(receive: Receive, headers: dict[bytes, bytes], limit: int, h
         if body:
             size += len(body)
             if size > limit:
-                raise too_big
+                raise _too_big(limit)
             if hold is not None and cl is None:
                 await hold.take(len(body))
             chunks.append(body)
         if not msg.get("more_body", False):
             break
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _too_big(limit: int) -> ApiError:
+    return ApiError(
+        413, "request_too_large",
+        f"The request body is larger than Patchbay's limit of {limit // (1024 * 1024)} MB. Send less "
+        "(fewer or smaller images/documents), or raise max_body_mb in the [gateway] section.",
+    )
+
+
+def _arrived(receive: Receive) -> bool:
+    """``receive`` is uvicorn's httptools one and has its next message already (its event is set):
+    it returns without waiting, so the idle timer around it would only cost the first byte."""
+    event = getattr(getattr(receive, "__self__", None), "message_event", None)
+    return type(event) is asyncio.Event and event.is_set()
 
 
 _HEADER_TEXT = re.compile(rb"^[\x20-\x7e\t]*$")

@@ -10,7 +10,7 @@ its support; an upstream error body forwarded as it came gets our id in its ``re
 
 from __future__ import annotations
 
-import uuid
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -23,7 +23,8 @@ UPSTREAM_HEADER = b"upstream-request-id"
 
 
 def new_id() -> str:
-    return "req_" + uuid.uuid4().hex[:24]
+    """``req_`` and 24 lowercase hex digits: 96 random bits (uuid4's first 24 digits held 92)."""
+    return "req_" + os.urandom(12).hex()
 
 
 def with_header(headers: list[tuple[bytes, bytes]], request_id: str) -> list[tuple[bytes, bytes]]:

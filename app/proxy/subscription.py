@@ -62,7 +62,8 @@ def _number(value: str | None) -> float | None:
 def parse_unified(headers: Mapping[str, str], backend: str, now: float | None = None) -> SubscriptionLimits | None:
     """The unified rate-limit state in an upstream's response headers (lower-case names, as
     httpx gives them), or None when it sent none of them (an API-key request, another provider)."""
-    if not any(k.lower().startswith(PREFIX) for k in headers):
+    # one search of all the names at once (C code), not a Python call per header (Anthropic sends ~20)
+    if "\n" + PREFIX not in "\n" + "\n".join(headers).lower():
         return None
 
     def text(name: str) -> str | None:

@@ -407,8 +407,10 @@ class _Connection(asyncio.Protocol):
         self.informational = False
         self.status = status
         te = cl = False
+        rows = []  # what httpx.Headers would hold, built in the loop that reads them anyway
         for name, value in self.headers:
             n = name.lower()
+            rows.append((name, n, value))
             if n == b"transfer-encoding":
                 te = value.lower().rstrip().endswith(_CHUNKED)
                 if not te:
@@ -423,7 +425,7 @@ class _Connection(asyncio.Protocol):
         if waiter is not None and not waiter.done():
             version = b"HTTP/1.0" if self.parser.get_http_version() == "1.0" else b"HTTP/1.1"
             waiter.set_result(httpx.Response(
-                status, headers=self.headers, stream=body,
+                status, headers=headers_of(rows), stream=body,
                 extensions={"http_version": version, "reason_phrase": self.reason.strip()},
             ))
         if self.no_body:  # HEAD: llhttp cannot be told to skip the body, so this connection ends here
@@ -749,15 +751,11 @@ class HttptoolsTransport(httpx.AsyncBaseTransport):
                 f"Patchbay's upstream client speaks http and https, not {url.scheme!r}.", request=request)
         key = (scheme, url.raw_host, port)
         timeouts: dict[str, float | None] = request.extensions.get("timeout") or {}
-        head = _serialize_head(request)
+        head, close_after = _serialize_head(request)
         try:
             body: bytes | None = request.content
         except httpx.RequestNotRead:
             body = None
-        close_after = False
-        for k, v in request.headers.raw:
-            if k.lower() == b"connection" and v.lower() == b"close":
-                close_after = True
 
         attempts = 0
         while True:
@@ -814,13 +812,17 @@ class HttptoolsTransport(httpx.AsyncBaseTransport):
         await self.aclose()
 
 
-def _serialize_head(request: httpx.Request) -> bytes:
+def _serialize_head(request: httpx.Request) -> tuple[bytes, bool]:
+    """The request line and headers, and whether the request asks to close the connection after."""
     url = request.url
     parts = [request.method.encode("ascii"), b" ", url.raw_path, b" HTTP/1.1\r\n"]
-    has_host = False
+    has_host = close_after = False
     for k, v in request.headers.raw:
-        if not has_host and k.lower() == b"host":
+        lower = k.lower()
+        if lower == b"host":
             has_host = True
+        elif lower == b"connection" and v.lower() == b"close":
+            close_after = True
         if b"\n" in v or b"\r" in v or b"\n" in k or b"\r" in k or b":" in k:
             raise httpx.LocalProtocolError(
                 f"The header {k.decode('latin-1')!r} has a line break or colon where none may be; "
@@ -829,4 +831,15 @@ def _serialize_head(request: httpx.Request) -> bytes:
     if not has_host:
         parts += (b"Host: ", url.netloc, b"\r\n")
     parts.append(b"\r\n")
-    return b"".join(parts)
+    return b"".join(parts), close_after
+
+
+def headers_of(rows: list[tuple[bytes, bytes, bytes]]) -> httpx.Headers:
+    """``httpx.Headers`` holding ``rows`` (name as sent, name lowercased, value; all bytes) as they
+    are: what ``httpx.Headers([(name, value), ...])`` makes, without two calls a header. An
+    upstream answer's headers are built this way (an Anthropic answer has ~20), and the upstream
+    request's (app/proxy/upstream_request.py)."""
+    h = httpx.Headers.__new__(httpx.Headers)
+    h._list = rows
+    h._encoding = None
+    return h

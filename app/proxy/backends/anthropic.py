@@ -9,6 +9,7 @@ reads a copy for usage, first-token time and the live view.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from functools import cached_property
 from typing import Any
 
 import httpx
@@ -154,6 +155,11 @@ class AnthropicTap:
 class AnthropicBackend(Backend):
     kind = "anthropic"
 
+    @cached_property
+    def family(self) -> str:
+        """Who signs this upstream's thinking (``signing_family``: a URL parse, so once)."""
+        return signing_family(self.config)
+
     def _headers(self, ex: Exchange, credential: str | None) -> dict[str, str]:
         inc = ex.incoming
         h = {
@@ -187,7 +193,7 @@ class AnthropicBackend(Backend):
 
     def _body(self, ex: Exchange) -> bytes:
         # thinking blocks this upstream did not sign would be refused (400 "Invalid signature")
-        body = for_anthropic_format(ex.incoming.body, signing_family(self.config))
+        body = for_anthropic_format(ex.incoming.body, self.family)
         limit = limit_for(self.config, ex.route.model)  # a model's known limit; a body within it stays as is
         mt = body.get("max_tokens")
         if body is ex.incoming.body and body.get("model") == ex.route.model and \
@@ -234,7 +240,7 @@ class AnthropicBackend(Backend):
             if opening is not None and ex.meter is not None:
                 await ex.start(*opening)
                 opening = None
-            tap = AnthropicTap(ex, signing_family(self.config))
+            tap = AnthropicTap(ex, self.family)
             try:
                 # the answer is complete at message_stop or an error: never wait for the upstream to close
                 chunks, last = await (relay(resp, ex, tap, opening)

@@ -13,7 +13,7 @@ import orjson
 from app.config import DEFAULT_MAX_CONNECTIONS, DEFAULT_TOKEN_TTL_S, BackendConfig, GatewaySettings
 from app.errors import ApiError
 from app.logs import scrub
-from app.proxy import stops
+from app.proxy import stops, upstream_request
 from app.proxy.answer_body import inflating, read_whole
 from app.proxy.credentials import CommandToken, TokenSource
 from app.proxy.exchange import JSON_HEADERS, Exchange
@@ -44,7 +44,7 @@ class Backend:
         self.tokens: TokenSource | None = self.token_source()
         timeout = httpx.Timeout(connect=15.0, read=gateway.upstream_timeout_s, write=60.0, pool=60.0)
         self._timeout = timeout.as_dict()
-        self._urls: dict[str, httpx.URL] = {}
+        self._urls: dict[str, upstream_request.Target] = {}
         cap = config.max_connections or DEFAULT_MAX_CONNECTIONS
         limits = httpx.Limits(max_connections=cap, max_keepalive_connections=min(cap, max(50, cap // 4)),
                               keepalive_expiry=60.0)
@@ -154,13 +154,12 @@ class Backend:
             await resp.aclose()
 
     def post(self, url: str, content: bytes, headers: dict[str, str]) -> httpx.Request:
-        """A POST to ``url``. The URL is parsed once per backend: httpx's URL parser costs
-        ~90 µs a request, a tenth of what the whole gateway adds to a request's first byte."""
-        parsed = self._urls.get(url)
-        if parsed is None:
-            parsed = self._urls[url] = httpx.URL(url)
-        return httpx.Request("POST", parsed, content=content, headers=headers,
-                             extensions={"timeout": self._timeout})
+        """A POST to ``url``. The URL is parsed once per backend (httpx's URL parser costs ~90 µs a
+        request) and the request built without httpx's per-request work (app/proxy/upstream_request.py)."""
+        target = self._urls.get(url)
+        if target is None:
+            target = self._urls[url] = upstream_request.Target(url)
+        return upstream_request.post(target, content, headers, {"timeout": self._timeout})
 
     async def open(self, request: httpx.Request) -> httpx.Response:
         """Send and return the streaming response, or raise a ApiError that says what failed."""
