@@ -17,7 +17,9 @@ byte, p50 (through the peer minus straight to the upstream, 50-chunk streams). R
 claude-code-router's median.
 
 claude-code-router 2.0.0 is installed under .cache/ccr with npm the first time (``--no-ccr`` to
-leave it out); LiteLLM joins when ``import litellm`` works in this interpreter.
+leave it out); LiteLLM joins when ``import litellm`` works in this interpreter. ``--floor`` adds
+bench/byte_pipe.py, a proxy that copies the upstream's bytes as they come: what one wake-up, one
+read and one write per chunk cost on this machine before any gateway work.
 """
 
 from __future__ import annotations
@@ -97,8 +99,10 @@ def _wait_port(port: int, proc: subprocess.Popen[Any], what: str, timeout: float
 class Peer:
     """A gateway process under test: where it listens, how to reach it, what CPU it used."""
 
-    def __init__(self, name: str, port: int, pid: int, headers: dict[str, str], stop: Callable[[], None]) -> None:
+    def __init__(self, name: str, port: int, pid: int, headers: dict[str, str], stop: Callable[[], None],
+                 openai: bool = False) -> None:
         self.name, self.port, self.pid, self.headers, self._stop = name, port, pid, headers, stop
+        self.openai = openai  # sent the upstream's own requests (the byte-copy floor), not Anthropic ones
 
     def cpu_s(self) -> float:
         return _tree_cpu_s(self.pid)
@@ -107,7 +111,8 @@ class Peer:
         self._stop()
 
 
-def _popen_peer(name: str, argv: list[str], env: dict[str, str], port: int, headers: dict[str, str]) -> Peer:
+def _popen_peer(name: str, argv: list[str], env: dict[str, str], port: int, headers: dict[str, str],
+                openai: bool = False) -> Peer:
     proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     _wait_port(port, proc, name)
@@ -119,7 +124,14 @@ def _popen_peer(name: str, argv: list[str], env: dict[str, str], port: int, head
                 proc.wait(10)
             except subprocess.TimeoutExpired:
                 proc.kill()
-    return Peer(name, port, proc.pid, headers, stop)
+    return Peer(name, port, proc.pid, headers, stop, openai)
+
+
+def start_floor(upstream_port: int) -> Peer:
+    """bench/byte_pipe.py: a byte copy of the upstream's own stream, what a wake-up costs before any work."""
+    port = _free_port()
+    return _popen_peer("byte copy (floor)", [sys.executable, str(REPO / "bench" / "byte_pipe.py"), str(port),
+                                             str(upstream_port)], dict(os.environ), port, {}, openai=True)
 
 
 def start_patchbay(name: str, repo: Path, upstream_port: int, home: Path) -> Peer:
@@ -215,7 +227,11 @@ async def one_round(peers: list[Peer], up: Upstream, quick: bool, blocks: int,
                 d = await _run_load(up.port, openai_request(up.port, True), n, 1, b"[DONE]", warm)
                 direct_ttfb += d.ttfb
             for p in peers:
-                if load == "cc":
+                if load == "cc" and p.openai:
+                    continue  # the floor has no Claude Code-sized counterpart: it translates nothing
+                if p.openai:
+                    req, tail = openai_request(p.port, True), b"[DONE]"
+                elif load == "cc":
                     req, tail = claude_code_sized(p.port, p.headers), b"}"
                 else:
                     req, tail = _with_headers(anthropic_request(p.port, True, None), p.headers), b"message_stop"
@@ -263,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--base", type=Path, action="append", default=[],
                     help="another Patchbay checkout to run beside this one (repeatable), e.g. /tmp/pb-base")
     ap.add_argument("--no-ccr", action="store_true", help="leave claude-code-router out")
+    ap.add_argument("--floor", action="store_true", help="add a byte-copy proxy (bench/byte_pipe.py): the wake-up floor")
     ap.add_argument("--rows", default="stream,paced,cc",
                     help="which loads to run, comma-separated (stream also gives the first-byte row)")
     ap.add_argument("--json", type=Path, help="also write the per-round figures to this JSON file")
@@ -280,6 +297,8 @@ def main(argv: list[str] | None = None) -> int:
             cli = None if args.no_ccr else ensure_ccr()
             if cli:
                 peers.append(start_ccr(cli, up.port, home))
+            if args.floor:
+                peers.append(start_floor(up.port))
             lite = start_litellm(up.port, home)
             if lite:
                 peers.append(lite)
