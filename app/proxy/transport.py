@@ -838,8 +838,29 @@ def headers_of(rows: list[tuple[bytes, bytes, bytes]]) -> httpx.Headers:
     """``httpx.Headers`` holding ``rows`` (name as sent, name lowercased, value; all bytes) as they
     are: what ``httpx.Headers([(name, value), ...])`` makes, without two calls a header. An
     upstream answer's headers are built this way (an Anthropic answer has ~20), and the upstream
-    request's (app/proxy/upstream_request.py)."""
+    request's (app/proxy/upstream_request.py). It fills httpx's private fields, so it does so only
+    where a check at import found the installed httpx laid out as expected; else httpx's constructor."""
+    if not FAST_HEADERS:
+        return httpx.Headers([(name, value) for name, _, value in rows])
+    return _filled(rows)
+
+
+def _filled(rows: list[tuple[bytes, bytes, bytes]]) -> httpx.Headers:
     h = httpx.Headers.__new__(httpx.Headers)
     h._list = rows
     h._encoding = None
     return h
+
+
+def _filled_headers_hold() -> bool:
+    """``_filled`` gives what the installed httpx's constructor gives."""
+    pairs = [(b"Content-Type", b"text/plain"), (b"Set-Cookie", b"a=1"), (b"set-cookie", b"b=2")]
+    try:
+        ours, real = _filled([(k, k.lower(), v) for k, v in pairs]), httpx.Headers(pairs)
+        return bool(ours.raw == real.raw and ours.multi_items() == real.multi_items() and ours == real
+                    and ours.encoding == real.encoding and ours.get("set-cookie") == real.get("set-cookie"))
+    except Exception:  # another httpx: its own constructor, always right
+        return False
+
+
+FAST_HEADERS = _filled_headers_hold()

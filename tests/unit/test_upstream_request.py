@@ -55,3 +55,21 @@ def test_headers_of_is_the_headers_httpx_builds() -> None:
     assert ours.get("set-cookie") == theirs.get("set-cookie") == "a=1, b=2"
     resp = httpx.Response(200, headers=ours)
     assert resp.headers.get("content-type") == "text/event-stream"
+
+
+def test_the_installed_httpx_passes_the_layout_checks_and_a_failed_check_means_httpx_itself(monkeypatch) -> None:
+    """The short builds fill httpx's private fields; a check at import decides whether they may. With
+    the httpx this project installs it passes (the tests above then compare the short builds), and
+    where it would not, ``post`` and ``headers_of`` are httpx's own constructors."""
+    from app.proxy import transport, upstream_request
+
+    assert transport.FAST_HEADERS and upstream_request.FAST_REQUEST
+    monkeypatch.setattr(transport, "FAST_HEADERS", False)
+    monkeypatch.setattr(upstream_request, "FAST_REQUEST", False)
+    url, headers = CASES[0]
+    ours = post(Target(url), b'{"a":1}', headers, {})
+    theirs = httpx.Request("POST", url, content=b'{"a":1}', headers=headers)
+    assert ours.headers.raw == theirs.headers.raw and ours.content == theirs.content
+    assert _serialize_head(ours) == _serialize_head(theirs)
+    rows = [(b"X-A", b"x-a", b"1")]
+    assert headers_of(rows).raw == httpx.Headers([(b"X-A", b"1")]).raw
