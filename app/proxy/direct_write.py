@@ -38,14 +38,10 @@ class DirectWriter:
         return c.chunked_encoding is True and not c.flow.write_paused and not c.disconnected and \
             not c.response_complete
 
-    def send(self, data: bytes) -> bool:
-        """One chunk of the answer's body, written now if ``ready`` (checked here: one call
-        where a pushed stream has one per read); False, and nothing written, if not."""
-        c = self._cycle
-        if c.chunked_encoding is not True or c.flow.write_paused or c.disconnected or c.response_complete:
-            return False
-        c.transport.write(b"%x\r\n%s\r\n" % (len(data), data))
-        return True
+    def write(self, data: bytes) -> None:
+        """One chunk of the answer's body (only after ``ready`` said yes)."""
+        self._cycle.transport.write(b"%x\r\n%s\r\n" % (len(data), data))
+
 
     @contextmanager
     def held_head(self) -> Iterator[None]:

@@ -222,24 +222,20 @@ class Exchange:
     def can_write_now(self) -> bool:
         """``write_now`` would write (no budget meter to ask, the client keeps up)."""
         direct = self._direct
-        return direct is not None and self.meter is None and self.on_done is None and direct.ready()
+        return direct is not None and self.meter is None and direct.ready()
 
     def write_now(self, data: bytes) -> bool:
-        """``write`` without awaiting, from a protocol callback (app/proxy/relay.py), of bytes that
-        are not empty: True when they went out; False when they must go through ``write`` (a
-        budget's meter asks first or its hook runs, the client reads slowly or left, the server is
-        not uvicorn's httptools one). Called for every read of a pushed stream, so it does
-        ``_outgoing``'s work itself, after the write and only if it happened (no call to spare)."""
+        """``write`` without awaiting, from a protocol callback (app/proxy/relay.py): True when
+        the bytes went out; False when they must go through ``write`` (a budget's meter asks
+        first, the client reads slowly or left, the server is not uvicorn's httptools one)."""
         direct = self._direct
-        if direct is None or self.meter is not None or self.on_done is not None:
+        if direct is None or self.meter is not None or not direct.ready():
             return False
-        if b"event: error" in data:  # an upstream's error event may quote a key it was sent
-            data = scrub(data, _client_secrets(self.incoming))
-        if not direct.send(data):
-            return False
-        self.last_write = time.perf_counter()
-        if self.captured is not None:
-            self.captured.append(data)
+        if data:
+            data = self._outgoing(data)
+            if self.on_done is not None and self.stop_reason is not None:
+                self._done()
+            direct.write(data)
         return True
 
     async def write(self, data: bytes) -> None:

@@ -437,10 +437,7 @@ class _Connection(asyncio.Protocol):
     def on_body(self, data: bytes) -> None:
         body = self.body
         if body is not None:
-            if body.sink is not None:  # pushed: ``data_received`` hands the read over once it is parsed
-                body._chunks.append(data)  # (``feed``'s flow control has nothing to hold: one call less a read)
-            else:
-                body.feed(data)
+            body.feed(data)
 
     def on_message_complete(self) -> None:
         if self.informational:
