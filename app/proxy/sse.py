@@ -28,23 +28,21 @@ class SSEParser:
     lines are ignored. ``data_bytes`` joins several ``data:`` lines with b"\\n".
     """
 
-    __slots__ = ("_buf", "_cr", "idle")
+    __slots__ = ("_buf", "_cr")
 
     def __init__(self) -> None:
         self._buf = b""
         self._cr = False  # the last chunk ended in "\r": its "\n" may come next
-        self.idle = True  # nothing is held from earlier reads: the next read starts a fresh event
+
+    @property
+    def idle(self) -> bool:
+        """Nothing is held from earlier reads: the next read starts a fresh event."""
+        return not self._buf and not self._cr
 
     def feed(self, chunk: bytes) -> list[tuple[bytes, bytes]]:
-        if self.idle and chunk[-2:] == b"\n\n" and b"\r" not in chunk:
+        if not self._buf and not self._cr and chunk[-2:] == b"\n\n" and b"\r" not in chunk:
             # the usual read: whole events and nothing more (the parse below, without its copies)
             return _events(chunk[:-2].split(b"\n\n"))
-        try:
-            return self._feed(chunk)
-        finally:
-            self.idle = not self._buf and not self._cr
-
-    def _feed(self, chunk: bytes) -> list[tuple[bytes, bytes]]:
         if self._cr:
             self._cr = False
             chunk = b"\r" + chunk

@@ -190,10 +190,7 @@ class OpenAIStreamTranslator:
             out.extend(self.fail(err_type, message))
             return
         if not self._model_seen:
-            model = chunk.get("model")
-            if model and type(model) is str:
-                self.model = model
-                self._model_seen = True
+            self._note_model(chunk)
         usage = chunk.get("usage")
         if usage and type(usage) is dict:
             self._usage = usage_from_openai(usage, fallback_input=self._input_estimate)
@@ -260,10 +257,7 @@ class OpenAIStreamTranslator:
                 if value and key != "content" and key != "role":
                     return None
         if not self._model_seen:
-            model = chunk.get("model")
-            if model and type(model) is str:
-                self.model = model
-                self._model_seen = True
+            self._note_model(chunk)
         return text
 
     def text_delta(self, text: str, literal: bytes) -> bytes | None:
@@ -272,13 +266,14 @@ class OpenAIStreamTranslator:
         State and bytes are as ``encode_events(feed(chunk))`` would leave and give."""
         if self._open_kind != _TEXT or self._done:
             return None
-        self._out_chars += len(text)
-        if self._tail_len:
-            self._tail = (self._tail + text)[-self._tail_len:]
-        index = self._open_index
-        if self.on_delta is not None:
-            self.on_delta(index, "text", text)
-        return _TEXT_DELTA % (index, literal)
+        return _TEXT_DELTA % (self._took_text(text), literal)
+
+    def _note_model(self, chunk: dict[str, Any]) -> None:
+        """The upstream's model, from the first chunk that names it."""
+        model = chunk.get("model")
+        if model and type(model) is str:
+            self.model = model
+            self._model_seen = True
 
     def finish(self) -> list[tuple[str, dict[str, Any]]]:
         """The upstream ended normally: close what is open, then message_delta and message_stop."""
@@ -345,18 +340,23 @@ class OpenAIStreamTranslator:
                 self._held_space = ""
             self._open_block(_TEXT, {"type": "text", "text": ""}, out)
             self.first_content_seen = True
-        self._out_chars += len(text)
-        if self._tail_len:
-            self._tail = (self._tail + text)[-self._tail_len:]
-        index = self._open_index
+        index = self._took_text(text)
         out.append(
             (
                 "content_block_delta",
                 {"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": text}},
             )
         )
+
+    def _took_text(self, text: str) -> int:
+        """More text in the open text block: counted, kept for the stop sequences, shown live; its index."""
+        self._out_chars += len(text)
+        if self._tail_len:
+            self._tail = (self._tail + text)[-self._tail_len:]
+        index = self._open_index
         if self.on_delta is not None:
             self.on_delta(index, "text", text)
+        return index
 
     def _reasoning(self, text: str, out: list[tuple[str, dict[str, Any]]]) -> None:
         if self._open_kind != _THINKING:
