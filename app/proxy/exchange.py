@@ -106,7 +106,7 @@ class Exchange:
         "started", "finished", "status", "error_type", "error_message", "ttft", "stop_reason",
         "served_model", "input_tokens", "output_tokens", "cache_creation", "cache_read", "cache_1h",
         "last_write", "captured", "client_gone", "attempts", "hold_open_until", "interrupted", "extra_headers",
-        "on_done", "plan", "output", "usage_final", "meter", "_direct",
+        "on_done", "plan", "output", "usage_final", "meter", "direct",
     )
 
     def __init__(self, request_id: str, route: Route, incoming: Incoming, stream: bool, send: Send,
@@ -157,7 +157,7 @@ class Exchange:
         # budget admission's check before each write of a stream (app/budgets/hold_meter.py): None
         # to go on, or the sentence the stream stops with
         self.meter: Callable[[Exchange], Awaitable[str | None]] | None = None
-        self._direct = direct_writer(send)  # write_now's way to the client, where the server allows
+        self.direct = direct_writer(send)  # write_now's way to the client, where the server allows
 
     @property
     def counts_deltas(self) -> bool:
@@ -201,7 +201,7 @@ class Exchange:
     async def open_with(self, status: int, headers: list[tuple[bytes, bytes]], data: bytes) -> None:
         """``start``, then ``write(data)``, in one write to the client where the server allows
         (app/proxy/direct_write.py): the first bytes of the answer reach it a write sooner."""
-        direct = self._direct
+        direct = self.direct
         if direct is None or self.started:
             if not self.started:
                 await self.start(status, headers)
@@ -221,14 +221,14 @@ class Exchange:
 
     def can_write_now(self) -> bool:
         """``write_now`` would write (no budget meter to ask, the client keeps up)."""
-        direct = self._direct
+        direct = self.direct
         return direct is not None and self.meter is None and direct.ready()
 
     def write_now(self, data: bytes) -> bool:
         """``write`` without awaiting, from a protocol callback (app/proxy/relay.py): True when
         the bytes went out; False when they must go through ``write`` (a budget's meter asks
         first, the client reads slowly or left, the server is not uvicorn's httptools one)."""
-        direct = self._direct
+        direct = self.direct
         if direct is None or self.meter is not None or not direct.ready():
             return False
         if data:

@@ -17,7 +17,8 @@ would raise them.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from typing import NamedTuple, Protocol
 
 import httpx
@@ -36,6 +37,12 @@ class Handler(Protocol):
     def __call__(self, chunk: bytes, /) -> bytes: ...
 
 
+# A handler's short way for a read that is one whole event of its commonest kind (a paced
+# stream's text chunk): that read's bytes for the client, the handler moved on as ``__call__``
+# would; or None, nothing read. ``OpenAIStreamReader.by_skeleton`` is one.
+Short = Callable[[bytes], bytes | None]
+
+
 class Relayed(NamedTuple):
     chunks: AsyncIterator[bytes]  # what is left of the body, for draining (``backends.base.drain``)
     last: bytes  # the answer's last bytes, not yet written: the caller ends the stream with them
@@ -44,15 +51,18 @@ class Relayed(NamedTuple):
 class _Pushed:
     """The sink a body calls from ``data_received`` (never raises: what goes wrong waits for the task)."""
 
-    __slots__ = ("ex", "handle", "held", "error")
+    __slots__ = ("ex", "handle", "held", "error", "short")
 
-    def __init__(self, ex: Exchange, handle: Handler) -> None:
+    def __init__(self, ex: Exchange, handle: Handler, short: Short | None = None) -> None:
         self.ex = ex
         self.handle = handle
         self.held = b""  # translated, not yet written: the task writes it (or ends the answer with it)
         self.error: Exception | None = None
+        self.short = short
 
     def __call__(self, chunk: bytes) -> bool:
+        if self.error is not None:  # the lane failed on this read: the task raises it
+            return False
         try:
             handle = self.handle
             out = handle(chunk)
@@ -67,12 +77,40 @@ class _Pushed:
             self.error = exc
             return False
 
+    def lane(self, piece: bytes) -> bool:
+        """The body's ``whole`` (``_Body.pump``): a read that is one piece, written to the client
+        here when ``short`` reads it and the client can take it now; False, nothing read or
+        written, for the usual way (``__call__``). For that piece this is ``handle`` and then
+        ``Exchange.write_now`` in one call, its checks made before ``short`` moves the reader on."""
+        ex = self.ex
+        direct = ex.direct
+        short = self.short
+        if short is None or direct is None or ex.meter is not None or ex.stop_reason is not None or \
+                b"event: error" in piece:
+            return False  # a meter to ask, the answer's end to note, an error event to scrub
+        if not direct.ready():
+            return False
+        try:
+            out = short(piece)
+        except Exception as exc:  # as in __call__: raised in the task, which the queued piece wakes
+            self.error = exc
+            return False
+        if out is None:
+            return False
+        ex.last_write = time.perf_counter()  # as Exchange._outgoing (no error event: see above)
+        if ex.captured is not None:
+            ex.captured.append(out)
+        direct.write(out)
+        return True
+
 
 async def relay(resp: httpx.Response, ex: Exchange, handle: Handler,
-                opening: tuple[int, list[tuple[bytes, bytes]]] | None = None) -> Relayed:
+                opening: tuple[int, list[tuple[bytes, bytes]]] | None = None, short: Short | None = None) -> Relayed:
     """Forward ``resp``'s body through ``handle`` until ``handle.complete`` or its end; the bytes of the read
     that completed the answer come back unwritten (``Relayed.last``). ``opening``: the answer's
-    status and headers, when it is not started yet: sent with the first read if it is already here."""
+    status and headers, when it is not started yet: sent with the first read if it is already here.
+    ``short``: ``handle``'s short way for a read that is one event (see ``Short``), tried first
+    on such reads while pushing."""
     body = stream_of(resp)
     if body is None:  # not this transport's body: pulled, as httpx gives it
         if opening is not None and not ex.started:
@@ -96,7 +134,8 @@ async def relay(resp: httpx.Response, ex: Exchange, handle: Handler,
         await ex.open_with(opening[0], opening[1], first)  # the head and the first events: one write
         if handle.complete:
             return Relayed(body.__aiter__(), b"")
-    sink = _Pushed(ex, handle)
+    sink = _Pushed(ex, handle, short)
+    lane = sink.lane if short is not None and ex.direct is not None else None
     while True:
         data = body.take()  # what came while the task had it (raises a broken body's error)
         if data:
@@ -109,7 +148,7 @@ async def relay(resp: httpx.Response, ex: Exchange, handle: Handler,
         if body.ended:
             return Relayed(body.__aiter__(), b"")
         if ex.can_write_now():
-            await body.pump(sink)
+            await body.pump(sink, lane)
             if sink.error is not None:
                 error, sink.error = sink.error, None
                 raise error

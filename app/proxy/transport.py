@@ -39,6 +39,9 @@ import httpx
 __all__ = ["HttptoolsTransport", "env_proxy_for", "raw_chunks", "stream_of"]
 
 _HIGH_WATER = 1 << 20  # unread body bytes that pause reading from the socket
+# the most bytes of a read around a body piece that is all it brought: a chunk's size line (up to
+# 8 hex digits) and its two CRLFs, with room for the last chunk's "0\r\n\r\n" in the same read
+_CHUNK_FRAMING = 17
 _DEFAULT_PORTS = {b"http": 80, b"https": 443}
 _CHUNKED = b"chunked"
 
@@ -80,7 +83,7 @@ class _Body(httpx.AsyncByteStream):
     """A response body fed by the connection's parser callbacks and read by one consumer."""
 
     __slots__ = ("_conn", "_chunks", "_size", "_done", "_error", "_waiter", "_timeout", "_request",
-                 "_paused", "_loop", "_timer", "_deadline", "sink")
+                 "_paused", "_loop", "_timer", "_deadline", "sink", "whole")
 
     def __init__(self, conn: _Connection, timeout: float | None, request: httpx.Request) -> None:
         self._conn: _Connection | None = conn
@@ -99,6 +102,8 @@ class _Body(httpx.AsyncByteStream):
         self._deadline = 0.0
         # while ``pump`` runs: called from data_received with what each read brought (see pump)
         self.sink: Callable[[bytes], bool] | None = None
+        # while ``pump`` runs, when given: offered a read's body first, from on_body (see pump)
+        self.whole: Callable[[bytes], bool] | None = None
 
     # ---- producer side (called from the protocol)
 
@@ -128,7 +133,7 @@ class _Body(httpx.AsyncByteStream):
         if self._timeout is not None:
             self._deadline = self._loop.time() + self._timeout
         if not sink(data):  # the sink wants its task: reading goes on into the queue
-            self.sink = None
+            self.sink = self.whole = None
             w = self._waiter
             if w is not None and not w.done():
                 w.set_result(None)
@@ -187,21 +192,28 @@ class _Body(httpx.AsyncByteStream):
             self._abandon()
             raise
 
-    async def pump(self, sink: Callable[[bytes], bool]) -> None:
+    async def pump(self, sink: Callable[[bytes], bool], whole: Callable[[bytes], bool] | None = None) -> None:
         """Hand what each read brings to ``sink`` straight from the connection's ``data_received``,
         with no task woken per read, until ``sink`` answers False (it needs its task: the
         read is its to finish), the body ends or fails, or the read timeout passes
-        (``httpx.ReadTimeout``). Returns at once when something waits to be ``take``n."""
+        (``httpx.ReadTimeout``). Returns at once when something waits to be ``take``n.
+
+        ``whole``, when given, is offered a read first when the read brought one piece of the body
+        and nothing else (one HTTP chunk, only its framing around it) and nothing is queued: True
+        when it took the piece (it went to the client: nothing is queued, ``sink`` never sees it),
+        False when it left it, untouched, for the queue and ``sink``. A paced stream's reads are
+        such pieces; the parser's callback hands them over with no list, join or flush between."""
         if self._chunks or self._done:
             return
         self.sink = sink
+        self.whole = whole
         try:
             await self._wait()
         except BaseException:
             self._abandon()
             raise
         finally:
-            self.sink = None
+            self.sink = self.whole = None
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         try:
@@ -312,6 +324,7 @@ class _Connection(asyncio.Protocol):
         self.idle_since = 0.0
         self.active = False  # an exchange is in progress
         self.reading_paused = False
+        self.read_size = 0  # of the read being parsed (on_body: is a piece all it brought?)
         self._write_paused = False
         self._drain: asyncio.Future[None] | None = None
         self._reset_exchange()
@@ -340,6 +353,7 @@ class _Connection(asyncio.Protocol):
             self.abort()
             return
         self.got_bytes = True
+        self.read_size = len(data)
         try:
             self.parser.feed_data(data)
             body = self.body
@@ -436,8 +450,15 @@ class _Connection(asyncio.Protocol):
 
     def on_body(self, data: bytes) -> None:
         body = self.body
-        if body is not None:
-            body.feed(data)
+        if body is None:
+            return
+        whole = body.whole
+        # a piece that is all this read brought but for its chunk framing, nothing queued before it
+        if whole is not None and self.read_size - len(data) <= _CHUNK_FRAMING and not body._chunks and whole(data):
+            if body._timeout is not None:  # taken: the read timeout counts from now, as flush would
+                body._deadline = self.loop.time() + body._timeout
+            return
+        body.feed(data)
 
     def on_message_complete(self) -> None:
         if self.informational:

@@ -35,9 +35,9 @@ def waits(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     monkeypatch.setattr(transport._Body, "_wait", counted_wait)
     real_pump = getattr(transport._Body, "pump", None)
     if real_pump is not None:
-        async def counted_pump(self: Any, sink: Any) -> None:
+        async def counted_pump(self: Any, sink: Any, whole: Any = None) -> None:
             counts["pump"] += 1
-            await real_pump(self, sink)
+            await real_pump(self, sink, whole)
 
         monkeypatch.setattr(transport._Body, "pump", counted_pump)
     return counts

@@ -101,3 +101,51 @@ def test_the_read_timeout_holds_while_pumping(run: Runner, up: FakeUpstream) -> 
 
     run(go)
     assert up.connections == 2  # the timed-out connection is never reused
+
+
+def test_whole_is_offered_each_read_that_is_one_piece_and_what_it_leaves_goes_to_the_sink(
+        run: Runner, up: FakeUpstream) -> None:  # noqa: F811
+    """The body's ``whole``: offered a read's piece only when the read brought that piece and
+    nothing else and nothing waits in the queue; what it takes never reaches the sink, what it
+    leaves does, and together they are the body, in order. The read timeout counts from each
+    piece it takes."""
+    up.enqueue(OpenAIStream(CHUNKS, delay_s=0.004))  # a read per chunk, 0.17 s in all
+    up.enqueue(OpenAIStream(CHUNKS, split="one"))  # all in one read, with the end of the body
+    frames = {OpenAIStream.frame(c) for c in CHUNKS} | {b"data: [DONE]\n\n"}
+    order: list[tuple[str, bytes]] = []
+    offers = 0
+
+    def whole(piece: bytes) -> bool:
+        nonlocal offers
+        offers += 1
+        if offers in (2, 5):  # these two left for the sink
+            order.append(("left", piece))
+            return False
+        order.append(("whole", piece))
+        return True
+
+    def sink(data: bytes) -> bool:
+        order.append(("sink", data))
+        return True
+
+    async def go(read_s: float) -> None:
+        async with client(timeout=httpx.Timeout(5.0, read=read_s)) as c:
+            async with c.stream("POST", up.url + URL, content=b"{}") as r:
+                body = stream_of(r)
+                assert body is not None
+                while not body.ended:
+                    order.append(("take", body.take()))
+                    await body.pump(sink, whole)
+
+    run(lambda: go(0.05))  # taken pieces for longer than the read timeout: no timeout
+    assert b"".join(d for how, d in order if how != "left") == BODY
+    assert sum(how == "whole" for how, _ in order) > len(CHUNKS) // 2
+    assert all(d in frames for how, d in order if how in ("whole", "left"))  # one whole piece each
+    assert [how for how, _ in order].count("left") == 2
+    for i, (how, d) in enumerate(order):  # a piece left is the sink's very next read
+        if how == "left":
+            assert order[i + 1] == ("sink", d)
+    order.clear()
+    run(lambda: go(5.0))
+    assert not any(how in ("whole", "left") for how, _ in order)  # many chunks in one read: the sink's
+    assert b"".join(d for _, d in order) == BODY

@@ -89,7 +89,7 @@ class OpenAIBackend(Backend):
             reader = OpenAIStreamReader(tr, ex.first_token)
             try:
                 # the answer is complete at [DONE] or the translator's end: never wait for the upstream to close
-                chunks, last = await relay(resp, ex, reader)
+                chunks, last = await relay(resp, ex, reader, short=reader.by_skeleton)
             except asyncio.CancelledError:  # the client left: keep what is known of the usage so far
                 self._finish_from(ex, tr)
                 raise

@@ -78,18 +78,9 @@ class OpenAIStreamReader:
     def _plain(self, event: bytes) -> bytes | None:
         """A whole event's bytes for the client when it is a plain text chunk (the short ways),
         else None, nothing read."""
-        skeleton = self.skeleton
-        if skeleton is not None and event.startswith(skeleton[0]) and event.endswith(skeleton[1]):
-            # the last plain text chunk's bytes around a new text: the same chunk but for its text
-            literal = event[skeleton[2]:skeleton[3]]
-            try:
-                text = orjson.loads(literal)
-            except orjson.JSONDecodeError:
-                text = None
-            if type(text) is str and text:
-                out = self.tr.text_delta(text, literal)
-                if out is not None:
-                    return out
+        out = self.by_skeleton(event)
+        if out is not None:
+            return out
         if event[:7] == b"data: {" and event[-3:] == b"}\n\n":
             try:
                 text = self.tr.plain_text(orjson.loads(event[6:-2]))
@@ -100,6 +91,24 @@ class OpenAIStreamReader:
                 self.skeleton = _skeleton(event, literal)
                 return self.tr.text_delta(text, literal)
         return None
+
+    def by_skeleton(self, event: bytes) -> bytes | None:
+        """A read that is the last plain text chunk's bytes around a new text (the short way by
+        skeleton): its bytes for the client, the translator moved on; else None, nothing read.
+        Between the skeleton's two parts there must be exactly one JSON string, which holds no raw
+        line break: so the read is one whole event, as a short way needs."""
+        skeleton = self.skeleton
+        if skeleton is None or not event.startswith(skeleton[0]) or not event.endswith(skeleton[1]) or \
+                not self.parser.idle:
+            return None
+        literal = event[skeleton[2]:skeleton[3]]
+        try:
+            text = orjson.loads(literal)
+        except orjson.JSONDecodeError:
+            return None
+        if type(text) is not str or not text:
+            return None
+        return self.tr.text_delta(text, literal)
 
     def _read(self, chunk: bytes) -> bytes:
         tr = self.tr
