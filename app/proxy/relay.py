@@ -24,7 +24,7 @@ from typing import NamedTuple, Protocol
 import httpx
 
 from app.proxy.exchange import Exchange
-from app.proxy.transport import raw_chunks, stream_of
+from app.proxy.upstream_body import raw_chunks, stream_of
 
 
 class Handler(Protocol):
@@ -78,7 +78,7 @@ class _Pushed:
             return False
 
     def lane(self, piece: bytes) -> bool:
-        """The body's ``whole`` (``_Body.pump``): a read that is one piece, written to the client
+        """The body's ``whole`` (``UpstreamBody.pump``): a read that is one piece, written to the client
         here when ``short`` reads it and the client can take it now; False, nothing read or
         written, for the usual way (``__call__``). For that piece this is ``handle`` and then
         ``Exchange.write_now`` in one call, its checks made before ``short`` moves the reader on."""

@@ -20,25 +20,24 @@ Rules it keeps:
 - a request that fails on a reused connection before any byte of answer came back (the server
   closed an idle connection as we sent) is sent once more on a fresh connection, as browsers
   and Go's client do;
-- reading pauses when more than ``_HIGH_WATER`` bytes of body wait unread, and resumes when the
-  reader takes them.
+- reading pauses when more than ``upstream_body.HIGH_WATER`` bytes of body wait unread, and
+  resumes when the reader takes them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ssl
-from collections import deque
-from collections.abc import AsyncIterator, Callable
 from types import TracebackType
-from typing import Any
 
 import httptools
 import httpx
 
-__all__ = ["HttptoolsTransport", "env_proxy_for", "raw_chunks", "stream_of"]
+from app.proxy.upstream_body import TIMED_OUT, UpstreamBody, expire
+from app.proxy.upstream_pool import Pool
 
-_HIGH_WATER = 1 << 20  # unread body bytes that pause reading from the socket
+__all__ = ["HttptoolsTransport", "env_proxy_for", "headers_of"]
+
 # the most bytes of a read around a body piece that is all it brought: a chunk's size line (up to
 # 8 hex digits) and its two CRLFs, with room for the last chunk's "0\r\n\r\n" in the same read
 _CHUNK_FRAMING = 17
@@ -76,243 +75,13 @@ class _Retry(Exception):
     """The server closed a reused connection before answering: safe to send again."""
 
 
-# --------------------------------------------------------------------------- the body stream
-
-
-class _Body(httpx.AsyncByteStream):
-    """A response body fed by the connection's parser callbacks and read by one consumer."""
-
-    __slots__ = ("_conn", "_chunks", "_size", "_done", "_error", "_waiter", "_timeout", "_request",
-                 "_paused", "_loop", "_timer", "_deadline", "sink", "whole")
-
-    def __init__(self, conn: _Connection, timeout: float | None, request: httpx.Request) -> None:
-        self._conn: _Connection | None = conn
-        self._chunks: list[bytes] = []
-        self._size = 0
-        self._done = False
-        self._error: BaseException | None = None
-        self._waiter: asyncio.Future[None] | None = None
-        self._timeout = timeout
-        self._request = request
-        self._paused = False
-        self._loop = conn.loop
-        # the read timeout: one timer per body, re-armed only when it fires early (not a timer
-        # made and cancelled per chunk: a paced stream pays that on every wake-up)
-        self._timer: asyncio.TimerHandle | None = None
-        self._deadline = 0.0
-        # while ``pump`` runs: called from data_received with what each read brought (see pump)
-        self.sink: Callable[[bytes], bool] | None = None
-        # while ``pump`` runs, when given: offered a read's body first, from on_body (see pump)
-        self.whole: Callable[[bytes], bool] | None = None
-
-    # ---- producer side (called from the protocol)
-
-    def feed(self, data: bytes) -> None:
-        self._chunks.append(data)
-        self._size += len(data)
-        if self._size > _HIGH_WATER and not self._paused and self._conn is not None:
-            self._paused = True
-            self._conn.pause_reading()
-        w = self._waiter
-        if w is not None and self.sink is None and not w.done():
-            w.set_result(None)
-
-    def flush(self) -> None:
-        """The end of a read (or of the body) while ``pump`` runs: what it brought, to the sink."""
-        chunks = self._chunks
-        sink = self.sink
-        if not chunks or sink is None:
-            return
-        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        self._chunks = []
-        self._size = 0
-        if self._paused:
-            self._paused = False
-            if self._conn is not None:
-                self._conn.resume_reading()
-        if self._timeout is not None:
-            self._deadline = self._loop.time() + self._timeout
-        if not sink(data):  # the sink wants its task: reading goes on into the queue
-            self.sink = self.whole = None
-            w = self._waiter
-            if w is not None and not w.done():
-                w.set_result(None)
-
-    def finish(self) -> None:
-        self.flush()
-        self._done = True
-        self._stop_timer()
-        self._conn = None  # the connection is released; nothing here may touch it again
-        w = self._waiter
-        if w is not None and not w.done():
-            w.set_result(None)
-
-    def fail(self, exc: BaseException) -> None:
-        if self._done:
-            return
-        self._done = True
-        self._error = exc
-        self._conn = None
-        self._stop_timer()
-        w = self._waiter
-        if w is not None and not w.done():
-            w.set_result(None)
-
-    # ---- consumer side
-
-    def take(self) -> bytes:
-        """What has arrived and not been read yet (b"" for nothing); the body's error once all that
-        came before it was read."""
-        chunks = self._chunks
-        if chunks:
-            data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-            self._chunks = []
-            self._size = 0
-            if self._paused:
-                self._paused = False
-                if self._conn is not None:
-                    self._conn.resume_reading()
-            return data
-        if self._done and self._error is not None:
-            raise self._error
-        return b""
-
-    @property
-    def ended(self) -> bool:
-        """Read to its end (or broken, its error already raised by ``take``)."""
-        return self._done and not self._chunks
-
-    async def wait(self) -> None:
-        """Until more arrives, the body ends, or the read timeout passes (``httpx.ReadTimeout``)."""
-        if self._chunks or self._done:
-            return
-        try:
-            await self._wait()
-        except BaseException:
-            self._abandon()
-            raise
-
-    async def pump(self, sink: Callable[[bytes], bool], whole: Callable[[bytes], bool] | None = None) -> None:
-        """Hand what each read brings to ``sink`` straight from the connection's ``data_received``,
-        with no task woken per read, until ``sink`` answers False (it needs its task: the
-        read is its to finish), the body ends or fails, or the read timeout passes
-        (``httpx.ReadTimeout``). Returns at once when something waits to be ``take``n.
-
-        ``whole``, when given, is offered a read first when the read brought one piece of the body
-        and nothing else (one HTTP chunk, only its framing around it) and nothing is queued: True
-        when it took the piece (it went to the client: nothing is queued, ``sink`` never sees it),
-        False when it left it, untouched, for the queue and ``sink``. A paced stream's reads are
-        such pieces; the parser's callback hands them over with no list, join or flush between."""
-        if self._chunks or self._done:
-            return
-        self.sink = sink
-        self.whole = whole
-        try:
-            await self._wait()
-        except BaseException:
-            self._abandon()
-            raise
-        finally:
-            self.sink = self.whole = None
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        try:
-            while True:
-                data = self.take()  # raises the body's error once all before it was read
-                if data:
-                    yield data
-                elif self._done:
-                    return
-                else:
-                    await self._wait()
-        except BaseException:
-            self._abandon()  # cancelled, timed out or broken: the connection cannot be reused
-            raise
-
-    async def _wait(self) -> None:
-        loop = self._loop
-        fut: asyncio.Future[None] = loop.create_future()
-        self._waiter = fut
-        if self._timeout is not None:
-            self._deadline = loop.time() + self._timeout
-            if self._timer is None:
-                self._timer = loop.call_at(self._deadline, self._on_timer)
-        try:
-            await fut
-        finally:
-            self._waiter = None
-        if fut.result() is _TIMED_OUT:
-            raise httpx.ReadTimeout("The upstream sent nothing within the read timeout.", request=self._request)
-
-    def _on_timer(self) -> None:
-        """The read timer fired: expire the waiting reader if its deadline passed, else re-arm
-        for the deadline the latest wait set (none waiting: the next wait arms a new timer)."""
-        self._timer = None
-        w = self._waiter
-        if w is None or w.done() or self._done:
-            return
-        if self._loop.time() >= self._deadline:
-            w.set_result(_TIMED_OUT)
-        else:
-            self._timer = self._loop.call_at(self._deadline, self._on_timer)
-
-    def _stop_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def _abandon(self) -> None:
-        self._stop_timer()
-        conn = self._conn
-        if not self._done:
-            self._done = True
-            self._error = httpx.StreamClosed()
-        self._chunks = []
-        self._conn = None
-        if conn is not None:
-            conn.abort()
-
-    async def aclose(self) -> None:
-        if not self._done or self._conn is not None:
-            self._abandon()
-
-
-def stream_of(resp: httpx.Response) -> _Body | None:
-    """``resp``'s body when this transport reads it and nobody has started to (marked consumed:
-    the caller reads it with ``take``/``wait``/``pump`` or iterates it); None otherwise."""
-    body: Any = resp.stream  # the transport's own answer (Backend.open), or httpx's wrapper of it
-    if type(body) is not _Body:
-        body = getattr(body, "_stream", None)
-    if type(body) is _Body and not resp.is_stream_consumed and not resp.is_closed:
-        resp.is_stream_consumed = True
-        return body
-    return None
-
-
-def raw_chunks(resp: httpx.Response) -> AsyncIterator[bytes]:
-    """``resp``'s body as it comes off the wire, like ``resp.aiter_raw()``. A body of this
-    transport is read directly: httpx's ``aiter_raw`` (and, for a response that came through
-    httpx's client, its ``BoundAsyncStream``) are more async generators to step through, and a
-    chunker, per chunk, which a paced stream pays on every wake-up. Close ``resp`` afterwards."""
-    body = stream_of(resp)
-    return body.__aiter__() if body is not None else resp.aiter_raw()
-
-
-_TIMED_OUT: Any = object()
-
-
-def _expire(fut: asyncio.Future[Any]) -> None:
-    if not fut.done():
-        fut.set_result(_TIMED_OUT)
-
-
 # --------------------------------------------------------------------------- one connection
 
 
 class _Connection(asyncio.Protocol):
     """One HTTP/1.1 connection: writes requests, parses responses, one exchange at a time."""
 
-    def __init__(self, pool: _Pool, key: tuple[bytes, bytes, int], loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, pool: Pool[_Connection], key: tuple[bytes, bytes, int], loop: asyncio.AbstractEventLoop) -> None:
         self.pool = pool
         self.key = key
         self.loop = loop
@@ -332,7 +101,7 @@ class _Connection(asyncio.Protocol):
     def _reset_exchange(self) -> None:
         self.request: httpx.Request | None = None
         self.head_waiter: asyncio.Future[httpx.Response] | None = None
-        self.body: _Body | None = None
+        self.body: UpstreamBody | None = None
         self.read_timeout: float | None = None
         self.no_body = False  # HEAD
         self.close_after = False  # the request said Connection: close
@@ -433,7 +202,7 @@ class _Connection(asyncio.Protocol):
                 cl = True
         if not te and not cl and status not in (204, 304) and not self.no_body:
             self.close_delimited = True
-        body = self.body = _Body(self, self.read_timeout, self.request)  # type: ignore[arg-type]
+        body = self.body = UpstreamBody(self, self.read_timeout, self.request)  # type: ignore[arg-type]
         waiter = self.head_waiter
         self.head_waiter = None
         if waiter is not None and not waiter.done():
@@ -450,15 +219,8 @@ class _Connection(asyncio.Protocol):
 
     def on_body(self, data: bytes) -> None:
         body = self.body
-        if body is None:
-            return
-        whole = body.whole
-        # a piece that is all this read brought but for its chunk framing, nothing queued before it
-        if whole is not None and self.read_size - len(data) <= _CHUNK_FRAMING and not body._chunks and whole(data):
-            if body._timeout is not None:  # taken: the read timeout counts from now, as flush would
-                body._deadline = self.loop.time() + body._timeout
-            return
-        body.feed(data)
+        if body is not None:
+            body.offer(data, self.read_size - len(data) <= _CHUNK_FRAMING)
 
     def on_message_complete(self) -> None:
         if self.informational:
@@ -552,13 +314,13 @@ class _Connection(asyncio.Protocol):
             await self._write_stream(request, timeouts.get("write"))
         timer = None
         if self.read_timeout is not None:
-            timer = self.loop.call_later(self.read_timeout, _expire, waiter)
+            timer = self.loop.call_later(self.read_timeout, expire, waiter)
         try:
             result = await waiter
         finally:
             if timer is not None:
                 timer.cancel()
-        if result is _TIMED_OUT:
+        if result is TIMED_OUT:
             self.abort()
             raise httpx.ReadTimeout("The upstream did not answer within the read timeout.", request=request)
         return result
@@ -581,140 +343,15 @@ class _Connection(asyncio.Protocol):
     async def _wait_drain(self, request: httpx.Request, timeout: float | None) -> None:
         fut: asyncio.Future[None] = self.loop.create_future()
         self._drain = fut
-        timer = self.loop.call_later(timeout, _expire, fut) if timeout is not None else None
+        timer = self.loop.call_later(timeout, expire, fut) if timeout is not None else None
         try:
             await fut
         finally:
             self._drain = None
             if timer is not None:
                 timer.cancel()
-        if fut.result() is _TIMED_OUT:
+        if fut.result() is TIMED_OUT:
             raise httpx.WriteTimeout("The upstream did not take the request body in time.", request=request)
-
-
-# --------------------------------------------------------------------------- the pool
-
-
-class _Pool:
-    """Idle keep-alive connections per (scheme, host, port), and a cap on open connections."""
-
-    def __init__(self, max_connections: int | None, max_keepalive: int | None, expiry: float | None) -> None:
-        self.max_connections = max_connections
-        self.max_keepalive = max_keepalive
-        self.expiry = expiry
-        self.idle: dict[tuple[bytes, bytes, int], list[_Connection]] = {}
-        self.idle_count = 0
-        self.open = 0  # connections holding a slot: connecting, active or idle
-        self.waiters: deque[asyncio.Future[None]] = deque()
-        self.sweeper: asyncio.TimerHandle | None = None
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.closed = False
-
-    def take_idle(self, key: tuple[bytes, bytes, int], now: float) -> _Connection | None:
-        conns = self.idle.get(key)
-        while conns:
-            conn = conns.pop()
-            self.idle_count -= 1
-            if conn.is_usable() and (self.expiry is None or now - conn.idle_since < self.expiry):
-                conn.reused = True
-                return conn
-            conn.close()
-        return None
-
-    async def reserve(self, key: tuple[bytes, bytes, int], timeout: float | None) -> None:
-        """Take a slot for a new connection, closing another host's idle one or waiting if full."""
-        while self.max_connections is not None and self.open >= self.max_connections:
-            if self.idle_count:
-                self._close_oldest_idle()
-                continue
-            fut: asyncio.Future[None] = self.loop.create_future()  # type: ignore[union-attr]
-            self.waiters.append(fut)
-            try:
-                async with asyncio.timeout(timeout):
-                    await fut
-            except BaseException as exc:
-                if fut.done() and not fut.cancelled():
-                    self._wake()  # we were woken but leave: pass the turn on
-                elif fut in self.waiters:
-                    self.waiters.remove(fut)
-                if isinstance(exc, TimeoutError):
-                    raise httpx.PoolTimeout(
-                        "Too many upstream connections are open and none came free in time; "
-                        "raise the connection limit or send fewer requests at once.") from None
-                raise
-            conn = self.take_idle(key, self.loop.time())  # type: ignore[union-attr]
-            if conn is not None:  # someone released one for this host meanwhile
-                raise _Reuse(conn)
-        self.open += 1
-
-    def forget(self, conn: _Connection) -> None:
-        if conn.counted:
-            conn.counted = False
-            self.open -= 1
-            conns = self.idle.get(conn.key)
-            if conns and conn in conns:
-                conns.remove(conn)
-                self.idle_count -= 1
-            self._wake()
-
-    def release(self, conn: _Connection) -> None:
-        if self.closed or (self.max_keepalive is not None and self.idle_count >= self.max_keepalive):
-            conn.close()
-            return
-        conn.reused = False
-        conn.idle_since = conn.loop.time()
-        self.idle.setdefault(conn.key, []).append(conn)
-        self.idle_count += 1
-        if self.expiry is not None and self.sweeper is None:
-            self.sweeper = conn.loop.call_later(self.expiry, self._sweep)
-        self._wake()
-
-    def _wake(self) -> None:
-        while self.waiters:
-            fut = self.waiters.popleft()
-            if not fut.done():
-                fut.set_result(None)
-                return
-
-    def _close_oldest_idle(self) -> None:
-        oldest: _Connection | None = None
-        for conns in self.idle.values():
-            if conns and (oldest is None or conns[0].idle_since < oldest.idle_since):
-                oldest = conns[0]
-        if oldest is not None:
-            oldest.close()
-
-    def _sweep(self) -> None:
-        self.sweeper = None
-        if self.loop is None or self.expiry is None:
-            return
-        now = self.loop.time()
-        soonest: float | None = None
-        for conns in list(self.idle.values()):
-            for conn in list(conns):
-                age = now - conn.idle_since
-                if age >= self.expiry:
-                    conn.close()
-                else:
-                    soonest = age if soonest is None else max(soonest, age)
-        if soonest is not None:
-            self.sweeper = self.loop.call_later(self.expiry - soonest, self._sweep)
-
-    def close_all(self) -> None:
-        self.closed = True
-        if self.sweeper is not None:
-            self.sweeper.cancel()
-            self.sweeper = None
-        for conns in list(self.idle.values()):
-            for conn in list(conns):
-                conn.close()
-        self.idle.clear()
-        self.idle_count = 0
-
-
-class _Reuse(Exception):
-    def __init__(self, conn: _Connection) -> None:
-        self.conn = conn
 
 
 # --------------------------------------------------------------------------- the transport
@@ -738,9 +375,9 @@ class HttptoolsTransport(httpx.AsyncBaseTransport):
         self._pool = self._new_pool()
         self._closed = False
 
-    def _new_pool(self) -> _Pool:
+    def _new_pool(self) -> Pool[_Connection]:
         lim = self._limits
-        return _Pool(lim.max_connections, lim.max_keepalive_connections, lim.keepalive_expiry)
+        return Pool(lim.max_connections, lim.max_keepalive_connections, lim.keepalive_expiry)
 
     async def _ssl_context(self, loop: asyncio.AbstractEventLoop) -> ssl.SSLContext:
         if self._ssl is None:
@@ -780,11 +417,8 @@ class HttptoolsTransport(httpx.AsyncBaseTransport):
             attempts += 1
             conn = pool.take_idle(key, loop.time())
             if conn is None:
-                try:
-                    await pool.reserve(key, timeouts.get("pool"))
-                except _Reuse as r:
-                    conn = r.conn
-                else:
+                conn = await pool.reserve(key, timeouts.get("pool"))  # or one released meanwhile
+                if conn is None:
                     conn = await self._connect(loop, pool, key, url, request, timeouts.get("connect"))
             conn.close_after = close_after
             try:
@@ -799,7 +433,7 @@ class HttptoolsTransport(httpx.AsyncBaseTransport):
                 conn.abort()  # cancelled, timed out or broken: never back into the pool
                 raise
 
-    async def _connect(self, loop: asyncio.AbstractEventLoop, pool: _Pool, key: tuple[bytes, bytes, int],
+    async def _connect(self, loop: asyncio.AbstractEventLoop, pool: Pool[_Connection], key: tuple[bytes, bytes, int],
                        url: httpx.URL, request: httpx.Request, timeout: float | None) -> _Connection:
         host = url.host
         conn = _Connection(pool, key, loop)  # holds the slot reserve() took

@@ -12,7 +12,7 @@ import httpx
 import orjson
 import pytest
 
-from app.proxy import transport
+from app.proxy import upstream_body
 from tests.fakes.chunks import anthropic_text_events, openai_text_chunks
 from tests.fakes.upstreams import AnthropicStream, FakeUpstream, OpenAIStream
 from tests.gateway.conftest import TOKEN, config_text
@@ -23,23 +23,23 @@ TEXT = "Paced streams cost one wake-up per chunk; the task need not be one of th
 
 @pytest.fixture
 def waits(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
-    """How often a request's task waited for an upstream read (``_Body._wait``), and how often
-    it handed reading over to push (``_Body.pump``, where it exists)."""
+    """How often a request's task waited for an upstream read (``UpstreamBody._wait``), and how often
+    it handed reading over to push (``UpstreamBody.pump``, where it exists)."""
     counts = {"wait": 0, "pump": 0}
-    real_wait = transport._Body._wait
+    real_wait = upstream_body.UpstreamBody._wait
 
     async def counted_wait(self: Any) -> None:
         counts["wait"] += 1
         await real_wait(self)
 
-    monkeypatch.setattr(transport._Body, "_wait", counted_wait)
-    real_pump = getattr(transport._Body, "pump", None)
+    monkeypatch.setattr(upstream_body.UpstreamBody, "_wait", counted_wait)
+    real_pump = getattr(upstream_body.UpstreamBody, "pump", None)
     if real_pump is not None:
         async def counted_pump(self: Any, sink: Any, whole: Any = None) -> None:
             counts["pump"] += 1
             await real_pump(self, sink, whole)
 
-        monkeypatch.setattr(transport._Body, "pump", counted_pump)
+        monkeypatch.setattr(upstream_body.UpstreamBody, "pump", counted_pump)
     return counts
 
 

@@ -20,7 +20,8 @@ import pytest
 from app.config import BackendConfig, GatewaySettings
 from app.host.secrets import resolve_backend_key
 from app.proxy.backends.base import Backend
-from app.proxy.transport import _HIGH_WATER, HttptoolsTransport, env_proxy_for, raw_chunks
+from app.proxy.transport import HttptoolsTransport, env_proxy_for
+from app.proxy.upstream_body import HIGH_WATER, raw_chunks
 from tests.fakes.chunks import anthropic_text_events, openai_text_chunks
 from tests.fakes.upstreams import AnthropicStream, Drop, FakeUpstream, OpenAIStream, Raw
 
@@ -273,7 +274,7 @@ def test_a_stream_outlasting_the_read_timeout_in_short_gaps_arrives_whole(run: R
                 async with c.stream("POST", up.url + "/v1/chat/completions", content=b"{}") as r:
                     data = b"".join([part async for part in reader(r)])
                 assert data == stream_bytes(CHUNKS[:12])
-                assert [h for h in _pending_timers(asyncio.get_running_loop()) if "_Body" in repr(h)] == []
+                assert [h for h in _pending_timers(asyncio.get_running_loop()) if "UpstreamBody" in repr(h)] == []
             with pytest.raises(httpx.ReadTimeout):
                 async with c.stream("POST", up.url + "/v1/chat/completions", content=b"{}") as r:
                     async for _ in raw_chunks(r):
@@ -576,7 +577,7 @@ def test_a_slow_reader_pauses_the_socket(run: Runner, up: FakeUpstream) -> None:
         resp = await transport.handle_async_request(req)
         await asyncio.sleep(0.3)  # not reading: the buffer must stop near the high-water mark
         buffered = resp.stream._size  # type: ignore[attr-defined]
-        assert _HIGH_WATER <= buffered < _HIGH_WATER + 512 * 1024
+        assert HIGH_WATER <= buffered < HIGH_WATER + 512 * 1024
         got = b"".join([p async for p in resp.aiter_raw()])
         assert got == big
         await transport.aclose()

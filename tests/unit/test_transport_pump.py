@@ -1,4 +1,4 @@
-"""Reading a body by push (``_Body.pump``, app/proxy/relay.py): each read handed to a sink from
+"""Reading a body by push (``UpstreamBody.pump``, app/proxy/upstream_body.py): each read handed to a sink from
 the connection's ``data_received``, outside any task; the task back in charge when the sink asks;
 the read timeout still per gap."""
 
@@ -9,7 +9,7 @@ import asyncio
 import httpx
 import pytest
 
-from app.proxy.transport import stream_of
+from app.proxy.upstream_body import stream_of
 from tests.fakes.upstreams import FakeUpstream, OpenAIStream
 from tests.unit.test_transport import BODY, CHUNKS, Runner, client, run, stream_bytes, up  # noqa: F401
 

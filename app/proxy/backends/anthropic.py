@@ -25,7 +25,7 @@ from app.proxy.relay import Relayed, relay
 from app.proxy.sse import MAX_EVENT_BYTES, SSEParser, event_too_large
 from app.proxy.thinking import for_anthropic_format, note_signature, signing_family
 from app.proxy.translate.response import error_type_for_status as error_type_for
-from app.proxy.transport import raw_chunks
+from app.proxy.upstream_body import raw_chunks
 
 # upstream response headers worth passing on (rate limits, request ids, retry advice)
 OAUTH_BETA = "oauth-2025-04-20"  # what a Claude subscription's OAuth bearer comes with
