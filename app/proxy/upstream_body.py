@@ -82,17 +82,10 @@ class UpstreamBody(httpx.AsyncByteStream):
 
     def flush(self) -> None:
         """The end of a read (or of the body) while ``pump`` runs: what it brought, to the sink."""
-        chunks = self._chunks
         sink = self.sink
-        if not chunks or sink is None:
+        if not self._chunks or sink is None:
             return
-        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        self._chunks = []
-        self._size = 0
-        if self._paused:
-            self._paused = False
-            if self._conn is not None:
-                self._conn.resume_reading()
+        data = self._dequeue()
         if self._timeout is not None:
             self._deadline = self._loop.time() + self._timeout
         if not sink(data):  # the sink wants its task: reading goes on into the queue
@@ -126,19 +119,23 @@ class UpstreamBody(httpx.AsyncByteStream):
     def take(self) -> bytes:
         """What has arrived and not been read yet (b"" for nothing); the body's error once all that
         came before it was read."""
-        chunks = self._chunks
-        if chunks:
-            data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-            self._chunks = []
-            self._size = 0
-            if self._paused:
-                self._paused = False
-                if self._conn is not None:
-                    self._conn.resume_reading()
-            return data
+        if self._chunks:
+            return self._dequeue()
         if self._done and self._error is not None:
             raise self._error
         return b""
+
+    def _dequeue(self) -> bytes:
+        """The queued pieces as one; the queue emptied, reading resumed if it was paused."""
+        chunks = self._chunks
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        self._chunks = []
+        self._size = 0
+        if self._paused:
+            self._paused = False
+            if self._conn is not None:
+                self._conn.resume_reading()
+        return data
 
     @property
     def ended(self) -> bool:
