@@ -92,16 +92,16 @@ class _Pushed:
             return False
         try:
             out = short(piece)
+            if out is None:
+                return False
+            ex.last_write = time.perf_counter()  # as Exchange._outgoing (no error event: see above)
+            if ex.captured is not None:
+                ex.captured.append(out)
+            direct.write(out)
+            return True
         except Exception as exc:  # as in __call__: raised in the task, which the queued piece wakes
             self.error = exc
             return False
-        if out is None:
-            return False
-        ex.last_write = time.perf_counter()  # as Exchange._outgoing (no error event: see above)
-        if ex.captured is not None:
-            ex.captured.append(out)
-        direct.write(out)
-        return True
 
 
 async def relay(resp: httpx.Response, ex: Exchange, handle: Handler,

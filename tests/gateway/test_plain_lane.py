@@ -138,3 +138,31 @@ def test_with_nobody_watching_the_lane_still_counts_what_a_cut_stream_is_charged
     a, b = gw.finished(2)
     assert a.interrupted and b.interrupted and a.usage_counted == b.usage_counted == "streamed"
     assert a.usage.output_tokens == b.usage.output_tokens > 0
+
+
+def test_a_write_that_fails_in_the_lane_is_not_blamed_on_the_upstream(start_gateway, openai_up, lane_counts,
+                                                                      monkeypatch):
+    """The client's socket refuses a write the lane makes (uvloop raises once the handle is
+    closed, before uvicorn has noticed the client left): the stream ends as it would had the
+    usual way's write failed: never as malformed HTTP from the upstream."""
+    from app.proxy import direct_write
+
+    real_write = direct_write.DirectWriter.write
+    writes = {"n": 0}
+
+    def write(self: Any, data: bytes) -> None:
+        writes["n"] += 1
+        if writes["n"] == 8:
+            raise RuntimeError("unable to perform operation on <TCPTransport closed=True>; the handler is closed")
+        real_write(self, data)
+
+    monkeypatch.setattr(direct_write.DirectWriter, "write", write)
+    gw = _gateway(start_gateway, openai_up)
+    chunks = [_chunk({"role": "assistant", "content": ""}), *(_text(f"word{i} ") for i in range(30))]
+    openai_up.enqueue(OpenAIStream(chunks, delay_s=0.004))
+    with httpx.Client(timeout=30.0) as c:
+        c.post(gw.url + "/v1/messages", json=ASK, headers={"x-api-key": TOKEN})
+    fin = gw.finished(1)[0]
+    assert lane_counts["took"] >= 4 and writes["n"] >= 8
+    said = fin.error_message or ""
+    assert "malformed" not in said and "broke mid-stream" not in said, said
