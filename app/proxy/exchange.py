@@ -211,7 +211,9 @@ class Exchange:
             await self.start(status, headers)
             await self.write(data)
 
-    def _outgoing(self, data: bytes) -> bytes:
+    def outgoing(self, data: bytes) -> bytes:
+        """Bytes about to go to the client, recorded (the last write's time, the captured body),
+        an error event's quoted secrets scrubbed; what to write."""
         self.last_write = time.perf_counter()
         if b"event: error" in data:  # an upstream's error event may quote a key it was sent
             data = scrub(data, _client_secrets(self.incoming))
@@ -232,7 +234,7 @@ class Exchange:
         if direct is None or self.meter is not None or not direct.ready():
             return False
         if data:
-            data = self._outgoing(data)
+            data = self.outgoing(data)
             if self.on_done is not None and self.stop_reason is not None:
                 self._done()
             direct.write(data)
@@ -243,7 +245,7 @@ class Exchange:
         event may follow any write."""
         if not data:
             return
-        data = self._outgoing(data)
+        data = self.outgoing(data)
         if self.meter is not None and (b"content_block_delta" in data or b"message_start" in data) and \
                 b"message_delta" not in data:  # content still to come (never a ping, nor the answer's end)
             stop = await self.meter(self)
@@ -262,7 +264,7 @@ class Exchange:
                 await self.write(data)
                 data = b""
             else:
-                data = self._outgoing(data)
+                data = self.outgoing(data)
                 if self.on_done is not None and self.stop_reason is not None:
                     self._done()
         self.finished = True

@@ -17,7 +17,6 @@ would raise them.
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator, Callable
 from typing import NamedTuple, Protocol
 
@@ -83,21 +82,16 @@ class _Pushed:
         written, for the usual way (``__call__``). For that piece this is ``handle`` and then
         ``Exchange.write_now`` in one call, its checks made before ``short`` moves the reader on."""
         ex = self.ex
-        direct = ex.direct
         short = self.short
-        if short is None or direct is None or ex.meter is not None or ex.stop_reason is not None or \
-                b"event: error" in piece:
-            return False  # a meter to ask, the answer's end to note, an error event to scrub
-        if not direct.ready():
-            return False
+        if short is None or ex.stop_reason is not None or not ex.can_write_now():
+            return False  # the answer's end to note (write_now's hook), a meter to ask, a slow client
+        direct = ex.direct
+        assert direct is not None  # can_write_now said so
         try:
             out = short(piece)
             if out is None:
                 return False
-            ex.last_write = time.perf_counter()  # as Exchange._outgoing (no error event: see above)
-            if ex.captured is not None:
-                ex.captured.append(out)
-            direct.write(out)
+            direct.write(ex.outgoing(out))
             return True
         except Exception as exc:  # as in __call__: raised in the task, which the queued piece wakes
             self.error = exc

@@ -40,7 +40,7 @@ STREAM = [
     _chunk({"reasoning_content": "Thinking first."}),
     _text("Hello"), _text(", wörld"), _text(' "quoted" \\ back\\slash'), _text("\n\nnew paragraph"),
     _text("emoji 🎛️ and \u2028 separators"),
-    _text("a text that says event: error in it"),  # the usual way scrubs such bytes: the lane declines
+    _text("a text that says event: error in it"),  # both ways write through Exchange.outgoing, which scrubs error events
     _chunk({"content": "same text, other fields", "refusal": None, "tool_calls": None}),
     _text("back to the first skeleton"),
     {**_text(" from another model"), "model": "gpt-other"},
