@@ -1,4 +1,6 @@
-"""The ASGI app: /v1/messages, /v1/messages/count_tokens, /v1/models, /health.
+"""The ASGI app: it dispatches every path, and serves /v1/messages and /v1/messages/count_tokens
+(the other routes, /v1/models, /health, /ready, /metrics and team mode's, are in
+app/proxy/endpoints.py).
 
 A raw ASGI app rather than a framework: one request costs a few hundred microseconds of our
 own code, and streams go out through a plain send loop (docs/performance.md).
@@ -13,14 +15,14 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import httpx
-import orjson
 
 from app import __version__
 from app.config import RoutesConfig
 from app.events import EventHub, RequestFinished, RequestStarted, Usage
-from app.proxy import access, admit, phases, request_ids, server_tools, stops, team_endpoints
+from app.proxy import access, admit, endpoints, phases, request_ids, server_tools, stops, team_endpoints
 from app.proxy.backends.base import Backend, upstream_failure
 from app.proxy.closing import close_soon
+from app.proxy.endpoints import allow, json_answer, plain
 from app.proxy.exchange import (
     JSON_HEADERS,
     SSE_HEADERS,
@@ -36,7 +38,6 @@ from app.proxy.request_body import ClientGone, cwd_of, parse_body, prompt_of, re
 from app.proxy.routing import Refusal, Route
 from app.proxy.snapshot import SessionCapsHook, Snapshot
 from app.proxy.sse import PING, encode
-from app.proxy.team_catalog import catalog
 
 log = logging.getLogger("patchbay.gateway")
 
@@ -101,38 +102,38 @@ class Gateway:
         if len(path) > 1 and path.endswith("/"):
             path = path.rstrip("/")
         if method == "HEAD":
-            await _plain(send, 200, b"", [(b"content-type", b"text/plain")])
+            await plain(send, 200, b"", [(b"content-type", b"text/plain")])
             return
         if method == "OPTIONS":
-            await self._options(scope, send)
+            await endpoints.options(self, scope, send)
             return
         try:
             access.check_host(_host_header(scope), self.snap.settings.allowed_hosts)
             if path == "/v1/messages" or path == "/v1/messages/count_tokens":
-                _allow(method, "POST")
+                allow(method, "POST")
                 async with self.bodies.hold() as hold:
                     await self._messages(scope, receive, send, count=path != "/v1/messages", hold=hold)
             elif path == "/v1/models":
-                _allow(method, "GET")
-                await self._models(scope, send)
+                allow(method, "GET")
+                await endpoints.models(self, scope, send)
             elif path.startswith("/v1/models/"):
-                _allow(method, "GET")
-                await self._models(scope, send, path[len("/v1/models/"):])
+                allow(method, "GET")
+                await endpoints.models(self, scope, send, path[len("/v1/models/"):])
             elif path == "/health":
-                _allow(method, "GET")
-                await self._health(scope, send)
+                allow(method, "GET")
+                await endpoints.health(self, scope, send)
             elif path == "/ready":
-                _allow(method, "GET")
-                await self._ready(scope, send)
+                allow(method, "GET")
+                await endpoints.ready(self, scope, send)
             elif path == "/metrics" and self.metrics is not None:
-                _allow(method, "GET")
-                await self._metrics(scope, send)
+                allow(method, "GET")
+                await endpoints.metrics(self, scope, send)
             elif path in team_endpoints.PATHS and self.snap.team is not None:
-                await self._team_endpoint(scope, receive, send, path, method)
+                await endpoints.team_endpoint(self, scope, receive, send, path, method)
             elif path in self.extra_routes:
                 await self.extra_routes[path](scope, receive, send)
             elif path == "/":
-                await _json(send, 200, {"name": "Patchbay", "version": __version__,
+                await json_answer(send, 200, {"name": "Patchbay", "version": __version__,
                                         "endpoints": ["POST /v1/messages", "POST /v1/messages/count_tokens",
                                                       "GET /v1/models", "GET /v1/models/{model_id}", "GET /health",
                                                       "GET /ready"]})
@@ -141,7 +142,7 @@ class Gateway:
                                    f"Patchbay does not serve {method} {scope['path']}. It serves POST /v1/messages, "
                                    "POST /v1/messages/count_tokens, GET /v1/models and GET /health.")
         except ApiError as exc:
-            await _plain(send, exc.status, request_ids.with_id(exc.raw_body, request_id) if exc.raw_body
+            await plain(send, exc.status, request_ids.with_id(exc.raw_body, request_id) if exc.raw_body
                          else error_body(exc.error_type, exc.message, request_id),
                          JSON_HEADERS + exc.headers)
         except ClientGone:
@@ -149,30 +150,11 @@ class Gateway:
         except Exception as exc:  # our own bug outside a request's handling: still Anthropic's shape
             log.exception("%s %s failed inside Patchbay", method, path)
             try:
-                await _plain(send, 500, error_body("api_error", f"Patchbay failed while handling this request "
+                await plain(send, 500, error_body("api_error", f"Patchbay failed while handling this request "
                                                    f"({type(exc).__name__}). This is a bug in Patchbay; the log "
                                                    "file has the details.", request_id), JSON_HEADERS)
             except Exception:
                 pass  # the answer had already begun: uvicorn closes the connection
-
-    # ------------------------------------------------------------------ helpers
-
-    def _headers(self, scope: dict[str, Any]) -> dict[bytes, bytes]:
-        return {k: v for k, v in scope["headers"]}
-
-    async def _options(self, scope: dict[str, Any], send: Send) -> None:
-        headers = self._headers(scope)
-        origin = headers.get(b"origin")
-        snap = self.snap
-        if origin is not None and origin.decode("latin-1") in snap.settings.allowed_origins:
-            await _plain(send, 204, b"", [
-                (b"access-control-allow-origin", origin),
-                (b"access-control-allow-methods", b"GET, POST, HEAD, OPTIONS"),
-                (b"access-control-allow-headers", b"*"),
-            ])
-        else:
-            await _plain(send, 403, error_body("permission_error", "Cross-origin requests are not allowed."),
-                         JSON_HEADERS)
 
     # ------------------------------------------------------------------ /v1/messages
 
@@ -483,127 +465,8 @@ class Gateway:
             if not ex.finished:
                 await ex.write(PING)
 
-    # ------------------------------------------------------------------ other routes
-
-    async def _team_endpoint(self, scope: dict[str, Any], receive: Receive, send: Send, path: str,
-                             method: str) -> None:
-        """Team mode: /managed/settings and Claude Code's OTLP export (app/proxy/team_endpoints.py)."""
-        snap = self.snap
-        phases.check_origin(self._headers(scope), snap)
-        if path == team_endpoints.SETTINGS_PATH:
-            _allow(method, "GET")
-            await team_endpoints.managed_settings(snap, scope, send, self.telemetry is not None)
-        else:
-            _allow(method, "POST")
-            await team_endpoints.telemetry(snap, scope, receive, send, path, self.telemetry)
-
-    def _authed(self, headers: dict[bytes, bytes], snap: Snapshot) -> tuple[bool, bool]:
-        """(carries the gateway token, carries any credential)"""
-        key = phases.header(headers, b"x-api-key")
-        auth = phases.header(headers, b"authorization") or ""
-        bearer = auth[7:].strip() if auth[:7].lower() == "bearer " else None
-        own = phases.header(headers, access.TOKEN_HEADER_B)
-        return (phases.token_ok(own, snap) or phases.token_ok(key, snap) or phases.token_ok(bearer, snap),
-                bool(key or bearer or own))
-
-    async def _models(self, scope: dict[str, Any], send: Send, model_id: str | None = None) -> None:
-        """GET /v1/models (the list), or GET /v1/models/{model_id}: one entry, by its id
-        (``backend,model``) or by a model name alone (its first backend)."""
-        snap = self.snap
-        headers = self._headers(scope)
-        phases.check_origin(headers, snap)
-        active = snap.table.backends[snap.table.active_backend]
-        team = snap.team
-        identity = await team_endpoints.identify(snap, scope) if team is not None else None
-        authed, presented = self._authed(headers, snap)
-        access.authorize(active, authed or identity is not None, access.exposed(snap.settings.host), presented)
-        if team is not None and identity is not None:  # only what this person's groups admit (app/proxy/team_catalog.py)
-            entries = [(e.id, e.model, e.backend) for e in catalog(snap.table, team, identity).listed]
-        else:
-            entries = [(f"{b.id},{m}", m, b.id) for b in snap.table.backends.values() for m in b.models]
-        data = [{"type": "model", "id": i, "display_name": m if i == m else f"{m} ({b})",
-                 "created_at": "1970-01-01T00:00:00Z"} for i, m, b in entries]
-        if model_id is not None:
-            found = next((d for d in data if d["id"] == model_id), None) or \
-                next((d for d in data if d["id"].split(",", 1)[-1] == model_id), None)
-            if found is None:
-                raise ApiError(404, "not_found_error", f"model: {model_id} (GET /v1/models lists the models "
-                                   "Patchbay serves, written backend,model)")
-            await _json(send, 200, found)
-            return
-        await _json(send, 200, {"data": data, "has_more": False,
-                                "first_id": data[0]["id"] if data else None,
-                                "last_id": data[-1]["id"] if data else None})
-
-    async def _metrics(self, scope: dict[str, Any], send: Send) -> None:
-        snap = self.snap
-        headers = self._headers(scope)
-        phases.check_origin(headers, snap)
-        if not self.metrics_public:
-            authed, _presented = self._authed(headers, snap)
-            if not authed:
-                raise ApiError(401, "authentication_error",
-                                   f"GET /metrics needs the gateway token (the {access.TOKEN_HEADER} header, or Authorization: "
-                                   "Bearer …), or set "
-                                   "public = true in a [metrics] section for a scraper inside a private network.")
-        render = self.metrics
-        assert render is not None
-        await _plain(send, 200, render(), [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")])
-
-    async def _ready(self, scope: dict[str, Any], send: Send) -> None:
-        """Readiness for a load balancer: 200, or 503 with the reason. Probes carry no token, so this
-        answers without one; beyond loopback only a request with the token is told the reason."""
-        snap = self.snap
-        check = self.not_ready
-        reason = check() if check is not None else None
-        if reason is None and self.paused:
-            reason = "Patchbay is paused."
-        if reason is None:
-            await _json(send, 200, {"status": "ready"})
-            return
-        if access.exposed(snap.settings.host) and not self._authed(self._headers(scope), snap)[0]:
-            reason = ("Patchbay is not ready to serve requests. Ask again with the gateway token for the reason, "
-                      "or read the gateway's log.")
-        await _plain(send, 503, error_body("overloaded_error", reason), JSON_HEADERS)
-
-    async def _health(self, scope: dict[str, Any], send: Send) -> None:
-        snap = self.snap
-        if snap.team is not None and access.exposed(snap.settings.host):
-            # team mode: a load balancer's health check carries no identity; it gets the status
-            # alone, and only a verified person sees what runs here
-            try:
-                await snap.team.identify(scope["headers"])
-            except ApiError:
-                await _json(send, 200, {"status": "paused" if self.paused else "ok"})
-                return
-        elif access.exposed(snap.settings.host):  # beyond loopback: what runs here is nobody else's business
-            authed, presented = self._authed(self._headers(scope), snap)
-            if not authed:
-                raise access.token_needed(presented, True)
-        t = snap.table
-        await _json(send, 200, {
-            "status": "paused" if self.paused else "ok", "version": __version__,
-            "active": {"backend": t.active_backend, "model": t.active_model},
-            "uptime_s": round(time.time() - self.started_at, 1), "served": self.served,
-        })
-
 
 # ---------------------------------------------------------------------- small functions
-
-
-def _allow(method: str, expected: str) -> None:
-    if method != expected:
-        raise ApiError(405, "invalid_request_error", f"This endpoint takes {expected}, not {method}.")
-
-
-async def _plain(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": headers + [(b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body, "more_body": False})
-
-
-async def _json(send: Send, status: int, obj: Any) -> None:
-    await _plain(send, status, orjson.dumps(obj), JSON_HEADERS)
 
 
 def _policy_holds(snap: Snapshot, ex: Exchange) -> None:
