@@ -21,21 +21,25 @@ escapes, line endings, a missing final newline).
   one, or whether something else changed our keys since we connected.
 
 A file that is not strict JSON (comments, trailing commas, …) is never written; the error names
-the line and column.
+the line and column. Reading the file, its members, backups and the atomic write are in
+app/claude/settings_file.py.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from app.claude.jsonspans import JSONTextError, Node, remove_member, scan, set_member
+from app.claude import settings_file as sf
+from app.claude.jsonspans import Node, remove_member, scan, set_member
+from app.claude.settings_file import BACKUPS_KEPT as BACKUPS_KEPT  # re-exported: callers know them as settings.*
+from app.claude.settings_file import SettingsFileError as SettingsFileError
+from app.claude.settings_file import members_digest, same_value
+from app.claude.settings_file import settings_path as settings_path
+from app.claude.settings_file import settings_path_note as settings_path_note
 
 BASE_URL = "ANTHROPIC_BASE_URL"
 AUTH_TOKEN = "ANTHROPIC_AUTH_TOKEN"
@@ -49,29 +53,6 @@ ALIAS_KEYS = {"haiku": "ANTHROPIC_DEFAULT_HAIKU_MODEL", "sonnet": "ANTHROPIC_DEF
               "opus": "ANTHROPIC_DEFAULT_OPUS_MODEL"}
 STATUS_LINE = "statusLine"
 STATE_VERSION = 1
-BACKUPS_KEPT = 10
-
-
-class SettingsFileError(Exception):
-    """settings.json cannot be changed safely. ``str()`` is a sentence for the user; nothing was written."""
-
-
-def settings_path() -> Path:
-    """Claude Code's user settings: ``$CLAUDE_CONFIG_DIR/settings.json``, else ``~/.claude/settings.json``."""
-    return Path(os.environ.get("CLAUDE_CONFIG_DIR") or Path.home() / ".claude") / "settings.json"
-
-
-def settings_path_note(environ: Mapping[str, str] | None = None) -> str:
-    """A sentence for the Connect button's page when the file may not be the one the user expects:
-    PATCHBAY_HOME moves Patchbay's own files, never Claude Code's. "" when nothing needs saying."""
-    env = os.environ if environ is None else environ
-    if env.get("CLAUDE_CONFIG_DIR"):
-        return "CLAUDE_CONFIG_DIR is set, so this is the settings.json of that Claude Code folder."
-    if env.get("PATCHBAY_HOME"):
-        return ("PATCHBAY_HOME moves only Patchbay's own files: this is the settings.json every Claude Code "
-                "session of this user reads. To connect a separate Claude Code instead, start Patchbay with "
-                "CLAUDE_CONFIG_DIR pointing at that Claude Code's folder.")
-    return ""
 
 
 @dataclass(frozen=True)
@@ -176,145 +157,11 @@ class Status:
         return self.state == "connected"
 
 
-# --------------------------------------------------------------------------- reading
-
-
-def _real(path: Path) -> Path:
-    """Write through a symlink (dotfile managers link settings.json) rather than replacing it."""
-    return path.resolve() if path.is_symlink() else path
-
-
-def _read(path: Path) -> tuple[bytes | None, str | None]:
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        return None, None
-    except OSError as exc:
-        raise SettingsFileError(f"{path} cannot be read ({exc.strerror}), so Patchbay changed nothing. Check "
-                                "its permissions.") from None
-    try:
-        return raw, raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise SettingsFileError(f"{path} is not UTF-8 text (byte {exc.start}), so Patchbay changed nothing. Save "
-                                "it as UTF-8 and try again.") from None
-
-
-def _parse(path: Path, text: str) -> Node:
-    try:
-        root = scan(text)
-    except JSONTextError as exc:
-        raise SettingsFileError(f"{path} is not valid JSON (line {exc.line}, column {exc.column}: {exc.reason}), so "
-                                "Patchbay changed nothing. Fix that spot, then try again.") from None
-    if root.kind != "object":
-        raise SettingsFileError(f"{path} holds a JSON {root.kind}, not an object, so Patchbay changed nothing. "
-                                "Claude Code expects an object: {{ … }}.")
-    return root
-
-
-def _one(path: Path, obj: Node, key: str, where: str) -> Node | None:
-    found = obj.get(key)
-    if len(found) > 1:
-        raise SettingsFileError(f'{path} names "{key}" {len(found)} times in {where}, so Patchbay changed nothing. '
-                                "Keep one of them and try again.")
-    return found[0].value if found else None
-
-
-def _env(path: Path, root: Node) -> Node | None:
-    env = _one(path, root, "env", "the top level")
-    if env is not None and env.kind != "object":
-        raise SettingsFileError(f'In {path}, "env" is a {env.kind}, not an object, so Patchbay changed nothing. '
-                                'Claude Code expects "env": {{ "NAME": "value" }}.')
-    return env
-
-
-def _raw(text: str, obj: Node | None, key: str) -> str | None:
-    if obj is None:
-        return None
-    found = obj.get(key)
-    return text[found[-1].value.start : found[-1].value.end] if found else None
-
-
-def _str(raw: str | None) -> str | None:
-    if raw is None:
-        return None
-    try:
-        v = json.loads(raw)
-    except ValueError:
-        return None
-    return v if isinstance(v, str) else None
-
-
-def same_value(raw: str | None, ours: str | None) -> bool:
-    """True when two raw JSON texts hold the same value, however they are laid out."""
-    if raw is None or ours is None:
-        return raw is ours
-    if raw == ours:
-        return True
-    try:
-        return bool(json.loads(raw) == json.loads(ours))
-    except ValueError:
-        return False
-
-
-def _canon(value: Any) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
-
-
-def members_digest(text: str | None) -> dict[str, str]:
-    """A digest of each top-level value and each env member of a settings text (to say later
-    what changed, without keeping the values: env may hold secrets)."""
-    try:
-        obj = json.loads((text or "{}").lstrip("\ufeff") or "{}")
-    except ValueError:
-        return {}
-    if not isinstance(obj, dict):
-        return {}
-    out = {k: _canon(v) for k, v in obj.items() if k != "env"}
-    env = obj.get("env")
-    if isinstance(env, dict):
-        out.update({f"env.{k}": _canon(v) for k, v in env.items()})
-    elif "env" in obj:
-        out["env"] = _canon(env)
-    return out
-
-
 def load_state(state_file: Path) -> State | None:
     try:
         return State.from_json(state_file.read_text(encoding="utf-8"))
     except (OSError, ValueError, TypeError, KeyError):
         return None
-
-
-def _digest(data: bytes | None) -> str:
-    return hashlib.sha256(data or b"").hexdigest()
-
-
-# --------------------------------------------------------------------------- writing
-
-
-def _backup(path: Path, data: bytes, backup_dir: Path) -> Path:
-    backup_dir.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    dest = backup_dir / f"settings.json.{stamp}.bak"
-    n = 1
-    while dest.exists():
-        dest = backup_dir / f"settings.json.{stamp}-{n}.bak"
-        n += 1
-    dest.write_bytes(data)
-    old = sorted(backup_dir.glob("settings.json.*.bak"), key=lambda p: p.stat().st_mtime)
-    for p in old[:-BACKUPS_KEPT]:
-        p.unlink(missing_ok=True)
-    return dest
-
-
-def _write(path: Path, text: str) -> None:
-    from app.config import ConfigError
-    from app.config.disk import atomic_write
-
-    try:
-        atomic_write(path, text.encode("utf-8"))
-    except ConfigError as exc:
-        raise SettingsFileError(str(exc)) from None
 
 
 def _wanted(values: dict[str, str], top: dict[str, Any]) -> list[tuple[str, str, str]]:
@@ -327,16 +174,16 @@ def connect(path: Path, state_file: Path, backup_dir: Path, values: dict[str, st
             top_if_absent: dict[str, Any] | None = None) -> ConnectResult:
     """Put ``values`` into the ``env`` object of ``path`` and each of ``top_if_absent`` at the top
     level where the user has no such key; remember what was there before in ``state_file``."""
-    path = _real(path)
-    data, text = _read(path)
+    path = sf.real_path(path)
+    data, text = sf.read_text(path)
     old = load_state(state_file)
     file_absent = data is None
     blank = text is None or not text.strip()
     work = "{\n}\n" if blank else str(text)
-    root = _parse(path, work)
-    env = _env(path, root)
+    root = sf.parse(path, work)
+    env = sf.env_object(path, root)
     top_keys = dict(top_if_absent or {})
-    skipped = tuple(k for k in top_keys if _raw(work, root, k) is not None and not
+    skipped = tuple(k for k in top_keys if sf.raw_value(work, root, k) is not None and not
                     (old and any(e.where == "top" and e.key == k for e in old.entries)))
     for k in skipped:
         top_keys.pop(k)
@@ -345,14 +192,14 @@ def connect(path: Path, state_file: Path, backup_dir: Path, values: dict[str, st
     # there before the first connect; a key something else changed since starts afresh from its
     # current value (Disconnect then gives back that other tool's setting).
     prev = {(e.where, e.key): e for e in old.entries
-            if same_value(_raw(work, env if e.where == "env" else root, e.key), e.ours)} \
+            if same_value(sf.raw_value(work, env if e.where == "env" else root, e.key), e.ours)} \
         if old is not None and old.settings_path == str(path) else {}
     reuse = bool(prev)
     state = State(str(path), [], file_before=text if blank else None, file_absent=file_absent,
                   env_absent=env is None, env_inner="", top_inner="")
-    state.before_sha256 = _digest(data) if data is not None else ""
+    state.before_sha256 = sf.digest(data) if data is not None else ""
     state.before_members = members_digest(text)
-    state.model_before = _raw(work, root, MODEL)
+    state.model_before = sf.raw_value(work, root, MODEL)
     if reuse and old:
         state.file_before, state.file_absent = old.file_before, old.file_absent
         state.env_absent, state.env_inner, state.top_inner = old.env_absent, old.env_inner, old.top_inner
@@ -377,7 +224,7 @@ def connect(path: Path, state_file: Path, backup_dir: Path, values: dict[str, st
         root = scan(new)
         obj = root if where == "top" else root.get("env")[-1].value
         earlier = prev.get((where, key))
-        state.entries.append(Entry(where, key, earlier.before if earlier else _raw(new, obj, key), raw))
+        state.entries.append(Entry(where, key, earlier.before if earlier else sf.raw_value(new, obj, key), raw))
         new = set_member(new, obj, key, raw)
     expected = _expected(work, prev, wanted, values, top_keys)
     if json.loads(new.lstrip("\ufeff")) != expected:  # never write what we did not mean
@@ -387,9 +234,9 @@ def connect(path: Path, state_file: Path, backup_dir: Path, values: dict[str, st
     changed = new != text
     if changed:
         if data is not None:
-            backup = _backup(path, data, backup_dir)
-        _write(path, new)
-    state.written_sha256 = _digest(new.encode("utf-8"))
+            backup = sf.backup(path, data, backup_dir)
+        sf.write(path, new)
+    state.written_sha256 = sf.digest(new.encode("utf-8"))
     state.connected_at = time.time()
     from app.config.disk import atomic_write
 
@@ -431,7 +278,7 @@ def _drop_model(text: str, state: State | None) -> tuple[str, str | None]:
     back (``state.model_before``, unless that was a backend,model name too); and the value put back."""
     root = scan(text)
     earlier = state.model_before if state is not None else None
-    value = _str(earlier)
+    value = sf.string_value(earlier)
     if earlier is not None and value is not None and gateway_model(json.dumps({MODEL: value})) is None:
         return set_member(text, root, MODEL, earlier), value
     return remove_member(text, root, MODEL, empty_inner=state.top_inner if state else ""), None
@@ -439,16 +286,16 @@ def _drop_model(text: str, state: State | None) -> tuple[str, str | None]:
 
 def remove_gateway_model(path: Path, backup_dir: Path) -> str | None:
     """Remove a ``"model": "backend,model"`` from ``path`` (a backup first); the value removed, or None."""
-    path = _real(path)
-    data, text = _read(path)
+    path = sf.real_path(path)
+    data, text = sf.read_text(path)
     if text is None:
         return None
-    _parse(path, text)
+    sf.parse(path, text)
     value = gateway_model(text)
     if value is None:
         return None
-    _backup(path, data or b"", backup_dir)
-    _write(path, _drop_model(text, None)[0])
+    sf.backup(path, data or b"", backup_dir)
+    sf.write(path, _drop_model(text, None)[0])
     return value
 
 
@@ -456,18 +303,18 @@ def drop_stale_token(path: Path, state_file: Path, backup_dir: Path, token: str)
     """Remove ``ANTHROPIC_AUTH_TOKEN`` when it holds the gateway token but no record says Patchbay
     wrote it (set by hand, or by a Patchbay that kept no record): there it would hide the user's
     own login. True when it went (a backup first)."""
-    path = _real(path)
+    path = sf.real_path(path)
     old = load_state(state_file)
     if old is not None and any(e.key == AUTH_TOKEN for e in old.entries):
         return False  # connect's own record undoes it
-    data, text = _read(path)
+    data, text = sf.read_text(path)
     if text is None:
         return False
-    env = _env(path, _parse(path, text))
-    if env is None or _str(_raw(text, env, AUTH_TOKEN)) != token:
+    env = sf.env_object(path, sf.parse(path, text))
+    if env is None or sf.string_value(sf.raw_value(text, env, AUTH_TOKEN)) != token:
         return False
-    _backup(path, data or b"", backup_dir)
-    _write(path, remove_member(text, env, AUTH_TOKEN))
+    sf.backup(path, data or b"", backup_dir)
+    sf.write(path, remove_member(text, env, AUTH_TOKEN))
     return True
 
 
@@ -478,19 +325,19 @@ def disconnect(path: Path, state_file: Path, backup_dir: Path, *, gateway_url: s
     older Patchbay, or by hand), removes ``ANTHROPIC_BASE_URL``/``ANTHROPIC_AUTH_TOKEN`` only when
     they point at ``gateway_url``. ``remove_model``: also remove a ``"model": "backend,model"``
     saved since (which Anthropic would refuse); otherwise the answer says it is there."""
-    path = _real(path)
+    path = sf.real_path(path)
     state = load_state(state_file)
-    data, text = _read(path)
+    data, text = sf.read_text(path)
     if text is None:
         state_file.unlink(missing_ok=True)
         return DisconnectResult(path, False, None, message=f"{path} does not exist; there was nothing to undo.")
-    root = _parse(path, text)
-    env = _env(path, root)
+    root = sf.parse(path, text)
+    env = sf.env_object(path, root)
     if state is None or state.settings_path != str(path):
-        if gateway_url and _str(_raw(text, env, BASE_URL)) == gateway_url:
-            state = State(str(path), [Entry("env", BASE_URL, None, _raw(text, env, BASE_URL) or ""),
-                                      Entry("env", AUTH_TOKEN, None, _raw(text, env, AUTH_TOKEN) or "")]
-                          + _header_entry(_str(_raw(text, env, "ANTHROPIC_CUSTOM_HEADERS"))))
+        if gateway_url and sf.string_value(sf.raw_value(text, env, BASE_URL)) == gateway_url:
+            state = State(str(path), [Entry("env", BASE_URL, None, sf.raw_value(text, env, BASE_URL) or ""),
+                                      Entry("env", AUTH_TOKEN, None, sf.raw_value(text, env, AUTH_TOKEN) or "")]
+                          + _header_entry(sf.string_value(sf.raw_value(text, env, "ANTHROPIC_CUSTOM_HEADERS"))))
         else:
             model = gateway_model(text)
             if model is not None and remove_model:
@@ -508,7 +355,7 @@ def disconnect(path: Path, state_file: Path, backup_dir: Path, *, gateway_url: s
             kept.append(e.key)
     before = state.before_members
     model = gateway_model(new)
-    if model is not None and before is not None and before.get(MODEL) == _canon(model):
+    if model is not None and before is not None and before.get(MODEL) == sf.canon(model):
         model = None  # it was there before Patchbay connected: the user's own
     removed_model = restored_model = None
     if model is not None and remove_model:
@@ -526,22 +373,22 @@ def disconnect(path: Path, state_file: Path, backup_dir: Path, *, gateway_url: s
     if (state.file_absent or state.file_before is not None) and json.loads(new.lstrip("\ufeff")) == {} and not kept:
         # the file was absent or blank before we connected and holds nothing else now
         if data is not None:
-            _backup(path, data, backup_dir)
+            sf.backup(path, data, backup_dir)
         if state.file_absent:
             path.unlink()
             removed_file = True
         else:
-            _write(path, state.file_before or "")
+            sf.write(path, state.file_before or "")
         state_file.unlink(missing_ok=True)
         return DisconnectResult(path, True, None, removed_file=removed_file, kept=tuple(kept),
                                 same_settings=True, identical=not state.file_absent, removed_model=removed_model,
                                 restored_model=restored_model)
     backup = None
     if new != text:
-        backup = _backup(path, data or b"", backup_dir)
-        _write(path, new)
+        backup = sf.backup(path, data or b"", backup_dir)
+        sf.write(path, new)
     state_file.unlink(missing_ok=True)
-    identical = bool(state.before_sha256) and _digest(new.encode("utf-8")) == state.before_sha256
+    identical = bool(state.before_sha256) and sf.digest(new.encode("utf-8")) == state.before_sha256
     same = (now == before and not kept) if before is not None else None
     return DisconnectResult(path, new != text, backup, kept=tuple(kept),
                             message=_disconnect_notes(path, state, kept, others, model), others=others,
@@ -587,7 +434,7 @@ def _undo(text: str, e: Entry, state: State) -> tuple[str, bool]:
         obj = found[-1].value if found else None
     if obj is None or obj.kind != "object":
         return text, True
-    current = _raw(text, obj, e.key)
+    current = sf.raw_value(text, obj, e.key)
     if current is None:
         return text, True
     if not same_value(current, e.ours):
@@ -602,7 +449,7 @@ def _undo_header_line(text: str, obj: Node, e: Entry, current: str, state: State
     our ``x-patchbay-token`` line goes, the user's lines stay. Any other key: left alone (False)."""
     from app.claude import auth as ca
 
-    value, ours = _str(current), _str(e.ours)
+    value, ours = sf.string_value(current), sf.string_value(e.ours)
     line = next((ln for ln in (ours or "").splitlines() if ln.split(":", 1)[0].strip().lower() == ca.TOKEN_HEADER),
                 None)
     if e.where != "env" or e.key != ca.CUSTOM_HEADERS or value is None or line is None or \
@@ -619,34 +466,34 @@ def _undo_header_line(text: str, obj: Node, e: Entry, current: str, state: State
 
 def status(path: Path, state_file: Path, gateway_url: str, token: str) -> Status:
     """Where ``path`` points Claude Code, compared with this gateway and with what we wrote."""
-    path = _real(path)
+    path = sf.real_path(path)
     try:
-        data, text = _read(path)
+        data, text = sf.read_text(path)
         if text is None:
             return Status("not_connected", path, f"{path} does not exist yet; Connect creates it with the keys that point Claude Code at Patchbay.")
-        root = _parse(path, text if text.strip() else "{}")
-        env = _env(path, root)
+        root = sf.parse(path, text if text.strip() else "{}")
+        env = sf.env_object(path, root)
     except SettingsFileError as exc:
         return Status("invalid", path, str(exc))
     state = load_state(state_file)
     if state is not None and state.settings_path != str(path):
         state = None
-    base = _str(_raw(text, env, BASE_URL))
-    header = _token_header(_str(_raw(text, env, "ANTHROPIC_CUSTOM_HEADERS")), token)
-    ours_now = base == gateway_url and (_str(_raw(text, env, AUTH_TOKEN)) == token or header)
-    edited = state is not None and _digest(data) != state.written_sha256
+    base = sf.string_value(sf.raw_value(text, env, BASE_URL))
+    header = _token_header(sf.string_value(sf.raw_value(text, env, "ANTHROPIC_CUSTOM_HEADERS")), token)
+    ours_now = base == gateway_url and (sf.string_value(sf.raw_value(text, env, AUTH_TOKEN)) == token or header)
+    edited = state is not None and sf.digest(data) != state.written_sha256
     options: list[str] = []
-    if _raw(text, env, NONESSENTIAL) is not None:
+    if sf.raw_value(text, env, NONESSENTIAL) is not None:
         options.append("nonessential")
-    if any(_raw(text, env, k) is not None for k in ALIAS_KEYS.values()):
+    if any(sf.raw_value(text, env, k) is not None for k in ALIAS_KEYS.values()):
         options.append("aliases")
-    if state is not None and any(e.key == STATUS_LINE and same_value(_raw(text, root, STATUS_LINE), e.ours)
+    if state is not None and any(e.key == STATUS_LINE and same_value(sf.raw_value(text, root, STATUS_LINE), e.ours)
                                  for e in state.entries):
         options.append("statusline")
     opts = tuple(options)
     if state is not None:
         changed = [e.key for e in state.entries
-                   if not same_value(_raw(text, env if e.where == "env" else root, e.key), e.ours)]
+                   if not same_value(sf.raw_value(text, env if e.where == "env" else root, e.key), e.ours)]
         if changed and not ours_now:
             where = f" (it now points at {base})" if base and base != gateway_url else ""
             return Status("changed", path, f"Something else changed {', '.join(changed)} in {path} since Patchbay "

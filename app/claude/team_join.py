@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from app.claude import settings as cs
+from app.claude import settings_file as sf
 
 if TYPE_CHECKING:
     from app.paths import Paths
@@ -128,21 +129,21 @@ def join(paths: Paths, url: str, *, key_command: str | None = None, settings: Pa
 
     path = settings or cs.settings_path()
     local = cs.load_state(claude_code.state_file(paths))
-    if local is not None and local.settings_path == str(cs._real(path)):
+    if local is not None and local.settings_path == str(sf.real_path(path)):
         raise JoinError(f"{path} points Claude Code at your local Patchbay (`patchbay connect`). Run `patchbay "
                         "disconnect` first, or keep the local Patchbay and relay it to the team gateway instead "
                         "(README, Team: a backend with auth = \"command:...\").")
-    data, text = cs._read(cs._real(path))
+    data, text = sf.read_text(sf.real_path(path))
     if text and text.strip():
-        root = cs._parse(path, text)
-        env = cs._env(path, root)
+        root = sf.parse(path, text)
+        env = sf.env_object(path, root)
         for name in ("ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_API_KEY"):
-            if cs._raw(text, env, name) is not None:
+            if sf.raw_value(text, env, name) is not None:
                 raise JoinError(f'{path} sets env.{name}, which Claude Code would send instead of the team '
                                 f"credential. Remove it from the file first, then run `patchbay team join` again.")
         mine = cs.load_state(state_file(paths))
         ours = mine is not None and any(e.where == "top" and e.key == HELPER for e in mine.entries)
-        if cs._raw(text, root, HELPER) is not None and not ours:
+        if sf.raw_value(text, root, HELPER) is not None and not ours:
             raise JoinError(f"{path} already has an apiKeyHelper of your own. Remove it first (Patchbay never "
                             "replaces it), then run `patchbay team join` again.")
     helper = key_command.strip() if key_command else credential_command()
