@@ -10,7 +10,7 @@ and min(``max_tokens``, the output bound): ``[ledger] reserve_output_tokens`` wh
 (recent prompts' real price against their uncached one) with the rest up to its dearest as
 *exposure*, and the output recent streams wrote, never more than the room left; its hold then
 follows its real cost and it stops at the cap (``hold_meter.py``). A request is refused only when
-even its cheapest prompt does not fit; while others are in flight it waits (``_Wait``) for them to
+even its cheapest prompt does not fit; while others are in flight it waits (``decisions.Wait``) for them to
 settle instead. The finished request's ledger row settles the reservation to the real cost (or to
 nothing, for a failure); the holds of an instance that died are charged by a live one within a
 minute (``hold_reaper.py``), and any hold expires after ``hold_ttl_s`` in any case. docs/team.md
@@ -36,14 +36,14 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import tzinfo
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from app.budgets import decisions
 from app.budgets.hold_meter import (
     CHARS_PER_TOKEN,
     OUTPUT_FLOOR,
@@ -55,7 +55,7 @@ from app.budgets.hold_meter import (
     step_for,
 )
 from app.budgets.lease import Leases
-from app.budgets.limits import block_refusal, budget_matches, downgrade_model, period_bounds, warning_headers
+from app.budgets.limits import block_refusal, budget_matches, period_bounds, warning_headers
 from app.budgets.store import BudgetStore, CounterKey, Hold, Meta, Numbers
 from app.catalog.prices import PriceBook
 from app.config import BackendConfig, BudgetConfig
@@ -84,27 +84,6 @@ LEASE_AFTER, BUSY_S = 8, 5.0  # counters with this many requests within BUSY_S s
 
 class _StillDown(Exception):
     pass
-
-
-@dataclass(frozen=True, slots=True)
-class _Wait(Refusal):
-    """Near the cap: the refusal to answer unless a moment's wait (``Admission.reserve`` tries
-    again) leaves room; the requests in flight may settle to less than they hold."""
-
-
-def _wait(refusal: Refusal) -> _Wait:
-    return _Wait(refusal.status, refusal.error_type, refusal.message, refusal.headers)
-
-
-def _scope_backend(scope: str) -> str | None:
-    return scope[len("backend:"):] if scope.startswith("backend:") else None
-
-
-def p95(values: Sequence[int]) -> int | None:
-    if not values:
-        return None
-    s = sorted(values)
-    return int(s[min(len(s) - 1, math.ceil(0.95 * len(s)) - 1)])
 
 
 class Admission:
@@ -264,7 +243,7 @@ class Admission:
         if now - self._p95_at > P95_REFRESH_S:
             self._p95_at = now
             try:
-                self._p95 = p95(self.store.recent_outputs(P95_SAMPLE))
+                self._p95 = decisions.p95(self.store.recent_outputs(P95_SAMPLE))
             except Exception:
                 pass
         if self._p95 is not None:
@@ -441,7 +420,7 @@ class Admission:
         if not self.leases.take(held, request_id, amount + exposure):
             if not renew or time.monotonic() < self._near.get(held, 0.0) or not self._busy(held):
                 return False
-            if not self.leases.renew(held, request_id, amount + exposure, self._lease_room(matching, keys), now,
+            if not self.leases.renew(held, request_id, amount + exposure, decisions.lease_room(matching, keys), now,
                                      self._settling_costs(), meta=meta):
                 self._near[held] = time.monotonic() + NEAR_RECHECK_S  # near a cap: the exact path for a while
                 if len(self._near) > SETTLING_MAX:
@@ -464,21 +443,6 @@ class Admission:
         if len(self._recent) > SETTLING_MAX:
             self._recent.clear()
         return count + 1 >= LEASE_AFTER
-
-    @staticmethod
-    def _lease_room(budgets: tuple[BudgetConfig, ...], keys: dict[BudgetConfig, CounterKey],
-                    seen: list[Numbers] | None = None, warn: bool = True) -> Callable[[Numbers], float]:
-        """The room under every budget's warning threshold (its limit at most) beside what is spent,
-        held and exposed: a lease never admits a request whose answer should carry a warning.
-        ``warn`` false (a stream admitted already grows): up to the limit beside what is spent and
-        held, as ``hold_meter.grant`` counts it."""
-        def room(numbers: Numbers) -> float:
-            if seen is not None:
-                seen.append(numbers)
-            free = [b.limit_usd * (min(1.0, b.warn_at) if warn else 1.0)
-                    - sum(numbers.get(keys[b], (0.0, 0.0, 0.0))[:3 if warn else 2]) for b in budgets]
-            return min(free) if free else math.inf
-        return room
 
     def _charge(self, route: Route, body: Mapping[str, Any], input_tokens: int, now: float,
                 stream: bool) -> tuple[float, float, float, float]:
@@ -509,7 +473,7 @@ class Admission:
                 want = ask  # the amount last asked for is what the stream holds, whatever the answer
                 ok = keys is not None and self.leases.renew(
                     keys, request_id, want + exposure - self.leases.charge_of(request_id),
-                    self._lease_room(budgets, by_key, seen, warn=False), now, far=False)
+                    decisions.lease_room(budgets, by_key, seen, warn=False), now, far=False)
                 if ok:
                     break
         except Exception as exc:  # the database is away: the stream goes on (admission says so at once)
@@ -535,7 +499,7 @@ class Admission:
                       groups: tuple[str, ...] = (), subscription: bool = False) -> Route | Refusal:
         """The gateway's call (off its loop: the transaction runs on a worker thread). ``user`` and
         ``groups``: the verified sender in team mode (their budgets apply), None in single-user mode.
-        Near the cap a stream may wait a moment (``_Wait``) for another's prompt cost to be known."""
+        Near the cap a stream may wait a moment (``decisions.Wait``) for another's prompt cost to be known."""
         if not self.budgets and not (self.spend_limits is not None and self.spend_limits.limits):
             return route
         if not subscription and self._lease_fast(route, request_id, body, user, groups):
@@ -546,7 +510,7 @@ class Admission:
         while True:
             result = await loop.run_in_executor(self._pool, self.reserve_sync, route, request_id, body, True, user,
                                                 groups, subscription)
-            if not isinstance(result, _Wait):
+            if not isinstance(result, decisions.Wait):
                 return result
             if time.monotonic() + pause > deadline:
                 return Refusal(result.status, result.error_type, result.message, result.headers)
@@ -607,9 +571,10 @@ class Admission:
 
         def decide(numbers: Numbers) -> tuple[Route | Refusal, list[Hold]]:
             cheapest = self.input_range(route, input_tokens, now)[0] if hold else 0.0
-            final = self._decide(route, budgets, keys, numbers, now, cheapest, team=user is not None)
+            final = decisions.decide(route, budgets, keys, numbers, now, self._tz, self.backends, cheapest,
+                                     team=user is not None)
             if isinstance(final, Refusal) and hold and any(numbers.get(k, (0.0, 0.0, 0.0))[1] > 0 for k in keys.values()):
-                return _wait(final), []  # requests in flight may settle to less than they hold: wait for them
+                return decisions.wait_on(final), []  # requests in flight may settle to less than they hold: wait for them
             if isinstance(final, Refusal) or not hold:
                 return final, []
             amount = self.estimate(final, body, input_tokens, now)
@@ -618,11 +583,12 @@ class Admission:
                 plain = self.input_cost(final, input_tokens, now)
                 _low, low, high = self.input_range(final, input_tokens, now)
                 exposure, amount = max(0.0, high - low), max(0.0, amount - plain + low)
-                wait = self._must_wait(final, budgets, keys, numbers, amount, exposure, now, team=user is not None)
+                wait = decisions.must_wait(final, budgets, keys, numbers, amount, exposure, now, self._tz,
+                                           team=user is not None)
                 if wait is not None:
                     return wait, []
                 # never more than the room left: past it the stream asks again, and stops at the cap
-                amount = max(min(low, amount), min(amount, self._room(final, budgets, keys, numbers)))
+                amount = max(min(low, amount), min(amount, decisions.room(final, budgets, keys, numbers)))
             self._warn(request_id, final, budgets, keys, numbers)
             if amount <= 0 and exposure <= 0:
                 return final, []
@@ -678,67 +644,6 @@ class Admission:
             self._flights[request_id] = flight
             while len(self._flights) > SETTLING_MAX:  # never finished (a bound, not a target)
                 self._flights.popitem(last=False)
-
-    def _room(self, route: Route, budgets: tuple[BudgetConfig, ...], keys: dict[BudgetConfig, CounterKey],
-              numbers: Numbers) -> float:
-        """What the block budgets this route falls under leave free beside what is spent and held."""
-        free = [b.limit_usd - sum(numbers.get(keys[b], (0.0, 0.0, 0.0))[:2]) for b in budgets
-                if b.action == "block" and budget_matches(b, route.backend)]
-        return max(0.0, min(free)) if free else math.inf
-
-    def _must_wait(self, route: Route, budgets: tuple[BudgetConfig, ...], keys: dict[BudgetConfig, CounterKey],
-                   numbers: Numbers, amount: float, exposure: float, now: float, team: bool = False) -> _Wait | None:
-        """A ``_Wait`` (try again in a moment; refused only if the moment never comes) when a
-        block budget has room for this stream's cheapest prompt but not for its expected cost
-        (``amount``: its prompt and recent streams' output) beside what others hold, or not for its
-        worst case (``amount + exposure``)
-        beside the worst case of streams whose prompt cost is not known yet: the requests in flight
-        settle to what they really cost, or learn it, and then it fits or is refused. With nothing
-        in flight it goes: at most one request's exposure (its prompt's dearest minus its expected
-        price) can pass the cap."""
-        for b in budgets:
-            spent, held, exposed = numbers.get(keys[b], (0.0, 0.0, 0.0))
-            if b.action != "block" or not budget_matches(b, route.backend):
-                continue
-            if (held > 0 and spent + held + amount > b.limit_usd) or \
-                    (exposed > 0 and spent + held + exposed + amount + exposure > b.limit_usd):
-                return _wait(block_refusal(b, spent, keys[b][2], now, self._tz, held + exposed,
-                                           subject=keys[b][0].removeprefix(PLAN_PREFIX), team=team))
-        return None
-
-    def _decide(self, route: Route, budgets: tuple[BudgetConfig, ...], keys: dict[BudgetConfig, CounterKey],
-                numbers: Numbers, now: float, need: float = 0.0, team: bool = False) -> Route | Refusal:
-        """``need``: what the request spends once sent (its prompt); it must fit beside what is
-        spent and held, or the budget counts as used up for it."""
-        applied: set[int] = set()
-        for _ in range(len(budgets) + 1):
-            over = []
-            for i, b in enumerate(budgets):
-                spent, held, _exposed = numbers.get(keys[b], (0.0, 0.0, 0.0))
-                full = spent + held >= b.limit_usd or (need > 0 and spent + held + need > b.limit_usd)
-                if i not in applied and full and budget_matches(b, route.backend):
-                    over.append((i, b, spent, held))
-            if not over:
-                return route
-            down = next(((i, b) for i, b, _s, _h in over if b.downgrade_to is not None), None)
-            if down is not None:
-                i, b = down
-                applied.add(i)
-                target, model = b.downgrade_to  # type: ignore[misc]
-                if target == route.backend and (model is None or model == route.model):
-                    continue
-                route = Route(target, downgrade_model(self.backends, target, model, route.requested_model), f"budget:{b.label}",
-                              route.requested_model)
-                continue
-            block = next(((b, s, h) for _i, b, s, h in over if b.action == "block"), None)
-            if block is not None:
-                b, spent, held = block
-                return block_refusal(b, spent, keys[b][2], now, self._tz, held,
-                                     subject=keys[b][0].removeprefix(PLAN_PREFIX), team=team)
-            return route
-        return route
-
-
 
 if TYPE_CHECKING:  # the gateway's budget hook (app/proxy/admit.py) is this class: mypy holds the two together
     _HOOK: type[AdmissionHook] = Admission
