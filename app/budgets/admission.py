@@ -10,8 +10,8 @@ and min(``max_tokens``, the output bound): ``[ledger] reserve_output_tokens`` wh
 (recent prompts' real price against their uncached one) with the rest up to its dearest as
 *exposure*, and the output recent streams wrote, never more than the room left; its hold then
 follows its real cost and it stops at the cap (``hold_meter.py``). A request is refused only when
-even its cheapest prompt does not fit; while others are in flight it waits (``decisions.Wait``) for them to
-settle instead. The finished request's ledger row settles the reservation to the real cost (or to
+even its cheapest prompt does not fit; while others are in flight it waits (``decisions.Wait``)
+for them to settle instead. The finished request's ledger row settles the reservation to the real cost (or to
 nothing, for a failure); the holds of an instance that died are charged by a live one within a
 minute (``hold_reaper.py``), and any hold expires after ``hold_ttl_s`` in any case. docs/team.md
 says why the spend ends within a write per stopped stream of the cap.
@@ -56,7 +56,7 @@ from app.budgets.hold_meter import (
 )
 from app.budgets.lease import Leases
 from app.budgets.limits import block_refusal, budget_matches, period_bounds, warning_headers
-from app.budgets.store import BudgetStore, CounterKey, Hold, Meta, Numbers
+from app.budgets.store import NOTHING, BudgetStore, CounterKey, Hold, Meta, Numbers
 from app.catalog.prices import PriceBook
 from app.config import BackendConfig, BudgetConfig
 from app.config.ledger import DEFAULT_RESERVE_OUTPUT
@@ -216,7 +216,7 @@ class Admission:
               keys: dict[BudgetConfig, CounterKey], numbers: Numbers) -> None:
         worst: tuple[float, BudgetConfig, float] | None = None
         for b in budgets:
-            spent = numbers.get(keys[b], (0.0, 0.0, 0.0))[0]
+            spent = numbers.get(keys[b], NOTHING)[0]
             if b.limit_usd > 0 and spent >= b.limit_usd * b.warn_at and budget_matches(b, route.backend):
                 if worst is None or spent / b.limit_usd > worst[0]:
                     worst = (spent / b.limit_usd, b, spent)
@@ -485,8 +485,8 @@ class Admission:
             return
         if not may_cut or not seen:
             return
-        key, (limit, budget) = min(f.limits.items(), key=lambda kv: kv[1][0] - sum(seen[-1].get(kv[0], (0.0, 0.0, 0.0))))
-        spent, held, exposed = seen[-1].get(key, (0.0, 0.0, 0.0))
+        key, (limit, budget) = min(f.limits.items(), key=lambda kv: kv[1][0] - sum(seen[-1].get(kv[0], NOTHING)))
+        spent, held, exposed = seen[-1].get(key, NOTHING)
         refusal = block_refusal(budget, spent, key[2], now, self._tz, held + exposed,
                                 subject=key[0].removeprefix(PLAN_PREFIX), team=f.team)
         f.cut = f"This answer was stopped at the budget's limit. {refusal.message}"
@@ -499,7 +499,8 @@ class Admission:
                       groups: tuple[str, ...] = (), subscription: bool = False) -> Route | Refusal:
         """The gateway's call (off its loop: the transaction runs on a worker thread). ``user`` and
         ``groups``: the verified sender in team mode (their budgets apply), None in single-user mode.
-        Near the cap a stream may wait a moment (``decisions.Wait``) for another's prompt cost to be known."""
+        Near the cap a stream may wait a moment (``decisions.Wait``) for another's prompt cost to be
+        known."""
         if not self.budgets and not (self.spend_limits is not None and self.spend_limits.limits):
             return route
         if not subscription and self._lease_fast(route, request_id, body, user, groups):
@@ -573,8 +574,9 @@ class Admission:
             cheapest = self.input_range(route, input_tokens, now)[0] if hold else 0.0
             final = decisions.decide(route, budgets, keys, numbers, now, self._tz, self.backends, cheapest,
                                      team=user is not None)
-            if isinstance(final, Refusal) and hold and any(numbers.get(k, (0.0, 0.0, 0.0))[1] > 0 for k in keys.values()):
-                return decisions.wait_on(final), []  # requests in flight may settle to less than they hold: wait for them
+            if isinstance(final, Refusal) and hold and any(numbers.get(k, NOTHING)[1] > 0 for k in keys.values()):
+                # requests in flight may settle to less than they hold: wait for them
+                return decisions.wait_on(final), []
             if isinstance(final, Refusal) or not hold:
                 return final, []
             amount = self.estimate(final, body, input_tokens, now)

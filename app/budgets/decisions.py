@@ -14,12 +14,10 @@ from dataclasses import dataclass
 from datetime import tzinfo
 
 from app.budgets.limits import block_refusal, budget_matches, downgrade_model
-from app.budgets.store import CounterKey, Numbers
+from app.budgets.store import NOTHING, CounterKey, Numbers
 from app.config import BackendConfig, BudgetConfig
 from app.ledger.store import PLAN_PREFIX
 from app.proxy.routing import Refusal, Route
-
-NOTHING = (0.0, 0.0, 0.0)  # a counter nobody has charged yet: nothing spent, held or exposed
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from app.budgets.store import CounterKey, Numbers
+from app.budgets.store import NOTHING, CounterKey, Numbers
 from app.config import BudgetConfig
 from app.events import Usage
 
@@ -100,7 +100,7 @@ def grant(f: Flight, cost: float, step: float, numbers: Numbers, keep: float = 0
     room = math.inf
     tightest: tuple[float, float, BudgetConfig, CounterKey] | None = None
     for key, (limit, budget) in f.limits.items():
-        spent, others, _exposed = numbers.get(key, (0.0, 0.0, 0.0))
+        spent, others, _exposed = numbers.get(key, NOTHING)
         free = limit - spent - others
         if free < room:
             room, tightest = free, (spent, others, budget, key)

@@ -40,6 +40,7 @@ from app.ledger.store import PLAN_PREFIX, stored_group
 T = TypeVar("T")
 CounterKey = tuple[str, float, float]  # (scope, period start, period end)
 Numbers = dict[CounterKey, tuple[float, float, float]]  # key -> (spent, held by live holds, their exposure)
+NOTHING = (0.0, 0.0, 0.0)  # the numbers of a counter nobody has charged yet: nothing spent, held or exposed
 Hold = tuple[CounterKey, float, float]  # (counter, amount, exposure)
 Decide = Callable[[Numbers], tuple[T, Sequence[Hold]]]
 Meta = tuple[float, str]  # a hold's (request start, detail as JSON): what its row needs (hold_reaper.py)
