@@ -37,7 +37,6 @@ from app.claude import settings_file as sf
 from app.claude.jsonspans import Node, remove_member, scan, set_member
 from app.claude.settings_file import BACKUPS_KEPT as BACKUPS_KEPT  # re-exported: callers know them as settings.*
 from app.claude.settings_file import SettingsFileError as SettingsFileError
-from app.claude.settings_file import members_digest, same_value
 from app.claude.settings_file import settings_path as settings_path
 from app.claude.settings_file import settings_path_note as settings_path_note
 
@@ -192,13 +191,13 @@ def connect(path: Path, state_file: Path, backup_dir: Path, values: dict[str, st
     # there before the first connect; a key something else changed since starts afresh from its
     # current value (Disconnect then gives back that other tool's setting).
     prev = {(e.where, e.key): e for e in old.entries
-            if same_value(sf.raw_value(work, env if e.where == "env" else root, e.key), e.ours)} \
+            if sf.same_value(sf.raw_value(work, env if e.where == "env" else root, e.key), e.ours)} \
         if old is not None and old.settings_path == str(path) else {}
     reuse = bool(prev)
     state = State(str(path), [], file_before=text if blank else None, file_absent=file_absent,
                   env_absent=env is None, env_inner="", top_inner="")
     state.before_sha256 = sf.digest(data) if data is not None else ""
-    state.before_members = members_digest(text)
+    state.before_members = sf.members_digest(text)
     state.model_before = sf.raw_value(work, root, MODEL)
     if reuse and old:
         state.file_before, state.file_absent = old.file_before, old.file_absent
@@ -365,7 +364,7 @@ def disconnect(path: Path, state_file: Path, backup_dir: Path, *, gateway_url: s
     env_found = root.get("env")
     if state.env_absent and env_found and env_found[-1].value.kind == "object" and not env_found[-1].value.members:
         new = remove_member(new, root, "env", empty_inner=state.top_inner)
-    now = members_digest(new)
+    now = sf.members_digest(new)
     ours = {e.key if e.where == "top" else f"env.{e.key}" for e in state.entries}
     others = tuple(k for k in sorted(set(now) | set(before or {}))
                    if k not in ours and (before or {}).get(k) != now.get(k)) if before is not None else ()
@@ -437,7 +436,7 @@ def _undo(text: str, e: Entry, state: State) -> tuple[str, bool]:
     current = sf.raw_value(text, obj, e.key)
     if current is None:
         return text, True
-    if not same_value(current, e.ours):
+    if not sf.same_value(current, e.ours):
         return _undo_header_line(text, obj, e, current, state)
     if e.before is None:
         return remove_member(text, obj, e.key, empty_inner=state.env_inner if e.where == "env" else state.top_inner), True
@@ -487,13 +486,13 @@ def status(path: Path, state_file: Path, gateway_url: str, token: str) -> Status
         options.append("nonessential")
     if any(sf.raw_value(text, env, k) is not None for k in ALIAS_KEYS.values()):
         options.append("aliases")
-    if state is not None and any(e.key == STATUS_LINE and same_value(sf.raw_value(text, root, STATUS_LINE), e.ours)
+    if state is not None and any(e.key == STATUS_LINE and sf.same_value(sf.raw_value(text, root, STATUS_LINE), e.ours)
                                  for e in state.entries):
         options.append("statusline")
     opts = tuple(options)
     if state is not None:
         changed = [e.key for e in state.entries
-                   if not same_value(sf.raw_value(text, env if e.where == "env" else root, e.key), e.ours)]
+                   if not sf.same_value(sf.raw_value(text, env if e.where == "env" else root, e.key), e.ours)]
         if changed and not ours_now:
             where = f" (it now points at {base})" if base and base != gateway_url else ""
             return Status("changed", path, f"Something else changed {', '.join(changed)} in {path} since Patchbay "

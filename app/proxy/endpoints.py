@@ -2,8 +2,9 @@
 preflight and team mode's /managed/settings and OTLP intake; and the small answers every route
 gives (``plain``, ``json_answer``, ``allow``).
 
-Each takes the gateway (app/proxy/gateway.py; the ``Gateway`` protocol here) for the state it reads: the snapshot, whether it
-is paused, its readiness check, its metrics. None of them is on a request's hot path.
+Each takes the gateway (app/proxy/gateway.py; the ``Gateway`` protocol here) for the state it
+reads: the snapshot, whether it is paused, its readiness check, its metrics. None of them is on a
+request's hot path.
 """
 
 from __future__ import annotations

@@ -134,25 +134,25 @@ class Gateway:
                 await self.extra_routes[path](scope, receive, send)
             elif path == "/":
                 await json_answer(send, 200, {"name": "Patchbay", "version": __version__,
-                                        "endpoints": ["POST /v1/messages", "POST /v1/messages/count_tokens",
-                                                      "GET /v1/models", "GET /v1/models/{model_id}", "GET /health",
-                                                      "GET /ready"]})
+                                              "endpoints": ["POST /v1/messages", "POST /v1/messages/count_tokens",
+                                                            "GET /v1/models", "GET /v1/models/{model_id}",
+                                                            "GET /health", "GET /ready"]})
             else:
                 raise ApiError(404, "not_found_error",
                                    f"Patchbay does not serve {method} {scope['path']}. It serves POST /v1/messages, "
                                    "POST /v1/messages/count_tokens, GET /v1/models and GET /health.")
         except ApiError as exc:
             await plain(send, exc.status, request_ids.with_id(exc.raw_body, request_id) if exc.raw_body
-                         else error_body(exc.error_type, exc.message, request_id),
-                         JSON_HEADERS + exc.headers)
+                        else error_body(exc.error_type, exc.message, request_id),
+                        JSON_HEADERS + exc.headers)
         except ClientGone:
             return
         except Exception as exc:  # our own bug outside a request's handling: still Anthropic's shape
             log.exception("%s %s failed inside Patchbay", method, path)
             try:
                 await plain(send, 500, error_body("api_error", f"Patchbay failed while handling this request "
-                                                   f"({type(exc).__name__}). This is a bug in Patchbay; the log "
-                                                   "file has the details.", request_id), JSON_HEADERS)
+                                                  f"({type(exc).__name__}). This is a bug in Patchbay; the log "
+                                                  "file has the details.", request_id), JSON_HEADERS)
             except Exception:
                 pass  # the answer had already begun: uvicorn closes the connection
 
