@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 APP_NAME = "Patchbay"
-RESOURCES = Path(__file__).resolve().parent.parent / "resources"
+# the price table and the icons: package data, so a wheel carries them (pyproject.toml)
+RESOURCES = Path(__file__).resolve().parent / "resources"
 
 
 @dataclass(frozen=True)

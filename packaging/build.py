@@ -122,7 +122,7 @@ def linux_tarball(bundle_dir: Path, dist: Path) -> Path:
     out = dist / f"Patchbay-{version()}-linux-{arch}.tar.gz"
     extras = {
         "patchbay.desktop": PACKAGING / "linux" / "patchbay.desktop",
-        "patchbay.png": ROOT / "resources" / "icons" / "patchbay-256.png",
+        "patchbay.png": ROOT / "app" / "resources" / "icons" / "patchbay-256.png",
         "install.sh": PACKAGING / "linux" / "install.sh",
     }
     tmp = out.with_name(out.name + ".part")

@@ -1,7 +1,7 @@
 """Render Patchbay's app icon, in every size the three platforms ask for, from its one source
-image ``resources/icons/patchbay.svg``.
+image ``app/resources/icons/patchbay.svg``.
 
-    python packaging/make_icons.py                 # the PNGs the app loads -> resources/icons/
+    python packaging/make_icons.py                 # the PNGs the app loads -> app/resources/icons/
     python packaging/make_icons.py --out DIR --installers   # + patchbay.ico and patchbay.icns
 
 Qt's SVG renderer (PySide6, already a dependency) draws each size from the vector source, so
@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SOURCE = ROOT / "resources" / "icons" / "patchbay.svg"
+SOURCE = ROOT / "app" / "resources" / "icons" / "patchbay.svg"
 PNG_SIZES = (16, 24, 32, 48, 64, 128, 256, 512, 1024)
 ICO_SIZES = (16, 24, 32, 48, 64, 128, 256)
 ICNS_SIZES = (16, 32, 64, 128, 256, 512, 1024)
@@ -67,7 +67,7 @@ def write_installer_icons(pngs: dict[int, Path], out: Path) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, default=SOURCE.parent, help="folder for the files (default: resources/icons)")
+    ap.add_argument("--out", type=Path, default=SOURCE.parent, help="folder for the files (default: app/resources/icons)")
     ap.add_argument("--installers", action="store_true", help="also write patchbay.ico and patchbay.icns")
     args = ap.parse_args(argv)
     pngs = render_pngs(args.out)

@@ -1,6 +1,6 @@
 """Prices, and the cost of one request.
 
-The shipped table lives in ``resources/prices.toml`` (list prices, each with its source and the
+The shipped table lives in ``app/resources/prices.toml`` (list prices, each with its source and the
 date it was taken); a user's ``[[prices]]`` in the config override or extend it. A local backend
 costs nothing unless the user gives it a price. A model with no price at all is *unpriced*:
 ``price_for`` and ``cost`` answer ``None``, never a silent ``0``.

@@ -159,7 +159,7 @@ def health_icon(color: QColor | str, health: str, size: int = 16) -> QIcon:
 
 
 def app_icon() -> QIcon:
-    """The application icon: the PNGs rendered from resources/icons/patchbay.svg, else the glyph
+    """The application icon: the PNGs rendered from app/resources/icons/patchbay.svg, else the glyph
     with a "P" in Patchbay's own colour."""
     from app.paths import RESOURCES
 
@@ -175,7 +175,7 @@ def app_icon() -> QIcon:
 
 def write_icon_files(folder: Path) -> list[Path]:
     """Render one tray glyph per state (for docs) into ``folder`` as PNGs. The app icon's PNGs
-    come from ``resources/icons/patchbay.svg`` (``packaging/make_icons.py``)."""
+    come from ``app/resources/icons/patchbay.svg`` (``packaging/make_icons.py``)."""
     folder.mkdir(parents=True, exist_ok=True)
     out = []
     for state in ("ok", "warn", "error", "paused"):
@@ -185,7 +185,7 @@ def write_icon_files(folder: Path) -> list[Path]:
     return out
 
 
-if __name__ == "__main__":  # python -m app.views.icons: regenerate resources/icons/tray-*.png
+if __name__ == "__main__":  # python -m app.views.icons: regenerate app/resources/icons/tray-*.png
     import sys
 
     from PySide6.QtWidgets import QApplication

@@ -39,7 +39,7 @@ class LinuxBuild:
 def _inputs_key() -> str:
     h = hashlib.sha256()
     files = [REPO / "pyproject.toml"]
-    for folder in ("app", "resources", "packaging"):
+    for folder in ("app", "packaging"):
         files += sorted(p for p in (REPO / folder).rglob("*") if p.is_file() and "__pycache__" not in p.parts)
     for f in files:
         h.update(str(f.relative_to(REPO)).encode() + b"\0" + f.read_bytes() + b"\0")
@@ -96,8 +96,8 @@ def test_built_binary_passes_its_selftest(linux_build: LinuxBuild, tmp_path: Pat
     assert "Self-test passed: all 5 checks." in out
     assert "ok   cloud backends" in out  # botocore's trimmed data still holds the credential chain's models
     # every resource came from the bundle, not from this checkout
-    assert f"{linux_build.bundle}/_internal/resources/prices.toml" in out
-    assert f"{linux_build.bundle}/_internal/resources/icons" in out
+    assert f"{linux_build.bundle}/_internal/app/resources/prices.toml" in out
+    assert f"{linux_build.bundle}/_internal/app/resources/icons" in out
     assert "libqxcb.so" in out and "libqoffscreen.so" in out
     print(f"\nbundle {_size_mb(linux_build.bundle):.0f} MB, tarball {linux_build.tarball.stat().st_size / 1e6:.0f} MB, "
           f"build {'cached' if linux_build.seconds is None else f'{linux_build.seconds:.0f} s'}\n{out}")
@@ -106,7 +106,8 @@ def test_built_binary_passes_its_selftest(linux_build: LinuxBuild, tmp_path: Pat
 def test_bundle_holds_what_the_app_needs_and_not_what_it_does_not(linux_build: LinuxBuild) -> None:
     internal = linux_build.bundle / "_internal"
     names = [str(p.relative_to(internal)) for p in internal.rglob("*")]
-    for needed in ("resources/prices.toml", "resources/icons/patchbay-256.png", "resources/icons/patchbay-16.png",
+    for needed in ("app/resources/prices.toml", "app/resources/icons/patchbay-256.png",
+                   "app/resources/icons/patchbay-16.png",
                    "PySide6/Qt/plugins/platforms/libqxcb.so", "PySide6/Qt/plugins/platforms/libqoffscreen.so",
                    "PySide6/Qt/plugins/platforms/libqwayland.so", "PySide6/Qt/lib/libQt6XcbQpa.so.6"):
         assert needed in names, f"{needed} is not in the bundle"

@@ -10,7 +10,7 @@ from pathlib import Path
 from PIL import Image, ImageChops, ImageStat
 
 REPO = Path(__file__).resolve().parents[2]
-ICONS = REPO / "resources" / "icons"
+ICONS = REPO / "app" / "resources" / "icons"
 sys.path.insert(0, str(REPO / "packaging"))
 
 import make_icons  # noqa: E402
@@ -36,7 +36,7 @@ def test_icons_in_every_size_from_the_one_svg(tmp_path: Path) -> None:
         name = f"patchbay-{size}.png"
         with Image.open(ICONS / name) as shipped, Image.open(tmp_path / name) as new:
             diff = ImageStat.Stat(ImageChops.difference(shipped.convert("RGBA"), new.convert("RGBA"))).mean
-            assert max(diff) < 1.0, f"resources/icons/patchbay-{size}.png is stale: run packaging/make_icons.py"
+            assert max(diff) < 1.0, f"app/resources/icons/patchbay-{size}.png is stale: run packaging/make_icons.py"
     assert sorted(p.name for p in ICONS.glob("patchbay*.png")) == sorted(
         f"patchbay-{s}.png" for s in make_icons.PNG_SIZES)
 

@@ -1,5 +1,7 @@
-"""A plain install — what ``./patchbay`` does on a fresh clone: ``pip install -e .`` with no extras —
-passes its own ``--selftest``, the cloud backends included. The test extras pull in packages
+"""A plain install — ``pip install .`` with no extras, a wheel as a user or the container image
+gets it — passes its own ``--selftest``, the cloud backends included. Not editable: a wheel must
+carry the price table and the icons itself (package data), which an editable install reads from
+the checkout and so once hid. The test extras pull in packages
 (``packaging``) that the runtime needs too, which once hid a missing dependency: google-auth's
 urllib3 transport, which Vertex uses, needs its ``urllib3`` extra."""
 
@@ -22,12 +24,12 @@ def test_a_plain_install_passes_its_selftest(tmp_path: Path) -> None:
     src.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(REPO / name, src / name)
-    for name in ("app", "resources"):
+    for name in ("app",):
         shutil.copytree(REPO / name, src / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True).create(env_dir)
     py = env_dir / "bin" / "python"
-    pip = subprocess.run([str(py), "-m", "pip", "install", "-q", "-e", str(src)], capture_output=True, text=True,
+    pip = subprocess.run([str(py), "-m", "pip", "install", "-q", str(src)], capture_output=True, text=True,
                          timeout=900)
     assert pip.returncode == 0, pip.stdout + pip.stderr
     # none of the test extras came along
